@@ -1,0 +1,3 @@
+from mfhq.cli import app
+
+app()

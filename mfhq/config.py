@@ -1,0 +1,174 @@
+"""Frozen per-stage configuration, loaded from the declarative presets in pipelines/.
+
+A preset is a YAML mapping of sections (decode, detect, ...) to options. Unknown sections or
+options are errors, not silently ignored: a typo in a threshold must not go unnoticed on a
+100k-video run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A pipeline preset that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    backend: str = "auto"          # auto (decord, then PyAV), decord, pyav, or "module:Class"
+    fps: float = 5.0               # frames sampled per second of video
+    max_frames: int | None = None  # cap on sampled frames per clip (None: no cap)
+    chunk_frames: int = 32         # frames decoded per batch; bounds memory on long clips
+    timeout_s: float = 120.0       # the watchdog's bound on one decode call
+
+
+@dataclass(frozen=True)
+class DetectConfig:
+    backend: str = "yunet"
+    score_threshold: float = 0.7
+    nms_threshold: float = 0.3
+    max_faces: int = 10
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    backend: str = "sface"
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    # Cosine similarity above which a face is the clip's own person. SFace's published
+    # verification threshold is 0.363; ArcFace's is usually set near 0.3-0.4.
+    similarity_threshold: float = 0.363
+    # The clip's person is fixed by the largest face in the first frames that have faces.
+    anchor_frames: int = 3
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    template: str = "arcface"      # arcface (5-point, x4 = 448 px) or ffhq (quad, 512 px)
+    size: int = 448
+    # The least source extent (px) of the aligned crop: below it the crop would be upsampled.
+    min_face_px: float = 448.0
+    crop_format: str = "jpg"       # jpg or png
+    jpeg_quality: int = 95
+
+
+@dataclass(frozen=True)
+class PoseConfig:
+    backend: str = "pnp5"
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    backend: str = "brisque"
+    min_quality: float | None = None  # faces below are dropped with reason low_quality
+
+
+@dataclass(frozen=True)
+class ParsingConfig:
+    backend: str = "dlib68-hull"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    shard_size: int = 16           # clips per output shard
+    workers: int = 1               # worker processes, each with one model load
+    clip_timeout_s: float = 1800.0  # bound on one clip's whole processing
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str = "default"
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    align: AlignConfig = field(default_factory=AlignConfig)
+    pose: PoseConfig = field(default_factory=PoseConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        """Hash of everything that changes what a row contains (not how fast it is made)."""
+        content = self.to_dict()
+        content.pop("run")
+        content.pop("name")
+        blob = json.dumps(content, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def replace(self, **sections: Any) -> "PipelineConfig":
+        """A copy with some options changed: replace(run={"workers": 2})."""
+        changed = {}
+        for section, options in sections.items():
+            current = getattr(self, section)
+            changed[section] = dataclasses.replace(current, **options)
+        return dataclasses.replace(self, **changed)
+
+
+_SECTIONS = {f.name: f.default_factory for f in dataclasses.fields(PipelineConfig) if f.name != "name"}
+
+
+def _build_section(origin: str, section: str, options: Any):
+    factory = _SECTIONS[section]
+    if not isinstance(options, dict):
+        raise ConfigError(f"{origin}: section '{section}' must be a mapping, got {type(options).__name__}")
+    known = {f.name: f for f in dataclasses.fields(factory)}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown option(s) {unknown} in section '{section}'; known: {sorted(known)}"
+        )
+    defaults = factory()
+    for key, value in options.items():
+        expected = type(getattr(defaults, key))
+        if value is None or getattr(defaults, key) is None:
+            continue
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            continue
+        if not isinstance(value, expected):
+            raise ConfigError(
+                f"{origin}: {section}.{key} must be {expected.__name__}, got {value!r}"
+            )
+    return factory(**options)
+
+
+def load_pipeline(path: str | Path | None) -> PipelineConfig:
+    """Load a preset from YAML; None gives the built-in defaults."""
+    if path is None:
+        return PipelineConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"pipeline preset not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a preset must be a mapping of sections")
+    raw = dict(raw)
+    name = str(raw.pop("name", path.stem))
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")
+    sections = {key: _build_section(str(path), key, value) for key, value in raw.items()}
+    return PipelineConfig(name=name, **sections)
+
+
+def config_from_dict(content: dict[str, Any]) -> PipelineConfig:
+    """Rebuild a PipelineConfig from to_dict() output (sent to worker processes, stored in runs)."""
+    content = dict(content)
+    name = content.pop("name", "default")
+    return PipelineConfig(name=name, **{key: _build_section("config", key, value) for key, value in content.items()})

@@ -1,0 +1,210 @@
+"""Video decoding: decord first, PyAV as the fallback, frames sampled at a configurable rate.
+
+Readers return BGR uint8 frames (OpenCV's order, which every offline model here expects).
+Indices are always read in sorted batches: decord's get_batch on sorted indices is ~3.5x faster
+than per-frame seeks. Hangs and native crashes are not handled here but by the executor's
+watchdog, around the process that calls these functions.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Protocol
+
+import numpy as np
+
+from mfhq.config import DecodeConfig
+
+log = logging.getLogger(__name__)
+
+
+class DecodeError(RuntimeError):
+    """No frame could be read; the message names the file and every decoder's error."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float
+    width: int
+    height: int
+
+
+class VideoReader(Protocol):
+    name: str
+
+    def open(self, path: Path) -> VideoInfo: ...
+    def read(self, indices: list[int]) -> np.ndarray: ...  # [N, H, W, 3] BGR uint8
+    def close(self) -> None: ...
+
+
+class DecordReader:
+    name = "decord"
+
+    def open(self, path: Path) -> VideoInfo:
+        import decord
+
+        # One decoder thread per process: parallelism comes from worker processes.
+        self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
+        height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
+        return VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height)
+
+    def read(self, indices: list[int]) -> np.ndarray:
+        frames = self._reader.get_batch(indices).asnumpy()
+        return np.ascontiguousarray(frames[..., ::-1])
+
+    def close(self) -> None:
+        self._reader = None
+
+
+class PyAVReader:
+    """Sequential decoding with PyAV; slower to seek but tolerant of odd containers."""
+
+    name = "pyav"
+
+    def open(self, path: Path) -> VideoInfo:
+        import av
+
+        self._path = path
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or stream.guessed_rate or 25)
+            n_frames = stream.frames
+            if not n_frames and stream.duration and stream.time_base:
+                n_frames = int(float(stream.duration * stream.time_base) * fps)
+            if not n_frames:  # some containers do not say: count them
+                n_frames = sum(1 for _ in container.decode(video=0))
+            self._info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
+        self._next = 0
+        self._container = None
+        return self._info
+
+    def _frames(self) -> Iterator:
+        import av
+
+        if self._container is None:
+            self._container = av.open(str(self._path))
+            self._iter = self._container.decode(video=0)
+            self._next = 0
+        return self._iter
+
+    def read(self, indices: list[int]) -> np.ndarray:
+        if indices and indices[0] < self._next:  # a backwards read: start over
+            self.close()
+        wanted, out = set(indices), []
+        frames = self._frames()
+        last = max(indices)
+        while self._next <= last:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            if self._next in wanted:
+                out.append(frame.to_ndarray(format="bgr24"))
+            self._next += 1
+        if not out:
+            raise DecodeError(f"{self._path}: PyAV returned none of frames {indices[0]}..{last}")
+        return np.stack(out)
+
+    def close(self) -> None:
+        if getattr(self, "_container", None) is not None:
+            self._container.close()
+        self._container = None
+
+
+def _load_custom(spec: str) -> type:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"decode backend {spec!r} cannot be imported: {exc}") from exc
+
+
+def reader_chain(backend: str) -> list[VideoReader]:
+    """The readers to try, in order, for a configured backend."""
+    if backend == "auto":
+        return [DecordReader(), PyAVReader()]
+    if backend == "decord":
+        return [DecordReader()]
+    if backend == "pyav":
+        return [PyAVReader()]
+    if ":" in backend:
+        return [_load_custom(backend)()]
+    raise ValueError(f"unknown decode backend {backend!r}; use auto, decord, pyav or module:Class")
+
+
+def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, end_sec: float | None) -> list[int]:
+    """Frame indices at cfg.fps within [start, end), sorted and unique."""
+    if info.n_frames <= 0 or info.fps <= 0:
+        return []
+    duration = info.n_frames / info.fps
+    start = max(0.0, start_sec or 0.0)
+    end = min(duration, end_sec) if end_sec is not None else duration
+    if end <= start:
+        return []
+    times = np.arange(start, end, 1.0 / cfg.fps)
+    indices = np.unique(np.clip(np.round(times * info.fps).astype(np.int64), 0, info.n_frames - 1))
+    if cfg.max_frames is not None and len(indices) > cfg.max_frames:
+        # Spread the cap over the whole range rather than keeping only the start.
+        keep = np.linspace(0, len(indices) - 1, cfg.max_frames).round().astype(int)
+        indices = indices[np.unique(keep)]
+    return indices.tolist()
+
+
+@dataclass
+class DecodedChunk:
+    indices: list[int]
+    frames: np.ndarray  # [N, H, W, 3] BGR
+
+
+class ClipDecoder:
+    """Opens a clip with the first reader that works and yields its sampled frames in chunks."""
+
+    def __init__(self, cfg: DecodeConfig):
+        self.cfg = cfg
+        self.errors: list[str] = []
+        self.reader: VideoReader | None = None
+        self.info: VideoInfo | None = None
+
+    def open(self, path: Path) -> VideoInfo:
+        for reader in reader_chain(self.cfg.backend):
+            try:
+                self.info = reader.open(path)
+                self.reader = reader
+                return self.info
+            except Exception as exc:  # decord raises DECORDError, which is not a RuntimeError
+                self.errors.append(f"{reader.name}: {type(exc).__name__}: {exc}")
+                log.debug("%s cannot open %s: %s", reader.name, path, exc)
+        raise DecodeError(f"{path}: no decoder could open it ({'; '.join(self.errors)})")
+
+    def chunks(self, path: Path, indices: list[int]) -> Iterator[DecodedChunk]:
+        step = max(1, self.cfg.chunk_frames)
+        for begin in range(0, len(indices), step):
+            batch = indices[begin:begin + step]
+            yield DecodedChunk(batch, self._read(path, batch))
+
+    def _read(self, path: Path, batch: list[int]) -> np.ndarray:
+        try:
+            return self.reader.read(batch)
+        except Exception as exc:
+            self.errors.append(f"{self.reader.name}: {type(exc).__name__}: {exc}")
+            # Fall over to the next reader in the chain for the rest of the clip.
+            chain = reader_chain(self.cfg.backend)
+            names = [r.name for r in chain]
+            position = names.index(self.reader.name) if self.reader.name in names else len(chain)
+            for reader in chain[position + 1:]:
+                try:
+                    reader.open(path)
+                    frames = reader.read(batch)
+                    self.reader.close()
+                    self.reader = reader
+                    return frames
+                except Exception as inner:
+                    self.errors.append(f"{reader.name}: {type(inner).__name__}: {inner}")
+            raise DecodeError(f"{path}: reading frames {batch[0]}..{batch[-1]} failed ({'; '.join(self.errors)})")
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()

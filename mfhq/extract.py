@@ -1,0 +1,141 @@
+"""`mfhq extract`: source -> clip records -> planned shards -> executor -> Parquet shards.
+
+Run folder layout:
+  run.json            config, its fingerprint, code version, model provenance
+  plan.json           shard id -> clip keys (fixed at the first run; resume reuses it)
+  faces/<shard>.parquet, clips/<shard>.parquet
+  crops/<source>/<clip_id>/<frame>_<face>.jpg, masks/... .png
+  done/<shard>.json   completion markers, written last
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from mfhq import __version__
+from mfhq.config import PipelineConfig
+from mfhq.executors import EXECUTORS, ClipOutcome
+from mfhq.manifest.io import ShardMarkers, atomic_write_json, atomic_write_table
+from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION, Clip, empty_clip_row
+from mfhq.sources import get_source
+from mfhq.sources.base import SourceProblem
+
+log = logging.getLogger(__name__)
+
+
+class RunMismatch(RuntimeError):
+    """The run folder was made by another config or clip list; refusing to mix rows."""
+
+
+@dataclass
+class ExtractSummary:
+    shards_total: int = 0
+    shards_skipped: int = 0
+    clips: int = 0
+    faces_kept: int = 0
+    faces_dropped: int = 0
+    status_counts: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def plan_shards(items: list[Clip | SourceProblem], shard_size: int) -> dict[str, list[str]]:
+    """Deterministic shards: sorted by key, grouped per source, `<source>-<n>` ids."""
+    by_source: dict[str, list[str]] = {}
+    for item in items:
+        key = item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
+        by_source.setdefault(key.split("/", 1)[0], []).append(key)
+    plan = {}
+    for source, keys in sorted(by_source.items()):
+        keys = sorted(set(keys))
+        for n, begin in enumerate(range(0, len(keys), shard_size)):
+            plan[f"{source}-{n:05d}"] = keys[begin:begin + shard_size]
+    return plan
+
+
+def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: bool) -> dict:
+    plan_path, run_path = run_dir / "plan.json", run_dir / "run.json"
+    if plan_path.is_file():
+        import json
+
+        stored = json.loads(plan_path.read_text())
+        if sorted(k for ks in stored.values() for k in ks) != sorted(k for ks in plan.values() for k in ks):
+            raise RunMismatch(f"{plan_path}: this run folder was planned for a different clip list; use a new --out")
+        previous = json.loads(run_path.read_text()) if run_path.is_file() else {}
+        if previous.get("config_fingerprint") != cfg.fingerprint() and not force:
+            raise RunMismatch(
+                f"{run_path}: this run was made with another pipeline config "
+                f"({previous.get('config_fingerprint')} vs {cfg.fingerprint()}); resuming would mix rows "
+                "from two configs. Use a new --out, or --force to resume anyway."
+            )
+        return stored
+    atomic_write_json(plan_path, plan)
+    return plan
+
+
+def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_dir=None,
+            force: bool = False, limit: int | None = None, executor: str = "local") -> ExtractSummary:
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    items = list(get_source(source, Path(root)).scan())
+    if limit is not None:
+        items = items[:limit]
+    plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force)
+    by_key = {(i.key if isinstance(i, Clip) else f"{i.source}/{i.clip_id}"): i for i in items}
+    markers = ShardMarkers(run_dir)
+    done = markers.done_ids()
+    pending = {sid: keys for sid, keys in plan.items() if sid not in done}
+    summary = ExtractSummary(shards_total=len(plan), shards_skipped=len(plan) - len(pending))
+    log.info("%d shards planned, %d already done, %d to run", len(plan), summary.shards_skipped, len(pending))
+
+    results: dict[str, dict[str, ClipOutcome]] = {sid: {} for sid in pending}
+    shard_of = {key: sid for sid, keys in pending.items() for key in keys}
+    run_meta = {
+        "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
+        "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(root),
+    }
+    # Written before any work, so that a resumed run can check it was made by the same config.
+    atomic_write_json(run_dir / "run.json", {**run_meta, "provenance": "pending"})
+    engine = EXECUTORS[executor](cfg, str(run_dir), models_dir)
+    progress = tqdm(total=len(shard_of), unit="clip", desc="extract", dynamic_ncols=True)
+
+    def finish(outcome: ClipOutcome) -> None:
+        sid = shard_of[outcome.clip.key]
+        results[sid][outcome.clip.key] = outcome
+        kept = sum(f["kept"] for f in outcome.faces)
+        summary.faces_kept += kept
+        summary.faces_dropped += len(outcome.faces) - kept
+        status = outcome.row["status"]
+        summary.status_counts[status] = summary.status_counts.get(status, 0) + 1
+        summary.clips += 1
+        progress.update(1)
+        progress.set_postfix(kept=summary.faces_kept, refresh=False)
+        if len(results[sid]) == len(pending[sid]):
+            _write_shard(run_dir, sid, pending[sid], results.pop(sid), markers)
+
+    # Entries the source could not turn into clips get their status rows without a worker.
+    for key, item in list(by_key.items()):
+        if key in shard_of and isinstance(item, SourceProblem):
+            fake = Clip(item.source, item.clip_id, Path(""), item.clip_id)
+            finish(ClipOutcome(fake, [], empty_clip_row(fake, item.status, item.reason, "none")))
+    todo = [by_key[k] for sid in pending for k in pending[sid] if isinstance(by_key.get(k), Clip)]
+    try:
+        engine.run(todo, finish)
+    finally:
+        progress.close()
+        run_meta["provenance"] = engine.provenance
+        atomic_write_json(run_dir / "run.json", run_meta)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write_shard(run_dir: Path, shard_id: str, keys: list[str], outcomes: dict, markers: ShardMarkers) -> None:
+    faces = [f for key in keys for f in outcomes[key].faces]
+    clips = [outcomes[key].row for key in keys]
+    atomic_write_table(run_dir / "faces" / f"{shard_id}.parquet", faces, FACE_SCHEMA)
+    atomic_write_table(run_dir / "clips" / f"{shard_id}.parquet", clips, CLIP_SCHEMA)
+    markers.mark_done(shard_id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces)})

@@ -1,0 +1,1 @@
+"""Schemas, atomic Parquet I/O and DuckDB views over a run."""

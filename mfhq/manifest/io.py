@@ -1,0 +1,94 @@
+"""Atomic file output and shard completion markers.
+
+Everything is written to a temporary file in the destination folder and renamed into place,
+so a killed process leaves either the old file, the new file, or a stray `.tmp-*` file that
+nothing reads. A shard's marker is written after all of its files: a shard without a marker is
+redone in full on resume, which is what makes resumed runs equal to uninterrupted ones.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mfhq.records import SCHEMA_VERSION
+
+
+class SchemaVersionError(RuntimeError):
+    """A Parquet file written by another schema version than this code reads."""
+
+
+def _temp_path(dest: Path) -> Path:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", dir=dest.parent)
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write_bytes(dest: Path, data: bytes) -> None:
+    tmp = _temp_path(dest)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(dest: Path, content: Any) -> None:
+    atomic_write_bytes(dest, json.dumps(content, indent=2, sort_keys=True, default=str).encode())
+
+
+def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> int:
+    """Write rows as one Parquet file with an explicit schema; returns the row count."""
+    table = pa.Table.from_pylist(list(rows), schema=schema)
+    tmp = _temp_path(dest)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return table.num_rows
+
+
+def read_table(path: Path) -> pa.Table:
+    """Read one of our Parquet files, refusing another schema version."""
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    version = meta.get(b"mfhq.schema_version", b"?").decode()
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: written with schema version {version}, this code reads version {SCHEMA_VERSION}; "
+            "re-run the stage that made it, or use the mfhq release that wrote it"
+        )
+    return table
+
+
+class ShardMarkers:
+    """Completion markers of one run: `RUN/done/<shard_id>.json`."""
+
+    def __init__(self, run_dir: Path):
+        self.folder = run_dir / "done"
+
+    def path(self, shard_id: str) -> Path:
+        return self.folder / f"{shard_id}.json"
+
+    def is_done(self, shard_id: str) -> bool:
+        return self.path(shard_id).is_file()
+
+    def mark_done(self, shard_id: str, summary: dict) -> None:
+        atomic_write_json(self.path(shard_id), summary)
+
+    def done_ids(self) -> set[str]:
+        if not self.folder.is_dir():
+            return set()
+        return {p.stem for p in self.folder.glob("*.json")}

@@ -1,0 +1,67 @@
+"""Face mask from dlib's 68 landmarks: the jaw-and-brow hull, raised to cover the forehead.
+
+Not a parsing network (no face-parsing weights ship in any registry package): a geometric
+mask from a real landmark model (dlib's 68-point shape predictor, CC0 weights in
+`face-recognition-models`). It marks skin, eyes, nose, mouth and forehead as face and leaves
+hair, neck and background out, which is what the MTD loss needs. The paper's backend
+(facexlib parsing) replaces it in pipelines/paper.yaml.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mfhq.models.registry import Backend, register_backend
+from mfhq.models.weights import WeightFile
+
+SHAPE_68 = WeightFile(
+    name="shape_predictor_68_face_landmarks.dat",
+    package="face_recognition_models",
+    package_path="models/shape_predictor_68_face_landmarks.dat",
+    sha256=None,  # checked by provenance hash; upstream publishes no digest for this copy
+    origin="dlib-models shape_predictor_68_face_landmarks, shipped in the face-recognition-models sdist",
+    fetch="pip install face-recognition-models==0.3.0",
+    licence="CC0 (as distributed by face-recognition-models); iBUG 300-W annotations are research-only",
+)
+
+FOREHEAD_LIFT = 0.45  # brow points move up by this fraction of the brow-to-chin height
+
+
+@register_backend
+class DlibHullParsing(Backend):
+    name = "dlib68-hull"
+    task = "parsing"
+    licence = SHAPE_68.licence
+    weight_files = (SHAPE_68,)
+
+    def load(self) -> None:
+        import dlib
+
+        self._dlib = dlib
+        self._predictor = dlib.shape_predictor(str(self.paths[SHAPE_68.name]))
+
+    def masks(self, crops: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        import cv2
+
+        out = np.zeros(crops.shape[:3], np.uint8)
+        for i, (crop, points) in enumerate(zip(crops, landmarks)):
+            shape = self._shape(crop, np.asarray(points, np.float64))
+            jaw, brows = shape[0:17], shape[17:27]
+            chin_y = jaw[:, 1].max()
+            lift = FOREHEAD_LIFT * (chin_y - brows[:, 1].min())
+            forehead = brows - np.array([0.0, lift])
+            hull = cv2.convexHull(np.concatenate([jaw, brows, forehead]).astype(np.int32))
+            cv2.fillConvexPoly(out[i], hull, 255)
+        return out
+
+    def _shape(self, crop: np.ndarray, points: np.ndarray) -> np.ndarray:
+        # A box around the 5 landmarks, sized like dlib's detector boxes (the predictor was
+        # trained on those), so it works on any crop template.
+        eye_mid = points[:2].mean(0)
+        mouth_mid = points[3:5].mean(0)
+        span = max(np.linalg.norm(points[1] - points[0]) * 2.1, np.linalg.norm(mouth_mid - eye_mid) * 2.6)
+        centre = (eye_mid + mouth_mid) / 2
+        x1, y1 = centre - span / 2
+        rect = self._dlib.rectangle(int(x1), int(y1), int(x1 + span), int(y1 + span))
+        rgb = np.ascontiguousarray(crop[..., ::-1])
+        shape = self._predictor(rgb, rect)
+        return np.array([[p.x, p.y] for p in shape.parts()], np.float64)

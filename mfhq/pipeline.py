@@ -1,0 +1,165 @@
+"""One clip through every stage: decode in chunks, run the stages, write crops, build rows.
+
+This runs inside a worker process. It reports its phase ("decode" / "process") through a
+callback so that the executor's watchdog can bound decoding separately from model work.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from mfhq.config import PipelineConfig
+from mfhq.decode import ClipDecoder, DecodeError, sample_indices
+from mfhq.manifest.io import atomic_write_bytes
+from mfhq.records import Clip, empty_clip_row
+from mfhq.stages.base import ClipState, FaceBatch
+from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
+from mfhq.stages.detect import DetectStage, EmbedStage
+from mfhq.stages.identity import IdentityStage
+
+log = logging.getLogger(__name__)
+PhaseCallback = Callable[[str], None]
+
+
+def build_stages(cfg: PipelineConfig, models_dir=None) -> list:
+    device = cfg.run.device
+    return [
+        DetectStage(cfg.detect, models_dir, device),
+        EmbedStage(cfg.embed, models_dir, device),
+        IdentityStage(cfg.identity),
+        AlignStage(cfg.align),
+        PoseStage(cfg.pose, models_dir=models_dir, device=device),
+        QualityStage(cfg.quality, models_dir=models_dir, device=device),
+        ParsingStage(cfg.parsing, models_dir=models_dir, device=device),
+    ]
+
+
+class ClipProcessor:
+    def __init__(self, cfg: PipelineConfig, run_dir: Path, models_dir=None):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.stages = build_stages(cfg, models_dir)
+
+    def setup(self) -> None:
+        for stage in self.stages:
+            stage.setup()
+        self.provenance = ";".join(s.provenance for s in self.stages if s.provenance not in ("identity",))
+
+    def process(self, clip: Clip, on_phase: PhaseCallback = lambda phase: None) -> tuple[list[dict], dict]:
+        """Returns (face rows, the clip's status row). Never raises for a bad clip."""
+        path = Path(clip.video_path)
+        if not path.is_file():
+            return [], empty_clip_row(clip, "missing", f"{path}: no such file", self.provenance)
+        if path.stat().st_size == 0:
+            return [], empty_clip_row(clip, "empty", f"{path}: file is empty (0 bytes)", self.provenance)
+        try:
+            return self._process(clip, path, on_phase)
+        except DecodeError as exc:
+            return [], empty_clip_row(clip, "decode_error", str(exc), self.provenance)
+        except Exception as exc:  # a stage bug must not lose the rest of the run
+            log.exception("clip %s failed", clip.key)
+            return [], empty_clip_row(clip, "error", f"{path}: {type(exc).__name__}: {exc}", self.provenance)
+
+    def _process(self, clip: Clip, path: Path, on_phase: PhaseCallback) -> tuple[list[dict], dict]:
+        timings: dict[str, float] = defaultdict(float)
+        decoder = ClipDecoder(self.cfg.decode)
+        on_phase("decode")
+        started = time.perf_counter()
+        info = decoder.open(path)
+        indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec)
+        timings["decode"] += time.perf_counter() - started
+        if not indices:
+            decoder.close()
+            reason = f"{path}: no frames in range" if info.n_frames else f"{path}: the video has no frames"
+            return [], empty_clip_row(clip, "empty", reason, self.provenance)
+        rows, state, n_read = [], ClipState(), 0
+        chunks = decoder.chunks(path, indices)
+        while True:
+            on_phase("decode")
+            started = time.perf_counter()
+            chunk = next(chunks, None)
+            timings["decode"] += time.perf_counter() - started
+            if chunk is None:
+                break
+            on_phase("process")
+            n_read += len(chunk.indices)
+            batch = FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
+            for stage in self.stages:
+                started = time.perf_counter()
+                batch = stage(batch)
+                timings[stage.name] += time.perf_counter() - started
+            started = time.perf_counter()
+            rows.extend(self._rows(batch))
+            timings["write"] += time.perf_counter() - started
+        decoder.close()
+        clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
+        return rows, clip_row
+
+    def _clip_row(self, clip, path, rows, n_read, info, decoder, timings, n_sampled) -> dict:
+        kept = sum(r["kept"] for r in rows)
+        status, reason = "ok", None
+        if decoder.errors:
+            reason = "recovered from: " + "; ".join(decoder.errors)
+        if not rows:
+            status, reason = "no_face", f"no face in {n_read} sampled frames"
+        elif kept == 0:
+            reasons = {r["drop_reason"] for r in rows}
+            # The most telling reason wins: the person was there but too small or too poor,
+            # else only other people were (the clip's person never matched).
+            status = next((s for s in ("too_small", "low_quality") if s in reasons), "identity_switch")
+            reason = f"{len(rows)} faces detected, none kept ({', '.join(sorted(reasons))})"
+        row = empty_clip_row(clip, status, reason, self.provenance)
+        row.update(
+            n_frames_read=n_read, n_faces_detected=len(rows), n_faces_kept=kept,
+            duration_sec=n_sampled / self.cfg.decode.fps, fps=info.fps, width=info.width, height=info.height,
+            decoder=decoder.reader.name if decoder.reader else None,
+            stage_seconds={k: round(v, 4) for k, v in timings.items()},
+        )
+        return row
+
+    def _rows(self, batch: FaceBatch) -> list[dict]:
+        clip, align = batch.clip, self.cfg.align
+        rows = []
+        for i in range(batch.n_faces):
+            frame_index = int(batch.frame_indices[batch.frame_pos[i]])
+            kept = batch.drop_reason[i] is None
+            crop_path = mask_path = None
+            if kept:
+                stem = f"{clip.source}/{clip.clip_id}/{frame_index:06d}_{int(batch.face_index[i])}"
+                crop_path = f"crops/{stem}.{align.crop_format}"
+                mask_path = f"masks/{stem}.png"
+                self._write_image(crop_path, batch.crops[i])
+                self._write_image(mask_path, batch.masks[i])
+            rows.append({
+                "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
+                "frame_index": frame_index, "time_sec": frame_index / batch.fps,
+                "face_index": int(batch.face_index[i]), "kept": kept, "drop_reason": batch.drop_reason[i],
+                "det_score": float(batch.scores[i]),
+                "bbox": batch.boxes[i].tolist(), "landmarks": batch.landmarks[i].reshape(-1).tolist(),
+                "face_size": _num(batch.face_size[i]), "identity_similarity": _num(batch.similarity[i]),
+                "yaw": _num(batch.pose[i, 0]), "pitch": _num(batch.pose[i, 1]), "roll": _num(batch.pose[i, 2]),
+                "quality": _num(batch.quality[i]),
+                "embedding": batch.embeddings[i].tolist() if batch.embeddings is not None else None,
+                "crop_path": crop_path, "mask_path": mask_path,
+                "align_template": f"{align.template}{align.size}", "provenance": self.provenance,
+            })
+        return rows
+
+    def _write_image(self, relative: str, image: np.ndarray) -> None:
+        suffix = Path(relative).suffix
+        params = [cv2.IMWRITE_JPEG_QUALITY, self.cfg.align.jpeg_quality] if suffix == ".jpg" else []
+        ok, encoded = cv2.imencode(suffix, image, params)
+        if not ok:
+            raise RuntimeError(f"could not encode {relative}")
+        atomic_write_bytes(self.run_dir / relative, encoded.tobytes())
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return None if np.isnan(value) else value

@@ -1,0 +1,135 @@
+"""Typed records and their explicit, versioned Arrow schemas.
+
+A Source yields `Clip` records; extract writes one `clips/` row per clip and one `faces/` row per
+detected face (kept or dropped). The schema version travels in each Parquet file's metadata, so
+a reader can refuse files it does not understand instead of misreading them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+SCHEMA_VERSION = "1"
+
+# Clip statuses. A clip ends with exactly one of these.
+STATUS_OK = "ok"
+CLIP_STATUSES = (
+    STATUS_OK,
+    "empty",           # zero-byte or zero-frame file
+    "missing",         # the file named by the source does not exist
+    "decode_error",    # no decoder could read it
+    "timeout",         # the watchdog stopped a decode or a clip that ran too long
+    "crashed",         # the worker process died (a native crash) on this clip
+    "no_face",         # frames decoded, but no face detected in any
+    "too_small",       # the clip's person was found, but never at the minimum size
+    "identity_switch",  # faces found, none of them the clip's own person
+    "low_quality",     # every candidate fell under the quality threshold
+    "error",           # an unexpected exception in a stage; the reason holds it
+)
+
+# Face drop reasons.
+DROP_REASONS = ("other_identity", "too_small", "low_quality", "align_failed")
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One unit of work: a range of one video that shows one person."""
+
+    source: str                 # adapter name, e.g. "folder", "vfhq"
+    clip_id: str                # unique within the source; safe as a relative path
+    video_path: Path
+    video_key: str              # the source video (e.g. the YouTube id): identity merges use it
+    start_sec: float | None = None
+    end_sec: float | None = None
+    # Where the clip's person is in the frame, if the source says (x1, y1, x2, y2, in pixels).
+    person_box: tuple[float, float, float, float] | None = None
+    split: str | None = None    # the source's official split, where it has one
+    extra: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def key(self) -> str:
+        """Unique across sources; used for shard planning and file names."""
+        return f"{self.source}/{self.clip_id}"
+
+
+def _schema(fields: list[pa.Field], kind: str) -> pa.Schema:
+    return pa.schema(fields, metadata={b"mfhq.schema": kind.encode(), b"mfhq.schema_version": SCHEMA_VERSION.encode()})
+
+
+FACE_SCHEMA = _schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_key", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32(), nullable=False),    # index in the decoded video
+        pa.field("time_sec", pa.float32(), nullable=False),
+        pa.field("face_index", pa.int16(), nullable=False),     # detection order within the frame
+        pa.field("kept", pa.bool_(), nullable=False),
+        pa.field("drop_reason", pa.string()),                   # null when kept
+        pa.field("det_score", pa.float32(), nullable=False),
+        pa.field("bbox", pa.list_(pa.float32(), 4), nullable=False),        # x1, y1, x2, y2 (source px)
+        pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y): eyes, nose, mouth corners
+        pa.field("face_size", pa.float32()),       # source extent (px) of the aligned crop
+        pa.field("identity_similarity", pa.float32()),  # cosine to the clip's person
+        pa.field("yaw", pa.float32()),
+        pa.field("pitch", pa.float32()),
+        pa.field("roll", pa.float32()),
+        pa.field("quality", pa.float32()),         # higher is better, in [0, 1]
+        pa.field("embedding", pa.list_(pa.float32())),  # L2-normalised identity embedding
+        pa.field("crop_path", pa.string()),        # relative to the run folder; null when dropped
+        pa.field("mask_path", pa.string()),
+        pa.field("align_template", pa.string()),
+        pa.field("provenance", pa.string(), nullable=False),  # models and weight hashes
+    ],
+    "faces",
+)
+
+CLIP_SCHEMA = _schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("clip_id", pa.string(), nullable=False),
+        pa.field("video_key", pa.string(), nullable=False),
+        pa.field("video_path", pa.string(), nullable=False),
+        pa.field("split", pa.string()),
+        pa.field("status", pa.string(), nullable=False),
+        pa.field("reason", pa.string()),                # human-readable detail when not ok
+        pa.field("n_frames_read", pa.int32(), nullable=False),
+        pa.field("n_faces_detected", pa.int32(), nullable=False),
+        pa.field("n_faces_kept", pa.int32(), nullable=False),
+        pa.field("duration_sec", pa.float32()),         # of the decoded range
+        pa.field("fps", pa.float32()),
+        pa.field("width", pa.int32()),
+        pa.field("height", pa.int32()),
+        pa.field("decoder", pa.string()),
+        pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
+        pa.field("provenance", pa.string(), nullable=False),
+    ],
+    "clips",
+)
+
+
+def empty_clip_row(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
+    """The status row of a clip that produced no faces (an error, or nothing found)."""
+    if status not in CLIP_STATUSES:
+        raise ValueError(f"unknown clip status {status!r}")
+    return {
+        "source": clip.source,
+        "clip_id": clip.clip_id,
+        "video_key": clip.video_key,
+        "video_path": str(clip.video_path),
+        "split": clip.split,
+        "status": status,
+        "reason": reason,
+        "n_frames_read": 0,
+        "n_faces_detected": 0,
+        "n_faces_kept": 0,
+        "duration_sec": None,
+        "fps": None,
+        "width": None,
+        "height": None,
+        "decoder": None,
+        "stage_seconds": None,
+        "provenance": provenance,
+    }

@@ -1,0 +1,1 @@
+"""Per-clip stages: setup() loads models once per worker, __call__(batch) -> batch."""

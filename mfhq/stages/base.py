@@ -1,0 +1,73 @@
+"""The batch that flows through the stages, and the Stage contract.
+
+A FaceBatch is one decoded chunk of one clip: its frames and every face detected in them, as
+flat arrays over faces. A face is alive while its drop reason is None; each stage works on the
+alive faces only and either fills their fields or drops them with a reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mfhq.records import Clip
+
+
+@dataclass
+class ClipState:
+    """What a stage must remember across the chunks of one clip (the identity anchor)."""
+
+    anchor_sum: np.ndarray | None = None
+    anchor_seen_frames: int = 0
+    pending: list = field(default_factory=list)
+
+
+@dataclass
+class FaceBatch:
+    clip: Clip
+    frame_indices: np.ndarray        # [T] indices in the video
+    frames: np.ndarray               # [T, H, W, 3] BGR uint8
+    fps: float
+    state: ClipState
+    frame_pos: np.ndarray = None     # [F] which frame (0..T-1) each face is in
+    face_index: np.ndarray = None    # [F] order within its frame
+    boxes: np.ndarray = None         # [F, 4]
+    landmarks: np.ndarray = None     # [F, 5, 2]
+    scores: np.ndarray = None        # [F]
+    embeddings: np.ndarray = None    # [F, D]
+    similarity: np.ndarray = None    # [F]
+    transforms: np.ndarray = None    # [F, 2, 3] source -> crop
+    face_size: np.ndarray = None     # [F]
+    pose: np.ndarray = None          # [F, 3]
+    quality: np.ndarray = None       # [F]
+    drop_reason: list = None         # [F] str | None
+    crops: dict = field(default_factory=dict)   # face -> [S, S, 3]
+    masks: dict = field(default_factory=dict)   # face -> [S, S]
+
+    @property
+    def n_faces(self) -> int:
+        return 0 if self.scores is None else len(self.scores)
+
+    def alive(self) -> np.ndarray:
+        return np.array([i for i, r in enumerate(self.drop_reason) if r is None], dtype=np.int64)
+
+    def drop(self, faces, reason: str) -> None:
+        for i in faces:
+            if self.drop_reason[i] is None:
+                self.drop_reason[i] = reason
+
+
+class Stage:
+    """One step. Subclasses load models in setup() and transform the batch in __call__."""
+
+    name = ""
+
+    def setup(self) -> None:
+        pass
+
+    @property
+    def provenance(self) -> str:
+        return self.name
+
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        raise NotImplementedError

@@ -1,0 +1,69 @@
+"""Detection with 5 landmarks, and the identity embedding of every detected face."""
+from __future__ import annotations
+
+import numpy as np
+
+from mfhq.align import arcface_template, similarity_transform, warp
+from mfhq.config import DetectConfig, EmbedConfig
+from mfhq.models import create_backend
+from mfhq.stages.base import FaceBatch, Stage
+
+
+class DetectStage(Stage):
+    name = "detect"
+
+    def __init__(self, cfg: DetectConfig, models_dir=None, device="cpu"):
+        self.backend = create_backend(
+            "detector", cfg.backend, models_dir=models_dir, device=device,
+            score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold, max_faces=cfg.max_faces,
+        )
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    @property
+    def provenance(self) -> str:
+        return self.backend.provenance
+
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        found = self.backend.detect(list(batch.frames))
+        counts = [len(d.scores) for d in found]
+        batch.frame_pos = np.repeat(np.arange(len(found)), counts)
+        batch.face_index = np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int)
+        batch.boxes = np.concatenate([d.boxes for d in found]) if found else np.zeros((0, 4), np.float32)
+        batch.landmarks = np.concatenate([d.landmarks for d in found]) if found else np.zeros((0, 5, 2), np.float32)
+        batch.scores = np.concatenate([d.scores for d in found]) if found else np.zeros(0, np.float32)
+        n = len(batch.scores)
+        batch.drop_reason = [None] * n
+        batch.similarity = np.full(n, np.nan, np.float32)
+        batch.face_size = np.full(n, np.nan, np.float32)
+        batch.pose = np.full((n, 3), np.nan, np.float32)
+        batch.quality = np.full(n, np.nan, np.float32)
+        batch.transforms = np.zeros((n, 2, 3), np.float64)
+        return batch
+
+
+class EmbedStage(Stage):
+    """Embeds every face (the identity stage needs them all), on a 112 px ArcFace-aligned crop."""
+
+    name = "embed"
+
+    def __init__(self, cfg: EmbedConfig, models_dir=None, device="cpu"):
+        self.backend = create_backend("embedder", cfg.backend, models_dir=models_dir, device=device)
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    @property
+    def provenance(self) -> str:
+        return self.backend.provenance
+
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        template = arcface_template(112)
+        crops = [
+            warp(batch.frames[pos], similarity_transform(points, template), 112)
+            for pos, points in zip(batch.frame_pos, batch.landmarks)
+        ]
+        stacked = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+        batch.embeddings = self.backend.embed(stacked)
+        return batch

@@ -1,0 +1,66 @@
+"""Keep the clip's own person: a face track anchored at the start, held by embedding similarity.
+
+The clip's person is fixed from its first frames that show faces: the face the source points
+at (its person box), else the largest face. Its embedding, averaged over the faces accepted
+since, is the anchor. In each frame, the face most similar to the anchor is kept if it clears
+the threshold; every other face is dropped as `other_identity`, so a second person who walks
+in and takes over the frame is never mixed into the clip's identity.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from mfhq.config import IdentityConfig
+from mfhq.stages.base import FaceBatch, Stage
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)
+
+
+class IdentityStage(Stage):
+    name = "identity"
+
+    def __init__(self, cfg: IdentityConfig):
+        self.cfg = cfg
+
+    def _seed_face(self, batch: FaceBatch, faces: np.ndarray) -> int:
+        boxes = batch.boxes[faces]
+        if batch.clip.person_box is not None:
+            return int(faces[np.argmax(box_iou(np.asarray(batch.clip.person_box, np.float64), boxes))])
+        areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        return int(faces[np.argmax(areas)])
+
+    def _set_anchor(self, batch: FaceBatch) -> None:
+        state = batch.state
+        frames_with_faces = np.unique(batch.frame_pos)[: self.cfg.anchor_frames]
+        if len(frames_with_faces) == 0:
+            return
+        seed = self._seed_face(batch, np.flatnonzero(batch.frame_pos == frames_with_faces[0]))
+        state.anchor_sum = batch.embeddings[seed].astype(np.float64).copy()
+
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        if batch.n_faces == 0:
+            return batch
+        state = batch.state
+        if state.anchor_sum is None:
+            self._set_anchor(batch)
+        for pos in np.unique(batch.frame_pos):
+            faces = np.flatnonzero(batch.frame_pos == pos)
+            anchor = state.anchor_sum / np.linalg.norm(state.anchor_sum)
+            sims = batch.embeddings[faces] @ anchor
+            batch.similarity[faces] = sims
+            best = int(np.argmax(sims))
+            others = [f for j, f in enumerate(faces) if j != best or sims[best] < self.cfg.similarity_threshold]
+            batch.drop(others, "other_identity")
+            if sims[best] >= self.cfg.similarity_threshold:
+                # The anchor follows the person through pose and light changes.
+                state.anchor_sum = state.anchor_sum + batch.embeddings[faces[best]]
+        return batch
