@@ -212,9 +212,9 @@ def _smooth(u: float) -> float:
 
 def _plan_clips(rng: np.random.Generator) -> dict[str, tuple[list[_Frame], list[str]]]:
     """Frame plans per clip id, with the clip's conditions."""
-    ph = lambda: rng.uniform(0, 2 * math.pi, len(_PERIODS))  # noqa: E731 - fresh phases per moving face
+    # Each moving face gets its own sinusoid phases, so no two clips move alike.
+    p1, p2, p4, pa, pb = (rng.uniform(0, 2 * math.pi, len(_PERIODS)) for _ in range(5))
     centre, width = (256.0, 240.0), 180.0  # face ~150-210 px wide, bounds up to ~270 when rotated
-    p1, p2, p4, pa, pb = ph(), ph(), ph(), ph(), ph()
     motion = [_Frame([("astronaut", _wobble(i, p1, centre, width), _CROP)]) for i in range(N_FRAMES)]
     blur, gone = range(30, 45), range(60, 80)  # 0.6 s blurred, 0.8 s without a face
     light = [_Frame([] if i in gone else [("astronaut", _wobble(i, p2, centre, width), _CROP)],

@@ -1,0 +1,37 @@
+# Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+SAMPLE := sample
+RUN := runs/sample
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+# torch goes in first and stays pinned (-c) for every later install, so nothing can swap it.
+$(STAMP): requirements.txt requirements-torch.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements-torch.txt
+	$(BIN)/python -m pip install -q -c requirements-torch.txt -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/mfhq sample --out $(SAMPLE)
+	$(BIN)/mfhq extract --root $(SAMPLE)/videos --out $(RUN) --pipeline pipelines/sample.yaml
+	$(BIN)/mfhq summary --run $(RUN)
+	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks"
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/mfhq sample --out $(SAMPLE)
+	$(BIN)/mfhq bench --root $(SAMPLE)/videos --pipeline pipelines/sample.yaml --out runs/bench
+
+clean:
+	rm -rf $(SAMPLE) runs

@@ -1,0 +1,43 @@
+"""Shared fixtures: the bundled sample, generated once, and one extract run over it."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test may reach a model hub
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_PRESET = REPO / "pipelines" / "sample.yaml"
+
+
+def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    """The real console entry point, in a subprocess, as a user runs it."""
+    result = subprocess.run([sys.executable, "-m", "mfhq", *args], capture_output=True, text=True, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"mfhq {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def sample_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sample")
+    run_cli("sample", "--out", str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_meta(sample_dir) -> dict:
+    return json.loads((sample_dir / "sample.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sample_run(sample_dir, tmp_path_factory) -> Path:
+    """One uninterrupted extract over the sample through the CLI (the demo path)."""
+    run = tmp_path_factory.mktemp("runs") / "sample"
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(SAMPLE_PRESET))
+    return run

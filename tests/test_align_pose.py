@@ -1,0 +1,84 @@
+"""Alignment lands landmarks on the template; roll follows an in-plane rotation."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from mfhq.align import alignment_transform, apply_transform, arcface_template, similarity_transform, warp
+from mfhq.models import create_backend
+
+
+@pytest.fixture(scope="module")
+def detector():
+    backend = create_backend("detector", "yunet-dlib68")
+    backend.setup()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+    return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
+
+
+def _landmarks(detector, image):
+    found = detector.detect([image])[0]
+    assert len(found.scores) >= 1, "no face found"
+    return found.landmarks[int(np.argmax(found.scores))].astype(np.float64)
+
+
+def test_aligned_landmarks_land_on_the_arcface_template(detector, astronaut):
+    matrix = alignment_transform(_landmarks(detector, astronaut), "arcface", 448)
+    crop = warp(astronaut, matrix, 448)
+    # Detect again on the crop, padded so the face does not fill the whole input.
+    padded = cv2.copyMakeBorder(crop, 224, 224, 224, 224, cv2.BORDER_REFLECT_101)
+    again = _landmarks(detector, padded) - 224
+    # In pixels of ArcFace's own 112 px template. Five points cannot all fit a 4-parameter
+    # similarity exactly: a smiling mouth is wider than the template's, so the corners sit
+    # further out than the eyes and nose, which the fit holds within a few pixels.
+    error = np.linalg.norm(again - arcface_template(448), axis=1) / 4
+    assert error[:2].max() < 4.0, error   # eyes
+    assert error[2] < 5.0, error          # nose tip
+    assert error[3:].max() < 10.0, error  # mouth corners
+
+
+@pytest.mark.parametrize("angle,scale", [(20, 1.0), (-20, 1.3), (10, 0.8)])
+def test_alignment_undoes_rotation_and_scale(detector, astronaut, angle, scale):
+    landmarks = _landmarks(detector, astronaut)
+    reference = apply_transform(alignment_transform(landmarks, "arcface", 448), landmarks)
+    moved = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), angle, scale), (512, 512))
+    moved_landmarks = _landmarks(detector, moved)
+    aligned = apply_transform(alignment_transform(moved_landmarks, "arcface", 448), moved_landmarks)
+    assert np.linalg.norm(aligned - reference, axis=1).max() < 4.0
+
+
+def test_ffhq_crop_is_level_and_centred(detector, astronaut):
+    landmarks = _landmarks(detector, astronaut)
+    matrix = alignment_transform(landmarks, "ffhq", 512)
+    eyes = apply_transform(matrix, landmarks[:2])
+    assert abs(eyes[0, 1] - eyes[1, 1]) < 3            # the eye line is level
+    assert abs(eyes.mean(0)[0] - 256) < 12             # the face is centred horizontally
+    # FFHQ: the square is 4x the eye distance wide, unless the eye-mouth span asks for more.
+    assert 0.2 * 512 < eyes[1, 0] - eyes[0, 0] <= 0.25 * 512 + 1
+
+
+def test_similarity_transform_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    points = rng.uniform(0, 100, (5, 2))
+    angle, scale, shift = np.radians(17), 2.5, np.array([12.0, -7.0])
+    rotation = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    matrix = similarity_transform(points, points @ rotation.T + shift)
+    assert np.allclose(matrix[:, :2], rotation, atol=1e-9) and np.allclose(matrix[:, 2], shift, atol=1e-9)
+
+
+@pytest.mark.parametrize("angle", [20, -20])
+def test_rotating_a_copy_by_20_degrees_changes_roll_by_20(detector, astronaut, angle):
+    pose = create_backend("pose", "pnp5")
+    pose.setup()
+    size = np.array([[512, 512]])
+    base = pose.estimate(_landmarks(detector, astronaut)[None], size)[0]
+    rotated = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), angle, 1.0), (512, 512))
+    turned = pose.estimate(_landmarks(detector, rotated)[None], size)[0]
+    # cv2's positive angle turns the image counter-clockwise: roll's positive direction.
+    assert turned[2] - base[2] == pytest.approx(angle, abs=3)
