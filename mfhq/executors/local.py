@@ -90,12 +90,15 @@ class LocalExecutor:
                 for index, worker in enumerate(workers):
                     if not worker.ready and not worker.process.is_alive():
                         raise ExecutorError(f"a worker died while loading models (exit code {worker.process.exitcode})")
-                    if self._overdue(worker, on_result) or not worker.process.is_alive():
-                        if worker.clip is not None:  # died between wait() and here
-                            self._fail(worker, "crashed", self._death_reason(worker), on_result)
-                            in_flight -= 1
-                        worker.kill()
-                        workers[index] = self._spawn()
+                    if self._overdue(worker, on_result):
+                        in_flight -= 1
+                    elif worker.process.is_alive():
+                        continue
+                    elif worker.clip is not None:  # died between wait() and here
+                        self._fail(worker, "crashed", self._death_reason(worker), on_result)
+                        in_flight -= 1
+                    worker.kill()
+                    workers[index] = self._spawn()
         finally:
             for worker in workers:
                 try:
