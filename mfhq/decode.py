@@ -44,6 +44,9 @@ class DecordReader:
     name = "decord"
 
     def open(self, path: Path) -> VideoInfo:
+        # cv2 must be loaded before decord: decord's wheel bundles an old zlib that, loaded
+        # first, breaks cv2's PNG decoding for the rest of the process.
+        import cv2  # noqa: F401
         import decord
 
         # One decoder thread per process: parallelism comes from worker processes.
