@@ -1,0 +1,3 @@
+"""omniid: the Omni-ID trainer. It reads mfhq's manifests only through the manifest contract."""
+
+__version__ = "0.1.0"
