@@ -43,7 +43,7 @@ def run_bench(root: Path, cfg: PipelineConfig, out: Path) -> list[str]:
     dec_s, dec_frames, clip_seconds = decode_only(root, one_worker)
     summary = extract("folder", root, out, one_worker)
     con = connect(out)
-    frames_read = con.execute("SELECT sum(n_frames_read) FROM clips").fetchone()[0] or 0
+    frames_read = con.execute("SELECT sum(n_frames_read) FROM clips").fetchall()[0][0] or 0
     stage_rows = con.sql(
         "SELECT key, sum(value) FROM (SELECT unnest(map_keys(stage_seconds)) AS key, "
         "unnest(map_values(stage_seconds)) AS value FROM clips WHERE stage_seconds IS NOT NULL) GROUP BY key ORDER BY 2 DESC"

@@ -49,6 +49,12 @@ class IdentityConfig:
     similarity_threshold: float = 0.363
     # The clip's person is fixed by the largest face in the first frames that have faces.
     anchor_frames: int = 3
+    # Track continuity: in a frame where no face clears the threshold (blur, a hard profile),
+    # a face that overlaps the person's last kept box by this IoU, at most `track_max_gap`
+    # sampled frames later, is kept if its similarity is at least the floor.
+    track_iou: float = 0.5
+    track_max_gap: int = 2
+    track_similarity_floor: float = 0.2
 
 
 @dataclass(frozen=True)

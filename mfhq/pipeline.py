@@ -157,7 +157,7 @@ class ClipProcessor:
         ok, encoded = cv2.imencode(suffix, image, params)
         if not ok:
             raise RuntimeError(f"could not encode {relative}")
-        atomic_write_bytes(self.run_dir / relative, encoded.tobytes())
+        atomic_write_bytes(self.run_dir / relative, encoded.tobytes(), durable=False)
 
 
 def _num(value) -> float | None:

@@ -12,7 +12,7 @@ from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION
 def test_every_clip_has_exactly_one_status_row(sample_run, sample_meta):
     con = duckdb.connect()
     rows = dict(con.execute(f"SELECT clip_id, status FROM read_parquet('{sample_run}/clips/*.parquet')").fetchall())
-    count = con.execute(f"SELECT count(*) FROM read_parquet('{sample_run}/clips/*.parquet')").fetchone()[0]
+    count = con.execute(f"SELECT count(*) FROM read_parquet('{sample_run}/clips/*.parquet')").fetchall()[0][0]
     expected = {c["clip_id"]: c["expected_status"] for c in sample_meta["clips"]}
     assert count == len(expected)
     assert rows == expected
@@ -63,9 +63,9 @@ def test_parquet_schemas_are_explicit_and_versioned(sample_run):
 def test_rerun_skips_finished_shards_and_adds_no_rows(sample_run, sample_dir):
     from conftest import SAMPLE_PRESET
 
-    before = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sample_run}/faces/*.parquet')").fetchone()[0]
+    before = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sample_run}/faces/*.parquet')").fetchall()[0][0]
     result = run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(sample_run), "--pipeline", str(SAMPLE_PRESET))
-    after = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sample_run}/faces/*.parquet')").fetchone()[0]
+    after = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sample_run}/faces/*.parquet')").fetchall()[0][0]
     assert before == after
     assert "0 clips" in result.stderr and "already done" in result.stderr
 

@@ -30,13 +30,22 @@ def _temp_path(dest: Path) -> Path:
     return Path(name)
 
 
-def atomic_write_bytes(dest: Path, data: bytes) -> None:
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
+def atomic_write_bytes(dest: Path, data: bytes, durable: bool = True) -> None:
+    """durable=False skips fsync: still never a partial file after a killed process (the rename
+    is atomic), but after a power loss the file may be empty. Crops use it: an fsync per image
+    costs more than encoding it, and markers/Parquet, which are fsynced, say what is done."""
     tmp = _temp_path(dest)
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -53,6 +62,7 @@ def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> i
     tmp = _temp_path(dest)
     try:
         pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

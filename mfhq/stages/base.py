@@ -18,8 +18,9 @@ class ClipState:
     """What a stage must remember across the chunks of one clip (the identity anchor)."""
 
     anchor_sum: np.ndarray | None = None
-    anchor_seen_frames: int = 0
-    pending: list = field(default_factory=list)
+    last_box: np.ndarray | None = None   # the person's last kept box ...
+    last_frame: int = -1                 # ... and its sampled-frame number within the clip
+    frames_seen: int = 0                 # sampled frames of this clip before the current chunk
 
 
 @dataclass
