@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: clip rows count the frames whose faces came from source metadata
 
 # Clip statuses. A clip ends with exactly one of these.
 STATUS_OK = "ok"
@@ -27,6 +27,7 @@ CLIP_STATUSES = (
     "identity_switch",  # faces found, none of them the clip's own person
     "low_quality",     # every candidate fell under the quality threshold
     "error",           # an unexpected exception in a stage; the reason holds it
+    "bad_metadata",    # the source's metadata entry is malformed; the reason names the file and line
 )
 
 # Face drop reasons.
@@ -47,11 +48,35 @@ class Clip:
     person_box: tuple[float, float, float, float] | None = None
     split: str | None = None    # the source's official split, where it has one
     extra: dict = field(default_factory=dict, compare=False)
+    # A range given in frames (0-based, both inclusive) rather than seconds; the fps is only
+    # known once the video is open.
+    start_frame: int | None = None
+    end_frame: int | None = None
+    # The frame size (w, h) that person_box and annotations are given in, when it is not the
+    # video's own: (1, 1) for normalised boxes, the annotated H x W otherwise. The pipeline
+    # rescales them to the real video size once the video is open.
+    box_space: tuple[float, float] | None = None
+    # Faces the source already located (VFHQ's per-frame box + 5 landmarks), reused instead of
+    # running the detector on those frames.
+    annotations: "FrameAnnotations | None" = field(default=None, compare=False)
 
     @property
     def key(self) -> str:
         """Unique across sources; used for shard planning and file names."""
         return f"{self.source}/{self.clip_id}"
+
+
+@dataclass(frozen=True)
+class FrameAnnotations:
+    """One face per frame from a source's metadata: frames [N] (indices in the video read),
+    boxes [N, 4] x1, y1, x2, y2 and landmarks [N, 5, 2], in Clip.box_space pixels."""
+
+    frames: tuple[int, ...]
+    boxes: tuple[tuple[float, float, float, float], ...]
+    landmarks: tuple[tuple[float, ...], ...]  # 10 values each: 5 x (x, y)
+
+    def lookup(self) -> dict[int, int]:
+        return {frame: i for i, frame in enumerate(self.frames)}
 
 
 def _schema(fields: list[pa.Field], kind: str) -> pa.Schema:
@@ -103,6 +128,11 @@ CLIP_SCHEMA = _schema(
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),
         pa.field("decoder", pa.string()),
+        # Frames whose face came from the source's own annotations (detector skipped), the
+        # subset also run through the detector as a check, and their mean box IoU.
+        pa.field("n_frames_detect_skipped", pa.int32()),
+        pa.field("n_frames_verified", pa.int32()),
+        pa.field("annotation_iou", pa.float32()),
         pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
         pa.field("provenance", pa.string(), nullable=False),
     ],
@@ -130,6 +160,9 @@ def empty_clip_row(clip: Clip, status: str, reason: str | None, provenance: str)
         "width": None,
         "height": None,
         "decoder": None,
+        "n_frames_detect_skipped": None,
+        "n_frames_verified": None,
+        "annotation_iou": None,
         "stage_seconds": None,
         "provenance": provenance,
     }

@@ -7,13 +7,14 @@ cannot be read at all raises `SourceError`.
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from mfhq.records import Clip
+from mfhq.records import Clip, FrameAnnotations
 
 
 class SourceError(RuntimeError):
@@ -30,16 +31,24 @@ class SourceProblem:
     reason: str        # names the file (and line) and the problem
 
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+# '+' is allowed: VFHQ's clip names are `Clip+{ytid}+P{pid}+C{n}+F{start}-{end}`.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.+\-]+(/[A-Za-z0-9_.+\-]+)*$")
+_UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.+\-]")
 
 
 def safe_clip_id(raw: str) -> str:
     """Validate an id that becomes a relative output path; refuse traversal and absolute paths."""
     if not raw or raw.startswith("/") or "\\" in raw or not _SAFE_ID.match(raw):
-        raise ValueError(f"unsafe clip id {raw!r}: only letters, digits, '_', '-', '.' and '/' separators")
+        raise ValueError(f"unsafe clip id {raw!r}: only letters, digits, '_', '-', '.', '+' and '/' separators")
     if any(part in ("", ".", "..") for part in raw.split("/")):
         raise ValueError(f"unsafe clip id {raw!r}: '.' and '..' path parts are refused")
     return raw
+
+
+def problem_id(raw: object) -> str:
+    """A printable stand-in for an id that cannot be used (status rows only; never a path)."""
+    text = _UNSAFE_CHAR.sub("_", str(raw)) or "_"
+    return text.replace("..", "__")[:200]
 
 
 class Source(ABC):
@@ -47,6 +56,7 @@ class Source(ABC):
 
     name: str = ""
     expects: str = ""  # one line for `mfhq sources`: what must be on disk
+    dirnames: tuple[str, ...] = ()  # the folder names this dataset goes by under an `all` root
 
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -56,6 +66,48 @@ class Source(ABC):
     @abstractmethod
     def scan(self) -> Iterator[Clip | SourceProblem]:
         """Yield clips, and problems for entries that cannot become clips, in a stable order."""
+
+    def problem(self, raw_id: object, reason: str, status: str = "bad_metadata") -> SourceProblem:
+        return SourceProblem(self.name, problem_id(raw_id), status, reason)
+
+    def first_file(self, folders: Iterable[str], name: str) -> Path | None:
+        """The first existing `root/<folder>/<name>`; the layouts users hold differ slightly."""
+        for folder in folders:
+            path = self.root / folder / name
+            if path.is_file():
+                return path
+        return None
+
+    @classmethod
+    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
+        """The clip with its box and annotations in the real video's pixels.
+
+        Sources give them in the frame size they were annotated at (Clip.box_space); the
+        downloaded file may be smaller or larger. Raises ValueError for a box outside the frame.
+        """
+        if clip.box_space is None:
+            box, annotations = clip.person_box, clip.annotations
+        else:
+            sx, sy = width / clip.box_space[0], height / clip.box_space[1]
+            box = None if clip.person_box is None else _scale_box(clip.person_box, sx, sy)
+            annotations = None if clip.annotations is None else _scale_annotations(clip.annotations, sx, sy)
+        if box is not None:
+            x1, y1, x2, y2 = box
+            if x2 <= max(x1, 0) or y2 <= max(y1, 0) or x1 >= width or y1 >= height:
+                raise ValueError(f"box {tuple(round(v, 1) for v in box)} lies outside the {width}x{height} frame")
+            box = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+        return dataclasses.replace(clip, person_box=box, annotations=annotations, box_space=None)
+
+
+def _scale_box(box, sx: float, sy: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def _scale_annotations(ann: FrameAnnotations, sx: float, sy: float) -> FrameAnnotations:
+    boxes = tuple(_scale_box(b, sx, sy) for b in ann.boxes)
+    marks = tuple(tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(m)) for m in ann.landmarks)
+    return FrameAnnotations(ann.frames, boxes, marks)
 
 
 _REGISTRY: dict[str, Callable[[Path], Source]] = {}
@@ -68,6 +120,10 @@ def register_source(cls: type[Source]) -> type[Source]:
 
 def source_names() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def source_class(name: str) -> type[Source]:
+    return _REGISTRY[name]
 
 
 def get_source(name: str, root: Path) -> Source:

@@ -1,0 +1,168 @@
+"""What CelebV-HQ and CelebV-Text share: one JSON of clips, a normalised box, second ranges.
+
+Both official `download_and_process.py` scripts crop the same way: widen the normalised box
+by 0.02 per side (clamped to [0, 1]), denormalise with round(), take a square of side
+2 * (min(h, w) // 2) around the box centre, and cut [start_sec, end_sec] of the source video.
+Users hold either the raw YouTube downloads (`<ytb_id>.mp4`) or the clips that script wrote
+(`<clip key>.mp4`, already cropped and trimmed); both are accepted, cut clips first.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import Iterator
+
+from mfhq.records import Clip
+from mfhq.sources.base import Source, SourceError, SourceProblem, safe_clip_id
+
+EXPAND = 0.02  # the official scripts' margin, in normalised units
+
+
+def expand_and_square(box_tblr: tuple[float, float, float, float], width: int, height: int) -> tuple[float, ...]:
+    """The official crop of a normalised (top, bottom, left, right) box -> x1, y1, x2, y2 px."""
+    top, bottom, left, right = box_tblr
+    top, bottom = max(top - EXPAND, 0.0), min(bottom + EXPAND, 1.0)
+    left, right = max(left - EXPAND, 0.0), min(right + EXPAND, 1.0)
+    top, bottom, left, right = round(top * height), round(bottom * height), round(left * width), round(right * width)
+    half = min(bottom - top, right - left) // 2
+    cy, cx = (top + bottom) / 2, (left + right) / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def line_of(text: str, key: str) -> int | None:
+    """1-based line of a clip key in the JSON text, so that errors can point at it."""
+    at = text.find(json.dumps(key))
+    return None if at < 0 else text.count("\n", 0, at) + 1
+
+
+def clip_tables(data: object) -> list[tuple[str, dict]]:
+    """(set name, clips) in every layout the files have had: a `clips` wrapper, `clips_set1` /
+    `clips_set2` (CelebV-Text, early 2023), or a flat dict of clips (CelebV-Text since 2023-04)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the top level is a {type(data).__name__}, not an object")
+    if isinstance(data.get("clips"), dict):
+        return [("clips", data["clips"])]
+    sets = sorted(k for k in data if k.startswith("clips_set") and isinstance(data[k], dict))
+    if sets:
+        return [(k, data[k]) for k in sets]
+    return [("", {k: v for k, v in data.items() if k != "meta_info"})]
+
+
+def _number(value: object, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{what} is {value!r}, not a finite number")
+    return float(value)
+
+
+def parse_range(entry: dict) -> tuple[float, float]:
+    duration = entry.get("duration")
+    if not isinstance(duration, dict):
+        raise ValueError("missing field 'duration'")
+    # CelebV-Text's README once showed start_frame/end_frame holding seconds (e.g. 415.29).
+    start_key = "start_sec" if "start_sec" in duration else "start_frame"
+    end_key = "end_sec" if "end_sec" in duration else "end_frame"
+    if start_key not in duration or end_key not in duration:
+        raise ValueError("missing field 'duration.start_sec' or 'duration.end_sec'")
+    start, end = _number(duration[start_key], f"duration.{start_key}"), _number(duration[end_key], f"duration.{end_key}")
+    if start < 0 or end <= start:
+        raise ValueError(f"empty, negative or reversed range {start}..{end} s")
+    return start, end
+
+
+def parse_box(entry: dict, allow_pixels: bool) -> tuple[tuple[float, float, float, float], bool]:
+    """(top, bottom, left, right) and whether it is in pixels rather than normalised."""
+    bbox = entry.get("bbox")
+    if not isinstance(bbox, dict) or any(k not in bbox for k in ("top", "bottom", "left", "right")):
+        raise ValueError("missing field 'bbox' (top, bottom, left, right)")
+    values = tuple(_number(bbox[k], f"bbox.{k}") for k in ("top", "bottom", "left", "right"))
+    top, bottom, left, right = values
+    pixels = allow_pixels and max(values) > 1.0
+    if min(values) < 0 or (not pixels and max(values) > 1.0):
+        raise ValueError(f"box {bbox} lies outside the frame")
+    if bottom <= top or right <= left:
+        raise ValueError(f"box {bbox} is empty or reversed")
+    return values, pixels
+
+
+class CelebVSource(Source):
+    info_file = ""
+    cut_dirs: tuple[str, ...] = ()
+    raw_dirs: tuple[str, ...] = ()
+    pixel_boxes = False   # CelebV-Text's README shows integer pixel boxes
+
+    def scan(self) -> Iterator[Clip | SourceProblem]:
+        path = self.root / self.info_file
+        if not path.is_file():
+            raise SourceError(f"{self.name}: {path} not found; expected {self.expects}")
+        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            tables = clip_tables(json.loads(text))
+        except (json.JSONDecodeError, ValueError) as exc:
+            # Nothing in the file can be trusted: one status row says so, the run goes on.
+            yield self.problem(path.name, f"{path}: not a usable clip list ({exc}); the file may be truncated")
+            return
+        seen: set[str] = set()
+        for set_name, clips in tables:
+            for key in sorted(clips):
+                where = f"{path}:{line_of(text, key) or '?'}"
+                try:
+                    clip = self._clip(key, clips[key], set_name)
+                except ValueError as exc:
+                    yield self.problem(key, f"{where}: clip {key!r}: {exc}")
+                    continue
+                if clip.clip_id in seen:
+                    yield self.problem(f"{key}.duplicate", f"{where}: clip {key!r} appears twice")
+                    continue
+                seen.add(clip.clip_id)
+                yield self._locate(clip, where)
+
+    def clip_id(self, key: str) -> str:
+        return key
+
+    def _clip(self, key: str, entry: object, set_name: str) -> Clip:
+        clip_id = safe_clip_id(self.clip_id(key))
+        if not isinstance(entry, dict):
+            raise ValueError(f"entry is a {type(entry).__name__}, not an object")
+        ytb_id = entry.get("ytb_id")
+        if not isinstance(ytb_id, str) or not ytb_id:
+            raise ValueError("missing field 'ytb_id'")
+        safe_clip_id(ytb_id)
+        start, end = parse_range(entry)
+        box, pixels = parse_box(entry, self.pixel_boxes)
+        top, bottom, left, right = box
+        return Clip(
+            source=self.name, clip_id=clip_id, video_path=Path(), video_key=ytb_id, start_sec=start, end_sec=end,
+            person_box=(left, top, right, bottom), box_space=None if pixels else (1.0, 1.0),
+            extra={"set": set_name} if set_name.startswith("clips_set") else {},
+        )
+
+    def cut_names(self, clip: Clip) -> list[str]:
+        return [f"{clip.clip_id}.mp4"]
+
+    def _locate(self, clip: Clip, where: str) -> Clip | SourceProblem:
+        for name in self.cut_names(clip):
+            cut = self.first_file(self.cut_dirs, name)
+            if cut is not None:  # already cropped and trimmed by the official script
+                return dataclasses.replace(clip, video_path=cut, start_sec=None, end_sec=None,
+                                           person_box=None, box_space=None, extra={**clip.extra, "layout": "cut"})
+        raw = self.first_file(self.raw_dirs, f"{clip.video_key}.mp4")
+        if raw is not None:
+            return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
+        looked = [f"{d}/{n}" for d in self.cut_dirs for n in self.cut_names(clip)]
+        looked += [f"{d}/{clip.video_key}.mp4" for d in self.raw_dirs]
+        return self.problem(clip.clip_id, f"{where}: clip {clip.clip_id!r}: no video under {self.root} "
+                                          f"(looked for {', '.join(looked)})", status="missing")
+
+    @classmethod
+    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
+        if clip.person_box is None:
+            return clip
+        left, top, right, bottom = clip.person_box
+        if clip.box_space is None:  # pixels: the official crop still works in normalised units
+            if right > width or bottom > height:
+                raise ValueError(f"box {clip.person_box} lies outside the {width}x{height} frame")
+            left, right, top, bottom = left / width, right / width, top / height, bottom / height
+        square = expand_and_square((top, bottom, left, right), width, height)
+        return dataclasses.replace(clip, person_box=square, box_space=None)

@@ -1,0 +1,107 @@
+"""TalkingHead-1KH: the official tube lists plus the videos the official scripts leave on disk.
+
+`videos_download_and_crop.sh <split>` downloads to `<split>/raw_videos`, cuts each video into
+one-minute chunks `<split>/1min_clips/{ytid}_{chunk:04d}.mp4` (stream copy, so chunks start on
+keyframes, not at 60 n s) and crops the tubes into `<split>/cropped_clips/`. A tube line
+
+    video_name, H, W, S, E, L, T, R, B
+
+gives 0-based frames S..E (both inclusive) *within the chunk* and a box in an H x W frame that
+the crop script rescales to the real size with int(). So a tube is read from its chunk (or its
+cut clip); the full raw video cannot be used, as the chunk offsets are not known.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterator
+
+from mfhq.records import Clip
+from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
+
+_CHUNK = re.compile(r"^(?P<ytid>.+)_(?P<chunk>\d{4})$")  # split at the last '_': ids hold '_' too
+_LIST = re.compile(r"^(?P<split>[a-z]+)_video_tubes\.txt$")
+# `small` is the official unit-test subset; its videos are train videos.
+_SPLIT = {"small": "train"}
+
+
+@register_source
+class TalkingHead1KHSource(Source):
+    name = "talkinghead1kh"
+    dirnames = ("talkinghead1kh", "TalkingHead-1KH")
+    expects = ("data_list/<split>_video_tubes.txt (or at the root); per split, the one-minute chunks as "
+               "<split>/1min_clips/<ytid>_<NNNN>.mp4, or the tubes as <split>/cropped_clips/<tube name>.mp4")
+
+    def tube_lists(self) -> list[Path]:
+        found = [p for folder in (self.root / "data_list", self.root) if folder.is_dir()
+                 for p in sorted(folder.iterdir()) if _LIST.match(p.name)]
+        if not found:
+            raise SourceError(f"{self.name}: no <split>_video_tubes.txt in {self.root}/data_list or {self.root}")
+        return found
+
+    def scan(self) -> Iterator[Clip | SourceProblem]:
+        seen: set[str] = set()
+        for path in self.tube_lists():
+            split = _LIST.match(path.name)["split"]
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for number, line in enumerate(text.splitlines(), start=1):  # no final newline upstream
+                if not line.strip():
+                    continue
+                where = f"{path}:{number}"
+                try:
+                    clip = self._clip(line, split)
+                except ValueError as exc:
+                    yield self.problem(f"{split}-line{number}", f"{where}: {exc}: {line[:120]!r}")
+                    continue
+                if clip.clip_id in seen:
+                    yield self.problem(f"{clip.clip_id}.duplicate", f"{where}: tube {clip.clip_id} is listed twice")
+                    continue
+                seen.add(clip.clip_id)
+                yield self._locate(clip, split, where)
+
+    def _clip(self, line: str, split: str) -> Clip:
+        fields = [f.strip() for f in line.split(",")]
+        if len(fields) != 9:
+            raise ValueError(f"expected 9 comma-separated fields, got {len(fields)}")
+        video_name = safe_clip_id(fields[0])
+        match = _CHUNK.match(video_name)
+        if not match:
+            raise ValueError(f"video name {video_name!r} is not <ytid>_<NNNN>")
+        try:
+            height, width, start, end, left, top, right, bottom = (int(f) for f in fields[1:])
+        except ValueError:
+            raise ValueError("H, W, S, E, L, T, R, B must be integers") from None
+        if height <= 0 or width <= 0:
+            raise ValueError(f"frame size {height}x{width} is not positive")
+        if start < 0 or end < start:
+            raise ValueError(f"empty, negative or reversed frame range {start}..{end}")
+        if not (0 <= left < right <= width and 0 <= top < bottom <= height):
+            raise ValueError(f"box L{left} T{top} R{right} B{bottom} lies outside the {height}x{width} frame")
+        # The crop script's own output name: unique per tube, and a valid path.
+        clip_id = f"{video_name}_S{start}_E{end}_L{left}_T{top}_R{right}_B{bottom}"
+        return Clip(
+            source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"],
+            split=_SPLIT.get(split, split), start_frame=start, end_frame=end,
+            person_box=(left, top, right, bottom), box_space=(width, height), extra={"chunk": video_name},
+        )
+
+    def _locate(self, clip: Clip, split: str, where: str) -> Clip | SourceProblem:
+        cut = self.root / split / "cropped_clips" / f"{clip.clip_id}.mp4"
+        if cut.is_file():
+            return dataclasses.replace(clip, video_path=cut, start_frame=None, end_frame=None,
+                                       person_box=None, box_space=None, extra={**clip.extra, "layout": "cut"})
+        chunk = self.root / split / "1min_clips" / f"{clip.extra['chunk']}.mp4"
+        if chunk.is_file():
+            return dataclasses.replace(clip, video_path=chunk, extra={**clip.extra, "layout": "raw"})
+        return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: neither {cut} nor {chunk} exists",
+                            status="missing")
+
+    @classmethod
+    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
+        if clip.person_box is None or clip.box_space is None:
+            return super().frame_geometry(clip, width, height)
+        # videos_crop.py rescales with int(T / H * h): truncation, not rounding.
+        (w0, h0), (left, top, right, bottom) = clip.box_space, clip.person_box
+        box = (int(left / w0 * width), int(top / h0 * height), int(right / w0 * width), int(bottom / h0 * height))
+        return super().frame_geometry(dataclasses.replace(clip, person_box=box, box_space=None), width, height)

@@ -1,0 +1,151 @@
+"""VFHQ: one meta file per clip (from the official meta_info.zip) plus the videos.
+
+A meta file is named `Clip+{ytid}+P{pid}+C{n}+F{start}-{end}.txt` and holds header lines
+(`Video ID`, `H`, `W`, `FPS`; the value is the last token), one line per frame
+`FRAME INDEX X0 Y0 W H x1 y1 ... x5 y5` (top-left + size, 5 landmarks, pixels of the H x W
+frame) and a last line `CROP x0 y0 x1 y1`. The widely copied parser reads source frames
+start+1 .. end-1: the F bounds are exclusive. The per-frame boxes and landmarks are reused in
+place of the detector (see mfhq/stages/detect.py). The split comes from the meta file's
+folder (train/ or test/) or from id lists `id_train.txt` / `id_test.txt` at the root.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+from typing import Iterator
+
+from mfhq.records import Clip, FrameAnnotations
+from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
+
+_NAME = re.compile(r"^Clip\+(?P<ytid>[^+]{11})\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
+_HEADERS = {"H", "W", "FPS", "CROP", "Video", "FRAME"}
+META_DIRS = ("meta_info", "annotations")
+CUT_DIRS = ("clips", "processed")
+RAW_DIRS = ("videos", "raw")
+
+
+def _numbers(tokens: list[str], where: str) -> list[float]:
+    try:
+        return [float(t) for t in tokens]
+    except ValueError:
+        raise ValueError(f"{where}: expected numbers, got {' '.join(tokens)[:80]!r}") from None
+
+
+def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
+    """Header values and the per-frame faces; ValueError names the file and line."""
+    header: dict = {}
+    frames, boxes, marks = [], [], []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        tokens, where = line.split(), f"{path}:{number}"
+        if not tokens:
+            continue
+        key = tokens[0].rstrip(":")
+        if key in _HEADERS:
+            if key == "CROP":
+                values = _numbers(tokens[-4:], where)
+                if len(tokens) < 5:
+                    raise ValueError(f"{where}: CROP needs 4 values x0 y0 x1 y1")
+                header["CROP"] = tuple(values)
+            elif key in ("H", "W", "FPS"):
+                header[key] = _numbers(tokens[-1:], where)[0]
+            elif key == "Video":
+                header["Video"] = tokens[-1]
+            continue
+        values = _numbers(tokens, where)
+        if len(values) != 16:
+            raise ValueError(f"{where}: a frame line needs 16 values (FRAME INDEX X0 Y0 W H + 5 landmarks), got {len(values)}")
+        x, y, w, h = values[2:6]
+        if w <= 0 or h <= 0:
+            raise ValueError(f"{where}: empty face box W={w} H={h}")
+        frames.append(int(values[0]))
+        boxes.append((x, y, x + w, y + h))
+        marks.append(tuple(values[6:]))
+    for key in ("H", "W", "CROP"):
+        if key not in header:
+            raise ValueError(f"{path}: no {key} line (a truncated meta file?)")
+    if header["H"] <= 0 or header["W"] <= 0:
+        raise ValueError(f"{path}: frame size {header['H']}x{header['W']} is not positive")
+    return header, FrameAnnotations(tuple(frames), tuple(boxes), tuple(marks))
+
+
+@register_source
+class VFHQSource(Source):
+    name = "vfhq"
+    dirnames = ("vfhq", "VFHQ")
+    expects = ("meta_info/[train|test/]Clip+<ytid>+P<pid>+C<n>+F<start>-<end>.txt (or annotations/); "
+               "raw videos as videos/<ytid>.mp4 (or raw/), or cut clips as clips/<clip name>.mp4; "
+               "optional id_train.txt / id_test.txt")
+
+    def scan(self) -> Iterator[Clip | SourceProblem]:
+        metas = sorted(p for d in META_DIRS if (self.root / d).is_dir() for p in (self.root / d).rglob("*.txt"))
+        if not metas:
+            raise SourceError(f"{self.name}: no meta files under {self.root}/meta_info or {self.root}/annotations")
+        splits = self._id_lists()
+        seen: set[str] = set()
+        for path in metas:
+            try:
+                clip = self._clip(path, splits)
+            except ValueError as exc:
+                yield self.problem(path.stem, str(exc))
+                continue
+            if clip.clip_id in seen:
+                yield self.problem(f"{clip.clip_id}.duplicate", f"{path}: clip {clip.clip_id} has two meta files")
+                continue
+            seen.add(clip.clip_id)
+            yield self._locate(clip, path)
+
+    def _id_lists(self) -> dict[str, str]:
+        splits = {}
+        for split in ("train", "test"):
+            path = self.root / f"id_{split}.txt"
+            if path.is_file():
+                splits.update({line.strip(): split for line in path.read_text().splitlines() if line.strip()})
+        return splits
+
+    def _clip(self, path: Path, splits: dict[str, str]) -> Clip:
+        match = _NAME.match(path.stem)
+        if not match:
+            raise ValueError(f"{path}: the name is not Clip+<11-char ytid>+P<pid>+C<n>+F<start>-<end>.txt")
+        clip_id = safe_clip_id(path.stem)
+        first, last = int(match["start"]) + 1, int(match["end"]) - 1  # F bounds are exclusive
+        if last < first:
+            raise ValueError(f"{path}: empty or reversed frame range F{match['start']}-{match['end']}")
+        header, annotations = parse_meta(path)
+        if header.get("Video", match["ytid"]) != match["ytid"]:
+            raise ValueError(f"{path}: Video ID {header['Video']!r} differs from the name's {match['ytid']!r}")
+        width, height = header["W"], header["H"]
+        x0, y0, x1, y1 = header["CROP"]
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            raise ValueError(f"{path}: CROP {header['CROP']} lies outside the {int(height)}x{int(width)} frame")
+        split = path.parent.name if path.parent.name in ("train", "test") else splits.get(clip_id)
+        return Clip(
+            source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,
+            start_frame=first, end_frame=last, person_box=(x0, y0, x1, y1), box_space=(width, height),
+            annotations=annotations or None, extra={"person": f"{match['ytid']}+P{match['pid']}", "fps": header.get("FPS")},
+        )
+
+    def _locate(self, clip: Clip, meta: Path) -> Clip | SourceProblem:
+        cut = self.first_file(CUT_DIRS, f"{clip.clip_id}.mp4")
+        if cut is not None:
+            return _as_cut(clip, cut)
+        raw = self.first_file(RAW_DIRS, f"{clip.video_key}.mp4")
+        if raw is not None:
+            return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
+        return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
+                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status="missing")
+
+
+def _as_cut(clip: Clip, path: Path) -> Clip:
+    """A cut clip starts at source frame start+1 and shows the CROP region only."""
+    x0, y0, x1, y1 = clip.person_box
+    ann = clip.annotations
+    if ann is not None:
+        shift = [(i, f - clip.start_frame) for i, f in enumerate(ann.frames) if clip.start_frame <= f <= clip.end_frame]
+        ann = FrameAnnotations(
+            tuple(f for _, f in shift),
+            tuple((b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0) for b in (ann.boxes[i] for i, _ in shift)),
+            tuple(tuple(v - (x0 if k % 2 == 0 else y0) for k, v in enumerate(ann.landmarks[i])) for i, _ in shift),
+        ) if shift else None
+    return dataclasses.replace(clip, video_path=path, start_frame=None, end_frame=None, person_box=None,
+                               box_space=(x1 - x0, y1 - y0), annotations=ann, extra={**clip.extra, "layout": "cut"})
