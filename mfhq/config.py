@@ -35,6 +35,10 @@ class DetectConfig:
     score_threshold: float = 0.7
     nms_threshold: float = 0.3
     max_faces: int = 10
+    # Reuse the faces a source already located (VFHQ's per-frame box + 5 landmarks) instead of
+    # running the detector, checking one annotated frame in `verify_every` against it (0: never).
+    use_source_annotations: bool = True
+    verify_every: int = 10
 
 
 @dataclass(frozen=True)

@@ -63,9 +63,15 @@ class DecordReader:
 
 
 class PyAVReader:
-    """Sequential decoding with PyAV; slower to seek but tolerant of odd containers."""
+    """Sequential decoding with PyAV, tolerant of odd containers.
+
+    A read that starts well past the decoder's position (a clip deep inside a long raw video)
+    seeks to the keyframe before it instead of decoding everything from frame 0; frames are
+    then numbered from their timestamps.
+    """
 
     name = "pyav"
+    SEEK_GAP = 50  # frames; below this, decoding on is cheaper than a seek
 
     def open(self, path: Path) -> VideoInfo:
         import av
@@ -82,33 +88,46 @@ class PyAVReader:
             self._info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
         self._next = 0
         self._container = None
+        self.n_decoded = 0  # frames decoded since open: shows that a seek skipped the rest
         return self._info
 
-    def _frames(self) -> Iterator:
+    def _start(self, target: int) -> None:
+        """Open the container positioned at or before `target`; self._next is the next frame's index."""
         import av
 
-        if self._container is None:
-            self._container = av.open(str(self._path))
-            self._iter = self._container.decode(video=0)
-            self._next = 0
-        return self._iter
+        self.close()
+        self._container = av.open(str(self._path))
+        stream = self._container.streams.video[0]
+        self._stream, self._origin = stream, float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        self._next = 0
+        if target >= self.SEEK_GAP and stream.time_base:
+            seconds = self._origin + target / self._info.fps
+            self._container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+            self._next = None  # unknown until the first frame's timestamp is read
+        self._iter = self._container.decode(stream)
+
+    def _index(self, frame) -> int:
+        if frame.pts is None:
+            raise DecodeError(f"{self._path}: a frame without a timestamp after a seek")
+        return int(round((float(frame.pts * self._stream.time_base) - self._origin) * self._info.fps))
 
     def read(self, indices: list[int]) -> np.ndarray:
-        if indices and indices[0] < self._next:  # a backwards read: start over
-            self.close()
+        first, last = indices[0], max(indices)
+        if self._container is None or first < (self._next or 0) or first - (self._next or 0) > self.SEEK_GAP:
+            self._start(first)
         wanted, out = set(indices), []
-        frames = self._frames()
-        last = max(indices)
-        while self._next <= last:
+        while self._next is None or self._next <= last:
             try:
-                frame = next(frames)
+                frame = next(self._iter)
             except StopIteration:
                 break
-            if self._next in wanted:
+            self.n_decoded += 1
+            index = self._index(frame) if self._next is None else self._next
+            if index in wanted:
                 out.append(frame.to_ndarray(format="bgr24"))
-            self._next += 1
+            self._next = index + 1
         if not out:
-            raise DecodeError(f"{self._path}: PyAV returned none of frames {indices[0]}..{last}")
+            raise DecodeError(f"{self._path}: PyAV returned none of frames {first}..{last}")
         return np.stack(out)
 
     def close(self) -> None:
@@ -138,10 +157,20 @@ def reader_chain(backend: str) -> list[VideoReader]:
     raise ValueError(f"unknown decode backend {backend!r}; use auto, decord, pyav or module:Class")
 
 
-def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, end_sec: float | None) -> list[int]:
-    """Frame indices at cfg.fps within [start, end), sorted and unique."""
+def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, end_sec: float | None,
+                   frames: tuple[int, int] | None = None) -> list[int]:
+    """Frame indices at cfg.fps within [start, end), sorted and unique.
+
+    `frames` (first, last), both inclusive, is a range given in frames instead (TalkingHead-1KH
+    tubes, VFHQ clips): it is sampled at cfg.fps the same way and never leaves the range.
+    """
     if info.n_frames <= 0 or info.fps <= 0:
         return []
+    if frames is not None:
+        first, last = frames[0], min(frames[1], info.n_frames - 1)
+        if last < first:
+            return []
+        start_sec, end_sec = first / info.fps, (last + 1) / info.fps
     duration = info.n_frames / info.fps
     start = max(0.0, start_sec or 0.0)
     end = min(duration, end_sec) if end_sec is not None else duration
@@ -149,6 +178,8 @@ def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, 
         return []
     times = np.arange(start, end, 1.0 / cfg.fps)
     indices = np.unique(np.clip(np.round(times * info.fps).astype(np.int64), 0, info.n_frames - 1))
+    if frames is not None:
+        indices = indices[(indices >= first) & (indices <= last)]
     if cfg.max_frames is not None and len(indices) > cfg.max_frames:
         # Spread the cap over the whole range rather than keeping only the start.
         keep = np.linspace(0, len(indices) - 1, cfg.max_frames).round().astype(int)

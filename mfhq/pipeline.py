@@ -18,6 +18,7 @@ from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.manifest.io import atomic_write_bytes
 from mfhq.records import Clip, empty_clip_row
+from mfhq.sources.base import frame_geometry
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
@@ -72,11 +73,19 @@ class ClipProcessor:
         on_phase("decode")
         started = time.perf_counter()
         info = decoder.open(path)
-        indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec)
+        try:  # the source's box and annotations, rescaled to the real video size
+            clip = frame_geometry(clip, info.width, info.height)
+        except ValueError as exc:
+            decoder.close()
+            return [], empty_clip_row(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
+        frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)
+        indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec, frames)
         timings["decode"] += time.perf_counter() - started
         if not indices:
             decoder.close()
-            reason = f"{path}: no frames in range" if info.n_frames else f"{path}: the video has no frames"
+            wanted = f"frames {frames[0]}..{frames[1]}" if frames else f"{clip.start_sec}..{clip.end_sec} s"
+            reason = (f"{path}: no frames in range ({wanted} of {info.n_frames} at {info.fps:g} fps)"
+                      if info.n_frames else f"{path}: the video has no frames")
             return [], empty_clip_row(clip, "empty", reason, self.provenance)
         rows, state, n_read = [], ClipState(), 0
         chunks = decoder.chunks(path, indices)
@@ -99,6 +108,10 @@ class ClipProcessor:
             timings["write"] += time.perf_counter() - started
         decoder.close()
         clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
+        if clip.annotations is not None and self.cfg.detect.use_source_annotations:
+            clip_row.update(n_frames_detect_skipped=state.annotated_frames - state.verified_frames,
+                            n_frames_verified=state.verified_frames,
+                            annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None)
         return rows, clip_row
 
     def _clip_row(self, clip, path, rows, n_read, info, decoder, timings, n_sampled) -> dict:

@@ -126,6 +126,11 @@ def source_class(name: str) -> type[Source]:
     return _REGISTRY[name]
 
 
+def frame_geometry(clip: Clip, width: int, height: int) -> Clip:
+    """Resolve a clip's box for the real video size with its own adapter's rule."""
+    return _REGISTRY.get(clip.source, Source).frame_geometry(clip, width, height)
+
+
 def get_source(name: str, root: Path) -> Source:
     if name not in _REGISTRY:
         raise SourceError(f"unknown source {name!r}; available: {', '.join(source_names())}")

@@ -21,6 +21,11 @@ class ClipState:
     last_box: np.ndarray | None = None   # the person's last kept box ...
     last_frame: int = -1                 # ... and its sampled-frame number within the clip
     frames_seen: int = 0                 # sampled frames of this clip before the current chunk
+    # Source annotations reused in place of the detector (VFHQ): frames taken from them,
+    # frames also checked against the detector, and the summed box IoU of those checks.
+    annotated_frames: int = 0
+    verified_frames: int = 0
+    verified_iou_sum: float = 0.0
 
 
 @dataclass

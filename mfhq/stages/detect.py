@@ -6,13 +6,16 @@ import numpy as np
 from mfhq.align import arcface_template, similarity_transform, warp
 from mfhq.config import DetectConfig, EmbedConfig
 from mfhq.models import create_backend
+from mfhq.models.registry import Detections
 from mfhq.stages.base import FaceBatch, Stage
+from mfhq.stages.identity import box_iou
 
 
 class DetectStage(Stage):
     name = "detect"
 
     def __init__(self, cfg: DetectConfig, models_dir=None, device="cpu"):
+        self.cfg = cfg
         self.backend = create_backend(
             "detector", cfg.backend, models_dir=models_dir, device=device,
             score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold, max_faces=cfg.max_faces,
@@ -26,7 +29,10 @@ class DetectStage(Stage):
         return self.backend.provenance
 
     def __call__(self, batch: FaceBatch) -> FaceBatch:
-        found = self.backend.detect(list(batch.frames))
+        if batch.clip.annotations is not None and self.cfg.use_source_annotations:
+            found = self._annotated(batch)
+        else:
+            found = self.backend.detect(list(batch.frames))
         counts = [len(d.scores) for d in found]
         batch.frame_pos = np.repeat(np.arange(len(found)), counts)
         batch.face_index = np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int)
@@ -41,6 +47,37 @@ class DetectStage(Stage):
         batch.quality = np.full(n, np.nan, np.float32)
         batch.transforms = np.zeros((n, 2, 3), np.float64)
         return batch
+
+    def _annotated(self, batch: FaceBatch) -> list[Detections]:
+        """The source's own face on annotated frames (score NaN: no detector scored it); the
+        detector on the others, and on one annotated frame in verify_every as a check."""
+        ann, state = batch.clip.annotations, batch.state
+        row_of = ann.lookup()
+        found: list[Detections | None] = []
+        run_on: list[int] = []
+        for pos, index in enumerate(batch.frame_indices.tolist()):
+            row = row_of.get(int(index))
+            if row is None:
+                found.append(None)
+                run_on.append(pos)
+                continue
+            found.append(Detections(np.asarray([ann.boxes[row]], np.float32),
+                                    np.asarray(ann.landmarks[row], np.float32).reshape(1, 5, 2),
+                                    np.full(1, np.nan, np.float32)))
+            every = self.cfg.verify_every
+            if every > 0 and state.annotated_frames % every == 0:
+                run_on.append(pos)
+            state.annotated_frames += 1
+        detected = self.backend.detect([batch.frames[pos] for pos in run_on]) if run_on else []
+        for pos, result in zip(run_on, detected):
+            if found[pos] is None:
+                found[pos] = result
+                continue
+            # A check: how well the detector's best match agrees with the source's box.
+            iou = box_iou(found[pos].boxes[0].astype(np.float64), result.boxes.astype(np.float64)) if len(result.scores) else [0.0]
+            state.verified_frames += 1
+            state.verified_iou_sum += float(np.max(iou))
+        return found
 
 
 class EmbedStage(Stage):
