@@ -36,13 +36,14 @@ def sample(out: Path = typer.Option(..., help="Folder for the sample videos and 
 
 @app.command()
 def extract(
-    source: str = typer.Option("folder", help="Source adapter (see `mfhq sources`)"),
+    source: str = typer.Option("folder", help="Source adapter, or `all` for a root holding several (see `mfhq sources`)"),
     root: Path = typer.Option(..., help="The source's root folder"),
     out: Path = typer.Option(..., help="The run folder (resumes if it exists)"),
     pipeline: Optional[Path] = typer.Option(None, help="Pipeline preset YAML (e.g. pipelines/sample.yaml)"),
     workers: Optional[int] = typer.Option(None, help="Worker processes (overrides the preset)"),
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
     limit: Optional[int] = typer.Option(None, help="Only the first N clips"),
+    clips: Optional[Path] = typer.Option(None, help="Only the clips this file lists, one `<source>/<clip id>` or clip id a line"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
@@ -56,7 +57,8 @@ def extract(
         cfg = load_pipeline(pipeline)
         if workers is not None:
             cfg = cfg.replace(run={"workers": workers})
-        summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit)
+        summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit,
+                              clips_file=clips)
     except (ConfigError, SourceError, RunMismatch, ExecutorError) as exc:
         _fail(str(exc))
         return
@@ -66,6 +68,8 @@ def extract(
         ", ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items())) or "nothing to do",
         summary.faces_kept, summary.faces_dropped, out,
     )
+    if summary.frames_detect_skipped:
+        log.info("detection skipped on %d frames whose faces the source's annotations gave", summary.frames_detect_skipped)
 
 
 @app.command()

@@ -88,6 +88,14 @@ class ParsingConfig:
 
 
 @dataclass(frozen=True)
+class SourcesConfig:
+    # The datasets a recipe is built from (adapter names, see `mfhq sources`); `mfhq extract
+    # --source all` reads those it finds under its root. Which clips are read, not how rows
+    # are made: left out of the fingerprint.
+    names: list = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RunConfig:
     shard_size: int = 16           # clips per output shard
     workers: int = 1               # worker processes, each with one model load
@@ -106,6 +114,7 @@ class PipelineConfig:
     pose: PoseConfig = field(default_factory=PoseConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     parsing: ParsingConfig = field(default_factory=ParsingConfig)
+    sources: SourcesConfig = field(default_factory=SourcesConfig)
     run: RunConfig = field(default_factory=RunConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,6 +125,7 @@ class PipelineConfig:
         content = self.to_dict()
         content.pop("run")
         content.pop("name")
+        content.pop("sources")
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -21,7 +21,7 @@ from mfhq.config import PipelineConfig
 from mfhq.executors import EXECUTORS, ClipOutcome
 from mfhq.manifest.io import ShardMarkers, atomic_write_json, atomic_write_table
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION, Clip, empty_clip_row
-from mfhq.sources import get_source
+from mfhq.sources import SourceError, get_source, source_names
 from mfhq.sources.base import SourceProblem
 
 log = logging.getLogger(__name__)
@@ -39,6 +39,7 @@ class ExtractSummary:
     faces_kept: int = 0
     faces_dropped: int = 0
     status_counts: dict = field(default_factory=dict)
+    frames_detect_skipped: int = 0  # faces taken from the source's annotations (VFHQ)
     seconds: float = 0.0
 
 
@@ -76,12 +77,38 @@ def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: b
     return plan
 
 
+def _item_key(item: Clip | SourceProblem) -> str:
+    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
+
+
+def select_clips(items: list, clips_file: Path) -> list:
+    """Keep the entries a file names, one per line: `<source>/<clip id>` or a bare clip id."""
+    clips_file = Path(clips_file)
+    if not clips_file.is_file():
+        raise SourceError(f"--clips: {clips_file} not found")
+    wanted = {line.strip() for line in clips_file.read_text().splitlines()}
+    wanted = {w for w in wanted if w and not w.startswith("#")}
+    chosen = [i for i in items if _item_key(i) in wanted or i.clip_id in wanted]
+    unmatched = wanted - {_item_key(i) for i in chosen} - {i.clip_id for i in chosen}
+    if unmatched:
+        log.warning("%s: %d listed clip(s) are not in the source, e.g. %s", clips_file, len(unmatched), sorted(unmatched)[:3])
+    return chosen
+
+
 def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_dir=None,
-            force: bool = False, limit: int | None = None, executor: str = "local") -> ExtractSummary:
+            force: bool = False, limit: int | None = None, executor: str = "local",
+            clips_file: Path | None = None) -> ExtractSummary:
     started = time.perf_counter()
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     items = list(get_source(source, Path(root)).scan())
+    if source == "all" and cfg.sources.names:  # the recipe's datasets only
+        unknown = sorted(set(cfg.sources.names) - set(source_names()))
+        if unknown:
+            raise SourceError(f"sources.names: unknown source(s) {unknown}; available: {', '.join(source_names())}")
+        items = [i for i in items if i.source in cfg.sources.names]
+    if clips_file is not None:
+        items = select_clips(items, clips_file)
     if limit is not None:
         items = items[:limit]
     plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force)
@@ -112,6 +139,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
         status = outcome.row["status"]
         summary.status_counts[status] = summary.status_counts.get(status, 0) + 1
         summary.clips += 1
+        summary.frames_detect_skipped += outcome.row.get("n_frames_detect_skipped") or 0
         progress.update(1)
         progress.set_postfix(kept=summary.faces_kept, refresh=False)
         if len(results[sid]) == len(pending[sid]):
