@@ -41,7 +41,9 @@ class TalkingHead1KHSource(Source):
         return found
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
-        seen: set[str] = set()
+        # clip id -> (clip, the split folders that may hold its video, where it was first listed).
+        # `small` repeats train tubes: the same line in two lists is one clip found in either folder.
+        tubes: dict[str, tuple[Clip, list[str], str]] = {}
         for path in self.tube_lists():
             split = _LIST.match(path.name)["split"]
             text = path.read_text(encoding="utf-8", errors="replace")
@@ -54,11 +56,14 @@ class TalkingHead1KHSource(Source):
                 except ValueError as exc:
                     yield self.problem(f"{split}-line{number}", f"{where}: {exc}: {line[:120]!r}")
                     continue
-                if clip.clip_id in seen:
+                if clip.clip_id not in tubes:
+                    tubes[clip.clip_id] = (clip, [split], where)
+                elif split in tubes[clip.clip_id][1]:
                     yield self.problem(f"{clip.clip_id}.duplicate", f"{where}: tube {clip.clip_id} is listed twice")
-                    continue
-                seen.add(clip.clip_id)
-                yield self._locate(clip, split, where)
+                else:
+                    tubes[clip.clip_id][1].append(split)
+        for clip, splits, where in tubes.values():
+            yield self._locate(clip, splits, where)
 
     def _clip(self, line: str, split: str) -> Clip:
         fields = [f.strip() for f in line.split(",")]
@@ -86,15 +91,19 @@ class TalkingHead1KHSource(Source):
             person_box=(left, top, right, bottom), box_space=(width, height), extra={"chunk": video_name},
         )
 
-    def _locate(self, clip: Clip, split: str, where: str) -> Clip | SourceProblem:
-        cut = self.root / split / "cropped_clips" / f"{clip.clip_id}.mp4"
-        if cut.is_file():
-            return dataclasses.replace(clip, video_path=cut, start_frame=None, end_frame=None,
-                                       person_box=None, box_space=None, extra={**clip.extra, "layout": "cut"})
-        chunk = self.root / split / "1min_clips" / f"{clip.extra['chunk']}.mp4"
-        if chunk.is_file():
-            return dataclasses.replace(clip, video_path=chunk, extra={**clip.extra, "layout": "raw"})
-        return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: neither {cut} nor {chunk} exists",
+    def _locate(self, clip: Clip, splits: list[str], where: str) -> Clip | SourceProblem:
+        for split in splits:
+            cut = self.root / split / "cropped_clips" / f"{clip.clip_id}.mp4"
+            if cut.is_file():
+                return dataclasses.replace(clip, video_path=cut, start_frame=None, end_frame=None,
+                                           person_box=None, box_space=None, extra={**clip.extra, "layout": "cut"})
+        for split in splits:
+            chunk = self.root / split / "1min_clips" / f"{clip.extra['chunk']}.mp4"
+            if chunk.is_file():
+                return dataclasses.replace(clip, video_path=chunk, extra={**clip.extra, "layout": "raw"})
+        looked = " or ".join(f"{s}/cropped_clips/{clip.clip_id}.mp4, {s}/1min_clips/{clip.extra['chunk']}.mp4"
+                             for s in splits)
+        return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: no video under {self.root} (looked for {looked})",
                             status="missing")
 
     @classmethod
