@@ -17,8 +17,7 @@ from mfhq.sources import get_source
 from mfhq.sources.base import SourceError, SourceProblem, frame_geometry, safe_clip_id
 from mfhq.sources.celebv import expand_and_square
 
-REAL = Path("/work/shared/real-metadata/talkinghead-1kh")
-REAL = REAL if REAL.is_dir() else Path(__file__).resolve().parents[2] / "shared" / "real-metadata" / "talkinghead-1kh"
+REAL = Path(__file__).resolve().parent / "data" / "talkinghead-1kh"  # real, MIT: see its README
 
 
 def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
@@ -32,8 +31,6 @@ def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProbl
 
 @pytest.fixture(scope="module")
 def th_root(tmp_path_factory) -> Path:
-    if not REAL.is_dir():
-        pytest.skip(f"the real TalkingHead-1KH excerpts are not at {REAL}")
     root = tmp_path_factory.mktemp("th") / "TalkingHead-1KH"
     (root / "data_list").mkdir(parents=True)
     shutil.copyfile(REAL / "train_video_tubes.head219.txt", root / "data_list" / "train_video_tubes.txt")
