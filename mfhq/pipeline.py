@@ -74,7 +74,7 @@ class ClipProcessor:
         started = time.perf_counter()
         info = decoder.open(path)
         try:  # the source's box and annotations, rescaled to the real video size
-            clip = frame_geometry(clip, info.width, info.height)
+            clip = frame_geometry(clip, info.width, info.height, info.fps)
         except ValueError as exc:
             decoder.close()
             return [], empty_clip_row(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
@@ -109,9 +109,11 @@ class ClipProcessor:
         decoder.close()
         clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:
+            # A checked frame where the detector found nothing counts as IoU 0.
             clip_row.update(n_frames_detect_skipped=state.annotated_frames - state.verified_frames,
                             n_frames_verified=state.verified_frames,
-                            annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None)
+                            annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None,
+                            annotation_nme=state.verified_nme_sum / state.verified_matched if state.verified_matched else None)
         return rows, clip_row
 
     def _clip_row(self, clip, path, rows, n_read, info, decoder, timings, n_sampled) -> dict:

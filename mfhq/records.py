@@ -133,6 +133,9 @@ CLIP_SCHEMA = _schema(
         pa.field("n_frames_detect_skipped", pa.int32()),
         pa.field("n_frames_verified", pa.int32()),
         pa.field("annotation_iou", pa.float32()),
+        # Mean landmark distance between the two on those frames, over the inter-ocular distance:
+        # it exposes a landmark order that differs from ours, which would mirror the aligned crops.
+        pa.field("annotation_nme", pa.float32()),
         pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
         pa.field("provenance", pa.string(), nullable=False),
     ],
@@ -163,6 +166,7 @@ def empty_clip_row(clip: Clip, status: str, reason: str | None, provenance: str)
         "n_frames_detect_skipped": None,
         "n_frames_verified": None,
         "annotation_iou": None,
+        "annotation_nme": None,
         "stage_seconds": None,
         "provenance": provenance,
     }

@@ -112,6 +112,8 @@ def test_vfhq_landmarks_replace_the_detector_and_are_checked(all_run, sample_dir
     assert annotated["n_frames_detect_skipped"] == annotated["n_frames_read"] - annotated["n_frames_verified"] > 0
     # The generated face's geometric box and the detector's agree well, not perfectly.
     assert 0.5 < annotated["annotation_iou"] <= 1.0
+    # The same 5 points in the same order: a mirrored order would give an error near 1.
+    assert annotated["annotation_nme"] < 0.25
     assert f"detection skipped on {annotated['n_frames_detect_skipped']} frames" in result.stderr
     # Clips without per-frame lines, and other sources, run the detector on every frame.
     for key in (f"vfhq/Clip+{fx.VF_CUT}+P3+C1+F100-200", f"celebvhq/{fx.HQ_RAW}_0"):

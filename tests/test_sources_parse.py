@@ -228,8 +228,12 @@ def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
     assert raw.person_box == (100, 50, 400, 350) and raw.box_space == (1280, 720)
     assert raw.annotations.frames == (11, 12, 13) and raw.annotations.boxes[0] == (200, 100, 300, 220)
     # Rescaled to a 640x360 download: every coordinate halves.
-    resolved = frame_geometry(raw, 640, 360)
+    resolved = frame_geometry(raw, 640, 360, fps=25.0)
     assert resolved.annotations.landmarks[0][:4] == (115, 75, 135, 75) and resolved.person_box == (50, 25, 200, 175)
+    assert resolved.annotations.frames == (11, 12, 13) and (resolved.start_frame, resolved.end_frame) == (11, 14)
+    # A download at 50 fps holds the meta file's 25 fps frame n at frame 2n.
+    retimed = frame_geometry(raw, 640, 360, fps=50.0)
+    assert retimed.annotations.frames == (22, 24, 26) and (retimed.start_frame, retimed.end_frame) == (22, 28)
     # A cut clip starts at frame start+1 and shows the CROP region only.
     assert cut.start_frame is None and cut.annotations.frames == (0, 1)
     assert cut.annotations.boxes[0] == (100, 50, 200, 170) and cut.box_space == (300, 300)
@@ -271,3 +275,18 @@ def test_all_finds_each_dataset_by_its_folder_name(tmp_path):
         "celebvhq/synth_HQ-id_0", "vfhq/Clip+synthVF_a-1+P2+C0+F10-15"]
     with pytest.raises(SourceError, match="no dataset folder"):
         list(get_source("all", tmp_path / "VFHQ" / "meta_info").scan())
+
+
+# ---------------------------------------------------------------- the paper's preset (parsed only)
+
+def test_paper_preset_names_the_paper_sources_models_and_thresholds():
+    from mfhq.config import load_pipeline
+    from mfhq.sources import source_names
+
+    cfg = load_pipeline(Path(__file__).resolve().parents[1] / "pipelines" / "paper.yaml")
+    assert sorted(cfg.sources.names) == ["celebvhq", "celebvtext", "talkinghead1kh", "vfhq"]
+    assert set(cfg.sources.names) <= set(source_names())
+    assert (cfg.detect.backend, cfg.embed.backend, cfg.pose.backend, cfg.quality.backend, cfg.parsing.backend) == (
+        "scrfd", "arcface", "6drepnet", "topiq-nr-face", "facexlib-parsenet")
+    assert (cfg.align.template, cfg.align.size, cfg.align.min_face_px) == ("arcface", 448, 448)
+    assert cfg.detect.use_source_annotations and cfg.detect.verify_every > 0

@@ -79,8 +79,8 @@ class Source(ABC):
         return None
 
     @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
-        """The clip with its box and annotations in the real video's pixels.
+    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
+        """The clip with its box and annotations in the real video's pixels (and frames).
 
         Sources give them in the frame size they were annotated at (Clip.box_space); the
         downloaded file may be smaller or larger. Raises ValueError for a box outside the frame.
@@ -126,9 +126,9 @@ def source_class(name: str) -> type[Source]:
     return _REGISTRY[name]
 
 
-def frame_geometry(clip: Clip, width: int, height: int) -> Clip:
-    """Resolve a clip's box for the real video size with its own adapter's rule."""
-    return _REGISTRY.get(clip.source, Source).frame_geometry(clip, width, height)
+def frame_geometry(clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
+    """Resolve a clip's box for the real video size (and frame rate) with its adapter's rule."""
+    return _REGISTRY.get(clip.source, Source).frame_geometry(clip, width, height, fps)
 
 
 def get_source(name: str, root: Path) -> Source:

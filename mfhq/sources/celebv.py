@@ -156,7 +156,7 @@ class CelebVSource(Source):
                                           f"(looked for {', '.join(looked)})", status="missing")
 
     @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
+    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
         if clip.person_box is None:
             return clip
         left, top, right, bottom = clip.person_box

@@ -107,10 +107,10 @@ class TalkingHead1KHSource(Source):
                             status="missing")
 
     @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int) -> Clip:
+    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
         if clip.person_box is None or clip.box_space is None:
-            return super().frame_geometry(clip, width, height)
+            return super().frame_geometry(clip, width, height, fps)
         # videos_crop.py rescales with int(T / H * h): truncation, not rounding.
         (w0, h0), (left, top, right, bottom) = clip.box_space, clip.person_box
         box = (int(left / w0 * width), int(top / h0 * height), int(right / w0 * width), int(bottom / h0 * height))
-        return super().frame_geometry(dataclasses.replace(clip, person_box=box, box_space=None), width, height)
+        return super().frame_geometry(dataclasses.replace(clip, person_box=box, box_space=None), width, height, fps)

@@ -26,6 +26,8 @@ class ClipState:
     annotated_frames: int = 0
     verified_frames: int = 0
     verified_iou_sum: float = 0.0
+    verified_nme_sum: float = 0.0
+    verified_matched: int = 0            # checked frames where the detector found a face at all
 
 
 @dataclass

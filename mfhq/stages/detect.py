@@ -73,10 +73,17 @@ class DetectStage(Stage):
             if found[pos] is None:
                 found[pos] = result
                 continue
-            # A check: how well the detector's best match agrees with the source's box.
-            iou = box_iou(found[pos].boxes[0].astype(np.float64), result.boxes.astype(np.float64)) if len(result.scores) else [0.0]
+            # A check: how well the detector's best match agrees with the source's face.
             state.verified_frames += 1
-            state.verified_iou_sum += float(np.max(iou))
+            if not len(result.scores):
+                continue
+            ious = box_iou(found[pos].boxes[0].astype(np.float64), result.boxes.astype(np.float64))
+            best = int(np.argmax(ious))
+            state.verified_iou_sum += float(ious[best])
+            ours, theirs = result.landmarks[best].astype(np.float64), found[pos].landmarks[0].astype(np.float64)
+            eyes = max(float(np.linalg.norm(ours[0] - ours[1])), 1.0)
+            state.verified_nme_sum += float(np.linalg.norm(ours - theirs, axis=1).mean()) / eyes
+            state.verified_matched += 1
         return found
 
 
