@@ -148,7 +148,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
     # Entries the source could not turn into clips get their status rows without a worker.
     for key, item in list(by_key.items()):
         if key in shard_of and isinstance(item, SourceProblem):
-            fake = Clip(item.source, item.clip_id, Path(""), item.clip_id)
+            fake = Clip(item.source, item.clip_id, Path(""), item.video_key or item.clip_id, split=item.split)
             finish(ClipOutcome(fake, [], empty_clip_row(fake, item.status, item.reason, "none")))
     todo = [by_key[k] for sid in pending for k in pending[sid] if isinstance(by_key.get(k), Clip)]
     try:

@@ -35,6 +35,7 @@ def all_run(datasets, preset, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "all"
     result = run_cli("extract", "--source", "all", "--root", str(datasets), "--out", str(run), "--pipeline", str(preset))
     assert sorted(p.relative_to(datasets) for p in datasets.rglob("*")) == before  # nothing written beside the videos
+    assert not [p for p in run.rglob("*") if p.suffix in (".mp4", ".mkv", ".avi")]  # and no re-encoded clip
     return run, result
 
 
@@ -91,6 +92,9 @@ def test_identity_keys_and_splits(all_run):
     assert rows[f"talkinghead1kh/{fx.TH_CUT}_0003_S5_E60_L300_T0_R1000_B700"]["split"] == "val"
     assert rows[f"vfhq/Clip+{fx.VF_RAW}+P0+C0+F4-96"]["split"] == "train"
     assert rows[f"vfhq/Clip+{fx.VF_CUT}+P3+C1+F100-200"]["split"] == "test"
+    # A missing video's row says which video to fetch.
+    missing = rows["talkinghead1kh/--Y9imYnfBw_0000_S0_E271_L504_T63_R792_B351"]
+    assert (missing["video_key"], missing["split"]) == ("--Y9imYnfBw", "train")
 
 
 def test_raw_videos_are_read_only_in_the_clip_range(all_run):

@@ -290,3 +290,11 @@ def test_paper_preset_names_the_paper_sources_models_and_thresholds():
         "scrfd", "arcface", "6drepnet", "topiq-nr-face", "facexlib-parsenet")
     assert (cfg.align.template, cfg.align.size, cfg.align.min_face_px) == ("arcface", 448, 448)
     assert cfg.detect.use_source_annotations and cfg.detect.verify_every > 0
+
+
+def test_the_same_clip_id_in_two_sources_never_collides():
+    from mfhq.extract import plan_shards
+
+    same = [Clip(name, "abcdefghijk_0_1", Path("x.mp4"), "abcdefghijk") for name in ("celebvhq", "celebvtext")]
+    assert plan_shards(same, shard_size=8) == {"celebvhq-00000": ["celebvhq/abcdefghijk_0_1"],
+                                               "celebvtext-00000": ["celebvtext/abcdefghijk_0_1"]}

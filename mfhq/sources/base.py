@@ -29,6 +29,8 @@ class SourceProblem:
     clip_id: str
     status: str        # a CLIP_STATUSES value: missing, empty, error...
     reason: str        # names the file (and line) and the problem
+    video_key: str | None = None  # when known (a missing video): which video to fetch
+    split: str | None = None
 
 
 # '+' is allowed: VFHQ's clip names are `Clip+{ytid}+P{pid}+C{n}+F{start}-{end}`.
@@ -67,8 +69,9 @@ class Source(ABC):
     def scan(self) -> Iterator[Clip | SourceProblem]:
         """Yield clips, and problems for entries that cannot become clips, in a stable order."""
 
-    def problem(self, raw_id: object, reason: str, status: str = "bad_metadata") -> SourceProblem:
-        return SourceProblem(self.name, problem_id(raw_id), status, reason)
+    def problem(self, raw_id: object, reason: str, status: str = "bad_metadata", clip: Clip | None = None) -> SourceProblem:
+        video_key, split = (clip.video_key, clip.split) if clip is not None else (None, None)
+        return SourceProblem(self.name, problem_id(raw_id), status, reason, video_key, split)
 
     def first_file(self, folders: Iterable[str], name: str) -> Path | None:
         """The first existing `root/<folder>/<name>`; the layouts users hold differ slightly."""

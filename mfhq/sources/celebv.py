@@ -153,7 +153,7 @@ class CelebVSource(Source):
         looked = [f"{d}/{n}" for d in self.cut_dirs for n in self.cut_names(clip)]
         looked += [f"{d}/{clip.video_key}.mp4" for d in self.raw_dirs]
         return self.problem(clip.clip_id, f"{where}: clip {clip.clip_id!r}: no video under {self.root} "
-                                          f"(looked for {', '.join(looked)})", status="missing")
+                                          f"(looked for {', '.join(looked)})", status="missing", clip=clip)
 
     @classmethod
     def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:

@@ -104,7 +104,7 @@ class TalkingHead1KHSource(Source):
         looked = " or ".join(f"{s}/cropped_clips/{clip.clip_id}.mp4, {s}/1min_clips/{clip.extra['chunk']}.mp4"
                              for s in splits)
         return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: no video under {self.root} (looked for {looked})",
-                            status="missing")
+                            status="missing", clip=clip)
 
     @classmethod
     def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:

@@ -133,7 +133,7 @@ class VFHQSource(Source):
         if raw is not None:
             return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
         return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
-                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status="missing")
+                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status="missing", clip=clip)
 
     @classmethod
     def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
