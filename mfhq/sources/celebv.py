@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -31,10 +32,18 @@ def expand_and_square(box_tblr: tuple[float, float, float, float], width: int, h
     return (cx - half, cy - half, cx + half, cy + half)
 
 
-def line_of(text: str, key: str) -> int | None:
-    """1-based line of a clip key in the JSON text, so that errors can point at it."""
-    at = text.find(json.dumps(key))
-    return None if at < 0 else text.count("\n", 0, at) + 1
+_OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*\{')
+
+
+def key_lines(text: str) -> dict[str, int]:
+    """1-based line of each object key in the JSON text (first occurrence), so that errors can
+    point at the clip's line. One pass: the official file is 19 MB with 35,666 clips."""
+    lines, line, last = {}, 1, 0
+    for match in _OBJECT_KEY.finditer(text):
+        line += text.count("\n", last, match.start())
+        last = match.start()
+        lines.setdefault(match.group(1), line)
+    return lines
 
 
 def clip_tables(data: object) -> list[tuple[str, dict]]:
@@ -48,6 +57,12 @@ def clip_tables(data: object) -> list[tuple[str, dict]]:
     if sets:
         return [(k, data[k]) for k in sets]
     return [("", {k: v for k, v in data.items() if k != "meta_info"})]
+
+
+def _find_line(text: str, key: str) -> int | str:
+    """The slow way, for the odd key whose value is not an object."""
+    at = text.find(json.dumps(key))
+    return "?" if at < 0 else text.count("\n", 0, at) + 1
 
 
 def _number(value: object, what: str) -> float:
@@ -104,9 +119,10 @@ class CelebVSource(Source):
             yield self.problem(path.name, f"{path}: not a usable clip list ({exc}); the file may be truncated")
             return
         seen: set[str] = set()
+        lines = key_lines(text)
         for set_name, clips in tables:
             for key in sorted(clips):
-                where = f"{path}:{line_of(text, key) or '?'}"
+                where = f"{path}:{lines.get(json.dumps(key)[1:-1]) or _find_line(text, key)}"
                 try:
                     clip = self._clip(key, clips[key], set_name)
                 except ValueError as exc:
