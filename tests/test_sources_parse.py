@@ -275,6 +275,11 @@ def test_all_finds_each_dataset_by_its_folder_name(tmp_path):
         "celebvhq/synth_HQ-id_0", "vfhq/Clip+synthVF_a-1+P2+C0+F10-15"]
     with pytest.raises(SourceError, match="no dataset folder"):
         list(get_source("all", tmp_path / "VFHQ" / "meta_info").scan())
+    # A dataset folder without its metadata is one row; the others are still read.
+    (tmp_path / "talkinghead1kh").mkdir()
+    items = {i.source: i for i in get_source("all", tmp_path).scan()}
+    assert items["talkinghead1kh"].status == "bad_metadata" and "no <split>_video_tubes.txt" in items["talkinghead1kh"].reason
+    assert items["celebvhq"].clip_id == "synth_HQ-id_0" and items["vfhq"].clip_id.startswith("Clip+")
 
 
 # ---------------------------------------------------------------- the paper's preset (parsed only)

@@ -31,4 +31,9 @@ class AllSources(Source):
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
         for adapter in self.found():
-            yield from adapter.scan()
+            try:
+                items = list(adapter.scan())
+            except SourceError as exc:
+                # One dataset folder without its metadata must not stop the others: a row says so.
+                items = [adapter.problem(adapter.root.name, str(exc))]
+            yield from items
