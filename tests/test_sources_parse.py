@@ -258,6 +258,15 @@ def test_vfhq_malformed_meta_files_become_rows_naming_the_file(tmp_path, name, t
     assert f"{name}.txt" in problem.reason and needle in problem.reason
 
 
+def test_vfhq_header_separators_and_frame_ids_as_file_names(tmp_path):
+    text = _vfhq_meta().replace("H: 720", "H\t720").replace("W: 1280", "W:1280").replace("00000012 ", "00000012.png ")
+    root = _vfhq_root(tmp_path, {"train/Clip+synthVF_a-1+P2+C0+F10-15.txt": text})
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    (clip,) = _scan("vfhq", root)[0].values()
+    assert clip.box_space == (1280, 720) and clip.annotations.frames == (11, 12, 13)
+
+
 def test_vfhq_names_with_plus_are_safe_ids_and_traversal_is_not():
     assert safe_clip_id("Clip+XZ2qCoO0gbU+P0+C2+F157105-157607")
     with pytest.raises(ValueError):

@@ -19,6 +19,7 @@ from mfhq.records import Clip, FrameAnnotations
 from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
 
 _NAME = re.compile(r"^Clip\+(?P<ytid>[^+]{11})\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
+_IMAGE = re.compile(r"\.(png|jpg|jpeg)$", re.IGNORECASE)
 _HEADERS = {"H", "W", "FPS", "CROP", "Video", "FRAME"}
 META_DIRS = ("meta_info", "annotations")
 CUT_DIRS = ("clips", "processed")
@@ -37,10 +38,11 @@ def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
     header: dict = {}
     frames, boxes, marks = [], [], []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
-        tokens, where = line.split(), f"{path}:{number}"
+        # The header separator is unverified (": ", a tab, ...): colons count as spaces.
+        tokens, where = line.replace(":", " ").split(), f"{path}:{number}"
         if not tokens:
             continue
-        key = tokens[0].rstrip(":")
+        key = tokens[0]
         if key in _HEADERS:
             if key == "CROP":
                 values = _numbers(tokens[-4:], where)
@@ -52,7 +54,8 @@ def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
             elif key == "Video":
                 header["Video"] = tokens[-1]
             continue
-        values = _numbers(tokens, where)
+        # The frame id names an extracted image: tolerate it written as a file name.
+        values = _numbers([_IMAGE.sub("", tokens[0])] + tokens[1:], where)
         if len(values) != 16:
             raise ValueError(f"{where}: a frame line needs 16 values (FRAME INDEX X0 Y0 W H + 5 landmarks), got {len(values)}")
         x, y, w, h = values[2:6]
