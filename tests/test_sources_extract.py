@@ -166,3 +166,23 @@ def test_sources_command_lists_what_each_adapter_expects():
                          ("talkinghead1kh", "1min_clips"), ("vfhq", "meta_info"), ("all", "several")]:
         line = next(l for l in out.splitlines() if l.startswith(name + " "))
         assert needle in line
+
+
+@pytest.mark.parametrize("source,folder,clip_id", [
+    ("celebvhq", "CelebV-HQ", f"{fx.HQ_RAW}_0"),
+    ("celebvtext", "celebvtext", f"{fx.TXT_RAW}_0_1"),
+    ("talkinghead1kh", "TalkingHead-1KH", f"{fx.TH_RAW}_0000_S12_E80_L400_T100_R880_B620"),
+    ("vfhq", "vfhq", f"Clip+{fx.VF_RAW}+P0+C0+F4-96"),
+])
+def test_each_source_on_its_own_gives_the_rows_of_the_combined_run(all_run, datasets, preset, tmp_path, source, folder, clip_id):
+    listing = tmp_path / "one.txt"
+    listing.write_text(f"{source}/{clip_id}\n")
+    run = tmp_path / "run"
+    run_cli("extract", "--source", source, "--root", str(datasets / folder), "--out", str(run),
+            "--pipeline", str(preset), "--clips", str(listing))
+    (row,) = _clips(run).values()
+    assert row["status"] == "ok" and row["n_faces_kept"] > 0
+    columns = ("frame_index", "kept", "bbox", "landmarks", "embedding")
+    alone = [[face[c] for c in columns] for face in _faces(run, clip_id)]
+    combined = [[face[c] for c in columns] for face in _faces(all_run[0], clip_id)]
+    assert alone == combined
