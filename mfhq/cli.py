@@ -9,8 +9,10 @@ from typing import Optional
 import typer
 
 from mfhq.config import ConfigError, load_pipeline
+from mfhq.models.commands import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build the MFHQ multi-view face dataset from videos.")
+app.add_typer(models_app, name="models")
 log = logging.getLogger("mfhq")
 
 
@@ -42,6 +44,7 @@ def extract(
     pipeline: Optional[Path] = typer.Option(None, help="Pipeline preset YAML (e.g. pipelines/sample.yaml)"),
     workers: Optional[int] = typer.Option(None, help="Worker processes (overrides the preset)"),
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (overrides the preset's run.device)"),
     limit: Optional[int] = typer.Option(None, help="Only the first N clips"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
@@ -56,6 +59,8 @@ def extract(
         cfg = load_pipeline(pipeline)
         if workers is not None:
             cfg = cfg.replace(run={"workers": workers})
+        if device is not None:
+            cfg = cfg.replace(run={"device": device})
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit)
     except (ConfigError, SourceError, RunMismatch, ExecutorError) as exc:
         _fail(str(exc))
