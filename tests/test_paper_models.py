@@ -204,6 +204,8 @@ def test_topiq_face_scores_a_batch_of_aligned_crops(tmp_path):
     quality = RandomTopiq(models_dir=tmp_path, batch_size=2)
     quality.setup()
     assert not hasattr(quality._net, "face_helper")  # no RetinaFace, no batch-1 alignment
+    assert quality._net.test_img_size == 512  # as pyiqa's metric; below, 224 as given keeps the test quick
+    quality._net.test_img_size = None
     rng = np.random.default_rng(3)
     crops = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
     scores = quality.score(crops)
@@ -238,7 +240,8 @@ def parsenet(tmp_path_factory):
     folder = tmp_path_factory.mktemp("parsing")
     torch.manual_seed(0)
     torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), folder / PARSENET.name)
-    backend = create_backend("parsing", "facexlib-parsenet", models_dir=folder)
+    # parse_size 128 keeps the CPU tests quick; the network and the label mapping are the same.
+    backend = create_backend("parsing", "facexlib-parsenet", models_dir=folder, parse_size=128)
     backend.setup()
     return backend
 
@@ -246,6 +249,7 @@ def parsenet(tmp_path_factory):
 def test_parsenet_random_weights_give_binary_masks_at_crop_size(parsenet):
     crops = np.random.default_rng(4).integers(0, 256, (2, 448, 448, 3), dtype=np.uint8)
     masks = parsenet.masks(crops)
+    assert parsenet.labels(crops).shape == (2, 128, 128)
     assert masks.shape == (2, 448, 448) and masks.dtype == np.uint8
     assert set(np.unique(masks)) <= {0, 255}
 
@@ -266,7 +270,7 @@ def test_bisenet_loads_through_facexlib_and_masks_a_batch(tmp_path):
 
     torch.manual_seed(0)
     torch.save(BiSeNet(num_class=19).state_dict(), tmp_path / "parsing_bisenet.pth")
-    backend = create_backend("parsing", "facexlib-bisenet", models_dir=tmp_path)
+    backend = create_backend("parsing", "facexlib-bisenet", models_dir=tmp_path, parse_size=128)
     backend.setup()
     masks = backend.masks(np.random.default_rng(5).integers(0, 256, (2, 256, 256, 3), dtype=np.uint8))
     assert masks.shape == (2, 256, 256) and set(np.unique(masks)) <= {0, 255}

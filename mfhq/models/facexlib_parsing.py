@@ -61,15 +61,17 @@ class _FacexlibParsing(Backend):
         self._dev = torch_device(self.device)
         self._net = prepare_torch_module(net, self.device)
         self.batch_size = int(self.options.get("batch_size", 8))
+        # Both networks are fully convolutional; they were trained at 512 px, which stays the default.
+        self.size = int(self.options.get("parse_size", PARSE_SIZE))
 
     def labels(self, crops: np.ndarray) -> np.ndarray:
-        """[N, S, S, 3] BGR uint8 -> [N, 512, 512] label ids."""
+        """[N, S, S, 3] BGR uint8 -> [N, size, size] label ids (size 512 unless parse_size says)."""
         import cv2
 
         torch, out = self._torch, []
         mean, std = np.array(self.mean, np.float32), np.array(self.std, np.float32)
         for begin in range(0, len(crops), self.batch_size):
-            chunk = [cv2.resize(c, (PARSE_SIZE, PARSE_SIZE), interpolation=cv2.INTER_LINEAR)
+            chunk = [cv2.resize(c, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
                      for c in crops[begin:begin + self.batch_size]]
             rgb = (np.stack(chunk)[..., ::-1].astype(np.float32) / 255.0 - mean) / std
             x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self._dev)
@@ -78,14 +80,14 @@ class _FacexlibParsing(Backend):
             with torch.inference_mode():
                 logits = self._net(x)[0]  # both networks return (parsing logits, ...)
                 out.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, PARSE_SIZE, PARSE_SIZE), np.uint8)
+        return np.concatenate(out) if out else np.zeros((0, self.size, self.size), np.uint8)
 
     def masks(self, crops: np.ndarray, landmarks: np.ndarray | None = None) -> np.ndarray:
         import cv2
 
         size = crops.shape[1]
         masks = face_mask(self.labels(crops))
-        if size != PARSE_SIZE:
+        if size != self.size:
             masks = np.stack([cv2.resize(m, (size, size), interpolation=cv2.INTER_NEAREST) for m in masks]) \
                 if len(masks) else np.zeros((0, size, size), np.uint8)
         return masks
