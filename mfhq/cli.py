@@ -53,6 +53,9 @@ def extract(
     _setup_logging(verbose)
     from mfhq.executors import ExecutorError
     from mfhq.extract import RunMismatch, extract as run_extract
+    from mfhq.models import BackendError
+    from mfhq.models.runtime import DeviceError
+    from mfhq.models.weights import WeightsCorrupt, WeightsMissing
     from mfhq.sources import SourceError
 
     try:
@@ -62,7 +65,8 @@ def extract(
         if device is not None:
             cfg = cfg.replace(run={"device": device})
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit)
-    except (ConfigError, SourceError, RunMismatch, ExecutorError) as exc:
+    except (ConfigError, SourceError, RunMismatch, ExecutorError, BackendError, WeightsMissing, WeightsCorrupt,
+            DeviceError) as exc:
         _fail(str(exc))
         return
     log.info(
