@@ -29,6 +29,8 @@ def ort_providers(device: str) -> list:
             f"device {device!r}: this onnxruntime ({ort.__version__}) has no CUDAExecutionProvider; "
             "install onnxruntime-gpu (the Dockerfile does) or run with --device cpu"
         )
+    if hasattr(ort, "preload_dlls"):  # CUDA and cuDNN from the nvidia-* wheels torch installs
+        ort.preload_dlls()
     index = int(device.split(":")[1]) if ":" in device else 0
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
