@@ -285,3 +285,46 @@ def test_torch_backends_run_in_half_precision_on_cuda(parsenet, tmp_path):
     assert next(backend._net.parameters()).dtype == torch.float16
     masks = backend.masks(np.full((4, 448, 448, 3), 128, np.uint8))
     assert masks.shape == (4, 448, 448)
+
+
+# --- through the pipeline ------------------------------------------------------------------
+
+
+def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample_dir, tmp_path):
+    """One frame of one clip through the real CLI, with random-weight files in --models-dir."""
+    import json
+
+    import duckdb
+
+    from conftest import run_cli
+    from facexlib.parsing import ParseNet
+
+    models = tmp_path / "models"
+    models.mkdir()
+    scrfd_graph(models / SCRFD_10G.name)
+    arcface_graph(models / ARCFACE_R50.name)
+    network, _ = import_sixdrepnet()
+    torch.save(network(backbone_name="RepVGG-B1g2", backbone_file="", deploy=True, pretrained=False).state_dict(),
+               models / SIXDREPNET.name)
+    torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), models / PARSENET.name)
+    preset = tmp_path / "paper_random.yaml"
+    # TOPIQ's published-name hash prefix cannot be met by a random file; BRISQUE stands in.
+    preset.write_text("decode: {fps: 1, max_frames: 1}\ndetect: {backend: scrfd, score_threshold: 0.5}\n"
+                      "embed: {backend: arcface}\nalign: {min_face_px: 16}\npose: {backend: 6drepnet}\n"
+                      "quality: {backend: brisque}\nparsing: {backend: facexlib-parsenet}\nrun: {workers: 1}\n")
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "astronaut_motion.mp4").symlink_to(sample_dir / "videos" / "astronaut_motion.mp4")
+    run = tmp_path / "run"
+    run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset),
+            "--models-dir", str(models))
+    recorded = json.loads((run / "run.json").read_text())["models"]
+    assert recorded["detector"].startswith("scrfd@") and recorded["pose"].startswith("6drepnet@")
+    rows = duckdb.connect().execute(
+        f"SELECT kept, yaw, mask_path, provenance FROM read_parquet('{run}/faces/*.parquet')").fetchall()
+    assert rows and any(kept for kept, *_ in rows)
+    for kept, yaw, mask_path, provenance in rows:
+        for tag in recorded.values():
+            assert tag in provenance
+        if kept:
+            assert yaw is not None and (run / mask_path).is_file()
