@@ -278,13 +278,32 @@ def test_bisenet_loads_through_facexlib_and_masks_a_batch(tmp_path):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_torch_backends_run_in_half_precision_on_cuda(parsenet, tmp_path):
-    backend = create_backend("parsing", "facexlib-parsenet", models_dir=parsenet.paths[PARSENET.name].parent,
-                             device="cuda")
-    backend.setup()
-    assert next(backend._net.parameters()).dtype == torch.float16
-    masks = backend.masks(np.full((4, 448, 448, 3), 128, np.uint8))
-    assert masks.shape == (4, 448, 448)
+def test_parsing_on_cuda_in_fp16_autocast_agrees_with_cpu(parsenet):
+    folder = parsenet.paths[PARSENET.name].parent  # the file, not the fixture's edited network
+    gpu, cpu = (create_backend("parsing", "facexlib-parsenet", models_dir=folder, device=d, parse_size=128)
+                for d in ("cuda", "cpu"))
+    gpu.setup()
+    cpu.setup()
+    crops = np.random.default_rng(6).integers(0, 256, (4, 448, 448, 3), dtype=np.uint8)
+    on_gpu, on_cpu = gpu.labels(crops), cpu.labels(crops)
+    assert on_gpu.shape == on_cpu.shape == (4, 128, 128)
+    assert (on_gpu == on_cpu).mean() > 0.95  # fp16 may flip near-tied pixels, not the map
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_scrfd_on_cuda_matches_cpu(scrfd, tmp_path):
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime has no CUDA provider here (onnxruntime-gpu not installed)")
+    scrfd_graph(tmp_path / SCRFD_10G.name)
+    gpu = create_backend("detector", "scrfd", models_dir=tmp_path, score_threshold=0.5, nms_threshold=0.4,
+                         max_faces=50, det_size=256, device="cuda")
+    gpu.setup()
+    frames = [_square_frame(240, 320, 100, 80), _square_frame(400, 160, 40, 200)]
+    for a, b in zip(gpu.detect(frames), scrfd.detect(frames)):
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-2)
 
 
 # --- through the pipeline ------------------------------------------------------------------

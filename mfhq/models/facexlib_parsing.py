@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfhq.models.registry import Backend, register_backend
-from mfhq.models.runtime import is_cuda, prepare_torch_module, torch_device
+from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
 # CelebAMask-HQ label order, as facexlib's parsing models predict it.
@@ -75,9 +75,7 @@ class _FacexlibParsing(Backend):
                      for c in crops[begin:begin + self.batch_size]]
             rgb = (np.stack(chunk)[..., ::-1].astype(np.float32) / 255.0 - mean) / std
             x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self._dev)
-            if is_cuda(self.device):
-                x = x.half()
-            with torch.inference_mode():
+            with inference(self.device):
                 logits = self._net(x)[0]  # both networks return (parsing logits, ...)
                 out.append(logits.argmax(dim=1).to(torch.uint8).cpu().numpy())
         return np.concatenate(out) if out else np.zeros((0, self.size, self.size), np.uint8)

@@ -1,11 +1,14 @@
 """Where a backend runs: onnxruntime providers and torch devices from the run's `device` option.
 
 `device` is "cpu", "cuda" or "cuda:N" (RunConfig.device, `mfhq extract --device`). Half precision
-is used for torch models on CUDA only: CPU kernels for fp16 convolutions are slow or missing.
+is used for torch models on CUDA only, through autocast: convolutions and matmuls run in fp16
+while the ops that need fp32 (softmax, norms, resizes in the attention heads) keep it, which is
+safer than casting whole networks written for fp32. CPU stays fp32.
 """
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,21 @@ def torch_device(device: str):
 
 
 def prepare_torch_module(module, device: str):
-    """Eval mode, on device, fp16 on CUDA (the models here were checked to run in half)."""
+    """Eval mode, on device, no gradients."""
     module = module.eval().to(torch_device(device))
-    return module.half() if is_cuda(device) else module
+    for param in module.parameters():
+        param.requires_grad_(False)
+    return module
+
+
+@contextmanager
+def inference(device: str):
+    """No autograd; fp16 autocast on CUDA."""
+    import torch
+
+    with torch.inference_mode():
+        if is_cuda(device):
+            with torch.autocast("cuda", dtype=torch.float16):
+                yield
+        else:
+            yield

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from mfhq.models.registry import Backend, register_backend
-from mfhq.models.runtime import is_cuda, prepare_torch_module, torch_device
+from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
 SIXDREPNET = WeightFile(
@@ -111,9 +111,7 @@ class SixDRepNetPose(Backend):
         small = np.stack([cv2.resize(c, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_AREA) for c in crops])
         rgb = (small[..., ::-1].astype(np.float32) / 255.0 - _MEAN) / _STD
         x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(0, 3, 1, 2))).to(self._dev)
-        if is_cuda(self.device):
-            x = x.half()
-        with torch.inference_mode():
+        with inference(self.device):
             rotation = self._model(x).float()
             euler = self._utils.compute_euler_angles_from_rotation_matrices(rotation)
         degrees = np.degrees(euler.cpu().numpy())

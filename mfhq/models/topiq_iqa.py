@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfhq.models.registry import Backend, register_backend
-from mfhq.models.runtime import is_cuda, prepare_torch_module, torch_device
+from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
 _FILE = "topiq_nr_cgfiqa_res50-0a8b8e4f.pth"
@@ -60,9 +60,7 @@ class TopiqFaceQuality(Backend):
         for begin in range(0, len(crops), self.batch_size):
             rgb = np.ascontiguousarray(crops[begin:begin + self.batch_size, :, :, ::-1].transpose(0, 3, 1, 2))
             x = torch.from_numpy(rgb).to(self._dev).float().div_(255.0)
-            if is_cuda(self.device):
-                x = x.half()
-            with torch.inference_mode():
+            with inference(self.device):
                 out.append(self._net(x).float().reshape(-1).cpu().numpy())
         if not out:
             return np.zeros(0, np.float32)
