@@ -5,9 +5,11 @@ graph's strides, anchors and normalisation. We do the batching around them: insi
 `SCRFD.detect` takes one image at a time, so we letterbox a whole chunk of frames to one size,
 run the graph once on the batch, and decode anchors, landmarks and NMS here.
 
-The published det_10g graph fixes its batch to 1 and flattens each head to [N, C]. Its Reshape
-nodes use -1 for the leading axis, so with the batch axis made symbolic it returns [B*N, C];
-we check that on load with a two-image probe and fall back to one call per frame otherwise.
+SCRFD graphs exported like det_10g fix their batch to 1 and flatten each head to [N, C]. Where
+the flattening Reshape uses -1 for the leading axis, the graph with its batch axis made symbolic
+returns [B*N, C] for B images. We check that on load with a two-image probe and fall back to
+one call per frame otherwise (the published det_10g itself could not be checked here: no
+download).
 
 onnxruntime runs the published fp32 graphs: there is no half-precision variant upstream, and
 converting needs a package we do not pin (onnxconverter-common).
