@@ -9,8 +9,10 @@ from typing import Optional
 import typer
 
 from mfhq.config import ConfigError, load_pipeline
+from mfhq.models.commands import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build the MFHQ multi-view face dataset from videos.")
+app.add_typer(models_app, name="models")
 log = logging.getLogger("mfhq")
 
 
@@ -42,6 +44,7 @@ def extract(
     pipeline: Optional[Path] = typer.Option(None, help="Pipeline preset YAML (e.g. pipelines/sample.yaml)"),
     workers: Optional[int] = typer.Option(None, help="Worker processes (overrides the preset)"),
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (overrides the preset's run.device)"),
     limit: Optional[int] = typer.Option(None, help="Only the first N clips"),
     clips: Optional[Path] = typer.Option(None, help="Only the clips this file lists, one `<source>/<clip id>` or clip id a line"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
@@ -51,15 +54,21 @@ def extract(
     _setup_logging(verbose)
     from mfhq.executors import ExecutorError
     from mfhq.extract import RunMismatch, extract as run_extract
+    from mfhq.models import BackendError
+    from mfhq.models.runtime import DeviceError
+    from mfhq.models.weights import WeightsCorrupt, WeightsMissing
     from mfhq.sources import SourceError
 
     try:
         cfg = load_pipeline(pipeline)
         if workers is not None:
             cfg = cfg.replace(run={"workers": workers})
+        if device is not None:
+            cfg = cfg.replace(run={"device": device})
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit,
                               clips_file=clips)
-    except (ConfigError, SourceError, RunMismatch, ExecutorError) as exc:
+    except (ConfigError, SourceError, RunMismatch, ExecutorError, BackendError, WeightsMissing, WeightsCorrupt,
+            DeviceError) as exc:
         _fail(str(exc))
         return
     log.info(

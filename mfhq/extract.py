@@ -20,6 +20,7 @@ from mfhq import __version__
 from mfhq.config import PipelineConfig
 from mfhq.executors import EXECUTORS, ClipOutcome
 from mfhq.manifest.io import ShardMarkers, atomic_write_json, atomic_write_table
+from mfhq.models.preflight import check_pipeline
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION, Clip, empty_clip_row
 from mfhq.sources import SourceError, get_source, source_names
 from mfhq.sources.base import SourceProblem
@@ -57,7 +58,7 @@ def plan_shards(items: list[Clip | SourceProblem], shard_size: int) -> dict[str,
     return plan
 
 
-def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: bool) -> dict:
+def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: bool, models: dict | None = None) -> dict:
     plan_path, run_path = run_dir / "plan.json", run_dir / "run.json"
     if plan_path.is_file():
         import json
@@ -71,6 +72,14 @@ def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: b
                 f"{run_path}: this run was made with another pipeline config "
                 f"({previous.get('config_fingerprint')} vs {cfg.fingerprint()}); resuming would mix rows "
                 "from two configs. Use a new --out, or --force to resume anyway."
+            )
+        changed = {t: (previous["models"].get(t), m) for t, m in (models or {}).items()
+                   if "models" in previous and previous["models"].get(t) != m}
+        if changed and not force:
+            raise RunMismatch(
+                f"{run_path}: this run was made with other model weights ("
+                + "; ".join(f"{t}: {old} vs {new}" for t, (old, new) in sorted(changed.items()))
+                + "); resuming would mix rows from two models. Use a new --out, or --force to resume anyway."
             )
         return stored
     atomic_write_json(plan_path, plan)
@@ -111,7 +120,8 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
         items = select_clips(items, clips_file)
     if limit is not None:
         items = items[:limit]
-    plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force)
+    models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
+    plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force, models)
     by_key = {(i.key if isinstance(i, Clip) else f"{i.source}/{i.clip_id}"): i for i in items}
     markers = ShardMarkers(run_dir)
     done = markers.done_ids()
@@ -124,6 +134,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
     run_meta = {
         "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
         "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(root),
+        "models": models,  # task -> backend@weight hash
     }
     # Written before any work, so that a resumed run can check it was made by the same config.
     atomic_write_json(run_dir / "run.json", {**run_meta, "provenance": "pending"})

@@ -89,3 +89,10 @@ def create_backend(task: str, name: str, **kwargs) -> Backend:
 def _load_builtin() -> None:
     # Importing the modules registers their backends; heavy libraries load only in setup().
     from mfhq.models import brisque_iqa, dlib_hull, pnp_pose, sface, yunet  # noqa: F401
+    from mfhq.models import facexlib_parsing, insightface_onnx, sixdrep_pose, topiq_iqa  # noqa: F401
+
+
+def all_backends() -> list[type[Backend]]:
+    """Every registered backend class, by task then name."""
+    _load_builtin()
+    return [_REGISTRY[task][name] for task in TASKS for name in sorted(_REGISTRY[task])]

@@ -4,6 +4,10 @@ Resolution order for every file: `--models-dir` (or the MFHQ_MODELS_DIR environm
 then the place the owning library keeps it (its package folder or cache). A missing file is
 never replaced by another model: `WeightsMissing` lists every missing file, its hash, where it
 comes from, and how to fetch it.
+
+Integrity: a file is checked against its published sha256 where upstream publishes one; else
+against the sha256 prefix that torch-hub style file names carry (`name-0a8b8e4f.pth`); else
+against the hash `mfhq models fetch` recorded beside it (LOCK_NAME in the same folder).
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 MODELS_DIR_ENV = "MFHQ_MODELS_DIR"
+LOCK_NAME = "mfhq-models.sha256"  # `sha256sum` format, written by `mfhq models fetch`
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,19 @@ class WeightFile:
     origin: str               # where the file comes from (for the error message)
     fetch: str                # the command that gets it
     licence: str
+    url: str | None = None            # what `mfhq models fetch` downloads
+    archive_member: str | None = None  # the file's path inside the zip at url, if it is one
+    library_cache: tuple[str, ...] = ()  # the library's own places: "{torch_hub}/...", "{home}/..."
+    sha256_prefix: str | None = None  # the prefix upstream puts in the file name, if any
+
+    def expected_hash(self) -> str:
+        if self.sha256:
+            return self.sha256
+        if self.sha256_prefix:
+            return f"unpublished; its name carries the prefix {self.sha256_prefix}"
+        if self.url:
+            return "unpublished upstream; `mfhq models fetch` records it"
+        return "unpublished upstream"
 
 
 class WeightsMissing(FileNotFoundError):
@@ -33,7 +51,7 @@ class WeightsMissing(FileNotFoundError):
         lines = ["model weights not found:"]
         for wf in missing:
             lines.append(
-                f"  - {wf.name} (sha256 {wf.sha256 or 'unpublished'}; licence {wf.licence})\n"
+                f"  - {wf.name} (sha256 {wf.expected_hash()}; licence {wf.licence})\n"
                 f"      from: {wf.origin}\n      fetch: {wf.fetch}"
             )
         lines.append("searched: " + ", ".join(str(p) for p in searched))
@@ -59,34 +77,76 @@ def _package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def _cache_roots() -> dict[str, str]:
+    # The folders the libraries themselves download into, computed without importing them.
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch")
+    return {"torch_hub": os.path.join(torch_home, "hub"), "home": os.path.expanduser("~")}
+
+
+def candidates(wf: WeightFile, explicit_dir: str | Path | None = None) -> list[Path]:
+    """Where wf may be, in the order they are tried."""
+    out = []
+    base = models_dir(explicit_dir)
+    if base is not None:
+        out.append(base / wf.name)
+    if wf.package and wf.package_path:
+        pkg = _package_dir(wf.package)
+        if pkg is not None:
+            out.append(pkg / wf.package_path)
+    roots = _cache_roots()
+    out.extend(Path(template.format(**roots)) for template in wf.library_cache)
+    return out
+
+
+def check(wf: WeightFile, path: Path) -> None:
+    """Raise WeightsCorrupt if path is not the file wf names (see the module docstring)."""
+    actual = file_sha256(path)
+    expected = wf.sha256 or recorded_hash(path)
+    if expected and actual != expected:
+        raise WeightsCorrupt(f"{path}: sha256 {actual} does not match the expected {expected} "
+                             f"for {wf.name}; fetch it again: {wf.fetch}")
+    if wf.sha256_prefix and not actual.startswith(wf.sha256_prefix):
+        raise WeightsCorrupt(f"{path}: sha256 {actual} does not start with {wf.sha256_prefix}, the prefix "
+                             f"in {wf.name}'s published name; fetch it again: {wf.fetch}")
+
+
+def recorded_hash(path: Path) -> str | None:
+    lock = path.parent / LOCK_NAME
+    if not lock.is_file():
+        return None
+    for line in lock.read_text().splitlines():
+        digest, _, name = line.partition("  ")
+        if name.strip() == path.name:
+            return digest.strip()
+    return None
+
+
 def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None) -> dict[str, Path]:
     """Map each file name to a path, or raise WeightsMissing naming all that are absent."""
     found, missing, searched = {}, [], []
-    base = models_dir(explicit_dir)
     for wf in files:
-        candidates = []
-        if base is not None:
-            candidates.append(base / wf.name)
-        if wf.package:
-            pkg = _package_dir(wf.package)
-            if pkg is not None and wf.package_path:
-                candidates.append(pkg / wf.package_path)
-        searched.extend(c.parent for c in candidates)
-        hit = next((c for c in candidates if c.is_file()), None)
+        places = candidates(wf, explicit_dir)
+        searched.extend(c.parent for c in places)
+        hit = next((c for c in places if c.is_file()), None)
         if hit is None:
             missing.append(wf)
             continue
-        if wf.sha256 and file_sha256(hit) != wf.sha256:
-            raise WeightsCorrupt(f"{hit}: sha256 {file_sha256(hit)} does not match the expected {wf.sha256} "
-                                 f"for {wf.name}; fetch it again: {wf.fetch}")
+        check(wf, hit)
         found[wf.name] = hit
     if missing:
         raise WeightsMissing(missing, sorted(set(searched)))
     return found
 
 
-@lru_cache(maxsize=64)
 def file_sha256(path: Path) -> str:
+    # Keyed by size and mtime too, so a file replaced or damaged since is hashed again.
+    stat = Path(path).stat()
+    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
