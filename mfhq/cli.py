@@ -120,7 +120,7 @@ def cluster_sample(
     try:
         cfg = load_pipeline(pipeline)
         summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers)
-    except (ConfigError, CurateError) as exc:
+    except (ConfigError, *CurateError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"train: {summary['train']}\ntest: {summary['test']}\nOutput: {out}")
@@ -137,7 +137,7 @@ def split(
 
     try:
         summary = resplit(manifests, load_pipeline(pipeline).curate)
-    except (ConfigError, CurateError) as exc:
+    except (ConfigError, *CurateError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"train: {summary['train']}\ntest: {summary['test']}")
@@ -161,7 +161,7 @@ def stats(
             return
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
-    except (CurateError, StatsError) as exc:
+    except (*CurateError, StatsError) as exc:
         _fail(str(exc))
         return
     typer.echo(f"Report: {out / 'report.html'}")
