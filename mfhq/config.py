@@ -97,7 +97,7 @@ class CurateConfig:
     it says (8 faces per identity, 44 held-out videos); the rest are ours."""
     faces_per_identity: int = 8
     pose_clusters: int = 16        # K of the per-identity pose k-means; above faces_per_identity
-    kmeans_iters: int = 25         # Lloyd iterations at most (stops early when labels settle)
+    kmeans_iters: int = 10         # Lloyd iterations at most (stops early when labels settle)
     seed: int = 0                  # k-means++ seeding; hashed per face, so chunking cannot change it
     min_quality: float | None = None  # faces below are not usable for sampling
     short_identities: str = "drop"    # fewer usable faces than faces_per_identity: drop | flag

@@ -82,6 +82,25 @@ def sample_poses(faces: pa.Table, cfg: CurateConfig, workers: int) -> pa.Table:
     return pa.table({"row": rows, "sample_rank": ranks.astype(np.int16), "pose_cluster": labels[rows].astype(np.int16)})
 
 
+def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) -> pa.Table:
+    """Needs views `usable_faces` (faces) and `members` (source, clip_id, identity_id,
+    identity_faces). Returns the chosen faces' keys with sample_rank and pose_cluster."""
+    if cfg.short_identities not in ("drop", "flag"):
+        raise ValueError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
+    keep_short = "TRUE" if cfg.short_identities == "flag" else f"m.identity_faces >= {cfg.faces_per_identity}"
+    faces = con.sql(
+        "SELECT (dense_rank() OVER (ORDER BY m.identity_id) - 1)::BIGINT AS id_code, m.identity_id, "
+        "u.source, u.clip_id, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
+        f"FROM usable_faces u JOIN members m USING (source, clip_id) WHERE {keep_short} "
+        "ORDER BY m.identity_id, u.source, u.clip_id, u.frame_index, u.face_index"
+    ).to_arrow_table()
+    chosen = sample_poses(faces, cfg, workers)
+    picked = faces.select(["identity_id", "source", "clip_id", "frame_index", "face_index"]).take(chosen.column("row"))
+    for name in ("sample_rank", "pose_cluster"):
+        picked = picked.append_column(name, chosen.column(name))
+    return picked
+
+
 def _code_version() -> str:
     import subprocess
 
@@ -116,19 +135,7 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
         "FROM clip_codes c JOIN ident_arrow i USING (clip_code) WHERE i.decision <> 'dedup_dropped'"
     )
     per_id = cfg.faces_per_identity
-    if cfg.short_identities not in ("drop", "flag"):
-        raise ValueError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
-    keep_short = "TRUE" if cfg.short_identities == "flag" else f"m.identity_faces >= {per_id}"
-    faces = con.sql(
-        "SELECT (dense_rank() OVER (ORDER BY m.identity_id) - 1)::BIGINT AS id_code, m.identity_id, "
-        "u.source, u.clip_id, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
-        f"FROM usable_faces u JOIN members m USING (source, clip_id) WHERE {keep_short} "
-        "ORDER BY m.identity_id, u.source, u.clip_id, u.frame_index, u.face_index"
-    ).to_arrow_table()
-    chosen = sample_poses(faces, cfg, workers or cfg.workers)
-    picked = faces.select(["identity_id", "source", "clip_id", "frame_index", "face_index"]).take(chosen.column("row"))
-    for name in ("sample_rank", "pose_cluster"):
-        picked = picked.append_column(name, chosen.column(name))
+    picked = pick_faces(con, cfg, workers or cfg.workers)
     con.register("picked_arrow", picked)
     rows = con.sql(
         f"SELECT p.identity_id, NULL AS split, m.source_split, f.source, f.video_key, f.clip_id, f.frame_index, f.face_index, "

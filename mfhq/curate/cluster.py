@@ -43,44 +43,62 @@ def seg_argmax(score: np.ndarray, seg: np.ndarray, starts: np.ndarray) -> np.nda
     return hit[first]
 
 
+def _sq_dist(cols: list[np.ndarray], pcols: list[np.ndarray], seg: np.ndarray) -> np.ndarray:
+    """[n, k] squared distances of each face to its identity's centroids, in place (float32):
+    one gather and a few passes per axis; no [n, k, 3] temporary, no reduction over axis -1."""
+    d = np.take(cols[0], seg, axis=0)
+    d -= pcols[0]
+    d *= d
+    t = np.empty_like(d)
+    for c, pc in zip(cols[1:], pcols[1:]):
+        np.take(c, seg, axis=0, out=t)
+        t -= pc
+        t *= t
+        d += t
+    return d
+
+
 def kmeans_pose(pose: np.ndarray, seg: np.ndarray, m: int, k: int, iters: int, seed: int,
                 offset: int) -> tuple[np.ndarray, np.ndarray]:
     """k-means per identity. pose: [n, 3], seg: [n]. Returns labels [n] and counts [m, k].
 
     Seeding is k-means++ by an exponential race: argmax of w_i / E_i with E_i ~ Exp(1) picks face
     i with probability w_i / sum(w), where w is the squared distance to the nearest chosen centre.
+    Lloyd iterations stop early once no label changes.
     """
     n = len(pose)
+    pose = pose.astype(np.float32)
+    pcols = [np.ascontiguousarray(pose[:, d:d + 1]) for d in range(3)]
     starts = seg_starts(seg, m)
     sizes = np.diff(np.append(starts, n))
     k_eff = np.minimum(sizes, k)
     ordinal = np.arange(offset, offset + n)
-    cent = np.zeros((m, k, 3), dtype=np.float64)
-    valid = np.zeros((m, k), dtype=bool)
-    d2 = np.full(n, np.inf)
+    # Axis-major: one contiguous [m, k] per axis. Unused centroids (identities with fewer than k
+    # faces) sit far away, so no face ever picks them and no mask is needed.
+    cent = np.full((3, m, k), 1e15, dtype=np.float32)
+    d2 = np.full(n, np.inf, dtype=np.float32)
     for j in range(k):
         active = k_eff > j
-        weight = np.ones(n) if j == 0 else d2
+        weight = np.ones(n) if j == 0 else d2.astype(np.float64)
         score = weight / -np.log(hash_uniform(seed, ordinal, j))
         score[~active[seg]] = -1.0
         pick = seg_argmax(score, seg, starts)
-        cent[active, j] = pose[pick[active]]
-        valid[active, j] = True
-        d2 = np.minimum(d2, np.where(active[seg], ((pose - cent[seg, j]) ** 2).sum(1), np.inf))
+        cent[:, active, j] = pose[pick[active]].T
+        near = sum((pose[:, d] - cent[d, seg, j]) ** 2 for d in range(3))
+        d2 = np.minimum(d2, np.where(active[seg], near, np.inf)).astype(np.float32)
     labels = np.full(n, -1, dtype=np.int64)
-    invalid_rows = ~valid[seg]
-    for _ in range(iters):
-        dist = ((pose[:, None, :] - cent[seg]) ** 2).sum(-1)
-        dist[invalid_rows] = np.inf
+    for _ in range(max(iters, 1)):  # at least one assignment, or labels stay -1
+        dist = _sq_dist(list(cent), pcols, seg)
         new = dist.argmin(1)
         if np.array_equal(new, labels):
             break
         labels = new
         flat = seg * k + labels
         counts = np.bincount(flat, minlength=m * k)
-        sums = np.stack([np.bincount(flat, weights=pose[:, d], minlength=m * k) for d in range(3)], 1)
         filled = counts > 0
-        cent.reshape(-1, 3)[filled] = sums[filled] / counts[filled, None]
+        for d in range(3):
+            sums = np.bincount(flat, weights=pose[:, d], minlength=m * k)
+            cent[d].reshape(-1)[filled] = sums[filled] / counts[filled]
     counts = np.bincount(seg * k + labels, minlength=m * k).reshape(m, k)
     return labels, counts
 

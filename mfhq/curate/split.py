@@ -33,7 +33,7 @@ def _components(identity: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np
 
 
 def assign_split(rows: pa.Table, cfg: CurateConfig) -> np.ndarray:
-    """rows: identity_id, video_key, official_split. Returns 'train' / 'test' per row."""
+    """rows: identity_id, video_key, source_split (the official split). Returns 'train' / 'test' per row."""
     identity = np.asarray(rows.column("identity_id").to_pylist(), dtype=object).astype(str)
     video = np.asarray([str(v) for v in rows.column("video_key").to_pylist()])
     if len(identity) == 0:
@@ -41,7 +41,7 @@ def assign_split(rows: pa.Table, cfg: CurateConfig) -> np.ndarray:
     comp, _, _ = _components(identity, video)
     n_comp = comp.max() + 1
     if cfg.split == "official":
-        official = np.asarray([(s or "").lower() in TEST_NAMES for s in rows.column("official_split").to_pylist()])
+        official = np.asarray([(s or "").lower() in TEST_NAMES for s in rows.column("source_split").to_pylist()])
         is_test = np.bincount(comp, weights=official, minlength=n_comp) > 0
         cut = is_test & (np.bincount(comp, weights=~official, minlength=n_comp) > 0)
         if cut.any():
