@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mfhq.config import CurateConfig
+from mfhq.config import ConfigError, CurateConfig, PipelineConfig, load_pipeline
 from mfhq.curate import cluster_sample, resplit
 from mfhq.curate.bench import run_bench_curate, write_synthetic
 from mfhq.curate.runs import RunError
@@ -208,6 +208,10 @@ def test_bad_runs_and_old_schemas_give_clear_errors(tmp_path):
     pq.write_table(table.replace_schema_metadata({b"mfhq.schema_version": b"0"}), shard)
     with pytest.raises(SchemaVersionError, match=f"{shard.name}.*schema version 0"):
         cluster_sample([run], tmp_path / "man", CurateConfig())
+    with pytest.raises(RunError, match="no usable faces.*quality >= 2"):
+        cluster_sample([write_run(tmp_path / "run3", many_clips(2))], tmp_path / "m3", CurateConfig(min_quality=2.0))
+    with pytest.raises(ValueError, match="must exceed faces_per_identity"):
+        cluster_sample([write_run(tmp_path / "run4", many_clips(2))], tmp_path / "m4", CurateConfig(pose_clusters=8))
     good = write_run(tmp_path / "run2", many_clips(2))
     cluster_sample([good], tmp_path / "man2", CurateConfig(test_videos=1))
     path = tmp_path / "man2" / "train.parquet"
@@ -229,3 +233,15 @@ def test_synthetic_table_has_the_size_asked(tmp_path):
     write_synthetic(tmp_path / "t.parquet", 50, 4000)
     n, ids = duckdb.sql(f"SELECT count(*), count(DISTINCT clip_id) FROM '{tmp_path}/t.parquet'").fetchall()[0]
     assert n == 4000 and ids == 50
+
+
+def test_curate_options_do_not_change_the_extract_fingerprint(tmp_path):
+    # Tuning curation must not make `mfhq extract` refuse to resume a run.
+    preset = tmp_path / "p.yaml"
+    preset.write_text("curate:\n  test_videos: 3\n  pose_clusters: 24\n")
+    cfg = load_pipeline(preset)
+    assert cfg.curate.test_videos == 3 and cfg.curate.pose_clusters == 24
+    assert cfg.fingerprint() == PipelineConfig().fingerprint()
+    preset.write_text("curate:\n  pose_clusterz: 24\n")
+    with pytest.raises(ConfigError, match="pose_clusterz"):
+        load_pipeline(preset)

@@ -20,7 +20,7 @@ from mfhq import __version__
 from mfhq.config import CurateConfig
 from mfhq.curate.cluster import select_faces
 from mfhq.curate.merge import assign_identities, clip_embeddings
-from mfhq.curate.runs import connect_runs
+from mfhq.curate.runs import RunError, connect_runs
 from mfhq.curate.split import assign_split
 from mfhq.manifest.io import atomic_write_json, atomic_write_table
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
@@ -124,6 +124,9 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
         "LEFT JOIN (SELECT source, clip_id, any_value(split) AS split FROM clips GROUP BY ALL) c USING (source, clip_id)"
     )
     clips = con.sql("SELECT * FROM clip_codes ORDER BY clip_code").to_arrow_table()
+    if clips.num_rows == 0:
+        raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
+                       + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
     need_emb = cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
     usable_sql = "SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) WHERE u.embedding IS NOT NULL"
     emb = clip_embeddings(con, usable_sql, clips.num_rows) if need_emb else np.zeros((clips.num_rows, 1), np.float32)
