@@ -129,3 +129,12 @@ def test_stats_sql_and_errors(manifests, sample_run, tmp_path):
     assert bad.returncode == 2 and "run.json: missing" in bad.stderr
     bad = run_cli("stats", "--run", str(sample_run), "--sql", "SELECT * FROM no_such_view", check=False)
     assert bad.returncode == 2 and "query failed" in bad.stderr
+
+
+def test_stats_without_manifest_treats_each_clip_as_an_identity(sample_run, tmp_path):
+    run_cli("stats", "--run", str(sample_run), "--out", str(tmp_path))
+    spread = pd.read_csv(tmp_path / "tables" / "pose_spread.csv").set_index("identity_id")
+    direct = dict(duckdb.sql(f"SELECT source || '/' || clip_id, count(*) FROM '{sample_run}/faces/*.parquet' "
+                             "WHERE kept GROUP BY 1").fetchall())
+    assert spread.faces_before.to_dict() == direct and spread.spread_after.isna().all()
+    assert not (tmp_path / "tables" / "identities_per_source.csv").exists()
