@@ -43,15 +43,16 @@ def seg_argmax(score: np.ndarray, seg: np.ndarray, starts: np.ndarray) -> np.nda
     return hit[first]
 
 
-def _sq_dist(cols: list[np.ndarray], pcols: list[np.ndarray], seg: np.ndarray) -> np.ndarray:
-    """[n, k] squared distances of each face to its identity's centroids, in place (float32):
-    one gather and a few passes per axis; no [n, k, 3] temporary, no reduction over axis -1."""
-    d = np.take(cols[0], seg, axis=0)
+def _sq_dist(cols: list[np.ndarray], pcols: list[np.ndarray], sizes: np.ndarray) -> np.ndarray:
+    """[n, k] squared distances of each face to its identity's centroids, in place (float32).
+
+    Faces are sorted by identity, so repeating each identity's centroid row `sizes` times lines
+    them up with the faces: a block copy, faster than a gather; no [n, k, 3] temporary."""
+    d = np.repeat(cols[0], sizes, axis=0)
     d -= pcols[0]
     d *= d
-    t = np.empty_like(d)
     for c, pc in zip(cols[1:], pcols[1:]):
-        np.take(c, seg, axis=0, out=t)
+        t = np.repeat(c, sizes, axis=0)
         t -= pc
         t *= t
         d += t
@@ -88,7 +89,7 @@ def kmeans_pose(pose: np.ndarray, seg: np.ndarray, m: int, k: int, iters: int, s
         d2 = np.minimum(d2, np.where(active[seg], near, np.inf)).astype(np.float32)
     labels = np.full(n, -1, dtype=np.int64)
     for _ in range(max(iters, 1)):  # at least one assignment, or labels stay -1
-        dist = _sq_dist(list(cent), pcols, seg)
+        dist = _sq_dist(list(cent), pcols, sizes)
         new = dist.argmin(1)
         if np.array_equal(new, labels):
             break
