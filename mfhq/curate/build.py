@@ -22,7 +22,7 @@ from mfhq.curate.cluster import select_faces
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.runs import RunError, connect_runs
 from mfhq.curate.split import assign_split
-from mfhq.manifest.io import atomic_write_json, atomic_write_table
+from mfhq.manifest.io import atomic_write_json
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -153,7 +153,7 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
     summary = write_manifests(out, rows, cfg, pipeline, metas)
     _write_identities(con, out, rows, cfg)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    log.info("cluster-sample: %s", {k: v for k, v in summary.items() if k != "config"})
+    log.info("cluster-sample: %s", summary)
     return summary
 
 
@@ -170,7 +170,7 @@ def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table,
         "FROM t LEFT JOIN (SELECT DISTINCT identity_id, split FROM rows_arrow) s ON s.identity_id = t.identity_id "
         "ORDER BY t.source, t.clip_id"
     ).to_arrow_table()
-    atomic_write_table(Path(out) / "identities.parquet", table.to_pylist(), IDENTITY_SCHEMA)
+    _write_arrow(Path(out) / "identities.parquet", table.cast(IDENTITY_SCHEMA))
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict]) -> dict:
