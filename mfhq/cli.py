@@ -118,5 +118,83 @@ def bench(
         typer.echo(line)
 
 
+@app.command("cluster-sample")
+def cluster_sample(
+    run: list[Path] = typer.Option(..., help="Run folder(s) made by `mfhq extract` (repeat for several)"),
+    out: Path = typer.Option(Path("manifests"), help="Folder for train.parquet, test.parquet, identities.parquet, manifest.json"),
+    pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
+    workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches (overrides the preset)"),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
+    _setup_logging(verbose)
+    from mfhq.curate import CurateError, cluster_sample as run_cluster_sample
+
+    try:
+        cfg = load_pipeline(pipeline)
+        summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers)
+    except (ConfigError, *CurateError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"train: {summary['train']}\ntest: {summary['test']}\nOutput: {out}")
+
+
+@app.command()
+def split(
+    manifests: Path = typer.Option(Path("manifests"), help="Folder written by `mfhq cluster-sample`"),
+    pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` split options are used"),
+) -> None:
+    """Re-split existing manifests (deterministic; disjoint in identities and source videos)."""
+    _setup_logging(False)
+    from mfhq.curate import CurateError, resplit
+
+    try:
+        summary = resplit(manifests, load_pipeline(pipeline).curate)
+    except (ConfigError, *CurateError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"train: {summary['train']}\ntest: {summary['test']}")
+
+
+@app.command()
+def stats(
+    run: list[Path] = typer.Option(..., help="Run folder(s) made by `mfhq extract`"),
+    manifest: Optional[Path] = typer.Option(None, help="Manifest folder (or one of its Parquet files)"),
+    out: Path = typer.Option(Path("reports"), help="Folder for the PNG plots and report.html"),
+    sql: Optional[str] = typer.Option(None, "--sql", help="Run this query against the views and print it"),
+) -> None:
+    """Counts, rejections, pose and quality coverage, throughput: DuckDB views, plots, HTML."""
+    _setup_logging(False)
+    from mfhq.curate import CurateError
+    from mfhq.stats import StatsError, run_query, write_report
+
+    try:
+        if sql:
+            typer.echo(run_query(run, manifest, sql))
+            return
+        for title, text in write_report(run, manifest, out):
+            typer.echo(f"== {title}\n{text}")
+    except (*CurateError, StatsError) as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"Report: {out / 'report.html'}")
+
+
+@app.command("bench-curate")
+def bench_curate(
+    identities: int = typer.Option(134_000, help="Synthetic identities (MFHQ: 134k)"),
+    faces: int = typer.Option(17_000_000, help="Synthetic candidate faces in all (MFHQ: about 17M)"),
+    workdir: Path = typer.Option(Path("runs/bench-curate"), help="Scratch folder for the synthetic table"),
+    pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
+    workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches"),
+) -> None:
+    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it."""
+    _setup_logging(False)
+    from mfhq.curate.bench import run_bench_curate
+
+    for line in run_bench_curate(identities, faces, workdir, load_pipeline(pipeline).curate, workers):
+        typer.echo(line)
+
+
 def main() -> None:  # pragma: no cover
     sys.exit(app())

@@ -104,6 +104,30 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class CurateConfig:
+    """cluster-sample, identity merge and split (mfhq/curate/). Defaults follow the paper where
+    it says (8 faces per identity, 44 held-out videos); the rest are ours."""
+    faces_per_identity: int = 8
+    pose_clusters: int = 16        # K of the per-identity pose k-means; above faces_per_identity
+    kmeans_iters: int = 10         # Lloyd iterations at most (stops early when labels settle)
+    seed: int = 0                  # k-means++ seeding; hashed per face, so chunking cannot change it
+    min_quality: float | None = None  # faces below are not usable for sampling
+    short_identities: str = "drop"    # fewer usable faces than faces_per_identity: drop | flag
+    chunk_faces: int = 1_000_000   # faces per k-means batch (bounds memory; results do not depend on it)
+    workers: int = 1               # processes for the k-means batches
+    merge: str = "merge"           # merge (pool the clips' faces) | dedup (keep the largest clip) | off
+    merge_by_video_key: bool = True   # clips of one source video (YouTube id), across sources too
+    # Two people can share a video (an interview): a video-key merge also needs this cosine
+    # similarity between the clips' mean embeddings. None merges on the key alone.
+    video_key_min_similarity: float | None = 0.3
+    merge_by_embedding: bool = True
+    embedding_similarity: float = 0.6  # cosine of clip mean embeddings at or above which clips merge
+    split: str = "videos"          # videos (hold out test_videos source videos) | official
+    test_videos: int = 44
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     name: str = "default"
     decode: DecodeConfig = field(default_factory=DecodeConfig)
@@ -116,6 +140,7 @@ class PipelineConfig:
     parsing: ParsingConfig = field(default_factory=ParsingConfig)
     sources: SourcesConfig = field(default_factory=SourcesConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    curate: CurateConfig = field(default_factory=CurateConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -126,6 +151,7 @@ class PipelineConfig:
         content.pop("run")
         content.pop("name")
         content.pop("sources")
+        content.pop("curate")  # curation runs after extract: its options must not block a resume
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -1,0 +1,238 @@
+"""`mfhq cluster-sample` and `mfhq split`: extract runs -> identities -> 8 faces each -> manifests.
+
+All per-face work is DuckDB (filters, joins, ordering) or numpy over whole columns; Python loops
+run over k-means batches and seeding steps only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from mfhq import __version__
+from mfhq.config import CurateConfig
+from mfhq.curate.cluster import select_faces
+from mfhq.curate.merge import assign_identities, clip_embeddings
+from mfhq.curate.runs import RunError, connect_runs
+from mfhq.curate.split import assign_split
+from mfhq.manifest.io import atomic_write_json
+from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
+
+log = logging.getLogger(__name__)
+POSE = ("yaw", "pitch", "roll")
+
+
+def usable_filter(cfg: CurateConfig) -> str:
+    cond = "kept AND yaw IS NOT NULL AND pitch IS NOT NULL AND roll IS NOT NULL AND quality IS NOT NULL"
+    if cfg.min_quality is not None:
+        cond += f" AND quality >= {float(cfg.min_quality)}"
+    return cond
+
+
+def _chunks(sizes: np.ndarray, chunk_faces: int) -> list[tuple[int, int]]:
+    """Identity ranges of about chunk_faces faces; an identity is never split."""
+    ends = np.cumsum(sizes)
+    bounds, start = [], 0
+    while start < len(sizes):
+        stop = max(int(np.searchsorted(ends, (ends[start - 1] if start else 0) + chunk_faces, "right")), start + 1)
+        bounds.append((start, min(stop, len(sizes))))
+        start = stop
+    return bounds
+
+
+def _run_chunk(args):
+    pose, quality, seg, m, cfg, offset = args
+    sel = select_faces(pose, quality, seg, m, cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters,
+                       cfg.seed, offset)
+    return sel.index, sel.rank, sel.labels
+
+
+def sample_poses(faces: pa.Table, cfg: CurateConfig, workers: int) -> pa.Table:
+    """faces: id_code (sorted, dense from 0), yaw, pitch, roll, quality. Returns the chosen rows:
+    row (into faces), sample_rank, pose_cluster."""
+    if cfg.pose_clusters <= cfg.faces_per_identity:
+        raise ValueError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
+                         f"({cfg.faces_per_identity}): the paper over-clusters")
+    seg = faces.column("id_code").to_numpy().astype(np.int64)
+    if len(seg) == 0:
+        return pa.table({"row": pa.array([], pa.int64()), "sample_rank": pa.array([], pa.int16()),
+                         "pose_cluster": pa.array([], pa.int16())})
+    pose = np.stack([faces.column(c).to_numpy().astype(np.float64) for c in POSE], 1)
+    quality = faces.column("quality").to_numpy().astype(np.float64)
+    m = int(seg[-1]) + 1
+    sizes = np.bincount(seg, minlength=m)
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    jobs = [(pose[starts[a]:starts[b]], quality[starts[a]:starts[b]], seg[starts[a]:starts[b]] - a, b - a, cfg,
+             int(starts[a])) for a, b in _chunks(sizes, cfg.chunk_faces)]
+    if workers > 1 and len(jobs) > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_run_chunk, jobs))
+    else:
+        results = [_run_chunk(job) for job in jobs]
+    rows = np.concatenate([r[0] + job[5] for r, job in zip(results, jobs)])
+    ranks = np.concatenate([r[1] for r in results])
+    labels = np.concatenate([r[2] for r in results])
+    return pa.table({"row": rows, "sample_rank": ranks.astype(np.int16), "pose_cluster": labels[rows].astype(np.int16)})
+
+
+def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) -> pa.Table:
+    """Needs views `usable_faces` (faces) and `members` (source, clip_id, identity_id,
+    identity_faces). Returns the chosen faces' keys with sample_rank and pose_cluster."""
+    if cfg.short_identities not in ("drop", "flag"):
+        raise ValueError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
+    keep_short = "TRUE" if cfg.short_identities == "flag" else f"m.identity_faces >= {cfg.faces_per_identity}"
+    faces = con.sql(
+        "SELECT (dense_rank() OVER (ORDER BY m.identity_id) - 1)::BIGINT AS id_code, m.identity_id, "
+        "u.source, u.clip_id, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
+        f"FROM usable_faces u JOIN members m USING (source, clip_id) WHERE {keep_short} "
+        "ORDER BY m.identity_id, u.source, u.clip_id, u.frame_index, u.face_index"
+    ).to_arrow_table()
+    chosen = sample_poses(faces, cfg, workers)
+    picked = faces.select(["identity_id", "source", "clip_id", "frame_index", "face_index"]).take(chosen.column("row"))
+    for name in ("sample_rank", "pose_cluster"):
+        picked = picked.append_column(name, chosen.column(name))
+    return picked
+
+
+def _code_version() -> str:
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{__version__}+{commit}" if commit else __version__
+
+
+def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
+                   workers: int | None = None) -> dict:
+    started = time.perf_counter()
+    con, metas = connect_runs(run_dirs)
+    con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
+    con.execute(
+        "CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY f.source, f.clip_id) - 1)::BIGINT AS clip_code, "
+        "f.source, f.clip_id, f.source || '/' || f.clip_id AS clip_key, f.video_key, c.split AS source_split, f.n_usable "
+        "FROM (SELECT source, clip_id, min(video_key) AS video_key, count(*) AS n_usable FROM usable_faces GROUP BY ALL) f "
+        "LEFT JOIN (SELECT source, clip_id, any_value(split) AS split FROM clips GROUP BY ALL) c USING (source, clip_id)"
+    )
+    clips = con.sql("SELECT * FROM clip_codes ORDER BY clip_code").to_arrow_table()
+    if clips.num_rows == 0:
+        raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
+                       + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
+    need_emb = cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
+    usable_sql = "SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) WHERE u.embedding IS NOT NULL"
+    emb = clip_embeddings(con, usable_sql, clips.num_rows) if need_emb else np.zeros((clips.num_rows, 1), np.float32)
+    ident = assign_identities(clips, emb, cfg)
+    con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))
+    con.execute(
+        "CREATE TEMP TABLE members AS SELECT c.*, i.identity_id, i.decision, i.evidence, "
+        "sum(c.n_usable) OVER (PARTITION BY i.identity_id) AS identity_faces "
+        "FROM clip_codes c JOIN ident_arrow i USING (clip_code) WHERE i.decision <> 'dedup_dropped'"
+    )
+    per_id = cfg.faces_per_identity
+    picked = pick_faces(con, cfg, workers or cfg.workers)
+    con.register("picked_arrow", picked)
+    rows = con.sql(
+        f"SELECT p.identity_id, NULL AS split, m.source_split, f.source, f.video_key, f.clip_id, f.frame_index, f.face_index, "
+        "f.run_dir || '/' || f.crop_path AS crop_path, CASE WHEN f.mask_path IS NULL THEN NULL ELSE f.run_dir || '/' || f.mask_path END AS mask_path, "
+        "f.run_dir, f.crop_path AS run_crop_path, f.mask_path AS run_mask_path, f.landmarks, f.yaw, f.pitch, f.roll, f.quality, "
+        f"p.pose_cluster, p.sample_rank, m.identity_faces < {per_id} AS short, f.embedding, f.provenance "
+        "FROM picked_arrow p JOIN faces f USING (source, clip_id, frame_index, face_index) "
+        "JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"
+    ).to_arrow_table()
+    split = assign_split(rows, cfg)
+    rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
+    summary = write_manifests(out, rows, cfg, pipeline, metas)
+    _write_identities(con, out, rows, cfg)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    log.info("cluster-sample: %s", summary)
+    return summary
+
+
+def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table, cfg: CurateConfig) -> None:
+    con.register("rows_arrow", rows.select(["identity_id", "split"]))
+    short = "short_flagged" if cfg.short_identities == "flag" else "short_dropped"
+    table = con.sql(
+        "WITH t AS (SELECT c.source, c.clip_id, c.video_key, i.identity_id, i.decision, i.evidence, c.n_usable, "
+        "sum(CASE WHEN i.decision = 'dedup_dropped' THEN 0 ELSE c.n_usable END) OVER (PARTITION BY i.identity_id) AS identity_faces "
+        "FROM clip_codes c JOIN ident_arrow i USING (clip_code)) "
+        "SELECT t.source, t.clip_id, t.video_key, t.identity_id, t.decision, t.evidence, t.n_usable, t.identity_faces::BIGINT AS identity_faces, "
+        f"CASE WHEN t.decision = 'dedup_dropped' THEN 'duplicate' WHEN t.identity_faces < {cfg.faces_per_identity} THEN '{short}' "
+        "ELSE 'sampled' END AS status, s.split "
+        "FROM t LEFT JOIN (SELECT DISTINCT identity_id, split FROM rows_arrow) s ON s.identity_id = t.identity_id "
+        "ORDER BY t.source, t.clip_id"
+    ).to_arrow_table()
+    _write_arrow(Path(out) / "identities.parquet", table.cast(IDENTITY_SCHEMA))
+
+
+def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict]) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = rows.cast(MANIFEST_SCHEMA)
+    split = rows.column("split").to_numpy(zero_copy_only=False)
+    counts = {}
+    for name in ("train", "test"):
+        part = rows.filter(pa.array(split == name))
+        _write_arrow(out / f"{name}.parquet", part)
+        counts[name] = {"faces": part.num_rows, "identities": len(set(part.column("identity_id").to_pylist())),
+                        "videos": len(set(part.column("video_key").to_pylist())),
+                        "short_identities": len(set(part.filter(part.column("short")).column("identity_id").to_pylist()))}
+    sidecar = {
+        "schema_version": MANIFEST_VERSION, "code_version": _code_version(), "pipeline": pipeline,
+        "config": dataclasses.asdict(cfg), "counts": counts,
+        "paths": "crop_path and mask_path are absolute; run_crop_path/run_mask_path are relative to run_dir",
+        "runs": [{"run_dir": m["run_dir"], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
+                  "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version")}
+                 for m in metas],
+        "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
+    }
+    atomic_write_json(out / "manifest.json", sidecar)
+    return {"train": counts["train"], "test": counts["test"], "out": str(out)}
+
+
+def _write_arrow(dest: Path, table: pa.Table) -> None:
+    # atomic_write_table takes rows; for a large table go straight from Arrow, same atomic rename.
+    import os
+
+    import pyarrow.parquet as pq
+
+    from mfhq.manifest.io import _fsync, _temp_path
+
+    tmp = _temp_path(dest)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        _fsync(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def resplit(folder: Path, cfg: CurateConfig) -> dict:
+    """`mfhq split`: reassign train/test of existing manifests under another split config."""
+    meta = read_sidecar(folder)
+    rows = pa.concat_tables([read_manifest(Path(folder) / f"{n}.parquet") for n in ("train", "test")])
+    order = pc.sort_indices(rows, [("identity_id", "ascending"), ("sample_rank", "ascending")])
+    rows = rows.take(order)
+    split = assign_split(rows, cfg)
+    rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
+    runs = [{**r, "provenance": r.get("provenance")} for r in meta.get("runs", [])]
+    kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
+                               split_seed=cfg.split_seed)
+    summary = write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs)
+    ident_path = Path(folder) / "identities.parquet"
+    if ident_path.is_file():
+        ident = read_manifest(ident_path)
+        by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
+        ident = ident.set_column(ident.schema.get_field_index("split"), "split",
+                                 pa.array([by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string()))
+        _write_arrow(ident_path, ident.cast(IDENTITY_SCHEMA))
+    return summary

@@ -1,0 +1,67 @@
+"""Deterministic train/test split, disjoint in identities and in source videos.
+
+Identities and videos form a graph (an identity touches the videos its faces come from; a
+video can hold several identities). A connected component goes wholly to one side, which is
+what makes both disjoint. `videos` mode holds out components, in an order fixed by a hash of
+(split_seed, their smallest video key), until `test_videos` videos are held out. `official` mode
+follows the source's split per clip; a component that the official split cuts in two goes to
+test as a whole (never train, so no test face leaks into training).
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+
+import numpy as np
+import pyarrow as pa
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from mfhq.config import CurateConfig
+
+log = logging.getLogger(__name__)
+TEST_NAMES = {"test", "val", "valid", "validation"}
+
+
+def _components(identity: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ids, id_code = np.unique(identity, return_inverse=True)
+    vids, vid_code = np.unique(video, return_inverse=True)
+    n = len(ids) + len(vids)
+    graph = sparse.coo_matrix((np.ones(len(identity)), (id_code, len(ids) + vid_code)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    return comp[id_code], comp[len(ids) + vid_code], vids
+
+
+def assign_split(rows: pa.Table, cfg: CurateConfig) -> np.ndarray:
+    """rows: identity_id, video_key, source_split (the official split). Returns 'train' / 'test' per row."""
+    identity = np.asarray(rows.column("identity_id").to_pylist(), dtype=object).astype(str)
+    video = np.asarray([str(v) for v in rows.column("video_key").to_pylist()])
+    if len(identity) == 0:
+        return np.zeros(0, dtype=object)
+    comp, _, _ = _components(identity, video)
+    n_comp = comp.max() + 1
+    if cfg.split == "official":
+        official = np.asarray([(s or "").lower() in TEST_NAMES for s in rows.column("source_split").to_pylist()])
+        is_test = np.bincount(comp, weights=official, minlength=n_comp) > 0
+        cut = is_test & (np.bincount(comp, weights=~official, minlength=n_comp) > 0)
+        if cut.any():
+            log.warning("%d identity/video groups straddle the official split; put in test whole", int(cut.sum()))
+    elif cfg.split == "videos":
+        is_test = np.zeros(n_comp, dtype=bool)
+        # The smallest video key names each component; its hash orders the hold-out.
+        order = np.lexsort((video, comp))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = comp[order[1:]] != comp[order[:-1]]
+        names = video[order[first]]
+        rank = np.argsort([hashlib.sha256(f"{cfg.split_seed}:{v}".encode()).hexdigest() for v in names])
+        pairs = np.unique(np.stack([comp, np.unique(video, return_inverse=True)[1]], 1), axis=0)
+        videos_per_comp = np.bincount(pairs[:, 0], minlength=n_comp)
+        held = np.cumsum(videos_per_comp[rank])
+        n_take = int(np.searchsorted(held, cfg.test_videos) + 1) if cfg.test_videos > 0 else 0
+        if n_take >= n_comp and n_comp > 1:
+            n_take = n_comp - 1  # never leave train empty
+            log.warning("test_videos=%d would hold out every video; keeping one group for train", cfg.test_videos)
+        is_test[rank[:n_take]] = True
+    else:
+        raise ValueError(f"curate.split must be 'videos' or 'official', got {cfg.split!r}")
+    return np.where(is_test[comp], "test", "train").astype(object)

@@ -1,0 +1,99 @@
+"""Named DuckDB views for `mfhq stats`, over run folders and (optionally) a manifest.
+
+Base views: `faces`, `clips` (every run), and with a manifest `manifest` (train and test rows)
+and `identities` (one row per clip: identity, merge decision, status). The named views below are
+plain SQL over them, so `--sql` can query them and the report is nothing but their rows.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from mfhq.curate.runs import _sql_str, connect_runs
+from mfhq.manifest.schema import read_manifest
+
+
+class StatsError(RuntimeError):
+    """Stats cannot be computed; the message names the file and the problem."""
+
+
+# Which stage drops a face for a reason (records.DROP_REASONS).
+STAGE_OF_REASON = {"other_identity": "identity", "too_small": "align", "align_failed": "align",
+                   "low_quality": "quality"}
+_STAGE_CASE = "CASE " + " ".join(f"WHEN drop_reason = '{r}' THEN '{s}'" for r, s in STAGE_OF_REASON.items()) + \
+    " WHEN kept THEN 'kept' ELSE 'other' END"
+_SPREAD = "sqrt(var_pop(yaw) + var_pop(pitch) + var_pop(roll))"
+_POSE_HIST = ("SELECT 'candidates' AS faces_of, axis, bin, count(*) AS faces FROM ("
+              "SELECT 'yaw' AS axis, floor(yaw / 10) * 10 AS bin FROM faces WHERE kept AND yaw IS NOT NULL UNION ALL "
+              "SELECT 'pitch', floor(pitch / 10) * 10 FROM faces WHERE kept AND pitch IS NOT NULL) GROUP BY ALL")
+_QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS bin, count(*) AS faces FROM faces "
+                 "WHERE kept AND quality IS NOT NULL GROUP BY ALL")
+
+RUN_VIEWS = {
+    "clip_status": "SELECT status, count(*) AS clips FROM clips GROUP BY status ORDER BY clips DESC, status",
+    "clip_reasons": "SELECT status, coalesce(reason, '') AS reason, count(*) AS clips FROM clips "
+                    "WHERE status <> 'ok' GROUP BY ALL ORDER BY status, reason",
+    "face_outcomes": f"SELECT CASE WHEN kept THEN 'kept' ELSE 'dropped' END AS outcome, {_STAGE_CASE} AS stage, "
+                     "coalesce(drop_reason, '') AS reason, count(*) AS faces FROM faces GROUP BY ALL ORDER BY outcome DESC, stage, reason",
+    "clips_per_source": "SELECT source, count(*) AS clips, count(*) FILTER (WHERE n_faces_kept > 0) AS clips_with_faces, "
+                        "sum(n_faces_kept)::BIGINT AS faces_kept FROM clips GROUP BY source ORDER BY source",
+    "pose_hist": _POSE_HIST + " ORDER BY axis, bin",
+    "quality_hist": _QUALITY_HIST + " ORDER BY bin",
+    "stage_throughput": "SELECT stage, count(*) AS clips, round(sum(seconds), 3) AS seconds, "
+                        "round(sum(frames) / nullif(sum(seconds), 0), 2) AS frames_per_s FROM ("
+                        "SELECT unnest(map_keys(stage_seconds)) AS stage, unnest(map_values(stage_seconds)) AS seconds, "
+                        "n_frames_read AS frames FROM clips WHERE stage_seconds IS NOT NULL) GROUP BY stage ORDER BY seconds DESC",
+    # Without a manifest an identity is a clip: spread of its kept faces' pose.
+    "pose_spread": f"SELECT source || '/' || clip_id AS identity_id, count(*) AS faces_before, {_SPREAD} AS spread_before, "
+                   "NULL::DOUBLE AS spread_after FROM faces WHERE kept AND yaw IS NOT NULL GROUP BY ALL ORDER BY identity_id",
+}
+
+MANIFEST_VIEWS = {
+    "identities_per_source": "SELECT source, split, count(DISTINCT identity_id) AS identities, count(*) AS faces, "
+                             "count(DISTINCT video_key) AS videos FROM manifest GROUP BY ALL ORDER BY source, split",
+    "identity_status": "SELECT status, decision, count(*) AS clips, count(DISTINCT identity_id) AS identities "
+                       "FROM identities GROUP BY ALL ORDER BY status, decision",
+    "pose_hist": _POSE_HIST + " UNION ALL SELECT 'sampled', axis, bin, count(*) FROM ("
+                 "SELECT 'yaw' AS axis, floor(yaw / 10) * 10 AS bin FROM manifest UNION ALL "
+                 "SELECT 'pitch', floor(pitch / 10) * 10 FROM manifest) GROUP BY ALL ORDER BY 1, 2, 3",
+    "quality_hist": _QUALITY_HIST + " UNION ALL SELECT 'sampled', floor(quality * 20) / 20, count(*) "
+                    "FROM manifest GROUP BY ALL ORDER BY 1, 2",
+    # Before: every kept face of the identity's member clips; after: its sampled faces.
+    "pose_spread": f"SELECT b.identity_id, b.faces_before, b.spread_before, a.spread_after FROM ("
+                   f"SELECT i.identity_id, count(*) AS faces_before, {_SPREAD} AS spread_before FROM faces f "
+                   "JOIN identities i USING (source, clip_id) WHERE f.kept AND f.yaw IS NOT NULL AND i.decision <> 'dedup_dropped' "
+                   f"GROUP BY ALL) b JOIN (SELECT identity_id, {_SPREAD} AS spread_after FROM manifest GROUP BY ALL) a "
+                   "USING (identity_id) ORDER BY identity_id",
+}
+
+
+def _manifest_files(path: Path) -> tuple[list[Path], Path | None]:
+    path = Path(path)
+    if path.is_dir():
+        files = [path / f"{n}.parquet" for n in ("train", "test")]
+        ident = path / "identities.parquet"
+    elif path.suffix == ".parquet":
+        files, ident = [path], path.parent / "identities.parquet"
+    else:
+        raise StatsError(f"{path}: not a manifest folder or Parquet file")
+    for f in files:
+        read_manifest(f)  # clear errors for a missing file or another schema version
+    return files, (ident if ident.is_file() else None)
+
+
+def connect_stats(run_dirs: list[Path], manifest: Path | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A connection with the base and named views; returns it and the named views' names."""
+    con, _ = connect_runs(run_dirs)
+    views = dict(RUN_VIEWS)
+    if manifest is not None:
+        files, ident = _manifest_files(manifest)
+        con.execute("CREATE VIEW manifest AS SELECT * FROM read_parquet([" + ", ".join(_sql_str(str(f)) for f in files) + "])")
+        if ident is None:
+            raise StatsError(f"{Path(manifest)}: identities.parquet missing beside the manifest")
+        read_manifest(ident)
+        con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet({_sql_str(str(ident))})")
+        views.update(MANIFEST_VIEWS)
+    for name, sql in views.items():
+        con.execute(f"CREATE VIEW {name} AS {sql}")
+    return con, list(views)
