@@ -22,9 +22,13 @@ $(STAMP): requirements.txt requirements-torch.txt requirements-nodeps.txt pyproj
 
 demo: $(STAMP)
 	$(BIN)/mfhq sample --out $(SAMPLE)
+	rm -rf $(RUN)  # a fresh demo run each time (a real run resumes instead)
 	$(BIN)/mfhq extract --root $(SAMPLE)/videos --out $(RUN) --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq summary --run $(RUN)
-	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks"
+	$(BIN)/mfhq cluster-sample --run $(RUN) --out manifests --pipeline pipelines/sample.yaml
+	$(BIN)/mfhq stats --run $(RUN) --manifest manifests --out reports
+	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks;"
+	@echo "        manifests/train.parquet, manifests/test.parquet (+ manifest.json); reports/report.html"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
@@ -34,4 +38,4 @@ bench: $(STAMP)
 	$(BIN)/mfhq bench --root $(SAMPLE)/videos --pipeline pipelines/sample.yaml --out runs/bench
 
 clean:
-	rm -rf $(SAMPLE) runs
+	rm -rf $(SAMPLE) runs reports manifests/*.parquet manifests/manifest.json
