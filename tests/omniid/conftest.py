@@ -42,3 +42,14 @@ def sample_manifest(kept_faces, sample_run, tmp_path_factory) -> Path:
     test = kept_faces.filter(pc.is_in(kept_faces["clip_id"], pa.array(clips[:2])))
     write_manifest(test, folder / "test.parquet", sample_run)
     return folder / "train.parquet"
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The tiny models are faster on one thread, and the test machines' cores are shared."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
