@@ -63,6 +63,9 @@ def build_clip_visual(config: ModelConfig, weights: str | None) -> nn.Module:
     clip = open_clip.create_model(config.clip_model, pretrained=weights, force_patch_dropout=0.0)
     visual = clip.visual
     del clip
+    # ℓ is built from the tokens; the pooled-embedding projection would be an unused parameter
+    # (which DDP rejects) and its weights are of no use here
+    visual.proj = None
     side = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
     if side != config.image_size:
         raise ValueError(f"{config.clip_model} takes {side} px images, the preset says {config.image_size}")

@@ -108,6 +108,8 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
     rank, world, device = setup_distributed()
     out = Path(out)
     main = rank == 0
+    if not main:  # one console log per run, from rank 0
+        logging.getLogger("omniid").setLevel(logging.WARNING)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "preset.json").write_text(json.dumps(preset.to_dict(), indent=2))
