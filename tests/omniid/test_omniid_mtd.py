@@ -99,3 +99,37 @@ def test_overfitting_one_sample_batch_cuts_the_loss(sample_manifest):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] * OVERFIT_FACTOR < losses[0], losses
+
+
+def _loss_and_grads(model, batch, device="cpu", autocast=False):
+    model.zero_grad()
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(*(batch[k].to(device) for k in ("inputs", "input_valid", "targets", "masks")),
+                     torch.Generator(device=device).manual_seed(0))
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_gradient_checkpointing_changes_no_gradient(sample_manifest):
+    batch = next(iter(build_loader(sample_manifest, TINY.image_size, 3, 2, batch_size=2, seed=0)))
+    torch.manual_seed(0)
+    model = OmniIDMTD(TINY)
+    loss, grads = _loss_and_grads(model, batch)
+    model.set_grad_checkpointing(True)
+    loss_ckpt, grads_ckpt = _loss_and_grads(model, batch)
+    torch.testing.assert_close(loss_ckpt, loss)
+    for g, g_ckpt in zip(grads, grads_ckpt):
+        torch.testing.assert_close(g_ckpt, g)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_autocast_on_cuda_tracks_fp32(sample_manifest):
+    batch = next(iter(build_loader(sample_manifest, TINY.image_size, 3, 2, batch_size=2, seed=0)))
+    torch.manual_seed(0)
+    model = OmniIDMTD(TINY).cuda()
+    model.set_grad_checkpointing(True)
+    loss32, _ = _loss_and_grads(model, batch, "cuda")
+    loss16, grads16 = _loss_and_grads(model, batch, "cuda", autocast=True)
+    assert torch.isfinite(loss16) and all(torch.isfinite(g).all() for g in grads16)
+    assert abs(loss16.item() - loss32.item()) < 0.05 * loss32.item()
