@@ -49,6 +49,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
+    # our defaults for the paper preset: the paper does not pin these in §4.1
     lr: float = 1e-5
     min_lr_ratio: float = 0.1               # cosine decays to lr * min_lr_ratio
     weight_decay: float = 0.05
