@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from omniid.data import FewToManyDataset, FewToManySampler, ManifestError, build_loader, load_manifest, resolve_root
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 SIZE = 32
 

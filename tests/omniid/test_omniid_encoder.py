@@ -9,6 +9,7 @@ from omniid.clip_tower import ClipWeightsMissing, resolve_clip_weights
 from omniid.config import get_preset
 from omniid.encoder import OmniIDEncoder
 from omniid.preprocess import image_to_tensor
+from omniid_fixtures import kept_faces, one_torch_thread  # noqa: F401  (pytest fixtures)
 
 TINY = get_preset("tiny").model
 

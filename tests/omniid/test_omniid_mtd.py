@@ -8,6 +8,7 @@ import torch
 from omniid.config import get_preset
 from omniid.data import build_loader
 from omniid.mtd import MaskedTransformerDecoder, OmniIDMTD, exact_random_mask
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 TINY = get_preset("tiny").model
 OVERFIT_STEPS, OVERFIT_FACTOR = 60, 2.0

@@ -13,6 +13,7 @@ from safetensors import safe_open
 
 from omniid.cli import main
 from omniid.encoder import OmniIDEncoder
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 

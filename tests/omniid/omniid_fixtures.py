@@ -1,5 +1,7 @@
-"""A few-to-many manifest built from the sample extract run (one identity per clip), in the
-manifest contract's shape, so the trainer is tested without waiting for cluster-sample."""
+"""Fixtures of the omniid tests: a few-to-many manifest built from the sample extract run (one
+identity per clip), in the manifest contract's shape, so the trainer is tested without waiting
+for cluster-sample. A module, not a conftest.py: a second `conftest` would shadow the one the
+mfhq tests import from. Test modules import the fixtures they use."""
 from __future__ import annotations
 
 import json
