@@ -29,16 +29,17 @@ def losses(out: Path) -> dict[int, float]:
 def test_cli_trains_logs_evaluates_and_saves(sample_manifest, tmp_path):
     out = tmp_path / "run"
     code = main(["--manifest", str(sample_manifest), "--preset", "tiny", "--stage", "mtd", "--out", str(out),
-                 "--steps", "4", "--grad-accum", "2", "--eval-every", "2", "--save-every", "2"])
+                 "--steps", "4", "--grad-accum", "2", "--batch-size", "4", "--eval-every", "2", "--save-every", "2"])
     assert code == 0
     log = records(out)
     train = [r for r in log if "loss" in r]
     assert [r["step"] for r in train] == [1, 2, 3, 4]
     assert {"loss", "lr", "samples_per_s", "gpu_mem_gb", "samples"} <= set(train[0])
-    assert train[-1]["samples"] == 4 * 2 * 2  # steps x micro-batches x identities
+    assert train[-1]["samples"] == 4 * 2 * 4  # steps x micro-batches x identities
     assert train[0]["lr"] < train[1]["lr"] == 1e-3  # warmup (2 steps) to the peak, then cosine decay
     assert train[1]["lr"] >= train[2]["lr"] > train[3]["lr"]
-    assert [r["step"] for r in log if "eval_loss" in r] == [2, 4]  # test.parquet beside the manifest
+    # test.parquet beside the manifest, 2 identities: its batches shrink to fit
+    assert [r["step"] for r in log if "eval_loss" in r] == [2, 4]
     latest = out / "checkpoints" / (out / "checkpoints" / "latest").read_text()
     assert latest.name == "step-00000004"
     encoder = OmniIDEncoder.from_pretrained(latest)
@@ -97,5 +98,8 @@ def test_ddp_with_two_cpu_processes(sample_manifest, tmp_path):
     train = [r for r in records(out) if "loss" in r]
     assert [r["world"] for r in train] == [2, 2]
     assert train[-1]["samples"] == 2 * 2 * 2  # steps x processes x identities
-    with safe_open(str(out / "checkpoints" / "step-00000002" / "rng.safetensors"), "pt") as f:
+    checkpoint = out / "checkpoints" / "step-00000002"
+    with safe_open(str(checkpoint / "rng.safetensors"), "pt") as f:
         assert {k.split(".")[0] for k in f.keys()} == {"rank0", "rank1"}
+    first, second = json.loads((checkpoint / "state.json").read_text())["weight_checksums"]
+    assert first == second  # gradients were averaged: both ranks hold the same weights

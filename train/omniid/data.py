@@ -169,9 +169,12 @@ class FewToManySampler(Sampler):
 
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,
                  batch_size: int, workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-                 start_batch: int = 0, num_inputs_min: int | None = None) -> DataLoader:
+                 start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False) -> DataLoader:
+    """clamp_batch: shrink the batch to the number of identities (eval sets may be small)."""
     identities = load_manifest(manifest)
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed)
+    if clamp_batch:
+        batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
     # an own generator keeps DataLoader from drawing its base seed from the global RNG
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,

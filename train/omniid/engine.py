@@ -136,7 +136,7 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
     test_loader = None
     if main and test_manifest and Path(test_manifest).is_file():
         test_loader = build_loader(test_manifest, preset.model.image_size, data.num_inputs, data.num_targets,
-                                   data.batch_size, 0, preset.seed)
+                                   data.batch_size, 0, preset.seed, clamp_batch=True)
     jsonl = JsonlLog(out / "log.jsonl", main)
     end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
     bar = tqdm(total=end, initial=step, disable=not main, desc="omniid mtd", dynamic_ncols=True)
@@ -194,12 +194,19 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
 
 def _save(out, model, optimizer, step, samples, preset, world, main) -> None:
     rngs = [capture_rng()]
+    # a checksum of the weights per rank: DDP keeps them identical, and the record shows it
+    checksums = [sum(p.detach().double().sum().item() for p in model.parameters())]
     if world > 1:  # each rank's RNG state, so that every rank resumes exactly
-        rngs = [None] * world
+        rngs, local = [None] * world, checksums[0]
         dist.all_gather_object(rngs, capture_rng())
+        checksums = [None] * world
+        dist.all_gather_object(checksums, local)
     if main:
+        if len(set(checksums)) > 1:
+            log.warning("ranks hold different weights at step %d: %s", step, checksums)
         path = save_checkpoint(out, model, optimizer, step, {"samples": samples, "world": world,
-                                                             "preset": preset.name}, rngs)
+                                                             "preset": preset.name,
+                                                             "weight_checksums": checksums}, rngs)
         log.info("saved %s", path)
     if world > 1:
         dist.barrier()
