@@ -179,13 +179,15 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
             jsonl.write(last)
             bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
             log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])
-            window_loss, window_samples, window_start = [], 0, time.perf_counter()
+            window_loss, window_samples = [], 0
         if test_loader is not None and (step % preset.eval_every == 0 or step == end):
             eval_loss = evaluate(model, test_loader, preset.eval_batches, preset.seed, device, autocast)
             jsonl.write({"step": step, "eval_loss": eval_loss})
             log.info("step %d eval loss %.5f", step, eval_loss)
         if step % preset.save_every == 0 or step == end:
             _save(out, model, optimizer, step, samples, preset, world, main)
+        if not window_loss:  # samples/s counts training only, not eval or checkpoint writing
+            window_start = time.perf_counter()
     bar.close()
     if world > 1:
         dist.barrier()
