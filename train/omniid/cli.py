@@ -61,7 +61,9 @@ def preset_from_args(args: argparse.Namespace):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     from omniid.clip_tower import ClipWeightsMissing
     from omniid.data import ManifestError
     from omniid.engine import NonFiniteLoss, train

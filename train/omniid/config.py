@@ -73,6 +73,7 @@ class Preset:
     eval_every: int = 1000
     eval_batches: int = 8
     save_every: int = 5000
+    cpu_threads: int | None = None          # torch threads when training on CPU (None: torch's default)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -97,7 +98,8 @@ register(Preset(
     data=DataConfig(num_inputs=3, num_targets=8, batch_size=2, workers=0),
     optim=OptimConfig(lr=1e-3, min_lr_ratio=0.1, weight_decay=0.0, warmup_steps=2, total_steps=20,
                       grad_clip=1.0, bf16=False, grad_checkpointing=False),
-    log_every=1, eval_every=10, eval_batches=1, save_every=10,
+    # one thread: on 2 shared cores the tiny model ran ~30x faster than with torch's default of 2
+    log_every=1, eval_every=10, eval_batches=1, save_every=10, cpu_threads=1,
 ))
 
 

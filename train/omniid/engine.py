@@ -115,6 +115,8 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
         (out / "preset.json").write_text(json.dumps(preset.to_dict(), indent=2))
     opt, data = preset.optim, preset.data
     autocast = opt.bf16 and device.type == "cuda"
+    if device.type == "cpu" and preset.cpu_threads:
+        torch.set_num_threads(preset.cpu_threads)
 
     torch.manual_seed(preset.seed)  # the same initial weights on every rank
     model = OmniIDMTD(preset.model, clip_weights).to(device)
