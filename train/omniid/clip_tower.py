@@ -1,0 +1,89 @@
+"""The CLIP vision tower of the encoder: open_clip config registry, weights, token output.
+
+The paper preset starts from LAION-2B CLIP ViT-H/14 weights, found either at a local path
+(`--clip-weights` or $OMNIID_CLIP_WEIGHTS) or in open_clip's Hugging Face cache; nothing is
+downloaded implicitly, so an offline cluster fails fast with instructions instead of hanging.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import open_clip
+import torch
+from torch import nn
+
+from omniid.config import CLIP_CONFIG_DIR, ModelConfig
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_ENV = "OMNIID_CLIP_WEIGHTS"
+HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+
+open_clip.add_model_config(CLIP_CONFIG_DIR)  # registers OmniID-Tiny-ViT
+
+
+class ClipWeightsMissing(FileNotFoundError):
+    """The preset wants pretrained CLIP weights that are not on this machine."""
+
+
+def resolve_clip_weights(config: ModelConfig, path: str | Path | None = None) -> str | None:
+    """A local file with the CLIP weights, or None when the preset starts from random init."""
+    if config.clip_pretrained is None:
+        return None
+    path = path or os.environ.get(WEIGHTS_ENV)
+    if path:
+        if not Path(path).is_file():
+            raise ClipWeightsMissing(f"CLIP weights file not found: {path}")
+        return str(path)
+    hub = open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained).get("hf_hub", "")
+    repo = hub.rstrip("/")
+    if repo:
+        from huggingface_hub import try_to_load_from_cache
+
+        for name in HF_FILES:
+            cached = try_to_load_from_cache(repo, name)
+            if isinstance(cached, str):
+                return cached
+    raise ClipWeightsMissing(
+        f"the CLIP weights {config.clip_model} / {config.clip_pretrained} are not on this machine.\n"
+        f"Provide them in one of these ways:\n"
+        f"  - pass --clip-weights FILE (or set {WEIGHTS_ENV}=FILE) with {HF_FILES[0]} or {HF_FILES[1]}\n"
+        f"    from https://huggingface.co/{repo or '<the open_clip hub repo>'};\n"
+        f"  - or fill open_clip's cache on a machine with internet access:\n"
+        f"    python -c \"import open_clip; open_clip.create_model('{config.clip_model}', "
+        f"pretrained='{config.clip_pretrained}')\"\n"
+        f"    and copy the Hugging Face cache (HF_HOME) to this machine."
+    )
+
+
+def build_clip_visual(config: ModelConfig, weights: str | None) -> nn.Module:
+    """open_clip's vision tower; the text tower is dropped right after loading."""
+    clip = open_clip.create_model(config.clip_model, pretrained=weights, force_patch_dropout=0.0)
+    visual = clip.visual
+    del clip
+    # ℓ is built from the tokens; the pooled-embedding projection would be an unused parameter
+    # (which DDP rejects) and its weights are of no use here
+    visual.proj = None
+    side = visual.image_size[0] if isinstance(visual.image_size, (tuple, list)) else visual.image_size
+    if side != config.image_size:
+        raise ValueError(f"{config.clip_model} takes {side} px images, the preset says {config.image_size}")
+    for param in visual.parameters():  # every layer is trained (paper §3.1)
+        param.requires_grad_(True)
+    return visual
+
+
+def clip_tokens(visual: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """images: [N, 3, S, S] -> tokens [N, 1 + (S/p)^2, W], CLS first, after the final LayerNorm."""
+    x = visual.conv1(images)                               # [N, W, g, g]
+    x = x.flatten(2).transpose(1, 2)                       # [N, g*g, W]
+    cls = visual.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
+    x = torch.cat([cls, x], dim=1) + visual.positional_embedding.to(x.dtype)
+    x = visual.ln_pre(x)
+    x = visual.transformer(x)
+    return visual.ln_post(x)
+
+
+def clip_width(visual: nn.Module) -> int:
+    return visual.class_embedding.shape[-1]
