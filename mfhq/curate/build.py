@@ -22,7 +22,7 @@ from mfhq.curate.cluster import select_faces
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.runs import RunError, connect_runs
 from mfhq.curate.split import assign_split
-from mfhq.manifest.io import atomic_write_json
+from mfhq.manifest.io import atomic_write_arrow, atomic_write_json
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -170,7 +170,7 @@ def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table,
         "FROM t LEFT JOIN (SELECT DISTINCT identity_id, split FROM rows_arrow) s ON s.identity_id = t.identity_id "
         "ORDER BY t.source, t.clip_id"
     ).to_arrow_table()
-    _write_arrow(Path(out) / "identities.parquet", table.cast(IDENTITY_SCHEMA))
+    atomic_write_arrow(Path(out) / "identities.parquet", table.cast(IDENTITY_SCHEMA))
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict]) -> dict:
@@ -181,7 +181,7 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
     counts = {}
     for name in ("train", "test"):
         part = rows.filter(pa.array(split == name))
-        _write_arrow(out / f"{name}.parquet", part)
+        atomic_write_arrow(out / f"{name}.parquet", part)
         counts[name] = {"faces": part.num_rows, "identities": len(set(part.column("identity_id").to_pylist())),
                         "videos": len(set(part.column("video_key").to_pylist())),
                         "short_identities": len(set(part.filter(part.column("short")).column("identity_id").to_pylist()))}
@@ -196,24 +196,6 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
     }
     atomic_write_json(out / "manifest.json", sidecar)
     return {"train": counts["train"], "test": counts["test"], "out": str(out)}
-
-
-def _write_arrow(dest: Path, table: pa.Table) -> None:
-    # atomic_write_table takes rows; for a large table go straight from Arrow, same atomic rename.
-    import os
-
-    import pyarrow.parquet as pq
-
-    from mfhq.manifest.io import _fsync, _temp_path
-
-    tmp = _temp_path(dest)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        _fsync(tmp)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def resplit(folder: Path, cfg: CurateConfig) -> dict:
@@ -234,5 +216,5 @@ def resplit(folder: Path, cfg: CurateConfig) -> dict:
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
         ident = ident.set_column(ident.schema.get_field_index("split"), "split",
                                  pa.array([by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string()))
-        _write_arrow(ident_path, ident.cast(IDENTITY_SCHEMA))
+        atomic_write_arrow(ident_path, ident.cast(IDENTITY_SCHEMA))
     return summary

@@ -12,8 +12,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from mfhq.manifest.io import SchemaVersionError
-from mfhq.records import SCHEMA_VERSION
+from mfhq.manifest.io import check_schema_version
 
 
 class RunError(RuntimeError):
@@ -45,12 +44,7 @@ def check_run(run_dir: Path) -> dict:
                 meta_kv = pq.read_schema(path).metadata or {}
             except Exception as exc:  # pyarrow raises several types for a damaged footer
                 raise RunError(f"{path}: not a readable Parquet file ({exc})") from exc
-            version = meta_kv.get(b"mfhq.schema_version", b"?").decode()
-            if version != SCHEMA_VERSION:
-                raise SchemaVersionError(
-                    f"{path}: written with schema version {version}, this code reads version {SCHEMA_VERSION}; "
-                    "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it"
-                )
+            check_schema_version(path, meta_kv, "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
     return meta
 
 

@@ -56,9 +56,8 @@ def atomic_write_json(dest: Path, content: Any) -> None:
     atomic_write_bytes(dest, json.dumps(content, indent=2, sort_keys=True, default=str).encode())
 
 
-def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> int:
-    """Write rows as one Parquet file with an explicit schema; returns the row count."""
-    table = pa.Table.from_pylist(list(rows), schema=schema)
+def atomic_write_arrow(dest: Path, table: pa.Table) -> int:
+    """Write an Arrow table as one Parquet file (temp, fsync, rename); returns the row count."""
     tmp = _temp_path(dest)
     try:
         pq.write_table(table, tmp, compression="zstd")
@@ -70,16 +69,25 @@ def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> i
     return table.num_rows
 
 
+def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> int:
+    """Write rows as one Parquet file with an explicit schema; returns the row count."""
+    return atomic_write_arrow(dest, pa.Table.from_pylist(list(rows), schema=schema))
+
+
+def check_schema_version(path: Path, metadata: dict | None,
+                         remedy: str = "re-run the stage that made it, or use the mfhq release that wrote it") -> None:
+    """Refuse a Parquet file whose metadata names another schema version than this code reads."""
+    version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
+    if version != SCHEMA_VERSION:
+        raise SchemaVersionError(
+            f"{path}: written with schema version {version}, this code reads version {SCHEMA_VERSION}; {remedy}"
+        )
+
+
 def read_table(path: Path) -> pa.Table:
     """Read one of our Parquet files, refusing another schema version."""
     table = pq.read_table(path)
-    meta = table.schema.metadata or {}
-    version = meta.get(b"mfhq.schema_version", b"?").decode()
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path}: written with schema version {version}, this code reads version {SCHEMA_VERSION}; "
-            "re-run the stage that made it, or use the mfhq release that wrote it"
-        )
+    check_schema_version(path, table.schema.metadata)
     return table
 
 
