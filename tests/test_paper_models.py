@@ -18,13 +18,22 @@ import torch
 from mfhq.align import arcface_template
 from mfhq.models import create_backend
 from mfhq.models.facexlib_parsing import FACE_LABELS, LABELS, PARSENET, face_mask
-from mfhq.models.insightface_onnx import ARCFACE_R50, SCRFD_10G, nms
+from mfhq.models.insightface_onnx import ARCFACE_R50, SCRFD_10G, ArcFaceEmbedder, ScrfdDetector, nms
 from mfhq.models.pnp_pose import PnPPose
 from mfhq.models.sixdrep_pose import SIXDREPNET, import_sixdrepnet, inplane_rotation, to_project_angles
 from mfhq.models.topiq_iqa import TOPIQ_FACE, TopiqFaceQuality, build_cfanet
 from tests.onnx_graphs import BOX_CELLS, KPS_CELLS, arcface_graph, scrfd_graph
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _with_random_weights(cls, weight):
+    """The backend, accepting a generated file: a random graph cannot carry buffalo_l's hash."""
+    return type(f"Random{cls.__name__}", (cls,), {"weight_files": (dataclasses.replace(weight, sha256=None),)})
+
+
+RandomScrfd = _with_random_weights(ScrfdDetector, SCRFD_10G)
+RandomArcFace = _with_random_weights(ArcFaceEmbedder, ARCFACE_R50)
 
 
 def _square_frame(height, width, x, y, side=64):
@@ -37,7 +46,7 @@ def _square_frame(height, width, x, y, side=64):
 def scrfd(tmp_path_factory):
     folder = tmp_path_factory.mktemp("buffalo")
     scrfd_graph(folder / SCRFD_10G.name)
-    backend = create_backend("detector", "scrfd", models_dir=folder, score_threshold=0.5,
+    backend = RandomScrfd(models_dir=folder, score_threshold=0.5,
                              nms_threshold=0.4, max_faces=50, det_size=256)
     backend.setup()
     return backend
@@ -85,7 +94,7 @@ def test_scrfd_batch_equals_frame_by_frame(scrfd):
 
 def test_scrfd_random_weights_give_scores_in_range(tmp_path):
     scrfd_graph(tmp_path / SCRFD_10G.name, noise=0.5, seed=3)
-    backend = create_backend("detector", "scrfd", models_dir=tmp_path, score_threshold=0.3, max_faces=5, det_size=128)
+    backend = RandomScrfd(models_dir=tmp_path, score_threshold=0.3, max_faces=5, det_size=128)
     backend.setup()
     rng = np.random.default_rng(0)
     found = backend.detect([rng.integers(0, 256, (96, 128, 3), dtype=np.uint8) for _ in range(3)])
@@ -104,7 +113,7 @@ def test_arcface_embeds_a_batch_as_it_embeds_each_crop(tmp_path):
     from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
     arcface_graph(tmp_path / ARCFACE_R50.name)
-    embedder = create_backend("embedder", "arcface", models_dir=tmp_path)
+    embedder = RandomArcFace(models_dir=tmp_path)
     embedder.setup()
     assert isinstance(embedder._arcface, ArcFaceONNX) and embedder._arcface.input_mean == 127.5
     rng = np.random.default_rng(1)
@@ -298,7 +307,7 @@ def test_scrfd_on_cuda_matches_cpu(scrfd, tmp_path):
     if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime has no CUDA provider here (onnxruntime-gpu not installed)")
     scrfd_graph(tmp_path / SCRFD_10G.name)
-    gpu = create_backend("detector", "scrfd", models_dir=tmp_path, score_threshold=0.5, nms_threshold=0.4,
+    gpu = RandomScrfd(models_dir=tmp_path, score_threshold=0.5, nms_threshold=0.4,
                          max_faces=50, det_size=256, device="cuda")
     gpu.setup()
     frames = [_square_frame(240, 320, 100, 80), _square_frame(400, 160, 40, 200)]
@@ -310,7 +319,11 @@ def test_scrfd_on_cuda_matches_cpu(scrfd, tmp_path):
 
 
 def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample_dir, tmp_path):
-    """One frame of one clip through the real CLI, with random-weight files in --models-dir."""
+    """One frame of one clip through the real CLI, with random-weight files in --models-dir.
+
+    SCRFD and ArcFace are pinned to buffalo_l's published hashes, which a generated graph cannot
+    match, so the offline detector and embedder stand in for them here (their loaders are tested
+    above); 6DRepNet and ParseNet go through the CLI with random weights."""
     import json
 
     import duckdb
@@ -320,16 +333,14 @@ def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample
 
     models = tmp_path / "models"
     models.mkdir()
-    scrfd_graph(models / SCRFD_10G.name)
-    arcface_graph(models / ARCFACE_R50.name)
     network, _ = import_sixdrepnet()
     torch.save(network(backbone_name="RepVGG-B1g2", backbone_file="", deploy=True, pretrained=False).state_dict(),
                models / SIXDREPNET.name)
     torch.save(ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict(), models / PARSENET.name)
     preset = tmp_path / "paper_random.yaml"
     # TOPIQ's published-name hash prefix cannot be met by a random file; BRISQUE stands in.
-    preset.write_text("decode: {fps: 1, max_frames: 1}\ndetect: {backend: scrfd, score_threshold: 0.5}\n"
-                      "embed: {backend: arcface}\nalign: {min_face_px: 16}\npose: {backend: 6drepnet}\n"
+    preset.write_text("decode: {fps: 1, max_frames: 1}\ndetect: {backend: yunet-dlib68}\n"
+                      "embed: {backend: sface}\nalign: {min_face_px: 16}\npose: {backend: 6drepnet}\n"
                       "quality: {backend: brisque}\nparsing: {backend: facexlib-parsenet}\nrun: {workers: 1}\n")
     videos = tmp_path / "videos"
     videos.mkdir()
@@ -338,7 +349,7 @@ def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset),
             "--models-dir", str(models))
     recorded = json.loads((run / "run.json").read_text())["models"]
-    assert recorded["detector"].startswith("scrfd@") and recorded["pose"].startswith("6drepnet@")
+    assert recorded["detector"].startswith("yunet-dlib68@") and recorded["pose"].startswith("6drepnet@")
     rows = duckdb.connect().execute(
         f"SELECT kept, yaw, mask_path, provenance FROM read_parquet('{run}/faces/*.parquet')").fetchall()
     assert rows and any(kept for kept, *_ in rows)
@@ -347,3 +358,11 @@ def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample
             assert tag in provenance
         if kept:
             assert yaw is not None and (run / mask_path).is_file()
+
+
+def test_a_det_10g_that_is_not_buffalo_ls_is_refused(tmp_path):
+    from mfhq.models.weights import WeightsCorrupt
+
+    scrfd_graph(tmp_path / SCRFD_10G.name)  # right shape, wrong bytes
+    with pytest.raises(WeightsCorrupt, match=SCRFD_10G.sha256):
+        create_backend("detector", "scrfd", models_dir=tmp_path).setup()

@@ -51,7 +51,8 @@ def test_models_dir_comes_before_the_library_cache(no_caches, monkeypatch):
     buffalo = no_caches / "home" / ".insightface" / "models" / "buffalo_l" / SCRFD_10G.name
     buffalo.parent.mkdir(parents=True)
     buffalo.write_bytes(b"insightface's FaceAnalysis download")
-    assert resolve([SCRFD_10G], no_caches / "elsewhere")[SCRFD_10G.name] == buffalo
+    unpinned = dataclasses.replace(SCRFD_10G, sha256=None)  # these stand-in bytes are not buffalo_l's
+    assert resolve([unpinned], no_caches / "elsewhere")[SCRFD_10G.name] == buffalo
 
 
 def test_a_paper_pipeline_without_weights_gets_one_error_listing_every_file(no_caches):
@@ -65,6 +66,7 @@ def test_a_paper_pipeline_without_weights_gets_one_error_listing_every_file(no_c
         assert message.count(name) == 1, name
     assert "buffalo_l.zip" in message and "non-commercial" in message
     assert "prefix 0a8b8e4f" in message  # what is known of TOPIQ's hash
+    assert SCRFD_10G.sha256 in message and ARCFACE_R50.sha256 in message
     assert message.count("fetch: mfhq models fetch --to DIR") == 5
     assert "--models-dir" in message and str(no_caches / "models") in message
 
@@ -90,19 +92,23 @@ def _buffalo_zip(folder: Path) -> str:
 
 def test_fetch_unpacks_records_hashes_and_verify_catches_damage(tmp_path):
     url = _buffalo_zip(tmp_path)
-    files = [dataclasses.replace(SCRFD_10G, url=url), dataclasses.replace(ARCFACE_R50, url=url)]
+    # The fake archive's bytes cannot match buffalo_l's pinned hashes: test the recording path.
+    files = [dataclasses.replace(SCRFD_10G, url=url, sha256=None), dataclasses.replace(ARCFACE_R50, url=url, sha256=None)]
     target = tmp_path / "models"
     fetch(target, files=files)
     assert (target / "det_10g.onnx").read_bytes() == b"detector bytes"
     assert not (target / "1k3d68.onnx").exists()
     assert "det_10g.onnx" in (target / LOCK_NAME).read_text()
-    statuses = {e.weight.name: s for e, s in verify(target, ["scrfd", "arcface"])}
-    assert statuses == {"det_10g.onnx": "ok", "w600k_r50.onnx": "ok"}
+    # Where no hash is published, the recorded one guards the file from then on.
+    assert resolve(files, target)[SCRFD_10G.name] == target / "det_10g.onnx"
     (target / "det_10g.onnx").write_bytes(b"detector bytes, damaged")
-    statuses = {e.weight.name: s for e, s in verify(target, ["scrfd", "arcface"])}
-    assert statuses["det_10g.onnx"].startswith("CORRUPT") and statuses["w600k_r50.onnx"] == "ok"
     with pytest.raises(WeightsCorrupt, match="det_10g.onnx"):
-        resolve([SCRFD_10G], target)
+        resolve(files, target)
+    assert resolve(files[1:], target)[ARCFACE_R50.name] == target / "w600k_r50.onnx"
+    # Where one is published (buffalo_l), `verify` holds the files to it: these bytes are not buffalo_l's.
+    statuses = {e.weight.name: s for e, s in verify(target, ["scrfd", "arcface"])}
+    assert statuses["det_10g.onnx"].startswith("CORRUPT") and SCRFD_10G.sha256 in statuses["det_10g.onnx"]
+    assert statuses["w600k_r50.onnx"].startswith("CORRUPT") and ARCFACE_R50.sha256 in statuses["w600k_r50.onnx"]
 
 
 def test_models_verify_cli_exits_nonzero_on_a_corrupted_file(tmp_path):
