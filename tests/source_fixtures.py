@@ -1,7 +1,7 @@
 """Dataset-shaped fixtures: the four datasets laid out as their users hold them on disk.
 
 The videos are the bundled sample's generated clips, copied under each dataset's file names.
-TalkingHead-1KH metadata may be real (MIT, /work/shared/real-metadata); everything else here is
+TalkingHead-1KH metadata may be real (MIT, copied under tests/data/); everything else here is
 SYNTHETIC: written by us from the format descriptions in the shared metadata README, because
 CelebV-HQ, CelebV-Text and VFHQ forbid redistributing any part of their data. Every synthetic
 YouTube id contains "synth" so that no fixture can be mistaken for a real entry.
