@@ -44,11 +44,15 @@ class ExtractSummary:
     seconds: float = 0.0
 
 
+def _item_key(item: Clip | SourceProblem) -> str:
+    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
+
+
 def plan_shards(items: list[Clip | SourceProblem], shard_size: int) -> dict[str, list[str]]:
     """Deterministic shards: sorted by key, grouped per source, `<source>-<n>` ids."""
     by_source: dict[str, list[str]] = {}
     for item in items:
-        key = item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
+        key = _item_key(item)
         by_source.setdefault(key.split("/", 1)[0], []).append(key)
     plan = {}
     for source, keys in sorted(by_source.items()):
@@ -86,10 +90,6 @@ def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: b
     return plan
 
 
-def _item_key(item: Clip | SourceProblem) -> str:
-    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
-
-
 def select_clips(items: list, clips_file: Path) -> list:
     """Keep the entries a file names, one per line: `<source>/<clip id>` or a bare clip id."""
     clips_file = Path(clips_file)
@@ -122,7 +122,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
         items = items[:limit]
     models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
     plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force, models)
-    by_key = {(i.key if isinstance(i, Clip) else f"{i.source}/{i.clip_id}"): i for i in items}
+    by_key = {_item_key(i): i for i in items}
     markers = ShardMarkers(run_dir)
     done = markers.done_ids()
     pending = {sid: keys for sid, keys in plan.items() if sid not in done}

@@ -7,6 +7,7 @@ a reader can refuse files it does not understand instead of misreading them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import pyarrow as pa
@@ -75,7 +76,9 @@ class FrameAnnotations:
     boxes: tuple[tuple[float, float, float, float], ...]
     landmarks: tuple[tuple[float, ...], ...]  # 10 values each: 5 x (x, y)
 
-    def lookup(self) -> dict[int, int]:
+    @cached_property
+    def row_of_frame(self) -> dict[int, int]:
+        """Frame index -> row; built once per clip, not once per decoded chunk."""
         return {frame: i for i, frame in enumerate(self.frames)}
 
 

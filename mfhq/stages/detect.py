@@ -52,7 +52,7 @@ class DetectStage(Stage):
         """The source's own face on annotated frames (score NaN: no detector scored it); the
         detector on the others, and on one annotated frame in verify_every as a check."""
         ann, state = batch.clip.annotations, batch.state
-        row_of = ann.lookup()
+        row_of = ann.row_of_frame
         found: list[Detections | None] = []
         run_on: list[int] = []
         for pos, index in enumerate(batch.frame_indices.tolist()):
