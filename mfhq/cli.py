@@ -93,11 +93,12 @@ def sources() -> None:
 @app.command()
 def summary(run: Path = typer.Option(..., help="A run folder made by `mfhq extract`")) -> None:
     """Per-clip table of a run: status, frames read, faces kept (DuckDB over the shards)."""
+    from mfhq.manifest import ManifestError
     from mfhq.manifest.views import clip_table
 
     try:
         table = clip_table(run)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ManifestError) as exc:
         _fail(str(exc))
         return
     typer.echo(table)

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
-SCHEMA_VERSION = "2"  # 2: clip rows count the frames whose faces came from source metadata
+# The run files' version and schema builder are owned by mfhq.manifest.schema; the field lists
+# stay here, beside the rows they describe.
+from mfhq.manifest.schema import RUN_SCHEMA_VERSION as SCHEMA_VERSION
+from mfhq.manifest.schema import versioned_schema as _schema
 
 # Clip statuses. A clip ends with exactly one of these.
 STATUS_OK = "ok"
@@ -80,10 +83,6 @@ class FrameAnnotations:
     def row_of_frame(self) -> dict[int, int]:
         """Frame index -> row; built once per clip, not once per decoded chunk."""
         return {frame: i for i, frame in enumerate(self.frames)}
-
-
-def _schema(fields: list[pa.Field], kind: str) -> pa.Schema:
-    return pa.schema(fields, metadata={b"mfhq.schema": kind.encode(), b"mfhq.schema_version": SCHEMA_VERSION.encode()})
 
 
 FACE_SCHEMA = _schema(

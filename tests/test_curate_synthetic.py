@@ -14,9 +14,9 @@ import pytest
 from mfhq.config import ConfigError, CurateConfig, PipelineConfig, load_pipeline
 from mfhq.curate import cluster_sample, resplit
 from mfhq.curate.bench import run_bench_curate, write_synthetic
-from mfhq.curate.runs import RunError
+from mfhq.manifest.views import RunError
 from mfhq.manifest.io import SchemaVersionError
-from mfhq.manifest.schema import MANIFEST_SCHEMA, ManifestError, read_manifest
+from mfhq.manifest import MANIFEST_SCHEMA, MANIFEST_VERSION, ManifestError, read_manifest
 from synthetic_runs import ClipSpec, write_run
 
 
@@ -190,9 +190,11 @@ def test_manifest_schema_and_paths(tmp_path):
     table = pq.read_table(tmp_path / "man" / "train.parquet")
     assert table.schema.remove_metadata().equals(MANIFEST_SCHEMA.remove_metadata())
     row = table.slice(0, 1).to_pylist()[0]
-    assert row["crop_path"] == f"{run.resolve()}/{row['run_crop_path']}"
+    # the same relative path as the run's faces/ row, and the run it is relative to
+    assert row["crop_path"].startswith("crops/") and row["run"] == "run"
     sidecar = json.loads((tmp_path / "man" / "manifest.json").read_text())
-    assert sidecar["schema_version"] == "1" and sidecar["model_provenance"] == ["synthetic@test"]
+    assert sidecar["runs"][0]["run_dir"] == str(run.resolve()) and sidecar["runs"][0]["run_dir_relative"] == "../run"
+    assert sidecar["schema_version"] == MANIFEST_VERSION and sidecar["model_provenance"] == ["synthetic@test"]
     assert sidecar["config"]["faces_per_identity"] == 8 and sidecar["code_version"]
 
 

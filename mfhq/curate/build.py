@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -20,10 +21,12 @@ from mfhq import __version__
 from mfhq.config import CurateConfig
 from mfhq.curate.cluster import select_faces
 from mfhq.curate.merge import assign_identities, clip_embeddings
-from mfhq.curate.runs import RunError, connect_runs
 from mfhq.curate.split import assign_split
-from mfhq.manifest.io import atomic_write_arrow, atomic_write_json
-from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
+from mfhq.manifest.card import write_card
+from mfhq.manifest.folder import ManifestFolder, read_manifest, read_sidecar, run_entries, write_manifest_folder
+from mfhq.manifest.io import atomic_write_arrow
+from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
+from mfhq.manifest.views import RunError, connect_runs
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
@@ -116,6 +119,10 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
                    workers: int | None = None) -> dict:
     started = time.perf_counter()
     con, metas = connect_runs(run_dirs)
+    runs = run_entries([m["run_dir"] for m in metas], out)
+    for meta, entry in zip(metas, runs):
+        meta["name"] = entry["name"]
+    con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute(
         "CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY f.source, f.clip_id) - 1)::BIGINT AS clip_code, "
@@ -142,11 +149,10 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
     con.register("picked_arrow", picked)
     rows = con.sql(
         f"SELECT p.identity_id, NULL AS split, m.source_split, f.source, f.video_key, f.clip_id, f.frame_index, f.face_index, "
-        "f.run_dir || '/' || f.crop_path AS crop_path, CASE WHEN f.mask_path IS NULL THEN NULL ELSE f.run_dir || '/' || f.mask_path END AS mask_path, "
-        "f.run_dir, f.crop_path AS run_crop_path, f.mask_path AS run_mask_path, f.landmarks, f.yaw, f.pitch, f.roll, f.quality, "
+        "n.run, f.crop_path, f.mask_path, f.landmarks, f.yaw, f.pitch, f.roll, f.quality, "
         f"p.pose_cluster, p.sample_rank, m.identity_faces < {per_id} AS short, f.embedding, f.provenance "
         "FROM picked_arrow p JOIN faces f USING (source, clip_id, frame_index, face_index) "
-        "JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"
+        "JOIN run_names n USING (run_dir) JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
@@ -174,27 +180,29 @@ def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table,
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict]) -> dict:
+    """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     rows = rows.cast(MANIFEST_SCHEMA)
     split = rows.column("split").to_numpy(zero_copy_only=False)
-    counts = {}
-    for name in ("train", "test"):
-        part = rows.filter(pa.array(split == name))
-        atomic_write_arrow(out / f"{name}.parquet", part)
+    counts, parts = {}, {}
+    for name in SPLITS:
+        part = parts[name] = rows.filter(pa.array(split == name))
         counts[name] = {"faces": part.num_rows, "identities": len(set(part.column("identity_id").to_pylist())),
                         "videos": len(set(part.column("video_key").to_pylist())),
                         "short_identities": len(set(part.filter(part.column("short")).column("identity_id").to_pylist()))}
+    entries = {m["name"]: {"name": m["name"], "run_dir": m["run_dir"],
+                           "run_dir_relative": os.path.relpath(m["run_dir"], out.resolve())} for m in metas}
     sidecar = {
-        "schema_version": MANIFEST_VERSION, "code_version": _code_version(), "pipeline": pipeline,
-        "config": dataclasses.asdict(cfg), "counts": counts,
-        "paths": "crop_path and mask_path are absolute; run_crop_path/run_mask_path are relative to run_dir",
-        "runs": [{"run_dir": m["run_dir"], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
+        "code_version": _code_version(), "pipeline": pipeline, "config": dataclasses.asdict(cfg), "counts": counts,
+        "paths": "crop_path and mask_path are relative to the folder of the row's `run` (as in the run's faces/); "
+                 "runs[].run_dir_relative is that folder relative to this one, runs[].run_dir where it was",
+        "runs": [{**entries[m["name"]], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
                   "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version")}
                  for m in metas],
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
     }
-    atomic_write_json(out / "manifest.json", sidecar)
+    write_manifest_folder(out, parts, sidecar, MANIFEST_SCHEMA)
+    write_card(out, counts)
     return {"train": counts["train"], "test": counts["test"], "out": str(out)}
 
 
@@ -206,7 +214,10 @@ def resplit(folder: Path, cfg: CurateConfig) -> dict:
     rows = rows.take(order)
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    runs = [{**r, "provenance": r.get("provenance")} for r in meta.get("runs", [])]
+    # the runs where the folder finds them now (it may have moved since it was written)
+    folder = ManifestFolder.open(folder)
+    runs = [{**r, "run_dir": str(folder.run_root(r["name"]).resolve())} for r in meta.get("runs", [])]
+    folder = folder.folder
     kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
                                split_seed=cfg.split_seed)
     summary = write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs)

@@ -16,11 +16,10 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfhq.records import SCHEMA_VERSION
+from mfhq.manifest.schema import RUN_SCHEMA_VERSION, SchemaVersionError, check_version
 
-
-class SchemaVersionError(RuntimeError):
-    """A Parquet file written by another schema version than this code reads."""
+__all__ = ["SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_table", "check_schema_version", "read_table", "ShardMarkers"]
 
 
 def _temp_path(dest: Path) -> Path:
@@ -76,12 +75,8 @@ def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> i
 
 def check_schema_version(path: Path, metadata: dict | None,
                          remedy: str = "re-run the stage that made it, or use the mfhq release that wrote it") -> None:
-    """Refuse a Parquet file whose metadata names another schema version than this code reads."""
-    version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
-    if version != SCHEMA_VERSION:
-        raise SchemaVersionError(
-            f"{path}: written with schema version {version}, this code reads version {SCHEMA_VERSION}; {remedy}"
-        )
+    """Refuse a run Parquet file (faces/, clips/) of another schema version than this code reads."""
+    check_version(path, metadata, RUN_SCHEMA_VERSION, remedy)
 
 
 def read_table(path: Path) -> pa.Table:

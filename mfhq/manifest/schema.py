@@ -1,31 +1,43 @@
-"""The manifest contract: manifests/train.parquet, test.parquet, identities.parquet, manifest.json.
+"""The contracts on disk, in one place: schema versions, the manifest's Arrow schemas, the error.
 
-One row per sampled face. `crop_path` and `mask_path` are ABSOLUTE paths (the run folder joined
-with the run's relative path, resolved when the manifest is written), so a reader with only the
-manifest can open the images; `run_dir` says which run each row came from, and `run_crop_path`
-keeps the path relative to it, for moving a run: new path = new_run_dir / run_crop_path.
-The schema version is in each file's Parquet metadata and in the sidecar; readers refuse others.
+Two families of files, each with its own version in every Parquet file's metadata
+(`mfhq.schema_version`) so readers refuse files they would misread:
+
+- run files (`RUN/faces/*.parquet`, `RUN/clips/*.parquet`), version `RUN_SCHEMA_VERSION`; their
+  field lists live beside the row builders in `mfhq.records` and are built with `versioned_schema`;
+- manifests (`train.parquet`, `test.parquet`, `identities.parquet` + `manifest.json`), version
+  `MANIFEST_VERSION`, defined here and documented in manifests/README.md.
+
+Paths. `crop_path` / `mask_path` mean the same in `faces/` and in the manifests: relative to the
+root of the run that made the face. A manifest row names that run in `run`; the sidecar's `runs`
+list records each run's folder absolutely and relative to the manifest folder, so the images are
+found after the manifest folder is moved, and after manifests and runs are moved together
+(`mfhq.manifest.reader.ManifestFolder.resolve`).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-MANIFEST_VERSION = "1"
+RUN_SCHEMA_VERSION = "2"  # 2: clip rows count the frames whose faces came from source metadata
+MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
+SIDECAR = "manifest.json"
+SPLITS = ("train", "test")
 
 
 class ManifestError(RuntimeError):
-    """A manifest that cannot be read; the message names the file and the problem."""
+    """A run or manifest file that cannot be read as the contract says; the message names the
+    file and the problem (and, where there is one, the remedy)."""
 
 
-def _schema(fields: list[pa.Field], kind: str) -> pa.Schema:
-    return pa.schema(fields, metadata={b"mfhq.schema": kind.encode(), b"mfhq.schema_version": MANIFEST_VERSION.encode()})
+class SchemaVersionError(ManifestError):
+    """A Parquet file written by another schema version than this code reads."""
 
 
-MANIFEST_SCHEMA = _schema(
+def versioned_schema(fields: list[pa.Field], kind: str, version: str = RUN_SCHEMA_VERSION) -> pa.Schema:
+    return pa.schema(fields, metadata={b"mfhq.schema": kind.encode(), b"mfhq.schema_version": version.encode()})
+
+
+MANIFEST_SCHEMA = versioned_schema(
     [
         pa.field("identity_id", pa.string(), nullable=False),   # smallest clip key of its merged clips
         pa.field("split", pa.string(), nullable=False),         # train | test
@@ -35,11 +47,9 @@ MANIFEST_SCHEMA = _schema(
         pa.field("clip_id", pa.string(), nullable=False),
         pa.field("frame_index", pa.int32(), nullable=False),
         pa.field("face_index", pa.int16(), nullable=False),
-        pa.field("crop_path", pa.string(), nullable=False),     # absolute
-        pa.field("mask_path", pa.string()),                     # absolute
-        pa.field("run_dir", pa.string(), nullable=False),       # absolute run folder
-        pa.field("run_crop_path", pa.string(), nullable=False),  # relative to run_dir
-        pa.field("run_mask_path", pa.string()),
+        pa.field("run", pa.string(), nullable=False),           # name of the run in the sidecar's `runs`
+        pa.field("crop_path", pa.string(), nullable=False),     # relative to that run's folder, as in faces/
+        pa.field("mask_path", pa.string()),                     # idem
         pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y), source px
         pa.field("yaw", pa.float32(), nullable=False),
         pa.field("pitch", pa.float32(), nullable=False),
@@ -51,11 +61,11 @@ MANIFEST_SCHEMA = _schema(
         pa.field("embedding", pa.list_(pa.float32()), nullable=False),  # L2-normalised
         pa.field("provenance", pa.string(), nullable=False),
     ],
-    "manifest",
+    "manifest", MANIFEST_VERSION,
 )
 
 # One row per clip that had usable faces: which identity it joined and why.
-IDENTITY_SCHEMA = _schema(
+IDENTITY_SCHEMA = versioned_schema(
     [
         pa.field("source", pa.string(), nullable=False),
         pa.field("clip_id", pa.string(), nullable=False),
@@ -68,32 +78,12 @@ IDENTITY_SCHEMA = _schema(
         pa.field("status", pa.string(), nullable=False),      # sampled | short_flagged | short_dropped | duplicate
         pa.field("split", pa.string()),                       # train | test; null when not in the manifest
     ],
-    "identities",
+    "identities", MANIFEST_VERSION,
 )
 
 
-def read_manifest(path: Path) -> pa.Table:
-    """Read train/test/identities Parquet, refusing a missing file or another schema version."""
-    path = Path(path)
-    if not path.is_file():
-        raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
-    try:
-        table = pq.read_table(path)
-    except Exception as exc:  # a damaged file raises one of several pyarrow errors
-        raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from exc
-    version = (table.schema.metadata or {}).get(b"mfhq.schema_version", b"?").decode()
-    if version != MANIFEST_VERSION:
-        raise ManifestError(f"{path}: manifest schema version {version}, this code reads version {MANIFEST_VERSION}; "
-                            "rebuild it with `mfhq cluster-sample`")
-    return table
-
-
-def read_sidecar(folder: Path) -> dict:
-    path = Path(folder) / "manifest.json"
-    if not path.is_file():
-        raise ManifestError(f"{path}: missing; {folder} is not a folder written by `mfhq cluster-sample`")
-    meta = json.loads(path.read_text())
-    if meta.get("schema_version") != MANIFEST_VERSION:
-        raise ManifestError(f"{path}: manifest schema version {meta.get('schema_version')}, "
-                            f"this code reads version {MANIFEST_VERSION}")
-    return meta
+def check_version(path, metadata: dict | None, expected: str, remedy: str, what: str = "run") -> None:
+    """Refuse a file whose Parquet metadata names another schema version than `expected`."""
+    version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
+    if version != expected:
+        raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}; {remedy}")

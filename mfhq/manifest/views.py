@@ -1,22 +1,108 @@
-"""DuckDB views over a run folder: `faces` and `clips`, read straight from the shards."""
+"""DuckDB views over runs and manifests: the one place that turns folders into queryable views.
+
+`connect_runs` checks run folders (cheap: run.json and Parquet footers, no data) and exposes
+views `faces` and `clips` over all of them, each row with its absolute `run_dir`.
+`attach_manifest` adds `manifest` (train and test rows, with `crop_file` / `mask_file` resolved
+through the sidecar) and `identities`.
+"""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mfhq.manifest.folder import ManifestFolder, read_manifest
+from mfhq.manifest.io import check_schema_version
+from mfhq.manifest.schema import SPLITS, ManifestError
 
 
-def connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with views `faces` and `clips` over the run's completed shards."""
+class RunError(ManifestError):
+    """A run folder that cannot be read; the message names the path and the problem."""
+
+
+def sql_str(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def check_run(run_dir: Path) -> dict:
+    """Validate a run folder; returns its run.json."""
     run_dir = Path(run_dir)
-    con = duckdb.connect()
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run folder; make one with `mfhq extract --out {run_dir}`")
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file():
+        raise RunError(f"{meta_path}: missing; {run_dir} is not an `mfhq extract` run folder")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunError(f"{meta_path}: not valid JSON ({exc})") from exc
     for view in ("faces", "clips"):
         files = sorted((run_dir / view).glob("*.parquet"))
         if not files:
-            raise FileNotFoundError(f"{run_dir / view}: no Parquet shards; is {run_dir} a finished `mfhq extract` run?")
-        listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet([{listing}])")
-    return con
+            raise RunError(f"{run_dir / view}: no Parquet shards; is {run_dir} a finished `mfhq extract` run?")
+        for path in files:
+            try:
+                meta_kv = pq.read_schema(path).metadata or {}
+            except Exception as exc:  # pyarrow raises several types for a damaged footer
+                raise RunError(f"{path}: not a readable Parquet file ({exc})") from exc
+            check_schema_version(path, meta_kv, "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
+    return meta
+
+
+def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[dict]]:
+    """DuckDB views `faces` and `clips` over all runs, each row with its absolute `run_dir`.
+
+    Clip keys (source/clip_id) must be unique across runs: they are the identities' units.
+    """
+    if not run_dirs:
+        raise RunError("no run folder given")
+    metas, parts = [], {"faces": [], "clips": []}
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir).resolve()
+        metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
+        for view in parts:
+            listing = ", ".join(sql_str(str(p)) for p in sorted((run_dir / view).glob("*.parquet")))
+            parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}])")
+    con = duckdb.connect()
+    for view, selects in parts.items():
+        con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(selects))
+    dup = con.execute(
+        "SELECT source, clip_id, count(DISTINCT run_dir) FROM clips GROUP BY ALL HAVING count(DISTINCT run_dir) > 1 LIMIT 1"
+    ).fetchall()
+    if dup:
+        raise RunError(f"clip {dup[0][0]}/{dup[0][1]} is in {dup[0][2]} of the runs given; give each run once")
+    return con, metas
+
+
+def connect(run_dir: Path) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with views `faces` and `clips` over one run's completed shards."""
+    return connect_runs([run_dir])[0]
+
+
+def attach_manifest(con: duckdb.DuckDBPyConnection, path: Path, roots: dict[str, Path] | None = None) -> ManifestFolder:
+    """Views `manifest` (train + test rows, plus absolute `crop_file` / `mask_file`) and
+    `identities` over a manifest folder (or one of its files), checked first."""
+    folder = ManifestFolder.open(path, roots)
+    files = [folder.folder / f"{name}.parquet" for name in SPLITS]
+    for f in files:
+        read_manifest(f, columns=[])  # clear errors for a missing or foreign file, or another version
+    ident = folder.folder / "identities.parquet"
+    read_manifest(ident, columns=[])
+    run_names = sorted({r["name"] for r in folder.sidecar.get("runs", [])})
+    con.register("manifest_runs_arrow", pa.table({"run": run_names,
+                                                  "run_root": [str(folder.run_root(n).resolve()) for n in run_names]}))
+    con.execute("CREATE TABLE manifest_runs AS SELECT * FROM manifest_runs_arrow")
+    con.unregister("manifest_runs_arrow")
+    con.execute(
+        "CREATE VIEW manifest AS SELECT m.*, r.run_root || '/' || m.crop_path AS crop_file, "
+        "CASE WHEN m.mask_path IS NULL THEN NULL ELSE r.run_root || '/' || m.mask_path END AS mask_file "
+        f"FROM read_parquet([{', '.join(sql_str(str(f)) for f in files)}]) m JOIN manifest_runs r USING (run)"
+    )
+    con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet({sql_str(str(ident))})")
+    return folder
 
 
 def clip_table(run_dir: Path) -> str:

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import duckdb
 
-from mfhq.curate.runs import _sql_str, connect_runs
-from mfhq.manifest.schema import read_manifest
+from mfhq.manifest.views import attach_manifest, connect_runs
 
 
 class StatsError(RuntimeError):
@@ -68,31 +67,12 @@ MANIFEST_VIEWS = {
 }
 
 
-def _manifest_files(path: Path) -> tuple[list[Path], Path | None]:
-    path = Path(path)
-    if path.is_dir():
-        files = [path / f"{n}.parquet" for n in ("train", "test")]
-        ident = path / "identities.parquet"
-    elif path.suffix == ".parquet":
-        files, ident = [path], path.parent / "identities.parquet"
-    else:
-        raise StatsError(f"{path}: not a manifest folder or Parquet file")
-    for f in files:
-        read_manifest(f)  # clear errors for a missing file or another schema version
-    return files, (ident if ident.is_file() else None)
-
-
 def connect_stats(run_dirs: list[Path], manifest: Path | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
     """A connection with the base and named views; returns it and the named views' names."""
     con, _ = connect_runs(run_dirs)
     views = dict(RUN_VIEWS)
     if manifest is not None:
-        files, ident = _manifest_files(manifest)
-        con.execute("CREATE VIEW manifest AS SELECT * FROM read_parquet([" + ", ".join(_sql_str(str(f)) for f in files) + "])")
-        if ident is None:
-            raise StatsError(f"{Path(manifest)}: identities.parquet missing beside the manifest")
-        read_manifest(ident)
-        con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet({_sql_str(str(ident))})")
+        attach_manifest(con, Path(manifest))
         views.update(MANIFEST_VIEWS)
     for name, sql in views.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")

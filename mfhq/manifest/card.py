@@ -1,0 +1,126 @@
+"""The manifest folder's dataset card (README.md): what `datasets.load_dataset(folder)` reads.
+
+Its YAML header declares the splits (train, test) and a second config for identities.parquet;
+its body documents the columns and, in a written folder, the counts. The repository's
+manifests/README.md is this card without counts (a test keeps the two equal), so the schema is
+documented in exactly one place.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mfhq.manifest.io import atomic_write_bytes
+from mfhq.manifest.schema import MANIFEST_VERSION
+
+_HEADER = """---
+pretty_name: MFHQ manifests (built by mfhq cluster-sample)
+license: other
+tags: [faces, multi-view, identity]
+configs:
+- config_name: default
+  default: true
+  data_files:
+  - split: train
+    path: train.parquet
+  - split: test
+    path: test.parquet
+- config_name: identities
+  data_files:
+  - split: clips
+    path: identities.parquet
+---
+"""
+
+_BODY = """
+# MFHQ manifests (schema version {version})
+
+`mfhq cluster-sample --run RUN --out manifests/` writes this folder; the contract's code is
+`mfhq/manifest/` (schemas and versions in `schema.py`, the checked reader in `folder.py`). Every
+Parquet file carries `mfhq.schema_version` in its metadata, and so does `manifest.json`; readers
+(`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an
+error that names the file.
+
+{counts}
+| file | rows |
+|---|---|
+| `train.parquet`, `test.parquet` | one per sampled face (8 per identity; fewer only for identities flagged `short`) |
+| `identities.parquet` | one per clip with usable faces: its identity, merge decision and evidence, status, split |
+| `manifest.json` | schema version, code version (+ git commit), pipeline name, the `curate` config, counts per split, the runs (name, folder, folder relative to this one, provenance, config fingerprint), model provenance |
+| `README.md` | this card: `datasets.load_dataset` reads its header |
+
+## Image paths
+
+`crop_path` and `mask_path` mean the same here as in the run's `faces/` rows: paths **relative to
+the folder of the run** that made the face. The row's `run` names that run in `manifest.json`'s
+`runs`, which records the run folder both absolutely (`run_dir`) and relative to this folder
+(`run_dir_relative`). A reader looks for the run folder relative to this folder first (runs and
+manifests moved together), then at the absolute path (this folder moved alone); `omniid.data`
+also takes `roots={{run name: folder}}` for a run moved elsewhere.
+
+```python
+from mfhq.manifest import ManifestFolder
+folder = ManifestFolder.open("manifests")
+crop = folder.resolve(row["run"], row["crop_path"])      # a pathlib.Path
+```
+
+## Loading
+
+```python
+import datasets
+ds = datasets.load_dataset("manifests/")                 # DatasetDict: train, test
+ids = datasets.load_dataset("manifests/", "identities")  # one row per clip
+
+# the crops (and masks) as datasets.Image columns: resolve the paths, then cast
+from mfhq.manifest.hf import with_images
+ds = with_images(ds, "manifests/")                       # adds `crop` and `mask` (datasets.Image)
+ds["train"][0]["crop"]                                   # a PIL image
+```
+
+`with_images` is three lines of plain `datasets`: `ds.map(lambda r: {{"crop": str(resolve(r))}})`
+then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` gives torch datasets
+(`FaceDataset`: one face per item; `FewToManyDataset`: few-to-many identity items).
+
+## train / test columns
+
+| column | type | meaning |
+|---|---|---|
+| `identity_id` | string | the smallest clip key (`source/clip_id`) among the clips merged into this person |
+| `split` | string | `train` or `test`; identities and source videos never cross |
+| `source_split` | string, null | the source's official split of the clip, if it has one |
+| `source`, `clip_id`, `video_key` | string | the clip and its source video (YouTube id for CelebV-HQ / CelebV-Text) |
+| `frame_index`, `face_index` | int32, int16 | the face in the run (`faces/` key with source and clip_id) |
+| `run` | string | the run that made the face: a name in `manifest.json`'s `runs` |
+| `crop_path`, `mask_path` | string | relative to the run's folder: the aligned crop (JPEG) and the face mask (PNG, 255 = face) |
+| `landmarks` | float32[10] | 5 x (x, y) in source pixels: eyes, nose tip, mouth corners |
+| `yaw`, `pitch`, `roll` | float32 | degrees; yaw > 0 turns to the image's right, pitch > 0 looks up |
+| `quality` | float32 | in [0, 1], higher is better |
+| `pose_cluster` | int16 | the face's k-means pose cluster within its identity |
+| `sample_rank` | int16 | order of choice: 0 is the best-quality face, then farthest-in-pose first |
+| `short` | bool | the identity had fewer usable faces than `faces_per_identity` (kept because `short_identities: flag`) |
+| `embedding` | float32[] | L2-normalised identity embedding |
+| `provenance` | string | models and weight hashes that made the row |
+
+## identities.parquet
+
+`source, clip_id, video_key, identity_id, decision (own | merged | dedup_kept | dedup_dropped),
+evidence (JSON list of the merge edges of the identity: {{a, b, by: video_key | embedding,
+similarity}}), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
+duplicate), split`.
+"""
+
+_NO_COUNTS = "The counts of a built folder are written here by `mfhq cluster-sample`.\n"
+
+
+def _counts_table(counts: dict) -> str:
+    lines = ["| split | faces | identities | source videos | short identities |", "|---|---|---|---|---|"]
+    for name, c in counts.items():
+        lines.append(f"| {name} | {c['faces']} | {c['identities']} | {c['videos']} | {c['short_identities']} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_card(counts: dict | None = None) -> str:
+    return _HEADER + _BODY.format(version=MANIFEST_VERSION, counts=_counts_table(counts) if counts else _NO_COUNTS)
+
+
+def write_card(out: Path, counts: dict) -> None:
+    atomic_write_bytes(Path(out) / "README.md", render_card(counts).encode())
