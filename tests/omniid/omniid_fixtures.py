@@ -4,7 +4,6 @@ for cluster-sample. A module, not a conftest.py: a second `conftest` would shado
 mfhq tests import from. Test modules import the fixtures they use."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
@@ -12,18 +11,26 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-CONTRACT = ["identity_id", "split", "source", "video_key", "clip_id", "frame_index", "crop_path", "mask_path",
-            "landmarks", "yaw", "pitch", "roll", "quality", "embedding"]
+from mfhq.manifest.folder import run_entries, write_manifest_folder
+from mfhq.manifest.schema import MANIFEST_SCHEMA
 
 
-def write_manifest(faces: pa.Table, path: Path, root: Path | None) -> Path:
-    table = faces.append_column("identity_id", faces["clip_id"])
-    table = table.append_column("split", pa.array([path.stem] * table.num_rows))
-    table = table.append_column("pose_cluster", pa.array(list(range(table.num_rows)), pa.int32()))
-    pq.write_table(table.select(CONTRACT + ["pose_cluster"]), path)
-    if root is not None:
-        path.with_suffix(".json").write_text(json.dumps({"root": str(root), "schema_version": "test"}))
-    return path
+def contract_rows(faces: pa.Table, split: str, run: str) -> pa.Table:
+    """Kept `faces/` rows -> manifest rows (one identity per clip), in the contract's schema."""
+    n = faces.num_rows
+    extra = {"identity_id": faces["clip_id"], "split": pa.array([split] * n), "source_split": pa.nulls(n, pa.string()),
+             "run": pa.array([run] * n), "pose_cluster": pa.array(range(n), pa.int16()),
+             "sample_rank": pa.array(range(n), pa.int16()), "short": pa.array([False] * n)}
+    columns = {name: extra[name] if name in extra else faces[name] for name in MANIFEST_SCHEMA.names}
+    return pa.table(columns).cast(MANIFEST_SCHEMA)
+
+
+def write_contract_folder(folder: Path, parts: dict[str, pa.Table], run_dir: Path) -> Path:
+    """A manifest folder as `mfhq cluster-sample` writes it (Parquet + manifest.json)."""
+    runs = run_entries([run_dir], folder)
+    write_manifest_folder(folder, {k: contract_rows(v, k, runs[0]["name"]) for k, v in parts.items()},
+                          {"runs": runs, "pipeline": "test"}, MANIFEST_SCHEMA)
+    return folder / "train.parquet"
 
 
 @pytest.fixture(scope="session")
@@ -36,14 +43,12 @@ def kept_faces(sample_run) -> pa.Table:
 @pytest.fixture(scope="session")
 def sample_manifest(kept_faces, sample_run, tmp_path_factory) -> Path:
     """manifests/train.parquet (every kept face of 4 clips) + test.parquet (2 of the clips),
-    relative paths resolved through the sidecar's `root`."""
+    in the manifest contract (paths relative to the sample run, named in manifest.json)."""
     folder = tmp_path_factory.mktemp("manifests")
     clips = sorted(set(kept_faces["clip_id"].to_pylist()))
     assert len(clips) >= 4, clips
-    write_manifest(kept_faces, folder / "train.parquet", sample_run)
     test = kept_faces.filter(pc.is_in(kept_faces["clip_id"], pa.array(clips[:2])))
-    write_manifest(test, folder / "test.parquet", sample_run)
-    return folder / "train.parquet"
+    return write_contract_folder(folder, {"train": kept_faces, "test": test}, sample_run)
 
 
 @pytest.fixture(autouse=True)

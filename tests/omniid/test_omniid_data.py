@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from omniid.data import FewToManyDataset, FewToManySampler, ManifestError, build_loader, load_manifest, resolve_root
+from omniid.data import (BadCropsError, FaceDataset, FewToManyDataset, FewToManySampler, ManifestError, build_loader,
+                         load_faces, load_manifest)
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 SIZE = 32
@@ -58,40 +59,97 @@ def test_sampler_resumes_the_same_stream_and_splits_ranks():
     assert sorted(epoch) == list(range(10))  # an epoch visits each identity once
 
 
-def test_relative_paths_resolve_through_sidecar_or_manifest_folder(sample_manifest, sample_run, tmp_path):
-    assert resolve_root(sample_manifest) == sample_run
-    local = tmp_path / "m.parquet"
-    shutil.copy(sample_manifest, local)
-    assert resolve_root(local) == tmp_path
-    with pytest.raises(ManifestError, match="missing"):
-        load_manifest(local)  # crops are not beside this copy
-    (tmp_path / "m.json").write_text(json.dumps({"run_dir": str(sample_run)}))
-    assert len(load_manifest(local)) == 4
+def _copy_run(src, dest):
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.parquet", "done"))
+    return dest
 
 
-def test_absolute_paths_are_used_as_they_are(sample_manifest, sample_run, tmp_path):
-    table = pq.read_table(sample_manifest)
-    for column in ("crop_path", "mask_path"):
-        absolute = [str(sample_run / p) for p in table[column].to_pylist()]
-        table = table.set_column(table.schema.get_field_index(column), column, [absolute])
-    pq.write_table(table, tmp_path / "abs.parquet")
-    identities = load_manifest(tmp_path / "abs.parquet")
-    assert all(c.is_absolute() and c.is_file() for faces in identities.values() for c, _ in faces)
+def test_moved_manifest_folder_still_resolves(sample_manifest, sample_run, tmp_path):
+    # the manifest folder alone, elsewhere: the run's recorded absolute folder is used
+    alone = tmp_path / "elsewhere" / "m"
+    shutil.copytree(sample_manifest.parent, alone)
+    faces = load_faces(alone / "train.parquet")
+    assert faces[0].crop.is_file() and str(faces[0].crop).startswith(str(sample_run))
+    # runs and manifests moved together (same relative layout): the relative folder wins
+    layout = tmp_path / "moved"
+    rel = json.loads((sample_manifest.parent / "manifest.json").read_text())["runs"][0]["run_dir_relative"]
+    _copy_run(sample_run, (layout / "m" / rel).resolve())
+    shutil.copytree(sample_manifest.parent, layout / "m", dirs_exist_ok=True)
+    faces = load_faces(layout / "m")  # a folder reads its train split
+    assert all(str(f.crop).startswith(str(layout)) and f.crop.is_file() for f in faces)
+    # a run moved elsewhere: named by the user, or a clear error naming what was tried
+    other = _copy_run(sample_run, tmp_path / "other_place")
+    sidecar = json.loads((alone / "manifest.json").read_text())
+    sidecar["runs"][0]["run_dir"] = str(tmp_path / "gone")
+    (alone / "manifest.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ManifestError, match=r"run 'sample' is not found \(tried .*gone"):
+        load_faces(alone / "train.parquet")
+    assert len(load_manifest(alone / "train.parquet", roots={"sample": other})) == 4
 
 
-def test_missing_columns_are_named(sample_manifest, tmp_path):
-    table = pq.read_table(sample_manifest).drop(["mask_path", "identity_id"])
-    pq.write_table(table, tmp_path / "bad.parquet")
-    with pytest.raises(ManifestError, match="identity_id, mask_path"):
-        load_manifest(tmp_path / "bad.parquet")
+def test_version_mismatch_and_foreign_files_are_clear_errors(sample_manifest, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(sample_manifest.parent, folder)
+    sidecar = json.loads((folder / "manifest.json").read_text())
+    (folder / "manifest.json").write_text(json.dumps({**sidecar, "schema_version": "1"}))
+    with pytest.raises(ManifestError, match=r"manifest.json: manifest schema version 1, this code reads version 2"):
+        load_manifest(folder / "train.parquet")
+    (folder / "manifest.json").write_text(json.dumps(sidecar))
+    table = pq.read_table(folder / "train.parquet")
+    pq.write_table(table.replace_schema_metadata({b"mfhq.schema_version": b"9"}), folder / "train.parquet")
+    with pytest.raises(ManifestError, match=r"train.parquet: manifest schema version 9"):
+        load_manifest(folder / "train.parquet")
+    (folder / "train.parquet").write_text("identity_id,crop_path\nx,y.jpg\n")  # a CSV under the wrong name
+    with pytest.raises(ManifestError, match=r"train.parquet: not a readable Parquet file"):
+        build_loader(folder / "train.parquet", SIZE, 3, 2, batch_size=2)
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ManifestError, match=r"manifest.json: missing"):
+        load_manifest(folder / "test.parquet")
 
 
-def test_missing_files_are_named(sample_manifest, sample_run, tmp_path):
-    table = pq.read_table(sample_manifest)
+def test_missing_columns_and_files_are_named(sample_manifest, sample_run, tmp_path):
+    folder = tmp_path / "m"
+    shutil.copytree(sample_manifest.parent, folder)
+    table = pq.read_table(folder / "train.parquet")
+    pq.write_table(table.drop(["run"]), folder / "bad.parquet")
+    with pytest.raises(ManifestError, match="bad.parquet: missing column.s. run"):
+        load_manifest(folder / "bad.parquet")
     crops = table["crop_path"].to_pylist()
     crops[0] = "crops/nowhere.jpg"
     table = table.set_column(table.schema.get_field_index("crop_path"), "crop_path", [crops])
-    pq.write_table(table, tmp_path / "t.parquet")
-    (tmp_path / "t.json").write_text(json.dumps({"root": str(sample_run)}))
+    pq.write_table(table, folder / "t.parquet")
     with pytest.raises(ManifestError, match=r"(?s)1 file.*crops/nowhere.jpg"):
-        load_manifest(tmp_path / "t.parquet")
+        load_manifest(folder / "t.parquet")
+
+
+@pytest.fixture(scope="module")
+def damaged(sample_manifest, sample_run, tmp_path_factory):
+    """A copy of the run and manifest with one truncated crop and one crop that is not a JPEG."""
+    root = tmp_path_factory.mktemp("damaged")
+    run = _copy_run(sample_run, root / "run")
+    shutil.copytree(sample_manifest.parent, root / "m")
+    faces = load_faces(root / "m", roots={"sample": run})
+    truncated, garbage = faces[0].crop, faces[-1].crop
+    truncated.write_bytes(truncated.read_bytes()[:600])
+    garbage.write_bytes(b"this is not a jpeg" * 20)
+    return root / "m" / "train.parquet", {"sample": run}, {str(truncated), str(garbage)}
+
+
+def test_unreadable_crops_are_skipped_and_counted(damaged):
+    manifest, roots, bad = damaged
+    loader = build_loader(manifest, SIZE, 8, 8, batch_size=4, seed=0, roots=roots)
+    for batch in islice(loader, 3):
+        assert "bad_crops" not in batch and torch.isfinite(batch["inputs"]).all()
+    assert set(loader.bad_crops) == bad  # every identity drawn 8 + 8 times: both files were met
+    dataset = FaceDataset.from_manifest(manifest, SIZE, roots=roots)
+    items = [dataset[i] for i in range(len(dataset))]
+    assert set(dataset.reader.bad) == bad and all(item["crop_path"] not in bad for item in items)
+    assert items[0]["image"].shape == (3, SIZE, SIZE) and items[0]["mask"].shape == (1, SIZE, SIZE)
+
+
+def test_too_many_unreadable_crops_stop_the_run_naming_them(damaged, tmp_path, caplog):
+    manifest, roots, bad = damaged
+    loader = build_loader(manifest, SIZE, 8, 8, batch_size=4, seed=0, roots=roots, max_bad_crops=1)
+    with pytest.raises(BadCropsError, match=r"(?s)2 crop/mask files could not be read.*limit of 1") as error:
+        list(islice(loader, 3))
+    assert all(path in str(error.value) for path in bad)

@@ -1,90 +1,183 @@
-"""Manifest -> few-to-many identity batches (paper §3.2).
+"""Manifest -> torch datasets: per-face items and few-to-many identity items (paper §3.2).
 
-The manifest contract (written by `mfhq cluster-sample`): one row per sampled face with at least
-`identity_id`, `crop_path` and `mask_path` (the trainer reads only these). Relative paths are
-resolved against `resolve_root(manifest)`. Per identity we draw |X^s| inputs and |X^r| targets
-with their face masks. Every draw is a pure function of (seed, draw index), so batches do not
-depend on the number of DataLoader workers, and a resumed run sees the same batches.
+The public `omniid.data` API:
+
+- `load_faces(manifest, roots=None)` -> [Face]: the rows the trainer uses, paths resolved;
+- `load_manifest(manifest)` -> {identity_id: [(crop, mask), ...]};
+- `FaceDataset`: one face per item, {"identity", "image" [3,S,S], "mask" [1,S,S], "crop_path",
+  "yaw", "pitch", "roll", "quality"};
+- `FewToManyDataset`: item (identity index, draw index) -> {"identity", "inputs" [M,3,S,S],
+  "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches.
+
+Manifests are read only through the contract (`mfhq.manifest`): `manifest` is a manifest folder
+or one of its Parquet files, `manifest.json` must sit beside it with the version this code reads,
+and `crop_path` / `mask_path` are resolved through the sidecar's runs (see manifests/README.md).
+A crop or mask that cannot be read (truncated, not an image) is logged with its path, skipped
+(another face of the same identity takes its place) and counted; past `max_bad_crops`
+(default: 1% of the faces, at least 10) the run stops with BadCropsError naming the files.
+Every draw is a pure function of (seed, draw index), so batches do not depend on the number of
+DataLoader workers, and a resumed run sees the same batches.
 """
 from __future__ import annotations
 
-import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from mfhq.manifest import ManifestError, ManifestFolder, read_manifest
 from omniid.preprocess import image_to_tensor, mask_to_tensor
 
 log = logging.getLogger(__name__)
 
-REQUIRED_COLUMNS = ("identity_id", "crop_path", "mask_path")
-ROOT_KEYS = ("root", "run_dir")  # sidecar keys naming the folder relative paths start from
+COLUMNS = ("identity_id", "run", "crop_path", "mask_path", "yaw", "pitch", "roll", "quality")
+__all__ = ["BadCropsError", "Face", "FaceDataset", "FewToManyDataset", "FewToManySampler", "ManifestError",
+           "build_loader", "collate", "load_faces", "load_manifest"]
 
 
-class ManifestError(ValueError):
-    """A manifest the trainer cannot use; the message names what is wrong."""
+class BadCropsError(ManifestError):
+    """More crops or masks could not be read than the run allows."""
 
 
-def resolve_root(manifest: Path) -> Path:
-    """The folder relative crop/mask paths start from: the sidecar's `root` or `run_dir` (itself
-    relative to the sidecar's folder if relative), else the manifest's own folder."""
-    sidecar = manifest.with_suffix(".json")
-    if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
-        for key in ROOT_KEYS:
-            if meta.get(key):
-                root = Path(meta[key])
-                return root if root.is_absolute() else (sidecar.parent / root)
-    return manifest.parent
+@dataclass(frozen=True)
+class Face:
+    identity: str
+    crop: Path
+    mask: Path | None
+    yaw: float
+    pitch: float
+    roll: float
+    quality: float
 
 
-def load_manifest(manifest: str | Path, check_files: bool = True) -> dict[str, list[tuple[Path, Path]]]:
-    """identity_id -> [(crop, mask), ...], identities and faces in a stable sorted order."""
-    manifest = Path(manifest)
-    if not manifest.is_file():
-        raise ManifestError(f"manifest not found: {manifest}")
-    columns = pq.read_schema(manifest).names
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    if missing:
-        raise ManifestError(f"{manifest}: missing column(s) {', '.join(missing)}; it has {', '.join(columns)}")
-    table = pq.read_table(manifest, columns=list(REQUIRED_COLUMNS)).to_pydict()
-    root = resolve_root(manifest)
+def _manifest_file(manifest: Path) -> Path:
+    return manifest / "train.parquet" if manifest.is_dir() else manifest
 
-    def resolve(value: str) -> Path:
-        path = Path(value)
-        return path if path.is_absolute() else root / path
 
-    identities: dict[str, list[tuple[Path, Path]]] = {}
-    for ident, crop, mask in zip(table["identity_id"], table["crop_path"], table["mask_path"]):
-        if ident is None or crop is None or mask is None:
-            raise ManifestError(f"{manifest}: a row has an empty identity_id, crop_path or mask_path")
-        identities.setdefault(str(ident), []).append((resolve(crop), resolve(mask)))
-    if not identities:
-        raise ManifestError(f"{manifest}: no rows")
+def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check_files: bool = True) -> list[Face]:
+    """The manifest's faces, sorted by identity then crop path; missing files are named."""
+    path = _manifest_file(Path(manifest))
+    if not path.exists():
+        raise ManifestError(f"manifest not found: {path}")
+    folder = ManifestFolder.open(path, roots)
+    table = read_manifest(path, list(COLUMNS)).to_pydict()
+    faces = []
+    for i, ident in enumerate(table["identity_id"]):
+        run, crop, mask = table["run"][i], table["crop_path"][i], table["mask_path"][i]
+        if ident is None or crop is None or run is None:
+            raise ManifestError(f"{path}: row {i} has an empty identity_id, run or crop_path")
+        faces.append(Face(str(ident), folder.resolve(run, crop), folder.resolve(run, mask),
+                          *(float(table[c][i]) for c in ("yaw", "pitch", "roll", "quality"))))
+    if not faces:
+        raise ManifestError(f"{path}: no rows")
     if check_files:
-        absent = [str(p) for faces in identities.values() for pair in faces for p in pair if not p.is_file()]
+        absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()]
         if absent:
             shown = "\n  ".join(absent[:10])
-            raise ManifestError(
-                f"{manifest}: {len(absent)} file(s) listed but missing (paths resolved against {root}):\n  {shown}"
-                + ("\n  ..." if len(absent) > 10 else "")
-            )
-    return {k: sorted(v) for k, v in sorted(identities.items())}
+            raise ManifestError(f"{path}: {len(absent)} file(s) listed but missing:\n  {shown}"
+                                + ("\n  ..." if len(absent) > 10 else ""))
+    return sorted(faces, key=lambda f: (f.identity, str(f.crop)))
+
+
+def load_manifest(manifest: str | Path, check_files: bool = True,
+                  roots: dict[str, Path] | None = None) -> dict[str, list[tuple[Path, Path]]]:
+    """identity_id -> [(crop, mask), ...], identities and faces in a stable sorted order."""
+    identities: dict[str, list[tuple[Path, Path]]] = {}
+    for face in load_faces(manifest, roots, check_files):
+        if face.mask is None:
+            raise ManifestError(f"{_manifest_file(Path(manifest))}: {face.crop} has no mask_path; the trainer needs masks")
+        identities.setdefault(face.identity, []).append((face.crop, face.mask))
+    return identities
+
+
+def default_max_bad(n_faces: int) -> int:
+    return max(10, n_faces // 100)
+
+
+class CropReader:
+    """The one place image files become tensors. A file that cannot be read is logged once,
+    remembered (not read again) and returned as None. A transform of the pixels for another
+    objective belongs in `image`."""
+
+    def __init__(self, image_size: int):
+        self.image_size = image_size
+        self.bad: dict[str, str] = {}
+
+    def image(self, path: Path) -> torch.Tensor:
+        return image_to_tensor(path, self.image_size)
+
+    def mask(self, path: Path) -> torch.Tensor:
+        return mask_to_tensor(path, self.image_size)
+
+    def _load(self, path: Path, read) -> torch.Tensor | None:
+        if str(path) in self.bad:
+            return None
+        try:
+            return read(path)
+        except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated, not an image, bad header
+            self.bad[str(path)] = f"{type(exc).__name__}: {exc}"
+            log.warning("unreadable image skipped: %s (%s)", path, self.bad[str(path)])
+            return None
+
+    def read(self, crop: Path, mask: Path | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """(image, mask or None), or None when either file cannot be read."""
+        image = self._load(crop, self.image)
+        if image is None or mask is None:
+            return None if image is None else (image, None)
+        mask_tensor = self._load(mask, self.mask)
+        return None if mask_tensor is None else (image, mask_tensor)
+
+
+def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
+    shown = "\n  ".join(f"{p} ({why})" for p, why in list(bad.items())[:10])
+    return BadCropsError(f"{len(bad)} crop/mask files could not be read, more than the limit of {limit}; "
+                         f"stopping. Re-run `mfhq extract` on their clips or drop them from the manifest:\n  {shown}")
+
+
+class FaceDataset(Dataset):
+    """One face per item (see the module docstring). An unreadable face is replaced by the next
+    readable one in the list and counted in this process; past max_bad_crops it raises."""
+
+    def __init__(self, faces: list[Face], image_size: int, max_bad_crops: int | None = None):
+        self.faces, self.reader = faces, CropReader(image_size)
+        self.max_bad = default_max_bad(len(faces)) if max_bad_crops is None else max_bad_crops
+
+    @classmethod
+    def from_manifest(cls, manifest: str | Path, image_size: int, roots: dict[str, Path] | None = None,
+                      max_bad_crops: int | None = None) -> "FaceDataset":
+        return cls(load_faces(manifest, roots), image_size, max_bad_crops)
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, index: int) -> dict:
+        for step in range(len(self.faces)):
+            face = self.faces[(index + step) % len(self.faces)]
+            read = self.reader.read(face.crop, face.mask)
+            if len(self.reader.bad) > self.max_bad:
+                raise bad_crops_error(self.reader.bad, self.max_bad)
+            if read is not None:
+                image, mask = read
+                item = {"identity": face.identity, "image": image, "crop_path": str(face.crop), "yaw": face.yaw,
+                        "pitch": face.pitch, "roll": face.roll, "quality": face.quality}
+                return item if mask is None else {**item, "mask": mask}
+        raise bad_crops_error(self.reader.bad, self.max_bad)
 
 
 class FewToManyDataset(Dataset):
-    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,S,S], masks [R,1,S,S]}."""
+    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,S,S], masks [R,1,S,S]},
+    plus `bad_crops`: the files this item found unreadable (the loader counts them)."""
 
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
                  num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0):
         self.names = list(identities)
         self.faces = [identities[n] for n in self.names]
         self.image_size, self.seed = image_size, seed
+        self.reader = CropReader(image_size)
         self.num_inputs, self.num_targets = num_inputs, num_targets
         self.num_inputs_min = num_inputs_min or num_inputs
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
@@ -101,19 +194,29 @@ class FewToManyDataset(Dataset):
     def _draw(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
         return rng.choice(n, size=k, replace=n < k)
 
+    def _face(self, index: int, i: int, with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Face i of identity `index`, or the next readable one (deterministic: files only)."""
+        faces = self.faces[index]
+        for step in range(len(faces)):
+            crop, mask = faces[(i + step) % len(faces)]
+            read = self.reader.read(crop, mask if with_mask else None)
+            if read is not None:
+                return read
+        raise BadCropsError(f"identity {self.names[index]}: none of its {len(faces)} crops can be read "
+                            f"(first: {faces[0][0]})")
+
     def __getitem__(self, item: tuple[int, int]) -> dict:
         index, draw = item
         rng = np.random.default_rng([self.seed, draw])
-        faces = self.faces[index]
         m = int(rng.integers(self.num_inputs_min, self.num_inputs + 1))
-        inputs = self._draw(rng, len(faces), m)
-        targets = self._draw(rng, len(faces), self.num_targets)
-        size = self.image_size
+        inputs = self._draw(rng, len(self.faces[index]), m)
+        targets = [self._face(index, int(i), True) for i in self._draw(rng, len(self.faces[index]), self.num_targets)]
         return {
             "identity": self.names[index],
-            "inputs": torch.stack([image_to_tensor(faces[i][0], size) for i in inputs]),
-            "targets": torch.stack([image_to_tensor(faces[i][0], size) for i in targets]),
-            "masks": torch.stack([mask_to_tensor(faces[i][1], size) for i in targets]),
+            "inputs": torch.stack([self._face(index, int(i), False)[0] for i in inputs]),
+            "targets": torch.stack([t[0] for t in targets]),
+            "masks": torch.stack([t[1] for t in targets]),
+            "bad_crops": dict(self.reader.bad),
         }
 
 
@@ -132,6 +235,7 @@ def collate(items: list[dict]) -> dict:
         "input_valid": valid,
         "targets": torch.stack([item["targets"] for item in items]),
         "masks": torch.stack([item["masks"] for item in items]),
+        "bad_crops": {k: v for item in items for k, v in item.get("bad_crops", {}).items()},
     }
 
 
@@ -146,7 +250,7 @@ class FewToManySampler(Sampler):
                  world: int = 1, start_batch: int = 0):
         self.n, self.batch_size, self.seed = num_identities, batch_size, seed
         self.rank, self.world, self.start_batch = rank, world, start_batch
-        self.per_epoch = num_identities // (batch_size * world)
+        self.per_epoch = num_identities // (batch_size * world) if batch_size > 0 else 0
         if self.per_epoch == 0:
             raise ManifestError(f"{num_identities} identities cannot fill one global batch of "
                                 f"{batch_size} x {world} processes; lower --batch-size")
@@ -167,16 +271,36 @@ class FewToManySampler(Sampler):
         return self.per_epoch
 
 
+class FewToManyLoader(DataLoader):
+    """A DataLoader that counts the unreadable files its batches report (from every worker) and
+    stops with BadCropsError past `max_bad_crops`."""
+
+    def __init__(self, *args, max_bad_crops: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_bad_crops = max_bad_crops
+        self.bad_crops: dict[str, str] = {}
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.bad_crops.update(batch.pop("bad_crops", {}))
+            if len(self.bad_crops) > self.max_bad_crops:
+                raise bad_crops_error(self.bad_crops, self.max_bad_crops)
+            yield batch
+
+
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,
                  batch_size: int, workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-                 start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False) -> DataLoader:
-    """clamp_batch: shrink the batch to the number of identities (eval sets may be small)."""
-    identities = load_manifest(manifest)
+                 start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
+                 roots: dict[str, Path] | None = None, max_bad_crops: int | None = None) -> FewToManyLoader:
+    """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
+    roots: {run name: folder} for runs moved away from where the manifest records them."""
+    identities = load_manifest(manifest, roots=roots)
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
+    limit = default_max_bad(sum(len(f) for f in identities.values())) if max_bad_crops is None else max_bad_crops
     # an own generator keeps DataLoader from drawing its base seed from the global RNG
-    return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0,
-                      pin_memory=torch.cuda.is_available())
+    return FewToManyLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                           generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0,
+                           pin_memory=torch.cuda.is_available(), max_bad_crops=limit)
