@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -10,6 +14,9 @@ import pandas as pd
 import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
+from mfhq.manifest import ManifestFolder
+from mfhq.manifest.card import render_card
+from mfhq.manifest.hf import with_images
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +36,12 @@ def test_each_identity_8_faces_with_images_on_disk(manifests):
     # 4 good clips, the two astronaut clips are one person: 3 identities of 8 faces.
     assert per_id == {"folder/astronaut_light_blur": 8, "folder/t1_face2_motion": 8, "folder/t1_intruder": 8}
     assert set(rows[rows.identity_id == "folder/astronaut_light_blur"].clip_id) == {"astronaut_motion", "astronaut_light_blur"}
-    for path in list(rows.crop_path) + list(rows.mask_path):
-        assert Path(path).is_absolute() and Path(path).is_file(), path
+    folder = ManifestFolder.open(manifests)
+    for run, crop, mask in zip(rows.run, rows.crop_path, rows.mask_path):
+        assert not Path(crop).is_absolute()  # as in the run's faces/ rows
+        assert folder.resolve(run, crop).is_file() and folder.resolve(run, mask).is_file()
+    faces = duckdb.sql(f"SELECT crop_path FROM '{folder.run_root('sample')}/faces/*.parquet' WHERE kept").df()
+    assert set(rows.crop_path) <= set(faces.crop_path)
     assert rows.groupby("identity_id").pose_cluster.nunique().min() == 8  # one face per cluster
     assert (rows.embedding.map(len) == 128).all() and (rows.landmarks.map(len) == 10).all()
 
@@ -79,11 +90,29 @@ def test_split_disjoint_and_loads_in_pandas_duckdb_hf(manifests):
     assert not set(train.identity_id) & set(test.identity_id)
     assert not set(train.video_key) & set(test.video_key)
     assert (train.split == "train").all() and (test.split == "test").all()
+
+
+
+def test_hf_datasets_loads_the_folder_with_splits_and_images(manifests, tmp_path):
     hf = pytest.importorskip("datasets")
-    ds = hf.load_dataset("parquet", data_files={"train": str(manifests / "train.parquet"),
-                                                "test": str(manifests / "test.parquet")})
-    assert ds["train"].num_rows == len(train) and ds["test"].num_rows == len(test)
+    train = pd.read_parquet(manifests / "train.parquet")
+    # the folder's dataset card declares the splits
+    ds = hf.load_dataset(str(manifests), cache_dir=str(tmp_path / "cache"))
+    assert set(ds) == {"train", "test"}
+    assert ds["train"].num_rows == len(train) and ds["test"].num_rows == len(pd.read_parquet(manifests / "test.parquet"))
     assert ds["train"][0]["crop_path"] == train.crop_path.iloc[0]
+    ident = hf.load_dataset(str(manifests), "identities", cache_dir=str(tmp_path / "cache"))
+    assert ident["clips"].num_rows == len(pd.read_parquet(manifests / "identities.parquet"))
+    card = (manifests / "README.md").read_text()
+    assert f"| train | {len(train)} | {train.identity_id.nunique()} |" in card
+    images = with_images(ds, manifests)
+    assert isinstance(images["train"].features["crop"], hf.Image)
+    assert images["train"][0]["crop"].size == (448, 448) and images["test"][0]["mask"].mode == "L"
+
+
+def test_repository_card_is_the_generated_card():
+    # manifests/README.md documents the schema; it must be what cluster-sample writes, less the counts
+    assert (Path(__file__).resolve().parents[1] / "manifests" / "README.md").read_text() == render_card()
 
 
 def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
@@ -138,3 +167,30 @@ def test_stats_without_manifest_treats_each_clip_as_an_identity(sample_run, tmp_
                              "WHERE kept GROUP BY 1").fetchall())
     assert spread.faces_before.to_dict() == direct and spread.spread_after.isna().all()
     assert not (tmp_path / "tables" / "identities_per_source.csv").exists()
+
+
+def _omniid_train(*args: str) -> subprocess.CompletedProcess:
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo / "train"), str(repo), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "omniid", *args], capture_output=True, text=True, env=env)
+
+
+def test_cluster_sample_output_trains_in_omniid(manifests, tmp_path, caplog):
+    """The mfhq -> omniid boundary: what `mfhq cluster-sample` writes is what `omniid-train` reads."""
+    moved = tmp_path / "moved"
+    shutil.copytree(manifests, moved)  # a moved manifest folder: crops still found through the sidecar
+    out = tmp_path / "train"
+    result = _omniid_train("--manifest", str(moved / "train.parquet"), "--preset", "tiny", "--out", str(out),
+                           "--steps", "2", "--batch-size", "1", "--eval-every", "2", "--save-every", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2] and any("eval_loss" in r for r in log)
+    assert (out / "checkpoints" / "step-00000002").is_dir()
+    # a file that is not Parquet: an error naming it, exit 2
+    from omniid.cli import main
+
+    (tmp_path / "notes.parquet").write_text("not parquet")
+    shutil.copy(manifests / "manifest.json", tmp_path / "manifest.json")
+    assert main(["--manifest", str(tmp_path / "notes.parquet"), "--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
+    assert "notes.parquet: not a readable Parquet file" in caplog.text
