@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import duckdb
@@ -143,8 +144,59 @@ def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
                              f"unnest(map_values(stage_seconds)) v FROM {clips}) GROUP BY 1").fetchall())
     assert thr == pytest.approx(direct)
     assert {p.name for p in tmp_path.glob("*.png")} >= {"pose_yaw.png", "pose_pitch.png", "quality.png", "pose_spread.png"}
-    page = (tmp_path / "report.html").read_text()
-    assert "pose_yaw.png" in page and "<h2>clip_reasons</h2>" in page
+    # the headline totals are direct queries' answers
+    head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
+    q = lambda sql: duckdb.sql(sql).fetchall()[0][0]  # noqa: E731
+    assert head["videos"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
+    assert head["clips"] == sum(status.values()) and head["clips ok"] == status["ok"]
+    assert head["clips decode_error"] == status["decode_error"]
+    assert head["faces kept"] == q(f"SELECT count(*) FROM {faces} WHERE kept")
+    assert head["identities"] == q(f"SELECT count(DISTINCT identity_id) FROM {parts(manifests)}")
+    for split in ("train", "test"):
+        assert head[f"{split} faces"] == q(f"SELECT count(*) FROM '{manifests}/{split}.parquet'")
+        assert head[f"{split} identities"] == q(f"SELECT count(DISTINCT identity_id) FROM '{manifests}/{split}.parquet'")
+    # the page parses, shows the headline first, and every image it references exists
+    page = ReportPage.read(tmp_path / "report.html")
+    assert page.text.index("faces kept") < page.text.index("Plots") < page.text.index("Sampled faces")
+    assert "<h2>clip_reasons</h2>" in page.html
+    assert {"pose_yaw.png", "quality.png"} <= set(page.images)
+    strips = [src for src in page.images if src.startswith("strips/")]
+    assert len(strips) == 8 * head["identities"]  # all identities (few), 8 crops each
+    assert all((tmp_path / src).is_file() for src in page.images), page.images
+    assert "y " in page.text and "q 0." in page.text  # pose and quality under each crop
+
+
+class ReportPage(HTMLParser):
+    """A strict-enough parse: every non-void element closed in order; collects img sources."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.chunks = [], [], []
+
+    @classmethod
+    def read(cls, path: Path) -> "ReportPage":
+        page = cls()
+        page.html = path.read_text()
+        page.feed(page.html)
+        page.close()
+        assert page.stack == [], f"unclosed elements: {page.stack}"
+        page.text = " ".join(page.chunks)
+        return page
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.chunks.append(data)
 
 
 def test_stats_sql_and_errors(manifests, sample_run, tmp_path):

@@ -36,27 +36,31 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
 
     made = []
 
+    def legend(ax):
+        # beside the axes, never over the bars
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)
+
     def save(fig, name):
         fig.tight_layout()
-        fig.savefig(out / name, dpi=90)
+        fig.savefig(out / name, dpi=90, bbox_inches="tight")
         plt.close(fig)
         made.append(name)
 
     hist = frames["pose_hist"]
     for axis in ("yaw", "pitch"):
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(6, 3))
         for who, part in hist[hist["axis"] == axis].groupby("faces_of"):
             share = part["faces"] / part["faces"].sum()
-            ax.bar(part["bin"] + (0 if who == "candidates" else 4), share, width=4, label=who, align="edge")
+            ax.bar(part["bin"] + (0.5 if who == "candidates" else 5), share, width=4.5, label=who, align="edge")
         ax.set(xlabel=f"{axis} (degrees, 10-degree bins)", ylabel="share of faces", title=f"{axis} coverage")
-        ax.legend()
+        legend(ax)
         save(fig, f"pose_{axis}.png")
-    fig, ax = plt.subplots(figsize=(5, 3))
+    fig, ax = plt.subplots(figsize=(6, 3))
     for who, part in frames["quality_hist"].groupby("faces_of"):
-        ax.bar(part["bin"] + (0 if who == "candidates" else 0.025), part["faces"] / part["faces"].sum(),
-               width=0.025, label=who, align="edge")
-    ax.set(xlabel="quality (higher is better)", ylabel="share of faces", title="quality")
-    ax.legend()
+        ax.bar(part["bin"] + (0.0025 if who == "candidates" else 0.025), part["faces"] / part["faces"].sum(),
+               width=0.0225, label=who, align="edge")
+    ax.set(xlabel="quality (higher is better; 0.05 bins)", ylabel="share of faces", title="quality")
+    legend(ax)
     save(fig, "quality.png")
     spread = frames["pose_spread"].dropna(subset=["spread_before"])
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -79,8 +83,30 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
     return made
 
 
-def write_report(run_dirs: list[Path], manifest: Path | None, out: Path) -> list[tuple[str, str]]:
-    """Writes out/tables/*.csv, out/*.png, out/report.html; returns (view, table text) pairs."""
+_STYLE = """<style>
+body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1200px}
+h1{margin-bottom:.2em} .meta{color:#555;font-size:.9em;word-break:break-all}
+.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+.card{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;min-width:7em;background:#fafafa}
+.card b{display:block;font-size:1.6em} .card span{color:#555;font-size:.85em}
+.plots img{margin:.3em;border:1px solid #eee}
+.strip h3{font-size:.95em;margin:.8em 0 .3em} .tag{font-weight:normal;color:#fff;background:#678;
+border-radius:3px;padding:0 .4em;font-size:.85em}
+.faces{display:flex;flex-wrap:wrap;gap:6px} figure{margin:0;width:112px;text-align:center}
+figure img{display:block;border-radius:3px} figcaption{font-size:11px;color:#333;line-height:1.3}
+.missing{width:112px;height:112px;background:#fee;font-size:10px;overflow:hidden}
+table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ccc;padding:2px 6px}
+</style>"""
+
+
+def _headline_html(frame: pd.DataFrame) -> str:
+    cards = "".join(f"<div class='card'><b>{int(v):,}</b><span>{html.escape(str(m))}</span></div>"
+                    for m, v in zip(frame["metric"], frame["value"]))
+    return f"<div class='cards' id='headline'>{cards}</div>"
+
+
+def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:
+    """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html; returns (view, table text) pairs."""
     con, names = connect_stats(run_dirs, manifest)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
@@ -91,14 +117,22 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path) -> list
         shown = frame if len(frame) <= 40 else frame.head(40)
         texts.append((name, shown.to_string(index=False) + ("" if len(frame) <= 40 else f"\n... {len(frame)} rows")))
     images = _plots(frames, out)
-    parts = ["<!doctype html><meta charset='utf-8'><title>mfhq stats</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:2px 6px}</style>",
-             "<h1>mfhq stats</h1><p>runs: " + html.escape(", ".join(str(r) for r in run_dirs)) +
-             (f"<br>manifest: {html.escape(str(manifest))}" if manifest else "") + "</p>"]
-    parts += [f"<img src='{name}' alt='{name}'>" for name in images]
+    parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'><title>mfhq stats</title>", _STYLE,
+             "</head><body>", "<h1>mfhq stats</h1><p class='meta'>runs: " + html.escape(", ".join(str(r) for r in run_dirs)) +
+             (f"<br>manifest: {html.escape(str(manifest))}" if manifest else "") + "</p>",
+             _headline_html(frames["headline"])]
+    parts.append("<h2>Plots</h2><div class='plots'>" + "".join(f"<img src='{n}' alt='{n}'>" for n in images) + "</div>")
+    if manifest is not None:
+        from mfhq.stats.strips import strips_html
+
+        strips, shown, total = strips_html(con, out, strip_identities)
+        parts.append(f"<h2>Sampled faces</h2><p class='meta'>{shown} of {total} identities"
+                     f"{'' if shown == total else ' (evenly spaced in identity order)'}: their faces in sample order, "
+                     "yaw / pitch / roll in degrees and quality under each.</p>" + strips)
     for name, frame in frames.items():
-        parts.append(f"<h2>{name}</h2>" + frame.head(200).to_html(index=False, na_rep=""))
+        if name != "headline":
+            parts.append(f"<h2>{name}</h2>" + frame.head(200).to_html(index=False, na_rep="", border=0))
+    parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts))
     log.info("report: %s (%d views, %d plots)", out / "report.html", len(frames), len(images))
     return texts

@@ -1,7 +1,8 @@
 """Named DuckDB views for `mfhq stats`, over run folders and (optionally) a manifest.
 
-Base views: `faces`, `clips` (every run), and with a manifest `manifest` (train and test rows)
-and `identities` (one row per clip: identity, merge decision, status). The named views below are
+Base views: `faces`, `clips` (every run), and with a manifest `manifest` (train and test rows,
+with `crop_file` / `mask_file` resolved through its sidecar) and `identities` (one row per clip:
+identity, merge decision, status); mfhq.manifest.views builds them. The named views below are
 plain SQL over them, so `--sql` can query them and the report is nothing but their rows.
 """
 from __future__ import annotations
@@ -29,7 +30,22 @@ _POSE_HIST = ("SELECT 'candidates' AS faces_of, axis, bin, count(*) AS faces FRO
 _QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS bin, count(*) AS faces FROM faces "
                  "WHERE kept AND quality IS NOT NULL GROUP BY ALL")
 
+# The report's headline: (ord, metric, value) rows, so its totals are view rows like every number.
+_HEADLINE_RUN = (
+    "SELECT 1 AS ord, 'videos' AS metric, count(DISTINCT source || '/' || video_key) AS value FROM clips "
+    "UNION ALL SELECT 2, 'clips', count(*) FROM clips "
+    "UNION ALL SELECT 3, 'clips ' || status, count(*) FROM clips GROUP BY status "
+    "UNION ALL SELECT 4, 'faces detected', count(*) FROM faces "
+    "UNION ALL SELECT 5, 'faces kept', count(*) FILTER (WHERE kept) FROM faces"
+)
+_HEADLINE_MANIFEST = (
+    " UNION ALL SELECT 6, 'identities', count(DISTINCT identity_id) FROM manifest "
+    "UNION ALL SELECT 7, split || ' identities', count(DISTINCT identity_id) FROM manifest GROUP BY split "
+    "UNION ALL SELECT 8, split || ' faces', count(*) FROM manifest GROUP BY split"
+)
+
 RUN_VIEWS = {
+    "headline": "SELECT metric, value::BIGINT AS value FROM (" + _HEADLINE_RUN + ") ORDER BY ord, metric",
     "clip_status": "SELECT status, count(*) AS clips FROM clips GROUP BY status ORDER BY clips DESC, status",
     "clip_reasons": "SELECT status, coalesce(reason, '') AS reason, count(*) AS clips FROM clips "
                     "WHERE status <> 'ok' GROUP BY ALL ORDER BY status, reason",
@@ -49,6 +65,7 @@ RUN_VIEWS = {
 }
 
 MANIFEST_VIEWS = {
+    "headline": "SELECT metric, value::BIGINT AS value FROM (" + _HEADLINE_RUN + _HEADLINE_MANIFEST + ") ORDER BY ord, metric",
     "identities_per_source": "SELECT source, split, count(DISTINCT identity_id) AS identities, count(*) AS faces, "
                              "count(DISTINCT video_key) AS videos FROM manifest GROUP BY ALL ORDER BY source, split",
     "identity_status": "SELECT status, decision, count(*) AS clips, count(DISTINCT identity_id) AS identities "
