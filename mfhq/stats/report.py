@@ -63,7 +63,7 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
     legend(ax)
     save(fig, "quality.png")
     spread = frames["pose_spread"].dropna(subset=["spread_before"])
-    fig, ax = plt.subplots(figsize=(4, 4))
+    fig, ax = plt.subplots(figsize=(4.5, 3))
     if spread["spread_after"].notna().any():
         ax.scatter(spread["spread_before"], spread["spread_after"], s=8)
         top = float(max(spread["spread_before"].max(), spread["spread_after"].max(), 1))
@@ -86,23 +86,31 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
 _STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1200px}
 h1{margin-bottom:.2em} .meta{color:#555;font-size:.9em;word-break:break-all}
-.cards{display:flex;flex-wrap:wrap;gap:.8em;margin:1em 0}
+#headline{display:flex;flex-wrap:wrap;gap:1.5em;margin:1em 0}
+.label{color:#555;font-size:.8em;text-transform:uppercase;letter-spacing:.05em;margin-bottom:.3em}
+.cards{display:flex;flex-wrap:wrap;gap:.6em}
 .card{border:1px solid #ddd;border-radius:6px;padding:.5em .9em;min-width:7em;background:#fafafa}
 .card b{display:block;font-size:1.6em} .card span{color:#555;font-size:.85em}
 .plots img{margin:.3em;border:1px solid #eee}
 .strip h3{font-size:.95em;margin:.8em 0 .3em} .tag{font-weight:normal;color:#fff;background:#678;
 border-radius:3px;padding:0 .4em;font-size:.85em}
-.faces{display:flex;flex-wrap:wrap;gap:6px} figure{margin:0;width:112px;text-align:center}
-figure img{display:block;border-radius:3px} figcaption{font-size:11px;color:#333;line-height:1.3}
+.faces{display:flex;flex-wrap:wrap;gap:8px} figure{margin:0;width:124px;text-align:center}
+figure img{display:block;margin:0 auto;border-radius:3px}
+figcaption{font-size:10.5px;color:#333;line-height:1.3;white-space:nowrap}
 .missing{width:112px;height:112px;background:#fee;font-size:10px;overflow:hidden}
 table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ccc;padding:2px 6px}
 </style>"""
 
 
 def _headline_html(frame: pd.DataFrame) -> str:
-    cards = "".join(f"<div class='card'><b>{int(v):,}</b><span>{html.escape(str(m))}</span></div>"
-                    for m, v in zip(frame["metric"], frame["value"]))
-    return f"<div class='cards' id='headline'>{cards}</div>"
+    groups = []
+    for section in dict.fromkeys(frame["section"]):  # in the view's order
+        part = frame[frame["section"] == section]
+        cards = "".join(f"<div class='card'><b>{int(v):,}</b><span>{html.escape(str(m))}</span></div>"
+                        for m, v in zip(part["metric"], part["value"]))
+        groups.append(f"<div class='group'><div class='label'>{html.escape(section)}</div>"
+                      f"<div class='cards'>{cards}</div></div>")
+    return f"<div id='headline'>{''.join(groups)}</div>"
 
 
 def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:

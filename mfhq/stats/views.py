@@ -30,22 +30,26 @@ _POSE_HIST = ("SELECT 'candidates' AS faces_of, axis, bin, count(*) AS faces FRO
 _QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS bin, count(*) AS faces FROM faces "
                  "WHERE kept AND quality IS NOT NULL GROUP BY ALL")
 
-# The report's headline: (ord, metric, value) rows, so its totals are view rows like every number.
+# The report's headline: (section, metric, value) rows, so its totals are view rows like every number.
 _HEADLINE_RUN = (
-    "SELECT 1 AS ord, 'videos' AS metric, count(DISTINCT source || '/' || video_key) AS value FROM clips "
-    "UNION ALL SELECT 2, 'clips', count(*) FROM clips "
-    "UNION ALL SELECT 3, 'clips ' || status, count(*) FROM clips GROUP BY status "
-    "UNION ALL SELECT 4, 'faces detected', count(*) FROM faces "
-    "UNION ALL SELECT 5, 'faces kept', count(*) FILTER (WHERE kept) FROM faces"
+    "SELECT 1 AS ord, 'totals' AS section, 'videos' AS metric, count(DISTINCT source || '/' || video_key) AS value FROM clips "
+    "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
+    "UNION ALL SELECT 3, 'totals', 'faces detected', count(*) FROM faces "
+    "UNION ALL SELECT 4, 'totals', 'faces kept', count(*) FILTER (WHERE kept) FROM faces "
+    "UNION ALL SELECT CASE WHEN status = 'ok' THEN 6 ELSE 7 END, 'clips by status', 'clips ' || status, count(*) "
+    "FROM clips GROUP BY status"
 )
 _HEADLINE_MANIFEST = (
-    " UNION ALL SELECT 6, 'identities', count(DISTINCT identity_id) FROM manifest "
-    "UNION ALL SELECT 7, split || ' identities', count(DISTINCT identity_id) FROM manifest GROUP BY split "
-    "UNION ALL SELECT 8, split || ' faces', count(*) FROM manifest GROUP BY split"
+    " UNION ALL SELECT 5, 'totals', 'identities', count(DISTINCT identity_id) FROM manifest "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, 'train / test', split || ' identities', "
+    "count(DISTINCT identity_id) FROM manifest GROUP BY split "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, 'train / test', split || ' faces', count(*) "
+    "FROM manifest GROUP BY split"
 )
+_HEADLINE = "SELECT section, metric, value::BIGINT AS value FROM ({}) ORDER BY ord, metric DESC"
 
 RUN_VIEWS = {
-    "headline": "SELECT metric, value::BIGINT AS value FROM (" + _HEADLINE_RUN + ") ORDER BY ord, metric",
+    "headline": _HEADLINE.format(_HEADLINE_RUN),
     "clip_status": "SELECT status, count(*) AS clips FROM clips GROUP BY status ORDER BY clips DESC, status",
     "clip_reasons": "SELECT status, coalesce(reason, '') AS reason, count(*) AS clips FROM clips "
                     "WHERE status <> 'ok' GROUP BY ALL ORDER BY status, reason",
@@ -65,7 +69,7 @@ RUN_VIEWS = {
 }
 
 MANIFEST_VIEWS = {
-    "headline": "SELECT metric, value::BIGINT AS value FROM (" + _HEADLINE_RUN + _HEADLINE_MANIFEST + ") ORDER BY ord, metric",
+    "headline": _HEADLINE.format(_HEADLINE_RUN + _HEADLINE_MANIFEST),
     "identities_per_source": "SELECT source, split, count(DISTINCT identity_id) AS identities, count(*) AS faces, "
                              "count(DISTINCT video_key) AS videos FROM manifest GROUP BY ALL ORDER BY source, split",
     "identity_status": "SELECT status, decision, count(*) AS clips, count(DISTINCT identity_id) AS identities "
