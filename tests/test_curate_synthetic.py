@@ -247,3 +247,16 @@ def test_curate_options_do_not_change_the_extract_fingerprint(tmp_path):
     preset.write_text("curate:\n  pose_clusterz: 24\n")
     with pytest.raises(ConfigError, match="pose_clusterz"):
         load_pipeline(preset)
+
+
+def test_report_shows_a_sample_of_identities_when_many(tmp_path):
+    from mfhq.stats import write_report
+
+    run = write_run(tmp_path / "run", many_clips(15))
+    cluster_sample([run], tmp_path / "man", CurateConfig(test_videos=2, merge_by_embedding=False))
+    write_report([run], tmp_path / "man", tmp_path / "report", strip_identities=4)
+    page = (tmp_path / "report" / "report.html").read_text()
+    assert "4 of 15 identities (evenly spaced" in page
+    assert page.count("class='strip'") == 4
+    # synthetic runs have no image files: each face says so instead of a broken <img>
+    assert page.count("class='missing'") == 4 * 8 and "<img src='strips/" not in page
