@@ -93,7 +93,9 @@ def connect_stats(run_dirs: list[Path], manifest: Path | None = None) -> tuple[d
     con, _ = connect_runs(run_dirs)
     views = dict(RUN_VIEWS)
     if manifest is not None:
-        attach_manifest(con, Path(manifest))
+        # a run given with --run is found there even if the manifest recorded it elsewhere
+        given = {Path(r).resolve().name: Path(r).resolve() for r in run_dirs}
+        attach_manifest(con, Path(manifest), roots=given)
         views.update(MANIFEST_VIEWS)
     for name, sql in views.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
