@@ -28,12 +28,19 @@ class YuNetDetector(Backend):
     def load(self) -> None:
         import cv2
 
-        self._detector = cv2.FaceDetectorYN.create(
-            str(self.paths[YUNET.name]), "", (320, 320),
-            float(self.options.get("score_threshold", 0.7)),
-            float(self.options.get("nms_threshold", 0.3)),
-            5000,
-        )
+        # OpenCV 5's new DNN engine warns "setPreferableTarget ... not supported" on every create,
+        # a message about its internals that users cannot act on: hush warnings around the call.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(min(previous, cv2.utils.logging.LOG_LEVEL_ERROR))
+        try:
+            self._detector = cv2.FaceDetectorYN.create(
+                str(self.paths[YUNET.name]), "", (320, 320),
+                float(self.options.get("score_threshold", 0.7)),
+                float(self.options.get("nms_threshold", 0.3)),
+                5000,
+            )
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         self._size = (320, 320)
         self.max_faces = int(self.options.get("max_faces", 10))
 
