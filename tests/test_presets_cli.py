@@ -1,0 +1,135 @@
+"""What a user types first: presets by name from an installed wheel, --version, -q/-v, the exit
+codes of `models fetch` / `models verify`, and a summary that never cuts a reason mid-word."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    """The package as `pip install` leaves it: a real wheel, installed (without dependencies)
+    into its own folder, away from the source tree."""
+    root = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(root / "dist"), str(REPO)], check=True, capture_output=True)
+    wheel = next((root / "dist").glob("mfhq-*.whl"))
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(root / "site"),
+                    str(wheel)], check=True, capture_output=True)
+    return root
+
+
+def test_the_wheel_carries_the_presets_byte_for_byte(installed):
+    wheel = next((installed / "dist").glob("mfhq-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        for name in ("sample", "paper"):
+            assert archive.read(f"mfhq/pipelines/{name}.yaml") == (REPO / "pipelines" / f"{name}.yaml").read_bytes()
+
+
+def test_presets_resolve_by_name_from_the_installed_package(installed, tmp_path):
+    site = installed / "site"
+    code = ("import mfhq.presets as p, mfhq.config as c; print(p.resolve_preset('paper')); "
+            "print(c.load_pipeline('sample').pose.backend)")
+    # Run from an empty folder, with only the installed copy of mfhq on the path ahead of the rest.
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         check=True).stdout.split("\n")
+    assert Path(out[0]).resolve() == (site / "mfhq" / "pipelines" / "paper.yaml").resolve()
+    assert out[1] == "pnp68"
+
+
+def test_a_path_still_works_and_an_unknown_name_lists_the_presets(tmp_path, monkeypatch):
+    from mfhq.config import ConfigError, load_pipeline
+
+    assert load_pipeline(REPO / "pipelines" / "paper.yaml").name == "paper"
+    assert load_pipeline("paper") == load_pipeline(REPO / "pipelines" / "paper.yaml")
+    (tmp_path / "sample").mkdir()  # `make demo` writes a folder named sample/: still the preset
+    monkeypatch.chdir(tmp_path)
+    assert load_pipeline("sample").name == "sample"
+    with pytest.raises(ConfigError, match=r"papr.*paper, sample"):
+        load_pipeline("papr")
+    with pytest.raises(ConfigError, match=r"did you mean --pipeline paper"):
+        load_pipeline("paper.yaml")
+
+
+def test_extract_without_pipeline_says_it_uses_sample_first(tmp_path):
+    (tmp_path / "videos").mkdir()
+    result = run_cli("extract", "--root", str(tmp_path / "videos"), "--out", str(tmp_path / "run"), check=False)
+    first = result.stderr.strip().splitlines()[0]
+    assert "no --pipeline given: using the packaged preset 'sample'" in first and "paper" in first
+
+
+def test_version_and_log_levels(tmp_path):
+    from mfhq import __version__
+
+    assert run_cli("--version").stdout.strip() == f"mfhq {__version__}"
+    (tmp_path / "videos").mkdir()
+    quiet = run_cli("-q", "extract", "--root", str(tmp_path / "videos"), "--out", str(tmp_path / "run"), check=False)
+    assert "INFO" not in quiet.stderr
+    verbose = run_cli("--verbose", "models", "verify", "yunet")
+    assert verbose.returncode == 0 and "setPreferableTarget" not in verbose.stderr
+
+
+def test_models_fetch_an_unknown_name_exits_nonzero_listing_names(tmp_path):
+    result = run_cli("models", "fetch", "scrfdd", "--to", str(tmp_path), check=False)
+    assert result.returncode == 2
+    assert "scrfdd" in result.stderr and "scrfd" in result.stderr and "6drepnet" in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing was downloaded
+
+
+def test_models_verify_exits_nonzero_when_a_file_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    result = run_cli("models", "verify", "6drepnet", "--models-dir", str(tmp_path), check=False,
+                     env={**os.environ})
+    assert result.returncode == 1
+    assert "6DRepNet_300W_LP_AFLW2000.pth: missing" in result.stdout and "1 missing file" in result.stderr
+    assert run_cli("models", "verify", "--pipeline", "sample").returncode == 0  # ships in packages
+
+
+def test_fetch_resumes_a_partial_download_and_names_the_file_on_error(tmp_path):
+    import dataclasses
+
+    from mfhq.models.catalog import DownloadError, fetch
+    from mfhq.models.sixdrep_pose import SIXDREPNET
+
+    broken = dataclasses.replace(SIXDREPNET, url="http://127.0.0.1:9/6DRepNet_300W_LP_AFLW2000.pth")
+    (tmp_path / ".partial").mkdir()
+    (tmp_path / ".partial" / "6DRepNet_300W_LP_AFLW2000.pth.part").write_bytes(b"first half")
+    with pytest.raises(DownloadError) as caught:
+        fetch(tmp_path, files=[broken])
+    message = str(caught.value)
+    assert SIXDREPNET.name in message and "127.0.0.1:9" in message and "resume" in message
+    # The partial bytes are kept for the next try.
+    assert (tmp_path / ".partial" / "6DRepNet_300W_LP_AFLW2000.pth.part").read_bytes() == b"first half"
+
+
+def test_summary_wraps_long_reasons_at_word_boundaries(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mfhq.run_summary import summary_text
+    from synthetic_runs import ClipSpec, write_run
+
+    run = write_run(tmp_path / "run", [ClipSpec("folder", "c1", "v1", 1, faces=2)])
+    shard = next((run / "clips").glob("*.parquet"))
+    table = pq.read_table(shard)
+    reason = ("decode_error: the container reports 9000 frames but the stream ends after 212; "
+              "decord gave up at frame 213 and PyAV could not seek past the damaged keyframe")
+    table = table.set_column(table.schema.get_field_index("status"), "status", pa.array(["decode_error"]))
+    table = table.set_column(table.schema.get_field_index("reason"), "reason", pa.array([reason]))
+    pq.write_table(table, shard)
+    wrapped = summary_text(run, width=100)
+    assert all(len(line) <= 100 for line in wrapped.splitlines())
+    words = " ".join(line.strip() for line in wrapped.splitlines()[1:-1]).split()
+    for word in reason.split():  # every word whole, none cut at a column edge
+        assert word in words, word
+    full = run_cli("summary", "--run", str(run), "--full").stdout
+    assert reason in full
