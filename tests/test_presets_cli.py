@@ -133,3 +133,25 @@ def test_summary_wraps_long_reasons_at_word_boundaries(tmp_path):
         assert word in words, word
     full = run_cli("summary", "--run", str(run), "--full").stdout
     assert reason in full
+
+
+def test_paper_preset_builds_identities_per_video_never_across_videos_by_face():
+    import numpy as np
+    import pyarrow as pa
+
+    from mfhq.config import load_pipeline
+    from mfhq.curate.merge import assign_identities
+
+    cfg = load_pipeline("paper").curate
+    # Three clips with the same face: two cut from one video (one YouTube id, two sources), one
+    # from another video. The paper's identities are per video: the other video stays apart.
+    clips = pa.table({"clip_key": ["celebvhq/a", "celebvtext/a2", "vfhq/b"], "video_key": ["yt1", "yt1", "yt2"],
+                      "n_usable": [10, 12, 9]})
+    emb = np.tile(np.eye(4, dtype=np.float32)[:1], (3, 1))
+    ids = dict(zip(*assign_identities(clips, emb, cfg).select(["clip_key", "identity_id"]).to_pydict().values()))
+    assert ids["celebvhq/a"] == ids["celebvtext/a2"] != ids["vfhq/b"]
+    # Cross-video merging stays an option.
+    import dataclasses
+
+    merged = assign_identities(clips, emb, dataclasses.replace(cfg, merge_by_embedding=True))
+    assert len(set(merged.column("identity_id").to_pylist())) == 1
