@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,8 +43,6 @@ def _main(
     if verbose and quiet:
         raise typer.BadParameter("give --verbose or --quiet, not both")
     _LOG_LEVEL["level"] = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    # Worker processes inherit this before they import cv2 (YuNet's loader also hushes it).
-    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     logging.basicConfig(level=_LOG_LEVEL["level"], format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger().setLevel(_LOG_LEVEL["level"])
 

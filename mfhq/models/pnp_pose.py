@@ -81,6 +81,14 @@ class PnP68Pose(PnPPose):
     name = "pnp68"
     wants_landmarks68 = True
 
+    @property
+    def provenance(self) -> str:
+        # No weight file, but the 3D face is this backend's model: its hash marks the rows, so
+        # a changed table is a changed model to provenance and to a resume.
+        import hashlib
+
+        return f"{self.name}@{hashlib.sha256(FACE_MODEL_68.tobytes()).hexdigest()[:12]}"
+
     def estimate(self, landmarks: np.ndarray, frame_sizes: np.ndarray, crops=None,
                  landmarks68: np.ndarray | None = None) -> np.ndarray:
         out = np.full((len(landmarks), 3), np.nan, np.float32)
