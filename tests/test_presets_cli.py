@@ -94,21 +94,70 @@ def test_models_verify_exits_nonzero_when_a_file_is_missing(tmp_path, monkeypatc
     assert run_cli("models", "verify", "--pipeline", "sample").returncode == 0  # ships in packages
 
 
-def test_fetch_resumes_a_partial_download_and_names_the_file_on_error(tmp_path):
-    import dataclasses
+@pytest.fixture
+def weights_server():
+    """A local HTTP server with Range support (as release hosts have), recording the ranges asked."""
+    import http.server
+    import threading
 
-    from mfhq.models.catalog import DownloadError, fetch
-    from mfhq.models.sixdrep_pose import SIXDREPNET
+    data, asked = os.urandom(300_000), []
 
-    broken = dataclasses.replace(SIXDREPNET, url="http://127.0.0.1:9/6DRepNet_300W_LP_AFLW2000.pth")
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if not self.path.endswith("/model.pth"):
+                self.send_error(404)
+                return
+            wanted = self.headers.get("Range")
+            asked.append(wanted)
+            start = int(wanted.split("=")[1].split("-")[0]) if wanted else 0
+            self.send_response(206 if wanted else 200)
+            if wanted:
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.end_headers()
+            self.wfile.write(data[start:])
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", data, asked
+    server.shutdown()
+
+
+def _fetch_in_subprocess(url: str, sha256: str, target: Path) -> subprocess.CompletedProcess:
+    # huggingface_hub honours HF_HUB_OFFLINE (which the tests set) for every address: this
+    # download goes to the local server only, so the child runs without it.
+    code = ("import sys, dataclasses; from pathlib import Path; from mfhq.models.catalog import fetch; "
+            "from mfhq.models.sixdrep_pose import SIXDREPNET as W; "
+            "fetch(Path(sys.argv[3]), files=[dataclasses.replace(W, name='model.pth', url=sys.argv[1], sha256=sys.argv[2])])")
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    return subprocess.run([sys.executable, "-c", code, url, sha256, str(target)], env=env, capture_output=True, text=True)
+
+
+def test_fetch_resumes_a_partial_download(weights_server, tmp_path):
+    import hashlib
+
+    base, data, asked = weights_server
     (tmp_path / ".partial").mkdir()
-    (tmp_path / ".partial" / "6DRepNet_300W_LP_AFLW2000.pth.part").write_bytes(b"first half")
-    with pytest.raises(DownloadError) as caught:
-        fetch(tmp_path, files=[broken])
-    message = str(caught.value)
-    assert SIXDREPNET.name in message and "127.0.0.1:9" in message and "resume" in message
-    # The partial bytes are kept for the next try.
-    assert (tmp_path / ".partial" / "6DRepNet_300W_LP_AFLW2000.pth.part").read_bytes() == b"first half"
+    (tmp_path / ".partial" / "model.pth.part").write_bytes(data[:100_000])  # an interrupted fetch
+    result = _fetch_in_subprocess(f"{base}/model.pth", hashlib.sha256(data).hexdigest(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert asked == ["bytes=100000-"]  # only the rest was asked for
+    assert (tmp_path / "model.pth").read_bytes() == data
+    assert not (tmp_path / ".partial" / "model.pth.part").exists()
+
+
+def test_a_failed_download_names_the_file_and_keeps_the_partial(weights_server, tmp_path):
+    base, _, _ = weights_server
+    (tmp_path / ".partial").mkdir()
+    (tmp_path / ".partial" / "missing.pth.part").write_bytes(b"first half")
+    result = _fetch_in_subprocess(f"{base}/missing.pth", "0" * 64, tmp_path)
+    assert result.returncode != 0
+    assert "DownloadError: model.pth: download from " + base + "/missing.pth failed" in result.stderr
+    assert "resume" in result.stderr
+    assert (tmp_path / ".partial" / "missing.pth.part").read_bytes() == b"first half"
 
 
 def test_summary_wraps_long_reasons_at_word_boundaries(tmp_path):
