@@ -16,8 +16,35 @@ app.add_typer(models_app, name="models")
 log = logging.getLogger("mfhq")
 
 
+_LOG_LEVEL = {"level": logging.INFO}  # set by the top-level -v/-q (see _main)
+
+
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if verbose else _LOG_LEVEL["level"]
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(level)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from mfhq import __version__
+
+        typer.echo(f"mfhq {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug messages too"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Warnings and errors only"),
+) -> None:
+    """Build the MFHQ multi-view face dataset from videos."""
+    if verbose and quiet:
+        raise typer.BadParameter("give --verbose or --quiet, not both")
+    _LOG_LEVEL["level"] = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(level=_LOG_LEVEL["level"], format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(_LOG_LEVEL["level"])
 
 
 def _fail(message: str) -> None:
@@ -91,13 +118,14 @@ def sources() -> None:
 
 
 @app.command()
-def summary(run: Path = typer.Option(..., help="A run folder made by `mfhq extract`")) -> None:
-    """Per-clip table of a run: status, frames read, faces kept (DuckDB over the shards)."""
+def summary(run: Path = typer.Option(..., help="A run folder made by `mfhq extract`"),
+            full: bool = typer.Option(False, "--full", help="Each reason whole on its row (no wrapping)")) -> None:
+    """Per-clip table of a run: status, frames read, faces kept, reason (DuckDB over the shards)."""
     from mfhq.manifest import ManifestError
-    from mfhq.manifest.views import clip_table
+    from mfhq.run_summary import summary_text
 
     try:
-        table = clip_table(run)
+        table = summary_text(run, full=full)
     except (FileNotFoundError, ManifestError) as exc:
         _fail(str(exc))
         return

@@ -192,12 +192,13 @@ def _build_section(origin: str, section: str, options: Any):
 
 
 def load_pipeline(path: str | Path | None) -> PipelineConfig:
-    """Load a preset from YAML; None gives the built-in defaults."""
-    if path is None:
-        return PipelineConfig()
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"pipeline preset not found: {path}")
+    """Load a preset: a YAML path or a packaged preset's name; None is `sample` (logged, see mfhq/presets.py)."""
+    from mfhq.presets import PresetNotFound, resolve_preset
+
+    try:
+        path = resolve_preset(path)
+    except PresetNotFound as exc:
+        raise ConfigError(str(exc)) from None
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

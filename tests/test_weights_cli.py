@@ -73,7 +73,7 @@ def test_a_paper_pipeline_without_weights_gets_one_error_listing_every_file(no_c
 
 def test_extract_with_a_nonexistent_backend_fails_clearly(tmp_path):
     preset = tmp_path / "typo.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("backend: pnp5", "backend: 6d-repnet"))
+    preset.write_text(SAMPLE_PRESET.read_text().replace("backend: pnp68", "backend: 6d-repnet"))
     (tmp_path / "videos").mkdir()
     result = run_cli("extract", "--root", str(tmp_path / "videos"), "--out", str(tmp_path / "run"),
                      "--pipeline", str(preset), check=False)

@@ -104,12 +104,3 @@ def attach_manifest(con: duckdb.DuckDBPyConnection, path: Path, roots: dict[str,
     con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet({sql_str(str(ident))})")
     return folder
 
-
-def clip_table(run_dir: Path) -> str:
-    con = connect(run_dir)
-    rel = con.sql(
-        "SELECT source, clip_id, status, n_frames_read AS frames, n_faces_detected AS faces, "
-        "n_faces_kept AS kept, decoder, left(coalesce(reason, ''), 60) AS reason "
-        "FROM clips ORDER BY source, clip_id"
-    )
-    return str(rel)

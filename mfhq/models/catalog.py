@@ -7,7 +7,6 @@ publishes no hash.
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
@@ -81,59 +80,120 @@ def _recorded(path: Path) -> bool:
     return recorded_hash(path) is not None
 
 
+class UnknownBackend(ValueError):
+    """`mfhq models fetch|verify NAME` with a NAME no backend has."""
+
+
+def check_names(backends: list[str] | None) -> None:
+    """Raise UnknownBackend listing every known name if any of `backends` is not one."""
+    known = sorted({cls.name for cls in all_backends()})
+    unknown = [name for name in backends or () if name not in known]
+    if unknown:
+        raise UnknownBackend(f"unknown backend(s) {', '.join(unknown)}; backends: {', '.join(known)}")
+
+
+class DownloadError(OSError):
+    """A download that failed; the message names the file, the address and what to do."""
+
+
 def fetch(to: str | Path | None = None, backends: list[str] | None = None,
           files: list[WeightFile] | None = None) -> list[Path]:
-    """Download every downloadable file (or `files`) into `to`, check it, record its hash."""
+    """Download every downloadable file (or `files`) into `to`, check it, record its hash.
+
+    Downloads go through huggingface_hub's HTTP client (progress bar, retries, resume): a
+    partial download is kept under `to/.partial/` and the next fetch continues it.
+    """
     target = models_dir(to)
     if target is None:
         raise ValueError("mfhq models fetch: give --to DIR (or set MFHQ_MODELS_DIR)")
+    check_names(backends)
     target.mkdir(parents=True, exist_ok=True)
     if files is None:
         files = list({e.weight.name: e.weight for e in entries(None, backends) if e.weight.url}.values())
-    archives: dict[str, bytes] = {}
-    written = []
+    written, archives = [], set()
     for wf in files:
         dest = target / wf.name
         if dest.is_file():
             check(wf, dest)
             log.info("%s: already there, hash checked", dest)
         else:
-            data = _download(wf, archives)
-            _store(wf, data, dest)
+            source = _download(wf, target / ".partial")
+            if wf.archive_member is not None:
+                archives.add(source)
+            _store(wf, source, dest)
             log.info("%s: fetched from %s", dest, wf.url)
         _record(target, dest)
         written.append(dest)
+    for archive in archives:  # every member needed is out: the archive itself is not kept
+        archive.unlink(missing_ok=True)
     return written
 
 
-def _download(wf: WeightFile, archives: dict[str, bytes]) -> bytes:
+def _download(wf: WeightFile, folder: Path) -> Path:
+    """The downloaded file (or the archive holding it), complete, under `folder`."""
     if wf.url is None:
-        raise ValueError(f"{wf.name}: no download address; {wf.fetch}")
-    if wf.url not in archives:
-        log.info("downloading %s", wf.url)
-        with urllib.request.urlopen(wf.url) as response:  # noqa: S310 (fixed https addresses)
-            archives[wf.url] = response.read()
-    data = archives[wf.url]
-    if wf.archive_member is None:
-        return data
-    with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        # Members may sit in a top folder (buffalo_l/det_10g.onnx) or at the root.
-        names = [n for n in archive.namelist() if n == wf.archive_member or n.endswith("/" + wf.archive_member)]
-        if not names:
-            raise WeightsCorrupt(f"{wf.url}: the archive has no {wf.archive_member}")
-        return archive.read(names[0])
+        raise DownloadError(f"{wf.name}: no download address; {wf.fetch}")
+    folder.mkdir(parents=True, exist_ok=True)
+    done = folder / (wf.url.rstrip("/").rsplit("/", 1)[-1] or wf.name)
+    if done.is_file():  # fetched earlier in this run (one archive, several members)
+        return done
+    if wf.url.startswith("file://"):  # a local mirror: nothing to resume
+        shutil.copyfile(urllib.request.url2pathname(wf.url[len("file://"):]), done)
+        return done
+    try:
+        from huggingface_hub.file_download import http_get
+    except ImportError as exc:
+        raise DownloadError(f"{wf.name}: downloads need huggingface_hub (pip install huggingface-hub)") from exc
+    part = done.with_name(done.name + ".part")
+    resume = part.stat().st_size if part.is_file() else 0
+    if resume:
+        log.info("%s: resuming %s at %.1f MB", wf.name, wf.url, resume / 1e6)
+    try:
+        with open(part, "r+b" if resume else "wb") as handle:
+            handle.seek(resume)
+            http_get(wf.url, handle, resume_size=resume, displayed_filename=done.name)
+            handle.truncate()
+    except Exception as exc:  # network, HTTP status, disk: all reach the user with the file's name
+        raise DownloadError(f"{wf.name}: download from {wf.url} failed: {exc}. The partial file {part} is kept; "
+                            f"run `mfhq models fetch` again to resume") from exc
+    part.replace(done)
+    return done
 
 
-def _store(wf: WeightFile, data: bytes, dest: Path) -> None:
+def _store(wf: WeightFile, source: Path, dest: Path) -> None:
     handle, temp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.")
     try:
         with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        check(wf, Path(temp))  # against the published hash or name prefix, before it takes the name
+            if wf.archive_member is None:
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out)
+            else:
+                out.write(_member(wf, source))
+        try:
+            check(wf, Path(temp))  # against the published hash or name prefix, before it takes the name
+        except WeightsCorrupt:
+            source.unlink(missing_ok=True)  # so that the next fetch downloads it again
+            raise
         shutil.move(temp, dest)
+        if wf.archive_member is None:
+            source.unlink(missing_ok=True)
     finally:
         if os.path.exists(temp):
             os.unlink(temp)
+
+
+def _member(wf: WeightFile, archive_path: Path) -> bytes:
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            # Members may sit in a top folder (buffalo_l/det_10g.onnx) or at the root.
+            names = [n for n in archive.namelist() if n == wf.archive_member or n.endswith("/" + wf.archive_member)]
+            if not names:
+                raise WeightsCorrupt(f"{wf.name}: the archive {wf.url} has no {wf.archive_member}")
+            return archive.read(names[0])
+    except zipfile.BadZipFile as exc:
+        archive_path.unlink(missing_ok=True)  # a damaged archive must not be reused
+        raise WeightsCorrupt(f"{wf.name}: {archive_path} from {wf.url} is not a readable zip ({exc}); "
+                             f"fetch again") from exc
 
 
 def _record(folder: Path, path: Path) -> None:

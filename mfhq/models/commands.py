@@ -1,4 +1,8 @@
-"""`mfhq models list | fetch | verify`: the weight files every backend needs, and their state."""
+"""`mfhq models list | fetch | verify`: the weight files every backend needs, and their state.
+
+Exit codes: 0 all well; 1 `verify` found a file missing or damaged; 2 a usage error (an
+unknown backend name, no target folder) or a failed download.
+"""
 from __future__ import annotations
 
 import logging
@@ -11,6 +15,16 @@ models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Model weights: list, fetch (needs internet), verify.")
 log = logging.getLogger("mfhq")
 _DIR_HELP = "Folder of model weights (also MFHQ_MODELS_DIR); searched before the libraries' caches"
+
+
+def _known_or_exit(backends: list[str] | None) -> None:
+    from mfhq.models.catalog import UnknownBackend, check_names
+
+    try:
+        check_names(backends)
+    except UnknownBackend as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(code=2)
 
 
 @models_app.command("list")
@@ -30,8 +44,9 @@ def fetch(
     backends: Optional[List[str]] = typer.Argument(None, help="Only these backends (default: all with a download)"),
     to: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder to download into"),
 ) -> None:
-    """Download the weights (needs internet), check their hashes, record them beside the files."""
+    """Download the weights (needs internet; progress, resumable), check their hashes, record them."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    _known_or_exit(backends)
     from mfhq.models.catalog import fetch as run_fetch
     from mfhq.models.weights import WeightsCorrupt
 
@@ -47,14 +62,31 @@ def fetch(
 def verify(
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help=_DIR_HELP),
     backends: Optional[List[str]] = typer.Argument(None, help="Only these backends"),
+    pipeline: Optional[str] = typer.Option(None, help="Only the backends of this preset (a name such as "
+                                           "`sample`, or a YAML file)"),
 ) -> None:
-    """Hash every present weight file against its published or recorded sha256; exit 1 on damage."""
+    """Hash every weight file against its published or recorded sha256; exit 1 if one is missing or damaged."""
+    _known_or_exit(backends)
     from mfhq.models.catalog import verify as run_verify
 
-    bad = 0
+    if pipeline is not None:
+        from mfhq.config import ConfigError, load_pipeline
+        from mfhq.models.preflight import pipeline_backends
+
+        try:
+            backends = [*(backends or []), *pipeline_backends(load_pipeline(pipeline)).values()]
+        except ConfigError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(code=2)
+    bad = missing = 0
     for entry, status in run_verify(models_dir, backends or None):
         typer.echo(f"{entry.backend:18s} {entry.weight.name}: {status}")
         bad += status.startswith("CORRUPT")
+        missing += status == "missing"
     if bad:
         typer.echo(f"{bad} corrupted file(s); fetch them again: mfhq models fetch --to DIR", err=True)
+    if missing:
+        typer.echo(f"{missing} missing file(s); see `mfhq models list` for where each comes from, "
+                   f"then `mfhq models fetch --to DIR`", err=True)
+    if bad or missing:
         raise typer.Exit(code=1)

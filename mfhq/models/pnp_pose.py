@@ -1,7 +1,13 @@
-"""Head pose from the 5 landmarks: a generic 3D face model fitted with solvePnP.
+"""Head pose by solvePnP of landmarks on a generic 3D face: `pnp68` (dlib's 68 points) and `pnp5`.
 
-No weights: a geometric estimator, good for roll and coarse yaw/pitch, enough to spread the
-sampled faces over pose. The paper's backend (6DRepNet) replaces it in pipelines/paper.yaml.
+No weights: geometric estimators, enough to spread the sampled faces over pose. `pnp68` fits
+the 68 points the offline detector (yunet-dlib68) already found, on the 3D face of
+mfhq/models/face3d68.py. Five points are too few to pin pitch: on the frontal astronaut photo
+pnp5 reads pitch -10.5 degrees and pnp68 -4.4; on the sample's astronaut_motion clip their
+pitch averages -9.1 and -2.3 (tests/test_offline_pose_mask.py). pnp5 is kept for detectors that
+give 5 points only. pnp68 fits a face without 68 points (a source's own 5-point
+annotation) with the 5-point model. The paper's backend (6DRepNet) replaces both in
+pipelines/paper.yaml.
 
 Angles, in degrees: yaw > 0 when the face turns towards the image's right, pitch > 0 when it
 looks up, roll > 0 when the face is rotated counter-clockwise in the image.
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfhq.models.face3d68 import FACE_MODEL_68
 from mfhq.models.registry import Backend, register_backend
 
 # A mean adult face in millimetres (interpupillary ~63, mouth ~50 wide, eyes to mouth ~55),
@@ -48,19 +55,51 @@ class PnPPose(Backend):
             out[i] = self._one(np.asarray(points, np.float64), float(width), float(height))
         return out
 
-    def _one(self, points: np.ndarray, width: float, height: float) -> tuple[float, float, float]:
+    def _one(self, points: np.ndarray, width: float, height: float, model: np.ndarray = FACE_MODEL_5,
+             centre: np.ndarray | None = None) -> tuple[float, float, float]:
         cv2 = self._cv2
         focal = max(width, height)
         # The principal point sits on the face: pose is measured against the line of sight to
         # the face, as crop-based estimators (6DRepNet) see it, so a frontal face near the
         # frame's edge is still frontal.
-        centre = points.mean(0)
+        centre = points.mean(0) if centre is None else centre
         camera = np.array([[focal, 0, centre[0]], [0, focal, centre[1]], [0, 0, 1]], np.float64)
-        ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, points, camera, None, flags=cv2.SOLVEPNP_EPNP)
+        ok, rvec, tvec = cv2.solvePnP(model, points, camera, None, flags=cv2.SOLVEPNP_EPNP)
         if not ok:
             return (np.nan, np.nan, np.nan)
         if tvec[2, 0] < 0:  # EPnP can land behind the camera on near-planar fits: flip through.
             rvec, tvec = -rvec, -tvec
-        ok, rvec, tvec = cv2.solvePnP(FACE_MODEL_5, points, camera, None, rvec, tvec, True, flags=cv2.SOLVEPNP_ITERATIVE)
+        ok, rvec, tvec = cv2.solvePnP(model, points, camera, None, rvec, tvec, True, flags=cv2.SOLVEPNP_ITERATIVE)
         rotation, _ = cv2.Rodrigues(rvec)
         return rotation_to_angles(rotation)
+
+
+@register_backend
+class PnP68Pose(PnPPose):
+    """solvePnP of dlib's 68 landmarks; `estimate` takes them as `landmarks68` [N, 68, 2] (NaN rows:
+    none for that face, which is then fitted on its 5 points)."""
+
+    name = "pnp68"
+    wants_landmarks68 = True
+
+    @property
+    def provenance(self) -> str:
+        # No weight file, but the 3D face is this backend's model: its hash marks the rows, so
+        # a changed table is a changed model to provenance and to a resume.
+        import hashlib
+
+        return f"{self.name}@{hashlib.sha256(FACE_MODEL_68.tobytes()).hexdigest()[:12]}"
+
+    def estimate(self, landmarks: np.ndarray, frame_sizes: np.ndarray, crops=None,
+                 landmarks68: np.ndarray | None = None) -> np.ndarray:
+        out = np.full((len(landmarks), 3), np.nan, np.float32)
+        for i, (points, (width, height)) in enumerate(zip(landmarks, frame_sizes)):
+            dense = None if landmarks68 is None else np.asarray(landmarks68[i], np.float64)
+            five = np.asarray(points, np.float64)
+            if dense is None or not np.isfinite(dense).all():
+                out[i] = self._one(five, float(width), float(height))
+            else:
+                # The same principal point as pnp5 (the 5 points' mean), so the two agree on
+                # what "frontal" means for a face off the frame's centre.
+                out[i] = self._one(dense, float(width), float(height), FACE_MODEL_68, five.mean(0))
+        return out

@@ -7,7 +7,7 @@ backend and weight hash per task, goes into run.json and decides whether a resum
 from __future__ import annotations
 
 from mfhq.models.registry import Backend, create_backend
-from mfhq.models.weights import provenance_tag, resolve
+from mfhq.models.weights import resolve
 
 
 def pipeline_backends(cfg) -> dict[str, str]:
@@ -24,4 +24,6 @@ def check_pipeline(cfg, models_dir=None) -> dict[str, str]:
     }
     files = list({wf.name: wf for b in backends.values() for wf in b.weight_files}.values())
     paths = resolve(files, models_dir)
-    return {task: provenance_tag(b.name, [paths[wf.name] for wf in b.weight_files]) for task, b in backends.items()}
+    for b in backends.values():  # what setup() would resolve, so that `provenance` reads as after a load
+        b.paths = {wf.name: paths[wf.name] for wf in b.weight_files}
+    return {task: b.provenance for task, b in backends.items()}

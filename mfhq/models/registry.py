@@ -4,6 +4,7 @@ Tasks and what a backend of each must provide:
   detector  detect(frames: list[BGR HxWx3]) -> list[Detections]
   embedder  embed(crops: [N, 112, 112, 3] BGR, ArcFace-aligned) -> [N, D] L2-normalised
   pose      estimate(landmarks: [N, 5, 2], frame_sizes: [N, 2] (w, h), crops) -> [N, 3] yaw, pitch, roll (deg)
+            (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2], NaN where a face has none)
   quality   score(crops: [N, S, S, 3] BGR) -> [N] in [0, 1], higher is better
   parsing   masks(crops: [N, S, S, 3] BGR, landmarks: [N, 5, 2] in crop px) -> [N, S, S] uint8, 255 = face
 Each takes whole batches, so GPU backends can run them in one call.
@@ -30,6 +31,7 @@ class Detections:
     boxes: np.ndarray      # [N, 4] x1, y1, x2, y2
     landmarks: np.ndarray  # [N, 5, 2]
     scores: np.ndarray     # [N]
+    landmarks68: np.ndarray | None = None  # [N, 68, 2] dlib's points, from detectors that find them
 
     @staticmethod
     def empty() -> "Detections":

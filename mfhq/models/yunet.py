@@ -28,12 +28,19 @@ class YuNetDetector(Backend):
     def load(self) -> None:
         import cv2
 
-        self._detector = cv2.FaceDetectorYN.create(
-            str(self.paths[YUNET.name]), "", (320, 320),
-            float(self.options.get("score_threshold", 0.7)),
-            float(self.options.get("nms_threshold", 0.3)),
-            5000,
-        )
+        # OpenCV 5's new DNN engine warns "setPreferableTarget ... not supported" on every create,
+        # a message about its internals that users cannot act on: hush warnings around the call.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(min(previous, cv2.utils.logging.LOG_LEVEL_ERROR))
+        try:
+            self._detector = cv2.FaceDetectorYN.create(
+                str(self.paths[YUNET.name]), "", (320, 320),
+                float(self.options.get("score_threshold", 0.7)),
+                float(self.options.get("nms_threshold", 0.3)),
+                5000,
+            )
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         self._size = (320, 320)
         self.max_faces = int(self.options.get("max_faces", 10))
 
@@ -80,13 +87,16 @@ class YuNetDlib68Detector(YuNetDetector):
             found = self._detect_one(frame)
             if len(found.scores):
                 rgb = np.ascontiguousarray(frame[..., ::-1])
-                found.landmarks = np.stack([self._five_points(rgb, box) for box in found.boxes])
+                found.landmarks68 = np.stack([self._points68(rgb, box) for box in found.boxes])
+                found.landmarks = np.stack([five_of_68(points) for points in found.landmarks68])
             out.append(found)
         return out
 
-    def _five_points(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
+    def _points68(self, rgb: np.ndarray, box: np.ndarray) -> np.ndarray:
         rect = self._dlib.rectangle(*(int(round(v)) for v in box))
-        parts = self._predictor(rgb, rect).parts()
-        points = np.array([[p.x, p.y] for p in parts], np.float32)
-        # Eye centres, nose tip, mouth corners: the ArcFace template's five points.
-        return np.stack([points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]])
+        return np.array([[p.x, p.y] for p in self._predictor(rgb, rect).parts()], np.float32)
+
+
+def five_of_68(points: np.ndarray) -> np.ndarray:
+    """Eye centres, nose tip, mouth corners of dlib's 68: the ArcFace template's five points."""
+    return np.stack([points[36:42].mean(0), points[42:48].mean(0), points[30], points[48], points[54]])

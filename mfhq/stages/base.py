@@ -41,6 +41,7 @@ class FaceBatch:
     face_index: np.ndarray = None    # [F] order within its frame
     boxes: np.ndarray = None         # [F, 4]
     landmarks: np.ndarray = None     # [F, 5, 2]
+    landmarks68: np.ndarray = None   # [F, 68, 2] dlib's points where the detector gave them, else NaN
     scores: np.ndarray = None        # [F]
     embeddings: np.ndarray = None    # [F, D]
     similarity: np.ndarray = None    # [F]

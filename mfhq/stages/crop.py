@@ -65,7 +65,11 @@ class PoseStage(_BackendStage):
         if len(alive):
             height, width = batch.frames.shape[1:3]
             sizes = np.tile([width, height], (len(alive), 1))
-            batch.pose[alive] = self.backend.estimate(batch.landmarks[alive], sizes, crops)
+            if getattr(self.backend, "wants_landmarks68", False):  # pnp68: dlib's points, found in detection
+                batch.pose[alive] = self.backend.estimate(batch.landmarks[alive], sizes, crops,
+                                                          landmarks68=batch.landmarks68[alive])
+            else:
+                batch.pose[alive] = self.backend.estimate(batch.landmarks[alive], sizes, crops)
         return batch
 
 

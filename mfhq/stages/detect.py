@@ -39,6 +39,7 @@ class DetectStage(Stage):
         batch.boxes = np.concatenate([d.boxes for d in found]) if found else np.zeros((0, 4), np.float32)
         batch.landmarks = np.concatenate([d.landmarks for d in found]) if found else np.zeros((0, 5, 2), np.float32)
         batch.scores = np.concatenate([d.scores for d in found]) if found else np.zeros(0, np.float32)
+        batch.landmarks68 = np.concatenate([_dense(d) for d in found]) if found else np.zeros((0, 68, 2), np.float32)
         n = len(batch.scores)
         batch.drop_reason = [None] * n
         batch.similarity = np.full(n, np.nan, np.float32)
@@ -85,6 +86,13 @@ class DetectStage(Stage):
             state.verified_nme_sum += float(np.linalg.norm(ours - theirs, axis=1).mean()) / eyes
             state.verified_matched += 1
         return found
+
+
+def _dense(found: Detections) -> np.ndarray:
+    """The detector's 68 points, or NaN for faces it has none for (5-point detectors, annotations)."""
+    if found.landmarks68 is not None:
+        return np.asarray(found.landmarks68, np.float32)
+    return np.full((len(found.scores), 68, 2), np.nan, np.float32)
 
 
 class EmbedStage(Stage):
