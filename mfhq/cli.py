@@ -45,13 +45,14 @@ def extract(
     workers: Optional[int] = typer.Option(None, help="Worker processes (overrides the preset)"),
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (overrides the preset's run.device)"),
-    limit: Optional[int] = typer.Option(None, help="Only the first N clips"),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N clips"),
     clips: Optional[Path] = typer.Option(None, help="Only the clips this file lists, one `<source>/<clip id>` or clip id a line"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
     _setup_logging(verbose)
+    from mfhq.checks import OutputError, check_device, check_output_dir
     from mfhq.executors import ExecutorError
     from mfhq.extract import RunMismatch, extract as run_extract
     from mfhq.models import BackendError
@@ -65,10 +66,13 @@ def extract(
             cfg = cfg.replace(run={"workers": workers})
         if device is not None:
             cfg = cfg.replace(run={"device": device})
+        # Before any work: never a silent CPU run recorded as cuda.
+        check_device(cfg.run.device, "--device" if device is not None else f"{pipeline}: run.device")
+        check_output_dir(out)
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit,
                               clips_file=clips)
     except (ConfigError, SourceError, RunMismatch, ExecutorError, BackendError, WeightsMissing, WeightsCorrupt,
-            DeviceError) as exc:
+            DeviceError, OutputError) as exc:
         _fail(str(exc))
         return
     log.info(

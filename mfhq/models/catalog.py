@@ -129,6 +129,9 @@ def _store(wf: WeightFile, data: bytes, dest: Path) -> None:
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
+        from mfhq.manifest.io import follow_umask
+
+        follow_umask(temp)  # mkstemp's 0600 would make shared weights unreadable to others
         check(wf, Path(temp))  # against the published hash or name prefix, before it takes the name
         shutil.move(temp, dest)
     finally:
