@@ -20,7 +20,7 @@ from mfhq import __version__
 from mfhq.config import CurateConfig
 from mfhq.curate.cluster import select_faces
 from mfhq.curate.merge import assign_identities, clip_embeddings
-from mfhq.curate.runs import RunError, connect_runs
+from mfhq.curate.runs import RunError, connect_runs, naming_damaged_shards
 from mfhq.curate.split import assign_split
 from mfhq.manifest.io import atomic_write_arrow, atomic_write_json
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, MANIFEST_VERSION, read_manifest, read_sidecar
@@ -114,6 +114,11 @@ def _code_version() -> str:
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
                    workers: int | None = None) -> dict:
+    with naming_damaged_shards(run_dirs):
+        return _cluster_sample(run_dirs, out, cfg, pipeline, workers)
+
+
+def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None) -> dict:
     started = time.perf_counter()
     con, metas = connect_runs(run_dirs)
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
