@@ -132,9 +132,11 @@ def cluster_sample(
 ) -> None:
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
     _setup_logging(verbose)
+    from mfhq.checks import check_output_dir
     from mfhq.curate import CurateError, cluster_sample as run_cluster_sample
 
     try:
+        check_output_dir(out)  # an OutputError is a ValueError, one of CurateError
         cfg = load_pipeline(pipeline)
         summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers)
     except (ConfigError, *CurateError) as exc:
@@ -169,6 +171,7 @@ def stats(
 ) -> None:
     """Counts, rejections, pose and quality coverage, throughput: DuckDB views, plots, HTML."""
     _setup_logging(False)
+    from mfhq.checks import check_output_dir
     from mfhq.curate import CurateError
     from mfhq.stats import StatsError, run_query, write_report
 
@@ -176,6 +179,7 @@ def stats(
         if sql:
             typer.echo(run_query(run, manifest, sql))
             return
+        check_output_dir(out)
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
     except (*CurateError, StatsError) as exc:

@@ -6,7 +6,6 @@ import os
 import stat
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 
 from mfhq.checks import OutputError, check_output_dir
@@ -66,3 +65,11 @@ def test_every_file_of_an_extract_run_follows_the_umask(sample_run):
     assert {".json", ".parquet", ".jpg", ".png"} <= kinds
     wrong = [(str(p.relative_to(sample_run)), oct(_mode(p))) for p in files if _mode(p) != expected]
     assert not wrong, f"expected {oct(expected)}: {wrong[:5]}"
+
+
+def test_cluster_sample_out_that_is_a_file_is_refused(tmp_path):
+    a_file = tmp_path / "manifests"
+    a_file.write_text("mine")
+    result = run_cli("cluster-sample", "--run", str(tmp_path / "no-run"), "--out", str(a_file / "sub"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"--out {a_file}/sub: {a_file} is a file, so no folder can be made under it" in result.stderr

@@ -13,7 +13,7 @@ import pytest
 import skimage.data
 
 from conftest import SAMPLE_PRESET, run_cli
-from mfhq.align import BORDER_VALUE, alignment_transform, apply_transform, out_of_frame
+from mfhq.align import BORDER_VALUE, apply_transform, out_of_frame
 from mfhq.config import AlignConfig
 from mfhq.models import create_backend
 from mfhq.records import Clip
