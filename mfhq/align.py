@@ -82,9 +82,30 @@ def source_extent(matrix: np.ndarray, size: int) -> float:
     return size / transform_scale(matrix)
 
 
+def out_of_frame(matrix: np.ndarray, size: int, width: int, height: int) -> float:
+    """The fraction of the size x size crop that lies outside the width x height source frame.
+
+    The crop's corners, mapped back to the source, bound a parallelogram; its overlap with the
+    frame rectangle is exact (convex polygon intersection), so no mask is drawn."""
+    corners = np.array([[0, 0], [size, 0], [size, size], [0, size]], np.float64)
+    inverse = cv2.invertAffineTransform(matrix)
+    quad = apply_transform(inverse, corners).astype(np.float32)
+    frame = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
+    total = abs(cv2.contourArea(quad))
+    if total <= 0:
+        return 1.0
+    inside, _ = cv2.intersectConvexConvex(quad, frame)
+    return float(min(max(1.0 - inside / total, 0.0), 1.0))
+
+
+BORDER_VALUE = (0, 0, 0)  # what fills the crop outside the frame (insightface's norm_crop does the same)
+
+
 def warp(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
-    # Reflect the border: black corners would look like a face edge to quality models.
-    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+    # A constant border, never a mirror: a reflected half-face looks like a real, symmetric
+    # face to quality and identity models. Faces with much of it are dropped (out_of_frame).
+    return cv2.warpAffine(frame, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                          borderValue=BORDER_VALUE)
 
 
 def apply_transform(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -72,13 +72,14 @@ def extract(
     workers: Optional[int] = typer.Option(None, help="Worker processes (overrides the preset)"),
     models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
     device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (overrides the preset's run.device)"),
-    limit: Optional[int] = typer.Option(None, help="Only the first N clips"),
+    limit: Optional[int] = typer.Option(None, min=1, help="Only the first N clips"),
     clips: Optional[Path] = typer.Option(None, help="Only the clips this file lists, one `<source>/<clip id>` or clip id a line"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
     _setup_logging(verbose)
+    from mfhq.checks import OutputError, check_device, check_output_dir
     from mfhq.executors import ExecutorError
     from mfhq.extract import RunMismatch, extract as run_extract
     from mfhq.models import BackendError
@@ -92,10 +93,13 @@ def extract(
             cfg = cfg.replace(run={"workers": workers})
         if device is not None:
             cfg = cfg.replace(run={"device": device})
+        # Before any work: never a silent CPU run recorded as cuda.
+        check_device(cfg.run.device, "--device" if device is not None else f"{pipeline}: run.device")
+        check_output_dir(out)
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit,
                               clips_file=clips)
     except (ConfigError, SourceError, RunMismatch, ExecutorError, BackendError, WeightsMissing, WeightsCorrupt,
-            DeviceError) as exc:
+            DeviceError, OutputError) as exc:
         _fail(str(exc))
         return
     log.info(
@@ -157,9 +161,11 @@ def cluster_sample(
 ) -> None:
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
     _setup_logging(verbose)
+    from mfhq.checks import check_output_dir
     from mfhq.curate import CurateError, cluster_sample as run_cluster_sample
 
     try:
+        check_output_dir(out)  # an OutputError is a ValueError, one of CurateError
         cfg = load_pipeline(pipeline)
         summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers)
     except (ConfigError, *CurateError) as exc:
@@ -194,6 +200,7 @@ def stats(
 ) -> None:
     """Counts, rejections, pose and quality coverage, throughput: DuckDB views, plots, HTML."""
     _setup_logging(False)
+    from mfhq.checks import check_output_dir
     from mfhq.curate import CurateError
     from mfhq.stats import StatsError, run_query, write_report
 
@@ -201,6 +208,7 @@ def stats(
         if sql:
             typer.echo(run_query(run, manifest, sql))
             return
+        check_output_dir(out)
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
     except (*CurateError, StatsError) as exc:

@@ -15,9 +15,9 @@ from typing import Any
 
 import yaml
 
+from mfhq.config_rules import ConfigError, check_option
 
-class ConfigError(ValueError):
-    """A pipeline preset that cannot be used; the message names the file and the problem."""
+__all__ = ["ConfigError", "PipelineConfig", "load_pipeline", "config_from_dict"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,9 @@ class AlignConfig:
     size: int = 448
     # The least source extent (px) of the aligned crop: below it the crop would be upsampled.
     min_face_px: float = 448.0
+    # The largest fraction of the aligned crop that may lie outside the source frame (filled
+    # with a constant border); faces above it are dropped with reason out_of_frame.
+    max_out_of_frame: float = 0.1
     crop_format: str = "jpg"       # jpg or png
     jpeg_quality: int = 95
 
@@ -160,7 +163,8 @@ class PipelineConfig:
         changed = {}
         for section, options in sections.items():
             current = getattr(self, section)
-            changed[section] = dataclasses.replace(current, **options)
+            # Command-line overrides obey the preset's ranges (`--workers 0` is refused too).
+            changed[section] = _build_section("the command line", section, {**dataclasses.asdict(current), **options})
         return dataclasses.replace(self, **changed)
 
 
@@ -179,15 +183,16 @@ def _build_section(origin: str, section: str, options: Any):
         )
     defaults = factory()
     for key, value in options.items():
-        expected = type(getattr(defaults, key))
-        if value is None or getattr(defaults, key) is None:
-            continue
-        if expected is float and isinstance(value, int) and not isinstance(value, bool):
-            continue
-        if not isinstance(value, expected):
-            raise ConfigError(
-                f"{origin}: {section}.{key} must be {expected.__name__}, got {value!r}"
-            )
+        default = getattr(defaults, key)
+        expected = type(default)
+        if value is not None and default is not None:
+            numeric = expected is float and isinstance(value, int)
+            # bool is an int to Python, but `workers: yes` is a typo, not 1 worker.
+            if isinstance(value, bool) and expected is not bool or not (numeric or isinstance(value, expected)):
+                raise ConfigError(f"{origin}: {section}.{key} must be {expected.__name__}, got {value!r}")
+        elif value is None and default is not None:
+            raise ConfigError(f"{origin}: {section}.{key} must be {expected.__name__}, got null")
+        check_option(origin, section, key, value, integer=expected is int or key == "max_frames")
     return factory(**options)
 
 

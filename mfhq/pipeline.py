@@ -127,7 +127,7 @@ class ClipProcessor:
             reasons = {r["drop_reason"] for r in rows}
             # The most telling reason wins: the person was there but too small or too poor,
             # else only other people were (the clip's person never matched).
-            status = next((s for s in ("too_small", "low_quality") if s in reasons), "identity_switch")
+            status = next((s for s in ("too_small", "out_of_frame", "low_quality") if s in reasons), "identity_switch")
             reason = f"{len(rows)} faces detected, none kept ({', '.join(sorted(reasons))})"
         row = empty_clip_row(clip, status, reason, self.provenance)
         row.update(
@@ -158,6 +158,7 @@ class ClipProcessor:
                 "det_score": float(batch.scores[i]),
                 "bbox": batch.boxes[i].tolist(), "landmarks": batch.landmarks[i].reshape(-1).tolist(),
                 "face_size": _num(batch.face_size[i]), "identity_similarity": _num(batch.similarity[i]),
+                "out_of_frame": None if batch.out_of_frame is None else _num(batch.out_of_frame[i]),
                 "yaw": _num(batch.pose[i, 0]), "pitch": _num(batch.pose[i, 1]), "roll": _num(batch.pose[i, 2]),
                 "quality": _num(batch.quality[i]),
                 "embedding": batch.embeddings[i].tolist() if batch.embeddings is not None else None,

@@ -28,6 +28,7 @@ CLIP_STATUSES = (
     "crashed",         # the worker process died (a native crash) on this clip
     "no_face",         # frames decoded, but no face detected in any
     "too_small",       # the clip's person was found, but never at the minimum size
+    "out_of_frame",    # the clip's person was found, but only with too much of the crop outside the frame
     "identity_switch",  # faces found, none of them the clip's own person
     "low_quality",     # every candidate fell under the quality threshold
     "error",           # an unexpected exception in a stage; the reason holds it
@@ -35,7 +36,7 @@ CLIP_STATUSES = (
 )
 
 # Face drop reasons.
-DROP_REASONS = ("other_identity", "too_small", "low_quality", "align_failed")
+DROP_REASONS = ("other_identity", "too_small", "low_quality", "align_failed", "out_of_frame")
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ FACE_SCHEMA = _schema(
         pa.field("bbox", pa.list_(pa.float32(), 4), nullable=False),        # x1, y1, x2, y2 (source px)
         pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y): eyes, nose, mouth corners
         pa.field("face_size", pa.float32()),       # source extent (px) of the aligned crop
+        pa.field("out_of_frame", pa.float32()),    # fraction of the aligned crop outside the source frame
         pa.field("identity_similarity", pa.float32()),  # cosine to the clip's person
         pa.field("yaw", pa.float32()),
         pa.field("pitch", pa.float32()),

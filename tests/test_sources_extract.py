@@ -15,6 +15,7 @@ import pytest
 
 import source_fixtures as fx
 from conftest import run_cli
+from mfhq.sources.base import problem_id
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def _faces(run, clip_id: str) -> list[dict]:
 EXPECTED = {
     f"celebvhq/{fx.HQ_RAW}_0": "ok", f"celebvhq/{fx.HQ_RAW}_1_0": "ok", f"celebvhq/{fx.HQ_CUT}_0": "ok",
     "celebvhq/synthMISSNG_0": "missing", "celebvhq/synthREVERS_0": "bad_metadata",
-    "celebvhq/___synthESCAPE_0": "bad_metadata",
+    f"celebvhq/{problem_id('../synthESCAPE_0')}": "bad_metadata",  # ___synthESCAPE_0-<hash>
     f"celebvtext/{fx.TXT_RAW}_0_0": "ok", f"celebvtext/{fx.TXT_RAW}_0_1": "ok",
     f"celebvtext/{fx.TXT_RAW}_0_2": "bad_metadata",
     f"talkinghead1kh/{fx.TH_RAW}_0000_S12_E80_L400_T100_R880_B620": "ok",
@@ -76,7 +77,7 @@ def test_every_entry_of_every_source_gets_one_status_row(all_run):
 def test_problem_rows_name_the_file_and_line(all_run):
     rows = _clips(all_run[0])
     assert "celebvhq_info.json:" in rows["celebvhq/synthREVERS_0"]["reason"]
-    assert "unsafe clip id '../synthESCAPE_0'" in rows["celebvhq/___synthESCAPE_0"]["reason"]
+    assert "unsafe clip id '../synthESCAPE_0'" in rows[f"celebvhq/{problem_id('../synthESCAPE_0')}"]["reason"]
     assert "train_video_tubes.txt:3: expected 9" in rows["talkinghead1kh/train-line3"]["reason"]
     assert "reversed frame range 90..40" in rows["talkinghead1kh/train-line4"]["reason"]
     assert "Clip+synthVF-trc+P0+C0+F4-40.txt:" in rows["vfhq/Clip+synthVF-trc+P0+C0+F4-40"]["reason"]

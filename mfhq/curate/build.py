@@ -26,7 +26,7 @@ from mfhq.manifest.card import write_card
 from mfhq.manifest.folder import ManifestFolder, read_manifest, read_sidecar, run_entries, write_manifest_folder
 from mfhq.manifest.io import atomic_write_arrow
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
-from mfhq.manifest.views import RunError, connect_runs
+from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
@@ -117,6 +117,11 @@ def _code_version() -> str:
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
                    workers: int | None = None) -> dict:
+    with naming_damaged_shards(run_dirs):
+        return _cluster_sample(run_dirs, out, cfg, pipeline, workers)
+
+
+def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None) -> dict:
     started = time.perf_counter()
     con, metas = connect_runs(run_dirs)
     runs = run_entries([m["run_dir"] for m in metas], out)

@@ -22,10 +22,33 @@ __all__ = ["SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "at
            "atomic_write_table", "check_schema_version", "read_table", "ShardMarkers"]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only set
+    it, and setting it back is a race with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: Path | str) -> None:
+    """Give a file made by mkstemp (always 0600) the mode any tool's new file gets: 0666 less
+    the umask. Outputs are shared with other users and jobs; a private temp mode must not leak
+    into them through the rename."""
+    os.chmod(path, 0o666 & ~current_umask())
+
+
 def _temp_path(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", dir=dest.parent)
     os.close(fd)
+    follow_umask(name)
     return Path(name)
 
 

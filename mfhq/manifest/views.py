@@ -8,7 +8,9 @@ through the sidecar) and `identities`.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -17,6 +19,9 @@ import pyarrow.parquet as pq
 from mfhq.manifest.folder import ManifestFolder, read_manifest
 from mfhq.manifest.io import check_schema_version
 from mfhq.manifest.schema import SPLITS, ManifestError
+
+REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
+        "only that shard is redone")
 
 
 class RunError(ManifestError):
@@ -45,11 +50,63 @@ def check_run(run_dir: Path) -> dict:
             raise RunError(f"{run_dir / view}: no Parquet shards; is {run_dir} a finished `mfhq extract` run?")
         for path in files:
             try:
-                meta_kv = pq.read_schema(path).metadata or {}
+                schema = pq.read_schema(path)
             except Exception as exc:  # pyarrow raises several types for a damaged footer
-                raise RunError(f"{path}: not a readable Parquet file ({exc})") from exc
-            check_schema_version(path, meta_kv, "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
+                raise RunError(f"{path}: not a readable Parquet file ({exc}); {_redo(path)}") from exc
+            check_schema_version(path, schema.metadata or {}, "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
+            _check_columns(path, schema, _run_schemas()[view])
     return meta
+
+
+def _run_schemas() -> dict[str, pa.Schema]:
+    from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA  # the field lists live beside the row builders
+
+    return {"faces": FACE_SCHEMA, "clips": CLIP_SCHEMA}
+
+
+def _redo(path: Path) -> str:
+    return REDO.format(shard=path.stem, run=path.parent.parent)
+
+
+def _check_columns(path: Path, schema: pa.Schema, expected: pa.Schema) -> None:
+    """Every column this code reads, with its type: a shard edited after extract (a column
+    dropped or retyped) is named here, not in a query error halfway through curation."""
+    missing = [f.name for f in expected if f.name not in schema.names]
+    if missing:
+        raise RunError(f"{path}: column(s) {missing} missing from this {expected.metadata[b'mfhq.schema'].decode()} "
+                       f"shard; it was changed after `mfhq extract` wrote it. {_redo(path).capitalize()}")
+    for f in expected:
+        found = schema.field(f.name).type
+        if not found.equals(f.type):
+            raise RunError(f"{path}: column {f.name!r} is {found}, expected {f.type}; {_redo(path)}")
+
+
+def damaged_shard(run_dirs: list[Path]) -> RunError | None:
+    """Read every shard in full (all data pages): the first that fails, as a RunError."""
+    for run_dir in run_dirs:
+        for view in ("faces", "clips"):
+            for path in sorted((Path(run_dir) / view).glob("*.parquet")):
+                try:
+                    pq.read_table(path)
+                except Exception as exc:  # OSError, ArrowInvalid...: whatever the damage raises
+                    return RunError(f"{path}: damaged Parquet data ({exc}); {_redo(path)}")
+    return None
+
+
+@contextmanager
+def naming_damaged_shards(run_dirs: list[Path]) -> Iterator[None]:
+    """A DuckDB error while reading runs becomes one RunError naming the damaged shard.
+
+    Footers and schemas are checked up front (cheaply); data pages are only read by the
+    queries themselves, so a damaged page surfaces there. Only then is each shard read in
+    full to find the culprit; an error no shard explains is raised as it was."""
+    try:
+        yield
+    except duckdb.Error as exc:
+        damage = damaged_shard(run_dirs)
+        if damage is None:
+            raise
+        raise damage from exc
 
 
 def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[dict]]:

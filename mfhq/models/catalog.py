@@ -169,6 +169,9 @@ def _store(wf: WeightFile, source: Path, dest: Path) -> None:
                     shutil.copyfileobj(src, out)
             else:
                 out.write(_member(wf, source))
+        from mfhq.manifest.io import follow_umask
+
+        follow_umask(temp)  # mkstemp's 0600 would make shared weights unreadable to others
         try:
             check(wf, Path(temp))  # against the published hash or name prefix, before it takes the name
         except WeightsCorrupt:

@@ -8,6 +8,7 @@ cannot be read at all raises `SourceError`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -36,6 +37,9 @@ class SourceProblem:
 # '+' is allowed: VFHQ's clip names are `Clip+{ytid}+P{pid}+C{n}+F{start}-{end}`.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.+\-]+(/[A-Za-z0-9_.+\-]+)*$")
 _UNSAFE_CHAR = re.compile(r"[^A-Za-z0-9_.+\-]")
+# File systems allow 255 bytes per name; an id part becomes a folder and a file name with a
+# suffix (`<id>.mp4.mp4`, `.tmp-<id>...`), so leave room for those.
+MAX_ID_PART = 200
 
 
 def safe_clip_id(raw: str) -> str:
@@ -44,13 +48,23 @@ def safe_clip_id(raw: str) -> str:
         raise ValueError(f"unsafe clip id {raw!r}: only letters, digits, '_', '-', '.', '+' and '/' separators")
     if any(part in ("", ".", "..") for part in raw.split("/")):
         raise ValueError(f"unsafe clip id {raw!r}: '.' and '..' path parts are refused")
+    longest = max(len(part) for part in raw.split("/"))
+    if longest > MAX_ID_PART:
+        raise ValueError(f"clip id {raw[:40]!r}... is too long: a part of {longest} characters, where file "
+                         f"names allow 255 bytes and {MAX_ID_PART} are used at most")
     return raw
 
 
 def problem_id(raw: object) -> str:
-    """A printable stand-in for an id that cannot be used (status rows only; never a path)."""
-    text = _UNSAFE_CHAR.sub("_", str(raw)) or "_"
-    return text.replace("..", "__")[:200]
+    """A printable stand-in for an id that cannot be used (status rows only; never a path).
+
+    Where the raw id had to be changed, a short hash of it is appended: `a b_0` and a valid
+    `a_b_0` are two entries and must stay two rows, not one key that hides the other."""
+    raw = str(raw)
+    text = _UNSAFE_CHAR.sub("_", raw).replace("..", "__") or "_"
+    if text == raw and len(text) <= MAX_ID_PART:
+        return text
+    return f"{text[:MAX_ID_PART]}-{hashlib.sha256(raw.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 class Source(ABC):
@@ -77,8 +91,11 @@ class Source(ABC):
         """The first existing `root/<folder>/<name>`; the layouts users hold differ slightly."""
         for folder in folders:
             path = self.root / folder / name
-            if path.is_file():
-                return path
+            try:
+                if path.is_file():
+                    return path
+            except OSError:  # a name the file system refuses, an unreadable folder: not there
+                continue
         return None
 
     @classmethod

@@ -46,7 +46,11 @@ class TalkingHead1KHSource(Source):
         tubes: dict[str, tuple[Clip, list[str], str]] = {}
         for path in self.tube_lists():
             split = _LIST.match(path.name)["split"]
-            text = path.read_text(encoding="utf-8", errors="replace")
+            try:
+                text = path.read_text(encoding="utf-8", errors="replace")
+            except OSError as exc:  # a dangling link, no permission: the other lists go on
+                yield self.problem(f"{split}-list", f"{path}: cannot read the tube list ({exc.strerror or exc})")
+                continue
             for number, line in enumerate(text.splitlines(), start=1):  # no final newline upstream
                 if not line.strip():
                     continue
@@ -84,7 +88,7 @@ class TalkingHead1KHSource(Source):
         if not (0 <= left < right <= width and 0 <= top < bottom <= height):
             raise ValueError(f"box L{left} T{top} R{right} B{bottom} lies outside the {height}x{width} frame")
         # The crop script's own output name: unique per tube, and a valid path.
-        clip_id = f"{video_name}_S{start}_E{end}_L{left}_T{top}_R{right}_B{bottom}"
+        clip_id = safe_clip_id(f"{video_name}_S{start}_E{end}_L{left}_T{top}_R{right}_B{bottom}")
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"],
             split=_SPLIT.get(split, split), start_frame=start, end_frame=end,

@@ -11,6 +11,7 @@ folder (train/ or test/) or from id lists `id_train.txt` / `id_test.txt` at the 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 from typing import Iterator
@@ -28,14 +29,19 @@ RAW_DIRS = ("videos", "raw")
 
 def _numbers(tokens: list[str], where: str) -> list[float]:
     try:
-        return [float(t) for t in tokens]
+        values = [float(t) for t in tokens]
     except ValueError:
         raise ValueError(f"{where}: expected numbers, got {' '.join(tokens)[:80]!r}") from None
+    # float() also reads 'inf' and 'nan': no frame index, landmark or size can be either.
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{where}: expected finite numbers, got {' '.join(tokens)[:80]!r}")
+    return values
 
 
 def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
     """Header values and the per-frame faces; ValueError names the file and line."""
     header: dict = {}
+    header_at: dict[str, str] = {}  # key -> file:line, so that a bad value is found in the file
     frames, boxes, marks = [], [], []
     for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
         # The header separator is unverified (": ", a tab, ...): colons count as spaces.
@@ -49,8 +55,12 @@ def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
                 if len(tokens) < 5:
                     raise ValueError(f"{where}: CROP needs 4 values x0 y0 x1 y1")
                 header["CROP"] = tuple(values)
+                header_at["CROP"] = where
             elif key in ("H", "W", "FPS"):
                 header[key] = _numbers(tokens[-1:], where)[0]
+                header_at[key] = where
+                if header[key] <= 0:
+                    raise ValueError(f"{where}: {key} is {header[key]:g}; it must be positive")
             elif key == "Video":
                 header["Video"] = tokens[-1]
             continue
@@ -61,14 +71,18 @@ def parse_meta(path: Path) -> tuple[dict, FrameAnnotations]:
         x, y, w, h = values[2:6]
         if w <= 0 or h <= 0:
             raise ValueError(f"{where}: empty face box W={w} H={h}")
+        if values[0] < 0 or values[0] != int(values[0]):
+            raise ValueError(f"{where}: frame index {tokens[0]!r} is not a whole number >= 0")
         frames.append(int(values[0]))
         boxes.append((x, y, x + w, y + h))
         marks.append(tuple(values[6:]))
     for key in ("H", "W", "CROP"):
         if key not in header:
             raise ValueError(f"{path}: no {key} line (a truncated meta file?)")
-    if header["H"] <= 0 or header["W"] <= 0:
-        raise ValueError(f"{path}: frame size {header['H']}x{header['W']} is not positive")
+    x0, y0, x1, y1 = header["CROP"]
+    if not (0 <= x0 < x1 <= header["W"] and 0 <= y0 < y1 <= header["H"]):
+        raise ValueError(f"{header_at['CROP']}: CROP {header['CROP']} lies outside the "
+                         f"{int(header['H'])}x{int(header['W'])} frame")
     return header, FrameAnnotations(tuple(frames), tuple(boxes), tuple(marks))
 
 
@@ -89,8 +103,11 @@ class VFHQSource(Source):
         for path in metas:
             try:
                 clip = self._clip(path, splits)
-            except ValueError as exc:
+            except ValueError as exc:  # the messages name the file and line
                 yield self.problem(path.stem, str(exc))
+                continue
+            except OSError as exc:  # a dangling link, a folder named *.txt, no permission
+                yield self.problem(path.stem, f"{path}: cannot read the meta file ({exc.strerror or exc})")
                 continue
             if clip.clip_id in seen:
                 yield self.problem(f"{clip.clip_id}.duplicate", f"{path}: clip {clip.clip_id} has two meta files")
@@ -119,8 +136,6 @@ class VFHQSource(Source):
             raise ValueError(f"{path}: Video ID {header['Video']!r} differs from the name's {match['ytid']!r}")
         width, height = header["W"], header["H"]
         x0, y0, x1, y1 = header["CROP"]
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise ValueError(f"{path}: CROP {header['CROP']} lies outside the {int(height)}x{int(width)} frame")
         split = path.parent.name if path.parent.name in ("train", "test") else splits.get(clip_id)
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,

@@ -47,6 +47,7 @@ class FaceBatch:
     similarity: np.ndarray = None    # [F]
     transforms: np.ndarray = None    # [F, 2, 3] source -> crop
     face_size: np.ndarray = None     # [F]
+    out_of_frame: np.ndarray = None  # [F] fraction of the aligned crop outside the frame
     pose: np.ndarray = None          # [F, 3]
     quality: np.ndarray = None       # [F]
     drop_reason: list = None         # [F] str | None

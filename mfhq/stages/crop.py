@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfhq.align import alignment_transform, apply_transform, source_extent, warp
+from mfhq.align import alignment_transform, apply_transform, out_of_frame, source_extent, warp
 from mfhq.config import AlignConfig, ParsingConfig, PoseConfig, QualityConfig
 from mfhq.models import create_backend
 from mfhq.stages.base import FaceBatch, Stage
 
 
 class AlignStage(Stage):
-    """Drops faces whose aligned crop would be upsampled past the limit, warps the rest."""
+    """Drops faces whose aligned crop would be upsampled past the limit, or would lie outside
+    the frame by more than the limit; warps the rest."""
 
     name = "align"
 
@@ -22,12 +23,18 @@ class AlignStage(Stage):
         return f"align={self.cfg.template}{self.cfg.size}"
 
     def __call__(self, batch: FaceBatch) -> FaceBatch:
+        height, width = batch.frames.shape[1:3]
+        batch.out_of_frame = np.full(batch.n_faces, np.nan, np.float32)
         for i in batch.alive():
             matrix = alignment_transform(batch.landmarks[i], self.cfg.template, self.cfg.size)
             batch.transforms[i] = matrix
             batch.face_size[i] = source_extent(matrix, self.cfg.size)
+            batch.out_of_frame[i] = out_of_frame(matrix, self.cfg.size, width, height)
             if batch.face_size[i] < self.cfg.min_face_px:
                 batch.drop([i], "too_small")
+                continue
+            if batch.out_of_frame[i] > self.cfg.max_out_of_frame:
+                batch.drop([i], "out_of_frame")
                 continue
             batch.crops[int(i)] = warp(batch.frames[batch.frame_pos[i]], matrix, self.cfg.size)
         return batch

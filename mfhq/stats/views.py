@@ -20,7 +20,7 @@ class StatsError(RuntimeError):
 
 # Which stage drops a face for a reason (records.DROP_REASONS).
 STAGE_OF_REASON = {"other_identity": "identity", "too_small": "align", "align_failed": "align",
-                   "low_quality": "quality"}
+                   "out_of_frame": "align", "low_quality": "quality"}
 _STAGE_CASE = "CASE " + " ".join(f"WHEN drop_reason = '{r}' THEN '{s}'" for r, s in STAGE_OF_REASON.items()) + \
     " WHEN kept THEN 'kept' ELSE 'other' END"
 _SPREAD = "sqrt(var_pop(yaw) + var_pop(pitch) + var_pop(roll))"

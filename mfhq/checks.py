@@ -1,0 +1,67 @@
+"""Checks on what a command is asked to do, run before any work starts.
+
+A device that is not here (`--device cuda` on a CPU machine) used to run on the CPU and record
+`cuda` in run.json; an `--out` that is a file ended in a traceback after the scan. Both are
+refused here, in one line naming the option, the value and what to do.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from mfhq.models.runtime import DeviceError, is_cuda
+
+
+class OutputError(ValueError):
+    """The output location cannot hold a run folder."""
+
+
+def cuda_devices() -> int | None:
+    """How many CUDA devices this process can use; None when no library here can drive one."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return 0 if torch is not None else None
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return 1  # onnxruntime-gpu without a CUDA torch: it cannot say how many; device 0 exists
+    return 0
+
+
+def check_device(device: str, origin: str = "--device") -> None:
+    """Refuse a device that is not available here; origin says where the name came from."""
+    if not is_cuda(device) or not re.fullmatch(r"cuda(:\d+)?", device):
+        if device != "cpu":
+            raise DeviceError(f"{origin} {device!r}: not a device; use cpu, cuda or cuda:N")
+        return
+    count = cuda_devices()
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if not count:
+        raise DeviceError(f"{origin} {device!r}: no CUDA GPU is available on this machine "
+                          f"(torch and onnxruntime see none); run with --device cpu")
+    if index >= count:
+        raise DeviceError(f"{origin} {device!r}: this machine has {count} CUDA device(s), "
+                          f"numbered 0..{count - 1}")
+
+
+def check_output_dir(out: Path, option: str = "--out") -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{option} {out}: is a file, not a folder; give a folder for the run")
+    ancestor = out
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
+            raise OutputError(f"{option} {out}: {ancestor} is a broken symbolic link")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{option} {out}: {ancestor} is a file, so no folder can be made under it")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        what = "the run folder" if ancestor == out else f"{ancestor}, where it would be made,"
+        raise OutputError(f"{option} {out}: {what} is not writable by this user")
