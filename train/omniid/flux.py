@@ -122,9 +122,16 @@ def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=
     """The frozen transformer and VAE (eval mode, requires_grad False) on `device` in `dtype`."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
-    if flow.transformer is not None:  # a random-weight config (tiny preset, tests)
-        transformer = FluxTransformer2DModel(**flow.transformer)
-        vae = AutoencoderKL(**flow.vae)
+    if flow.transformer is not None:  # a random-weight config (tiny preset, tests, benchmarks)
+        # built where it runs and in its dtype: a 12B config never passes through RAM or fp32
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                transformer = FluxTransformer2DModel(**flow.transformer)
+                vae = AutoencoderKL(**flow.vae)
+        finally:
+            torch.set_default_dtype(previous)
         scheduler = flow_scheduler(None)
     else:
         folder = require_flux_folder(flow, flux_path)
