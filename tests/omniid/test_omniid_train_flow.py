@@ -4,7 +4,10 @@ clear errors for a bad --init-from and for missing FLUX weights, and the CLI's h
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +124,23 @@ def test_version_and_help_show_defaults_and_weights(capsys):
     text = " ".join(capsys.readouterr().out.split())  # whatever the terminal's width
     assert "(default: paper)" in text and "(default: mtd)" in text and "(default: omniid)" in text
     assert "FLUX.1-dev" in text and "--flux-path" in text and "tiny nothing" in text
+
+
+@pytest.mark.slow
+def test_flow_ddp_with_two_cpu_processes(sample_manifest, mtd_run, tmp_path):
+    """The frozen FLUX is left out of DDP's broadcast and gradient sync; the trained parts agree."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo / "train"), str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "omniid",
+         *flow_args(sample_manifest, out, "--init-from", str(mtd_run), "--steps", "2", "--batch-size", "1",
+                    "--save-every", "2")],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((out / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["world"] == 2 and state["samples"] == 2 * 2 * 1
+    first, second = state["weight_checksums"]
+    assert first == second
