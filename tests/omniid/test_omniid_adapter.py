@@ -9,6 +9,7 @@ from diffusers import FluxPipeline
 
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE, OmniIDAdapter
 from omniid.config import get_preset
+from omniid.flux import main as flux_main
 from omniid.flux import (FluxWeightsMissing, ensure_prompt_embeds, latent_image_ids, load_flux, load_prompt_embeds,
                          pack_latents, require_flux_folder, sample, unpack_latents)
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
@@ -113,6 +114,8 @@ def test_tiny_prompt_cache_has_flux_shapes(tmp_path):
     assert pooled.shape == (1, FLOW.transformer["pooled_projection_dim"])
     assert meta["prompt"] == "photo of a person."
     assert ensure_prompt_embeds(FLOW, path) == path  # cached: not rewritten
+    assert flux_main(["encode-prompt", "--preset", "tiny", "--out", str(tmp_path / "cli.safetensors")]) == 0
+    assert torch.equal(load_prompt_embeds(tmp_path / "cli.safetensors")[0], embeds)
 
 
 def test_sampling_through_flux_pipeline_with_the_adapter(parts):
