@@ -10,7 +10,7 @@ from diffusers import FluxPipeline
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE, OmniIDAdapter
 from omniid.config import get_preset
 from omniid.flux import main as flux_main
-from omniid.flux import (FluxWeightsMissing, ensure_prompt_embeds, latent_image_ids, load_flux, load_prompt_embeds,
+from omniid.flux import (FluxWeightsMissing, build_pipeline, ensure_prompt_embeds, latent_image_ids, load_flux, load_prompt_embeds,
                          pack_latents, require_flux_folder, sample, unpack_latents)
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 
@@ -93,10 +93,14 @@ def test_adapter_saves_and_loads_alone_from_run_pointer_or_step(parts, tmp_path)
         OmniIDAdapter.from_pretrained(step)
 
 
-def test_adapter_refuses_a_transformer_of_another_shape(parts):
-    adapter = OmniIDAdapter(TOKENS, DIM, 32, hidden_size=32, num_blocks=3)
+def test_adapter_attaches_to_a_pipeline_and_refuses_another_shape(parts):
+    adapter = OmniIDAdapter.for_transformer(parts.transformer, TOKENS, DIM)
+    adapter.attach(build_pipeline(parts))
+    assert adapter.attached and parts.transformer.attn_processors["transformer_blocks.0.attn.processor"] \
+        is adapter.processors[0]
+    adapter.detach()
     with pytest.raises(ValueError, match="3 double-stream blocks"):
-        adapter.attach(parts.transformer)
+        OmniIDAdapter(TOKENS, DIM, 32, hidden_size=32, num_blocks=3).attach(parts.transformer)
 
 
 def test_packing_matches_flux_pipeline():
