@@ -103,12 +103,12 @@ class CropReader:
     remembered (not read again) and returned as None. A transform of the pixels for another
     objective belongs in `image`."""
 
-    def __init__(self, image_size: int):
-        self.image_size = image_size
+    def __init__(self, image_size: int, pixels: str = "clip"):
+        self.image_size, self.pixels = image_size, pixels  # pixels: "clip" normalisation or "signed" [-1, 1]
         self.bad: dict[str, str] = {}
 
     def image(self, path: Path) -> torch.Tensor:
-        return image_to_tensor(path, self.image_size)
+        return image_to_tensor(path, self.image_size, self.pixels)
 
     def mask(self, path: Path) -> torch.Tensor:
         return mask_to_tensor(path, self.image_size)
@@ -169,15 +169,22 @@ class FaceDataset(Dataset):
 
 
 class FewToManyDataset(Dataset):
-    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,S,S], masks [R,1,S,S]},
-    plus `bad_crops`: the files this item found unreadable (the loader counts them)."""
+    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]},
+    plus `bad_crops`: the files this item found unreadable (the loader counts them).
+
+    Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
+    own (`target_size=448, target_pixels="signed"`: VAE input in [-1, 1]).
+    """
 
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
-                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0):
+                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
+                 target_size: int | None = None, target_pixels: str = "clip"):
+        self.target_size, self.target_pixels = target_size or image_size, target_pixels
         self.names = list(identities)
         self.faces = [identities[n] for n in self.names]
         self.image_size, self.seed = image_size, seed
         self.reader = CropReader(image_size)
+        self.target_reader = CropReader(self.target_size, target_pixels)
         self.num_inputs, self.num_targets = num_inputs, num_targets
         self.num_inputs_min = num_inputs_min or num_inputs
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
@@ -194,12 +201,12 @@ class FewToManyDataset(Dataset):
     def _draw(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
         return rng.choice(n, size=k, replace=n < k)
 
-    def _face(self, index: int, i: int, with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _face(self, index: int, i: int, reader: "CropReader", with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Face i of identity `index`, or the next readable one (deterministic: files only)."""
         faces = self.faces[index]
         for step in range(len(faces)):
             crop, mask = faces[(i + step) % len(faces)]
-            read = self.reader.read(crop, mask if with_mask else None)
+            read = reader.read(crop, mask if with_mask else None)
             if read is not None:
                 return read
         raise BadCropsError(f"identity {self.names[index]}: none of its {len(faces)} crops can be read "
@@ -210,13 +217,14 @@ class FewToManyDataset(Dataset):
         rng = np.random.default_rng([self.seed, draw])
         m = int(rng.integers(self.num_inputs_min, self.num_inputs + 1))
         inputs = self._draw(rng, len(self.faces[index]), m)
-        targets = [self._face(index, int(i), True) for i in self._draw(rng, len(self.faces[index]), self.num_targets)]
+        targets = [self._face(index, int(i), self.target_reader, True)
+                   for i in self._draw(rng, len(self.faces[index]), self.num_targets)]
         return {
             "identity": self.names[index],
-            "inputs": torch.stack([self._face(index, int(i), False)[0] for i in inputs]),
+            "inputs": torch.stack([self._face(index, int(i), self.reader, False)[0] for i in inputs]),
             "targets": torch.stack([t[0] for t in targets]),
             "masks": torch.stack([t[1] for t in targets]),
-            "bad_crops": dict(self.reader.bad),
+            "bad_crops": {**self.reader.bad, **self.target_reader.bad},
         }
 
 
@@ -291,11 +299,14 @@ class FewToManyLoader(DataLoader):
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,
                  batch_size: int, workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
                  start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
-                 roots: dict[str, Path] | None = None, max_bad_crops: int | None = None) -> FewToManyLoader:
+                 roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
+                 target_size: int | None = None, target_pixels: str = "clip") -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
-    roots: {run name: folder} for runs moved away from where the manifest records them."""
+    roots: {run name: folder} for runs moved away from where the manifest records them.
+    target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset)."""
     identities = load_manifest(manifest, roots=roots)
-    dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed)
+    dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
+                               target_size, target_pixels)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
