@@ -33,6 +33,17 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray]
 # on a copy padded by this fraction per side and scaled so its longer side is at most DETECT_SIDE.
 DETECT_PAD = 0.25
 DETECT_SIDE = 320
+# The mfhq presets, in a source checkout (not package data: pass --pipeline elsewhere).
+PIPELINES_DIR = Path(__file__).resolve().parents[2] / "pipelines"
+
+
+def default_pipeline(preset_name: str) -> Path:
+    """The mfhq preset whose models measure a trainer preset: the paper's models for `paper`,
+    the offline models (pipelines/sample.yaml) otherwise."""
+    path = PIPELINES_DIR / ("paper.yaml" if preset_name == "paper" else "sample.yaml")
+    if not path.is_file():
+        raise FileNotFoundError(f"mfhq pipeline preset not found: {path}; pass --pipeline PRESET.yaml")
+    return path
 
 
 class NoImage(FileNotFoundError):
