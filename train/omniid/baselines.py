@@ -52,6 +52,8 @@ class ClipTokens(nn.Module):
         weights = resolve_clip_weights(model_config, clip_weights) if pretrained_clip else None
         self.clip = build_clip_visual(model_config, weights).eval()
         self.clip.requires_grad_(False)
+        # a randomly initialised tower (the tiny preset) exists nowhere else: checkpoints keep it
+        self.saved_with_checkpoint = weights is None
         side = model_config.image_size
         patch = self.clip.conv1.kernel_size[0]
         self.num_tokens = 1 + (side // patch) ** 2
@@ -117,10 +119,15 @@ class ArcFaceTokens(nn.Module):
 
 
 class _Saved(nn.Module):
-    """save_pretrained / load_pretrained of the trainable part (the frozen CLIP is not saved)."""
+    """save_pretrained / load_pretrained of the trained projection, and of a frozen CLIP tower only
+    when it is random (tiny preset); pretrained CLIP weights are reloaded from their file."""
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return {k: v.detach().contiguous().cpu() for k, v in self.named_parameters() if v.requires_grad}
+        keep = {k for k, v in self.named_parameters() if v.requires_grad}
+        for name, module in self.named_modules():
+            if getattr(module, "saved_with_checkpoint", False):
+                keep |= {f"{name}.{k}" for k in module.state_dict()}
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items() if k in keep}
 
     def save_pretrained(self, folder: str | Path) -> None:
         state = self.trainable_state()
