@@ -41,7 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
     p.add_argument("--clip-weights", help="open_clip weights file, for a baseline's frozen CLIP (paper preset)")
     p.add_argument("--steps", type=int, default=28, help="sampler steps")
-    p.add_argument("--guidance", type=float, default=3.5, help="FLUX guidance value")
+    p.add_argument("--guidance", type=float, help="FLUX guidance value (default: the preset's, as in training)")
     p.add_argument("--scale", type=float, help="adapter scale (default: the checkpoint's)")
 
 
@@ -79,9 +79,6 @@ def eval_main(argv: list[str] | None = None) -> int:
     except ValueError:
         log.error("--inputs takes positive integers separated by commas, got %r", args.inputs)
         return 2
-    protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed, steps=args.steps,
-                        guidance=args.guidance, scale=args.scale, identities=args.identities,
-                        copy_row=not args.no_copy_row)
     try:
         generators = {}
         for path in args.checkpoint:
@@ -89,8 +86,12 @@ def eval_main(argv: list[str] | None = None) -> int:
             label = gen.representation_name if gen.representation_name not in generators else \
                 f"{gen.representation_name} ({Path(path).name})"
             generators[label] = gen
-        preset = next(iter(generators.values())).preset.name
-        metrics = FaceMetrics(args.pipeline or default_pipeline(preset), args.models_dir, args.device)
+        preset = next(iter(generators.values())).preset
+        guidance = args.guidance if args.guidance is not None else preset.flow.guidance
+        protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
+                            steps=args.steps, guidance=guidance, scale=args.scale, identities=args.identities,
+                            copy_row=not args.no_copy_row)
+        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
         started = time.perf_counter()
         summary = evaluate(generators, args.manifest, args.out, metrics, protocol)
     except _user_errors() as error:
@@ -131,8 +132,9 @@ def generate_main(argv: list[str] | None = None) -> int:
         seeds = [args.seed + i for i in range(args.num_images)]
         tokens = gen.tokens([images])
         started = time.perf_counter()
+        guidance = args.guidance if args.guidance is not None else gen.preset.flow.guidance
         results = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=args.steps,
-                               guidance=args.guidance, scale=args.scale, size=args.size)
+                               guidance=guidance, scale=args.scale, size=args.size)
         seconds = time.perf_counter() - started
     except _user_errors() as error:
         log.error("%s", error)
@@ -143,7 +145,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         names.append(f"seed{seed}.png")
         image.save(out / names[-1])
     settings = {**gen.settings, "images": [str(Path(p)) for p in args.images], "seeds": seeds, "steps": args.steps,
-                "guidance": args.guidance, "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
+                "guidance": guidance, "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
                 "size": args.size or gen.image_size, "outputs": names, "device": args.device,
                 "seconds": round(seconds, 3)}
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
