@@ -2,9 +2,12 @@
 
 A checkpoint folder `OUT/checkpoints/step-XXXXXXXX/` holds
   config.json, encoder.safetensors   (so `OmniIDEncoder.from_pretrained(folder)` loads it)
-  decoder.safetensors, optimizer.safetensors, rng.safetensors, state.json
-It is written under a temporary name and renamed into place; `OUT/checkpoints/latest` names the
-newest complete one. Nothing is pickled, so loading a checkpoint cannot run code.
+  the stage's own weights: decoder.safetensors (mtd) or adapter.safetensors + adapter_config.json
+  (flow: `OmniIDAdapter.from_pretrained(folder)` loads it alone)
+  optimizer.safetensors, rng.safetensors, state.json (step, stage, preset, ...)
+What the weights are is the objective's business (`save_pretrained` / `load_pretrained`). A
+checkpoint is written under a temporary name and renamed into place; `OUT/checkpoints/latest`
+names the newest complete one. Nothing is pickled, so loading a checkpoint cannot run code.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 LATEST = "latest"
 
@@ -63,15 +66,18 @@ def restore_rng(rng: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
+class CheckpointError(ValueError):
+    """A checkpoint (or run folder) that cannot be used here; the message names the path."""
+
+
 def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: list[dict]) -> Path:
-    """model: the unwrapped OmniIDMTD; rngs: one `capture_rng()` per rank, in rank order."""
+    """model: the unwrapped objective; rngs: one `capture_rng()` per rank, in rank order."""
     root = Path(out) / "checkpoints"
     final = root / f"step-{step:08d}"
     tmp = root / f".tmp-step-{step:08d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.encoder.save_pretrained(tmp)
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.decoder.state_dict().items()},
-              str(tmp / "decoder.safetensors"))
+    tmp.mkdir(parents=True)
+    model.save_pretrained(tmp)
     tensors, meta = _optimizer_to_tensors(optimizer)
     save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"meta": json.dumps(meta)})
     rng_tensors = {f"rank{r}.{k}": v for r, rng in enumerate(rngs) for k, v in rng["tensors"].items()}
@@ -92,15 +98,34 @@ def find_checkpoint(out: Path, resume: str) -> Path | None:
         return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
     folder = Path(resume)
     if not (folder / "state.json").is_file():
-        raise FileNotFoundError(f"{folder}: not a checkpoint folder (no state.json)")
+        raise CheckpointError(f"{folder}: not a checkpoint folder (no state.json)")
     return folder
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder (-> its latest checkpoint), a `checkpoints/latest` pointer (-> the folder it
+    names), the `checkpoints` folder, or a step folder (returned as is)."""
+    path = Path(path)
+    for pointer in (path, path / LATEST, path / "checkpoints" / LATEST):
+        if pointer.is_file() and pointer.name == LATEST:
+            folder = pointer.parent / pointer.read_text().strip()
+            if not folder.is_dir():
+                raise CheckpointError(f"{pointer}: names {folder.name}, which does not exist")
+            return folder
+    if not path.is_dir():
+        raise CheckpointError(f"{path}: no such run folder, checkpoint folder or checkpoints/latest pointer")
+    return path
+
+
+def read_state(folder: Path) -> dict:
+    state = Path(folder) / "state.json"
+    return json.loads(state.read_text()) if state.is_file() else {}
 
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int) -> dict:
     """Restores weights, optimizer and this rank's RNG; returns state.json's content."""
     folder = Path(folder)
-    model.encoder.load_state_dict(load_file(str(folder / "encoder.safetensors")))
-    model.decoder.load_state_dict(load_file(str(folder / "decoder.safetensors")))
+    model.load_pretrained(folder)
     with safe_open(str(folder / "optimizer.safetensors"), "pt") as f:
         meta = json.loads(f.metadata()["meta"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}

@@ -1,4 +1,4 @@
-"""omniid-train: flags -> preset overrides -> engine.train. No training logic lives here."""
+"""omniid-train: flags -> preset overrides -> objective + loaders -> engine.train. No training logic here."""
 from __future__ import annotations
 
 import argparse
@@ -6,23 +6,53 @@ import logging
 import sys
 from pathlib import Path
 
+from omniid import __version__
 from omniid.config import FEW_TO_MANY, PRESETS, get_preset
 
 log = logging.getLogger("omniid")
 
-STAGES = ("mtd",)  # the flow-matching stage (paper §3.4) comes with flow.py
+WEIGHTS_HELP = """\
+weights each preset needs (nothing is ever downloaded):
+  tiny   nothing: random tiny CLIP, FLUX and VAE configs (CPU tests, make demo)
+  paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
+                       or open_clip's Hugging Face cache)
+         --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
+                       FLUX.1-dev in diffusers format (--flux-path DIR or $OMNIID_FLUX_PATH)
+
+the two-stage schedule (paper §4.1):
+  omniid-train --manifest M --preset paper --stage mtd --out runs/mtd                  # 250K steps
+  omniid-train --manifest M --preset paper --stage flow --init-from runs/mtd --out runs/flow  # 10K
+"""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="omniid-train", description="Train the Omni-ID encoder from an mfhq manifest.")
+    from omniid.objectives import OBJECTIVES
+    from omniid.representations import REPRESENTATIONS
+
+    p = argparse.ArgumentParser(prog="omniid-train", description="Train the Omni-ID encoder from an mfhq manifest.",
+                                formatter_class=lambda prog: _Formatter(prog, max_help_position=32),
+                                epilog=WEIGHTS_HELP)
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--manifest", required=True, help="manifests/train.parquet")
     p.add_argument("--test-manifest", help="evaluated periodically (default: test.parquet beside --manifest, if present)")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
-    p.add_argument("--stage", default="mtd", choices=STAGES)
-    p.add_argument("--out", help="run folder: logs and checkpoints (default: runs/omniid-<preset>)")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
+                   help="paper needs pretrained weights (see below); tiny needs none")
+    p.add_argument("--stage", default="mtd", choices=sorted(OBJECTIVES),
+                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3)")
+    p.add_argument("--out", help="run folder: logs and checkpoints (default: runs/omniid-<preset>[-flow])")
     p.add_argument("--resume", help="'auto' (the latest checkpoint in --out, if any) or a checkpoint folder")
+    p.add_argument("--init-from", help="start the encoder from this run folder, its checkpoints/latest or a "
+                                       "step folder (the MTD decoder is dropped)")
     p.add_argument("--clip-weights", help="open_clip weights file for the paper preset (or $OMNIID_CLIP_WEIGHTS)")
-    p.add_argument("--steps", type=int, help="total optimizer steps (sets the cosine schedule's length)")
+    flow = p.add_argument_group("flow stage")
+    flow.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
+                      help="what conditions the FLUX decoder")
+    flow.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder (or $OMNIID_FLUX_PATH)")
+    flow.add_argument("--prompt-embeds", help="cached prompt embeddings (default: OUT/prompt_embeds.safetensors, "
+                                              "written once with FLUX's T5 + CLIP text encoders)")
+    flow.add_argument("--timesteps", choices=("uniform", "logit_normal"), help="t sampling (preset: uniform)")
+    flow.add_argument("--guidance", type=float, help="FLUX guidance value in training (preset: 3.5)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (preset: mtd 250K, flow 10K for paper)")
     p.add_argument("--stop-after", type=int, help="stop after this many steps of this invocation (schedule unchanged)")
     p.add_argument("--few-to-many", choices=sorted(FEW_TO_MANY), help="|X^s|-|X^r| ablation (paper: 3-8)")
     p.add_argument("--num-inputs-min", type=int, help="draw M per identity in [this, |X^s|] (mixed-M batches)")
@@ -31,32 +61,97 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--grad-accum", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--warmup-steps", type=int)
+    p.add_argument("--optimizer", choices=("adamw", "adamw_fused", "adamw_8bit"),
+                   help="adamw_fused: CUDA only; adamw_8bit: needs bitsandbytes (not installed by make)")
     p.add_argument("--workers", type=int, help="DataLoader worker processes")
     p.add_argument("--seed", type=int)
     p.add_argument("--log-every", type=int)
     p.add_argument("--eval-every", type=int)
     p.add_argument("--save-every", type=int)
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA")
-    p.add_argument("--no-grad-checkpointing", action="store_true")
+    p.add_argument("--no-grad-checkpointing", action="store_true", help="off for the encoder and FLUX's blocks")
     return p.parse_args(argv)
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown; the epilog's layout kept. `None` defaults (the preset decides) are not shown."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def preset_from_args(args: argparse.Namespace):
     inputs, targets = FEW_TO_MANY[args.few_to_many] if args.few_to_many else (None, None)
     return get_preset(
-        args.preset,
+        args.preset, stage=args.stage,
         **{
             "optim.total_steps": args.steps, "optim.grad_accum": args.grad_accum, "optim.lr": args.lr,
-            "optim.warmup_steps": args.warmup_steps,
+            "optim.warmup_steps": args.warmup_steps, "optim.optimizer": args.optimizer,
             "optim.bf16": False if args.no_bf16 else None,
             "optim.grad_checkpointing": False if args.no_grad_checkpointing else None,
             "data.num_inputs": inputs, "data.num_targets": targets, "data.num_inputs_min": args.num_inputs_min,
             "data.batch_size": args.batch_size, "data.workers": args.workers,
             "model.mask_ratio": args.mask_ratio,
+            "flow.flux_path": args.flux_path, "flow.timesteps": args.timesteps, "flow.guidance": args.guidance,
             "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
             "save_every": args.save_every,
         },
     )
+
+
+def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
+    """The composition root: objective + loaders for this rank, then the engine."""
+    import torch
+    import torch.distributed as dist
+
+    from omniid.data import build_loader, load_manifest
+    from omniid.engine import setup_distributed, train
+    from omniid.flux import PROMPT_EMBEDS_FILE, ensure_prompt_embeds
+    from omniid.objectives import build_objective
+
+    manifest = Path(args.manifest)
+    load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
+    if args.representation != "omniid" and args.stage != "flow":
+        raise ValueError("--representation applies to --stage flow only")
+    rank, world, device = setup_distributed()
+    options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
+               "flux_path": args.flux_path,
+               # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
+               "pretrained_clip": not (args.init_from or _has_checkpoint(out, args.resume))}
+    if args.stage == "flow":
+        options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
+        if rank == 0:  # written once, before any rank loads FLUX (the text encoders are freed by then)
+            ensure_prompt_embeds(preset.flow, options["prompt_embeds"], args.flux_path)
+        if world > 1:
+            dist.barrier()
+    torch.manual_seed(preset.seed)  # the same initial weights on every rank
+    model = build_objective(args.stage, preset, **options).to(device)
+    torch.manual_seed(preset.seed + rank)
+    data, loader_options = preset.data, getattr(model, "loader_options", {})
+
+    def make_loader(start_batch: int):
+        return build_loader(manifest, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
+                            data.workers, preset.seed, rank, world, start_batch=start_batch,
+                            num_inputs_min=data.num_inputs_min, **loader_options)
+
+    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
+    test_loader = None
+    if rank == 0 and test.is_file():
+        test_loader = build_loader(test, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
+                                   0, preset.seed, clamp_batch=True, **loader_options)
+    record = {"representation": args.representation}
+    if args.stage == "flow":
+        record["prompt_embeds"] = str(options["prompt_embeds"])
+    return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
+                 init_from=args.init_from, stop_after=args.stop_after, record=record)
+
+
+def _has_checkpoint(out: Path, resume: str | None) -> bool:
+    if not resume:
+        return False
+    return resume != "auto" or (out / "checkpoints" / "latest").is_file()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,18 +159,20 @@ def main(argv: list[str] | None = None) -> int:
     # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    from omniid.checkpoint import CheckpointError
     from omniid.clip_tower import ClipWeightsMissing
     from omniid.data import ManifestError
-    from omniid.engine import NonFiniteLoss, train
+    from omniid.engine import NonFiniteLoss
+    from omniid.flux import FluxWeightsMissing
 
     preset = preset_from_args(args)
-    manifest = Path(args.manifest)
-    test = args.test_manifest or manifest.with_name("test.parquet")
-    out = args.out or f"runs/omniid-{preset.name}"
+    out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
-        result = train(preset, manifest, out, test_manifest=test, resume=args.resume,
-                       clip_weights=args.clip_weights, stop_after=args.stop_after)
-    except (ManifestError, ClipWeightsMissing, NonFiniteLoss) as error:
+        result = run_stage(args, preset, out)
+    except (ManifestError, ClipWeightsMissing, FluxWeightsMissing, NonFiniteLoss, CheckpointError) as error:
+        log.error("%s", error)
+        return 2
+    except ValueError as error:  # a flag combination or file content we refuse, with its reason
         log.error("%s", error)
         return 2
     log.info("done: %s", result)

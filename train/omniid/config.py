@@ -1,9 +1,14 @@
 """Presets: the model, data and optimisation settings of one training recipe, in a registry.
 
 `paper` follows Omni-ID §3-§4.1 (CLIP ViT-H/14, L=256 queries of C=1280, 2 cross- and 2
-self-attention blocks, 3 inputs -> 8 targets, 95% masking). `tiny` has the same structure at a
-size that trains on a CPU in seconds; its CLIP tower is a registered open_clip config that ships
-in `omniid/clip_configs/`, randomly initialised.
+self-attention blocks, 3 inputs -> 8 targets, 95% masking; MTD for 250K steps, then the
+flow-matching decoder on FLUX.1-dev for 10K). `tiny` has the same structure at a size that trains
+on a CPU in seconds; its CLIP tower is a registered open_clip config that ships in
+`omniid/clip_configs/`, and its FLUX transformer and VAE are tiny random diffusers configs.
+
+A preset holds one data and optim section per stage (`data`/`optim` for mtd, `flow_data`/
+`flow_optim` for flow); `get_preset(name, stage=...)` returns the preset with the stage's
+sections in `data` and `optim`, so the engine reads one place whatever the stage.
 """
 from __future__ import annotations
 
@@ -59,7 +64,36 @@ class OptimConfig:
     grad_accum: int = 1
     grad_clip: float = 1.0
     bf16: bool = True                       # autocast on CUDA only
-    grad_checkpointing: bool = True
+    grad_checkpointing: bool = True         # encoder blocks + CLIP; FLUX's blocks in the flow stage
+    optimizer: str = "adamw"                # adamw | adamw_fused (CUDA) | adamw_8bit (needs bitsandbytes)
+
+
+# tiny random FLUX: 2 double + 2 single blocks, 2 heads of 16, text/pooled width 32, 4-channel VAE
+TINY_FLUX = {"patch_size": 1, "in_channels": 16, "num_layers": 2, "num_single_layers": 2, "attention_head_dim": 16,
+             "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+             "guidance_embeds": True, "axes_dims_rope": [4, 6, 6]}
+TINY_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 2,
+            "up_block_types": ["UpDecoderBlock2D"] * 2, "block_out_channels": [8, 16], "layers_per_block": 1,
+            "latent_channels": 4, "norm_num_groups": 4, "sample_size": 32,
+            "scaling_factor": 0.3611, "shift_factor": 0.1159}  # FLUX's VAE latent statistics
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    """The flow-matching decoder (paper §3.3, eq. 6-7) on a frozen FLUX transformer + VAE."""
+    flux_path: str | None = None            # diffusers-format FLUX.1-dev folder (or $OMNIID_FLUX_PATH)
+    transformer: dict | None = None         # a random FluxTransformer2DModel config instead (tiny, tests)
+    vae: dict | None = None                 # a random AutoencoderKL config (with `transformer`)
+    image_size: int = 448                   # targets, in [-1, 1], VAE-encoded
+    prompt: str = "photo of a person."      # fixed, encoded once and cached
+    max_sequence_length: int = 512          # T5 tokens of the cached prompt
+    guidance: float = 3.5                   # FLUX.1-dev's guidance embedding value in training
+    timesteps: str = "uniform"              # t ~ U(0,1), or "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    adapter_dim: int | None = None          # projection width; None: the transformer's text width (4096)
+    adapter_scale: float = 1.0
+    dtype: str = "bfloat16"                 # frozen FLUX + VAE on CUDA (always float32 on CPU)
 
 
 @dataclass(frozen=True)
@@ -68,6 +102,10 @@ class Preset:
     model: ModelConfig
     data: DataConfig
     optim: OptimConfig
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    flow_data: DataConfig = field(default_factory=DataConfig)
+    flow_optim: OptimConfig = field(default_factory=OptimConfig)
+    stage: str = "mtd"                      # which stage's sections `data` and `optim` hold
     seed: int = 0
     log_every: int = 10
     eval_every: int = 1000
@@ -78,6 +116,16 @@ class Preset:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def for_stage(self, stage: str) -> "Preset":
+        """`data` and `optim` become the stage's own (the mtd ones stay the defaults)."""
+        if stage == self.stage:
+            return self
+        if stage == "flow":
+            return replace(self, data=self.flow_data, optim=self.flow_optim, stage="flow")
+        if stage == "mtd":
+            return PRESETS[self.name] if self.name in PRESETS else replace(self, stage="mtd")
+        raise KeyError(f"unknown stage {stage!r}")
+
 
 PRESETS: dict[str, Preset] = {}
 
@@ -87,7 +135,15 @@ def register(preset: Preset) -> Preset:
     return preset
 
 
-register(Preset(name="paper", model=ModelConfig(), data=DataConfig(), optim=OptimConfig()))
+register(Preset(
+    name="paper", model=ModelConfig(), data=DataConfig(),
+    optim=OptimConfig(total_steps=250_000),               # paper §4.1: MTD for 250K steps
+    flow=FlowConfig(),
+    # flow: 3 inputs -> 2 targets per identity and 4 identities per GPU are our defaults (the paper
+    # does not give them); each target is one FLUX forward at 448 px
+    flow_data=DataConfig(num_inputs=3, num_targets=2, batch_size=4, workers=4),
+    flow_optim=OptimConfig(lr=1e-5, warmup_steps=250, total_steps=10_000),  # paper §4.1: 10K steps
+))
 
 register(Preset(
     name="tiny",
@@ -98,6 +154,10 @@ register(Preset(
     data=DataConfig(num_inputs=3, num_targets=8, batch_size=2, workers=0),
     optim=OptimConfig(lr=1e-3, min_lr_ratio=0.1, weight_decay=0.0, warmup_steps=2, total_steps=20,
                       grad_clip=1.0, bf16=False, grad_checkpointing=False),
+    flow=FlowConfig(transformer=TINY_FLUX, vae=TINY_VAE, image_size=32, max_sequence_length=8, dtype="float32"),
+    flow_data=DataConfig(num_inputs=3, num_targets=2, batch_size=2, workers=0),
+    flow_optim=OptimConfig(lr=1e-3, min_lr_ratio=0.1, weight_decay=0.0, warmup_steps=2, total_steps=20,
+                           grad_clip=1.0, bf16=False, grad_checkpointing=False),
     # one thread: on 2 shared cores the tiny model ran ~30x faster than with torch's default of 2
     log_every=1, eval_every=10, eval_batches=1, save_every=10, cpu_threads=1,
 ))
@@ -107,12 +167,13 @@ register(Preset(
 FEW_TO_MANY = {"3-8": (3, 8), "3-1": (3, 1), "3-5": (3, 5), "8-8": (8, 8)}
 
 
-def get_preset(name: str, **overrides) -> Preset:
-    """A registered preset, with top-level or `section.field` overrides (None values ignored)."""
+def get_preset(name: str, stage: str = "mtd", **overrides) -> Preset:
+    """A registered preset for `stage`, with top-level or `section.field` overrides (None values
+    ignored); `data.*` / `optim.*` overrides apply to the stage's sections."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; registered: {', '.join(sorted(PRESETS))}")
-    preset = PRESETS[name]
-    sections: dict[str, dict] = {"model": {}, "data": {}, "optim": {}}
+    preset = PRESETS[name].for_stage(stage)
+    sections: dict[str, dict] = {"model": {}, "data": {}, "optim": {}, "flow": {}}
     top = {}
     for key, value in overrides.items():
         if value is None:
@@ -124,5 +185,6 @@ def get_preset(name: str, **overrides) -> Preset:
         model=replace(preset.model, **sections["model"]),
         data=replace(preset.data, **sections["data"]),
         optim=replace(preset.optim, **sections["optim"]),
+        flow=replace(preset.flow, **sections["flow"]),
         **top,
     )

@@ -78,10 +78,16 @@ def load_manifest(manifest: str | Path, check_files: bool = True) -> dict[str, l
 
 
 class FewToManyDataset(Dataset):
-    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,S,S], masks [R,1,S,S]}."""
+    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]}.
+
+    Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
+    own (`target_size=448, target_pixels="signed"`: VAE input in [-1, 1]).
+    """
 
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
-                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0):
+                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
+                 target_size: int | None = None, target_pixels: str = "clip"):
+        self.target_size, self.target_pixels = target_size or image_size, target_pixels
         self.names = list(identities)
         self.faces = [identities[n] for n in self.names]
         self.image_size, self.seed = image_size, seed
@@ -108,12 +114,12 @@ class FewToManyDataset(Dataset):
         m = int(rng.integers(self.num_inputs_min, self.num_inputs + 1))
         inputs = self._draw(rng, len(faces), m)
         targets = self._draw(rng, len(faces), self.num_targets)
-        size = self.image_size
+        size, tsize = self.image_size, self.target_size
         return {
             "identity": self.names[index],
             "inputs": torch.stack([image_to_tensor(faces[i][0], size) for i in inputs]),
-            "targets": torch.stack([image_to_tensor(faces[i][0], size) for i in targets]),
-            "masks": torch.stack([mask_to_tensor(faces[i][1], size) for i in targets]),
+            "targets": torch.stack([image_to_tensor(faces[i][0], tsize, self.target_pixels) for i in targets]),
+            "masks": torch.stack([mask_to_tensor(faces[i][1], tsize) for i in targets]),
         }
 
 
@@ -169,10 +175,13 @@ class FewToManySampler(Sampler):
 
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,
                  batch_size: int, workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
-                 start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False) -> DataLoader:
-    """clamp_batch: shrink the batch to the number of identities (eval sets may be small)."""
+                 start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
+                 target_size: int | None = None, target_pixels: str = "clip") -> DataLoader:
+    """clamp_batch: shrink the batch to the number of identities (eval sets may be small);
+    target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset)."""
     identities = load_manifest(manifest)
-    dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed)
+    dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
+                               target_size, target_pixels)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)

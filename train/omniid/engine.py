@@ -1,8 +1,10 @@
-"""The training loop of the `mtd` stage: optimisation, logging, eval, checkpoint and resume.
+"""The training loop of any objective: optimisation, logging, eval, checkpoint, resume, init-from.
 
-One process per GPU under torchrun (DDP; gloo on CPU). Every source of randomness is keyed by
-(seed, step, rank): batches come from `FewToManySampler`, the MTD masks from a generator seeded
-per micro-step, so a resumed run produces the same losses as an uninterrupted one.
+The engine is given a built objective (see `omniid.objectives`) and a loader factory; it never
+names a decoder. One process per GPU under torchrun (DDP; gloo on CPU). Every source of
+randomness is keyed by (seed, step, rank): batches come from `FewToManySampler`, the objective's
+randomness (MTD masks; flow noise and t) from a generator seeded per micro-step, so a resumed
+run produces the same losses as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -20,10 +22,10 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from omniid.checkpoint import capture_rng, find_checkpoint, load_checkpoint, save_checkpoint
+from omniid.checkpoint import (CheckpointError, capture_rng, find_checkpoint, load_checkpoint, read_state,
+                               resolve_checkpoint, save_checkpoint)
 from omniid.config import Preset
-from omniid.data import build_loader
-from omniid.mtd import OmniIDMTD
+from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +46,38 @@ def lr_at(step: int, optim) -> float:
     return floor + (optim.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.AdamW:
+OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit")
+
+
+def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.Optimizer:
+    """AdamW over the parameters that require grad (frozen parts, e.g. FLUX, are left out).
+
+    `adamw_fused`: torch's fused CUDA kernel (same maths, fewer launches); `adamw_8bit`:
+    bitsandbytes' 8-bit AdamW (optimizer state in 8 bits), which is not installed by default."""
     decay, no_decay = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
             (no_decay if param.ndim < 2 or any(k in name for k in NO_DECAY) else decay).append(param)
     groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas))
+    kind = getattr(optim, "optimizer", "adamw")
+    if kind == "adamw_8bit":
+        try:
+            import bitsandbytes
+        except ImportError as error:
+            raise ImportError("--optimizer adamw_8bit needs bitsandbytes (pip install bitsandbytes; "
+                              "CUDA only), which is not among the project's requirements") from error
+        return bitsandbytes.optim.AdamW8bit(groups, lr=optim.lr, betas=tuple(optim.betas))
+    if kind not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {kind!r}; one of {', '.join(OPTIMIZERS)}")
+    fused = kind == "adamw_fused"
+    if fused and not all(p.is_cuda for g in groups for p in g["params"]):
+        raise ValueError("--optimizer adamw_fused runs on CUDA only")
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), fused=fused or None)
 
 
 def mask_generator(device: torch.device, *key: int) -> torch.Generator:
-    """A generator for MTD masks keyed by integers: (seed, 0, step, rank, micro) in training,
-    (seed, 1, batch) in eval, so masks never depend on what ran before."""
+    """The objective's generator (MTD masks, flow noise and t) keyed by integers: (seed, 0, step,
+    rank, micro) in training, (seed, 1, batch) in eval, so they never depend on what ran before."""
     key = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator(device=device).manual_seed(key)
 
@@ -77,12 +99,12 @@ def to_device(batch: dict, device: torch.device) -> dict:
 
 def run_model(model, batch: dict, generator, autocast: bool) -> torch.Tensor:
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-        return model(batch["inputs"], batch["input_valid"], batch["targets"], batch["masks"], generator)
+        return model(batch, generator).loss
 
 
 @torch.no_grad()
-def evaluate(model: OmniIDMTD, loader, batches: int, seed: int, device, autocast: bool) -> float:
-    """Mean MTD loss over the first `batches` batches of the test stream, with fixed masks."""
+def evaluate(model, loader, batches: int, seed: int, device, autocast: bool) -> float:
+    """Mean loss over the first `batches` batches of the test stream, with fixed randomness."""
     was_training = model.training
     model.eval()
     losses = []
@@ -102,46 +124,84 @@ class JsonlLog:
                 handle.write(json.dumps(record) + "\n")
 
 
-def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: str | Path | None = None,
-          resume: str | None = None, clip_weights: str | None = None, stop_after: int | None = None) -> dict:
-    """Train the encoder + MTD to `preset.optim.total_steps` (or `stop_after` optimizer steps)."""
+def check_init_from(path: str | Path, preset: Preset) -> Path:
+    """The checkpoint folder `--init-from` names, checked to hold an encoder of this preset."""
+    folder = resolve_checkpoint(path)
+    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: not an Omni-ID checkpoint (missing {', '.join(missing)}); "
+                              f"--init-from takes a run folder, its checkpoints/latest or a step folder")
+    state = read_state(folder)
+    saved = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
+    theirs = state.get("preset")
+    if (theirs and theirs != preset.name) or saved != preset.model.to_dict():
+        differs = sorted(k for k in set(saved) | set(preset.model.to_dict())
+                         if saved.get(k) != preset.model.to_dict().get(k))
+        raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} (encoder settings differ: "
+                              f"{', '.join(differs) or 'none'}); this run uses preset {preset.name}")
+    return folder
+
+
+def _ddp(model, device):
+    # frozen parts (FLUX, the VAE) are neither synchronised nor broadcast: every rank loads them
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    frozen += [n for n, _ in model.named_buffers()]
+    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, test_loader=None,
+          resume: str | None = None, init_from: str | Path | None = None, stop_after: int | None = None,
+          record: dict | None = None) -> dict:
+    """Train `model` (an objective, already on this rank's device) to `preset.optim.total_steps`
+    (or `stop_after` optimizer steps of this invocation).
+
+    make_loader(start_batch) -> an iterable of batches starting at that global batch (so a resume
+    sees what an uninterrupted run would have). init_from: a checkpoint whose encoder starts this
+    run (ignored when resuming: the run's own checkpoint holds it). record: extra run facts
+    (representation, prompt cache...) written to state.json.
+    """
     rank, world, device = setup_distributed()
     out = Path(out)
     main = rank == 0
+    stage = getattr(model, "stage", preset.stage)
     if not main:  # one console log per run, from rank 0
         logging.getLogger("omniid").setLevel(logging.WARNING)
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "preset.json").write_text(json.dumps(preset.to_dict(), indent=2))
-    opt, data = preset.optim, preset.data
+    opt = preset.optim
     autocast = opt.bf16 and device.type == "cuda"
     if device.type == "cpu" and preset.cpu_threads:
         torch.set_num_threads(preset.cpu_threads)
 
-    torch.manual_seed(preset.seed)  # the same initial weights on every rank
-    model = OmniIDMTD(preset.model, clip_weights).to(device)
     model.set_grad_checkpointing(opt.grad_checkpointing)
     optimizer = build_optimizer(model, opt)
-    torch.manual_seed(preset.seed + rank)
+    trainable = [p for p in model.parameters() if p.requires_grad]
 
     step, samples = 0, 0
     checkpoint = find_checkpoint(out, resume) if resume else None
+    record = dict(record or {})
     if checkpoint is not None:
+        theirs = read_state(checkpoint).get("stage", "mtd")
+        if theirs != stage:
+            raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {stage} stage resumes only its own "
+                                  f"(start it from this one with --init-from and a new --out)")
         state = load_checkpoint(checkpoint, model, optimizer, rank)
         step, samples = state["step"], state["samples"]
+        record.setdefault("init_from", state.get("init_from"))
         log.info("resumed from %s at step %d", checkpoint, step)
-    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    elif init_from is not None:
+        folder = check_init_from(init_from, preset)
+        model.init_from(folder)
+        record["init_from"] = str(folder)
+        log.info("encoder from %s (its decoder, if any, is dropped)", folder)
+    ddp = _ddp(model, device) if world > 1 else model
 
-    loader = build_loader(manifest, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
-                          data.workers, preset.seed, rank, world, start_batch=step * opt.grad_accum,
-                          num_inputs_min=data.num_inputs_min)
-    test_loader = None
-    if main and test_manifest and Path(test_manifest).is_file():
-        test_loader = build_loader(test_manifest, preset.model.image_size, data.num_inputs, data.num_targets,
-                                   data.batch_size, 0, preset.seed, clamp_batch=True)
+    loader = make_loader(step * opt.grad_accum)
     jsonl = JsonlLog(out / "log.jsonl", main)
     end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
-    bar = tqdm(total=end, initial=step, disable=not main, desc="omniid mtd", dynamic_ncols=True)
+    bar = tqdm(total=end, initial=step, disable=not main, desc=f"omniid {stage}", dynamic_ncols=True)
     batches = iter(loader)
     window_loss, window_samples, window_start = [], 0, time.perf_counter()
     last = {}
@@ -164,11 +224,11 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
         if not math.isfinite(value):
             raise NonFiniteLoss(f"loss is {value} at step {step}; stopping (lower the lr or check the data)")
         if opt.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trainable, opt.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        n = data.batch_size * opt.grad_accum * world
+        n = preset.data.batch_size * opt.grad_accum * world
         samples += n
         window_samples += n
         window_loss.append(value)
@@ -187,7 +247,7 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
             jsonl.write({"step": step, "eval_loss": eval_loss})
             log.info("step %d eval loss %.5f", step, eval_loss)
         if step % preset.save_every == 0 or step == end:
-            _save(out, model, optimizer, step, samples, preset, world, main)
+            _save(out, model, optimizer, step, samples, preset, world, main, {"stage": stage, **record})
         if not window_loss:  # samples/s counts training only, not eval or checkpoint writing
             window_start = time.perf_counter()
     bar.close()
@@ -196,10 +256,10 @@ def train(preset: Preset, manifest: str | Path, out: str | Path, test_manifest: 
     return {"step": step, "samples": samples, **last}
 
 
-def _save(out, model, optimizer, step, samples, preset, world, main) -> None:
+def _save(out, model, optimizer, step, samples, preset, world, main, record) -> None:
     rngs = [capture_rng()]
     # a checksum of the weights per rank: DDP keeps them identical, and the record shows it
-    checksums = [sum(p.detach().double().sum().item() for p in model.parameters())]
+    checksums = [sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad)]
     if world > 1:  # each rank's RNG state, so that every rank resumes exactly
         rngs, local = [None] * world, checksums[0]
         dist.all_gather_object(rngs, capture_rng())
@@ -210,7 +270,7 @@ def _save(out, model, optimizer, step, samples, preset, world, main) -> None:
             log.warning("ranks hold different weights at step %d: %s", step, checksums)
         path = save_checkpoint(out, model, optimizer, step, {"samples": samples, "world": world,
                                                              "preset": preset.name,
-                                                             "weight_checksums": checksums}, rngs)
+                                                             "weight_checksums": checksums, **record}, rngs)
         log.info("saved %s", path)
     if world > 1:
         dist.barrier()

@@ -31,13 +31,21 @@ def _as_pil(image: ImageLike, mode: str) -> Image.Image:
     raise TypeError(f"expected a path, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
-def image_to_tensor(image: ImageLike, size: int) -> torch.Tensor:
-    """RGB image -> normalised float tensor [3, size, size]."""
+PIXEL_RANGES = ("clip", "signed")
+
+
+def image_to_tensor(image: ImageLike, size: int, pixels: str = "clip") -> torch.Tensor:
+    """RGB image -> float tensor [3, size, size]: CLIP-normalised (`clip`, the encoder's input) or
+    in [-1, 1] (`signed`, what the FLUX VAE takes)."""
+    if pixels not in PIXEL_RANGES:
+        raise ValueError(f"pixels must be one of {PIXEL_RANGES}, got {pixels!r}")
     pil = _as_pil(image, "RGB")
     if pil.size != (size, size):
         pil = pil.resize((size, size), Image.Resampling.BICUBIC)
     array = np.asarray(pil, dtype=np.float32) / 255.0
     tensor = torch.from_numpy(array).permute(2, 0, 1)
+    if pixels == "signed":
+        return tensor * 2.0 - 1.0
     mean = torch.tensor(CLIP_MEAN).view(3, 1, 1)
     std = torch.tensor(CLIP_STD).view(3, 1, 1)
     return (tensor - mean) / std

@@ -1,0 +1,146 @@
+"""The Omni-ID IP-Adapter for FLUX: decoupled attention on identity tokens (paper §3.3, eq. 6-7).
+
+A representation's tokens [B, N, D] (ℓ: [B, 256, 1280]) are projected into the adapter's context
+space [B, N, context_dim]; every double-stream block of the transformer gets `to_k_ip` / `to_v_ip`
+and adds `scale * attention(query, K_ip, V_ip)` to its image stream. Everything is diffusers'
+own, attached through attention processors, so no diffusers class is edited:
+
+- `FluxIPAdapterAttnProcessor` (one per double-stream block) holds `to_k_ip` / `to_v_ip` and the
+  scale. Single-stream blocks have no IP path in diffusers, and get none here.
+- the projection is `IPAdapterFullImageProjection` (FeedForward D->D->context_dim, LayerNorm),
+  which maps a token *sequence*; diffusers' `ImageProjection` would not fit, since it expands
+  one pooled CLIP vector into tokens. It is wrapped in `MultiIPAdapterImageProjection` as
+  `transformer.encoder_hid_proj`, which is where `FluxTransformer2DModel.forward` looks for it
+  when given `joint_attention_kwargs={"ip_adapter_image_embeds": [tokens[:, None]]}`.
+- We do not use `FluxIPAdapterMixin.load_ip_adapter`: it reads only XLabs-format checkpoints
+  and wants a CLIP image encoder; the adapter saves and loads its own safetensors file instead.
+
+`to_v_ip` starts at zero, so at step 0 (and at scale 0) the transformer's output is exactly the
+base model's. A consequence worth knowing: at step 0 only `to_v_ip` receives a gradient; the
+projection, `to_k_ip` and the encoder get theirs from the first update on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+ADAPTER_FILE = "adapter.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+def _transformer_of(target):
+    """A FluxTransformer2DModel, or a pipeline holding one as `.transformer`."""
+    return getattr(target, "transformer", None) or target
+
+
+class OmniIDAdapter(nn.Module):
+    def __init__(self, num_tokens: int, token_dim: int, context_dim: int, hidden_size: int, num_blocks: int,
+                 scale: float = 1.0):
+        super().__init__()
+        from diffusers.models.embeddings import IPAdapterFullImageProjection
+        from diffusers.models.transformers.transformer_flux import FluxIPAdapterAttnProcessor
+
+        self.config = {"num_tokens": num_tokens, "token_dim": token_dim, "context_dim": context_dim,
+                       "hidden_size": hidden_size, "num_blocks": num_blocks, "scale": scale}
+        self.projection = IPAdapterFullImageProjection(image_embed_dim=token_dim, cross_attention_dim=context_dim)
+        self.processors = nn.ModuleList(
+            FluxIPAdapterAttnProcessor(hidden_size, context_dim, num_tokens=(num_tokens,), scale=scale)
+            for _ in range(num_blocks)
+        )
+        for proc in self.processors:  # step 0 equals the base model
+            for layer in proc.to_v_ip:
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
+        self._attached = None        # (transformer, original processors, original encoder_hid_proj)
+
+    @classmethod
+    def for_transformer(cls, transformer, num_tokens: int, token_dim: int, context_dim: int | None = None,
+                        scale: float = 1.0) -> "OmniIDAdapter":
+        """Sized for `transformer`; context_dim defaults to its text context width (joint_attention_dim)."""
+        cfg = transformer.config
+        return cls(num_tokens, token_dim, context_dim or cfg.joint_attention_dim,
+                   cfg.num_attention_heads * cfg.attention_head_dim, cfg.num_layers, scale)
+
+    @property
+    def scale(self) -> float:
+        return float(self.processors[0].scale[0]) if len(self.processors) else self.config["scale"]
+
+    def set_scale(self, scale: float) -> None:
+        for proc in self.processors:
+            proc.scale = [float(scale)]
+        self.config["scale"] = float(scale)
+
+    def project(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, N, D] -> context [B, N, context_dim] (what to_k_ip / to_v_ip read)."""
+        return self.projection(tokens)
+
+    def attach(self, target) -> "OmniIDAdapter":
+        """Install the processors and projection on a FluxTransformer2DModel (or a FluxPipeline)."""
+        transformer = _transformer_of(target)
+        if self._attached is not None:
+            if self._attached[0] is transformer:
+                return self
+            self.detach()
+        blocks = transformer.transformer_blocks
+        inner = transformer.config.num_attention_heads * transformer.config.attention_head_dim
+        if len(blocks) != len(self.processors) or inner != self.config["hidden_size"]:
+            raise ValueError(f"adapter built for {len(self.processors)} double-stream blocks of width "
+                             f"{self.config['hidden_size']}; this transformer has {len(blocks)} of width {inner}")
+        from diffusers.models.embeddings import MultiIPAdapterImageProjection
+
+        originals = [block.attn.processor for block in blocks]
+        original_proj = transformer._modules.get("encoder_hid_proj")  # None on a plain FLUX
+        for block, proc in zip(blocks, self.processors):
+            block.attn.set_processor(proc)
+        transformer.encoder_hid_proj = MultiIPAdapterImageProjection([self.projection])
+        self._attached = (transformer, originals, original_proj)
+        return self
+
+    def detach(self) -> None:
+        """Put back exactly the processors (and encoder_hid_proj) the transformer had before attach."""
+        if self._attached is None:
+            return
+        transformer, originals, original_proj = self._attached
+        for block, proc in zip(transformer.transformer_blocks, originals):
+            block.attn.set_processor(proc)
+        del transformer.encoder_hid_proj
+        if original_proj is not None:
+            transformer.encoder_hid_proj = original_proj
+        self._attached = None
+
+    @property
+    def attached(self) -> bool:
+        return self._attached is not None
+
+    def state_dict_for_save(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Writes adapter.safetensors + adapter_config.json: loadable alone, no encoder needed."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_file(self.state_dict_for_save(), str(folder / ADAPTER_FILE))
+        (folder / ADAPTER_CONFIG).write_text(json.dumps({**self.config, "scale": self.scale}, indent=2))
+        return folder
+
+    def load_weights(self, folder: str | Path) -> None:
+        self.load_state_dict(load_file(str(Path(folder) / ADAPTER_FILE)))
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> "OmniIDAdapter":
+        """path: a run folder, its `checkpoints/latest` pointer, or a step folder (or a saved adapter folder)."""
+        from omniid.checkpoint import resolve_checkpoint
+
+        folder = resolve_checkpoint(path)
+        missing = [name for name in (ADAPTER_CONFIG, ADAPTER_FILE) if not (folder / name).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{folder}: no Omni-ID adapter here (missing {', '.join(missing)}); "
+                                    f"only flow-stage checkpoints hold one")
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+        adapter = cls(**config)
+        adapter.load_weights(folder)
+        return adapter.to(device=device, dtype=dtype).eval()

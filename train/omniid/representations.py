@@ -1,0 +1,75 @@
+"""Identity representations the flow-matching decoder can be conditioned on, in a registry.
+
+A representation is an `nn.Module` with
+    forward(batch) -> tokens [B, N, D]     batch: the loader's dict (`inputs` [B, M, 3, S, S],
+                                           `input_valid` [B, M], `identity`, ...)
+    num_tokens: int (N), dim: int (D)
+and optionally `set_grad_checkpointing(enable)`, `save_pretrained(folder)` and
+`load_pretrained(folder)` (what a checkpoint stores of it; a representation without trainable
+parameters needs neither). Registering one is one line:
+
+    register_representation("clip", build_clip)     # build_clip(preset, **options) -> nn.Module
+
+`omniid-train --stage flow --representation NAME` picks one; `omniid` (the Omni-ID encoder,
+trained with the adapter) is the default.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from omniid.encoder import WEIGHTS_FILE, OmniIDEncoder
+
+RepresentationBuilder = Callable[..., nn.Module]
+REPRESENTATIONS: dict[str, RepresentationBuilder] = {}
+
+
+def register_representation(name: str, builder: RepresentationBuilder | None = None):
+    """`register_representation("x", build)` or `@register_representation("x")` on a builder."""
+    def add(fn: RepresentationBuilder) -> RepresentationBuilder:
+        REPRESENTATIONS[name] = fn
+        return fn
+    return add(builder) if builder is not None else add
+
+
+def build_representation(name: str, preset, **options) -> nn.Module:
+    """options: what a builder may use (`clip_weights`, `device`...); builders ignore the rest."""
+    if name not in REPRESENTATIONS:
+        raise KeyError(f"unknown representation {name!r}; registered: {', '.join(sorted(REPRESENTATIONS))}")
+    module = REPRESENTATIONS[name](preset, **options)
+    for attr in ("num_tokens", "dim"):
+        if not isinstance(getattr(module, attr, None), int):
+            raise TypeError(f"representation {name!r} has no integer `{attr}`")
+    return module
+
+
+class OmniIDRepresentation(nn.Module):
+    """The Omni-ID encoder as a representation: ℓ [B, L, C], every parameter trained."""
+
+    def __init__(self, encoder: OmniIDEncoder):
+        super().__init__()
+        self.encoder = encoder
+        self.num_tokens = encoder.config.num_queries
+        self.dim = encoder.config.width
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return self.encoder.forward_encoder(batch["inputs"], batch.get("input_valid"))
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.encoder.set_grad_checkpointing(enable)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        # the step folder stays loadable by OmniIDEncoder.from_pretrained
+        self.encoder.save_pretrained(folder)
+
+    def load_pretrained(self, folder: str | Path) -> None:
+        self.encoder.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
+
+
+@register_representation("omniid")
+def build_omniid(preset, clip_weights=None, pretrained_clip: bool = True, **_) -> OmniIDRepresentation:
+    return OmniIDRepresentation(OmniIDEncoder(preset.model, clip_weights, pretrained_clip))
