@@ -19,16 +19,27 @@ from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noq
 INPUTS = (1, 2)
 
 
-@pytest.fixture(scope="module")
-def flow_run(sample_manifest, tmp_path_factory):
-    """Two tiny flow steps: a run folder with an adapter and a trained encoder."""
+def train_flow(manifest, out, representation: str):
+    """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
+    from omniid.baselines import register_baselines
     from omniid.cli import main
 
-    out = tmp_path_factory.mktemp("flow") / "run"
-    code = main(["--manifest", str(sample_manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
-                 "--steps", "2", "--batch-size", "1", "--eval-every", "100", "--save-every", "2"])
+    register_baselines()
+    code = main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
+                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
+                 "--save-every", "2"])
     assert code == 0
     return out
+
+
+@pytest.fixture(scope="module")
+def flow_run(sample_manifest, tmp_path_factory):
+    return train_flow(sample_manifest, tmp_path_factory.mktemp("flow") / "run", "omniid")
+
+
+@pytest.fixture(scope="module")
+def arcface_run(sample_manifest, tmp_path_factory):
+    return train_flow(sample_manifest, tmp_path_factory.mktemp("flow") / "arcface", "arcface")
 
 
 @pytest.fixture(scope="module")
@@ -53,25 +64,26 @@ def eval_manifest(kept_faces, sample_run, tmp_path_factory):
     return path
 
 
-def run_eval(flow_run, eval_manifest, out, *extra) -> int:
-    return eval_main(["--checkpoint", str(flow_run), "--manifest", str(eval_manifest), "--out", str(out),
+def run_eval(runs, eval_manifest, out, *extra) -> int:
+    runs = [runs] if not isinstance(runs, (list, tuple)) else runs
+    return eval_main(["--checkpoint", *map(str, runs), "--manifest", str(eval_manifest), "--out", str(out),
                       "--inputs", ",".join(map(str, INPUTS)), "--targets", "1", "--steps", "2", *extra])
 
 
 @pytest.fixture(scope="module")
-def evaluated(flow_run, eval_manifest, tmp_path_factory):
+def evaluated(flow_run, arcface_run, eval_manifest, tmp_path_factory):
     outs = [tmp_path_factory.mktemp(f"eval{i}") for i in range(2)]
     for out in outs:
-        assert run_eval(flow_run, eval_manifest, out) == 0
+        assert run_eval([flow_run, arcface_run], eval_manifest, out) == 0
     return outs
 
 
 def test_eval_writes_results_table_and_sheets(evaluated):
     out = evaluated[0]
     results = pq.read_table(out / "results.parquet").to_pylist()
-    # 2 identities x (omniid + copy-input) x 2 values of k x 1 target x 1 sample
-    assert len(results) == 2 * 2 * len(INPUTS)
-    assert {r["representation"] for r in results} == {"omniid", "copy-input"}
+    # 2 identities x (omniid, arcface, copy-input) x 2 values of k x 1 target x 1 sample
+    assert len(results) == 2 * 3 * len(INPUTS)
+    assert {r["representation"] for r in results} == {"omniid", "arcface", "copy-input"}
     for r in results:
         assert len(r["input_paths"]) == r["k"]
         assert r["target_path"].endswith(f"{max(INPUTS):03d}.jpg")  # never an input
@@ -90,7 +102,8 @@ def test_eval_writes_results_table_and_sheets(evaluated):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["metrics"]["pose_model"] == "pnp5" and settings["protocol"]["steps"] == 2
     table_md = (out / "table.md").read_text()
-    assert "pnp5" in table_md and "| omniid |" in table_md and "| copy-input |" in table_md
+    assert "pnp5" in table_md and "| omniid |" in table_md and "| arcface |" in table_md
+    assert [line.split("|")[1].strip() for line in table_md.splitlines()[2:5]] == ["omniid", "arcface", "copy-input"]
 
 
 def test_table_equals_a_recomputation_from_results(evaluated):
@@ -116,7 +129,11 @@ def test_table_equals_a_recomputation_from_results(evaluated):
 
 def test_two_runs_give_identical_results(evaluated):
     a, b = evaluated
-    assert pq.read_table(a / "results.parquet").equals(pq.read_table(b / "results.parquet"))
+    import pandas as pd
+
+    results = pd.read_parquet(a / "results.parquet")
+    assert results.equals(pd.read_parquet(b / "results.parquet"))  # NaN where NaN, every value equal
+    assert results.id_similarity.notna().any()
     assert (a / "table.csv").read_bytes() == (b / "table.csv").read_bytes()
     for sheet in (a / "sheets").iterdir():
         assert sheet.read_bytes() == (b / "sheets" / sheet.name).read_bytes()
@@ -153,3 +170,57 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         caplog.clear()
         assert run_eval(flow_run, tmp_path / "absent.parquet", tmp_path / "e") == 2
         assert "absent.parquet" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["FluxPipeline", "FluxControlNetPipeline"])
+def test_the_adapter_attaches_to_a_flux_pipeline_and_detach_restores_it(flow_run, kind):
+    """The public path: OmniIDAdapter.from_pretrained(run).attach(pipe) + ip_adapter_kwargs(tokens)."""
+    import torch
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxPipeline
+
+    from omniid.adapter import OmniIDAdapter
+    from omniid.config import get_preset
+    from omniid.encoder import OmniIDEncoder
+    from omniid.flux import load_flux
+    from omniid.generation import ip_adapter_kwargs
+
+    flow = get_preset("tiny", stage="flow").flow
+    torch.manual_seed(0)
+    parts = load_flux(flow)
+    common = dict(scheduler=parts.scheduler, vae=parts.vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
+                  tokenizer_2=None, transformer=parts.transformer)
+    extra = {}
+    if kind == "FluxPipeline":
+        pipe = FluxPipeline(**common)
+    else:
+        controlnet = FluxControlNetModel(**{k: v for k, v in flow.transformer.items() if k != "num_single_layers"},
+                                         num_single_layers=0)
+        pipe = FluxControlNetPipeline(**common, controlnet=controlnet)
+        extra = {"control_image": torch.rand(1, 3, 32, 32), "controlnet_conditioning_scale": 0.5}
+    g = torch.Generator().manual_seed(0)
+    prompt = dict(prompt_embeds=torch.randn(1, 8, 32, generator=g), pooled_prompt_embeds=torch.randn(1, 32, generator=g))
+
+    def run(**kwargs):
+        out = pipe(**prompt, **extra, height=32, width=32, num_inference_steps=2,
+                   generator=torch.Generator().manual_seed(3), output_type="pt", **kwargs)
+        return out.images
+
+    processors = dict(pipe.transformer.attn_processors)
+    base = run()
+    tokens = OmniIDEncoder.from_pretrained(flow_run).encode([torch.rand(3, 32, 32, generator=g)])[None]
+    adapter = OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
+    conditioned = run(**ip_adapter_kwargs(tokens))
+    assert (conditioned - base).abs().max() > 1e-4  # two training steps moved to_v_ip off zero
+    adapter.detach()
+    assert all(pipe.transformer.attn_processors[name] is proc for name, proc in processors.items())
+    assert torch.equal(run(), base)
+
+
+def test_a_unet_pipeline_is_refused_with_the_reason():
+    from omniid.generation import check_flux_target
+
+    class StableDiffusionPipeline:  # the check reads the class, nothing else
+        pass
+
+    with pytest.raises(TypeError, match="FLUX's double-stream blocks"):
+        check_flux_target(StableDiffusionPipeline())

@@ -214,7 +214,12 @@ def _clip_width_of(model_config) -> int:
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}
 
 
-def register_baselines(register) -> None:
-    """`register_baselines(omniid.representations.register_representation)`: adds the three."""
+def register_baselines(register=None) -> None:
+    """Adds the three to `omniid.representations`' registry (or to `register(name, builder)`);
+    names already registered are left as they are."""
+    if register is None:
+        from omniid.representations import REPRESENTATIONS, register_representation
+
+        register = lambda name, builder: REPRESENTATIONS.get(name) or register_representation(name, builder)  # noqa: E731
     for name, builder in BASELINES.items():
         register(name, builder)

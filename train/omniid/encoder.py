@@ -27,7 +27,6 @@ from omniid.preprocess import ImageLike, image_to_tensor
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "encoder.safetensors"
-LATEST = "latest"
 
 # One identity: a sequence of images, or a tensor [M, 3, H, W]; a batch: a sequence of those,
 # or a tensor [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8).
@@ -40,24 +39,20 @@ class CheckpointNotFound(FileNotFoundError):
 
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder, its `checkpoints/` folder, a `checkpoints/latest` pointer or a step folder
-    -> the step folder (the one holding config.json and encoder.safetensors)."""
-    path = Path(path)
-    if path.is_file():  # a pointer file names a sibling folder
-        target = path.parent / path.read_text().strip()
-        if not target.is_dir():
-            raise CheckpointNotFound(f"{path}: points to {target.name}, which does not exist")
-        return resolve_checkpoint(target)
-    if not path.is_dir():
-        raise CheckpointNotFound(f"checkpoint not found: {path}")
-    if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
-        return path
-    for pointer in (path / LATEST, path / "checkpoints" / LATEST):
-        if pointer.is_file():
-            return resolve_checkpoint(pointer)
-    raise CheckpointNotFound(
-        f"{path}: not an Omni-ID checkpoint: expected {CONFIG_FILE} and {WEIGHTS_FILE} here (a step folder), "
-        f"or a run folder with checkpoints/{LATEST}"
-    )
+    -> the step folder, checked to hold config.json and encoder.safetensors."""
+    from omniid.checkpoint import CheckpointError, resolve_checkpoint as resolve
+
+    try:
+        folder = resolve(path)
+    except CheckpointError as error:
+        raise CheckpointNotFound(str(error)) from error
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointNotFound(
+            f"{folder}: not an Omni-ID encoder checkpoint, missing {', '.join(missing)} (give a step folder, "
+            f"a run folder with checkpoints/latest, or a folder written by save_pretrained)"
+        )
+    return folder
 
 
 class _DropRandomInitWarning(logging.Filter):

@@ -18,16 +18,15 @@ log = logging.getLogger("omniid")
 def _user_errors() -> tuple[type[BaseException], ...]:
     from mfhq.config import ConfigError
     from mfhq.models.weights import WeightsMissing
-    from omniid.checkpoint import CheckpointError as CkptError
+    from omniid.checkpoint import CheckpointError
     from omniid.clip_tower import ClipWeightsMissing
     from omniid.data import ManifestError
     from omniid.encoder import CheckpointNotFound
     from omniid.flux import FluxWeightsMissing
-    from omniid.generation import CheckpointError
     from omniid.metrics import NoImage
 
-    return (ConfigError, WeightsMissing, CkptError, ClipWeightsMissing, ManifestError, CheckpointNotFound,
-            FluxWeightsMissing, CheckpointError, NoImage, FileNotFoundError)
+    return (ConfigError, WeightsMissing, CheckpointError, ClipWeightsMissing, ManifestError, CheckpointNotFound,
+            FluxWeightsMissing, NoImage, FileNotFoundError)
 
 
 def _setup_logging() -> None:

@@ -23,15 +23,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from omniid.checkpoint import CheckpointError, read_state, resolve_checkpoint
 from omniid.encoder import _quiet_random_init
 from omniid.preprocess import ImageLike, image_to_tensor
 
 log = logging.getLogger(__name__)
 FLUX_PIPELINES = ("FluxPipeline", "FluxControlNetPipeline", "FluxTransformer2DModel")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot generate (not a flow-stage checkpoint, no adapter); names the path."""
 
 
 def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
@@ -68,7 +65,7 @@ class OmniIDGenerator:
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", flux_path=None, clip_weights=None,
                         prompt_embeds: str | Path | None = None) -> "OmniIDGenerator":
         from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
-        from omniid.checkpoint import read_state, resolve_checkpoint
+        from omniid.baselines import register_baselines
         from omniid.config import get_preset
         from omniid.objectives import build_objective
 
@@ -78,6 +75,7 @@ class OmniIDGenerator:
             raise CheckpointError(f"{folder}: no trained adapter (missing {', '.join(missing)}); generation needs "
                                   f"a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
         state = read_state(folder)
+        register_baselines()  # a baseline's checkpoint names it
         if state.get("stage", "flow") != "flow" or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no flow-stage preset (stage={state.get('stage')!r})")
         preset = get_preset(state["preset"], stage="flow")
