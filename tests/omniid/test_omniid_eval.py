@@ -216,11 +216,19 @@ def test_the_adapter_attaches_to_a_flux_pipeline_and_detach_restores_it(flow_run
     assert torch.equal(run(), base)
 
 
-def test_a_unet_pipeline_is_refused_with_the_reason():
-    from omniid.generation import check_flux_target
+def test_a_unet_pipeline_is_refused_with_the_reason(flow_run):
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
-    class StableDiffusionPipeline:  # the check reads the class, nothing else
-        pass
+    from omniid.adapter import OmniIDAdapter
 
-    with pytest.raises(TypeError, match="FLUX's double-stream blocks"):
-        check_flux_target(StableDiffusionPipeline())
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                attention_head_dim=4)
+    vae = AutoencoderKL(block_out_channels=[8], norm_num_groups=4, latent_channels=4)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=DDIMScheduler(),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    processors = dict(pipe.unet.attn_processors)
+    with pytest.raises(TypeError, match="StableDiffusionPipeline.*double-stream blocks"):
+        OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
+    assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())  # untouched

@@ -28,7 +28,6 @@ from omniid.encoder import _quiet_random_init
 from omniid.preprocess import ImageLike, image_to_tensor
 
 log = logging.getLogger(__name__)
-FLUX_PIPELINES = ("FluxPipeline", "FluxControlNetPipeline", "FluxTransformer2DModel")
 
 
 def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
@@ -39,13 +38,16 @@ def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
 
 
 def check_flux_target(target) -> None:
-    """The adapter's IP layers are trained on FLUX's double-stream blocks: nothing else takes them."""
-    names = {cls.__name__ for cls in type(target).__mro__}
-    if not names & set(FLUX_PIPELINES):
+    """The adapter's IP layers are trained on FLUX's double-stream blocks: only a pipeline holding
+    a FluxTransformer2DModel (FluxPipeline, FluxControlNetPipeline, ...) or the model itself takes them."""
+    from diffusers import FluxTransformer2DModel
+
+    transformer = getattr(target, "transformer", None) or target
+    if not isinstance(transformer, FluxTransformer2DModel):
         raise TypeError(
-            f"the Omni-ID adapter attaches to a FluxPipeline, FluxControlNetPipeline or FluxTransformer2DModel, "
-            f"not a {type(target).__name__}: its IP layers were trained against FLUX's double-stream blocks "
-            f"(a UNet pipeline would need an adapter trained on that UNet)"
+            f"the Omni-ID adapter attaches to a FLUX pipeline (FluxPipeline, FluxControlNetPipeline) or a "
+            f"FluxTransformer2DModel, not a {type(target).__name__}: its IP layers were trained against FLUX's "
+            f"double-stream blocks (a UNet pipeline would need an adapter trained on that UNet)"
         )
 
 
