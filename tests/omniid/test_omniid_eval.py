@@ -226,7 +226,7 @@ def test_a_unet_pipeline_is_refused_with_the_reason(flow_run):
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
                                 attention_head_dim=4)
     vae = AutoencoderKL(block_out_channels=[8], norm_num_groups=4, latent_channels=4)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=DDIMScheduler(),
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=DDIMScheduler(clip_sample=False),
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     processors = dict(pipe.unet.attn_processors)
     with pytest.raises(TypeError, match="StableDiffusionPipeline.*double-stream blocks"):

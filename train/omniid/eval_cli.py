@@ -33,6 +33,17 @@ def _setup_logging() -> None:
     # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.disable_progress_bar()  # one bar per sampler call would flood the console
+
+
+def _cpu_threads(generator, device: str) -> None:
+    """The preset's CPU thread count (tiny: 1, faster on shared cores), as omniid-train uses it."""
+    import torch
+
+    if not str(device).startswith("cuda") and generator.preset.cpu_threads:
+        torch.set_num_threads(generator.preset.cpu_threads)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -85,6 +96,7 @@ def eval_main(argv: list[str] | None = None) -> int:
             label = gen.representation_name if gen.representation_name not in generators else \
                 f"{gen.representation_name} ({Path(path).name})"
             generators[label] = gen
+            _cpu_threads(gen, args.device)
         preset = next(iter(generators.values())).preset
         guidance = args.guidance if args.guidance is not None else preset.flow.guidance
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
@@ -126,6 +138,7 @@ def generate_main(argv: list[str] | None = None) -> int:
     try:
         images = [to_rgb(path) for path in args.images]  # every path checked before any model loads
         gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights)
+        _cpu_threads(gen, args.device)
         if args.prompt is not None:
             gen.set_prompt(args.prompt, args.flux_path)
         seeds = [args.seed + i for i in range(args.num_images)]

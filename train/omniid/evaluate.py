@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from omniid.metrics import FaceMetrics, id_similarity, pose_error, ref_similarity
 from omniid.report import sheet, write_tables
@@ -115,7 +116,7 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
     identities = {name: [crop for crop, _ in faces] for name, faces in load_manifest(manifest).items()}
     names = sorted(identities)[: protocol.identities]
     rows, skipped, timing = [], {}, {}
-    for identity in names:
+    for identity in tqdm(names, desc="omniid-eval", unit="identity", disable=None):
         started = time.perf_counter()
         chosen = plan(identities[identity], protocol)
         if chosen is None:
@@ -169,6 +170,6 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
         "note": "pose is not conditioned (the adapter has no pose input); see omniid/evaluate.py",
     }
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
-    wall = {"per_identity_s": timing, "mean_s": float(np.mean(list(timing.values()))) if timing else None}
+    wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}
     (out / "timing.json").write_text(json.dumps(wall, indent=2))
     return {**settings, "timing": wall}

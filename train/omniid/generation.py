@@ -15,6 +15,7 @@ depends on its seed only, not on what else is in the batch.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -80,12 +81,12 @@ class OmniIDGenerator:
         register_baselines()  # a baseline's checkpoint names it
         if state.get("stage", "flow") != "flow" or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no flow-stage preset (stage={state.get('stage')!r})")
-        preset = get_preset(state["preset"], stage="flow")
+        preset = get_preset(state["preset"], stage="flow", seed=_run_seed(folder))
         representation = state.get("representation", "omniid")
         prompt_embeds = prompt_embeds or _prompt_cache(folder, state)
         # The trained parts come from the checkpoint. Omni-ID's CLIP is in it; a baseline's frozen
         # CLIP comes from its pretrained weights (the paper preset) as in training.
-        torch.manual_seed(preset.seed)  # a tiny preset's random FLUX is built the way training built it
+        torch.manual_seed(preset.seed)  # as omniid-train does: a tiny preset's random FLUX is the trained one's
         with _quiet_random_init():
             objective = build_objective("flow", preset, representation=representation, clip_weights=clip_weights,
                                         pretrained_clip=representation != "omniid", flux_path=flux_path,
@@ -156,6 +157,12 @@ class OmniIDGenerator:
                         tokens, self.objective.adapter, height=size, width=size, steps=steps, guidance=guidance,
                         scale=scale, generator=generators, output_type="pt")
         return to_pil(images)
+
+
+def _run_seed(folder: Path) -> int | None:
+    """The seed the run was trained with (its preset.json), if the run folder has one."""
+    saved = folder.parent.parent / "preset.json"  # run/checkpoints/step-*
+    return json.loads(saved.read_text()).get("seed") if saved.is_file() else None
 
 
 def _prompt_cache(folder: Path, state: dict) -> Path | None:
