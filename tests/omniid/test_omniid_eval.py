@@ -152,7 +152,8 @@ def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, t
     assert first.shape == (32, 32, 3) and not np.array_equal(first, second)  # one seed each
 
 
-def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sample_run, tmp_path, caplog):
+def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sample_run, tmp_path, caplog,
+                                     monkeypatch):
     images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:1]]
     no_adapter = tmp_path / "no-adapter"
     shutil.copytree(flow_run / "checkpoints" / (flow_run / "checkpoints" / "latest").read_text().strip(), no_adapter)
@@ -170,6 +171,15 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         caplog.clear()
         assert run_eval(flow_run, tmp_path / "absent.parquet", tmp_path / "e") == 2
         assert "absent.parquet" in caplog.text
+        caplog.clear()
+        # a paper-preset checkpoint without FLUX.1-dev on this machine says what is missing
+        monkeypatch.delenv("OMNIID_FLUX_PATH", raising=False)
+        paper = tmp_path / "paper-step"
+        shutil.copytree(flow_run / "checkpoints" / (flow_run / "checkpoints" / "latest").read_text().strip(), paper)
+        state = json.loads((paper / "state.json").read_text())
+        (paper / "state.json").write_text(json.dumps({**state, "preset": "paper"}))
+        assert generate_main(["--checkpoint", str(paper), "--images", *images, "--out", str(tmp_path / "o")]) == 2
+        assert "FLUX.1-dev" in caplog.text and "--flux-path" in caplog.text
 
 
 @pytest.mark.parametrize("kind", ["FluxPipeline", "FluxControlNetPipeline"])

@@ -33,9 +33,6 @@ def _setup_logging() -> None:
     # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    from diffusers.utils import logging as diffusers_logging
-
-    diffusers_logging.disable_progress_bar()  # one bar per sampler call would flood the console
 
 
 def _cpu_threads(generator, device: str) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -153,10 +154,29 @@ class OmniIDGenerator:
         size = size or self.image_size
         device = self.objective.prompt_embeds.device
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        images = sample(self.objective.parts, self.objective.prompt_embeds, self.objective.pooled_prompt_embeds,
-                        tokens, self.objective.adapter, height=size, width=size, steps=steps, guidance=guidance,
-                        scale=scale, generator=generators, output_type="pt")
+        with _quiet_sampler():
+            images = sample(self.objective.parts, self.objective.prompt_embeds, self.objective.pooled_prompt_embeds,
+                            tokens, self.objective.adapter, height=size, width=size, steps=steps,
+                            guidance=guidance, scale=scale, generator=generators, output_type="pt")
         return to_pil(images)
+
+
+@contextmanager
+def _quiet_sampler():
+    """No diffusers progress bar per sampler call (flux.sample builds a pipeline per call, so its
+    config cannot be set on an instance): a class-level default, put back on exit."""
+    from diffusers import DiffusionPipeline
+
+    missing = object()
+    before = DiffusionPipeline.__dict__.get("_progress_bar_config", missing)
+    DiffusionPipeline._progress_bar_config = {"disable": True}
+    try:
+        yield
+    finally:
+        if before is missing:
+            del DiffusionPipeline._progress_bar_config
+        else:
+            DiffusionPipeline._progress_bar_config = before
 
 
 def _run_seed(folder: Path) -> int | None:
