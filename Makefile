@@ -27,11 +27,13 @@ demo: $(STAMP)
 	$(BIN)/mfhq summary --run $(RUN)
 	$(BIN)/mfhq cluster-sample --run $(RUN) --out manifests --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq stats --run $(RUN) --manifest manifests --out reports
-	rm -rf runs/omniid-demo
+	rm -rf runs/omniid-demo runs/omniid-demo-flow
 	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny --stage mtd --steps 5 --batch-size 1 --out runs/omniid-demo
+	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny --stage flow --init-from runs/omniid-demo --steps 3 --batch-size 1 --out runs/omniid-demo-flow
 	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks;"
 	@echo "        manifests/train.parquet, manifests/test.parquet (+ manifest.json); reports/report.html;"
-	@echo "        runs/omniid-demo (a few tiny-preset MTD steps: log.jsonl and a safetensors checkpoint)"
+	@echo "        runs/omniid-demo (a few tiny-preset MTD steps: log.jsonl and a safetensors checkpoint);"
+	@echo "        runs/omniid-demo-flow (a few tiny flow-matching steps from it: encoder + adapter checkpoint)"
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

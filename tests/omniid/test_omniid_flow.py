@@ -3,6 +3,8 @@ what trains and what stays frozen, overfitting one real batch, the loss as eq. 7
 conditioning on any registered representation."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -105,3 +107,29 @@ def test_flow_conditions_on_any_registered_representation(batch):
         assert model.representation.proj.weight.grad is not None
     finally:
         REPRESENTATIONS.pop("mean-pixels")
+
+
+def test_bench_flow_reports_each_batch_size(capsys):
+    from omniid.bench_flow import main
+
+    assert main(["--preset", "tiny", "--batch-sizes", "1,2", "--steps", "1"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["identities"] for r in records] == [1, 2] and all(r["s_per_step"] > 0 for r in records)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_flux_on_cuda_trains_the_encoder_and_adapter(batch):
+    """FLUX and the VAE in bf16 (frozen), encoder and adapter in fp32 under bf16 autocast."""
+    cuda = get_preset("tiny", stage="flow", **{"flow.dtype": "bfloat16"})
+    torch.manual_seed(0)
+    model = build_objective("flow", cuda, device="cuda")
+    model.set_grad_checkpointing(True)
+    assert model.transformer.dtype == torch.bfloat16 and model.adapter.projection.norm.weight.dtype == torch.float32
+    on_cuda = {k: (v.cuda() if torch.is_tensor(v) else v) for k, v in batch.items()}
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = model(on_cuda, torch.Generator(device="cuda").manual_seed(0)).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert model.adapter.processors[0].to_v_ip[0].weight.grad.abs().sum() > 0

@@ -108,7 +108,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     from omniid.data import build_loader, load_manifest
     from omniid.engine import setup_distributed, train
-    from omniid.flux import PROMPT_EMBEDS_FILE, ensure_prompt_embeds
+    from omniid.flux import PROMPT_EMBEDS_FILE, check_flux_files, ensure_prompt_embeds
     from omniid.objectives import build_objective
 
     manifest = Path(args.manifest)
@@ -122,6 +122,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                "pretrained_clip": not (args.init_from or _has_checkpoint(out, args.resume))}
     if args.stage == "flow":
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
+        check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
         if rank == 0:  # written once, before any rank loads FLUX (the text encoders are freed by then)
             ensure_prompt_embeds(preset.flow, options["prompt_embeds"], args.flux_path)
         if world > 1:

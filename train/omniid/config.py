@@ -78,6 +78,18 @@ TINY_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncod
             "scaling_factor": 0.3611, "shift_factor": 0.1159}  # FLUX's VAE latent statistics
 
 
+# FLUX.1-dev's own configs (transformer/config.json, vae/config.json): random-weight benchmarks
+# and parameter counts use them without the weights
+FLUX_DEV = {"patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
+            "num_attention_heads": 24, "joint_attention_dim": 4096, "pooled_projection_dim": 768,
+            "guidance_embeds": True, "axes_dims_rope": [16, 56, 56]}
+FLUX_DEV_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
+                "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [128, 256, 512, 512],
+                "layers_per_block": 2, "latent_channels": 16, "norm_num_groups": 32, "sample_size": 1024,
+                "scaling_factor": 0.3611, "shift_factor": 0.1159, "use_quant_conv": False,
+                "use_post_quant_conv": False}
+
+
 @dataclass(frozen=True)
 class FlowConfig:
     """The flow-matching decoder (paper §3.3, eq. 6-7) on a frozen FLUX transformer + VAE."""

@@ -93,6 +93,21 @@ def require_flux_folder(flow, flux_path=None, parts=TRAIN_PARTS) -> Path:
     return folder
 
 
+def check_flux_files(flow, flux_path=None, prompt_cache: Path | None = None) -> None:
+    """Everything a flow run will need from the FLUX folder, checked at once: the transformer and
+    VAE, plus the text encoders if the prompt cache is not there yet. Nothing for random configs."""
+    if flow.transformer is not None:
+        return
+    needs_text = prompt_cache is None or not Path(prompt_cache).is_file()
+    try:
+        require_flux_folder(flow, flux_path, TRAIN_PARTS + (TEXT_PARTS if needs_text else ()))
+    except FluxWeightsMissing as error:
+        hint = (f"\n(The text encoders are needed once, to write the prompt cache {prompt_cache}; a cache "
+                f"written elsewhere with `python -m omniid.flux encode-prompt` can be passed with --prompt-embeds.)"
+                if needs_text and prompt_cache else "")
+        raise FluxWeightsMissing(f"{error}{hint}") from None
+
+
 def flow_scheduler(folder: Path | None = None):
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -107,9 +122,16 @@ def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=
     """The frozen transformer and VAE (eval mode, requires_grad False) on `device` in `dtype`."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
-    if flow.transformer is not None:  # a random-weight config (tiny preset, tests)
-        transformer = FluxTransformer2DModel(**flow.transformer)
-        vae = AutoencoderKL(**flow.vae)
+    if flow.transformer is not None:  # a random-weight config (tiny preset, tests, benchmarks)
+        # built where it runs and in its dtype: a 12B config never passes through RAM or fp32
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                transformer = FluxTransformer2DModel(**flow.transformer)
+                vae = AutoencoderKL(**flow.vae)
+        finally:
+            torch.set_default_dtype(previous)
         scheduler = flow_scheduler(None)
     else:
         folder = require_flux_folder(flow, flux_path)

@@ -1,0 +1,101 @@
+"""One flow-stage training step at growing batch sizes: samples/s and peak GPU memory.
+
+    python -m omniid.bench_flow --preset paper --batch-sizes 1,2,4,8
+
+The paper preset runs FLUX.1-dev's real transformer and VAE configs with random weights (bf16 on
+CUDA) and a randomly initialised CLIP ViT-H/14, so it needs no weights; the step is the trainer's
+own (objective, AdamW over the trainable parts, gradient checkpointing as the preset says) on
+synthetic batches of the preset's shapes. It stops at the first batch size that runs out of
+memory. One JSON line per batch size goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import torch
+
+from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
+from omniid.engine import build_optimizer
+from omniid.objectives import build_objective
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_batch(preset, identities: int, device) -> dict:
+    m, d, f = preset.model, preset.data, preset.flow
+    return {"inputs": torch.randn(identities, d.num_inputs, 3, m.image_size, m.image_size, device=device),
+            "input_valid": torch.ones(identities, d.num_inputs, dtype=torch.bool, device=device),
+            "targets": torch.rand(identities, d.num_targets, 3, f.image_size, f.image_size, device=device) * 2 - 1}
+
+
+def step_time(model, optimizer, batch, steps: int, autocast: bool, device) -> float:
+    """Seconds per optimizer step, the mean over `steps` after one warm-up step."""
+    def one(i):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            loss = model(batch, torch.Generator(device=device).manual_seed(i)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    one(0)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for i in range(steps):
+        one(i + 1)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return (time.perf_counter() - start) / steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m omniid.bench_flow", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--preset", default="paper")
+    p.add_argument("--batch-sizes", default="1,2,4,8", help="identities per step (each with the preset's targets)")
+    p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
+    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
+    p.add_argument("--no-grad-checkpointing", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    overrides = {"data.num_targets": args.targets, "optim.optimizer": args.optimizer,
+                 "optim.grad_checkpointing": False if args.no_grad_checkpointing else None}
+    preset = get_preset(args.preset, stage="flow", **overrides)
+    if preset.flow.transformer is None:  # the real configs, random weights: no FLUX folder needed
+        preset = get_preset(args.preset, stage="flow", **overrides,
+                            **{"flow.transformer": FLUX_DEV, "flow.vae": FLUX_DEV_VAE})
+    if device.type == "cpu" and preset.cpu_threads:
+        torch.set_num_threads(preset.cpu_threads)
+    torch.manual_seed(0)
+    model = build_objective("flow", preset, pretrained_clip=False, device=device).to(device)
+    model.set_grad_checkpointing(preset.optim.grad_checkpointing)
+    model.train()
+    optimizer = build_optimizer(model, preset.optim)
+    autocast = preset.optim.bf16 and device.type == "cuda"
+    for identities in (int(b) for b in args.batch_sizes.split(",")):
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(device)
+        record = {"preset": preset.name, "identities": identities, "targets": identities * preset.data.num_targets,
+                  "grad_checkpointing": preset.optim.grad_checkpointing, "optimizer": args.optimizer,
+                  "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
+        try:
+            seconds = step_time(model, optimizer, synthetic_batch(preset, identities, device), args.steps,
+                                autocast, device)
+        except torch.cuda.OutOfMemoryError:
+            print(json.dumps({**record, "oom": True}), flush=True)
+            break
+        record.update(s_per_step=seconds, identities_per_s=identities / seconds,
+                      targets_per_s=record["targets"] / seconds,
+                      peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+        print(json.dumps(record), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
