@@ -172,6 +172,9 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         assert run_eval(flow_run, tmp_path / "absent.parquet", tmp_path / "e") == 2
         assert "absent.parquet" in caplog.text
         caplog.clear()
+        assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--inputs", "9") == 2  # argparse: the last wins
+        assert "no identity has the 10 faces" in caplog.text
+        caplog.clear()
         # a paper-preset checkpoint without FLUX.1-dev on this machine says what is missing
         monkeypatch.delenv("OMNIID_FLUX_PATH", raising=False)
         paper = tmp_path / "paper-step"

@@ -104,12 +104,43 @@ def _rows(identity, label, checkpoint, k, inputs, targets, truth, input_faces, g
     return rows
 
 
+def _identity_rows(identity: str, inputs: list[Path], targets: list[Path], generators: dict, out: Path,
+                   metrics: FaceMetrics, protocol: Protocol) -> tuple[list[dict], list]:
+    """Every row of one identity, and the contact sheet's rows of generations."""
+    analysed = metrics.analyse(inputs + targets)
+    input_faces, truth = analysed[:len(inputs)], analysed[len(inputs):]
+    for j, face in enumerate(truth):
+        if face is None:
+            log.warning("%s: no face found in the ground truth %s; its rows are not scored", identity, targets[j])
+    rows, tiles = [], []
+    n = len(targets) * protocol.samples
+    seeds = [protocol.seed_for(j, s) for j in range(len(targets)) for s in range(protocol.samples)]
+    for label, gen in generators.items():
+        folder = Path("images") / safe_name(label) / safe_name(identity)
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        for k in protocol.inputs:
+            tokens = gen.tokens([inputs[:k]])
+            images = gen.generate(tokens.expand(n, *tokens.shape[1:]), seeds, steps=protocol.steps,
+                                  guidance=protocol.guidance, scale=protocol.scale)
+            paths = [str(folder / f"k{k}_t{j}_s{s}.png") for j in range(len(targets)) for s in range(protocol.samples)]
+            for image, path in zip(images, paths):
+                image.save(out / path)
+            rows += _rows(identity, label, str(gen.folder), k, inputs, targets, truth, input_faces,
+                          metrics.analyse(images), paths, protocol)
+            tiles.append((f"{label} k={k}", images[::protocol.samples]))
+    if protocol.copy_row:  # the first input, scored as if it had been generated
+        for k in protocol.inputs:
+            rows += _rows(identity, COPY_ROW, "", k, inputs, targets, truth, input_faces, [input_faces[0]] * n,
+                          [str(inputs[0])] * n, protocol)
+    return rows, tiles
+
+
 def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol()) -> dict:
-    """generators: label -> OmniIDGenerator (or anything with tokens/generate/settings/image_size).
+    """generators: label -> OmniIDGenerator (or anything with tokens/generate/settings/folder).
 
     Returns the summary written to settings.json (plus wall times)."""
-    from omniid.data import load_manifest
+    from omniid.data import ManifestError, load_manifest
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,41 +155,14 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
             log.warning("skipping identity %s: %s", identity, skipped[identity])
             continue
         inputs, targets = chosen
-        analysed = metrics.analyse(inputs + targets)
-        input_faces, truth = analysed[:len(inputs)], analysed[len(inputs):]
-        for j, face in enumerate(truth):
-            if face is None:
-                log.warning("%s: no face found in the ground truth %s; its rows are not scored", identity, targets[j])
-        per_identity, tiles = [], []
-        n = len(targets) * protocol.samples
-        seeds = [protocol.seed_for(j, s) for j in range(len(targets)) for s in range(protocol.samples)]
-        for label, gen in generators.items():
-            for k in protocol.inputs:
-                tokens = gen.tokens([inputs[:k]])
-                images = gen.generate(tokens.expand(n, *tokens.shape[1:]), seeds, steps=protocol.steps,
-                                      guidance=protocol.guidance, scale=protocol.scale)
-                folder = Path("images") / safe_name(label) / safe_name(identity)
-                (out / folder).mkdir(parents=True, exist_ok=True)
-                paths = [str(folder / f"k{k}_t{j}_s{s}.png") for j in range(len(targets))
-                         for s in range(protocol.samples)]
-                for image, path in zip(images, paths):
-                    image.save(out / path)
-                faces = metrics.analyse(images)
-                per_identity += _rows(identity, label, str(gen.folder), k, inputs, targets, truth, input_faces,
-                                      faces, paths, protocol)
-                tiles.append((f"{label} k={k}", images[::protocol.samples]))
-        if protocol.copy_row:
-            copy = [input_faces[0]] * n
-            for k in protocol.inputs:
-                per_identity += _rows(identity, COPY_ROW, "", k, inputs, targets, truth, input_faces, copy,
-                                      [str(inputs[0])] * n, protocol)
-        rows += per_identity
+        identity_rows, tiles = _identity_rows(identity, inputs, targets, generators, out, metrics, protocol)
+        rows += identity_rows
         sheet(out / "sheets" / f"{safe_name(identity)}.png", inputs, targets, tiles)
         timing[identity] = round(time.perf_counter() - started, 3)
-        log.info("%s: %d rows in %.1f s", identity, len(per_identity), timing[identity])
+        log.info("%s: %d rows in %.1f s", identity, len(identity_rows), timing[identity])
     if not rows:
-        raise ValueError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
-                         f"(inputs {list(protocol.inputs)} + 1 target)")
+        raise ManifestError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
+                            f"(inputs {list(protocol.inputs)} + 1 target)")
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
     pq.write_table(table, out / "results.parquet")
     order = list(generators) + ([COPY_ROW] if protocol.copy_row else [])
