@@ -132,6 +132,10 @@ def test_sampling_through_flux_pipeline_with_the_adapter(parts):
     plain = sample(parts, *embeds, height=32, width=32, steps=2, generator=torch.Generator().manual_seed(0))
     assert torch.allclose(run(tokens, scale=0.0)[:1], plain, atol=1e-6)
     assert all(parts.transformer.attn_processors[n] is p for n, p in before.items())   # detached after
+    bf16 = load_flux(FLOW, dtype=torch.bfloat16)   # FLUX in bf16 with the fp32 adapter, as trained
+    images = sample(bf16, *embeds, tokens, OmniIDAdapter.for_transformer(bf16.transformer, TOKENS, DIM),
+                    height=32, width=32, steps=2)
+    assert images.dtype == torch.float32 and torch.isfinite(images).all()
 
 
 def test_paper_flux_folder_missing_files_are_named(tmp_path):

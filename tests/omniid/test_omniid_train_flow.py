@@ -4,7 +4,10 @@ clear errors for a bad --init-from and for missing FLUX weights, and the CLI's h
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,9 @@ from safetensors.torch import load_file
 
 from omniid.adapter import OmniIDAdapter
 from omniid.cli import main
+from omniid.data import load_manifest
 from omniid.encoder import OmniIDEncoder
+from omniid.flux import load_flow_run, sample
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 
@@ -51,6 +56,20 @@ def test_init_from_carries_the_encoder_bit_for_bit_and_drops_the_decoder(sample_
     assert (out / "prompt_embeds.safetensors").is_file()
     preset = json.loads((out / "preset.json").read_text())
     assert preset["stage"] == "flow" and preset["flow"]["guidance"] == 3.5
+
+
+def test_a_flow_run_generates(sample_manifest, mtd_run, tmp_path):
+    """What omniid-generate builds on: a run folder -> FLUX, prompt cache, adapter, encoder -> images."""
+    out = tmp_path / "flow"
+    assert main(flow_args(sample_manifest, out, "--init-from", str(mtd_run), "--steps", "2")) == 0
+    run = load_flow_run(out / "checkpoints" / "latest")
+    assert run.checkpoint.name == "step-00000002" and run.adapter.config["num_blocks"] == 2
+    encoder = OmniIDEncoder.from_pretrained(run.checkpoint)
+    crops = [crop for crop, _ in next(iter(load_manifest(sample_manifest).values()))[:3]]
+    tokens = encoder.encode(crops)[None]
+    images = sample(run.parts, run.prompt_embeds, run.pooled_prompt_embeds, tokens, run.adapter,
+                    height=32, width=32, steps=2, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
 
 
 def test_flow_resume_gives_the_same_next_losses(sample_manifest, mtd_run, tmp_path):
@@ -105,3 +124,23 @@ def test_version_and_help_show_defaults_and_weights(capsys):
     text = " ".join(capsys.readouterr().out.split())  # whatever the terminal's width
     assert "(default: paper)" in text and "(default: mtd)" in text and "(default: omniid)" in text
     assert "FLUX.1-dev" in text and "--flux-path" in text and "tiny nothing" in text
+
+
+@pytest.mark.slow
+def test_flow_ddp_with_two_cpu_processes(sample_manifest, mtd_run, tmp_path):
+    """The frozen FLUX is left out of DDP's broadcast and gradient sync; the trained parts agree."""
+    repo = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(repo / "train"), str(repo), os.environ.get("PYTHONPATH", "")])}
+    out = tmp_path / "ddp"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "omniid",
+         *flow_args(sample_manifest, out, "--init-from", str(mtd_run), "--steps", "2", "--batch-size", "1",
+                    "--save-every", "2")],
+        capture_output=True, text=True, env=env,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    state = json.loads((out / "checkpoints" / "step-00000002" / "state.json").read_text())
+    assert state["world"] == 2 and state["samples"] == 2 * 2 * 1
+    first, second = state["weight_checksums"]
+    assert first == second

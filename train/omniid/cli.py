@@ -107,7 +107,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     import torch.distributed as dist
 
     from omniid.data import build_loader, load_manifest
-    from omniid.engine import setup_distributed, train
+    from omniid.engine import check_init_from, setup_distributed, train
     from omniid.flux import PROMPT_EMBEDS_FILE, check_flux_files, ensure_prompt_embeds
     from omniid.objectives import build_objective
 
@@ -115,6 +115,8 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
     if args.representation != "omniid" and args.stage != "flow":
         raise ValueError("--representation applies to --stage flow only")
+    if args.init_from and not _has_checkpoint(out, args.resume):
+        check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     rank, world, device = setup_distributed()
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
@@ -144,7 +146,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                                    0, preset.seed, clamp_batch=True, **loader_options)
     record = {"representation": args.representation}
     if args.stage == "flow":
-        record["prompt_embeds"] = str(options["prompt_embeds"])
+        record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record)
 

@@ -18,6 +18,10 @@
         Generation through diffusers' own `FluxPipeline` with the text encoders set to None: the
         cached embeddings are passed in, and `tokens` [B, N, D] (any representation's output) go
         to the attached `OmniIDAdapter` as `ip_adapter_image_embeds`. Returns [B, 3, H, W] in [0, 1].
+    load_flow_run(path, device, flux_path=None) -> FlowRun(parts, prompt_embeds, pooled_prompt_embeds,
+                                                           adapter, flow, checkpoint)
+        Everything `sample` needs from a flow-stage run (a run folder, `checkpoints/latest` or a
+        step folder); its encoder: `OmniIDEncoder.from_pretrained(run.checkpoint)`.
 """
 from __future__ import annotations
 
@@ -262,6 +266,7 @@ def sample(parts: FluxParts, prompt_embeds: torch.Tensor, pooled_prompt_embeds: 
     as it was. prompt embeddings: [1, S, J] / [1, P], as cached.
     """
     pipe = build_pipeline(parts)
+    pipe.set_progress_bar_config(disable=True)
     device, dtype = parts.transformer.device, parts.transformer.dtype
     batch = 1 if tokens is None else tokens.shape[0]
     kwargs = {}
@@ -273,14 +278,48 @@ def sample(parts: FluxParts, prompt_embeds: torch.Tensor, pooled_prompt_embeds: 
         # without negative embeds FluxPipeline would try its image encoder (None) for a blank image
         kwargs = {"ip_adapter_image_embeds": embeds, "negative_ip_adapter_image_embeds": [torch.zeros_like(embeds[0])]}
     try:
-        out = pipe(prompt_embeds=prompt_embeds.to(device, dtype).expand(batch, -1, -1),
-                   pooled_prompt_embeds=pooled_prompt_embeds.to(device, dtype).expand(batch, -1),
-                   height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
-                   generator=generator, output_type=output_type, **kwargs)
+        # a bf16 FLUX with an fp32 adapter (as trained): autocast casts per op, as in training
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            out = pipe(prompt_embeds=prompt_embeds.to(device, dtype).expand(batch, -1, -1),
+                       pooled_prompt_embeds=pooled_prompt_embeds.to(device, dtype).expand(batch, -1),
+                       height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
+                       generator=generator, output_type=output_type, **kwargs)
     finally:
         if kwargs:
             adapter.detach()
-    return out.images
+    images = out.images
+    return images.float() if torch.is_tensor(images) else images
+
+
+@dataclass
+class FlowRun:
+    parts: FluxParts
+    prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor
+    adapter: torch.nn.Module
+    flow: object
+    checkpoint: Path
+
+
+def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
+    """FLUX (bf16 on CUDA, fp32 on CPU), the run's prompt cache and adapter, from a flow-stage run."""
+    from omniid.adapter import OmniIDAdapter
+    from omniid.checkpoint import read_state, resolve_checkpoint
+    from omniid.config import FlowConfig
+
+    folder = resolve_checkpoint(path)
+    run = folder.parent.parent
+    if not (run / "preset.json").is_file():
+        raise FileNotFoundError(f"{folder}: not inside a run folder (no {run / 'preset.json'})")
+    flow = FlowConfig(**json.loads((run / "preset.json").read_text())["flow"])
+    recorded = read_state(folder).get("prompt_embeds")
+    cache = Path(recorded) if recorded and Path(recorded).is_file() else run / PROMPT_EMBEDS_FILE
+    prompt_embeds, pooled, _ = load_prompt_embeds(cache)
+    device = torch.device(device)
+    dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32
+    parts = load_flux(flow, device, dtype, flux_path)
+    adapter = OmniIDAdapter.from_pretrained(folder, device=device)
+    return FlowRun(parts, prompt_embeds.to(device), pooled.to(device), adapter, flow, folder)
 
 
 def main(argv: list[str] | None = None) -> int:
