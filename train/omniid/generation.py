@@ -82,7 +82,7 @@ class OmniIDGenerator:
         register_baselines()  # a baseline's checkpoint names it
         if state.get("stage", "flow") != "flow" or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no flow-stage preset (stage={state.get('stage')!r})")
-        preset = get_preset(state["preset"], stage="flow", seed=_run_seed(folder))
+        preset = get_preset(state["preset"], stage="flow", **_run_overrides(folder))
         representation = state.get("representation", "omniid")
         prompt_embeds = prompt_embeds or _prompt_cache(folder, state)
         # The trained parts come from the checkpoint. Omni-ID's CLIP is in it; a baseline's frozen
@@ -179,10 +179,14 @@ def _quiet_sampler():
             DiffusionPipeline._progress_bar_config = before
 
 
-def _run_seed(folder: Path) -> int | None:
-    """The seed the run was trained with (its preset.json), if the run folder has one."""
+def _run_overrides(folder: Path) -> dict:
+    """The run's own seed and flow settings (its preset.json: guidance, prompt, FLUX config as
+    trained, with any command-line overrides), as get_preset overrides."""
     saved = folder.parent.parent / "preset.json"  # run/checkpoints/step-*
-    return json.loads(saved.read_text()).get("seed") if saved.is_file() else None
+    if not saved.is_file():
+        return {}
+    preset = json.loads(saved.read_text())
+    return {"seed": preset.get("seed"), **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}
 
 
 def _prompt_cache(folder: Path, state: dict) -> Path | None:
