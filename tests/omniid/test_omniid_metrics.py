@@ -65,3 +65,23 @@ def test_no_face_scores_zero(metrics):
 def test_a_missing_image_is_an_error_naming_it(metrics, tmp_path):
     with pytest.raises(NoImage, match="nowhere.jpg"):
         metrics.analyse([tmp_path / "nowhere.jpg"])
+
+
+@pytest.mark.slow  # builds RepVGG-B1g2 (~15 s on 2 shared cores)
+def test_a_crop_based_pose_model_from_the_preset(tmp_path):
+    """The paper profile's 6DRepNet (random weights here) takes aligned crops: the same wiring."""
+    import torch
+
+    from mfhq.models.sixdrep_pose import SIXDREPNET, import_sixdrepnet
+
+    network, _ = import_sixdrepnet()
+    torch.manual_seed(0)
+    torch.save(network(backbone_name="RepVGG-B1g2", backbone_file="", deploy=True, pretrained=False).state_dict(),
+               tmp_path / SIXDREPNET.name)
+    preset = tmp_path / "sixdrep.yaml"
+    preset.write_text("name: sixdrep\ndetect: {backend: yunet-dlib68}\nembed: {backend: sface}\n"
+                      "pose: {backend: 6drepnet}\n")
+    metrics = FaceMetrics(preset, models_dir=tmp_path)
+    assert metrics.models["pose_model"] == "6drepnet" and "6drepnet@" in metrics.models["provenance"]
+    face, again = metrics.analyse([skimage.data.astronaut()] * 2)
+    assert np.isfinite(face.pose).all() and pose_error(face, again) == pytest.approx(0.0, abs=1e-3)
