@@ -58,6 +58,26 @@ def test_gradients_reach_encoder_projection_and_ip_layers_never_flux_or_vae(batc
         assert own and all(not p.requires_grad and p.grad is None for p in own)
 
 
+def test_gradient_checkpointing_on_encoder_and_flux_changes_no_gradient(batch):
+    model = _objective()
+    with torch.no_grad():  # as after some training: every trained part gets a gradient
+        for proc in model.adapter.processors:
+            proc.to_v_ip[0].weight.normal_(std=0.1)
+
+    def grads():
+        model.zero_grad()
+        model(batch, torch.Generator().manual_seed(0)).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    model.set_grad_checkpointing(True)
+    assert model.transformer.gradient_checkpointing
+    checkpointed = grads()
+    assert plain.keys() == checkpointed.keys() and len(plain) > 50
+    for name in plain:
+        torch.testing.assert_close(checkpointed[name], plain[name], msg=name)
+
+
 def test_loss_is_the_velocity_error(batch):
     """eq. 7: mean (v - (ε - z))²; and with t = 1 the input is pure noise, so v alone decides it."""
     model = _objective().eval()
