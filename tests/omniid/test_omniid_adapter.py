@@ -3,13 +3,17 @@
 latent packing, the prompt cache, sampling through FluxPipeline, and missing FLUX files."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from diffusers import FluxPipeline
 
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE, OmniIDAdapter
 from omniid.config import get_preset
-from omniid.flux import (FluxWeightsMissing, ensure_prompt_embeds, latent_image_ids, load_flux, load_prompt_embeds,
+from omniid.flux import main as flux_main
+from omniid.flux import (FluxWeightsMissing, build_pipeline, ensure_prompt_embeds, latent_image_ids, load_flux, load_prompt_embeds,
                          pack_latents, require_flux_folder, sample, unpack_latents)
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 
@@ -92,10 +96,14 @@ def test_adapter_saves_and_loads_alone_from_run_pointer_or_step(parts, tmp_path)
         OmniIDAdapter.from_pretrained(step)
 
 
-def test_adapter_refuses_a_transformer_of_another_shape(parts):
-    adapter = OmniIDAdapter(TOKENS, DIM, 32, hidden_size=32, num_blocks=3)
+def test_adapter_attaches_to_a_pipeline_and_refuses_another_shape(parts):
+    adapter = OmniIDAdapter.for_transformer(parts.transformer, TOKENS, DIM)
+    adapter.attach(build_pipeline(parts))
+    assert adapter.attached and parts.transformer.attn_processors["transformer_blocks.0.attn.processor"] \
+        is adapter.processors[0]
+    adapter.detach()
     with pytest.raises(ValueError, match="3 double-stream blocks"):
-        adapter.attach(parts.transformer)
+        OmniIDAdapter(TOKENS, DIM, 32, hidden_size=32, num_blocks=3).attach(parts.transformer)
 
 
 def test_packing_matches_flux_pipeline():
@@ -113,6 +121,8 @@ def test_tiny_prompt_cache_has_flux_shapes(tmp_path):
     assert pooled.shape == (1, FLOW.transformer["pooled_projection_dim"])
     assert meta["prompt"] == "photo of a person."
     assert ensure_prompt_embeds(FLOW, path) == path  # cached: not rewritten
+    assert flux_main(["encode-prompt", "--preset", "tiny", "--out", str(tmp_path / "cli.safetensors")]) == 0
+    assert torch.equal(load_prompt_embeds(tmp_path / "cli.safetensors")[0], embeds)
 
 
 def test_sampling_through_flux_pipeline_with_the_adapter(parts):
@@ -149,3 +159,51 @@ def test_paper_flux_folder_missing_files_are_named(tmp_path):
     message = str(error.value)
     assert str(tmp_path) in message and "transformer/config.json" in message
     assert "vae/diffusion_pytorch_model.safetensors" in message and "vae/config.json" not in message
+
+
+@pytest.fixture(scope="module")
+def flux_folder(tmp_path_factory) -> Path:
+    """A diffusers-format FLUX folder as FLUX.1-dev's is laid out, with tiny random weights and
+    hand-made tokenizers: the paper preset's loading path, without the gated download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer, T5Config, T5EncoderModel, T5TokenizerFast
+
+    folder = tmp_path_factory.mktemp("flux-dev")
+    scratch = tmp_path_factory.mktemp("tokenizer-files")
+    (scratch / "vocab.json").write_text(json.dumps({"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2}))
+    (scratch / "merges.txt").write_text("#version: 0.2\n")
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)] + [(w, -1.0) for w in ("▁photo", "▁of", "▁a", "▁person", ".")]
+    t5_tokens = Tokenizer(models.Unigram(pieces, unk_id=2))  # T5's kind of tokenizer, as T5Tokenizer reloads it
+    t5_tokens.pre_tokenizer, t5_tokens.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    torch.manual_seed(0)
+    parts = load_flux(FLOW)
+    clip = CLIPTextModel(CLIPTextConfig(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=77))
+    t5 = T5EncoderModel(T5Config(vocab_size=8, d_model=32, d_kv=8, d_ff=37, num_layers=1, num_heads=4))
+    FluxPipeline(scheduler=parts.scheduler, vae=parts.vae, transformer=parts.transformer,
+                 text_encoder=clip, tokenizer=CLIPTokenizer(str(scratch / "vocab.json"), str(scratch / "merges.txt"),
+                                         model_max_length=77),
+                 text_encoder_2=t5, tokenizer_2=T5TokenizerFast(tokenizer_object=t5_tokens, eos_token="</s>",
+                                                                pad_token="<pad>", unk_token="<unk>", extra_ids=0),
+                 ).save_pretrained(folder)
+    return folder
+
+
+def test_paper_loading_path_encodes_the_prompt_once_and_loads_flux_from_the_folder(flux_folder, tmp_path):
+    from dataclasses import replace
+
+    from omniid.objectives import build_objective
+
+    tiny = get_preset("tiny", stage="flow")
+    flow = replace(tiny.flow, transformer=None, vae=None, flux_path=str(flux_folder))  # as the paper preset
+    cache = tmp_path / "prompt_embeds.safetensors"
+    model = build_objective("flow", replace(tiny, flow=flow), prompt_embeds=cache)
+    embeds, pooled, meta = load_prompt_embeds(cache)
+    assert embeds.shape == (1, 8, 32) and pooled.shape == (1, 32) and meta["source"] == str(flux_folder)
+    assert not any("text_encoder" in name for name, _ in model.named_modules())   # never held in training
+    assert model.transformer.config.num_layers == 2 and not model.transformer.training
+    batch = {"inputs": torch.randn(1, 3, 3, 32, 32), "input_valid": torch.ones(1, 3, dtype=torch.bool),
+             "targets": torch.rand(1, 2, 3, 32, 32) * 2 - 1}
+    assert torch.isfinite(model(batch, torch.Generator().manual_seed(0)).loss)
+    with pytest.raises(ValueError, match="photo of a person"):   # a cache of another prompt is refused
+        ensure_prompt_embeds(replace(flow, prompt="a face."), cache)

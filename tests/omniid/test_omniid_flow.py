@@ -88,6 +88,20 @@ def test_loss_is_the_velocity_error(batch):
     assert ((0 <= out.aux["t"]) & (out.aux["t"] < 1)).all()
 
 
+def test_logit_normal_timesteps_follow_their_parameters():
+    from dataclasses import replace
+
+    from omniid.objectives.flow import sample_timesteps
+
+    flow = replace(PRESET.flow, timesteps="logit_normal", logit_mean=1.0, logit_std=0.5)
+    t = sample_timesteps(20000, flow, torch.Generator().manual_seed(0), "cpu")
+    logits = torch.logit(t.double())
+    assert ((0 < t) & (t < 1)).all()
+    assert abs(logits.mean().item() - 1.0) < 0.02 and abs(logits.std().item() - 0.5) < 0.02
+    with pytest.raises(ValueError, match="uniform, logit_normal"):
+        sample_timesteps(2, replace(flow, timesteps="cosine"), None, "cpu")
+
+
 def test_overfitting_one_batch_cuts_the_loss(batch):
     """25 AdamW steps on one batch with fixed noise and t cut the flow loss by over 15%. Only the
     encoder and adapter learn, through a frozen random FLUX, so it plateaus early: on random

@@ -34,9 +34,10 @@ def flow_args(manifest: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mtd_run(sample_manifest, tmp_path_factory) -> Path:
+    """An MTD ablation run (mask ratio 0.85): MTD-only settings do not block the hand-over."""
     out = tmp_path_factory.mktemp("mtd") / "run"
     assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--stage", "mtd", "--out", str(out),
-                 "--steps", "2", "--save-every", "2", "--eval-every", "100"]) == 0
+                 "--steps", "2", "--save-every", "2", "--eval-every", "100", "--mask-ratio", "0.85"]) == 0
     return out
 
 

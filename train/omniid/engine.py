@@ -124,6 +124,10 @@ class JsonlLog:
                 handle.write(json.dumps(record) + "\n")
 
 
+ENCODER_FIELDS = ("clip_model", "image_size", "num_queries", "width", "heads", "cross_blocks", "self_blocks",
+                  "mlp_ratio")
+
+
 def check_init_from(path: str | Path, preset: Preset) -> Path:
     """The checkpoint folder `--init-from` names, checked to hold an encoder of this preset."""
     folder = resolve_checkpoint(path)
@@ -133,10 +137,11 @@ def check_init_from(path: str | Path, preset: Preset) -> Path:
                               f"--init-from takes a run folder, its checkpoints/latest or a step folder")
     state = read_state(folder)
     saved = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
+    ours = preset.model.to_dict()
+    # what shapes the encoder; MTD-only settings (mask ratio, decoder patch) may differ
+    differs = [k for k in ENCODER_FIELDS if saved.get(k) != ours[k]]
     theirs = state.get("preset")
-    if (theirs and theirs != preset.name) or saved != preset.model.to_dict():
-        differs = sorted(k for k in set(saved) | set(preset.model.to_dict())
-                         if saved.get(k) != preset.model.to_dict().get(k))
+    if (theirs and theirs != preset.name) or differs:
         raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} (encoder settings differ: "
                               f"{', '.join(differs) or 'none'}); this run uses preset {preset.name}")
     return folder
