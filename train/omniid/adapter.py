@@ -80,6 +80,9 @@ class OmniIDAdapter(nn.Module):
 
     def attach(self, target) -> "OmniIDAdapter":
         """Install the processors and projection on a FluxTransformer2DModel (or a FluxPipeline)."""
+        from omniid.generation import check_flux_target
+
+        check_flux_target(target)  # a clear error for a UNet pipeline, not an AttributeError
         transformer = _transformer_of(target)
         if self._attached is not None:
             if self._attached[0] is transformer:

@@ -9,10 +9,14 @@ so ℓ does not depend on the order of the inputs.
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
+from typing import Sequence, Union
 
+import numpy as np
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -23,6 +27,58 @@ from omniid.preprocess import ImageLike, image_to_tensor
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "encoder.safetensors"
+
+# One identity: a sequence of images, or a tensor [M, 3, H, W]; a batch: a sequence of those,
+# or a tensor [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8).
+EncodeInput = Union[Sequence[ImageLike], Sequence[Sequence[ImageLike]], torch.Tensor]
+
+
+class CheckpointNotFound(FileNotFoundError):
+    """A path that is not a run folder, a `checkpoints/latest` pointer or a checkpoint folder."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run folder, its `checkpoints/` folder, a `checkpoints/latest` pointer or a step folder
+    -> the step folder, checked to hold config.json and encoder.safetensors."""
+    from omniid.checkpoint import CheckpointError, resolve_checkpoint as resolve
+
+    try:
+        folder = resolve(path)
+    except CheckpointError as error:
+        raise CheckpointNotFound(str(error)) from error
+    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointNotFound(
+            f"{folder}: not an Omni-ID encoder checkpoint, missing {', '.join(missing)} (give a step folder, "
+            f"a run folder with checkpoints/latest, or a folder written by save_pretrained)"
+        )
+    return folder
+
+
+class _DropRandomInitWarning(logging.Filter):
+    # open_clip warns "Model initialized randomly" on the root logger whenever it builds a tower
+    # without weights; from_pretrained loads trained weights right after, so the warning is false.
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "initialized randomly" not in record.getMessage()
+
+
+@contextmanager
+def _quiet_random_init():
+    drop = _DropRandomInitWarning()
+    logging.getLogger().addFilter(drop)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(drop)
+
+
+def _tensor_image(image: torch.Tensor) -> np.ndarray:
+    """[3, H, W] RGB tensor ([0, 1] float or uint8) -> uint8 [H, W, 3], for the shared preprocessing."""
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"an image tensor must be [3, H, W], got {list(image.shape)}")
+    if image.dtype != torch.uint8:
+        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return image.permute(1, 2, 0).cpu().numpy()
 
 
 class OmniIDEncoder(nn.Module):
@@ -64,20 +120,31 @@ class OmniIDEncoder(nn.Module):
     forward = forward_encoder
 
     @torch.no_grad()
-    def encode(self, images: Sequence[ImageLike]) -> torch.Tensor:
-        """Images of one identity (paths, PIL images or RGB uint8 arrays) -> ℓ [L, C], with the
-        preprocessing used in training."""
-        if len(images) == 0:
-            raise ValueError("encode needs at least one image")
+    def encode(self, images: EncodeInput) -> torch.Tensor:
+        """One identity -> ℓ [L, C]; a batch of identities -> [B, L, C].
+
+        One identity is a sequence of images (paths, PIL images, RGB uint8 arrays, [3, H, W]
+        tensors) or a tensor [M, 3, H, W]; a batch is a list of those (any M each) or a tensor
+        [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8). The images take
+        the preprocessing used in training.
+        """
+        batch, single = _as_identities(images)
+        size = self.config.image_size
+        tensors = [torch.stack([image_to_tensor(_tensor_image(x) if torch.is_tensor(x) else x, size)
+                                for x in identity]) for identity in batch]
+        m = max(len(t) for t in tensors)
+        inputs = torch.zeros(len(tensors), m, 3, size, size)
+        valid = torch.zeros(len(tensors), m, dtype=torch.bool)
+        for b, t in enumerate(tensors):
+            inputs[b, :len(t)], valid[b, :len(t)] = t, True
         param = next(self.parameters())
-        batch = torch.stack([image_to_tensor(img, self.config.image_size) for img in images])
         was_training = self.training
         self.eval()
         try:
-            out = self.forward_encoder(batch[None].to(param.device, param.dtype))[0]
+            out = self.forward_encoder(inputs.to(param.device, param.dtype), valid.to(param.device))
         finally:
             self.train(was_training)
-        return out
+        return out[0] if single else out
 
     def save_pretrained(self, folder: str | Path) -> None:
         folder = Path(folder)
@@ -87,13 +154,37 @@ class OmniIDEncoder(nn.Module):
         save_file(state, str(folder / WEIGHTS_FILE))
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "OmniIDEncoder":
-        """Load an encoder saved by `save_pretrained` or by a training checkpoint."""
-        folder = Path(folder)
-        missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder}: not an Omni-ID encoder folder, missing {', '.join(missing)}")
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "OmniIDEncoder":
+        """Load the encoder of a run folder, a `checkpoints/latest` pointer, a training checkpoint
+        folder or a folder written by `save_pretrained`."""
+        folder = resolve_checkpoint(path)
         config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
-        encoder = cls(config, pretrained_clip=False)
+        with _quiet_random_init():
+            encoder = cls(config, pretrained_clip=False)
         encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
         return encoder.to(device).eval()
+
+
+def _as_identities(images: EncodeInput) -> tuple[list[list], bool]:
+    """-> (a list of identities, each a list of images), and whether one identity was given."""
+    if torch.is_tensor(images):
+        if images.ndim == 4:
+            return [list(images)], True
+        if images.ndim == 5:
+            return [list(identity) for identity in images], False
+        raise ValueError(f"encode takes [M, 3, H, W] or [B, M, 3, H, W] tensors, got {list(images.shape)}")
+    if isinstance(images, (str, Path, Image.Image, np.ndarray)):
+        raise TypeError("encode takes a sequence of images (one identity) or a list of such sequences")
+    items = list(images)
+    if not items:
+        raise ValueError("encode needs at least one image")
+    nested = [not isinstance(x, (str, Path, Image.Image, np.ndarray)) and not (torch.is_tensor(x) and x.ndim == 3)
+              for x in items]
+    if all(nested):
+        identities = [list(x) for x in items]
+        if any(len(x) == 0 for x in identities):
+            raise ValueError("every identity needs at least one image")
+        return identities, False
+    if any(nested):
+        raise TypeError("encode got a mix of images and lists of images; give one identity or a list of identities")
+    return [items], True

@@ -73,3 +73,10 @@ class OmniIDRepresentation(nn.Module):
 @register_representation("omniid")
 def build_omniid(preset, clip_weights=None, pretrained_clip: bool = True, **_) -> OmniIDRepresentation:
     return OmniIDRepresentation(OmniIDEncoder(preset.model, clip_weights, pretrained_clip))
+
+
+# The baselines of the paper's Table 1 (clip, arcface, arcface+clip), so that
+# `omniid-train --stage flow --representation clip` trains them the same way.
+from omniid.baselines import register_baselines  # noqa: E402  (after the registry exists)
+
+register_baselines()

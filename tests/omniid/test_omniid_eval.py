@@ -1,0 +1,247 @@
+"""omniid-eval and omniid-generate end to end on the tiny preset (random weights: the numbers mean
+nothing about quality), with a flow checkpoint trained by omniid-train and real face crops from
+the sample extract run."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from omniid.eval_cli import eval_main, generate_main
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+
+INPUTS = (1, 2)
+
+
+def train_flow(manifest, out, representation: str):
+    """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
+    from omniid.baselines import register_baselines
+    from omniid.cli import main
+
+    register_baselines()
+    code = main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
+                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
+                 "--save-every", "2"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def flow_run(sample_manifest, tmp_path_factory):
+    return train_flow(sample_manifest, tmp_path_factory.mktemp("flow") / "run", "omniid")
+
+
+@pytest.fixture(scope="module")
+def arcface_run(sample_manifest, tmp_path_factory):
+    return train_flow(sample_manifest, tmp_path_factory.mktemp("flow") / "arcface", "arcface")
+
+
+@pytest.fixture(scope="module")
+def eval_manifest(kept_faces, sample_run, tmp_path_factory):
+    """Two identities of 4 faces each, copied as 000.jpg... so the protocol's order is known; the
+    second identity's target (the face after the first max(k)) is a blank image: no face."""
+    folder = tmp_path_factory.mktemp("evalset")
+    clips = sorted(set(kept_faces["clip_id"].to_pylist()))[:2]
+    rows = []
+    for n, clip in enumerate(clips):
+        faces = [r for r in kept_faces.to_pylist() if r["clip_id"] == clip][:4]
+        for i, face in enumerate(faces):
+            crop, mask = folder / f"id{n}" / f"{i:03d}.jpg", folder / f"id{n}" / f"{i:03d}.png"
+            crop.parent.mkdir(exist_ok=True)
+            shutil.copy(sample_run / face["crop_path"], crop)
+            shutil.copy(sample_run / face["mask_path"], mask)
+            if n == 1 and i == max(INPUTS):
+                Image.new("RGB", Image.open(crop).size, (128, 128, 128)).save(crop)
+            rows.append({"identity_id": f"id{n}", "crop_path": str(crop), "mask_path": str(mask)})
+    path = folder / "test.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+def run_eval(runs, eval_manifest, out, *extra) -> int:
+    runs = [runs] if not isinstance(runs, (list, tuple)) else runs
+    return eval_main(["--checkpoint", *map(str, runs), "--manifest", str(eval_manifest), "--out", str(out),
+                      "--inputs", ",".join(map(str, INPUTS)), "--targets", "1", "--steps", "2", *extra])
+
+
+@pytest.fixture(scope="module")
+def evaluated(flow_run, arcface_run, eval_manifest, tmp_path_factory):
+    outs = [tmp_path_factory.mktemp(f"eval{i}") for i in range(2)]
+    for out in outs:
+        assert run_eval([flow_run, arcface_run], eval_manifest, out) == 0
+    return outs
+
+
+def test_eval_writes_results_table_and_sheets(evaluated):
+    out = evaluated[0]
+    results = pq.read_table(out / "results.parquet").to_pylist()
+    # 2 identities x (omniid, arcface, copy-input) x 2 values of k x 1 target x 1 sample
+    assert len(results) == 2 * 3 * len(INPUTS)
+    assert {r["representation"] for r in results} == {"omniid", "arcface", "copy-input"}
+    for r in results:
+        assert len(r["input_paths"]) == r["k"]
+        assert r["target_path"].endswith(f"{max(INPUTS):03d}.jpg")  # never an input
+        assert r["target_path"] not in r["input_paths"]
+    generated = [r for r in results if r["representation"] == "omniid"]
+    assert all((out / r["image_path"]).is_file() for r in generated)
+    assert Image.open(out / generated[0]["image_path"]).size == (32, 32)
+    # a generation without a face scores 0 and is counted; a ground truth without one is not scored
+    assert all(r["id_similarity"] == 0.0 or not r["gt_face"] for r in generated if not r["face"])
+    blank = [r for r in results if r["identity_id"] == "id1"]
+    assert not any(r["gt_face"] for r in blank) and all(np.isnan(r["id_similarity"]) for r in blank)
+    copies = [r for r in results if r["representation"] == "copy-input" and r["identity_id"] == "id0"]
+    assert all(r["face"] and r["sim_ref"] == pytest.approx(1.0, abs=1e-5) for r in copies)
+    assert all(0.3 < r["id_similarity"] < 1.0 for r in copies)  # the same person, another frame
+    assert sorted(p.name for p in (out / "sheets").iterdir()) == ["id0.png", "id1.png"]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["metrics"]["pose_model"] == "pnp5" and settings["protocol"]["steps"] == 2
+    table_md = (out / "table.md").read_text()
+    assert "pnp5" in table_md and "| omniid |" in table_md and "| arcface |" in table_md
+    assert [line.split("|")[1].strip() for line in table_md.splitlines()[2:5]] == ["omniid", "arcface", "copy-input"]
+
+
+def test_table_equals_a_recomputation_from_results(evaluated):
+    import pandas as pd
+
+    out = evaluated[0]
+    df = pd.read_parquet(out / "results.parquet")
+    table = pd.read_csv(out / "table.csv").set_index("representation")
+    for (rep, k), group in df.groupby(["representation", "k"]):
+        scored = group[group.gt_face]
+        expected = {
+            "id_similarity": scored.id_similarity.mean(),
+            "sim_ref": scored.sim_ref.mean(),
+            "pose_error": scored[scored.face].pose_error.mean(),
+            "no_face_rate": 1 - group.face.mean(),
+            "n": len(group),
+        }
+        for metric, value in expected.items():
+            got = table.loc[rep, f"{metric}@k{k}"]
+            assert (np.isnan(got) and np.isnan(value)) or got == pytest.approx(value, abs=1e-12), (rep, k, metric)
+    assert table.loc["copy-input", "id_similarity@k1"] > 0.3  # a non-trivial number was checked
+
+
+def test_two_runs_give_identical_results(evaluated):
+    a, b = evaluated
+    import pandas as pd
+
+    results = pd.read_parquet(a / "results.parquet")
+    assert results.equals(pd.read_parquet(b / "results.parquet"))  # NaN where NaN, every value equal
+    assert results.id_similarity.notna().any()
+    assert (a / "table.csv").read_bytes() == (b / "table.csv").read_bytes()
+    for sheet in (a / "sheets").iterdir():
+        assert sheet.read_bytes() == (b / "sheets" / sheet.name).read_bytes()
+
+
+def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, tmp_path):
+    images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:3]]
+    out = tmp_path / "gen"
+    assert generate_main(["--checkpoint", str(flow_run / "checkpoints" / "latest"), "--images", *images,
+                          "--prompt", "photo of a person.", "--out", str(out), "--seed", "7", "--steps", "2",
+                          "--num-images", "2"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["seeds"] == [7, 8] and settings["steps"] == 2 and settings["images"] == images
+    assert settings["representation"] == "omniid" and settings["prompt"] == "photo of a person."
+    first, second = (np.asarray(Image.open(out / name)) for name in settings["outputs"])
+    assert first.shape == (32, 32, 3) and not np.array_equal(first, second)  # one seed each
+
+
+def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sample_run, tmp_path, caplog,
+                                     monkeypatch):
+    images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:1]]
+    no_adapter = tmp_path / "no-adapter"
+    shutil.copytree(flow_run / "checkpoints" / (flow_run / "checkpoints" / "latest").read_text().strip(), no_adapter)
+    (no_adapter / "adapter.safetensors").unlink()
+    with caplog.at_level(logging.ERROR, logger="omniid"):
+        assert generate_main(["--checkpoint", str(no_adapter), "--images", *images, "--out", str(tmp_path / "o")]) == 2
+        assert "no-adapter" in caplog.text and "adapter.safetensors" in caplog.text
+        caplog.clear()
+        missing = str(tmp_path / "nobody.jpg")
+        assert generate_main(["--checkpoint", str(flow_run), "--images", missing, "--out", str(tmp_path / "o")]) == 2
+        assert "nobody.jpg" in caplog.text
+        caplog.clear()
+        assert run_eval(no_adapter, eval_manifest, tmp_path / "e") == 2
+        assert "no-adapter" in caplog.text
+        caplog.clear()
+        assert run_eval(flow_run, tmp_path / "absent.parquet", tmp_path / "e") == 2
+        assert "absent.parquet" in caplog.text
+        caplog.clear()
+        assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--inputs", "9") == 2  # argparse: the last wins
+        assert "no identity has the 10 faces" in caplog.text
+        caplog.clear()
+        # a paper-preset checkpoint without FLUX.1-dev on this machine says what is missing
+        monkeypatch.delenv("OMNIID_FLUX_PATH", raising=False)
+        paper = tmp_path / "paper-step"
+        shutil.copytree(flow_run / "checkpoints" / (flow_run / "checkpoints" / "latest").read_text().strip(), paper)
+        state = json.loads((paper / "state.json").read_text())
+        (paper / "state.json").write_text(json.dumps({**state, "preset": "paper"}))
+        assert generate_main(["--checkpoint", str(paper), "--images", *images, "--out", str(tmp_path / "o")]) == 2
+        assert "FLUX.1-dev" in caplog.text and "--flux-path" in caplog.text
+
+
+@pytest.mark.parametrize("kind", ["FluxPipeline", "FluxControlNetPipeline"])
+def test_the_adapter_attaches_to_a_flux_pipeline_and_detach_restores_it(flow_run, kind):
+    """The public path: OmniIDAdapter.from_pretrained(run).attach(pipe) + ip_adapter_kwargs(tokens)."""
+    import torch
+    from diffusers import FluxControlNetModel, FluxControlNetPipeline, FluxPipeline
+
+    from omniid.adapter import OmniIDAdapter
+    from omniid.config import get_preset
+    from omniid.encoder import OmniIDEncoder
+    from omniid.flux import load_flux
+    from omniid.generation import ip_adapter_kwargs
+
+    flow = get_preset("tiny", stage="flow").flow
+    torch.manual_seed(0)
+    parts = load_flux(flow)
+    common = dict(scheduler=parts.scheduler, vae=parts.vae, text_encoder=None, tokenizer=None, text_encoder_2=None,
+                  tokenizer_2=None, transformer=parts.transformer)
+    extra = {}
+    if kind == "FluxPipeline":
+        pipe = FluxPipeline(**common)
+    else:
+        controlnet = FluxControlNetModel(**{k: v for k, v in flow.transformer.items() if k != "num_single_layers"},
+                                         num_single_layers=0)
+        pipe = FluxControlNetPipeline(**common, controlnet=controlnet)
+        extra = {"control_image": torch.rand(1, 3, 32, 32), "controlnet_conditioning_scale": 0.5}
+    g = torch.Generator().manual_seed(0)
+    prompt = dict(prompt_embeds=torch.randn(1, 8, 32, generator=g), pooled_prompt_embeds=torch.randn(1, 32, generator=g))
+
+    def run(**kwargs):
+        out = pipe(**prompt, **extra, height=32, width=32, num_inference_steps=2,
+                   generator=torch.Generator().manual_seed(3), output_type="pt", **kwargs)
+        return out.images
+
+    processors = dict(pipe.transformer.attn_processors)
+    base = run()
+    tokens = OmniIDEncoder.from_pretrained(flow_run).encode([torch.rand(3, 32, 32, generator=g)])[None]
+    adapter = OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
+    conditioned = run(**ip_adapter_kwargs(tokens))
+    assert (conditioned - base).abs().max() > 1e-4  # two training steps moved to_v_ip off zero
+    adapter.detach()
+    assert all(pipe.transformer.attn_processors[name] is proc for name, proc in processors.items())
+    assert torch.equal(run(), base)
+
+
+def test_a_unet_pipeline_is_refused_with_the_reason(flow_run):
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+
+    from omniid.adapter import OmniIDAdapter
+
+    unet = UNet2DConditionModel(sample_size=8, block_out_channels=(8, 16), layers_per_block=1, norm_num_groups=4,
+                                down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=16,
+                                attention_head_dim=4)
+    vae = AutoencoderKL(block_out_channels=[8], norm_num_groups=4, latent_channels=4)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=None, tokenizer=None, unet=unet, scheduler=DDIMScheduler(clip_sample=False),
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    processors = dict(pipe.unet.attn_processors)
+    with pytest.raises(TypeError, match="StableDiffusionPipeline.*double-stream blocks"):
+        OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
+    assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())  # untouched

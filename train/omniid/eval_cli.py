@@ -1,0 +1,166 @@
+"""omniid-eval and omniid-generate: flags -> evaluate / OmniIDGenerator. No logic lives here.
+
+Errors a user can cause (a missing checkpoint, adapter, image, FLUX folder or CLIP weights, a bad
+manifest) end in one logged line naming the file, and exit code 2; never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+log = logging.getLogger("omniid")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from mfhq.config import ConfigError
+    from mfhq.models.weights import WeightsMissing
+    from omniid.checkpoint import CheckpointError
+    from omniid.clip_tower import ClipWeightsMissing
+    from omniid.data import ManifestError
+    from omniid.encoder import CheckpointNotFound
+    from omniid.flux import FluxWeightsMissing
+    from omniid.metrics import NoImage
+
+    return (ConfigError, WeightsMissing, CheckpointError, ClipWeightsMissing, ManifestError, CheckpointNotFound,
+            FluxWeightsMissing, NoImage, FileNotFoundError)
+
+
+def _setup_logging() -> None:
+    # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
+
+
+def _cpu_threads(generator, device: str) -> None:
+    """The preset's CPU thread count (tiny: 1, faster on shared cores), as omniid-train uses it."""
+    import torch
+
+    if not str(device).startswith("cuda") and generator.preset.cpu_threads:
+        torch.set_num_threads(generator.preset.cpu_threads)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
+    p.add_argument("--clip-weights", help="open_clip weights file, for a baseline's frozen CLIP (paper preset)")
+    p.add_argument("--steps", type=int, default=28, help="sampler steps")
+    p.add_argument("--guidance", type=float, help="FLUX guidance value (default: the preset's, as in training)")
+    p.add_argument("--scale", type=float, help="adapter scale (default: the checkpoint's)")
+
+
+def eval_args(argv):
+    p = argparse.ArgumentParser(prog="omniid-eval", description="The paper's evaluation protocol on held-out identities.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, nargs="+",
+                   help="flow-stage run folder(s), checkpoints/latest or step folder(s): one table row each")
+    p.add_argument("--manifest", required=True, help="manifests/test.parquet")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k")
+    p.add_argument("--targets", type=int, default=4, help="ground-truth faces per identity")
+    p.add_argument("--samples", type=int, default=1, help="generations per target")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--identities", type=int, help="evaluate the first N identities only")
+    p.add_argument("--pipeline", help="mfhq preset naming the metric models (default: pipelines/paper.yaml for the "
+                                      "paper preset, pipelines/sample.yaml otherwise)")
+    p.add_argument("--models-dir", help="weights folder of the metric models (paper profile)")
+    p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
+    _common(p)
+    return p.parse_args(argv)
+
+
+def eval_main(argv: list[str] | None = None) -> int:
+    args = eval_args(argv)
+    _setup_logging()
+    from omniid.evaluate import Protocol, evaluate
+    from omniid.generation import OmniIDGenerator
+    from omniid.metrics import FaceMetrics, default_pipeline
+
+    try:
+        ks = tuple(sorted({int(k) for k in args.inputs.split(",")}))
+        if not ks or ks[0] < 1:
+            raise ValueError
+    except ValueError:
+        log.error("--inputs takes positive integers separated by commas, got %r", args.inputs)
+        return 2
+    try:
+        generators = {}
+        for path in args.checkpoint:
+            gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
+            label = gen.representation_name if gen.representation_name not in generators else \
+                f"{gen.representation_name} ({Path(path).name})"
+            generators[label] = gen
+            _cpu_threads(gen, args.device)
+        preset = next(iter(generators.values())).preset
+        guidance = args.guidance if args.guidance is not None else preset.flow.guidance
+        protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
+                            steps=args.steps, guidance=guidance, scale=args.scale, identities=args.identities,
+                            copy_row=not args.no_copy_row)
+        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
+        started = time.perf_counter()
+        summary = evaluate(generators, args.manifest, args.out, metrics, protocol)
+    except _user_errors() as error:
+        log.error("%s", error)
+        return 2
+    log.info("%d identities in %.1f s (%.1f s per identity); table: %s", len(summary["identities"]),
+             time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md")
+    return 0
+
+
+def generate_args(argv):
+    p = argparse.ArgumentParser(prog="omniid-generate", description="Generate images of one identity.",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="flow-stage run folder, checkpoints/latest or step folder")
+    p.add_argument("--images", required=True, nargs="+", help="input images of one person (face crops)")
+    p.add_argument("--prompt", help="text prompt; the paper preset needs FLUX's text encoders in --flux-path for "
+                                    "any prompt but the trained one (default: the checkpoint's prompt)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--num-images", type=int, default=1, help="images, with seeds seed, seed+1, ...")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, help="image side (default: the preset's)")
+    _common(p)
+    return p.parse_args(argv)
+
+
+def generate_main(argv: list[str] | None = None) -> int:
+    args = generate_args(argv)
+    _setup_logging()
+    from omniid.generation import OmniIDGenerator
+    from omniid.metrics import to_rgb
+
+    out = Path(args.out)
+    try:
+        images = [to_rgb(path) for path in args.images]  # every path checked before any model loads
+        gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights)
+        _cpu_threads(gen, args.device)
+        if args.prompt is not None:
+            gen.set_prompt(args.prompt, args.flux_path)
+        seeds = [args.seed + i for i in range(args.num_images)]
+        tokens = gen.tokens([images])
+        started = time.perf_counter()
+        guidance = args.guidance if args.guidance is not None else gen.preset.flow.guidance
+        results = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=args.steps,
+                               guidance=guidance, scale=args.scale, size=args.size)
+        seconds = time.perf_counter() - started
+    except _user_errors() as error:
+        log.error("%s", error)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for seed, image in zip(seeds, results):
+        names.append(f"seed{seed}.png")
+        image.save(out / names[-1])
+    settings = {**gen.settings, "images": [str(Path(p)) for p in args.images], "seeds": seeds, "steps": args.steps,
+                "guidance": guidance, "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
+                "size": args.size or gen.image_size, "outputs": names, "device": args.device,
+                "seconds": round(seconds, 3)}
+    (out / "settings.json").write_text(json.dumps(settings, indent=2))
+    log.info("wrote %d image(s) to %s", len(names), out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(generate_main())
