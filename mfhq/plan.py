@@ -93,16 +93,17 @@ def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str
     path = run_dir / "plan.json"
     stored = read_state(path, PLAN_REMEDY)
     if stored is None:
-        plan, added = plan_shards(items, shard_size), None
+        plan = plan_shards(items, shard_size)
+        added = len(plan)
     else:
         if not all(isinstance(v, list) for v in stored.values()):
             raise RunStateError(f"{path} is damaged (shard ids must map to lists of clip keys); {PLAN_REMEDY}")
         plan, added = extend_plan(stored, items, shard_size)
         if added:
             log.info("%s: %d new shard(s) for clips added since the last run", path, added)
-    if added != 0:
+    if added or stored is None:
         atomic_write_json(path, plan)
-    return plan, added or 0
+    return plan, added
 
 
 class RunLock:

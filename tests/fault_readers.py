@@ -22,4 +22,12 @@ class FaultyReader(DecordReader):
             ctypes.PyDLL(None).sleep(3600)
         if "crash" in path.name:
             os.kill(os.getpid(), signal.SIGSEGV)
+        if "killparent" in path.name:
+            # Lose whatever runs the shard (a local runner, a Ray actor) mid-shard, once: the
+            # worker's parent is it. A flag beside the video makes the second attempt decode.
+            flag = path.with_name(f".{path.name}.killed")
+            if not flag.exists():
+                flag.touch()
+                os.kill(os.getppid(), signal.SIGKILL)
+                ctypes.PyDLL(None).sleep(60)  # the worker follows its parent (PDEATHSIG)
         return super().open(path)

@@ -52,7 +52,9 @@ class _Runner:
     def __init__(self, ctx, cfg: PipelineConfig, run_dir: str, models_dir: str | None):
         self.conn, child = ctx.Pipe()
         verbose = logging.getLogger("mfhq").getEffectiveLevel() <= logging.DEBUG
-        self.process = ctx.Process(target=runner_main, args=(child, cfg.to_dict(), run_dir, models_dir, verbose), daemon=True)
+        # Not a daemon: a runner has a worker child of its own. It still dies with the driver
+        # (PR_SET_PDEATHSIG in _quiet_process).
+        self.process = ctx.Process(target=runner_main, args=(child, cfg.to_dict(), run_dir, models_dir, verbose))
         self.process.start()
         child.close()
         self.shard = None
