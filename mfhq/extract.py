@@ -24,6 +24,7 @@ from tqdm import tqdm
 from mfhq import __version__
 from mfhq.config import PipelineConfig
 from mfhq.executors import DiskFull, get_executor
+from mfhq.executors.base import is_disk_full
 from mfhq.manifest.io import ShardMarkers, atomic_write_json
 from mfhq.models.preflight import check_pipeline
 from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, Shard, item_key, load_plan, plan_shards, read_state
@@ -144,7 +145,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
     except KeyboardInterrupt:  # before any shard ran (scanning, planning)
         raise Interrupted(f"interrupted before any work on {run_dir}; re-run the same command to start") from None
     except (DiskFull, OSError) as exc:
-        if isinstance(exc, OSError) and not _is_disk_full(exc):
+        if isinstance(exc, OSError) and not is_disk_full(exc):
             raise
         raise DiskFullStop(_disk_full_message(run_dir, exc)) from None
 
@@ -218,14 +219,8 @@ def _resume_line(run_dir: Path, plan: dict) -> str:
             "re-run the same command to resume")
 
 
-def _is_disk_full(exc: OSError) -> bool:
-    import errno
-
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
-
-
 def _disk_full_message(run_dir: Path, exc: BaseException) -> str:
-    detail = str(exc) if isinstance(exc, DiskFull) else f"{exc.filename or run_dir}: {exc.strerror}"
+    detail = str(exc) if isinstance(exc, DiskFull) else f"{exc.filename or run_dir}: {exc.strerror or exc}"
     try:
         free = f"{shutil.disk_usage(run_dir).free / 2**20:.1f} MiB free"
     except OSError:

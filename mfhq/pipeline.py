@@ -5,7 +5,6 @@ callback so that the executor's watchdog can bound decoding separately from mode
 """
 from __future__ import annotations
 
-import errno
 import logging
 import time
 from collections import defaultdict
@@ -16,6 +15,7 @@ import cv2
 import numpy as np
 
 from mfhq.config import PipelineConfig
+from mfhq.executors.base import is_disk_full
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.manifest.io import atomic_write_bytes
 from mfhq.records import Clip, ClipRow
@@ -40,10 +40,6 @@ def build_stages(cfg: PipelineConfig, models_dir=None) -> list:
         QualityStage(cfg.quality, models_dir=models_dir, device=device),
         ParsingStage(cfg.parsing, models_dir=models_dir, device=device),
     ]
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 class _ClipRun:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfhq.config import PipelineConfig
-from mfhq.executors.base import DiskFull
+from mfhq.executors.base import DiskFull, is_disk_full
 from mfhq.manifest.io import ShardMarkers, atomic_write_table, read_table
 from mfhq.plan import Shard, item_key
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow
@@ -92,8 +92,8 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
         markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces)})
     except OSError as exc:
         remove_temp_files(run_dir, shard)
-        if _disk_full(exc):
-            raise DiskFull(f"{exc.filename or run_dir}: {exc.strerror}") from None
+        if is_disk_full(exc):
+            raise DiskFull(f"{exc.filename or run_dir}: {exc.strerror or exc}") from None
         raise
     except BaseException:
         remove_temp_files(run_dir, shard)
@@ -104,12 +104,6 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
 def _run_clips(worker, clips: list[Clip], outcomes: dict) -> None:
     if clips:
         worker.run(clips, lambda clip, faces, row: outcomes.__setitem__(clip.key, (faces, row)))
-
-
-def _disk_full(exc: OSError) -> bool:
-    import errno
-
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _count(stats: ShardStats, outcomes: dict) -> None:

@@ -6,6 +6,7 @@ small file: a class with `run(shards, on_stats)` and `close()`, registered by na
 """
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
 if TYPE_CHECKING:
@@ -31,6 +32,14 @@ class Executor(Protocol):
 
     def close(self) -> None:
         """Stop the workers (also after an interrupt); must not raise."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT, also from pyarrow, whose IO errors carry the text but not the errno."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(exc) for text in ("No space left on device", "Disk quota exceeded"))
 
 
 # name -> "module:Class", imported when chosen, so an optional engine's library is only

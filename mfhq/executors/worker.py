@@ -57,7 +57,7 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise
-                conn.send(("diskfull", f"{exc.filename or run_dir}: {exc.strerror}"))
+                conn.send(("diskfull", f"{exc.filename or run_dir}: {exc.strerror or exc}"))
                 return
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the parent is gone (stopped or killed): nothing to report to
