@@ -205,12 +205,25 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     finally:
         engine.close()
         progress.close()
+        if run_meta["provenance"] is None:  # stopped before a shard's stats came back
+            run_meta["provenance"] = _marker_provenance(run_dir)
         try:  # never left "running": a resumed run and `stats` read the state
             atomic_write_json(run_path, {**run_meta, "state": state})
         except OSError as exc:
             log.debug("could not update %s: %s", run_path, exc)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _marker_provenance(run_dir: Path) -> str | None:
+    for marker in sorted((run_dir / "done").glob("*.json")):
+        try:
+            found = (read_state(marker, "") or {}).get("provenance")
+        except (RunStateError, OSError):
+            continue
+        if found not in (None, "none", "unknown"):
+            return found
+    return None
 
 
 def _resume_line(run_dir: Path, plan: dict) -> str:

@@ -89,7 +89,8 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
         faces, clips = _merge(run_dir, shard, outcomes) if rerun is not None else _rows(shard, outcomes)
         atomic_write_table(run_dir / "faces" / f"{shard.id}.parquet", faces, FACE_SCHEMA)
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
-        markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces)})
+        markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),
+                                     "provenance": stats.provenance})
     except OSError as exc:
         remove_temp_files(run_dir, shard)
         if is_disk_full(exc):
