@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from test_executors import rows
 
 GOOD = ("astronaut_motion", "t1_face2_motion")
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture
@@ -56,6 +59,36 @@ def test_a_full_disk_stops_the_run_cleanly_and_the_resume_equals_an_uninterrupte
     same = "stage_seconds, video_path, reason"  # the videos sit in another folder (reasons name it)
     assert rows(run, exclude=same) == rows(sample_run, where, exclude=same)
     assert not (run / "lock").exists()
+
+
+def test_a_full_disk_without_a_small_file_system_to_mount(sample_dir, sample_run, tmp_path):
+    """The same clean stop, through a fault injected into the worker's crop writes (for machines
+    where a test cannot mount; the test above uses a real full file system)."""
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in GOOD:
+        shutil.copy(sample_dir / "videos" / f"{name}.mp4", videos / f"{name}.mp4")
+    (videos / "t1_face2_motion.mp4").rename(videos / "t1_face2_motion_fill.mp4")
+    (videos / ".disk-full").touch()
+    preset = tmp_path / "p.yaml"
+    preset.write_text(SAMPLE_PRESET.read_text().replace("backend: auto ", 'backend: "fault_readers:DiskFillingReader" ')
+                      .replace("shard_size: 2", "shard_size: 1").replace("workers: 2", "workers: 1"))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    run = tmp_path / "run"
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset)]
+    full = run_cli(*args, check=False, env=env)
+    assert full.returncode == 2 and full.stderr.count("the disk is full") == 1 and "Traceback" not in full.stderr
+    assert "No space left on device" in full.stderr and "t1_face2_motion_fill" in full.stderr
+    assert [p.stem for p in (run / "done").glob("*.json")] == ["folder-00000"]
+    assert not (run / "clips" / "folder-00001.parquet").exists() and not list(run.rglob(".tmp-*"))
+    (videos / ".disk-full").unlink()  # space freed
+    run_cli(*args, env=env)
+    con = duckdb.connect()
+    query = ("SELECT replace(clip_id, '_fill', '') AS cid, * EXCLUDE (clip_id, video_key, crop_path, mask_path) "
+             "FROM read_parquet('{}/faces/*.parquet') WHERE cid IN {} ORDER BY cid, frame_index, face_index")
+    mine = con.execute(query.format(run, GOOD)).fetchall()
+    reference = con.execute(query.format(sample_run, GOOD)).fetchall()
+    assert mine and mine == reference
 
 
 def _wait_for_markers(process, done: Path, n: int) -> None:

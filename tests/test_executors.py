@@ -79,12 +79,13 @@ def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executo
     try:
         cfg = load_pipeline(preset).replace(run={"executor": executor, "workers": 2})
         run = tmp_path / "run"
-        extract("folder", videos, run, cfg)
+        summary = extract("folder", videos, run, cfg)
     finally:
         os.environ["PYTHONPATH"] = env_path
     con = duckdb.connect()
     statuses = dict(con.execute(f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet')").fetchall())
     assert statuses == {"good": "ok", "hang": "timeout", "killparent": "ok"}
+    assert summary.retried == 1  # a timeout is transient: run once more before its row is written
     reason = con.execute(f"SELECT reason FROM read_parquet('{run}/clips/*.parquet') WHERE clip_id = 'hang'").fetchone()[0]
     assert "hang.mp4" in reason and "watchdog" in reason
     assert (videos / ".killparent.mp4.killed").exists(), "the runner was never killed"
