@@ -64,7 +64,8 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a local instance for one run: no token
+        if not self.cfg.run.address:  # a private local instance for one run: no token to set up
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         try:
             ray.init(address=self.cfg.run.address, include_dashboard=False, log_to_driver=False,
                      logging_level=logging.WARNING,
