@@ -192,7 +192,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
         progress.update(stats.clips)
         progress.set_postfix(kept=summary.faces_kept, refresh=False)
 
-    state = "interrupted"
+    state = "failed"
     engine = engine_cls(cfg, str(run_dir), models_dir)
     try:
         engine.run(shards, on_stats)
@@ -201,6 +201,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
         state = "stopped: disk full"
         raise
     except KeyboardInterrupt:
+        state = "interrupted"
         raise Interrupted(_resume_line(run_dir, plan)) from None
     finally:
         engine.close()
