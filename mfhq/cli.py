@@ -75,13 +75,16 @@ def extract(
     limit: Optional[int] = typer.Option(None, min=1, help="Only the first N clips"),
     clips: Optional[Path] = typer.Option(None, help="Only the clips this file lists, one `<source>/<clip id>` or clip id a line"),
     force: bool = typer.Option(False, help="Resume even if the run was made with another config"),
+    executor: Optional[str] = typer.Option(None, help="local (worker processes here) or ray (overrides run.executor)"),
+    address: Optional[str] = typer.Option(None, help="ray: the cluster's address (default: start a local Ray instance)"),
+    retry: Optional[str] = typer.Option(None, help="Re-run finished clips whose status is one of these, e.g. missing,crashed,timeout,error"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
     _setup_logging(verbose)
     from mfhq.checks import OutputError, check_device, check_output_dir
     from mfhq.executors import ExecutorError
-    from mfhq.extract import RunMismatch, extract as run_extract
+    from mfhq.extract import DiskFullStop, Interrupted, RunMismatch, RunStateError, extract as run_extract
     from mfhq.models import BackendError
     from mfhq.models.runtime import DeviceError
     from mfhq.models.weights import WeightsCorrupt, WeightsMissing
@@ -93,18 +96,26 @@ def extract(
             cfg = cfg.replace(run={"workers": workers})
         if device is not None:
             cfg = cfg.replace(run={"device": device})
+        if executor is not None:
+            cfg = cfg.replace(run={"executor": executor})
+        if address is not None:
+            cfg = cfg.replace(run={"address": address})
+        statuses = [s.strip() for s in (retry or "").split(",") if s.strip()]
         # Before any work: never a silent CPU run recorded as cuda.
         check_device(cfg.run.device, "--device" if device is not None else f"{pipeline}: run.device")
         check_output_dir(out)
         summary = run_extract(source, root, out, cfg, models_dir=models_dir, force=force, limit=limit,
-                              clips_file=clips)
-    except (ConfigError, SourceError, RunMismatch, ExecutorError, BackendError, WeightsMissing, WeightsCorrupt,
-            DeviceError, OutputError) as exc:
+                              clips_file=clips, retry=statuses)
+    except Interrupted as exc:  # Ctrl-C / SIGTERM: one line, no traceback
+        log.warning(str(exc))
+        raise typer.Exit(code=130)
+    except (ConfigError, SourceError, RunMismatch, RunStateError, ExecutorError, BackendError, WeightsMissing,
+            WeightsCorrupt, DeviceError, DiskFullStop, OutputError) as exc:
         _fail(str(exc))
         return
     log.info(
-        "%d clips in %.1f s (%d shards, %d already done): %s; faces kept %d, dropped %d. Output: %s",
-        summary.clips, summary.seconds, summary.shards_total, summary.shards_skipped,
+        "%d clips in %.1f s (%d shards, %d new, %d already done): %s; faces kept %d, dropped %d. Output: %s",
+        summary.clips, summary.seconds, summary.shards_total, summary.shards_added, summary.shards_skipped,
         ", ".join(f"{k}={v}" for k, v in sorted(summary.status_counts.items())) or "nothing to do",
         summary.faces_kept, summary.faces_dropped, out,
     )

@@ -104,6 +104,13 @@ class RunConfig:
     workers: int = 1               # worker processes, each with one model load
     clip_timeout_s: float = 1800.0  # bound on one clip's whole processing
     device: str = "cpu"
+    executor: str = "local"        # local (worker processes here) | ray (a Ray cluster); see mfhq/executors
+    address: str | None = None     # ray: the cluster's address; None starts a local Ray instance
+    # Ray's resources per shard task (an actor that loads the models once).
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    # With a cuda device: frames gathered across a shard's clips per model call (0: one clip's chunk).
+    batch_frames: int = 64
 
 
 @dataclass(frozen=True)

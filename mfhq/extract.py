@@ -1,8 +1,9 @@
-"""`mfhq extract`: source -> clip records -> planned shards -> executor -> Parquet shards.
+"""`mfhq extract`: source -> clip records -> planned shards -> an executor runs each shard.
 
 Run folder layout:
-  run.json            config, its fingerprint, code version, model provenance
-  plan.json           shard id -> clip keys (fixed at the first run; resume reuses it)
+  run.json            config, its fingerprint, code version, model provenance, state
+  plan.json           shard id -> clip keys (new clips of a later run go into new shards)
+  lock                pid and host of the process working on the folder
   faces/<shard>.parquet, clips/<shard>.parquet
   crops/<source>/<clip_id>/<frame>_<face>.jpg, masks/... .png
   done/<shard>.json   completion markers, written last
@@ -10,84 +11,54 @@ Run folder layout:
 from __future__ import annotations
 
 import logging
+import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mfhq import __version__
 from mfhq.config import PipelineConfig
-from mfhq.executors import EXECUTORS, ClipOutcome
-from mfhq.manifest.io import ShardMarkers, atomic_write_json, atomic_write_table
+from mfhq.executors import DiskFull, get_executor
+from mfhq.executors.base import is_disk_full
+from mfhq.manifest.io import ShardMarkers, atomic_write_json
 from mfhq.models.preflight import check_pipeline
-from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION, Clip, empty_clip_row
+from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, Shard, item_key, load_plan, plan_shards, read_state
+from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Clip
 from mfhq.sources import SourceError, get_source, source_names
-from mfhq.sources.base import SourceProblem
 
 log = logging.getLogger(__name__)
+__all__ = ["extract", "plan_shards", "RunMismatch", "RunStateError", "Interrupted", "DiskFullStop", "ExtractSummary"]
 
 
 class RunMismatch(RuntimeError):
-    """The run folder was made by another config or clip list; refusing to mix rows."""
+    """The run folder was made by another config or models; refusing to mix rows."""
+
+
+class Interrupted(RuntimeError):
+    """Ctrl-C or SIGTERM: the run stopped cleanly; the message says how to resume."""
+
+
+class DiskFullStop(RuntimeError):
+    """The disk filled up: the run stopped cleanly; the message says where and how to resume."""
 
 
 @dataclass
 class ExtractSummary:
     shards_total: int = 0
     shards_skipped: int = 0
+    shards_added: int = 0          # planned now for clips the run folder had not seen
     clips: int = 0
     faces_kept: int = 0
     faces_dropped: int = 0
     status_counts: dict = field(default_factory=dict)
     frames_detect_skipped: int = 0  # faces taken from the source's annotations (VFHQ)
+    retried: int = 0               # transient failures run a second time
     seconds: float = 0.0
-
-
-def _item_key(item: Clip | SourceProblem) -> str:
-    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
-
-
-def plan_shards(items: list[Clip | SourceProblem], shard_size: int) -> dict[str, list[str]]:
-    """Deterministic shards: sorted by key, grouped per source, `<source>-<n>` ids."""
-    by_source: dict[str, list[str]] = {}
-    for item in items:
-        key = _item_key(item)
-        by_source.setdefault(key.split("/", 1)[0], []).append(key)
-    plan = {}
-    for source, keys in sorted(by_source.items()):
-        keys = sorted(set(keys))
-        for n, begin in enumerate(range(0, len(keys), shard_size)):
-            plan[f"{source}-{n:05d}"] = keys[begin:begin + shard_size]
-    return plan
-
-
-def _load_or_write_plan(run_dir: Path, plan: dict, cfg: PipelineConfig, force: bool, models: dict | None = None) -> dict:
-    plan_path, run_path = run_dir / "plan.json", run_dir / "run.json"
-    if plan_path.is_file():
-        import json
-
-        stored = json.loads(plan_path.read_text())
-        if sorted(k for ks in stored.values() for k in ks) != sorted(k for ks in plan.values() for k in ks):
-            raise RunMismatch(f"{plan_path}: this run folder was planned for a different clip list; use a new --out")
-        previous = json.loads(run_path.read_text()) if run_path.is_file() else {}
-        if previous.get("config_fingerprint") != cfg.fingerprint() and not force:
-            raise RunMismatch(
-                f"{run_path}: this run was made with another pipeline config "
-                f"({previous.get('config_fingerprint')} vs {cfg.fingerprint()}); resuming would mix rows "
-                "from two configs. Use a new --out, or --force to resume anyway."
-            )
-        changed = {t: (previous["models"].get(t), m) for t, m in (models or {}).items()
-                   if "models" in previous and previous["models"].get(t) != m}
-        if changed and not force:
-            raise RunMismatch(
-                f"{run_path}: this run was made with other model weights ("
-                + "; ".join(f"{t}: {old} vs {new}" for t, (old, new) in sorted(changed.items()))
-                + "); resuming would mix rows from two models. Use a new --out, or --force to resume anyway."
-            )
-        return stored
-    atomic_write_json(plan_path, plan)
-    return plan
 
 
 def select_clips(items: list, clips_file: Path) -> list:
@@ -97,19 +68,14 @@ def select_clips(items: list, clips_file: Path) -> list:
         raise SourceError(f"--clips: {clips_file} not found")
     wanted = {line.strip() for line in clips_file.read_text().splitlines()}
     wanted = {w for w in wanted if w and not w.startswith("#")}
-    chosen = [i for i in items if _item_key(i) in wanted or i.clip_id in wanted]
-    unmatched = wanted - {_item_key(i) for i in chosen} - {i.clip_id for i in chosen}
+    chosen = [i for i in items if item_key(i) in wanted or i.clip_id in wanted]
+    unmatched = wanted - {item_key(i) for i in chosen} - {i.clip_id for i in chosen}
     if unmatched:
         log.warning("%s: %d listed clip(s) are not in the source, e.g. %s", clips_file, len(unmatched), sorted(unmatched)[:3])
     return chosen
 
 
-def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_dir=None,
-            force: bool = False, limit: int | None = None, executor: str = "local",
-            clips_file: Path | None = None) -> ExtractSummary:
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit) -> list:
     items = list(get_source(source, Path(root)).scan())
     if source == "all" and cfg.sources.names:  # the recipe's datasets only
         unknown = sorted(set(cfg.sources.names) - set(source_names()))
@@ -118,63 +84,179 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
         items = [i for i in items if i.source in cfg.sources.names]
     if clips_file is not None:
         items = select_clips(items, clips_file)
-    if limit is not None:
-        items = items[:limit]
-    models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
-    plan = _load_or_write_plan(run_dir, plan_shards(items, cfg.run.shard_size), cfg, force, models)
-    by_key = {_item_key(i): i for i in items}
-    markers = ShardMarkers(run_dir)
-    done = markers.done_ids()
-    pending = {sid: keys for sid, keys in plan.items() if sid not in done}
-    summary = ExtractSummary(shards_total=len(plan), shards_skipped=len(plan) - len(pending))
-    log.info("%d shards planned, %d already done, %d to run", len(plan), summary.shards_skipped, len(pending))
+    return items if limit is None else items[:limit]
 
-    results: dict[str, dict[str, ClipOutcome]] = {sid: {} for sid in pending}
-    shard_of = {key: sid for sid, keys in pending.items() for key in keys}
+
+def _check_previous(previous: dict | None, run_path: Path, cfg: PipelineConfig, models: dict, force: bool) -> None:
+    if previous is None or force:
+        return
+    if previous.get("config_fingerprint") != cfg.fingerprint():
+        raise RunMismatch(
+            f"{run_path}: this run was made with another pipeline config "
+            f"({previous.get('config_fingerprint')} vs {cfg.fingerprint()}); resuming would mix rows "
+            "from two configs. Use a new --out, or --force to resume anyway.")
+    changed = {t: (previous["models"].get(t), m) for t, m in models.items()
+               if "models" in previous and previous["models"].get(t) != m}
+    if changed:
+        raise RunMismatch(
+            f"{run_path}: this run was made with other model weights ("
+            + "; ".join(f"{t}: {old} vs {new}" for t, (old, new) in sorted(changed.items()))
+            + "); resuming would mix rows from two models. Use a new --out, or --force to resume anyway.")
+
+
+def _retry_keys(run_dir: Path, shard_ids, statuses: set[str]) -> dict[str, set[str]]:
+    """Done shard -> the keys whose row has one of `statuses` (only the status column is read)."""
+    found = {}
+    for sid in shard_ids:
+        table = pq.read_table(run_dir / "clips" / f"{sid}.parquet", columns=["source", "clip_id", "status"]).to_pydict()
+        keys = {f"{s}/{c}" for s, c, st in zip(table["source"], table["clip_id"], table["status"]) if st in statuses}
+        if keys:
+            found[sid] = keys
+    return found
+
+
+def _shards(plan: dict, by_key: dict, done: set, retry: dict, summary: ExtractSummary) -> list[Shard]:
+    shards = []
+    for sid, keys in plan.items():
+        items = [by_key[k] for k in keys if k in by_key]
+        if sid in done:
+            only = retry.get(sid, set()) & set(by_key)
+            if only:
+                shards.append(Shard(sid, keys, items, frozenset(only)))
+            else:
+                summary.shards_skipped += 1
+        elif len(items) < len(keys):
+            log.warning("shard %s: %d of its clips are no longer in the source (or outside --limit/--clips); "
+                        "left pending", sid, len(keys) - len(items))
+        else:
+            shards.append(Shard(sid, keys, items))
+    return shards
+
+
+def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_dir=None,
+            force: bool = False, limit: int | None = None, executor: str | None = None,
+            clips_file: Path | None = None, retry=()) -> ExtractSummary:
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        with RunLock(run_dir), _signals_as_interrupt():
+            return _extract(source, root, run_dir, cfg, models_dir, force, limit, executor or cfg.run.executor,
+                            clips_file, set(retry))
+    except KeyboardInterrupt:  # before any shard ran (scanning, planning)
+        raise Interrupted(f"interrupted before any work on {run_dir}; re-run the same command to start") from None
+    except (DiskFull, OSError) as exc:
+        if isinstance(exc, OSError) and not is_disk_full(exc):
+            raise
+        raise DiskFullStop(_disk_full_message(run_dir, exc)) from None
+
+
+def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executor, clips_file, retry) -> ExtractSummary:
+    started = time.perf_counter()
+    unknown = sorted(retry - set(CLIP_STATUSES))
+    if unknown:
+        raise SourceError(f"--retry: unknown status(es) {unknown}; statuses: {', '.join(CLIP_STATUSES)}")
+    items = _scan(source, root, cfg, clips_file, limit)
+    models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
+    run_path = run_dir / "run.json"
+    previous = read_state(run_path, RUN_REMEDY)
+    _check_previous(previous, run_path, cfg, models, force)
+    engine_cls = get_executor(executor)  # a missing optional extra fails before the plan changes
+    plan, added = load_plan(run_dir, items, cfg.run.shard_size)
+    by_key = {item_key(i): i for i in items}
+    done = ShardMarkers(run_dir).done_ids()
+    summary = ExtractSummary(shards_total=len(plan), shards_added=added)
+    shards = _shards(plan, by_key, done, _retry_keys(run_dir, done & set(plan), retry) if retry else {}, summary)
+    log.info("%d shards planned (%d new), %d done, %d to run%s", len(plan), added, summary.shards_skipped, len(shards),
+             f" (retrying {', '.join(sorted(retry))})" if retry else "")
     run_meta = {
         "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
         "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(root),
         "models": models,  # task -> backend@weight hash
+        "provenance": (previous or {}).get("provenance"), "executor": executor,
     }
     # Written before any work, so that a resumed run can check it was made by the same config.
-    atomic_write_json(run_dir / "run.json", {**run_meta, "provenance": "pending"})
-    engine = EXECUTORS[executor](cfg, str(run_dir), models_dir)
-    progress = tqdm(total=len(shard_of), unit="clip", desc="extract", dynamic_ncols=True)
+    atomic_write_json(run_path, {**run_meta, "state": "running"})
+    total = sum(len(s.only) if s.only else len(s.keys) for s in shards)
+    progress = tqdm(total=total, unit="clip", desc="extract", dynamic_ncols=True, disable=not shards)
 
-    def finish(outcome: ClipOutcome) -> None:
-        sid = shard_of[outcome.clip.key]
-        results[sid][outcome.clip.key] = outcome
-        kept = sum(f["kept"] for f in outcome.faces)
-        summary.faces_kept += kept
-        summary.faces_dropped += len(outcome.faces) - kept
-        status = outcome.row["status"]
-        summary.status_counts[status] = summary.status_counts.get(status, 0) + 1
-        summary.clips += 1
-        summary.frames_detect_skipped += outcome.row.get("n_frames_detect_skipped") or 0
-        progress.update(1)
+    def on_stats(stats) -> None:
+        summary.clips += stats.clips
+        summary.faces_kept += stats.faces_kept
+        summary.faces_dropped += stats.faces_dropped
+        summary.frames_detect_skipped += stats.frames_detect_skipped
+        summary.retried += stats.retried
+        for status, n in stats.status_counts.items():
+            summary.status_counts[status] = summary.status_counts.get(status, 0) + n
+        if stats.provenance not in ("none", "unknown"):
+            run_meta["provenance"] = stats.provenance
+        progress.update(stats.clips)
         progress.set_postfix(kept=summary.faces_kept, refresh=False)
-        if len(results[sid]) == len(pending[sid]):
-            _write_shard(run_dir, sid, pending[sid], results.pop(sid), markers)
 
-    # Entries the source could not turn into clips get their status rows without a worker.
-    for key, item in list(by_key.items()):
-        if key in shard_of and isinstance(item, SourceProblem):
-            fake = Clip(item.source, item.clip_id, Path(""), item.video_key or item.clip_id, split=item.split)
-            finish(ClipOutcome(fake, [], empty_clip_row(fake, item.status, item.reason, "none")))
-    todo = [by_key[k] for sid in pending for k in pending[sid] if isinstance(by_key.get(k), Clip)]
+    state = "failed"
+    engine = engine_cls(cfg, str(run_dir), models_dir)
     try:
-        engine.run(todo, finish)
+        engine.run(shards, on_stats)
+        state = "complete"
+    except DiskFull:
+        state = "stopped: disk full"
+        raise
+    except KeyboardInterrupt:
+        state = "interrupted"
+        raise Interrupted(_resume_line(run_dir, plan)) from None
     finally:
+        engine.close()
         progress.close()
-        run_meta["provenance"] = engine.provenance
-        atomic_write_json(run_dir / "run.json", run_meta)
+        if run_meta["provenance"] is None:  # stopped before a shard's stats came back
+            run_meta["provenance"] = _marker_provenance(run_dir)
+        try:  # never left "running": a resumed run and `stats` read the state
+            atomic_write_json(run_path, {**run_meta, "state": state})
+        except OSError as exc:
+            log.debug("could not update %s: %s", run_path, exc)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_shard(run_dir: Path, shard_id: str, keys: list[str], outcomes: dict, markers: ShardMarkers) -> None:
-    faces = [f for key in keys for f in outcomes[key].faces]
-    clips = [outcomes[key].row for key in keys]
-    atomic_write_table(run_dir / "faces" / f"{shard_id}.parquet", faces, FACE_SCHEMA)
-    atomic_write_table(run_dir / "clips" / f"{shard_id}.parquet", clips, CLIP_SCHEMA)
-    markers.mark_done(shard_id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces)})
+def _marker_provenance(run_dir: Path) -> str | None:
+    for marker in sorted((run_dir / "done").glob("*.json")):
+        try:
+            found = (read_state(marker, "") or {}).get("provenance")
+        except (RunStateError, OSError):
+            continue
+        if found not in (None, "none", "unknown"):
+            return found
+    return None
+
+
+def _resume_line(run_dir: Path, plan: dict) -> str:
+    finished = len(ShardMarkers(run_dir).done_ids() & set(plan))
+    return (f"interrupted: {finished} of {len(plan)} shards of {run_dir} are done; "
+            "re-run the same command to resume")
+
+
+def _disk_full_message(run_dir: Path, exc: BaseException) -> str:
+    detail = str(exc) if isinstance(exc, DiskFull) else f"{exc.filename or run_dir}: {exc.strerror or exc}"
+    try:
+        free = f"{shutil.disk_usage(run_dir).free / 2**20:.1f} MiB free"
+    except OSError:
+        free = "free space unknown"
+    return (f"the disk is full ({detail}; the filesystem of {run_dir.resolve()} has {free}). The run stopped: "
+            "finished shards are kept, the shards in flight were not marked done. Free some space and re-run "
+            "the same command to resume.")
+
+
+class _signals_as_interrupt:
+    """SIGTERM stops the run like Ctrl-C does (KeyboardInterrupt), so both finish cleanly."""
+
+    def __enter__(self):
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt

@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from mfhq.config import PipelineConfig
+from mfhq.executors.base import is_disk_full
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.manifest.io import atomic_write_bytes
-from mfhq.records import Clip, empty_clip_row
+from mfhq.records import Clip, ClipRow
 from mfhq.sources.base import frame_geometry
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
@@ -41,11 +42,30 @@ def build_stages(cfg: PipelineConfig, models_dir=None) -> list:
     ]
 
 
+class _ClipRun:
+    """One clip in flight: its step generator, the batch it waits on, its stage timings."""
+
+    def __init__(self, clip: Clip, steps):
+        self.clip, self.steps = clip, steps
+        self.timings: dict[str, float] = defaultdict(float)
+        self.batch: FaceBatch | None = None
+        self.result: tuple[list[dict], dict] | None = None
+        self.error: Exception | None = None  # a stage failed on this clip's batch
+
+
 class ClipProcessor:
+    """Runs clips through the stages. A clip is a generator of decoded chunks (FaceBatch); the
+    stages run outside it, so that with `batch_frames` > 0 chunks of several clips of a shard
+    go through each model stage together (a GPU is not starved by short clips). Rows do not
+    depend on the grouping: each clip's chunks still meet the stages in order."""
+
     def __init__(self, cfg: PipelineConfig, run_dir: Path, models_dir=None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.stages = build_stages(cfg, models_dir)
+        # Gathering across clips only pays on an accelerator; on CPU one clip at a time keeps
+        # the watchdog's blame exact and memory small.
+        self.batch_frames = cfg.run.batch_frames if str(cfg.run.device).startswith("cuda") else 0
 
     def setup(self) -> None:
         for stage in self.stages:
@@ -54,59 +74,134 @@ class ClipProcessor:
 
     def process(self, clip: Clip, on_phase: PhaseCallback = lambda phase: None) -> tuple[list[dict], dict]:
         """Returns (face rows, the clip's status row). Never raises for a bad clip."""
+        out = []
+        self.process_many([clip], lambda key, phase: on_phase(phase), lambda c, faces, row: out.append((faces, row)))
+        return out[0]
+
+    def process_many(self, clips: list[Clip], on_phase, on_result) -> None:
+        """Each clip's (face rows, status row) goes to on_result(clip, faces, row) as soon as it is
+        done; on_phase(clip key, "decode" | "process") feeds the watchdog. Raises only for a full
+        disk, which must stop the run rather than become a row."""
+        waiting = list(reversed(clips))
+        active: list[_ClipRun] = []
+        while waiting or active:
+            # Gather chunks until the batch is full (one clip's chunk at a time on CPU).
+            while waiting and (not active or sum(len(r.batch.frames) for r in active) < self.batch_frames):
+                clip = waiting.pop()
+                run = _ClipRun(clip, self._steps(clip, lambda phase, key=clip.key: on_phase(key, phase)))
+                if self._advance(run, None):
+                    active.append(run)
+                else:
+                    on_result(clip, *run.result)
+            if not active:
+                continue
+            for run in active:
+                on_phase(run.clip.key, "process")
+            self._run_stages(active)
+            for run in list(active):
+                if not self._advance(run, run.batch):
+                    active.remove(run)
+                    on_result(run.clip, *run.result)
+
+    def _advance(self, run: _ClipRun, batch) -> bool:
+        """Send the processed batch into the clip's generator; False once the clip is finished."""
+        try:
+            if run.error is not None:
+                run.steps.close()
+                raise run.error
+            run.batch = run.steps.send(batch)
+            return True
+        except StopIteration as stop:
+            rows, row = stop.value
+            if row.get("stage_seconds") is not None:
+                row["stage_seconds"] = {k: round(v, 4) for k, v in {**run.timings, **row["stage_seconds"]}.items()}
+        except Exception as exc:
+            row = self._failure(run.clip, exc)
+            rows = []
+        run.result, run.batch = (rows, row), None
+        return False
+
+    def _run_stages(self, runs: list[_ClipRun]) -> None:
+        try:
+            self._through(runs)
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise
+            if len(runs) == 1:
+                runs[0].error = exc
+                return
+            # A grouped call failed: redo each clip alone so only the clip at fault gets an
+            # error row (a rare path: a stage bug on one clip's frames).
+            for run in runs:
+                try:
+                    self._through([run])
+                except Exception as exc:
+                    if is_disk_full(exc):
+                        raise
+                    run.error = exc
+
+    def _through(self, runs: list[_ClipRun]) -> None:
+        batches = [r.batch for r in runs]
+        for stage in self.stages:
+            started = time.perf_counter()
+            batches = stage.call_many(batches) if len(batches) > 1 else [stage(batches[0])]
+            spent = (time.perf_counter() - started) / len(runs)
+            for run in runs:
+                run.timings[stage.name] += spent
+        for run, batch in zip(runs, batches):
+            run.batch = batch
+
+    def _failure(self, clip: Clip, exc: Exception) -> dict:
+        if is_disk_full(exc):
+            raise exc
+        if isinstance(exc, DecodeError):
+            return ClipRow.failed(clip, "decode_error", str(exc), self.provenance)
+        # A stage bug must not lose the rest of the run.
+        log.error("clip %s failed", clip.key, exc_info=exc)
+        return ClipRow.failed(clip, "error", f"{clip.video_path}: {type(exc).__name__}: {exc}", self.provenance)
+
+    def _steps(self, clip: Clip, on_phase: PhaseCallback):
+        """Generator: yields each decoded chunk as a FaceBatch, receives it back through the
+        stages, returns (face rows, clip row)."""
         path = Path(clip.video_path)
         if not path.is_file():
-            return [], empty_clip_row(clip, "missing", f"{path}: no such file", self.provenance)
+            return [], ClipRow.failed(clip, "missing", f"{path}: no such file", self.provenance)
         if path.stat().st_size == 0:
-            return [], empty_clip_row(clip, "empty", f"{path}: file is empty (0 bytes)", self.provenance)
-        try:
-            return self._process(clip, path, on_phase)
-        except DecodeError as exc:
-            return [], empty_clip_row(clip, "decode_error", str(exc), self.provenance)
-        except Exception as exc:  # a stage bug must not lose the rest of the run
-            log.exception("clip %s failed", clip.key)
-            return [], empty_clip_row(clip, "error", f"{path}: {type(exc).__name__}: {exc}", self.provenance)
-
-    def _process(self, clip: Clip, path: Path, on_phase: PhaseCallback) -> tuple[list[dict], dict]:
+            return [], ClipRow.failed(clip, "empty", f"{path}: file is empty (0 bytes)", self.provenance)
         timings: dict[str, float] = defaultdict(float)
         decoder = ClipDecoder(self.cfg.decode)
         on_phase("decode")
         started = time.perf_counter()
-        info = decoder.open(path)
-        try:  # the source's box and annotations, rescaled to the real video size
-            clip = frame_geometry(clip, info.width, info.height, info.fps)
-        except ValueError as exc:
-            decoder.close()
-            return [], empty_clip_row(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
-        frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)
-        indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec, frames)
-        timings["decode"] += time.perf_counter() - started
-        if not indices:
-            decoder.close()
-            wanted = f"frames {frames[0]}..{frames[1]}" if frames else f"{clip.start_sec}..{clip.end_sec} s"
-            reason = (f"{path}: no frames in range ({wanted} of {info.n_frames} at {info.fps:g} fps)"
-                      if info.n_frames else f"{path}: the video has no frames")
-            return [], empty_clip_row(clip, "empty", reason, self.provenance)
-        rows, state, n_read = [], ClipState(), 0
-        chunks = decoder.chunks(path, indices)
-        while True:
-            on_phase("decode")
-            started = time.perf_counter()
-            chunk = next(chunks, None)
+        try:
+            info = decoder.open(path)
+            try:  # the source's box and annotations, rescaled to the real video size
+                clip = frame_geometry(clip, info.width, info.height, info.fps)
+            except ValueError as exc:
+                return [], ClipRow.failed(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
+            frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)
+            indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec, frames)
             timings["decode"] += time.perf_counter() - started
-            if chunk is None:
-                break
-            on_phase("process")
-            n_read += len(chunk.indices)
-            batch = FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
-            for stage in self.stages:
+            if not indices:
+                wanted = f"frames {frames[0]}..{frames[1]}" if frames else f"{clip.start_sec}..{clip.end_sec} s"
+                reason = (f"{path}: no frames in range ({wanted} of {info.n_frames} at {info.fps:g} fps)"
+                          if info.n_frames else f"{path}: the video has no frames")
+                return [], ClipRow.failed(clip, "empty", reason, self.provenance)
+            rows, state, n_read = [], ClipState(), 0
+            chunks = decoder.chunks(path, indices)
+            while True:
+                on_phase("decode")
                 started = time.perf_counter()
-                batch = stage(batch)
-                timings[stage.name] += time.perf_counter() - started
-            started = time.perf_counter()
-            rows.extend(self._rows(batch))
-            timings["write"] += time.perf_counter() - started
-        decoder.close()
+                chunk = next(chunks, None)
+                timings["decode"] += time.perf_counter() - started
+                if chunk is None:
+                    break
+                n_read += len(chunk.indices)
+                batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
+                started = time.perf_counter()
+                rows.extend(self._rows(batch))
+                timings["write"] += time.perf_counter() - started
+        finally:
+            decoder.close()
         clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:
             # A checked frame where the detector found nothing counts as IoU 0.
@@ -129,7 +224,7 @@ class ClipProcessor:
             # else only other people were (the clip's person never matched).
             status = next((s for s in ("too_small", "out_of_frame", "low_quality") if s in reasons), "identity_switch")
             reason = f"{len(rows)} faces detected, none kept ({', '.join(sorted(reasons))})"
-        row = empty_clip_row(clip, status, reason, self.provenance)
+        row = ClipRow.failed(clip, status, reason, self.provenance)
         row.update(
             n_frames_read=n_read, n_faces_detected=len(rows), n_faces_kept=kept,
             duration_sec=n_sampled / self.cfg.decode.fps, fps=info.fps, width=info.width, height=info.height,

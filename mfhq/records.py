@@ -147,30 +147,48 @@ CLIP_SCHEMA = _schema(
 )
 
 
-def empty_clip_row(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
-    """The status row of a clip that produced no faces (an error, or nothing found)."""
-    if status not in CLIP_STATUSES:
-        raise ValueError(f"unknown clip status {status!r}")
-    return {
-        "source": clip.source,
-        "clip_id": clip.clip_id,
-        "video_key": clip.video_key,
-        "video_path": str(clip.video_path),
-        "split": clip.split,
-        "status": status,
-        "reason": reason,
-        "n_frames_read": 0,
-        "n_faces_detected": 0,
-        "n_faces_kept": 0,
-        "duration_sec": None,
-        "fps": None,
-        "width": None,
-        "height": None,
-        "decoder": None,
-        "n_frames_detect_skipped": None,
-        "n_frames_verified": None,
-        "annotation_iou": None,
-        "annotation_nme": None,
-        "stage_seconds": None,
-        "provenance": provenance,
-    }
+# Failures a later run may not repeat (a file downloaded later, a worker out of memory, a
+# watchdog kill): retried once inside a run, and re-run on demand with `--retry`. The others
+# say something about the video itself and are final.
+TRANSIENT_STATUSES = ("missing", "crashed", "timeout", "error")
+PERMANENT_STATUSES = ("decode_error", "empty", "no_face", "too_small", "bad_metadata")
+
+
+class ClipRow:
+    """The one place that builds a clip's status row (the `clips/` schema as a dict)."""
+
+    @staticmethod
+    def failed(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
+        """The status row of a clip that produced no faces (an error, or nothing found); the
+        pipeline fills in the counts of a processed clip on top of it."""
+        if status not in CLIP_STATUSES:
+            raise ValueError(f"unknown clip status {status!r}")
+        return {
+            "source": clip.source,
+            "clip_id": clip.clip_id,
+            "video_key": clip.video_key,
+            "video_path": str(clip.video_path),
+            "split": clip.split,
+            "status": status,
+            "reason": reason,
+            "n_frames_read": 0,
+            "n_faces_detected": 0,
+            "n_faces_kept": 0,
+            "duration_sec": None,
+            "fps": None,
+            "width": None,
+            "height": None,
+            "decoder": None,
+            "n_frames_detect_skipped": None,
+            "n_frames_verified": None,
+            "annotation_iou": None,
+            "annotation_nme": None,
+            "stage_seconds": None,
+            "provenance": provenance,
+        }
+
+    @staticmethod
+    def problem(item, provenance: str = "none") -> dict:
+        """The row of a source entry that never became a clip (a SourceProblem)."""
+        clip = Clip(item.source, item.clip_id, Path(""), item.video_key or item.clip_id, split=item.split)
+        return ClipRow.failed(clip, item.status, item.reason, provenance)

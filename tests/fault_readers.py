@@ -22,4 +22,35 @@ class FaultyReader(DecordReader):
             ctypes.PyDLL(None).sleep(3600)
         if "crash" in path.name:
             os.kill(os.getpid(), signal.SIGSEGV)
+        if "killparent" in path.name:
+            # Lose whatever runs the shard (a local runner, a Ray actor) mid-shard, once: the
+            # worker's parent is it. A flag beside the video makes the second attempt decode.
+            flag = path.with_name(f".{path.name}.killed")
+            if not flag.exists():
+                flag.touch()
+                os.kill(os.getppid(), signal.SIGKILL)
+                ctypes.PyDLL(None).sleep(60)  # the worker follows its parent (PDEATHSIG)
+        return super().open(path)
+
+
+class DiskFillingReader(DecordReader):
+    """A disk that is full while `<videos>/.disk-full` exists, for machines where a test cannot
+    mount a small file system (no root): every crop written for a clip named `*fill*` fails
+    with ENOSPC in the worker's real write path, as a full disk makes it fail."""
+
+    name = "decord"  # rows must equal those of a run with the real reader
+
+    def open(self, path):
+        if "fill" in path.name and (path.parent / ".disk-full").exists():
+            import errno
+
+            import mfhq.pipeline
+
+            real = mfhq.pipeline.atomic_write_bytes
+
+            def full(dest, data, durable=True):
+                mfhq.pipeline.atomic_write_bytes = real  # one failure per opened clip
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+
+            mfhq.pipeline.atomic_write_bytes = full
         return super().open(path)

@@ -1,6 +1,4 @@
-"""Executors run the per-clip pipeline over many clips; stages know nothing of processes."""
-from mfhq.executors.local import LocalExecutor, ClipOutcome, ExecutorError
+"""Executors schedule shards; stages know nothing of processes (see executors/base.py)."""
+from mfhq.executors.base import DiskFull, Executor, ExecutorError, executor_names, get_executor, register_executor
 
-EXECUTORS = {"local": LocalExecutor}
-
-__all__ = ["EXECUTORS", "LocalExecutor", "ClipOutcome", "ExecutorError"]
+__all__ = ["DiskFull", "Executor", "ExecutorError", "executor_names", "get_executor", "register_executor"]

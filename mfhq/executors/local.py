@@ -1,160 +1,134 @@
-"""The local executor: worker processes under a watchdog.
+"""The local executor (the default): `run.workers` runner processes on this machine.
 
-Each worker loads the models once and takes one clip at a time. The parent watches every
-worker: a decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets
-the worker killed and the clip a `timeout` row; a worker that dies (a native crash in a
-decoder) gives its clip a `crashed` row. Either way a fresh worker takes its place and the
-run goes on. decord can loop forever in native code holding the GIL, so only a process
-boundary can bound it: no thread-based timeout would work.
+Each runner takes one shard at a time and calls run_shard, which owns the shard's files and
+processes its clips in a watched worker (watchdog.py: a hang -> `timeout`, a native crash ->
+`crashed`). A runner that dies (killed, out of memory) has its shard run again by a fresh one:
+the shard had no marker, so nothing of it counts until it is written whole.
 """
 from __future__ import annotations
 
 import logging
 import multiprocessing as mp
-import time
 from collections import deque
-from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Callable, Iterable
 
 from mfhq.config import PipelineConfig
-from mfhq.executors.worker import worker_main
-from mfhq.records import Clip, empty_clip_row
+from mfhq.executors.base import DiskFull, ExecutorError
 
 log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 3  # a shard whose runner dies this often is not a passing problem
 
 
-class ExecutorError(RuntimeError):
-    """The run cannot go on (a worker cannot load its models); the message says why."""
+def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verbose: bool) -> None:
+    from mfhq.executors.worker import _quiet_process
+
+    _quiet_process()
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from mfhq.config import config_from_dict
+    from mfhq.shard import close_workers, run_shard
+
+    cfg = config_from_dict(cfg_dict)
+    try:
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            try:
+                conn.send(("stats", run_shard(message[1], run_dir, cfg, models_dir)))
+            except DiskFull as exc:
+                conn.send(("diskfull", str(exc)))
+            except ExecutorError as exc:
+                conn.send(("fatal", str(exc)))
+            except Exception as exc:  # a bug: say which shard, stop the run
+                logging.getLogger(__name__).exception("shard %s failed", message[1].id)
+                conn.send(("fatal", f"shard {message[1].id}: {type(exc).__name__}: {exc}"))
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the driver is gone
+    finally:
+        close_workers()
 
 
-@dataclass
-class ClipOutcome:
-    clip: Clip
-    faces: list[dict]
-    row: dict
-
-
-class _Worker:
+class _Runner:
     def __init__(self, ctx, cfg: PipelineConfig, run_dir: str, models_dir: str | None):
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, cfg.to_dict(), run_dir, models_dir), daemon=True)
+        verbose = logging.getLogger("mfhq").getEffectiveLevel() <= logging.DEBUG
+        # Not a daemon: a runner has a worker child of its own. It still dies with the driver
+        # (PR_SET_PDEATHSIG in _quiet_process).
+        self.process = ctx.Process(target=runner_main, args=(child, cfg.to_dict(), run_dir, models_dir, verbose))
         self.process.start()
         child.close()
-        self.ready = False
-        self.clip: Clip | None = None
-        self.phase = None
-        self.phase_since = self.clip_since = 0.0
+        self.shard = None
 
-    def assign(self, clip: Clip) -> None:
-        self.clip, self.phase = clip, "start"
-        self.clip_since = self.phase_since = time.monotonic()
-        self.conn.send(("clip", clip))
-
-    def kill(self) -> None:
+    def stop(self, wait_s: float) -> None:
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=wait_s)
         if self.process.is_alive():
             self.process.kill()
-        self.process.join(timeout=10)
+            self.process.join(timeout=10)
         self.conn.close()
 
 
 class LocalExecutor:
     def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None):
-        self.cfg = cfg
-        self.run_dir = str(run_dir)
+        self.cfg, self.run_dir = cfg, str(run_dir)
         self.models_dir = str(models_dir) if models_dir else None
         self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
-        self.provenance = "unknown"
+        self.runners: list[_Runner] = []
 
-    def _spawn(self) -> _Worker:
-        return _Worker(self.ctx, self.cfg, self.run_dir, self.models_dir)
+    def _spawn(self) -> _Runner:
+        return _Runner(self.ctx, self.cfg, self.run_dir, self.models_dir)
 
-    def run(self, clips: Iterable[Clip], on_result: Callable[[ClipOutcome], None]) -> None:
-        queue = deque(clips)
-        if not queue:
-            return
-        workers = [self._spawn() for _ in range(max(1, min(self.cfg.run.workers, len(queue))))]
-        in_flight = 0
-        try:
-            while queue or in_flight:
-                for worker in workers:
-                    if worker.ready and worker.clip is None and queue:
-                        worker.assign(queue.popleft())
-                        in_flight += 1
-                conns = [w.conn for w in workers] + [w.process.sentinel for w in workers]
-                for ready in wait(conns, timeout=0.5):
-                    worker = next((w for w in workers if ready in (w.conn, w.process.sentinel)), None)
-                    if worker is None:
-                        continue
-                    in_flight -= self._handle(worker, ready, on_result)
-                for index, worker in enumerate(workers):
-                    if not worker.ready and not worker.process.is_alive():
-                        raise ExecutorError(f"a worker died while loading models (exit code {worker.process.exitcode})")
-                    if self._overdue(worker, on_result):
-                        in_flight -= 1
-                    elif worker.process.is_alive():
-                        continue
-                    elif worker.clip is not None:  # died between wait() and here
-                        self._fail(worker, "crashed", self._death_reason(worker), on_result)
-                        in_flight -= 1
-                    worker.kill()
-                    workers[index] = self._spawn()
-        finally:
-            for worker in workers:
-                try:
-                    worker.conn.send(("stop",))
-                except (BrokenPipeError, OSError):
-                    pass
-                worker.process.join(timeout=5)
-                worker.kill()
+    def run(self, shards, on_stats) -> None:
+        queue = deque(shards)
+        attempts: dict[str, int] = {}
+        self.runners = [self._spawn() for _ in range(max(1, min(self.cfg.run.workers, len(queue))))] if queue else []
+        while queue or any(r.shard for r in self.runners):
+            for runner in self.runners:
+                if runner.shard is None and queue:
+                    runner.shard = queue.popleft()
+                    runner.conn.send(("shard", runner.shard))
+            wait([r.conn for r in self.runners] + [r.process.sentinel for r in self.runners], timeout=1.0)
+            for index, runner in enumerate(self.runners):
+                while runner.shard is not None and runner.conn.poll():
+                    try:
+                        kind, payload = runner.conn.recv()
+                    except (EOFError, OSError):
+                        break
+                    if kind == "diskfull":
+                        raise DiskFull(payload)
+                    if kind == "fatal":
+                        raise ExecutorError(payload)
+                    runner.shard = None
+                    on_stats(payload)
+                if runner.process.is_alive():
+                    continue
+                if runner.shard is not None:
+                    shard, code = runner.shard, runner.process.exitcode
+                    attempts[shard.id] = attempts.get(shard.id, 0) + 1
+                    if attempts[shard.id] >= MAX_ATTEMPTS:
+                        raise ExecutorError(f"shard {shard.id}: its runner died {MAX_ATTEMPTS} times (last exit code {code})")
+                    log.warning("shard %s: its runner died (exit code %s); running the shard again", shard.id, code)
+                    self._cleanup(shard)
+                    queue.appendleft(shard)
+                runner.shard = None
+                runner.stop(0)
+                self.runners[index] = self._spawn()
 
-    def _handle(self, worker: _Worker, ready, on_result) -> int:
-        """Process one readable event; returns 1 when a clip finished."""
-        if ready is worker.process.sentinel:
-            if worker.clip is None:
-                if not worker.ready:
-                    raise ExecutorError(f"a worker died while loading models (exit code {worker.process.exitcode})")
-                return 0
-            self._fail(worker, "crashed", self._death_reason(worker), on_result)
-            return 1
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            return 0  # the sentinel reports the death
-        kind = message[0]
-        if kind == "fatal":
-            raise ExecutorError(message[1])
-        if kind == "ready":
-            worker.ready, self.provenance = True, message[1]
-        elif kind == "phase":
-            worker.phase, worker.phase_since = message[2], time.monotonic()
-        elif kind == "result":
-            clip, worker.clip = worker.clip, None
-            on_result(ClipOutcome(clip, message[2], message[3]))
-            return 1
-        return 0
+    def _cleanup(self, shard) -> None:
+        from pathlib import Path
 
-    def _overdue(self, worker: _Worker, on_result) -> bool:
-        if worker.clip is None:
-            return False
-        now = time.monotonic()
-        limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
-        if worker.phase in ("decode", "start") and now - worker.phase_since > limits[0]:
-            reason = f"{worker.clip.video_path}: decoding ran past the {limits[0]:g} s watchdog"
-        elif now - worker.clip_since > limits[1]:
-            reason = f"{worker.clip.video_path}: the clip ran past the {limits[1]:g} s watchdog"
-        else:
-            return False
-        log.warning(reason)
-        self._fail(worker, "timeout", reason, on_result)
-        return True
+        from mfhq.shard import remove_temp_files
 
-    def _death_reason(self, worker: _Worker) -> str:
-        worker.process.join(timeout=5)
-        code = worker.process.exitcode
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return f"{worker.clip.video_path}: the worker died ({how}) during {worker.phase}"
+        remove_temp_files(Path(self.run_dir), shard)
 
-    def _fail(self, worker: _Worker, status: str, reason: str, on_result) -> None:
-        clip, worker.clip = worker.clip, None
-        on_result(ClipOutcome(clip, [], empty_clip_row(clip, status, reason, self.provenance)))
+    def close(self) -> None:
+        """Stop the runners; shards in flight stay pending (no marker) and lose their temp files."""
+        for runner in self.runners:
+            runner.stop(5 if runner.shard is None else 0)
+        for runner in self.runners:
+            if runner.shard is not None:
+                self._cleanup(runner.shard)
+        self.runners = []

@@ -1,16 +1,30 @@
-"""The worker process: loads the models once, then processes clips sent by the executor.
+"""The watched worker process: loads the models once, then processes the clips it is sent.
 
-Messages to the parent: ("ready", provenance) | ("fatal", message) |
+Messages to its parent: ("ready", provenance) | ("fatal", message) | ("diskfull", message) |
 ("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row).
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import signal
 from pathlib import Path
 
 
+def _quiet_process() -> None:
+    """Signals belong to the driver: Ctrl-C reaches the whole process group, and a worker that
+    raised KeyboardInterrupt would print a traceback. If the parent dies, so does the worker
+    (a worker stuck in native code would otherwise outlive it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+    except (AttributeError, OSError):
+        pass
+
+
 def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> None:
+    _quiet_process()
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -20,19 +34,30 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
 
     cv2.setNumThreads(1)
     from mfhq.config import config_from_dict
-    from mfhq.pipeline import ClipProcessor
+    from mfhq.pipeline import ClipProcessor, is_disk_full
 
     try:
-        processor = ClipProcessor(config_from_dict(cfg_dict), Path(run_dir), models_dir)
-        processor.setup()
-    except Exception as exc:  # missing weights, unknown backend: the run cannot go on
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
-        return
-    conn.send(("ready", processor.provenance))
-    while True:
-        message = conn.recv()
-        if message[0] == "stop":
+        try:
+            processor = ClipProcessor(config_from_dict(cfg_dict), Path(run_dir), models_dir)
+            processor.setup()
+        except Exception as exc:  # missing weights, unknown backend: the run cannot go on
+            conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
             return
-        _, clip = message
-        faces, row = processor.process(clip, lambda phase: conn.send(("phase", clip.key, phase)))
-        conn.send(("result", clip.key, faces, row))
+        conn.send(("ready", processor.provenance))
+        while True:
+            message = conn.recv()
+            if message[0] == "stop":
+                return
+            try:
+                processor.process_many(
+                    message[1],
+                    lambda key, phase: conn.send(("phase", key, phase)),
+                    lambda clip, faces, row: conn.send(("result", clip.key, faces, row)),
+                )
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                conn.send(("diskfull", f"{exc.filename or run_dir}: {exc.strerror or exc}"))
+                return
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        return  # the parent is gone (stopped or killed): nothing to report to

@@ -81,3 +81,9 @@ class Stage:
 
     def __call__(self, batch: FaceBatch) -> FaceBatch:
         raise NotImplementedError
+
+    def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
+        """Batches of several clips at once (GPU batching across a shard's clips). The default
+        runs them one by one; a model stage overrides it to run one forward pass over all of
+        their frames or faces. Must give each batch exactly what __call__ would."""
+        return [self(batch) for batch in batches]

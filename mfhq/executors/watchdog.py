@@ -1,0 +1,145 @@
+"""A worker process under a watchdog, owned by whatever runs shards (a local runner, a Ray actor).
+
+The worker loads the models once and processes the clips it is sent. Its owner watches it: a
+decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
+killed and the clip a `timeout` row; a worker that dies (a native crash in a decoder) gives its
+clip a `crashed` row. Either way a fresh worker takes its place. decord can loop forever in
+native code holding the GIL, so only a process boundary can bound it: no thread-based timeout
+would work. Clips sent together (GPU batching) that were not at fault are sent again.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import time
+from collections import deque
+from multiprocessing.connection import wait
+from typing import Callable
+
+from mfhq.config import PipelineConfig
+from mfhq.executors.base import DiskFull, ExecutorError
+from mfhq.executors.worker import worker_main
+from mfhq.records import Clip, ClipRow
+
+log = logging.getLogger(__name__)
+OnResult = Callable[[Clip, list, dict], None]
+
+
+class WatchedWorker:
+    def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None):
+        self.cfg, self.run_dir, self.models_dir = cfg, str(run_dir), models_dir
+        self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
+        self.process = self.conn = None
+        self.provenance = "unknown"
+        # With GPU batching the worker takes a shard's clips together and gathers their frames.
+        self.group = str(cfg.run.device).startswith("cuda") and cfg.run.batch_frames > 0
+
+    def _start(self) -> None:
+        self.conn, child = self.ctx.Pipe()
+        self.process = self.ctx.Process(target=worker_main, args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir),
+                                        daemon=True)
+        self.process.start()
+        child.close()
+        while True:  # model loading: no watchdog (a first load may download or compile)
+            if not self.conn.poll(0.5):
+                if not self.process.is_alive() and not self.conn.poll():
+                    raise ExecutorError(f"a worker died while loading models (exit code {self.process.exitcode})")
+                continue
+            message = self.conn.recv()
+            if message[0] == "fatal":
+                raise ExecutorError(message[1])
+            if message[0] == "ready":
+                self.provenance = message[1]
+                return
+
+    def close(self) -> None:
+        if self.process is None:
+            return
+        try:
+            self.conn.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+        self.process.join(timeout=5)
+        self._kill()
+
+    def _kill(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=10)
+        self.conn.close()
+        self.process = self.conn = None
+
+    def run(self, clips: list[Clip], on_result: OnResult) -> None:
+        """Every clip gets exactly one on_result call: its rows, or a timeout / crashed row."""
+        queue = deque(clips)
+        self.in_flight: dict[str, Clip] = {}
+        while queue or self.in_flight:
+            if self.process is not None and not self.in_flight and not self.process.is_alive():
+                self._kill()  # died between clips: nobody to blame
+            if self.process is None:
+                self._start()
+            if not self.in_flight:
+                group = [queue.popleft() for _ in range(len(queue) if self.group else 1)]
+                self.in_flight = {c.key: c for c in group}
+                self.conn.send(("clips", group))
+                self.phase, self.phase_key = "start", group[0].key
+                self.phase_since = time.monotonic()
+                self.clip_since = {group[0].key: self.phase_since}
+            wait([self.conn, self.process.sentinel], timeout=0.5)
+            while self.conn.poll():
+                try:
+                    message = self.conn.recv()
+                except (EOFError, OSError):
+                    break  # the death is handled below
+                self._handle(message, on_result)
+            if not self.in_flight:
+                continue
+            if self.phase_key not in self.in_flight:
+                self.phase_key = next(iter(self.in_flight))
+            blamed = self._overdue() or self._dead()
+            if blamed is None:
+                continue
+            status, reason = blamed
+            log.warning(reason)
+            self._kill()
+            culprit = self.in_flight.pop(self.phase_key)
+            on_result(culprit, [], ClipRow.failed(culprit, status, reason, self.provenance))
+            queue.extendleft(reversed(list(self.in_flight.values())))  # innocent bystanders: again
+            self.in_flight = {}
+
+    def _handle(self, message: tuple, on_result: OnResult) -> None:
+        kind = message[0]
+        if kind == "phase":
+            self.phase_key, self.phase, self.phase_since = message[1], message[2], time.monotonic()
+            self.clip_since.setdefault(message[1], self.phase_since)
+        elif kind == "result":
+            clip = self.in_flight.pop(message[1])
+            self.clip_since.pop(message[1], None)
+            on_result(clip, message[2], message[3])
+        elif kind == "diskfull":
+            self._kill()
+            raise DiskFull(message[1])
+        elif kind == "fatal":
+            raise ExecutorError(message[1])
+
+    def _overdue(self) -> tuple[str, str] | None:
+        now = time.monotonic()
+        limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
+        if self.phase in ("decode", "start") and now - self.phase_since > limits[0]:
+            return "timeout", f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
+        late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
+        if late:
+            self.phase_key = late[0]
+            return "timeout", f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
+        return None
+
+    def _dead(self) -> tuple[str, str] | None:
+        if self.process.is_alive():
+            return None
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return "crashed", f"{self._path()}: the worker died ({how}) during {self.phase}"
+
+    def _path(self) -> str:
+        return str(self.in_flight[self.phase_key].video_path)

@@ -1,0 +1,147 @@
+"""run_shard: whoever runs a shard owns it end to end.
+
+Skip a shard whose marker exists -> process its clips in a watched worker -> write the crops,
+masks, `faces/<shard>.parquet` and `clips/<shard>.parquet` atomically -> write the marker last.
+Only a small ShardStats goes back to the driver, so the driver never holds face rows, and a lost
+runner costs one shard, which runs again from the start (a shard without a marker has no rows).
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mfhq.config import PipelineConfig
+from mfhq.executors.base import DiskFull, is_disk_full
+from mfhq.manifest.io import ShardMarkers, atomic_write_table, read_table
+from mfhq.plan import Shard, item_key
+from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ShardStats:
+    shard_id: str
+    skipped: bool = False
+    clips: int = 0                 # clips (re)run now
+    faces_kept: int = 0
+    faces_dropped: int = 0
+    status_counts: dict = field(default_factory=dict)
+    frames_detect_skipped: int = 0
+    retried: int = 0               # transient failures run a second time inside this shard
+    provenance: str = "none"
+
+
+# One watched worker per process that runs shards (a local runner, a Ray actor): the models load
+# once per process, not once per shard.
+_WORKERS: dict = {}
+
+
+def _worker(cfg: PipelineConfig, run_dir: Path, models_dir):
+    from mfhq.executors.watchdog import WatchedWorker
+
+    key = (str(run_dir), repr(cfg), str(models_dir))
+    if key not in _WORKERS:
+        for old in _WORKERS.values():  # another run in this process: free its worker
+            old.close()
+        _WORKERS.clear()
+        _WORKERS[key] = WatchedWorker(cfg, str(run_dir), str(models_dir) if models_dir else None)
+    return _WORKERS[key]
+
+
+@atexit.register
+def close_workers() -> None:
+    for worker in _WORKERS.values():
+        worker.close()
+    _WORKERS.clear()
+
+
+def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None) -> ShardStats:
+    run_dir = Path(run_dir)
+    markers = ShardMarkers(run_dir)
+    done = markers.is_done(shard.id)
+    if done and shard.only is None:
+        return ShardStats(shard.id, skipped=True)
+    rerun = shard.only if done else None
+    stats = ShardStats(shard.id)
+    worker = _worker(cfg, run_dir, models_dir)
+    outcomes: dict[str, tuple[list, dict]] = {}
+    try:
+        todo = []
+        for item in shard.items:
+            key = item_key(item)
+            if rerun is not None and key not in rerun:
+                continue
+            if isinstance(item, Clip):
+                todo.append(item)
+            else:  # a source entry that never became a clip: its status row needs no worker
+                outcomes[key] = ([], ClipRow.problem(item))
+        _run_clips(worker, todo, outcomes)
+        transient = [c for c in todo if outcomes[c.key][1]["status"] in TRANSIENT_STATUSES]
+        if transient:  # a passing failure (a killed worker, a file still arriving): once more
+            log.info("%s: %d clip(s) failed for a passing reason; running them once more", shard.id, len(transient))
+            _run_clips(worker, transient, outcomes)
+            stats.retried = len(transient)
+        stats.provenance = worker.provenance
+        _count(stats, outcomes)
+        faces, clips = _merge(run_dir, shard, outcomes) if rerun is not None else _rows(shard, outcomes)
+        atomic_write_table(run_dir / "faces" / f"{shard.id}.parquet", faces, FACE_SCHEMA)
+        atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
+        markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),
+                                     "provenance": stats.provenance})
+    except OSError as exc:
+        remove_temp_files(run_dir, shard)
+        if is_disk_full(exc):
+            raise DiskFull(f"{exc.filename or run_dir}: {exc.strerror or exc}") from None
+        raise
+    except BaseException:
+        remove_temp_files(run_dir, shard)
+        raise
+    return stats
+
+
+def _run_clips(worker, clips: list[Clip], outcomes: dict) -> None:
+    if clips:
+        worker.run(clips, lambda clip, faces, row: outcomes.__setitem__(clip.key, (faces, row)))
+
+
+def _count(stats: ShardStats, outcomes: dict) -> None:
+    for faces, row in outcomes.values():
+        kept = sum(f["kept"] for f in faces)
+        stats.clips += 1
+        stats.faces_kept += kept
+        stats.faces_dropped += len(faces) - kept
+        stats.status_counts[row["status"]] = stats.status_counts.get(row["status"], 0) + 1
+        stats.frames_detect_skipped += row.get("n_frames_detect_skipped") or 0
+
+
+def _rows(shard: Shard, outcomes: dict) -> tuple[list, list]:
+    keys = shard.keys
+    return [f for k in keys for f in outcomes[k][0]], [outcomes[k][1] for k in keys]
+
+
+def _merge(run_dir: Path, shard: Shard, outcomes: dict) -> tuple[list, list]:
+    """A retried shard: the re-run clips' new rows in place of their old ones, the rest as they
+    were, in plan order, so the files equal those of a run where the clips worked first time."""
+    old_faces: dict[str, list] = {}
+    for row in read_table(run_dir / "faces" / f"{shard.id}.parquet").to_pylist():
+        old_faces.setdefault(f"{row['source']}/{row['clip_id']}", []).append(row)
+    old_clips = {f"{r['source']}/{r['clip_id']}": r for r in read_table(run_dir / "clips" / f"{shard.id}.parquet").to_pylist()}
+    merged = {k: outcomes.get(k) or (old_faces.get(k, []), old_clips[k]) for k in shard.keys}
+    return _rows(shard, merged)
+
+
+def remove_temp_files(run_dir: Path, shard: Shard) -> None:
+    """The temporary files a stopped shard left (a killed worker cannot clean up after itself)."""
+    folders = [run_dir / "faces", run_dir / "clips", run_dir / "done"]
+    for item in shard.items:
+        if isinstance(item, Clip):
+            folders += [run_dir / "crops" / item.source / item.clip_id, run_dir / "masks" / item.source / item.clip_id]
+    for folder in folders:
+        if folder.is_dir():
+            for tmp in folder.glob(".tmp-*"):
+                if folder.name in ("faces", "clips", "done") and not tmp.name.startswith(f".tmp-{shard.id}."):
+                    continue  # another shard's file in flight
+                tmp.unlink(missing_ok=True)

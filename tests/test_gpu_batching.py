@@ -1,0 +1,67 @@
+"""Batching across a shard's clips (for a GPU) changes how model stages are called, never a row."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import SAMPLE_PRESET
+from mfhq.config import load_pipeline
+from mfhq.pipeline import ClipProcessor
+from mfhq.records import Clip
+from mfhq.sources import get_source
+
+
+def _process(processor: ClipProcessor, clips: list[Clip]) -> dict:
+    out = {}
+    processor.process_many(clips, lambda key, phase: None, lambda clip, faces, row: out.__setitem__(clip.key, (faces, row)))
+    for faces, row in out.values():
+        row.pop("stage_seconds")
+    return out
+
+
+def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, tmp_path):
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2})
+    clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
+    processor = ClipProcessor(cfg, tmp_path / "one")
+    processor.setup()
+    assert processor.batch_frames == 0  # on CPU: one clip's chunk at a time
+    alone = _process(processor, clips)
+
+    # What `--device cuda` does, on CPU here: gather chunks of several clips per model call.
+    calls = []
+    detect = processor.stages[0]
+    original = detect.call_many
+
+    def recording(batches):
+        calls.append(sorted({b.clip.key for b in batches}))
+        return original(batches)
+
+    detect.call_many = recording
+    processor.batch_frames = 40
+    processor.run_dir = tmp_path / "many"
+    together = _process(processor, clips)
+    assert any(len(keys) > 1 for keys in calls), "no model call saw more than one clip"
+    assert together.keys() == alone.keys() and together == alone
+    assert sorted(p.relative_to(tmp_path / "many") for p in (tmp_path / "many").rglob("*.jpg")) == \
+        sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.jpg"))
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_cuda(), reason="needs a CUDA GPU")
+def test_extract_on_cuda_batches_across_clips_and_keeps_every_status(sample_dir, sample_run, tmp_path):
+    import duckdb
+
+    from mfhq.extract import extract
+
+    cfg = load_pipeline(SAMPLE_PRESET).replace(run={"device": "cuda", "batch_frames": 64})
+    extract("folder", sample_dir / "videos", tmp_path / "run", cfg)
+    query = "SELECT clip_id, status FROM read_parquet('{}/clips/*.parquet') ORDER BY clip_id"
+    con = duckdb.connect()
+    assert con.execute(query.format(tmp_path / "run")).fetchall() == con.execute(query.format(sample_run)).fetchall()
