@@ -61,7 +61,7 @@ NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1)
 COSINE = Range(-1, 1)
 
-RULES: dict[tuple[str, str], Range | OneOf] = {
+RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("decode", "backend"): OneOf(("auto", "decord", "pyav"), r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", "module:Class"),
     ("decode", "fps"): POSITIVE,
     ("decode", "max_frames"): Range(1, optional=True),
@@ -87,6 +87,10 @@ RULES: dict[tuple[str, str], Range | OneOf] = {
     ("run", "workers"): COUNT,
     ("run", "clip_timeout_s"): POSITIVE,
     ("run", "device"): OneOf(("cpu", "cuda"), r"cuda:\d+", "cuda:N"),
+    ("run", "executor"): "executors",  # a name in mfhq.executors' registry (read when checked)
+    ("run", "num_cpus"): POSITIVE,
+    ("run", "num_gpus"): NON_NEGATIVE,
+    ("run", "batch_frames"): NON_NEGATIVE,
     ("curate", "faces_per_identity"): COUNT,
     ("curate", "pose_clusters"): COUNT,
     ("curate", "kmeans_iters"): COUNT,
@@ -106,6 +110,10 @@ def check_option(origin: str, section: str, key: str, value, integer: bool = Fal
     """Raise ConfigError unless value is allowed for section.key; `integer`: the option counts
     something, so 2.5 is refused too."""
     rule = RULES.get((section, key))
+    if rule == "executors":  # the registry owns the names; one registered at run time is allowed too
+        from mfhq.executors.base import executor_names
+
+        rule = OneOf(tuple(executor_names()))
     if rule is None or (value is None and isinstance(rule, Range) and rule.optional):
         return
     whole = not integer or isinstance(value, int)

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from omniid.eval_cli import eval_main, generate_main
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest, write_contract_folder  # noqa: F401  (pytest fixtures)
 
 INPUTS = (1, 2)
 
@@ -52,16 +52,17 @@ def eval_manifest(kept_faces, sample_run, tmp_path_factory):
     for n, clip in enumerate(clips):
         faces = [r for r in kept_faces.to_pylist() if r["clip_id"] == clip][:4]
         for i, face in enumerate(faces):
-            crop, mask = folder / f"id{n}" / f"{i:03d}.jpg", folder / f"id{n}" / f"{i:03d}.png"
-            crop.parent.mkdir(exist_ok=True)
-            shutil.copy(sample_run / face["crop_path"], crop)
-            shutil.copy(sample_run / face["mask_path"], mask)
+            crop, mask = f"id{n}/{i:03d}.jpg", f"id{n}/{i:03d}.png"
+            (folder / crop).parent.mkdir(exist_ok=True)
+            shutil.copy(sample_run / face["crop_path"], folder / crop)
+            shutil.copy(sample_run / face["mask_path"], folder / mask)
             if n == 1 and i == max(INPUTS):
-                Image.new("RGB", Image.open(crop).size, (128, 128, 128)).save(crop)
-            rows.append({"identity_id": f"id{n}", "crop_path": str(crop), "mask_path": str(mask)})
-    path = folder / "test.parquet"
-    pq.write_table(pa.Table.from_pylist(rows), path)
-    return path
+                Image.new("RGB", Image.open(folder / crop).size, (128, 128, 128)).save(folder / crop)
+            rows.append({**face, "clip_id": f"id{n}", "crop_path": crop, "mask_path": mask})
+    # the copied crops' folder stands in for the run that made them (paths are relative to it)
+    table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
+    write_contract_folder(folder, {"train": table, "test": table}, folder)
+    return folder / "test.parquet"
 
 
 def run_eval(runs, eval_manifest, out, *extra) -> int:
@@ -100,9 +101,9 @@ def test_eval_writes_results_table_and_sheets(evaluated):
     assert all(0.3 < r["id_similarity"] < 1.0 for r in copies)  # the same person, another frame
     assert sorted(p.name for p in (out / "sheets").iterdir()) == ["id0.png", "id1.png"]
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["metrics"]["pose_model"] == "pnp5" and settings["protocol"]["steps"] == 2
+    assert settings["metrics"]["pose_model"] == "pnp68" and settings["protocol"]["steps"] == 2
     table_md = (out / "table.md").read_text()
-    assert "pnp5" in table_md and "| omniid |" in table_md and "| arcface |" in table_md
+    assert "pnp68" in table_md and "| omniid |" in table_md and "| arcface |" in table_md
     assert [line.split("|")[1].strip() for line in table_md.splitlines()[2:5]] == ["omniid", "arcface", "copy-input"]
 
 

@@ -29,7 +29,7 @@ def t1_person(index: int) -> np.ndarray:
 
 def test_models_come_from_the_preset(metrics):
     assert metrics.models["identity_model"] == "sface"
-    assert metrics.models["pose_model"] == "pnp5"
+    assert metrics.models["pose_model"] == "pnp68"
     assert metrics.models["detector"] == "yunet-dlib68"
 
 
