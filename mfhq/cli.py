@@ -213,13 +213,23 @@ def bench_curate(
     workdir: Path = typer.Option(Path("runs/bench-curate"), help="Scratch folder for the synthetic table"),
     pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
     workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches"),
+    merge_clips: Optional[int] = typer.Option(None, help="Largest clip count of the merge benchmark (it also runs "
+                                              "at 1/4 and 1/2 of it; default: --identities; 0 skips it)"),
+    skip_sample: bool = typer.Option(False, "--skip-sample", help="Only the merge benchmark"),
 ) -> None:
-    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it."""
+    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it,
+    and the identity merge's time at three clip counts with its fitted exponent."""
     _setup_logging(False)
-    from mfhq.curate.bench import run_bench_curate
+    from mfhq.curate.bench import run_bench_curate, run_bench_merge
 
-    for line in run_bench_curate(identities, faces, workdir, load_pipeline(pipeline).curate, workers):
-        typer.echo(line)
+    curate = load_pipeline(pipeline).curate
+    if not skip_sample:
+        for line in run_bench_curate(identities, faces, workdir, curate, workers):
+            typer.echo(line)
+    n = identities if merge_clips is None else merge_clips
+    if n:
+        for line in run_bench_merge(n, curate)[0]:
+            typer.echo(line)
 
 
 def main() -> None:  # pragma: no cover

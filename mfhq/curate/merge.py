@@ -46,7 +46,7 @@ def clip_embeddings(con: duckdb.DuckDBPyConnection, usable_sql: str, n_clips: in
     return sums / np.maximum(norm, 1e-12)
 
 
-EXACT_BELOW = 20_000   # clips; below this the exact all-pairs range search is cheap enough
+EXACT_BELOW = 40_000   # clips; below this the exact range search (BLAS) is cheaper than the graph
 NEIGHBOURS = 32        # candidates per clip from the approximate index above it
 CANDIDATE_DIM = 64     # PCA dimensions of the candidate search (edges are checked in full)
 
