@@ -8,7 +8,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
