@@ -161,3 +161,13 @@ def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path)
     assert result["stages"]["detect"]["ms_per_face"] > 0
     assert 0 < result["ratio_stage_time"] and 0 < result["ratio_wall"]
     assert result["peak_rss_worker_mib"] > 100
+
+
+def test_bench_curate_merge_fits_an_exponent_over_three_sizes():
+    from mfhq.curate.bench import run_bench_merge
+
+    lines, result = run_bench_merge(600, CurateConfig())
+    assert result["sizes"] == [150, 300, 600] and len(result["cpu_s"]) == 3
+    assert result["same_as_all_pairs"] is True  # the candidate search, forced even at this size
+    assert np.isfinite(result["exponent_cpu"]) and any("clips^" in line for line in lines)
+    assert merge.EXACT_BELOW == 40_000  # the bench's override is undone

@@ -130,9 +130,10 @@ def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int) ->
         walls.append(wall)
         cpus.append(cpu)
         found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
-        pure = len(set(zip(found.tolist(), person.tolist()))) == len(np.unique(person)) == found.max() + 1
+        # A few of a person's clip pairs fall under the threshold by chance, so even the exact
+        # merge splits some people: the true count is context, the all-pairs check is the test.
         lines.append(f"merge of {n} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, {found.max() + 1} identities "
-                     f"({'the true people exactly' if pure else 'NOT the true people'})")
+                     f"({len(np.unique(person))} synthetic people)")
         if n == sizes[0] and n <= exact_check:
             a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
             from scipy import sparse
