@@ -140,7 +140,7 @@ def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int) ->
             from scipy.sparse.csgraph import connected_components
 
             exact = connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
-            agree = len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1
+            agree = bool(len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1)
             lines.append(f"  same identities as the all-pairs merge at {n} clips: {agree}")
         del emb
     exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
