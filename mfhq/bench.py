@@ -1,62 +1,155 @@
 """`mfhq bench`: extract throughput beside decode-only throughput, same clips, one run.
 
-Figures are ratios measured in one process on one machine, so they compare across machines
-better than absolute numbers: extract clip-seconds/s over decode-only clip-seconds/s.
+Figures are ratios measured in one run on one machine, so they compare across machines better
+than absolute numbers. Two ratios are reported:
+  * stage time: decode-only seconds over the seconds the workers spent in stages (decode
+    included) - the per-process cost, independent of start-up and of the worker count;
+  * wall: extract clip-seconds/s with N workers over decode-only with N processes, start-up
+    and model loading included (short benchmarks understate it).
+Per stage, the seconds are also given per sampled frame and per detected face. Peak RSS per
+worker is the largest resident set of any worker process (extract runs before decode-only, so
+decode-only's processes cannot raise it).
 """
 from __future__ import annotations
 
+import logging
 import resource
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.extract import extract
 from mfhq.manifest.views import connect
-from mfhq.sources import get_source
+
+log = logging.getLogger(__name__)
 
 
-def decode_only(root: Path, cfg: PipelineConfig) -> tuple[float, int, float]:
-    """Decode the sampled frames of every clip in this process: (seconds, frames, clip seconds)."""
+def _videos(root: Path) -> list[Path]:
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi")
+                  and p.is_file() and p.stat().st_size and not p.name.startswith("."))
+
+
+def _decode_one(args) -> tuple[float, int, float]:
+    """Decode one clip's sampled frames: (seconds, frames, clip seconds)."""
+    path, decode_cfg = args
+    from mfhq.models.runtime import limit_threads
+
+    limit_threads()
     started, frames, clip_seconds = time.perf_counter(), 0, 0.0
-    for clip in get_source("folder", root).scan():
-        if not hasattr(clip, "video_path") or not Path(clip.video_path).stat().st_size:
-            continue
-        decoder = ClipDecoder(cfg.decode)
-        try:
-            info = decoder.open(Path(clip.video_path))
-            indices = sample_indices(info, cfg.decode, clip.start_sec, clip.end_sec)
-            for chunk in decoder.chunks(Path(clip.video_path), indices):
-                frames += len(chunk.frames)
-            clip_seconds += info.n_frames / info.fps
-        except DecodeError:
-            pass
-        finally:
-            decoder.close()
+    decoder = ClipDecoder(decode_cfg)
+    try:
+        info = decoder.open(path)
+        for chunk in decoder.chunks(path, sample_indices(info, decode_cfg, None, None)):
+            frames += len(chunk.frames)
+        clip_seconds = info.n_frames / info.fps
+    except DecodeError:
+        pass
+    finally:
+        decoder.close()
     return time.perf_counter() - started, frames, clip_seconds
 
 
-def run_bench(root: Path, cfg: PipelineConfig, out: Path) -> list[str]:
+def decode_only(videos: list[Path], cfg: PipelineConfig, workers: int = 1) -> dict:
+    """Decode the sampled frames of every clip, in `workers` processes (1: this process)."""
+    jobs = [(path, cfg.decode) for path in videos]
+    started = time.perf_counter()
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_decode_one, jobs))
+    else:
+        results = [_decode_one(job) for job in jobs]
+    wall = time.perf_counter() - started
+    return {"wall_s": wall, "busy_s": sum(r[0] for r in results), "frames": sum(r[1] for r in results),
+            "clip_seconds": sum(r[2] for r in results)}
+
+
+def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> dict:
     shutil.rmtree(out, ignore_errors=True)
-    one_worker = cfg.replace(run={"workers": 1})
-    dec_s, dec_frames, clip_seconds = decode_only(root, one_worker)
-    summary = extract("folder", root, out, one_worker)
+    videos = _videos(root)
+    run_cfg = cfg.replace(run={"workers": workers})
+    rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    summary = extract("folder", root, out, run_cfg)
+    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     con = connect(out)
-    frames_read = con.execute("SELECT sum(n_frames_read) FROM clips").fetchall()[0][0] or 0
+    frames_read, faces, kept = con.execute(
+        "SELECT sum(n_frames_read), sum(n_faces_detected), sum(n_faces_kept) FROM clips").fetchall()[0]
+    frames_read, faces, kept = frames_read or 0, faces or 0, kept or 0
     stage_rows = con.sql(
         "SELECT key, sum(value) FROM (SELECT unnest(map_keys(stage_seconds)) AS key, "
         "unnest(map_values(stage_seconds)) AS value FROM clips WHERE stage_seconds IS NOT NULL) GROUP BY key ORDER BY 2 DESC"
     ).fetchall()
-    worker_s = sum(v for _, v in stage_rows)
-    peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    self_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return [
-        f"clips: {summary.clips}, video seconds: {clip_seconds:.1f}, sampled frames: {frames_read}",
-        f"decode-only: {clip_seconds / dec_s:.1f} clip-s/s ({dec_frames / dec_s:.1f} sampled frames/s)",
-        f"extract (1 worker, wall incl. model load): {clip_seconds / summary.seconds:.2f} clip-s/s ({frames_read / summary.seconds:.2f} frames/s)",
-        f"extract (1 worker, time in stages): {clip_seconds / max(worker_s, 1e-9):.2f} clip-s/s",
-        f"ratio extract/decode-only (stage time): {dec_s / max(worker_s, 1e-9):.3f}",
-        "stage seconds: " + ", ".join(f"{k}={v:.2f}" for k, v in stage_rows),
-        f"peak RSS: worker {peak_mib:.0f} MiB, parent {self_mib:.0f} MiB",
+    dec = decode_only(videos, cfg, workers)
+    stage_s = sum(v for _, v in stage_rows)
+    clip_seconds = dec["clip_seconds"]
+    return {
+        "workers": workers, "clips": summary.clips, "video_seconds": round(clip_seconds, 2),
+        "sampled_frames": int(frames_read), "faces_detected": int(faces), "faces_kept": int(kept),
+        "status": summary.status_counts,
+        "decode_only": {"clip_s_per_s": clip_seconds / max(dec["wall_s"], 1e-9), "wall_s": dec["wall_s"],
+                        "busy_s": dec["busy_s"], "frames_per_s": dec["frames"] / max(dec["wall_s"], 1e-9)},
+        "extract": {"clip_s_per_s": clip_seconds / max(summary.seconds, 1e-9), "wall_s": summary.seconds,
+                    "stage_s": stage_s, "frames_per_s": frames_read / max(summary.seconds, 1e-9)},
+        "ratio_stage_time": dec["busy_s"] / max(stage_s, 1e-9),
+        "ratio_wall": dec["wall_s"] / max(summary.seconds, 1e-9),
+        "stages": {k: {"seconds": round(v, 3), "ms_per_frame": 1000 * v / max(frames_read, 1),
+                       "ms_per_face": 1000 * v / max(faces, 1) if faces else None} for k, v in stage_rows},
+        # ru_maxrss of children is the largest of them; a leftover from an earlier run in this
+        # process (tests) would show as the same figure, never a larger one.
+        "peak_rss_worker_mib": round(worker_rss / 1024) if worker_rss > rss_before or rss_before == 0 else None,
+        "peak_rss_parent_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def format_report(result: dict) -> list[str]:
+    dec, ext = result["decode_only"], result["extract"]
+    n = result["workers"]
+    lines = [
+        f"clips: {result['clips']}, video seconds: {result['video_seconds']:.1f}, sampled frames: "
+        f"{result['sampled_frames']}, faces: {result['faces_detected']} detected, {result['faces_kept']} kept",
+        f"decode-only ({n} process{'es' if n > 1 else ''}): {dec['clip_s_per_s']:.2f} clip-s/s "
+        f"({dec['frames_per_s']:.1f} sampled frames/s)",
+        f"extract ({n} worker{'s' if n > 1 else ''}, wall incl. start-up and model load): {ext['clip_s_per_s']:.2f} clip-s/s",
+        f"ratio extract/decode-only: {result['ratio_stage_time']:.3f} (stage time), {result['ratio_wall']:.3f} (wall)",
+        "per stage: " + ", ".join(
+            f"{k}={v['seconds']:.2f}s ({v['ms_per_frame']:.1f} ms/frame"
+            + (f", {v['ms_per_face']:.1f} ms/face)" if v["ms_per_face"] is not None else ")")
+            for k, v in result["stages"].items()),
+        f"peak RSS: worker {result['peak_rss_worker_mib']} MiB, parent {result['peak_rss_parent_mib']} MiB",
     ]
+    return lines
+
+
+def profile_stages(root: Path, cfg: PipelineConfig, out: Path, top: int = 10) -> list[tuple[str, float]]:
+    """Run the clips through the stages in this process under pyinstrument; the functions with
+    the most own time (seconds), most first."""
+    from pyinstrument import Profiler
+
+    from mfhq.models.runtime import limit_threads
+    from mfhq.pipeline import ClipProcessor
+    from mfhq.sources import get_source
+
+    limit_threads()
+    shutil.rmtree(out, ignore_errors=True)
+    processor = ClipProcessor(cfg, out)
+    processor.setup()
+    profiler = Profiler(interval=0.002)
+    profiler.start()
+    for clip in get_source("folder", root).scan():
+        if hasattr(clip, "video_path"):
+            processor.process(clip)
+    profiler.stop()
+    own: dict[str, float] = {}
+    stack = [profiler.last_session.root_frame()]
+    while stack:
+        frame = stack.pop()
+        if frame is None:
+            continue
+        stack.extend(frame.children)
+        if frame.is_synthetic:  # pyinstrument's [self] / [await] leaves: counted by their parent
+            continue
+        name = f"{frame.function} ({Path(frame.file_path or '?').name}:{frame.line_no})"
+        own[name] = own.get(name, 0.0) + frame.total_self_time
+    return sorted(own.items(), key=lambda kv: -kv[1])[:top]

@@ -149,17 +149,43 @@ def summary(run: Path = typer.Option(..., help="A run folder made by `mfhq extra
 
 @app.command()
 def bench(
-    root: Path = typer.Option(..., help="A folder of videos (e.g. the sample's videos/)"),
+    root: Optional[Path] = typer.Option(None, help="A folder of videos (e.g. the sample's videos/); "
+                                        "with --make-clips, where the generated clips go (default runs/bench-clips/<resolution>)"),
     pipeline: Optional[Path] = typer.Option(None, help="Pipeline preset YAML"),
     out: Path = typer.Option(Path("runs/bench"), help="Scratch run folder (replaced)"),
+    make_clips: int = typer.Option(0, "--make-clips", help="Generate N realistic clips (one large face in head-like motion) first"),
+    resolution: str = typer.Option("1080p", help="Size of generated clips: 1080p (face ~550 px) or 4k (face ~760 px)"),
+    seconds: float = typer.Option(4.0, help="Length of each generated clip"),
+    workers: int = typer.Option(1, help="Extract workers, and decode-only processes to compare with"),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text"),
+    profile: bool = typer.Option(False, help="Also run the stages in-process under pyinstrument; print the top functions"),
 ) -> None:
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     _setup_logging(False)
-    from mfhq.bench import run_bench
+    import json
 
-    report = run_bench(root, load_pipeline(pipeline), out)
-    for line in report:
+    from mfhq.bench import format_report, profile_stages, run_bench
+
+    if make_clips:
+        from mfhq.benchclips import RESOLUTIONS, make_clips as render_clips
+
+        if resolution not in RESOLUTIONS:
+            _fail(f"--resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
+        root = root or Path("runs/bench-clips") / resolution
+        render_clips(root, make_clips, resolution, seconds)
+    if root is None or not Path(root).is_dir():
+        _fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
+    cfg = load_pipeline(pipeline)
+    result = run_bench(root, cfg, out, workers)
+    if profile:
+        result["profile_top"] = [[name, round(s, 3)] for name, s in profile_stages(root, cfg, out.with_name(out.name + "-profile"))]
+    if json_out:
+        typer.echo(json.dumps(result, indent=1))
+        return
+    for line in format_report(result):
         typer.echo(line)
+    for name, s in result.get("profile_top", []):
+        typer.echo(f"  {s:8.2f} s  {name}")
 
 
 @app.command("cluster-sample")
@@ -235,13 +261,23 @@ def bench_curate(
     workdir: Path = typer.Option(Path("runs/bench-curate"), help="Scratch folder for the synthetic table"),
     pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
     workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches"),
+    merge_clips: Optional[int] = typer.Option(None, help="Largest clip count of the merge benchmark (it also runs "
+                                              "at 1/4 and 1/2 of it; default: --identities; 0 skips it)"),
+    skip_sample: bool = typer.Option(False, "--skip-sample", help="Only the merge benchmark"),
 ) -> None:
-    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it."""
+    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it,
+    and the identity merge's time at three clip counts with its fitted exponent."""
     _setup_logging(False)
-    from mfhq.curate.bench import run_bench_curate
+    from mfhq.curate.bench import run_bench_curate, run_bench_merge
 
-    for line in run_bench_curate(identities, faces, workdir, load_pipeline(pipeline).curate, workers):
-        typer.echo(line)
+    curate = load_pipeline(pipeline).curate
+    if not skip_sample:
+        for line in run_bench_curate(identities, faces, workdir, curate, workers):
+            typer.echo(line)
+    n = identities if merge_clips is None else merge_clips
+    if n:
+        for line in run_bench_merge(n, curate)[0]:
+            typer.echo(line)
 
 
 def main() -> None:  # pragma: no cover

@@ -35,6 +35,10 @@ class DetectConfig:
     score_threshold: float = 0.7
     nms_threshold: float = 0.3
     max_faces: int = 10
+    # The detector sees the frame downscaled to this longer side (px), boxes and points mapped
+    # back: YuNet finds faces of ~10-300 px only, and a full 1080p frame costs ~10x more.
+    # 0 runs on the full frame. Backends with their own input size (SCRFD) ignore it.
+    working_size: int = 640
     # Reuse the faces a source already located (VFHQ's per-frame box + 5 landmarks) instead of
     # running the detector, checking one annotated frame in `verify_every` against it (0: never).
     use_source_annotations: bool = True

@@ -71,6 +71,7 @@ RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("detect", "nms_threshold"): FRACTION,
     ("detect", "max_faces"): COUNT,
     ("detect", "verify_every"): NON_NEGATIVE,
+    ("detect", "working_size"): NON_NEGATIVE,  # 0: detect on the full frame
     ("identity", "similarity_threshold"): COSINE,
     ("identity", "anchor_frames"): COUNT,
     ("identity", "track_iou"): FRACTION,

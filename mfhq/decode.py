@@ -18,6 +18,7 @@ import numpy as np
 from mfhq.config import DecodeConfig
 
 log = logging.getLogger(__name__)
+CHUNK_BYTES = 128 * 2**20  # decoded frames held at once per clip, at most (one frame if larger)
 
 
 class DecodeError(RuntimeError):
@@ -55,8 +56,16 @@ class DecordReader:
         return VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height)
 
     def read(self, indices: list[int]) -> np.ndarray:
+        import cv2
+
         frames = self._reader.get_batch(indices).asnumpy()
-        return np.ascontiguousarray(frames[..., ::-1])
+        if not frames.flags.writeable:
+            frames = frames.copy()
+        # RGB -> BGR in place, frame by frame: numpy's reversed-stride copy of a whole 1080p
+        # chunk cost ~10x more and doubled the chunk's memory.
+        for frame in frames:
+            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR, dst=frame)
+        return frames
 
     def close(self) -> None:
         self._reader = None
@@ -215,6 +224,9 @@ class ClipDecoder:
 
     def chunks(self, path: Path, indices: list[int]) -> Iterator[DecodedChunk]:
         step = max(1, self.cfg.chunk_frames)
+        if self.info is not None and self.info.width and self.info.height:
+            # Bound a chunk's bytes too: 32 frames of 4K video are 800 MB.
+            step = max(1, min(step, CHUNK_BYTES // (self.info.width * self.info.height * 3)))
         for begin in range(0, len(indices), step):
             batch = indices[begin:begin + step]
             yield DecodedChunk(batch, self._read(path, batch))

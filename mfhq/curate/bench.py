@@ -1,22 +1,28 @@
 """`mfhq bench-curate`: cluster-sample's cost at MFHQ size, beside a DuckDB full scan, one run.
 
 The synthetic table holds only what pose clustering needs (keys, kept, yaw, pitch, roll,
-quality): 17M 512-d embeddings would be 35 GB. Merging works per clip on mean embeddings and is
-not part of this figure. Face counts per identity vary (0 to 2x the mean), so some identities
+quality): 17M 512-d embeddings would be 35 GB. Merging works per clip on mean embeddings, so it
+is measured apart, on synthetic 512-d clip means with known groups (1-3 clips per person), at
+three clip counts: the fitted exponent of time against clip count says how it scales, and at
+the smallest size its identities are compared with the exact all-pairs merge. Face counts per identity vary (0 to 2x the mean), so some identities
 fall under 8 faces and take the short path. The ratio to the scan compares across machines
 better than the seconds do.
 """
 from __future__ import annotations
 
+import dataclasses
 import resource
 import shutil
 import time
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import pyarrow as pa
 
 from mfhq.config import CurateConfig
 from mfhq.curate.build import pick_faces, usable_filter
+from mfhq.curate import merge
 
 
 def write_synthetic(path: Path, identities: int, faces: int) -> None:
@@ -73,3 +79,72 @@ def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConf
         f"ratio cluster-sample / full scan: {sample_s / max(scan_s, 1e-9):.1f}x wall, {sample_cpu / max(scan_cpu, 1e-9):.1f}x CPU",
         f"throughput: {scan[0] / sample_s / 1e6:.2f} M faces/s; peak RSS {peak_mib:.0f} MiB",
     ]
+
+
+def synthetic_clip_means(n_clips: int, dim: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Unit clip-mean embeddings of people with 1-3 clips each: (emb [n, dim], person [n]).
+
+    A person's clips scatter around their centre at a cosine of about 0.7 to each other,
+    strangers near 0, as for ArcFace/SFace clip means."""
+    rng = np.random.default_rng(seed)
+    person = np.repeat(np.arange(n_clips), rng.integers(1, 4, n_clips))[:n_clips]
+    person = person[rng.permutation(n_clips)]  # a person's clips are not neighbours in clip order
+    centres = rng.standard_normal((int(person.max()) + 1, dim), dtype=np.float32)
+    emb = np.empty((n_clips, dim), np.float32)
+    for begin in range(0, n_clips, 16384):  # bounded temporaries
+        part = person[begin:begin + 16384]
+        block = centres[part] + rng.standard_normal((len(part), dim), dtype=np.float32) * 0.6
+        emb[begin:begin + len(part)] = block / np.linalg.norm(block, axis=1, keepdims=True)
+    return emb, person
+
+
+def _merge_seconds(emb: np.ndarray, cfg: CurateConfig) -> tuple[float, float, pa.Table]:
+    n = len(emb)
+    keys = [f"s/c{i:07d}" for i in range(n)]
+    clips = pa.table({"clip_key": keys, "video_key": [f"v{i}" for i in range(n)], "n_usable": np.ones(n, np.int64)})
+    cpu0, started = _cpu(), time.perf_counter()
+    ident = merge.assign_identities(clips, emb, cfg)
+    return time.perf_counter() - started, _cpu() - cpu0, ident
+
+
+def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000) -> tuple[list[str], dict]:
+    """Merge time at n/4, n/2 and n clips, all through the candidate search (the exact path
+    that small inputs take is switched off, so one method is fitted); the exponent of a
+    log-log fit; agreement with the exact all-pairs merge at the smallest size (when it is at
+    most `exact_check` clips)."""
+    sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
+    exact_below, merge.EXACT_BELOW = merge.EXACT_BELOW, 0
+    try:
+        return _bench_merge_sizes(sizes, cfg, exact_check)
+    finally:
+        merge.EXACT_BELOW = exact_below
+
+
+def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int) -> tuple[list[str], dict]:
+    cfg = dataclasses.replace(cfg, merge="merge", merge_by_video_key=False, merge_by_embedding=True)
+    walls, cpus, lines = [], [], []
+    agree = None
+    for n in sizes:
+        emb, person = synthetic_clip_means(n)
+        wall, cpu, ident = _merge_seconds(emb, cfg)
+        walls.append(wall)
+        cpus.append(cpu)
+        found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
+        # A few of a person's clip pairs fall under the threshold by chance, so even the exact
+        # merge splits some people: the true count is context, the all-pairs check is the test.
+        lines.append(f"merge of {n} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, {found.max() + 1} identities "
+                     f"({len(np.unique(person))} synthetic people)")
+        if n == sizes[0] and n <= exact_check:
+            a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
+            from scipy import sparse
+            from scipy.sparse.csgraph import connected_components
+
+            exact = connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
+            agree = bool(len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1)
+            lines.append(f"  same identities as the all-pairs merge at {n} clips: {agree}")
+        del emb
+    exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
+    exponent_cpu = float(np.polyfit(np.log(sizes), np.log(np.maximum(cpus, 1e-6)), 1)[0])
+    lines.append(f"merge time ~ clips^{exponent:.2f} (wall), ^{exponent_cpu:.2f} (CPU), fitted over {sizes}")
+    return lines, {"sizes": sizes, "wall_s": walls, "cpu_s": cpus, "exponent_wall": exponent,
+                   "exponent_cpu": exponent_cpu, "same_as_all_pairs": agree}

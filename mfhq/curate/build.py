@@ -9,7 +9,6 @@ import dataclasses
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import duckdb
@@ -19,7 +18,7 @@ import pyarrow.compute as pc
 
 from mfhq import __version__
 from mfhq.config import CurateConfig
-from mfhq.curate.cluster import select_faces
+from mfhq.curate.cluster import stream_select
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.manifest.card import write_card
@@ -39,69 +38,31 @@ def usable_filter(cfg: CurateConfig) -> str:
     return cond
 
 
-def _chunks(sizes: np.ndarray, chunk_faces: int) -> list[tuple[int, int]]:
-    """Identity ranges of about chunk_faces faces; an identity is never split."""
-    ends = np.cumsum(sizes)
-    bounds, start = [], 0
-    while start < len(sizes):
-        stop = max(int(np.searchsorted(ends, (ends[start - 1] if start else 0) + chunk_faces, "right")), start + 1)
-        bounds.append((start, min(stop, len(sizes))))
-        start = stop
-    return bounds
-
-
-def _run_chunk(args):
-    pose, quality, seg, m, cfg, offset = args
-    sel = select_faces(pose, quality, seg, m, cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters,
-                       cfg.seed, offset)
-    return sel.index, sel.rank, sel.labels
-
-
-def sample_poses(faces: pa.Table, cfg: CurateConfig, workers: int) -> pa.Table:
-    """faces: id_code (sorted, dense from 0), yaw, pitch, roll, quality. Returns the chosen rows:
-    row (into faces), sample_rank, pose_cluster."""
-    if cfg.pose_clusters <= cfg.faces_per_identity:
-        raise ValueError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
-                         f"({cfg.faces_per_identity}): the paper over-clusters")
-    seg = faces.column("id_code").to_numpy().astype(np.int64)
-    if len(seg) == 0:
-        return pa.table({"row": pa.array([], pa.int64()), "sample_rank": pa.array([], pa.int16()),
-                         "pose_cluster": pa.array([], pa.int16())})
-    pose = np.stack([faces.column(c).to_numpy().astype(np.float64) for c in POSE], 1)
-    quality = faces.column("quality").to_numpy().astype(np.float64)
-    m = int(seg[-1]) + 1
-    sizes = np.bincount(seg, minlength=m)
-    starts = np.concatenate([[0], np.cumsum(sizes)])
-    jobs = [(pose[starts[a]:starts[b]], quality[starts[a]:starts[b]], seg[starts[a]:starts[b]] - a, b - a, cfg,
-             int(starts[a])) for a, b in _chunks(sizes, cfg.chunk_faces)]
-    if workers > 1 and len(jobs) > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            results = list(pool.map(_run_chunk, jobs))
-    else:
-        results = [_run_chunk(job) for job in jobs]
-    rows = np.concatenate([r[0] + job[5] for r, job in zip(results, jobs)])
-    ranks = np.concatenate([r[1] for r in results])
-    labels = np.concatenate([r[2] for r in results])
-    return pa.table({"row": rows, "sample_rank": ranks.astype(np.int16), "pose_cluster": labels[rows].astype(np.int16)})
-
-
 def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) -> pa.Table:
     """Needs views `usable_faces` (faces) and `members` (source, clip_id, identity_id,
     identity_faces). Returns the chosen faces' keys with sample_rank and pose_cluster."""
     if cfg.short_identities not in ("drop", "flag"):
         raise ValueError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
     keep_short = "TRUE" if cfg.short_identities == "flag" else f"m.identity_faces >= {cfg.faces_per_identity}"
-    faces = con.sql(
+    if cfg.pose_clusters <= cfg.faces_per_identity:
+        raise ValueError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
+                         f"({cfg.faces_per_identity}): the paper over-clusters")
+    keys = ["identity_id", "source", "clip_id", "frame_index", "face_index"]
+    # Streamed in record batches and cut at identity boundaries: memory holds a few k-means
+    # batches, not the 17M-row table (results do not depend on the batching).
+    reader = con.sql(
         "SELECT (dense_rank() OVER (ORDER BY m.identity_id) - 1)::BIGINT AS id_code, m.identity_id, "
         "u.source, u.clip_id, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
         f"FROM usable_faces u JOIN members m USING (source, clip_id) WHERE {keep_short} "
         "ORDER BY m.identity_id, u.source, u.clip_id, u.frame_index, u.face_index"
-    ).to_arrow_table()
-    chosen = sample_poses(faces, cfg, workers)
-    picked = faces.select(["identity_id", "source", "clip_id", "frame_index", "face_index"]).take(chosen.column("row"))
-    for name in ("sample_rank", "pose_cluster"):
-        picked = picked.append_column(name, chosen.column(name))
-    return picked
+    ).to_arrow_reader(min(cfg.chunk_faces, 1_000_000))
+    parts = list(stream_select(reader, cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters, cfg.seed,
+                               cfg.chunk_faces, workers, keys))
+    if not parts:
+        empty = pa.Table.from_batches([], reader.schema).select(keys)
+        return empty.append_column("sample_rank", pa.array([], pa.int16())).append_column(
+            "pose_cluster", pa.array([], pa.int16()))
+    return pa.concat_tables(parts)
 
 
 def _code_version() -> str:

@@ -164,3 +164,74 @@ def select_faces(pose: np.ndarray, quality: np.ndarray, seg: np.ndarray, m: int,
     rank = np.concatenate([base_rank, extra_rank])
     order = np.lexsort((rank, seg[index]))
     return Selection(index=index[order], rank=rank[order], labels=labels)
+
+
+def _select_job(args):
+    """One batch of whole identities: (rows chosen, their rank, their pose cluster), batch-local."""
+    pose, quality, seg, m, k, per_id, iters, seed, offset = args
+    sel = select_faces(pose, quality, seg, m, k, per_id, iters, seed, offset)
+    return sel.index, sel.rank, sel.labels[sel.index]
+
+
+def stream_select(batches, k: int, per_id: int, iters: int, seed: int, chunk_faces: int, workers: int,
+                  keys: list[str]):
+    """Select faces from a stream of Arrow record batches sorted by `id_code`.
+
+    The stream is cut into jobs of about `chunk_faces` faces at identity boundaries (the rows of
+    an identity that continues in the next batch wait for it), so memory holds a few jobs, not
+    the table. Each face's ordinal is its global row number, so the k-means seeding, and hence
+    the result, is the same for any batch size and any number of workers. Yields, per job and
+    in order, the chosen rows' `keys` columns with sample_rank and pose_cluster."""
+    import pyarrow as pa
+
+    def jobs():
+        pending, rows_before = [], 0
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            pending.append(batch)
+            if sum(b.num_rows for b in pending) < chunk_faces:
+                continue
+            table = pa.Table.from_batches(pending)
+            seg = table.column("id_code").to_numpy()
+            cut = int(np.searchsorted(seg, seg[-1]))  # the last identity may go on in the next batch
+            if cut == 0:
+                continue
+            yield _job(table.slice(0, cut), rows_before)
+            rows_before += cut
+            pending = table.slice(cut).to_batches()
+        if pending:
+            table = pa.Table.from_batches(pending)
+            if table.num_rows:
+                yield _job(table, rows_before)
+
+    def _job(table, offset):
+        seg = table.column("id_code").to_numpy().astype(np.int64)
+        seg = seg - seg[0]
+        pose = np.stack([table.column(c).to_numpy().astype(np.float64) for c in ("yaw", "pitch", "roll")], 1)
+        quality = table.column("quality").to_numpy().astype(np.float64)
+        return table.select(keys), (pose, quality, seg, int(seg[-1]) + 1, k, per_id, iters, seed, offset)
+
+    def finish(key_table, result):
+        index, rank, labels = result
+        picked = key_table.take(pa.array(index))
+        picked = picked.append_column("sample_rank", pa.array(rank.astype(np.int16)))
+        return picked.append_column("pose_cluster", pa.array(labels.astype(np.int16)))
+
+    if workers <= 1:
+        for key_table, args in jobs():
+            yield finish(key_table, _select_job(args))
+        return
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers) as pool:
+        in_flight = deque()
+        for key_table, args in jobs():  # at most 2 jobs per worker queued: bounded memory
+            in_flight.append((key_table, pool.submit(_select_job, args)))
+            if len(in_flight) >= 2 * workers:
+                table, future = in_flight.popleft()
+                yield finish(table, future.result())
+        while in_flight:
+            table, future = in_flight.popleft()
+            yield finish(table, future.result())

@@ -46,8 +46,15 @@ def clip_embeddings(con: duckdb.DuckDBPyConnection, usable_sql: str, n_clips: in
     return sums / np.maximum(norm, 1e-12)
 
 
-def _embedding_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs i < j with cosine >= threshold, by blocked matrix products (no C x C matrix)."""
+EXACT_BELOW = 40_000   # clips; below this the exact range search (BLAS) is cheaper than the graph
+NEIGHBOURS = 32        # candidates per clip from the approximate index above it
+CANDIDATE_DIM = 64     # PCA dimensions of the candidate search (edges are checked in full)
+
+
+def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs i < j with cosine >= threshold, by blocked matrix products (no C x C matrix).
+
+    Exact and quadratic in the clip count: the reference the candidate search is tested against."""
     a_all, b_all, s_all = [], [], []
     for begin in range(0, len(emb), block):
         sims = emb[begin:begin + block] @ emb[begin:].T
@@ -56,8 +63,102 @@ def _embedding_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tu
         a_all.append(a[keep] + begin)
         b_all.append(b[keep] + begin)
         s_all.append(sims[a[keep], b[keep]])
-    cat = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
-    return cat(a_all, np.int64), cat(b_all, np.int64), cat(s_all, np.float32)
+    return _cat(a_all, np.int64), _cat(b_all, np.int64), _cat(s_all, np.float32)
+
+
+def _cat(parts, dtype):
+    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+
+
+def _embedding_edges(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs i < j with cosine >= threshold, found without comparing all pairs.
+
+    Up to EXACT_BELOW clips: faiss's exact range search (the same pairs as all_pairs_edges).
+    Above: candidates are each clip's NEIGHBOURS nearest clips in an HNSW graph over the
+    embeddings projected by PCA to CANDIDATE_DIM dimensions (a distance there costs an eighth
+    of a 512-d one), and a candidate pair becomes an edge only if its exact cosine in the full
+    embedding clears the threshold: approximation can miss an edge, never add one. The graph is
+    built on one thread from a PCA fitted on a fixed subsample, so the edges do not depend on
+    the machine. Identities are connected components, so a missed edge inside a group changes
+    nothing while the group stays connected; a clip whose every candidate clears the threshold
+    (a group larger than NEIGHBOURS) is searched again exactly, so big groups lose no member."""
+    import faiss
+
+    emb = np.ascontiguousarray(emb, dtype=np.float32)
+    n, dim = emb.shape
+    if n < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    if n <= EXACT_BELOW:
+        return _range_edges(faiss.IndexFlatIP(dim), emb, np.arange(n), threshold)
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # a deterministic PCA and graph: insertion order fixes them
+    try:
+        x = emb
+        if dim > CANDIDATE_DIM:
+            pca = faiss.PCAMatrix(dim, CANDIDATE_DIM)
+            pca.train(emb[:: max(1, n // 50_000)])
+            x = pca.apply(emb)
+            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        index = faiss.IndexHNSWFlat(x.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+        index.add(x)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    index.hnsw.efSearch = 3 * NEIGHBOURS
+    k = min(NEIGHBOURS + 1, n)
+    _, found = index.search(x, k)  # each query's result depends only on the graph
+    found = found.astype(np.int64)
+    rows = np.repeat(np.arange(n), k)
+    cols = found.ravel()
+    ok = (cols >= 0) & (cols != rows)
+    rows, cols = rows[ok], cols[ok]
+    keep = _cosines(emb, rows, cols) >= threshold
+    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
+    per_row = np.bincount(rows[keep], minlength=n)
+    saturated = np.flatnonzero(per_row >= k - 1)
+    if len(saturated):
+        log.info("embedding merge: %d clips have more than %d neighbours above the threshold; searching them exactly",
+                 len(saturated), NEIGHBOURS)
+        ea, eb, _ = _range_edges(faiss.IndexFlatIP(dim), emb, saturated, threshold)
+        a, b = np.concatenate([a, ea]), np.concatenate([b, eb])
+    pairs = np.unique(np.stack([a, b], 1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
+    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    # Exact cosines for the kept pairs, the same numbers the all-pairs products give.
+    return a, b, _cosines(emb, a, b)
+
+
+def _cosines(emb: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65536) -> np.ndarray:
+    """emb[a] . emb[b] row by row, in blocks (gathering 4M pairs of 512-d at once would be 16 GB)."""
+    out = np.empty(len(a), np.float32)
+    for begin in range(0, len(a), block):
+        end = begin + block
+        out[begin:end] = np.einsum("ij,ij->i", emb[a[begin:end]], emb[b[begin:end]])
+    return out
+
+
+def _range_edges(index, emb: np.ndarray, queries: np.ndarray, threshold: float, block: int = 8192):
+    """Pairs i < j (i in queries) with inner product >= threshold, exactly, by faiss range search."""
+    index.add(emb)
+    a_all, b_all, s_all = [], [], []
+    for begin in range(0, len(queries), block):
+        q = queries[begin:begin + block]
+        lims, dist, ids = index.range_search(emb[q], float(np.nextafter(np.float32(threshold), np.float32(-1))))
+        rows = np.repeat(q, np.diff(lims).astype(np.int64))
+        ids = ids.astype(np.int64)
+        keep = ids != rows
+        a, b = np.minimum(rows[keep], ids[keep]), np.maximum(rows[keep], ids[keep])
+        a_all.append(a)
+        b_all.append(b)
+        s_all.append(dist[keep])
+    a, b, s = _cat(a_all, np.int64), _cat(b_all, np.int64), _cat(s_all, np.float32)
+    if len(a):
+        # Recompute the cosine the way all_pairs_edges does, so both paths keep the same pairs.
+        s = _cosines(emb, a, b)
+        keep = s >= threshold
+        a, b, s = a[keep], b[keep], s[keep]
+        pairs, first = np.unique(np.stack([a, b], 1), axis=0, return_index=True)
+        a, b, s = pairs[:, 0], pairs[:, 1], s[first]
+    return a, b, s
 
 
 def _video_edges(video_keys: np.ndarray, emb: np.ndarray, min_sim: float | None):

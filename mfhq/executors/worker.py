@@ -27,12 +27,10 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
     _quiet_process()
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    logging.basicConfig(level=logging.WARNING)
-    import cv2
+    from mfhq.models.runtime import limit_threads
 
-    cv2.setNumThreads(1)
+    limit_threads()
+    logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
     from mfhq.pipeline import ClipProcessor, is_disk_full
 

@@ -34,34 +34,67 @@ def _gaussian_kernel(size: int = 7, sigma: float = 7 / 6) -> np.ndarray:
 
 
 _KERNEL = _gaussian_kernel()
+_KERNEL_1D = _KERNEL.sum(1)  # the 2-D kernel is the outer product of its (normalised) marginals
 
 
 def mscn(gray: np.ndarray) -> np.ndarray:
-    """Mean-subtracted contrast-normalised coefficients, zero padding as in the reference."""
+    """Mean-subtracted contrast-normalised coefficients, zero padding as in the reference.
+
+    The Gaussian is separable, so two 1-D passes give the reference's 2-D filter to rounding
+    (~1e-16) at a third of the cost."""
     import cv2
 
-    mean = cv2.filter2D(gray, -1, _KERNEL, borderType=cv2.BORDER_CONSTANT)
-    mean_sq = cv2.filter2D(gray * gray, -1, _KERNEL, borderType=cv2.BORDER_CONSTANT)
+    mean = cv2.sepFilter2D(gray, -1, _KERNEL_1D, _KERNEL_1D, borderType=cv2.BORDER_CONSTANT)
+    mean_sq = cv2.sepFilter2D(gray * gray, -1, _KERNEL_1D, _KERNEL_1D, borderType=cv2.BORDER_CONSTANT)
     deviation = np.sqrt(np.abs(mean * mean - mean_sq))
     return (gray - mean) / (deviation + _C)
 
 
-def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
-    """Asymmetric generalised Gaussian fit: (alpha, mean, sigma_left, sigma_right)."""
+def _solve_alpha(big_r: float) -> float:
+    """The shape alpha with gamma(2/a)^2 / (gamma(1/a) gamma(3/a)) = big_r.
+
+    Newton's method on the log of that ratio, with its exact derivative (digammas), from the
+    reference's start 0.2; scipy's general root finder (the reference's) needs a numerical
+    Jacobian and ~40x the time for the same root (to its tolerance). It remains the fallback
+    where Newton does not settle."""
     from scipy import optimize, special
 
-    x = x.ravel()
-    left, right = x[x < 0], x[x >= 0]
-    sigma_l = np.sqrt(np.mean(left**2)) if left.size else 0.0
-    sigma_r = np.sqrt(np.mean(right**2)) if right.size else 0.0
-    gamma = sigma_l / sigma_r if sigma_r > 0 else 1.0
-    r_hat = np.mean(np.abs(x)) ** 2 / np.mean(x**2)
-    big_r = r_hat * (gamma**3 + 1) * (gamma + 1) / (gamma**2 + 1) ** 2
-
+    target = np.log(big_r) if big_r > 0 else -np.inf
+    alpha = 0.2
+    for _ in range(60):
+        a1, a2, a3 = 1 / alpha, 2 / alpha, 3 / alpha
+        value = 2 * special.gammaln(a2) - special.gammaln(a1) - special.gammaln(a3) - target
+        slope = -(4 * special.digamma(a2) - special.digamma(a1) - 3 * special.digamma(a3)) / alpha**2
+        if not np.isfinite(value) or not np.isfinite(slope) or slope == 0:
+            break
+        step = value / slope
+        # Damped where a full step would leave alpha's domain (alpha > 0).
+        new = alpha - step if alpha - step > 0 else alpha / 2
+        if abs(new - alpha) <= 1e-12 * max(alpha, 1.0):
+            return float(new)
+        alpha = new
     def phi(a):
         return special.gamma(2 / a) ** 2 / (special.gamma(1 / a) * special.gamma(3 / a)) - big_r
 
-    alpha = float(optimize.root(phi, [0.2]).x[0])
+    return float(optimize.root(phi, [0.2]).x[0])
+
+
+def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Asymmetric generalised Gaussian fit: (alpha, mean, sigma_left, sigma_right)."""
+    from scipy import special
+
+    x = x.ravel()
+    squares = x * x
+    negative = x < 0
+    n_left = int(np.count_nonzero(negative))
+    left_sum = float(squares[negative].sum()) if n_left else 0.0
+    total = float(squares.sum())
+    sigma_l = np.sqrt(left_sum / n_left) if n_left else 0.0
+    sigma_r = np.sqrt((total - left_sum) / (x.size - n_left)) if x.size > n_left else 0.0
+    gamma = sigma_l / sigma_r if sigma_r > 0 else 1.0
+    r_hat = float(np.abs(x).mean()) ** 2 / (total / x.size)
+    big_r = r_hat * (gamma**3 + 1) * (gamma + 1) / (gamma**2 + 1) ** 2
+    alpha = _solve_alpha(big_r)
     constant = np.sqrt(special.gamma(1 / alpha) / special.gamma(3 / alpha))
     mean = (sigma_r - sigma_l) * constant * special.gamma(2 / alpha) / special.gamma(1 / alpha)
     return alpha, float(mean), float(sigma_l), float(sigma_r)

@@ -46,6 +46,7 @@ def ort_session(model, device: str):
     options.log_severity_level = 3
     if not is_cuda(device):
         options.intra_op_num_threads = 1  # parallelism comes from worker processes
+        options.inter_op_num_threads = 1
     return ort.InferenceSession(model, options, providers=ort_providers(device))
 
 
@@ -76,3 +77,32 @@ def inference(device: str):
                 yield
         else:
             yield
+
+
+def limit_threads(threads: int = 1) -> None:
+    """One intra-op thread for OpenCV, torch and the BLAS/OpenMP pools in this process.
+
+    Worker processes call this once before loading models: parallelism comes from processes,
+    and every library's own pool sized to the machine's cores makes N workers fight over the
+    same cores (onnxruntime sessions get the same through `ort_session`). torch's inter-op pool
+    can be sized only before its first parallel work, so a refusal there is ignored.
+    """
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    import cv2
+
+    cv2.setNumThreads(threads)
+    import sys
+
+    # torch sizes its pool from OMP_NUM_THREADS when first imported; importing it here only to
+    # set the pool would cost the offline profile (which never uses torch) ~300 MB per worker.
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass

@@ -78,13 +78,12 @@ class SFaceEmbedder(Backend):
 
     def load(self) -> None:
         import onnx
-        import onnxruntime as ort
+
+        from mfhq.models.runtime import ort_session
 
         model = fold_weight_dequantization(onnx.load(str(self.paths[SFACE.name])))
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = 1  # parallelism comes from worker processes
-        self._session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        # One intra-op thread on CPU (parallelism comes from worker processes).
+        self._session = ort_session(model.SerializeToString(), "cpu")
         self._input = self._session.get_inputs()[0].name
         self._batched = not isinstance(self._session.get_inputs()[0].shape[0], int)
 

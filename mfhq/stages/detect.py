@@ -19,6 +19,7 @@ class DetectStage(Stage):
         self.backend = create_backend(
             "detector", cfg.backend, models_dir=models_dir, device=device,
             score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold, max_faces=cfg.max_faces,
+            working_size=cfg.working_size,
         )
 
     def setup(self) -> None:

@@ -1,0 +1,173 @@
+"""What the speed work must not change: downscaled detection finds the same faces and points,
+large faces in 4K frames are found, the candidate merge gives the all-pairs identities, the fast
+BRISQUE fit gives the same score; and the benchmark runs on its own generated 1080p clips."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from mfhq import sample
+from mfhq.benchclips import _background, _pose, face_box, make_clips, render_frame
+from mfhq.config import CurateConfig, DecodeConfig
+from mfhq.curate import merge
+from mfhq.curate.bench import synthetic_clip_means
+from mfhq.decode import CHUNK_BYTES, ClipDecoder
+from mfhq.models import create_backend
+from mfhq.models import brisque_iqa
+from mfhq.stages.identity import box_iou
+from conftest import SAMPLE_PRESET, run_cli
+
+
+def _detector(working_size: int):
+    backend = create_backend("detector", "yunet-dlib68", working_size=working_size)
+    backend.setup()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def full_and_downscaled():
+    # 320 px: the 512 px sample is downscaled by 0.625, so the mapping back is exercised.
+    return _detector(0), _detector(320)
+
+
+def test_downscaled_detection_finds_the_same_faces_and_landmarks(sample_dir, sample_meta, full_and_downscaled):
+    full, small = full_and_downscaled
+    compared = 0
+    for clip in sample_meta["clips"]:
+        if clip["expected_status"] != "ok":
+            continue
+        decoder = ClipDecoder(DecodeConfig())
+        path = sample_dir / clip["file"]
+        decoder.open(path)
+        frames = decoder.reader.read(list(range(0, clip["n_frames"], 10)))
+        decoder.close()
+        for frame in frames:
+            a, b = full.detect([frame])[0], small.detect([frame])[0]
+            assert len(a.scores) == len(b.scores), f"{path.name}: {len(a.scores)} faces at full size, {len(b.scores)} downscaled"
+            for i in range(len(a.scores)):
+                assert box_iou(a.boxes[i].astype(np.float64), b.boxes[i:i + 1].astype(np.float64))[0] > 0.75
+                # Source pixels: every point within 2 px in x and in y.
+                assert np.abs(a.landmarks[i] - b.landmarks[i]).max() <= 2.0, (path.name, a.landmarks[i], b.landmarks[i])
+                compared += 1
+    assert compared >= 30
+
+
+def test_a_760_px_face_in_a_4k_frame_is_found():
+    size = (3840, 2160)
+    rng = np.random.default_rng(3)
+    background = _background(rng, size, sample._read_image(sample._photo_file("astronaut")))
+    pose = _pose(10, rng.uniform(0, 6.28, 5), size, 760.0)
+    frame = render_frame("astronaut", pose, background, size)
+    truth = np.asarray(face_box("astronaut", pose), np.float64)
+    assert 650 < truth[2] - truth[0] < 900  # the photo's face box, warped: about 760 px wide
+    found = _detector(640).detect([frame])[0]
+    assert len(found.scores) == 1
+    assert box_iou(truth, found.boxes.astype(np.float64))[0] > 0.6
+    eyes = found.landmarks[0, :2]
+    assert ((eyes >= truth[:2]) & (eyes <= truth[2:])).all()  # both eyes inside the true face box
+    assert 150 < np.linalg.norm(eyes[1] - eyes[0]) < 400  # an eye distance of a ~760 px face
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
+
+
+def _same_partition(x: np.ndarray, y: np.ndarray) -> bool:
+    return len(set(zip(x.tolist(), y.tolist()))) == len(set(x.tolist())) == len(set(y.tolist()))
+
+
+def test_candidate_merge_gives_the_all_pairs_identities(monkeypatch):
+    emb, person = synthetic_clip_means(3000, seed=1)
+    # Three people with 40 clips each: more clips above the threshold than the candidate search's NEIGHBOURS.
+    crowd = np.random.default_rng(2).normal(size=(3, 512)).astype(np.float32)
+    extra = crowd[np.arange(120) % 3] + np.random.default_rng(4).normal(size=(120, 512)).astype(np.float32) * 0.6
+    emb = np.concatenate([emb, extra / np.linalg.norm(extra, axis=1, keepdims=True)])
+    person = np.concatenate([person, person.max() + 1 + np.arange(120) % 3])
+    n, threshold = len(emb), CurateConfig().embedding_similarity
+    a, b, _ = merge.all_pairs_edges(emb, threshold)
+    reference = _components(n, a, b)
+    assert _same_partition(reference, person)  # the synthetic groups are what all-pairs finds
+
+    exact = merge._embedding_edges(emb, threshold)  # below EXACT_BELOW: faiss range search
+    assert np.array_equal(exact[0], a) and np.array_equal(exact[1], b)
+    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
+    ca, cb, cs = merge._embedding_edges(emb, threshold)
+    assert _same_partition(_components(n, ca, cb), reference)
+    assert (cs >= threshold).all() and set(zip(ca.tolist(), cb.tolist())) <= set(zip(a.tolist(), b.tolist()))
+
+    import pyarrow as pa
+
+    clips = pa.table({"clip_key": [f"s/c{i:05d}" for i in range(n)], "video_key": [f"v{i}" for i in range(n)],
+                      "n_usable": np.ones(n, np.int64)})
+    cfg = CurateConfig(merge_by_video_key=False)
+    ident = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
+    assert _same_partition(np.unique(ident, return_inverse=True)[1], reference)
+
+
+def test_fast_brisque_fit_gives_the_reference_root_finders_score(monkeypatch):
+    quality = create_backend("quality", "brisque")
+    quality.setup()
+    photo = cv2.resize(sample.load_photo("astronaut"), (448, 448))
+    crops = [photo, cv2.GaussianBlur(photo, (0, 0), 2), cv2.GaussianBlur(photo, (0, 0), 5),
+             np.clip(photo + np.random.default_rng(0).normal(0, 20, photo.shape), 0, 255).astype(np.uint8)]
+    fast = np.array([quality.raw_score(c) for c in crops])
+    from scipy import optimize, special
+
+    def scipy_root(big_r):  # the reference package's fit
+        phi = lambda a: special.gamma(2 / a) ** 2 / (special.gamma(1 / a) * special.gamma(3 / a)) - big_r  # noqa: E731
+        return float(optimize.root(phi, [0.2]).x[0])
+
+    monkeypatch.setattr(brisque_iqa, "_solve_alpha", scipy_root)
+    reference = np.array([quality.raw_score(c) for c in crops])
+    assert np.allclose(fast, reference, atol=1e-6), (fast, reference)
+    assert fast[0] < fast[2]  # and it still says a blurred face is worse
+
+
+@pytest.fixture(scope="module")
+def clips_1080p(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench-clips")
+    make_clips(out, 1, "1080p", seconds=0.6)
+    return out
+
+
+def test_bench_clips_are_1080p_with_a_large_face_and_chunks_stay_bounded(clips_1080p):
+    index = json.loads((clips_1080p / "clips.json").read_text())
+    (entry,) = index["clips"]
+    decoder = ClipDecoder(DecodeConfig(chunk_frames=32))
+    info = decoder.open(clips_1080p / entry["file"])
+    assert (info.width, info.height, info.n_frames) == (1920, 1080, entry["n_frames"])
+    chunks = list(decoder.chunks(clips_1080p / entry["file"], list(range(info.n_frames))))
+    decoder.close()
+    assert all(c.frames.nbytes <= CHUNK_BYTES for c in chunks) and sum(len(c.frames) for c in chunks) == info.n_frames
+    widths = [b[2] - b[0] for b in entry["face_boxes"].values()]
+    assert 450 < min(widths) and max(widths) < 750
+    found = _detector(640).detect([chunks[0].frames[0]])[0]
+    assert len(found.scores) == 1
+    assert box_iou(np.asarray(entry["face_boxes"]["0"], np.float64), found.boxes.astype(np.float64))[0] > 0.6
+
+
+def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path):
+    result = json.loads(run_cli("bench", "--root", str(clips_1080p), "--out", str(tmp_path / "run"),
+                                "--pipeline", str(SAMPLE_PRESET), "--json").stdout)
+    assert result["clips"] == 1 and result["status"] == {"ok": 1}
+    assert result["faces_kept"] == result["sampled_frames"] > 0  # the one face, in every sampled frame
+    assert {"decode", "detect", "embed", "quality"} <= set(result["stages"])
+    assert result["stages"]["detect"]["ms_per_face"] > 0
+    assert 0 < result["ratio_stage_time"] and 0 < result["ratio_wall"]
+    assert result["peak_rss_worker_mib"] > 100
+
+
+def test_bench_curate_merge_fits_an_exponent_over_three_sizes():
+    from mfhq.curate.bench import run_bench_merge
+
+    lines, result = run_bench_merge(600, CurateConfig())
+    assert result["sizes"] == [150, 300, 600] and len(result["cpu_s"]) == 3
+    assert result["same_as_all_pairs"] is True  # the candidate search, forced even at this size
+    assert np.isfinite(result["exponent_cpu"]) and any("clips^" in line for line in lines)
+    assert merge.EXACT_BELOW == 40_000  # the bench's override is undone
