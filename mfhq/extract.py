@@ -28,7 +28,7 @@ from mfhq.executors.base import is_disk_full
 from mfhq.manifest.io import ShardMarkers, atomic_write_json
 from mfhq.models.preflight import check_pipeline
 from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, Shard, item_key, load_plan, plan_shards, read_state
-from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Clip
+from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION
 from mfhq.sources import SourceError, get_source, source_names
 
 log = logging.getLogger(__name__)

@@ -41,3 +41,22 @@ def sample_run(sample_dir, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "sample"
     run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(SAMPLE_PRESET))
     return run
+
+
+@pytest.fixture(scope="session")
+def detector():
+    """The offline profile's detector (YuNet + dlib 68), loaded once for every test that needs it."""
+    from mfhq.models import create_backend
+
+    backend = create_backend("detector", "yunet-dlib68")
+    backend.setup()
+    return backend
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    """scikit-image's astronaut photo (public domain), BGR like decoded frames."""
+    import numpy as np
+    import skimage.data
+
+    return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])

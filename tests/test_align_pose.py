@@ -4,22 +4,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-import skimage.data
 
 from mfhq.align import alignment_transform, apply_transform, arcface_template, similarity_transform, warp
 from mfhq.models import create_backend
-
-
-@pytest.fixture(scope="module")
-def detector():
-    backend = create_backend("detector", "yunet-dlib68")
-    backend.setup()
-    return backend
-
-
-@pytest.fixture(scope="module")
-def astronaut():
-    return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
 
 
 def _landmarks(detector, image):

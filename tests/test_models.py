@@ -16,13 +16,6 @@ from mfhq.models.yunet import YUNET
 from mfhq.sample import load_photo
 
 
-@pytest.fixture(scope="module")
-def detector():
-    backend = create_backend("detector", "yunet-dlib68")
-    backend.setup()
-    return backend
-
-
 def _aligned(detector, image, size):
     found = detector.detect([image])[0]
     return warp(image, similarity_transform(found.landmarks[0], arcface_template(size)), size)

@@ -12,13 +12,6 @@ from mfhq.models import create_backend
 
 
 @pytest.fixture(scope="module")
-def detector():
-    backend = create_backend("detector", "yunet-dlib68")
-    backend.setup()
-    return backend
-
-
-@pytest.fixture(scope="module")
 def poses():
     out = {}
     for name in ("pnp5", "pnp68"):

@@ -10,30 +10,16 @@ import cv2
 import duckdb
 import numpy as np
 import pytest
-import skimage.data
 
 from conftest import SAMPLE_PRESET, run_cli
 from mfhq.align import BORDER_VALUE, apply_transform, out_of_frame
 from mfhq.config import AlignConfig
-from mfhq.models import create_backend
 from mfhq.records import Clip
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage
 
 WIDTH = 312          # the video's width: a 312 px window of the 512 px astronaut photo
 INSIDE, EDGE = 100, 200   # window offsets: the face well inside, and cut by the left edge
-
-
-@pytest.fixture(scope="module")
-def astronaut() -> np.ndarray:
-    return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
-
-
-@pytest.fixture(scope="module")
-def detector():
-    backend = create_backend("detector", "yunet-dlib68")
-    backend.setup()
-    return backend
 
 
 def test_fraction_outside_is_exact_for_known_transforms():

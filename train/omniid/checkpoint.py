@@ -117,6 +117,13 @@ def resolve_checkpoint(path: str | Path) -> Path:
     return path
 
 
+def require_files(folder: Path, names: tuple[str, ...], problem: str, hint: str) -> None:
+    """CheckpointError naming the folder, what is missing and what to do, unless all of `names` exist."""
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise CheckpointError(f"{folder}: {problem} (missing {', '.join(missing)}); {hint}")
+
+
 def read_state(folder: Path) -> dict:
     state = Path(folder) / "state.json"
     return json.loads(state.read_text()) if state.is_file() else {}

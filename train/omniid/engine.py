@@ -23,7 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from omniid.checkpoint import (CheckpointError, capture_rng, find_checkpoint, load_checkpoint, read_state,
-                               resolve_checkpoint, save_checkpoint)
+                               require_files, resolve_checkpoint, save_checkpoint)
 from omniid.config import Preset
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 
@@ -131,10 +131,8 @@ ENCODER_FIELDS = ("clip_model", "image_size", "num_queries", "width", "heads", "
 def check_init_from(path: str | Path, preset: Preset) -> Path:
     """The checkpoint folder `--init-from` names, checked to hold an encoder of this preset."""
     folder = resolve_checkpoint(path)
-    missing = [n for n in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / n).is_file()]
-    if missing:
-        raise CheckpointError(f"{folder}: not an Omni-ID checkpoint (missing {', '.join(missing)}); "
-                              f"--init-from takes a run folder, its checkpoints/latest or a step folder")
+    require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID checkpoint",
+                  "--init-from takes a run folder, its checkpoints/latest or a step folder")
     state = read_state(folder)
     saved = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
     ours = preset.model.to_dict()

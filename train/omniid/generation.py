@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omniid.checkpoint import CheckpointError, read_state, resolve_checkpoint
+from omniid.checkpoint import CheckpointError, read_state, require_files, resolve_checkpoint
 from omniid.encoder import _quiet_random_init
 from omniid.preprocess import ImageLike, image_to_tensor
 
@@ -74,10 +74,8 @@ class OmniIDGenerator:
         from omniid.objectives import build_objective
 
         folder = resolve_checkpoint(path)
-        missing = [n for n in (ADAPTER_FILE, ADAPTER_CONFIG) if not (folder / n).is_file()]
-        if missing:
-            raise CheckpointError(f"{folder}: no trained adapter (missing {', '.join(missing)}); generation needs "
-                                  f"a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
+        require_files(folder, (ADAPTER_FILE, ADAPTER_CONFIG), "no trained adapter",
+                      "generation needs a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
         state = read_state(folder)
         register_baselines()  # a baseline's checkpoint names it
         if state.get("stage", "flow") != "flow" or "preset" not in state:

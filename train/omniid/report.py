@@ -54,7 +54,7 @@ def write_tables(table: pa.Table, out: Path, representations: list[str], ks: lis
 
     shown = METRICS[:-1]
     lines = [
-        f"| Representation | " + " | ".join(f"{TITLES[m]} k={k}" for m in shown for k in ks) + " |",
+        "| Representation | " + " | ".join(f"{TITLES[m]} k={k}" for m in shown for k in ks) + " |",
         "|---|" + "---:|" * (len(shown) * len(ks)),
     ]
     for rep in representations:
