@@ -17,9 +17,9 @@ import numpy as np
 from mfhq.config import PipelineConfig
 from mfhq.executors.base import is_disk_full
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
+from mfhq.geometry import resolve as resolve_geometry
 from mfhq.manifest.io import atomic_write_bytes
 from mfhq.records import Clip, ClipRow
-from mfhq.sources.base import frame_geometry
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
@@ -174,8 +174,8 @@ class ClipProcessor:
         started = time.perf_counter()
         try:
             info = decoder.open(path)
-            try:  # the source's box and annotations, rescaled to the real video size
-                clip = frame_geometry(clip, info.width, info.height, info.fps)
+            try:  # the source's box and annotations, by the rule it named, in the real video's pixels and frames
+                clip = resolve_geometry(clip, info.width, info.height, info.fps)
             except ValueError as exc:
                 return [], ClipRow.failed(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
             frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)

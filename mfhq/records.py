@@ -59,11 +59,18 @@ class Clip:
     end_frame: int | None = None
     # The frame size (w, h) that person_box and annotations are given in, when it is not the
     # video's own: (1, 1) for normalised boxes, the annotated H x W otherwise. The pipeline
-    # rescales them to the real video size once the video is open.
+    # rescales them to the real video size once the video is open (by `geometry` below).
     box_space: tuple[float, float] | None = None
     # Faces the source already located (VFHQ's per-frame box + 5 landmarks), reused instead of
     # running the detector on those frames.
     annotations: "FrameAnnotations | None" = field(default=None, compare=False)
+    # How the worker maps box, annotations and frame numbers onto the opened video: a rule of
+    # mfhq.geometry.RULES ("scaled": by box_space; "celebv-square"; "talkinghead-trunc"), named by
+    # the source so that the worker never calls back into mfhq.sources.
+    geometry: str = "scaled"
+    # The rate start_frame / end_frame / annotations count frames at, when the source knows it
+    # (VFHQ's meta FPS); a video opened at another rate has them retimed.
+    frame_fps: float | None = None
 
     @property
     def key(self) -> str:

@@ -14,8 +14,8 @@ import pytest
 
 from mfhq.records import Clip
 from mfhq.sources import get_source
-from mfhq.sources.base import SourceError, SourceProblem, frame_geometry, safe_clip_id
-from mfhq.sources.celebv import expand_and_square
+from mfhq.geometry import resolve
+from mfhq.sources.base import SourceError, SourceProblem, safe_clip_id
 
 REAL = Path(__file__).resolve().parent / "data" / "talkinghead-1kh"  # real, MIT: see its README
 
@@ -63,7 +63,7 @@ def test_talkinghead_real_fields(th_root):
     assert tube.video_key == "--Y9imYnfBw" and tube.split == "train"  # listed in small and train
     assert tube.video_path == th_root / "train" / "1min_clips" / "--Y9imYnfBw_0000.mp4"
     # The box is rescaled to the downloaded size with int(), as videos_crop.py does.
-    resolved = frame_geometry(tube, 640, 360)
+    resolved = resolve(tube, 640, 360)
     assert resolved.person_box == (252, 31, 396, 175)
     assert resolved.box_space is None
 
@@ -115,8 +115,7 @@ def test_celebvhq_clip_keys_ranges_and_the_official_square(tmp_path):
     assert (cut.start_sec, cut.person_box, cut.video_path.parent.name) == (None, None, "processed")
     # widen by 0.02 (clamped): top 0, bottom .62, left .28, right 1 -> 640x360 px: 0, 223, 179, 640;
     # square side 2 * (min(223, 461) // 2) = 222 around the centre (409.5, 111.5).
-    assert frame_geometry(raw, 640, 360).person_box == (298.5, 0.5, 520.5, 222.5)
-    assert expand_and_square((0.0, 0.6, 0.3, 1.0), 640, 360) == (298.5, 0.5, 520.5, 222.5)
+    assert resolve(raw, 640, 360).person_box == (298.5, 0.5, 520.5, 222.5)
 
 
 @pytest.mark.parametrize("key,entry,needle", [
@@ -179,9 +178,9 @@ def test_celebvtext_reads_all_three_layouts_and_both_box_kinds(tmp_path, layout)
     norm, pixels = found["synthTX-_id_0_0"], found["synthTX-_id_0_1"]
     assert norm.video_key == pixels.video_key == "synthTX-_id"
     # The same box, once normalised and once in pixels of a 640x360 video, gives the same crop.
-    assert frame_geometry(norm, 640, 360).person_box == frame_geometry(pixels, 640, 360).person_box
+    assert resolve(norm, 640, 360).person_box == resolve(pixels, 640, 360).person_box
     with pytest.raises(ValueError, match="outside the 320x180 frame"):
-        frame_geometry(pixels, 320, 180)
+        resolve(pixels, 320, 180)
 
 
 def test_celebvtext_finds_cut_clips_named_either_way(tmp_path):
@@ -228,11 +227,11 @@ def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
     assert raw.person_box == (100, 50, 400, 350) and raw.box_space == (1280, 720)
     assert raw.annotations.frames == (11, 12, 13) and raw.annotations.boxes[0] == (200, 100, 300, 220)
     # Rescaled to a 640x360 download: every coordinate halves.
-    resolved = frame_geometry(raw, 640, 360, fps=25.0)
+    resolved = resolve(raw, 640, 360, fps=25.0)
     assert resolved.annotations.landmarks[0][:4] == (115, 75, 135, 75) and resolved.person_box == (50, 25, 200, 175)
     assert resolved.annotations.frames == (11, 12, 13) and (resolved.start_frame, resolved.end_frame) == (11, 14)
     # A download at 50 fps holds the meta file's 25 fps frame n at frame 2n.
-    retimed = frame_geometry(raw, 640, 360, fps=50.0)
+    retimed = resolve(raw, 640, 360, fps=50.0)
     assert retimed.annotations.frames == (22, 24, 26) and (retimed.start_frame, retimed.end_frame) == (22, 28)
     # A cut clip starts at frame start+1 and shows the CROP region only.
     assert cut.start_frame is None and cut.annotations.frames == (0, 1)

@@ -7,7 +7,6 @@ cannot be read at all raises `SourceError`.
 """
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import re
 from abc import ABC, abstractmethod
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from mfhq.records import Clip, FrameAnnotations
+from mfhq.records import Clip
 
 
 class SourceError(RuntimeError):
@@ -98,37 +97,6 @@ class Source(ABC):
                 continue
         return None
 
-    @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
-        """The clip with its box and annotations in the real video's pixels (and frames).
-
-        Sources give them in the frame size they were annotated at (Clip.box_space); the
-        downloaded file may be smaller or larger. Raises ValueError for a box outside the frame.
-        """
-        if clip.box_space is None:
-            box, annotations = clip.person_box, clip.annotations
-        else:
-            sx, sy = width / clip.box_space[0], height / clip.box_space[1]
-            box = None if clip.person_box is None else _scale_box(clip.person_box, sx, sy)
-            annotations = None if clip.annotations is None else _scale_annotations(clip.annotations, sx, sy)
-        if box is not None:
-            x1, y1, x2, y2 = box
-            if x2 <= max(x1, 0) or y2 <= max(y1, 0) or x1 >= width or y1 >= height:
-                raise ValueError(f"box {tuple(round(v, 1) for v in box)} lies outside the {width}x{height} frame")
-            box = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
-        return dataclasses.replace(clip, person_box=box, annotations=annotations, box_space=None)
-
-
-def _scale_box(box, sx: float, sy: float) -> tuple[float, float, float, float]:
-    x1, y1, x2, y2 = box
-    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
-
-
-def _scale_annotations(ann: FrameAnnotations, sx: float, sy: float) -> FrameAnnotations:
-    boxes = tuple(_scale_box(b, sx, sy) for b in ann.boxes)
-    marks = tuple(tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(m)) for m in ann.landmarks)
-    return FrameAnnotations(ann.frames, boxes, marks)
-
 
 _REGISTRY: dict[str, Callable[[Path], Source]] = {}
 
@@ -144,11 +112,6 @@ def source_names() -> list[str]:
 
 def source_class(name: str) -> type[Source]:
     return _REGISTRY[name]
-
-
-def frame_geometry(clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
-    """Resolve a clip's box for the real video size (and frame rate) with its adapter's rule."""
-    return _REGISTRY.get(clip.source, Source).frame_geometry(clip, width, height, fps)
 
 
 def get_source(name: str, root: Path) -> Source:

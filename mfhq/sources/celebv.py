@@ -3,6 +3,8 @@
 Both official `download_and_process.py` scripts crop the same way: widen the normalised box
 by 0.02 per side (clamped to [0, 1]), denormalise with round(), take a square of side
 2 * (min(h, w) // 2) around the box centre, and cut [start_sec, end_sec] of the source video.
+The clips name that rule (`geometry="celebv-square"`, in mfhq.geometry); the worker applies it
+once the video's size is known.
 Users hold either the raw YouTube downloads (`<ytb_id>.mp4`) or the clips that script wrote
 (`<clip key>.mp4`, already cropped and trimmed); both are accepted, cut clips first.
 """
@@ -17,20 +19,6 @@ from typing import Iterator
 
 from mfhq.records import Clip
 from mfhq.sources.base import Source, SourceError, SourceProblem, safe_clip_id
-
-EXPAND = 0.02  # the official scripts' margin, in normalised units
-
-
-def expand_and_square(box_tblr: tuple[float, float, float, float], width: int, height: int) -> tuple[float, ...]:
-    """The official crop of a normalised (top, bottom, left, right) box -> x1, y1, x2, y2 px."""
-    top, bottom, left, right = box_tblr
-    top, bottom = max(top - EXPAND, 0.0), min(bottom + EXPAND, 1.0)
-    left, right = max(left - EXPAND, 0.0), min(right + EXPAND, 1.0)
-    top, bottom, left, right = round(top * height), round(bottom * height), round(left * width), round(right * width)
-    half = min(bottom - top, right - left) // 2
-    cy, cx = (top + bottom) / 2, (left + right) / 2
-    return (cx - half, cy - half, cx + half, cy + half)
-
 
 _OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*\{')
 
@@ -150,7 +138,7 @@ class CelebVSource(Source):
         top, bottom, left, right = box
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=ytb_id, start_sec=start, end_sec=end,
-            person_box=(left, top, right, bottom), box_space=None if pixels else (1.0, 1.0),
+            person_box=(left, top, right, bottom), box_space=None if pixels else (1.0, 1.0), geometry="celebv-square",
             extra={"set": set_name} if set_name.startswith("clips_set") else {},
         )
 
@@ -170,15 +158,3 @@ class CelebVSource(Source):
         looked += [f"{d}/{clip.video_key}.mp4" for d in self.raw_dirs]
         return self.problem(clip.clip_id, f"{where}: clip {clip.clip_id!r}: no video under {self.root} "
                                           f"(looked for {', '.join(looked)})", status="missing", clip=clip)
-
-    @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
-        if clip.person_box is None:
-            return clip
-        left, top, right, bottom = clip.person_box
-        if clip.box_space is None:  # pixels: the official crop still works in normalised units
-            if right > width or bottom > height:
-                raise ValueError(f"box {clip.person_box} lies outside the {width}x{height} frame")
-            left, right, top, bottom = left / width, right / width, top / height, bottom / height
-        square = expand_and_square((top, bottom, left, right), width, height)
-        return dataclasses.replace(clip, person_box=square, box_space=None)

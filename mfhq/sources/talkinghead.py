@@ -92,7 +92,8 @@ class TalkingHead1KHSource(Source):
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"],
             split=_SPLIT.get(split, split), start_frame=start, end_frame=end,
-            person_box=(left, top, right, bottom), box_space=(width, height), extra={"chunk": video_name},
+            person_box=(left, top, right, bottom), box_space=(width, height), geometry="talkinghead-trunc",
+            extra={"chunk": video_name},
         )
 
     def _locate(self, clip: Clip, splits: list[str], where: str) -> Clip | SourceProblem:
@@ -109,12 +110,3 @@ class TalkingHead1KHSource(Source):
                              for s in splits)
         return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: no video under {self.root} (looked for {looked})",
                             status="missing", clip=clip)
-
-    @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
-        if clip.person_box is None or clip.box_space is None:
-            return super().frame_geometry(clip, width, height, fps)
-        # videos_crop.py rescales with int(T / H * h): truncation, not rounding.
-        (w0, h0), (left, top, right, bottom) = clip.box_space, clip.person_box
-        box = (int(left / w0 * width), int(top / h0 * height), int(right / w0 * width), int(bottom / h0 * height))
-        return super().frame_geometry(dataclasses.replace(clip, person_box=box, box_space=None), width, height, fps)

@@ -140,7 +140,8 @@ class VFHQSource(Source):
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,
             start_frame=first, end_frame=last, person_box=(x0, y0, x1, y1), box_space=(width, height),
-            annotations=annotations or None, extra={"person": f"{match['ytid']}+P{match['pid']}", "fps": header.get("FPS")},
+            annotations=annotations or None, frame_fps=header.get("FPS"),  # frame numbers count at it
+            extra={"person": f"{match['ytid']}+P{match['pid']}"},
         )
 
     def _locate(self, clip: Clip, meta: Path) -> Clip | SourceProblem:
@@ -152,31 +153,6 @@ class VFHQSource(Source):
             return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
         return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
                                           f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status="missing", clip=clip)
-
-    @classmethod
-    def frame_geometry(cls, clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
-        # Frame numbers count frames at the meta file's FPS; a download at another rate (YouTube
-        # serves several) holds the same instants at other numbers.
-        meta_fps = clip.extra.get("fps")
-        if fps and meta_fps and abs(fps - meta_fps) > 0.01 * meta_fps:
-            clip = _retime(clip, fps / meta_fps)
-        return super().frame_geometry(clip, width, height, fps)
-
-
-def _retime(clip: Clip, ratio: float) -> Clip:
-    def at(frame: int) -> int:
-        return int(round(frame * ratio))
-
-    ann = clip.annotations
-    if ann is not None:
-        rows: dict[int, int] = {}
-        for i, frame in enumerate(ann.frames):
-            rows.setdefault(at(frame), i)  # two annotated frames may fall on one: keep the first
-        ann = FrameAnnotations(tuple(rows), tuple(ann.boxes[i] for i in rows.values()),
-                               tuple(ann.landmarks[i] for i in rows.values()))
-    first = None if clip.start_frame is None else at(clip.start_frame)
-    last = None if clip.end_frame is None else max(first, at(clip.end_frame))
-    return dataclasses.replace(clip, start_frame=first, end_frame=last, annotations=ann)
 
 
 def _as_cut(clip: Clip, path: Path) -> Clip:

@@ -1,0 +1,121 @@
+"""A clip's box, annotations and frame numbers in the real video's pixels and frames.
+
+Sources know how their dataset was annotated but never open a video; the worker opens it and
+only then knows its width, height and fps. The source names its rule on the Clip
+(`Clip.geometry`, plus `Clip.frame_fps` where frame numbers count at a known rate) and the
+worker applies it here, so that the worker never calls back into `mfhq.sources`. Pure
+functions of a Clip and the video's size: one owner for sources, worker and tests.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+from mfhq.records import Clip, FrameAnnotations
+
+EXPAND = 0.02  # CelebV's official scripts' margin, in normalised units
+# A download whose rate is within 1% of the annotated one keeps its frame numbers.
+RETIME_TOLERANCE = 0.01
+
+
+def resolve(clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
+    """The clip with its frame numbers retimed to `fps` and its box and annotations in
+    `width` x `height` pixels, by the rule the source named. Raises ValueError for a box
+    outside the frame (the clip's metadata is wrong for this video)."""
+    rule = RULES.get(clip.geometry)
+    if rule is None:  # a source's bug, not the video's: an `error` row, not `bad_metadata`
+        raise LookupError(f"clip {clip.key}: unknown geometry rule {clip.geometry!r}; known: {', '.join(RULES)}")
+    if fps and clip.frame_fps and abs(fps - clip.frame_fps) > RETIME_TOLERANCE * clip.frame_fps:
+        # Frame numbers count frames at the annotated rate; a download at another rate (YouTube
+        # serves several) holds the same instants at other numbers.
+        clip = retime(clip, fps / clip.frame_fps)
+    return rule(clip, width, height)
+
+
+def scaled(clip: Clip, width: int, height: int) -> Clip:
+    """The default rule: box and annotations given in `Clip.box_space` pixels (or already in
+    the video's own when it is None), scaled to the video and clamped to the frame."""
+    if clip.box_space is None:
+        box, annotations = clip.person_box, clip.annotations
+    else:
+        sx, sy = width / clip.box_space[0], height / clip.box_space[1]
+        box = None if clip.person_box is None else _scale_box(clip.person_box, sx, sy)
+        annotations = None if clip.annotations is None else _scale_annotations(clip.annotations, sx, sy)
+    if box is not None:
+        x1, y1, x2, y2 = box
+        if x2 <= max(x1, 0) or y2 <= max(y1, 0) or x1 >= width or y1 >= height:
+            raise ValueError(f"box {tuple(round(v, 1) for v in box)} lies outside the {width}x{height} frame")
+        box = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
+    return dataclasses.replace(clip, person_box=box, annotations=annotations, box_space=None)
+
+
+def celebv_square(clip: Clip, width: int, height: int) -> Clip:
+    """CelebV-HQ / CelebV-Text: the official script's expanded square around a normalised box
+    (a box in pixels, box_space None, is normalised first: the official crop works in those units)."""
+    if clip.person_box is None:
+        return clip
+    left, top, right, bottom = clip.person_box
+    if clip.box_space is None:
+        if right > width or bottom > height:
+            raise ValueError(f"box {clip.person_box} lies outside the {width}x{height} frame")
+        left, right, top, bottom = left / width, right / width, top / height, bottom / height
+    square = expand_and_square((top, bottom, left, right), width, height)
+    return dataclasses.replace(clip, person_box=square, box_space=None)
+
+
+def talkinghead_trunc(clip: Clip, width: int, height: int) -> Clip:
+    """TalkingHead-1KH: videos_crop.py rescales the box from H x W with int(T / H * h), a
+    truncation, not a rounding; then the default rule's frame check."""
+    if clip.person_box is None or clip.box_space is None:
+        return scaled(clip, width, height)
+    (w0, h0), (left, top, right, bottom) = clip.box_space, clip.person_box
+    box = (int(left / w0 * width), int(top / h0 * height), int(right / w0 * width), int(bottom / h0 * height))
+    return scaled(dataclasses.replace(clip, person_box=box, box_space=None), width, height)
+
+
+RULES: dict[str, Callable[[Clip, int, int], Clip]] = {
+    "scaled": scaled,
+    "celebv-square": celebv_square,
+    "talkinghead-trunc": talkinghead_trunc,
+}
+
+
+def expand_and_square(box_tblr: tuple[float, float, float, float], width: int, height: int) -> tuple[float, ...]:
+    """The official CelebV crop of a normalised (top, bottom, left, right) box -> x1, y1, x2, y2 px:
+    widen by EXPAND per side (clamped to [0, 1]), denormalise with round(), and take a square of
+    side 2 * (min(h, w) // 2) around the box centre."""
+    top, bottom, left, right = box_tblr
+    top, bottom = max(top - EXPAND, 0.0), min(bottom + EXPAND, 1.0)
+    left, right = max(left - EXPAND, 0.0), min(right + EXPAND, 1.0)
+    top, bottom, left, right = round(top * height), round(bottom * height), round(left * width), round(right * width)
+    half = min(bottom - top, right - left) // 2
+    cy, cx = (top + bottom) / 2, (left + right) / 2
+    return (cx - half, cy - half, cx + half, cy + half)
+
+
+def retime(clip: Clip, ratio: float) -> Clip:
+    """Frame numbers (range and annotations) multiplied by `ratio` (video fps / annotated fps)."""
+    def at(frame: int) -> int:
+        return int(round(frame * ratio))
+
+    ann = clip.annotations
+    if ann is not None:
+        rows: dict[int, int] = {}
+        for i, frame in enumerate(ann.frames):
+            rows.setdefault(at(frame), i)  # two annotated frames may fall on one: keep the first
+        ann = FrameAnnotations(tuple(rows), tuple(ann.boxes[i] for i in rows.values()),
+                               tuple(ann.landmarks[i] for i in rows.values()))
+    first = None if clip.start_frame is None else at(clip.start_frame)
+    last = None if clip.end_frame is None else max(first, at(clip.end_frame))
+    return dataclasses.replace(clip, start_frame=first, end_frame=last, annotations=ann)
+
+
+def _scale_box(box, sx: float, sy: float) -> tuple[float, float, float, float]:
+    x1, y1, x2, y2 = box
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def _scale_annotations(ann: FrameAnnotations, sx: float, sy: float) -> FrameAnnotations:
+    boxes = tuple(_scale_box(b, sx, sy) for b in ann.boxes)
+    marks = tuple(tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(m)) for m in ann.landmarks)
+    return FrameAnnotations(ann.frames, boxes, marks)
