@@ -18,13 +18,29 @@ def _process(processor: ClipProcessor, clips: list[Clip]) -> dict:
     return out
 
 
+def _count_model_calls(processor: ClipProcessor) -> list[int]:
+    """Faces per call of the embedding model (a stage that now runs once per group of clips)."""
+    sizes = []
+    embed = next(s for s in processor.stages if s.name == "embed")
+    original = embed.backend.embed
+
+    def counting(crops):
+        sizes.append(len(crops))
+        return original(crops)
+
+    embed.backend.embed = counting
+    return sizes
+
+
 def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, tmp_path):
     cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2})
     clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
     processor = ClipProcessor(cfg, tmp_path / "one")
     processor.setup()
     assert processor.batch_frames == 0  # on CPU: one clip's chunk at a time
+    faces_per_call = _count_model_calls(processor)
     alone = _process(processor, clips)
+    calls_alone, faces_per_call[:] = list(faces_per_call), []
 
     # What `--device cuda` does, on CPU here: gather chunks of several clips per model call.
     calls = []
@@ -40,6 +56,8 @@ def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, 
     processor.run_dir = tmp_path / "many"
     together = _process(processor, clips)
     assert any(len(keys) > 1 for keys in calls), "no model call saw more than one clip"
+    # the models really ran once per group: fewer, larger calls over the same faces
+    assert sum(faces_per_call) == sum(calls_alone) and len(faces_per_call) < len(calls_alone)
     assert together.keys() == alone.keys() and together == alone
     assert sorted(p.relative_to(tmp_path / "many") for p in (tmp_path / "many").rglob("*.jpg")) == \
         sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.jpg"))

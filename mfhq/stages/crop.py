@@ -41,6 +41,11 @@ class AlignStage(Stage):
 
 
 class _BackendStage(Stage):
+    """A model over the alive faces' crops. One code path for one clip's chunk and for chunks of
+    several clips (`call_many`, GPU batching): every alive crop of every batch goes to the model
+    in one call, and the outputs are split back by count, so a face gets the same value either
+    way."""
+
     task = ""
 
     def __init__(self, backend_name: str, models_dir=None, device="cpu"):
@@ -53,11 +58,25 @@ class _BackendStage(Stage):
     def provenance(self) -> str:
         return self.backend.provenance
 
-    @staticmethod
-    def _alive_crops(batch: FaceBatch) -> tuple[np.ndarray, np.ndarray]:
-        alive = batch.alive()
-        crops = np.stack([batch.crops[int(i)] for i in alive]) if len(alive) else None
-        return alive, crops
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        return self.call_many([batch])[0]
+
+    def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
+        live = [(b, alive) for b in batches if len(alive := b.alive())]
+        if live:
+            crops = np.stack([b.crops[int(i)] for b, alive in live for i in alive])
+            outputs = self.run(live, crops)
+            bounds = np.cumsum([0] + [len(alive) for _, alive in live])
+            for (batch, alive), start, end in zip(live, bounds[:-1], bounds[1:]):
+                self.store(batch, alive, outputs[start:end])
+        return batches
+
+    def run(self, live: list[tuple[FaceBatch, np.ndarray]], crops: np.ndarray):
+        """crops: [F, S, S, 3] of every batch's alive faces, in order -> F outputs."""
+        raise NotImplementedError
+
+    def store(self, batch: FaceBatch, alive: np.ndarray, outputs) -> None:
+        raise NotImplementedError
 
 
 class PoseStage(_BackendStage):
@@ -67,17 +86,17 @@ class PoseStage(_BackendStage):
     def __init__(self, cfg: PoseConfig, **kwargs):
         super().__init__(cfg.backend, **kwargs)
 
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        alive, crops = self._alive_crops(batch)
-        if len(alive):
-            height, width = batch.frames.shape[1:3]
-            sizes = np.tile([width, height], (len(alive), 1))
-            if getattr(self.backend, "wants_landmarks68", False):  # pnp68: dlib's points, found in detection
-                batch.pose[alive] = self.backend.estimate(batch.landmarks[alive], sizes, crops,
-                                                          landmarks68=batch.landmarks68[alive])
-            else:
-                batch.pose[alive] = self.backend.estimate(batch.landmarks[alive], sizes, crops)
-        return batch
+    def run(self, live, crops):
+        landmarks = np.concatenate([b.landmarks[alive] for b, alive in live])
+        # each face's own frame size: clips batched together may differ in resolution
+        sizes = np.concatenate([np.tile(b.frames.shape[2:0:-1], (len(alive), 1)) for b, alive in live])
+        if getattr(self.backend, "wants_landmarks68", False):  # pnp68: dlib's points, found in detection
+            dense = np.concatenate([b.landmarks68[alive] for b, alive in live])
+            return self.backend.estimate(landmarks, sizes, crops, landmarks68=dense)
+        return self.backend.estimate(landmarks, sizes, crops)
+
+    def store(self, batch, alive, outputs) -> None:
+        batch.pose[alive] = outputs
 
 
 class QualityStage(_BackendStage):
@@ -88,13 +107,13 @@ class QualityStage(_BackendStage):
         super().__init__(cfg.backend, **kwargs)
         self.min_quality = cfg.min_quality
 
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        alive, crops = self._alive_crops(batch)
-        if len(alive):
-            batch.quality[alive] = self.backend.score(crops)
-            if self.min_quality is not None:
-                batch.drop(alive[batch.quality[alive] < self.min_quality], "low_quality")
-        return batch
+    def run(self, live, crops):
+        return self.backend.score(crops)
+
+    def store(self, batch, alive, outputs) -> None:
+        batch.quality[alive] = outputs
+        if self.min_quality is not None:
+            batch.drop(alive[batch.quality[alive] < self.min_quality], "low_quality")
 
 
 class ParsingStage(_BackendStage):
@@ -104,10 +123,10 @@ class ParsingStage(_BackendStage):
     def __init__(self, cfg: ParsingConfig, **kwargs):
         super().__init__(cfg.backend, **kwargs)
 
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        alive, crops = self._alive_crops(batch)
-        if len(alive):
-            in_crop = np.stack([apply_transform(batch.transforms[i], batch.landmarks[i]) for i in alive])
-            for i, mask in zip(alive, self.backend.masks(crops, in_crop)):
-                batch.masks[int(i)] = mask
-        return batch
+    def run(self, live, crops):
+        in_crop = np.stack([apply_transform(b.transforms[i], b.landmarks[i]) for b, alive in live for i in alive])
+        return list(self.backend.masks(crops, in_crop))
+
+    def store(self, batch, alive, outputs) -> None:
+        for i, mask in zip(alive, outputs):
+            batch.masks[int(i)] = mask

@@ -30,10 +30,23 @@ class DetectStage(Stage):
         return self.backend.provenance
 
     def __call__(self, batch: FaceBatch) -> FaceBatch:
-        if batch.clip.annotations is not None and self.cfg.use_source_annotations:
-            found = self._annotated(batch)
-        else:
-            found = self.backend.detect(list(batch.frames))
+        return self.call_many([batch])[0]
+
+    def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
+        """The frames of every batch without source annotations go to the detector in one call
+        (GPU batching across clips); annotated batches keep their own path."""
+        annotated = [b.clip.annotations is not None and self.cfg.use_source_annotations for b in batches]
+        frames = [frame for b, ann in zip(batches, annotated) if not ann for frame in b.frames]
+        detected = iter(self.backend.detect(frames) if frames else [])
+        for batch, ann in zip(batches, annotated):
+            if not ann:
+                self._fill(batch, [next(detected) for _ in range(len(batch.frames))])
+            else:
+                self._fill(batch, self._annotated(batch))
+        return batches
+
+    @staticmethod
+    def _fill(batch: FaceBatch, found: list[Detections]) -> None:
         counts = [len(d.scores) for d in found]
         batch.frame_pos = np.repeat(np.arange(len(found)), counts)
         batch.face_index = np.concatenate([np.arange(n) for n in counts]) if counts else np.zeros(0, int)
@@ -48,7 +61,6 @@ class DetectStage(Stage):
         batch.pose = np.full((n, 3), np.nan, np.float32)
         batch.quality = np.full(n, np.nan, np.float32)
         batch.transforms = np.zeros((n, 2, 3), np.float64)
-        return batch
 
     def _annotated(self, batch: FaceBatch) -> list[Detections]:
         """The source's own face on annotated frames (score NaN: no detector scored it); the
@@ -112,11 +124,19 @@ class EmbedStage(Stage):
         return self.backend.provenance
 
     def __call__(self, batch: FaceBatch) -> FaceBatch:
+        return self.call_many([batch])[0]
+
+    def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
+        """Every face of every batch in one embedder call (GPU batching across clips)."""
         template = arcface_template(112)
         crops = [
             warp(batch.frames[pos], similarity_transform(points, template), 112)
-            for pos, points in zip(batch.frame_pos, batch.landmarks)
+            for batch in batches for pos, points in zip(batch.frame_pos, batch.landmarks)
         ]
         stacked = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
-        batch.embeddings = self.backend.embed(stacked)
-        return batch
+        embeddings = self.backend.embed(stacked)
+        start = 0
+        for batch in batches:
+            batch.embeddings = embeddings[start:start + batch.n_faces]
+            start += batch.n_faces
+        return batches
