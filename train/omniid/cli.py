@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -107,6 +108,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     import torch.distributed as dist
 
     from omniid.data import build_loader, load_manifest
+    from omniid.encoder import quiet_random_init
     from omniid.engine import check_init_from, setup_distributed, train
     from omniid.flux import PROMPT_EMBEDS_FILE, check_flux_files, ensure_prompt_embeds
     from omniid.objectives import build_objective
@@ -130,7 +132,10 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         if world > 1:
             dist.barrier()
     torch.manual_seed(preset.seed)  # the same initial weights on every rank
-    model = build_objective(args.stage, preset, **options).to(device)
+    # open_clip's "initialized randomly" warning is false when trained weights load right after
+    quiet = quiet_random_init() if not options["pretrained_clip"] else contextlib.nullcontext()
+    with quiet:
+        model = build_objective(args.stage, preset, **options).to(device)
     torch.manual_seed(preset.seed + rank)
     data, loader_options = preset.data, getattr(model, "loader_options", {})
 

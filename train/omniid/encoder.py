@@ -63,7 +63,7 @@ class _DropRandomInitWarning(logging.Filter):
 
 
 @contextmanager
-def _quiet_random_init():
+def quiet_random_init():
     drop = _DropRandomInitWarning()
     logging.getLogger().addFilter(drop)
     try:
@@ -159,7 +159,7 @@ class OmniIDEncoder(nn.Module):
         folder or a folder written by `save_pretrained`."""
         folder = resolve_checkpoint(path)
         config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
-        with _quiet_random_init():
+        with quiet_random_init():
             encoder = cls(config, pretrained_clip=False)
         encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
         return encoder.to(device).eval()

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from omniid.checkpoint import CheckpointError, read_state, require_files, resolve_checkpoint
-from omniid.encoder import _quiet_random_init
+from omniid.encoder import quiet_random_init
 from omniid.preprocess import ImageLike, image_to_tensor
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ class OmniIDGenerator:
         # The trained parts come from the checkpoint. Omni-ID's CLIP is in it; a baseline's frozen
         # CLIP comes from its pretrained weights (the paper preset) as in training.
         torch.manual_seed(preset.seed)  # as omniid-train does: a tiny preset's random FLUX is the trained one's
-        with _quiet_random_init():
+        with quiet_random_init():
             objective = build_objective("flow", preset, representation=representation, clip_weights=clip_weights,
                                         pretrained_clip=representation != "omniid", flux_path=flux_path,
                                         prompt_embeds=prompt_embeds, device=device)
