@@ -83,13 +83,13 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
     """Asymmetric generalised Gaussian fit: (alpha, mean, sigma_left, sigma_right)."""
     from scipy import special
 
-    # Sums of squares as dot products (BLAS, no temporaries or boolean-mask copies): the
-    # same sums as the reference's to summation-order rounding (~1e-16 relative).
+    # Sums of squares by einsum (no temporaries, no boolean-mask copies, and not BLAS, whose
+    # own thread pool a worker does not size): the reference's sums to rounding (~1e-16).
     x = x.ravel()
     left = np.minimum(x, 0.0)
     n_left = int(np.count_nonzero(left))
-    left_sum = float(np.dot(left, left))
-    total = float(np.dot(x, x))
+    left_sum = float(np.einsum("i,i->", left, left))
+    total = float(np.einsum("i,i->", x, x))
     sigma_l = np.sqrt(left_sum / n_left) if n_left else 0.0
     sigma_r = np.sqrt((total - left_sum) / (x.size - n_left)) if x.size > n_left else 0.0
     gamma = sigma_l / sigma_r if sigma_r > 0 else 1.0
@@ -118,9 +118,10 @@ _GRAY_BGR = np.array([0.0721, 0.7154, 0.2125]) / 255.0
 def brisque_features(bgr: np.ndarray) -> np.ndarray:
     import cv2
 
-    # skimage's rgb2gray weights (the reference implementation's conversion), on contiguous BGR
-    # with the 1/255 folded into the weights: 6x faster than a reversed view, same to ~1e-16.
-    gray = bgr.astype(np.float64) @ _GRAY_BGR
+    # skimage's rgb2gray weights (the reference implementation's conversion), on BGR with the
+    # 1/255 folded into the weights, by OpenCV (one thread in a worker): 4x faster than numpy
+    # on a reversed view, the same to ~1e-16.
+    gray = cv2.transform(bgr.astype(np.float64), _GRAY_BGR[None])
     half = cv2.resize(gray, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_CUBIC)
     return np.array(scale_features(gray) + scale_features(half), np.float64)
 
