@@ -38,6 +38,27 @@ def test_sface_tells_people_apart(detector):
     assert (between[~np.eye(3, dtype=bool)] < threshold).all()
 
 
+def test_sface_fast_graph_embeds_like_the_plain_one(detector, astronaut):
+    """The PRelu rewrite is a speed change only: same embeddings as the folded graph as shipped."""
+    from mfhq.models.runtime import ort_session
+    from mfhq.models.sface import SFACE, load_sface_graph
+
+    embedder = create_backend("embedder", "sface")
+    embedder.setup()
+    turned = cv2.warpAffine(astronaut, cv2.getRotationMatrix2D((256, 256), 15, 1.1), (512, 512))
+    crops = np.stack([_aligned(detector, img, 112) for img in (astronaut, turned)])
+    plain = ort_session(load_sface_graph(embedder.paths[SFACE.name], fast=False).SerializeToString(), "cpu")
+    fast = embedder._session
+    assert "PRelu" not in {n.op_type for n in load_sface_graph(embedder.paths[SFACE.name]).graph.node}
+    blob = np.ascontiguousarray(crops[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32)
+    for one in blob:
+        want = plain.run(None, {embedder._input: one[None]})[0]
+        got = fast.run(None, {embedder._input: one[None]})[0]
+        assert np.allclose(got, want, rtol=1e-4, atol=1e-5), np.abs(got - want).max()
+    vectors = embedder.embed(crops)
+    assert vectors[0] @ vectors[1] > 0.5
+
+
 def test_brisque_features_match_the_reference_package():
     brisque = pytest.importorskip("brisque")
     rgb = skimage.data.astronaut()[100:356, 100:356]

@@ -116,11 +116,16 @@ class YuNetDlib68Detector(YuNetDetector):
         dlib's cascade lands where its start box puts it: YuNet's boxes of one face found at
         two scales differ by up to ~20 px, and the 68 points followed by up to ~30 px. Started
         from a box derived from its own points, the cascade reaches a fixed point that no
-        longer depends on the detector's box (two restarts: within ~2 px whatever the scale)."""
-        rect = tuple(float(v) for v in box)
+        longer depends on the detector's box (two restarts: within ~2 px whatever the scale).
+        A restart whose five points moved less than CONVERGED_PX from the previous pass's is
+        already at that fixed point (its box, and so the next pass, would be the same): stop."""
+        rect, previous = tuple(float(v) for v in box), None
         for _ in range(1 + REFINE_PASSES):
             points = self._68(frame, rect)
-            rect = _box_from_points(five_of_68(points))
+            five = five_of_68(points)
+            if previous is not None and np.abs(five - previous).max() < CONVERGED_PX:
+                break
+            rect, previous = _box_from_points(five), five
         return points
 
     def _68(self, frame: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -147,6 +152,7 @@ def five_of_68(points: np.ndarray) -> np.ndarray:
 
 
 REFINE_PASSES = 2
+CONVERGED_PX = 0.5  # five points moving less than this between passes: the cascade has settled
 
 
 def _box_from_points(five: np.ndarray) -> tuple[float, float, float, float]:
