@@ -94,6 +94,11 @@ def limit_threads(threads: int = 1) -> None:
     import cv2
 
     cv2.setNumThreads(threads)
+    # The variables above only reach a BLAS that loads after them; numpy's is usually loaded by
+    # now (unpickling the worker's arguments imports it), so cap the pools already in memory too.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
     import sys
 
     # torch sizes its pool from OMP_NUM_THREADS when first imported; importing it here only to
