@@ -60,3 +60,20 @@ def astronaut():
     import skimage.data
 
     return np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
+
+
+@pytest.fixture(scope="session")
+def astronaut_hull(detector, astronaut):
+    """The offline hull mask of the astronaut's aligned 448 px crop, with what made it:
+    {found, matrix, crop, in_crop (the 5 points in the crop), mask}."""
+    from mfhq.align import arcface_template, similarity_transform, warp
+    from mfhq.models import create_backend
+
+    parsing = create_backend("parsing", "dlib68-hull")
+    parsing.setup()
+    found = detector.detect([astronaut])[0]
+    matrix = similarity_transform(found.landmarks[0], arcface_template(448))
+    crop = warp(astronaut, matrix, 448)
+    in_crop = found.landmarks[0] @ matrix[:, :2].T + matrix[:, 2]
+    mask = parsing.masks(crop[None], in_crop[None])[0]
+    return {"found": found, "matrix": matrix, "crop": crop, "in_crop": in_crop, "mask": mask}

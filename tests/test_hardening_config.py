@@ -37,6 +37,10 @@ REPO = Path(__file__).resolve().parents[1]
     ("curate:\n  faces_per_identity: 0\n", "curate.faces_per_identity is 0; allowed: an integer >= 1"),
     ("curate:\n  merge: sometimes\n", "curate.merge is 'sometimes'; allowed: one of merge, dedup, off"),
     ("decode:\n  fps:\n", "decode.fps must be float, got null"),
+    ("detect:\n  working_size: -1\n", "detect.working_size is -1; allowed: an integer >= 0"),
+    ("run:\n  executor: spark\n", "run.executor is 'spark'; allowed: one of local, ray"),
+    ("run:\n  num_cpus: 0\n", "run.num_cpus is 0; allowed: a number > 0"),
+    ("run:\n  batch_frames: -8\n", "run.batch_frames is -8; allowed: an integer >= 0"),
 ])
 def test_out_of_range_values_name_the_file_key_value_and_range(tmp_path, text, needle):
     preset = tmp_path / "bad.yaml"

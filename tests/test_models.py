@@ -76,15 +76,8 @@ def test_quality_drops_with_blur(detector):
     assert 0 <= blurred < sharp <= 1
 
 
-def test_hull_mask_covers_the_face_not_the_background(detector):
-    parsing = create_backend("parsing", "dlib68-hull")
-    parsing.setup()
-    image = np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
-    found = detector.detect([image])[0]
-    matrix = similarity_transform(found.landmarks[0], arcface_template(448))
-    crop = warp(image, matrix, 448)
-    in_crop = found.landmarks[0] @ matrix[:, :2].T + matrix[:, 2]
-    mask = parsing.masks(crop[None], in_crop[None])[0]
+def test_hull_mask_covers_the_face_not_the_background(astronaut_hull):
+    in_crop, mask = astronaut_hull["in_crop"], astronaut_hull["mask"]
     for x, y in in_crop:  # eyes, nose and mouth are face
         assert mask[int(y), int(x)] == 255
     assert mask[:20, :20].max() == 0 and mask[-20:, -20:].max() == 0  # corners are not

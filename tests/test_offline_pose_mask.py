@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import skimage.data
 
-from mfhq.align import arcface_template, similarity_transform, warp
 from mfhq.models import create_backend
 
 
@@ -70,15 +69,8 @@ def test_pnp68_falls_back_to_five_points_where_a_face_has_no_68(detector, poses)
     np.testing.assert_allclose(fallback, poses["pnp5"].estimate(found.landmarks[:1], size)[0])
 
 
-def test_hull_mask_leaves_the_astronauts_fringe_out(detector):
-    parsing = create_backend("parsing", "dlib68-hull")
-    parsing.setup()
-    image = np.ascontiguousarray(skimage.data.astronaut()[..., ::-1])
-    found = detector.detect([image])[0]
-    matrix = similarity_transform(found.landmarks[0], arcface_template(448))
-    crop = warp(image, matrix, 448)
-    in_crop = found.landmarks[0] @ matrix[:, :2].T + matrix[:, 2]
-    mask = parsing.masks(crop[None], in_crop[None])[0]
+def test_hull_mask_leaves_the_astronauts_fringe_out(astronaut_hull):
+    found, matrix, crop, mask = (astronaut_hull[k] for k in ("found", "matrix", "crop", "mask"))
     shape = found.landmarks68[0] @ matrix[:, :2].T + matrix[:, 2]
     # The fringe: dark (hair) pixels in the 80 rows above the brows, between the eyes' outer
     # corners. Her skin there is bright (gray > 170), her hair darker (< 140).
