@@ -144,7 +144,7 @@ class ClipProcessor:
         batches = [r.batch for r in runs]
         for stage in self.stages:
             started = time.perf_counter()
-            batches = stage.call_many(batches) if len(batches) > 1 else [stage(batches[0])]
+            batches = stage.call_many(batches)  # one clip's chunk or several: one code path
             spent = (time.perf_counter() - started) / len(runs)
             for run in runs:
                 run.timings[stage.name] += spent

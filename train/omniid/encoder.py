@@ -40,18 +40,14 @@ class CheckpointNotFound(FileNotFoundError):
 def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder, its `checkpoints/` folder, a `checkpoints/latest` pointer or a step folder
     -> the step folder, checked to hold config.json and encoder.safetensors."""
-    from omniid.checkpoint import CheckpointError, resolve_checkpoint as resolve
+    from omniid.checkpoint import CheckpointError, require_files, resolve_checkpoint as resolve
 
     try:
         folder = resolve(path)
+        require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID encoder checkpoint",
+                      "give a step folder, a run folder with checkpoints/latest, or a folder written by save_pretrained")
     except CheckpointError as error:
         raise CheckpointNotFound(str(error)) from error
-    missing = [name for name in (CONFIG_FILE, WEIGHTS_FILE) if not (folder / name).is_file()]
-    if missing:
-        raise CheckpointNotFound(
-            f"{folder}: not an Omni-ID encoder checkpoint, missing {', '.join(missing)} (give a step folder, "
-            f"a run folder with checkpoints/latest, or a folder written by save_pretrained)"
-        )
     return folder
 
 
