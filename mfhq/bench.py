@@ -125,7 +125,10 @@ def format_report(result: dict) -> list[str]:
 def profile_stages(root: Path, cfg: PipelineConfig, out: Path, top: int = 10) -> list[tuple[str, float]]:
     """Run the clips through the stages in this process under pyinstrument; the functions with
     the most own time (seconds), most first."""
-    from pyinstrument import Profiler
+    try:
+        from pyinstrument import Profiler
+    except ImportError as exc:  # a profiler is a tool of this command only, not of extract
+        raise RuntimeError("mfhq bench --profile needs pyinstrument: pip install pyinstrument") from exc
 
     from mfhq.models.runtime import limit_threads
     from mfhq.pipeline import ClipProcessor
