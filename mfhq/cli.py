@@ -193,7 +193,7 @@ def cluster_sample(
     run: list[Path] = typer.Option(..., help="Run folder(s) made by `mfhq extract` (repeat for several)"),
     out: Path = typer.Option(Path("manifests"), help="Folder for train.parquet, test.parquet, identities.parquet, manifest.json"),
     pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
-    workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches (overrides the preset)"),
+    workers: Optional[int] = typer.Option(None, help="Threads for the pose k-means (overrides the preset; results do not depend on it)"),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
@@ -260,7 +260,7 @@ def bench_curate(
     faces: int = typer.Option(17_000_000, help="Synthetic candidate faces in all (MFHQ: about 17M)"),
     workdir: Path = typer.Option(Path("runs/bench-curate"), help="Scratch folder for the synthetic table"),
     pipeline: Optional[Path] = typer.Option(None, help="Preset YAML whose `curate` section is used"),
-    workers: Optional[int] = typer.Option(None, help="Processes for the k-means batches"),
+    workers: Optional[int] = typer.Option(None, help="Threads for the k-means (results do not depend on it)"),
     merge_clips: Optional[int] = typer.Option(None, help="Largest clip count of the merge benchmark (it also runs "
                                               "at 1/4 and 1/2 of it; default: --identities; 0 skips it)"),
     skip_sample: bool = typer.Option(False, "--skip-sample", help="Only the merge benchmark"),

@@ -128,7 +128,7 @@ class CurateConfig:
     min_quality: float | None = None  # faces below are not usable for sampling
     short_identities: str = "drop"    # fewer usable faces than faces_per_identity: drop | flag
     chunk_faces: int = 1_000_000   # faces per k-means batch (bounds memory; results do not depend on it)
-    workers: int = 1               # processes for the k-means batches
+    workers: int = 1               # threads for the k-means (one identity per thread; results do not depend on it)
     merge: str = "merge"           # merge (pool the clips' faces) | dedup (keep the largest clip) | off
     merge_by_video_key: bool = True   # clips of one source video (YouTube id), across sources too
     # Two people can share a video (an interview): a video-key merge also needs this cosine

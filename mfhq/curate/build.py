@@ -1,7 +1,7 @@
 """`mfhq cluster-sample` and `mfhq split`: extract runs -> identities -> 8 faces each -> manifests.
 
-All per-face work is DuckDB (filters, joins, ordering) or numpy over whole columns; Python loops
-run over k-means batches and seeding steps only.
+All per-face work is DuckDB (filters, joins, ordering), numpy over whole columns, or the compiled
+per-identity kernels of `mfhq.curate.kernels`; Python loops run over k-means batches only.
 """
 from __future__ import annotations
 
@@ -47,22 +47,35 @@ def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) 
     if cfg.pose_clusters <= cfg.faces_per_identity:
         raise ValueError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
                          f"({cfg.faces_per_identity}): the paper over-clusters")
-    keys = ["identity_id", "source", "clip_id", "frame_index", "face_index"]
-    # Streamed in record batches and cut at identity boundaries: memory holds a few k-means
-    # batches, not the 17M-row table (results do not depend on the batching).
+    # Integer sort keys, the strings joined back for the chosen faces only: sorting 17M rows by
+    # (identity, clip) codes is several times faster than by their strings, in the same order.
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE pick_members AS SELECT source, clip_id, identity_id, "
+        "(dense_rank() OVER (ORDER BY identity_id) - 1)::BIGINT AS id_code, "
+        f"(row_number() OVER (ORDER BY source, clip_id) - 1)::BIGINT AS clip_ord FROM members m WHERE {keep_short}"
+    )
+    # Streamed in record batches and cut at identity boundaries: memory holds a k-means batch,
+    # not the 17M-row table (results do not depend on the batching).
     reader = con.sql(
-        "SELECT (dense_rank() OVER (ORDER BY m.identity_id) - 1)::BIGINT AS id_code, m.identity_id, "
-        "u.source, u.clip_id, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
-        f"FROM usable_faces u JOIN members m USING (source, clip_id) WHERE {keep_short} "
-        "ORDER BY m.identity_id, u.source, u.clip_id, u.frame_index, u.face_index"
+        "SELECT p.id_code, p.clip_ord, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
+        "FROM usable_faces u JOIN pick_members p USING (source, clip_id) "
+        "ORDER BY p.id_code, p.clip_ord, u.frame_index, u.face_index"
     ).to_arrow_reader(min(cfg.chunk_faces, 1_000_000))
     parts = list(stream_select(reader, cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters, cfg.seed,
-                               cfg.chunk_faces, workers, keys))
+                               cfg.chunk_faces, workers, ["clip_ord", "frame_index", "face_index"]))
+    keys = ["identity_id", "source", "clip_id", "frame_index", "face_index"]
+    members = con.sql("SELECT identity_id, source, clip_id FROM pick_members ORDER BY clip_ord").to_arrow_table()
     if not parts:
-        empty = pa.Table.from_batches([], reader.schema).select(keys)
-        return empty.append_column("sample_rank", pa.array([], pa.int16())).append_column(
+        empty = {name: pa.array([], members.schema.field(name).type if name in members.schema.names
+                                 else reader.schema.field(name).type) for name in keys}
+        return pa.table(empty).append_column("sample_rank", pa.array([], pa.int16())).append_column(
             "pose_cluster", pa.array([], pa.int16()))
-    return pa.concat_tables(parts)
+    picked = pa.concat_tables(parts)
+    clip = members.take(picked.column("clip_ord"))
+    return pa.table({"identity_id": clip.column("identity_id"), "source": clip.column("source"),
+                     "clip_id": clip.column("clip_id"), "frame_index": picked.column("frame_index"),
+                     "face_index": picked.column("face_index"), "sample_rank": picked.column("sample_rank"),
+                     "pose_cluster": picked.column("pose_cluster")})
 
 
 def _code_version() -> str:
