@@ -271,13 +271,21 @@ def bench_curate(
     from mfhq.curate.bench import run_bench_curate, run_bench_merge
 
     curate = load_pipeline(pipeline).curate
+    sample: dict = {}
     if not skip_sample:
-        for line in run_bench_curate(identities, faces, workdir, curate, workers):
+        for line in run_bench_curate(identities, faces, workdir, curate, workers, sample):
             typer.echo(line)
     n = identities if merge_clips is None else merge_clips
     if n:
-        for line in run_bench_merge(n, curate)[0]:
+        lines, merged = run_bench_merge(n, curate)
+        for line in lines:
             typer.echo(line)
+        if sample:  # the whole of cluster-sample at this size: its k-means and selection, plus the merge
+            total = sample["sample_s"] + merged["wall_s"][-1]
+            total_cpu = sample["sample_cpu_s"] + merged["cpu_s"][-1]
+            typer.echo(f"cluster-sample with the merge of {n} clips: {total:.2f} s wall, {total_cpu:.2f} s CPU -> "
+                       f"{total / max(sample['scan_s'], 1e-9):.1f}x the full scan in wall time, "
+                       f"{total_cpu / max(sample['scan_cpu_s'], 1e-9):.1f}x in CPU time")
 
 
 def main() -> None:  # pragma: no cover

@@ -48,7 +48,9 @@ def _cpu() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConfig, workers: int | None) -> list[str]:
+def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConfig, workers: int | None,
+                     result: dict | None = None) -> list[str]:
+    """The report's lines; `result`, when given, receives scan_s and sample_s (wall seconds)."""
     workdir = Path(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     table = workdir / "faces.parquet"
@@ -71,6 +73,8 @@ def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConf
     sample_s, sample_cpu = time.perf_counter() - started, _cpu() - cpu0
     per_id = con.execute("SELECT count(*) FROM members WHERE identity_faces >= ?", [cfg.faces_per_identity]).fetchall()[0][0]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if result is not None:
+        result.update(scan_s=scan_s, sample_s=sample_s, scan_cpu_s=scan_cpu, sample_cpu_s=sample_cpu)
     return [
         f"synthetic table: {scan[0]} faces, {scan[5]} identities ({table.stat().st_size / 2**20:.0f} MiB Parquet, made in {made_s:.1f} s)",
         f"DuckDB full scan (sums of pose and quality): {scan_s:.2f} s wall, {scan_cpu:.2f} s CPU",
