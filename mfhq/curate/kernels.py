@@ -27,13 +27,14 @@ def _uniform(seed_mix: np.uint64, ordinal: np.int64, step: np.uint64) -> float:
     x ^= x >> np.uint64(27)
     x *= np.uint64(0x94D049BB133111EB)
     x ^= x >> np.uint64(31)
-    return (float(x >> np.uint64(11)) + 1.0) / 9007199254740992.0  # 2**53
+    # int64 first: below 2**53 it converts exactly, and faster than an unsigned one
+    return (float(np.int64(x >> np.uint64(11))) + 1.0) / 9007199254740992.0  # 2**53
 
 
 @njit(cache=True, error_model="numpy")
-def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, dist, sums, counts):
-    """k-means of rows lo:hi into labels[lo:hi]. cent [3, k], d2 [n], dist [k], sums [k, 3] and
-    counts [k] are scratch.
+def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, us, dist, sums, counts):
+    """k-means of rows lo:hi into labels[lo:hi]. cent [3, k], d2 [n], us [n], dist [k], sums [k, 3]
+    and counts [k] are scratch.
 
     Seeding is k-means++ by an exponential race: the argmax of w_i / E_i with E_i ~ Exp(1) picks
     face i with probability w_i / sum(w), w being the squared distance to the nearest chosen
@@ -43,10 +44,20 @@ def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, di
     cent[:, :] = _FAR
     d2[:n] = np.inf
     for j in range(k_eff):
+        # Three simple loops the compiler vectorises, then the race over their results.
+        for i in range(n):
+            us[i] = _uniform(seed_mix, ordinal0 + lo + i, np.uint64(j))
+        if j > 0:  # the squared distance to the nearest centre, with the one just chosen
+            cx, cy, cz = cent[0, j - 1], cent[1, j - 1], cent[2, j - 1]
+            for i in range(n):
+                a = pose[lo + i, 0] - cx
+                b = pose[lo + i, 1] - cy
+                c = pose[lo + i, 2] - cz
+                d2[i] = min(d2[i], a * a + b * b + c * c)
         best, pick = -1.0, 0
         for i in range(n):
-            u = _uniform(seed_mix, ordinal0 + lo + i, np.uint64(j))
             w = 1.0 if j == 0 else np.float64(d2[i])
+            u = us[i]
             # -log(u) >= 1 - u, so w / (1 - u) bounds the score: most faces cannot beat the
             # best so far and skip the logarithm (the margin covers rounding; exact picks kept).
             if w * (1.0 + 1e-9) < best * (1.0 - u):
@@ -56,13 +67,6 @@ def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, di
                 best, pick = score, i
         for d in range(3):
             cent[d, j] = pose[lo + pick, d]
-        for i in range(n):
-            a = pose[lo + i, 0] - cent[0, j]
-            b = pose[lo + i, 1] - cent[1, j]
-            c = pose[lo + i, 2] - cent[2, j]
-            near = a * a + b * b + c * c
-            if near < d2[i]:
-                d2[i] = near
     for it in range(max(iters, 1)):  # at least one assignment
         changed = False
         sums[:, :] = 0.0
@@ -161,22 +165,28 @@ def select_all(pose, quality, starts, k, per_id, iters, seed_mix, ordinal0):
     labels = np.empty(n, np.int64)
     chosen = np.full((m, per_id), -1, np.int64)
     ranks = np.full((m, per_id), -1, np.int64)
-    for s in prange(m):
-        lo, hi = starts[s], starts[s + 1]
-        size = hi - lo
-        if size == 0:
-            continue
+    parts = min(m, 256)  # scratch is allocated once per part, not once per identity
+    for part in prange(parts):
+        first, last = part * m // parts, (part + 1) * m // parts
+        longest = 0
+        for s in range(first, last):
+            longest = max(longest, starts[s + 1] - starts[s])
         cent = np.empty((3, k), np.float32)
-        d2 = np.empty(size, np.float32)
+        d2 = np.empty(longest, np.float32)
+        us = np.empty(longest)
         dist = np.empty(k, np.float32)
         sums = np.empty((k, 3))
         counts = np.empty(k, np.int64)
-        _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, dist, sums, counts)
         rep = np.empty(k, np.int64)
         rep_q = np.empty(k)
         mind = np.empty(k)
-        taken = np.empty(size, np.bool_)
-        _select_one(pose, quality, lo, hi, k, per_id, labels, chosen[s], ranks[s], rep, rep_q, mind, taken)
+        taken = np.empty(longest, np.bool_)
+        for s in range(first, last):
+            lo, hi = starts[s], starts[s + 1]
+            if hi == lo:
+                continue
+            _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, us, dist, sums, counts)
+            _select_one(pose, quality, lo, hi, k, per_id, labels, chosen[s], ranks[s], rep, rep_q, mind, taken)
     return labels, chosen, ranks
 
 
