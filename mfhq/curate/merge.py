@@ -87,6 +87,7 @@ def _embedding_edges(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.
     the machine. Identities are connected components, so a missed edge inside a group changes
     nothing while the group stays connected; a clip whose every candidate clears the threshold
     (a group larger than NEIGHBOURS) is searched again exactly, so big groups lose no member."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines read like errors
     import faiss
 
     emb = np.ascontiguousarray(emb, dtype=np.float32)
