@@ -74,6 +74,7 @@ RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("detect", "working_size"): NON_NEGATIVE,  # 0: detect on the full frame
     ("embed", "every"): COUNT,
     ("embed", "track_iou"): FRACTION,
+    ("embed", "track_look"): COSINE,
     ("embed", "reuse_similarity"): COSINE,
     ("identity", "similarity_threshold"): COSINE,
     ("identity", "anchor_frames"): COUNT,

@@ -134,17 +134,20 @@ class EmbedStage(Stage):
     def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
         """The faces each batch's plan names go through the embedder in one call for all batches
         (GPU batching across clips), then the faces between disagreeing run anchors in a second."""
-        every = self.cfg.every
-        plans = [first_pass(b, every, self.cfg.track_iou) for b in batches]
+        cfg, template = self.cfg, arcface_template(112)
+        crops = [np.stack([warp(b.frames[pos], similarity_transform(points, template), 112)
+                           for pos, points in zip(b.frame_pos, b.landmarks)])
+                 if b.n_faces else np.zeros((0, 112, 112, 3), np.uint8) for b in batches]
+        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look) for b, c in zip(batches, crops)]
         done = [np.zeros(b.n_faces, bool) for b in batches]
-        self._embed(batches, [now for now, _ in plans], done)
+        self._embed(batches, crops, [now for now, _ in plans], done)
         reuses, more = [], []
         for batch, (_, runs), mask in zip(batches, plans, done):
-            extra, reuse = second_pass(runs, batch.embeddings, mask, every, self.cfg.reuse_similarity)
+            extra, reuse = second_pass(runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity)
             more.append(extra)
             reuses.append(reuse)
         if any(more):
-            self._embed(batches, more, done)
+            self._embed(batches, crops, more, done)
         for batch, reuse in zip(batches, reuses):
             batch.embedded_from = np.arange(batch.n_faces)
             for face, source in reuse.items():
@@ -152,13 +155,10 @@ class EmbedStage(Stage):
                 batch.embedded_from[face] = source
         return batches
 
-    def _embed(self, batches: list[FaceBatch], faces: list[list[int]], done: list[np.ndarray]) -> None:
-        template = arcface_template(112)
-        crops = [
-            warp(batch.frames[batch.frame_pos[i]], similarity_transform(batch.landmarks[i], template), 112)
-            for batch, chosen in zip(batches, faces) for i in chosen
-        ]
-        stacked = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+    def _embed(self, batches: list[FaceBatch], crops: list[np.ndarray], faces: list[list[int]],
+               done: list[np.ndarray]) -> None:
+        chosen_crops = [c[chosen] for c, chosen in zip(crops, faces) if len(chosen)]
+        stacked = np.concatenate(chosen_crops) if chosen_crops else np.zeros((0, 112, 112, 3), np.uint8)
         embeddings = self.backend.embed(stacked)
         start = 0
         for batch, chosen, mask in zip(batches, faces, done):

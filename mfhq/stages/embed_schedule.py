@@ -3,7 +3,10 @@
 The embedder is the costliest model per face on CPU (SFace ~25 ms), and along a shot where one
 person sits in place its embedding barely changes between sampled frames. So with
 `embed.every` = k > 1, a chunk's frames are split into runs: consecutive sampled frames that
-each show exactly one face, overlapping the previous frame's face (box IoU >= `track_iou`).
+each show exactly one face, overlapping the previous frame's face (box IoU >= `track_iou`) and
+looking like it (`track_look`: normalised cross-correlation of 28 px grey thumbnails of the
+aligned crops; measured: >= 0.95 between sampled frames of one moving face, <= 0.62 between
+two people, so a cut or a swap of people in place breaks the run).
 Along a run only the first face, every k-th and the last are embedded; a face between two
 embedded ones takes the nearer one's embedding, but only when those two agree (cosine >=
 `reuse_similarity`): a cut to another person in the same place (an interview's reverse shot)
@@ -22,13 +25,25 @@ from mfhq.stages.base import FaceBatch
 from mfhq.stages.identity import box_iou
 
 
-def runs_of_one_face(batch: FaceBatch, track_iou: float) -> list[list[int]]:
+def thumbnail(crop: np.ndarray) -> np.ndarray:
+    """A 28 px grey thumbnail of an aligned crop, zero mean and unit norm (dot product = NCC)."""
+    import cv2
+
+    grey = cv2.resize(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY), (28, 28), interpolation=cv2.INTER_AREA)
+    grey = grey.astype(np.float64).ravel()
+    grey -= grey.mean()
+    return grey / max(float(np.linalg.norm(grey)), 1e-9)
+
+
+def runs_of_one_face(batch: FaceBatch, crops: np.ndarray, track_iou: float, track_look: float) -> list[list[int]]:
     """Runs (lists of face indices, in frame order) of consecutive sampled frames with exactly one
-    face each, every face overlapping the one before it by at least `track_iou`."""
+    face each, every face overlapping the one before it by at least `track_iou` and its aligned
+    crop correlating with that one's by at least `track_look`."""
     counts = np.bincount(batch.frame_pos, minlength=len(batch.frame_indices)) if batch.n_faces else []
-    first_face = np.concatenate([[0], np.cumsum(counts)[:-1]]) if len(counts) else []
+    first_face = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if len(counts) else []
     runs: list[list[int]] = []
-    current: list[int] = []
+    current: list[int] = []  # a run of the frames just before this one (each of them one face)
+    previous_look = None
     for pos, count in enumerate(counts):
         if count != 1:
             if current:
@@ -36,26 +51,27 @@ def runs_of_one_face(batch: FaceBatch, track_iou: float) -> list[list[int]]:
             current = []
             continue
         face = int(first_face[pos])
+        look = thumbnail(crops[face])
         if current:
             previous = current[-1]
-            linked = (batch.frame_pos[previous] == pos - 1 and
-                      box_iou(batch.boxes[previous].astype(np.float64),
-                              batch.boxes[face][None].astype(np.float64))[0] >= track_iou)
-            if not linked:
+            overlap = box_iou(batch.boxes[previous].astype(np.float64), batch.boxes[face][None].astype(np.float64))[0]
+            if overlap < track_iou or float(previous_look @ look) < track_look:
                 runs.append(current)
                 current = []
         current.append(face)
+        previous_look = look
     if current:
         runs.append(current)
     return runs
 
 
-def first_pass(batch: FaceBatch, every: int, track_iou: float) -> tuple[list[int], list[list[int]]]:
+def first_pass(batch: FaceBatch, crops: np.ndarray, every: int, track_iou: float,
+               track_look: float) -> tuple[list[int], list[list[int]]]:
     """(faces to embed now, the runs). Now: every face outside a run of 3 or more, and along each
     such run its first face, every `every`-th and its last."""
     if every <= 1 or not batch.n_faces:
         return list(range(batch.n_faces)), []
-    runs = [run for run in runs_of_one_face(batch, track_iou) if len(run) > 2]
+    runs = [run for run in runs_of_one_face(batch, crops, track_iou, track_look) if len(run) > 2]
     in_runs = {face for run in runs for face in run}
     now = [face for face in range(batch.n_faces) if face not in in_runs]
     for run in runs:
