@@ -48,6 +48,16 @@ class DetectConfig:
 @dataclass(frozen=True)
 class EmbedConfig:
     backend: str = "sface"
+    # 1: every face goes through the embedder. k > 1: along a run of sampled frames showing one
+    # face that overlaps the previous frame's (box IoU >= track_iou) and looks like it (the NCC of
+    # small grey thumbnails of the aligned crops >= track_look), only the run's first face,
+    # every k-th and its last are embedded; the faces between two of them reuse the nearer one's
+    # embedding when the two agree (cosine >= reuse_similarity), else they are embedded too
+    # (a cut to another person in the same place). See mfhq/stages/embed_schedule.py.
+    every: int = 1
+    track_iou: float = 0.5
+    track_look: float = 0.85
+    reuse_similarity: float = 0.6
 
 
 @dataclass(frozen=True)

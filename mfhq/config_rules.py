@@ -72,6 +72,10 @@ RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("detect", "max_faces"): COUNT,
     ("detect", "verify_every"): NON_NEGATIVE,
     ("detect", "working_size"): NON_NEGATIVE,  # 0: detect on the full frame
+    ("embed", "every"): COUNT,
+    ("embed", "track_iou"): FRACTION,
+    ("embed", "track_look"): COSINE,
+    ("embed", "reuse_similarity"): COSINE,
     ("identity", "similarity_threshold"): COSINE,
     ("identity", "anchor_frames"): COUNT,
     ("identity", "track_iou"): FRACTION,

@@ -257,6 +257,7 @@ class ClipProcessor:
                 "yaw": _num(batch.pose[i, 0]), "pitch": _num(batch.pose[i, 1]), "roll": _num(batch.pose[i, 2]),
                 "quality": _num(batch.quality[i]),
                 "embedding": batch.embeddings[i].tolist() if batch.embeddings is not None else None,
+                "embedding_frame": _embedding_frame(batch, i),
                 "crop_path": crop_path, "mask_path": mask_path,
                 "align_template": f"{align.template}{align.size}", "provenance": self.provenance,
             })
@@ -269,6 +270,15 @@ class ClipProcessor:
         if not ok:
             raise RuntimeError(f"could not encode {relative}")
         atomic_write_bytes(self.run_dir / relative, encoded.tobytes(), durable=False)
+
+
+def _embedding_frame(batch: FaceBatch, face: int) -> int | None:
+    """The frame index of the face whose embedder output this face's embedding is (its own
+    frame, or an earlier/later frame of the same track with embed.every > 1)."""
+    if batch.embeddings is None:
+        return None
+    source = face if batch.embedded_from is None else int(batch.embedded_from[face])
+    return int(batch.frame_indices[batch.frame_pos[source]])
 
 
 def _num(value) -> float | None:

@@ -114,6 +114,9 @@ FACE_SCHEMA = _schema(
         pa.field("roll", pa.float32()),
         pa.field("quality", pa.float32()),         # higher is better, in [0, 1]
         pa.field("embedding", pa.list_(pa.float32())),  # L2-normalised identity embedding
+        # The frame whose face went through the embedder for this face's embedding: its own
+        # frame_index, or another frame of the same one-face track (embed.every > 1).
+        pa.field("embedding_frame", pa.int32()),
         pa.field("crop_path", pa.string()),        # relative to the run folder; null when dropped
         pa.field("mask_path", pa.string()),
         pa.field("align_template", pa.string()),

@@ -84,3 +84,23 @@ def test_hull_mask_leaves_the_astronauts_fringe_out(astronaut_hull):
     # ... while brows, eyes, nose and mouth stay face.
     for x, y in shape[17:68]:
         assert mask[int(round(y)), int(round(x))] == 255
+
+
+def test_hull_from_the_detectors_68_points_matches_the_hull_dlib_finds_on_the_crop(astronaut_hull):
+    """The extract gives the hull the detector's 68 points (mapped into the crop) instead of
+    running dlib again on the crop: the same mask, to a sliver along its edge."""
+    from mfhq.align import apply_transform
+    from mfhq.models import create_backend
+
+    parsing = create_backend("parsing", "dlib68-hull")
+    parsing.setup()
+    dense = apply_transform(astronaut_hull["matrix"], astronaut_hull["found"].landmarks68[0])
+    mask = parsing.masks(astronaut_hull["crop"][None], astronaut_hull["in_crop"][None], landmarks68=dense[None])[0]
+    on_crop = astronaut_hull["mask"] > 0
+    ours = mask > 0
+    iou = (ours & on_crop).sum() / (ours | on_crop).sum()
+    assert iou > 0.95, iou  # measured 0.976
+    # NaN points (a detector without 68) fall back to dlib on the crop: the crop's own mask.
+    fallback = parsing.masks(astronaut_hull["crop"][None], astronaut_hull["in_crop"][None],
+                             landmarks68=np.full((1, 68, 2), np.nan))[0]
+    assert np.array_equal(fallback, astronaut_hull["mask"])

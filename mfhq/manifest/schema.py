@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-RUN_SCHEMA_VERSION = "3"  # 2: clip rows count frames whose faces came from source metadata;
+RUN_SCHEMA_VERSION = "4"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
+                          # 4: faces record the frame their embedding was computed on
 MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")

@@ -7,6 +7,7 @@ Tasks and what a backend of each must provide:
             (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2], NaN where a face has none)
   quality   score(crops: [N, S, S, 3] BGR) -> [N] in [0, 1], higher is better
   parsing   masks(crops: [N, S, S, 3] BGR, landmarks: [N, 5, 2] in crop px) -> [N, S, S] uint8, 255 = face
+            (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2] in crop px, NaN where none)
 Each takes whole batches, so GPU backends can run them in one call.
 """
 from __future__ import annotations

@@ -44,6 +44,8 @@ class FaceBatch:
     landmarks68: np.ndarray = None   # [F, 68, 2] dlib's points where the detector gave them, else NaN
     scores: np.ndarray = None        # [F]
     embeddings: np.ndarray = None    # [F, D]
+    embedded_from: np.ndarray = None # [F] the face whose embedder output each face holds (itself, or
+                                     # a face of the same track: embed.every > 1); None: itself
     similarity: np.ndarray = None    # [F]
     transforms: np.ndarray = None    # [F, 2, 3] source -> crop
     face_size: np.ndarray = None     # [F]

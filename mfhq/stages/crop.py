@@ -125,6 +125,9 @@ class ParsingStage(_BackendStage):
 
     def run(self, live, crops):
         in_crop = np.stack([apply_transform(b.transforms[i], b.landmarks[i]) for b, alive in live for i in alive])
+        if getattr(self.backend, "wants_landmarks68", False):  # dlib68-hull: the detector's 68, in the crop
+            dense = np.stack([apply_transform(b.transforms[i], b.landmarks68[i]) for b, alive in live for i in alive])
+            return list(self.backend.masks(crops, in_crop, landmarks68=dense))
         return list(self.backend.masks(crops, in_crop))
 
     def store(self, batch, alive, outputs) -> None:

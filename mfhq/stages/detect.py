@@ -8,6 +8,7 @@ from mfhq.config import DetectConfig, EmbedConfig
 from mfhq.models import create_backend
 from mfhq.models.registry import Detections
 from mfhq.stages.base import FaceBatch, Stage
+from mfhq.stages.embed_schedule import first_pass, second_pass
 from mfhq.stages.identity import box_iou
 
 
@@ -109,11 +110,15 @@ def _dense(found: Detections) -> np.ndarray:
 
 
 class EmbedStage(Stage):
-    """Embeds every face (the identity stage needs them all), on a 112 px ArcFace-aligned crop."""
+    """The identity embedding of every face, on a 112 px ArcFace-aligned crop: by the embedder,
+    or with `every` > 1 copied along a run of one tracked face (see `embed_schedule`).
+    `batch.embedded_from[i]` is the face whose embedder output face i holds (i itself when it
+    went through the embedder)."""
 
     name = "embed"
 
     def __init__(self, cfg: EmbedConfig, models_dir=None, device="cpu"):
+        self.cfg = cfg
         self.backend = create_backend("embedder", cfg.backend, models_dir=models_dir, device=device)
 
     def setup(self) -> None:
@@ -127,16 +132,38 @@ class EmbedStage(Stage):
         return self.call_many([batch])[0]
 
     def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
-        """Every face of every batch in one embedder call (GPU batching across clips)."""
-        template = arcface_template(112)
-        crops = [
-            warp(batch.frames[pos], similarity_transform(points, template), 112)
-            for batch in batches for pos, points in zip(batch.frame_pos, batch.landmarks)
-        ]
-        stacked = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+        """The faces each batch's plan names go through the embedder in one call for all batches
+        (GPU batching across clips), then the faces between disagreeing run anchors in a second."""
+        cfg, template = self.cfg, arcface_template(112)
+        crops = [np.stack([warp(b.frames[pos], similarity_transform(points, template), 112)
+                           for pos, points in zip(b.frame_pos, b.landmarks)])
+                 if b.n_faces else np.zeros((0, 112, 112, 3), np.uint8) for b in batches]
+        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look) for b, c in zip(batches, crops)]
+        done = [np.zeros(b.n_faces, bool) for b in batches]
+        self._embed(batches, crops, [now for now, _ in plans], done)
+        reuses, more = [], []
+        for batch, (_, runs), mask in zip(batches, plans, done):
+            extra, reuse = second_pass(runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity)
+            more.append(extra)
+            reuses.append(reuse)
+        if any(more):
+            self._embed(batches, crops, more, done)
+        for batch, reuse in zip(batches, reuses):
+            batch.embedded_from = np.arange(batch.n_faces)
+            for face, source in reuse.items():
+                batch.embeddings[face] = batch.embeddings[source]
+                batch.embedded_from[face] = source
+        return batches
+
+    def _embed(self, batches: list[FaceBatch], crops: list[np.ndarray], faces: list[list[int]],
+               done: list[np.ndarray]) -> None:
+        chosen_crops = [c[chosen] for c, chosen in zip(crops, faces) if len(chosen)]
+        stacked = np.concatenate(chosen_crops) if chosen_crops else np.zeros((0, 112, 112, 3), np.uint8)
         embeddings = self.backend.embed(stacked)
         start = 0
-        for batch in batches:
-            batch.embeddings = embeddings[start:start + batch.n_faces]
-            start += batch.n_faces
-        return batches
+        for batch, chosen, mask in zip(batches, faces, done):
+            if not mask.any():  # the first call for this batch (the first pass names its first face)
+                batch.embeddings = np.zeros((batch.n_faces, *embeddings.shape[1:]), np.float32)
+            batch.embeddings[chosen] = embeddings[start:start + len(chosen)]
+            mask[chosen] = True
+            start += len(chosen)

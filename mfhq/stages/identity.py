@@ -62,9 +62,11 @@ class IdentityStage(Stage):
             batch.drop([f for f in faces if f != chosen], "other_identity")
             if chosen is not None:
                 state.last_box, state.last_frame = batch.boxes[chosen].astype(np.float64), frame_number
-                if batch.similarity[chosen] >= self.cfg.similarity_threshold:
+                own = batch.embedded_from is None or batch.embedded_from[chosen] == chosen
+                if own and batch.similarity[chosen] >= self.cfg.similarity_threshold:
                     # The anchor follows the person through pose and light changes, fed only
-                    # by confident matches so that it cannot drift to someone else.
+                    # by confident matches so that it cannot drift to someone else, and only
+                    # by the embedder's own outputs (a reused one would count twice).
                     state.anchor_sum = state.anchor_sum + batch.embeddings[chosen]
         state.frames_seen += len(batch.frame_indices)
         return batch

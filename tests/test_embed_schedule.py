@@ -1,0 +1,92 @@
+"""The cheaper embedding schedule (embed.every > 1) keeps the same faces as embedding every face.
+
+Clips are rendered like the sample's (its photos, its head motion), with the cases a one-face
+track could get wrong: a cut to another person standing in the same place, a short flash of
+another person between two stretches of the first (shorter than the schedule's step), and the
+person leaving and another arriving where they were.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE_PRESET
+from mfhq import sample
+from mfhq.config import load_pipeline
+from mfhq.pipeline import ClipProcessor
+from mfhq.records import Clip
+
+N = 60  # frames at 25 fps: 12 sampled frames at the preset's 5 fps, one chunk of 16
+A, B = sample._PERSON_A, sample._PERSON_C
+
+# Who is in view per frame: (first frame, end frame, photo or None)
+PLANS = {
+    "cut": [(0, 30, A), (30, N, B)],
+    "flash": [(0, 25, A), (25, 35, B), (35, N, A)],
+    "leave": [(0, 25, A), (25, 35, None), (35, N, B)],
+}
+
+
+def _render(path: Path, plan) -> None:
+    rng = np.random.default_rng(7)
+    phases = rng.uniform(0, 2 * np.pi, len(sample._PERIODS))
+    frames = []
+    for i in range(N):
+        photo = next(p for start, end, p in plan if start <= i < end)
+        pose = sample._wobble(i, phases, (256.0, 240.0), 190.0, 0.5)  # both people in the same place
+        frames.append(sample._Frame([] if photo is None else [(photo, pose, sample._CROP)]))
+    sample._write_mp4(path, frames, sample._background(rng, sample.load_photo(A)))
+
+
+def _who(plan, frame: int):
+    return next(p for start, end, p in plan if start <= frame < end)
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    """Face rows per (clip, every) from one processor per schedule."""
+    folder = tmp_path_factory.mktemp("schedule")
+    clips = []
+    for name, plan in PLANS.items():
+        _render(folder / f"{name}.mp4", plan)
+        clips.append(Clip("folder", name, folder / f"{name}.mp4", name))
+    out = {}
+    for every in (1, 4):
+        cfg = load_pipeline(SAMPLE_PRESET).replace(embed={"every": every})
+        processor = ClipProcessor(cfg, folder / f"run-{every}")
+        processor.setup()
+        for clip in clips:
+            faces, row = processor.process(clip)
+            assert row["status"] == "ok", row
+            out[clip.clip_id, every] = sorted(faces, key=lambda r: (r["frame_index"], r["face_index"]))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_the_schedule_keeps_the_faces_embedding_every_face_keeps(rows, name):
+    plan = PLANS[name]
+    every_face, scheduled = rows[name, 1], rows[name, 4]
+    assert [(r["frame_index"], r["kept"]) for r in scheduled] == [(r["frame_index"], r["kept"]) for r in every_face]
+    # ... and those are the first person's faces, every one of them; the other's are all dropped.
+    for r in scheduled:
+        assert r["kept"] == (_who(plan, r["frame_index"]) == A), (name, r["frame_index"], r["drop_reason"])
+        if not r["kept"]:
+            assert r["drop_reason"] == "other_identity"
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_a_reused_embedding_comes_from_the_same_person_and_is_recorded(rows, name):
+    plan = PLANS[name]
+    scheduled = rows[name, 4]
+    by_frame = {r["frame_index"]: r for r in scheduled}
+    reused = [r for r in scheduled if r["embedding_frame"] != r["frame_index"]]
+    assert reused, "the schedule saved no embedder call on a clip of long one-face stretches"
+    for r in reused:
+        assert _who(plan, r["embedding_frame"]) == _who(plan, r["frame_index"]), (name, r["frame_index"])
+        assert r["embedding"] == by_frame[r["embedding_frame"]]["embedding"]
+    # Embedding every face: each face's own.
+    assert all(r["embedding_frame"] == r["frame_index"] for r in rows[name, 1])
+    # The saving on these clips: at most about half the faces went through the embedder.
+    assert len({r["embedding_frame"] for r in scheduled}) <= 0.6 * len(scheduled)
