@@ -1,4 +1,4 @@
-"""Video decoding: decord first, PyAV as the fallback, frames sampled at a configurable rate.
+"""Video decoding: PyAV first, decord as the fallback, frames sampled at a configurable rate.
 
 Readers return BGR uint8 frames (OpenCV's order, which every offline model here expects).
 Indices are always read in sorted batches: decord's get_batch on sorted indices is ~3.5x faster
@@ -156,7 +156,11 @@ def _load_custom(spec: str) -> type:
 def reader_chain(backend: str) -> list[VideoReader]:
     """The readers to try, in order, for a configured backend."""
     if backend == "auto":
-        return [DecordReader(), PyAVReader()]
+        # PyAV first: measured on 1080p H.264 (mfhq bench), it decodes the sampled frames 1.7x
+        # faster in wall time and with 22% less CPU than decord, whose decoder thread also keeps
+        # decoding ahead while the models run (about 900 MB of frames in its queue): a worker
+        # peaked at 1.7 GB with decord and 0.9 GB with PyAV on 12 s clips.
+        return [PyAVReader(), DecordReader()]
     if backend == "decord":
         return [DecordReader()]
     if backend == "pyav":
