@@ -176,6 +176,9 @@ class PipelineConfig:
         content.pop("name")
         content.pop("sources")
         content.pop("curate")  # curation runs after extract: its options must not block a resume
+        if content["embed"]["every"] == 1:  # no schedule: its options change nothing, and runs
+            for option in ("every", "track_iou", "track_look", "reuse_similarity"):  # made before it resume
+                content["embed"].pop(option)
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -29,6 +29,9 @@ from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
+# Each embedder output once (faces aliased u): with embed.every > 1 a face may carry a copy of a
+# track neighbour's embedding; embedding_frame names the frame it came from (NULL in older runs).
+EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.embedding_frame = u.frame_index)"
 
 
 def usable_filter(cfg: CurateConfig) -> str:
@@ -114,7 +117,8 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
         raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
                        + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
     need_emb = cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
-    usable_sql = "SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) WHERE u.embedding IS NOT NULL"
+    usable_sql = ("SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) "
+                  f"WHERE {EMBEDDER_OUTPUTS}")
     emb = clip_embeddings(con, usable_sql, clips.num_rows) if need_emb else np.zeros((clips.num_rows, 1), np.float32)
     ident = assign_identities(clips, emb, cfg)
     con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))

@@ -16,7 +16,7 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfhq.manifest.schema import RUN_SCHEMA_VERSION, SchemaVersionError, check_version
+from mfhq.manifest.schema import RUN_READABLE, RUN_SCHEMA_VERSION, SchemaVersionError, check_version
 
 __all__ = ["SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
            "atomic_write_table", "check_schema_version", "read_table", "ShardMarkers"]
@@ -97,9 +97,10 @@ def atomic_write_table(dest: Path, rows: Iterable[dict], schema: pa.Schema) -> i
 
 
 def check_schema_version(path: Path, metadata: dict | None,
-                         remedy: str = "re-run the stage that made it, or use the mfhq release that wrote it") -> None:
-    """Refuse a run Parquet file (faces/, clips/) of another schema version than this code reads."""
-    check_version(path, metadata, RUN_SCHEMA_VERSION, remedy)
+                         remedy: str = "re-run the stage that made it, or use the mfhq release that wrote it") -> str:
+    """Refuse a run Parquet file (faces/, clips/) of a schema version this code cannot read;
+    returns the version (older readable ones lack the columns RUN_READABLE names)."""
+    return check_version(path, metadata, RUN_SCHEMA_VERSION, remedy, readable=RUN_READABLE)
 
 
 def read_table(path: Path) -> pa.Table:

@@ -21,6 +21,9 @@ import pyarrow as pa
 RUN_SCHEMA_VERSION = "4"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
                           # 4: faces record the frame their embedding was computed on
+# Older run versions still read, with the columns they lack (NULL in the views): a run started
+# before an additive change resumes and curates with the newer code.
+RUN_READABLE = {"3": frozenset({"embedding_frame"}), RUN_SCHEMA_VERSION: frozenset()}
 MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")
@@ -84,8 +87,12 @@ IDENTITY_SCHEMA = versioned_schema(
 )
 
 
-def check_version(path, metadata: dict | None, expected: str, remedy: str, what: str = "run") -> None:
-    """Refuse a file whose Parquet metadata names another schema version than `expected`."""
+def check_version(path, metadata: dict | None, expected: str, remedy: str, what: str = "run",
+                  readable=()) -> str:
+    """Refuse a file whose Parquet metadata names another schema version than `expected` (or one
+    of `readable`); returns the version."""
     version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
-    if version != expected:
-        raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}; {remedy}")
+    if version != expected and version not in readable:
+        also = "".join(f" (and {v})" for v in sorted(set(readable) - {expected}))
+        raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}{also}; {remedy}")
+    return version

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from mfhq.manifest.folder import ManifestFolder, read_manifest
 from mfhq.manifest.io import check_schema_version
-from mfhq.manifest.schema import SPLITS, ManifestError
+from mfhq.manifest.schema import RUN_READABLE, SPLITS, ManifestError
 
 REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
         "only that shard is redone")
@@ -53,9 +53,14 @@ def check_run(run_dir: Path) -> dict:
                 schema = pq.read_schema(path)
             except Exception as exc:  # pyarrow raises several types for a damaged footer
                 raise RunError(f"{path}: not a readable Parquet file ({exc}); {_redo(path)}") from exc
-            check_schema_version(path, schema.metadata or {}, "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
-            _check_columns(path, schema, _run_schemas()[view])
+            version = check_schema_version(path, schema.metadata or {},
+                                           "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
+            _check_columns(path, schema, _run_schemas()[view], RUN_READABLE[version])
     return meta
+
+
+_SQL_TYPES = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
+              pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}
 
 
 def _run_schemas() -> dict[str, pa.Schema]:
@@ -68,14 +73,17 @@ def _redo(path: Path) -> str:
     return REDO.format(shard=path.stem, run=path.parent.parent)
 
 
-def _check_columns(path: Path, schema: pa.Schema, expected: pa.Schema) -> None:
+def _check_columns(path: Path, schema: pa.Schema, expected: pa.Schema, absent_ok=frozenset()) -> None:
     """Every column this code reads, with its type: a shard edited after extract (a column
-    dropped or retyped) is named here, not in a query error halfway through curation."""
-    missing = [f.name for f in expected if f.name not in schema.names]
+    dropped or retyped) is named here, not in a query error halfway through curation.
+    `absent_ok`: columns an older readable version never had."""
+    missing = [f.name for f in expected if f.name not in schema.names and f.name not in absent_ok]
     if missing:
         raise RunError(f"{path}: column(s) {missing} missing from this {expected.metadata[b'mfhq.schema'].decode()} "
                        f"shard; it was changed after `mfhq extract` wrote it. {_redo(path).capitalize()}")
     for f in expected:
+        if f.name not in schema.names:
+            continue
         found = schema.field(f.name).type
         if not found.equals(f.type):
             raise RunError(f"{path}: column {f.name!r} is {found}, expected {f.type}; {_redo(path)}")
@@ -122,10 +130,16 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
         metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
         for view in parts:
             listing = ", ".join(sql_str(str(p)) for p in sorted((run_dir / view).glob("*.parquet")))
-            parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}])")
+            parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}], union_by_name = true)")
     con = duckdb.connect()
     for view, selects in parts.items():
         con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(selects))
+        # Runs of an older readable version only: the columns they lack, as NULLs of their type.
+        have = {row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()}
+        absent = [f for f in _run_schemas()[view] if f.name not in have]
+        if absent:
+            nulls = ", ".join(f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in absent)
+            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {nulls} FROM (" + " UNION ALL BY NAME ".join(selects) + ")")
     dup = con.execute(
         "SELECT source, clip_id, count(DISTINCT run_dir) FROM clips GROUP BY ALL HAVING count(DISTINCT run_dir) > 1 LIMIT 1"
     ).fetchall()

@@ -1,0 +1,73 @@
+"""Runs written before the embedding schedule (run schema 3, no embedding_frame) still curate,
+alone or beside newer shards, and copied embeddings count once in a clip's mean."""
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from mfhq.config import CurateConfig
+from mfhq.curate import cluster_sample
+from mfhq.curate.build import EMBEDDER_OUTPUTS
+from mfhq.curate.merge import clip_embeddings
+from mfhq.manifest.io import SchemaVersionError
+from mfhq.manifest.views import connect_runs
+from synthetic_runs import ClipSpec, write_run
+
+
+def _as_version_3(shard):
+    table = pq.read_table(shard)
+    table = table.drop_columns(["embedding_frame"])
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"3"}), shard)
+
+
+def _clips(n):
+    return [ClipSpec("folder", f"c{i}", f"v{i}", person=i, faces=30) for i in range(n)]
+
+
+@pytest.mark.parametrize("old_shards", ["all", "one"])
+def test_a_schema_3_run_curates_like_the_same_run_at_schema_4(tmp_path, old_shards):
+    new = write_run(tmp_path / "new", _clips(4))
+    old = write_run(tmp_path / "old", _clips(4))
+    shards = sorted((old / "faces").glob("*.parquet"))
+    for shard in shards if old_shards == "all" else shards[:1]:
+        _as_version_3(shard)
+    cfg = CurateConfig(test_videos=1)
+    a = cluster_sample([new], tmp_path / "a", cfg)
+    b = cluster_sample([old], tmp_path / "b", cfg)
+    assert a["train"] == b["train"] and a["test"] == b["test"]
+    con, _ = connect_runs([old])
+    assert con.execute("SELECT count(*) FROM faces WHERE embedding_frame IS NULL").fetchall()[0][0] > 0
+
+
+def test_an_unreadable_version_names_the_readable_ones(tmp_path):
+    run = write_run(tmp_path / "run", _clips(2))
+    shard = next((run / "faces").glob("*.parquet"))
+    table = pq.read_table(shard)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}), shard)
+    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 4 \(and 3\)"):
+        cluster_sample([run], tmp_path / "m", CurateConfig())
+
+
+def test_a_copied_embedding_counts_once_in_the_clip_mean(tmp_path):
+    run = write_run(tmp_path / "run", _clips(1))
+    shard = next((run / "faces").glob("*.parquet"))
+    table = pq.read_table(shard)
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float32)
+    frames = table.column("frame_index").to_numpy()
+    # The first face's embedding copied onto the next nine, as the schedule would record it.
+    emb[1:10] = emb[0]
+    source = frames.copy()
+    source[1:10] = frames[0]
+    table = table.set_column(table.schema.get_field_index("embedding"), "embedding",
+                             pa.array(list(emb), table.schema.field("embedding").type))
+    table = table.set_column(table.schema.get_field_index("embedding_frame"), "embedding_frame",
+                             pa.array(source, pa.int32()))
+    pq.write_table(table, shard)
+    con, _ = connect_runs([run])
+    got = clip_embeddings(con, f"SELECT 0::BIGINT AS clip_code, u.embedding FROM faces u WHERE {EMBEDDER_OUTPUTS}", 1)[0]
+    real = np.concatenate([emb[:1], emb[10:]])
+    unit = real / np.linalg.norm(real, axis=1, keepdims=True)
+    want = unit.mean(0) / np.linalg.norm(unit.mean(0))
+    assert np.allclose(got, want, atol=1e-5)
