@@ -114,19 +114,28 @@ def _merge_seconds(emb: np.ndarray, cfg: CurateConfig, video: np.ndarray | None 
 
 
 def run_bench_preset_merge(n_clips: int, cfg: CurateConfig) -> tuple[list[str], dict]:
-    """The preset's own identity merge, as configured, on n synthetic clips whose people's clips
-    come from one source video each (as CelebV-HQ cuts several clips from one YouTube video).
+    """The preset's own identity merge, as configured, on n/4, n/2 and n synthetic clips whose
+    people's clips come from one source video each (as CelebV-HQ cuts several clips from one
+    YouTube video), with the exponent of its time against the clip count.
 
     The paper preset merges by source video with a similarity guard and never by embedding: a
     sort, linear in the clips. Presets that also merge by embedding pay the candidate search."""
-    emb, person = synthetic_clip_means(n_clips)
-    wall, cpu, ident = _merge_seconds(emb, cfg, video=person)
+    sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
+    walls, cpus = [], []
+    for n in sizes:
+        emb, person = synthetic_clip_means(n)
+        wall, cpu, ident = _merge_seconds(emb, cfg, video=person)
+        walls.append(wall)
+        cpus.append(cpu)
     found = len(set(ident.column("identity_id").to_pylist()))
+    exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
     how = " + ".join(name for name, on in (("source video", cfg.merge_by_video_key),
                                            ("embedding", cfg.merge_by_embedding)) if on) or "none"
-    line = (f"the preset's merge ({cfg.merge}, by {how}) of {n_clips} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, "
-            f"{found} identities ({len(np.unique(person))} synthetic people)")
-    return [line], {"wall_s": wall, "cpu_s": cpu, "identities": found}
+    lines = [f"the preset's merge ({cfg.merge}, by {how}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
+             f"{found} identities ({len(np.unique(person))} synthetic people); time ~ clips^{exponent:.2f} (wall) "
+             f"over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)"]
+    return lines, {"wall_s": walls[-1], "cpu_s": cpus[-1], "identities": found, "sizes": sizes, "walls": walls,
+                   "exponent_wall": exponent}
 
 
 def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000) -> tuple[list[str], dict]:
