@@ -156,10 +156,9 @@ def _load_custom(spec: str) -> type:
 def reader_chain(backend: str) -> list[VideoReader]:
     """The readers to try, in order, for a configured backend."""
     if backend == "auto":
-        # PyAV first: measured on 1080p H.264 (mfhq bench), it decodes the sampled frames 1.7x
-        # faster in wall time and with 22% less CPU than decord, whose decoder thread also keeps
-        # decoding ahead while the models run (about 900 MB of frames in its queue): a worker
-        # peaked at 1.7 GB with decord and 0.9 GB with PyAV on 12 s clips.
+        # PyAV first: on 1080p H.264 (mfhq bench) it decodes the sampled frames as fast as decord
+        # or faster, while decord's decoder thread keeps decoding ahead as the models run (about
+        # 900 MB of frames queued): a worker peaked at 1.8 GB with decord, 0.9 GB with PyAV.
         return [PyAVReader(), DecordReader()]
     if backend == "decord":
         return [DecordReader()]

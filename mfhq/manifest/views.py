@@ -133,13 +133,11 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
             parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}], union_by_name = true)")
     con = duckdb.connect()
     for view, selects in parts.items():
-        con.execute(f"CREATE VIEW {view} AS " + " UNION ALL BY NAME ".join(selects))
+        union = " UNION ALL BY NAME ".join(selects)
         # Runs of an older readable version only: the columns they lack, as NULLs of their type.
-        have = {row[0] for row in con.execute(f"DESCRIBE {view}").fetchall()}
-        absent = [f for f in _run_schemas()[view] if f.name not in have]
-        if absent:
-            nulls = ", ".join(f"CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in absent)
-            con.execute(f"CREATE OR REPLACE VIEW {view} AS SELECT *, {nulls} FROM (" + " UNION ALL BY NAME ".join(selects) + ")")
+        have = {row[0] for row in con.execute(f"DESCRIBE {union}").fetchall()}
+        nulls = "".join(f", CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in _run_schemas()[view] if f.name not in have)
+        con.execute(f"CREATE VIEW {view} AS SELECT *{nulls} FROM ({union})")
     dup = con.execute(
         "SELECT source, clip_id, count(DISTINCT run_dir) FROM clips GROUP BY ALL HAVING count(DISTINCT run_dir) > 1 LIMIT 1"
     ).fetchall()
