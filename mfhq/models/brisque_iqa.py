@@ -8,6 +8,7 @@ and ~100 for badly distorted images; we report quality = 1 - score/100, clipped 
 """
 from __future__ import annotations
 
+import math
 import pickle
 
 import numpy as np
@@ -42,73 +43,80 @@ def mscn(gray: np.ndarray) -> np.ndarray:
     """Mean-subtracted contrast-normalised coefficients, zero padding as in the reference.
 
     The Gaussian is separable, so two 1-D passes give the reference's 2-D filter to rounding
-    (~1e-16) at a third of the cost."""
+    (~1e-16) at a third of the cost; the normalisation is one compiled pass (numpy's result)."""
     import cv2
+
+    from mfhq.models import brisque_kernels as kernels  # numba: loaded in load(), not at import
 
     mean = cv2.sepFilter2D(gray, -1, _KERNEL_1D, _KERNEL_1D, borderType=cv2.BORDER_CONSTANT)
     mean_sq = cv2.sepFilter2D(gray * gray, -1, _KERNEL_1D, _KERNEL_1D, borderType=cv2.BORDER_CONSTANT)
-    deviation = np.sqrt(np.abs(mean * mean - mean_sq))
-    return (gray - mean) / (deviation + _C)
+    out = np.empty_like(gray)
+    kernels.mscn_into(gray, mean, mean_sq, gray.dtype.type(_C), out)
+    return out
 
 
 def _solve_alpha(big_r: float) -> float:
     """The shape alpha with gamma(2/a)^2 / (gamma(1/a) gamma(3/a)) = big_r.
 
-    Newton's method on the log of that ratio, with its exact derivative (digammas), from the
-    reference's start 0.2; scipy's general root finder (the reference's) needs a numerical
-    Jacobian and ~40x the time for the same root (to its tolerance). It remains the fallback
-    where Newton does not settle."""
+    Compiled Newton's method on the log of that ratio, with its exact derivative (digammas),
+    from the reference's start 0.2 (`kernels.newton_alpha`, ~2 us). scipy's general root finder
+    (the reference's) needs a numerical Jacobian and gives the same root to its tolerance; it
+    remains the fallback where Newton does not settle (no root), imported only then."""
+    from mfhq.models import brisque_kernels as kernels
+
+    alpha = kernels.newton_alpha(float(big_r))
+    if alpha == alpha:  # not NaN
+        return float(alpha)
     from scipy import optimize, special
 
-    target = np.log(big_r) if big_r > 0 else -np.inf
-    alpha = 0.2
-    for _ in range(60):
-        a1, a2, a3 = 1 / alpha, 2 / alpha, 3 / alpha
-        value = 2 * special.gammaln(a2) - special.gammaln(a1) - special.gammaln(a3) - target
-        slope = -(4 * special.digamma(a2) - special.digamma(a1) - 3 * special.digamma(a3)) / alpha**2
-        if not np.isfinite(value) or not np.isfinite(slope) or slope == 0:
-            break
-        step = value / slope
-        # Damped where a full step would leave alpha's domain (alpha > 0).
-        new = alpha - step if alpha - step > 0 else alpha / 2
-        if abs(new - alpha) <= 1e-12 * max(alpha, 1.0):
-            return float(new)
-        alpha = new
     def phi(a):
         return special.gamma(2 / a) ** 2 / (special.gamma(1 / a) * special.gamma(3 / a)) - big_r
 
     return float(optimize.root(phi, [0.2]).x[0])
 
 
-def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
-    """Asymmetric generalised Gaussian fit: (alpha, mean, sigma_left, sigma_right)."""
-    from scipy import special
-
-    # Sums of squares by einsum (no temporaries, no boolean-mask copies, and not BLAS, whose
-    # own thread pool a worker does not size): the reference's sums to rounding (~1e-16).
-    x = x.ravel()
+def aggd_sums(x: np.ndarray) -> np.ndarray:
+    """The five sums the fit needs (kernels.N...ABS_SUM), by plain numpy in float64: the
+    reference for `kernels.orientation_stats`, which gives them for all five maps in one pass."""
+    x = np.asarray(x, np.float64).ravel()
     left = np.minimum(x, 0.0)
-    n_left = int(np.count_nonzero(left))
-    left_sum = float(np.einsum("i,i->", left, left))
-    total = float(np.einsum("i,i->", x, x))
-    sigma_l = np.sqrt(left_sum / n_left) if n_left else 0.0
-    sigma_r = np.sqrt((total - left_sum) / (x.size - n_left)) if x.size > n_left else 0.0
+    return np.array([x.size, np.count_nonzero(left), left @ left, x @ x, np.abs(x).sum()], np.float64)
+
+
+def aggd_from_sums(sums) -> tuple[float, float, float, float]:
+    """Asymmetric generalised Gaussian fit, (alpha, mean, sigma_left, sigma_right), from the sums
+    of the values (see aggd_sums), with the reference's estimators."""
+    n, n_left, left_sq, total_sq, abs_sum = (float(v) for v in sums)
+    sigma_l = math.sqrt(left_sq / n_left) if n_left else 0.0
+    sigma_r = math.sqrt((total_sq - left_sq) / (n - n_left)) if n > n_left else 0.0
     gamma = sigma_l / sigma_r if sigma_r > 0 else 1.0
-    r_hat = float(np.abs(x).mean()) ** 2 / (total / x.size)
+    r_hat = (abs_sum / n) ** 2 / (total_sq / n) if total_sq > 0 else math.nan
     big_r = r_hat * (gamma**3 + 1) * (gamma + 1) / (gamma**2 + 1) ** 2
     alpha = _solve_alpha(big_r)
-    constant = np.sqrt(special.gamma(1 / alpha) / special.gamma(3 / alpha))
-    mean = (sigma_r - sigma_l) * constant * special.gamma(2 / alpha) / special.gamma(1 / alpha)
-    return alpha, float(mean), float(sigma_l), float(sigma_r)
+    # gamma(1/a) / gamma(3/a) and gamma(2/a) / gamma(1/a) through lgamma: no overflow for small a.
+    if alpha > 0:
+        lg1, lg2, lg3 = math.lgamma(1 / alpha), math.lgamma(2 / alpha), math.lgamma(3 / alpha)
+        mean = (sigma_r - sigma_l) * math.exp(0.5 * (lg1 - lg3) + lg2 - lg1)
+    else:  # only from scipy's fallback on degenerate input (no root)
+        mean = math.nan
+    return float(alpha), mean, sigma_l, sigma_r
+
+
+def aggd_fit(x: np.ndarray) -> tuple[float, float, float, float]:
+    """Asymmetric generalised Gaussian fit of any array: (alpha, mean, sigma_left, sigma_right)."""
+    return aggd_from_sums(aggd_sums(x))
 
 
 def scale_features(gray: np.ndarray) -> list[float]:
-    m = mscn(gray)
-    pairs = (m[:, :-1] * m[:, 1:], m[:-1, :] * m[1:, :], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:])
-    alpha, _, sigma_l, sigma_r = aggd_fit(m)
+    """The 18 features of one scale: the fit of the MSCN map, then of its products with the
+    right, lower and two diagonal neighbours; the sums of all five come from one compiled pass."""
+    from mfhq.models import brisque_kernels as kernels
+
+    sums = kernels.orientation_stats(mscn(gray))
+    alpha, _, sigma_l, sigma_r = aggd_from_sums(sums[kernels.MSCN])
     features = [alpha, (sigma_l**2 + sigma_r**2) / 2]
-    for pair in pairs:
-        alpha, mean, sigma_l, sigma_r = aggd_fit(pair)
+    for row in (kernels.HORIZONTAL, kernels.VERTICAL, kernels.MAIN_DIAGONAL, kernels.ANTI_DIAGONAL):
+        alpha, mean, sigma_l, sigma_r = aggd_from_sums(sums[row])
         features += [alpha, mean, sigma_l**2, sigma_r**2]
     return features
 
@@ -147,6 +155,11 @@ class BrisqueQuality(Backend):
             params = pickle.load(handle)
         self._min = np.array([float(v) for v in params["min_"]])
         self._max = np.array([float(v) for v in params["max_"]])
+        # Import numba and compile (or load from its cache) the kernels for both dtypes here, once
+        # per worker, so none of it lands in the first clip's stage time.
+        tiny = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        for dtype in (np.float32, np.float64):
+            brisque_features(tiny, dtype)
 
     def raw_score(self, bgr: np.ndarray, dtype=np.float32) -> float:
         """The BRISQUE score itself: 0 pristine, ~100 badly distorted (dtype: see brisque_features)."""

@@ -1,0 +1,152 @@
+"""Compiled BRISQUE pieces (numba, one thread): the MSCN normalisation, the fused sums the
+asymmetric generalised Gaussian fit needs, and its shape parameter's root.
+
+The fit of one orientation needs only four numbers: how many values are negative, the sum of
+squares of the negative ones, the sum of all squares and the sum of absolute values. One pass
+over two rows at a time gives them for the MSCN map and its four neighbour products at once, so
+the products are never stored (the numpy formulation wrote and re-read five arrays of the crop's
+size, and ran five passes over each). Sums are float64 whatever the image dtype: a float32
+product of two float32 values is exact in float64, and the sums keep ~1e-13 relative accuracy.
+"""
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+from numba import njit
+
+log = logging.getLogger(__name__)
+
+
+def _compiled(**flags):
+    """njit with an on-disk cache where one can be written. numba looks beside the source, then
+    in NUMBA_CACHE_DIR / the user's cache directory; where neither is writable (a read-only
+    install with a read-only home) it refuses `cache=True` at decoration, so compile per process
+    instead (the backend's load() warms the kernels up, so that never lands in stage time)."""
+
+    def wrap(func):
+        try:
+            return njit(cache=True, **flags)(func)
+        except RuntimeError as error:  # "cannot cache function ...: no locator available"
+            log.warning("numba cannot cache %s (%s); compiling it in each process", func.__name__, error)
+            return njit(**flags)(func)
+
+    return wrap
+
+
+@_compiled()
+def mscn_into(gray, mean, mean_sq, c, out):
+    """out = (gray - mean) / (sqrt(|mean^2 - mean_sq|) + c), elementwise in the arrays' dtype with
+    numpy's order of operations (so numpy's result bit for bit, in one pass instead of seven)."""
+    for i in range(gray.shape[0]):
+        for j in range(gray.shape[1]):
+            mu = mean[i, j]
+            deviation = np.sqrt(np.abs(mu * mu - mean_sq[i, j]))
+            out[i, j] = (gray[i, j] - mu) / (deviation + c)
+
+
+# Rows of the statistics table, one per orientation, in `scale_features`' order.
+MSCN, HORIZONTAL, VERTICAL, MAIN_DIAGONAL, ANTI_DIAGONAL = range(5)
+N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM = range(5)
+
+
+@njit(cache=True, inline="always")
+def _accumulate(a, b, stats, row):
+    """Add the sums of x = a * b (float64) to stats[row]. Inlined into orientation_stats, whose
+    `reassoc` lets LLVM keep the four sums in vector lanes: the same sums to float64 rounding,
+    in a different order."""
+    n_left = 0
+    left_sq = 0.0
+    total_sq = 0.0
+    abs_sum = 0.0
+    for j in range(a.shape[0]):
+        x = np.float64(a[j]) * np.float64(b[j])
+        square = x * x
+        negative = x < 0.0
+        n_left += 1 if negative else 0
+        left_sq += square if negative else 0.0
+        total_sq += square
+        abs_sum += abs(x)
+    stats[row, N] += a.shape[0]
+    stats[row, N_LEFT] += n_left
+    stats[row, LEFT_SQ] += left_sq
+    stats[row, TOTAL_SQ] += total_sq
+    stats[row, ABS_SUM] += abs_sum
+
+
+@njit(cache=True, inline="always")
+def _accumulate_values(a, stats, row):
+    n_left = 0
+    left_sq = 0.0
+    total_sq = 0.0
+    abs_sum = 0.0
+    for j in range(a.shape[0]):
+        x = np.float64(a[j])
+        square = x * x
+        negative = x < 0.0
+        n_left += 1 if negative else 0
+        left_sq += square if negative else 0.0
+        total_sq += square
+        abs_sum += abs(x)
+    stats[row, N] += a.shape[0]
+    stats[row, N_LEFT] += n_left
+    stats[row, LEFT_SQ] += left_sq
+    stats[row, TOTAL_SQ] += total_sq
+    stats[row, ABS_SUM] += abs_sum
+
+
+@_compiled(fastmath={"reassoc"})
+def orientation_stats(m):
+    """[5 orientations, 5 sums] (N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM) of the MSCN map m and of
+    its products with the right, lower, lower-right and (anti-diagonal) lower-left neighbours,
+    i.e. of m, m[:, :-1] * m[:, 1:], m[:-1] * m[1:], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]."""
+    stats = np.zeros((5, 5))
+    h, w = m.shape
+    for i in range(h):
+        top = m[i]
+        _accumulate_values(top, stats, MSCN)
+        _accumulate(top[:-1], top[1:], stats, HORIZONTAL)
+        if i + 1 < h:
+            below = m[i + 1]
+            _accumulate(top, below, stats, VERTICAL)
+            _accumulate(top[:-1], below[1:], stats, MAIN_DIAGONAL)
+            _accumulate(below[:-1], top[1:], stats, ANTI_DIAGONAL)
+    return stats
+
+
+@njit(cache=True)
+def digamma(x):
+    """psi(x) for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then the
+    asymptotic series (truncation error below 2e-14 there)."""
+    result = 0.0
+    while x < 10.0:
+        result -= 1.0 / x
+        x += 1.0
+    f = 1.0 / (x * x)
+    series = f * (1 / 12 - f * (1 / 120 - f * (1 / 252 - f * (1 / 240 - f * (1 / 132)))))
+    return result + math.log(x) - 0.5 / x - series
+
+
+@njit(cache=True)
+def newton_alpha(big_r):
+    """The shape alpha with gamma(2/a)^2 / (gamma(1/a) gamma(3/a)) = big_r, by Newton's method on
+    the log of that ratio with its exact derivative, from the reference's start 0.2; NaN where it
+    does not settle (no root: big_r outside (0, 0.75); the caller then asks scipy)."""
+    if not big_r > 0.0:
+        return np.nan
+    target = math.log(big_r)
+    alpha = 0.2
+    for _ in range(60):
+        a1, a2, a3 = 1.0 / alpha, 2.0 / alpha, 3.0 / alpha
+        value = 2.0 * math.lgamma(a2) - math.lgamma(a1) - math.lgamma(a3) - target
+        slope = -(4.0 * digamma(a2) - digamma(a1) - 3.0 * digamma(a3)) / (alpha * alpha)
+        if not (np.isfinite(value) and np.isfinite(slope)) or slope == 0.0:
+            return np.nan
+        new = alpha - value / slope
+        if new <= 0.0:  # damped where a full step would leave alpha's domain (alpha > 0)
+            new = alpha / 2.0
+        if abs(new - alpha) <= 1e-12 * max(alpha, 1.0):
+            return new
+        alpha = new
+    return np.nan
