@@ -19,17 +19,24 @@ from numba import njit
 log = logging.getLogger(__name__)
 
 
+_uncached: list[str] = []
+
+
 def _compiled(**flags):
-    """njit with an on-disk cache where one can be written. numba looks beside the source, then
-    in NUMBA_CACHE_DIR / the user's cache directory; where neither is writable (a read-only
-    install with a read-only home) it refuses `cache=True` at decoration, so compile per process
-    instead (the backend's load() warms the kernels up, so that never lands in stage time)."""
+    """njit with an on-disk cache where one can be written. numba looks beside the source, then in
+    NUMBA_CACHE_DIR or the user's cache directory (~/.cache/numba); where none is writable (a
+    read-only install with a read-only home) it refuses `cache=True` at decoration. Then compile
+    in each process instead (~6 s in the backend's load(), never in stage time): set
+    NUMBA_CACHE_DIR to a writable directory to avoid that."""
 
     def wrap(func):
         try:
             return njit(cache=True, **flags)(func)
-        except RuntimeError as error:  # "cannot cache function ...: no locator available"
-            log.warning("numba cannot cache %s (%s); compiling it in each process", func.__name__, error)
+        except RuntimeError as error:  # "cannot cache function ...: no locator available ..."
+            if not _uncached:
+                log.warning("numba cannot cache the BRISQUE kernels (%s); compiling them in each process "
+                            "(set NUMBA_CACHE_DIR to a writable directory to keep them)", error)
+            _uncached.append(func.__name__)
             return njit(**flags)(func)
 
     return wrap
@@ -52,7 +59,7 @@ MSCN, HORIZONTAL, VERTICAL, MAIN_DIAGONAL, ANTI_DIAGONAL = range(5)
 N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM = range(5)
 
 
-@njit(cache=True, inline="always")
+@_compiled(inline="always")
 def _accumulate(a, b, stats, row):
     """Add the sums of x = a * b (float64) to stats[row]. Inlined into orientation_stats, whose
     `reassoc` lets LLVM keep the four sums in vector lanes: the same sums to float64 rounding,
@@ -76,7 +83,7 @@ def _accumulate(a, b, stats, row):
     stats[row, ABS_SUM] += abs_sum
 
 
-@njit(cache=True, inline="always")
+@_compiled(inline="always")
 def _accumulate_values(a, stats, row):
     n_left = 0
     left_sq = 0.0
@@ -116,7 +123,7 @@ def orientation_stats(m):
     return stats
 
 
-@njit(cache=True)
+@_compiled()
 def digamma(x):
     """psi(x) for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then the
     asymptotic series (truncation error below 2e-14 there)."""
@@ -129,7 +136,7 @@ def digamma(x):
     return result + math.log(x) - 0.5 / x - series
 
 
-@njit(cache=True)
+@_compiled()
 def newton_alpha(big_r):
     """The shape alpha with gamma(2/a)^2 / (gamma(1/a) gamma(3/a)) = big_r, by Newton's method on
     the log of that ratio with its exact derivative, from the reference's start 0.2; NaN where it
