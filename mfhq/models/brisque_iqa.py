@@ -163,7 +163,10 @@ class BrisqueQuality(Backend):
 
     def raw_score(self, bgr: np.ndarray, dtype=np.float32) -> float:
         """The BRISQUE score itself: 0 pristine, ~100 badly distorted (dtype: see brisque_features)."""
-        features = brisque_features(bgr, dtype)
+        return self.predict(brisque_features(bgr, dtype))
+
+    def predict(self, features: np.ndarray) -> float:
+        """The SVM's BRISQUE score of the 36 features."""
         scaled = -1 + 2.0 / (self._max - self._min) * (features - self._min)
         nodes, _ = self._svmutil.gen_svm_nodearray([float(v) for v in scaled], isKernel=False)
         estimates = (self._svmutil.c_double * 1)()
