@@ -165,13 +165,13 @@ class BrisqueQuality(Backend):
         # Import numba and compile (or load from its cache) the kernels for both dtypes here, once
         # per worker, so none of it lands in the first clip's stage time. scipy is not imported:
         # its root finder is only the fallback for maps with no root (none on real crops).
-        # OpenCV's first filter calls cost ~5 ms more: one small crop takes them here too.
+        # OpenCV's and libsvm's first calls cost ~5 ms more: one crop-sized texture takes them here.
         from mfhq.models import brisque_kernels
 
         brisque_kernels.warm_up()
-        y, x = np.mgrid[:32, :32]
-        texture = 128 + 60 * np.sin(x / 3.0) * np.cos(y / 5.0) + 2 * x
-        brisque_features(np.repeat(texture[..., None], 3, axis=2).astype(np.uint8))
+        y, x = np.mgrid[:448, :448]
+        texture = 128 + 60 * np.sin(x / 3.0) * np.cos(y / 5.0) + x / 8
+        self.raw_score(np.repeat(texture[..., None], 3, axis=2).astype(np.uint8))
 
     def raw_score(self, bgr: np.ndarray, dtype=np.float32) -> float:
         """The BRISQUE score itself: 0 pristine, ~100 badly distorted (dtype: see brisque_features)."""
