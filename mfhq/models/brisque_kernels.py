@@ -77,7 +77,8 @@ def mscn_filtered(gray, kernel, c, out):
         for j in range(w):
             g0, g1, g2, g3, g4, g5, g6 = r0[j], r1[j], r2[j], r3[j], r4[j], r5[j], r6[j]
             v_mean[j + 3] = k0 * (g0 + g6) + k1 * (g1 + g5) + k2 * (g2 + g4) + k3 * g3
-            v_sq[j + 3] = k0 * (g0 * g0 + g6 * g6) + k1 * (g1 * g1 + g5 * g5) + k2 * (g2 * g2 + g4 * g4) + k3 * (g3 * g3)
+            v_sq[j + 3] = k0 * (g0 * g0 + g6 * g6) + k1 * (g1 * g1 + g5 * g5) \
+                + k2 * (g2 * g2 + g4 * g4) + k3 * (g3 * g3)
         for j in range(w):
             mu = k0 * (v_mean[j] + v_mean[j + 6]) + k1 * (v_mean[j + 1] + v_mean[j + 5]) \
                 + k2 * (v_mean[j + 2] + v_mean[j + 4]) + k3 * v_mean[j + 3]
