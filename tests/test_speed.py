@@ -254,6 +254,22 @@ def test_brisque_score_is_the_plain_computations_score_on_the_samples_crops(samp
         assert (fast[1:8:2] > fast[0:8:2]).all()  # blurred is worse
 
 
+def test_brisque_kernels_compile_where_numba_cannot_cache(monkeypatch, caplog):
+    """A read-only install with a read-only home leaves numba no cache locator, and it refuses
+    `cache=True` at decoration: the kernels then compile without a cache, with one warning."""
+    from numba.core import caching
+
+    from mfhq.models import brisque_kernels as kernels
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # what numba finds there
+    monkeypatch.setattr(kernels, "_uncached", [])
+    with caplog.at_level("WARNING", logger=kernels.__name__):
+        twice = kernels._compiled()(lambda x: 2 * x)
+        plus = kernels._compiled(error_model="numpy")(lambda x: x + 1)
+    assert (twice(3), plus(3)) == (6, 4)
+    assert len(caplog.records) == 1 and "NUMBA_CACHE_DIR" in caplog.text
+
+
 def test_compiled_alpha_finds_scipys_root_and_falls_back_where_there_is_none():
     from scipy import optimize, special
 

@@ -1,5 +1,6 @@
-"""Compiled BRISQUE pieces (numba, one thread): the MSCN normalisation, the fused sums the
-asymmetric generalised Gaussian fit needs, and its shape parameter's root.
+"""Compiled BRISQUE pieces (numba, one thread): the MSCN map (filtered and normalised in one
+pass for float32; normalised after OpenCV's filters for float64), the fused sums the asymmetric
+generalised Gaussian fit needs, and its shape parameter's root.
 
 The fit of one orientation needs only four numbers: how many values are negative, the sum of
 squares of the negative ones, the sum of all squares and the sum of absolute values. One pass
