@@ -5,8 +5,8 @@ The package's own scorer breaks on numpy 2 and convolves in pure scipy, so we co
 checked against it in the tests) and feed its SVM through libsvm; in float32 by default, which
 moves the score by under 0.1 point (see `brisque_features`). BRISQUE says 0 for pristine
 and ~100 for badly distorted images; we report quality = 1 - score/100, clipped to [0, 1].
-The per-pixel work runs in numba kernels (`brisque_kernels`: ~1.7 ms a 448 px crop on one core,
-~4x less than the numpy formulation), compiled or loaded from numba's cache in `load()`.
+The per-pixel work runs in numba kernels (`brisque_kernels`: ~1.7-2 ms a 448 px crop on one
+core, ~3.7x less than the numpy formulation), compiled or loaded from numba's cache in `load()`.
 """
 from __future__ import annotations
 
@@ -135,10 +135,10 @@ _GRAY_BGR = np.array([0.0721, 0.7154, 0.2125]) / 255.0
 
 def brisque_features(bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
     """The 36 features. The reference computes in float64; float32 images (the default) make
-    the features ~3-4x faster on a 448 crop (~1.4 ms, the filters ~5x) and move the BRISQUE score by under 0.1 of its
-    0-100 scale (~0.005 measured; 0.001 of quality; tests/test_speed.py), far below what
-    separates a sharp face from a blurred one. float64 gives the reference's features (tests).
-    The fit's sums are float64 in both."""
+    the features ~3x faster on a 448 crop (~1.4 ms; the filters ~5x) and move the BRISQUE
+    score by under 0.1 of its 0-100 scale (~0.005 measured; 0.001 of quality;
+    tests/test_speed.py), far below what separates a sharp face from a blurred one. float64
+    gives the reference's features (tests). The fit's sums are float64 in both."""
     import cv2
 
     # skimage's rgb2gray weights (the reference implementation's conversion), on BGR with the
