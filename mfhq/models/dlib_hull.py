@@ -39,10 +39,9 @@ class DlibHullParsing(Backend):
     weight_files = (SHAPE_68,)
 
     def load(self) -> None:
-        import dlib
-
-        self._dlib = dlib
-        self._predictor = dlib.shape_predictor(str(self.paths[SHAPE_68.name]))
+        # The predictor (~100 MB in memory, ~1 s to read) is read on first use only: with the
+        # yunet-dlib68 detector every face arrives with its 68 points and it is never needed.
+        self._predictor = None
 
     # The detector's 68 points (mapped into each crop) are taken where it found them: the same
     # predictor at source resolution, so running it again on the crop (~6 ms) adds nothing.
@@ -79,7 +78,11 @@ class DlibHullParsing(Backend):
         span = max(np.linalg.norm(points[1] - points[0]) * 2.1, np.linalg.norm(mouth_mid - eye_mid) * 2.6)
         centre = (eye_mid + mouth_mid) / 2
         x1, y1 = centre - span / 2
-        rect = self._dlib.rectangle(int(x1), int(y1), int(x1 + span), int(y1 + span))
+        import dlib
+
+        if self._predictor is None:
+            self._predictor = dlib.shape_predictor(str(self.paths[SHAPE_68.name]))
+        rect = dlib.rectangle(int(x1), int(y1), int(x1 + span), int(y1 + span))
         rgb = np.ascontiguousarray(crop[..., ::-1])
         shape = self._predictor(rgb, rect)
         return np.array([[p.x, p.y] for p in shape.parts()], np.float64)
