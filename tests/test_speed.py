@@ -388,6 +388,9 @@ def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path)
     assert {"decode", "detect", "embed", "quality"} <= set(result["stages"])
     assert result["stages"]["detect"]["ms_per_face"] > 0
     assert 0 < result["ratio_stage_time"] and 0 < result["ratio_wall"]
+    before, after = result["decode_only"]["wall_s_before_and_after"]
+    assert before > 0 and after > 0
+    assert result["decode_only"]["wall_s"] == pytest.approx((before + after) / 2, abs=2e-3)
     assert result["peak_rss_worker_mib"] > 100
 
 
