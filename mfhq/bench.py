@@ -7,12 +7,14 @@ than absolute numbers. Two ratios are reported:
   * wall: extract clip-seconds/s with N workers over decode-only with N processes, start-up
     and model loading included (short benchmarks understate it).
 Per stage, the seconds are also given per sampled frame and per detected face. Peak RSS per
-worker is the largest resident set of any worker process (extract runs before decode-only, so
-decode-only's processes cannot raise it).
+worker is the largest resident set of extract's worker processes (read as extract ends; a
+decode-only process holds far less, so the first pass cannot mask it).
+Decode-only runs before and after extract; the ratios use the mean of the two.
 """
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import resource
 import shutil
 import time
@@ -32,13 +34,14 @@ def _videos(root: Path) -> list[Path]:
                   and p.is_file() and p.stat().st_size and not p.name.startswith("."))
 
 
-def _decode_one(args) -> tuple[float, int, float]:
-    """Decode one clip's sampled frames: (seconds, frames, clip seconds)."""
+def _decode_one(args) -> tuple[float, float, int, float]:
+    """Decode one clip's sampled frames: (start, end on the system's monotonic clock, frames,
+    clip seconds)."""
     path, decode_cfg = args
     from mfhq.models.runtime import limit_threads
 
     limit_threads()
-    started, frames, clip_seconds = time.perf_counter(), 0, 0.0
+    started, frames, clip_seconds = time.monotonic(), 0, 0.0
     decoder = ClipDecoder(decode_cfg)
     try:
         info = decoder.open(path)
@@ -49,21 +52,27 @@ def _decode_one(args) -> tuple[float, int, float]:
         pass
     finally:
         decoder.close()
-    return time.perf_counter() - started, frames, clip_seconds
+    return started, time.monotonic(), frames, clip_seconds
 
 
 def decode_only(videos: list[Path], cfg: PipelineConfig, workers: int = 1) -> dict:
-    """Decode the sampled frames of every clip, in `workers` processes (1: this process)."""
+    """Decode the sampled frames of every clip, in `workers` processes (1: this process).
+
+    The processes are spawned, not forked (a fork of this process, whose libraries may hold
+    locks in their own threads, can hang: it did after --make-clips), and the wall time runs
+    from the first clip's start to the last clip's end on the system's monotonic clock, so the
+    processes' start-up is not counted against decoding."""
     jobs = [(path, cfg.decode) for path in videos]
-    started = time.perf_counter()
     if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
             results = list(pool.map(_decode_one, jobs))
     else:
         results = [_decode_one(job) for job in jobs]
-    wall = time.perf_counter() - started
-    return {"wall_s": wall, "busy_s": sum(r[0] for r in results), "frames": sum(r[1] for r in results),
-            "clip_seconds": sum(r[2] for r in results)}
+    if not results:
+        return {"wall_s": 0.0, "busy_s": 0.0, "frames": 0, "clip_seconds": 0.0}
+    return {"wall_s": max(r[1] for r in results) - min(r[0] for r in results),
+            "busy_s": sum(r[1] - r[0] for r in results), "frames": sum(r[2] for r in results),
+            "clip_seconds": sum(r[3] for r in results)}
 
 
 def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> dict:
