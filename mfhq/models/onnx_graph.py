@@ -72,4 +72,7 @@ def with_free_image_size(model, height: str = "height", width: str = "width"):
     for output in model.graph.output:
         for dim in output.type.tensor_type.shape.dim:
             dim.dim_param = "?"
+    # The exporter's intermediate shapes are those of 640x640: stale for any other size (each run
+    # then logged a mismatch per output); onnxruntime infers them again.
+    del model.graph.value_info[:]
     return model
