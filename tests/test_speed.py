@@ -321,20 +321,22 @@ def test_brisque_score_is_the_plain_computations_score_on_the_samples_crops(samp
         assert (fast[1:8:2] > fast[0:8:2]).all()  # blurred is worse
 
 
-def test_brisque_kernels_compile_where_numba_cannot_cache(monkeypatch, caplog):
+def test_kernels_compile_where_numba_cannot_cache(monkeypatch, caplog):
     """A read-only install with a read-only home leaves numba no cache locator, and it refuses
-    `cache=True` at decoration: the kernels then compile without a cache, with one warning."""
+    `cache=True` at decoration: `mfhq.compiled` (used by the BRISQUE and curation kernels) then
+    compiles without a cache, with one warning."""
     from numba.core import caching
 
-    from mfhq.models import brisque_kernels as kernels
+    from mfhq import compiled
 
     monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])  # what numba finds there
-    monkeypatch.setattr(kernels, "_uncached", [])
-    with caplog.at_level("WARNING", logger=kernels.__name__):
-        twice = kernels._compiled()(lambda x: 2 * x)
-        plus = kernels._compiled(error_model="numpy")(lambda x: x + 1)
+    monkeypatch.setattr(compiled, "uncached", [])
+    with caplog.at_level("WARNING", logger=compiled.__name__):
+        twice = compiled.compiled()(lambda x: 2 * x)
+        plus = compiled.compiled(error_model="numpy")(lambda x: x + 1)
     assert (twice(3), plus(3)) == (6, 4)
     assert len(caplog.records) == 1 and "NUMBA_CACHE_DIR" in caplog.text
+    assert len(compiled.uncached) == 2
 
 
 def test_compiled_alpha_finds_scipys_root_and_falls_back_where_there_is_none():

@@ -12,12 +12,14 @@ draw does not depend on how faces are batched.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
+
+from mfhq.compiled import compiled
 
 _FAR = np.float32(1e15)  # unused centroids (identities with fewer than K faces) sit here
 
 
-@njit(cache=True, inline="always")
+@compiled(inline="always")
 def _uniform(seed_mix: np.uint64, ordinal: np.int64, step: np.uint64) -> float:
     """Uniform (0, 1]: splitmix64 of (seed, ordinal, step)."""
     x = np.uint64(ordinal) * np.uint64(0x9E3779B97F4A7C15)
@@ -31,7 +33,7 @@ def _uniform(seed_mix: np.uint64, ordinal: np.int64, step: np.uint64) -> float:
     return (float(np.int64(x >> np.uint64(11))) + 1.0) / 9007199254740992.0  # 2**53
 
 
-@njit(cache=True, error_model="numpy")
+@compiled(error_model="numpy")
 def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, us, dist, sums, counts):
     """k-means of rows lo:hi into labels[lo:hi]. cent [3, k], d2 [n], us [n], dist [k], sums [k, 3]
     and counts [k] are scratch.
@@ -97,7 +99,7 @@ def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, us
                     cent[d, j] = np.float32(sums[j, d] / counts[j])
 
 
-@njit(cache=True)
+@compiled()
 def _select_one(pose, quality, lo, hi, k, per_id, labels, out_index, out_rank, rep, rep_q, mind, taken):
     """Best-quality face per pose cluster, then `per_id` of them spread by farthest-point.
 
@@ -156,7 +158,7 @@ def _select_one(pose, quality, lo, hi, k, per_id, labels, out_index, out_rank, r
     return got
 
 
-@njit(cache=True, parallel=True)
+@compiled(parallel=True)
 def select_all(pose, quality, starts, k, per_id, iters, seed_mix, ordinal0):
     """Every identity: (labels [n], chosen [m, per_id] rows or -1, rank [m, per_id]).
 

@@ -11,39 +11,14 @@ product of two float32 values is exact in float64, and the sums keep ~1e-13 rela
 """
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
-from numba import njit
 
-log = logging.getLogger(__name__)
-
-
-_uncached: list[str] = []
+from mfhq.compiled import compiled
 
 
-def _compiled(**flags):
-    """njit with an on-disk cache where one can be written. numba looks beside the source, then in
-    NUMBA_CACHE_DIR or the user's cache directory (~/.cache/numba); where none is writable (a
-    read-only install with a read-only home) it refuses `cache=True` at decoration. Then compile
-    in each process instead (~6 s in the backend's load(), never in stage time): set
-    NUMBA_CACHE_DIR to a writable directory to avoid that."""
-
-    def wrap(func):
-        try:
-            return njit(cache=True, **flags)(func)
-        except RuntimeError as error:  # "cannot cache function ...: no locator available ..."
-            if not _uncached:
-                log.warning("numba cannot cache the BRISQUE kernels (%s); compiling them in each process "
-                            "(set NUMBA_CACHE_DIR to a writable directory to keep them)", error)
-            _uncached.append(func.__name__)
-            return njit(**flags)(func)
-
-    return wrap
-
-
-@_compiled(error_model="numpy")
+@compiled(error_model="numpy")
 def mscn_into(gray, mean, mean_sq, c, out):
     """out = (gray - mean) / (sqrt(|mean^2 - mean_sq|) + c), elementwise in the arrays' dtype with
     numpy's order of operations (so numpy's result bit for bit, in one pass instead of seven).
@@ -55,7 +30,7 @@ def mscn_into(gray, mean, mean_sq, c, out):
             out[i, j] = (gray[i, j] - mu) / (deviation + c)
 
 
-@_compiled(error_model="numpy")
+@compiled(error_model="numpy")
 def mscn_filtered(gray, kernel, c, out):
     """mscn_into with the local mean and mean square computed here too: the 7-tap symmetric
     Gaussian `kernel` in both directions with zero padding, in the image's dtype, one pass over
@@ -94,7 +69,7 @@ MSCN, HORIZONTAL, VERTICAL, MAIN_DIAGONAL, ANTI_DIAGONAL = range(5)
 N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM = range(5)
 
 
-@_compiled(inline="always")
+@compiled(inline="always")
 def _accumulate(a, b, stats, row):
     """Add the sums of x = a * b (float64) to stats[row]. Inlined into orientation_stats, whose
     `reassoc` lets LLVM keep the four sums in vector lanes: the same sums to float64 rounding,
@@ -118,7 +93,7 @@ def _accumulate(a, b, stats, row):
     stats[row, ABS_SUM] += abs_sum
 
 
-@_compiled(inline="always")
+@compiled(inline="always")
 def _accumulate_values(a, stats, row):
     n_left = 0
     left_sq = 0.0
@@ -139,7 +114,7 @@ def _accumulate_values(a, stats, row):
     stats[row, ABS_SUM] += abs_sum
 
 
-@_compiled(fastmath={"reassoc"})
+@compiled(fastmath={"reassoc"})
 def orientation_stats(m):
     """[5 orientations, 5 sums] (N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM) of the MSCN map m and of
     its products with the right, lower, lower-right and (anti-diagonal) lower-left neighbours,
@@ -158,7 +133,7 @@ def orientation_stats(m):
     return stats
 
 
-@_compiled()
+@compiled()
 def digamma(x):
     """psi(x) for x > 0: the recurrence psi(x) = psi(x + 1) - 1/x up to x >= 10, then the
     asymptotic series (truncation error below 2e-14 there)."""
@@ -171,7 +146,7 @@ def digamma(x):
     return result + math.log(x) - 0.5 / x - series
 
 
-@_compiled()
+@compiled()
 def newton_alpha(big_r):
     """The shape alpha with gamma(2/a)^2 / (gamma(1/a) gamma(3/a)) = big_r, by Newton's method on
     the log of that ratio with its exact derivative, from the reference's start 0.2; NaN where it
