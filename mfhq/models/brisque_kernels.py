@@ -93,27 +93,6 @@ def _accumulate(a, b, stats, row):
     stats[row, ABS_SUM] += abs_sum
 
 
-@compiled(inline="always")
-def _accumulate_values(a, stats, row):
-    n_left = 0
-    left_sq = 0.0
-    total_sq = 0.0
-    abs_sum = 0.0
-    for j in range(a.shape[0]):
-        x = np.float64(a[j])
-        square = x * x
-        negative = x < 0.0
-        n_left += 1 if negative else 0
-        left_sq += square if negative else 0.0
-        total_sq += square
-        abs_sum += abs(x)
-    stats[row, N] += a.shape[0]
-    stats[row, N_LEFT] += n_left
-    stats[row, LEFT_SQ] += left_sq
-    stats[row, TOTAL_SQ] += total_sq
-    stats[row, ABS_SUM] += abs_sum
-
-
 @compiled(fastmath={"reassoc"})
 def orientation_stats(m):
     """[5 orientations, 5 sums] (N, N_LEFT, LEFT_SQ, TOTAL_SQ, ABS_SUM) of the MSCN map m and of
@@ -121,9 +100,10 @@ def orientation_stats(m):
     i.e. of m, m[:, :-1] * m[:, 1:], m[:-1] * m[1:], m[:-1, :-1] * m[1:, 1:], m[1:, :-1] * m[:-1, 1:]."""
     stats = np.zeros((5, 5))
     h, w = m.shape
+    ones = np.ones(w, m.dtype)  # the map itself as a product with 1 (exact)
     for i in range(h):
         top = m[i]
-        _accumulate_values(top, stats, MSCN)
+        _accumulate(top, ones, stats, MSCN)
         _accumulate(top[:-1], top[1:], stats, HORIZONTAL)
         if i + 1 < h:
             below = m[i + 1]
