@@ -277,8 +277,9 @@ def _embedding_frame(batch: FaceBatch, face: int) -> int | None:
     frame, or an earlier/later frame of the same track with embed.every > 1)."""
     if batch.embeddings is None:
         return None
-    source = face if batch.embedded_from is None else int(batch.embedded_from[face])
-    return int(batch.frame_indices[batch.frame_pos[source]])
+    if batch.embedding_frames is not None:
+        return int(batch.embedding_frames[face])
+    return int(batch.frame_indices[batch.frame_pos[face]])
 
 
 def _num(value) -> float | None:

@@ -18,11 +18,12 @@ from mfhq.config import load_pipeline
 from mfhq.pipeline import ClipProcessor
 from mfhq.records import Clip
 
-N = 60  # frames at 25 fps: 12 sampled frames at the preset's 5 fps, one chunk of 16
+N = 60  # frames at 25 fps: 12 sampled frames at the preset's 5 fps, one chunk of 16 (or 3 of 5)
 A, B = sample._PERSON_A, sample._PERSON_C
 
 # Who is in view per frame: (first frame, end frame, photo or None)
 PLANS = {
+    "still": [(0, N, A)],
     "cut": [(0, 30, A), (30, N, B)],
     "flash": [(0, 25, A), (25, 35, B), (35, N, A)],
     "leave": [(0, 25, A), (25, 35, None), (35, N, B)],
@@ -53,21 +54,28 @@ def rows(tmp_path_factory):
         _render(folder / f"{name}.mp4", plan)
         clips.append(Clip("folder", name, folder / f"{name}.mp4", name))
     out = {}
-    for every in (1, 4):
-        cfg = load_pipeline(SAMPLE_PRESET).replace(embed={"every": every})
-        processor = ClipProcessor(cfg, folder / f"run-{every}")
+    # (every, chunk frames): "4/5" cuts the 12 sampled frames into chunks of 5, 5 and 2, so runs
+    # must go on across chunk boundaries.
+    for every, chunk in ((1, 16), (4, 16), (4, 5)):
+        cfg = load_pipeline(SAMPLE_PRESET).replace(embed={"every": every}, decode={"chunk_frames": chunk})
+        processor = ClipProcessor(cfg, folder / f"run-{every}-{chunk}")
         processor.setup()
         for clip in clips:
             faces, row = processor.process(clip)
             assert row["status"] == "ok", row
-            out[clip.clip_id, every] = sorted(faces, key=lambda r: (r["frame_index"], r["face_index"]))
+            key = every if chunk == 16 else f"{every}/{chunk}"
+            out[clip.clip_id, key] = sorted(faces, key=lambda r: (r["frame_index"], r["face_index"]))
     return out
 
 
+SCHEDULES = (4, "4/5")  # every 4 in one chunk; every 4 in chunks of 5 sampled frames
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("name", sorted(PLANS))
-def test_the_schedule_keeps_the_faces_embedding_every_face_keeps(rows, name):
+def test_the_schedule_keeps_the_faces_embedding_every_face_keeps(rows, name, schedule):
     plan = PLANS[name]
-    every_face, scheduled = rows[name, 1], rows[name, 4]
+    every_face, scheduled = rows[name, 1], rows[name, schedule]
     assert [(r["frame_index"], r["kept"]) for r in scheduled] == [(r["frame_index"], r["kept"]) for r in every_face]
     # ... and those are the first person's faces, every one of them; the other's are all dropped.
     for r in scheduled:
@@ -76,10 +84,32 @@ def test_the_schedule_keeps_the_faces_embedding_every_face_keeps(rows, name):
             assert r["drop_reason"] == "other_identity"
 
 
+def test_a_run_goes_on_across_chunks_without_restarting(rows):
+    """One person all along, 12 sampled frames: in one chunk the embedder sees sampled frames 0,
+    4, 8 and 11 of the run; in chunks of 5, 5 and 2 each chunk's last face is embedded too (4
+    and 9: a chunk's rows are written before the next one is read), but no chunk starts over:
+    the faces after a boundary reuse the face before it. 5 embedder calls, not the 6 of runs
+    that restart at every chunk (0, 4 | 5, 9 | 10, 11)."""
+    one_chunk, chunked = rows["still", 4], rows["still", "4/5"]
+    sampled = [r["frame_index"] for r in one_chunk]
+    assert len(sampled) == 12 and [r["frame_index"] for r in chunked] == sampled
+
+    def embedded(scheduled):
+        return sorted({r["embedding_frame"] for r in scheduled})
+
+    assert embedded(one_chunk) == [sampled[k] for k in (0, 4, 8, 11)]
+    assert embedded(chunked) == [sampled[k] for k in (0, 4, 8, 9, 11)]
+    by_frame = {r["frame_index"]: r for r in chunked}
+    assert by_frame[sampled[5]]["embedding_frame"] == sampled[4]  # from the chunk before
+    assert by_frame[sampled[10]]["embedding_frame"] == sampled[9]
+    assert by_frame[sampled[5]]["embedding"] == by_frame[sampled[4]]["embedding"]
+
+
+@pytest.mark.parametrize("schedule", SCHEDULES)
 @pytest.mark.parametrize("name", sorted(PLANS))
-def test_a_reused_embedding_comes_from_the_same_person_and_is_recorded(rows, name):
+def test_a_reused_embedding_comes_from_the_same_person_and_is_recorded(rows, name, schedule):
     plan = PLANS[name]
-    scheduled = rows[name, 4]
+    scheduled = rows[name, schedule]
     by_frame = {r["frame_index"]: r for r in scheduled}
     reused = [r for r in scheduled if r["embedding_frame"] != r["frame_index"]]
     assert reused, "the schedule saved no embedder call on a clip of long one-face stretches"

@@ -28,6 +28,8 @@ class ClipState:
     verified_iou_sum: float = 0.0
     verified_nme_sum: float = 0.0
     verified_matched: int = 0            # checked frames where the detector found a face at all
+    # The embedding schedule's run into the next chunk (embed_schedule.Tail), or None.
+    embed_tail: object = None
 
 
 @dataclass
@@ -45,7 +47,9 @@ class FaceBatch:
     scores: np.ndarray = None        # [F]
     embeddings: np.ndarray = None    # [F, D]
     embedded_from: np.ndarray = None # [F] the face whose embedder output each face holds (itself, or
-                                     # a face of the same track: embed.every > 1); None: itself
+                                     # a face of the same track: embed.every > 1; -1: the previous
+                                     # chunk's last face); None: itself
+    embedding_frames: np.ndarray = None  # [F] the video frame index of that face
     similarity: np.ndarray = None    # [F]
     transforms: np.ndarray = None    # [F, 2, 3] source -> crop
     face_size: np.ndarray = None     # [F]

@@ -8,7 +8,7 @@ from mfhq.config import DetectConfig, EmbedConfig
 from mfhq.models import create_backend
 from mfhq.models.registry import Detections
 from mfhq.stages.base import FaceBatch, Stage
-from mfhq.stages.embed_schedule import first_pass, second_pass
+from mfhq.stages.embed_schedule import VIRTUAL, chunk_tail, first_pass, second_pass
 from mfhq.stages.identity import box_iou
 
 
@@ -113,7 +113,8 @@ class EmbedStage(Stage):
     """The identity embedding of every face, on a 112 px ArcFace-aligned crop: by the embedder,
     or with `every` > 1 copied along a run of one tracked face (see `embed_schedule`).
     `batch.embedded_from[i]` is the face whose embedder output face i holds (i itself when it
-    went through the embedder)."""
+    went through the embedder, VIRTUAL for the previous chunk's last face), and
+    `batch.embedding_frames[i]` that face's frame in the video."""
 
     name = "embed"
 
@@ -138,21 +139,31 @@ class EmbedStage(Stage):
         crops = [np.stack([warp(b.frames[pos], similarity_transform(points, template), 112)
                            for pos, points in zip(b.frame_pos, b.landmarks)])
                  if b.n_faces else np.zeros((0, 112, 112, 3), np.uint8) for b in batches]
-        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look) for b, c in zip(batches, crops)]
+        tails = [b.state.embed_tail if cfg.every > 1 else None for b in batches]
+        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look, tail)
+                 for b, c, tail in zip(batches, crops, tails)]
         done = [np.zeros(b.n_faces, bool) for b in batches]
         self._embed(batches, crops, [now for now, _ in plans], done)
         reuses, more = [], []
-        for batch, (_, runs), mask in zip(batches, plans, done):
-            extra, reuse = second_pass(runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity)
+        for batch, (_, runs), mask, tail in zip(batches, plans, done, tails):
+            extra, reuse = second_pass(runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity, tail)
             more.append(extra)
             reuses.append(reuse)
         if any(more):
             self._embed(batches, crops, more, done)
-        for batch, reuse in zip(batches, reuses):
+        for batch, reuse, tail, batch_crops in zip(batches, reuses, tails, crops):
             batch.embedded_from = np.arange(batch.n_faces)
+            batch.embedding_frames = np.asarray(batch.frame_indices, np.int64)[batch.frame_pos]
             for face, source in reuse.items():
-                batch.embeddings[face] = batch.embeddings[source]
+                if source == VIRTUAL:  # the previous chunk's last face
+                    batch.embeddings[face] = tail.embedding
+                    batch.embedding_frames[face] = tail.frame_index
+                else:
+                    batch.embeddings[face] = batch.embeddings[source]
+                    batch.embedding_frames[face] = batch.embedding_frames[source]
                 batch.embedded_from[face] = source
+            if cfg.every > 1:
+                batch.state.embed_tail = chunk_tail(batch, batch_crops)
         return batches
 
     def _embed(self, batches: list[FaceBatch], crops: list[np.ndarray], faces: list[list[int]],
