@@ -68,8 +68,7 @@ def runs_of_one_face(batch: FaceBatch, crops: np.ndarray, track_iou: float, trac
     previous_box, previous_look = (tail.box, tail.look) if tail is not None else (None, None)
     for pos, count in enumerate(counts):
         if count != 1:
-            if len(current) > (current[:1] == [VIRTUAL]):
-                runs.append(current)
+            runs.append(current)
             current = []
             continue
         face = int(first_face[pos])
@@ -77,14 +76,13 @@ def runs_of_one_face(batch: FaceBatch, crops: np.ndarray, track_iou: float, trac
         if current:
             overlap = box_iou(np.asarray(previous_box, np.float64), box[None])[0]
             if overlap < track_iou or float(previous_look @ look) < track_look:
-                if len(current) > (current[:1] == [VIRTUAL]):
-                    runs.append(current)
+                runs.append(current)
                 current = []
         current.append(face)
         previous_box, previous_look = box, look
-    if len(current) > (current[:1] == [VIRTUAL]):
-        runs.append(current)
-    return runs
+    runs.append(current)
+    # A tail the chunk's first face does not continue is no run.
+    return [run for run in runs if run and run != [VIRTUAL]]
 
 
 def chunk_tail(batch: FaceBatch, crops: np.ndarray) -> Tail | None:
