@@ -20,8 +20,7 @@ def _expand(param: np.ndarray, values: np.ndarray, axis: int, block: int) -> np.
         return param.reshape(())
     axis = axis % values.ndim
     if block:  # blocked quantisation: one parameter per `block` elements along axis
-        param = np.repeat(param, block, axis=axis)[tuple(slice(0, n) for n in values.shape)]
-        return param
+        return np.repeat(param, block, axis=axis)[tuple(slice(0, n) for n in values.shape)]
     shape = [1] * values.ndim
     shape[axis] = -1
     return param.reshape(shape)
@@ -33,7 +32,7 @@ def fold_weight_dequantization(model):
 
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    kept_nodes, folded = [], set()
+    kept_nodes = []
     for node in graph.node:
         if node.op_type == "DequantizeLinear" and all(name in inits for name in node.input if name):
             arrays = [numpy_helper.to_array(inits[name]) if name else None for name in node.input]
@@ -41,7 +40,6 @@ def fold_weight_dequantization(model):
             zero = arrays[2] if len(arrays) > 2 else None
             value = _dequantize(arrays[0], arrays[1], zero, int(attrs.get("axis", 1)), int(attrs.get("block_size", 0)))
             graph.initializer.append(numpy_helper.from_array(value, node.output[0]))
-            folded.add(node.output[0])
             continue
         kept_nodes.append(node)
     del graph.node[:]
