@@ -165,13 +165,11 @@ class BrisqueQuality(Backend):
             params = pickle.load(handle)
         self._min = np.array([float(v) for v in params["min_"]])
         self._max = np.array([float(v) for v in params["max_"]])
-        # Import numba and compile (or load from its cache) the kernels for both dtypes here, once
-        # per worker, so none of it lands in the first clip's stage time. scipy is not imported:
-        # its root finder is only the fallback for maps with no root (none on real crops).
-        # OpenCV's and libsvm's first calls cost ~5 ms more: one crop-sized texture takes them here.
-        from mfhq.models import brisque_kernels
-
-        brisque_kernels.warm_up()
+        # Score one crop-sized texture here, once per worker: it compiles (or loads from numba's
+        # cache) the kernels extract uses (float32) and takes OpenCV's and libsvm's first-call
+        # costs, so none of it lands in the first clip's stage time. scipy is not imported: its
+        # root finder is only the fallback for maps with no root (none on real crops). The
+        # float64 path (the reference check in tests) compiles on its first call.
         y, x = np.mgrid[:448, :448]
         texture = 128 + 60 * np.sin(x / 3.0) * np.cos(y / 5.0) + x / 8
         self.raw_score(np.repeat(texture[..., None], 3, axis=2).astype(np.uint8))

@@ -148,15 +148,3 @@ def newton_alpha(big_r):
             return new
         alpha = new
     return np.nan
-
-
-def warm_up() -> None:
-    """Compile (or load from numba's cache) every kernel for float32 and float64 images, on tiny
-    inputs that need no fallback (so scipy stays unimported)."""
-    for dtype in (np.float32, np.float64):
-        ramp = np.linspace(0.1, 0.9, 16, dtype=dtype)[None].repeat(4, axis=0)
-        out = np.empty_like(ramp)
-        mscn_into(ramp, ramp, ramp * ramp, dtype(0.004), out)
-        mscn_filtered(ramp, np.full(7, 1 / 7, dtype), dtype(0.004), out)
-        orientation_stats(out)
-    newton_alpha(0.5)
