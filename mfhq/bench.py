@@ -9,7 +9,9 @@ than absolute numbers. Two ratios are reported:
 Per stage, the seconds are also given per sampled frame and per detected face. Peak RSS per
 worker is the largest resident set of extract's worker processes (read as extract ends; a
 decode-only process holds far less, so the first pass cannot mask it).
-Decode-only runs before and after extract; the ratios use the mean of the two.
+Decode-only runs before and after extract; the ratios use the mean of the two. CPU seconds are
+given beside them: with run.decode_ahead, a worker decodes on one core while its models run on
+another, so the `decode` stage is the time the models waited for frames, not decoding's cost.
 """
 from __future__ import annotations
 
@@ -34,14 +36,14 @@ def _videos(root: Path) -> list[Path]:
                   and p.is_file() and p.stat().st_size and not p.name.startswith("."))
 
 
-def _decode_one(args) -> tuple[float, float, int, float]:
+def _decode_one(args) -> tuple[float, float, int, float, float]:
     """Decode one clip's sampled frames: (start, end on the system's monotonic clock, frames,
-    clip seconds)."""
+    clip seconds, CPU seconds of the process meanwhile)."""
     path, decode_cfg = args
     from mfhq.models.runtime import limit_threads
 
     limit_threads()
-    started, frames, clip_seconds = time.monotonic(), 0, 0.0
+    started, cpu_started, frames, clip_seconds = time.monotonic(), time.process_time(), 0, 0.0
     decoder = ClipDecoder(decode_cfg)
     try:
         info = decoder.open(path)
@@ -52,7 +54,7 @@ def _decode_one(args) -> tuple[float, float, int, float]:
         pass
     finally:
         decoder.close()
-    return started, time.monotonic(), frames, clip_seconds
+    return started, time.monotonic(), frames, clip_seconds, time.process_time() - cpu_started
 
 
 def decode_only(videos: list[Path], cfg: PipelineConfig, workers: int = 1) -> dict:
@@ -69,10 +71,15 @@ def decode_only(videos: list[Path], cfg: PipelineConfig, workers: int = 1) -> di
     else:
         results = [_decode_one(job) for job in jobs]
     if not results:
-        return {"wall_s": 0.0, "busy_s": 0.0, "frames": 0, "clip_seconds": 0.0}
+        return {"wall_s": 0.0, "busy_s": 0.0, "cpu_s": 0.0, "frames": 0, "clip_seconds": 0.0}
     return {"wall_s": max(r[1] for r in results) - min(r[0] for r in results),
-            "busy_s": sum(r[1] - r[0] for r in results), "frames": sum(r[2] for r in results),
-            "clip_seconds": sum(r[3] for r in results)}
+            "busy_s": sum(r[1] - r[0] for r in results), "cpu_s": sum(r[4] for r in results),
+            "frames": sum(r[2] for r in results), "clip_seconds": sum(r[3] for r in results)}
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> dict:
@@ -82,9 +89,9 @@ def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> d
     # Decode-only runs before and after extract: a shared machine's load drifts (decode-only
     # moved by up to 40% between runs), so the ratio uses their mean and both are reported.
     dec_before = decode_only(videos, cfg, workers)
-    rss_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    rss_before, cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, _children_cpu_s()
     summary = extract("folder", root, out, run_cfg)
-    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    worker_rss, extract_cpu = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, _children_cpu_s() - cpu_before
     con = connect(out)
     frames_read, faces, kept = con.execute(
         "SELECT sum(n_frames_read), sum(n_faces_detected), sum(n_faces_kept) FROM clips").fetchall()[0]
@@ -94,19 +101,22 @@ def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> d
         "unnest(map_values(stage_seconds)) AS value FROM clips WHERE stage_seconds IS NOT NULL) GROUP BY key ORDER BY 2 DESC"
     ).fetchall()
     dec_after = decode_only(videos, cfg, workers)
-    dec = {key: (dec_before[key] + dec_after[key]) / 2 for key in ("wall_s", "busy_s")}
+    dec = {key: (dec_before[key] + dec_after[key]) / 2 for key in ("wall_s", "busy_s", "cpu_s")}
     dec.update(frames=dec_after["frames"], clip_seconds=dec_after["clip_seconds"])
     stage_s = sum(v for _, v in stage_rows)
     clip_seconds = dec["clip_seconds"]
     return {
-        "workers": workers, "clips": summary.clips, "video_seconds": round(clip_seconds, 2),
+        "workers": workers, "decode_ahead": run_cfg.run.decode_ahead, "reads_ahead": run_cfg.run.reads_ahead(),
+        "clips": summary.clips, "video_seconds": round(clip_seconds, 2),
         "sampled_frames": int(frames_read), "faces_detected": int(faces), "faces_kept": int(kept),
         "status": summary.status_counts,
         "decode_only": {"clip_s_per_s": clip_seconds / max(dec["wall_s"], 1e-9), "wall_s": dec["wall_s"],
-                        "busy_s": dec["busy_s"], "frames_per_s": dec["frames"] / max(dec["wall_s"], 1e-9),
+                        "busy_s": dec["busy_s"], "cpu_s": dec["cpu_s"], "frames_per_s": dec["frames"] / max(dec["wall_s"], 1e-9),
                         "wall_s_before_and_after": [round(dec_before["wall_s"], 3), round(dec_after["wall_s"], 3)]},
         "extract": {"clip_s_per_s": clip_seconds / max(summary.seconds, 1e-9), "wall_s": summary.seconds,
-                    "stage_s": stage_s, "frames_per_s": frames_read / max(summary.seconds, 1e-9)},
+                    "stage_s": stage_s, "frames_per_s": frames_read / max(summary.seconds, 1e-9),
+                    # the workers' CPU time, model loading included; over wall: the cores kept busy
+                    "cpu_s": extract_cpu, "cores_busy": extract_cpu / max(summary.seconds, 1e-9)},
         "ratio_stage_time": dec["busy_s"] / max(stage_s, 1e-9),
         "ratio_wall": dec["wall_s"] / max(summary.seconds, 1e-9),
         "stages": {k: {"seconds": round(v, 3), "ms_per_frame": 1000 * v / max(frames_read, 1),
@@ -129,6 +139,9 @@ def format_report(result: dict) -> list[str]:
         f"{' and '.join(f'{w:.2f}' for w in dec['wall_s_before_and_after'])} s)",
         f"extract ({n} worker{'s' if n > 1 else ''}, wall incl. start-up and model load): {ext['clip_s_per_s']:.2f} clip-s/s",
         f"ratio extract/decode-only: {result['ratio_stage_time']:.3f} (stage time), {result['ratio_wall']:.3f} (wall)",
+        f"CPU: decode-only {dec['cpu_s']:.1f} s, extract {ext['cpu_s']:.1f} s with model loading "
+        f"({ext['cores_busy']:.2f} cores busy on average; decode-ahead {'on' if result['reads_ahead'] else 'off'}, "
+        f"run.decode_ahead: {result['decode_ahead']})",
         "per stage: " + ", ".join(
             f"{k}={v['seconds']:.2f}s ({v['ms_per_frame']:.1f} ms/frame"
             + (f", {v['ms_per_face']:.1f} ms/face)" if v["ms_per_face"] is not None else ")")

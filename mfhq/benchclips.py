@@ -6,6 +6,12 @@ demo sample. The photos, their provenance and the head motion (scale, in-plane r
 translation, yaw-like perspective) are the sample's own (`mfhq.sample`); only the frame size,
 the face size and the encoder settings differ. Each clip shows one photo; clips cycle through
 the sample's photos, so identities differ between neighbouring clips.
+
+Frames are encoded as ffmpeg's command line encodes them (the sources' clips were cut and
+re-encoded with it): libx264 with frame threads, so one slice per frame, and a decoder has one
+core per stream. PyAV's own default, slice threads, writes one slice per encoder thread, which
+lets a decoder spread one stream over several cores; `slice_threads=True` keeps that for
+comparison.
 """
 from __future__ import annotations
 
@@ -78,7 +84,7 @@ def face_box(name: str, pose: sample._Pose) -> list[float]:
     return sample._face_box(name, pose, sample._CROP)
 
 
-def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int) -> dict:
+def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int, slice_threads: bool = False) -> dict:
     """Render and encode one clip; returns its entry for clips.json (ground-truth face boxes)."""
     size, face = RESOLUTIONS[resolution]
     rng = np.random.default_rng(seed)
@@ -94,6 +100,8 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
         # A keyframe every 2 s, as streaming sites encode; "fast" keeps the render quick while
         # the bit rate stays that of real footage at this size.
         stream.options = {"crf": "20", "preset": "fast", "g": str(2 * FPS)}
+        # libx264 cuts a frame into one slice per thread only when told slice threads alone.
+        stream.codec_context.thread_type = "SLICE" if slice_threads else "AUTO"
         for i in range(n_frames):
             pose = _pose(i, phases, size, face)
             pan = (int(32 + 30 * math.sin(2 * math.pi * i / 150)), int(32 + 20 * math.sin(2 * math.pi * i / 190)))
@@ -106,7 +114,8 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
             "n_frames": n_frames, "face_boxes": boxes}
 
 
-def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.0, seed: int = 0) -> list[Path]:
+def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.0, seed: int = 0,
+               slice_threads: bool = False) -> list[Path]:
     """Writes out/bench-<resolution>-<i>.mp4 (n clips) and out/clips.json; returns the video paths.
 
     Clips already there with the same settings are reused, so repeated benchmarks skip the render."""
@@ -118,14 +127,15 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "clips.json"
     index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance()}
+    wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance(),
+              "slices": "one per encoder thread" if slice_threads else "one per frame"}
     if {k: index.get(k) for k in wanted} != wanted:
         index = {**wanted, "clips": []}
     paths = []
     for i in range(n):
         path = out / f"bench-{resolution}-{i:03d}.mp4"
         if i >= len(index["clips"]) or not path.is_file():
-            entry = write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, seconds, seed * 1000 + i)
+            entry = write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, seconds, seed * 1000 + i, slice_threads)
             index["clips"] = index["clips"][:i] + [entry]
             log.info("wrote %s", path)
         paths.append(path)

@@ -156,9 +156,13 @@ def bench(
     make_clips: int = typer.Option(0, "--make-clips", help="Generate N realistic clips (one large face in head-like motion) first"),
     resolution: str = typer.Option("1080p", help="Size of generated clips: 1080p (face ~550 px) or 4k (face ~760 px)"),
     seconds: float = typer.Option(4.0, help="Length of each generated clip"),
+    slice_threads: bool = typer.Option(False, "--slice-threads", help="Encode generated clips with one slice per "
+                                       "encoder thread (PyAV's default), not one per frame as ffmpeg's command line does"),
     workers: int = typer.Option(1, help="Extract workers, and decode-only processes to compare with"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object instead of text"),
     profile: bool = typer.Option(False, help="Also run the stages in-process under pyinstrument; print the top functions"),
+    decode_ahead: Optional[bool] = typer.Option(None, "--decode-ahead/--no-decode-ahead",
+                                                help="Override the preset's run.decode_ahead (always / never)"),
 ) -> None:
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     _setup_logging(False)
@@ -172,10 +176,12 @@ def bench(
         if resolution not in RESOLUTIONS:
             _fail(f"--resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
         root = root or Path("runs/bench-clips") / resolution
-        render_clips(root, make_clips, resolution, seconds)
+        render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads)
     if root is None or not Path(root).is_dir():
         _fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
     cfg = load_pipeline(pipeline)
+    if decode_ahead is not None:
+        cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
     result = run_bench(root, cfg, out, workers)
     if profile:
         result["profile_top"] = [[name, round(s, 3)] for name, s in profile_stages(root, cfg, out.with_name(out.name + "-profile"))]

@@ -92,6 +92,7 @@ RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("run", "workers"): COUNT,
     ("run", "clip_timeout_s"): POSITIVE,
     ("run", "device"): OneOf(("cpu", "cuda"), r"cuda:\d+", "cuda:N"),
+    ("run", "decode_ahead"): OneOf(("auto", "always", "never")),
     ("run", "executor"): "executors",  # a name in mfhq.executors' registry (read when checked)
     ("run", "num_cpus"): POSITIVE,
     ("run", "num_gpus"): NON_NEGATIVE,

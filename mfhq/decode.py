@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol
+from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class PyAVReader:
         first, last = indices[0], max(indices)
         if self._container is None or first < (self._next or 0) or first - (self._next or 0) > self.SEEK_GAP:
             self._start(first)
-        wanted, out = set(indices), []
+        wanted, out, n_out = set(indices), None, 0
         while self._next is None or self._next <= last:
             try:
                 frame = next(self._iter)
@@ -133,11 +134,16 @@ class PyAVReader:
             self.n_decoded += 1
             index = self._index(frame) if self._next is None else self._next
             if index in wanted:
-                out.append(frame.to_ndarray(format="bgr24"))
+                image = frame.to_ndarray(format="bgr24")
+                if out is None:
+                    # Filled frame by frame: a list stacked at the end held the chunk twice.
+                    out = np.empty((len(wanted), *image.shape), image.dtype)
+                out[n_out] = image
+                n_out += 1
             self._next = index + 1
-        if not out:
+        if not n_out:
             raise DecodeError(f"{self._path}: PyAV returned none of frames {first}..{last}")
-        return np.stack(out)
+        return out[:n_out]
 
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:
@@ -257,3 +263,42 @@ class ClipDecoder:
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
+
+
+class DecodeAhead:
+    """Iterates a clip's chunks with the next one read in a thread while the caller works on the
+    current one.
+
+    PyAV and FFmpeg release the GIL while they decode and convert, so the models run on one core
+    while the decoder runs on another, instead of after it. At most two chunks are held if the
+    caller lets go of a chunk before asking for the next: the one being worked on and the one
+    being read. A read's error is raised by the __next__ that would have returned its chunk, so
+    a bad clip fails where it would have without the thread. `on_read(True)` is called as a read
+    starts and `on_read(False)` as it ends: the watchdog bounds reads in the thread too.
+    """
+
+    def __init__(self, chunks: Iterator[DecodedChunk], on_read: Callable[[bool], None] = lambda reading: None):
+        self._chunks, self._on_read = chunks, on_read
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mfhq-decode-ahead")
+        self._pending = self._pool.submit(self._read)
+
+    def _read(self) -> DecodedChunk | None:
+        self._on_read(True)
+        try:
+            return next(self._chunks, None)
+        finally:
+            self._on_read(False)
+
+    def __iter__(self) -> "DecodeAhead":
+        return self
+
+    def __next__(self) -> DecodedChunk:
+        chunk = self._pending.result()
+        if chunk is None:
+            raise StopIteration
+        self._pending = self._pool.submit(self._read)
+        return chunk
+
+    def close(self) -> None:
+        """Waits for the read in flight: the container must not be closed under the decoder."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -16,7 +16,7 @@ import numpy as np
 
 from mfhq.config import PipelineConfig
 from mfhq.executors.base import is_disk_full
-from mfhq.decode import ClipDecoder, DecodeError, sample_indices
+from mfhq.decode import ClipDecoder, DecodeAhead, DecodeError, sample_indices
 from mfhq.geometry import resolve as resolve_geometry
 from mfhq.manifest.io import atomic_write_bytes
 from mfhq.records import Clip, ClipRow
@@ -66,6 +66,7 @@ class ClipProcessor:
         # Gathering across clips only pays on an accelerator; on CPU one clip at a time keeps
         # the watchdog's blame exact and memory small.
         self.batch_frames = cfg.run.batch_frames if str(cfg.run.device).startswith("cuda") else 0
+        self.reads_ahead = cfg.run.reads_ahead()
 
     def setup(self) -> None:
         for stage in self.stages:
@@ -80,7 +81,9 @@ class ClipProcessor:
 
     def process_many(self, clips: list[Clip], on_phase, on_result) -> None:
         """Each clip's (face rows, status row) goes to on_result(clip, faces, row) as soon as it is
-        done; on_phase(clip key, "decode" | "process") feeds the watchdog. Raises only for a full
+        done; on_phase(clip key, phase) feeds the watchdog: "decode" | "process" for what this
+        thread does, "read" | "read-done" around each read of the decode-ahead thread (so it
+        may be called from that thread). Raises only for a full
         disk, which must stop the run rather than become a row."""
         waiting = list(reversed(clips))
         active: list[_ClipRun] = []
@@ -170,6 +173,7 @@ class ClipProcessor:
             return [], ClipRow.failed(clip, "empty", f"{path}: file is empty (0 bytes)", self.provenance)
         timings: dict[str, float] = defaultdict(float)
         decoder = ClipDecoder(self.cfg.decode)
+        chunks = None
         on_phase("decode")
         started = time.perf_counter()
         try:
@@ -188,7 +192,11 @@ class ClipProcessor:
                 return [], ClipRow.failed(clip, "empty", reason, self.provenance)
             rows, state, n_read = [], ClipState(), 0
             chunks = decoder.chunks(path, indices)
+            if self.reads_ahead:
+                chunks = DecodeAhead(chunks, lambda reading: on_phase("read" if reading else "read-done"))
             while True:
+                # "decode" here is the time the stages wait for frames: with decode_ahead, what
+                # decoding costs beyond the models it overlaps.
                 on_phase("decode")
                 started = time.perf_counter()
                 chunk = next(chunks, None)
@@ -197,10 +205,15 @@ class ClipProcessor:
                     break
                 n_read += len(chunk.indices)
                 batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
+                chunk = None  # let go of the frames before the next read: two chunks held at most
                 started = time.perf_counter()
                 rows.extend(self._rows(batch))
+                batch = None
                 timings["write"] += time.perf_counter() - started
         finally:
+            if isinstance(chunks, DecodeAhead):
+                on_phase("decode")  # a read may still be in flight (the clip failed in a stage)
+                chunks.close()
             decoder.close()
         clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:

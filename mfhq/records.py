@@ -150,6 +150,9 @@ CLIP_SCHEMA = _schema(
         # Mean landmark distance between the two on those frames, over the inter-ocular distance:
         # it exposes a landmark order that differs from ours, which would mirror the aligned crops.
         pa.field("annotation_nme", pa.float32()),
+        # Seconds of the clip's processing per stage; they add up to its time in the worker.
+        # "decode" is the time the stages waited for frames (with run.decode_ahead, decoding
+        # runs in a thread beside the models and only its excess shows).
         pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
         pa.field("provenance", pa.string(), nullable=False),
     ],

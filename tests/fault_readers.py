@@ -16,7 +16,8 @@ class FaultyReader(DecordReader):
     name = "faulty"
 
     def open(self, path):
-        if "hang" in path.name:
+        self.path_name = path.name
+        if "hang" in path.name and "hangread" not in path.name:
             # A native call that never returns and keeps the GIL, like decord's issue #373:
             # no Python-level timeout can interrupt this, only killing the process can.
             ctypes.PyDLL(None).sleep(3600)
@@ -31,6 +32,13 @@ class FaultyReader(DecordReader):
                 os.kill(os.getppid(), signal.SIGKILL)
                 ctypes.PyDLL(None).sleep(60)  # the worker follows its parent (PDEATHSIG)
         return super().open(path)
+
+    def read(self, indices):
+        if "hangread" in self.path_name and indices[0] > 0:
+            # The same, in a later chunk: with decode-ahead, read on a thread while the main
+            # thread runs the models on the chunk before; the GIL held stops that thread too.
+            ctypes.PyDLL(None).sleep(3600)
+        return super().read(indices)
 
 
 class DiskFillingReader(DecordReader):

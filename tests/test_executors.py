@@ -52,9 +52,12 @@ def rows(run: Path, where: str = "true", exclude: str = "stage_seconds") -> tupl
 
 
 def test_same_rows_as_the_reference_run(executor, sample_dir, sample_run, tmp_path):
-    # Another shard size and worker count than the reference: rows must not depend on them.
+    # Another shard size and worker count than the reference, and frames read in line rather
+    # than ahead in a thread: rows must not depend on them.
+    reference_reads_ahead = load_pipeline(SAMPLE_PRESET).run.reads_ahead()  # (auto: by this machine's cores)
     cfg = load_pipeline(SAMPLE_PRESET).replace(run={"executor": executor, "shard_size": 3,
-                                                    "workers": 1 if executor == "local" else 2})
+                                                    "workers": 1 if executor == "local" else 2,
+                                                    "decode_ahead": "never" if reference_reads_ahead else "always"})
     run = tmp_path / "run"
     summary = extract("folder", sample_dir / "videos", run, cfg)
     assert summary.clips == 6 and summary.shards_total == 2
@@ -66,28 +69,33 @@ def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executo
     videos = tmp_path / "videos"
     videos.mkdir()
     good = sample_dir / "videos" / "astronaut_motion.mp4"
-    for name in ("good", "hang", "killparent"):
+    for name in ("good", "hang", "hangread", "killparent"):
         shutil.copy(good, videos / f"{name}.mp4")
     preset = tmp_path / "faulty.yaml"
+    # Chunks of 2 frames, so that `hangread` hangs in a read made ahead; the bound on a clip
+    # (40 s) is far above the decode bound, so only the decode bound can give its reason.
     preset.write_text(SAMPLE_PRESET.read_text()
                       .replace("backend: auto ", 'backend: "fault_readers:FaultyReader" ')
-                      .replace("fps: 5", "fps: 1").replace("timeout_s: 60", "timeout_s: 3")
-                      .replace("shard_size: 2", "shard_size: 1"))
+                      .replace("fps: 5", "fps: 1").replace("\n  timeout_s: 60", "\n  timeout_s: 3")
+                      .replace("chunk_frames: 16", "chunk_frames: 2")
+                      .replace("shard_size: 2", "shard_size: 1").replace("clip_timeout_s: 600", "clip_timeout_s: 40"))
+    assert load_pipeline(preset).run.clip_timeout_s == 40
     sys.path.insert(0, str(TESTS))  # the local executor's workers import the reader in this environment
     env_path = os.environ.get("PYTHONPATH", "")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), env_path])
     try:
-        cfg = load_pipeline(preset).replace(run={"executor": executor, "workers": 2})
+        cfg = load_pipeline(preset).replace(run={"executor": executor, "workers": 2, "decode_ahead": "always"})
         run = tmp_path / "run"
         summary = extract("folder", videos, run, cfg)
     finally:
         os.environ["PYTHONPATH"] = env_path
     con = duckdb.connect()
     statuses = dict(con.execute(f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet')").fetchall())
-    assert statuses == {"good": "ok", "hang": "timeout", "killparent": "ok"}
-    assert summary.retried == 1  # a timeout is transient: run once more before its row is written
-    reason = con.execute(f"SELECT reason FROM read_parquet('{run}/clips/*.parquet') WHERE clip_id = 'hang'").fetchone()[0]
-    assert "hang.mp4" in reason and "watchdog" in reason
+    assert statuses == {"good": "ok", "hang": "timeout", "hangread": "timeout", "killparent": "ok"}
+    assert summary.retried == 2  # a timeout is transient: run once more before its row is written
+    reasons = dict(con.execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
+    assert "hang.mp4" in reasons["hang"] and "decoding ran past the 3 s watchdog" in reasons["hang"]
+    assert "hangread.mp4" in reasons["hangread"] and "decoding ran past the 3 s watchdog" in reasons["hangread"]
     assert (videos / ".killparent.mp4.killed").exists(), "the runner was never killed"
     # The killed runner's shard was written whole, once: the same rows as the good copy's.
     faces = con.execute(f"SELECT clip_id, frame_index, face_index, bbox FROM read_parquet('{run}/faces/*.parquet') "

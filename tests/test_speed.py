@@ -4,6 +4,7 @@ BRISQUE fit gives the same score; and the benchmark runs on its own generated 10
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -380,6 +381,26 @@ def test_bench_clips_are_1080p_with_a_large_face_and_chunks_stay_bounded(clips_1
     found = _detector(640).detect([chunks[0].frames[0]])[0]
     assert len(found.scores) == 1
     assert box_iou(np.asarray(entry["face_boxes"]["0"], np.float64), found.boxes.astype(np.float64))[0] > 0.6
+    # Encoded as ffmpeg's command line encodes: one slice per frame, so a decoder gets one core
+    # per stream as with the sources' clips (slices spread over threads would speed decode-only).
+    assert _slices_per_frame(clips_1080p / entry["file"]) == {1}
+
+
+def _slices_per_frame(path: Path) -> set[int]:
+    """The number of coded slices (H.264 NAL units of type 1 or 5) in each packet of an MP4."""
+    import av
+
+    counts = set()
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            data, pos, slices = bytes(packet), 0, 0
+            while pos + 4 <= len(data):  # MP4 stores NAL units behind 4-byte big-endian lengths
+                size = int.from_bytes(data[pos:pos + 4], "big")
+                slices += (data[pos + 4] & 0x1F) in (1, 5)
+                pos += 4 + size
+            if data:
+                counts.add(slices)
+    return counts
 
 
 def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path):
@@ -394,6 +415,11 @@ def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path)
     assert before > 0 and after > 0
     assert result["decode_only"]["wall_s"] == pytest.approx((before + after) / 2, abs=2e-3)
     assert result["peak_rss_worker_mib"] > 100
+    # CPU beside wall: with decode-ahead a worker may keep more than one core busy. The preset
+    # leaves it to auto: on for 1 worker where there is a core to spare.
+    assert result["decode_ahead"] == "auto" and result["reads_ahead"] == ((os.cpu_count() or 1) > 1)
+    assert result["decode_only"]["cpu_s"] > 0 and result["extract"]["cpu_s"] > result["decode_only"]["cpu_s"]
+    assert result["extract"]["cores_busy"] == pytest.approx(result["extract"]["cpu_s"] / result["extract"]["wall_s"])
 
 
 def test_bench_curate_merge_fits_an_exponent_over_three_sizes():

@@ -2,7 +2,8 @@
 
 The worker loads the models once and processes the clips it is sent. Its owner watches it: a
 decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
-killed and the clip a `timeout` row; a worker that dies (a native crash in a decoder) gives its
+killed and the clip a `timeout` row (a read on the worker's decode-ahead thread is bounded the
+same way, whatever the main thread does: such a read may hold the GIL); a worker that dies (a native crash in a decoder) gives its
 clip a `crashed` row. Either way a fresh worker takes its place. decord can loop forever in
 native code holding the GIL, so only a process boundary can bound it: no thread-based timeout
 would work. Clips sent together (GPU batching) that were not at fault are sent again.
@@ -85,6 +86,7 @@ class WatchedWorker:
                 self.phase, self.phase_key = "start", group[0].key
                 self.phase_since = time.monotonic()
                 self.clip_since = {group[0].key: self.phase_since}
+                self.reading: dict[str, float] = {}  # clip key -> start of its decode-ahead read
             wait([self.conn, self.process.sentinel], timeout=0.5)
             while self.conn.poll():
                 try:
@@ -109,12 +111,18 @@ class WatchedWorker:
 
     def _handle(self, message: tuple, on_result: OnResult) -> None:
         kind = message[0]
-        if kind == "phase":
+        if kind == "phase" and message[2] in ("read", "read-done"):
+            if message[2] == "read":
+                self.reading[message[1]] = time.monotonic()
+            else:
+                self.reading.pop(message[1], None)
+        elif kind == "phase":
             self.phase_key, self.phase, self.phase_since = message[1], message[2], time.monotonic()
             self.clip_since.setdefault(message[1], self.phase_since)
         elif kind == "result":
             clip = self.in_flight.pop(message[1])
             self.clip_since.pop(message[1], None)
+            self.reading.pop(message[1], None)
             on_result(clip, message[2], message[3])
         elif kind == "diskfull":
             self._kill()
@@ -126,6 +134,10 @@ class WatchedWorker:
         now = time.monotonic()
         limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
         if self.phase in ("decode", "start") and now - self.phase_since > limits[0]:
+            return "timeout", f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
+        reads = [key for key, since in self.reading.items() if key in self.in_flight and now - since > limits[0]]
+        if reads:
+            self.phase_key = reads[0]
             return "timeout", f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
         if late:
@@ -139,7 +151,8 @@ class WatchedWorker:
         self.process.join(timeout=5)
         code = self.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return "crashed", f"{self._path()}: the worker died ({how}) during {self.phase}"
+        during = self.phase + (" (a decode-ahead read in flight)" if self.reading else "")
+        return "crashed", f"{self._path()}: the worker died ({how}) during {during}"
 
     def _path(self) -> str:
         return str(self.in_flight[self.phase_key].video_path)

@@ -1,13 +1,16 @@
 """The watched worker process: loads the models once, then processes the clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("diskfull", message) |
-("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row).
+("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row). Phases "decode" and
+"process" say what the main thread does; "read" and "read-done" come from the decode-ahead thread
+(mfhq.decode.DecodeAhead), so sends are serialised by a lock.
 """
 from __future__ import annotations
 
 import ctypes
 import logging
 import signal
+import threading
 from pathlib import Path
 
 
@@ -41,6 +44,12 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
             conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
             return
         conn.send(("ready", processor.provenance))
+        lock = threading.Lock()
+
+        def send(message: tuple) -> None:
+            with lock:
+                conn.send(message)
+
         while True:
             message = conn.recv()
             if message[0] == "stop":
@@ -48,8 +57,8 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
             try:
                 processor.process_many(
                     message[1],
-                    lambda key, phase: conn.send(("phase", key, phase)),
-                    lambda clip, faces, row: conn.send(("result", clip.key, faces, row)),
+                    lambda key, phase: send(("phase", key, phase)),
+                    lambda clip, faces, row: send(("result", clip.key, faces, row)),
                 )
             except OSError as exc:
                 if not is_disk_full(exc):
