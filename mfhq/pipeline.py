@@ -212,8 +212,7 @@ class ClipProcessor:
                 timings["write"] += time.perf_counter() - started
         finally:
             if isinstance(chunks, DecodeAhead):
-                on_phase("decode")  # a read may still be in flight (the clip failed in a stage)
-                chunks.close()
+                chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
         clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:

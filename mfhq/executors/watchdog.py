@@ -2,11 +2,11 @@
 
 The worker loads the models once and processes the clips it is sent. Its owner watches it: a
 decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
-killed and the clip a `timeout` row (a read on the worker's decode-ahead thread is bounded the
-same way, whatever the main thread does: such a read may hold the GIL); a worker that dies (a native crash in a decoder) gives its
-clip a `crashed` row. Either way a fresh worker takes its place. decord can loop forever in
-native code holding the GIL, so only a process boundary can bound it: no thread-based timeout
-would work. Clips sent together (GPU batching) that were not at fault are sent again.
+killed and the clip a `timeout` row. A read on the worker's decode-ahead thread is bounded the
+same way, whatever the main thread does (such a read may hold the GIL and stop it too). A worker
+that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
+worker takes its place. decord can loop forever in native code holding the GIL, so only a
+process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU batching) that were not at fault are sent again.
 """
 from __future__ import annotations
 
