@@ -6,7 +6,8 @@ killed and the clip a `timeout` row. A read on the worker's decode-ahead thread 
 same way, whatever the main thread does (such a read may hold the GIL and stop it too). A worker
 that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
 worker takes its place. decord can loop forever in native code holding the GIL, so only a
-process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU batching) that were not at fault are sent again.
+process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU
+batching) that were not at fault are sent again.
 """
 from __future__ import annotations
 
