@@ -113,6 +113,13 @@ class SourcesConfig:
     names: list = field(default_factory=list)
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on: a Slurm job or `taskset` gets its share, not the node's."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RunConfig:
     shard_size: int = 16           # clips per output shard
@@ -129,8 +136,8 @@ class RunConfig:
     # always | never | auto. A worker reads a clip's next chunk in a thread while the models
     # work on the current one (one more chunk in memory). That pays only with a core to spare:
     # on 2 cores, 1 worker went from 0.68 to 0.83-0.93 of decode-only speed, while 2 workers
-    # spent 7-15% more CPU with it. auto: on with a GPU, with fewer local workers than cores, or
-    # with Ray actors of 2+ CPUs (see reads_ahead). Rows do not depend on it.
+    # spent 7-15% more CPU with it. auto: on with a GPU, with fewer local workers than usable
+    # cores, or with Ray actors of 2+ CPUs (see reads_ahead). Rows do not depend on it.
     decode_ahead: str = "auto"
 
     def reads_ahead(self, cores: int | None = None) -> bool:
@@ -141,7 +148,7 @@ class RunConfig:
             return True  # the models run on the GPU: the worker's core mostly waits
         if self.executor == "ray":
             return self.num_cpus >= 2
-        return self.workers < (cores or os.cpu_count() or 1)
+        return self.workers < (cores or usable_cores())
 
 
 @dataclass(frozen=True)

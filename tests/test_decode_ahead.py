@@ -2,6 +2,9 @@
 The chunks and errors must be those of reading in line, with two chunks held at most."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import weakref
@@ -9,6 +12,7 @@ import weakref
 import numpy as np
 import pytest
 
+from conftest import REPO
 from mfhq.config import ConfigError, DecodeConfig, PipelineConfig, load_pipeline
 from mfhq.decode import ClipDecoder, DecodeAhead, DecodeError, DecodedChunk, sample_indices
 
@@ -128,3 +132,13 @@ def test_auto_reads_ahead_only_with_a_core_to_spare(tmp_path):
     preset.write_text("run:\n  decode_ahead: sometimes\n")
     with pytest.raises(ConfigError, match=r"p.yaml.*decode_ahead.*one of auto, always, never"):
         load_pipeline(preset)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is a Linux call")
+def test_auto_counts_the_cores_this_process_may_use():
+    # A job pinned to one core (Slurm, taskset) on a larger machine has no core to spare.
+    script = ("import os; os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]}); "
+              "from mfhq.config import PipelineConfig, usable_cores; "
+              "print(usable_cores(), PipelineConfig().replace(run={'workers': 1}).run.reads_ahead())")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "False"]
