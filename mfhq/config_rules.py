@@ -11,6 +11,15 @@ import re
 from dataclasses import dataclass
 
 
+# The executors by name -> "module:Class", imported only when chosen (mfhq.executors.base), so an
+# optional engine's library is needed only by those who use it. The table lives on this floor so
+# that a preset's `run.executor` is checked where the preset is loaded, without importing upward.
+EXECUTORS: dict[str, str] = {
+    "local": "mfhq.executors.local:LocalExecutor",
+    "ray": "mfhq.executors.ray:RayExecutor",
+}
+
+
 class ConfigError(ValueError):
     """A pipeline preset that cannot be used; the message names the file and the problem."""
 
@@ -93,7 +102,7 @@ RULES: dict[tuple[str, str], Range | OneOf | str] = {
     ("run", "clip_timeout_s"): POSITIVE,
     ("run", "device"): OneOf(("cpu", "cuda"), r"cuda:\d+", "cuda:N"),
     ("run", "decode_ahead"): OneOf(("auto", "always", "never")),
-    ("run", "executor"): "executors",  # a name in mfhq.executors' registry (read when checked)
+    ("run", "executor"): "executors",  # a name in EXECUTORS (read when checked: one may be registered at run time)
     ("run", "num_cpus"): POSITIVE,
     ("run", "num_gpus"): NON_NEGATIVE,
     ("run", "batch_frames"): NON_NEGATIVE,
@@ -116,10 +125,8 @@ def check_option(origin: str, section: str, key: str, value, integer: bool = Fal
     """Raise ConfigError unless value is allowed for section.key; `integer`: the option counts
     something, so 2.5 is refused too."""
     rule = RULES.get((section, key))
-    if rule == "executors":  # the registry owns the names; one registered at run time is allowed too
-        from mfhq.executors.base import executor_names
-
-        rule = OneOf(tuple(executor_names()))
+    if rule == "executors":  # one registered at run time is allowed too
+        rule = OneOf(tuple(sorted(EXECUTORS)))
     if rule is None or (value is None and isinstance(rule, Range) and rule.optional):
         return
     whole = not integer or isinstance(value, int)

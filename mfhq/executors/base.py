@@ -9,6 +9,8 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Callable, Iterable, Protocol
 
+from mfhq.config_rules import EXECUTORS
+
 if TYPE_CHECKING:
     from mfhq.config import PipelineConfig
     from mfhq.plan import Shard
@@ -42,12 +44,8 @@ def is_disk_full(exc: BaseException) -> bool:
         text in str(exc) for text in ("No space left on device", "Disk quota exceeded"))
 
 
-# name -> "module:Class", imported when chosen, so an optional engine's library is only
-# needed by those who use it.
-_REGISTRY: dict[str, str] = {
-    "local": "mfhq.executors.local:LocalExecutor",
-    "ray": "mfhq.executors.ray:RayExecutor",
-}
+# The table of names -> "module:Class" is mfhq.config_rules.EXECUTORS (presets are checked against it).
+_REGISTRY = EXECUTORS
 
 
 def register_executor(name: str, target: str) -> None:
