@@ -1,14 +1,17 @@
-"""The allowed range of every pipeline option, checked where a preset is loaded.
+"""The allowed range of every pipeline option, and the field that declares an option.
 
-A value out of range (`fps: 0`, `shard_size: -1`, a NaN threshold, an unknown decoder name)
-would otherwise run and then blame every video, or write a plan that blocks the right config
-later. One message names the file, the option, the value and what is allowed.
+Each option is a dataclass field made by `option(default, doc, rule)` (mfhq/config_sections.py):
+its metadata holds what it does and its rule, so the rule has one owner, the field. A value out of
+range (`fps: 0`, `shard_size: -1`, a NaN threshold, an unknown decoder name) would otherwise run
+and then blame every video, or write a plan that blocks the right config later. One message names
+the file, the option, the value and what is allowed; docs/presets.md shows the same text.
 """
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, field
+from typing import Any
 
 
 # The executors by name -> "module:Class", imported only when chosen (mfhq.executors.base), so an
@@ -70,68 +73,47 @@ NON_NEGATIVE = Range(0)
 FRACTION = Range(0, 1)
 COSINE = Range(-1, 1)
 
-RULES: dict[tuple[str, str], Range | OneOf | str] = {
-    ("decode", "backend"): OneOf(("auto", "decord", "pyav"), r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", "module:Class"),
-    ("decode", "fps"): POSITIVE,
-    ("decode", "max_frames"): Range(1, optional=True),
-    ("decode", "chunk_frames"): COUNT,
-    ("decode", "timeout_s"): POSITIVE,
-    ("detect", "score_threshold"): FRACTION,
-    ("detect", "nms_threshold"): FRACTION,
-    ("detect", "max_faces"): COUNT,
-    ("detect", "verify_every"): NON_NEGATIVE,
-    ("detect", "working_size"): NON_NEGATIVE,  # 0: detect on the full frame
-    ("embed", "every"): COUNT,
-    ("embed", "track_iou"): FRACTION,
-    ("embed", "track_look"): COSINE,
-    ("embed", "reuse_similarity"): COSINE,
-    ("identity", "similarity_threshold"): COSINE,
-    ("identity", "anchor_frames"): COUNT,
-    ("identity", "track_iou"): FRACTION,
-    ("identity", "track_max_gap"): NON_NEGATIVE,
-    ("identity", "track_similarity_floor"): COSINE,
-    ("align", "template"): OneOf(("arcface", "ffhq")),
-    ("align", "size"): Range(16),
-    ("align", "min_face_px"): NON_NEGATIVE,
-    ("align", "max_out_of_frame"): FRACTION,
-    ("align", "crop_format"): OneOf(("jpg", "png")),
-    ("align", "jpeg_quality"): Range(0, 100),
-    ("quality", "min_quality"): Range(0, 1, optional=True),
-    ("run", "shard_size"): COUNT,
-    ("run", "workers"): COUNT,
-    ("run", "clip_timeout_s"): POSITIVE,
-    ("run", "device"): OneOf(("cpu", "cuda"), r"cuda:\d+", "cuda:N"),
-    ("run", "decode_ahead"): OneOf(("auto", "always", "never")),
-    ("run", "executor"): "executors",  # a name in EXECUTORS (read when checked: one may be registered at run time)
-    ("run", "num_cpus"): POSITIVE,
-    ("run", "num_gpus"): NON_NEGATIVE,
-    ("run", "batch_frames"): NON_NEGATIVE,
-    ("curate", "faces_per_identity"): COUNT,
-    ("curate", "pose_clusters"): COUNT,
-    ("curate", "kmeans_iters"): COUNT,
-    ("curate", "min_quality"): Range(0, 1, optional=True),
-    ("curate", "short_identities"): OneOf(("drop", "flag")),
-    ("curate", "chunk_faces"): COUNT,
-    ("curate", "workers"): COUNT,
-    ("curate", "merge"): OneOf(("merge", "dedup", "off")),
-    ("curate", "video_key_min_similarity"): Range(-1, 1, optional=True),
-    ("curate", "embedding_similarity"): COSINE,
-    ("curate", "split"): OneOf(("videos", "official")),
-    ("curate", "test_videos"): NON_NEGATIVE,
-}
+# The rule of run.executor: a name in EXECUTORS, read when checked (one may be registered at run time).
+EXECUTOR = "executors"
 
 
-def check_option(origin: str, section: str, key: str, value, integer: bool = False) -> None:
-    """Raise ConfigError unless value is allowed for section.key; `integer`: the option counts
-    something, so 2.5 is refused too."""
-    rule = RULES.get((section, key))
-    if rule == "executors":  # one registered at run time is allowed too
-        rule = OneOf(tuple(sorted(EXECUTORS)))
+def option(default: Any, doc: str, rule: Range | OneOf | str | None = None) -> Any:
+    """A preset option's field: its default, what it does (docs/presets.md) and its allowed range."""
+    metadata = {"doc": doc, "rule": rule}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def rule_of(option_field: Field) -> Range | OneOf | None:
+    """The field's rule, with the executor names as they are now."""
+    rule = option_field.metadata.get("rule")
+    if rule == EXECUTOR:
+        return OneOf(tuple(sorted(EXECUTORS)))
+    return rule
+
+
+def counts(option_field: Field) -> bool:
+    """Whether the option counts something (its type is int or int | None), so 2.5 is refused too."""
+    kind = option_field.type if isinstance(option_field.type, str) else getattr(option_field.type, "__name__", "")
+    return kind.replace(" ", "").split("|")[0] == "int"
+
+
+def allowed(rule: Range | OneOf, integer: bool) -> str:
+    """What a rule allows, in words: `a number > 0`, `an integer >= 1`, `one of jpg, png`."""
+    text = str(rule)
+    if integer and isinstance(rule, Range):
+        text = text.replace("a number", "an integer")
+    return text
+
+
+def check_option(origin: str, section: str, option_field: Field, value) -> None:
+    """Raise ConfigError unless value is allowed by the option's field (its rule and its type)."""
+    rule = rule_of(option_field)
     if rule is None or (value is None and isinstance(rule, Range) and rule.optional):
         return
+    integer = counts(option_field)
     whole = not integer or isinstance(value, int)
     if not (whole and rule.ok(value)):
-        allowed = str(rule)
-        if integer and isinstance(rule, Range):
-            allowed = allowed.replace("a number", "an integer")
-        raise ConfigError(f"{origin}: {section}.{key} is {value!r}; allowed: {allowed}")
+        raise ConfigError(f"{origin}: {section}.{option_field.name} is {value!r}; "
+                          f"allowed: {allowed(rule, integer)}")
