@@ -160,8 +160,8 @@ def profile_stages(root: Path, cfg: PipelineConfig, out: Path, top: int = 10) ->
         raise RuntimeError("mfhq bench --profile needs pyinstrument: pip install pyinstrument") from exc
 
     from mfhq.models.runtime import limit_threads
-    from mfhq.pipeline import ClipProcessor
     from mfhq.sources import get_source
+    from mfhq.worker.clip import ClipProcessor
 
     limit_threads()
     shutil.rmtree(out, ignore_errors=True)

@@ -10,10 +10,11 @@ import os
 import re
 from pathlib import Path
 
+from mfhq.errors import MfhqError
 from mfhq.models.runtime import DeviceError, is_cuda
 
 
-class OutputError(ValueError):
+class OutputError(MfhqError, ValueError):
     """The output location cannot hold a run folder."""
 
 

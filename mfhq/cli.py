@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from mfhq.config import ConfigError, load_pipeline
+from mfhq.config import load_pipeline
+from mfhq.errors import MfhqError
 from mfhq.models.commands import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build the MFHQ multi-view face dataset from videos.")
@@ -82,13 +83,8 @@ def extract(
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
     _setup_logging(verbose)
-    from mfhq.checks import OutputError, check_device, check_output_dir
-    from mfhq.executors import ExecutorError
-    from mfhq.extract import DiskFullStop, Interrupted, RunMismatch, RunStateError, extract as run_extract
-    from mfhq.models import BackendError
-    from mfhq.models.runtime import DeviceError
-    from mfhq.models.weights import WeightsCorrupt, WeightsMissing
-    from mfhq.sources import SourceError
+    from mfhq.checks import check_device, check_output_dir
+    from mfhq.extract import Interrupted, extract as run_extract
 
     try:
         cfg = load_pipeline(pipeline)
@@ -109,8 +105,7 @@ def extract(
     except Interrupted as exc:  # Ctrl-C / SIGTERM: one line, no traceback
         log.warning(str(exc))
         raise typer.Exit(code=130)
-    except (ConfigError, SourceError, RunMismatch, RunStateError, ExecutorError, BackendError, WeightsMissing,
-            WeightsCorrupt, DeviceError, DiskFullStop, OutputError) as exc:
+    except MfhqError as exc:  # a user's mistake (a bad flag, file or environment): one line
         _fail(str(exc))
         return
     log.info(
@@ -136,12 +131,11 @@ def sources() -> None:
 def summary(run: Path = typer.Option(..., help="A run folder made by `mfhq extract`"),
             full: bool = typer.Option(False, "--full", help="Each reason whole on its row (no wrapping)")) -> None:
     """Per-clip table of a run: status, frames read, faces kept, reason (DuckDB over the shards)."""
-    from mfhq.manifest import ManifestError
     from mfhq.run_summary import summary_text
 
     try:
         table = summary_text(run, full=full)
-    except (FileNotFoundError, ManifestError) as exc:
+    except MfhqError as exc:
         _fail(str(exc))
         return
     typer.echo(table)
@@ -205,13 +199,13 @@ def cluster_sample(
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
     _setup_logging(verbose)
     from mfhq.checks import check_output_dir
-    from mfhq.curate import CurateError, cluster_sample as run_cluster_sample
+    from mfhq.curate import cluster_sample as run_cluster_sample
 
     try:
-        check_output_dir(out)  # an OutputError is a ValueError, one of CurateError
+        check_output_dir(out)
         cfg = load_pipeline(pipeline)
         summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers)
-    except (ConfigError, *CurateError) as exc:
+    except MfhqError as exc:
         _fail(str(exc))
         return
     typer.echo(f"train: {summary['train']}\ntest: {summary['test']}\nOutput: {out}")
@@ -224,11 +218,11 @@ def split(
 ) -> None:
     """Re-split existing manifests (deterministic; disjoint in identities and source videos)."""
     _setup_logging(False)
-    from mfhq.curate import CurateError, resplit
+    from mfhq.curate import resplit
 
     try:
         summary = resplit(manifests, load_pipeline(pipeline).curate)
-    except (ConfigError, *CurateError) as exc:
+    except MfhqError as exc:
         _fail(str(exc))
         return
     typer.echo(f"train: {summary['train']}\ntest: {summary['test']}")
@@ -244,8 +238,7 @@ def stats(
     """Counts, rejections, pose and quality coverage, throughput: DuckDB views, plots, HTML."""
     _setup_logging(False)
     from mfhq.checks import check_output_dir
-    from mfhq.curate import CurateError
-    from mfhq.stats import StatsError, run_query, write_report
+    from mfhq.stats import run_query, write_report
 
     try:
         if sql:
@@ -254,7 +247,7 @@ def stats(
         check_output_dir(out)
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
-    except (*CurateError, StatsError) as exc:
+    except MfhqError as exc:
         _fail(str(exc))
         return
     typer.echo(f"Report: {out / 'report.html'}")

@@ -13,6 +13,8 @@ import re
 from dataclasses import Field, dataclass, field
 from typing import Any
 
+from mfhq.errors import MfhqError
+
 
 # The executors by name -> "module:Class", imported only when chosen (mfhq.executors.base), so an
 # optional engine's library is needed only by those who use it. The table lives on this floor so
@@ -23,7 +25,7 @@ EXECUTORS: dict[str, str] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(MfhqError, ValueError):
     """A pipeline preset that cannot be used; the message names the file and the problem."""
 
 

@@ -2,27 +2,28 @@
 
 Readers return BGR uint8 frames (OpenCV's order, which every offline model here expects).
 Indices are always read in sorted batches: decord's get_batch on sorted indices is ~3.5x faster
-than per-frame seeks. Hangs and native crashes are not handled here but by the executor's
-watchdog, around the process that calls these functions.
+than per-frame seeks. Hangs and native crashes are not handled here but by the runner's
+watchdog (mfhq.worker.watchdog), around the process that calls these functions. Reading the
+next chunk while the models work on this one: decode_ahead.py.
 """
 from __future__ import annotations
 
 import importlib
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Iterator, Protocol
 
 import numpy as np
 
 from mfhq.config import DecodeConfig
+from mfhq.errors import MfhqError
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 128 * 2**20  # decoded frames held at once per clip, at most (one frame if larger)
 
 
-class DecodeError(RuntimeError):
+class DecodeError(MfhqError, RuntimeError):
     """No frame could be read; the message names the file and every decoder's error."""
 
 
@@ -263,42 +264,3 @@ class ClipDecoder:
     def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
-
-
-class DecodeAhead:
-    """Iterates a clip's chunks with the next one read in a thread while the caller works on the
-    current one.
-
-    PyAV and FFmpeg release the GIL while they decode and convert, so the models run on one core
-    while the decoder runs on another, instead of after it. At most two chunks are held if the
-    caller lets go of a chunk before asking for the next: the one being worked on and the one
-    being read. A read's error is raised by the __next__ that would have returned its chunk, so
-    a bad clip fails where it would have without the thread. `on_read(True)` is called as a read
-    starts and `on_read(False)` as it ends: the watchdog bounds reads in the thread too.
-    """
-
-    def __init__(self, chunks: Iterator[DecodedChunk], on_read: Callable[[bool], None] = lambda reading: None):
-        self._chunks, self._on_read = chunks, on_read
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="mfhq-decode-ahead")
-        self._pending = self._pool.submit(self._read)
-
-    def _read(self) -> DecodedChunk | None:
-        self._on_read(True)
-        try:
-            return next(self._chunks, None)
-        finally:
-            self._on_read(False)
-
-    def __iter__(self) -> "DecodeAhead":
-        return self
-
-    def __next__(self) -> DecodedChunk:
-        chunk = self._pending.result()
-        if chunk is None:
-            raise StopIteration
-        self._pending = self._pool.submit(self._read)
-        return chunk
-
-    def close(self) -> None:
-        """Waits for the read in flight: the container must not be closed under the decoder."""
-        self._pool.shutdown(wait=True, cancel_futures=True)

@@ -23,27 +23,27 @@ from tqdm import tqdm
 
 from mfhq import __version__
 from mfhq.config import PipelineConfig
-from mfhq.executors import DiskFull, get_executor
-from mfhq.executors.base import is_disk_full
-from mfhq.manifest.io import ShardMarkers, atomic_write_json
+from mfhq.errors import MfhqError
+from mfhq.executors import get_executor
+from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
 from mfhq.models.preflight import check_pipeline
-from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, Shard, item_key, load_plan, plan_shards, read_state
-from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION
+from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, load_plan, plan_shards, read_state
+from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Shard, item_key
 from mfhq.sources import SourceError, get_source, source_names
 
 log = logging.getLogger(__name__)
 __all__ = ["extract", "plan_shards", "RunMismatch", "RunStateError", "Interrupted", "DiskFullStop", "ExtractSummary"]
 
 
-class RunMismatch(RuntimeError):
+class RunMismatch(MfhqError, RuntimeError):
     """The run folder was made by another config or models; refusing to mix rows."""
 
 
-class Interrupted(RuntimeError):
+class Interrupted(MfhqError, RuntimeError):
     """Ctrl-C or SIGTERM: the run stopped cleanly; the message says how to resume."""
 
 
-class DiskFullStop(RuntimeError):
+class DiskFullStop(MfhqError, RuntimeError):
     """The disk filled up: the run stopped cleanly; the message says where and how to resume."""
 
 
@@ -59,6 +59,16 @@ class ExtractSummary:
     frames_detect_skipped: int = 0  # faces taken from the source's annotations (VFHQ)
     retried: int = 0               # transient failures run a second time
     seconds: float = 0.0
+
+    def add(self, stats) -> None:
+        """Count a finished shard's ShardStats in."""
+        self.clips += stats.clips
+        self.faces_kept += stats.faces_kept
+        self.faces_dropped += stats.faces_dropped
+        self.frames_detect_skipped += stats.frames_detect_skipped
+        self.retried += stats.retried
+        for status, n in stats.status_counts.items():
+            self.status_counts[status] = self.status_counts.get(status, 0) + n
 
 
 def select_clips(items: list, clips_file: Path) -> list:
@@ -180,13 +190,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     progress = tqdm(total=total, unit="clip", desc="extract", dynamic_ncols=True, disable=not shards)
 
     def on_stats(stats) -> None:
-        summary.clips += stats.clips
-        summary.faces_kept += stats.faces_kept
-        summary.faces_dropped += stats.faces_dropped
-        summary.frames_detect_skipped += stats.frames_detect_skipped
-        summary.retried += stats.retried
-        for status, n in stats.status_counts.items():
-            summary.status_counts[status] = summary.status_counts.get(status, 0) + n
+        summary.add(stats)
         if stats.provenance not in ("none", "unknown"):
             run_meta["provenance"] = stats.provenance
         progress.update(stats.clips)

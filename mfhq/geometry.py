@@ -4,12 +4,15 @@ Sources know how their dataset was annotated but never open a video; the worker 
 only then knows its width, height and fps. The source names its rule on the Clip
 (`Clip.geometry`, plus `Clip.frame_fps` where frame numbers count at a known rate) and the
 worker applies it here, so that the worker never calls back into `mfhq.sources`. Pure
-functions of a Clip and the video's size: one owner for sources, worker and tests.
+functions of a Clip and the video's size: one owner for sources, worker and tests. Also the
+overlap of boxes (`box_iou`), which the detect, embed and identity stages share.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Callable
+
+import numpy as np
 
 from mfhq.records import Clip, FrameAnnotations
 
@@ -119,3 +122,15 @@ def _scale_annotations(ann: FrameAnnotations, sx: float, sy: float) -> FrameAnno
     boxes = tuple(_scale_box(b, sx, sy) for b in ann.boxes)
     marks = tuple(tuple(v * (sx if i % 2 == 0 else sy) for i, v in enumerate(m)) for m in ann.landmarks)
     return FrameAnnotations(ann.frames, boxes, marks)
+
+
+def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one x1, y1, x2, y2 box with each of boxes [N, 4]."""
+    x1 = np.maximum(box[0], boxes[:, 0])
+    y1 = np.maximum(box[1], boxes[:, 1])
+    x2 = np.minimum(box[2], boxes[:, 2])
+    y2 = np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-9)

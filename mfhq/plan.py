@@ -12,32 +12,17 @@ import logging
 import os
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from mfhq.errors import MfhqError
 from mfhq.manifest.io import atomic_write_json
-from mfhq.records import Clip
+from mfhq.records import item_key
 
 log = logging.getLogger(__name__)
 
 
-class RunStateError(RuntimeError):
+class RunStateError(MfhqError, RuntimeError):
     """plan.json / run.json / the lock cannot be used; the message names the file and what to do."""
-
-
-@dataclass
-class Shard:
-    """One unit of work: the clips (and the source problems) whose rows go into one file pair."""
-
-    id: str
-    keys: list[str]                             # the planned clip keys, in plan (= row) order
-    items: list = field(default_factory=list)   # their Clip | SourceProblem records
-    # Re-run only these keys and keep the other rows of the finished shard (`--retry`).
-    only: frozenset | None = None
-
-
-def item_key(item) -> str:
-    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
 
 
 def plan_shards(items, shard_size: int, start: dict[str, int] | None = None) -> dict[str, list[str]]:

@@ -14,12 +14,14 @@ import logging
 from importlib import resources
 from pathlib import Path
 
+from mfhq.errors import MfhqError
+
 log = logging.getLogger("mfhq")
 
 DEFAULT_PRESET = "sample"
 
 
-class PresetNotFound(ValueError):
+class PresetNotFound(MfhqError, ValueError):
     """A --pipeline value that is neither a file nor a packaged preset's name."""
 
 

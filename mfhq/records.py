@@ -1,4 +1,5 @@
-"""Typed records and their explicit, versioned Arrow schemas.
+"""Typed records, the run's vocabulary (clip statuses, drop reasons), the builders of its rows
+(ClipRow, FaceRow: the only ones) and their explicit, versioned Arrow schemas.
 
 A Source yields `Clip` records; extract writes one `clips/` row per clip and one `faces/` row per
 detected face (kept or dropped). The schema version travels in each Parquet file's metadata, so
@@ -6,6 +7,7 @@ a reader can refuse files it does not understand instead of misreading them.
 """
 from __future__ import annotations
 
+from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -17,26 +19,56 @@ import pyarrow as pa
 from mfhq.manifest.schema import RUN_SCHEMA_VERSION as SCHEMA_VERSION
 from mfhq.manifest.schema import versioned_schema as _schema
 
-# Clip statuses. A clip ends with exactly one of these.
-STATUS_OK = "ok"
-CLIP_STATUSES = (
-    STATUS_OK,
-    "empty",           # zero-byte or zero-frame file
-    "missing",         # the file named by the source does not exist
-    "decode_error",    # no decoder could read it
-    "timeout",         # the watchdog stopped a decode or a clip that ran too long
-    "crashed",         # the worker process died (a native crash) on this clip
-    "no_face",         # frames decoded, but no face detected in any
-    "too_small",       # the clip's person was found, but never at the minimum size
-    "out_of_frame",    # the clip's person was found, but only with too much of the crop outside the frame
-    "identity_switch",  # faces found, none of them the clip's own person
-    "low_quality",     # every candidate fell under the quality threshold
-    "error",           # an unexpected exception in a stage; the reason holds it
-    "bad_metadata",    # the source's metadata entry is malformed; the reason names the file and line
-)
 
-# Face drop reasons.
-DROP_REASONS = ("other_identity", "too_small", "low_quality", "align_failed", "out_of_frame")
+class Status:
+    """Clip statuses: a clip ends with exactly one of these."""
+
+    OK = "ok"
+    EMPTY = "empty"                      # zero-byte or zero-frame file
+    MISSING = "missing"                  # the file named by the source does not exist
+    DECODE_ERROR = "decode_error"        # no decoder could read it
+    TIMEOUT = "timeout"                  # the watchdog stopped a decode or a clip that ran too long
+    CRASHED = "crashed"                  # the worker process died (a native crash) on this clip
+    NO_FACE = "no_face"                  # frames decoded, but no face detected in any
+    TOO_SMALL = "too_small"              # the clip's person was found, but never at the minimum size
+    OUT_OF_FRAME = "out_of_frame"        # ... but only with too much of the crop outside the frame
+    IDENTITY_SWITCH = "identity_switch"  # faces found, none of them the clip's own person
+    LOW_QUALITY = "low_quality"          # every candidate fell under the quality threshold
+    ERROR = "error"                      # an unexpected exception in a stage; the reason holds it
+    BAD_METADATA = "bad_metadata"        # the source's metadata entry is malformed; the reason names the file and line
+
+
+CLIP_STATUSES = (
+    Status.OK, Status.EMPTY, Status.MISSING, Status.DECODE_ERROR, Status.TIMEOUT, Status.CRASHED, Status.NO_FACE,
+    Status.TOO_SMALL, Status.OUT_OF_FRAME, Status.IDENTITY_SWITCH, Status.LOW_QUALITY, Status.ERROR, Status.BAD_METADATA,
+)
+# Failures a later run may not repeat (a file downloaded later, a worker out of memory, a
+# watchdog kill): retried once inside a run, and re-run on demand with `--retry`.
+TRANSIENT_STATUSES = (Status.MISSING, Status.CRASHED, Status.TIMEOUT, Status.ERROR)
+# Every other status says something about the video itself: a clip that ends with one is done.
+FINAL_STATUSES = tuple(s for s in CLIP_STATUSES if s not in TRANSIENT_STATUSES)
+
+
+class Drop:
+    """Why a detected face was not kept (the `drop_reason` of its `faces/` row)."""
+
+    OTHER_IDENTITY = "other_identity"
+    TOO_SMALL = "too_small"
+    OUT_OF_FRAME = "out_of_frame"
+    LOW_QUALITY = "low_quality"
+
+
+# Each drop reason and the stage that drops a face for it (`mfhq stats` groups by stage).
+DROP_REASONS: dict[str, str] = {
+    Drop.OTHER_IDENTITY: "identity",
+    Drop.TOO_SMALL: "align",
+    Drop.OUT_OF_FRAME: "align",
+    Drop.LOW_QUALITY: "quality",
+}
+# A clip whose faces were all dropped: the most telling reason gives its status (the person was
+# there but too small, cut off or too poor), else only other people were there.
+_STATUS_OF_ALL_DROPPED = ((Drop.TOO_SMALL, Status.TOO_SMALL), (Drop.OUT_OF_FRAME, Status.OUT_OF_FRAME),
+                          (Drop.LOW_QUALITY, Status.LOW_QUALITY))
 
 
 @dataclass(frozen=True)
@@ -91,6 +123,22 @@ class FrameAnnotations:
     def row_of_frame(self) -> dict[int, int]:
         """Frame index -> row; built once per clip, not once per decoded chunk."""
         return {frame: i for i, frame in enumerate(self.frames)}
+
+
+@dataclass
+class Shard:
+    """One unit of work: the clips (and the source problems) whose rows go into one file pair."""
+
+    id: str
+    keys: list[str]                             # the planned clip keys, in plan (= row) order
+    items: list = field(default_factory=list)   # their Clip | SourceProblem records
+    # Re-run only these keys and keep the other rows of the finished shard (`--retry`).
+    only: frozenset | None = None
+
+
+def item_key(item) -> str:
+    """A Clip's or a SourceProblem's key: `<source>/<clip id>`."""
+    return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
 
 
 FACE_SCHEMA = _schema(
@@ -160,48 +208,92 @@ CLIP_SCHEMA = _schema(
 )
 
 
-# Failures a later run may not repeat (a file downloaded later, a worker out of memory, a
-# watchdog kill): retried once inside a run, and re-run on demand with `--retry`. The others
-# say something about the video itself and are final.
-TRANSIENT_STATUSES = ("missing", "crashed", "timeout", "error")
-PERMANENT_STATUSES = ("decode_error", "empty", "no_face", "too_small", "bad_metadata")
-
-
 class ClipRow:
     """The one place that builds a clip's status row (the `clips/` schema as a dict)."""
 
     @staticmethod
     def failed(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
-        """The status row of a clip that produced no faces (an error, or nothing found); the
-        pipeline fills in the counts of a processed clip on top of it."""
+        """The row of a clip that failed before or while it was processed (no counts)."""
         if status not in CLIP_STATUSES:
             raise ValueError(f"unknown clip status {status!r}")
-        return {
-            "source": clip.source,
-            "clip_id": clip.clip_id,
-            "video_key": clip.video_key,
-            "video_path": str(clip.video_path),
-            "split": clip.split,
-            "status": status,
-            "reason": reason,
-            "n_frames_read": 0,
-            "n_faces_detected": 0,
-            "n_faces_kept": 0,
-            "duration_sec": None,
-            "fps": None,
-            "width": None,
-            "height": None,
-            "decoder": None,
-            "n_frames_detect_skipped": None,
-            "n_frames_verified": None,
-            "annotation_iou": None,
-            "annotation_nme": None,
-            "stage_seconds": None,
-            "provenance": provenance,
-        }
+        if status == Status.OK:
+            raise ValueError("an ok row is built by ClipRow.processed")
+        return ClipRow._row(clip, status, reason, provenance)
 
     @staticmethod
     def problem(item, provenance: str = "none") -> dict:
         """The row of a source entry that never became a clip (a SourceProblem)."""
         clip = Clip(item.source, item.clip_id, Path(""), item.video_key or item.clip_id, split=item.split)
         return ClipRow.failed(clip, item.status, item.reason, provenance)
+
+    @staticmethod
+    def processed(clip: Clip, faces: list[dict], provenance: str, *, n_frames_read: int, duration_sec: float,
+                  fps: float, width: int, height: int, decoder: str | None, stage_seconds: dict,
+                  recovered: list[str] = (), n_frames_detect_skipped: int | None = None,
+                  n_frames_verified: int | None = None, annotation_iou: float | None = None,
+                  annotation_nme: float | None = None) -> dict:
+        """The row of a clip that was decoded and run through the stages: `ok`, or what its face
+        rows say went wrong. `recovered`: the decoder errors it read past; the last four: how the
+        source's own faces compared with the detector's, where the source gave them."""
+        kept = sum(f["kept"] for f in faces)
+        status, reason = Status.OK, None
+        if recovered:
+            reason = "recovered from: " + "; ".join(recovered)
+        if not faces:
+            status, reason = Status.NO_FACE, f"no face in {n_frames_read} sampled frames"
+        elif kept == 0:
+            reasons = {f["drop_reason"] for f in faces}
+            status = next((s for drop, s in _STATUS_OF_ALL_DROPPED if drop in reasons), Status.IDENTITY_SWITCH)
+            reason = f"{len(faces)} faces detected, none kept ({', '.join(sorted(reasons))})"
+        row = ClipRow._row(clip, status, reason, provenance)
+        row.update(n_frames_read=n_frames_read, n_faces_detected=len(faces), n_faces_kept=kept,
+                   duration_sec=duration_sec, fps=fps, width=width, height=height, decoder=decoder,
+                   n_frames_detect_skipped=n_frames_detect_skipped, n_frames_verified=n_frames_verified,
+                   annotation_iou=annotation_iou, annotation_nme=annotation_nme, stage_seconds=stage_seconds)
+        return row
+
+    @staticmethod
+    def _row(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
+        return {
+            "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
+            "video_path": str(clip.video_path), "split": clip.split, "status": status, "reason": reason,
+            "n_frames_read": 0, "n_faces_detected": 0, "n_faces_kept": 0,
+            "duration_sec": None, "fps": None, "width": None, "height": None, "decoder": None,
+            "n_frames_detect_skipped": None, "n_frames_verified": None, "annotation_iou": None, "annotation_nme": None,
+            "stage_seconds": None, "provenance": provenance,
+        }
+
+
+# What the stages measured of one detected face, in `faces/` row order.
+FaceMeasures = namedtuple("FaceMeasures", "frame_index time_sec face_index det_score bbox landmarks face_size "
+                          "identity_similarity out_of_frame yaw pitch roll quality embedding embedding_frame")
+
+
+class FaceRow:
+    """The one place that builds a face's row (the `faces/` schema as a dict)."""
+
+    @staticmethod
+    def kept(clip: Clip, face: FaceMeasures, crop_path: str, mask_path: str, align_template: str,
+             provenance: str) -> dict:
+        return FaceRow._row(clip, face, None, crop_path, mask_path, align_template, provenance)
+
+    @staticmethod
+    def dropped(clip: Clip, face: FaceMeasures, reason: str, align_template: str, provenance: str) -> dict:
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}")
+        return FaceRow._row(clip, face, reason, None, None, align_template, provenance)
+
+    @staticmethod
+    def _row(clip: Clip, face: FaceMeasures, reason: str | None, crop_path: str | None, mask_path: str | None,
+             align_template: str, provenance: str) -> dict:
+        return {
+            "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
+            "frame_index": face.frame_index, "time_sec": face.time_sec, "face_index": face.face_index,
+            "kept": reason is None, "drop_reason": reason,
+            "det_score": face.det_score, "bbox": face.bbox, "landmarks": face.landmarks,
+            "face_size": face.face_size, "identity_similarity": face.identity_similarity,
+            "out_of_frame": face.out_of_frame, "yaw": face.yaw, "pitch": face.pitch, "roll": face.roll,
+            "quality": face.quality, "embedding": face.embedding, "embedding_frame": face.embedding_frame,
+            "crop_path": crop_path, "mask_path": mask_path, "align_template": align_template,
+            "provenance": provenance,
+        }

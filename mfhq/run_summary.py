@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 from mfhq.manifest.views import connect
+from mfhq.records import Status
 
 COLUMNS = ("source", "clip_id", "status", "frames", "faces", "kept", "decoder")
 _QUERY = ("SELECT source, clip_id, status, n_frames_read, n_faces_detected, n_faces_kept, decoder, "
@@ -32,6 +33,6 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
         parts = textwrap.wrap(reason, room, break_long_words=False, break_on_hyphens=False)
         lines.append(f"{head}  {parts[0]}")
         lines.extend(" " * lead + part for part in parts[1:])
-    ok = sum(1 for r in rows if r[2] == "ok")
+    ok = sum(1 for r in rows if r[2] == Status.OK)
     lines.append(f"{len(rows)} clips, {ok} ok")
     return "\n".join(lines)

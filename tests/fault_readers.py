@@ -52,13 +52,13 @@ class DiskFillingReader(DecordReader):
         if "fill" in path.name and (path.parent / ".disk-full").exists():
             import errno
 
-            import mfhq.pipeline
+            import mfhq.worker.clip
 
-            real = mfhq.pipeline.atomic_write_bytes
+            real = mfhq.worker.clip.atomic_write_bytes
 
             def full(dest, data, durable=True):
-                mfhq.pipeline.atomic_write_bytes = real  # one failure per opened clip
+                mfhq.worker.clip.atomic_write_bytes = real  # one failure per opened clip
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
 
-            mfhq.pipeline.atomic_write_bytes = full
+            mfhq.worker.clip.atomic_write_bytes = full
         return super().open(path)

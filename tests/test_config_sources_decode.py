@@ -38,7 +38,7 @@ def test_bad_presets_name_the_file_and_the_problem(tmp_path, text, needle):
 
 def test_a_preset_naming_a_missing_backend_fails_at_setup(tmp_path):
     from mfhq.models import BackendError
-    from mfhq.pipeline import ClipProcessor
+    from mfhq.worker.clip import ClipProcessor
 
     preset = tmp_path / "p.yaml"
     preset.write_text("quality:\n  backend: topiq-typo\n")

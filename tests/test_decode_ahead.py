@@ -14,7 +14,8 @@ import pytest
 
 from conftest import REPO
 from mfhq.config import ConfigError, DecodeConfig, PipelineConfig, load_pipeline
-from mfhq.decode import ClipDecoder, DecodeAhead, DecodeError, DecodedChunk, sample_indices
+from mfhq.decode import ClipDecoder, DecodeError, DecodedChunk, sample_indices
+from mfhq.decode_ahead import DecodeAhead
 
 
 class Frames:

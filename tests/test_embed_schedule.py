@@ -15,7 +15,7 @@ import pytest
 from conftest import SAMPLE_PRESET
 from mfhq import sample
 from mfhq.config import load_pipeline
-from mfhq.pipeline import ClipProcessor
+from mfhq.worker.clip import ClipProcessor
 from mfhq.records import Clip
 
 N = 60  # frames at 25 fps: 12 sampled frames at the preset's 5 fps, one chunk of 16 (or 3 of 5)

@@ -86,7 +86,7 @@ def test_an_unknown_rule_is_a_clear_error():
 
 def test_the_worker_modules_do_not_import_the_sources():
     """DESIGN.md: workers never call back into sources/; the Clip carries what they need."""
-    code = ("import sys, mfhq.pipeline, mfhq.shard, mfhq.executors.worker; "
+    code = ("import sys, mfhq.worker.clip, mfhq.worker.shard, mfhq.worker.process; "
             "print(sorted(m for m in sys.modules if m.startswith('mfhq.sources')))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SAMPLE_PRESET
 from mfhq.config import load_pipeline
-from mfhq.pipeline import ClipProcessor
+from mfhq.worker.clip import ClipProcessor
 from mfhq.records import Clip
 from mfhq.sources import get_source
 

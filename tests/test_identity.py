@@ -4,7 +4,7 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from mfhq.stages.identity import box_iou
+from mfhq.geometry import box_iou
 
 
 def test_intruder_is_dropped_and_only_the_first_person_is_kept(sample_run, sample_meta):

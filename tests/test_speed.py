@@ -18,9 +18,9 @@ from mfhq.config import CurateConfig, DecodeConfig, usable_cores
 from mfhq.curate import merge
 from mfhq.curate.bench import synthetic_clip_means
 from mfhq.decode import CHUNK_BYTES, ClipDecoder
+from mfhq.geometry import box_iou
 from mfhq.models import create_backend
 from mfhq.models import brisque_iqa
-from mfhq.stages.identity import box_iou
 from conftest import SAMPLE_PRESET, run_cli
 
 

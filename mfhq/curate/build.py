@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mfhq import __version__
-from mfhq.config import CurateConfig
+from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import stream_select
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.split import assign_split
@@ -45,10 +45,10 @@ def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) 
     """Needs views `usable_faces` (faces) and `members` (source, clip_id, identity_id,
     identity_faces). Returns the chosen faces' keys with sample_rank and pose_cluster."""
     if cfg.short_identities not in ("drop", "flag"):
-        raise ValueError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
+        raise ConfigError(f"curate.short_identities must be 'drop' or 'flag', got {cfg.short_identities!r}")
     keep_short = "TRUE" if cfg.short_identities == "flag" else f"m.identity_faces >= {cfg.faces_per_identity}"
     if cfg.pose_clusters <= cfg.faces_per_identity:
-        raise ValueError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
+        raise ConfigError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
                          f"({cfg.faces_per_identity}): the paper over-clusters")
     # Integer sort keys, the strings joined back for the chosen faces only: sorting 17M rows by
     # (identity, clip) codes is several times faster than by their strings, in the same order.

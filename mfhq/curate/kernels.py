@@ -33,6 +33,8 @@ def _uniform(seed_mix: np.uint64, ordinal: np.int64, step: np.uint64) -> float:
     return (float(np.int64(x >> np.uint64(11))) + 1.0) / 9007199254740992.0  # 2**53
 
 
+# A numba kernel, the named exception to the 60-line rule for functions: seeding and Lloyd
+# iterations compiled as one loop nest.
 @compiled(error_model="numpy")
 def _kmeans_one(pose, lo, hi, k, iters, seed_mix, ordinal0, labels, cent, d2, us, dist, sums, counts):
     """k-means of rows lo:hi into labels[lo:hi]. cent [3, k], d2 [n], us [n], dist [k], sums [k, 3]

@@ -17,7 +17,7 @@ import pyarrow as pa
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from mfhq.config import CurateConfig
+from mfhq.config import ConfigError, CurateConfig
 
 log = logging.getLogger(__name__)
 TEST_NAMES = {"test", "val", "valid", "validation"}
@@ -63,5 +63,5 @@ def assign_split(rows: pa.Table, cfg: CurateConfig) -> np.ndarray:
             log.warning("test_videos=%d would hold out every video; keeping one group for train", cfg.test_videos)
         is_test[rank[:n_take]] = True
     else:
-        raise ValueError(f"curate.split must be 'videos' or 'official', got {cfg.split!r}")
+        raise ConfigError(f"curate.split must be 'videos' or 'official', got {cfg.split!r}")
     return np.where(is_test[comp], "test", "train").astype(object)

@@ -1,46 +1,39 @@
 """The Ray executor: `--executor ray [--address ADDR]`.
 
-Shards run on actors (`run.num_cpus` / `run.num_gpus` each). An actor is a long-lived process
-that calls run_shard, so its watched worker loads the models once and keeps the local
-executor's watchdog (a hang -> `timeout`, a native crash -> `crashed`). A lost actor or node
-means its shard runs again on a fresh actor: the shard had no marker, so nothing half-written
-counts. Ray is an optional extra; without an address a local Ray instance is started. On a
-cluster, every node needs mfhq installed and the run folder on a shared file system.
+Shards run on actors (`run.num_cpus` / `run.num_gpus` each), Ray's runners. An actor is a
+long-lived process that calls run_shard, so its watched worker process loads the models once and
+keeps the local executor's watchdog (a hang -> `timeout`, a native crash -> `crashed`). A lost
+actor or node means its shard runs again on a fresh actor (base.py): the shard had no marker, so
+nothing half-written counts. Ray is an optional extra; without an address a local Ray instance
+is started. On a cluster, every node needs mfhq installed and the run folder on a shared file
+system.
 """
 from __future__ import annotations
 
 import logging
 import os
-from collections import deque
 
-from mfhq.config import PipelineConfig
-from mfhq.executors.base import DiskFull, ExecutorError
-
-log = logging.getLogger(__name__)
-MAX_ATTEMPTS = 3
+from mfhq.config import PipelineConfig, config_from_dict
+from mfhq.executors.base import ExecutorError, Lost, ShardScheduler
+from mfhq.manifest.io import DiskFull
+from mfhq.worker.shard import close_watchdogs, run_shard
 
 
 class ShardActor:
     """Runs shards in one Ray worker process (wrapped with ray.remote by the executor)."""
 
     def __init__(self, cfg_dict: dict, run_dir: str, models_dir: str | None):
-        from mfhq.config import config_from_dict
-
         logging.basicConfig(level=logging.WARNING)
         self.cfg, self.run_dir, self.models_dir = config_from_dict(cfg_dict), run_dir, models_dir
 
     def run(self, shard):
-        from mfhq.shard import run_shard
-
         return run_shard(shard, self.run_dir, self.cfg, self.models_dir)
 
     def pid(self) -> int:
         return os.getpid()
 
     def close(self) -> None:
-        from mfhq.shard import close_workers
-
-        close_workers()
+        close_watchdogs()
 
 
 def _import_ray():
@@ -51,14 +44,13 @@ def _import_ray():
     return ray
 
 
-class RayExecutor:
+class RayExecutor(ShardScheduler):
     def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None):
         self.ray = _import_ray()
-        self.cfg, self.run_dir = cfg, str(run_dir)
-        self.models_dir = str(models_dir) if models_dir else None
+        super().__init__(cfg, run_dir, models_dir)
         self.started = False
         self.actors: list = []
-        self.running: dict = {}  # object ref -> (actor index, shard)
+        self.refs: dict = {}  # object ref of a shard in flight -> its actor's slot
 
     def _connect(self) -> None:
         ray = self.ray
@@ -87,59 +79,44 @@ class RayExecutor:
             slots = min(slots, resources.get("GPU", 0) // self.cfg.run.num_gpus)
         return max(1, int(slots))
 
-    def run(self, shards, on_stats) -> None:
-        queue = deque(shards)
-        if not queue:
-            return
+    def _start_runners(self, n_shards: int) -> int:
         self._connect()
+        self.actors = [self._actor() for _ in range(min(self._capacity(), n_shards))]
+        return len(self.actors)
+
+    def _submit(self, slot: int, shard) -> None:
+        self.refs[self.actors[slot].run.remote(shard)] = slot
+
+    def _wait(self, timeout: float):
         ray = self.ray
-        self.actors = [self._actor() for _ in range(min(self._capacity(), len(queue)))]
-        idle = list(range(len(self.actors)))
-        running = self.running
-        attempts: dict[str, int] = {}
-        while queue or running:
-            while idle and queue:
-                index, shard = idle.pop(), queue.popleft()
-                running[self.actors[index].run.remote(shard)] = (index, shard)
-            ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
-            for ref in ready:
-                index, shard = running.pop(ref)
-                try:
-                    stats = ray.get(ref)
-                except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
-                        ray.exceptions.NodeDiedError) as exc:
-                    attempts[shard.id] = attempts.get(shard.id, 0) + 1
-                    if attempts[shard.id] >= MAX_ATTEMPTS:
-                        raise ExecutorError(f"shard {shard.id}: its Ray worker was lost {MAX_ATTEMPTS} times ({exc})") from None
-                    log.warning("shard %s: its Ray worker was lost; running the shard again", shard.id)
-                    self.actors[index] = self._actor()
-                    queue.appendleft(shard)
-                except ray.exceptions.RayTaskError as exc:
-                    cause = exc.cause if hasattr(exc, "cause") else None
-                    if isinstance(cause, DiskFull):
-                        raise DiskFull(str(cause)) from None
-                    raise ExecutorError(f"shard {shard.id}: {cause or exc}") from None
-                else:
-                    on_stats(stats)
-                idle.append(index)
+        ready, _ = ray.wait(list(self.refs), num_returns=1, timeout=timeout)
+        for ref in ready:
+            slot = self.refs.pop(ref)
+            try:
+                outcome = ray.get(ref)
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError,
+                    ray.exceptions.NodeDiedError) as exc:
+                outcome = Lost("its Ray worker was lost", "", str(exc))
+            except ray.exceptions.RayTaskError as exc:
+                cause = exc.cause if hasattr(exc, "cause") else None
+                if isinstance(cause, DiskFull):
+                    raise DiskFull(str(cause)) from None
+                raise ExecutorError(f"shard {self.busy[slot].id}: {cause or exc}") from None
+            yield slot, outcome
 
-    def close(self) -> None:
-        """Stop the actors; shards in flight stay pending (no marker) and lose their temp files."""
-        from pathlib import Path
+    def _restart(self, slot: int) -> None:
+        self.actors[slot] = self._actor()
 
-        from mfhq.shard import remove_temp_files
-
+    def _stop_runners(self) -> None:
         ray = self.ray
         if self.actors and ray.is_initialized():
-            try:  # let each actor stop its worker; then the actor itself
+            try:  # let each actor stop its worker process; then the actor itself
                 ray.wait([a.close.remote() for a in self.actors], num_returns=len(self.actors), timeout=10)
             except Exception:  # an actor already lost
                 pass
             for actor in self.actors:
                 ray.kill(actor)
-        for _, shard in self.running.values():
-            remove_temp_files(Path(self.run_dir), shard)
-        self.actors, self.running = [], {}
+        self.actors, self.refs = [], {}
         if self.started:
             ray.shutdown()
             self.started = False

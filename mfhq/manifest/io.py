@@ -1,4 +1,4 @@
-"""Atomic file output and shard completion markers.
+"""Atomic file output, shard completion markers, and a full disk told apart from other I/O errors.
 
 Everything is written to a temporary file in the destination folder and renamed into place,
 so a killed process leaves either the old file, the new file, or a stray `.tmp-*` file that
@@ -7,6 +7,7 @@ redone in full on resume, which is what makes resumed runs equal to uninterrupte
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -16,10 +17,23 @@ from typing import Any, Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mfhq.errors import MfhqError
 from mfhq.manifest.schema import RUN_READABLE, RUN_SCHEMA_VERSION, SchemaVersionError, check_version
 
-__all__ = ["SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_table", "check_schema_version", "read_table", "ShardMarkers"]
+__all__ = ["DiskFull", "SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_table", "check_schema_version", "is_disk_full", "read_table", "ShardMarkers"]
+
+
+class DiskFull(MfhqError, RuntimeError):
+    """The disk of the run folder is full: the run stops, the shard in flight stays pending."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """ENOSPC / EDQUOT, also from pyarrow, whose IO errors carry the text but not the errno."""
+    if not isinstance(exc, OSError):
+        return False
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or any(
+        text in str(exc) for text in ("No space left on device", "Disk quota exceeded"))
 
 
 def current_umask() -> int:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from mfhq.errors import MfhqError
+
 RUN_SCHEMA_VERSION = "4"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
                           # 4: faces record the frame their embedding was computed on
@@ -29,7 +31,7 @@ SIDECAR = "manifest.json"
 SPLITS = ("train", "test")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(MfhqError, RuntimeError):
     """A run or manifest file that cannot be read as the contract says; the message names the
     file and the problem (and, where there is one, the remedy)."""
 

@@ -15,7 +15,7 @@ import pickle
 
 import numpy as np
 
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.weights import WeightFile
 
 _COMMON = dict(
@@ -149,7 +149,6 @@ def brisque_features(bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
     return np.array(scale_features(gray) + scale_features(half), np.float64)
 
 
-@register_backend
 class BrisqueQuality(Backend):
     name = "brisque"
     task = "quality"

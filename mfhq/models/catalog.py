@@ -16,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mfhq.errors import MfhqError
 from mfhq.models.registry import all_backends
 from mfhq.models.weights import (LOCK_NAME, WeightFile, WeightsCorrupt, candidates, check, file_sha256,
                                  models_dir)
@@ -80,7 +81,7 @@ def _recorded(path: Path) -> bool:
     return recorded_hash(path) is not None
 
 
-class UnknownBackend(ValueError):
+class UnknownBackend(MfhqError, ValueError):
     """`mfhq models fetch|verify NAME` with a NAME no backend has."""
 
 
@@ -92,7 +93,7 @@ def check_names(backends: list[str] | None) -> None:
         raise UnknownBackend(f"unknown backend(s) {', '.join(unknown)}; backends: {', '.join(known)}")
 
 
-class DownloadError(OSError):
+class DownloadError(MfhqError, OSError):
     """A download that failed; the message names the file, the address and what to do."""
 
 
@@ -105,7 +106,7 @@ def fetch(to: str | Path | None = None, backends: list[str] | None = None,
     """
     target = models_dir(to)
     if target is None:
-        raise ValueError("mfhq models fetch: give --to DIR (or set MFHQ_MODELS_DIR)")
+        raise MfhqError("mfhq models fetch: give --to DIR (or set MFHQ_MODELS_DIR)")
     check_names(backends)
     target.mkdir(parents=True, exist_ok=True)
     if files is None:

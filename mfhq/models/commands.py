@@ -11,6 +11,8 @@ from typing import List, Optional
 
 import typer
 
+from mfhq.errors import MfhqError
+
 models_app = typer.Typer(add_completion=False, no_args_is_help=True,
                          help="Model weights: list, fetch (needs internet), verify.")
 log = logging.getLogger("mfhq")
@@ -48,11 +50,10 @@ def fetch(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     _known_or_exit(backends)
     from mfhq.models.catalog import fetch as run_fetch
-    from mfhq.models.weights import WeightsCorrupt
 
     try:
         paths = run_fetch(to, backends or None)
-    except (OSError, ValueError, WeightsCorrupt) as exc:
+    except (MfhqError, OSError) as exc:  # a usage error, a failed download, a folder it cannot write
         log.error("%s", exc)
         raise typer.Exit(code=2)
     typer.echo(f"{len(paths)} files in {to}; use it with --models-dir {to}")
@@ -70,12 +71,12 @@ def verify(
     from mfhq.models.catalog import verify as run_verify
 
     if pipeline is not None:
-        from mfhq.config import ConfigError, load_pipeline
+        from mfhq.config import load_pipeline
         from mfhq.models.preflight import pipeline_backends
 
         try:
             backends = [*(backends or []), *pipeline_backends(load_pipeline(pipeline)).values()]
-        except ConfigError as exc:
+        except MfhqError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(code=2)
     bad = missing = 0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.weights import WeightFile
 
 SHAPE_68 = WeightFile(
@@ -31,7 +31,6 @@ SHAPE_68 = WeightFile(
 FOREHEAD_LIFT = 0.05
 
 
-@register_backend
 class DlibHullParsing(Backend):
     name = "dlib68-hull"
     task = "parsing"

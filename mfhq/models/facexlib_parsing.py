@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
@@ -91,7 +91,6 @@ class _FacexlibParsing(Backend):
         return masks
 
 
-@register_backend
 class ParseNetParsing(_FacexlibParsing):
     name = "facexlib-parsenet"
     model_name = "parsenet"
@@ -100,7 +99,6 @@ class ParseNetParsing(_FacexlibParsing):
     licence = PARSENET.licence
 
 
-@register_backend
 class BiSeNetParsing(_FacexlibParsing):
     name = "facexlib-bisenet"
     model_name = "bisenet"

@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from mfhq.models.registry import Backend, Detections, register_backend
+from mfhq.models.base import Backend, Detections
 from mfhq.models.runtime import ort_session
 from mfhq.models.weights import WeightFile
 
@@ -88,7 +88,6 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, float]:
     return canvas, scale
 
 
-@register_backend
 class ScrfdDetector(Backend):
     name = "scrfd"
     task = "detector"
@@ -172,7 +171,6 @@ class ScrfdDetector(Backend):
                           scores[keep].astype(np.float32))
 
 
-@register_backend
 class ArcFaceEmbedder(Backend):
     name = "arcface"
     task = "embedder"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfhq.models.face3d68 import FACE_MODEL_68
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 
 # A mean adult face in millimetres (interpupillary ~63, mouth ~50 wide, eyes to mouth ~55),
 # camera-style axes (x right, y down, z away from the camera), the nose tip at the origin.
@@ -38,7 +38,6 @@ def rotation_to_angles(rotation: np.ndarray) -> tuple[float, float, float]:
     return float(-yaw), float(-pitch), float(-roll)
 
 
-@register_backend
 class PnPPose(Backend):
     name = "pnp5"
     task = "pose"
@@ -74,7 +73,6 @@ class PnPPose(Backend):
         return rotation_to_angles(rotation)
 
 
-@register_backend
 class PnP68Pose(PnPPose):
     """solvePnP of dlib's 68 landmarks; `estimate` takes them as `landmarks68` [N, 68, 2] (NaN rows:
     none for that face, which is then fitted on its 5 points)."""

@@ -6,7 +6,8 @@ backend and weight hash per task, goes into run.json and decides whether a resum
 """
 from __future__ import annotations
 
-from mfhq.models.registry import Backend, create_backend
+from mfhq.models.base import Backend
+from mfhq.models.registry import create_backend
 from mfhq.models.weights import resolve
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
+from mfhq.errors import MfhqError
+
 log = logging.getLogger(__name__)
 
 
-class DeviceError(RuntimeError):
+class DeviceError(MfhqError, RuntimeError):
     """The requested device cannot be used here (no CUDA build, no GPU)."""
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfhq.models.onnx_graph import fold_weight_dequantization, unused_initializers_removed
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.weights import WeightFile
 
 SFACE = WeightFile(
@@ -62,7 +62,6 @@ def load_sface_graph(path, fast: bool = True):
     return unused_initializers_removed(model)
 
 
-@register_backend
 class SFaceEmbedder(Backend):
     name = "sface"
     task = "embedder"

@@ -21,7 +21,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
@@ -83,7 +83,6 @@ def inplane_rotation(landmarks: np.ndarray) -> np.ndarray:
     return np.array(angles, np.float32)
 
 
-@register_backend
 class SixDRepNetPose(Backend):
     name = "6drepnet"
     task = "pose"

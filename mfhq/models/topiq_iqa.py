@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfhq.models.registry import Backend, register_backend
+from mfhq.models.base import Backend
 from mfhq.models.runtime import inference, prepare_torch_module, torch_device
 from mfhq.models.weights import WeightFile
 
@@ -38,7 +38,6 @@ def build_cfanet(weights: str | None):
                   pretrained=False, pretrained_model_path=weights, **CFANET_OPTIONS)
 
 
-@register_backend
 class TopiqFaceQuality(Backend):
     name = "topiq-nr-face"
     task = "quality"

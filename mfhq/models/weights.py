@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from mfhq.errors import MfhqError
+
 MODELS_DIR_ENV = "MFHQ_MODELS_DIR"
 LOCK_NAME = "mfhq-models.sha256"  # `sha256sum` format, written by `mfhq models fetch`
 
@@ -46,7 +48,7 @@ class WeightFile:
         return "unpublished upstream"
 
 
-class WeightsMissing(FileNotFoundError):
+class WeightsMissing(MfhqError, FileNotFoundError):
     def __init__(self, missing: list[WeightFile], searched: list[Path]):
         lines = ["model weights not found:"]
         for wf in missing:
@@ -60,7 +62,7 @@ class WeightsMissing(FileNotFoundError):
         self.missing = missing
 
 
-class WeightsCorrupt(RuntimeError):
+class WeightsCorrupt(MfhqError, RuntimeError):
     """A weight file whose hash is not the published one."""
 
 

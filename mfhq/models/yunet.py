@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfhq.models.registry import Backend, Detections, register_backend
+from mfhq.models.base import Backend, Detections
 from mfhq.models.dlib_hull import SHAPE_68
 from mfhq.models.weights import WeightFile
 
@@ -33,7 +33,6 @@ YUNET = WeightFile(
 )
 
 
-@register_backend
 class YuNetDetector(Backend):
     name = "yunet"
     task = "detector"
@@ -118,7 +117,6 @@ class YuNetDetector(Backend):
         return found[np.argsort(-found[:, 14], kind="stable")][: self.max_faces].astype(np.float64)
 
 
-@register_backend
 class YuNetDlib68Detector(YuNetDetector):
     """YuNet boxes with the 5 points taken from dlib's 68-point predictor.
 

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from mfhq.records import Clip
+from mfhq.errors import MfhqError
+from mfhq.records import Clip, Status
 
 
-class SourceError(RuntimeError):
+class SourceError(MfhqError, RuntimeError):
     """The source root itself is unusable; the message names the path and the problem."""
 
 
@@ -27,7 +28,7 @@ class SourceProblem:
 
     source: str
     clip_id: str
-    status: str        # a CLIP_STATUSES value: missing, empty, error...
+    status: str        # a records.Status: missing, empty, error...
     reason: str        # names the file (and line) and the problem
     video_key: str | None = None  # when known (a missing video): which video to fetch
     split: str | None = None
@@ -82,7 +83,7 @@ class Source(ABC):
     def scan(self) -> Iterator[Clip | SourceProblem]:
         """Yield clips, and problems for entries that cannot become clips, in a stable order."""
 
-    def problem(self, raw_id: object, reason: str, status: str = "bad_metadata", clip: Clip | None = None) -> SourceProblem:
+    def problem(self, raw_id: object, reason: str, status: str = Status.BAD_METADATA, clip: Clip | None = None) -> SourceProblem:
         video_key, split = (clip.video_key, clip.split) if clip is not None else (None, None)
         return SourceProblem(self.name, problem_id(raw_id), status, reason, video_key, split)
 

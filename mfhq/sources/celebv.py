@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from mfhq.records import Clip
+from mfhq.records import Clip, Status
 from mfhq.sources.base import Source, SourceError, SourceProblem, safe_clip_id
 
 _OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*\{')
@@ -157,4 +157,4 @@ class CelebVSource(Source):
         looked = [f"{d}/{n}" for d in self.cut_dirs for n in self.cut_names(clip)]
         looked += [f"{d}/{clip.video_key}.mp4" for d in self.raw_dirs]
         return self.problem(clip.clip_id, f"{where}: clip {clip.clip_id!r}: no video under {self.root} "
-                                          f"(looked for {', '.join(looked)})", status="missing", clip=clip)
+                                          f"(looked for {', '.join(looked)})", status=Status.MISSING, clip=clip)

@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import PurePosixPath
 from typing import Iterator
 
-from mfhq.records import Clip
+from mfhq.records import Clip, Status
 from mfhq.sources.base import MAX_ID_PART, Source, SourceProblem, register_source
 
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
@@ -72,10 +72,10 @@ class FolderSource(Source):
             if rel in collisions:
                 # The row's id carries a long hash of the path: it cannot collide with anything.
                 problem_id = f"{readable_id(rel)}-{path_hash(rel, 16)}"
-                yield SourceProblem(self.name, problem_id, "bad_metadata", f"{path}: {collisions[rel]}")
+                yield SourceProblem(self.name, problem_id, Status.BAD_METADATA, f"{path}: {collisions[rel]}")
                 continue
             clip_id = ids[rel]
             if not path.is_file():
-                yield SourceProblem(self.name, clip_id, "missing", f"{path}: not a regular file")
+                yield SourceProblem(self.name, clip_id, Status.MISSING, f"{path}: not a regular file")
                 continue
             yield Clip(source=self.name, clip_id=clip_id, video_path=path, video_key=clip_id)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from mfhq.records import Clip
+from mfhq.records import Clip, Status
 from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
 
 _CHUNK = re.compile(r"^(?P<ytid>.+)_(?P<chunk>\d{4})$")  # split at the last '_': ids hold '_' too
@@ -109,4 +109,4 @@ class TalkingHead1KHSource(Source):
         looked = " or ".join(f"{s}/cropped_clips/{clip.clip_id}.mp4, {s}/1min_clips/{clip.extra['chunk']}.mp4"
                              for s in splits)
         return self.problem(clip.clip_id, f"{where}: tube {clip.clip_id}: no video under {self.root} (looked for {looked})",
-                            status="missing", clip=clip)
+                            status=Status.MISSING, clip=clip)

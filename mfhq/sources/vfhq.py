@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from mfhq.records import Clip, FrameAnnotations
+from mfhq.records import Clip, FrameAnnotations, Status
 from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
 
 _NAME = re.compile(r"^Clip\+(?P<ytid>[^+]{11})\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
@@ -152,7 +152,7 @@ class VFHQSource(Source):
         if raw is not None:
             return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
         return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
-                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status="missing", clip=clip)
+                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status=Status.MISSING, clip=clip)
 
 
 def _as_cut(clip: Clip, path: Path) -> Clip:

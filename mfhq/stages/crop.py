@@ -6,6 +6,7 @@ import numpy as np
 from mfhq.align import alignment_transform, apply_transform, out_of_frame, source_extent, warp
 from mfhq.config import AlignConfig, ParsingConfig, PoseConfig, QualityConfig
 from mfhq.models import create_backend
+from mfhq.records import Drop
 from mfhq.stages.base import FaceBatch, Stage
 
 
@@ -31,10 +32,10 @@ class AlignStage(Stage):
             batch.face_size[i] = source_extent(matrix, self.cfg.size)
             batch.out_of_frame[i] = out_of_frame(matrix, self.cfg.size, width, height)
             if batch.face_size[i] < self.cfg.min_face_px:
-                batch.drop([i], "too_small")
+                batch.drop([i], Drop.TOO_SMALL)
                 continue
             if batch.out_of_frame[i] > self.cfg.max_out_of_frame:
-                batch.drop([i], "out_of_frame")
+                batch.drop([i], Drop.OUT_OF_FRAME)
                 continue
             batch.crops[int(i)] = warp(batch.frames[batch.frame_pos[i]], matrix, self.cfg.size)
         return batch
@@ -113,7 +114,7 @@ class QualityStage(_BackendStage):
     def store(self, batch, alive, outputs) -> None:
         batch.quality[alive] = outputs
         if self.min_quality is not None:
-            batch.drop(alive[batch.quality[alive] < self.min_quality], "low_quality")
+            batch.drop(alive[batch.quality[alive] < self.min_quality], Drop.LOW_QUALITY)
 
 
 class ParsingStage(_BackendStage):

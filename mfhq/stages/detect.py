@@ -5,11 +5,11 @@ import numpy as np
 
 from mfhq.align import arcface_template, similarity_transform, warp
 from mfhq.config import DetectConfig, EmbedConfig
+from mfhq.geometry import box_iou
 from mfhq.models import create_backend
-from mfhq.models.registry import Detections
+from mfhq.models.base import Detections
 from mfhq.stages.base import FaceBatch, Stage
 from mfhq.stages.embed_schedule import VIRTUAL, chunk_tail, first_pass, second_pass
-from mfhq.stages.identity import box_iou
 
 
 class DetectStage(Stage):

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfhq.geometry import box_iou
 from mfhq.stages.base import FaceBatch
-from mfhq.stages.identity import box_iou
 
 
 def thumbnail(crop: np.ndarray) -> np.ndarray:

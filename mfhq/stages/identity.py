@@ -13,18 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from mfhq.config import IdentityConfig
+from mfhq.geometry import box_iou
+from mfhq.records import Drop
 from mfhq.stages.base import FaceBatch, Stage
-
-
-def box_iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return inter / np.maximum(area + areas - inter, 1e-9)
 
 
 class IdentityStage(Stage):
@@ -59,7 +50,7 @@ class IdentityStage(Stage):
             batch.similarity[faces] = sims
             frame_number = state.frames_seen + int(pos)
             chosen = self._choose(batch, faces, sims, frame_number)
-            batch.drop([f for f in faces if f != chosen], "other_identity")
+            batch.drop([f for f in faces if f != chosen], Drop.OTHER_IDENTITY)
             if chosen is not None:
                 state.last_box, state.last_frame = batch.boxes[chosen].astype(np.float64), frame_number
                 own = batch.embedded_from is None or batch.embedded_from[chosen] == chosen

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import duckdb
 
+from mfhq.errors import MfhqError
 from mfhq.manifest.views import attach_manifest, connect_runs
+from mfhq.records import DROP_REASONS
 
 
-class StatsError(RuntimeError):
+class StatsError(MfhqError, RuntimeError):
     """Stats cannot be computed; the message names the file and the problem."""
 
 
-# Which stage drops a face for a reason (records.DROP_REASONS).
-STAGE_OF_REASON = {"other_identity": "identity", "too_small": "align", "align_failed": "align",
-                   "out_of_frame": "align", "low_quality": "quality"}
+# Which stage drops a face for a reason: the vocabulary's own table.
+STAGE_OF_REASON = DROP_REASONS
 _STAGE_CASE = "CASE " + " ".join(f"WHEN drop_reason = '{r}' THEN '{s}'" for r, s in STAGE_OF_REASON.items()) + \
     " WHEN kept THEN 'kept' ELSE 'other' END"
 _SPREAD = "sqrt(var_pop(yaw) + var_pop(pitch) + var_pop(roll))"

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mfhq.config import PipelineConfig
-from mfhq.executors.base import DiskFull, is_disk_full
-from mfhq.manifest.io import ShardMarkers, atomic_write_table, read_table
-from mfhq.plan import Shard, item_key
-from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow
+from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_table, is_disk_full, read_table
+from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow, Shard, item_key
+from mfhq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -34,28 +33,27 @@ class ShardStats:
     provenance: str = "none"
 
 
-# One watched worker per process that runs shards (a local runner, a Ray actor): the models load
-# once per process, not once per shard.
-_WORKERS: dict = {}
+# One watchdog (and so one worker process) per runner process: the models load once per runner,
+# not once per shard.
+_WATCHDOGS: dict = {}
 
 
-def _worker(cfg: PipelineConfig, run_dir: Path, models_dir):
-    from mfhq.executors.watchdog import WatchedWorker
-
+def _watchdog(cfg: PipelineConfig, run_dir: Path, models_dir) -> Watchdog:
     key = (str(run_dir), repr(cfg), str(models_dir))
-    if key not in _WORKERS:
-        for old in _WORKERS.values():  # another run in this process: free its worker
+    if key not in _WATCHDOGS:
+        for old in _WATCHDOGS.values():  # another run in this process: stop its worker
             old.close()
-        _WORKERS.clear()
-        _WORKERS[key] = WatchedWorker(cfg, str(run_dir), str(models_dir) if models_dir else None)
-    return _WORKERS[key]
+        _WATCHDOGS.clear()
+        _WATCHDOGS[key] = Watchdog(cfg, str(run_dir), str(models_dir) if models_dir else None)
+    return _WATCHDOGS[key]
 
 
 @atexit.register
-def close_workers() -> None:
-    for worker in _WORKERS.values():
-        worker.close()
-    _WORKERS.clear()
+def close_watchdogs() -> None:
+    """Stop this runner's worker process (a runner that stops, an actor closed)."""
+    for watchdog in _WATCHDOGS.values():
+        watchdog.close()
+    _WATCHDOGS.clear()
 
 
 def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None) -> ShardStats:
@@ -66,7 +64,7 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
         return ShardStats(shard.id, skipped=True)
     rerun = shard.only if done else None
     stats = ShardStats(shard.id)
-    worker = _worker(cfg, run_dir, models_dir)
+    watchdog = _watchdog(cfg, run_dir, models_dir)
     outcomes: dict[str, tuple[list, dict]] = {}
     try:
         todo = []
@@ -78,13 +76,13 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
                 todo.append(item)
             else:  # a source entry that never became a clip: its status row needs no worker
                 outcomes[key] = ([], ClipRow.problem(item))
-        _run_clips(worker, todo, outcomes)
+        _run_clips(watchdog, todo, outcomes)
         transient = [c for c in todo if outcomes[c.key][1]["status"] in TRANSIENT_STATUSES]
-        if transient:  # a passing failure (a killed worker, a file still arriving): once more
+        if transient:  # a passing failure (a killed worker process, a file still arriving): once more
             log.info("%s: %d clip(s) failed for a passing reason; running them once more", shard.id, len(transient))
-            _run_clips(worker, transient, outcomes)
+            _run_clips(watchdog, transient, outcomes)
             stats.retried = len(transient)
-        stats.provenance = worker.provenance
+        stats.provenance = watchdog.provenance
         _count(stats, outcomes)
         faces, clips = _merge(run_dir, shard, outcomes) if rerun is not None else _rows(shard, outcomes)
         atomic_write_table(run_dir / "faces" / f"{shard.id}.parquet", faces, FACE_SCHEMA)
@@ -102,9 +100,9 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
     return stats
 
 
-def _run_clips(worker, clips: list[Clip], outcomes: dict) -> None:
+def _run_clips(watchdog: Watchdog, clips: list[Clip], outcomes: dict) -> None:
     if clips:
-        worker.run(clips, lambda clip, faces, row: outcomes.__setitem__(clip.key, (faces, row)))
+        watchdog.run(clips, lambda clip, faces, row: outcomes.__setitem__(clip.key, (faces, row)))
 
 
 def _count(stats: ShardStats, outcomes: dict) -> None:
@@ -134,7 +132,7 @@ def _merge(run_dir: Path, shard: Shard, outcomes: dict) -> tuple[list, list]:
 
 
 def remove_temp_files(run_dir: Path, shard: Shard) -> None:
-    """The temporary files a stopped shard left (a killed worker cannot clean up after itself)."""
+    """The temporary files a stopped shard left (a killed process cannot clean up after itself)."""
     folders = [run_dir / "faces", run_dir / "clips", run_dir / "done"]
     for item in shard.items:
         if isinstance(item, Clip):

@@ -1,4 +1,4 @@
-"""A worker process under a watchdog, owned by whatever runs shards (a local runner, a Ray actor).
+"""The watchdog over a runner's worker process (a runner: a local runner process or a Ray actor).
 
 The worker loads the models once and processes the clips it is sent. Its owner watches it: a
 decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
@@ -19,15 +19,23 @@ from multiprocessing.connection import wait
 from typing import Callable
 
 from mfhq.config import PipelineConfig
-from mfhq.executors.base import DiskFull, ExecutorError
-from mfhq.executors.worker import worker_main
-from mfhq.records import Clip, ClipRow
+from mfhq.errors import MfhqError
+from mfhq.manifest.io import DiskFull
+from mfhq.records import Clip, ClipRow, Status
+from mfhq.worker.process import worker_process_main
 
 log = logging.getLogger(__name__)
 OnResult = Callable[[Clip, list, dict], None]
 
 
-class WatchedWorker:
+class WorkerError(MfhqError, RuntimeError):
+    """The worker process cannot run (it cannot load its models): the run cannot go on; the
+    message says why."""
+
+
+class Watchdog:
+    """Starts the worker process, sends it clips, and kills and replaces it when it hangs or dies."""
+
     def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None):
         self.cfg, self.run_dir, self.models_dir = cfg, str(run_dir), models_dir
         self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
@@ -38,18 +46,18 @@ class WatchedWorker:
 
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
-        self.process = self.ctx.Process(target=worker_main, args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir),
-                                        daemon=True)
+        self.process = self.ctx.Process(target=worker_process_main, daemon=True,
+                                        args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir))
         self.process.start()
         child.close()
         while True:  # model loading: no watchdog (a first load may download or compile)
             if not self.conn.poll(0.5):
                 if not self.process.is_alive() and not self.conn.poll():
-                    raise ExecutorError(f"a worker died while loading models (exit code {self.process.exitcode})")
+                    raise WorkerError(f"a worker died while loading models (exit code {self.process.exitcode})")
                 continue
             message = self.conn.recv()
             if message[0] == "fatal":
-                raise ExecutorError(message[1])
+                raise WorkerError(message[1])
             if message[0] == "ready":
                 self.provenance = message[1]
                 return
@@ -129,21 +137,21 @@ class WatchedWorker:
             self._kill()
             raise DiskFull(message[1])
         elif kind == "fatal":
-            raise ExecutorError(message[1])
+            raise WorkerError(message[1])
 
     def _overdue(self) -> tuple[str, str] | None:
         now = time.monotonic()
         limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
         if self.phase in ("decode", "start") and now - self.phase_since > limits[0]:
-            return "timeout", f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
+            return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         reads = [key for key, since in self.reading.items() if key in self.in_flight and now - since > limits[0]]
         if reads:
             self.phase_key = reads[0]
-            return "timeout", f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
+            return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
         if late:
             self.phase_key = late[0]
-            return "timeout", f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
+            return Status.TIMEOUT, f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
         return None
 
     def _dead(self) -> tuple[str, str] | None:
@@ -153,7 +161,7 @@ class WatchedWorker:
         code = self.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         during = self.phase + (" (a decode-ahead read in flight)" if self.reading else "")
-        return "crashed", f"{self._path()}: the worker died ({how}) during {during}"
+        return Status.CRASHED, f"{self._path()}: the worker died ({how}) during {during}"
 
     def _path(self) -> str:
         return str(self.in_flight[self.phase_key].video_path)

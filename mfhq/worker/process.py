@@ -1,9 +1,10 @@
-"""The watched worker process: loads the models once, then processes the clips it is sent.
+"""The worker process, under its runner's Watchdog: loads the models once, then processes the
+clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("diskfull", message) |
 ("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row). Phases "decode" and
 "process" say what the main thread does; "read" and "read-done" come from the decode-ahead thread
-(mfhq.decode.DecodeAhead), so sends are serialised by a lock.
+(mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock.
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import threading
 from pathlib import Path
 
 
-def _quiet_process() -> None:
-    """Signals belong to the driver: Ctrl-C reaches the whole process group, and a worker that
-    raised KeyboardInterrupt would print a traceback. If the parent dies, so does the worker
-    (a worker stuck in native code would otherwise outlive it)."""
+def quiet_process() -> None:
+    """Signals belong to the driver: Ctrl-C reaches the whole process group, and a runner or a
+    worker that raised KeyboardInterrupt would print a traceback. If the parent dies, so does
+    this process (one stuck in native code would otherwise outlive it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
@@ -25,8 +26,8 @@ def _quiet_process() -> None:
         pass
 
 
-def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> None:
-    _quiet_process()
+def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> None:
+    quiet_process()
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     from mfhq.models.runtime import limit_threads
@@ -34,7 +35,8 @@ def worker_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> N
     limit_threads()
     logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
-    from mfhq.pipeline import ClipProcessor, is_disk_full
+    from mfhq.manifest.io import is_disk_full
+    from mfhq.worker.clip import ClipProcessor
 
     try:
         try:

@@ -1,7 +1,7 @@
 """One clip through every stage: decode in chunks, run the stages, write crops, build rows.
 
-This runs inside a worker process. It reports its phase ("decode" / "process") through a
-callback so that the executor's watchdog can bound decoding separately from model work.
+This runs inside the worker process. It reports its phase ("decode" / "process") through a
+callback so that the runner's watchdog can bound decoding separately from model work.
 """
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 
 from mfhq.config import PipelineConfig
-from mfhq.executors.base import is_disk_full
-from mfhq.decode import ClipDecoder, DecodeAhead, DecodeError, sample_indices
+from mfhq.decode import ClipDecoder, DecodeError, sample_indices
+from mfhq.decode_ahead import DecodeAhead
 from mfhq.geometry import resolve as resolve_geometry
-from mfhq.manifest.io import atomic_write_bytes
-from mfhq.records import Clip, ClipRow
+from mfhq.manifest.io import atomic_write_bytes, is_disk_full
+from mfhq.records import Clip, ClipRow, FaceMeasures, FaceRow, Status
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
@@ -158,19 +158,19 @@ class ClipProcessor:
         if is_disk_full(exc):
             raise exc
         if isinstance(exc, DecodeError):
-            return ClipRow.failed(clip, "decode_error", str(exc), self.provenance)
+            return ClipRow.failed(clip, Status.DECODE_ERROR, str(exc), self.provenance)
         # A stage bug must not lose the rest of the run.
         log.error("clip %s failed", clip.key, exc_info=exc)
-        return ClipRow.failed(clip, "error", f"{clip.video_path}: {type(exc).__name__}: {exc}", self.provenance)
+        return ClipRow.failed(clip, Status.ERROR, f"{clip.video_path}: {type(exc).__name__}: {exc}", self.provenance)
 
     def _steps(self, clip: Clip, on_phase: PhaseCallback):
         """Generator: yields each decoded chunk as a FaceBatch, receives it back through the
         stages, returns (face rows, clip row)."""
         path = Path(clip.video_path)
         if not path.is_file():
-            return [], ClipRow.failed(clip, "missing", f"{path}: no such file", self.provenance)
+            return [], ClipRow.failed(clip, Status.MISSING, f"{path}: no such file", self.provenance)
         if path.stat().st_size == 0:
-            return [], ClipRow.failed(clip, "empty", f"{path}: file is empty (0 bytes)", self.provenance)
+            return [], ClipRow.failed(clip, Status.EMPTY, f"{path}: file is empty (0 bytes)", self.provenance)
         timings: dict[str, float] = defaultdict(float)
         decoder = ClipDecoder(self.cfg.decode)
         chunks = None
@@ -181,7 +181,7 @@ class ClipProcessor:
             try:  # the source's box and annotations, by the rule it named, in the real video's pixels and frames
                 clip = resolve_geometry(clip, info.width, info.height, info.fps)
             except ValueError as exc:
-                return [], ClipRow.failed(clip, "bad_metadata", f"{path}: {exc}", self.provenance)
+                return [], ClipRow.failed(clip, Status.BAD_METADATA, f"{path}: {exc}", self.provenance)
             frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)
             indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec, frames)
             timings["decode"] += time.perf_counter() - started
@@ -189,7 +189,7 @@ class ClipProcessor:
                 wanted = f"frames {frames[0]}..{frames[1]}" if frames else f"{clip.start_sec}..{clip.end_sec} s"
                 reason = (f"{path}: no frames in range ({wanted} of {info.n_frames} at {info.fps:g} fps)"
                           if info.n_frames else f"{path}: the video has no frames")
-                return [], ClipRow.failed(clip, "empty", reason, self.provenance)
+                return [], ClipRow.failed(clip, Status.EMPTY, reason, self.provenance)
             rows, state, n_read = [], ClipState(), 0
             chunks = decoder.chunks(path, indices)
             if self.reads_ahead:
@@ -214,65 +214,45 @@ class ClipProcessor:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
-        clip_row = self._clip_row(clip, path, rows, n_read, info, decoder, timings, len(indices))
+        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(indices))
+
+    def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled) -> dict:
+        verified = {}
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:
             # A checked frame where the detector found nothing counts as IoU 0.
-            clip_row.update(n_frames_detect_skipped=state.annotated_frames - state.verified_frames,
+            verified = dict(n_frames_detect_skipped=state.annotated_frames - state.verified_frames,
                             n_frames_verified=state.verified_frames,
                             annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None,
                             annotation_nme=state.verified_nme_sum / state.verified_matched if state.verified_matched else None)
-        return rows, clip_row
-
-    def _clip_row(self, clip, path, rows, n_read, info, decoder, timings, n_sampled) -> dict:
-        kept = sum(r["kept"] for r in rows)
-        status, reason = "ok", None
-        if decoder.errors:
-            reason = "recovered from: " + "; ".join(decoder.errors)
-        if not rows:
-            status, reason = "no_face", f"no face in {n_read} sampled frames"
-        elif kept == 0:
-            reasons = {r["drop_reason"] for r in rows}
-            # The most telling reason wins: the person was there but too small or too poor,
-            # else only other people were (the clip's person never matched).
-            status = next((s for s in ("too_small", "out_of_frame", "low_quality") if s in reasons), "identity_switch")
-            reason = f"{len(rows)} faces detected, none kept ({', '.join(sorted(reasons))})"
-        row = ClipRow.failed(clip, status, reason, self.provenance)
-        row.update(
-            n_frames_read=n_read, n_faces_detected=len(rows), n_faces_kept=kept,
-            duration_sec=n_sampled / self.cfg.decode.fps, fps=info.fps, width=info.width, height=info.height,
-            decoder=decoder.reader.name if decoder.reader else None,
-            stage_seconds={k: round(v, 4) for k, v in timings.items()},
-        )
-        return row
+        return ClipRow.processed(
+            clip, rows, self.provenance, n_frames_read=n_read, duration_sec=n_sampled / self.cfg.decode.fps,
+            fps=info.fps, width=info.width, height=info.height, decoder=decoder.reader.name if decoder.reader else None,
+            stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors, **verified)
 
     def _rows(self, batch: FaceBatch) -> list[dict]:
         clip, align = batch.clip, self.cfg.align
+        template = f"{align.template}{align.size}"
         rows = []
         for i in range(batch.n_faces):
             frame_index = int(batch.frame_indices[batch.frame_pos[i]])
-            kept = batch.drop_reason[i] is None
-            crop_path = mask_path = None
-            if kept:
-                stem = f"{clip.source}/{clip.clip_id}/{frame_index:06d}_{int(batch.face_index[i])}"
-                crop_path = f"crops/{stem}.{align.crop_format}"
-                mask_path = f"masks/{stem}.png"
-                self._write_image(crop_path, batch.crops[i])
-                self._write_image(mask_path, batch.masks[i])
-            rows.append({
-                "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
-                "frame_index": frame_index, "time_sec": frame_index / batch.fps,
-                "face_index": int(batch.face_index[i]), "kept": kept, "drop_reason": batch.drop_reason[i],
-                "det_score": float(batch.scores[i]),
-                "bbox": batch.boxes[i].tolist(), "landmarks": batch.landmarks[i].reshape(-1).tolist(),
-                "face_size": _num(batch.face_size[i]), "identity_similarity": _num(batch.similarity[i]),
-                "out_of_frame": None if batch.out_of_frame is None else _num(batch.out_of_frame[i]),
-                "yaw": _num(batch.pose[i, 0]), "pitch": _num(batch.pose[i, 1]), "roll": _num(batch.pose[i, 2]),
-                "quality": _num(batch.quality[i]),
-                "embedding": batch.embeddings[i].tolist() if batch.embeddings is not None else None,
-                "embedding_frame": _embedding_frame(batch, i),
-                "crop_path": crop_path, "mask_path": mask_path,
-                "align_template": f"{align.template}{align.size}", "provenance": self.provenance,
-            })
+            face = FaceMeasures(
+                frame_index=frame_index, time_sec=frame_index / batch.fps, face_index=int(batch.face_index[i]),
+                det_score=float(batch.scores[i]), bbox=batch.boxes[i].tolist(),
+                landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=_num(batch.face_size[i]),
+                identity_similarity=_num(batch.similarity[i]),
+                out_of_frame=None if batch.out_of_frame is None else _num(batch.out_of_frame[i]),
+                yaw=_num(batch.pose[i, 0]), pitch=_num(batch.pose[i, 1]), roll=_num(batch.pose[i, 2]),
+                quality=_num(batch.quality[i]),
+                embedding=batch.embeddings[i].tolist() if batch.embeddings is not None else None,
+                embedding_frame=_embedding_frame(batch, i))
+            if batch.drop_reason[i] is not None:
+                rows.append(FaceRow.dropped(clip, face, batch.drop_reason[i], template, self.provenance))
+                continue
+            stem = f"{clip.source}/{clip.clip_id}/{frame_index:06d}_{face.face_index}"
+            crop_path, mask_path = f"crops/{stem}.{align.crop_format}", f"masks/{stem}.png"
+            self._write_image(crop_path, batch.crops[i])
+            self._write_image(mask_path, batch.masks[i])
+            rows.append(FaceRow.kept(clip, face, crop_path, mask_path, template, self.provenance))
         return rows
 
     def _write_image(self, relative: str, image: np.ndarray) -> None:
