@@ -9,8 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
+from omniid.checkpoint import resolve_checkpoint
 from omniid.config import get_preset
-from omniid.encoder import CheckpointNotFound, OmniIDEncoder, resolve_checkpoint
+from omniid.encoder import OmniIDEncoder
+from omniid.errors import CheckpointNotFound
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 
 TINY = get_preset("tiny").model

@@ -21,10 +21,8 @@ INPUTS = (1, 2)
 
 def train_flow(manifest, out, representation: str):
     """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
-    from omniid.baselines import register_baselines
     from omniid.cli import main
 
-    register_baselines()
     code = main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
                  "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
                  "--save-every", "2"])

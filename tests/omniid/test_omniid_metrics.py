@@ -85,3 +85,16 @@ def test_a_crop_based_pose_model_from_the_preset(tmp_path):
     assert metrics.models["pose_model"] == "6drepnet" and "6drepnet@" in metrics.models["provenance"]
     face, again = metrics.analyse([skimage.data.astronaut()] * 2)
     assert np.isfinite(face.pose).all() and pose_error(face, again) == pytest.approx(0.0, abs=1e-3)
+
+
+def test_the_facade_steps_give_what_analyse_gives(metrics):
+    """mfhq.faces: the largest face, its ArcFace-template crop and its embedding, one step at a time."""
+    astronaut = skimage.data.astronaut()
+    faces = metrics.faces
+    face = faces.analyse([astronaut])[0]
+    box, points, score = faces.largest_face(astronaut)
+    assert np.array_equal(box, face.box) and score == face.score
+    crop = faces.align(astronaut, points)
+    assert crop.shape == (112, 112, 3) and crop.dtype == np.uint8
+    np.testing.assert_allclose(faces.embed(crop[None])[0], face.embedding, atol=1e-6)
+    assert faces.largest_face(np.full((160, 160, 3), 127, np.uint8)) is None

@@ -1,3 +1,4 @@
-"""omniid: the Omni-ID trainer. It reads mfhq's manifests only through the manifest contract."""
+"""omniid: the Omni-ID trainer. It reaches mfhq through two doors only: `mfhq.manifest` (the
+manifest contract) and `mfhq.faces` (the evaluation's face measurements)."""
 
 __version__ = "0.1.0"

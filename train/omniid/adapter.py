@@ -28,6 +28,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from omniid.checkpoint import require_files, resolve_checkpoint
+
 ADAPTER_FILE = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 
@@ -35,6 +37,19 @@ ADAPTER_CONFIG = "adapter_config.json"
 def _transformer_of(target):
     """A FluxTransformer2DModel, or a pipeline holding one as `.transformer`."""
     return getattr(target, "transformer", None) or target
+
+
+def check_flux_target(target) -> None:
+    """The adapter's IP layers are trained on FLUX's double-stream blocks: only a pipeline holding
+    a FluxTransformer2DModel (FluxPipeline, FluxControlNetPipeline, ...) or the model itself takes them."""
+    from diffusers import FluxTransformer2DModel
+
+    if not isinstance(_transformer_of(target), FluxTransformer2DModel):
+        raise TypeError(
+            f"the Omni-ID adapter attaches to a FLUX pipeline (FluxPipeline, FluxControlNetPipeline) or a "
+            f"FluxTransformer2DModel, not a {type(target).__name__}: its IP layers were trained against FLUX's "
+            f"double-stream blocks (a UNet pipeline would need an adapter trained on that UNet)"
+        )
 
 
 class OmniIDAdapter(nn.Module):
@@ -80,8 +95,6 @@ class OmniIDAdapter(nn.Module):
 
     def attach(self, target) -> "OmniIDAdapter":
         """Install the processors and projection on a FluxTransformer2DModel (or a FluxPipeline)."""
-        from omniid.generation import check_flux_target
-
         check_flux_target(target)  # a clear error for a UNet pipeline, not an AttributeError
         transformer = _transformer_of(target)
         if self._attached is not None:
@@ -136,13 +149,9 @@ class OmniIDAdapter(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> "OmniIDAdapter":
         """path: a run folder, its `checkpoints/latest` pointer, or a step folder (or a saved adapter folder)."""
-        from omniid.checkpoint import resolve_checkpoint
-
         folder = resolve_checkpoint(path)
-        missing = [name for name in (ADAPTER_CONFIG, ADAPTER_FILE) if not (folder / name).is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder}: no Omni-ID adapter here (missing {', '.join(missing)}); "
-                                    f"only flow-stage checkpoints hold one")
+        require_files(folder, (ADAPTER_CONFIG, ADAPTER_FILE), "no Omni-ID adapter here",
+                      "only flow-stage checkpoints hold one")
         config = json.loads((folder / ADAPTER_CONFIG).read_text())
         adapter = cls(**config)
         adapter.load_weights(folder)

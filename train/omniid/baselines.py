@@ -1,16 +1,17 @@
 """The paper's baseline representations (Tables 1-2), trained and evaluated like Omni-ID.
 
 Each is an `nn.Module` with `forward(batch) -> tokens [B, N, D]`, `num_tokens` (N) and `dim` (D),
-the representation contract of `omniid.representations`, so the flow stage trains only the
-adapter on top of it (and the small projection of `arcface`) and the table compares
-representations and nothing else.
+the representation contract of `omniid.representations` (whose table imports the builders here by
+name), so the flow stage trains only the adapter on top of it (and the small projection of
+`arcface`) and the table compares representations and nothing else.
 
 - `clip`: the frozen CLIP tower's tokens (CLS + patches, after the final LayerNorm): 257 x 1280
   for ViT-H/14 at 224 px. With several input images the tokens are averaged position by position
   over the valid images, so N stays fixed and the result does not depend on the input order.
-- `arcface`: the pipeline's identity model (ArcFace in the paper profile, SFace offline) on each
-  input, the embeddings averaged and re-normalised, then projected to `ARCFACE_TOKENS` tokens of
-  the CLIP width by diffusers' `ImageProjection` (Linear + LayerNorm, IP-Adapter's), trainable.
+- `arcface`: the pipeline's identity model (ArcFace in the paper profile, SFace offline; through
+  `mfhq.faces`) on each input, the embeddings averaged and re-normalised, then projected to
+  `ARCFACE_TOKENS` tokens of the CLIP width by diffusers' `ImageProjection` (Linear + LayerNorm,
+  IP-Adapter's), trainable.
   The identity model is frozen and runs outside autograd. Its 112 px input is the encoder's
   input resized: manifest crops are ArcFace-template aligned, so no detection is needed.
 - `arcface+clip`: both, concatenated along the tokens ([B, 257 + 4, 1280]).
@@ -26,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
+from omniid.errors import CheckpointError, CheckpointNotFound
 from omniid.preprocess import CLIP_MEAN, CLIP_STD
 
 ARCFACE_TOKENS = 4  # IP-Adapter's number of tokens for one pooled image embedding
@@ -74,16 +76,13 @@ class ClipTokens(nn.Module):
 
 
 class IdentityEmbedding:
-    """The mfhq identity backend on batches of CLIP-normalised, ArcFace-aligned tensors."""
+    """The mfhq identity model on batches of CLIP-normalised, ArcFace-aligned tensors."""
 
     def __init__(self, pipeline, models_dir=None):
-        from mfhq.config import load_pipeline
-        from mfhq.models import create_backend
+        from mfhq.faces import Faces
 
-        cfg = load_pipeline(pipeline)
-        self.backend = create_backend("embedder", cfg.embed.backend, models_dir=models_dir)
-        self.backend.setup()
-        self.name = cfg.embed.backend
+        self.faces = Faces.from_preset(pipeline, models_dir, tasks=("embed",))
+        self.name = self.faces.models["identity_model"]
         self.dim = int(self.embed(torch.zeros(1, 3, 112, 112)).shape[1])
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -92,8 +91,8 @@ class IdentityEmbedding:
         std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
         rgb = (images.detach().float() * std + mean).clamp(0, 1)
         rgb = F.interpolate(rgb, size=(112, 112), mode="bilinear", align_corners=False, antialias=True)
-        bgr = (rgb.flip(1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        out = self.backend.embed(np.ascontiguousarray(bgr))
+        pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        out = self.faces.embed(pixels)
         return torch.from_numpy(np.asarray(out, np.float32)).to(images.device)
 
 
@@ -140,11 +139,11 @@ class _Saved(nn.Module):
         if not self.trainable_state():
             return
         if not path.is_file():
-            raise FileNotFoundError(f"{folder}: no {BASELINE_FILE} (the baseline's trained projection)")
+            raise CheckpointNotFound(f"{folder}: no {BASELINE_FILE} (the baseline's trained projection)")
         missing, unexpected = self.load_state_dict(load_file(str(path)), strict=False)
         bad = [k for k in missing if k in self.trainable_state()] + list(unexpected)
         if bad:
-            raise ValueError(f"{path}: does not fit this representation ({', '.join(bad[:5])})")
+            raise CheckpointError(f"{path}: does not fit this representation ({', '.join(bad[:5])})")
 
 
 class ClipRepresentation(_Saved):
@@ -214,12 +213,8 @@ def _clip_width_of(model_config) -> int:
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}
 
 
-def register_baselines(register=None) -> None:
-    """Adds the three to `omniid.representations`' registry (or to `register(name, builder)`);
-    names already registered are left as they are."""
-    if register is None:
-        from omniid.representations import REPRESENTATIONS, register_representation
-
-        register = lambda name, builder: REPRESENTATIONS.get(name) or register_representation(name, builder)  # noqa: E731
+def register_baselines(register) -> None:
+    """Adds the three to another registry: `register(name, builder)` for each (the representation
+    registry's own table already names them)."""
     for name, builder in BASELINES.items():
         register(name, builder)

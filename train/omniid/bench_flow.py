@@ -19,8 +19,8 @@ import time
 import torch
 
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
-from omniid.engine import build_optimizer
 from omniid.objectives import build_objective
+from omniid.optim import build_optimizer
 
 log = logging.getLogger(__name__)
 

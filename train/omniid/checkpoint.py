@@ -1,13 +1,21 @@
-"""Training checkpoints: safetensors for weights, optimizer state and RNG state; JSON for the rest.
+"""The run folder's layout, and training checkpoints: safetensors for tensors, JSON for the rest.
 
-A checkpoint folder `OUT/checkpoints/step-XXXXXXXX/` holds
+A run folder OUT holds
+  preset.json                        the preset as trained (with command-line overrides)
+  log.jsonl                          one record per logged step (rank 0)
+  prompt_embeds.safetensors          the flow stage's cached prompt (unless --prompt-embeds)
+  checkpoints/step-XXXXXXXX/         one folder per saved step
+  checkpoints/latest                 names the newest complete step folder
+A step folder holds
   config.json, encoder.safetensors   (so `OmniIDEncoder.from_pretrained(folder)` loads it)
   the stage's own weights: decoder.safetensors (mtd) or adapter.safetensors + adapter_config.json
-  (flow: `OmniIDAdapter.from_pretrained(folder)` loads it alone)
+  (flow: `OmniIDAdapter.from_pretrained(folder)` loads it alone), representation.safetensors (a
+  baseline's trained projection)
   optimizer.safetensors, rng.safetensors, state.json (step, stage, preset, ...)
-What the weights are is the objective's business (`save_pretrained` / `load_pretrained`). A
-checkpoint is written under a temporary name and renamed into place; `OUT/checkpoints/latest`
-names the newest complete one. Nothing is pickled, so loading a checkpoint cannot run code.
+The weights' file names belong to the modules that write them (encoder, objectives.mtd, adapter,
+baselines); what the weights are is the objective's business (`save_pretrained` /
+`load_pretrained`). A checkpoint is written under a temporary name and renamed into place, and
+`latest` is moved last. Nothing is pickled, so loading a checkpoint cannot run code.
 """
 from __future__ import annotations
 
@@ -22,7 +30,31 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from omniid.errors import CheckpointError, CheckpointNotFound
+
+CHECKPOINTS = "checkpoints"
 LATEST = "latest"
+STATE_FILE = "state.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+RNG_FILE = "rng.safetensors"
+PRESET_FILE = "preset.json"
+LOG_FILE = "log.jsonl"
+PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
+
+__all__ = ["CHECKPOINTS", "LATEST", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE", "RNG_FILE",
+           "STATE_FILE", "CheckpointError", "CheckpointNotFound", "capture_rng", "find_checkpoint", "has_checkpoint",
+           "load_checkpoint", "read_run_preset", "read_state", "recorded_prompt_cache", "require_files",
+           "resolve_checkpoint", "restore_rng", "run_of", "save_checkpoint", "step_name", "weight_checksum",
+           "write_run_preset"]
+
+
+def step_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def run_of(folder: Path) -> Path:
+    """The run folder a step folder belongs to (OUT/checkpoints/step-*)."""
+    return Path(folder).parent.parent
 
 
 def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -66,24 +98,25 @@ def restore_rng(rng: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
 
 
-class CheckpointError(ValueError):
-    """A checkpoint (or run folder) that cannot be used here; the message names the path."""
+def weight_checksum(model) -> float:
+    """The sum of the trainable weights: DDP keeps them identical on every rank, and state.json shows it."""
+    return sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad)
 
 
 def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: list[dict]) -> Path:
     """model: the unwrapped objective; rngs: one `capture_rng()` per rank, in rank order."""
-    root = Path(out) / "checkpoints"
-    final = root / f"step-{step:08d}"
-    tmp = root / f".tmp-step-{step:08d}"
+    root = Path(out) / CHECKPOINTS
+    final = root / step_name(step)
+    tmp = root / f".tmp-{step_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save_pretrained(tmp)
     tensors, meta = _optimizer_to_tensors(optimizer)
-    save_file(tensors, str(tmp / "optimizer.safetensors"), metadata={"meta": json.dumps(meta)})
+    save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={"meta": json.dumps(meta)})
     rng_tensors = {f"rank{r}.{k}": v for r, rng in enumerate(rngs) for k, v in rng["tensors"].items()}
     rng_meta = [{k: v for k, v in rng.items() if k != "tensors"} for rng in rngs]
-    save_file(rng_tensors, str(tmp / "rng.safetensors"), metadata={"meta": json.dumps(rng_meta)})
-    (tmp / "state.json").write_text(json.dumps({"step": step, **state}, indent=2))
+    save_file(rng_tensors, str(tmp / RNG_FILE), metadata={"meta": json.dumps(rng_meta)})
+    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(tmp, final)
     (root / f".{LATEST}").write_text(final.name)
@@ -91,14 +124,21 @@ def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: l
     return final
 
 
+def has_checkpoint(out: Path, resume: str | None) -> bool:
+    """Whether `--resume` will load a checkpoint: a folder it names, or `auto` with a `latest` in OUT."""
+    if not resume:
+        return False
+    return resume != "auto" or (Path(out) / CHECKPOINTS / LATEST).is_file()
+
+
 def find_checkpoint(out: Path, resume: str) -> Path | None:
     """`auto`: the latest checkpoint under OUT if any; else the given folder, which must exist."""
     if resume == "auto":
-        pointer = Path(out) / "checkpoints" / LATEST
+        pointer = Path(out) / CHECKPOINTS / LATEST
         return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
     folder = Path(resume)
-    if not (folder / "state.json").is_file():
-        raise CheckpointError(f"{folder}: not a checkpoint folder (no state.json)")
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint folder (no {STATE_FILE})")
     return folder
 
 
@@ -106,40 +146,59 @@ def resolve_checkpoint(path: str | Path) -> Path:
     """A run folder (-> its latest checkpoint), a `checkpoints/latest` pointer (-> the folder it
     names), the `checkpoints` folder, or a step folder (returned as is)."""
     path = Path(path)
-    for pointer in (path, path / LATEST, path / "checkpoints" / LATEST):
+    for pointer in (path, path / LATEST, path / CHECKPOINTS / LATEST):
         if pointer.is_file() and pointer.name == LATEST:
             folder = pointer.parent / pointer.read_text().strip()
             if not folder.is_dir():
-                raise CheckpointError(f"{pointer}: names {folder.name}, which does not exist")
+                raise CheckpointNotFound(f"{pointer}: names {folder.name}, which does not exist")
             return folder
     if not path.is_dir():
-        raise CheckpointError(f"{path}: no such run folder, checkpoint folder or checkpoints/latest pointer")
+        raise CheckpointNotFound(f"{path}: no such run folder, checkpoint folder or {CHECKPOINTS}/{LATEST} pointer")
     return path
 
 
 def require_files(folder: Path, names: tuple[str, ...], problem: str, hint: str) -> None:
-    """CheckpointError naming the folder, what is missing and what to do, unless all of `names` exist."""
+    """CheckpointNotFound naming the folder, what is missing and what to do, unless all of `names` exist."""
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
-        raise CheckpointError(f"{folder}: {problem} (missing {', '.join(missing)}); {hint}")
+        raise CheckpointNotFound(f"{folder}: {problem} (missing {', '.join(missing)}); {hint}")
 
 
 def read_state(folder: Path) -> dict:
-    state = Path(folder) / "state.json"
+    state = Path(folder) / STATE_FILE
     return json.loads(state.read_text()) if state.is_file() else {}
+
+
+def write_run_preset(out: Path, preset: dict) -> None:
+    (Path(out) / PRESET_FILE).write_text(json.dumps(preset, indent=2))
+
+
+def read_run_preset(folder: Path) -> dict | None:
+    """The preset a step folder's run trained with (its preset.json), or None outside a run folder."""
+    saved = run_of(folder) / PRESET_FILE
+    return json.loads(saved.read_text()) if saved.is_file() else None
+
+
+def recorded_prompt_cache(folder: Path, state: dict) -> Path | None:
+    """The prompt embeddings the run trained with: state.json's record, or the run folder's file."""
+    recorded = state.get("prompt_embeds")
+    if recorded and Path(recorded).is_file():
+        return Path(recorded)
+    cache = run_of(folder) / PROMPT_EMBEDS_FILE
+    return cache if cache.is_file() else None
 
 
 def load_checkpoint(folder: Path, model, optimizer, rank: int) -> dict:
     """Restores weights, optimizer and this rank's RNG; returns state.json's content."""
     folder = Path(folder)
     model.load_pretrained(folder)
-    with safe_open(str(folder / "optimizer.safetensors"), "pt") as f:
+    with safe_open(str(folder / OPTIMIZER_FILE), "pt") as f:
         meta = json.loads(f.metadata()["meta"])
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     _optimizer_from_tensors(optimizer, tensors, meta)
-    with safe_open(str(folder / "rng.safetensors"), "pt") as f:
+    with safe_open(str(folder / RNG_FILE), "pt") as f:
         rng_meta = json.loads(f.metadata()["meta"])
         if rank < len(rng_meta):  # a resume on another world size keeps its fresh RNG
             tensors = {k.split(".", 1)[1]: f.get_tensor(k) for k in f.keys() if k.startswith(f"rank{rank}.")}
             restore_rng({"tensors": tensors, **rng_meta[rank]})
-    return json.loads((folder / "state.json").read_text())
+    return json.loads((folder / STATE_FILE).read_text())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omniid import __version__
 from omniid.config import FEW_TO_MANY, PRESETS, get_preset
+from omniid.errors import FlagError, OmniIDError
 
 log = logging.getLogger("omniid")
 
@@ -107,23 +108,26 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     import torch
     import torch.distributed as dist
 
+    from omniid.checkpoint import PROMPT_EMBEDS_FILE, has_checkpoint
     from omniid.data import build_loader, load_manifest
+    from omniid.distributed import setup_distributed
     from omniid.encoder import quiet_random_init
-    from omniid.engine import check_init_from, setup_distributed, train
-    from omniid.flux import PROMPT_EMBEDS_FILE, check_flux_files, ensure_prompt_embeds
+    from omniid.engine import check_init_from, train
+    from omniid.flux.loading import check_flux_files
+    from omniid.flux.prompt import ensure_prompt_embeds
     from omniid.objectives import build_objective
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
     if args.representation != "omniid" and args.stage != "flow":
-        raise ValueError("--representation applies to --stage flow only")
-    if args.init_from and not _has_checkpoint(out, args.resume):
+        raise FlagError("--representation applies to --stage flow only")
+    if args.init_from and not has_checkpoint(out, args.resume):
         check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     rank, world, device = setup_distributed()
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
                # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
-               "pretrained_clip": not (args.init_from or _has_checkpoint(out, args.resume))}
+               "pretrained_clip": not (args.init_from or has_checkpoint(out, args.resume))}
     if args.stage == "flow":
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
         check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
@@ -156,31 +160,18 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                  init_from=args.init_from, stop_after=args.stop_after, record=record)
 
 
-def _has_checkpoint(out: Path, resume: str | None) -> bool:
-    if not resume:
-        return False
-    return resume != "auto" or (out / "checkpoints" / "latest").is_file()
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    from omniid.checkpoint import CheckpointError
-    from omniid.clip_tower import ClipWeightsMissing
-    from omniid.data import ManifestError
-    from omniid.engine import NonFiniteLoss
-    from omniid.flux import FluxWeightsMissing
+    from mfhq.faces import MfhqError
 
     preset = preset_from_args(args)
     out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
         result = run_stage(args, preset, out)
-    except (ManifestError, ClipWeightsMissing, FluxWeightsMissing, NonFiniteLoss, CheckpointError) as error:
-        log.error("%s", error)
-        return 2
-    except ValueError as error:  # a flag combination or file content we refuse, with its reason
+    except (OmniIDError, MfhqError) as error:  # a user's mistake, one line; a bug stays a traceback
         log.error("%s", error)
         return 2
     log.info("done: %s", result)

@@ -15,17 +15,17 @@ import torch
 from torch import nn
 
 from omniid.config import CLIP_CONFIG_DIR, ModelConfig
+from omniid.errors import ClipWeightsMissing
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ClipWeightsMissing", "WEIGHTS_ENV", "build_clip_visual", "clip_tokens", "clip_width",
+           "resolve_clip_weights"]
 
 WEIGHTS_ENV = "OMNIID_CLIP_WEIGHTS"
 HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 
 open_clip.add_model_config(CLIP_CONFIG_DIR)  # registers OmniID-Tiny-ViT
-
-
-class ClipWeightsMissing(FileNotFoundError):
-    """The preset wants pretrained CLIP weights that are not on this machine."""
 
 
 def resolve_clip_weights(config: ModelConfig, path: str | Path | None = None) -> str | None:

@@ -4,7 +4,8 @@
 self-attention blocks, 3 inputs -> 8 targets, 95% masking; MTD for 250K steps, then the
 flow-matching decoder on FLUX.1-dev for 10K). `tiny` has the same structure at a size that trains
 on a CPU in seconds; its CLIP tower is a registered open_clip config that ships in
-`omniid/clip_configs/`, and its FLUX transformer and VAE are tiny random diffusers configs.
+`omniid/configs/clip/`, and its FLUX transformer and VAE are tiny random diffusers configs from
+`omniid/configs/flux/`.
 
 A preset holds one data and optim section per stage (`data`/`optim` for mtd, `flow_data`/
 `flow_optim` for flow); `get_preset(name, stage=...)` returns the preset with the stage's
@@ -13,10 +14,15 @@ sections in `data` and `optim`, so the engine reads one place whatever the stage
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-CLIP_CONFIG_DIR = Path(__file__).parent / "clip_configs"
+# configs as data (open_clip's model_configs/ style): clip/ holds open_clip model configs, flux/
+# diffusers configs of FLUX transformers and VAEs
+CONFIG_DIR = Path(__file__).parent / "configs"
+CLIP_CONFIG_DIR = CONFIG_DIR / "clip"
+FLUX_CONFIG_DIR = CONFIG_DIR / "flux"
 
 
 @dataclass(frozen=True)
@@ -68,26 +74,19 @@ class OptimConfig:
     optimizer: str = "adamw"                # adamw | adamw_fused (CUDA) | adamw_8bit (needs bitsandbytes)
 
 
+def flux_config(name: str) -> dict:
+    """A diffusers config dict from `configs/flux/NAME.json` (a fresh copy per call)."""
+    return json.loads((FLUX_CONFIG_DIR / f"{name}.json").read_text())
+
+
 # tiny random FLUX: 2 double + 2 single blocks, 2 heads of 16, text/pooled width 32, 4-channel VAE
-TINY_FLUX = {"patch_size": 1, "in_channels": 16, "num_layers": 2, "num_single_layers": 2, "attention_head_dim": 16,
-             "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
-             "guidance_embeds": True, "axes_dims_rope": [4, 6, 6]}
-TINY_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 2,
-            "up_block_types": ["UpDecoderBlock2D"] * 2, "block_out_channels": [8, 16], "layers_per_block": 1,
-            "latent_channels": 4, "norm_num_groups": 4, "sample_size": 32,
-            "scaling_factor": 0.3611, "shift_factor": 0.1159}  # FLUX's VAE latent statistics
-
-
+# (its scaling and shift factors are FLUX's VAE latent statistics)
+TINY_FLUX = flux_config("tiny-transformer")
+TINY_VAE = flux_config("tiny-vae")
 # FLUX.1-dev's own configs (transformer/config.json, vae/config.json): random-weight benchmarks
 # and parameter counts use them without the weights
-FLUX_DEV = {"patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
-            "num_attention_heads": 24, "joint_attention_dim": 4096, "pooled_projection_dim": 768,
-            "guidance_embeds": True, "axes_dims_rope": [16, 56, 56]}
-FLUX_DEV_VAE = {"in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
-                "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [128, 256, 512, 512],
-                "layers_per_block": 2, "latent_channels": 16, "norm_num_groups": 32, "sample_size": 1024,
-                "scaling_factor": 0.3611, "shift_factor": 0.1159, "use_quant_conv": False,
-                "use_post_quant_conv": False}
+FLUX_DEV = flux_config("flux-dev-transformer")
+FLUX_DEV_VAE = flux_config("flux-dev-vae")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,8 @@ The public `omniid.data` API:
 - `FaceDataset`: one face per item, {"identity", "image" [3,S,S], "mask" [1,S,S], "crop_path",
   "yaw", "pitch", "roll", "quality"};
 - `FewToManyDataset`: item (identity index, draw index) -> {"identity", "inputs" [M,3,S,S],
-  "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches.
+  "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches (the sampler,
+  collation and loader themselves are in `omniid.batching`).
 
 Manifests are read only through the contract (`mfhq.manifest`): `manifest` is a manifest folder
 or one of its Parquet files, `manifest.json` must sit beside it with the version this code reads,
@@ -16,31 +17,30 @@ A crop or mask that cannot be read (truncated, not an image) is logged with its 
 (another face of the same identity takes its place) and counted; past `max_bad_crops`
 (default: 1% of the faces, at least 10) the run stops with BadCropsError naming the files.
 Every draw is a pure function of (seed, draw index), so batches do not depend on the number of
-DataLoader workers, and a resumed run sees the same batches.
+DataLoader workers, and a resumed run sees the same batches. Manifest problems raise mfhq's
+`ManifestError` (re-exported here); those found here raise `DataError`, which is both that and an
+`OmniIDError`.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from mfhq.manifest import ManifestError, ManifestFolder, read_manifest
+from omniid.batching import FewToManyLoader, FewToManySampler, bad_crops_error, collate, default_max_bad
+from omniid.errors import BadCropsError, DataError, FlagError
 from omniid.preprocess import image_to_tensor, mask_to_tensor
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("identity_id", "run", "crop_path", "mask_path", "yaw", "pitch", "roll", "quality")
-__all__ = ["BadCropsError", "Face", "FaceDataset", "FewToManyDataset", "FewToManySampler", "ManifestError",
+__all__ = ["BadCropsError", "DataError", "Face", "FaceDataset", "FewToManyDataset", "FewToManySampler", "ManifestError",
            "build_loader", "collate", "load_faces", "load_manifest"]
-
-
-class BadCropsError(ManifestError):
-    """More crops or masks could not be read than the run allows."""
 
 
 @dataclass(frozen=True)
@@ -62,23 +62,23 @@ def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check
     """The manifest's faces, sorted by identity then crop path; missing files are named."""
     path = _manifest_file(Path(manifest))
     if not path.exists():
-        raise ManifestError(f"manifest not found: {path}")
+        raise DataError(f"manifest not found: {path}")
     folder = ManifestFolder.open(path, roots)
     table = read_manifest(path, list(COLUMNS)).to_pydict()
     faces = []
     for i, ident in enumerate(table["identity_id"]):
         run, crop, mask = table["run"][i], table["crop_path"][i], table["mask_path"][i]
         if ident is None or crop is None or run is None:
-            raise ManifestError(f"{path}: row {i} has an empty identity_id, run or crop_path")
+            raise DataError(f"{path}: row {i} has an empty identity_id, run or crop_path")
         faces.append(Face(str(ident), folder.resolve(run, crop), folder.resolve(run, mask),
                           *(float(table[c][i]) for c in ("yaw", "pitch", "roll", "quality"))))
     if not faces:
-        raise ManifestError(f"{path}: no rows")
+        raise DataError(f"{path}: no rows")
     if check_files:
         absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()]
         if absent:
             shown = "\n  ".join(absent[:10])
-            raise ManifestError(f"{path}: {len(absent)} file(s) listed but missing:\n  {shown}"
+            raise DataError(f"{path}: {len(absent)} file(s) listed but missing:\n  {shown}"
                                 + ("\n  ..." if len(absent) > 10 else ""))
     return sorted(faces, key=lambda f: (f.identity, str(f.crop)))
 
@@ -89,13 +89,9 @@ def load_manifest(manifest: str | Path, check_files: bool = True,
     identities: dict[str, list[tuple[Path, Path]]] = {}
     for face in load_faces(manifest, roots, check_files):
         if face.mask is None:
-            raise ManifestError(f"{_manifest_file(Path(manifest))}: {face.crop} has no mask_path; the trainer needs masks")
+            raise DataError(f"{_manifest_file(Path(manifest))}: {face.crop} has no mask_path; the trainer needs masks")
         identities.setdefault(face.identity, []).append((face.crop, face.mask))
     return identities
-
-
-def default_max_bad(n_faces: int) -> int:
-    return max(10, n_faces // 100)
 
 
 class CropReader:
@@ -130,12 +126,6 @@ class CropReader:
             return None if image is None else (image, None)
         mask_tensor = self._load(mask, self.mask)
         return None if mask_tensor is None else (image, mask_tensor)
-
-
-def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
-    shown = "\n  ".join(f"{p} ({why})" for p, why in list(bad.items())[:10])
-    return BadCropsError(f"{len(bad)} crop/mask files could not be read, more than the limit of {limit}; "
-                         f"stopping. Re-run `mfhq extract` on their clips or drop them from the manifest:\n  {shown}")
 
 
 class FaceDataset(Dataset):
@@ -188,7 +178,7 @@ class FewToManyDataset(Dataset):
         self.num_inputs, self.num_targets = num_inputs, num_targets
         self.num_inputs_min = num_inputs_min or num_inputs
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
-            raise ValueError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
+            raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
                              f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
         short = sum(len(f) < max(num_inputs, num_targets) for f in self.faces)
         if short:  # drawn with replacement for these; worth knowing, not worth failing
@@ -226,74 +216,6 @@ class FewToManyDataset(Dataset):
             "masks": torch.stack([t[1] for t in targets]),
             "bad_crops": {**self.reader.bad, **self.target_reader.bad},
         }
-
-
-def collate(items: list[dict]) -> dict:
-    """Pads inputs to the largest M; `input_valid` [B, M] marks the real ones (key padding)."""
-    m = max(item["inputs"].shape[0] for item in items)
-    shape = items[0]["inputs"].shape[1:]
-    inputs = torch.zeros(len(items), m, *shape)
-    valid = torch.zeros(len(items), m, dtype=torch.bool)
-    for b, item in enumerate(items):
-        k = item["inputs"].shape[0]
-        inputs[b, :k], valid[b, :k] = item["inputs"], True
-    return {
-        "identity": [item["identity"] for item in items],
-        "inputs": inputs,
-        "input_valid": valid,
-        "targets": torch.stack([item["targets"] for item in items]),
-        "masks": torch.stack([item["masks"] for item in items]),
-        "bad_crops": {k: v for item in items for k, v in item.get("bad_crops", {}).items()},
-    }
-
-
-class FewToManySampler(Sampler):
-    """Endless batches of (identity index, draw index); epoch e shuffles identities with (seed, e).
-
-    Global batch g holds `batch_size * world` identities; rank r takes its slice. Starting at
-    `start_batch` replays exactly the stream an uninterrupted run would have seen from there.
-    """
-
-    def __init__(self, num_identities: int, batch_size: int, seed: int = 0, rank: int = 0,
-                 world: int = 1, start_batch: int = 0):
-        self.n, self.batch_size, self.seed = num_identities, batch_size, seed
-        self.rank, self.world, self.start_batch = rank, world, start_batch
-        self.per_epoch = num_identities // (batch_size * world) if batch_size > 0 else 0
-        if self.per_epoch == 0:
-            raise ManifestError(f"{num_identities} identities cannot fill one global batch of "
-                                f"{batch_size} x {world} processes; lower --batch-size")
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        g = self.start_batch
-        while True:
-            epoch, pos = divmod(g, self.per_epoch)
-            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
-            lo = (pos * self.world + self.rank) * self.batch_size
-            ids = order[lo:lo + self.batch_size]
-            # the draw index is unique over the whole stream: ranks, batches and epochs
-            base = (g * self.world + self.rank) * self.batch_size
-            yield [(int(i), base + j) for j, i in enumerate(ids)]
-            g += 1
-
-    def __len__(self) -> int:  # batches per epoch; the stream itself is endless
-        return self.per_epoch
-
-
-class FewToManyLoader(DataLoader):
-    """A DataLoader that counts the unreadable files its batches report (from every worker) and
-    stops with BadCropsError past `max_bad_crops`."""
-
-    def __init__(self, *args, max_bad_crops: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.max_bad_crops = max_bad_crops
-        self.bad_crops: dict[str, str] = {}
-
-    def __iter__(self):
-        for batch in super().__iter__():
-            self.bad_crops.update(batch.pop("bad_crops", {}))
-            if len(self.bad_crops) > self.max_bad_crops:
-                raise bad_crops_error(self.bad_crops, self.max_bad_crops)
-            yield batch
 
 
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omniid.blocks import BlockStack
+from omniid.checkpoint import require_files, resolve_checkpoint
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
 from omniid.config import ModelConfig
 from omniid.preprocess import ImageLike, image_to_tensor
@@ -31,24 +32,6 @@ WEIGHTS_FILE = "encoder.safetensors"
 # One identity: a sequence of images, or a tensor [M, 3, H, W]; a batch: a sequence of those,
 # or a tensor [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8).
 EncodeInput = Union[Sequence[ImageLike], Sequence[Sequence[ImageLike]], torch.Tensor]
-
-
-class CheckpointNotFound(FileNotFoundError):
-    """A path that is not a run folder, a `checkpoints/latest` pointer or a checkpoint folder."""
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder, its `checkpoints/` folder, a `checkpoints/latest` pointer or a step folder
-    -> the step folder, checked to hold config.json and encoder.safetensors."""
-    from omniid.checkpoint import CheckpointError, require_files, resolve_checkpoint as resolve
-
-    try:
-        folder = resolve(path)
-        require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID encoder checkpoint",
-                      "give a step folder, a run folder with checkpoints/latest, or a folder written by save_pretrained")
-    except CheckpointError as error:
-        raise CheckpointNotFound(str(error)) from error
-    return folder
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -152,8 +135,11 @@ class OmniIDEncoder(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "OmniIDEncoder":
         """Load the encoder of a run folder, a `checkpoints/latest` pointer, a training checkpoint
-        folder or a folder written by `save_pretrained`."""
+        folder or a folder written by `save_pretrained`. A path holding no encoder raises
+        CheckpointNotFound naming it."""
         folder = resolve_checkpoint(path)
+        require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID encoder checkpoint", "give a step folder, "
+                      "a run folder with checkpoints/latest, or a folder written by save_pretrained")
         config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
         with quiet_random_init():
             encoder = cls(config, pretrained_clip=False)

@@ -1,10 +1,11 @@
 """The training loop of any objective: optimisation, logging, eval, checkpoint, resume, init-from.
 
 The engine is given a built objective (see `omniid.objectives`) and a loader factory; it never
-names a decoder. One process per GPU under torchrun (DDP; gloo on CPU). Every source of
-randomness is keyed by (seed, step, rank): batches come from `FewToManySampler`, the objective's
-randomness (MTD masks; flow noise and t) from a generator seeded per micro-step, so a resumed
-run produces the same losses as an uninterrupted one.
+names a decoder. One process per GPU under torchrun (`omniid.distributed`; gloo on CPU). Every
+source of randomness is keyed by (seed, step, rank): batches come from `FewToManySampler`, the
+objective's randomness (MTD masks; flow noise and t) from a generator seeded per micro-step, so a
+resumed run produces the same losses as an uninterrupted one. The optimiser and its schedule live
+in `omniid.optim`, the run folder and its checkpoints in `omniid.checkpoint`.
 """
 from __future__ import annotations
 
@@ -12,67 +13,23 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from omniid.checkpoint import (CheckpointError, capture_rng, find_checkpoint, load_checkpoint, read_state,
-                               require_files, resolve_checkpoint, save_checkpoint)
+from omniid.checkpoint import (LOG_FILE, CheckpointError, capture_rng, find_checkpoint, load_checkpoint, read_state,
+                               require_files, resolve_checkpoint, save_checkpoint, weight_checksum, write_run_preset)
 from omniid.config import Preset
+from omniid.distributed import barrier, gather, mean_over_ranks, setup_distributed, wrap_ddp
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
+from omniid.errors import NonFiniteLoss
+from omniid.optim import build_optimizer, lr_at, set_lr
 
 log = logging.getLogger(__name__)
-
-NO_DECAY = ("queries", "pos_embed", "mask_token", "class_embedding", "positional_embedding")
-
-
-class NonFiniteLoss(FloatingPointError):
-    """Training stopped: the loss became NaN or infinite."""
-
-
-def lr_at(step: int, optim) -> float:
-    """Linear warmup to `lr`, then cosine decay to `lr * min_lr_ratio` at `total_steps`."""
-    if step < optim.warmup_steps:
-        return optim.lr * (step + 1) / optim.warmup_steps
-    span = max(1, optim.total_steps - optim.warmup_steps)
-    progress = min(1.0, (step - optim.warmup_steps) / span)
-    floor = optim.lr * optim.min_lr_ratio
-    return floor + (optim.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit")
-
-
-def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.Optimizer:
-    """AdamW over the parameters that require grad (frozen parts, e.g. FLUX, are left out).
-
-    `adamw_fused`: torch's fused CUDA kernel (same maths, fewer launches); `adamw_8bit`:
-    bitsandbytes' 8-bit AdamW (optimizer state in 8 bits), which is not installed by default."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or any(k in name for k in NO_DECAY) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    kind = getattr(optim, "optimizer", "adamw")
-    if kind == "adamw_8bit":
-        try:
-            import bitsandbytes
-        except ImportError as error:
-            raise ImportError("--optimizer adamw_8bit needs bitsandbytes (pip install bitsandbytes; "
-                              "CUDA only), which is not among the project's requirements") from error
-        return bitsandbytes.optim.AdamW8bit(groups, lr=optim.lr, betas=tuple(optim.betas))
-    if kind not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {kind!r}; one of {', '.join(OPTIMIZERS)}")
-    fused = kind == "adamw_fused"
-    if fused and not all(p.is_cuda for g in groups for p in g["params"]):
-        raise ValueError("--optimizer adamw_fused runs on CUDA only")
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), fused=fused or None)
 
 
 def mask_generator(device: torch.device, *key: int) -> torch.Generator:
@@ -80,17 +37,6 @@ def mask_generator(device: torch.device, *key: int) -> torch.Generator:
     rank, micro) in training, (seed, 1, batch) in eval, so they never depend on what ran before."""
     key = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator(device=device).manual_seed(key)
-
-
-def setup_distributed() -> tuple[int, int, torch.device]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    device = torch.device(f"cuda:{local}") if torch.cuda.is_available() else torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return (dist.get_rank() if world > 1 else 0), world, device
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
@@ -145,12 +91,130 @@ def check_init_from(path: str | Path, preset: Preset) -> Path:
     return folder
 
 
-def _ddp(model, device):
-    # frozen parts (FLUX, the VAE) are neither synchronised nor broadcast: every rank loads them
-    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
-    frozen += [n for n, _ in model.named_buffers()]
-    DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+@dataclass
+class _Run:
+    """What every helper of one `train` call shares."""
+    preset: Preset
+    out: Path
+    rank: int
+    world: int
+    device: torch.device
+    stage: str
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def autocast(self) -> bool:
+        return self.preset.optim.bf16 and self.device.type == "cuda"
+
+
+class _Progress:
+    """What a run reports (log.jsonl on rank 0, the progress bar, the console lines), and the
+    window of steps since the last log line: its losses, samples and start time."""
+
+    def __init__(self, run: _Run, step: int, end: int):
+        self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
+        self.bar = tqdm(total=end, initial=step, disable=not run.main, desc=f"omniid {run.stage}", dynamic_ncols=True)
+        self.losses, self.samples, self.start = [], 0, time.perf_counter()
+
+    def add(self, loss: float, samples: int) -> None:
+        self.samples += samples
+        self.losses.append(loss)
+        self.bar.update(1)
+
+    def log_step(self, step: int, samples: int, lr: float) -> dict:
+        elapsed = time.perf_counter() - self.start
+        device = self.run.device
+        last = {"step": step, "loss": float(np.mean(self.losses)), "lr": lr,
+                "samples_per_s": self.samples / max(elapsed, 1e-9), "samples": samples, "world": self.run.world,
+                "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+        self.jsonl.write(last)
+        self.bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
+        log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])
+        self.losses, self.samples = [], 0
+        return last
+
+    def log_eval(self, step: int, eval_loss: float) -> None:
+        self.jsonl.write({"step": step, "eval_loss": eval_loss})
+        log.info("step %d eval loss %.5f", step, eval_loss)
+
+    def restart_window(self) -> None:
+        if not self.losses:  # samples/s counts training only, not eval or checkpoint writing
+            self.start = time.perf_counter()
+
+
+def _prepare(run: _Run) -> None:
+    if not run.main:  # one console log per run, from rank 0
+        logging.getLogger("omniid").setLevel(logging.WARNING)
+    if run.main:
+        run.out.mkdir(parents=True, exist_ok=True)
+        write_run_preset(run.out, run.preset.to_dict())
+    if run.device.type == "cpu" and run.preset.cpu_threads:
+        torch.set_num_threads(run.preset.cpu_threads)
+
+
+def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int, int, dict]:
+    """(step, samples, state.json record) to start from: a resumed checkpoint's, or step 0 with
+    --init-from's encoder."""
+    step, samples = 0, 0
+    checkpoint = find_checkpoint(run.out, resume) if resume else None
+    record = dict(record or {})
+    if checkpoint is not None:
+        theirs = read_state(checkpoint).get("stage", "mtd")
+        if theirs != run.stage:
+            raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {run.stage} stage resumes only its own "
+                                  f"(start it from this one with --init-from and a new --out)")
+        state = load_checkpoint(checkpoint, model, optimizer, run.rank)
+        step, samples = state["step"], state["samples"]
+        record.setdefault("init_from", state.get("init_from"))
+        log.info("resumed from %s at step %d", checkpoint, step)
+    elif init_from is not None:
+        folder = check_init_from(init_from, run.preset)
+        model.init_from(folder)
+        record["init_from"] = str(folder)
+        log.info("encoder from %s (its decoder, if any, is dropped)", folder)
+    return step, samples, record
+
+
+def _optimizer_step(run: _Run, ddp, optimizer, batches, trainable: list, step: int) -> float:
+    """One optimizer step over `grad_accum` micro-batches -> its loss, the mean over every rank."""
+    opt = run.preset.optim
+    set_lr(optimizer, lr_at(step, opt))
+    step_loss = torch.zeros((), device=run.device)
+    for micro in range(opt.grad_accum):
+        batch = to_device(next(batches), run.device)
+        sync = micro == opt.grad_accum - 1 or run.world == 1
+        with (contextlib.nullcontext() if sync else ddp.no_sync()):
+            generator = mask_generator(run.device, run.preset.seed, 0, step, run.rank, micro)
+            loss = run_model(ddp, batch, generator, run.autocast)
+            (loss / opt.grad_accum).backward()
+        step_loss += loss.detach() / opt.grad_accum
+    # every rank sees the global loss, so all of them stop together on NaN
+    value = mean_over_ranks(step_loss, run.world).item()
+    if not math.isfinite(value):
+        raise NonFiniteLoss(f"loss is {value} at step {step}; stopping (lower the lr or check the data)")
+    if opt.grad_clip:
+        torch.nn.utils.clip_grad_norm_(trainable, opt.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return value
+
+
+def _save(run: _Run, model, optimizer, step: int, samples: int, record: dict) -> None:
+    # each rank's RNG state, so that every rank resumes exactly; a checksum of the weights per
+    # rank: DDP keeps them identical, and the record shows it
+    rngs = gather(capture_rng(), run.world)
+    checksums = gather(weight_checksum(model), run.world)
+    if run.main:
+        if len(set(checksums)) > 1:
+            log.warning("ranks hold different weights at step %d: %s", step, checksums)
+        path = save_checkpoint(run.out, model, optimizer, step, {"samples": samples, "world": run.world,
+                                                                 "preset": run.preset.name,
+                                                                 "weight_checksums": checksums, **record}, rngs)
+        log.info("saved %s", path)
+    barrier(run.world)
 
 
 def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, test_loader=None,
@@ -165,115 +229,33 @@ def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, 
     (representation, prompt cache...) written to state.json.
     """
     rank, world, device = setup_distributed()
-    out = Path(out)
-    main = rank == 0
-    stage = getattr(model, "stage", preset.stage)
-    if not main:  # one console log per run, from rank 0
-        logging.getLogger("omniid").setLevel(logging.WARNING)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "preset.json").write_text(json.dumps(preset.to_dict(), indent=2))
+    run = _Run(preset, Path(out), rank, world, device, getattr(model, "stage", preset.stage))
+    _prepare(run)
     opt = preset.optim
-    autocast = opt.bf16 and device.type == "cuda"
-    if device.type == "cpu" and preset.cpu_threads:
-        torch.set_num_threads(preset.cpu_threads)
-
     model.set_grad_checkpointing(opt.grad_checkpointing)
     optimizer = build_optimizer(model, opt)
     trainable = [p for p in model.parameters() if p.requires_grad]
-
-    step, samples = 0, 0
-    checkpoint = find_checkpoint(out, resume) if resume else None
-    record = dict(record or {})
-    if checkpoint is not None:
-        theirs = read_state(checkpoint).get("stage", "mtd")
-        if theirs != stage:
-            raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {stage} stage resumes only its own "
-                                  f"(start it from this one with --init-from and a new --out)")
-        state = load_checkpoint(checkpoint, model, optimizer, rank)
-        step, samples = state["step"], state["samples"]
-        record.setdefault("init_from", state.get("init_from"))
-        log.info("resumed from %s at step %d", checkpoint, step)
-    elif init_from is not None:
-        folder = check_init_from(init_from, preset)
-        model.init_from(folder)
-        record["init_from"] = str(folder)
-        log.info("encoder from %s (its decoder, if any, is dropped)", folder)
-    ddp = _ddp(model, device) if world > 1 else model
-
+    step, samples, record = _start(run, model, optimizer, resume, init_from, record)
+    ddp = wrap_ddp(model, device, world)
     loader = make_loader(step * opt.grad_accum)
-    jsonl = JsonlLog(out / "log.jsonl", main)
     end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
-    bar = tqdm(total=end, initial=step, disable=not main, desc=f"omniid {stage}", dynamic_ncols=True)
+    progress, last = _Progress(run, step, end), {}
     batches = iter(loader)
-    window_loss, window_samples, window_start = [], 0, time.perf_counter()
-    last = {}
     model.train()
     while step < end:
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, opt)
-        step_loss = torch.zeros((), device=device)
-        for micro in range(opt.grad_accum):
-            batch = to_device(next(batches), device)
-            sync = micro == opt.grad_accum - 1 or world == 1
-            with (contextlib.nullcontext() if sync else ddp.no_sync()):
-                loss = run_model(ddp, batch, mask_generator(device, preset.seed, 0, step, rank, micro), autocast)
-                (loss / opt.grad_accum).backward()
-            step_loss += loss.detach() / opt.grad_accum
-        if world > 1:  # every rank sees the global loss, so all of them stop together on NaN
-            dist.all_reduce(step_loss)
-            step_loss /= world
-        value = step_loss.item()
-        if not math.isfinite(value):
-            raise NonFiniteLoss(f"loss is {value} at step {step}; stopping (lower the lr or check the data)")
-        if opt.grad_clip:
-            torch.nn.utils.clip_grad_norm_(trainable, opt.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        value = _optimizer_step(run, ddp, optimizer, batches, trainable, step)
         step += 1
         n = preset.data.batch_size * opt.grad_accum * world
         samples += n
-        window_samples += n
-        window_loss.append(value)
-        bar.update(1)
+        progress.add(value, n)
         if step % preset.log_every == 0 or step == end:
-            elapsed = time.perf_counter() - window_start
-            last = {"step": step, "loss": float(np.mean(window_loss)), "lr": optimizer.param_groups[0]["lr"],
-                    "samples_per_s": window_samples / max(elapsed, 1e-9), "samples": samples, "world": world,
-                    "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
-            jsonl.write(last)
-            bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
-            log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])
-            window_loss, window_samples = [], 0
+            last = progress.log_step(step, samples, optimizer.param_groups[0]["lr"])
         if test_loader is not None and (step % preset.eval_every == 0 or step == end):
-            eval_loss = evaluate(model, test_loader, preset.eval_batches, preset.seed, device, autocast)
-            jsonl.write({"step": step, "eval_loss": eval_loss})
-            log.info("step %d eval loss %.5f", step, eval_loss)
+            progress.log_eval(step, evaluate(model, test_loader, preset.eval_batches, preset.seed, device,
+                                             run.autocast))
         if step % preset.save_every == 0 or step == end:
-            _save(out, model, optimizer, step, samples, preset, world, main, {"stage": stage, **record})
-        if not window_loss:  # samples/s counts training only, not eval or checkpoint writing
-            window_start = time.perf_counter()
-    bar.close()
-    if world > 1:
-        dist.barrier()
+            _save(run, model, optimizer, step, samples, {"stage": run.stage, **record})
+        progress.restart_window()
+    progress.bar.close()
+    barrier(world)
     return {"step": step, "samples": samples, **last}
-
-
-def _save(out, model, optimizer, step, samples, preset, world, main, record) -> None:
-    rngs = [capture_rng()]
-    # a checksum of the weights per rank: DDP keeps them identical, and the record shows it
-    checksums = [sum(p.detach().double().sum().item() for p in model.parameters() if p.requires_grad)]
-    if world > 1:  # each rank's RNG state, so that every rank resumes exactly
-        rngs, local = [None] * world, checksums[0]
-        dist.all_gather_object(rngs, capture_rng())
-        checksums = [None] * world
-        dist.all_gather_object(checksums, local)
-    if main:
-        if len(set(checksums)) > 1:
-            log.warning("ranks hold different weights at step %d: %s", step, checksums)
-        path = save_checkpoint(out, model, optimizer, step, {"samples": samples, "world": world,
-                                                             "preset": preset.name,
-                                                             "weight_checksums": checksums, **record}, rngs)
-        log.info("saved %s", path)
-    if world > 1:
-        dist.barrier()

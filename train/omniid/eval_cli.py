@@ -16,17 +16,20 @@ log = logging.getLogger("omniid")
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from mfhq.config import ConfigError
-    from mfhq.models.weights import WeightsMissing
-    from omniid.checkpoint import CheckpointError
-    from omniid.clip_tower import ClipWeightsMissing
-    from omniid.data import ManifestError
-    from omniid.encoder import CheckpointNotFound
-    from omniid.flux import FluxWeightsMissing
-    from omniid.metrics import NoImage
+    """omniid's user errors and mfhq's (the metric models' preset and weights), nothing wider."""
+    from mfhq.faces import MfhqError
+    from omniid.errors import OmniIDError
 
-    return (ConfigError, WeightsMissing, CheckpointError, ClipWeightsMissing, ManifestError, CheckpointNotFound,
-            FluxWeightsMissing, NoImage, FileNotFoundError)
+    return (OmniIDError, MfhqError)
+
+
+def _parse_inputs(text: str) -> tuple[int, ...] | None:
+    """--inputs "1,3,5" -> (1, 3, 5); None unless every item is a positive integer."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(item.isdecimal() for item in items):
+        return None
+    ks = tuple(sorted({int(item) for item in items}))
+    return ks if ks[0] >= 1 else None
 
 
 def _setup_logging() -> None:
@@ -64,8 +67,8 @@ def eval_args(argv):
     p.add_argument("--samples", type=int, default=1, help="generations per target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--identities", type=int, help="evaluate the first N identities only")
-    p.add_argument("--pipeline", help="mfhq preset naming the metric models (default: pipelines/paper.yaml for the "
-                                      "paper preset, pipelines/sample.yaml otherwise)")
+    p.add_argument("--pipeline", help="mfhq preset naming the metric models, a packaged name or a YAML file "
+                                      "(default: paper for the paper preset, sample otherwise)")
     p.add_argument("--models-dir", help="weights folder of the metric models (paper profile)")
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
     _common(p)
@@ -79,11 +82,8 @@ def eval_main(argv: list[str] | None = None) -> int:
     from omniid.generation import OmniIDGenerator
     from omniid.metrics import FaceMetrics, default_pipeline
 
-    try:
-        ks = tuple(sorted({int(k) for k in args.inputs.split(",")}))
-        if not ks or ks[0] < 1:
-            raise ValueError
-    except ValueError:
+    ks = _parse_inputs(args.inputs)
+    if ks is None:
         log.error("--inputs takes positive integers separated by commas, got %r", args.inputs)
         return 2
     try:

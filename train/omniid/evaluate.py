@@ -140,7 +140,7 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
     """generators: label -> OmniIDGenerator (or anything with tokens/generate/settings/folder).
 
     Returns the summary written to settings.json (plus wall times)."""
-    from omniid.data import ManifestError, load_manifest
+    from omniid.data import DataError, load_manifest
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -161,7 +161,7 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
         timing[identity] = round(time.perf_counter() - started, 3)
         log.info("%s: %d rows in %.1f s", identity, len(identity_rows), timing[identity])
     if not rows:
-        raise ManifestError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
+        raise DataError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
                             f"(inputs {list(protocol.inputs)} + 1 target)")
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
     pq.write_table(table, out / "results.parquet")

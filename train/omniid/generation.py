@@ -15,7 +15,6 @@ depends on its seed only, not on what else is in the batch.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,8 +24,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from omniid.checkpoint import CheckpointError, read_state, require_files, resolve_checkpoint
+from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
+from omniid.checkpoint import (CheckpointError, read_run_preset, read_state, recorded_prompt_cache, require_files,
+                               resolve_checkpoint)
 from omniid.encoder import quiet_random_init
+from omniid.flux.loading import TEXT_PARTS, require_flux_folder
+from omniid.flux.prompt import encode_prompt_with_text_encoders, random_prompt_embeds
+from omniid.flux.sampling import sample
 from omniid.preprocess import ImageLike, image_to_tensor
 
 log = logging.getLogger(__name__)
@@ -37,20 +41,6 @@ def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
     does not look for a CLIP image encoder) of a Flux pipeline call with the adapter attached."""
     embeds = tokens[:, None]  # [B, 1 image, N, D]: one adapter, one image per prompt
     return {"ip_adapter_image_embeds": [embeds], "negative_ip_adapter_image_embeds": [torch.zeros_like(embeds)]}
-
-
-def check_flux_target(target) -> None:
-    """The adapter's IP layers are trained on FLUX's double-stream blocks: only a pipeline holding
-    a FluxTransformer2DModel (FluxPipeline, FluxControlNetPipeline, ...) or the model itself takes them."""
-    from diffusers import FluxTransformer2DModel
-
-    transformer = getattr(target, "transformer", None) or target
-    if not isinstance(transformer, FluxTransformer2DModel):
-        raise TypeError(
-            f"the Omni-ID adapter attaches to a FLUX pipeline (FluxPipeline, FluxControlNetPipeline) or a "
-            f"FluxTransformer2DModel, not a {type(target).__name__}: its IP layers were trained against FLUX's "
-            f"double-stream blocks (a UNet pipeline would need an adapter trained on that UNet)"
-        )
 
 
 def to_pil(images: torch.Tensor) -> list[Image.Image]:
@@ -68,8 +58,6 @@ class OmniIDGenerator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", flux_path=None, clip_weights=None,
                         prompt_embeds: str | Path | None = None) -> "OmniIDGenerator":
-        from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
-        from omniid.baselines import register_baselines
         from omniid.config import get_preset
         from omniid.objectives import build_objective
 
@@ -77,12 +65,11 @@ class OmniIDGenerator:
         require_files(folder, (ADAPTER_FILE, ADAPTER_CONFIG), "no trained adapter",
                       "generation needs a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
         state = read_state(folder)
-        register_baselines()  # a baseline's checkpoint names it
         if state.get("stage", "flow") != "flow" or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no flow-stage preset (stage={state.get('stage')!r})")
         preset = get_preset(state["preset"], stage="flow", **_run_overrides(folder))
         representation = state.get("representation", "omniid")
-        prompt_embeds = prompt_embeds or _prompt_cache(folder, state)
+        prompt_embeds = prompt_embeds or recorded_prompt_cache(folder, state)
         # The trained parts come from the checkpoint. Omni-ID's CLIP is in it; a baseline's frozen
         # CLIP comes from its pretrained weights (the paper preset) as in training.
         torch.manual_seed(preset.seed)  # as omniid-train does: a tiny preset's random FLUX is the trained one's
@@ -109,15 +96,11 @@ class OmniIDGenerator:
         """Generate with another prompt than the trained one. The paper preset encodes it with
         FLUX's text encoders (T5 + CLIP, from the FLUX folder); a tiny preset has none, so seeded
         random embeddings of the prompt stand in."""
-        from omniid.flux import TEXT_PARTS, encode_prompt_with_text_encoders, require_flux_folder
-
         flow = self.preset.flow
         if prompt == self.prompt:
             return
         if flow.transformer is not None:
-            g = torch.Generator().manual_seed(int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16))
-            embeds = torch.randn(1, flow.max_sequence_length, flow.transformer["joint_attention_dim"], generator=g)
-            pooled = torch.randn(1, flow.transformer["pooled_projection_dim"], generator=g)
+            embeds, pooled = random_prompt_embeds(flow, int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16))
         else:
             folder = require_flux_folder(flow, flux_path, TEXT_PARTS)
             embeds, pooled = encode_prompt_with_text_encoders(folder, prompt, flow.max_sequence_length)
@@ -145,8 +128,6 @@ class OmniIDGenerator:
     def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float = 3.5,
                  scale: float | None = None, size: int | None = None) -> list[Image.Image]:
         """One image per row of tokens, each from its own seed."""
-        from omniid.flux import sample
-
         if len(seeds) != len(tokens):
             raise ValueError(f"{len(tokens)} token rows but {len(seeds)} seeds")
         size = size or self.image_size
@@ -180,19 +161,7 @@ def _quiet_sampler():
 def _run_overrides(folder: Path) -> dict:
     """The run's own seed and flow settings (its preset.json: guidance, prompt, FLUX config as
     trained, with any command-line overrides), as get_preset overrides."""
-    saved = folder.parent.parent / "preset.json"  # run/checkpoints/step-*
-    if not saved.is_file():
+    preset = read_run_preset(folder)
+    if preset is None:
         return {}
-    preset = json.loads(saved.read_text())
     return {"seed": preset.get("seed"), **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}
-
-
-def _prompt_cache(folder: Path, state: dict) -> Path | None:
-    """The prompt embeddings the run trained with: state.json's record, or the run folder's file."""
-    from omniid.flux import PROMPT_EMBEDS_FILE
-
-    recorded = state.get("prompt_embeds")
-    if recorded and Path(recorded).is_file():
-        return Path(recorded)
-    run = folder.parent.parent  # run/checkpoints/step-*
-    return run / PROMPT_EMBEDS_FILE if (run / PROMPT_EMBEDS_FILE).is_file() else None

@@ -6,12 +6,15 @@ A representation is an `nn.Module` with
     num_tokens: int (N), dim: int (D)
 and optionally `set_grad_checkpointing(enable)`, `save_pretrained(folder)` and
 `load_pretrained(folder)` (what a checkpoint stores of it; a representation without trainable
-parameters needs neither). Registering one is one line:
+parameters needs neither).
 
-    register_representation("clip", build_clip)     # build_clip(preset, **options) -> nn.Module
+`REPRESENTATIONS` is one table, name -> builder(preset, **options): `omniid` (the Omni-ID
+encoder, trained with the adapter; the default) and the paper's baselines, imported by name from
+`omniid.baselines` (which knows nothing of this registry). Adding one more is one line:
 
-`omniid-train --stage flow --representation NAME` picks one; `omniid` (the Omni-ID encoder,
-trained with the adapter) is the default.
+    register_representation("mine", build_mine)     # build_mine(preset, **options) -> nn.Module
+
+`omniid-train --stage flow --representation NAME` picks one.
 """
 from __future__ import annotations
 
@@ -22,10 +25,10 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from omniid.baselines import build_arcface, build_arcface_clip, build_clip
 from omniid.encoder import WEIGHTS_FILE, OmniIDEncoder
 
 RepresentationBuilder = Callable[..., nn.Module]
-REPRESENTATIONS: dict[str, RepresentationBuilder] = {}
 
 
 def register_representation(name: str, builder: RepresentationBuilder | None = None):
@@ -70,13 +73,14 @@ class OmniIDRepresentation(nn.Module):
         self.encoder.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
 
 
-@register_representation("omniid")
 def build_omniid(preset, clip_weights=None, pretrained_clip: bool = True, **_) -> OmniIDRepresentation:
     return OmniIDRepresentation(OmniIDEncoder(preset.model, clip_weights, pretrained_clip))
 
 
-# The baselines of the paper's Table 1 (clip, arcface, arcface+clip), so that
-# `omniid-train --stage flow --representation clip` trains them the same way.
-from omniid.baselines import register_baselines  # noqa: E402  (after the registry exists)
-
-register_baselines()
+# the baselines of the paper's Table 1, so that `--representation clip` trains them the same way
+REPRESENTATIONS: dict[str, RepresentationBuilder] = {
+    "omniid": build_omniid,
+    "clip": build_clip,
+    "arcface": build_arcface,
+    "arcface+clip": build_arcface_clip,
+}

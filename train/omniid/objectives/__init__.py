@@ -12,26 +12,28 @@ An objective is an `nn.Module` holding everything one stage trains (and any froz
     stage: str
 
 The engine trains whatever parameters have `requires_grad`; it never names a decoder.
+`OBJECTIVES` is one table, stage -> builder, importing each objective's `build` by name; the
+objectives import `ObjectiveOutput` from `omniid.objectives.base`, never this registry.
 """
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable
 
-import torch
 from torch import nn
 
+from omniid.objectives.base import ObjectiveOutput
+from omniid.objectives.flow import build as build_flow
+from omniid.objectives.mtd import build as build_mtd
 
-class ObjectiveOutput(NamedTuple):
-    loss: torch.Tensor            # scalar, the mean over the batch's targets
-    pred: torch.Tensor | None     # the decoder's prediction (MTD: patches; flow: velocity)
-    aux: dict                     # anything else worth a look (masks, timesteps, targets)
-
+__all__ = ["OBJECTIVES", "ObjectiveOutput", "build_objective", "register_objective"]
 
 ObjectiveBuilder = Callable[..., nn.Module]
-OBJECTIVES: dict[str, ObjectiveBuilder] = {}
+# one table, stage -> builder; the objectives know nothing of it
+OBJECTIVES: dict[str, ObjectiveBuilder] = {"mtd": build_mtd, "flow": build_flow}
 
 
 def register_objective(stage: str):
+    """`@register_objective("mine")` on a builder adds one more stage."""
     def add(builder: ObjectiveBuilder) -> ObjectiveBuilder:
         OBJECTIVES[stage] = builder
         return builder
@@ -44,6 +46,3 @@ def build_objective(stage: str, preset, **options) -> nn.Module:
     if stage not in OBJECTIVES:
         raise KeyError(f"unknown stage {stage!r}; registered: {', '.join(sorted(OBJECTIVES))}")
     return OBJECTIVES[stage](preset, **options)
-
-
-from omniid.objectives import flow, mtd  # noqa: E402,F401  (each registers itself)

@@ -15,9 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from omniid.adapter import OmniIDAdapter
-from omniid.flux import (FluxParts, encode_latents, ensure_prompt_embeds, latent_image_ids, load_flux,
-                         load_prompt_embeds, pack_latents, require_flux_folder)
-from omniid.objectives import ObjectiveOutput, register_objective
+from omniid.errors import FlagError
+from omniid.flux.latents import encode_latents, latent_image_ids, pack_latents
+from omniid.flux.loading import FluxParts, load_flux, require_flux_folder
+from omniid.flux.prompt import ensure_prompt_embeds, load_prompt_embeds, random_prompt_embeds
+from omniid.objectives.base import ObjectiveOutput
 from omniid.representations import build_representation
 
 
@@ -118,11 +120,10 @@ class FlowObjective(nn.Module):
 
     def init_from(self, folder: str | Path) -> None:
         if not hasattr(self.representation, "load_pretrained"):
-            raise ValueError(f"this representation has no trained weights to take from {folder}")
+            raise FlagError(f"this representation has no trained weights to take from {folder}")
         self.representation.load_pretrained(folder)
 
 
-@register_objective("flow")
 def build(preset, representation: str = "omniid", clip_weights=None, pretrained_clip: bool = True,
           flux_path=None, prompt_embeds: str | Path | None = None, device="cpu", **_) -> FlowObjective:
     """prompt_embeds: the cache file (written first if absent); None keeps a tiny config's in memory."""
@@ -134,9 +135,7 @@ def build(preset, representation: str = "omniid", clip_weights=None, pretrained_
     if prompt_embeds is not None:
         embeds, pooled, _ = load_prompt_embeds(ensure_prompt_embeds(flow, Path(prompt_embeds), flux_path))
     else:
-        g = torch.Generator().manual_seed(0)
-        embeds = torch.randn(1, flow.max_sequence_length, flow.transformer["joint_attention_dim"], generator=g)
-        pooled = torch.randn(1, flow.transformer["pooled_projection_dim"], generator=g)
+        embeds, pooled = random_prompt_embeds(flow, 0)
     rep = build_representation(representation, preset, clip_weights=clip_weights,
                                pretrained_clip=pretrained_clip, device=device).to(device)
     dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32

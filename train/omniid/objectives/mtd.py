@@ -17,7 +17,8 @@ from torch import nn
 from omniid.blocks import BlockStack
 from omniid.config import ModelConfig
 from omniid.encoder import WEIGHTS_FILE, OmniIDEncoder
-from omniid.objectives import ObjectiveOutput, register_objective
+from omniid.errors import FlagError
+from omniid.objectives.base import ObjectiveOutput
 
 DECODER_FILE = "decoder.safetensors"
 
@@ -26,7 +27,7 @@ def exact_random_mask(batch: int, patches: int, ratio: float, device=None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """[batch, patches] bool, True = masked; exactly round(ratio * patches) per row."""
     if not 0.0 <= ratio < 1.0:
-        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+        raise FlagError(f"mask ratio must be in [0, 1), got {ratio}")
     n_masked = int(round(ratio * patches))
     noise = torch.rand(batch, patches, device=device, generator=generator)
     rank = noise.argsort(dim=1).argsort(dim=1)      # each row: a random permutation of 0..N-1
@@ -136,6 +137,5 @@ class MTDObjective(OmniIDMTD):
         self.encoder.load_state_dict(load_file(str(Path(folder) / WEIGHTS_FILE)))
 
 
-@register_objective("mtd")
 def build(preset, clip_weights=None, pretrained_clip: bool = True, device="cpu", **_) -> MTDObjective:
     return MTDObjective(preset.model, clip_weights, pretrained_clip).to(device)

@@ -1,0 +1,153 @@
+"""Faces in images, measured with the models an mfhq pipeline preset names: the one door to mfhq's
+models for code outside mfhq (the omniid trainer's evaluation and its ArcFace baselines).
+
+    faces = Faces.from_preset("sample")       # a packaged preset's name or a YAML file
+    found = faces.analyse(images)             # RGB uint8 [H, W, 3] each -> [Face | None]
+    box, points, score = faces.largest_face(image)       # or None
+    crop = faces.align(image, points, 112)    # the 5 points on the ArcFace template, RGB [112, 112, 3]
+    vectors = faces.embed(crops)              # RGB uint8 [N, 112, 112, 3], aligned -> [N, D] unit vectors
+    faces.models                              # what measured: the backends' names and weights' provenance
+
+The models are loaded through mfhq's backend registry (`sample`: YuNet + dlib 68 points, SFace,
+solvePnP; `paper`: SCRFD, ArcFace, 6DRepNet), so faces are measured exactly as the dataset was
+built. `analyse` takes every image along one path: detect -> keep the largest face -> align its 5
+points on the ArcFace template (112 px for the embedder; the preset's template and size for the
+pose model) -> embed and estimate pose, so an image compared with itself scores cosine 1.
+
+mfhq's user errors (a preset not found, weights missing) derive from `MfhqError`, re-exported
+here so that a caller catches them through this same door.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from mfhq.align import alignment_transform, arcface_template, similarity_transform, warp
+from mfhq.config import PipelineConfig, load_pipeline
+from mfhq.errors import MfhqError
+from mfhq.models import create_backend
+
+__all__ = ["DETECT_PAD", "DETECT_SIDE", "EMBED_SIZE", "TASKS", "Face", "Faces", "MfhqError"]
+
+TASKS = ("detect", "embed", "pose")
+EMBED_SIZE = 112  # the identity models' input side, on the ArcFace template
+# YuNet finds faces of about 10-300 px, and an aligned 448 crop is nearly all face: detection runs
+# on a copy padded by this fraction per side and scaled so its longer side is at most DETECT_SIDE.
+DETECT_PAD = 0.25
+DETECT_SIDE = 320
+
+
+@dataclass
+class Face:
+    embedding: np.ndarray   # [D] unit vector
+    pose: np.ndarray        # [3] yaw, pitch, roll in degrees
+    box: np.ndarray         # [4] x1, y1, x2, y2 in the image's pixels
+    score: float
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """RGB <-> BGR: mfhq's models work in BGR, as decoded video frames come."""
+    return np.ascontiguousarray(np.asarray(image)[..., ::-1])
+
+
+class Faces:
+    """The preset's detector, identity model and pose model (those of `tasks`), loaded once."""
+
+    def __init__(self, cfg: PipelineConfig, models_dir: str | Path | None = None, device: str = "cpu",
+                 tasks: Sequence[str] = TASKS):
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise ValueError(f"unknown face tasks {unknown}; tasks: {', '.join(TASKS)}")
+        self.cfg = cfg
+        self.detector = self.embedder = self.poser = None
+        if "detect" in tasks:
+            self.detector = create_backend(
+                "detector", cfg.detect.backend, models_dir=models_dir, device=device,
+                score_threshold=cfg.detect.score_threshold, nms_threshold=cfg.detect.nms_threshold, max_faces=1000,
+            )
+        if "embed" in tasks:
+            self.embedder = create_backend("embedder", cfg.embed.backend, models_dir=models_dir, device=device)
+        if "pose" in tasks:
+            self.poser = create_backend("pose", cfg.pose.backend, models_dir=models_dir, device=device)
+        for backend in self._backends():
+            backend.setup()
+
+    @classmethod
+    def from_preset(cls, preset: str | Path, models_dir: str | Path | None = None, device: str = "cpu",
+                    tasks: Sequence[str] = TASKS) -> "Faces":
+        """preset: a packaged preset's name (`sample`, `paper`) or a YAML file, resolved by
+        `mfhq.presets.resolve_preset`; models_dir: where the preset's weights are (paper profile)."""
+        return cls(load_pipeline(preset), models_dir, device, tasks)
+
+    def _backends(self) -> list:
+        return [b for b in (self.detector, self.embedder, self.poser) if b is not None]
+
+    @property
+    def models(self) -> dict[str, str]:
+        """What measured: the backend names and their weights' provenance."""
+        def name(backend):
+            return backend.name if backend is not None else None
+
+        return {
+            "pipeline": self.cfg.name, "detector": name(self.detector), "identity_model": name(self.embedder),
+            "pose_model": name(self.poser), "provenance": "; ".join(b.provenance for b in self._backends()),
+        }
+
+    def analyse(self, images: Sequence[np.ndarray]) -> list[Face | None]:
+        """The largest face of each RGB uint8 [H, W, 3] image, measured (None where there is none)."""
+        frames = [_bgr(image) for image in images]
+        found = [self._largest(frame) for frame in frames]
+        keep = [i for i, f in enumerate(found) if f is not None]
+        out: list[Face | None] = [None] * len(frames)
+        if not keep:
+            return out
+        landmarks = np.stack([found[i][1] for i in keep])
+        small = np.stack([self._align(frames[i], found[i][1], EMBED_SIZE) for i in keep])
+        embeddings = self.embedder.embed(small)
+        size = self.cfg.align.size
+        crops = np.stack([warp(frames[i], alignment_transform(found[i][1], self.cfg.align.template, size), size)
+                          for i in keep])
+        sizes = np.array([[frames[i].shape[1], frames[i].shape[0]] for i in keep])
+        poses = self.poser.estimate(landmarks, sizes, crops)
+        for j, i in enumerate(keep):
+            box, _, score = found[i]
+            out[i] = Face(embeddings[j].astype(np.float32), np.asarray(poses[j], np.float32), box, score)
+        return out
+
+    def largest_face(self, image: np.ndarray):
+        """(box [4], landmarks [5, 2], score) of the largest face of an RGB image, or None."""
+        return self._largest(_bgr(image))
+
+    def align(self, image: np.ndarray, landmarks: np.ndarray, size: int = EMBED_SIZE) -> np.ndarray:
+        """The face of an RGB image with its 5 points on the ArcFace template: RGB [size, size, 3]."""
+        return _bgr(self._align(_bgr(image), landmarks, size))
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        """RGB uint8 [N, 112, 112, 3] faces aligned on the ArcFace template -> [N, D] unit vectors."""
+        return self.embedder.embed(_bgr(aligned))
+
+    @staticmethod
+    def _align(frame: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
+        return warp(frame, similarity_transform(landmarks, arcface_template(size)), size)
+
+    def _largest(self, frame: np.ndarray):
+        """(box, landmarks [5, 2], score) of the largest face in a BGR frame's coordinates, or None."""
+        import cv2
+
+        h, w = frame.shape[:2]
+        pad = int(round(DETECT_PAD * max(h, w)))
+        padded = cv2.copyMakeBorder(frame, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        scale = min(1.0, DETECT_SIDE / max(padded.shape[:2]))
+        if scale < 1.0:
+            padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        det = self.detector.detect([padded])[0]
+        if not len(det.scores):
+            return None
+        areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
+        best = int(np.argmax(areas))
+        box = det.boxes[best] / scale - pad
+        points = det.landmarks[best].astype(np.float64) / scale - pad
+        return box.astype(np.float32), points, float(det.scores[best])

@@ -1,0 +1,94 @@
+"""Few-to-many batches: the sampler of (identity, draw) indices, the collation, and a DataLoader
+that counts the unreadable files its batches report.
+
+Global batch g holds `batch_size * world` identities, each rank its slice; every draw index is
+unique over the whole stream, so a batch is a pure function of (seed, g, rank) and a resumed run
+sees what an uninterrupted one would have.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from omniid.errors import BadCropsError, DataError
+
+
+def default_max_bad(n_faces: int) -> int:
+    return max(10, n_faces // 100)
+
+
+def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
+    shown = "\n  ".join(f"{p} ({why})" for p, why in list(bad.items())[:10])
+    return BadCropsError(f"{len(bad)} crop/mask files could not be read, more than the limit of {limit}; "
+                         f"stopping. Re-run `mfhq extract` on their clips or drop them from the manifest:\n  {shown}")
+
+
+def collate(items: list[dict]) -> dict:
+    """Pads inputs to the largest M; `input_valid` [B, M] marks the real ones (key padding)."""
+    m = max(item["inputs"].shape[0] for item in items)
+    shape = items[0]["inputs"].shape[1:]
+    inputs = torch.zeros(len(items), m, *shape)
+    valid = torch.zeros(len(items), m, dtype=torch.bool)
+    for b, item in enumerate(items):
+        k = item["inputs"].shape[0]
+        inputs[b, :k], valid[b, :k] = item["inputs"], True
+    return {
+        "identity": [item["identity"] for item in items],
+        "inputs": inputs,
+        "input_valid": valid,
+        "targets": torch.stack([item["targets"] for item in items]),
+        "masks": torch.stack([item["masks"] for item in items]),
+        "bad_crops": {k: v for item in items for k, v in item.get("bad_crops", {}).items()},
+    }
+
+
+class FewToManySampler(Sampler):
+    """Endless batches of (identity index, draw index); epoch e shuffles identities with (seed, e).
+
+    Global batch g holds `batch_size * world` identities; rank r takes its slice. Starting at
+    `start_batch` replays exactly the stream an uninterrupted run would have seen from there.
+    """
+
+    def __init__(self, num_identities: int, batch_size: int, seed: int = 0, rank: int = 0,
+                 world: int = 1, start_batch: int = 0):
+        self.n, self.batch_size, self.seed = num_identities, batch_size, seed
+        self.rank, self.world, self.start_batch = rank, world, start_batch
+        self.per_epoch = num_identities // (batch_size * world) if batch_size > 0 else 0
+        if self.per_epoch == 0:
+            raise DataError(f"{num_identities} identities cannot fill one global batch of "
+                                f"{batch_size} x {world} processes; lower --batch-size")
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        g = self.start_batch
+        while True:
+            epoch, pos = divmod(g, self.per_epoch)
+            order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            lo = (pos * self.world + self.rank) * self.batch_size
+            ids = order[lo:lo + self.batch_size]
+            # the draw index is unique over the whole stream: ranks, batches and epochs
+            base = (g * self.world + self.rank) * self.batch_size
+            yield [(int(i), base + j) for j, i in enumerate(ids)]
+            g += 1
+
+    def __len__(self) -> int:  # batches per epoch; the stream itself is endless
+        return self.per_epoch
+
+
+class FewToManyLoader(DataLoader):
+    """A DataLoader that counts the unreadable files its batches report (from every worker) and
+    stops with BadCropsError past `max_bad_crops`."""
+
+    def __init__(self, *args, max_bad_crops: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_bad_crops = max_bad_crops
+        self.bad_crops: dict[str, str] = {}
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            self.bad_crops.update(batch.pop("bad_crops", {}))
+            if len(self.bad_crops) > self.max_bad_crops:
+                raise bad_crops_error(self.bad_crops, self.max_bad_crops)
+            yield batch

@@ -1,0 +1,60 @@
+"""The mistakes a user can make with omniid, under one base class.
+
+A CLI catches `OmniIDError` (and mfhq's `MfhqError`, through `mfhq.faces`) and nothing wider: a
+user's mistake (a bad flag, a missing checkpoint, weights or image) is one line naming the
+problem, while a bug stays a traceback. Each class also derives from the matching builtin
+(ValueError, FileNotFoundError...), so library code that catches those keeps working.
+The data errors are also mfhq.manifest's `ManifestError`, so `except ManifestError` sees them.
+"""
+from __future__ import annotations
+
+from mfhq.manifest import ManifestError
+
+
+class OmniIDError(Exception):
+    """A problem with the user's flags, files or environment; the message says what to do."""
+
+
+class FlagError(OmniIDError, ValueError):
+    """A flag value or a combination of flags that this run refuses, with the reason."""
+
+
+class DataError(OmniIDError, ManifestError):
+    """A manifest, or files it lists, that the trainer cannot use; the message names them."""
+
+
+class BadCropsError(DataError):
+    """More crops or masks could not be read than the run allows."""
+
+
+class CheckpointError(OmniIDError, ValueError):
+    """A checkpoint (or run folder) that cannot be used here; the message names the path."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """A path that is not a run folder, a `checkpoints/latest` pointer or a checkpoint folder
+    holding the files asked for."""
+
+
+class ClipWeightsMissing(OmniIDError, FileNotFoundError):
+    """The preset wants pretrained CLIP weights that are not on this machine."""
+
+
+class FluxWeightsMissing(OmniIDError, FileNotFoundError):
+    """The preset wants FLUX files that are not on this machine; the message lists them."""
+
+
+class PromptCacheError(OmniIDError, ValueError):
+    """A prompt embeddings file that does not hold what the preset asks for."""
+
+
+class PromptCacheMissing(OmniIDError, FileNotFoundError):
+    """A prompt embeddings file that does not exist."""
+
+
+class NoImage(OmniIDError, FileNotFoundError):
+    """An image path that does not exist or cannot be decoded; the message names the file."""
+
+
+class NonFiniteLoss(OmniIDError, FloatingPointError):
+    """Training stopped: the loss became NaN or infinite."""

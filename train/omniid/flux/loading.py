@@ -1,0 +1,122 @@
+"""FLUX's frozen parts, built or loaded: the transformer, the VAE and the scheduler.
+
+    load_flux(flow: FlowConfig, device, dtype) -> FluxParts(transformer, vae, scheduler)
+        `tiny`: random `FluxTransformer2DModel` / `AutoencoderKL` from the preset's config dicts.
+        `paper`: FLUX.1-dev from a local diffusers-format folder (`--flux-path` / $OMNIID_FLUX_PATH);
+        missing files raise `FluxWeightsMissing` naming every absent file and where it goes.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from omniid.errors import FluxWeightsMissing
+
+FLUX_PATH_ENV = "OMNIID_FLUX_PATH"
+# what training needs from the FLUX folder; the text encoders only to write the prompt cache once
+WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
+TRAIN_PARTS = ("transformer", "vae")
+TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+
+
+@dataclass
+class FluxParts:
+    transformer: torch.nn.Module
+    vae: torch.nn.Module
+    scheduler: object
+
+
+def resolve_flux_path(flow, flux_path: str | Path | None = None) -> Path | None:
+    path = flux_path or flow.flux_path or os.environ.get(FLUX_PATH_ENV)
+    return Path(path) if path else None
+
+
+def missing_flux_files(folder: Path, parts=TRAIN_PARTS) -> list[str]:
+    """The files of `parts` absent from a diffusers-format folder (empty when complete)."""
+    missing = []
+    for part in parts:
+        sub = folder / part
+        if part.startswith("tokenizer"):
+            if not sub.is_dir() or not any(sub.iterdir()):
+                missing.append(f"{part}/ (tokenizer files)")
+            continue
+        if not (sub / "config.json").is_file():
+            missing.append(f"{part}/config.json")
+        names = {p.name for p in sub.glob("*.safetensors*")} if sub.is_dir() else set()
+        if part in ("transformer", "vae") and not names & set(WEIGHT_FILES):
+            missing.append(f"{part}/{WEIGHT_FILES[0]} (or a sharded .index.json)")
+        if part.startswith("text_encoder") and not names:
+            missing.append(f"{part}/model*.safetensors")
+    return missing
+
+
+def require_flux_folder(flow, flux_path=None, parts=TRAIN_PARTS) -> Path:
+    folder = resolve_flux_path(flow, flux_path)
+    how = (f"Download black-forest-labs/FLUX.1-dev (gated: accept its licence on Hugging Face) on a machine "
+           f"with internet access, e.g. `huggingface-cli download black-forest-labs/FLUX.1-dev --local-dir DIR`, "
+           f"copy DIR here and pass --flux-path DIR (or set {FLUX_PATH_ENV}=DIR); or train with --preset tiny.")
+    if folder is None:
+        raise FluxWeightsMissing(f"the flow stage of this preset needs FLUX.1-dev in diffusers format, and no "
+                                 f"folder was given.\n{how}")
+    missing = missing_flux_files(folder, parts)
+    if missing:
+        raise FluxWeightsMissing(f"{folder}: not a complete diffusers-format FLUX folder; missing "
+                                 f"{', '.join(missing)}.\n{how}")
+    return folder
+
+
+def check_flux_files(flow, flux_path=None, prompt_cache: Path | None = None) -> None:
+    """Everything a flow run will need from the FLUX folder, checked at once: the transformer and
+    VAE, plus the text encoders if the prompt cache is not there yet. Nothing for random configs."""
+    if flow.transformer is not None:
+        return
+    needs_text = prompt_cache is None or not Path(prompt_cache).is_file()
+    try:
+        require_flux_folder(flow, flux_path, TRAIN_PARTS + (TEXT_PARTS if needs_text else ()))
+    except FluxWeightsMissing as error:
+        hint = (f"\n(The text encoders are needed once, to write the prompt cache {prompt_cache}; a cache "
+                f"written elsewhere with `python -m omniid.flux encode-prompt` can be passed with --prompt-embeds.)"
+                if needs_text and prompt_cache else "")
+        raise FluxWeightsMissing(f"{error}{hint}") from None
+
+
+def flow_scheduler(folder: Path | None = None):
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    if folder is not None and (folder / "scheduler" / "scheduler_config.json").is_file():
+        return FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
+    # FLUX.1-dev's scheduler config: resolution-dependent shift
+    return FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
+                                           base_image_seq_len=256, max_image_seq_len=4096)
+
+
+def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=None) -> FluxParts:
+    """The frozen transformer and VAE (eval mode, requires_grad False) on `device` in `dtype`."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    if flow.transformer is not None:  # a random-weight config (tiny preset, tests, benchmarks)
+        # built where it runs and in its dtype: a 12B config never passes through RAM or fp32
+        previous = torch.get_default_dtype()
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                transformer = FluxTransformer2DModel(**flow.transformer)
+                vae = AutoencoderKL(**flow.vae)
+        finally:
+            torch.set_default_dtype(previous)
+        scheduler = flow_scheduler(None)
+    else:
+        folder = require_flux_folder(flow, flux_path)
+        transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer", torch_dtype=dtype)
+        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype)
+        scheduler = flow_scheduler(folder)
+    for module in (transformer, vae):
+        module.requires_grad_(False)
+        module.eval()
+        module.to(device)
+        if module.dtype != dtype:  # only random configs get here (from_pretrained loads in dtype)
+            module.to(dtype)
+    return FluxParts(transformer, vae, scheduler)

@@ -1,0 +1,46 @@
+"""Everything `sample` needs from a flow-stage run folder.
+
+    load_flow_run(path, device, flux_path=None) -> FlowRun(parts, prompt_embeds, pooled_prompt_embeds,
+                                                           adapter, flow, checkpoint)
+        path: a run folder, `checkpoints/latest` or a step folder; its encoder:
+        `OmniIDEncoder.from_pretrained(run.checkpoint)`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from omniid.adapter import OmniIDAdapter
+from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFound, read_run_preset, read_state,
+                               recorded_prompt_cache, resolve_checkpoint, run_of)
+from omniid.config import FlowConfig
+from omniid.flux.loading import FluxParts, load_flux
+from omniid.flux.prompt import load_prompt_embeds
+
+
+@dataclass
+class FlowRun:
+    parts: FluxParts
+    prompt_embeds: torch.Tensor
+    pooled_prompt_embeds: torch.Tensor
+    adapter: torch.nn.Module
+    flow: object
+    checkpoint: Path
+
+
+def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
+    """FLUX (bf16 on CUDA, fp32 on CPU), the run's prompt cache and adapter, from a flow-stage run."""
+    folder = resolve_checkpoint(path)
+    preset = read_run_preset(folder)
+    if preset is None:
+        raise CheckpointNotFound(f"{folder}: not inside a run folder (no {run_of(folder) / PRESET_FILE})")
+    flow = FlowConfig(**preset["flow"])
+    cache = recorded_prompt_cache(folder, read_state(folder)) or run_of(folder) / PROMPT_EMBEDS_FILE
+    prompt_embeds, pooled, _ = load_prompt_embeds(cache)
+    device = torch.device(device)
+    dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32
+    parts = load_flux(flow, device, dtype, flux_path)
+    adapter = OmniIDAdapter.from_pretrained(folder, device=device)
+    return FlowRun(parts, prompt_embeds.to(device), pooled.to(device), adapter, flow, folder)
