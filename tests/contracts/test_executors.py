@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from mfhq.config import load_pipeline
 from mfhq.extract import extract
+from presets import write_preset
 from run_rows import rows
 
 SUPPORT = REPO / "tests" / "support"  # fault_readers: the workers import it by name
@@ -65,11 +66,8 @@ def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executo
     preset = tmp_path / "faulty.yaml"
     # Chunks of 2 frames, so that `hangread` hangs in a read made ahead; the bound on a clip
     # (40 s) is far above the decode bound, so only the decode bound can give its reason.
-    preset.write_text(SAMPLE_PRESET.read_text()
-                      .replace("backend: auto ", 'backend: "fault_readers:FaultyReader" ')
-                      .replace("fps: 5", "fps: 1").replace("\n  timeout_s: 60", "\n  timeout_s: 3")
-                      .replace("chunk_frames: 16", "chunk_frames: 2")
-                      .replace("shard_size: 2", "shard_size: 1").replace("clip_timeout_s: 600", "clip_timeout_s: 40"))
+    write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.fps": 1, "decode.timeout_s": 3,
+                          "decode.chunk_frames": 2, "run.shard_size": 1, "run.clip_timeout_s": 40}, base=SAMPLE_PRESET)
     assert load_pipeline(preset).run.clip_timeout_s == 40
     sys.path.insert(0, str(SUPPORT))  # the local executor's workers import the reader in this environment
     env_path = os.environ.get("PYTHONPATH", "")
@@ -100,7 +98,7 @@ def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executo
 def test_ray_driver_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run(ray_address, sample_dir, sample_run, tmp_path):
     # (The local executor's twin is tests/mfhq/worker/test_watchdog.py.)
     preset = tmp_path / "one_per_shard.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("shard_size: 2", "shard_size: 1"))
+    write_preset(preset, {"run.shard_size": 1}, base=SAMPLE_PRESET)
     run = tmp_path / "killed"
     args = ["extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset),
             "--executor", "ray", "--address", ray_address]

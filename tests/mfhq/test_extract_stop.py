@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
+from presets import write_preset
 from run_rows import rows
 
 GOOD = ("astronaut_motion", "t1_face2_motion")
@@ -44,7 +45,7 @@ def test_a_full_disk_stops_the_run_cleanly_and_the_resume_equals_an_uninterrupte
     for name in (*GOOD, "empty"):
         (videos / f"{name}.mp4").symlink_to(sample_dir / "videos" / f"{name}.mp4")
     preset = tmp_path / "p.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("shard_size: 2", "shard_size: 1").replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
     run = small_disk / "run"
     args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset)]
     full = run_cli(*args, check=False)
@@ -78,8 +79,8 @@ def test_a_full_disk_without_a_small_file_system_to_mount(sample_dir, sample_run
     (videos / "t1_face2_motion.mp4").rename(videos / "t1_face2_motion_fill.mp4")
     (videos / ".disk-full").touch()
     preset = tmp_path / "p.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("backend: auto ", 'backend: "fault_readers:DiskFillingReader" ')
-                      .replace("shard_size: 2", "shard_size: 1").replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"decode.backend": "fault_readers:DiskFillingReader", "run.shard_size": 1, "run.workers": 1},
+                 base=SAMPLE_PRESET)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
     run = tmp_path / "run"
     args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset)]
@@ -105,7 +106,7 @@ def _wait_for_markers(process, done: Path, n: int) -> None:
 
 def test_ctrl_c_and_sigterm_stop_cleanly_with_one_line_and_the_run_resumes(sample_dir, sample_run, tmp_path):
     preset = tmp_path / "p.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("shard_size: 2", "shard_size: 1").replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
     run = tmp_path / "run"
     args = [sys.executable, "-m", "mfhq", "extract", "--root", str(sample_dir / "videos"), "--out", str(run),
             "--pipeline", str(preset)]

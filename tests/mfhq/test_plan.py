@@ -17,12 +17,13 @@ import pytest
 from conftest import SAMPLE_PRESET, run_cli
 from mfhq.plan import extend_plan, plan_shards
 from mfhq.records import Clip
+from presets import write_preset
 
 
 @pytest.fixture(scope="module")
 def quick_preset(tmp_path_factory) -> Path:
     preset = tmp_path_factory.mktemp("preset") / "quick.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("fps: 5", "fps: 1").replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"decode.fps": 1, "run.workers": 1}, base=SAMPLE_PRESET)
     return preset
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
 from mfhq.models import BackendError, create_backend
+from presets import write_preset
 
 
 def test_unknown_backend_names_the_alternatives():
@@ -14,7 +15,7 @@ def test_unknown_backend_names_the_alternatives():
 
 def test_extract_with_a_nonexistent_backend_fails_clearly(tmp_path):
     preset = tmp_path / "typo.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("backend: pnp68", "backend: 6d-repnet"))
+    write_preset(preset, {"pose.backend": "6d-repnet"}, base=SAMPLE_PRESET)
     (tmp_path / "videos").mkdir()
     result = run_cli("extract", "--root", str(tmp_path / "videos"), "--out", str(tmp_path / "run"),
                      "--pipeline", str(preset), check=False)

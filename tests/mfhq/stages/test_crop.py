@@ -17,6 +17,7 @@ from mfhq.config import AlignConfig
 from mfhq.records import Clip
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage
+from presets import write_preset
 
 WIDTH = 312          # the video's width: a 312 px window of the 512 px astronaut photo
 INSIDE, EDGE = 100, 200   # window offsets: the face well inside, and cut by the left edge
@@ -78,8 +79,7 @@ def edge_run(astronaut, tmp_path_factory) -> Path:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
         out.mux(stream.encode())
     preset = root / "edge.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("min_face_px: 128", "min_face_px: 64")
-                      .replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"align.min_face_px": 64, "run.workers": 1}, base=SAMPLE_PRESET)
     run = root / "run"
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset))
     return run

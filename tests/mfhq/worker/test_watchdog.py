@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
+from presets import write_preset
 
 SUPPORT = REPO / "tests" / "support"  # fault_readers: the workers import it by name
 
@@ -27,12 +28,8 @@ def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
     for name in ("good", "hang", "crash", "good_after"):
         shutil.copy(good, videos / f"{name}.mp4")
     preset = tmp_path / "faulty.yaml"
-    preset.write_text(
-        SAMPLE_PRESET.read_text()
-        .replace("backend: auto ", 'backend: "fault_readers:FaultyReader" ')
-        .replace("timeout_s: 60", "timeout_s: 4")
-        .replace("workers: 2", "workers: 1")
-    )
+    write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.timeout_s": 4, "run.clip_timeout_s": 40,
+                          "run.workers": 1}, base=SAMPLE_PRESET)
     env = {**os.environ, "PYTHONPATH": f"{SUPPORT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = tmp_path / "run"
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), env=env)
@@ -56,7 +53,7 @@ def _rows(run: Path) -> tuple[list, list]:
 
 def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(sample_dir, sample_run, tmp_path):
     preset = tmp_path / "one_per_shard.yaml"
-    preset.write_text(SAMPLE_PRESET.read_text().replace("shard_size: 2", "shard_size: 1").replace("workers: 2", "workers: 1"))
+    write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
     run = tmp_path / "killed"
     args = [sys.executable, "-m", "mfhq", "extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset)]
     process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
