@@ -44,6 +44,14 @@ def sample_run(sample_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def manifests(sample_run, tmp_path_factory) -> Path:
+    """`mfhq cluster-sample` over the sample run through the CLI (tests only read it)."""
+    out = tmp_path_factory.mktemp("manifests")
+    run_cli("cluster-sample", "--run", str(sample_run), "--out", str(out), "--pipeline", str(SAMPLE_PRESET))
+    return out
+
+
+@pytest.fixture(scope="session")
 def detector():
     """The offline profile's detector (YuNet + dlib 68), loaded once for every test that needs it."""
     from mfhq.models import create_backend

@@ -1,0 +1,126 @@
+"""Executor conformance: `local` and `ray` (a local Ray instance with 2 CPUs) give the same rows,
+lose a runner mid-shard without a partial shard, turn a hanging decoder into a `timeout` row,
+and resume after the driver is killed with -9."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import REPO, SAMPLE_PRESET, run_cli
+from mfhq.config import load_pipeline
+from mfhq.extract import extract
+from presets import write_preset
+from run_rows import rows
+
+SUPPORT = REPO / "tests" / "support"  # fault_readers: the workers import it by name
+EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """One local Ray instance for the module (its start costs about 10 s). Its workers inherit
+    this environment: the test helpers' folder on PYTHONPATH lets them load fault_readers."""
+    ray = pytest.importorskip("ray")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(REPO), os.environ.get("PYTHONPATH", "")])
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request):
+    if request.param == "ray":
+        request.getfixturevalue("ray_address")
+    return request.param
+
+
+def test_same_rows_as_the_reference_run(executor, sample_dir, sample_run, tmp_path):
+    # Another shard size and worker count than the reference, and frames read in line rather
+    # than ahead in a thread: rows must not depend on them.
+    reference_reads_ahead = load_pipeline(SAMPLE_PRESET).run.reads_ahead()  # (auto: by this machine's cores)
+    cfg = load_pipeline(SAMPLE_PRESET).replace(run={"executor": executor, "shard_size": 3,
+                                                    "workers": 1 if executor == "local" else 2,
+                                                    "decode_ahead": "never" if reference_reads_ahead else "always"})
+    run = tmp_path / "run"
+    summary = extract("folder", sample_dir / "videos", run, cfg)
+    assert summary.clips == 6 and summary.shards_total == 2
+    assert rows(run) == rows(sample_run)
+    assert not list(run.rglob(".tmp-*")) and not (run / "lock").exists()
+
+
+def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executor, sample_dir, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = sample_dir / "videos" / "astronaut_motion.mp4"
+    for name in ("good", "hang", "hangread", "killparent"):
+        shutil.copy(good, videos / f"{name}.mp4")
+    preset = tmp_path / "faulty.yaml"
+    # Chunks of 2 frames, so that `hangread` hangs in a read made ahead; the bound on a clip
+    # (40 s) is far above the decode bound, so only the decode bound can give its reason.
+    write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.fps": 1, "decode.timeout_s": 3,
+                          "decode.chunk_frames": 2, "run.shard_size": 1, "run.clip_timeout_s": 40}, base=SAMPLE_PRESET)
+    assert load_pipeline(preset).run.clip_timeout_s == 40
+    sys.path.insert(0, str(SUPPORT))  # the local executor's workers import the reader in this environment
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env_path])
+    try:
+        cfg = load_pipeline(preset).replace(run={"executor": executor, "workers": 2, "decode_ahead": "always"})
+        run = tmp_path / "run"
+        summary = extract("folder", videos, run, cfg)
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    con = duckdb.connect()
+    statuses = dict(con.execute(f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet')").fetchall())
+    assert statuses == {"good": "ok", "hang": "timeout", "hangread": "timeout", "killparent": "ok"}
+    assert summary.retried == 2  # a timeout is transient: run once more before its row is written
+    reasons = dict(con.execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
+    assert "hang.mp4" in reasons["hang"] and "decoding ran past the 3 s watchdog" in reasons["hang"]
+    assert "hangread.mp4" in reasons["hangread"] and "decoding ran past the 3 s watchdog" in reasons["hangread"]
+    assert (videos / ".killparent.mp4.killed").exists(), "the runner was never killed"
+    # The killed runner's shard was written whole, once: the same rows as the good copy's.
+    faces = con.execute(f"SELECT clip_id, frame_index, face_index, bbox FROM read_parquet('{run}/faces/*.parquet') "
+                        "WHERE clip_id IN ('good', 'killparent') ORDER BY frame_index, face_index, clip_id").fetchall()
+    assert faces and [f[1:] for f in faces if f[0] == "good"] == [f[1:] for f in faces if f[0] == "killparent"]
+    assert sorted(p.stem for p in (run / "done").glob("*.json")) == sorted(p.stem for p in (run / "clips").glob("*.parquet"))
+    assert not list(run.rglob(".tmp-*"))
+
+
+@pytest.mark.slow
+def test_ray_driver_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run(ray_address, sample_dir, sample_run, tmp_path):
+    # (The local executor's twin is tests/mfhq/worker/test_watchdog.py.)
+    preset = tmp_path / "one_per_shard.yaml"
+    write_preset(preset, {"run.shard_size": 1}, base=SAMPLE_PRESET)
+    run = tmp_path / "killed"
+    args = ["extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset),
+            "--executor", "ray", "--address", ray_address]
+    process = subprocess.Popen([sys.executable, "-m", "mfhq", *args], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = run / "done"
+    while process.poll() is None and len(list(done.glob("*.json"))) < 3:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < len(list(done.glob("*.json"))) < 6, "the run was not interrupted mid-way"
+    # The dead driver's lock is stale (its pid is gone): the resume takes it over.
+    run_cli(*args)
+    assert len(list(done.glob("*.json"))) == 6
+    assert rows(run) == rows(sample_run)
+
+
+def test_ray_missing_names_the_extra(tmp_path, monkeypatch):
+    from mfhq.executors import ExecutorError, get_executor
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # what an install without the extra sees
+    with pytest.raises(ExecutorError, match=r"mfhq\[ray\]"):
+        get_executor("ray")(load_pipeline(SAMPLE_PRESET), str(tmp_path))
+    with pytest.raises(ExecutorError, match="unknown executor 'spark'; available: local, ray"):
+        get_executor("spark")

@@ -1,0 +1,11 @@
+"""The repository's manifests/README.md is the generated dataset card."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from mfhq.manifest.card import render_card
+
+
+def test_repository_card_is_the_generated_card():
+    # manifests/README.md documents the schema; it must be what cluster-sample writes, less the counts
+    assert (Path(__file__).resolve().parents[3] / "manifests" / "README.md").read_text() == render_card()

@@ -1,0 +1,96 @@
+"""The VFHQ adapter on SYNTHETIC meta files written from the format description: ranges,
+annotations, splits, malformed files as rows, header variants and ids with `+`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mfhq.geometry import resolve
+from mfhq.records import Clip
+from mfhq.sources import get_source
+from mfhq.sources.base import SourceProblem, safe_clip_id
+
+
+def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
+    clips, problems = {}, {}
+    for item in get_source(name, root).scan():
+        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
+    return clips, problems
+
+
+def _vfhq_meta(frames=range(11, 14), crop="100 50 400 350", header=True) -> str:
+    lines = ["Video ID: synthVF_a-1", "H: 720", "W: 1280", "FPS: 25.0", ""] if header else []
+    lines += ["FRAME INDEX X0 Y0 W H [Landmarks (5 Points)]", ""]
+    for f in frames:
+        lines.append(f"{f:08d} 0 200 100 100 120 230 150 270 150 250 175 235 200 265 200")
+    return "\n".join(lines + [f"CROP: {crop}"]) + "\n"
+
+
+def _vfhq_root(tmp_path: Path, metas: dict[str, str]) -> Path:
+    for rel, text in metas.items():
+        (tmp_path / "meta_info" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "meta_info" / rel).write_text(text)
+    return tmp_path
+
+
+def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
+    root = _vfhq_root(tmp_path, {"train/Clip+synthVF_a-1+P2+C0+F10-15.txt": _vfhq_meta(),
+                                 "Clip+synthVF_a-1+P0+C1+F100-300.txt": _vfhq_meta(range(101, 103))})
+    (root / "id_test.txt").write_text("Clip+synthVF_a-1+P0+C1+F100-300\n")
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"x")
+    (root / "clips").mkdir()
+    (root / "clips" / "Clip+synthVF_a-1+P0+C1+F100-300.mp4").write_bytes(b"x")
+    found, problems = _scan("vfhq", root)
+    assert problems == {}
+    raw, cut = found["Clip+synthVF_a-1+P2+C0+F10-15"], found["Clip+synthVF_a-1+P0+C1+F100-300"]
+    assert (raw.split, cut.split, raw.video_key) == ("train", "test", "synthVF_a-1")
+    # The F bounds are exclusive: frames 11..14 of the source video.
+    assert (raw.start_frame, raw.end_frame) == (11, 14)
+    assert raw.person_box == (100, 50, 400, 350) and raw.box_space == (1280, 720)
+    assert raw.annotations.frames == (11, 12, 13) and raw.annotations.boxes[0] == (200, 100, 300, 220)
+    # Rescaled to a 640x360 download: every coordinate halves.
+    resolved = resolve(raw, 640, 360, fps=25.0)
+    assert resolved.annotations.landmarks[0][:4] == (115, 75, 135, 75) and resolved.person_box == (50, 25, 200, 175)
+    assert resolved.annotations.frames == (11, 12, 13) and (resolved.start_frame, resolved.end_frame) == (11, 14)
+    # A download at 50 fps holds the meta file's 25 fps frame n at frame 2n.
+    retimed = resolve(raw, 640, 360, fps=50.0)
+    assert retimed.annotations.frames == (22, 24, 26) and (retimed.start_frame, retimed.end_frame) == (22, 28)
+    # A cut clip starts at frame start+1 and shows the CROP region only.
+    assert cut.start_frame is None and cut.annotations.frames == (0, 1)
+    assert cut.annotations.boxes[0] == (100, 50, 200, 170) and cut.box_space == (300, 300)
+
+
+@pytest.mark.parametrize("name,text,needle", [
+    ("Clip+synthVF_a-1+P0+C0+F10-15", _vfhq_meta().replace("H: 720\n", ""), "no H line"),
+    ("Clip+synthVF_a-1+P0+C0+F10-15", _vfhq_meta() + "garbage here\n", ":12: expected numbers"),
+    ("Clip+synthVF_a-1+P0+C0+F10-15", _vfhq_meta()[:-40], "a frame line needs 16 values"),
+    ("Clip+synthVF_a-1+P0+C0+F10-15", _vfhq_meta().rsplit("CROP", 1)[0], "no CROP line"),
+    ("Clip+synthVF_a-1+P0+C0+F15-10", _vfhq_meta(), "empty or reversed frame range F15-10"),
+    ("Clip+synthVF_a-1+P0+C0+F10-11", _vfhq_meta(), "empty or reversed frame range F10-11"),
+    ("Clip+synthVF_a-1+P0+C0+F10-15", _vfhq_meta(crop="100 50 1400 350"), "lies outside the 720x1280 frame"),
+    ("Clip+synthVF+P0+C0+F10-15", _vfhq_meta(), "the name is not"),
+    ("Clip+synthVF_b-2+P0+C0+F10-15", _vfhq_meta(), "Video ID 'synthVF_a-1' differs"),
+])
+def test_vfhq_malformed_meta_files_become_rows_naming_the_file(tmp_path, name, text, needle):
+    root = _vfhq_root(tmp_path, {f"train/{name}.txt": text})
+    found, problems = _scan("vfhq", root)
+    (problem,) = problems.values()
+    assert found == {} and problem.status == "bad_metadata"
+    assert f"{name}.txt" in problem.reason and needle in problem.reason
+
+
+def test_vfhq_header_separators_and_frame_ids_as_file_names(tmp_path):
+    text = _vfhq_meta().replace("H: 720", "H\t720").replace("W: 1280", "W:1280").replace("00000012 ", "00000012.png ")
+    root = _vfhq_root(tmp_path, {"train/Clip+synthVF_a-1+P2+C0+F10-15.txt": text})
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    (clip,) = _scan("vfhq", root)[0].values()
+    assert clip.box_space == (1280, 720) and clip.annotations.frames == (11, 12, 13)
+
+
+def test_vfhq_names_with_plus_are_safe_ids_and_traversal_is_not():
+    assert safe_clip_id("Clip+XZ2qCoO0gbU+P0+C2+F157105-157607")
+    with pytest.raises(ValueError):
+        safe_clip_id("Clip+../../x")

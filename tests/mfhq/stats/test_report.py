@@ -1,0 +1,121 @@
+"""`mfhq stats` on the real sample run: the report equals direct queries, --sql and its errors,
+and a run without a manifest."""
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+
+def parts(out: Path) -> str:
+    return f"read_parquet(['{out}/train.parquet', '{out}/test.parquet'])"
+
+
+def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
+    result = run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests), "--out", str(tmp_path))
+    assert "== face_outcomes" in result.stdout and "== pose_spread" in result.stdout
+    tables = tmp_path / "tables"
+    faces, clips = f"'{sample_run}/faces/*.parquet'", f"'{sample_run}/clips/*.parquet'"
+
+    status = pd.read_csv(tables / "clip_status.csv").set_index("status").clips.to_dict()
+    assert status == dict(duckdb.sql(f"SELECT status, count(*) FROM {clips} GROUP BY 1").fetchall())
+    out = pd.read_csv(tables / "face_outcomes.csv").fillna("")
+    direct = dict(duckdb.sql(f"SELECT coalesce(drop_reason, ''), count(*) FROM {faces} GROUP BY 1").fetchall())
+    assert out.groupby("reason").faces.sum().to_dict() == direct
+    assert set(out[out.reason == "other_identity"].stage) == {"identity"}
+    per_source = pd.read_csv(tables / "identities_per_source.csv")
+    direct = duckdb.sql(f"SELECT split, count(DISTINCT identity_id), count(*) FROM {parts(manifests)} GROUP BY 1").fetchall()
+    assert {(r.split, r.identities, r.faces) for r in per_source.itertuples()} == set(direct)
+    hist = pd.read_csv(tables / "pose_hist.csv")
+    yaw = hist[(hist.faces_of == "candidates") & (hist.axis == "yaw")].set_index("bin").faces.to_dict()
+    assert yaw == {float(b): n for b, n in duckdb.sql(
+        f"SELECT floor(yaw / 10) * 10, count(*) FROM {faces} WHERE kept GROUP BY 1").fetchall()}
+    spread = pd.read_csv(tables / "pose_spread.csv").set_index("identity_id")
+    direct = dict(duckdb.sql(f"SELECT identity_id, sqrt(var_pop(yaw) + var_pop(pitch) + var_pop(roll)) "
+                             f"FROM {parts(manifests)} GROUP BY 1").fetchall())
+    assert spread.spread_after.to_dict() == pytest.approx(direct)
+    thr = pd.read_csv(tables / "stage_throughput.csv").set_index("stage").seconds.to_dict()
+    direct = dict(duckdb.sql(f"SELECT k, round(sum(v), 3) FROM (SELECT unnest(map_keys(stage_seconds)) k, "
+                             f"unnest(map_values(stage_seconds)) v FROM {clips}) GROUP BY 1").fetchall())
+    assert thr == pytest.approx(direct)
+    assert {p.name for p in tmp_path.glob("*.png")} >= {"pose_yaw.png", "pose_pitch.png", "quality.png", "pose_spread.png"}
+    # the headline totals are direct queries' answers
+    head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
+    q = lambda sql: duckdb.sql(sql).fetchall()[0][0]  # noqa: E731
+    assert head["videos"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
+    assert head["clips"] == sum(status.values()) and head["clips ok"] == status["ok"]
+    assert head["clips decode_error"] == status["decode_error"]
+    assert head["faces kept"] == q(f"SELECT count(*) FROM {faces} WHERE kept")
+    assert head["identities"] == q(f"SELECT count(DISTINCT identity_id) FROM {parts(manifests)}")
+    for split in ("train", "test"):
+        assert head[f"{split} faces"] == q(f"SELECT count(*) FROM '{manifests}/{split}.parquet'")
+        assert head[f"{split} identities"] == q(f"SELECT count(DISTINCT identity_id) FROM '{manifests}/{split}.parquet'")
+    # the page parses, shows the headline first, and every image it references exists
+    page = ReportPage.read(tmp_path / "report.html")
+    assert page.text.index("faces kept") < page.text.index("Plots") < page.text.index("Sampled faces")
+    assert "<h2>clip_reasons</h2>" in page.html
+    assert {"pose_yaw.png", "quality.png"} <= set(page.images)
+    strips = [src for src in page.images if src.startswith("strips/")]
+    assert len(strips) == 8 * head["identities"]  # all identities (few), 8 crops each
+    assert all((tmp_path / src).is_file() for src in page.images), page.images
+    assert "y " in page.text and "q 0." in page.text  # pose and quality under each crop
+
+
+class ReportPage(HTMLParser):
+    """A strict-enough parse: every non-void element closed in order; collects img sources."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.images, self.chunks = [], [], []
+
+    @classmethod
+    def read(cls, path: Path) -> "ReportPage":
+        page = cls()
+        page.html = path.read_text()
+        page.feed(page.html)
+        page.close()
+        assert page.stack == [], f"unclosed elements: {page.stack}"
+        page.text = " ".join(page.chunks)
+        return page
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.images.append(dict(attrs)["src"])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes {self.stack[-1:]}"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.chunks.append(data)
+
+
+def test_stats_sql_and_errors(manifests, sample_run, tmp_path):
+    result = run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests),
+                     "--sql", "SELECT sum(faces)::BIGINT AS n FROM face_outcomes WHERE outcome = 'kept'")
+    kept = duckdb.sql(f"SELECT count(*) FROM '{sample_run}/faces/*.parquet' WHERE kept").fetchall()[0][0]
+    assert result.stdout.split() == ["n", str(kept)]
+    bad = run_cli("stats", "--run", str(tmp_path / "missing"), check=False)
+    assert bad.returncode == 2 and "no such run folder" in bad.stderr
+    bad = run_cli("cluster-sample", "--run", str(tmp_path), "--out", str(tmp_path / "m"), check=False)
+    assert bad.returncode == 2 and "run.json: missing" in bad.stderr
+    bad = run_cli("stats", "--run", str(sample_run), "--sql", "SELECT * FROM no_such_view", check=False)
+    assert bad.returncode == 2 and "query failed" in bad.stderr
+
+
+def test_stats_without_manifest_treats_each_clip_as_an_identity(sample_run, tmp_path):
+    run_cli("stats", "--run", str(sample_run), "--out", str(tmp_path))
+    spread = pd.read_csv(tmp_path / "tables" / "pose_spread.csv").set_index("identity_id")
+    direct = dict(duckdb.sql(f"SELECT source || '/' || clip_id, count(*) FROM '{sample_run}/faces/*.parquet' "
+                             "WHERE kept GROUP BY 1").fetchall())
+    assert spread.faces_before.to_dict() == direct and spread.spread_after.isna().all()
+    assert not (tmp_path / "tables" / "identities_per_source.csv").exists()

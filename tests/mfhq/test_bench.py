@@ -1,0 +1,84 @@
+"""`mfhq bench` runs on its own generated 1080p clips (a large face, bounded chunks) and reports
+decode, stages, their ratio and the worker's memory."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import SAMPLE_PRESET, run_cli
+from mfhq.benchclips import make_clips
+from mfhq.config import DecodeConfig, usable_cores
+from mfhq.decode import CHUNK_BYTES, ClipDecoder
+from mfhq.models import create_backend
+from mfhq.geometry import box_iou
+
+
+def _detector(working_size: int):
+    backend = create_backend("detector", "yunet-dlib68", working_size=working_size)
+    backend.setup()
+    return backend
+
+
+@pytest.fixture(scope="module")
+def clips_1080p(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench-clips")
+    make_clips(out, 1, "1080p", seconds=0.6)
+    return out
+
+
+def test_bench_clips_are_1080p_with_a_large_face_and_chunks_stay_bounded(clips_1080p):
+    index = json.loads((clips_1080p / "clips.json").read_text())
+    (entry,) = index["clips"]
+    decoder = ClipDecoder(DecodeConfig(chunk_frames=32))
+    info = decoder.open(clips_1080p / entry["file"])
+    assert (info.width, info.height, info.n_frames) == (1920, 1080, entry["n_frames"])
+    chunks = list(decoder.chunks(clips_1080p / entry["file"], list(range(info.n_frames))))
+    decoder.close()
+    assert all(c.frames.nbytes <= CHUNK_BYTES for c in chunks) and sum(len(c.frames) for c in chunks) == info.n_frames
+    widths = [b[2] - b[0] for b in entry["face_boxes"].values()]
+    assert 450 < min(widths) and max(widths) < 750
+    found = _detector(640).detect([chunks[0].frames[0]])[0]
+    assert len(found.scores) == 1
+    assert box_iou(np.asarray(entry["face_boxes"]["0"], np.float64), found.boxes.astype(np.float64))[0] > 0.6
+    # Encoded as ffmpeg's command line encodes: one slice per frame, so a decoder gets one core
+    # per stream as with the sources' clips (slices spread over threads would speed decode-only).
+    assert _slices_per_frame(clips_1080p / entry["file"]) == {1}
+
+
+def _slices_per_frame(path: Path) -> set[int]:
+    """The number of coded slices (H.264 NAL units of type 1 or 5) in each packet of an MP4."""
+    import av
+
+    counts = set()
+    with av.open(str(path)) as container:
+        for packet in container.demux(video=0):
+            data, pos, slices = bytes(packet), 0, 0
+            while pos + 4 <= len(data):  # MP4 stores NAL units behind 4-byte big-endian lengths
+                size = int.from_bytes(data[pos:pos + 4], "big")
+                slices += (data[pos + 4] & 0x1F) in (1, 5)
+                pos += 4 + size
+            if data:
+                counts.add(slices)
+    return counts
+
+
+def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path):
+    result = json.loads(run_cli("bench", "--root", str(clips_1080p), "--out", str(tmp_path / "run"),
+                                "--pipeline", str(SAMPLE_PRESET), "--json").stdout)
+    assert result["clips"] == 1 and result["status"] == {"ok": 1}
+    assert result["faces_kept"] == result["sampled_frames"] > 0  # the one face, in every sampled frame
+    assert {"decode", "detect", "embed", "quality"} <= set(result["stages"])
+    assert result["stages"]["detect"]["ms_per_face"] > 0
+    assert 0 < result["ratio_stage_time"] and 0 < result["ratio_wall"]
+    before, after = result["decode_only"]["wall_s_before_and_after"]
+    assert before > 0 and after > 0
+    assert result["decode_only"]["wall_s"] == pytest.approx((before + after) / 2, abs=2e-3)
+    assert result["peak_rss_worker_mib"] > 100
+    # CPU beside wall: with decode-ahead a worker may keep more than one core busy. The preset
+    # leaves it to auto: on for 1 worker where there is a core to spare.
+    assert result["decode_ahead"] == "auto" and result["reads_ahead"] == (usable_cores() > 1)
+    assert result["decode_only"]["cpu_s"] > 0 and result["extract"]["cpu_s"] > result["decode_only"]["cpu_s"]
+    assert result["extract"]["cores_busy"] == pytest.approx(result["extract"]["cpu_s"] / result["extract"]["wall_s"])

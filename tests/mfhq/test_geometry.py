@@ -1,0 +1,93 @@
+"""mfhq.geometry: each rule a source can name on its Clip, on known numbers; and the worker's
+side of the contract, that it reaches the rules without importing mfhq.sources."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mfhq.geometry import RULES, celebv_square, expand_and_square, resolve, retime, scaled, talkinghead_trunc
+from mfhq.records import Clip, FrameAnnotations
+
+ROOT = Path(__file__).resolve().parents[2]
+# One face annotated on frames 11..13 of a 1280x720 frame (VFHQ's layout).
+ANN = FrameAnnotations((11, 12, 13), ((200, 100, 300, 220),) * 3,
+                       ((120, 230, 150, 270, 150, 250, 175, 235, 200, 265),) * 3)
+
+
+def _clip(**fields) -> Clip:
+    return Clip("folder", "c", Path("c.mp4"), "c", **fields)
+
+
+def test_a_clip_built_without_a_rule_uses_the_default_one():
+    clip = _clip()
+    assert (clip.geometry, clip.frame_fps) == ("scaled", None)
+    assert set(RULES) == {"scaled", "celebv-square", "talkinghead-trunc"}
+
+
+def test_scaled_rescales_box_and_annotations_from_box_space_and_clamps():
+    clip = _clip(person_box=(100, 50, 400, 350), box_space=(1280, 720), annotations=ANN)
+    out = scaled(clip, 640, 360)  # every coordinate halves
+    assert out.person_box == (50, 25, 200, 175) and out.box_space is None
+    assert out.annotations.boxes[0] == (100, 50, 150, 110) and out.annotations.landmarks[0][:4] == (60, 115, 75, 135)
+    assert out.annotations.frames == ANN.frames
+    # A box already in the video's pixels is only clamped to the frame.
+    assert scaled(_clip(person_box=(-10, -5, 700, 100)), 640, 360).person_box == (0.0, 0.0, 640.0, 100)
+    with pytest.raises(ValueError, match=r"lies outside the 640x360 frame"):
+        scaled(_clip(person_box=(650, 10, 700, 100)), 640, 360)
+    assert scaled(_clip(), 640, 360).person_box is None
+
+
+def test_celebv_square_is_the_official_expanded_square_for_either_box_kind():
+    # (top, bottom, left, right) = (0, .6, .3, 1) widened by .02 (clamped) -> 640x360 px: 0, 223, 179, 640;
+    # the square's side is 2 * (min(223, 461) // 2) = 222 around the centre (409.5, 111.5).
+    assert expand_and_square((0.0, 0.6, 0.3, 1.0), 640, 360) == (298.5, 0.5, 520.5, 222.5)
+    norm = _clip(person_box=(0.3, 0.0, 1.0, 0.6), box_space=(1.0, 1.0), geometry="celebv-square")
+    pixels = _clip(person_box=(192, 0, 640, 216), geometry="celebv-square")
+    assert celebv_square(norm, 640, 360).person_box == (298.5, 0.5, 520.5, 222.5)
+    assert resolve(pixels, 640, 360).person_box == (298.5, 0.5, 520.5, 222.5)
+    with pytest.raises(ValueError, match="outside the 320x180 frame"):
+        resolve(pixels, 320, 180)
+    # A cut clip (already cropped by the official script) has no box and stays as it is.
+    assert celebv_square(_clip(geometry="celebv-square"), 640, 360).person_box is None
+
+
+def test_talkinghead_trunc_truncates_where_the_default_rule_keeps_fractions():
+    clip = _clip(person_box=(504, 63, 792, 351), box_space=(1280, 720), geometry="talkinghead-trunc")
+    # videos_crop.py: int(63 / 720 * 360) = int(31.5) = 31, int(351 / 720 * 360) = int(175.5) = 175.
+    assert talkinghead_trunc(clip, 640, 360).person_box == (252, 31, 396, 175)
+    assert resolve(clip, 640, 360).person_box == (252, 31, 396, 175)
+    assert scaled(clip, 640, 360).person_box == (252, 31.5, 396, 175.5)
+
+
+def test_retime_follows_the_annotated_frame_rate():
+    clip = _clip(start_frame=11, end_frame=14, person_box=(100, 50, 400, 350), box_space=(1280, 720),
+                 annotations=ANN, frame_fps=25.0)
+    # A download at 50 fps holds the annotated 25 fps frame n at frame 2n.
+    doubled = resolve(clip, 640, 360, fps=50.0)
+    assert doubled.annotations.frames == (22, 24, 26) and (doubled.start_frame, doubled.end_frame) == (22, 28)
+    assert doubled.person_box == (50, 25, 200, 175)
+    # Within 1% of the annotated rate, or with no rate known on either side, frames stay.
+    for same in (resolve(clip, 640, 360, fps=25.2), resolve(clip, 640, 360, fps=None),
+                 resolve(_clip(start_frame=11, end_frame=14), 640, 360, fps=50.0)):
+        assert (same.start_frame, same.end_frame) == (11, 14)
+    # At half the rate, 11, 12, 13 -> round(5.5), 6, round(6.5): one frame, the first row kept.
+    halved = retime(clip, 0.5)
+    assert halved.annotations.frames == (6,) and (halved.start_frame, halved.end_frame) == (6, 7)
+
+
+def test_an_unknown_rule_is_a_clear_error():
+    with pytest.raises(LookupError, match="unknown geometry rule 'bogus'.*scaled"):
+        resolve(_clip(geometry="bogus"), 640, 360)
+
+
+def test_the_worker_modules_do_not_import_the_sources():
+    """DESIGN.md: workers never call back into sources/; the Clip carries what they need."""
+    code = ("import sys, mfhq.worker.clip, mfhq.worker.shard, mfhq.worker.process; "
+            "print(sorted(m for m in sys.modules if m.startswith('mfhq.sources')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

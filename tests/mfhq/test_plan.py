@@ -1,0 +1,139 @@
+"""A run folder grows: new videos go into new shards, finished shards are left alone;
+`--retry STATUS` re-runs just those clips; a lock keeps a second process out; damaged run
+state is named with what to do."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import SAMPLE_PRESET, run_cli
+from mfhq.plan import extend_plan, plan_shards
+from mfhq.records import Clip
+from presets import write_preset
+
+
+@pytest.fixture(scope="module")
+def quick_preset(tmp_path_factory) -> Path:
+    preset = tmp_path_factory.mktemp("preset") / "quick.yaml"
+    write_preset(preset, {"decode.fps": 1, "run.workers": 1}, base=SAMPLE_PRESET)
+    return preset
+
+
+def _clips(run: Path) -> list[tuple]:
+    return duckdb.connect().execute(
+        f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet') ORDER BY clip_id").fetchall()
+
+
+def _files(run: Path, shard: str) -> dict:
+    paths = [run / "faces" / f"{shard}.parquet", run / "clips" / f"{shard}.parquet", run / "done" / f"{shard}.json"]
+    return {p.name + p.parent.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
+
+
+def test_plan_extension_keeps_old_shards_and_numbers_new_ones_after_them():
+    from mfhq.records import Clip
+
+    clips = [Clip("folder", f"c{i}", Path(f"c{i}.mp4"), f"c{i}") for i in range(5)]
+    first = plan_shards(clips[:3], 2)
+    assert first == {"folder-00000": ["folder/c0", "folder/c1"], "folder-00001": ["folder/c2"]}
+    grown, added = extend_plan(first, clips + [Clip("other", "a", Path("a.mp4"), "a")], 2)
+    assert added == 2 and {k: grown[k] for k in first} == first
+    assert grown["folder-00002"] == ["folder/c3", "folder/c4"] and grown["other-00000"] == ["other/a"]
+    assert extend_plan(grown, clips, 2) == (grown, 0)
+
+
+def test_added_videos_get_new_shards_and_finished_shards_are_untouched(sample_dir, quick_preset, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a0", "a1", "a2", "a3"):
+        (videos / f"{name}.mp4").write_bytes(b"")  # status rows without decoding: a quick run
+    run = tmp_path / "run"
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset)]
+    run_cli(*args, "--limit", "3")
+    assert len(_clips(run)) == 3
+    run_cli(*args)  # --limit grew: the 4th clip is planned into a new shard
+    before = {s: _files(run, s) for s in ("folder-00000", "folder-00001")}
+    shutil.copy(sample_dir / "videos" / "corrupt.mp4", videos / "a4.mp4")
+    (videos / "0first.mp4").write_bytes(b"")  # sorts first, still goes into a new shard
+    out = run_cli(*args)
+    assert [c[0] for c in _clips(run)] == ["0first", "a0", "a1", "a2", "a3", "a4"]
+    assert dict(_clips(run))["a4"] == "decode_error"
+    assert {s: _files(run, s) for s in before} == before
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["folder-00000"] == ["folder/a0", "folder/a1"] and plan["folder-00003"] == ["folder/0first", "folder/a4"]
+    assert "2 clips" in out.stderr and "1 new" in out.stderr
+
+
+def test_retry_missing_turns_a_late_video_ok_without_duplicating_rows(sample_dir, quick_preset, tmp_path):
+    videos, store = tmp_path / "videos", tmp_path / "store"
+    videos.mkdir()
+    store.mkdir()
+    (videos / "late.mp4").symlink_to(store / "late.mp4")  # the download has not arrived yet
+    (videos / "zero.mp4").write_bytes(b"")
+    run = tmp_path / "run"
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset)]
+    run_cli(*args)
+    assert _clips(run) == [("late", "missing"), ("zero", "empty")]
+    shutil.copy(sample_dir / "videos" / "astronaut_motion.mp4", store / "late.mp4")
+    run_cli(*args)
+    assert _clips(run) == [("late", "missing"), ("zero", "empty")], "a finished shard must not change unasked"
+    run_cli(*args, "--retry", "missing")
+    assert _clips(run) == [("late", "ok"), ("zero", "empty")]
+    faces = duckdb.connect().execute(
+        f"SELECT count(*), count(DISTINCT (frame_index, face_index)) FROM read_parquet('{run}/faces/*.parquet')").fetchone()
+    assert faces[0] > 0 and faces[0] == faces[1]
+    bad = run_cli(*args, "--retry", "missing,bogus", check=False)
+    assert bad.returncode == 2 and "--retry: unknown status(es) ['bogus']" in bad.stderr
+
+
+def test_a_held_lock_is_refused_and_a_stale_one_taken_over(quick_preset, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "zero.mp4").write_bytes(b"")
+    run = tmp_path / "run"
+    run.mkdir()
+    lock = run / "lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": "now"}))
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset)]
+    held = run_cli(*args, check=False)
+    assert held.returncode == 2 and f"in use by pid {os.getpid()} on host {socket.gethostname()}" in held.stderr
+    assert "Traceback" not in held.stderr and not (run / "clips").exists()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(json.dumps({"pid": int(gone.stdout), "host": socket.gethostname(), "since": "then"}))
+    taken = run_cli(*args)
+    assert "taking over a stale lock" in taken.stderr and _clips(run) == [("zero", "empty")] and not lock.exists()
+
+
+def test_damaged_plan_or_run_json_is_named_with_what_to_do(quick_preset, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "zero.mp4").write_bytes(b"")
+    run = tmp_path / "run"
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset)]
+    run_cli(*args)
+    for name, remedy in (("plan.json", "new --out"), ("run.json", "--force")):
+        path = run / name
+        good = path.read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+        bad = run_cli(*args, check=False)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr
+        assert f"{path} is damaged (not valid JSON" in bad.stderr and remedy in bad.stderr
+        path.write_bytes(good)
+    (run / "run.json").unlink()  # the run.json remedy: delete it, resume with --force
+    run_cli(*args, "--force")
+    assert json.loads((run / "run.json").read_text())["state"] == "complete"
+
+
+def test_the_same_clip_id_in_two_sources_never_collides():
+    from mfhq.extract import plan_shards
+
+    same = [Clip(name, "abcdefghijk_0_1", Path("x.mp4"), "abcdefghijk") for name in ("celebvhq", "celebvtext")]
+    assert plan_shards(same, shard_size=8) == {"celebvhq-00000": ["celebvhq/abcdefghijk_0_1"],
+                                               "celebvtext-00000": ["celebvtext/abcdefghijk_0_1"]}

@@ -1,0 +1,76 @@
+"""A hanging or crashing decoder costs one status row, never the run; a killed run resumes."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+
+from conftest import REPO, SAMPLE_PRESET, run_cli
+from presets import write_preset
+
+SUPPORT = REPO / "tests" / "support"  # fault_readers: the workers import it by name
+
+
+def _statuses(run: Path) -> dict:
+    return dict(duckdb.connect().execute(f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet')").fetchall())
+
+
+def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    good = sample_dir / "videos" / "astronaut_motion.mp4"
+    for name in ("good", "hang", "crash", "good_after"):
+        shutil.copy(good, videos / f"{name}.mp4")
+    preset = tmp_path / "faulty.yaml"
+    write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.timeout_s": 4, "run.clip_timeout_s": 40,
+                          "run.workers": 1}, base=SAMPLE_PRESET)
+    env = {**os.environ, "PYTHONPATH": f"{SUPPORT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    run = tmp_path / "run"
+    run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), env=env)
+    statuses = _statuses(run)
+    assert statuses == {"good": "ok", "hang": "timeout", "crash": "crashed", "good_after": "ok"}
+    reasons = dict(duckdb.connect().execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
+    assert "hang.mp4" in reasons["hang"] and "watchdog" in reasons["hang"]
+    assert "crash.mp4" in reasons["crash"] and "signal 11" in reasons["crash"]
+
+
+def _rows(run: Path) -> tuple[list, list]:
+    con = duckdb.connect()
+    faces = con.execute(
+        f"SELECT * FROM read_parquet('{run}/faces/*.parquet') ORDER BY clip_id, frame_index, face_index"
+    ).fetchall()
+    clips = con.execute(
+        f"SELECT * EXCLUDE (stage_seconds) FROM read_parquet('{run}/clips/*.parquet') ORDER BY clip_id"
+    ).fetchall()
+    return faces, clips
+
+
+def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(sample_dir, sample_run, tmp_path):
+    preset = tmp_path / "one_per_shard.yaml"
+    write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
+    run = tmp_path / "killed"
+    args = [sys.executable, "-m", "mfhq", "extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset)]
+    process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = run / "done"
+    # Kill as soon as some, but not all, shards are finished: the worst moment for a resume.
+    while process.poll() is None and len(list(done.glob("*.json"))) < 2:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    finished_before = len(list(done.glob("*.json")))
+    assert 0 < finished_before < 6, "the run was not interrupted mid-way"
+
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset))
+    assert len(list(done.glob("*.json"))) == 6
+    faces, clips = _rows(run)
+    reference_faces, reference_clips = _rows(sample_run)
+    assert clips == reference_clips
+    assert faces == reference_faces
+    keys = [(f[1], f[3], f[5]) for f in faces]  # clip_id, frame_index, face_index
+    assert len(keys) == len(set(keys))

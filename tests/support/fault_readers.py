@@ -1,0 +1,64 @@
+"""Decoders that misbehave the way native decoders do, for the watchdog tests.
+
+Selected by file name, so one run can hold good and bad clips. Loaded by the worker through
+the `decode.backend: "fault_readers:FaultyReader"` hook (this folder must be on PYTHONPATH).
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+
+from mfhq.decode import DecordReader
+
+
+class FaultyReader(DecordReader):
+    name = "faulty"
+
+    def open(self, path):
+        self.path_name = path.name
+        if "hang" in path.name and "hangread" not in path.name:
+            # A native call that never returns and keeps the GIL, like decord's hang reported as #373:
+            # no Python-level timeout can interrupt this, only killing the process can.
+            ctypes.PyDLL(None).sleep(3600)
+        if "crash" in path.name:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if "killparent" in path.name:
+            # Lose whatever runs the shard (a local runner, a Ray actor) mid-shard, once: the
+            # worker's parent is it. A flag beside the video makes the second attempt decode.
+            flag = path.with_name(f".{path.name}.killed")
+            if not flag.exists():
+                flag.touch()
+                os.kill(os.getppid(), signal.SIGKILL)
+                ctypes.PyDLL(None).sleep(60)  # the worker follows its parent (PDEATHSIG)
+        return super().open(path)
+
+    def read(self, indices):
+        if "hangread" in self.path_name and indices[0] > 0:
+            # The same, in a later chunk: with decode-ahead, read on a thread while the main
+            # thread runs the models on the chunk before; the GIL held stops that thread too.
+            ctypes.PyDLL(None).sleep(3600)
+        return super().read(indices)
+
+
+class DiskFillingReader(DecordReader):
+    """A disk that is full while `<videos>/.disk-full` exists, for machines where a test cannot
+    mount a small file system (no root): every crop written for a clip named `*fill*` fails
+    with ENOSPC in the worker's real write path, as a full disk makes it fail."""
+
+    name = "decord"  # rows must equal those of a run with the real reader
+
+    def open(self, path):
+        if "fill" in path.name and (path.parent / ".disk-full").exists():
+            import errno
+
+            import mfhq.worker.clip
+
+            real = mfhq.worker.clip.atomic_write_bytes
+
+            def full(dest, data, durable=True):
+                mfhq.worker.clip.atomic_write_bytes = real  # one failure per opened clip
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dest))
+
+            mfhq.worker.clip.atomic_write_bytes = full
+        return super().open(path)
