@@ -36,6 +36,7 @@ demo: $(STAMP)
 	@echo "        runs/omniid-demo-flow (a few tiny flow-matching steps from it: encoder + adapter checkpoint)"
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # imports only point down: the contracts in pyproject.toml
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

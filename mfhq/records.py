@@ -1,5 +1,5 @@
-"""Typed records, the run's vocabulary (clip statuses, drop reasons), the builders of its rows
-(ClipRow, FaceRow: the only ones) and their explicit, versioned Arrow schemas.
+"""Typed records, the run's vocabulary (clip statuses, drop reasons) and the builders of its rows
+(ClipRow, FaceRow: the only ones), which fill the Arrow schemas of mfhq.manifest.run_schema.
 
 A Source yields `Clip` records; extract writes one `clips/` row per clip and one `faces/` row per
 detected face (kept or dropped). The schema version travels in each Parquet file's metadata, so
@@ -12,12 +12,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-import pyarrow as pa
-
-# The run files' version and schema builder are owned by mfhq.manifest.schema; the field lists
-# stay here, beside the rows they describe.
-from mfhq.manifest.schema import RUN_SCHEMA_VERSION as SCHEMA_VERSION
-from mfhq.manifest.schema import versioned_schema as _schema
+# The run files' schemas and version are owned by mfhq.manifest; re-exported for the row builders' users.
+from mfhq.manifest.run_schema import CLIP_SCHEMA, FACE_SCHEMA  # noqa: F401  (the rows' fields, re-exported)
+from mfhq.manifest.schema import RUN_SCHEMA_VERSION as SCHEMA_VERSION  # noqa: F401
 
 
 class Status:
@@ -139,73 +136,6 @@ class Shard:
 def item_key(item) -> str:
     """A Clip's or a SourceProblem's key: `<source>/<clip id>`."""
     return item.key if isinstance(item, Clip) else f"{item.source}/{item.clip_id}"
-
-
-FACE_SCHEMA = _schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_key", pa.string(), nullable=False),
-        pa.field("frame_index", pa.int32(), nullable=False),    # index in the decoded video
-        pa.field("time_sec", pa.float32(), nullable=False),
-        pa.field("face_index", pa.int16(), nullable=False),     # detection order within the frame
-        pa.field("kept", pa.bool_(), nullable=False),
-        pa.field("drop_reason", pa.string()),                   # null when kept
-        pa.field("det_score", pa.float32(), nullable=False),
-        pa.field("bbox", pa.list_(pa.float32(), 4), nullable=False),        # x1, y1, x2, y2 (source px)
-        pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y): eyes, nose, mouth corners
-        pa.field("face_size", pa.float32()),       # source extent (px) of the aligned crop
-        pa.field("out_of_frame", pa.float32()),    # fraction of the aligned crop outside the source frame
-        pa.field("identity_similarity", pa.float32()),  # cosine to the clip's person
-        pa.field("yaw", pa.float32()),
-        pa.field("pitch", pa.float32()),
-        pa.field("roll", pa.float32()),
-        pa.field("quality", pa.float32()),         # higher is better, in [0, 1]
-        pa.field("embedding", pa.list_(pa.float32())),  # L2-normalised identity embedding
-        # The frame whose face went through the embedder for this face's embedding: its own
-        # frame_index, or another frame of the same one-face track (embed.every > 1).
-        pa.field("embedding_frame", pa.int32()),
-        pa.field("crop_path", pa.string()),        # relative to the run folder; null when dropped
-        pa.field("mask_path", pa.string()),
-        pa.field("align_template", pa.string()),
-        pa.field("provenance", pa.string(), nullable=False),  # models and weight hashes
-    ],
-    "faces",
-)
-
-CLIP_SCHEMA = _schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("clip_id", pa.string(), nullable=False),
-        pa.field("video_key", pa.string(), nullable=False),
-        pa.field("video_path", pa.string(), nullable=False),
-        pa.field("split", pa.string()),
-        pa.field("status", pa.string(), nullable=False),
-        pa.field("reason", pa.string()),                # human-readable detail when not ok
-        pa.field("n_frames_read", pa.int32(), nullable=False),
-        pa.field("n_faces_detected", pa.int32(), nullable=False),
-        pa.field("n_faces_kept", pa.int32(), nullable=False),
-        pa.field("duration_sec", pa.float32()),         # of the decoded range
-        pa.field("fps", pa.float32()),
-        pa.field("width", pa.int32()),
-        pa.field("height", pa.int32()),
-        pa.field("decoder", pa.string()),
-        # Frames whose face came from the source's own annotations (detector skipped), the
-        # subset also run through the detector as a check, and their mean box IoU.
-        pa.field("n_frames_detect_skipped", pa.int32()),
-        pa.field("n_frames_verified", pa.int32()),
-        pa.field("annotation_iou", pa.float32()),
-        # Mean landmark distance between the two on those frames, over the inter-ocular distance:
-        # it exposes a landmark order that differs from ours, which would mirror the aligned crops.
-        pa.field("annotation_nme", pa.float32()),
-        # Seconds of the clip's processing per stage; they add up to its time in the worker.
-        # "decode" is the time the stages waited for frames (with run.decode_ahead, decoding
-        # runs in a thread beside the models and only its excess shows).
-        pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
-        pa.field("provenance", pa.string(), nullable=False),
-    ],
-    "clips",
-)
 
 
 class ClipRow:

@@ -4,7 +4,7 @@ Two families of files, each with its own version in every Parquet file's metadat
 (`mfhq.schema_version`) so readers refuse files they would misread:
 
 - run files (`RUN/faces/*.parquet`, `RUN/clips/*.parquet`), version `RUN_SCHEMA_VERSION`; their
-  field lists live beside the row builders in `mfhq.records` and are built with `versioned_schema`;
+  field lists are in `mfhq.manifest.run_schema` (built with `versioned_schema`; `mfhq.records` builds the rows);
 - manifests (`train.parquet`, `test.parquet`, `identities.parquet` + `manifest.json`), version
   `MANIFEST_VERSION`, defined here and documented in manifests/README.md.
 

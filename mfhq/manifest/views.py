@@ -64,7 +64,7 @@ _SQL_TYPES = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT
 
 
 def _run_schemas() -> dict[str, pa.Schema]:
-    from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA  # the field lists live beside the row builders
+    from mfhq.manifest.run_schema import CLIP_SCHEMA, FACE_SCHEMA
 
     return {"faces": FACE_SCHEMA, "clips": CLIP_SCHEMA}
 

@@ -137,7 +137,7 @@ def brisque_features(bgr: np.ndarray, dtype=np.float32) -> np.ndarray:
     """The 36 features. The reference computes in float64; float32 images (the default) make
     the features ~3x faster on a 448 crop (~1.4 ms; the filters ~5x) and move the BRISQUE
     score by under 0.1 of its 0-100 scale (~0.005 measured; 0.001 of quality;
-    tests/test_speed.py), far below what separates a sharp face from a blurred one. float64
+    tests/mfhq/models/test_brisque_iqa.py), far below what separates a sharp face from a blurred one. float64
     gives the reference's features (tests). The fit's sums are float64 in both."""
     import cv2
 

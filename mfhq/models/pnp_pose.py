@@ -4,7 +4,7 @@ No weights: geometric estimators, enough to spread the sampled faces over pose. 
 the 68 points the offline detector (yunet-dlib68) already found, on the 3D face of
 mfhq/models/face3d68.py. Five points are too few to pin pitch: on the frontal astronaut photo
 pnp5 reads pitch -10.5 degrees and pnp68 -4.4; on the sample's astronaut_motion clip their
-pitch averages -9.1 and -2.3 (tests/test_offline_pose_mask.py). pnp5 is kept for detectors that
+pitch averages -9.1 and -2.3 (tests/mfhq/models/test_pnp_pose.py). pnp5 is kept for detectors that
 give 5 points only. pnp68 fits a face without 68 points (a source's own 5-point
 annotation) with the 5-point model. The paper's backend (6DRepNet) replaces both in
 pipelines/paper.yaml.

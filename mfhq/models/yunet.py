@@ -9,7 +9,7 @@ The shipped graph is int8 block-quantised (weights only). OpenCV's FaceDetectorY
 ~22 ms per 640x360 image on one thread; with the weights' DequantizeLinear folded into float
 initializers (the same numbers), onnxruntime runs it in ~11 ms. We run that graph and decode
 its anchors as FaceDetectorYN does: the same faces, boxes and points to 1e-4 px
-(tests/test_speed.py compares the two on bench and sample frames).
+(tests/mfhq/models/test_yunet.py compares the two on bench and sample frames).
 """
 from __future__ import annotations
 
@@ -123,7 +123,7 @@ class YuNetDlib68Detector(YuNetDetector):
     The int8 YuNet regresses landmarks towards an upright face: on a copy of the astronaut
     photo rotated by 20 degrees its eye line turns by only ~4 degrees, which would skew every
     aligned crop and the roll angle. dlib's cascade, started from YuNet's box, follows the
-    rotation to within a degree (measured in tests/test_models.py), so the offline profile uses it.
+    rotation to within a degree (measured in tests/mfhq/test_align.py), so the offline profile uses it.
     """
 
     name = "yunet-dlib68"
@@ -211,7 +211,7 @@ def five_of_68(points: np.ndarray) -> np.ndarray:
 
 # Restarts from the points' own box. One restart already puts the sample's faces within 2 px
 # whatever the detector's scale, but a small turned face's pose still moves with the second
-# (t1_face0's yaw: 0.8 degrees after one restart, over 5 after two; tests/omniid/test_omniid_metrics.py).
+# (t1_face0's yaw: 0.8 degrees after one restart, over 5 after two; tests/omniid/test_metrics.py).
 REFINE_PASSES = 2
 CONVERGED_PX = 0.5  # five points moving less than this between passes: the cascade has settled
 # Large faces (1080p interviews: eyes ~200-260 px apart) never settle to CONVERGED_PX: dlib's

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from mfhq.presets_doc import COMMAND, render
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_committed_presets_doc_is_what_the_generator_writes():
