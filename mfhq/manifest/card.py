@@ -2,7 +2,7 @@
 
 Its YAML header declares the splits (train, test) and a second config for identities.parquet;
 its body documents the columns and, in a written folder, the counts. The repository's
-manifests/README.md is this card without counts (a test keeps the two equal), so the schema is
+docs/manifests.md is this card without counts (a test keeps the two equal), so the schema is
 documented in exactly one place.
 """
 from __future__ import annotations
