@@ -99,15 +99,16 @@ def test_a_full_disk_without_a_small_file_system_to_mount(sample_dir, sample_run
     assert mine and mine == reference
 
 
-def _wait_for_markers(process, done: Path, n: int) -> None:
-    while process.poll() is None and len(list(done.glob("*.json"))) < n:
-        time.sleep(0.05)
-
-
 def test_ctrl_c_and_sigterm_stop_cleanly_with_one_line_and_the_run_resumes(sample_dir, sample_run, tmp_path):
     preset = tmp_path / "p.yaml"
-    write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
+    # Once the run has written a shard, the quality backend holds while `gate` exists, so each
+    # signal lands on a run that is certainly mid-shard, however fast or loaded the machine.
+    write_preset(preset, {"run.shard_size": 1, "run.workers": 1,
+                          "quality.backend": "fault_backends:GatedQuality"}, base=SAMPLE_PRESET)
     run = tmp_path / "run"
+    gate = tmp_path / "gate"
+    env = {**os.environ, "MFHQ_TEST_GATE": str(gate), "MFHQ_TEST_GATE_DONE": str(run / "done"),
+           "PYTHONPATH": os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")])}
     args = [sys.executable, "-m", "mfhq", "extract", "--root", str(sample_dir / "videos"), "--out", str(run),
             "--pipeline", str(preset)]
     done = run / "done"
@@ -115,9 +116,15 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_one_line_and_the_run_resumes(sampl
     # from a scheduler reaches the driver.
     for how in (lambda p: os.killpg(p.pid, signal.SIGINT), lambda p: p.send_signal(signal.SIGTERM)):
         before = len(list(done.glob("*.json")))  # a stopped run may finish its shard in flight
+        env["MFHQ_TEST_GATE_AFTER"] = str(before)
+        gate.touch()
+        reached = Path(f"{gate}.reached")
+        reached.unlink(missing_ok=True)
         process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True)
-        _wait_for_markers(process, done, before + 1)  # this run is working: its handlers are set
+                                   stderr=subprocess.PIPE, text=True, env=env)
+        # this run is working (its handlers are set), has written a shard and holds the next one
+        while process.poll() is None and not reached.exists():
+            time.sleep(0.05)
         how(process)
         _, stderr = process.communicate()
         assert process.returncode == 130, stderr
@@ -128,6 +135,7 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_one_line_and_the_run_resumes(sampl
         assert meta["state"] == "interrupted" and meta["provenance"] not in (None, "pending")
         assert not list(run.rglob(".tmp-*")) and not (run / "lock").exists()
         assert len(list(done.glob("*.json"))) < 6, "the run finished before the signal"
-    run_cli(*args[3:])
+    gate.unlink()
+    run_cli(*args[3:], env=env)
     assert rows(run) == rows(sample_run)
     assert json.loads((run / "run.json").read_text())["state"] == "complete"

@@ -1,10 +1,16 @@
-"""Model backends that fail the way native libraries fail while loading, for the worker tests.
+"""Model backends that fail the way native libraries fail while loading, or wait where a test says,
+for the worker and stop tests.
 
 Selected by a preset as `module:Class` (`embed.backend: "fault_backends:OutOfMemoryEmbedder"`);
 the workers import this module by name, so this folder must be on PYTHONPATH.
 """
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
+from mfhq.models.brisque_iqa import BrisqueQuality
 from mfhq.models.sface import SFaceEmbedder
 
 
@@ -18,3 +24,21 @@ class OutOfMemoryEmbedder(SFaceEmbedder):
     def load(self) -> None:
         raise RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: "
                                "std::bad_alloc")
+
+
+class GatedQuality(BrisqueQuality):
+    """BRISQUE that holds while the file named by $MFHQ_TEST_GATE exists, once the folder
+    $MFHQ_TEST_GATE_DONE holds more than $MFHQ_TEST_GATE_AFTER shard markers, after creating
+    `<gate>.reached`: a test can then signal a run that has finished a shard and is certainly
+    mid-shard (no race with a run that finishes first). Rows equal the real backend's (same name,
+    same weights)."""
+
+    def score(self, crops):
+        gate = os.environ.get("MFHQ_TEST_GATE")
+        done = Path(os.environ.get("MFHQ_TEST_GATE_DONE", "."))
+        after = int(os.environ.get("MFHQ_TEST_GATE_AFTER", "0"))
+        if gate and Path(gate).exists() and len(list(done.glob("*.json"))) > after:
+            Path(f"{gate}.reached").touch()
+            while Path(gate).exists():
+                time.sleep(0.05)
+        return super().score(crops)
