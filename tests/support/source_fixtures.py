@@ -13,7 +13,12 @@ import shutil
 from pathlib import Path
 
 import cv2
+import duckdb
 import numpy as np
+
+from mfhq.records import Clip
+from mfhq.sources import get_source
+from mfhq.sources.base import SourceProblem
 
 MAIN = "astronaut_motion.mp4"   # 512x512, 25 fps, 100 frames, one face near the centre
 OTHER = "t1_face2_motion.mp4"   # another person, same size and length
@@ -170,3 +175,48 @@ run:
   shard_size: 4
   workers: 1
 """
+
+
+# Helpers the source tests share.
+
+
+def scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
+    clips, problems = {}, {}
+    for item in get_source(name, root).scan():
+        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
+    return clips, problems
+
+
+def scan_unique(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
+    clips, problems = {}, {}
+    for item in get_source(name, root).scan():
+        bucket = clips if isinstance(item, Clip) else problems
+        assert item.clip_id not in clips and item.clip_id not in problems, f"two entries share {item.clip_id}"
+        bucket[item.clip_id] = item
+    return clips, problems
+
+
+def run_rows_of(run: Path, view: str, order: str) -> list[dict]:
+    return duckdb.sql(f"SELECT * FROM read_parquet('{run}/{view}/*.parquet') ORDER BY {order}").to_arrow_table().to_pylist()
+
+
+def hq_entry(**changes) -> dict:
+    entry = {"ytb_id": "synth_HQ-id", "duration": {"start_sec": 52.72, "end_sec": 56.1},
+             "bbox": {"top": 0.0, "bottom": 0.6, "left": 0.3, "right": 1.0}, "version": "v0.1"}
+    entry.update(changes)
+    return entry
+
+
+def vfhq_meta(frames=range(11, 14), crop="100 50 400 350", header=True) -> str:
+    lines = ["Video ID: synthVF_a-1", "H: 720", "W: 1280", "FPS: 25.0", ""] if header else []
+    lines += ["FRAME INDEX X0 Y0 W H [Landmarks (5 Points)]", ""]
+    for f in frames:
+        lines.append(f"{f:08d} 0 200 100 100 120 230 150 270 150 250 175 235 200 265 200")
+    return "\n".join(lines + [f"CROP: {crop}"]) + "\n"
+
+
+def vfhq_root(tmp_path: Path, metas: dict[str, str]) -> Path:
+    for rel, text in metas.items():
+        (tmp_path / "meta_info" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "meta_info" / rel).write_text(text)
+    return tmp_path

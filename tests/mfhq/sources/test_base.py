@@ -14,6 +14,7 @@ from conftest import SAMPLE_PRESET, run_cli
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceProblem, safe_clip_id
+from source_fixtures import run_rows_of as _rows, scan_unique as _scan
 
 
 @pytest.mark.parametrize("bad", ["../escape", "a/../../b", "/abs/path", "a//b", "", "a\\b", "a b"])
@@ -25,19 +26,6 @@ def test_unsafe_clip_ids_are_refused(bad):
 def test_safe_clip_ids_pass():
     assert safe_clip_id("M2Ohb0FAaJU_1") == "M2Ohb0FAaJU_1"
     assert safe_clip_id("_0tf2n3rlJU_0/part-1.x") == "_0tf2n3rlJU_0/part-1.x"
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        bucket = clips if isinstance(item, Clip) else problems
-        assert item.clip_id not in clips and item.clip_id not in problems, f"two entries share {item.clip_id}"
-        bucket[item.clip_id] = item
-    return clips, problems
-
-
-def _rows(run: Path, view: str, order: str) -> list[dict]:
-    return duckdb.sql(f"SELECT * FROM read_parquet('{run}/{view}/*.parquet') ORDER BY {order}").to_arrow_table().to_pylist()
 
 
 def _vfhq_meta(frame_lines=None, header=("H: 720", "W: 1280", "FPS: 25.0")) -> str:

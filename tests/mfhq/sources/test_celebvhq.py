@@ -11,20 +11,7 @@ from mfhq.geometry import resolve
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceError, SourceProblem
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
-    return clips, problems
-
-
-def _hq_entry(**changes) -> dict:
-    entry = {"ytb_id": "synth_HQ-id", "duration": {"start_sec": 52.72, "end_sec": 56.1},
-             "bbox": {"top": 0.0, "bottom": 0.6, "left": 0.3, "right": 1.0}, "version": "v0.1"}
-    entry.update(changes)
-    return entry
+from source_fixtures import hq_entry as _hq_entry, scan as _scan
 
 
 def test_celebvhq_clip_keys_ranges_and_the_official_square(tmp_path):

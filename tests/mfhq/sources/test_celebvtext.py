@@ -11,13 +11,7 @@ from mfhq.geometry import resolve
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceProblem
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
-    return clips, problems
+from source_fixtures import scan as _scan
 
 
 def _txt_entry(box: dict) -> dict:

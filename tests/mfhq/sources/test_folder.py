@@ -17,6 +17,7 @@ from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import MAX_ID_PART, SourceError, SourceProblem
 from mfhq.sources.folder import assign_ids, path_hash
+from source_fixtures import run_rows_of as _rows, scan_unique as _scan
 
 
 def test_folder_source_lists_videos_in_order(sample_dir):
@@ -40,19 +41,6 @@ def _tiny_video(path: Path, seed: int, container: str = "mp4") -> None:
             frame = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
         out.mux(stream.encode())
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        bucket = clips if isinstance(item, Clip) else problems
-        assert item.clip_id not in clips and item.clip_id not in problems, f"two entries share {item.clip_id}"
-        bucket[item.clip_id] = item
-    return clips, problems
-
-
-def _rows(run: Path, view: str, order: str) -> list[dict]:
-    return duckdb.sql(f"SELECT * FROM read_parquet('{run}/{view}/*.parquet') ORDER BY {order}").to_arrow_table().to_pylist()
 
 
 def test_readable_ids_stay_and_shared_ones_get_a_hash_of_the_path():

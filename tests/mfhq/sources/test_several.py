@@ -20,6 +20,7 @@ from conftest import run_cli
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceError, problem_id
+from source_fixtures import hq_entry as _hq_entry, vfhq_meta as _vfhq_meta, vfhq_root as _vfhq_root
 
 
 @pytest.fixture(scope="module")
@@ -191,28 +192,6 @@ def test_each_source_on_its_own_gives_the_rows_of_the_combined_run(all_run, data
     alone = [[face[c] for c in columns] for face in _faces(run, clip_id)]
     combined = [[face[c] for c in columns] for face in _faces(all_run[0], clip_id)]
     assert alone == combined
-
-
-def _hq_entry(**changes) -> dict:
-    entry = {"ytb_id": "synth_HQ-id", "duration": {"start_sec": 52.72, "end_sec": 56.1},
-             "bbox": {"top": 0.0, "bottom": 0.6, "left": 0.3, "right": 1.0}, "version": "v0.1"}
-    entry.update(changes)
-    return entry
-
-
-def _vfhq_meta(frames=range(11, 14), crop="100 50 400 350", header=True) -> str:
-    lines = ["Video ID: synthVF_a-1", "H: 720", "W: 1280", "FPS: 25.0", ""] if header else []
-    lines += ["FRAME INDEX X0 Y0 W H [Landmarks (5 Points)]", ""]
-    for f in frames:
-        lines.append(f"{f:08d} 0 200 100 100 120 230 150 270 150 250 175 235 200 265 200")
-    return "\n".join(lines + [f"CROP: {crop}"]) + "\n"
-
-
-def _vfhq_root(tmp_path: Path, metas: dict[str, str]) -> Path:
-    for rel, text in metas.items():
-        (tmp_path / "meta_info" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "meta_info" / rel).write_text(text)
-    return tmp_path
 
 
 def test_all_finds_each_dataset_by_its_folder_name(tmp_path):

@@ -12,15 +12,9 @@ from mfhq.geometry import resolve
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceProblem
+from source_fixtures import scan as _scan
 
 REAL = Path(__file__).resolve().parents[2] / "data" / "talkinghead-1kh"  # real, MIT: see its README
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
-    return clips, problems
 
 
 @pytest.fixture(scope="module")

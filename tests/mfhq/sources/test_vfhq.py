@@ -10,28 +10,7 @@ from mfhq.geometry import resolve
 from mfhq.records import Clip
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceProblem, safe_clip_id
-
-
-def _scan(name: str, root: Path) -> tuple[dict[str, Clip], dict[str, SourceProblem]]:
-    clips, problems = {}, {}
-    for item in get_source(name, root).scan():
-        (clips if isinstance(item, Clip) else problems)[item.clip_id] = item
-    return clips, problems
-
-
-def _vfhq_meta(frames=range(11, 14), crop="100 50 400 350", header=True) -> str:
-    lines = ["Video ID: synthVF_a-1", "H: 720", "W: 1280", "FPS: 25.0", ""] if header else []
-    lines += ["FRAME INDEX X0 Y0 W H [Landmarks (5 Points)]", ""]
-    for f in frames:
-        lines.append(f"{f:08d} 0 200 100 100 120 230 150 270 150 250 175 235 200 265 200")
-    return "\n".join(lines + [f"CROP: {crop}"]) + "\n"
-
-
-def _vfhq_root(tmp_path: Path, metas: dict[str, str]) -> Path:
-    for rel, text in metas.items():
-        (tmp_path / "meta_info" / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "meta_info" / rel).write_text(text)
-    return tmp_path
+from source_fixtures import scan as _scan, vfhq_meta as _vfhq_meta, vfhq_root as _vfhq_root
 
 
 def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
