@@ -15,8 +15,8 @@ log = logging.getLogger("omniid")
 
 WEIGHTS_HELP = """\
 weights each preset needs (nothing is ever downloaded):
-  tiny   nothing: random tiny CLIP, FLUX and VAE configs (CPU tests)
-  tiny-swap  nothing: tiny, trained long enough on a CPU for the identity-swap gap to show (make demo; ours)
+  tiny       nothing: random tiny CLIP, FLUX and VAE configs (CPU tests)
+  tiny-swap  nothing: tiny, trained on a CPU until the identity-swap gap shows (make demo; ours)
   paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
                        or open_clip's Hugging Face cache)
          --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
