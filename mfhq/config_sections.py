@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from mfhq.config_rules import (COSINE, COUNT, EXECUTOR, FRACTION, NON_NEGATIVE, POSITIVE, OneOf, Range,
                                option)
 
-MODELS = "a registered backend name (docs/models.md); unknown names fail when the models load"
+MODELS = ("a registered backend name (docs/models.md), or your own as module:Class; unknown names fail when "
+          "the models load")
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from mfhq.models.preflight import check_pipeline
 from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, load_plan, plan_shards, read_state
 from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Shard, item_key
 from mfhq.sources import SourceError, get_source, source_names
+from mfhq.worker.watchdog import WorkerOutOfMemory
 
 log = logging.getLogger(__name__)
 __all__ = ["extract", "plan_shards", "RunMismatch", "RunStateError", "Interrupted", "DiskFullStop", "ExtractSummary"]
@@ -186,6 +187,14 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     }
     # Written before any work, so that a resumed run can check it was made by the same config.
     atomic_write_json(run_path, {**run_meta, "state": "running"})
+    _run_shards(engine_cls(cfg, str(run_dir), models_dir), shards, run_dir, plan, run_meta, summary)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _run_shards(engine, shards: list[Shard], run_dir: Path, plan: dict, run_meta: dict, summary: ExtractSummary) -> None:
+    """The executor runs the shards; run.json ends with the run's state (and the error that
+    stopped it), never left "running"."""
     total = sum(len(s.only) if s.only else len(s.keys) for s in shards)
     progress = tqdm(total=total, unit="clip", desc="extract", dynamic_ncols=True, disable=not shards)
 
@@ -197,7 +206,6 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
         progress.set_postfix(kept=summary.faces_kept, refresh=False)
 
     state = "failed"
-    engine = engine_cls(cfg, str(run_dir), models_dir)
     try:
         engine.run(shards, on_stats)
         state = "complete"
@@ -207,17 +215,19 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     except KeyboardInterrupt:
         state = "interrupted"
         raise Interrupted(_resume_line(run_dir, plan)) from None
+    except MfhqError as exc:  # a worker out of memory, a model that cannot load: said in run.json too
+        state = "failed: out of memory" if isinstance(exc, WorkerOutOfMemory) else "failed"
+        run_meta["error"] = str(exc)
+        raise
     finally:
         engine.close()
         progress.close()
         if run_meta["provenance"] is None:  # stopped before a shard's stats came back
             run_meta["provenance"] = _marker_provenance(run_dir)
         try:  # never left "running": a resumed run and `stats` read the state
-            atomic_write_json(run_path, {**run_meta, "state": state})
+            atomic_write_json(run_dir / "run.json", {**run_meta, "state": state})
         except OSError as exc:
-            log.debug("could not update %s: %s", run_path, exc)
-    summary.seconds = time.perf_counter() - started
-    return summary
+            log.debug("could not update %s: %s", run_dir / "run.json", exc)
 
 
 def _marker_provenance(run_dir: Path) -> str | None:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
-import time
 from pathlib import Path
 
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import atomic_write_json
+from mfhq.manifest.lock import FolderLock
 from mfhq.records import item_key
 
 log = logging.getLogger(__name__)
@@ -91,67 +89,9 @@ def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str
     return plan, added
 
 
-class RunLock:
-    """`RUN/lock`: {"pid", "host", "since"} of the process working on the run folder.
+class RunLock(FolderLock):
+    """`RUN/lock`: the process working on the run folder (mfhq.manifest.lock: the code is shared
+    with the manifest folders' lock)."""
 
-    Created with a hard link from a complete temporary file, so the lock either exists whole or
-    not at all. A lock left by a dead process on this host is taken over; a lock held by another
-    host cannot be checked, so it is refused with its holder named.
-    """
-
-    def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / "lock"
-        self.held = False
-
-    def _holder(self) -> dict:
-        try:
-            return json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-            return {}  # vanished or half-made by a process killed while making it
-
-    def acquire(self) -> None:
-        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        tmp = self.path.with_name(f".tmp-lock-{os.getpid()}")
-        tmp.write_text(json.dumps(me))
-        try:
-            for _ in range(3):
-                try:
-                    os.link(tmp, self.path)
-                    self.held = True
-                    return
-                except FileExistsError:
-                    holder = self._holder()
-                    if holder and not _stale(holder):
-                        raise RunStateError(
-                            f"{self.path}: the run folder is in use by pid {holder.get('pid')} on host "
-                            f"{holder.get('host')} (since {holder.get('since')}); wait for it to finish, or, if "
-                            "that process is gone, delete the lock file")
-                    log.warning("%s: taking over a stale lock (%s)", self.path, holder or "unreadable")
-                    self.path.unlink(missing_ok=True)
-            raise RunStateError(f"{self.path}: could not take the lock (another process keeps taking it)")
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def release(self) -> None:
-        if self.held:
-            self.path.unlink(missing_ok=True)
-            self.held = False
-
-    def __enter__(self) -> "RunLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def _stale(holder: dict) -> bool:
-    if holder.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(holder.get("pid")), 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, TypeError, ValueError):
-        return not isinstance(holder.get("pid"), int)
-    return False
+    what = "run folder"
+    error = RunStateError

@@ -21,9 +21,9 @@ from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import stream_select
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.split import assign_split
-from mfhq.manifest.card import write_card
-from mfhq.manifest.folder import ManifestFolder, read_manifest, read_sidecar, run_entries, write_manifest_folder
-from mfhq.manifest.io import atomic_write_arrow
+from mfhq.manifest.card import render_card
+from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
+                                  write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
 from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
 
@@ -94,8 +94,19 @@ def _code_version() -> str:
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
                    workers: int | None = None) -> dict:
-    with naming_damaged_shards(run_dirs):
+    out = Path(out)
+    check_out_outside_runs(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with ManifestLock(out), naming_damaged_shards(run_dirs):
         return _cluster_sample(run_dirs, out, cfg, pipeline, workers)
+
+
+def check_out_outside_runs(out: Path) -> None:
+    """Manifests written into a run folder (`--out RUN/faces`) would be read as its shards."""
+    for folder in (out.resolve(), *out.resolve().parents):
+        if (folder / "run.json").is_file() or (folder / "plan.json").is_file():
+            raise RunError(f"--out {out} is inside the run folder {folder} (made by `mfhq extract`); "
+                           f"write the manifests outside it, e.g. --out {folder.parent / 'manifests'}")
 
 
 def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None) -> dict:
@@ -139,14 +150,13 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    summary = write_manifests(out, rows, cfg, pipeline, metas)
-    _write_identities(con, out, rows, cfg)
+    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     log.info("cluster-sample: %s", summary)
     return summary
 
 
-def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table, cfg: CurateConfig) -> None:
+def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfig) -> pa.Table:
     con.register("rows_arrow", rows.select(["identity_id", "split"]))
     short = "short_flagged" if cfg.short_identities == "flag" else "short_dropped"
     table = con.sql(
@@ -159,11 +169,13 @@ def _write_identities(con: duckdb.DuckDBPyConnection, out: Path, rows: pa.Table,
         "FROM t LEFT JOIN (SELECT DISTINCT identity_id, split FROM rows_arrow) s ON s.identity_id = t.identity_id "
         "ORDER BY t.source, t.clip_id"
     ).to_arrow_table()
-    atomic_write_arrow(Path(out) / "identities.parquet", table.cast(IDENTITY_SCHEMA))
+    return table.cast(IDENTITY_SCHEMA)
 
 
-def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict]) -> dict:
-    """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields)."""
+def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict],
+                    identities: pa.Table | None) -> dict:
+    """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields).
+    Every file of the folder is written as one unit (write_manifest_folder)."""
     out = Path(out)
     rows = rows.cast(MANIFEST_SCHEMA)
     split = rows.column("split").to_numpy(zero_copy_only=False)
@@ -184,31 +196,36 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
                  for m in metas],
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
     }
-    write_manifest_folder(out, parts, sidecar, MANIFEST_SCHEMA)
-    write_card(out, counts)
+    files = {"README.md": render_card(counts).encode()}
+    if identities is not None:  # (folders written before identities.parquet existed have none)
+        files["identities.parquet"] = identities
+    write_manifest_folder(out, parts, sidecar, MANIFEST_SCHEMA, files)
     return {"train": counts["train"], "test": counts["test"], "out": str(out)}
 
 
 def resplit(folder: Path, cfg: CurateConfig) -> dict:
     """`mfhq split`: reassign train/test of existing manifests under another split config."""
+    read_sidecar(folder)  # a folder that is not a manifest folder: named before the lock
+    with ManifestLock(folder):
+        return _resplit(Path(folder), cfg)
+
+
+def _resplit(folder: Path, cfg: CurateConfig) -> dict:
     meta = read_sidecar(folder)
-    rows = pa.concat_tables([read_manifest(Path(folder) / f"{n}.parquet") for n in ("train", "test")])
+    rows = pa.concat_tables([read_manifest(folder / f"{n}.parquet") for n in ("train", "test")])
     order = pc.sort_indices(rows, [("identity_id", "ascending"), ("sample_rank", "ascending")])
     rows = rows.take(order)
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
     # the runs where the folder finds them now (it may have moved since it was written)
-    folder = ManifestFolder.open(folder)
-    runs = [{**r, "run_dir": str(folder.run_root(r["name"]).resolve())} for r in meta.get("runs", [])]
-    folder = folder.folder
+    opened = ManifestFolder.open(folder)
+    runs = [{**r, "run_dir": str(opened.run_root(r["name"]).resolve())} for r in meta.get("runs", [])]
     kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
                                split_seed=cfg.split_seed)
-    summary = write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs)
-    ident_path = Path(folder) / "identities.parquet"
-    if ident_path.is_file():
-        ident = read_manifest(ident_path)
+    ident = None
+    if (folder / "identities.parquet").is_file():
+        ident = read_manifest(folder / "identities.parquet")
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
-        ident = ident.set_column(ident.schema.get_field_index("split"), "split",
-                                 pa.array([by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string()))
-        atomic_write_arrow(ident_path, ident.cast(IDENTITY_SCHEMA))
-    return summary
+        ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
+            [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
+    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident)

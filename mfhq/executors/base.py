@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol
 
 from mfhq.config_rules import EXECUTORS
 from mfhq.errors import MfhqError
+from mfhq.manifest.lock import read_holder
 from mfhq.records import Shard
 from mfhq.worker.shard import ShardStats, remove_temp_files
 
@@ -61,6 +62,9 @@ class ShardScheduler:
         self.cfg, self.run_dir = cfg, str(run_dir)
         self.models_dir = str(models_dir) if models_dir else None
         self.busy: dict[int, Shard] = {}  # runner slot -> its shard in flight
+        # The run lock's token (the driver holds the lock when it makes its executor): every
+        # shard checks it before writing, so a runner that outlives its driver writes nothing.
+        self.owner: str | None = read_holder(Path(run_dir)).get("token")
         self.log = logging.getLogger(type(self).__module__)
 
     def run(self, shards: Iterable[Shard], on_stats: Callable[[ShardStats], None]) -> None:

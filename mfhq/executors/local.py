@@ -15,12 +15,13 @@ from multiprocessing.connection import wait
 from mfhq.config import PipelineConfig, config_from_dict
 from mfhq.executors.base import ExecutorError, Lost, ShardScheduler
 from mfhq.manifest.io import DiskFull
+from mfhq.manifest.lock import NotOwner
 from mfhq.worker.process import quiet_process
 from mfhq.worker.shard import close_watchdogs, run_shard
-from mfhq.worker.watchdog import WorkerError
+from mfhq.worker.watchdog import WorkerError, WorkerOutOfMemory
 
 
-def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verbose: bool) -> None:
+def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verbose: bool, owner: str | None) -> None:
     quiet_process()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     cfg = config_from_dict(cfg_dict)
@@ -30,10 +31,12 @@ def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verb
             if message[0] == "stop":
                 return
             try:
-                conn.send(("stats", run_shard(message[1], run_dir, cfg, models_dir)))
+                conn.send(("stats", run_shard(message[1], run_dir, cfg, models_dir, owner)))
             except DiskFull as exc:
                 conn.send(("diskfull", str(exc)))
-            except (ExecutorError, WorkerError) as exc:
+            except WorkerOutOfMemory as exc:
+                conn.send(("oom", str(exc)))
+            except (ExecutorError, WorkerError, NotOwner) as exc:
                 conn.send(("fatal", str(exc)))
             except Exception as exc:  # a bug: say which shard, stop the run
                 logging.getLogger(__name__).exception("shard %s failed", message[1].id)
@@ -45,12 +48,13 @@ def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verb
 
 
 class _Runner:
-    def __init__(self, ctx, cfg: PipelineConfig, run_dir: str, models_dir: str | None):
+    def __init__(self, ctx, cfg: PipelineConfig, run_dir: str, models_dir: str | None, owner: str | None):
         self.conn, child = ctx.Pipe()
         verbose = logging.getLogger("mfhq").getEffectiveLevel() <= logging.DEBUG
         # Not a daemon: a runner has a worker process of its own. It still dies with the driver
         # (PR_SET_PDEATHSIG in quiet_process).
-        self.process = ctx.Process(target=runner_main, args=(child, cfg.to_dict(), run_dir, models_dir, verbose))
+        self.process = ctx.Process(target=runner_main,
+                                   args=(child, cfg.to_dict(), run_dir, models_dir, verbose, owner))
         self.process.start()
         child.close()
 
@@ -73,7 +77,7 @@ class LocalExecutor(ShardScheduler):
         self.runners: list[_Runner] = []
 
     def _spawn(self) -> _Runner:
-        return _Runner(self.ctx, self.cfg, self.run_dir, self.models_dir)
+        return _Runner(self.ctx, self.cfg, self.run_dir, self.models_dir, self.owner)
 
     def _start_runners(self, n_shards: int) -> int:
         self.runners = [self._spawn() for _ in range(max(1, min(self.cfg.run.workers, n_shards)))]
@@ -92,6 +96,8 @@ class LocalExecutor(ShardScheduler):
                     break
                 if kind == "diskfull":
                     raise DiskFull(payload)
+                if kind == "oom":
+                    raise WorkerOutOfMemory(payload)
                 if kind == "fatal":
                     raise ExecutorError(payload)
                 yield slot, payload

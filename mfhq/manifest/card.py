@@ -2,7 +2,7 @@
 
 Its YAML header declares the splits (train, test) and a second config for identities.parquet;
 its body documents the columns and, in a written folder, the counts. The repository's
-manifests/README.md is this card without counts (a test keeps the two equal), so the schema is
+docs/manifests.md is this card without counts (a test keeps the two equal), so the schema is
 documented in exactly one place.
 """
 from __future__ import annotations
@@ -38,14 +38,16 @@ _BODY = """
 `mfhq/manifest/` (schemas and versions in `schema.py`, the checked reader in `folder.py`). Every
 Parquet file carries `mfhq.schema_version` in its metadata, and so does `manifest.json`; readers
 (`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an
-error that names the file.
+error that names the file. The folder is written as one unit: `manifest.json` is removed first and
+written last, listing every file with its size and sha256, and readers refuse a folder without it
+(an interrupted write) and a listed file that differs (files of two writes).
 
 {counts}
 | file | rows |
 |---|---|
 | `train.parquet`, `test.parquet` | one per sampled face (8 per identity; fewer only for identities flagged `short`) |
 | `identities.parquet` | one per clip with usable faces: its identity, merge decision and evidence, status, split |
-| `manifest.json` | schema version, code version (+ git commit), pipeline name, the `curate` config, counts per split, the runs (name, folder, folder relative to this one, provenance, config fingerprint), model provenance |
+| `manifest.json` | schema version, code version (+ git commit), pipeline name, the `curate` config, counts per split, the runs (name, folder, folder relative to this one, provenance, config fingerprint), model provenance, and `files`: the size and sha256 of every other file here |
 | `README.md` | this card: `datasets.load_dataset` reads its header |
 
 ## Image paths

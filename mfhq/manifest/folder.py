@@ -3,6 +3,12 @@
 This is the one reader of the manifest contract (mfhq.manifest.schema); `mfhq split`, `mfhq stats`
 and the trainer (`omniid.data`) all go through it, so a version mismatch, a file that is not
 Parquet, a missing sidecar or a run folder that cannot be found gives the same clear error.
+
+A folder is written as one unit (`write_manifest_folder`, under the folder's lock): the sidecar
+goes first, every file is replaced, and the sidecar comes back last listing each file with its
+size and sha256. A folder without a sidecar is unfinished, and a file that differs from what the
+sidecar lists belongs to another write: readers refuse both, so a writer stopped at any point
+never leaves a folder that reads as complete with old and new files mixed.
 """
 from __future__ import annotations
 
@@ -14,10 +20,18 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfhq.manifest.io import atomic_write_arrow, atomic_write_json
+from mfhq.manifest.io import atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, sha256_of
+from mfhq.manifest.lock import FolderLock
 from mfhq.manifest.schema import MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
+WRITTEN = ("train.parquet", "test.parquet", "identities.parquet")  # what a finished write always holds
+
+
+class ManifestLock(FolderLock):
+    """`MANIFESTS/lock`: the `mfhq cluster-sample` or `mfhq split` writing the folder."""
+
+    what = "manifest folder"
 
 
 def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
@@ -35,15 +49,46 @@ def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
         missing = [c for c in columns if c not in schema.names]
         if missing:
             raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(schema.names)}")
+    check_listed(path)
     try:
         return pq.read_table(path, columns=columns)
     except Exception as exc:  # damaged data pages show only when read
         raise ManifestError(f"{path}: damaged Parquet data ({exc})") from exc
 
 
+def check_listed(path: Path) -> None:
+    """A file the folder's sidecar lists must be the very file it lists (size, then sha256).
+    Files it does not list (a user's own subset) and sidecars that list none (written before
+    the list existed) are left to the other checks."""
+    listed = _listed_files(path.parent).get(path.name)
+    if not isinstance(listed, dict):
+        return
+    size = path.stat().st_size
+    if size == listed.get("bytes") and sha256_of(path) == listed.get("sha256"):
+        return
+    raise ManifestError(
+        f"{path}: not the file {path.parent / SIDECAR} lists ({listed.get('bytes')} bytes, sha256 "
+        f"{str(listed.get('sha256'))[:12]}..., this one has {size} bytes): the folder mixes files of two "
+        f"writes (a `mfhq cluster-sample` or `mfhq split` stopped part-way, or a file changed by hand); "
+        f"re-run `mfhq cluster-sample` into {path.parent}")
+
+
+def _listed_files(folder: Path) -> dict:
+    try:
+        meta = json.loads((Path(folder) / SIDECAR).read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}  # no sidecar or a damaged one: read_sidecar names that
+    files = meta.get("files") if isinstance(meta, dict) else None
+    return files if isinstance(files, dict) else {}
+
+
 def read_sidecar(folder: Path) -> dict:
     path = Path(folder) / SIDECAR
     if not path.is_file():
+        if any((Path(folder) / name).is_file() for name in WRITTEN):
+            raise ManifestError(f"{path}: missing, so {folder} is unfinished: its last `mfhq cluster-sample` "
+                                "(or `mfhq split`) stopped before writing it (it is written last, once every "
+                                "file is in place); run it again")
         raise ManifestError(f"{path}: missing; {folder} is not a folder written by `mfhq cluster-sample`")
     try:
         meta = json.loads(path.read_text())
@@ -116,12 +161,44 @@ class ManifestFolder:
         return None if relative is None else self.run_root(run) / relative
 
 
-def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict,
-                          schema: pa.Schema) -> None:
-    """Write each split's rows (cast to the contract's schema), then the sidecar last: a folder
-    with a sidecar is complete."""
+def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, schema: pa.Schema,
+                          files: dict[str, pa.Table | bytes] | None = None) -> None:
+    """Write each split's rows (cast to the contract's schema) and `files` (name -> a table,
+    written as Parquet as it is, or bytes), as one unit: the old sidecar goes first, the new one
+    comes last listing every file with its size and sha256. The caller holds ManifestLock."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    for name, table in parts.items():
-        atomic_write_arrow(out / f"{name}.parquet", table.cast(schema))
-    atomic_write_json(out / SIDECAR, {**sidecar, "schema_version": MANIFEST_VERSION})
+    writes = {f"{name}.parquet": table.cast(schema) for name, table in parts.items()}
+    writes.update(files or {})
+    _remove_leftovers(out, [*writes, SIDECAR])
+    (out / SIDECAR).unlink(missing_ok=True)
+    _fsync_folder(out)  # the sidecar is gone before any file changes, also after a power loss
+    listed = {}
+    for name, content in writes.items():
+        if isinstance(content, pa.Table):
+            atomic_write_arrow(out / name, content)
+        else:
+            atomic_write_bytes(out / name, content)
+        listed[name] = file_digest(out / name)
+    atomic_write_json(out / SIDECAR, {**sidecar, "schema_version": MANIFEST_VERSION, "files": listed})
+    _fsync_folder(out)
+
+
+def _remove_leftovers(out: Path, names: list[str]) -> None:
+    """Temporary files of a writer that was killed (the lock says no other writer is at work)."""
+    for name in names:
+        for tmp in out.glob(f".tmp-{name}-*"):
+            tmp.unlink(missing_ok=True)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(fd)

@@ -6,7 +6,7 @@ Two families of files, each with its own version in every Parquet file's metadat
 - run files (`RUN/faces/*.parquet`, `RUN/clips/*.parquet`), version `RUN_SCHEMA_VERSION`; their
   field lists are in `mfhq.manifest.run_schema` (built with `versioned_schema`; `mfhq.records` builds the rows);
 - manifests (`train.parquet`, `test.parquet`, `identities.parquet` + `manifest.json`), version
-  `MANIFEST_VERSION`, defined here and documented in manifests/README.md.
+  `MANIFEST_VERSION`, defined here and documented in docs/manifests.md.
 
 Paths. `crop_path` / `mask_path` mean the same in `faces/` and in the manifests: relative to the
 root of the run that made the face. A manifest row names that run in `run`; the sidecar's `runs`

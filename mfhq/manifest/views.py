@@ -53,10 +53,21 @@ def check_run(run_dir: Path) -> dict:
                 schema = pq.read_schema(path)
             except Exception as exc:  # pyarrow raises several types for a damaged footer
                 raise RunError(f"{path}: not a readable Parquet file ({exc}); {_redo(path)}") from exc
+            _check_kind(path, schema, view)
             version = check_schema_version(path, schema.metadata or {},
                                            "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
             _check_columns(path, schema, _run_schemas()[view], RUN_READABLE[version])
     return meta
+
+
+def _check_kind(path: Path, schema: pa.Schema, view: str) -> None:
+    """A file of another kind among the shards (manifests once written with `--out RUN/faces`)
+    is named as what it is: the run is fine once it goes, so no advice to redo the run."""
+    kind = (schema.metadata or {}).get(b"mfhq.schema", b"").decode()
+    if kind and kind != view:
+        maker = "`mfhq cluster-sample`'s output" if kind in ("manifest", "identities") else f"a {kind} file"
+        raise RunError(f"{path}: not a {view} shard of this run but {maker} (mfhq.schema: {kind}), written into "
+                       f"the run folder; move it out of {path.parent}: the run itself is fine")
 
 
 _SQL_TYPES = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",

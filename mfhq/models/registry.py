@@ -2,7 +2,9 @@
 
 The table names each backend's class as "module:Class"; a module is imported only when one of
 its backends is asked for, so its library loads only for those who use it, and the backends
-never import this module (see base.py for what a backend of each task provides).
+never import this module (see base.py for what a backend of each task provides). A name of the
+form `module:Class` is a backend of your own (a Backend subclass of the task), as `decode.backend`
+takes a reader of your own.
 """
 from __future__ import annotations
 
@@ -44,10 +46,23 @@ def backend_names(task: str) -> list[str]:
 def backend_class(task: str, name: str) -> type[Backend]:
     if task not in BACKENDS:
         raise BackendError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    if ":" in name and name not in BACKENDS[task]:
+        return _own_class(task, name)
     if name not in BACKENDS[task]:
         raise BackendError(f"unknown {task} backend {name!r}; available: {', '.join(sorted(BACKENDS[task]))}")
     module, cls = BACKENDS[task][name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def _own_class(task: str, spec: str) -> type[Backend]:
+    module, _, attr = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(f"{task} backend {spec!r} cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Backend) and cls.task == task):
+        raise BackendError(f"{task} backend {spec!r} is not a {task} Backend (mfhq.models.base)")
+    return cls
 
 
 def create_backend(task: str, name: str, **kwargs) -> Backend:

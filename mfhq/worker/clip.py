@@ -42,6 +42,15 @@ def build_stages(cfg: PipelineConfig, models_dir=None) -> list:
     ]
 
 
+def _model_of(stage) -> str | None:
+    """A model stage's backend and weight files, e.g. "detector model yunet (face_detection_yunet.onnx)"."""
+    backend = getattr(stage, "backend", None)
+    if backend is None:
+        return None
+    files = ", ".join(w.name for w in backend.weight_files)
+    return f"{backend.task} model {backend.name}" + (f" ({files})" if files else "")
+
+
 class _ClipRun:
     """One clip in flight: its step generator, the batch it waits on, its stage timings."""
 
@@ -67,10 +76,13 @@ class ClipProcessor:
         # the watchdog's blame exact and memory small.
         self.batch_frames = cfg.run.batch_frames if str(cfg.run.device).startswith("cuda") else 0
         self.reads_ahead = cfg.run.reads_ahead()
+        self.loading: str | None = None  # the model setup() is loading
 
     def setup(self) -> None:
         for stage in self.stages:
+            self.loading = _model_of(stage)
             stage.setup()
+        self.loading = None
         self.provenance = ";".join(s.provenance for s in self.stages if s.provenance not in ("identity",))
 
     def process(self, clip: Clip, on_phase: PhaseCallback = lambda phase: None) -> tuple[list[dict], dict]:

@@ -1,7 +1,7 @@
 """The worker process, under its runner's Watchdog: loads the models once, then processes the
 clips it is sent.
 
-Messages to its parent: ("ready", provenance) | ("fatal", message) | ("diskfull", message) |
+Messages to its parent: ("ready", provenance) | ("fatal", message) | ("oom", message) | ("diskfull", message) |
 ("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row). Phases "decode" and
 "process" say what the main thread does; "read" and "read-done" come from the decode-ahead thread
 (mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock.
@@ -37,13 +37,19 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
     from mfhq.config import config_from_dict
     from mfhq.manifest.io import is_disk_full
     from mfhq.worker.clip import ClipProcessor
+    from mfhq.worker.memory import is_out_of_memory, out_of_memory_message
 
+    cfg = config_from_dict(cfg_dict)
+    processor = None
     try:
         try:
-            processor = ClipProcessor(config_from_dict(cfg_dict), Path(run_dir), models_dir)
+            processor = ClipProcessor(cfg, Path(run_dir), models_dir)
             processor.setup()
-        except Exception as exc:  # missing weights, unknown backend: the run cannot go on
-            conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        except Exception as exc:  # missing weights, unknown backend, no memory: the run cannot go on
+            if is_out_of_memory(exc):
+                conn.send(("oom", out_of_memory_message(getattr(processor, "loading", None), exc, cfg.run)))
+            else:
+                conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
             return
         conn.send(("ready", processor.provenance))
         lock = threading.Lock()

@@ -4,6 +4,9 @@ Skip a shard whose marker exists -> process its clips in a watched worker -> wri
 masks, `faces/<shard>.parquet` and `clips/<shard>.parquet` atomically -> write the marker last.
 Only a small ShardStats goes back to the driver, so the driver never holds face rows, and a lost
 runner costs one shard, which runs again from the start (a shard without a marker has no rows).
+Before its Parquet files and again before its marker, a shard checks that the run's lock still
+carries its driver's token (`owner`): a runner that outlived its driver (a Ray actor after the
+driver was killed) never writes a shard that a resumed run, now holding the lock, runs too.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from pathlib import Path
 
 from mfhq.config import PipelineConfig
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_table, is_disk_full, read_table
+from mfhq.manifest.lock import NotOwner, check_owner
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow, Shard, item_key
 from mfhq.worker.watchdog import Watchdog
 
@@ -56,7 +60,8 @@ def close_watchdogs() -> None:
     _WATCHDOGS.clear()
 
 
-def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None) -> ShardStats:
+def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None, owner: str | None = None) -> ShardStats:
+    """owner: the token of the driver's run lock (None: not checked)."""
     run_dir = Path(run_dir)
     markers = ShardMarkers(run_dir)
     done = markers.is_done(shard.id)
@@ -85,10 +90,14 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None)
         stats.provenance = watchdog.provenance
         _count(stats, outcomes)
         faces, clips = _merge(run_dir, shard, outcomes) if rerun is not None else _rows(shard, outcomes)
+        check_owner(run_dir, owner, f"shard {shard.id}")
         atomic_write_table(run_dir / "faces" / f"{shard.id}.parquet", faces, FACE_SCHEMA)
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
+        check_owner(run_dir, owner, f"shard {shard.id}")
         markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),
                                      "provenance": stats.provenance})
+    except NotOwner:
+        raise  # the temporary files may be the new owner's now: not ours to remove
     except OSError as exc:
         remove_temp_files(run_dir, shard)
         if is_disk_full(exc):

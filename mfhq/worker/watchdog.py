@@ -33,6 +33,11 @@ class WorkerError(MfhqError, RuntimeError):
     message says why."""
 
 
+class WorkerOutOfMemory(WorkerError):
+    """A worker ran out of memory loading its models; the message names the model, the memory
+    and what to do (fewer workers)."""
+
+
 class Watchdog:
     """Starts the worker process, sends it clips, and kills and replaces it when it hangs or dies."""
 
@@ -53,14 +58,26 @@ class Watchdog:
         while True:  # model loading: no watchdog (a first load may download or compile)
             if not self.conn.poll(0.5):
                 if not self.process.is_alive() and not self.conn.poll():
-                    raise WorkerError(f"a worker died while loading models (exit code {self.process.exitcode})")
+                    raise self._died_loading()
                 continue
             message = self.conn.recv()
+            if message[0] == "oom":
+                raise WorkerOutOfMemory(message[1])
             if message[0] == "fatal":
                 raise WorkerError(message[1])
             if message[0] == "ready":
                 self.provenance = message[1]
                 return
+
+    def _died_loading(self) -> WorkerError:
+        code = self.process.exitcode
+        if code != -9:
+            return WorkerError(f"a worker died while loading models (exit code {code})")
+        from mfhq.worker.memory import memory_state
+
+        return WorkerError(f"a worker died while loading models (killed by signal 9, as the kernel's out-of-memory "
+                           f"killer kills; {memory_state(own_peak=False)}); if memory ran out, run fewer workers at once "
+                           f"(--workers, now {self.cfg.run.workers})")
 
     def close(self) -> None:
         if self.process is None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import duckdb
@@ -114,6 +115,53 @@ def test_ray_driver_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run
     run_cli(*args)
     assert len(list(done.glob("*.json"))) == 6
     assert rows(run) == rows(sample_run)
+
+
+def _descendants(mark: str) -> list[str]:
+    """The processes whose environment holds MFHQ_TEST_RUN=mark: all a driver started, at any depth."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if f"MFHQ_TEST_RUN={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(f"{entry.name} {(entry / 'cmdline').read_bytes().replace(bytes(1), b' ')[:80].decode()}")
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _none_left(mark: str, wait_s: float = 30) -> list[str]:
+    deadline = time.monotonic() + wait_s  # a bounded wait: the processes are killed, not timed
+    while (left := _descendants(mark)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="counts processes through /proc")
+def test_ray_driver_killed_leaves_no_ray_process_and_never_a_second_writer(sample_dir, sample_run, tmp_path):
+    # The driver starts its own local Ray instance (no --address), then dies by kill -9 alone
+    # (not its process group): its actors, their workers and Ray's agents must all stop.
+    pytest.importorskip("ray")
+    preset = write_preset(tmp_path / "p.yaml", {"run.shard_size": 1, "run.workers": 2}, base=SAMPLE_PRESET)
+    run = tmp_path / "killed"
+    mark = uuid.uuid4().hex
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "MFHQ_TEST_RUN": mark}
+    args = ["extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(preset),
+            "--executor", "ray"]
+    process = subprocess.Popen([sys.executable, "-m", "mfhq", *args], cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = run / "done"
+    while process.poll() is None and not list(done.glob("*.json")):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL and len(list(done.glob("*.json"))) < 6, "not interrupted mid-way"
+    assert _none_left(mark) == []
+    markers = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
+    run_cli(*args, env=env)  # takes the dead driver's lock over
+    assert _none_left(mark) == []  # a run that ends well leaves nothing either
+    assert len(list(done.glob("*.json"))) == 6 and rows(run) == rows(sample_run)
+    assert all((done / name).stat().st_mtime_ns == t for name, t in markers.items()), "a done shard was rewritten"
 
 
 def test_ray_missing_names_the_extra(tmp_path, monkeypatch):

@@ -3,6 +3,7 @@ a non-finite loss, and DDP with two CPU processes (gloo)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -102,3 +103,21 @@ def test_ddp_with_two_cpu_processes(sample_manifest, tmp_path):
         assert {k.split(".")[0] for k in f.keys()} == {"rank0", "rank1"}
     first, second = json.loads((checkpoint / "state.json").read_text())["weight_checksums"]
     assert first == second  # gradients were averaged: both ranks hold the same weights
+
+
+def test_a_checkpoint_that_gives_a_non_finite_loss_is_set_aside_and_resume_works(sample_manifest, tmp_path, caplog):
+    out = tmp_path / "blowup"
+    common = ["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "6",
+              "--save-every", "1", "--eval-every", "100"]
+    assert main(common + ["--stop-after", "2"]) == 0
+    # step 3 with lr 1e30: its loss is finite, its weights (about 1e30) give a non-finite loss at step 4
+    assert main(common + ["--resume", "auto", "--lr", "1e30", "--warmup-steps", "0"]) == 2
+    assert max(losses(out)) == 3
+    message = next(r.getMessage() for r in caplog.records if "loss is" in r.getMessage())
+    assert "at step 4;" in message and "step-00000003 gives this loss again whatever the lr" in message
+    assert "checkpoints/latest names step-00000002" in message
+    assert (out / "checkpoints" / "non-finite" / "step-00000003").is_dir()
+    assert (out / "checkpoints" / "latest").read_text() == "step-00000002"
+    assert main(common + ["--resume", "auto"]) == 0
+    assert [r["step"] for r in records(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # each step once
+    assert all(math.isfinite(loss) for loss in losses(out).values())

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from omniid.eval_cli import eval_main, generate_main
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest, write_contract_folder  # noqa: F401  (pytest fixtures)
+from omniid_fixtures import (kept_faces, one_torch_thread, read_only_dir, sample_manifest,  # noqa: F401  (pytest fixtures)
+                             write_contract_folder)
 
 INPUTS = (1, 2)
 
@@ -274,3 +275,52 @@ def test_a_unet_pipeline_is_refused_with_the_reason(flow_run):
     with pytest.raises(TypeError, match="StableDiffusionPipeline.*double-stream blocks"):
         OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
     assert all(pipe.unet.attn_processors[name] is proc for name, proc in processors.items())  # untouched
+
+
+@pytest.fixture
+def nothing_loaded(monkeypatch):
+    """Fails the test if a checkpoint gets loaded."""
+    from omniid.generation import OmniIDGenerator
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before --out was checked")
+
+    monkeypatch.setattr(OmniIDGenerator, "from_checkpoint", refuse)
+
+
+def test_eval_and_generate_check_out_and_counts_before_loading_anything(flow_run, eval_manifest, kept_faces,
+                                                                        sample_run, read_only_dir, tmp_path,
+                                                                        caplog, nothing_loaded):
+    images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:1]]
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    unwritable = read_only_dir / "out"
+    for out, message in ((a_file, f"--out {a_file}: is a file, not a folder"),
+                         (unwritable, f"--out {unwritable}: {read_only_dir}, where it would be made, is on a "
+                                      "read-only file system")):
+        caplog.clear()
+        assert run_eval(flow_run, eval_manifest, out) == 2
+        assert message in caplog.text
+        caplog.clear()
+        assert generate_main(["--checkpoint", str(flow_run), "--images", *images, "--out", str(out)]) == 2
+        assert message in caplog.text
+    caplog.clear()
+    assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--steps", "0") == 2
+    assert "--steps takes an integer >= 1, got 0" in caplog.text
+    caplog.clear()
+    assert generate_main(["--checkpoint", str(flow_run), "--images", *images, "--out", str(tmp_path / "g"),
+                          "--num-images", "0"]) == 2
+    assert "--num-images takes an integer >= 1, got 0" in caplog.text
+    assert not (tmp_path / "e").exists() and not (tmp_path / "g").exists()
+
+
+def test_generate_names_an_input_image_without_a_face(flow_run, kept_faces, sample_run, tmp_path, caplog):
+    images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:2]]
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", Image.open(images[0]).size, (128, 128, 128)).save(blank)
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert generate_main(["--checkpoint", str(flow_run), "--images", *images, str(blank), "--out",
+                              str(tmp_path / "gen"), "--steps", "1"]) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [f"{blank}: no face found by the sample preset's detector; generating from it anyway"]
+    assert (tmp_path / "gen" / "seed0.png").is_file()

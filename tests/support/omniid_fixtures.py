@@ -60,3 +60,29 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def mount_tmpfs(mount: Path, options: str) -> str | None:
+    """Mounts a tmpfs at `mount` (made here); None, or why it could not (mounting needs root)."""
+    import subprocess
+
+    mount.mkdir(parents=True)
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount)], capture_output=True)
+    return None if made.returncode == 0 else made.stderr.decode().strip() or f"mount exited {made.returncode}"
+
+
+def unmount(mount: Path) -> None:
+    import subprocess
+
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path) -> Path:
+    """A folder on a read-only file system (a tmpfs mounted read-only: root is refused too)."""
+    mount = tmp_path / "read-only"
+    why = mount_tmpfs(mount, "ro,size=64k")
+    if why is not None:
+        pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {why}")
+    yield mount
+    unmount(mount)

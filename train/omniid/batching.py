@@ -7,6 +7,8 @@ sees what an uninterrupted one would have.
 """
 from __future__ import annotations
 
+import os
+import signal
 from typing import Iterator
 
 import numpy as np
@@ -77,11 +79,22 @@ class FewToManySampler(Sampler):
         return self.per_epoch
 
 
+def quiet_worker(worker_id: int) -> None:
+    """A DataLoader worker ignores Ctrl-C (the trainer stops it) and exits quietly on SIGTERM: a
+    terminal's Ctrl-C, or a SIGTERM to the process group, reaches every worker too, and a worker
+    that died of it would print its own traceback, or make the loader raise in the trainer."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # status 0: the loader reports a worker killed by a signal as a crash
+    signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+
+
 class FewToManyLoader(DataLoader):
     """A DataLoader that counts the unreadable files its batches report (from every worker) and
-    stops with BadCropsError past `max_bad_crops`."""
+    stops with BadCropsError past `max_bad_crops`. Its workers exit quietly on a signal."""
 
     def __init__(self, *args, max_bad_crops: int, **kwargs):
+        if kwargs.get("num_workers"):
+            kwargs.setdefault("worker_init_fn", quiet_worker)
         super().__init__(*args, **kwargs)
         self.max_bad_crops = max_bad_crops
         self.bad_crops: dict[str, str] = {}

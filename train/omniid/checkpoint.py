@@ -11,7 +11,8 @@ A step folder holds
   the stage's own weights: decoder.safetensors (mtd) or adapter.safetensors + adapter_config.json
   (flow: `OmniIDAdapter.from_pretrained(folder)` loads it alone), representation.safetensors (a
   baseline's trained projection)
-  optimizer.safetensors, rng.safetensors, state.json (step, stage, preset, ...)
+  optimizer.safetensors, rng.safetensors, state.json (step, stage, preset, ..., and `files`: the
+  size and SHA-256 of every other file, checked on resume by `omniid.recovery`)
 The weights' file names belong to the modules that write them (encoder, objectives.mtd, adapter,
 baselines); what the weights are is the objective's business (`save_pretrained` /
 `load_pretrained`). A checkpoint is written under a temporary name and renamed into place, and
@@ -19,6 +20,7 @@ baselines); what the weights are is the objective's business (`save_pretrained` 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -40,12 +42,13 @@ RNG_FILE = "rng.safetensors"
 PRESET_FILE = "preset.json"
 LOG_FILE = "log.jsonl"
 PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
+FILES_KEY = "files"  # state.json: each file's size and SHA-256 at save time
 
-__all__ = ["CHECKPOINTS", "LATEST", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE", "RNG_FILE",
-           "STATE_FILE", "CheckpointError", "CheckpointNotFound", "capture_rng", "find_checkpoint", "has_checkpoint",
-           "load_checkpoint", "read_run_preset", "read_state", "recorded_prompt_cache", "require_files",
-           "resolve_checkpoint", "restore_rng", "run_of", "save_checkpoint", "step_name", "weight_checksum",
-           "write_run_preset"]
+__all__ = ["CHECKPOINTS", "FILES_KEY", "LATEST", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE",
+           "RNG_FILE", "STATE_FILE", "CheckpointError", "CheckpointNotFound", "capture_rng", "damage", "file_records",
+           "load_checkpoint", "point_latest", "pointed", "read_run_preset", "read_state", "recorded_prompt_cache",
+           "require_files", "resolve_checkpoint", "restore_rng", "run_of", "save_checkpoint", "step_name",
+           "weight_checksum", "write_run_preset"]
 
 
 def step_name(step: int) -> str:
@@ -104,42 +107,102 @@ def weight_checksum(model) -> float:
 
 
 def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: list[dict]) -> Path:
-    """model: the unwrapped objective; rngs: one `capture_rng()` per rank, in rank order."""
+    """model: the unwrapped objective; rngs: one `capture_rng()` per rank, in rank order. A save
+    that fails or is interrupted removes its temporary folder: a full disk stays no fuller."""
     root = Path(out) / CHECKPOINTS
     final = root / step_name(step)
     tmp = root / f".tmp-{step_name(step)}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    try:
+        tmp.mkdir(parents=True)
+        _write_step(tmp, model, optimizer, step, state, rngs)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    point_latest(root, final)
+    return final
+
+
+def _write_step(tmp: Path, model, optimizer, step: int, state: dict, rngs: list[dict]) -> None:
     model.save_pretrained(tmp)
     tensors, meta = _optimizer_to_tensors(optimizer)
     save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={"meta": json.dumps(meta)})
     rng_tensors = {f"rank{r}.{k}": v for r, rng in enumerate(rngs) for k, v in rng["tensors"].items()}
     rng_meta = [{k: v for k, v in rng.items() if k != "tensors"} for rng in rngs]
     save_file(rng_tensors, str(tmp / RNG_FILE), metadata={"meta": json.dumps(rng_meta)})
-    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state}, indent=2))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    (root / f".{LATEST}").write_text(final.name)
+    # every other file's size and SHA-256, checked on resume (`damage`)
+    (tmp / STATE_FILE).write_text(json.dumps({"step": step, **state, FILES_KEY: file_records(tmp)}, indent=2))
+
+
+def point_latest(root: Path, folder: Path | None) -> None:
+    """`latest` names `folder` (written aside and renamed: never half a name); None removes it."""
+    if folder is None:
+        (root / LATEST).unlink(missing_ok=True)
+        return
+    (root / f".{LATEST}").write_text(folder.name)
     os.replace(root / f".{LATEST}", root / LATEST)
-    return final
 
 
-def has_checkpoint(out: Path, resume: str | None) -> bool:
-    """Whether `--resume` will load a checkpoint: a folder it names, or `auto` with a `latest` in OUT."""
-    if not resume:
-        return False
-    return resume != "auto" or (Path(out) / CHECKPOINTS / LATEST).is_file()
+def pointed(root: Path) -> Path | None:
+    """The step folder `root/latest` names (whether or not it exists); None without a readable pointer."""
+    try:
+        name = (root / LATEST).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return root / name if name and "/" not in name else None
 
 
-def find_checkpoint(out: Path, resume: str) -> Path | None:
-    """`auto`: the latest checkpoint under OUT if any; else the given folder, which must exist."""
-    if resume == "auto":
-        pointer = Path(out) / CHECKPOINTS / LATEST
-        return pointer.parent / pointer.read_text().strip() if pointer.is_file() else None
-    folder = Path(resume)
-    if not (folder / STATE_FILE).is_file():
-        raise CheckpointError(f"{folder}: not a checkpoint folder (no {STATE_FILE})")
-    return folder
+def file_records(folder: Path) -> dict[str, dict]:
+    """{name: {"bytes", "sha256"}} of every file of a step folder but state.json, which holds them."""
+    return {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            for p in sorted(Path(folder).iterdir()) if p.is_file() and p.name != STATE_FILE}
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a step folder (a file missing, cut short or changed since it was
+    saved), or None when every file matches the size and SHA-256 recorded at save time."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "does not exist"
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+    except FileNotFoundError:
+        return f"{STATE_FILE} is missing"
+    except (OSError, ValueError) as error:
+        return f"{STATE_FILE} cannot be read ({error})"
+    recorded = state.get(FILES_KEY) if isinstance(state, dict) else None
+    if recorded is None:  # saved before checksums were recorded: its files open, at least
+        return _unrecorded_damage(folder)
+    for name, saved in sorted(recorded.items()):
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != saved["bytes"]:
+            return f"{name} has {size} bytes, {saved['bytes']} were saved"
+        if _sha256(path) != saved["sha256"]:
+            return f"{name} does not match the SHA-256 recorded when it was saved"
+    return None
+
+
+def _unrecorded_damage(folder: Path) -> str | None:
+    for name in (OPTIMIZER_FILE, RNG_FILE):
+        if not (folder / name).is_file():
+            return f"{name} is missing"
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), "pt"):
+                pass
+        except Exception as error:  # safetensors' own error class, for a cut or garbled header
+            return f"{path.name} cannot be read ({error})"
+    return None
 
 
 def resolve_checkpoint(path: str | Path) -> Path:

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from omniid import __version__
 from omniid.config import FEW_TO_MANY, PRESETS, get_preset
-from omniid.errors import FlagError, OmniIDError
+from omniid.checks import check_minimums, check_out_dir
+from omniid.errors import FlagError, Interrupted, OmniIDError
 
 log = logging.getLogger("omniid")
 
@@ -127,11 +130,12 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     import torch
     import torch.distributed as dist
 
-    from omniid.checkpoint import PROMPT_EMBEDS_FILE, has_checkpoint
+    from omniid.checkpoint import PROMPT_EMBEDS_FILE
     from omniid.data import build_loader, load_manifest
     from omniid.distributed import setup_distributed
     from omniid.encoder import quiet_random_init
     from omniid.engine import check_init_from, train
+    from omniid.recovery import resume_from
     from omniid.flux.loading import check_flux_files
     from omniid.flux.prompt import ensure_prompt_embeds
     from omniid.objectives import build_objective
@@ -140,13 +144,15 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
     if args.representation != "omniid" and args.stage != "flow":
         raise FlagError("--representation applies to --stage flow only")
-    if args.init_from and not has_checkpoint(out, args.resume):
-        check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     rank, world, device = setup_distributed()
+    # checked (damaged checkpoints set aside) before any model is built; the engine asks again
+    resumed = resume_from(out, args.resume, rank, world) is not None
+    if args.init_from and not resumed:
+        check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
                # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
-               "pretrained_clip": not (args.init_from or has_checkpoint(out, args.resume))}
+               "pretrained_clip": not (args.init_from or resumed)}
     if args.stage == "flow":
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
         check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
@@ -167,20 +173,39 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                             data.workers, preset.seed, rank, world, start_batch=start_batch,
                             num_inputs_min=data.num_inputs_min, holdout=data.holdout_faces, **loader_options)
 
-    def eval_loader(path: Path, **split):
-        # two identities a batch at least, so that the identity-swap gap has a pair to swap
-        return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
-                            max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
-
-    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
-    test_loader = eval_loader(test) if rank == 0 and test.is_file() else None
-    heldout = eval_loader(manifest, holdout=data.holdout_faces, part="heldout") \
-        if rank == 0 and data.holdout_faces else None
+    test_loader, heldout = _eval_loaders(args, preset, loader_options) if rank == 0 else (None, None)
     record = {"representation": args.representation}
     if args.stage == "flow":
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
+
+
+def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
+    """(test.parquet's loader or None, the held-out frames' loader or None). Their batches hold two
+    identities at least, so that the identity-swap gap has a pair to swap."""
+    from omniid.data import build_loader
+
+    manifest, data = Path(args.manifest), preset.data
+
+    def loader(path: Path, **split):
+        return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
+                            max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
+
+    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
+    return (loader(test) if test.is_file() else None,
+            loader(manifest, holdout=data.holdout_faces, part="heldout") if data.holdout_faces else None)
+
+
+def check_flags(args: argparse.Namespace, out: Path) -> None:
+    """Every count in its range and --out usable, before anything is built."""
+    check_minimums({"--steps": (args.steps, 1), "--stop-after": (args.stop_after, 1),
+                    "--batch-size": (args.batch_size, 1), "--grad-accum": (args.grad_accum, 1),
+                    "--num-inputs-min": (args.num_inputs_min, 1), "--warmup-steps": (args.warmup_steps, 0),
+                    "--workers": (args.workers, 0), "--log-every": (args.log_every, 1),
+                    "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1),
+                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0)})
+    check_out_dir(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -193,7 +218,17 @@ def main(argv: list[str] | None = None) -> int:
     preset = preset_from_args(args)
     out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
-        result = run_stage(args, preset, out)
+        with _sigterm_as_interrupt():
+            check_flags(args, out)
+            result = run_stage(args, preset, out)
+    except KeyboardInterrupt:  # before the engine took over: nothing of this invocation was saved
+        from omniid.recovery import resume_hint
+
+        log.warning("interrupted before training started; %s", resume_hint(out))
+        return 130
+    except Interrupted as error:  # Ctrl-C / SIGTERM in training: one line, no traceback
+        log.warning("%s", error)
+        return 130
     except (OmniIDError, MfhqError) as error:  # a user's mistake, one line; a bug stays a traceback
         log.error("%s", error)
         return 2
@@ -204,6 +239,21 @@ def main(argv: list[str] | None = None) -> int:
                      result["step"], result[f"{name}_swap_gap"], 100 * result[f"{name}_swap_gap_rel"],
                      result[f"{name}_loss"])
     return 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops training the way Ctrl-C does (KeyboardInterrupt), so both end cleanly."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, interrupt) if main_thread else None
+    try:
+        yield
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 if __name__ == "__main__":

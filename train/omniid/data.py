@@ -14,7 +14,7 @@ The public `omniid.data` API:
 
 Manifests are read only through the contract (`mfhq.manifest`): `manifest` is a manifest folder
 or one of its Parquet files, `manifest.json` must sit beside it with the version this code reads,
-and `crop_path` / `mask_path` are resolved through the sidecar's runs (see manifests/README.md).
+and `crop_path` / `mask_path` are resolved through the sidecar's runs (see docs/manifests.md).
 A crop or mask that cannot be read (truncated, not an image) is logged with its path, skipped
 (another face of the same identity takes its place) and counted; past `max_bad_crops`
 (default: 1% of the faces, at least 10) the run stops with BadCropsError naming the files.

@@ -22,14 +22,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from omniid.checkpoint import (LOG_FILE, CheckpointError, capture_rng, find_checkpoint, load_checkpoint, read_state,
+from omniid.checkpoint import (LOG_FILE, STATE_FILE, CheckpointError, capture_rng, load_checkpoint, read_state,
                                require_files, resolve_checkpoint, save_checkpoint, weight_checksum, write_run_preset)
 from omniid.config import Preset
 from omniid.distributed import barrier, gather, mean_over_ranks, setup_distributed, wrap_ddp
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 from omniid.errors import NonFiniteLoss
 from omniid.optim import build_optimizer, lr_at, set_lr
-from omniid.swap import SwapGap, derangement, own_and_swapped
+from omniid.swap import SwapGap, eval_record
+from omniid.swap import evaluate as swap_evaluate
+from omniid.recovery import keep_log_until, problem_of, remove_stale_temps, resume_from, stopping_cleanly
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +52,11 @@ def run_model(model, batch: dict, generator, autocast: bool) -> torch.Tensor:
         return model(batch, generator).loss
 
 
-@torch.no_grad()
 def evaluate(model, loader, batches: int, seed: int, device, autocast: bool) -> SwapGap:
-    """The first `batches` batches of the test stream, with fixed randomness: the mean loss, and
-    the identity-swap gap (`omniid.swap`) over the batches with two identities or more."""
-    was_training = model.training
-    model.eval()
-    own, swapped = [], []
-    for i, batch in zip(range(batches), loader):
-        n = len(batch["identity"])
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            o, s = own_and_swapped(model, to_device(batch, device), partial(mask_generator, device, seed, 1, i),
-                                   derangement(n, seed) if n > 1 else None)
-        own.append(o)
-        swapped.append(s)
-    model.train(was_training)
-    return SwapGap.of(own, swapped)
+    """The first `batches` batches of the test stream, with fixed randomness: the mean loss and
+    the identity-swap gap (`omniid.swap.evaluate`)."""
+    stream = (to_device(batch, device) for _, batch in zip(range(batches), loader))
+    return swap_evaluate(model, stream, partial(mask_generator, device, seed, 1), seed, autocast)
 
 
 class JsonlLog:
@@ -96,6 +87,9 @@ def check_init_from(path: str | Path, preset: Preset) -> Path:
     if (theirs and theirs != preset.name) or differs:
         raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} (encoder settings differ: "
                               f"{', '.join(differs) or 'none'}); this run uses preset {preset.name}")
+    problem = problem_of(folder) if (folder / STATE_FILE).is_file() else None
+    if problem is not None:
+        raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); --init-from takes an intact one")
     return folder
 
 
@@ -108,6 +102,10 @@ class _Run:
     world: int
     device: torch.device
     stage: str
+    step: int = 0               # optimizer steps done
+    end: int = 0
+    saved: int | None = None    # the step of the checkpoint saved or resumed from last
+    bar: tqdm | None = None
 
     @property
     def main(self) -> bool:
@@ -146,19 +144,10 @@ class _Progress:
         return last
 
     def log_eval(self, step: int, results: dict[str, SwapGap]) -> dict:
-        """One record of every eval set's loss and swap gap; a warning per set whose gap is near
-        zero after the swap warm-up (both are preset options: swap_warmup_steps, swap_min_gap)."""
-        preset, record = self.run.preset, {"step": step}
-        for name, result in results.items():
-            record.update(result.record(name))
-            log.info("step %d %s %s", step, name, result.describe())
-            if step >= preset.swap_warmup_steps and result.near_zero(preset.swap_min_gap):
-                record[f"{name}_swap_warning"] = True
-                log.warning("%s stage, step %d: the %s identity-swap gap is under %.2f%% of the loss (%s): the "
-                            "decoder may be ignoring the representation", self.run.stage, step, name,
-                            100 * preset.swap_min_gap, result.describe())
-            if result.swap_gap_rel is not None:
-                self.postfix[f"{name}_gap"] = f"{100 * result.swap_gap_rel:+.1f}%"
+        preset = self.run.preset
+        record = eval_record(results, step, self.run.stage, preset.swap_warmup_steps, preset.swap_min_gap)
+        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.1f}%" for name, r in results.items()
+                             if r.swap_gap_rel is not None})
         self.jsonl.write(record)
         return record
 
@@ -173,6 +162,7 @@ def _prepare(run: _Run) -> None:
     if run.main:
         run.out.mkdir(parents=True, exist_ok=True)
         write_run_preset(run.out, run.preset.to_dict())
+        remove_stale_temps(run.out)
     if run.device.type == "cpu" and run.preset.cpu_threads:
         torch.set_num_threads(run.preset.cpu_threads)
 
@@ -181,7 +171,7 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
     """(step, samples, state.json record) to start from: a resumed checkpoint's, or step 0 with
     --init-from's encoder."""
     step, samples = 0, 0
-    checkpoint = find_checkpoint(run.out, resume) if resume else None
+    checkpoint = resume_from(run.out, resume, run.rank, run.world)
     record = dict(record or {})
     if checkpoint is not None:
         theirs = read_state(checkpoint).get("stage", "mtd")
@@ -190,6 +180,7 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
                                   f"(start it from this one with --init-from and a new --out)")
         state = load_checkpoint(checkpoint, model, optimizer, run.rank)
         step, samples = state["step"], state["samples"]
+        run.saved = step
         record.setdefault("init_from", state.get("init_from"))
         log.info("resumed from %s at step %d", checkpoint, step)
     elif init_from is not None:
@@ -216,7 +207,7 @@ def _optimizer_step(run: _Run, ddp, optimizer, batches, trainable: list, step: i
     # every rank sees the global loss, so all of them stop together on NaN
     value = mean_over_ranks(step_loss, run.world).item()
     if not math.isfinite(value):
-        raise NonFiniteLoss(f"loss is {value} at step {step}; stopping (lower the lr or check the data)")
+        raise NonFiniteLoss(f"loss is {value} at step {step + 1}; stopping (lower the lr or check the data)")
     if opt.grad_clip:
         torch.nn.utils.clip_grad_norm_(trainable, opt.grad_clip)
     optimizer.step()
@@ -225,6 +216,10 @@ def _optimizer_step(run: _Run, ddp, optimizer, batches, trainable: list, step: i
 
 
 def _save(run: _Run, model, optimizer, step: int, samples: int, record: dict) -> None:
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+    if bad:  # never written: `latest` keeps naming weights that train
+        raise NonFiniteLoss(f"the weights are not finite after step {step} ({', '.join(bad[:3])}"
+                            f"{', ...' if len(bad) > 3 else ''}); not saved (lower the lr or check the data)")
     # each rank's RNG state, so that every rank resumes exactly; a checksum of the weights per
     # rank: DDP keeps them identical, and the record shows it
     rngs = gather(capture_rng(), run.world)
@@ -237,6 +232,7 @@ def _save(run: _Run, model, optimizer, step: int, samples: int, record: dict) ->
                                                                  "weight_checksums": checksums, **record}, rngs)
         log.info("saved %s", path)
     barrier(run.world)
+    run.saved = step
 
 
 def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, test_loader=None,
@@ -250,9 +246,20 @@ def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, 
     run (ignored when resuming: the run's own checkpoint holds it). record: extra run facts
     (representation, prompt cache...) written to state.json. test_loader / heldout_loader: the
     eval sets (other identities / held-out frames of the training ones), logged as eval_* / heldout_*.
+
+    Ctrl-C (and SIGTERM, which the CLI turns into it) abandons the step in flight, a full disk
+    stops the run, and a non-finite loss sets aside the checkpoint that gave it: each raises an
+    OmniIDError whose message says what `latest` names and how to go on.
     """
     rank, world, device = setup_distributed()
     run = _Run(preset, Path(out), rank, world, device, getattr(model, "stage", preset.stage))
+    eval_sets = {name: loader for name, loader in (("eval", test_loader), ("heldout", heldout_loader)) if loader}
+    with stopping_cleanly(run):
+        return _train(run, model, make_loader, eval_sets, resume, init_from, stop_after, record)
+
+
+def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_after, record) -> dict:
+    preset, device, world = run.preset, run.device, run.world
     _prepare(run)
     opt = preset.optim
     model.set_grad_checkpointing(opt.grad_checkpointing)
@@ -262,13 +269,16 @@ def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, 
     ddp = wrap_ddp(model, device, world)
     loader = make_loader(step * opt.grad_accum)
     end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
+    run.step, run.end = step, end
     progress, last, evaluated = _Progress(run, step, end), {}, {}
-    eval_sets = {name: loader for name, loader in (("eval", test_loader), ("heldout", heldout_loader)) if loader}
+    run.bar = progress.bar  # closed before a stop's message, which is then the last line
+    if run.main:
+        keep_log_until(run.out / LOG_FILE, step)
     batches = iter(loader)
     model.train()
     while step < end:
         value = _optimizer_step(run, ddp, optimizer, batches, trainable, step)
-        step += 1
+        step = run.step = step + 1
         n = preset.data.batch_size * opt.grad_accum * world
         samples += n
         progress.add(value, n)

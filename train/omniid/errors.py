@@ -58,3 +58,15 @@ class NoImage(OmniIDError, FileNotFoundError):
 
 class NonFiniteLoss(OmniIDError, FloatingPointError):
     """Training stopped: the loss became NaN or infinite."""
+
+
+class OutputError(FlagError):
+    """An output folder (`--out`) that is a file, lies under one, or cannot be written."""
+
+
+class DiskFull(OmniIDError, RuntimeError):
+    """The disk of the output folder filled up; the message names the file system and its free space."""
+
+
+class Interrupted(OmniIDError, RuntimeError):
+    """Ctrl-C or SIGTERM stopped the run cleanly; the message says how to resume."""

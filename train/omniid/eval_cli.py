@@ -46,6 +46,31 @@ def _cpu_threads(generator, device: str) -> None:
         torch.set_num_threads(generator.preset.cpu_threads)
 
 
+def _check_first(args: argparse.Namespace, counts: dict) -> None:
+    """The counts in their ranges and --out usable, before any model loads: a result that cannot
+    be written is never computed."""
+    from omniid.checks import check_minimums, check_out_dir
+
+    check_minimums({"--steps": (args.steps, 1), **counts})
+    check_out_dir(args.out)
+
+
+def _warn_faceless(args: argparse.Namespace, images: list, preset_name: str) -> None:
+    """One warning per input image in which the detector finds no face: generation goes on (the
+    encoder takes any image), but such an input says nothing of the identity."""
+    from omniid.metrics import default_pipeline, faceless
+
+    pipeline = args.pipeline or default_pipeline(preset_name)
+    try:
+        empty = faceless(images, pipeline, args.models_dir, args.device)
+    except _user_errors() as error:  # no detector here: generation does not need one
+        log.warning("input images not checked for faces (%s)", error)
+        return
+    for i in empty:
+        log.warning("%s: no face found by the %s preset's detector; generating from it anyway", args.images[i],
+                    pipeline)
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
@@ -91,6 +116,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
         return 2
     try:
+        _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
+                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1)})
         generators = {}
         for path in args.checkpoint:
             gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
@@ -130,6 +157,9 @@ def generate_args(argv):
     p.add_argument("--num-images", type=int, default=1, help="images, with seeds seed, seed+1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, help="image side (default: the preset's)")
+    p.add_argument("--pipeline", help="mfhq preset whose detector looks for a face in each input image, a packaged "
+                                      "name or a YAML file (default: paper for the paper preset, sample otherwise)")
+    p.add_argument("--models-dir", help="weights folder of that detector (paper profile)")
     _common(p)
     return p.parse_args(argv)
 
@@ -142,9 +172,11 @@ def generate_main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     try:
+        _check_first(args, {"--num-images": (args.num_images, 1), "--size": (args.size, 1)})
         images = [to_rgb(path) for path in args.images]  # every path checked before any model loads
         gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights)
         _cpu_threads(gen, args.device)
+        _warn_faceless(args, images, gen.preset.name)
         if args.prompt is not None:
             gen.set_prompt(args.prompt, args.flux_path)
         seeds = [args.seed + i for i in range(args.num_images)]
@@ -154,14 +186,10 @@ def generate_main(argv: list[str] | None = None) -> int:
         results = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=args.steps,
                                guidance=guidance, scale=args.scale, size=args.size)
         seconds = time.perf_counter() - started
+        names = _save_images(out, seeds, results)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    names = []
-    for seed, image in zip(seeds, results):
-        names.append(f"seed{seed}.png")
-        image.save(out / names[-1])
     settings = {**gen.settings, "images": [str(Path(p)) for p in args.images], "seeds": seeds, "steps": args.steps,
                 "guidance": guidance, "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
                 "size": args.size or gen.image_size, "outputs": names, "device": args.device,
@@ -169,6 +197,23 @@ def generate_main(argv: list[str] | None = None) -> int:
     (out / "settings.json").write_text(json.dumps(settings, indent=2))
     log.info("wrote %d image(s) to %s", len(names), out)
     return 0
+
+
+def _save_images(out: Path, seeds: list[int], images: list) -> list[str]:
+    """seed<N>.png per image; a full disk is one message, not a traceback."""
+    from omniid.checks import disk_full, is_disk_full
+
+    names = []
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for seed, image in zip(seeds, images):
+            names.append(f"seed{seed}.png")
+            image.save(out / names[-1])
+    except OSError as error:
+        if not is_disk_full(error):
+            raise
+        raise disk_full(out, error, f"{len(names) - 1} of {len(images)} images were written.") from None
+    return names
 
 
 if __name__ == "__main__":

@@ -9,18 +9,22 @@ batch (a permutation without fixed points, so no row keeps its own):
     swap_gap = loss_swapped - loss_own          swap_gap_rel = swap_gap / loss_own
 
 `own_and_swapped` computes both losses of one batch with an objective's `represent(batch)` and
-`forward(batch, generator, tokens=...)`; `SwapGap` averages them over an evaluation. The same
+`forward(batch, generator, tokens=...)`; `evaluate` runs it over the eval batches and `SwapGap`
+holds the averages. The same
 derangement pairs identities in `omniid-eval`, whose margins get a bootstrap interval over
 identities (`bootstrap_interval`).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from functools import partial
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
 
+log = logging.getLogger(__name__)
 SWAP_FIELDS = ("loss", "loss_swapped", "swap_gap", "swap_gap_rel")
 
 
@@ -48,6 +52,24 @@ def own_and_swapped(model, batch: dict, generator: Callable[[], torch.Generator 
         return own, None
     swapped = tokens[torch.as_tensor(list(order), device=tokens.device)]
     return own, model(batch, generator(), tokens=swapped).loss.item()
+
+
+@torch.no_grad()
+def evaluate(model, batches: Iterable[dict], generator_for: Callable[..., torch.Generator | None], seed: int,
+             autocast: bool = False) -> "SwapGap":
+    """Own and swapped losses of every batch (already on the model's device), batch i's randomness
+    from `generator_for(i)`, the derangement seeded by `seed`; a batch of one identity has no pair."""
+    was_training = model.training
+    model.eval()
+    own, swapped = [], []
+    for i, batch in enumerate(batches):
+        n = len(batch["identity"])
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            o, s = own_and_swapped(model, batch, partial(generator_for, i), derangement(n, seed) if n > 1 else None)
+        own.append(o)
+        swapped.append(s)
+    model.train(was_training)
+    return SwapGap.of(own, swapped)
 
 
 @dataclass(frozen=True)
@@ -96,3 +118,18 @@ def bootstrap_interval(values: Sequence[float], resamples: int = 1000, seed: int
     tail = 100 * (1 - level) / 2
     low, high = np.percentile(means, [tail, 100 - tail])
     return float(values.mean()), float(low), float(high)
+
+
+def eval_record(results: dict[str, SwapGap], step: int, stage: str, warmup_steps: int, min_rel: float) -> dict:
+    """The log record of one evaluation's sets ({name}_loss, ..., see `SwapGap.record`), each set
+    logged; from `warmup_steps` on, a set whose gap is near zero (`SwapGap.near_zero(min_rel)`)
+    is a warning naming the stage, the step and the set, and is marked {name}_swap_warning."""
+    record = {"step": step}
+    for name, result in results.items():
+        record.update(result.record(name))
+        log.info("step %d %s %s", step, name, result.describe())
+        if step >= warmup_steps and result.near_zero(min_rel):
+            record[f"{name}_swap_warning"] = True
+            log.warning("%s stage, step %d: the %s identity-swap gap is under %.2f%% of the loss (%s): the decoder "
+                        "may be ignoring the representation", stage, step, name, 100 * min_rel, result.describe())
+    return record

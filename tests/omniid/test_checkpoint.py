@@ -1,0 +1,80 @@
+"""Checkpoint writes clean up after themselves: a save that fails removes its temporary folder, and
+a full disk is one message naming the file system and its free space (exit 2), with `latest`
+still naming the last complete checkpoint."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from omniid.checkpoint import FILES_KEY, damage
+from omniid.cli import main
+from omniid_fixtures import kept_faces, mount_tmpfs, one_torch_thread, sample_manifest, unmount  # noqa: F401  (pytest fixtures)
+
+
+def run_args(manifest: Path, out: Path, steps: int = 3) -> list[str]:
+    return ["--manifest", str(manifest), "--preset", "tiny", "--out", str(out), "--steps", str(steps),
+            "--save-every", "1", "--eval-every", "100"]
+
+
+def check_stopped_after_one_step(out: Path, caplog) -> None:
+    root = out / "checkpoints"
+    assert not list(root.glob(".tmp-*")), "the failed save left its temporary folder"
+    assert (root / "latest").read_text() == "step-00000001" and damage(root / "step-00000001") is None
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and errors[0].startswith("the disk is full (") and "MiB free" in errors[0]
+    assert "Training stopped after step 2" in errors[0]
+    assert f"{root}/latest names step-00000001: run the same command with --resume auto" in errors[0]
+
+
+def test_state_records_each_file_and_damage_finds_a_changed_one(sample_manifest, tmp_path):
+    out = tmp_path / "run"
+    assert main(run_args(sample_manifest, out, steps=1)) == 0
+    step = out / "checkpoints" / "step-00000001"
+    recorded = json.loads((step / "state.json").read_text())[FILES_KEY]
+    assert set(recorded) == {p.name for p in step.iterdir()} - {"state.json"}
+    assert damage(step) is None
+    (step / "rng.safetensors").write_bytes((step / "rng.safetensors").read_bytes()[::-1])
+    assert damage(step) == "rng.safetensors does not match the SHA-256 recorded when it was saved"
+
+
+def test_a_save_that_fails_for_want_of_space_leaves_nothing_behind(sample_manifest, tmp_path, caplog, monkeypatch):
+    """A full disk as safetensors reports it (its own error class, the errno only in the text),
+    injected into the second save: runs where no small file system can be mounted."""
+    import omniid.checkpoint
+    from safetensors import SafetensorError
+
+    real, calls = omniid.checkpoint.save_file, []
+
+    def fill_up(tensors, path, metadata=None):
+        calls.append(path)
+        if len(calls) == 3:  # step 2's optimizer file, after its weights were written
+            Path(path).write_bytes(b"partial")
+            raise SafetensorError('Error while serializing: I/O error: No space left on device (os error 28)')
+        return real(tensors, path, metadata=metadata)
+
+    monkeypatch.setattr(omniid.checkpoint, "save_file", fill_up)
+    out = tmp_path / "run"
+    assert main(run_args(sample_manifest, out)) == 2
+    check_stopped_after_one_step(out, caplog)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 7 MiB file system (tmpfs): room for one tiny checkpoint (about 4.8 MB), not two."""
+    mount = tmp_path / "small"
+    why = mount_tmpfs(mount, "size=7m")
+    if why is not None:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {why}")
+    yield mount
+    unmount(mount)
+
+
+def test_a_full_disk_during_a_save_is_one_message_and_leaves_no_temporary_folder(sample_manifest, small_disk,
+                                                                                  caplog):
+    out = small_disk / "run"
+    assert main(run_args(sample_manifest, out)) == 2
+    check_stopped_after_one_step(out, caplog)
+    message = next(r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    assert "No space left on device" in message and f"the file system mounted at {small_disk}" in message

@@ -1,0 +1,206 @@
+"""Which checkpoint a run resumes from, and what becomes of one that cannot be trusted.
+
+Each step folder's state.json records the size and SHA-256 of its other files at save time
+(`omniid.checkpoint.damage` checks them). `--resume auto` takes the step folder `latest` names if
+it is intact; a damaged or incomplete one (a file cut short, changed or missing, or `latest`
+naming a folder that is gone) is named in a warning, moved into `checkpoints/damaged/` (never
+deleted), and the run resumes from the newest intact step folder, pointing `latest` at it.
+
+A checkpoint whose weights gave a non-finite loss at the very next step gives it again on every
+resume, whatever the lr: the loss of step N+1 depends only on the weights after step N and on
+batch N+1, which is fixed by the seed. Such a checkpoint is moved into `checkpoints/non-finite/`
+and `latest` goes back to the newest intact one.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+from pathlib import Path
+
+from safetensors import SafetensorError
+
+from omniid.checks import disk_full, is_disk_full
+from omniid.checkpoint import (CHECKPOINTS, LATEST, STATE_FILE, CheckpointError, damage, point_latest, pointed,
+                               step_name)
+from omniid.distributed import gather
+from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
+
+log = logging.getLogger(__name__)
+
+DAMAGED = "damaged"
+NON_FINITE = "non-finite"
+
+# step folders found intact in this process, by their files' (name, size, mtime): the CLI and the
+# engine both ask for the resume point, and the files are hashed once
+_intact: dict[Path, tuple] = {}
+
+
+def _signature(folder: Path) -> tuple:
+    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
+
+
+def problem_of(folder: Path) -> str | None:
+    """`omniid.checkpoint.damage`, hashing a folder's files once per process while they are unchanged."""
+    key = folder.resolve()
+    if folder.is_dir() and _intact.get(key) == _signature(folder):
+        return None
+    problem = damage(folder)
+    if problem is None:
+        _intact[key] = _signature(folder)
+    return problem
+
+
+def step_folders(root: Path) -> list[Path]:
+    """The step folders under OUT/checkpoints, newest first (their names sort by step)."""
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
+
+
+def set_aside(folder: Path, into: str) -> Path:
+    """Moves a step folder into checkpoints/`into`/ (a new name if one is there already)."""
+    shelf = folder.parent / into
+    shelf.mkdir(exist_ok=True)
+    target, n = shelf / folder.name, 1
+    while target.exists():
+        n += 1
+        target = shelf / f"{folder.name}.{n}"
+    os.replace(folder, target)
+    return target
+
+
+def newest_intact(out: Path) -> Path | None:
+    """The step folder `latest` names if intact, else the newest intact one (then `latest` names
+    it); damaged ones on the way are moved aside, each named in a warning."""
+    root = Path(out) / CHECKPOINTS
+    named = pointed(root)
+    candidates = ([named] if named is not None else []) + [f for f in step_folders(root) if f != named]
+    for folder in candidates:
+        problem = problem_of(folder)
+        if problem is None:
+            if folder != named:
+                log.warning("resuming from %s, the newest intact checkpoint", folder)
+                point_latest(root, folder)
+            return folder
+        if folder.is_dir():
+            log.warning("checkpoint %s is damaged (%s): moved to %s", folder, problem, set_aside(folder, DAMAGED))
+        else:
+            log.warning("%s names %s, which %s", root / LATEST, folder.name, problem)
+    if (root / LATEST).exists():
+        log.warning("no intact checkpoint is left in %s: training starts from step 0", root)
+        point_latest(root, None)
+    return None
+
+
+def resume_point(out: Path, resume: str | Path | None) -> Path | None:
+    """The checkpoint `--resume` names, checked: `auto` is the newest intact one under OUT (None
+    if there is none); a folder given by name must be intact (there is no other to fall back to)."""
+    if not resume:
+        return None
+    if str(resume) == "auto":
+        return newest_intact(Path(out))
+    folder = Path(resume)
+    if not (folder / STATE_FILE).is_file():
+        raise CheckpointError(f"{folder}: not a checkpoint folder (no {STATE_FILE})")
+    problem = problem_of(folder)
+    if problem is not None:
+        raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); give another step folder, or "
+                              f"--resume auto to take the newest intact one")
+    return folder
+
+
+def resume_hint(out: Path) -> str:
+    """How to go on from what OUT holds now."""
+    named = pointed(Path(out) / CHECKPOINTS)
+    if named is None or not named.is_dir():
+        return "no checkpoint was saved: re-run the same command to start again"
+    return (f"{out}/{CHECKPOINTS}/{LATEST} names {named.name}: run the same command with --resume auto to "
+            "continue from it")
+
+
+def after_non_finite(out: Path, step: int, saved: int | None) -> str:
+    """What a non-finite loss at `step` did to the checkpoints (a clause of the error message).
+    saved: the step of the checkpoint this run saved or resumed from last."""
+    root = Path(out) / CHECKPOINTS
+    named = pointed(root)
+    if saved is None or saved != step - 1 or named is None or named.name != step_name(saved):
+        return resume_hint(out)
+    moved = set_aside(named, NON_FINITE)
+    intact = next((f for f in step_folders(root) if problem_of(f) is None), None)
+    point_latest(root, intact)
+    return (f"{named.name} gives this loss again whatever the lr, so it was moved to {moved}; "
+            + (f"{CHECKPOINTS}/{LATEST} names {intact.name}: resume with --resume auto and a lower --lr" if intact
+               else "no other checkpoint is left: start again with a lower --lr"))
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Temporary step folders a killed save left behind (a live save removes its own)."""
+    for tmp in (Path(out) / CHECKPOINTS).glob(".tmp-step-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resume_from(out: Path, resume, rank: int, world: int) -> Path | None:
+    """The checkpoint to resume from (`resume_point`): rank 0 checks it and moves damaged ones
+    aside, and every rank gets its answer (or its error)."""
+    found = problem = None
+    if rank == 0 and resume:
+        try:
+            found = resume_point(out, resume)
+        except OmniIDError as error:
+            problem = error
+    found, problem = gather((found, problem), world)[0]
+    if problem is not None:
+        raise problem
+    return found
+
+
+def keep_log_until(path: Path, step: int) -> None:
+    """Drops log.jsonl's records past `step` (and a last line cut short by a kill): a resumed run
+    logs the steps it replays again, so each step is in the log once."""
+    if not path.is_file():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if _logged_step(line) <= step]
+    if kept != lines:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+
+
+def _logged_step(line: str) -> float:
+    try:
+        return json.loads(line).get("step", 0) if line.endswith("\n") else math.inf
+    except (ValueError, AttributeError):
+        return math.inf
+
+
+@contextlib.contextmanager
+def stopping_cleanly(run):
+    """Ctrl-C, a non-finite loss and a full disk as one OmniIDError each, whose message says what
+    `latest` names and how to go on (after the progress bar, so it is the last line). run: the
+    engine's run (out, step, end, saved, main, bar)."""
+    try:
+        yield
+    except BaseException as error:
+        if run.bar is not None:
+            run.bar.close()
+        stop = _stop(run, error)
+        if stop is None:
+            raise
+        raise stop from None
+
+
+def _stop(run, error: BaseException) -> OmniIDError | None:
+    if isinstance(error, KeyboardInterrupt):  # the step in flight is abandoned; `latest` was moved last, if at all
+        where = f"after step {run.step} of {run.end}" if run.end else "before the first step"
+        return Interrupted(f"interrupted {where}; {resume_hint(run.out)}")
+    if isinstance(error, NonFiniteLoss) and run.main:
+        return NonFiniteLoss(f"{error}; {after_non_finite(run.out, run.step + 1, run.saved)}")
+    if isinstance(error, (OSError, SafetensorError)) and is_disk_full(error):
+        return disk_full(run.out, error, f"Training stopped after step {run.step}; {resume_hint(run.out)} "
+                         "once there is space.")
+    return None
