@@ -9,10 +9,9 @@ batch (a permutation without fixed points, so no row keeps its own):
     swap_gap = loss_swapped - loss_own          swap_gap_rel = swap_gap / loss_own
 
 `own_and_swapped` computes both losses of one batch with an objective's `represent(batch)` and
-`forward(batch, generator, tokens=...)`; `evaluate` runs it over the eval batches and `SwapGap`
-holds the averages. The same
-derangement pairs identities in `omniid-eval`, whose margins get a bootstrap interval over
-identities (`bootstrap_interval`).
+`forward(batch, generator, tokens=...)`; `evaluate` runs it over the eval batches, `SwapGap`
+holds the averages and `eval_record` logs them. The same derangement pairs identities in
+`omniid-eval`, whose margins get a bootstrap interval over identities (`bootstrap_interval`).
 """
 from __future__ import annotations
 
