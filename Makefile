@@ -28,12 +28,13 @@ demo: $(STAMP)
 	$(BIN)/mfhq cluster-sample --run $(RUN) --out manifests --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq stats --run $(RUN) --manifest manifests --out reports
 	rm -rf runs/omniid-demo runs/omniid-demo-flow
-	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny --stage mtd --steps 5 --batch-size 1 --out runs/omniid-demo
-	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny --stage flow --init-from runs/omniid-demo --steps 3 --batch-size 1 --out runs/omniid-demo-flow
+	# tiny-swap: trained until the representation carries identity (held-out identity-swap gap printed at the end)
+	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny-swap --stage mtd --out runs/omniid-demo
+	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny-swap --stage flow --init-from runs/omniid-demo --out runs/omniid-demo-flow
 	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks;"
 	@echo "        manifests/train.parquet, manifests/test.parquet (+ manifest.json); reports/report.html;"
-	@echo "        runs/omniid-demo (a few tiny-preset MTD steps: log.jsonl and a safetensors checkpoint);"
-	@echo "        runs/omniid-demo-flow (a few tiny flow-matching steps from it: encoder + adapter checkpoint)"
+	@echo "        runs/omniid-demo (tiny-swap MTD stage: log.jsonl with the identity-swap gap, a safetensors checkpoint);"
+	@echo "        runs/omniid-demo-flow (tiny-swap flow-matching stage from it: encoder + adapter checkpoint)"
 
 test: $(STAMP)
 	$(BIN)/lint-imports  # imports only point down: the contracts in pyproject.toml

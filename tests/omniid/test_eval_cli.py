@@ -139,6 +139,36 @@ def test_two_runs_give_identical_results(evaluated):
         assert sheet.read_bytes() == (b / "sheets" / sheet.name).read_bytes()
 
 
+def test_eval_reports_the_identity_swap_margin_per_representation(evaluated):
+    import pandas as pd
+
+    a, b = evaluated
+    swap = pd.read_parquet(a / "swap.parquet")
+    results = pd.read_parquet(a / "results.parquet")
+    k = max(INPUTS)
+    # 2 identities x (omniid, arcface, copy-input) x 1 target x 1 sample, each generated from the other's inputs
+    assert len(swap) == 2 * 3 and set(swap.representation) == {"omniid", "arcface", "copy-input"}
+    assert (swap.donor_id != swap.identity_id).all() and (swap.k == k).all()
+    settings = json.loads((a / "settings.json").read_text())["swap"]
+    assert settings["donors"] == {"id0": "id1", "id1": "id0"} and settings["k"] == k
+    assert settings["bootstrap"] == {"resamples": 1000, "seed": 0, "level": 0.95}
+    generated = swap[swap.representation != "copy-input"]
+    assert all((a / path).is_file() for path in generated.image_path)
+    own = results[results.k == k].set_index(["identity_id", "representation", "target", "sample"]).id_similarity
+    for row in swap.itertuples():  # the own side is the same generation results.parquet scored
+        expected = own[(row.identity_id, row.representation, row.target, row.sample)]
+        assert (np.isnan(expected) and np.isnan(row.id_similarity_own)) or row.id_similarity_own == expected
+    table = pd.read_csv(a / "swap.csv").set_index("representation")
+    assert list(table.index) == ["omniid", "arcface", "copy-input"]
+    for rep, group in swap[swap.gt_face].groupby("representation"):
+        per_identity = group.groupby("identity_id").margin.mean()
+        assert table.loc[rep, "margin"] == pytest.approx(per_identity.mean())
+        assert table.loc[rep, "low"] <= table.loc[rep, "margin"] <= table.loc[rep, "high"]
+        assert table.loc[rep, "identities"] == len(per_identity)
+    assert "Identity swap (k=2)" in (a / "table.md").read_text()
+    assert (a / "swap.csv").read_bytes() == (b / "swap.csv").read_bytes()
+
+
 def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, tmp_path):
     images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:3]]
     out = tmp_path / "gen"

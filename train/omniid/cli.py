@@ -18,7 +18,8 @@ log = logging.getLogger("omniid")
 
 WEIGHTS_HELP = """\
 weights each preset needs (nothing is ever downloaded):
-  tiny   nothing: random tiny CLIP, FLUX and VAE configs (CPU tests, make demo)
+  tiny       nothing: random tiny CLIP, FLUX and VAE configs (CPU tests)
+  tiny-swap  nothing: tiny, trained on a CPU until the identity-swap gap shows (make demo; ours)
   paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
                        or open_clip's Hugging Face cache)
          --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
@@ -75,7 +76,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save-every", type=int)
     p.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA")
     p.add_argument("--no-grad-checkpointing", action="store_true", help="off for the encoder and FLUX's blocks")
+    _swap_args(p)
     return p.parse_args(argv)
+
+
+def _swap_args(p: argparse.ArgumentParser) -> None:
+    swap = p.add_argument_group("identity-swap check (docs/train.md)")
+    swap.add_argument("--holdout-faces", type=int, help="hold out each identity's last N faces from training and "
+                                                          "evaluate them (preset: tiny-swap 2, else 0)")
+    swap.add_argument("--swap-warmup-steps", type=int, help="no near-zero swap gap warning before this step "
+                                                              "(preset: paper 2000, tiny 50, tiny-swap 200)")
+    swap.add_argument("--swap-min-gap", type=float, help="a swap gap under this fraction of the eval loss is near "
+                                                          "zero (preset: 0.001)")
+    swap.add_argument("--representation-lr-scale", type=float, help="the representation's lr = lr x this "
+                                                                      "(preset: 1; tiny-swap flow 0.01)")
+    swap.add_argument("--latents", choices=("sample", "mean"), help="flow: the VAE posterior's sample or mean "
+                                                                      "(preset: sample; tiny-swap mean)")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -100,6 +116,9 @@ def preset_from_args(args: argparse.Namespace):
             "data.batch_size": args.batch_size, "data.workers": args.workers,
             "model.mask_ratio": args.mask_ratio,
             "flow.flux_path": args.flux_path, "flow.timesteps": args.timesteps, "flow.guidance": args.guidance,
+            "data.holdout_faces": args.holdout_faces, "optim.representation_lr_scale": args.representation_lr_scale,
+            "flow.latents": args.latents, "swap_warmup_steps": args.swap_warmup_steps,
+            "swap_min_gap": args.swap_min_gap,
             "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
             "save_every": args.save_every,
         },
@@ -152,18 +171,30 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     def make_loader(start_batch: int):
         return build_loader(manifest, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
                             data.workers, preset.seed, rank, world, start_batch=start_batch,
-                            num_inputs_min=data.num_inputs_min, **loader_options)
+                            num_inputs_min=data.num_inputs_min, holdout=data.holdout_faces, **loader_options)
 
-    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
-    test_loader = None
-    if rank == 0 and test.is_file():
-        test_loader = build_loader(test, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
-                                   0, preset.seed, clamp_batch=True, **loader_options)
+    test_loader, heldout = _eval_loaders(args, preset, loader_options) if rank == 0 else (None, None)
     record = {"representation": args.representation}
     if args.stage == "flow":
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
-                 init_from=args.init_from, stop_after=args.stop_after, record=record)
+                 init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
+
+
+def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
+    """(test.parquet's loader or None, the held-out frames' loader or None). Their batches hold two
+    identities at least, so that the identity-swap gap has a pair to swap."""
+    from omniid.data import build_loader
+
+    manifest, data = Path(args.manifest), preset.data
+
+    def loader(path: Path, **split):
+        return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
+                            max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
+
+    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
+    return (loader(test) if test.is_file() else None,
+            loader(manifest, holdout=data.holdout_faces, part="heldout") if data.holdout_faces else None)
 
 
 def check_flags(args: argparse.Namespace, out: Path) -> None:
@@ -172,7 +203,8 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--batch-size": (args.batch_size, 1), "--grad-accum": (args.grad_accum, 1),
                     "--num-inputs-min": (args.num_inputs_min, 1), "--warmup-steps": (args.warmup_steps, 0),
                     "--workers": (args.workers, 0), "--log-every": (args.log_every, 1),
-                    "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1)})
+                    "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1),
+                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0)})
     check_out_dir(out)
 
 
@@ -201,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 2
     log.info("done: %s", result)
+    for name in ("eval", "heldout"):
+        if result.get(f"{name}_swap_gap") is not None:
+            log.info("identity-swap gap reached (%s, step %d): %+.5f (%+.1f%% of the loss %.5f)", name,
+                     result["step"], result[f"{name}_swap_gap"], 100 * result[f"{name}_swap_gap_rel"],
+                     result[f"{name}_loss"])
     return 0
 
 

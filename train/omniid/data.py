@@ -8,7 +8,9 @@ The public `omniid.data` API:
   "yaw", "pitch", "roll", "quality"};
 - `FewToManyDataset`: item (identity index, draw index) -> {"identity", "inputs" [M,3,S,S],
   "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches (the sampler,
-  collation and loader themselves are in `omniid.batching`).
+  collation and loader themselves are in `omniid.batching`);
+- `split_holdout(identities, n)`: each identity's last n faces held out (frames of the training
+  identities the trainer never trains on, evaluated with the identity-swap gap).
 
 Manifests are read only through the contract (`mfhq.manifest`): `manifest` is a manifest folder
 or one of its Parquet files, `manifest.json` must sit beside it with the version this code reads,
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = ("identity_id", "run", "crop_path", "mask_path", "yaw", "pitch", "roll", "quality")
 __all__ = ["BadCropsError", "DataError", "Face", "FaceDataset", "FewToManyDataset", "FewToManySampler", "ManifestError",
-           "build_loader", "collate", "load_faces", "load_manifest"]
+           "build_loader", "collate", "load_faces", "load_manifest", "split_holdout"]
 
 
 @dataclass(frozen=True)
@@ -218,15 +220,34 @@ class FewToManyDataset(Dataset):
         }
 
 
+def split_holdout(identities: dict[str, list], n: int) -> tuple[dict[str, list], dict[str, list]]:
+    """(kept, held out): each identity's last `n` faces (in the manifest's crop-path order, so
+    the latest frames of its last clip) held out; an identity with `n` faces or fewer is kept whole."""
+    kept, held = {}, {}
+    for name, faces in identities.items():
+        cut = len(faces) - n if 0 < n < len(faces) else len(faces)
+        kept[name] = faces[:cut]
+        if cut < len(faces):
+            held[name] = faces[cut:]
+    return kept, held
+
+
 def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_targets: int,
                  batch_size: int, workers: int = 0, seed: int = 0, rank: int = 0, world: int = 1,
                  start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
-                 target_size: int | None = None, target_pixels: str = "clip") -> FewToManyLoader:
+                 target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
+                 part: str = "kept") -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
-    target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset)."""
+    target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
+    holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout")."""
     identities = load_manifest(manifest, roots=roots)
+    if holdout:
+        kept, held = split_holdout(identities, holdout)
+        identities = held if part == "heldout" else kept
+        if not identities:
+            raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
                                target_size, target_pixels)
     if clamp_batch:

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from omniid.distributed import barrier, gather, mean_over_ranks, setup_distribut
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 from omniid.errors import NonFiniteLoss
 from omniid.optim import build_optimizer, lr_at, set_lr
+from omniid.swap import SwapGap, eval_record
+from omniid.swap import evaluate as swap_evaluate
 from omniid.recovery import keep_log_until, problem_of, remove_stale_temps, resume_from, stopping_cleanly
 
 log = logging.getLogger(__name__)
@@ -49,16 +52,11 @@ def run_model(model, batch: dict, generator, autocast: bool) -> torch.Tensor:
         return model(batch, generator).loss
 
 
-@torch.no_grad()
-def evaluate(model, loader, batches: int, seed: int, device, autocast: bool) -> float:
-    """Mean loss over the first `batches` batches of the test stream, with fixed randomness."""
-    was_training = model.training
-    model.eval()
-    losses = []
-    for i, batch in zip(range(batches), loader):
-        losses.append(run_model(model, to_device(batch, device), mask_generator(device, seed, 1, i), autocast).item())
-    model.train(was_training)
-    return float(np.mean(losses))
+def evaluate(model, loader, batches: int, seed: int, device, autocast: bool) -> SwapGap:
+    """The first `batches` batches of the test stream, with fixed randomness: the mean loss and
+    the identity-swap gap (`omniid.swap.evaluate`)."""
+    stream = (to_device(batch, device) for _, batch in zip(range(batches), loader))
+    return swap_evaluate(model, stream, partial(mask_generator, device, seed, 1), seed, autocast)
 
 
 class JsonlLog:
@@ -126,6 +124,7 @@ class _Progress:
         self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
         self.bar = tqdm(total=end, initial=step, disable=not run.main, desc=f"omniid {run.stage}", dynamic_ncols=True)
         self.losses, self.samples, self.start = [], 0, time.perf_counter()
+        self.postfix: dict[str, str] = {}
 
     def add(self, loss: float, samples: int) -> None:
         self.samples += samples
@@ -139,14 +138,18 @@ class _Progress:
                 "samples_per_s": self.samples / max(elapsed, 1e-9), "samples": samples, "world": self.run.world,
                 "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
         self.jsonl.write(last)
-        self.bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}")
+        self.bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", **self.postfix)
         log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])
         self.losses, self.samples = [], 0
         return last
 
-    def log_eval(self, step: int, eval_loss: float) -> None:
-        self.jsonl.write({"step": step, "eval_loss": eval_loss})
-        log.info("step %d eval loss %.5f", step, eval_loss)
+    def log_eval(self, step: int, results: dict[str, SwapGap]) -> dict:
+        preset = self.run.preset
+        record = eval_record(results, step, self.run.stage, preset.swap_warmup_steps, preset.swap_min_gap)
+        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.1f}%" for name, r in results.items()
+                             if r.swap_gap_rel is not None})
+        self.jsonl.write(record)
+        return record
 
     def restart_window(self) -> None:
         if not self.losses:  # samples/s counts training only, not eval or checkpoint writing
@@ -234,14 +237,15 @@ def _save(run: _Run, model, optimizer, step: int, samples: int, record: dict) ->
 
 def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, test_loader=None,
           resume: str | None = None, init_from: str | Path | None = None, stop_after: int | None = None,
-          record: dict | None = None) -> dict:
+          record: dict | None = None, heldout_loader=None) -> dict:
     """Train `model` (an objective, already on this rank's device) to `preset.optim.total_steps`
     (or `stop_after` optimizer steps of this invocation).
 
     make_loader(start_batch) -> an iterable of batches starting at that global batch (so a resume
     sees what an uninterrupted run would have). init_from: a checkpoint whose encoder starts this
     run (ignored when resuming: the run's own checkpoint holds it). record: extra run facts
-    (representation, prompt cache...) written to state.json.
+    (representation, prompt cache...) written to state.json. test_loader / heldout_loader: the
+    eval sets (other identities / held-out frames of the training ones), logged as eval_* / heldout_*.
 
     Ctrl-C (and SIGTERM, which the CLI turns into it) abandons the step in flight, a full disk
     stops the run, and a non-finite loss sets aside the checkpoint that gave it: each raises an
@@ -249,11 +253,12 @@ def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, 
     """
     rank, world, device = setup_distributed()
     run = _Run(preset, Path(out), rank, world, device, getattr(model, "stage", preset.stage))
+    eval_sets = {name: loader for name, loader in (("eval", test_loader), ("heldout", heldout_loader)) if loader}
     with stopping_cleanly(run):
-        return _train(run, model, make_loader, test_loader, resume, init_from, stop_after, record)
+        return _train(run, model, make_loader, eval_sets, resume, init_from, stop_after, record)
 
 
-def _train(run: _Run, model, make_loader, test_loader, resume, init_from, stop_after, record) -> dict:
+def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_after, record) -> dict:
     preset, device, world = run.preset, run.device, run.world
     _prepare(run)
     opt = preset.optim
@@ -265,7 +270,7 @@ def _train(run: _Run, model, make_loader, test_loader, resume, init_from, stop_a
     loader = make_loader(step * opt.grad_accum)
     end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
     run.step, run.end = step, end
-    progress, last = _Progress(run, step, end), {}
+    progress, last, evaluated = _Progress(run, step, end), {}, {}
     run.bar = progress.bar  # closed before a stop's message, which is then the last line
     if run.main:
         keep_log_until(run.out / LOG_FILE, step)
@@ -279,12 +284,13 @@ def _train(run: _Run, model, make_loader, test_loader, resume, init_from, stop_a
         progress.add(value, n)
         if step % preset.log_every == 0 or step == end:
             last = progress.log_step(step, samples, optimizer.param_groups[0]["lr"])
-        if test_loader is not None and (step % preset.eval_every == 0 or step == end):
-            progress.log_eval(step, evaluate(model, test_loader, preset.eval_batches, preset.seed, device,
-                                             run.autocast))
+        if eval_sets and (step % preset.eval_every == 0 or step == end):
+            evaluated = progress.log_eval(step, {name: evaluate(model, loader, preset.eval_batches, preset.seed,
+                                                                device, run.autocast)
+                                                 for name, loader in eval_sets.items()})
         if step % preset.save_every == 0 or step == end:
             _save(run, model, optimizer, step, samples, {"stage": run.stage, **record})
         progress.restart_window()
     progress.bar.close()
     barrier(world)
-    return {"step": step, "samples": samples, **last}
+    return {"step": step, "samples": samples, **last, **evaluated}

@@ -96,6 +96,10 @@ def eval_args(argv):
                                       "(default: paper for the paper preset, sample otherwise)")
     p.add_argument("--models-dir", help="weights folder of the metric models (paper profile)")
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
+    p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
+                                                         "identity's inputs)")
+    p.add_argument("--swap-k", type=int, help="k of the identity-swap check (default: the largest --inputs)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the swap margin's interval (seed: --seed)")
     _common(p)
     return p.parse_args(argv)
 
@@ -108,12 +112,12 @@ def eval_main(argv: list[str] | None = None) -> int:
     from omniid.metrics import FaceMetrics, default_pipeline
 
     ks = _parse_inputs(args.inputs)
-    if ks is None:
-        log.error("--inputs takes positive integers separated by commas, got %r", args.inputs)
+    if ks is None or (args.swap_k is not None and args.swap_k not in ks):
+        log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
         return 2
     try:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
-                            "--identities": (args.identities, 1)})
+                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1)})
         generators = {}
         for path in args.checkpoint:
             gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
@@ -125,7 +129,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         guidance = args.guidance if args.guidance is not None else preset.flow.guidance
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
                             steps=args.steps, guidance=guidance, scale=args.scale, identities=args.identities,
-                            copy_row=not args.no_copy_row)
+                            copy_row=not args.no_copy_row, swap=not args.no_swap, swap_k=args.swap_k,
+                            bootstrap=args.bootstrap)
         metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
         started = time.perf_counter()
         summary = evaluate(generators, args.manifest, args.out, metrics, protocol)
@@ -134,6 +139,10 @@ def eval_main(argv: list[str] | None = None) -> int:
         return 2
     log.info("%d identities in %.1f s (%.1f s per identity); table: %s", len(summary["identities"]),
              time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md")
+    for m in summary["swap"].get("margins", []):
+        log.info("identity swap, %s (k=%d): ID sim own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over %d "
+                 "identities", m["representation"], m["k"], m["own"], m["swapped"], m["margin"], m["low"], m["high"],
+                 m["identities"])
     return 0
 
 

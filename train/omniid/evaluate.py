@@ -13,12 +13,16 @@ Protocol, the same on every run:
   input; pose error; no-face rate. A generated image without a face scores 0 and counts as no face.
 - A `copy-input` row (on by default) scores the first input image itself as the "generation":
   Sim(Ref) = 1 by construction, and its ID similarity is what copy-pasting an input would earn.
+- The identity swap (`omniid.swap_eval`, on by default, needs 2 identities): each identity is
+  generated again at the largest k from another identity's inputs (a seeded derangement), with the
+  same seeds, and scored against the same targets; the margin own - swapped per representation,
+  with a seeded bootstrap interval over identities, says whether a representation steers identity.
 
 Outputs: results.parquet (one row per identity, representation, k, target, sample), table.csv and
 table.md (rows = representation, columns = metric per k, as the paper's Table 1), one contact
 sheet per identity in sheets/, generated images in images/, settings.json (the protocol, the
-models, the checkpoints, skipped identities) and timing.json (wall times; kept apart so that
-results are identical across runs).
+models, the checkpoints, skipped identities, the swap's donors and margins), swap.parquet and
+swap.csv, and timing.json (wall times; kept apart so that results are identical across runs).
 """
 from __future__ import annotations
 
@@ -36,6 +40,7 @@ from tqdm import tqdm
 
 from omniid.metrics import FaceMetrics, id_similarity, pose_error, ref_similarity
 from omniid.report import sheet, write_tables
+from omniid.swap_eval import donors, identity_swap_rows, summarise, swap_k, write_swap
 
 log = logging.getLogger(__name__)
 COPY_ROW = "copy-input"
@@ -61,6 +66,10 @@ class Protocol:
     scale: float | None = None        # adapter scale; None: the checkpoint's
     identities: int | None = None     # the first N identities only
     copy_row: bool = True
+    swap: bool = True                 # the identity-swap check (omniid.swap_eval)
+    swap_k: int | None = None         # its k; None: the largest
+    bootstrap: int = 1000             # resamples of the swap margin's interval over identities
+    level: float = 0.95               # that interval's coverage
     ordering: str = field(default="crop_path", init=False)
 
     def seed_for(self, target: int, sample: int) -> int:
@@ -135,6 +144,43 @@ def _identity_rows(identity: str, inputs: list[Path], targets: list[Path], gener
     return rows, tiles
 
 
+def _plans(identities: dict[str, list[Path]], names: list[str], protocol: Protocol) -> tuple[dict, dict]:
+    """({identity: (inputs, targets)}, {identity: why it is skipped})."""
+    plans, skipped = {}, {}
+    for identity in names:
+        chosen = plan(identities[identity], protocol)
+        if chosen is None:
+            skipped[identity] = f"{len(identities[identity])} faces; the protocol needs {max(protocol.inputs) + 1}"
+            log.warning("skipping identity %s: %s", identity, skipped[identity])
+        else:
+            plans[identity] = chosen
+    return plans, skipped
+
+
+def _evaluate_identity(identity: str, plans: dict, pairs: dict, generators: dict, out: Path, metrics: FaceMetrics,
+                       protocol: Protocol) -> tuple[list[dict], list[dict]]:
+    """One identity's rows of results.parquet (and its contact sheet), and its swap rows."""
+    inputs, targets = plans[identity]
+    rows, tiles = _identity_rows(identity, inputs, targets, generators, out, metrics, protocol)
+    sheet(out / "sheets" / f"{safe_name(identity)}.png", inputs, targets, tiles)
+    if identity not in pairs:
+        return rows, []
+    donor = pairs[identity]
+    folders = {label: Path("images") / safe_name(label) / safe_name(identity) for label in generators}
+    return rows, identity_swap_rows(identity, donor, plans[donor][0], targets, rows, generators, folders, out, metrics,
+                                    protocol, COPY_ROW)
+
+
+def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluated: int) -> dict:
+    if not protocol.swap:
+        return {"skipped": "turned off (--no-swap)"}
+    if not pairs:
+        return {"skipped": f"{evaluated} identity evaluated; the swap needs 2 or more"}
+    return {"k": swap_k(protocol), "donors": pairs, "derangement_seed": protocol.seed,
+            "bootstrap": {"resamples": protocol.bootstrap, "seed": protocol.seed, "level": protocol.level},
+            "margins": summary}
+
+
 def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol()) -> dict:
     """generators: label -> OmniIDGenerator (or anything with tokens/generate/settings/folder).
@@ -146,31 +192,29 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
     out.mkdir(parents=True, exist_ok=True)
     identities = {name: [crop for crop, _ in faces] for name, faces in load_manifest(manifest).items()}
     names = sorted(identities)[: protocol.identities]
-    rows, skipped, timing = [], {}, {}
-    for identity in tqdm(names, desc="omniid-eval", unit="identity", disable=None):
+    plans, skipped = _plans(identities, names, protocol)
+    swaps = donors(list(plans), protocol.seed) if protocol.swap else {}
+    rows, swap_rows, timing = [], [], {}
+    for identity in tqdm(list(plans), desc="omniid-eval", unit="identity", disable=None):
         started = time.perf_counter()
-        chosen = plan(identities[identity], protocol)
-        if chosen is None:
-            skipped[identity] = f"{len(identities[identity])} faces; the protocol needs {max(protocol.inputs) + 1}"
-            log.warning("skipping identity %s: %s", identity, skipped[identity])
-            continue
-        inputs, targets = chosen
-        identity_rows, tiles = _identity_rows(identity, inputs, targets, generators, out, metrics, protocol)
-        rows += identity_rows
-        sheet(out / "sheets" / f"{safe_name(identity)}.png", inputs, targets, tiles)
+        identity_rows, identity_swaps = _evaluate_identity(identity, plans, swaps, generators, out, metrics, protocol)
+        rows, swap_rows = rows + identity_rows, swap_rows + identity_swaps
         timing[identity] = round(time.perf_counter() - started, 3)
         log.info("%s: %d rows in %.1f s", identity, len(identity_rows), timing[identity])
     if not rows:
         raise DataError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
-                            f"(inputs {list(protocol.inputs)} + 1 target)")
+                        f"(inputs {list(protocol.inputs)} + 1 target)")
     table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
     pq.write_table(table, out / "results.parquet")
     order = list(generators) + ([COPY_ROW] if protocol.copy_row else [])
     write_tables(table, out, order, list(protocol.inputs), metrics.models, protocol)
+    summary = summarise(swap_rows, order, protocol) if swaps else []
+    if swaps:
+        write_swap(out, swap_rows, summary, protocol)
     settings = {
         "protocol": asdict(protocol), "manifest": str(manifest), "metrics": metrics.models,
         "generators": {label: gen.settings for label, gen in generators.items()},
-        "identities": [n for n in names if n not in skipped], "skipped": skipped,
+        "identities": list(plans), "skipped": skipped, "swap": _swap_settings(swaps, summary, protocol, len(plans)),
         "note": "pose is not conditioned (the adapter has no pose input); see omniid/evaluate.py",
     }
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))

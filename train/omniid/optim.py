@@ -22,20 +22,37 @@ def lr_at(step: int, optim) -> float:
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at `lr`, times the group's `lr_scale` where it has one (the representation's)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
+
+
+def _param_groups(model: torch.nn.Module, optim) -> list[dict]:
+    """Decay and no-decay groups; with `representation_lr_scale` != 1, the parameters of the
+    objective's `representation_module` get groups of their own with that `lr_scale`."""
+    scale = getattr(optim, "representation_lr_scale", 1.0)
+    module = getattr(model, "representation_module", None) if scale != 1.0 else None
+    scaled = {id(p) for p in module.parameters()} if module is not None else set()
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            decays = not (param.ndim < 2 or any(k in name for k in NO_DECAY))
+            groups.setdefault((id(param) in scaled, decays), []).append(param)
+    out = []
+    for rep, decays in ((False, True), (False, False), (True, True), (True, False)):
+        if (rep, decays) in groups or not rep:  # the two unscaled groups always exist, as before
+            group = {"params": groups.get((rep, decays), []), "weight_decay": optim.weight_decay if decays else 0.0}
+            out.append({**group, "lr_scale": scale} if rep else group)
+    return out
 
 
 def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.Optimizer:
     """AdamW over the parameters that require grad (frozen parts, e.g. FLUX, are left out).
 
     `adamw_fused`: torch's fused CUDA kernel (same maths, fewer launches); `adamw_8bit`:
-    bitsandbytes' 8-bit AdamW (optimizer state in 8 bits), which is not installed by default."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim < 2 or any(k in name for k in NO_DECAY) else decay).append(param)
-    groups = [{"params": decay, "weight_decay": optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    bitsandbytes' 8-bit AdamW (optimizer state in 8 bits), which is not installed by default.
+    The representation's groups start at lr x their `lr_scale` (`set_lr` keeps them there)."""
+    groups = _param_groups(model, optim)
     kind = getattr(optim, "optimizer", "adamw")
     if kind == "adamw_8bit":
         try:
@@ -43,10 +60,14 @@ def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.Optimizer:
         except ImportError as error:
             raise ImportError("--optimizer adamw_8bit needs bitsandbytes (pip install bitsandbytes; "
                               "CUDA only), which is not among the project's requirements") from error
-        return bitsandbytes.optim.AdamW8bit(groups, lr=optim.lr, betas=tuple(optim.betas))
+        return bitsandbytes.optim.AdamW8bit(_scaled(groups, optim.lr), lr=optim.lr, betas=tuple(optim.betas))
     if kind not in OPTIMIZERS:
         raise FlagError(f"unknown optimizer {kind!r}; one of {', '.join(OPTIMIZERS)}")
     fused = kind == "adamw_fused"
     if fused and not all(p.is_cuda for g in groups for p in g["params"]):
         raise FlagError("--optimizer adamw_fused runs on CUDA only")
-    return torch.optim.AdamW(groups, lr=optim.lr, betas=tuple(optim.betas), fused=fused or None)
+    return torch.optim.AdamW(_scaled(groups, optim.lr), lr=optim.lr, betas=tuple(optim.betas), fused=fused or None)
+
+
+def _scaled(groups: list[dict], lr: float) -> list[dict]:
+    return [{**g, "lr": lr * g["lr_scale"]} if "lr_scale" in g else g for g in groups]

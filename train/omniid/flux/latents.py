@@ -1,6 +1,6 @@
 """Images <-> FLUX latents, and FLUX's 2x2 token packing, as `FluxPipeline` does them.
 
-    encode_latents(vae, images [B,3,H,W] in [-1,1], generator) -> latents [B, c, h, w] (shifted, scaled)
+    encode_latents(vae, images [B,3,H,W] in [-1,1], generator, latents) -> latents [B, c, h, w] (shifted, scaled)
     pack_latents(latents [B,c,h,w]) -> [B, h/2*w/2, 4c];  unpack_latents(packed, h, w) -> [B,c,h,w]
     latent_image_ids(h, w, device, dtype) -> [h/2*w/2, 3]
 """
@@ -13,10 +13,20 @@ def vae_scale_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
 
 
-def encode_latents(vae, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """images [B, 3, H, W] in [-1, 1] -> latents [B, c, H/f, W/f], shifted and scaled as FLUX expects."""
+LATENTS = ("sample", "mean")
+
+
+def encode_latents(vae, images: torch.Tensor, generator: torch.Generator | None = None,
+                   latents: str = "sample") -> torch.Tensor:
+    """images [B, 3, H, W] in [-1, 1] -> latents [B, c, H/f, W/f], shifted and scaled as FLUX expects.
+
+    latents: `sample` draws from the VAE's posterior, as FLUX training does (a trained VAE's
+    posterior is narrow); `mean` takes its mean, for a random VAE whose untrained posterior
+    variance is about 1 and would bury the image in noise."""
+    if latents not in LATENTS:
+        raise ValueError(f"latents must be one of {LATENTS}, got {latents!r}")
     posterior = vae.encode(images.to(vae.dtype)).latent_dist
-    latents = posterior.sample(generator=generator)
+    latents = posterior.sample(generator=generator) if latents == "sample" else posterior.mean
     shift = vae.config.shift_factor or 0.0
     return (latents - shift) * vae.config.scaling_factor
 

@@ -2,9 +2,13 @@
 
 An objective is an `nn.Module` holding everything one stage trains (and any frozen parts):
 
-    forward(batch, generator) -> ObjectiveOutput(loss, pred, aux)
+    forward(batch, generator, tokens=None) -> ObjectiveOutput(loss, pred, aux)
         batch: the loader's dict; generator: the stage's randomness (masks, noise, t), keyed by
-        the engine per (seed, step, rank, micro-step) so that a resume replays it exactly.
+        the engine per (seed, step, rank, micro-step) so that a resume replays it exactly;
+        tokens: a representation to decode from instead of the batch's own (drawing the same
+        randomness), for the identity-swap check (`omniid.swap`)
+    represent(batch) -> tokens [B, ...]     the representation of the batch's inputs
+    representation_module: nn.Module         its parameters (`representation_lr_scale`)
     save_pretrained(folder) / load_pretrained(folder)   what a checkpoint stores of the weights
     init_from(folder)       the encoder of another stage's checkpoint (the schedule's hand-over)
     set_grad_checkpointing(enable)

@@ -89,14 +89,26 @@ class FlowObjective(nn.Module):
                 joint_attention_kwargs=kwargs, return_dict=False,
             )[0]
 
-    def forward(self, batch: dict, generator: torch.Generator | None = None) -> ObjectiveOutput:
+    @property
+    def representation_module(self) -> nn.Module:
+        return self.representation
+
+    def represent(self, batch: dict) -> torch.Tensor:
+        """The representation's tokens [B, N, D] of the batch's inputs."""
+        return self.representation(batch)
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None,
+                tokens: torch.Tensor | None = None) -> ObjectiveOutput:
         """batch: inputs [B, M, 3, S, S], input_valid [B, M], targets [B, R, 3, T, T] in [-1, 1]
-        -> loss, pred v [B*R, tokens, 4c], aux {t [B*R], target ε - z}."""
-        tokens = self.representation(batch)                                  # [B, N, D]
+        -> loss, pred v [B*R, tokens, 4c], aux {t [B*R], target ε - z}. tokens: [B, N, D] to
+        condition on instead of `represent(batch)`; latents, t and noise are drawn the same."""
+        if tokens is None:
+            tokens = self.representation(batch)                              # [B, N, D]
         targets = batch["targets"]
         b, r = targets.shape[:2]
         with torch.no_grad():
-            latents = encode_latents(self.vae, targets.flatten(0, 1), generator).float()  # [B*R, c, h, w]
+            latents = encode_latents(self.vae, targets.flatten(0, 1), generator,
+                                     self.flow.latents).float()              # [B*R, c, h, w]
         h, w = latents.shape[-2:]
         z = pack_latents(latents)
         n, device = z.shape[0], z.device

@@ -95,12 +95,15 @@ class OmniIDMTD(nn.Module):
         self.decoder.blocks.grad_checkpointing = enable
 
     def compute(self, inputs: torch.Tensor, input_valid: torch.Tensor, targets: torch.Tensor,
-                masks: torch.Tensor, generator: torch.Generator | None = None) -> ObjectiveOutput:
+                masks: torch.Tensor, generator: torch.Generator | None = None,
+                latent: torch.Tensor | None = None) -> ObjectiveOutput:
         """inputs: [B, M, 3, S, S]; input_valid: [B, M]; targets: [B, R, 3, S, S];
         masks: [B, R, 1, S, S] -> loss (the mean over all B*R targets), pred [B*R, N, p*p*3],
-        aux {"masked": [B*R, N]}."""
+        aux {"masked": [B*R, N]}. latent: ℓ [B, L, C] to decode from instead of the inputs'
+        (the identity-swap check); the masks are drawn the same either way."""
         b, r = targets.shape[:2]
-        latent = self.encoder.forward_encoder(inputs, input_valid)          # [B, L, C]
+        if latent is None:
+            latent = self.encoder.forward_encoder(inputs, input_valid)      # [B, L, C]
         latent = latent.repeat_interleave(r, dim=0)                         # [B*R, L, C]
         flat_targets = targets.flatten(0, 1)                                # [B*R, 3, S, S]
         masked = exact_random_mask(b * r, self.decoder.num_patches, self.decoder.config.mask_ratio,
@@ -121,8 +124,19 @@ class MTDObjective(OmniIDMTD):
     stage = "mtd"
     loader_options: dict = {}
 
-    def forward(self, batch: dict, generator: torch.Generator | None = None) -> ObjectiveOutput:
-        return self.compute(batch["inputs"], batch["input_valid"], batch["targets"], batch["masks"], generator)
+    @property
+    def representation_module(self) -> nn.Module:
+        return self.encoder
+
+    def represent(self, batch: dict) -> torch.Tensor:
+        """ℓ [B, L, C] of the batch's inputs."""
+        return self.encoder.forward_encoder(batch["inputs"], batch["input_valid"])
+
+    def forward(self, batch: dict, generator: torch.Generator | None = None,
+                tokens: torch.Tensor | None = None) -> ObjectiveOutput:
+        """tokens: ℓ [B, L, C] to decode from instead of `represent(batch)`."""
+        return self.compute(batch["inputs"], batch["input_valid"], batch["targets"], batch["masks"], generator,
+                            tokens)
 
     def save_pretrained(self, folder: str | Path) -> None:
         self.encoder.save_pretrained(folder)
