@@ -232,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
     except (OmniIDError, MfhqError) as error:  # a user's mistake, one line; a bug stays a traceback
         log.error("%s", error)
         return 2
+    finally:
+        from omniid.distributed import teardown_distributed
+
+        teardown_distributed()
     log.info("done: %s", result)
     for name in ("eval", "heldout"):
         if result.get(f"{name}_swap_gap") is not None:

@@ -21,6 +21,14 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
+def teardown_distributed() -> None:
+    """End the process group before the interpreter does: a gloo group left to interpreter
+    shutdown can abort a rank ("terminate called without an active exception") after its work is
+    done, failing the whole torchrun job."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def wrap_ddp(model, device: torch.device, world: int):
     """DDP around the objective when world > 1 (the model itself otherwise)."""
     if world == 1:
