@@ -22,8 +22,6 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     import torch.distributed as dist
 
     from omniid.checkpoint import PROMPT_EMBEDS_FILE
-    from omniid.continuation import continuation, restart_run
-    from omniid.distributed import barrier
     from omniid.data import build_loader, load_manifest
     from omniid.distributed import setup_distributed
     from omniid.encoder import quiet_random_init
@@ -38,11 +36,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     if args.representation != "omniid" and args.stage != "flow":
         raise FlagError("--representation applies to --stage flow only")
     rank, world, device = setup_distributed()
-    # an --out holding this run continues it; one holding another is refused before any work
-    resume = continuation(out, preset.to_dict(), {"representation": args.representation}, args.resume, args.restart)
-    if args.restart and rank == 0:
-        restart_run(out)
-    barrier(world)
+    resume = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, resume, rank, world) is not None
     if args.init_from and not resumed:
@@ -82,6 +76,19 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         log.info("preset %s: random CLIP weights by design (it needs no weights)", preset.name)
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
+
+
+def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> str | None:
+    """The --resume value to run with: an --out holding this run continues it; one holding
+    another is refused before any work; --restart clears it (rank 0)."""
+    from omniid.continuation import continuation, restart_run
+    from omniid.distributed import barrier
+
+    resume = continuation(out, preset.to_dict(), {"representation": args.representation}, args.resume, args.restart)
+    if args.restart and rank == 0:
+        restart_run(out)
+    barrier(world)
+    return resume
 
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
