@@ -123,7 +123,7 @@ def test_version_and_help_show_defaults_and_weights(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     text = " ".join(capsys.readouterr().out.split())  # whatever the terminal's width
-    assert "(default: paper)" in text and "(default: mtd)" in text and "(default: omniid)" in text
+    assert "(default: tiny)" in text and "(default: mtd)" in text and "(default: omniid)" in text
     assert "FLUX.1-dev" in text and "--flux-path" in text and "tiny nothing" in text
 
 

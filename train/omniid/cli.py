@@ -9,121 +9,12 @@ import sys
 import threading
 from pathlib import Path
 
-from omniid import __version__
-from omniid.config import FEW_TO_MANY, PRESETS, get_preset
 from omniid.checks import check_minimums, check_out_dir
+from omniid.cli_format import setup_logging, terminal
 from omniid.errors import FlagError, Interrupted, OmniIDError
+from omniid.train_args import parse_args, preset_from_args
 
 log = logging.getLogger("omniid")
-
-WEIGHTS_HELP = """\
-weights each preset needs (nothing is ever downloaded):
-  tiny       nothing: random tiny CLIP, FLUX and VAE configs (CPU tests)
-  tiny-swap  nothing: tiny, trained on a CPU until the identity-swap gap shows (make demo; ours)
-  paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
-                       or open_clip's Hugging Face cache)
-         --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
-                       FLUX.1-dev in diffusers format (--flux-path DIR or $OMNIID_FLUX_PATH)
-
-the two-stage schedule (paper §4.1):
-  omniid-train --manifest M --preset paper --stage mtd --out runs/mtd                  # 250K steps
-  omniid-train --manifest M --preset paper --stage flow --init-from runs/mtd --out runs/flow  # 10K
-"""
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    from omniid.objectives import OBJECTIVES
-    from omniid.representations import REPRESENTATIONS
-
-    p = argparse.ArgumentParser(prog="omniid-train", description="Train the Omni-ID encoder from an mfhq manifest.",
-                                formatter_class=lambda prog: _Formatter(prog, max_help_position=32),
-                                epilog=WEIGHTS_HELP)
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument("--manifest", required=True, help="manifests/train.parquet")
-    p.add_argument("--test-manifest", help="evaluated periodically (default: test.parquet beside --manifest, if present)")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                   help="paper needs pretrained weights (see below); tiny needs none")
-    p.add_argument("--stage", default="mtd", choices=sorted(OBJECTIVES),
-                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3)")
-    p.add_argument("--out", help="run folder: logs and checkpoints (default: runs/omniid-<preset>[-flow])")
-    p.add_argument("--resume", help="'auto' (the latest checkpoint in --out, if any) or a checkpoint folder")
-    p.add_argument("--init-from", help="start the encoder from this run folder, its checkpoints/latest or a "
-                                       "step folder (the MTD decoder is dropped)")
-    p.add_argument("--clip-weights", help="open_clip weights file for the paper preset (or $OMNIID_CLIP_WEIGHTS)")
-    flow = p.add_argument_group("flow stage")
-    flow.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
-                      help="what conditions the FLUX decoder")
-    flow.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder (or $OMNIID_FLUX_PATH)")
-    flow.add_argument("--prompt-embeds", help="cached prompt embeddings (default: OUT/prompt_embeds.safetensors, "
-                                              "written once with FLUX's T5 + CLIP text encoders)")
-    flow.add_argument("--timesteps", choices=("uniform", "logit_normal"), help="t sampling (preset: uniform)")
-    flow.add_argument("--guidance", type=float, help="FLUX guidance value in training (preset: 3.5)")
-    p.add_argument("--steps", type=int, help="total optimizer steps (preset: mtd 250K, flow 10K for paper)")
-    p.add_argument("--stop-after", type=int, help="stop after this many steps of this invocation (schedule unchanged)")
-    p.add_argument("--few-to-many", choices=sorted(FEW_TO_MANY), help="|X^s|-|X^r| ablation (paper: 3-8)")
-    p.add_argument("--num-inputs-min", type=int, help="draw M per identity in [this, |X^s|] (mixed-M batches)")
-    p.add_argument("--mask-ratio", type=float, help="MTD masking ratio (paper: 0.95; ablations 0.99, 0.85)")
-    p.add_argument("--batch-size", type=int, help="identities per process per micro-batch")
-    p.add_argument("--grad-accum", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--warmup-steps", type=int)
-    p.add_argument("--optimizer", choices=("adamw", "adamw_fused", "adamw_8bit"),
-                   help="adamw_fused: CUDA only; adamw_8bit: needs bitsandbytes (not installed by make)")
-    p.add_argument("--workers", type=int, help="DataLoader worker processes")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--log-every", type=int)
-    p.add_argument("--eval-every", type=int)
-    p.add_argument("--save-every", type=int)
-    p.add_argument("--no-bf16", action="store_true", help="train in fp32 on CUDA")
-    p.add_argument("--no-grad-checkpointing", action="store_true", help="off for the encoder and FLUX's blocks")
-    _swap_args(p)
-    return p.parse_args(argv)
-
-
-def _swap_args(p: argparse.ArgumentParser) -> None:
-    swap = p.add_argument_group("identity-swap check (docs/train.md)")
-    swap.add_argument("--holdout-faces", type=int, help="hold out each identity's last N faces from training and "
-                                                          "evaluate them (preset: tiny-swap 2, else 0)")
-    swap.add_argument("--swap-warmup-steps", type=int, help="no near-zero swap gap warning before this step "
-                                                              "(preset: paper 2000, tiny 50, tiny-swap 200)")
-    swap.add_argument("--swap-min-gap", type=float, help="a swap gap under this fraction of the eval loss is near "
-                                                          "zero (preset: 0.001)")
-    swap.add_argument("--representation-lr-scale", type=float, help="the representation's lr = lr x this "
-                                                                      "(preset: 1; tiny-swap flow 0.01)")
-    swap.add_argument("--latents", choices=("sample", "mean"), help="flow: the VAE posterior's sample or mean "
-                                                                      "(preset: sample; tiny-swap mean)")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown; the epilog's layout kept. `None` defaults (the preset decides) are not shown."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def preset_from_args(args: argparse.Namespace):
-    inputs, targets = FEW_TO_MANY[args.few_to_many] if args.few_to_many else (None, None)
-    return get_preset(
-        args.preset, stage=args.stage,
-        **{
-            "optim.total_steps": args.steps, "optim.grad_accum": args.grad_accum, "optim.lr": args.lr,
-            "optim.warmup_steps": args.warmup_steps, "optim.optimizer": args.optimizer,
-            "optim.bf16": False if args.no_bf16 else None,
-            "optim.grad_checkpointing": False if args.no_grad_checkpointing else None,
-            "data.num_inputs": inputs, "data.num_targets": targets, "data.num_inputs_min": args.num_inputs_min,
-            "data.batch_size": args.batch_size, "data.workers": args.workers,
-            "model.mask_ratio": args.mask_ratio,
-            "flow.flux_path": args.flux_path, "flow.timesteps": args.timesteps, "flow.guidance": args.guidance,
-            "data.holdout_faces": args.holdout_faces, "optim.representation_lr_scale": args.representation_lr_scale,
-            "flow.latents": args.latents, "swap_warmup_steps": args.swap_warmup_steps,
-            "swap_min_gap": args.swap_min_gap,
-            "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
-            "save_every": args.save_every,
-        },
-    )
-
 
 def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     """The composition root: objective + loaders for this rank, then the engine."""
@@ -145,8 +36,9 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     if args.representation != "omniid" and args.stage != "flow":
         raise FlagError("--representation applies to --stage flow only")
     rank, world, device = setup_distributed()
+    resume = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
-    resumed = resume_from(out, args.resume, rank, world) is not None
+    resumed = resume_from(out, resume, rank, world) is not None
     if args.init_from and not resumed:
         check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
@@ -161,8 +53,11 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         if world > 1:
             dist.barrier()
     torch.manual_seed(preset.seed)  # the same initial weights on every rank
-    # open_clip's "initialized randomly" warning is false when trained weights load right after
-    quiet = quiet_random_init() if not options["pretrained_clip"] else contextlib.nullcontext()
+    # open_clip's "initialized randomly" warning is false when trained weights load right after,
+    # and expected of a preset whose CLIP is random by design (tiny)
+    random_by_design = preset.model.clip_pretrained is None
+    quiet = (quiet_random_init() if not options["pretrained_clip"] or random_by_design
+             else contextlib.nullcontext())
     with quiet:
         model = build_objective(args.stage, preset, **options).to(device)
     torch.manual_seed(preset.seed + rank)
@@ -177,8 +72,23 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     record = {"representation": args.representation}
     if args.stage == "flow":
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
-    return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
+    if random_by_design and not resumed and not args.init_from:
+        log.info("preset %s: random CLIP weights by design (it needs no weights)", preset.name)
+    return train(preset, model, make_loader, out, test_loader=test_loader, resume=resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
+
+
+def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> str | None:
+    """The --resume value to run with: an --out holding this run continues it; one holding
+    another is refused before any work; --restart clears it (rank 0)."""
+    from omniid.continuation import continuation, restart_run
+    from omniid.distributed import barrier
+
+    resume = continuation(out, preset.to_dict(), {"representation": args.representation}, args.resume, args.restart)
+    if args.restart and rank == 0:
+        restart_run(out)
+    barrier(world)
+    return resume
 
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
@@ -199,7 +109,8 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
 
 def check_flags(args: argparse.Namespace, out: Path) -> None:
     """Every count in its range and --out usable, before anything is built."""
-    check_minimums({"--steps": (args.steps, 1), "--stop-after": (args.stop_after, 1),
+    check_minimums({"--keep-checkpoints": (args.keep_checkpoints, 0), "--milestone-every": (args.milestone_every, 0),
+                    "--steps": (args.steps, 1), "--stop-after": (args.stop_after, 1),
                     "--batch-size": (args.batch_size, 1), "--grad-accum": (args.grad_accum, 1),
                     "--num-inputs-min": (args.num_inputs_min, 1), "--warmup-steps": (args.warmup_steps, 0),
                     "--workers": (args.workers, 0), "--log-every": (args.log_every, 1),
@@ -210,15 +121,13 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
+    setup_logging(args)  # open_clip logs its model-building steps at INFO on the root logger: kept quiet
     from mfhq.faces import MfhqError
 
     preset = preset_from_args(args)
     out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
-        with _sigterm_as_interrupt():
+        with _sigterm_as_interrupt(), terminal():
             check_flags(args, out)
             result = run_stage(args, preset, out)
     except KeyboardInterrupt:  # before the engine took over: nothing of this invocation was saved

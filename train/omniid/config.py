@@ -127,6 +127,10 @@ class Preset:
     eval_every: int = 1000
     eval_batches: int = 8
     save_every: int = 5000
+    # ours: after each save the newest `keep_checkpoints` step folders are kept (0: all) plus every
+    # `milestone_every`th step (0: none); a paper MTD checkpoint is about 9.5 GB (docs/train.md)
+    keep_checkpoints: int = 3
+    milestone_every: int = 50_000
     cpu_threads: int | None = None          # torch threads when training on CPU (None: torch's default)
     # the identity-swap check (omniid.swap): from this step on, an evaluation whose swap gap is
     # under swap_min_gap x its own loss (negative included) is logged as a warning
@@ -200,6 +204,12 @@ register(replace(
     flow_optim=replace(PRESETS["tiny"].flow_optim, warmup_steps=10, total_steps=900, representation_lr_scale=0.01),
     log_every=10, eval_every=50, eval_batches=8, save_every=300, swap_warmup_steps=200,
 ))
+
+# The names the command line offers, known without importing torch (so `--help` is instant);
+# tests check them against `omniid.objectives.OBJECTIVES` and `omniid.representations.REPRESENTATIONS`.
+STAGES = ("mtd", "flow")
+REPRESENTATION_NAMES = ("omniid", "clip", "arcface", "arcface+clip")
+DEFAULT_PRESET = "tiny"  # as mfhq's default is its offline preset: the one that needs no weights
 
 # The paper's few-to-many ablations (|X^s|-|X^r|), applied on top of a preset.
 FEW_TO_MANY = {"3-8": (3, 8), "3-1": (3, 1), "3-5": (3, 5), "8-8": (8, 8)}

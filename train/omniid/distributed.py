@@ -3,10 +3,22 @@ engine needs. With one process every helper is a no-op."""
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
+
+
+# Rank 0 alone writes the flow stage's prompt cache (T5-XXL on one GPU) and each checkpoint (about
+# 14 GB for a flow run) while the other ranks wait in a collective: NCCL's default 10 minutes can
+# run out on a slow disk. Ours: 60 minutes, or $OMNIID_PG_TIMEOUT_MIN.
+PG_TIMEOUT_ENV = "OMNIID_PG_TIMEOUT_MIN"
+PG_TIMEOUT_MIN = 60
+
+
+def pg_timeout() -> timedelta:
+    return timedelta(minutes=float(os.environ.get(PG_TIMEOUT_ENV, PG_TIMEOUT_MIN)))
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -17,7 +29,7 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     if world > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=pg_timeout())
     return (dist.get_rank() if world > 1 else 0), world, device
 
 
@@ -37,7 +49,10 @@ def wrap_ddp(model, device: torch.device, world: int):
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     frozen += [n for n, _ in model.named_buffers()]
     DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, frozen)
-    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # gradients live in DDP's buckets instead of a second copy: about a model's worth of
+    # trainable-gradient memory saved per GPU
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                   gradient_as_bucket_view=True)
 
 
 def mean_over_ranks(value: torch.Tensor, world: int) -> torch.Tensor:

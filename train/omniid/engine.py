@@ -22,16 +22,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from omniid.checkpoint import (LOG_FILE, STATE_FILE, CheckpointError, capture_rng, load_checkpoint, read_state,
-                               require_files, resolve_checkpoint, save_checkpoint, weight_checksum, write_run_preset)
+from omniid.checkpoint import (CHECKPOINTS, LOG_FILE, STATE_FILE, CheckpointError, load_checkpoint, read_state,
+                               require_files, resolve_checkpoint, write_run_preset)
+from omniid.cli_format import progress_enabled
 from omniid.config import Preset
-from omniid.distributed import barrier, gather, mean_over_ranks, setup_distributed, wrap_ddp
+from omniid.distributed import barrier, mean_over_ranks, setup_distributed, wrap_ddp
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 from omniid.errors import NonFiniteLoss
 from omniid.optim import build_optimizer, lr_at, set_lr
 from omniid.swap import SwapGap, eval_record
 from omniid.swap import evaluate as swap_evaluate
 from omniid.recovery import keep_log_until, problem_of, remove_stale_temps, resume_from, stopping_cleanly
+from omniid.retention import record_use, remove_leftovers
+from omniid.saving import save_step
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +125,8 @@ class _Progress:
 
     def __init__(self, run: _Run, step: int, end: int):
         self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
-        self.bar = tqdm(total=end, initial=step, disable=not run.main, desc=f"omniid {run.stage}", dynamic_ncols=True)
+        self.bar = tqdm(total=end, initial=step, disable=not (run.main and progress_enabled()),
+                        desc=f"omniid {run.stage}", dynamic_ncols=True)
         self.losses, self.samples, self.start = [], 0, time.perf_counter()
         self.postfix: dict[str, str] = {}
 
@@ -163,6 +167,7 @@ def _prepare(run: _Run) -> None:
         run.out.mkdir(parents=True, exist_ok=True)
         write_run_preset(run.out, run.preset.to_dict())
         remove_stale_temps(run.out)
+        remove_leftovers(run.out / CHECKPOINTS)
     if run.device.type == "cpu" and run.preset.cpu_threads:
         torch.set_num_threads(run.preset.cpu_threads)
 
@@ -187,6 +192,8 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
         folder = check_init_from(init_from, run.preset)
         model.init_from(folder)
         record["init_from"] = str(folder)
+        if run.main:  # so that its own run never prunes, replaces or restarts it away
+            record_use(folder, run.out)
         log.info("encoder from %s (its decoder, if any, is dropped)", folder)
     return step, samples, record
 
@@ -213,26 +220,6 @@ def _optimizer_step(run: _Run, ddp, optimizer, batches, trainable: list, step: i
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return value
-
-
-def _save(run: _Run, model, optimizer, step: int, samples: int, record: dict) -> None:
-    bad = [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
-    if bad:  # never written: `latest` keeps naming weights that train
-        raise NonFiniteLoss(f"the weights are not finite after step {step} ({', '.join(bad[:3])}"
-                            f"{', ...' if len(bad) > 3 else ''}); not saved (lower the lr or check the data)")
-    # each rank's RNG state, so that every rank resumes exactly; a checksum of the weights per
-    # rank: DDP keeps them identical, and the record shows it
-    rngs = gather(capture_rng(), run.world)
-    checksums = gather(weight_checksum(model), run.world)
-    if run.main:
-        if len(set(checksums)) > 1:
-            log.warning("ranks hold different weights at step %d: %s", step, checksums)
-        path = save_checkpoint(run.out, model, optimizer, step, {"samples": samples, "world": run.world,
-                                                                 "preset": run.preset.name,
-                                                                 "weight_checksums": checksums, **record}, rngs)
-        log.info("saved %s", path)
-    barrier(run.world)
-    run.saved = step
 
 
 def train(preset: Preset, model: torch.nn.Module, make_loader, out: str | Path, test_loader=None,
@@ -274,6 +261,8 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
     run.bar = progress.bar  # closed before a stop's message, which is then the last line
     if run.main:
         keep_log_until(run.out / LOG_FILE, step)
+    if step >= end:
+        log.info("%s is already complete at step %d of %d: nothing to train", run.out, step, opt.total_steps)
     batches = iter(loader)
     model.train()
     while step < end:
@@ -289,7 +278,7 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
                                                                 device, run.autocast)
                                                  for name, loader in eval_sets.items()})
         if step % preset.save_every == 0 or step == end:
-            _save(run, model, optimizer, step, samples, {"stage": run.stage, **record})
+            save_step(run, model, optimizer, step, samples, {"stage": run.stage, **record})
         progress.restart_window()
     progress.bar.close()
     barrier(world)

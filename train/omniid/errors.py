@@ -60,6 +60,10 @@ class NonFiniteLoss(OmniIDError, FloatingPointError):
     """Training stopped: the loss became NaN or infinite."""
 
 
+class RunMismatch(OmniIDError, ValueError):
+    """`--out` holds a run made with other options; the message names each one and its two values."""
+
+
 class OutputError(FlagError):
     """An output folder (`--out`) that is a file, lies under one, or cannot be written."""
 

@@ -1,7 +1,7 @@
 """Which checkpoint a run resumes from, and what becomes of one that cannot be trusted.
 
 Each step folder's state.json records the size and SHA-256 of its other files at save time
-(`omniid.checkpoint.damage` checks them). `--resume auto` takes the step folder `latest` names if
+(`omniid.checkpoint.damage` checks them). A resume (the same command again, or `--resume auto`) takes the step folder `latest` names if
 it is intact; a damaged or incomplete one (a file cut short, changed or missing, or `latest`
 naming a folder that is gone) is named in a warning, moved into `checkpoints/damaged/` (never
 deleted), and the run resumes from the newest intact step folder, pointing `latest` at it.
@@ -118,8 +118,7 @@ def resume_hint(out: Path) -> str:
     named = pointed(Path(out) / CHECKPOINTS)
     if named is None or not named.is_dir():
         return "no checkpoint was saved: re-run the same command to start again"
-    return (f"{out}/{CHECKPOINTS}/{LATEST} names {named.name}: run the same command with --resume auto to "
-            "continue from it")
+    return f"{out}/{CHECKPOINTS}/{LATEST} names {named.name}: run the same command to continue from it"
 
 
 def after_non_finite(out: Path, step: int, saved: int | None) -> str:

@@ -1,0 +1,42 @@
+"""The one-command GPU check runs its real code path on the tiny preset on CPU (the paper's
+figures need a GPU: the test marked `gpu` runs them where one is present)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from omniid.gpu_check import main, random_weight_preset
+
+
+def test_it_reports_one_line_per_stage_with_the_trainers_own_step(capsys):
+    assert main(["--preset", "tiny", "--device", "cpu", "--steps", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["stage"] for r in lines] == ["mtd", "flow"]
+    for record in lines:
+        assert record["s_per_step"] > 0 and record["samples_per_s"] > 0 and record["trainable_params"] > 0
+    assert lines[1]["frozen_params"] > 0  # FLUX and the VAE are frozen
+
+
+def test_the_paper_check_uses_flux_dev_configs_at_the_papers_batch_per_gpu():
+    from omniid.config import get_preset
+
+    preset = random_weight_preset("paper", "flow", None)
+    assert preset.flow.transformer["num_layers"] == 19 and preset.flow.flux_path is None
+    assert preset.data.batch_size == get_preset("paper", stage="flow").data.batch_size
+    assert random_weight_preset("paper", "mtd", 2).data.batch_size == 2
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the message is for machines without a GPU")
+def test_without_a_gpu_it_says_so(capsys):
+    assert main([]) == 2
+    assert "no CUDA device here" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_the_paper_steps_fit_one_gpu(capsys):
+    assert main(["--steps", "1"]) == 0
+    for record in map(json.loads, capsys.readouterr().out.splitlines()):
+        assert not record.get("oom"), record

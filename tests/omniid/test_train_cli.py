@@ -1,0 +1,54 @@
+"""omniid-train's command line: the grammar every entry point shares (-v/-q anywhere,
+--version, help within 80 columns with each default shown, no torch import for --help) and a
+quiet terminal (no library noise, no progress bar with -q)."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from omniid.cli import main
+from omniid.config import REPRESENTATION_NAMES, STAGES
+from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+
+
+def test_the_names_offered_without_torch_are_the_registries():
+    from omniid.objectives import OBJECTIVES
+    from omniid.representations import REPRESENTATIONS
+
+    assert set(STAGES) == set(OBJECTIVES) and set(REPRESENTATION_NAMES) == set(REPRESENTATIONS)
+
+
+def test_help_fits_80_columns_shows_the_presets_defaults_and_imports_no_torch():
+    code = ("import sys, contextlib, io\nfrom omniid.train_args import parse_args\nout = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit): parse_args(['--help'])\n"
+            "print(out.getvalue()); print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')")
+    text = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          env={"COLUMNS": "200", "PATH": ""}).stdout
+    assert text.rstrip().endswith("NO-TORCH")
+    assert max(len(line) for line in text.splitlines()) <= 80
+    flat = " ".join(text.split())
+    assert "--lr X preset: paper 1e-05, tiny 0.001, tiny-swap 0.001" in flat
+    assert "(default: tiny)" in flat and "(default: None)" not in flat and "--manifest PATH" in flat
+
+
+def test_version_and_verbosity_flags_work_anywhere(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith("omniid-train ")
+    from omniid.train_args import parse_args
+
+    assert parse_args(["--manifest", "m", "-q"]).quiet and parse_args(["-v", "--manifest", "m"]).verbose
+
+
+def test_a_tiny_run_prints_no_library_warning_and_no_progress_bar_with_q(sample_manifest, tmp_path):
+    run = [sys.executable, "-m", "omniid", "--manifest", str(sample_manifest), "--preset", "tiny", "--steps", "2",
+           "--eval-every", "100"]
+    loud = subprocess.run(run + ["--out", str(tmp_path / "a")], capture_output=True, text=True)
+    assert loud.returncode == 0, loud.stderr
+    assert "No pretrained weights loaded" not in loud.stderr and "omniid mtd" in loud.stderr
+    quiet = subprocess.run(run + ["--out", str(tmp_path / "b"), "-q"], capture_output=True, text=True)
+    assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
+    assert Path(tmp_path / "b" / "checkpoints" / "latest").is_file()
