@@ -15,6 +15,7 @@ from omniid.checks import check_minimums, check_out_dir
 from omniid.errors import FlagError, Interrupted, OmniIDError
 
 log = logging.getLogger("omniid")
+FLUX_STAGES = ("flow", "adapter")  # the stages that train on FLUX (a prompt cache, FLUX files)
 
 WEIGHTS_HELP = """\
 weights each preset needs (nothing is ever downloaded):
@@ -24,6 +25,7 @@ weights each preset needs (nothing is ever downloaded):
                        or open_clip's Hugging Face cache)
          --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
                        FLUX.1-dev in diffusers format (--flux-path DIR or $OMNIID_FLUX_PATH)
+         --stage adapter: as flow; --representation omniid needs --init-from (a finished run)
 
 the two-stage schedule (paper §4.1):
   omniid-train --manifest M --preset paper --stage mtd --out runs/mtd                  # 250K steps
@@ -44,13 +46,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
                    help="paper needs pretrained weights (see below); tiny needs none")
     p.add_argument("--stage", default="mtd", choices=sorted(OBJECTIVES),
-                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3)")
+                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3); adapter: "
+                        "Table 1's setting, a frozen representation with a ControlNet (landmark images) "
+                        "and an IP-Adapter on FLUX")
     p.add_argument("--out", help="run folder: logs and checkpoints (default: runs/omniid-<preset>[-flow])")
     p.add_argument("--resume", help="'auto' (the latest checkpoint in --out, if any) or a checkpoint folder")
     p.add_argument("--init-from", help="start the encoder from this run folder, its checkpoints/latest or a "
                                        "step folder (the MTD decoder is dropped)")
     p.add_argument("--clip-weights", help="open_clip weights file for the paper preset (or $OMNIID_CLIP_WEIGHTS)")
-    flow = p.add_argument_group("flow stage")
+    flow = p.add_argument_group("flow and adapter stages")
     flow.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
                       help="what conditions the FLUX decoder")
     flow.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder (or $OMNIID_FLUX_PATH)")
@@ -142,18 +146,20 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
-    if args.representation != "omniid" and args.stage != "flow":
-        raise FlagError("--representation applies to --stage flow only")
+    if args.representation != "omniid" and args.stage == "mtd":
+        raise FlagError("--representation applies to --stage flow and adapter only")
     rank, world, device = setup_distributed()
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, args.resume, rank, world) is not None
     if args.init_from and not resumed:
         check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
+    elif args.stage == "adapter" and args.representation == "omniid" and not resumed:
+        raise FlagError("--stage adapter freezes a trained Omni-ID encoder: give --init-from a finished run")
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
                # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
                "pretrained_clip": not (args.init_from or resumed)}
-    if args.stage == "flow":
+    if args.stage in FLUX_STAGES:
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
         check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
         if rank == 0:  # written once, before any rank loads FLUX (the text encoders are freed by then)
@@ -175,7 +181,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     test_loader, heldout = _eval_loaders(args, preset, loader_options) if rank == 0 else (None, None)
     record = {"representation": args.representation}
-    if args.stage == "flow":
+    if args.stage in FLUX_STAGES:
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=args.resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
