@@ -75,6 +75,17 @@ def test_omniid_without_a_trained_encoder_is_refused(sample_manifest, tmp_path, 
     assert "--init-from" in caplog.text and not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.parametrize("representation", ["clip", "arcface", "arcface+clip"])
+def test_a_baseline_trains_and_its_checkpoint_generates(sample_manifest, tmp_path, representation):
+    out = tmp_path / "run"
+    assert train(sample_manifest, out, "adapter", "--representation", representation, "--steps", "1") == 0
+    gen = ControlNetGenerator.from_checkpoint(out)
+    crops = sorted(landmarks_by_crop(sample_manifest))
+    gen.bind_targets(sample_manifest, [Path(crops[0])])
+    images = gen.generate(gen.tokens([[crops[1]]]), seeds=[0], steps=2)
+    assert gen.representation_name == representation and images[0].size == (32, 32)
+
+
 def test_training_and_eval_draw_the_same_landmark_images(sample_manifest):
     from omniid.landmarks import LandmarkTargets
 
