@@ -1,5 +1,6 @@
 """Faces in images, measured with the models an mfhq pipeline preset names: the one door to mfhq's
-models for code outside mfhq (the omniid trainer's evaluation and its ArcFace baselines).
+models for code outside mfhq (the omniid trainer's evaluation, its ArcFace baselines and its
+landmark images).
 
     faces = Faces.from_preset("sample")       # a packaged preset's name or a YAML file
     found = faces.analyse(images)             # RGB uint8 [H, W, 3] each -> [Face | None]
@@ -7,6 +8,7 @@ models for code outside mfhq (the omniid trainer's evaluation and its ArcFace ba
     crop = faces.align(image, points, 112)    # the 5 points on the ArcFace template, RGB [112, 112, 3]
     vectors = faces.embed(crops)              # RGB uint8 [N, 112, 112, 3], aligned -> [N, D] unit vectors
     faces.models                              # what measured: the backends' names and weights' provenance
+    points = landmarks_in_crop(landmarks, 448)  # a manifest row's 5 points, in its aligned crop [5, 2]
 
 The models are loaded through mfhq's backend registry (`sample`: YuNet + dlib 68 points, SFace,
 solvePnP; `paper`: SCRFD, ArcFace, 6DRepNet), so faces are measured exactly as the dataset was
@@ -25,12 +27,12 @@ from typing import Sequence
 
 import numpy as np
 
-from mfhq.align import alignment_transform, arcface_template, similarity_transform, warp
+from mfhq.align import alignment_transform, apply_transform, arcface_template, similarity_transform, warp
 from mfhq.config import PipelineConfig, load_pipeline
 from mfhq.errors import MfhqError
 from mfhq.models import create_backend
 
-__all__ = ["DETECT_PAD", "DETECT_SIDE", "EMBED_SIZE", "TASKS", "Face", "Faces", "MfhqError"]
+__all__ = ["DETECT_PAD", "DETECT_SIDE", "EMBED_SIZE", "TASKS", "Face", "Faces", "MfhqError", "landmarks_in_crop"]
 
 TASKS = ("detect", "embed", "pose")
 EMBED_SIZE = 112  # the identity models' input side, on the ArcFace template
@@ -46,6 +48,13 @@ class Face:
     pose: np.ndarray        # [3] yaw, pitch, roll in degrees
     box: np.ndarray         # [4] x1, y1, x2, y2 in the image's pixels
     score: float
+
+
+def landmarks_in_crop(landmarks: np.ndarray, size: int, template: str = "arcface") -> np.ndarray:
+    """A face's 5 landmarks [5, 2] in source pixels -> where they lie in its size x size aligned
+    crop made with `template` (the transform extract used to cut that crop)."""
+    points = np.asarray(landmarks, np.float64).reshape(5, 2)
+    return apply_transform(alignment_transform(points, template, size), points)
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:

@@ -15,6 +15,7 @@ from omniid.errors import FlagError, Interrupted, OmniIDError
 from omniid.train_args import parse_args, preset_from_args
 
 log = logging.getLogger("omniid")
+FLUX_STAGES = ("flow", "adapter")  # the stages that train on FLUX (a prompt cache, FLUX files)
 
 def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     """The composition root: objective + loaders for this rank, then the engine."""
@@ -33,19 +34,21 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
-    if args.representation != "omniid" and args.stage != "flow":
-        raise FlagError("--representation applies to --stage flow only")
+    if args.representation != "omniid" and args.stage == "mtd":
+        raise FlagError("--representation applies to --stage flow and adapter only")
     rank, world, device = setup_distributed()
     resume = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, resume, rank, world) is not None
     if args.init_from and not resumed:
         check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
+    elif args.stage == "adapter" and args.representation == "omniid" and not resumed:
+        raise FlagError("--stage adapter freezes a trained Omni-ID encoder: give --init-from a finished run")
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
                # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
                "pretrained_clip": not (args.init_from or resumed)}
-    if args.stage == "flow":
+    if args.stage in FLUX_STAGES:
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
         check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
         if rank == 0:  # written once, before any rank loads FLUX (the text encoders are freed by then)
@@ -70,7 +73,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     test_loader, heldout = _eval_loaders(args, preset, loader_options) if rank == 0 else (None, None)
     record = {"representation": args.representation}
-    if args.stage == "flow":
+    if args.stage in FLUX_STAGES:
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     if random_by_design and not resumed and not args.init_from:
         log.info("preset %s: random CLIP weights by design (it needs no weights)", preset.name)

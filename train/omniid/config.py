@@ -110,6 +110,10 @@ class FlowConfig:
     adapter_scale: float = 1.0
     dtype: str = "bfloat16"                 # frozen FLUX + VAE on CUDA (always float32 on CPU)
     latents: str = "sample"                 # the VAE posterior: "sample" (FLUX training) or "mean"
+    # the adapter stage's ControlNet (Table 1's setting): blocks copied from FLUX's first ones,
+    # clamped to its counts; ours: the paper does not give them
+    controlnet_layers: int = 4
+    controlnet_single_layers: int = 0
 
 
 @dataclass(frozen=True)
@@ -144,8 +148,8 @@ class Preset:
         """`data` and `optim` become the stage's own (the mtd ones stay the defaults)."""
         if stage == self.stage:
             return self
-        if stage == "flow":
-            return replace(self, data=self.flow_data, optim=self.flow_optim, stage="flow")
+        if stage in ("flow", "adapter"):  # the adapter stage trains on FLUX with the flow stage's sections
+            return replace(self, data=self.flow_data, optim=self.flow_optim, stage=stage)
         if stage == "mtd":
             return PRESETS[self.name] if self.name in PRESETS else replace(self, stage="mtd")
         raise KeyError(f"unknown stage {stage!r}")
@@ -207,7 +211,7 @@ register(replace(
 
 # The names the command line offers, known without importing torch (so `--help` is instant);
 # tests check them against `omniid.objectives.OBJECTIVES` and `omniid.representations.REPRESENTATIONS`.
-STAGES = ("mtd", "flow")
+STAGES = ("mtd", "flow", "adapter")  # adapter: Table 1's setting, on the flow sections
 REPRESENTATION_NAMES = ("omniid", "clip", "arcface", "arcface+clip")
 DEFAULT_PRESET = "tiny"  # as mfhq's default is its offline preset: the one that needs no weights
 

@@ -237,11 +237,13 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
                  start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
                  target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
-                 part: str = "kept") -> FewToManyLoader:
+                 part: str = "kept", target_reader=None) -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
     target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
-    holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout")."""
+    holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout").
+    target_reader(manifest, target side, roots) -> a CropReader: an objective's own reading of its
+    targets (the adapter stage's adds each target's landmark image)."""
     identities = load_manifest(manifest, roots=roots)
     if holdout:
         kept, held = split_holdout(identities, holdout)
@@ -250,6 +252,8 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
             raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
                                target_size, target_pixels)
+    if target_reader is not None:
+        dataset.target_reader = target_reader(manifest, dataset.target_size, roots)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)

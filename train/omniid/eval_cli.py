@@ -81,10 +81,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def eval_args(argv):
-    p = argparse.ArgumentParser(prog="omniid-eval", description="The paper's evaluation protocol on held-out identities.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, nargs="+",
-                   help="flow-stage run folder(s), checkpoints/latest or step folder(s): one table row each")
+    p = argparse.ArgumentParser(prog="omniid-eval", description="Generate and score held-out identities in the layout of "
+                                "the paper's Table 1 (each row says its setting: Table 1-like with a ControlNet, "
+                                "or decoder-only).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", nargs="+", default=[],
+                   help="flow-stage run folder(s), checkpoints/latest or step folder(s): one decoder-only row each")
+    p.add_argument("--controlnet", nargs="+", default=[],
+                   help="adapter-stage run folder(s) (omniid-train --stage adapter): one Table 1-like row each, "
+                        "generated with the run's ControlNet from each target's landmarks")
     p.add_argument("--manifest", required=True, help="manifests/test.parquet")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--inputs", default="1,3,5", help="numbers of input images k")
@@ -115,6 +119,9 @@ def eval_main(argv: list[str] | None = None) -> int:
     if ks is None or (args.swap_k is not None and args.swap_k not in ks):
         log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
         return 2
+    if not args.checkpoint and not args.controlnet:
+        log.error("nothing to evaluate: give --checkpoint (flow-stage runs) and/or --controlnet (adapter-stage runs)")
+        return 2
     try:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
                             "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1)})
@@ -125,6 +132,11 @@ def eval_main(argv: list[str] | None = None) -> int:
                 f"{gen.representation_name} ({Path(path).name})"
             generators[label] = gen
             _cpu_threads(gen, args.device)
+        from omniid.controlnet_generation import controlnet_generators
+
+        generators.update(controlnet_generators(args.controlnet, generators, args.device, args.flux_path,
+                                                args.clip_weights))
+        _cpu_threads(next(iter(generators.values())), args.device)
         preset = next(iter(generators.values())).preset
         guidance = args.guidance if args.guidance is not None else preset.flow.guidance
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,

@@ -1,22 +1,33 @@
-"""omniid-eval: the paper's evaluation protocol (Tables 1-3), fixed and recorded.
+"""omniid-eval: held-out identities generated and scored in the layout of the paper's Table 1,
+fixed and recorded.
 
-Protocol, the same on every run:
+Each table row says which setting made it (`setting`, `omniid.eval_setting`):
+- `Table 1-like, ControlNet` (`--controlnet RUN`): an adapter-stage run (`omniid-train --stage
+  adapter`): the frozen representation, the adapter and a ControlNet fed each target's landmark
+  image (`omniid.landmarks`), as the paper evaluates Table 1; pose error measures how well the
+  representation lets the generation follow the target's pose. Ours: the landmark drawing, the
+  ControlNet's size and its training length.
+- `decoder-only` (`--checkpoint RUN`): the flow stage's decoder itself (FLUX + adapter). It has
+  no pose input, so pose is not conditioned: pose error measures how far a generation lands from
+  its target's pose. Not the paper's setting for Table 1.
+
+Protocol, the same on every run (ours where the paper gives no detail):
 - Identities: those of the manifest (sorted by identity_id; `--identities N` takes the first N).
 - Fixed ordering of an identity's faces: sorted by crop path (for mfhq manifests: source, clip,
   frame). The inputs for k are the first k faces; the ground-truth targets are the `targets`
   faces that follow the first max(k) — never used as inputs, and the same for every k.
 - For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s, the same for
   every representation and every k, with the prompt "photo of a person." (the checkpoint's) and
-  fixed steps and guidance. The adapter has no pose input, so pose is not conditioned: pose error
-  measures how far a generation lands from its target's pose.
+  fixed steps and guidance.
 - Metrics (omniid.metrics): ID similarity to the target; Sim(Ref), the similarity to the nearest
   input; pose error; no-face rate. A generated image without a face scores 0 and counts as no face.
 - A `copy-input` row (on by default) scores the first input image itself as the "generation":
   Sim(Ref) = 1 by construction, and its ID similarity is what copy-pasting an input would earn.
 - The identity swap (`omniid.swap_eval`, on by default, needs 2 identities): each identity is
   generated again at the largest k from another identity's inputs (a seeded derangement), with the
-  same seeds, and scored against the same targets; the margin own - swapped per representation,
-  with a seeded bootstrap interval over identities, says whether a representation steers identity.
+  same seeds (and, for a ControlNet row, the same targets' landmarks), and scored against the same
+  targets; the margin own - swapped per representation, with a seeded bootstrap interval over
+  identities, says whether a representation steers identity.
 
 Outputs: results.parquet (one row per identity, representation, k, target, sample), table.csv and
 table.md (rows = representation, columns = metric per k, as the paper's Table 1), one contact
@@ -38,6 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from omniid.eval_setting import bind_targets, row_settings
 from omniid.metrics import FaceMetrics, id_similarity, pose_error, ref_similarity
 from omniid.report import sheet, write_tables
 from omniid.swap_eval import donors, identity_swap_rows, summarise, swap_k, write_swap
@@ -45,8 +57,8 @@ from omniid.swap_eval import donors, identity_swap_rows, summarise, swap_k, writ
 log = logging.getLogger(__name__)
 COPY_ROW = "copy-input"
 ROW_SCHEMA = pa.schema([
-    ("identity_id", pa.string()), ("representation", pa.string()), ("checkpoint", pa.string()),
-    ("k", pa.int32()), ("target", pa.int32()), ("sample", pa.int32()), ("seed", pa.int64()),
+    ("identity_id", pa.string()), ("representation", pa.string()), ("setting", pa.string()),
+    ("checkpoint", pa.string()), ("k", pa.int32()), ("target", pa.int32()), ("sample", pa.int32()), ("seed", pa.int64()),
     ("target_path", pa.string()), ("input_paths", pa.list_(pa.string())), ("image_path", pa.string()),
     ("face", pa.bool_()), ("gt_face", pa.bool_()),
     ("id_similarity", pa.float64()), ("sim_ref", pa.float64()), ("pose_error", pa.float64()),
@@ -197,6 +209,7 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
     rows, swap_rows, timing = [], [], {}
     for identity in tqdm(list(plans), desc="omniid-eval", unit="identity", disable=None):
         started = time.perf_counter()
+        bind_targets(generators, manifest, plans[identity][1])  # a ControlNet row draws its targets' landmarks
         identity_rows, identity_swaps = _evaluate_identity(identity, plans, swaps, generators, out, metrics, protocol)
         rows, swap_rows = rows + identity_rows, swap_rows + identity_swaps
         timing[identity] = round(time.perf_counter() - started, 3)
@@ -204,7 +217,8 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
     if not rows:
         raise DataError(f"{manifest}: no identity has the {max(protocol.inputs) + 1} faces the protocol needs "
                         f"(inputs {list(protocol.inputs)} + 1 target)")
-    table = pa.Table.from_pylist(rows, schema=ROW_SCHEMA)
+    settings_of = row_settings(generators, COPY_ROW if protocol.copy_row else None)
+    table = pa.Table.from_pylist([{**r, "setting": settings_of[r["representation"]]} for r in rows], schema=ROW_SCHEMA)
     pq.write_table(table, out / "results.parquet")
     order = list(generators) + ([COPY_ROW] if protocol.copy_row else [])
     write_tables(table, out, order, list(protocol.inputs), metrics.models, protocol)
@@ -215,7 +229,9 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
         "protocol": asdict(protocol), "manifest": str(manifest), "metrics": metrics.models,
         "generators": {label: gen.settings for label, gen in generators.items()},
         "identities": list(plans), "skipped": skipped, "swap": _swap_settings(swaps, summary, protocol, len(plans)),
-        "note": "pose is not conditioned (the adapter has no pose input); see omniid/evaluate.py",
+        "settings": settings_of,
+        "note": "decoder-only rows: pose is not conditioned (the adapter has no pose input); Table 1-like rows: "
+                "a ControlNet fed each target's landmark image; see omniid/evaluate.py",
     }
     (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
     wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}

@@ -24,7 +24,7 @@ from omniid import __version__
 from omniid.bench_flow import step_time
 from omniid.cli_format import parser
 from omniid.encoder import quiet_random_init
-from omniid.config import FLUX_DEV, FLUX_DEV_VAE, STAGES, get_preset
+from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
 
@@ -80,7 +80,7 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m omniid.gpu_check", __doc__.split("\n\n")[0], __version__)
     p.add_argument("--preset", default="paper", help="whose architectures and batch per GPU")
-    p.add_argument("--stages", default=",".join(STAGES), metavar="LIST", help="stages to check")
+    p.add_argument("--stages", default="mtd,flow", metavar="LIST", help="stages to check")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
     p.add_argument("--batch-size", type=int, metavar="N", help="identities per GPU (default: the preset's)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (to test this script)")

@@ -40,12 +40,14 @@ def aggregate(table: pa.Table, representation: str, k: int) -> dict[str, float]:
 def write_tables(table: pa.Table, out: Path, representations: list[str], ks: list[int], models: dict,
                  protocol) -> None:
     cells = {(rep, k): aggregate(table, rep, k) for rep in representations for k in ks}
-    header = ["representation"] + [f"{m}@k{k}" for m in METRICS for k in ks]
+    # which setting made each row (omniid.eval_setting): Table 1-like with a ControlNet, or decoder-only
+    setting = dict(zip(table.column("representation").to_pylist(), table.column("setting").to_pylist()))
+    header = ["representation", "setting"] + [f"{m}@k{k}" for m in METRICS for k in ks]
     with open(out / "table.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for rep in representations:
-            writer.writerow([rep] + [repr(cells[rep, k][m]) for m in METRICS for k in ks])
+            writer.writerow([rep, setting.get(rep, "")] + [repr(cells[rep, k][m]) for m in METRICS for k in ks])
 
     def fmt(value: float, metric: str) -> str:
         if math.isnan(value):
@@ -54,11 +56,11 @@ def write_tables(table: pa.Table, out: Path, representations: list[str], ks: lis
 
     shown = METRICS[:-1]
     lines = [
-        "| Representation | " + " | ".join(f"{TITLES[m]} k={k}" for m in shown for k in ks) + " |",
-        "|---|" + "---:|" * (len(shown) * len(ks)),
+        "| Representation | Setting | " + " | ".join(f"{TITLES[m]} k={k}" for m in shown for k in ks) + " |",
+        "|---|---|" + "---:|" * (len(shown) * len(ks)),
     ]
     for rep in representations:
-        lines.append(f"| {rep} | " + " | ".join(fmt(cells[rep, k][m], m) for m in shown for k in ks) + " |")
+        lines.append(f"| {rep} | {setting.get(rep, '')} | " + " | ".join(fmt(cells[rep, k][m], m) for m in shown for k in ks) + " |")
     n = {int(cells[rep, k]["n"]) for rep in representations for k in ks}
     lines += [
         "",

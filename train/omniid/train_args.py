@@ -17,6 +17,8 @@ weights each preset needs (nothing is ever downloaded):
          flow: the same CLIP weights, unless --init-from gives a trained
                encoder, and FLUX.1-dev in diffusers format (--flux-path DIR
                or $OMNIID_FLUX_PATH)
+         adapter: as flow; --representation omniid needs --init-from (a
+               finished run)
 
 the two-stage schedule (paper §4.1; M: manifests/train.parquet):
   omniid-train --manifest M --preset paper --stage mtd --out runs/mtd
@@ -33,7 +35,7 @@ def preset_default(key: str) -> str:
     parts = []
     for name in sorted(PRESETS):
         values = []
-        for stage in STAGES:
+        for stage in ("mtd", "flow"):  # the adapter stage uses the flow stage's sections
             preset = get_preset(name, stage=stage)
             section, _, leaf = key.rpartition(".")
             values.append(getattr(getattr(preset, section) if section else preset, leaf))
@@ -50,7 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                    help="tiny and tiny-swap need no weights (like mfhq's sample); paper needs pretrained weights")
     p.add_argument("--stage", default="mtd", choices=STAGES,
-                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3)")
+                   help="mtd: masked transformer decoder; flow: flow matching on FLUX (paper §3.3); "
+                        "adapter: Table 1's setting, a frozen representation with a ControlNet (landmark "
+                        "images) and an IP-Adapter on FLUX")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/omniid-PRESET[-flow])")
     run = p.add_mutually_exclusive_group()
     run.add_argument("--resume", metavar="DIR", help="a step folder to resume from ('auto': the newest intact one; "
@@ -60,7 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                       "or a step folder (the MTD decoder is dropped)")
     p.add_argument("--clip-weights", metavar="FILE", help="open_clip weights file for the paper preset "
                                                          "(or $OMNIID_CLIP_WEIGHTS)")
-    flow = p.add_argument_group("flow stage")
+    flow = p.add_argument_group("flow and adapter stages")
     flow.add_argument("--representation", default="omniid", choices=REPRESENTATION_NAMES,
                       help="what conditions the FLUX decoder")
     flow.add_argument("--flux-path", metavar="DIR", help="diffusers-format FLUX.1-dev folder (or $OMNIID_FLUX_PATH)")

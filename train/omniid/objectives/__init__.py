@@ -26,6 +26,7 @@ from typing import Callable
 from torch import nn
 
 from omniid.objectives.base import ObjectiveOutput
+from omniid.objectives.controlnet import build as build_adapter
 from omniid.objectives.flow import build as build_flow
 from omniid.objectives.mtd import build as build_mtd
 
@@ -33,7 +34,7 @@ __all__ = ["OBJECTIVES", "ObjectiveOutput", "build_objective", "register_objecti
 
 ObjectiveBuilder = Callable[..., nn.Module]
 # one table, stage -> builder; the objectives know nothing of it
-OBJECTIVES: dict[str, ObjectiveBuilder] = {"mtd": build_mtd, "flow": build_flow}
+OBJECTIVES: dict[str, ObjectiveBuilder] = {"mtd": build_mtd, "flow": build_flow, "adapter": build_adapter}
 
 
 def register_objective(stage: str):
