@@ -6,6 +6,8 @@ landmark images).
     found = faces.analyse(images)             # RGB uint8 [H, W, 3] each -> [Face | None]
     box, points, score = faces.largest_face(image)       # or None
     crop = faces.align(image, points, 112)    # the 5 points on the ArcFace template, RGB [112, 112, 3]
+    crop = faces.crop(image, points)          # the crop extract makes: the preset's template and size (448)
+    faces.misalignment(image.shape, points)   # 0 for an image that already is such a crop
     vectors = faces.embed(crops)              # RGB uint8 [N, 112, 112, 3], aligned -> [N, D] unit vectors
     faces.models                              # what measured: the backends' names and weights' provenance
     points = landmarks_in_crop(landmarks, 448)  # a manifest row's 5 points, in its aligned crop [5, 2]
@@ -133,6 +135,24 @@ class Faces:
     def align(self, image: np.ndarray, landmarks: np.ndarray, size: int = EMBED_SIZE) -> np.ndarray:
         """The face of an RGB image with its 5 points on the ArcFace template: RGB [size, size, 3]."""
         return _bgr(self._align(_bgr(image), landmarks, size))
+
+    def crop(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        """The crop `mfhq extract` makes of this face (the preset's template and size, as the crop
+        stage warps it): RGB [size, size, 3]."""
+        size = self.cfg.align.size
+        matrix = alignment_transform(landmarks, self.cfg.align.template, size)
+        return warp(np.ascontiguousarray(image), matrix, size)  # channel order does not matter to a warp
+
+    def misalignment(self, shape: Sequence[int], landmarks: np.ndarray) -> float:
+        """How far an image of `shape` whose face has these 5 points is from being an aligned crop
+        of the preset's template: the largest move of a corner under the alignment at the image's
+        own side, as a fraction of that side (0: already aligned; inf: not square)."""
+        h, w = int(shape[0]), int(shape[1])
+        if h != w:
+            return float("inf")
+        corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float64)
+        moved = apply_transform(alignment_transform(landmarks, self.cfg.align.template, w), corners)
+        return float(np.abs(moved - corners).max() / w)
 
     def embed(self, aligned: np.ndarray) -> np.ndarray:
         """RGB uint8 [N, 112, 112, 3] faces aligned on the ArcFace template -> [N, D] unit vectors."""

@@ -63,6 +63,8 @@ also takes `roots={{run name: folder}}` for a run moved elsewhere.
 from mfhq.manifest import ManifestFolder
 folder = ManifestFolder.open("manifests")
 crop = folder.resolve(row["run"], row["crop_path"])      # a pathlib.Path
+from mfhq.manifest import resolve_listed_path
+crop = resolve_listed_path("crops/...jpg", "manifests")  # a crop_path value alone (its rows name the run)
 ```
 
 ## Loading

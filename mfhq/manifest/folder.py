@@ -160,6 +160,46 @@ class ManifestFolder:
         """The file a row's crop_path / mask_path names."""
         return None if relative is None else self.run_root(run) / relative
 
+    def locate(self, relative: str) -> Path:
+        """The file a crop_path / mask_path value names, found through the rows that list it (it
+        is relative to the folder of the extract run that made it, which the rows name)."""
+        wanted = Path(relative).as_posix()
+        runs = set()
+        for split in SPLITS:
+            if not (self.folder / f"{split}.parquet").is_file():
+                continue
+            rows = self.split(split, ["run", "crop_path", "mask_path"]).to_pydict()
+            runs |= {run for run, crop, mask in zip(rows["run"], rows["crop_path"], rows["mask_path"])
+                     if wanted in (crop, mask)}
+        if not runs:
+            raise ManifestError(f"{relative}: no such file, and no crop_path or mask_path of {self.folder} is "
+                                "that path (a manifest's paths are relative to the extract run folder)")
+        if len(runs) > 1:
+            raise ManifestError(f"{relative}: listed by {len(runs)} runs of {self.folder} ({', '.join(sorted(runs))}); "
+                                "give the file's full path")
+        found = self.resolve(runs.pop(), wanted)
+        if not found.is_file():
+            raise ManifestError(f"{relative}: {self.folder} resolves it to {found}, which does not exist")
+        return found
+
+
+def resolve_listed_path(path: str | Path, manifest: str | Path, roots: dict[str, Path] | None = None) -> Path:
+    """An image path as a user gives it: a file that exists is returned as it is; otherwise a
+    crop_path / mask_path value of `manifest` (a manifest folder or one of its files), resolved
+    through its sidecar's runs. Anything else raises ManifestError naming the path."""
+    if Path(path).is_file():
+        return Path(path)
+    return ManifestFolder.open(Path(manifest), roots).locate(str(path))
+
+
+def split_path(manifest: str | Path, split: str) -> Path:
+    """The `split` Parquet file of a manifest folder given as the folder or as any of its files,
+    so a folder of manifests works wherever a manifest file does."""
+    if split not in SPLITS + ("identities",):
+        raise ValueError(f"split must be one of {SPLITS + ('identities',)}, got {split!r}")
+    path = Path(manifest)
+    return (path if path.is_dir() else path.parent) / f"{split}.parquet"
+
 
 def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, schema: pa.Schema,
                           files: dict[str, pa.Table | bytes] | None = None) -> None:

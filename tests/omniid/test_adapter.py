@@ -134,17 +134,19 @@ def test_sampling_through_flux_pipeline_with_the_adapter(parts):
     embeds = torch.randn(1, 8, 32), torch.randn(1, 32)
     tokens = torch.randn(2, TOKENS, DIM)
     before = dict(parts.transformer.attn_processors)
-    run = lambda toks, scale=None: sample(parts, *embeds, toks, adapter, height=32, width=32, steps=2,  # noqa: E731
-                                          scale=scale, generator=torch.Generator().manual_seed(0))
+    run = lambda toks, scale=None: sample(parts, *embeds, toks, adapter, height=32, width=32,  # noqa: E731
+                                          guidance=3.5, steps=2, scale=scale,
+                                          generator=torch.Generator().manual_seed(0))
     images = run(tokens)
     assert images.shape == (2, 3, 32, 32) and 0 <= images.min() and images.max() <= 1
     assert not torch.allclose(run(tokens[[1, 0]]), images)     # the tokens steer the sample
-    plain = sample(parts, *embeds, height=32, width=32, steps=2, generator=torch.Generator().manual_seed(0))
+    plain = sample(parts, *embeds, height=32, width=32, guidance=3.5, steps=2,
+                   generator=torch.Generator().manual_seed(0))
     assert torch.allclose(run(tokens, scale=0.0)[:1], plain, atol=1e-6)
     assert all(parts.transformer.attn_processors[n] is p for n, p in before.items())   # detached after
     bf16 = load_flux(FLOW, dtype=torch.bfloat16)   # FLUX in bf16 with the fp32 adapter, as trained
     images = sample(bf16, *embeds, tokens, OmniIDAdapter.for_transformer(bf16.transformer, TOKENS, DIM),
-                    height=32, width=32, steps=2)
+                    height=32, width=32, guidance=3.5, steps=2)
     assert images.dtype == torch.float32 and torch.isfinite(images).all()
 
 

@@ -1,5 +1,6 @@
 """The public inference API of the encoder: from_pretrained on every kind of checkpoint path,
-without a false "initialized randomly" warning, and encode() on every kind of input."""
+without a false "initialized randomly" warning, and encode() on every kind of input. The pictures
+here are noise, given as aligned crops (`aligned=True`): face detection is test_face_inputs.py's."""
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,7 @@ def test_from_pretrained_takes_a_run_a_pointer_or_a_step_folder(run, where, capl
         loaded = OmniIDEncoder.from_pretrained(path)
     assert not [r for r in caplog.records if "random" in r.getMessage().lower()]
     images = pictures(2, 0)
-    torch.testing.assert_close(loaded.encode(images), trained.encode(images))
+    torch.testing.assert_close(loaded.encode(images, aligned=True), trained.encode(images, aligned=True))
 
 
 def test_a_path_that_is_no_checkpoint_is_named(tmp_path):
@@ -63,31 +64,31 @@ def test_encode_takes_arrays_pil_paths_and_tensors_alike(run, tmp_path):
     for i, a in enumerate(arrays):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(a).save(paths[-1])
-    reference = encoder.encode(arrays)
+    reference = encoder.encode(arrays, aligned=True)
     assert reference.shape == (TINY.num_queries, TINY.width)
-    torch.testing.assert_close(encoder.encode([Image.fromarray(a) for a in arrays]), reference)
-    torch.testing.assert_close(encoder.encode([str(p) for p in paths]), reference)
+    torch.testing.assert_close(encoder.encode([Image.fromarray(a) for a in arrays], aligned=True), reference)
+    torch.testing.assert_close(encoder.encode([str(p) for p in paths], aligned=True), reference)
     as_tensor = torch.stack([torch.from_numpy(a).permute(2, 0, 1) for a in arrays])  # uint8 [M, 3, H, W]
-    torch.testing.assert_close(encoder.encode(as_tensor), reference)
-    torch.testing.assert_close(encoder.encode(as_tensor.float() / 255), reference)
-    torch.testing.assert_close(encoder.encode(list(as_tensor)), reference)
+    torch.testing.assert_close(encoder.encode(as_tensor, aligned=True), reference)
+    torch.testing.assert_close(encoder.encode(as_tensor.float() / 255, aligned=True), reference)
+    torch.testing.assert_close(encoder.encode(list(as_tensor), aligned=True), reference)
 
 
 def test_a_batch_of_identities_equals_each_alone(run):
     _, encoder = run
     a, b = pictures(3, 2), pictures(1, 3)
-    both = encoder.encode([a, b])
+    both = encoder.encode([a, b], aligned=True)
     assert both.shape == (2, TINY.num_queries, TINY.width)
-    torch.testing.assert_close(both[0], encoder.encode(a), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(both[1], encoder.encode(b), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both[0], encoder.encode(a, aligned=True), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(both[1], encoder.encode(b, aligned=True), rtol=1e-4, atol=1e-5)
     stacked = torch.stack([torch.stack([torch.from_numpy(x).permute(2, 0, 1) for x in a])] * 2)
-    assert encoder.encode(stacked).shape == (2, TINY.num_queries, TINY.width)
+    assert encoder.encode(stacked, aligned=True).shape == (2, TINY.num_queries, TINY.width)
 
 
 def test_encode_refuses_a_mix_and_an_empty_identity(run):
     _, encoder = run
     a = pictures(2, 4)
     with pytest.raises(TypeError, match="mix"):
-        encoder.encode([a[0], [a[1]]])
+        encoder.encode([a[0], [a[1]]], aligned=True)
     with pytest.raises(ValueError, match="at least one"):
-        encoder.encode([a, []])
+        encoder.encode([a, []], aligned=True)

@@ -69,7 +69,8 @@ def test_a_flow_run_generates(sample_manifest, mtd_run, tmp_path):
     crops = [crop for crop, _ in next(iter(load_manifest(sample_manifest).values()))[:3]]
     tokens = encoder.encode(crops)[None]
     images = sample(run.parts, run.prompt_embeds, run.pooled_prompt_embeds, tokens, run.adapter,
-                    height=32, width=32, steps=2, generator=torch.Generator().manual_seed(0))
+                    height=32, width=32, guidance=run.flow.guidance, steps=2,
+                    generator=torch.Generator().manual_seed(0))
     assert images.shape == (1, 3, 32, 32) and torch.isfinite(images).all()
 
 

@@ -178,6 +178,8 @@ def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, t
     settings = json.loads((out / "settings.json").read_text())
     assert settings["seeds"] == [7, 8] and settings["steps"] == 2 and settings["images"] == images
     assert settings["representation"] == "omniid" and settings["prompt"] == "photo of a person."
+    # the sample run's crops are aligned crops already: used as they are, as training read them
+    assert [p["how"] for p in settings["preprocessing"]] == ["an aligned crop already, used as it is"] * 3
     first, second = (np.asarray(Image.open(out / name)) for name in settings["outputs"])
     assert first.shape == (32, 32, 3) and not np.array_equal(first, second)  # one seed each
 
@@ -250,7 +252,7 @@ def test_the_adapter_attaches_to_a_flux_pipeline_and_detach_restores_it(flow_run
 
     processors = dict(pipe.transformer.attn_processors)
     base = run()
-    tokens = OmniIDEncoder.from_pretrained(flow_run).encode([torch.rand(3, 32, 32, generator=g)])[None]
+    tokens = OmniIDEncoder.from_pretrained(flow_run).encode([torch.rand(3, 32, 32, generator=g)], aligned=True)[None]
     adapter = OmniIDAdapter.from_pretrained(flow_run).attach(pipe)
     conditioned = run(**ip_adapter_kwargs(tokens))
     assert (conditioned - base).abs().max() > 1e-4  # two training steps moved to_v_ip off zero
@@ -314,13 +316,15 @@ def test_eval_and_generate_check_out_and_counts_before_loading_anything(flow_run
     assert not (tmp_path / "e").exists() and not (tmp_path / "g").exists()
 
 
-def test_generate_names_an_input_image_without_a_face(flow_run, kept_faces, sample_run, tmp_path, caplog):
+def test_generate_refuses_an_input_image_without_a_face_naming_it(flow_run, kept_faces, sample_run, tmp_path,
+                                                                  caplog):
     images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:2]]
     blank = tmp_path / "blank.png"
     Image.new("RGB", Image.open(images[0]).size, (128, 128, 128)).save(blank)
-    with caplog.at_level(logging.WARNING, logger="omniid"):
+    with caplog.at_level(logging.ERROR, logger="omniid"):
         assert generate_main(["--checkpoint", str(flow_run), "--images", *images, str(blank), "--out",
-                              str(tmp_path / "gen"), "--steps", "1"]) == 0
-    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert warnings == [f"{blank}: no face found by the sample preset's detector; generating from it anyway"]
-    assert (tmp_path / "gen" / "seed0.png").is_file()
+                              str(tmp_path / "gen"), "--steps", "1"]) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"{blank}: no face found by the sample preset's detector; give a photo with a visible face "
+                      "(or its aligned crop)"]
+    assert not (tmp_path / "gen" / "seed0.png").exists()

@@ -97,6 +97,7 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int, 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
     """(test.parquet's loader or None, the held-out frames' loader or None). Their batches hold two
     identities at least, so that the identity-swap gap has a pair to swap."""
+    from mfhq.manifest import split_path
     from omniid.data import build_loader
 
     manifest, data = Path(args.manifest), preset.data
@@ -105,7 +106,9 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
         return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
                             max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
 
-    test = Path(args.test_manifest or manifest.with_name("test.parquet"))
+    test = Path(args.test_manifest) if args.test_manifest else split_path(manifest, "test")  # a folder: its own
+    if not test.is_file():
+        log.warning("no test set: %s not found, so the eval_* losses are not logged (--test-manifest)", test)
     return (loader(test) if test.is_file() else None,
             loader(manifest, holdout=data.holdout_faces, part="heldout") if data.holdout_faces else None)
 

@@ -77,10 +77,12 @@ class ControlNetGenerator(OmniIDGenerator):
         self.targets = [self._landmarks[key][str(t)] for t in targets]
 
     @torch.no_grad()
-    def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float = 3.5,
+    def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float | None = None,
                  scale: float | None = None, size: int | None = None) -> list[Image.Image]:
         """One image per row of tokens, each from its own seed; rows are the bound targets in
-        order, each repeated len(seeds) / len(targets) times (omniid-eval's samples per target)."""
+        order, each repeated len(seeds) / len(targets) times (omniid-eval's samples per target).
+        guidance None: the run's flow.guidance, as trained."""
+        guidance = self.preset.flow.guidance if guidance is None else guidance
         if not self.targets or len(seeds) % len(self.targets) or len(seeds) != len(tokens):
             raise ValueError(f"{len(tokens)} token rows and {len(seeds)} seeds for "
                              f"{len(self.targets or [])} bound targets (bind_targets first)")

@@ -21,10 +21,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omniid.blocks import BlockStack
-from omniid.checkpoint import require_files, resolve_checkpoint
+from omniid.checkpoint import read_run_preset, require_files, resolve_checkpoint
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
 from omniid.config import ModelConfig
-from omniid.preprocess import ImageLike, image_to_tensor
+from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
+from omniid.preprocess import ImageLike
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "encoder.safetensors"
@@ -51,15 +52,6 @@ def quiet_random_init():
         logging.getLogger().removeFilter(drop)
 
 
-def _tensor_image(image: torch.Tensor) -> np.ndarray:
-    """[3, H, W] RGB tensor ([0, 1] float or uint8) -> uint8 [H, W, 3], for the shared preprocessing."""
-    if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"an image tensor must be [3, H, W], got {list(image.shape)}")
-    if image.dtype != torch.uint8:
-        image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-    return image.permute(1, 2, 0).cpu().numpy()
-
-
 class OmniIDEncoder(nn.Module):
     def __init__(self, config: ModelConfig, clip_weights: str | Path | None = None, pretrained_clip: bool = True):
         """pretrained_clip=False builds the CLIP tower randomly initialised (weights to be loaded after)."""
@@ -71,6 +63,9 @@ class OmniIDEncoder(nn.Module):
         self.proj = nn.Identity() if width == config.width else nn.Linear(width, config.width)
         self.queries = nn.Parameter(torch.randn(config.num_queries, config.width) * 0.02)
         self.blocks = BlockStack(config.width, config.heads, config.mlp_ratio, config.cross_blocks, config.self_blocks)
+        # encode()'s detector and precision; from_pretrained sets both from the run that trained it
+        self.aligner = InputAligner("sample")
+        self.bf16 = True
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.clip.set_grad_checkpointing(enable)
@@ -99,30 +94,28 @@ class OmniIDEncoder(nn.Module):
     forward = forward_encoder
 
     @torch.no_grad()
-    def encode(self, images: EncodeInput) -> torch.Tensor:
-        """One identity -> ℓ [L, C]; a batch of identities -> [B, L, C].
+    def encode(self, images: EncodeInput, aligned: bool | None = None) -> torch.Tensor:
+        """One identity -> ℓ [L, C]; a batch of identities -> [B, L, C] (float32).
 
         One identity is a sequence of images (paths, PIL images, RGB uint8 arrays, [3, H, W]
         tensors) or a tensor [M, 3, H, W]; a batch is a list of those (any M each) or a tensor
-        [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8). The images take
-        the preprocessing used in training.
+        [B, M, 3, H, W]. Tensors hold RGB in [0, 1] (float) or 0..255 (uint8). Every image takes
+        training's road (omniid.face_inputs): `aligned=None` detects the face with `self.aligner`
+        and aligns any photo that is not an aligned crop already (a photo without a face raises
+        NoFace naming it); `aligned=True` takes the images as aligned crops (a manifest's). The
+        encoder runs under the autocast it trained with (`self.bf16`, on CUDA).
         """
         batch, single = _as_identities(images)
-        size = self.config.image_size
-        tensors = [torch.stack([image_to_tensor(_tensor_image(x) if torch.is_tensor(x) else x, size)
-                                for x in identity]) for identity in batch]
-        m = max(len(t) for t in tensors)
-        inputs = torch.zeros(len(tensors), m, 3, size, size)
-        valid = torch.zeros(len(tensors), m, dtype=torch.bool)
-        for b, t in enumerate(tensors):
-            inputs[b, :len(t)], valid[b, :len(t)] = t, True
+        inputs, valid, _ = identity_batch(batch, self.config.image_size, None if aligned else self.aligner)
         param = next(self.parameters())
         was_training = self.training
         self.eval()
         try:
-            out = self.forward_encoder(inputs.to(param.device, param.dtype), valid.to(param.device))
+            with training_autocast(param.device, self.bf16):
+                out = self.forward_encoder(inputs.to(param.device, param.dtype), valid.to(param.device))
         finally:
             self.train(was_training)
+        out = out.float()
         return out[0] if single else out
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -133,10 +126,13 @@ class OmniIDEncoder(nn.Module):
         save_file(state, str(folder / WEIGHTS_FILE))
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "OmniIDEncoder":
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", pipeline: str | Path | None = None,
+                        models_dir: str | Path | None = None) -> "OmniIDEncoder":
         """Load the encoder of a run folder, a `checkpoints/latest` pointer, a training checkpoint
         folder or a folder written by `save_pretrained`. A path holding no encoder raises
-        CheckpointNotFound naming it."""
+        CheckpointNotFound naming it. encode() then aligns with `pipeline`'s detector (an mfhq
+        preset; default: `paper` for a paper run, `sample` otherwise; weights in `models_dir`) and
+        runs under the run's autocast (its optim.bf16)."""
         folder = resolve_checkpoint(path)
         require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID encoder checkpoint", "give a step folder, "
                       "a run folder with checkpoints/latest, or a folder written by save_pretrained")
@@ -144,6 +140,9 @@ class OmniIDEncoder(nn.Module):
         with quiet_random_init():
             encoder = cls(config, pretrained_clip=False)
         encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        run = read_run_preset(folder) or {}
+        encoder.bf16 = bool(run.get("optim", {}).get("bf16", True))
+        encoder.aligner = InputAligner(pipeline or default_pipeline(run.get("name", "")), models_dir)
         return encoder.to(device).eval()
 
 

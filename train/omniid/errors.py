@@ -56,6 +56,10 @@ class NoImage(OmniIDError, FileNotFoundError):
     """An image path that does not exist or cannot be decoded; the message names the file."""
 
 
+class NoFace(OmniIDError, ValueError):
+    """An input image in which the detector finds no face; the message names the file."""
+
+
 class NonFiniteLoss(OmniIDError, FloatingPointError):
     """Training stopped: the loss became NaN or infinite."""
 

@@ -55,28 +55,13 @@ def _check_first(args: argparse.Namespace, counts: dict) -> None:
     check_out_dir(args.out)
 
 
-def _warn_faceless(args: argparse.Namespace, images: list, preset_name: str) -> None:
-    """One warning per input image in which the detector finds no face: generation goes on (the
-    encoder takes any image), but such an input says nothing of the identity."""
-    from omniid.metrics import default_pipeline, faceless
-
-    pipeline = args.pipeline or default_pipeline(preset_name)
-    try:
-        empty = faceless(images, pipeline, args.models_dir, args.device)
-    except _user_errors() as error:  # no detector here: generation does not need one
-        log.warning("input images not checked for faces (%s)", error)
-        return
-    for i in empty:
-        log.warning("%s: no face found by the %s preset's detector; generating from it anyway", args.images[i],
-                    pipeline)
-
-
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     p.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
     p.add_argument("--clip-weights", help="open_clip weights file, for a baseline's frozen CLIP (paper preset)")
     p.add_argument("--steps", type=int, default=28, help="sampler steps")
-    p.add_argument("--guidance", type=float, help="FLUX guidance value (default: the preset's, as in training)")
+    p.add_argument("--guidance", type=float, help="FLUX guidance value (default: each checkpoint's run's "
+                                                  "flow.guidance, as it trained)")
     p.add_argument("--scale", type=float, help="adapter scale (default: the checkpoint's)")
 
 
@@ -89,7 +74,7 @@ def eval_args(argv):
     p.add_argument("--controlnet", nargs="+", default=[],
                    help="adapter-stage run folder(s) (omniid-train --stage adapter): one Table 1-like row each, "
                         "generated with the run's ControlNet from each target's landmarks")
-    p.add_argument("--manifest", required=True, help="manifests/test.parquet")
+    p.add_argument("--manifest", required=True, help="manifests/test.parquet, or a manifest folder (its test.parquet)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--inputs", default="1,3,5", help="numbers of input images k")
     p.add_argument("--targets", type=int, default=4, help="ground-truth faces per identity")
@@ -138,9 +123,8 @@ def eval_main(argv: list[str] | None = None) -> int:
                                                 args.clip_weights))
         _cpu_threads(next(iter(generators.values())), args.device)
         preset = next(iter(generators.values())).preset
-        guidance = args.guidance if args.guidance is not None else preset.flow.guidance
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
-                            steps=args.steps, guidance=guidance, scale=args.scale, identities=args.identities,
+                            steps=args.steps, guidance=args.guidance, scale=args.scale, identities=args.identities,
                             copy_row=not args.no_copy_row, swap=not args.no_swap, swap_k=args.swap_k,
                             bootstrap=args.bootstrap)
         metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
@@ -162,15 +146,19 @@ def generate_args(argv):
     p = argparse.ArgumentParser(prog="omniid-generate", description="Generate images of one identity.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="flow-stage run folder, checkpoints/latest or step folder")
-    p.add_argument("--images", required=True, nargs="+", help="input images of one person (face crops)")
+    p.add_argument("--images", required=True, nargs="+", help="input images of one person: photos (the face is "
+                   "detected and aligned as extract aligns crops) or aligned crops (used as they are)")
+    p.add_argument("--manifest", help="manifest folder or file whose crop_path values --images may give (they are "
+                                      "relative to the extract run folder; its manifest.json says where that is)")
     p.add_argument("--prompt", help="text prompt; the paper preset needs FLUX's text encoders in --flux-path for "
                                     "any prompt but the trained one (default: the checkpoint's prompt)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--num-images", type=int, default=1, help="images, with seeds seed, seed+1, ...")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, help="image side (default: the preset's)")
-    p.add_argument("--pipeline", help="mfhq preset whose detector looks for a face in each input image, a packaged "
-                                      "name or a YAML file (default: paper for the paper preset, sample otherwise)")
+    p.add_argument("--pipeline", help="mfhq preset whose detector finds and aligns the face of each input image, a "
+                                      "packaged name or a YAML file (default: paper for the paper preset, sample "
+                                      "otherwise)")
     p.add_argument("--models-dir", help="weights folder of that detector (paper profile)")
     _common(p)
     return p.parse_args(argv)
@@ -179,31 +167,33 @@ def generate_args(argv):
 def generate_main(argv: list[str] | None = None) -> int:
     args = generate_args(argv)
     _setup_logging()
+    from omniid.face_inputs import input_paths
     from omniid.generation import OmniIDGenerator
-    from omniid.metrics import to_rgb
 
     out = Path(args.out)
     try:
         _check_first(args, {"--num-images": (args.num_images, 1), "--size": (args.size, 1)})
-        images = [to_rgb(path) for path in args.images]  # every path checked before any model loads
-        gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights)
+        images = input_paths(args.images, args.manifest)  # every path found and read before any model loads
+        gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights,
+                                              pipeline=args.pipeline, models_dir=args.models_dir)
         _cpu_threads(gen, args.device)
-        _warn_faceless(args, images, gen.preset.name)
         if args.prompt is not None:
             gen.set_prompt(args.prompt, args.flux_path)
         seeds = [args.seed + i for i in range(args.num_images)]
-        tokens = gen.tokens([images])
+        tokens = gen.tokens([images])  # training's preprocessing: a photo without a face is refused
         started = time.perf_counter()
-        guidance = args.guidance if args.guidance is not None else gen.preset.flow.guidance
         results = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=args.steps,
-                               guidance=guidance, scale=args.scale, size=args.size)
+                               guidance=args.guidance, scale=args.scale, size=args.size)
         seconds = time.perf_counter() - started
         names = _save_images(out, seeds, results)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
-    settings = {**gen.settings, "images": [str(Path(p)) for p in args.images], "seeds": seeds, "steps": args.steps,
-                "guidance": guidance, "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
+    settings = {**gen.settings, "images": [str(Path(p)) for p in args.images],
+                "preprocessing": [{"image": str(p), "how": how} for p, how in zip(images, gen.preprocessing[0])],
+                "seeds": seeds, "steps": args.steps,
+                "guidance": args.guidance if args.guidance is not None else gen.settings["guidance"],
+                "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
                 "size": args.size or gen.image_size, "outputs": names, "device": args.device,
                 "seconds": round(seconds, 3)}
     (out / "settings.json").write_text(json.dumps(settings, indent=2))

@@ -17,8 +17,9 @@ Protocol, the same on every run (ours where the paper gives no detail):
   frame). The inputs for k are the first k faces; the ground-truth targets are the `targets`
   faces that follow the first max(k) — never used as inputs, and the same for every k.
 - For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s, the same for
-  every representation and every k, with the prompt "photo of a person." (the checkpoint's) and
-  fixed steps and guidance.
+  every representation and every k, with the prompt "photo of a person." (the checkpoint's),
+  fixed steps, and each checkpoint's own guidance (its run's flow.guidance) unless one is given.
+  Inputs are the manifest's aligned crops, prepared as in training (omniid.face_inputs).
 - Metrics (omniid.metrics): ID similarity to the target; Sim(Ref), the similarity to the nearest
   input; pose error; no-face rate. A generated image without a face scores 0 and counts as no face.
 - A `copy-input` row (on by default) scores the first input image itself as the "generation":
@@ -49,6 +50,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from mfhq.manifest import split_path
 from omniid.eval_setting import bind_targets, row_settings
 from omniid.metrics import FaceMetrics, id_similarity, pose_error, ref_similarity
 from omniid.report import sheet, write_tables
@@ -74,7 +76,7 @@ class Protocol:
     samples: int = 1                  # generations per target
     seed: int = 0
     steps: int = 28
-    guidance: float = 3.5
+    guidance: float | None = None     # None: each checkpoint's own (its run's flow.guidance)
     scale: float | None = None        # adapter scale; None: the checkpoint's
     identities: int | None = None     # the first N identities only
     copy_row: bool = True
@@ -140,7 +142,7 @@ def _identity_rows(identity: str, inputs: list[Path], targets: list[Path], gener
         folder = Path("images") / safe_name(label) / safe_name(identity)
         (out / folder).mkdir(parents=True, exist_ok=True)
         for k in protocol.inputs:
-            tokens = gen.tokens([inputs[:k]])
+            tokens = gen.tokens([inputs[:k]], aligned=True)  # a manifest's crops: aligned by extract
             images = gen.generate(tokens.expand(n, *tokens.shape[1:]), seeds, steps=protocol.steps,
                                   guidance=protocol.guidance, scale=protocol.scale)
             paths = [str(folder / f"k{k}_t{j}_s{s}.png") for j in range(len(targets)) for s in range(protocol.samples)]
@@ -202,6 +204,7 @@ def evaluate(generators: dict, manifest: str | Path, out: str | Path, metrics: F
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    manifest = split_path(manifest, "test") if Path(manifest).is_dir() else Path(manifest)  # a folder: its test split
     identities = {name: [crop for crop, _ in faces] for name, faces in load_manifest(manifest).items()}
     names = sorted(identities)[: protocol.identities]
     plans, skipped = _plans(identities, names, protocol)

@@ -3,18 +3,21 @@
     gen = OmniIDGenerator.from_checkpoint("runs/flow")          # run folder, checkpoints/latest or a step
     tokens = gen.tokens([["a.jpg", "b.jpg", "c.jpg"]])           # one identity -> [1, N, D]
     images = gen.generate(tokens, seeds=[0], steps=28)           # list of PIL images
+    gen.preprocessing                                            # how each image of the last tokens() call was prepared
 
 Everything goes through the flow stage's own pieces (`omniid.objectives` builds the model exactly
 as training did, `omniid.flux.sample` runs diffusers' FluxPipeline on cached prompt embeddings),
-so what is evaluated is what was trained. Each image has its own seeded generator: an image
-depends on its seed only, not on what else is in the batch.
+so what is evaluated is what was trained: input photos take training's preprocessing
+(`omniid.face_inputs`: detected and aligned unless already aligned crops), the encoder runs under
+the run's autocast, and guidance, adapter scale and FLUX's dtype are the run's own unless given.
+Each image has its own seeded generator: an image depends on its seed only, not on what else is
+in the batch.
 
 `ip_adapter_kwargs(tokens)` gives the arguments a user's own `FluxPipeline` /
 `FluxControlNetPipeline` call needs once `OmniIDAdapter.from_pretrained(ckpt).attach(pipe)` ran.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,10 +31,10 @@ from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
 from omniid.checkpoint import (CheckpointError, read_run_preset, read_state, recorded_prompt_cache, require_files,
                                resolve_checkpoint)
 from omniid.encoder import quiet_random_init
-from omniid.flux.loading import TEXT_PARTS, require_flux_folder
-from omniid.flux.prompt import encode_prompt_with_text_encoders, random_prompt_embeds
+from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
+from omniid.flux.prompt import prompt_embeddings
 from omniid.flux.sampling import sample
-from omniid.preprocess import ImageLike, image_to_tensor
+from omniid.preprocess import ImageLike
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +57,15 @@ class OmniIDGenerator:
         self.objective, self.preset, self.folder, self.state = objective, preset, folder, state
         self.representation_name = state.get("representation", "omniid")
         self.prompt = preset.flow.prompt
+        self.aligner = InputAligner(default_pipeline(preset.name))  # input photos: from_checkpoint sets its pipeline
+        self.preprocessing: list[list[str]] = []                     # how tokens() prepared each image, last call
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", flux_path=None, clip_weights=None,
-                        prompt_embeds: str | Path | None = None) -> "OmniIDGenerator":
+                        prompt_embeds: str | Path | None = None, pipeline: str | Path | None = None,
+                        models_dir: str | Path | None = None) -> "OmniIDGenerator":
+        """pipeline / models_dir: the mfhq preset whose detector aligns input photos (default: `paper`
+        for a paper run, `sample` otherwise) and its weights folder."""
         from omniid.config import get_preset
         from omniid.objectives import build_objective
 
@@ -79,7 +87,9 @@ class OmniIDGenerator:
                                         prompt_embeds=prompt_embeds, device=device)
         objective.load_pretrained(folder)
         objective.eval()
-        return cls(objective, preset, folder, state)
+        generator = cls(objective, preset, folder, state)
+        generator.aligner = InputAligner(pipeline or default_pipeline(preset.name), models_dir)
+        return generator
 
     @property
     def image_size(self) -> int:
@@ -90,47 +100,44 @@ class OmniIDGenerator:
         flow = self.preset.flow
         return {"checkpoint": str(self.folder), "step": self.state.get("step"), "preset": self.preset.name,
                 "representation": self.representation_name, "prompt": self.prompt, "image_size": flow.image_size,
-                "adapter_scale": self.objective.adapter.scale}
+                "adapter_scale": self.objective.adapter.scale, "guidance": flow.guidance,
+                "flux_dtype": str(self.objective.parts.transformer.dtype).removeprefix("torch."),
+                "encoder_bf16_autocast": self.preset.optim.bf16 and self.objective.prompt_embeds.device.type == "cuda",
+                "input_detector": self.aligner.pipeline}
 
     def set_prompt(self, prompt: str, flux_path=None) -> None:
         """Generate with another prompt than the trained one. The paper preset encodes it with
         FLUX's text encoders (T5 + CLIP, from the FLUX folder); a tiny preset has none, so seeded
         random embeddings of the prompt stand in."""
-        flow = self.preset.flow
         if prompt == self.prompt:
             return
-        if flow.transformer is not None:
-            embeds, pooled = random_prompt_embeds(flow, int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16))
-        else:
-            folder = require_flux_folder(flow, flux_path, TEXT_PARTS)
-            embeds, pooled = encode_prompt_with_text_encoders(folder, prompt, flow.max_sequence_length)
+        embeds, pooled = prompt_embeddings(self.preset.flow, prompt, flux_path)
         device = self.objective.prompt_embeds.device
         self.objective.prompt_embeds = embeds.to(device, torch.float32)
         self.objective.pooled_prompt_embeds = pooled.to(device, torch.float32)
         self.prompt = prompt
 
     @torch.no_grad()
-    def tokens(self, identities: Sequence[Sequence[ImageLike]]) -> torch.Tensor:
-        """Images of each identity (the encoder's preprocessing) -> the representation's [B, N, D]."""
-        size = self.preset.model.image_size
-        m = max(len(images) for images in identities)
-        inputs = torch.zeros(len(identities), m, 3, size, size)
-        valid = torch.zeros(len(identities), m, dtype=torch.bool)
-        for b, images in enumerate(identities):
-            if not images:
-                raise ValueError("every identity needs at least one image")
-            inputs[b, :len(images)] = torch.stack([image_to_tensor(img, size) for img in images])
-            valid[b, :len(images)] = True
+    def tokens(self, identities: Sequence[Sequence[ImageLike]], aligned: bool | None = None) -> torch.Tensor:
+        """Images of each identity -> the representation's [B, N, D] (float32), through training's
+        preprocessing: `aligned=None` detects and aligns photos (NoFace for one without a face),
+        `aligned=True` takes aligned crops as they are (a manifest's)."""
+        inputs, valid, self.preprocessing = identity_batch(identities, self.preset.model.image_size,
+                                                           None if aligned else self.aligner)
         device = self.objective.prompt_embeds.device
-        return self.objective.representation({"inputs": inputs.to(device), "input_valid": valid.to(device)})
+        with training_autocast(device, self.preset.optim.bf16):
+            tokens = self.objective.representation({"inputs": inputs.to(device), "input_valid": valid.to(device)})
+        return tokens.float()
 
     @torch.no_grad()
-    def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float = 3.5,
+    def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float | None = None,
                  scale: float | None = None, size: int | None = None) -> list[Image.Image]:
-        """One image per row of tokens, each from its own seed."""
+        """One image per row of tokens, each from its own seed; guidance None: the run's
+        flow.guidance; scale None: the adapter's trained scale."""
         if len(seeds) != len(tokens):
             raise ValueError(f"{len(tokens)} token rows but {len(seeds)} seeds")
         size = size or self.image_size
+        guidance = self.preset.flow.guidance if guidance is None else guidance
         device = self.objective.prompt_embeds.device
         generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         with _quiet_sampler():
@@ -159,9 +166,10 @@ def _quiet_sampler():
 
 
 def _run_overrides(folder: Path) -> dict:
-    """The run's own seed and flow settings (its preset.json: guidance, prompt, FLUX config as
-    trained, with any command-line overrides), as get_preset overrides."""
+    """The run's own seed, flow settings (its preset.json: guidance, prompt, FLUX config and dtype
+    as trained, with any command-line overrides) and autocast, as get_preset overrides."""
     preset = read_run_preset(folder)
     if preset is None:
         return {}
-    return {"seed": preset.get("seed"), **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}
+    return {"seed": preset.get("seed"), "optim.bf16": preset.get("optim", {}).get("bf16"),
+            **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}

@@ -22,17 +22,12 @@ from PIL import Image
 
 from mfhq.faces import Face, Faces
 from omniid.errors import NoImage
+from omniid.face_inputs import default_pipeline  # the one choice of detector preset, re-exported
 
-__all__ = ["Face", "FaceMetrics", "ImageInput", "NoImage", "cosine", "default_pipeline", "faceless", "id_similarity",
+__all__ = ["Face", "FaceMetrics", "ImageInput", "NoImage", "cosine", "default_pipeline", "id_similarity",
            "pose_error", "ref_similarity", "to_rgb"]
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray]
-
-
-def default_pipeline(preset_name: str) -> str:
-    """The packaged mfhq preset whose models measure a trainer preset: the paper's models
-    (`paper`) for `paper`, the offline models (`sample`) otherwise."""
-    return "paper" if preset_name == "paper" else "sample"
 
 
 def to_rgb(image: ImageInput) -> np.ndarray:
@@ -92,10 +87,3 @@ class FaceMetrics:
     def analyse(self, images: Sequence[ImageInput]) -> list[Face | None]:
         """The largest face of each image (None where there is none); every path is read first."""
         return self.faces.analyse([to_rgb(image) for image in images])
-
-
-def faceless(images: Sequence[ImageInput], pipeline: str | Path, models_dir: str | Path | None = None,
-             device: str = "cpu") -> list[int]:
-    """The indices of the images in which the pipeline preset's detector finds no face."""
-    detector = Faces.from_preset(pipeline, models_dir, device, tasks=("detect",))
-    return [i for i, image in enumerate(images) if detector.largest_face(to_rgb(image)) is None]

@@ -62,6 +62,7 @@ def write_tables(table: pa.Table, out: Path, representations: list[str], ks: lis
     for rep in representations:
         lines.append(f"| {rep} | {setting.get(rep, '')} | " + " | ".join(fmt(cells[rep, k][m], m) for m in shown for k in ks) + " |")
     n = {int(cells[rep, k]["n"]) for rep in representations for k in ks}
+    guidance = "each run's own (settings.json)" if protocol.guidance is None else protocol.guidance
     lines += [
         "",
         f"ID sim and Sim(Ref): cosine with {models['identity_model']} embeddings (ground truth / nearest input); "
@@ -70,7 +71,7 @@ def write_tables(table: pa.Table, out: Path, representations: list[str], ks: lis
         f"(mfhq pipeline `{models['pipeline']}`).",
         f"{len({r['identity_id'] for r in table.to_pylist()})} identities, {protocol.targets} targets x "
         f"{protocol.samples} sample(s) each, {sorted(n)} images per cell; steps {protocol.steps}, guidance "
-        f"{protocol.guidance}, seeds {protocol.seed} + 1000 x target + sample. `copy-input` scores the first input "
+        f"{guidance}, seeds {protocol.seed} + 1000 x target + sample. `copy-input` scores the first input "
         f"itself (what copy-pasting earns).",
     ]
     (out / "table.md").write_text("\n".join(lines) + "\n")

@@ -78,7 +78,7 @@ def identity_swap_rows(identity: str, donor: str, donor_inputs: list[Path], targ
 
 def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
     (out / folder).mkdir(parents=True, exist_ok=True)
-    tokens = gen.tokens([inputs])
+    tokens = gen.tokens([inputs], aligned=True)  # a manifest's crops: aligned by extract
     images = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=protocol.steps,
                           guidance=protocol.guidance, scale=protocol.scale)
     paths = [str(folder / f"swap_k{len(inputs)}_t{j}_s{s}.png") for j in range(len(seeds) // protocol.samples)

@@ -7,9 +7,13 @@ text encoder.
         random embeddings of its shapes.
         CLI: `python -m omniid.flux encode-prompt --preset paper --flux-path DIR --out FILE`.
     load_prompt_embeds(path) / write_prompt_embeds(path, prompt_embeds, pooled, meta)
+    prompt_embeddings(flow, prompt, flux_path=None) -> (prompt_embeds, pooled)
+        Any other prompt: FLUX's text encoders from the FLUX folder; a random FLUX config has none,
+        so seeded random embeddings of the prompt stand in (ours; they mean nothing).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -71,6 +75,16 @@ def encode_prompt_with_text_encoders(folder: Path, prompt: str, max_sequence_len
                                                       max_sequence_length=max_sequence_length)
     del pipe
     return prompt_embeds, pooled
+
+
+def prompt_embeddings(flow, prompt: str, flux_path=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A prompt's (prompt_embeds [1, S, J], pooled [1, P]): encoded by FLUX's T5 + CLIP for a real
+    FLUX; for a random config (tiny), random embeddings seeded by the prompt's text, so one prompt
+    always gives the same ones."""
+    if flow.transformer is not None:
+        return random_prompt_embeds(flow, int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16))
+    folder = require_flux_folder(flow, flux_path, TEXT_PARTS)
+    return encode_prompt_with_text_encoders(folder, prompt, flow.max_sequence_length)
 
 
 def ensure_prompt_embeds(flow, path: Path, flux_path=None) -> Path:

@@ -1,9 +1,13 @@
 """Everything `sample` needs from a flow-stage run folder.
 
     load_flow_run(path, device, flux_path=None) -> FlowRun(parts, prompt_embeds, pooled_prompt_embeds,
-                                                           adapter, flow, checkpoint)
+                                                           adapter, flow, checkpoint, flux_path)
         path: a run folder, `checkpoints/latest` or a step folder; its encoder:
         `OmniIDEncoder.from_pretrained(run.checkpoint)`.
+    run.pipeline()            diffusers' FluxPipeline over the run's FLUX: `pipe("a prompt", ...)` works,
+                              the run's guidance is its default (the prompt: `run.embeddings`)
+    run.embeddings(prompt)    (prompt_embeds, pooled): the run's cache for its trained prompt, else
+                              omniid.flux.prompt_embeddings (FLUX's text encoders; seeded random on tiny)
 """
 from __future__ import annotations
 
@@ -17,7 +21,8 @@ from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFou
                                recorded_prompt_cache, resolve_checkpoint, run_of)
 from omniid.config import FlowConfig
 from omniid.flux.loading import FluxParts, load_flux
-from omniid.flux.prompt import load_prompt_embeds
+from omniid.flux.prompt import load_prompt_embeds, prompt_embeddings
+from omniid.flux.sampling import build_pipeline
 
 
 @dataclass
@@ -26,8 +31,21 @@ class FlowRun:
     prompt_embeds: torch.Tensor
     pooled_prompt_embeds: torch.Tensor
     adapter: torch.nn.Module
-    flow: object
+    flow: FlowConfig
     checkpoint: Path
+    flux_path: str | Path | None = None
+
+    def embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompt_embeds [1, S, J], pooled [1, P]) of a prompt, on the run's device."""
+        if prompt == self.flow.prompt:
+            return self.prompt_embeds, self.pooled_prompt_embeds
+        embeds, pooled = prompt_embeddings(self.flow, prompt, self.flux_path)
+        return embeds.to(self.prompt_embeds.device), pooled.to(self.prompt_embeds.device)
+
+    def pipeline(self):
+        """diffusers' FluxPipeline over this run's FLUX, taking text prompts through `embeddings`,
+        with the run's flow.guidance as its default guidance_scale."""
+        return build_pipeline(self.parts, prompts=self.embeddings, guidance=self.flow.guidance)
 
 
 def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
@@ -43,4 +61,4 @@ def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
     dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32
     parts = load_flux(flow, device, dtype, flux_path)
     adapter = OmniIDAdapter.from_pretrained(folder, device=device)
-    return FlowRun(parts, prompt_embeds.to(device), pooled.to(device), adapter, flow, folder)
+    return FlowRun(parts, prompt_embeds.to(device), pooled.to(device), adapter, flow, folder, flux_path)

@@ -1,0 +1,91 @@
+"""One preprocessing for training and inference (omniid.face_inputs): a photo is detected and
+aligned as `mfhq extract` aligns crops, an aligned crop is used as it is, a photo without a face
+is refused with its name. The detector is the sample preset's offline one, through mfhq.faces."""
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from omniid.config import get_preset
+from omniid.encoder import OmniIDEncoder
+from omniid.errors import NoFace
+from omniid.face_inputs import AS_IS, InputAligner, prepare_image
+from omniid.preprocess import image_to_tensor
+from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
+
+TINY = get_preset("tiny").model
+
+
+@pytest.fixture(scope="module")
+def aligner() -> InputAligner:
+    return InputAligner("sample")
+
+
+@pytest.fixture(scope="module")
+def crop(aligner) -> np.ndarray:
+    """The astronaut's face (scikit-image, public domain) as extract would crop it: RGB 448 px."""
+    import skimage.data
+
+    photo = skimage.data.astronaut()
+    _, points, _ = aligner.faces.largest_face(photo)
+    return aligner.faces.crop(photo, points)
+
+
+def pasted(crop: np.ndarray, scale: float, x: int, y: int) -> np.ndarray:
+    """The crop scaled and shifted into a larger noisy frame: a photo that is no aligned crop."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(40, 120, (640, 800, 3), dtype=np.uint8)
+    small = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
+    frame[y:y + small.shape[0], x:x + small.shape[1]] = small
+    return frame
+
+
+@pytest.fixture(scope="module")
+def encoder() -> OmniIDEncoder:
+    torch.manual_seed(0)
+    return OmniIDEncoder(TINY).eval()
+
+
+def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_encode_of_a_photo_equals_encode_of_its_aligned_crop(encoder, crop, aligner):
+    photo = pasted(crop, 1.25, 150, 40)
+    assert prepare_image(photo, 448, aligner).how == "face detected and aligned (arcface template, 448 px)"
+    assert prepare_image(crop, 448, aligner).how == AS_IS
+    reference = encoder.encode([crop])
+    assert relative(encoder.encode([photo]), reference) < 0.15  # detector jitter only
+    # the photo resized as it is (what encode() did before) is another input altogether
+    assert relative(encoder.encode([photo], aligned=True), reference) > 0.5
+
+
+def test_an_aligned_crop_gives_exactly_its_training_tensor(crop, aligner, tmp_path):
+    path = tmp_path / "crop.jpg"
+    Image.fromarray(crop).save(path)
+    prepared = prepare_image(path, TINY.image_size, aligner)
+    assert prepared.how == AS_IS
+    assert torch.equal(prepared.tensor, image_to_tensor(path, TINY.image_size))  # what the data path reads
+
+
+def test_a_photo_without_a_face_is_refused_naming_the_file(encoder, crop, tmp_path):
+    blank = tmp_path / "holiday.png"
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(blank)
+    with pytest.raises(NoFace, match=r"holiday\.png: no face found by the sample preset's detector"):
+        encoder.encode([crop, blank])
+    with pytest.raises(NoFace, match="image 2 of identity 1"):  # an array has no name: its place says which
+        encoder.encode([crop, np.full((200, 300, 3), 128, np.uint8)])
+
+
+def test_from_pretrained_takes_the_runs_detector_and_precision(encoder, tmp_path):
+    step = tmp_path / "run" / "checkpoints" / "step-00000001"
+    encoder.save_pretrained(step)
+    (tmp_path / "run" / "preset.json").write_text(json.dumps({"name": "paper", "optim": {"bf16": False}}))
+    loaded = OmniIDEncoder.from_pretrained(step)
+    assert loaded.aligner.pipeline == "paper" and loaded.bf16 is False
+    assert OmniIDEncoder.from_pretrained(step, pipeline="sample").aligner.pipeline == "sample"
