@@ -83,8 +83,8 @@ def build_controlnet_pipeline(parts: FluxParts, controlnet):
 
 @torch.no_grad()
 def sample_controlled(parts: FluxParts, controlnet, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor,
-                      tokens: torch.Tensor, adapter, control: torch.Tensor, *, steps: int = 28,
-                      guidance: float = 3.5, scale: float | None = None, conditioning_scale: float = 1.0,
+                      tokens: torch.Tensor, adapter, control: torch.Tensor, *, guidance: float, steps: int = 28,
+                      scale: float | None = None, conditioning_scale: float = 1.0,
                       generator=None) -> torch.Tensor:
     """One image per row of tokens [B, N, D] and control [B, 3, T, T] (landmark images in [-1, 1]);
     -> [B, 3, T, T] in [0, 1]. The adapter is attached for the call and detached after."""
