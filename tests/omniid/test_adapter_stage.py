@@ -109,7 +109,7 @@ def test_generations_follow_the_landmark_image(adapter_run, sample_manifest):
     control = torch.stack([landmark_tensor(marks[crops[0]], 32), landmark_tensor(turned, 32)])
     obj = gen.objective
     images = sample_controlled(obj.parts, obj.controlnet, obj.prompt_embeds, obj.pooled_prompt_embeds, tokens,
-                               obj.adapter, control, steps=2, generator=[torch.Generator().manual_seed(0)
+                               obj.adapter, control, steps=2, guidance=3.5, generator=[torch.Generator().manual_seed(0)
                                                                          for _ in range(2)])
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
     assert not torch.allclose(images[0], images[1], atol=1e-6)  # same identity and seed, another pose
