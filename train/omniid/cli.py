@@ -20,7 +20,7 @@ WEIGHTS_HELP = """\
 weights each preset needs (nothing is ever downloaded):
   tiny       nothing: random tiny CLIP, FLUX and VAE configs (CPU tests)
   tiny-swap  nothing: tiny, trained on a CPU until the identity-swap gap shows (make demo; ours)
-  paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
+  paper  --stage mtd:  CLIP ViT-H/14 laion2b_s32b_b79k, ours (--clip-weights FILE, $OMNIID_CLIP_WEIGHTS,
                        or open_clip's Hugging Face cache)
          --stage flow: the same CLIP weights, unless --init-from gives a trained encoder, and
                        FLUX.1-dev in diffusers format (--flux-path DIR or $OMNIID_FLUX_PATH)
@@ -58,7 +58,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                               "written once with FLUX's T5 + CLIP text encoders)")
     flow.add_argument("--timesteps", choices=("uniform", "logit_normal"), help="t sampling (preset: uniform)")
     flow.add_argument("--guidance", type=float, help="FLUX guidance value in training (preset: 3.5)")
-    p.add_argument("--steps", type=int, help="total optimizer steps (preset: mtd 250K, flow 10K for paper)")
+    flow.add_argument("--patience", type=int, help="a baseline stops after N evaluations without a new best eval "
+                                                   "loss (0: trains to --steps; preset: paper 5; ours)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (paper: mtd 250K, flow 10K; "
+                                                  "a baseline's cap, ours: 100K)")
     p.add_argument("--stop-after", type=int, help="stop after this many steps of this invocation (schedule unchanged)")
     p.add_argument("--few-to-many", choices=sorted(FEW_TO_MANY), help="|X^s|-|X^r| ablation (paper: 3-8)")
     p.add_argument("--num-inputs-min", type=int, help="draw M per identity in [this, |X^s|] (mixed-M batches)")
@@ -106,7 +109,7 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
 def preset_from_args(args: argparse.Namespace):
     inputs, targets = FEW_TO_MANY[args.few_to_many] if args.few_to_many else (None, None)
     return get_preset(
-        args.preset, stage=args.stage,
+        args.preset, stage=args.stage, representation=args.representation,
         **{
             "optim.total_steps": args.steps, "optim.grad_accum": args.grad_accum, "optim.lr": args.lr,
             "optim.warmup_steps": args.warmup_steps, "optim.optimizer": args.optimizer,
@@ -120,7 +123,7 @@ def preset_from_args(args: argparse.Namespace):
             "flow.latents": args.latents, "swap_warmup_steps": args.swap_warmup_steps,
             "swap_min_gap": args.swap_min_gap,
             "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
-            "save_every": args.save_every,
+            "save_every": args.save_every, "convergence.patience": args.patience,
         },
     )
 
@@ -144,6 +147,8 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
     if args.representation != "omniid" and args.stage != "flow":
         raise FlagError("--representation applies to --stage flow only")
+    if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
+        raise FlagError(f"--init-from takes an Omni-ID encoder; the {args.representation} baseline has none")
     rank, world, device = setup_distributed()
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, args.resume, rank, world) is not None
@@ -151,7 +156,8 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         check_init_from(args.init_from, preset)  # before any model is built; the engine checks again
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
-               # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
+               # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP;
+               # a baseline's frozen CLIP is never in a checkpoint and always loads the preset's weights
                "pretrained_clip": not (args.init_from or resumed)}
     if args.stage == "flow":
         options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
@@ -204,7 +210,8 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--num-inputs-min": (args.num_inputs_min, 1), "--warmup-steps": (args.warmup_steps, 0),
                     "--workers": (args.workers, 0), "--log-every": (args.log_every, 1),
                     "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1),
-                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0)})
+                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
+                    "--patience": (args.patience, 0)})
     check_out_dir(out)
 
 
