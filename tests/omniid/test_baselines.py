@@ -10,7 +10,8 @@ from omniid.config import get_preset
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 
 TINY = get_preset("tiny")
-TOKENS = {"clip": 1 + (32 // 8) ** 2, "arcface": 4, "arcface+clip": 1 + (32 // 8) ** 2 + 4}
+# clip: CLS + (32 / 8)^2 patches; arcface and arcface+clip: the preset's baseline tokens (its L)
+TOKENS = {"clip": 1 + (32 // 8) ** 2, "arcface": 16, "arcface+clip": 16}
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,11 @@ def test_contract_and_shapes(built, name):
     assert torch.isfinite(out).all()
 
 
+TRAINED = {"clip": (), "arcface": ("arcface.",), "arcface+clip": ("arcface.", "clip_proj.", "blocks.")}
+
+
 @pytest.mark.parametrize("name", list(BASELINES))
-def test_only_the_projection_trains(built, name):
+def test_only_the_baselines_own_part_trains(built, name):
     rep = built[name]
     rep.zero_grad()
     out = rep(batch())
@@ -43,8 +47,8 @@ def test_only_the_projection_trains(built, name):
     assert out.requires_grad == bool(trainable)
     if out.requires_grad:
         out.square().sum().backward()
-    assert all(n.startswith("arcface.projection.") for n in trainable)
-    assert bool(trainable) == ("arcface" in name)
+    assert {n.split(".")[0] + "." for n in trainable} == set(TRAINED[name])
+    assert not any(n.startswith("tokens.") for n in trainable)  # the CLIP tower stays frozen
     assert all(p.grad is not None for n, p in rep.named_parameters() if n in trainable)
     assert all(p.grad is None for n, p in rep.named_parameters() if n not in trainable)
 
@@ -67,8 +71,9 @@ def test_padding_and_order_do_not_matter_but_the_images_do(built, name):
 def test_save_and_load_the_trained_projection_and_a_random_tower(built, tmp_path):
     rep = built["arcface+clip"]
     with torch.no_grad():
-        for p in rep.arcface.projection.parameters():
-            p.add_(0.5)
+        for p in rep.parameters():
+            if p.requires_grad:
+                p.add_(0.5)
     rep.save_pretrained(tmp_path)
     torch.manual_seed(1)  # another random tiny tower: the checkpoint must carry the trained one's
     fresh = BASELINES["arcface+clip"](TINY)
@@ -83,3 +88,83 @@ def test_registered_in_the_representation_registry():
     for name in BASELINES:
         rep = representations.build_representation(name, TINY)
         assert rep(batch()).shape == (2, TOKENS[name], 64)
+
+
+PAPER = get_preset("paper", stage="flow")
+
+
+@pytest.fixture(scope="module")
+def identity():
+    from omniid.baselines import IdentityEmbedding
+
+    return IdentityEmbedding("sample")  # SFace, offline: the paper profile's ArcFace is not on this machine
+
+
+def test_arcface_is_the_embedding_projected_to_256_tokens(identity):
+    from omniid.baselines import ArcFaceRepresentation
+
+    assert (PAPER.baseline.tokens, PAPER.baseline.width) == (256, 512)
+    rep = ArcFaceRepresentation(identity, PAPER.baseline)
+    with torch.no_grad():
+        out = rep(batch())
+    assert (rep.num_tokens, rep.dim) == (256, 512) and out.shape == (2, 256, 512)
+
+
+def test_arcface_clip_is_arcface_queries_attending_to_clip_tokens(identity):
+    """FaceID-Plus style at the paper's baseline sizes (tiny CLIP tower): N is the number of
+    ArcFace-derived queries, not CLIP's tokens plus ArcFace's, and the output moves with either input."""
+    from omniid.baselines import ArcFaceClipRepresentation
+    from omniid.blocks import BlockStack
+
+    torch.manual_seed(0)
+    rep = ArcFaceClipRepresentation(TINY.model, identity, PAPER.baseline).eval()
+    assert isinstance(rep.blocks, BlockStack) and len(rep.blocks.cross_blocks) == TINY.model.cross_blocks
+    b = batch()
+    with torch.no_grad():
+        out = rep(b)
+        assert (rep.num_tokens, rep.dim) == (256, 512) and out.shape == (2, 256, 512)
+        embedding, clip, valid = identity.pooled(b), rep.tokens.per_image(b), b["input_valid"]
+        torch.testing.assert_close(rep.attend(embedding, clip, valid), out)
+        other_clip = rep.attend(embedding, clip.flip(0), valid)               # the same ArcFace queries
+        other_face = rep.attend(embedding.flip(0), clip, valid)               # the same CLIP keys/values
+    assert not torch.allclose(other_clip[0], out[0], atol=1e-3)
+    assert not torch.allclose(other_face[0], out[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["clip", "arcface+clip"])
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed"])
+def test_paper_asks_for_the_same_clip_weights_fresh_or_resumed(name, resumed, tmp_path, monkeypatch):
+    """omniid-train builds the objective with pretrained_clip=False when it resumes (Omni-ID's
+    trained CLIP is in its checkpoint); a baseline's frozen CLIP never is, so the resumed run
+    asks for the same weights file as the fresh one and says which is missing."""
+    from omniid.errors import ClipWeightsMissing
+    from omniid.representations import build_representation
+
+    monkeypatch.delenv("OMNIID_CLIP_WEIGHTS", raising=False)
+    missing = tmp_path / "open_clip_model.safetensors"
+    with pytest.raises(ClipWeightsMissing, match=str(missing)):
+        build_representation(name, PAPER, clip_weights=str(missing), pretrained_clip=not resumed)
+
+
+def test_a_pretrained_frozen_tower_comes_from_its_file_and_stays_out_of_the_checkpoint(tmp_path):
+    """The tiny tower given pretrained weights, as the paper's is: fresh and resumed builds hold
+    the file's weights, and a checkpoint holds none of them."""
+    import dataclasses
+
+    import open_clip
+    from safetensors.torch import save_file
+
+    from omniid.representations import build_representation
+
+    weights = tmp_path / "tiny-clip.safetensors"
+    torch.manual_seed(3)
+    save_file({k: v.contiguous() for k, v in open_clip.create_model("OmniID-Tiny-ViT").state_dict().items()},
+              str(weights))
+    preset = dataclasses.replace(TINY, model=dataclasses.replace(TINY.model, clip_pretrained="a-file"))
+    expected = open_clip.create_model("OmniID-Tiny-ViT", pretrained=str(weights)).visual.conv1.weight
+    for resumed in (False, True):
+        torch.manual_seed(4)
+        rep = build_representation("clip", preset, clip_weights=str(weights), pretrained_clip=not resumed)
+        torch.testing.assert_close(rep.tokens.clip.conv1.weight, expected)
+        rep.save_pretrained(tmp_path / "step")
+        assert not (tmp_path / "step").exists()  # nothing trained, nothing random: nothing to save

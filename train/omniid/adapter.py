@@ -2,7 +2,8 @@
 
 A representation's tokens [B, N, D] (ℓ: [B, 256, 1280]) are projected into the adapter's context
 space [B, N, context_dim]; every double-stream block of the transformer gets `to_k_ip` / `to_v_ip`
-and adds `scale * attention(query, K_ip, V_ip)` to its image stream. Everything is diffusers'
+and adds `scale * attention(query, K_ip, V_ip)` to its image stream (the placement is ours: the
+double-stream blocks only, where diffusers' FLUX has an IP path). Everything is diffusers'
 own, attached through attention processors, so no diffusers class is edited:
 
 - `FluxIPAdapterAttnProcessor` (one per double-stream block) holds `to_k_ip` / `to_v_ip` and the

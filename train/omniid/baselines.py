@@ -1,20 +1,29 @@
-"""The paper's baseline representations (Tables 1-2), trained and evaluated like Omni-ID.
+"""The baseline representations of Omni-ID's Tables 1-2, trained and evaluated like Omni-ID.
 
 Each is an `nn.Module` with `forward(batch) -> tokens [B, N, D]`, `num_tokens` (N) and `dim` (D),
 the representation contract of `omniid.representations` (whose table imports the builders here by
-name), so the flow stage trains only the adapter on top of it (and the small projection of
-`arcface`) and the table compares representations and nothing else.
+name), so the flow stage trains the adapter on top of it (and the baseline's own trainable part)
+and the table compares representations. Sizes come from the preset's `baseline` section.
 
 - `clip`: the frozen CLIP tower's tokens (CLS + patches, after the final LayerNorm): 257 x 1280
   for ViT-H/14 at 224 px. With several input images the tokens are averaged position by position
-  over the valid images, so N stays fixed and the result does not depend on the input order.
+  over the valid images (ours), so N stays fixed and the result does not depend on the input order.
 - `arcface`: the pipeline's identity model (ArcFace in the paper profile, SFace offline; through
-  `mfhq.faces`) on each input, the embeddings averaged and re-normalised, then projected to
-  `ARCFACE_TOKENS` tokens of the CLIP width by diffusers' `ImageProjection` (Linear + LayerNorm,
-  IP-Adapter's), trainable.
-  The identity model is frozen and runs outside autograd. Its 112 px input is the encoder's
-  input resized: manifest crops are ArcFace-template aligned, so no detection is needed.
-- `arcface+clip`: both, concatenated along the tokens ([B, 257 + 4, 1280]).
+  `mfhq.faces`) on each input, the embeddings averaged and re-normalised (ours), then projected
+  to `baseline.tokens` tokens (256, as the paper states) of `baseline.width` (512, ours) by
+  diffusers' `ImageProjection` (Linear + LayerNorm), trainable. The identity model is frozen and
+  runs outside autograd; its 112 px input is the encoder's input resized (manifest crops are
+  ArcFace-template aligned, so no detection is needed).
+- `arcface+clip`: FaceID-Plus style: the ArcFace-derived tokens of `arcface` are the queries of
+  the encoder's block type (`omniid.blocks.BlockStack`: cross-attention, then self-attention)
+  whose keys/values are the frozen CLIP tokens of every input image (concatenated with key
+  padding, as the Omni-ID encoder takes them), projected to `baseline.width`. N is the number of
+  queries. The block counts and MLP ratio are the encoder's; the heads, the width and CLIP's
+  final-LayerNorm tokens (FaceID-Plus reads the penultimate layer) are ours.
+
+A frozen CLIP tower is never trained, so a checkpoint does not hold it: a fresh run and a resumed
+one both load it from the preset's pretrained weights. Only a randomly initialised tower (the
+tiny preset, whose weights exist nowhere else) is saved with the trained part.
 """
 from __future__ import annotations
 
@@ -26,11 +35,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from omniid.blocks import BlockStack
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
 from omniid.errors import CheckpointError, CheckpointNotFound
 from omniid.preprocess import CLIP_MEAN, CLIP_STD
 
-ARCFACE_TOKENS = 4  # IP-Adapter's number of tokens for one pooled image embedding
 BASELINE_FILE = "representation.safetensors"
 
 
@@ -47,15 +56,16 @@ def _masked_mean(values: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
 
 
 class ClipTokens(nn.Module):
-    """The frozen CLIP tower's tokens, averaged over the input images: [B, 1 + (S/p)^2, W]."""
+    """The frozen CLIP tower: per-image tokens [B, M, 1 + (S/p)^2, W], or their mean over the inputs."""
 
-    def __init__(self, model_config, clip_weights=None, pretrained_clip: bool = True):
+    def __init__(self, model_config, clip_weights=None):
         super().__init__()
-        weights = resolve_clip_weights(model_config, clip_weights) if pretrained_clip else None
+        # the preset's weights whether the run is fresh or resumed: a checkpoint never holds them
+        weights = resolve_clip_weights(model_config, clip_weights)
         self.clip = build_clip_visual(model_config, weights).eval()
         self.clip.requires_grad_(False)
         # a randomly initialised tower (the tiny preset) exists nowhere else: checkpoints keep it
-        self.saved_with_checkpoint = weights is None
+        self.saved_with_checkpoint = model_config.clip_pretrained is None
         side = model_config.image_size
         patch = self.clip.conv1.kernel_size[0]
         self.num_tokens = 1 + (side // patch) ** 2
@@ -66,13 +76,17 @@ class ClipTokens(nn.Module):
         self.clip.eval()  # frozen: always in eval mode
         return self
 
-    def forward(self, batch: dict) -> torch.Tensor:
+    def per_image(self, batch: dict) -> torch.Tensor:
+        """[B, M, T, W]; padded slots are zeros."""
         inputs, valid = batch["inputs"], _valid(batch)
         with torch.no_grad():
             tokens = clip_tokens(self.clip, inputs[valid])            # [V, T, W]
         full = tokens.new_zeros(*valid.shape, *tokens.shape[1:])
         full[valid] = tokens
-        return _masked_mean(full, valid)
+        return full
+
+    def forward(self, batch: dict) -> torch.Tensor:
+        return _masked_mean(self.per_image(batch), _valid(batch))
 
 
 class IdentityEmbedding:
@@ -95,31 +109,32 @@ class IdentityEmbedding:
         out = self.faces.embed(pixels)
         return torch.from_numpy(np.asarray(out, np.float32)).to(images.device)
 
+    def pooled(self, batch: dict) -> torch.Tensor:
+        """The embeddings of the valid inputs, averaged and re-normalised: [B, D]."""
+        inputs, valid = batch["inputs"], _valid(batch)
+        embeddings = self.embed(inputs[valid])                         # [V, D]
+        full = embeddings.new_zeros(*valid.shape, embeddings.shape[1])
+        full[valid] = embeddings
+        return F.normalize(_masked_mean(full, valid), dim=-1)
+
 
 class ArcFaceTokens(nn.Module):
-    """The identity model's embedding, averaged over inputs, projected to [B, N, dim] (trainable)."""
+    """One identity embedding [B, D_id] -> `tokens` tokens [B, tokens, width] (trainable)."""
 
-    def __init__(self, identity: IdentityEmbedding, dim: int, num_tokens: int = ARCFACE_TOKENS):
+    def __init__(self, embed_dim: int, tokens: int, width: int):
         super().__init__()
         from diffusers.models.embeddings import ImageProjection
 
-        self.identity = identity  # not a module: frozen, outside autograd, not in the state dict
-        self.projection = ImageProjection(image_embed_dim=identity.dim, cross_attention_dim=dim,
-                                          num_image_text_embeds=num_tokens)
-        self.num_tokens, self.dim = num_tokens, dim
+        self.projection = ImageProjection(image_embed_dim=embed_dim, cross_attention_dim=width,
+                                          num_image_text_embeds=tokens)
 
-    def forward(self, batch: dict) -> torch.Tensor:
-        inputs, valid = batch["inputs"], _valid(batch)
-        embeddings = self.identity.embed(inputs[valid])               # [V, D_id]
-        full = embeddings.new_zeros(*valid.shape, embeddings.shape[1])
-        full[valid] = embeddings
-        pooled = F.normalize(_masked_mean(full, valid), dim=-1)      # [B, D_id]
-        return self.projection(pooled.to(self.projection.image_embeds.weight.dtype))
+    def forward(self, embedding: torch.Tensor) -> torch.Tensor:
+        return self.projection(embedding.to(self.projection.image_embeds.weight.dtype))
 
 
 class _Saved(nn.Module):
-    """save_pretrained / load_pretrained of the trained projection, and of a frozen CLIP tower only
-    when it is random (tiny preset); pretrained CLIP weights are reloaded from their file."""
+    """save_pretrained / load_pretrained of the trained part, and of a frozen CLIP tower only when
+    it is random (tiny preset); pretrained CLIP weights are reloaded from their file."""
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         keep = {k for k, v in self.named_parameters() if v.requires_grad}
@@ -139,7 +154,7 @@ class _Saved(nn.Module):
         if not self.trainable_state():
             return
         if not path.is_file():
-            raise CheckpointNotFound(f"{folder}: no {BASELINE_FILE} (the baseline's trained projection)")
+            raise CheckpointNotFound(f"{folder}: no {BASELINE_FILE} (the baseline's trained part)")
         missing, unexpected = self.load_state_dict(load_file(str(path)), strict=False)
         bad = [k for k in missing if k in self.trainable_state()] + list(unexpected)
         if bad:
@@ -147,9 +162,9 @@ class _Saved(nn.Module):
 
 
 class ClipRepresentation(_Saved):
-    def __init__(self, model_config, clip_weights=None, pretrained_clip: bool = True):
+    def __init__(self, model_config, clip_weights=None):
         super().__init__()
-        self.tokens = ClipTokens(model_config, clip_weights, pretrained_clip)
+        self.tokens = ClipTokens(model_config, clip_weights)
         self.num_tokens, self.dim = self.tokens.num_tokens, self.tokens.dim
 
     def forward(self, batch: dict) -> torch.Tensor:
@@ -157,26 +172,42 @@ class ClipRepresentation(_Saved):
 
 
 class ArcFaceRepresentation(_Saved):
-    def __init__(self, identity: IdentityEmbedding, dim: int):
+    def __init__(self, identity: IdentityEmbedding, baseline):
         super().__init__()
-        self.arcface = ArcFaceTokens(identity, dim)
-        self.num_tokens, self.dim = self.arcface.num_tokens, dim
+        self.identity = identity  # not a module: frozen, outside autograd, not in the state dict
+        self.arcface = ArcFaceTokens(identity.dim, baseline.tokens, baseline.width)
+        self.num_tokens, self.dim = baseline.tokens, baseline.width
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.arcface(batch)
+        return self.arcface(self.identity.pooled(batch))
 
 
 class ArcFaceClipRepresentation(_Saved):
-    def __init__(self, model_config, identity: IdentityEmbedding, clip_weights=None, pretrained_clip: bool = True):
+    """ArcFace-derived queries attending to every input's CLIP tokens (FaceID-Plus style)."""
+
+    def __init__(self, model_config, identity: IdentityEmbedding, baseline, clip_weights=None):
         super().__init__()
-        self.tokens = ClipTokens(model_config, clip_weights, pretrained_clip)
-        self.arcface = ArcFaceTokens(identity, self.tokens.dim)
-        self.num_tokens = self.tokens.num_tokens + self.arcface.num_tokens
-        self.dim = self.tokens.dim
+        self.tokens = ClipTokens(model_config, clip_weights)
+        self.identity = identity  # not a module: frozen, outside autograd, not in the state dict
+        self.arcface = ArcFaceTokens(identity.dim, baseline.tokens, baseline.width)
+        self.clip_proj = nn.Linear(self.tokens.dim, baseline.width)
+        self.blocks = BlockStack(baseline.width, baseline.heads, model_config.mlp_ratio, model_config.cross_blocks,
+                                 model_config.self_blocks)
+        self.num_tokens, self.dim = baseline.tokens, baseline.width
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.blocks.grad_checkpointing = enable
+
+    def attend(self, embedding: torch.Tensor, clip: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """embedding [B, D_id]; clip [B, M, T, W_clip]; valid [B, M] -> [B, tokens, width]."""
+        b, m, t = clip.shape[:3]
+        queries = self.arcface(embedding)                                      # [B, N, C]
+        context = self.clip_proj(clip.to(queries.dtype)).view(b, m * t, -1)   # [B, M*T, C]
+        key_valid = valid[:, :, None].expand(b, m, t).reshape(b, m * t)
+        return self.blocks(queries, context, key_valid)
 
     def forward(self, batch: dict) -> torch.Tensor:
-        clip = self.tokens(batch)
-        return torch.cat([clip, self.arcface(batch).to(clip.dtype)], dim=1)
+        return self.attend(self.identity.pooled(batch), self.tokens.per_image(batch), _valid(batch))
 
 
 def _identity(preset, pipeline=None, models_dir=None) -> IdentityEmbedding:
@@ -185,29 +216,21 @@ def _identity(preset, pipeline=None, models_dir=None) -> IdentityEmbedding:
     return IdentityEmbedding(pipeline or default_pipeline(preset.name), models_dir)
 
 
-def build_clip(preset, clip_weights=None, pretrained_clip: bool = True, **_) -> ClipRepresentation:
-    return ClipRepresentation(preset.model, clip_weights, pretrained_clip)
+# The builders take the options every representation is given and ignore the rest:
+# `pretrained_clip` among them, since a frozen tower always comes from the preset's weights.
+def build_clip(preset, clip_weights=None, **_) -> ClipRepresentation:
+    return ClipRepresentation(preset.model, clip_weights)
 
 
-def build_arcface(preset, pipeline=None, models_dir=None, clip_weights=None, **_) -> ArcFaceRepresentation:
-    # the tokens take the CLIP width, as in arcface+clip, so the two rows differ only by CLIP
-    return ArcFaceRepresentation(_identity(preset, pipeline, models_dir), _clip_width_of(preset.model))
+def build_arcface(preset, pipeline=None, models_dir=None, **_) -> ArcFaceRepresentation:
+    return ArcFaceRepresentation(_identity(preset, pipeline, models_dir), preset.baseline)
 
 
-def build_arcface_clip(preset, pipeline=None, models_dir=None, clip_weights=None, pretrained_clip: bool = True,
-                       **_) -> ArcFaceClipRepresentation:
-    return ArcFaceClipRepresentation(preset.model, _identity(preset, pipeline, models_dir), clip_weights,
-                                     pretrained_clip)
-
-
-def _clip_width_of(model_config) -> int:
-    """The CLIP tower's width from open_clip's config registry, without building the tower."""
-    import open_clip
-
-    cfg = open_clip.get_model_config(model_config.clip_model)
-    if cfg is None:
-        raise KeyError(f"unknown open_clip model {model_config.clip_model!r}")
-    return int(cfg["vision_cfg"]["width"])
+def build_arcface_clip(preset, pipeline=None, models_dir=None, clip_weights=None, **_) -> ArcFaceClipRepresentation:
+    # the CLIP file is checked before the identity model loads, so a missing one fails first and fast
+    resolve_clip_weights(preset.model, clip_weights)
+    return ArcFaceClipRepresentation(preset.model, _identity(preset, pipeline, models_dir), preset.baseline,
+                                     clip_weights)
 
 
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}

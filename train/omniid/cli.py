@@ -20,22 +20,20 @@ FLUX_STAGES = ("flow", "adapter")  # the stages that train on FLUX (a prompt cac
 def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     """The composition root: objective + loaders for this rank, then the engine."""
     import torch
-    import torch.distributed as dist
 
-    from omniid.checkpoint import PROMPT_EMBEDS_FILE
     from omniid.data import build_loader, load_manifest
     from omniid.distributed import setup_distributed
     from omniid.encoder import quiet_random_init
     from omniid.engine import check_init_from, train
     from omniid.recovery import resume_from
-    from omniid.flux.loading import check_flux_files
-    from omniid.flux.prompt import ensure_prompt_embeds
     from omniid.objectives import build_objective
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
     if args.representation != "omniid" and args.stage == "mtd":
         raise FlagError("--representation applies to --stage flow and adapter only")
+    if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
+        raise FlagError(f"--init-from takes an Omni-ID encoder; the {args.representation} baseline has none")
     rank, world, device = setup_distributed()
     resume = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
@@ -46,15 +44,11 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         raise FlagError("--stage adapter freezes a trained Omni-ID encoder: give --init-from a finished run")
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
                "flux_path": args.flux_path,
-               # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP
+               # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP;
+               # a baseline's frozen CLIP is never in a checkpoint and always loads the preset's weights
                "pretrained_clip": not (args.init_from or resumed)}
     if args.stage in FLUX_STAGES:
-        options["prompt_embeds"] = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
-        check_flux_files(preset.flow, args.flux_path, options["prompt_embeds"])
-        if rank == 0:  # written once, before any rank loads FLUX (the text encoders are freed by then)
-            ensure_prompt_embeds(preset.flow, options["prompt_embeds"], args.flux_path)
-        if world > 1:
-            dist.barrier()
+        options["prompt_embeds"] = _prompt_cache(args, preset, out, rank, world)
     torch.manual_seed(preset.seed)  # the same initial weights on every rank
     # open_clip's "initialized randomly" warning is false when trained weights load right after,
     # and expected of a preset whose CLIP is random by design (tiny)
@@ -79,6 +73,22 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
         log.info("preset %s: random CLIP weights by design (it needs no weights)", preset.name)
     return train(preset, model, make_loader, out, test_loader=test_loader, resume=resume,
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
+
+
+def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> Path:
+    """The FLUX files checked, and the prompt cache written once by rank 0 before any rank loads
+    FLUX (the text encoders are freed by then)."""
+    from omniid.checkpoint import PROMPT_EMBEDS_FILE
+    from omniid.distributed import barrier
+    from omniid.flux.loading import check_flux_files
+    from omniid.flux.prompt import ensure_prompt_embeds
+
+    cache = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
+    check_flux_files(preset.flow, args.flux_path, cache)
+    if rank == 0:
+        ensure_prompt_embeds(preset.flow, cache, args.flux_path)
+    barrier(world)
+    return cache
 
 
 def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> str | None:
@@ -121,7 +131,8 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--num-inputs-min": (args.num_inputs_min, 1), "--warmup-steps": (args.warmup_steps, 0),
                     "--workers": (args.workers, 0), "--log-every": (args.log_every, 1),
                     "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1),
-                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0)})
+                    "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
+                    "--patience": (args.patience, 0)})
     check_out_dir(out)
 
 

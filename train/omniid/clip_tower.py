@@ -1,6 +1,7 @@
 """The CLIP vision tower of the encoder: open_clip config registry, weights, token output.
 
-The paper preset starts from LAION-2B CLIP ViT-H/14 weights, found either at a local path
+The paper preset starts from CLIP ViT-H/14 weights trained on LAION-2B (ours: the paper names
+ViT-H/14, not these weights), found either at a local path
 (`--clip-weights` or $OMNIID_CLIP_WEIGHTS) or in open_clip's Hugging Face cache; nothing is
 downloaded implicitly, so an offline cluster fails fast with instructions instead of hanging.
 """

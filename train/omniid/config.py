@@ -2,7 +2,9 @@
 
 `paper` follows Omni-ID §3-§4.1 (CLIP ViT-H/14, L=256 queries of C=1280, 2 cross- and 2
 self-attention blocks, 3 inputs -> 8 targets, 95% masking; MTD for 250K steps, then the
-flow-matching decoder on FLUX.1-dev for 10K). `tiny` has the same structure at a size that trains
+flow-matching decoder on FLUX.1-dev for 10K); the settings a comment marks "ours" (LAION-2B
+weights, 224 px input, 14 px decoder patches, the flow stage's batch, the baselines' widths and
+schedule, ...) are our choices where the paper gives none (docs/train.md's table). `tiny` has the same structure at a size that trains
 on a CPU in seconds; its CLIP tower is a registered open_clip config that ships in
 `omniid/configs/clip/`, and its FLUX transformer and VAE are tiny random diffusers configs from
 `omniid/configs/flux/`.
@@ -28,8 +30,8 @@ FLUX_CONFIG_DIR = CONFIG_DIR / "flux"
 @dataclass(frozen=True)
 class ModelConfig:
     clip_model: str = "ViT-H-14"            # an open_clip model name
-    clip_pretrained: str | None = "laion2b_s32b_b79k"  # open_clip tag, or None for random init
-    image_size: int = 224                   # encoder input side (CLIP's native resolution)
+    clip_pretrained: str | None = "laion2b_s32b_b79k"  # ours (LAION-2B); open_clip tag, None: random init
+    image_size: int = 224                   # ours: encoder input side (CLIP's native resolution)
     num_queries: int = 256                  # L
     width: int = 1280                       # C
     heads: int = 16
@@ -37,7 +39,7 @@ class ModelConfig:
     self_blocks: int = 2
     mlp_ratio: float = 4.0
     # MTD decoder: the same block structure, queries are the target's patch tokens
-    decoder_patch_size: int = 14
+    decoder_patch_size: int = 14            # ours: CLIP's patch size
     mask_ratio: float = 0.95                # paper's ablations: 0.99, 0.85
 
     def to_dict(self) -> dict:
@@ -102,7 +104,7 @@ class FlowConfig:
     image_size: int = 448                   # targets, in [-1, 1], VAE-encoded
     prompt: str = "photo of a person."      # fixed, encoded once and cached
     max_sequence_length: int = 512          # T5 tokens of the cached prompt
-    guidance: float = 3.5                   # FLUX.1-dev's guidance embedding value in training
+    guidance: float = 3.5                   # ours: FLUX.1-dev's guidance embedding value in training
     timesteps: str = "uniform"              # t ~ U(0,1), or "logit_normal"
     logit_mean: float = 0.0
     logit_std: float = 1.0
@@ -117,6 +119,28 @@ class FlowConfig:
 
 
 @dataclass(frozen=True)
+class ConvergenceConfig:
+    """When a run stops as converged, checked at each evaluation (`omniid.convergence`). Ours: the
+    paper trains its baselines "to convergence" without saying how."""
+    patience: int = 0                       # evaluations in a row without a new best loss, then stop; 0: off
+    min_delta: float = 0.0                  # a new best is below the best so far by more than this fraction
+    monitor: str = "eval"                   # whose loss: "eval" (test.parquet) or "heldout" (--holdout-faces)
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """The baseline representations (`omniid.baselines`) and their own flow-stage schedule, which
+    replaces `flow_optim` and turns the convergence rule on for `--representation` != omniid."""
+    tokens: int = 256                       # paper: ArcFace's 1x512 embedding projected to 256 tokens
+    width: int = 512                        # ours: the tokens' width (the adapter's projection takes any)
+    heads: int = 8                          # ours: arcface+clip's attention heads (64 channels each)
+    # ours: the adapter starts from zero as in IP-Adapter, so its lr (1e-4); total_steps is the cap
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-4, warmup_steps=250,
+                                                                   total_steps=100_000))
+    convergence: ConvergenceConfig = field(default_factory=lambda: ConvergenceConfig(patience=5, min_delta=1e-3))
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     model: ModelConfig
@@ -125,6 +149,8 @@ class Preset:
     flow: FlowConfig = field(default_factory=FlowConfig)
     flow_data: DataConfig = field(default_factory=DataConfig)
     flow_optim: OptimConfig = field(default_factory=OptimConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    convergence: ConvergenceConfig = field(default_factory=ConvergenceConfig)  # the run's rule (off)
     stage: str = "mtd"                      # which stage's sections `data` and `optim` hold
     seed: int = 0
     log_every: int = 10
@@ -171,6 +197,7 @@ register(Preset(
     # does not give them); each target is one FLUX forward at 448 px
     flow_data=DataConfig(num_inputs=3, num_targets=2, batch_size=4, workers=4),
     flow_optim=OptimConfig(lr=1e-5, warmup_steps=250, total_steps=10_000),  # paper §4.1: 10K steps
+    baseline=BaselineConfig(),
 ))
 
 register(Preset(
@@ -186,6 +213,11 @@ register(Preset(
     flow_data=DataConfig(num_inputs=3, num_targets=2, batch_size=2, workers=0),
     flow_optim=OptimConfig(lr=1e-3, min_lr_ratio=0.1, weight_decay=0.0, warmup_steps=2, total_steps=20,
                            grad_clip=1.0, bf16=False, grad_checkpointing=False),
+    # the paper's structure at tiny sizes: as many tokens as Omni-ID's L, the encoder's width
+    baseline=BaselineConfig(tokens=16, width=64, heads=4,
+                            optim=OptimConfig(lr=1e-3, min_lr_ratio=0.1, weight_decay=0.0, warmup_steps=2,
+                                              total_steps=20, grad_clip=1.0, bf16=False, grad_checkpointing=False),
+                            convergence=ConvergenceConfig(patience=2, min_delta=1e-3)),
     # one thread: on 2 shared cores the tiny model ran ~30x faster than with torch's default of 2
     log_every=1, eval_every=10, eval_batches=1, save_every=10, cpu_threads=1, swap_warmup_steps=50,
 ))
@@ -206,6 +238,8 @@ register(replace(
     flow=replace(PRESETS["tiny"].flow, latents="mean", vae={**TINY_VAE, "scaling_factor": 3.25, "shift_factor": 0.08}),
     flow_data=replace(PRESETS["tiny"].flow_data, holdout_faces=2),
     flow_optim=replace(PRESETS["tiny"].flow_optim, warmup_steps=10, total_steps=900, representation_lr_scale=0.01),
+    baseline=replace(PRESETS["tiny"].baseline,
+                     optim=replace(PRESETS["tiny"].baseline.optim, warmup_steps=10, total_steps=900)),
     log_every=10, eval_every=50, eval_batches=8, save_every=300, swap_warmup_steps=200,
 ))
 
@@ -219,13 +253,17 @@ DEFAULT_PRESET = "tiny"  # as mfhq's default is its offline preset: the one that
 FEW_TO_MANY = {"3-8": (3, 8), "3-1": (3, 1), "3-5": (3, 5), "8-8": (8, 8)}
 
 
-def get_preset(name: str, stage: str = "mtd", **overrides) -> Preset:
+def get_preset(name: str, stage: str = "mtd", representation: str = "omniid", **overrides) -> Preset:
     """A registered preset for `stage`, with top-level or `section.field` overrides (None values
-    ignored); `data.*` / `optim.*` overrides apply to the stage's sections."""
+    ignored); `data.*` / `optim.*` overrides apply to the stage's sections. A flow stage that
+    trains a baseline (`representation` other than omniid) takes the baselines' schedule: their
+    `optim` and convergence rule."""
     if name not in PRESETS:
         raise KeyError(f"unknown preset {name!r}; registered: {', '.join(sorted(PRESETS))}")
     preset = PRESETS[name].for_stage(stage)
-    sections: dict[str, dict] = {"model": {}, "data": {}, "optim": {}, "flow": {}}
+    if stage == "flow" and representation != "omniid":
+        preset = replace(preset, optim=preset.baseline.optim, convergence=preset.baseline.convergence)
+    sections: dict[str, dict] = {"model": {}, "data": {}, "optim": {}, "flow": {}, "convergence": {}}
     top = {}
     for key, value in overrides.items():
         if value is None:
@@ -238,5 +276,6 @@ def get_preset(name: str, stage: str = "mtd", **overrides) -> Preset:
         data=replace(preset.data, **sections["data"]),
         optim=replace(preset.optim, **sections["optim"]),
         flow=replace(preset.flow, **sections["flow"]),
+        convergence=replace(preset.convergence, **sections["convergence"]),
         **top,
     )

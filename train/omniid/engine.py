@@ -26,6 +26,7 @@ from omniid.checkpoint import (CHECKPOINTS, LOG_FILE, STATE_FILE, CheckpointErro
                                require_files, resolve_checkpoint, write_run_preset)
 from omniid.cli_format import progress_enabled
 from omniid.config import Preset
+from omniid.convergence import start_rule
 from omniid.distributed import barrier, mean_over_ranks, setup_distributed, wrap_ddp
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 from omniid.errors import NonFiniteLoss
@@ -186,7 +187,7 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
         state = load_checkpoint(checkpoint, model, optimizer, run.rank)
         step, samples = state["step"], state["samples"]
         run.saved = step
-        record.setdefault("init_from", state.get("init_from"))
+        record.update({k: record.get(k, state.get(k)) for k in ("init_from", "convergence")})
         log.info("resumed from %s at step %d", checkpoint, step)
     elif init_from is not None:
         folder = check_init_from(init_from, run.preset)
@@ -253,9 +254,10 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
     optimizer = build_optimizer(model, opt)
     trainable = [p for p in model.parameters() if p.requires_grad]
     step, samples, record = _start(run, model, optimizer, resume, init_from, record)
+    rule = start_rule(preset, eval_sets, record.pop("convergence", None), run.rank, world)  # baselines'
     ddp = wrap_ddp(model, device, world)
     loader = make_loader(step * opt.grad_accum)
-    end = opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after)
+    end = rule.cap(step, opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after))
     run.step, run.end = step, end
     progress, last, evaluated = _Progress(run, step, end), {}, {}
     run.bar = progress.bar  # closed before a stop's message, which is then the last line
@@ -277,9 +279,10 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
             evaluated = progress.log_eval(step, {name: evaluate(model, loader, preset.eval_batches, preset.seed,
                                                                 device, run.autocast)
                                                  for name, loader in eval_sets.items()})
+        end = run.end = rule.after_eval(step, end, evaluated, progress.jsonl, world)
         if step % preset.save_every == 0 or step == end:
-            save_step(run, model, optimizer, step, samples, {"stage": run.stage, **record})
+            save_step(run, model, optimizer, step, samples, {"stage": run.stage, **record, **rule.record()})
         progress.restart_window()
     progress.bar.close()
     barrier(world)
-    return {"step": step, "samples": samples, **last, **evaluated}
+    return {"step": step, "samples": samples, **last, **evaluated, **rule.record()}

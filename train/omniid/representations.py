@@ -9,8 +9,9 @@ and optionally `set_grad_checkpointing(enable)`, `save_pretrained(folder)` and
 parameters needs neither).
 
 `REPRESENTATIONS` is one table, name -> builder(preset, **options): `omniid` (the Omni-ID
-encoder, trained with the adapter; the default) and the paper's baselines, imported by name from
-`omniid.baselines` (which knows nothing of this registry). Adding one more is one line:
+encoder, trained with the adapter; the default) and the baselines of the paper's Tables 1-2
+(`clip`, `arcface`, `arcface+clip`), imported by name from `omniid.baselines` (which knows
+nothing of this registry; its docstring says which of their details are ours). Adding one more is one line:
 
     register_representation("mine", build_mine)     # build_mine(preset, **options) -> nn.Module
 
@@ -77,7 +78,7 @@ def build_omniid(preset, clip_weights=None, pretrained_clip: bool = True, **_) -
     return OmniIDRepresentation(OmniIDEncoder(preset.model, clip_weights, pretrained_clip))
 
 
-# the baselines of the paper's Table 1, so that `--representation clip` trains them the same way
+# the baselines the paper compares in Table 1, so that `--representation clip` trains them the same way
 REPRESENTATIONS: dict[str, RepresentationBuilder] = {
     "omniid": build_omniid,
     "clip": build_clip,

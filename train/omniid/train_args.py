@@ -74,6 +74,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     flow.add_argument("--timesteps", choices=("uniform", "logit_normal"), help=preset_default("flow.timesteps"))
     flow.add_argument("--guidance", type=float, metavar="X", help="FLUX guidance in training; "
                                                                   + preset_default("flow.guidance"))
+    flow.add_argument("--patience", type=int, metavar="N", help="a baseline stops after N evaluations without a new "
+                      "best eval loss (0: trains to --steps; ours); preset: "
+                      + ", ".join(f"{n} {PRESETS[n].baseline.convergence.patience}" for n in sorted(PRESETS)))
     _optim_args(p)
     _swap_args(p)
     return p.parse_args(argv)
@@ -81,7 +84,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _optim_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("schedule and data (defaults from --preset)")
-    g.add_argument("--steps", type=int, metavar="N", help="total optimizer steps; " + preset_default("optim.total_steps"))
+    g.add_argument("--steps", type=int, metavar="N", help="total optimizer steps (a baseline's cap, ours: 100K); "
+                   + preset_default("optim.total_steps"))
     g.add_argument("--stop-after", type=int, metavar="N", help="stop after N steps of this invocation")
     g.add_argument("--few-to-many", choices=sorted(FEW_TO_MANY), help="|X^s|-|X^r| ablation (paper: 3-8)")
     g.add_argument("--num-inputs-min", type=int, metavar="N", help="draw M per identity in [N, |X^s|]")
@@ -123,7 +127,7 @@ def _swap_args(p: argparse.ArgumentParser) -> None:
 def preset_from_args(args: argparse.Namespace):
     inputs, targets = FEW_TO_MANY[args.few_to_many] if args.few_to_many else (None, None)
     return get_preset(
-        args.preset, stage=args.stage,
+        args.preset, stage=args.stage, representation=args.representation,
         **{
             "optim.total_steps": args.steps, "optim.grad_accum": args.grad_accum, "optim.lr": args.lr,
             "optim.warmup_steps": args.warmup_steps, "optim.optimizer": args.optimizer,
@@ -138,6 +142,6 @@ def preset_from_args(args: argparse.Namespace):
             "swap_min_gap": args.swap_min_gap, "keep_checkpoints": args.keep_checkpoints,
             "milestone_every": args.milestone_every,
             "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
-            "save_every": args.save_every,
+            "save_every": args.save_every, "convergence.patience": args.patience,
         },
     )

@@ -4,7 +4,8 @@ The decoder has the encoder's block structure (cross- then self-attention), but 
 the patch tokens of a target image with `mask_ratio` of them masked: a masked position carries
 only the shared mask token plus its position embedding. ℓ is the keys/values of the
 cross-attention, so whatever the decoder knows about the masked face must come through ℓ. It
-predicts the pixels of every patch; the loss (eq. 4) is the L1 error inside the face mask.
+predicts the pixels of every patch; the loss is the L1 error inside the face mask: the paper's
+eq. 4 sums it over the face's pixels, ours averages it over them (`forward_loss`).
 """
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ class MaskedTransformerDecoder(nn.Module):
     def forward_loss(self, pred: torch.Tensor, targets: torch.Tensor, face_masks: torch.Tensor) -> torch.Tensor:
         """pred: [B, N, p*p*3]; targets: [B, 3, S, S]; face_masks: [B, 1, S, S] in {0, 1} -> [B].
 
-        Eq. 4: the L1 error of every pixel inside the face, averaged over the face's pixels (so
-        targets weigh the same whatever their face area); background pixels have no effect.
+        The L1 error of every pixel inside the face, as in the paper's eq. 4, which sums it; ours
+        divides each target's sum by its face's area (pixels x channels), so targets weigh the same
+        whatever their face area. Background pixels have no effect.
         """
         error = (self.unpatchify(pred.float()) - targets.float()).abs() * face_masks
         face_pixels = face_masks.sum(dim=(1, 2, 3)) * targets.shape[1]
