@@ -83,23 +83,35 @@ def _common(p: argparse.ArgumentParser) -> None:
 def eval_args(argv):
     p = argparse.ArgumentParser(prog="omniid-eval", description="The paper's evaluation protocol on held-out identities.",
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, nargs="+",
-                   help="flow-stage run folder(s), checkpoints/latest or step folder(s): one table row each")
-    p.add_argument("--manifest", required=True, help="manifests/test.parquet")
+    p.add_argument("--checkpoint", nargs="*", default=[],
+                   help="flow-stage run folder(s), checkpoints/latest or step folder(s): one table row each "
+                        "(required unless --bench has outputs to score)")
+    p.add_argument("--manifest", help="manifests/test.parquet (or --bench)")
+    p.add_argument("--bench", metavar="DIR", help="a MultiID-Bench folder as the evaluation set instead: per entry, "
+                                                  "ref_*.jpg as inputs, ori.jpg as target, out.jpg scored if present")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k")
-    p.add_argument("--targets", type=int, default=4, help="ground-truth faces per identity")
+    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k (those the data cannot serve are "
+                                                     "left out, with a warning)")
+    p.add_argument("--targets", type=int, help="ground-truth faces per identity (default: every face after the "
+                                               "inputs)")
     p.add_argument("--samples", type=int, default=1, help="generations per target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--identities", type=int, help="evaluate the first N identities only")
     p.add_argument("--pipeline", help="mfhq preset naming the metric models, a packaged name or a YAML file "
                                       "(default: paper for the paper preset, sample otherwise)")
     p.add_argument("--models-dir", help="weights folder of the metric models (paper profile)")
+    p.add_argument("--recognisers", help="identity models scoring every image, comma-separated registry names "
+                                         "(default: the pipeline's own, then sface,dlib-resnet)")
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
+    p.add_argument("--no-real-row", action="store_true", help="leave out the real-photos ceiling row")
     p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
                                                          "identity's inputs)")
     p.add_argument("--swap-k", type=int, help="k of the identity-swap check (default: the largest --inputs)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the swap margin's interval (seed: --seed)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of every interval over identities "
+                                                               "(seed: --seed)")
+    p.add_argument("--report-identities", type=int, default=4, help="identities shown in report.html")
+    p.add_argument("--export-multiid", metavar="DIR", help="also write every scored image in MultiID-Bench's "
+                                                           "layout, one root per representation")
     _common(p)
     return p.parse_args(argv)
 
@@ -115,9 +127,13 @@ def eval_main(argv: list[str] | None = None) -> int:
     if ks is None or (args.swap_k is not None and args.swap_k not in ks):
         log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
         return 2
+    if (args.manifest is None) == (args.bench is None) or not (args.checkpoint or args.bench):
+        log.error("omniid-eval takes one of --manifest or --bench, and --checkpoint unless --bench has outputs")
+        return 2
     try:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
-                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1)})
+                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1),
+                            "--report-identities": (args.report_identities, 1)})
         generators = {}
         for path in args.checkpoint:
             gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
@@ -125,20 +141,24 @@ def eval_main(argv: list[str] | None = None) -> int:
                 f"{gen.representation_name} ({Path(path).name})"
             generators[label] = gen
             _cpu_threads(gen, args.device)
-        preset = next(iter(generators.values())).preset
-        guidance = args.guidance if args.guidance is not None else preset.flow.guidance
+        preset = next(iter(generators.values())).preset if generators else None
+        guidance = args.guidance if args.guidance is not None else preset.flow.guidance if preset else 3.5
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
                             steps=args.steps, guidance=guidance, scale=args.scale, identities=args.identities,
-                            copy_row=not args.no_copy_row, swap=not args.no_swap, swap_k=args.swap_k,
-                            bootstrap=args.bootstrap)
-        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
+                            copy_row=not args.no_copy_row, real_row=not args.no_real_row, swap=not args.no_swap,
+                            swap_k=args.swap_k, bootstrap=args.bootstrap, report_identities=args.report_identities)
+        recognisers = [r.strip() for r in args.recognisers.split(",") if r.strip()] if args.recognisers else None
+        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name if preset else "sample"), args.models_dir,
+                              args.device, recognisers)
         started = time.perf_counter()
-        summary = evaluate(generators, args.manifest, args.out, metrics, protocol)
+        summary = evaluate(generators, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
-    log.info("%d identities in %.1f s (%.1f s per identity); table: %s", len(summary["identities"]),
-             time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md")
+    print(summary["table"], flush=True)  # the table itself, on stdout; the logs go to stderr
+    log.info("%d identities in %.1f s (%.1f s per identity); table: %s, report: %s", len(summary["identities"]),
+             time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md",
+             Path(args.out) / "report.html")
     for m in summary["swap"].get("margins", []):
         log.info("identity swap, %s (k=%d): ID sim own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over %d "
                  "identities", m["representation"], m["k"], m["own"], m["swapped"], m["margin"], m["low"], m["high"],
