@@ -168,7 +168,7 @@ class _Images(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         self.sources += [value for key, value in attrs if tag == "img" and key == "src"]
-        self.tables += tag == "table"
+        self.tables += tag == "table" and ("class", "results") in attrs
 
 
 def test_the_report_parses_and_every_image_it_shows_exists(evaluated):

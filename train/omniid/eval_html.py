@@ -79,7 +79,7 @@ def _table(cells: dict, spec: TableSpec) -> str:
         name = f"{rep} {MARK}" if rep in spec.conditioned else rep
         values = [fmt_cell(entry[key], key) + (f" {MARK}" if marked(rep, key, spec) else "") for key, _ in shown]
         body.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in [name, k, *values, entry["n"]]) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    return f"<table class='results'><tr>{head}</tr>{''.join(body)}</table>"
 
 
 def write_report(out: Path, rows: list[dict], cells: dict, spec: TableSpec, curves: dict[str, str], fitted: Fitted,
