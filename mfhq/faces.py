@@ -11,6 +11,7 @@ landmark images).
     vectors = faces.embed(crops)              # RGB uint8 [N, 112, 112, 3], aligned -> [N, D] unit vectors
     faces.models                              # what measured: the backends' names and weights' provenance
     points = landmarks_in_crop(landmarks, 448)  # a manifest row's 5 points, in its aligned crop [5, 2]
+    several = Faces.from_preset("sample", recognisers=["sface", "dlib-resnet"])   # Face.embeddings per model
 
 The models are loaded through mfhq's backend registry (`sample`: YuNet + dlib 68 points, SFace,
 solvePnP; `paper`: SCRFD, ArcFace, 6DRepNet), so faces are measured exactly as the dataset was
@@ -18,12 +19,17 @@ built. `analyse` takes every image along one path: detect -> keep the largest fa
 points on the ArcFace template (112 px for the embedder; the preset's template and size for the
 pose model) -> embed and estimate pose, so an image compared with itself scores cosine 1.
 
+`recognisers` names identity models of the registry to run beside (or instead of) the preset's
+own (`embed.backend`); each face then carries one embedding per recogniser, the first being
+`Face.embedding`. A recogniser whose weights are missing fails with the file and how to fetch it:
+it is never left out.
+
 mfhq's user errors (a preset not found, weights missing) derive from `MfhqError`, re-exported
 here so that a caller catches them through this same door.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -33,8 +39,10 @@ from mfhq.align import alignment_transform, apply_transform, arcface_template, s
 from mfhq.config import PipelineConfig, load_pipeline
 from mfhq.errors import MfhqError
 from mfhq.models import create_backend
+from mfhq.models.registry import backend_names
 
-__all__ = ["DETECT_PAD", "DETECT_SIDE", "EMBED_SIZE", "TASKS", "Face", "Faces", "MfhqError", "landmarks_in_crop"]
+__all__ = ["DETECT_PAD", "DETECT_SIDE", "EMBED_SIZE", "TASKS", "Face", "Faces", "MfhqError", "OFFLINE_RECOGNISERS",
+           "default_recognisers", "landmarks_in_crop", "recogniser_names"]
 
 TASKS = ("detect", "embed", "pose")
 EMBED_SIZE = 112  # the identity models' input side, on the ArcFace template
@@ -50,6 +58,21 @@ class Face:
     pose: np.ndarray        # [3] yaw, pitch, roll in degrees
     box: np.ndarray         # [4] x1, y1, x2, y2 in the image's pixels
     score: float
+    embeddings: dict[str, np.ndarray] = field(default_factory=dict)  # recogniser -> [D] unit vector
+
+
+# identity models whose weights ship in pip packages: every preset can score with these offline
+OFFLINE_RECOGNISERS = ("sface", "dlib-resnet")
+
+
+def default_recognisers(preset: str | Path) -> list[str]:
+    """The preset's own identity model first, then the offline ones (paper: arcface, sface, dlib-resnet)."""
+    return list(dict.fromkeys([load_pipeline(preset).embed.backend, *OFFLINE_RECOGNISERS]))
+
+
+def recogniser_names() -> list[str]:
+    """The identity models the registry knows (what `recognisers` may name)."""
+    return backend_names("embedder")
 
 
 def landmarks_in_crop(landmarks: np.ndarray, size: int, template: str = "arcface") -> np.ndarray:
@@ -68,7 +91,7 @@ class Faces:
     """The preset's detector, identity model and pose model (those of `tasks`), loaded once."""
 
     def __init__(self, cfg: PipelineConfig, models_dir: str | Path | None = None, device: str = "cpu",
-                 tasks: Sequence[str] = TASKS):
+                 tasks: Sequence[str] = TASKS, recognisers: Sequence[str] | None = None):
         unknown = sorted(set(tasks) - set(TASKS))
         if unknown:
             raise ValueError(f"unknown face tasks {unknown}; tasks: {', '.join(TASKS)}")
@@ -79,8 +102,11 @@ class Faces:
                 "detector", cfg.detect.backend, models_dir=models_dir, device=device,
                 score_threshold=cfg.detect.score_threshold, nms_threshold=cfg.detect.nms_threshold, max_faces=1000,
             )
+        self.recognisers: dict = {}
         if "embed" in tasks:
-            self.embedder = create_backend("embedder", cfg.embed.backend, models_dir=models_dir, device=device)
+            for name in dict.fromkeys(recognisers or [cfg.embed.backend]):
+                self.recognisers[name] = create_backend("embedder", name, models_dir=models_dir, device=device)
+            self.embedder = next(iter(self.recognisers.values()))
         if "pose" in tasks:
             self.poser = create_backend("pose", cfg.pose.backend, models_dir=models_dir, device=device)
         for backend in self._backends():
@@ -88,13 +114,14 @@ class Faces:
 
     @classmethod
     def from_preset(cls, preset: str | Path, models_dir: str | Path | None = None, device: str = "cpu",
-                    tasks: Sequence[str] = TASKS) -> "Faces":
+                    tasks: Sequence[str] = TASKS, recognisers: Sequence[str] | None = None) -> "Faces":
         """preset: a packaged preset's name (`sample`, `paper`) or a YAML file, resolved by
-        `mfhq.presets.resolve_preset`; models_dir: where the preset's weights are (paper profile)."""
-        return cls(load_pipeline(preset), models_dir, device, tasks)
+        `mfhq.presets.resolve_preset`; models_dir: where the preset's weights are (paper profile);
+        recognisers: identity models by registry name (default: the preset's)."""
+        return cls(load_pipeline(preset), models_dir, device, tasks, recognisers)
 
     def _backends(self) -> list:
-        return [b for b in (self.detector, self.embedder, self.poser) if b is not None]
+        return [b for b in (self.detector, *self.recognisers.values(), self.poser) if b is not None]
 
     @property
     def models(self) -> dict[str, str]:
@@ -104,7 +131,8 @@ class Faces:
 
         return {
             "pipeline": self.cfg.name, "detector": name(self.detector), "identity_model": name(self.embedder),
-            "pose_model": name(self.poser), "provenance": "; ".join(b.provenance for b in self._backends()),
+            "pose_model": name(self.poser), "recognisers": list(self.recognisers),
+            "provenance": "; ".join(b.provenance for b in self._backends()),
         }
 
     def analyse(self, images: Sequence[np.ndarray]) -> list[Face | None]:
@@ -117,7 +145,8 @@ class Faces:
             return out
         landmarks = np.stack([found[i][1] for i in keep])
         small = np.stack([self._align(frames[i], found[i][1], EMBED_SIZE) for i in keep])
-        embeddings = self.embedder.embed(small)
+        embedded = {name: model.embed(small) for name, model in self.recognisers.items()}
+        embeddings = next(iter(embedded.values()))  # the first recogniser's is Face.embedding
         size = self.cfg.align.size
         crops = np.stack([warp(frames[i], alignment_transform(found[i][1], self.cfg.align.template, size), size)
                           for i in keep])
@@ -125,7 +154,8 @@ class Faces:
         poses = self.poser.estimate(landmarks, sizes, crops)
         for j, i in enumerate(keep):
             box, _, score = found[i]
-            out[i] = Face(embeddings[j].astype(np.float32), np.asarray(poses[j], np.float32), box, score)
+            out[i] = Face(embeddings[j].astype(np.float32), np.asarray(poses[j], np.float32), box, score,
+                          {name: vectors[j].astype(np.float32) for name, vectors in embedded.items()})
         return out
 
     def largest_face(self, image: np.ndarray):

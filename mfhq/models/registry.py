@@ -21,6 +21,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     "embedder": {
         "arcface": "mfhq.models.insightface_onnx:ArcFaceEmbedder",
         "sface": "mfhq.models.sface:SFaceEmbedder",
+        "dlib-resnet": "mfhq.models.dlib_resnet:DlibResNetEmbedder",
     },
     "pose": {
         "6drepnet": "mfhq.models.sixdrep_pose:SixDRepNetPose",

@@ -102,8 +102,10 @@ def test_eval_writes_results_table_and_sheets(evaluated):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["metrics"]["pose_model"] == "pnp68" and settings["protocol"]["steps"] == 2
     table_md = (out / "table.md").read_text()
-    assert "pnp68" in table_md and "| omniid |" in table_md and "| arcface |" in table_md
-    assert [line.split("|")[1].strip() for line in table_md.splitlines()[2:5]] == ["omniid", "arcface", "copy-input"]
+    assert "pnp68" in table_md and "| omniid | 1 |" in table_md and "| arcface ‡ | 2 |" in table_md
+    rows = [line.split("|")[1].strip() for line in table_md.splitlines()
+            if line.startswith("| ") and not line.startswith("| Representation")][:6]
+    assert rows == ["omniid", "omniid", "arcface ‡", "arcface ‡", "copy-input", "copy-input"]
 
 
 def test_table_equals_a_recomputation_from_results(evaluated):
@@ -111,20 +113,21 @@ def test_table_equals_a_recomputation_from_results(evaluated):
 
     out = evaluated[0]
     df = pd.read_parquet(out / "results.parquet")
-    table = pd.read_csv(out / "table.csv").set_index("representation")
+    table = pd.read_csv(out / "table.csv").set_index(["representation", "k"])
     for (rep, k), group in df.groupby(["representation", "k"]):
         scored = group[group.gt_face]
         expected = {
-            "id_similarity": scored.id_similarity.mean(),
-            "sim_ref": scored.sim_ref.mean(),
+            "id_similarity:sface": scored.id_similarity.mean(),
+            "sim_ref:sface": scored.sim_ref.mean(),
+            "id_similarity:dlib-resnet": scored["id_similarity:dlib-resnet"].mean(),
             "pose_error": scored[scored.face].pose_error.mean(),
             "no_face_rate": 1 - group.face.mean(),
             "n": len(group),
         }
         for metric, value in expected.items():
-            got = table.loc[rep, f"{metric}@k{k}"]
+            got = table.loc[(rep, k), metric]
             assert (np.isnan(got) and np.isnan(value)) or got == pytest.approx(value, abs=1e-12), (rep, k, metric)
-    assert table.loc["copy-input", "id_similarity@k1"] > 0.3  # a non-trivial number was checked
+    assert table.loc[("copy-input", 1), "id_similarity:sface"] > 0.3  # a non-trivial number was checked
 
 
 def test_two_runs_give_identical_results(evaluated):

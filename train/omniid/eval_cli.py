@@ -74,10 +74,17 @@ def eval_args(argv):
     p.add_argument("--controlnet", nargs="+", default=[],
                    help="adapter-stage run folder(s) (omniid-train --stage adapter): one Table 1-like row each, "
                         "generated with the run's ControlNet from each target's landmarks")
-    p.add_argument("--manifest", required=True, help="manifests/test.parquet, or a manifest folder (its test.parquet)")
+    p.add_argument("--manifest", help="manifests/test.parquet, or a manifest folder (its test.parquet)")
+    p.add_argument("--bench", metavar="DIR", help="a MultiID-Bench folder as the evaluation set instead: per entry, "
+                                                  "ref_*.jpg as inputs, ori.jpg as target, out.jpg scored if present")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k")
-    p.add_argument("--targets", type=int, default=4, help="ground-truth faces per identity")
+    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k (those the data cannot serve are "
+                                                     "left out, with a warning)")
+    p.add_argument("--targets", type=int, help="ground-truth faces per identity (default: every face after the "
+                                               "inputs)")
+    p.add_argument("--recognisers", help="identity models scoring every image, comma-separated registry names "
+                                         "(default: the pipeline's own, then sface,dlib-resnet)")
+    p.add_argument("--no-real-row", action="store_true", help="leave out the real-photos ceiling row")
     p.add_argument("--samples", type=int, default=1, help="generations per target")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--identities", type=int, help="evaluate the first N identities only")
@@ -88,7 +95,11 @@ def eval_args(argv):
     p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
                                                          "identity's inputs)")
     p.add_argument("--swap-k", type=int, help="k of the identity-swap check (default: the largest --inputs)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of the swap margin's interval (seed: --seed)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of every interval over identities "
+                                                               "(seed: --seed)")
+    p.add_argument("--report-identities", type=int, default=4, help="identities shown in report.html")
+    p.add_argument("--export-multiid", metavar="DIR", help="also write every scored image in MultiID-Bench's "
+                                                           "layout, one root per representation")
     _common(p)
     return p.parse_args(argv)
 
@@ -104,12 +115,19 @@ def eval_main(argv: list[str] | None = None) -> int:
     if ks is None or (args.swap_k is not None and args.swap_k not in ks):
         log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
         return 2
-    if not args.checkpoint and not args.controlnet:
+    if (args.manifest is None) == (args.bench is None):
+        log.error("omniid-eval takes one of --manifest or --bench")
+        return 2
+    if not (args.checkpoint or args.controlnet or args.bench):
         log.error("nothing to evaluate: give --checkpoint (flow-stage runs) and/or --controlnet (adapter-stage runs)")
+        return 2
+    if args.controlnet and args.bench:
+        log.error("--controlnet draws each target's landmarks from a manifest: use it with --manifest, not --bench")
         return 2
     try:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
-                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1)})
+                            "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1),
+                            "--report-identities": (args.report_identities, 1)})
         generators = {}
         for path in args.checkpoint:
             gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
@@ -121,20 +139,25 @@ def eval_main(argv: list[str] | None = None) -> int:
 
         generators.update(controlnet_generators(args.controlnet, generators, args.device, args.flux_path,
                                                 args.clip_weights))
-        _cpu_threads(next(iter(generators.values())), args.device)
-        preset = next(iter(generators.values())).preset
+        preset = next(iter(generators.values())).preset if generators else None
+        if generators:
+            _cpu_threads(next(iter(generators.values())), args.device)
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
                             steps=args.steps, guidance=args.guidance, scale=args.scale, identities=args.identities,
-                            copy_row=not args.no_copy_row, swap=not args.no_swap, swap_k=args.swap_k,
-                            bootstrap=args.bootstrap)
-        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name), args.models_dir, args.device)
+                            copy_row=not args.no_copy_row, real_row=not args.no_real_row, swap=not args.no_swap,
+                            swap_k=args.swap_k, bootstrap=args.bootstrap, report_identities=args.report_identities)
+        recognisers = [r.strip() for r in args.recognisers.split(",") if r.strip()] if args.recognisers else None
+        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name if preset else "sample"), args.models_dir,
+                              args.device, recognisers)
         started = time.perf_counter()
-        summary = evaluate(generators, args.manifest, args.out, metrics, protocol)
+        summary = evaluate(generators, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
-    log.info("%d identities in %.1f s (%.1f s per identity); table: %s", len(summary["identities"]),
-             time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md")
+    print(summary["table"], flush=True)  # the table itself, on stdout; the logs go to stderr
+    log.info("%d identities in %.1f s (%.1f s per identity); table: %s, report: %s", len(summary["identities"]),
+             time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md",
+             Path(args.out) / "report.html")
     for m in summary["swap"].get("margins", []):
         log.info("identity swap, %s (k=%d): ID sim own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over %d "
                  "identities", m["representation"], m["k"], m["own"], m["swapped"], m["margin"], m["low"], m["high"],

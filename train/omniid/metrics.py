@@ -10,7 +10,8 @@ generated images alike, so an image compared with itself scores cosine 1 by cons
   image without a face scores 0 (and is counted by `no_face`).
 - Pose error: |Δyaw| + |Δpitch| + |Δroll| in degrees; NaN where either face is missing. The paper
   used Hopenet, so absolute values are comparable only between rows measured with the same model.
-- Sim(Ref): cosine to the nearest input image (MultiID-Bench's copy-paste check).
+- Sim(Ref): cosine to the nearest input image, one of the parts of MultiID-Bench's copy-paste
+  score (`omniid.copypaste`), which the evaluation computes beside it.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from typing import Sequence, Union
 import numpy as np
 from PIL import Image
 
-from mfhq.faces import Face, Faces
+from mfhq.faces import Face, Faces, default_recognisers
 from omniid.errors import NoImage
 from omniid.face_inputs import default_pipeline  # the one choice of detector preset, re-exported
 
@@ -75,9 +76,14 @@ def ref_similarity(generated: Face | None, inputs: Sequence[Face | None]) -> flo
 class FaceMetrics:
     """The preset's detector, identity model and pose model behind one `analyse(images)` call."""
 
-    def __init__(self, pipeline: str | Path, models_dir: str | Path | None = None, device: str = "cpu"):
-        """pipeline: a packaged mfhq preset's name (`sample`, `paper`) or a preset YAML file."""
-        self.faces = Faces.from_preset(pipeline, models_dir, device)
+    def __init__(self, pipeline: str | Path, models_dir: str | Path | None = None, device: str = "cpu",
+                 recognisers: Sequence[str] | None = None):
+        """pipeline: a packaged mfhq preset's name (`sample`, `paper`) or a preset YAML file;
+        recognisers: identity models by registry name, each scoring every image (default: the
+        preset's own, then the offline ones; `mfhq.faces.default_recognisers`)."""
+        names = list(recognisers) if recognisers else default_recognisers(pipeline)
+        self.faces = Faces.from_preset(pipeline, models_dir, device, recognisers=names)
+        self.recognisers = list(self.faces.recognisers)
 
     @property
     def models(self) -> dict[str, str]:

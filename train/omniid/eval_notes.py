@@ -1,0 +1,42 @@
+"""What omniid-eval's table and sheets must say about the rows beside the numbers: random weights
+(a tiny preset measures nothing about quality), rows conditioned on a model that also scores them
+(the `arcface` baselines on their identity model), and the protocol as actually run."""
+from __future__ import annotations
+
+
+def random_weights(generators: dict) -> str | None:
+    """A warning line when any row was generated with random-initialised FLUX (a tiny preset)."""
+    presets = sorted({gen.preset.name for gen in generators.values()
+                      if getattr(getattr(getattr(gen, "preset", None), "flow", None), "transformer", None) is not None})
+    if not presets:
+        return None
+    return (f"RANDOM WEIGHTS: preset {', '.join(presets)} generates with a random-initialised FLUX transformer and "
+            "VAE (not FLUX.1-dev); these numbers and images measure nothing about quality.")
+
+
+def conditioning_models(generator) -> list[str]:
+    """The face-recognition models a generator's representation is conditioned on (its frozen
+    identity model, named as in mfhq's registry: `sface`, `arcface`...); [] for Omni-ID and CLIP."""
+    representation = getattr(getattr(generator, "objective", None), "representation", None)
+    names = set()
+    for module in representation.modules() if representation is not None else ():
+        name = getattr(getattr(module, "identity", None), "name", None)
+        if isinstance(name, str):
+            names.add(name)
+    return sorted(names)
+
+
+def conditioned(generators: dict, recognisers: list[str]) -> dict[str, list[str]]:
+    """label -> the scoring recognisers its representation is conditioned on (only labels with any)."""
+    out = {}
+    for label, gen in generators.items():
+        same = [r for r in recognisers if r in conditioning_models(gen)]
+        if same:
+            out[label] = same
+    return out
+
+
+def conditioned_line(marks: dict[str, list[str]], mark: str) -> list[str]:
+    return [f"{mark} {label} is conditioned on {', '.join(models)}, which also scores its {mark} columns: there its "
+            f"ID similarity is not an independent measurement; read the other recognisers' columns."
+            for label, models in marks.items()]

@@ -1,0 +1,96 @@
+"""MultiID-Bench interchange (WithAnyone's public benchmark): its folder layout, both ways.
+
+The layout its scorer reads, one folder per generated image (as its repository documents):
+
+    ROOT/<entry>/out.jpg       the generated image
+    ROOT/<entry>/ori.jpg       the original photo (ground truth)
+    ROOT/<entry>/ref_1.jpg ... the reference (input) photos, ref_1 to ref_N
+    ROOT/<entry>/meta.json     {"prompt": ...}
+
+`export_multiid(DIR, rows, ...)` writes every scored image of omniid-eval (each representation's
+generations, and the `copy-input` and `real photos` rows) as DIR/<representation>/<entry>/, one
+root per representation, since the benchmark's scorer scores one method per root. meta.json holds
+the prompt and, beside it, our keys (identity_id, k, target, sample, seed, representation). A JPEG
+source is copied byte for byte; anything else is written as JPEG (quality 95). The scorer reads
+up to 4 references; an entry with k > 4 has them all, the scorer uses the first 4.
+
+`read_bench(DIR)` reads a folder in that layout as an evaluation set: each entry is one
+"identity" whose inputs are its references (k = their number) and whose target is the original;
+an `out.*` beside them is scored as the row BENCH_ROW, with the same metrics as ours.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from omniid.errors import DataError
+from omniid.eval_plan import Plan
+
+BENCH_ROW = "bench out"
+SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+JPEG_QUALITY = 95
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
+
+
+def _write_jpeg(source: Path, dest: Path) -> None:
+    if source.suffix.lower() in (".jpg", ".jpeg"):
+        shutil.copyfile(source, dest)
+        return
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image.convert("RGB").save(dest, quality=JPEG_QUALITY)
+
+
+def export_multiid(root: str | Path, rows: list[dict], out: Path, prompt: str) -> int:
+    """One entry per row with an image; `out`: the eval folder image paths are relative to."""
+    root = Path(root)
+    written = 0
+    for r in rows:
+        if not r["image_path"]:
+            continue
+        entry = root / _safe(r["representation"]) / _safe(f"{r['identity_id']}_k{r['k']}_t{r['target']}_s{r['sample']}")
+        entry.mkdir(parents=True, exist_ok=True)
+        image = Path(r["image_path"])
+        _write_jpeg(image if image.is_absolute() else out / image, entry / "out.jpg")
+        _write_jpeg(Path(r["target_path"]), entry / "ori.jpg")
+        for n, path in enumerate(r["input_paths"], 1):
+            _write_jpeg(Path(path), entry / f"ref_{n}.jpg")
+        meta = {"prompt": prompt, "identity_id": r["identity_id"], "representation": r["representation"],
+                "k": r["k"], "target": r["target"], "sample": r["sample"], "seed": r["seed"],
+                "written_by": "omniid-eval --export-multiid (ours)"}
+        (entry / "meta.json").write_text(json.dumps(meta, indent=2))
+        written += 1
+    return written
+
+
+def _one(folder: Path, stem: str) -> Path | None:
+    return next((folder / f"{stem}{s}" for s in SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
+
+
+def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
+    """({entry: Plan(inputs=refs, targets=[ori], ks=(len(refs),), outputs={k: [out]})}, {entry: meta})."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"--bench {root}: not a folder")
+    plans, metas = {}, {}
+    for entry in sorted(p for p in root.iterdir() if p.is_dir()):
+        ori = _one(entry, "ori")
+        refs = []
+        while (ref := _one(entry, f"ref_{len(refs) + 1}")) is not None:
+            refs.append(ref)
+        if ori is None or not refs:
+            continue
+        out = _one(entry, "out")
+        plans[entry.name] = Plan(refs, [ori], (len(refs),), {len(refs): [out]} if out else {})
+        meta = entry / "meta.json"
+        metas[entry.name] = json.loads(meta.read_text()) if meta.is_file() else {}
+    if not plans:
+        raise DataError(f"--bench {root}: no entry folder with ori.jpg and ref_1.jpg (MultiID-Bench's layout: "
+                        f"ROOT/<entry>/{{out,ori,ref_1,...}}.jpg + meta.json)")
+    return plans, metas
