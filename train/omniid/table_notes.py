@@ -21,7 +21,7 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
         f"Each cell: mean over images [{100 * protocol.level:g}% bootstrap interval over identities, "
         f"{protocol.bootstrap} resamples, seed {protocol.seed}].",
         f"{source}; k = {', '.join(map(str, fitted.ks))}; {target_counts(fitted.plans)} target(s) per identity "
-        f"({asked}) x {protocol.samples} sample(s); steps {protocol.steps}, guidance {"each run's own (settings.json)" if protocol.guidance is None else protocol.guidance}, seeds "
+        f"({asked}) x {protocol.samples} sample(s); steps {protocol.steps}, guidance {_guidance(protocol)}, seeds "
         f"{protocol.seed} + 1000 x target + sample.",
         "`copy-input` scores the first input itself (what copy-pasting earns); `real photos` scores another held-out "
         "photo of the identity as the generation (the real-pair ceiling; needs 2 targets per identity).",
@@ -33,3 +33,7 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
     if fitted.skipped:
         lines.append(f"Skipped identities: {len(fitted.skipped)} (too few faces; listed in settings.json).")
     return lines + [f"Note: {note}" for note in fitted.notes] + conditioned_line(marks, mark)
+
+
+def _guidance(protocol) -> str:
+    return "each run's own (settings.json)" if protocol.guidance is None else f"{protocol.guidance:g}"
