@@ -98,6 +98,7 @@ def check_version(path, metadata: dict | None, expected: str, remedy: str, what:
     of `readable`); returns the version."""
     version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
     if version != expected and version not in readable:
-        also = "".join(f" (and {v})" for v in sorted(set(readable) - {expected}))
+        older = sorted(set(readable) - {expected})
+        also = f" (and {', '.join(older)})" if older else ""
         raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}{also}; {remedy}")
     return version
