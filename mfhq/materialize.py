@@ -30,7 +30,7 @@ from mfhq import __version__
 from mfhq.errors import MfhqError
 from mfhq.manifest.folder import ManifestFolder, ManifestLock, mark_materialized
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
-from mfhq.materialize_plan import RunWork, WorkShard, plan_digest, plan_work, shards_of
+from mfhq.materialize_plan import RunWork, WorkShard, plan_digest, plan_work, shards_of, with_faces
 from mfhq.plan import RunLock, read_state
 from mfhq.records import Status
 from mfhq.worker.watchdog import Watchdog
@@ -78,11 +78,11 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
     opened = ManifestFolder.open(folder, pending_ok=True)
     if opened.crops != "pending":
         return MaterializeSummary(state=opened.crops)
-    work = plan_work(opened)
+    work, table = plan_work(opened)
     if device is not None:
         work = [dataclasses.replace(w, cfg=w.cfg.replace(run={"device": device})) for w in work]
     shards = shards_of(work)
-    markers = _progress(folder / PROGRESS, plan_digest(shards), shards)
+    markers = _progress(folder / PROGRESS, plan_digest(shards, table), shards)
     done = markers.done_ids()
     todo = [s for s in shards if s.id not in done]
     summary = MaterializeSummary(faces=sum(s.n_faces for s in shards), shards_total=len(shards),
@@ -93,7 +93,8 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
         for run in work:  # one writer per run folder: extract, or this
             locks.enter_context(RunLock(run.run_dir))
         _remove_temp_files(todo, {w.name: w for w in work})
-        provenance = _run(todo, {w.name: w for w in work}, models_dir, workers, markers, summary, on_shard)
+        provenance = _run(todo, _Runs({w.name: w for w in work}, table, models_dir), workers, markers, summary,
+                          on_shard)
     if not summary.failed:
         mark_materialized(folder, {"faces": summary.faces, "provenance": provenance or _marker_provenance(markers),
                                    "code_version": __version__, "differ": _differ(markers)})
@@ -114,8 +115,17 @@ def _progress(root: Path, digest: str, shards: list[WorkShard]) -> ShardMarkers:
     return ShardMarkers(root)
 
 
-def _run(todo: list[WorkShard], work: dict[str, RunWork], models_dir, workers: int, markers: ShardMarkers,
-         summary: MaterializeSummary, on_shard) -> str | None:
+@dataclass
+class _Runs:
+    """What a runner thread needs: each run's work, the plan's face table, the weights folder."""
+
+    work: dict[str, RunWork]
+    table: object
+    models_dir: object
+
+
+def _run(todo: list[WorkShard], runs: _Runs, workers: int, markers: ShardMarkers, summary: MaterializeSummary,
+         on_shard) -> str | None:
     """Runner threads, each with its watched worker process, take the shards; this thread writes
     the markers. Returns the parsing model's provenance (None when nothing ran)."""
     pending: queue.Queue = queue.Queue()
@@ -123,7 +133,7 @@ def _run(todo: list[WorkShard], work: dict[str, RunWork], models_dir, workers: i
         pending.put(shard)
     results: queue.Queue = queue.Queue()
     stop = threading.Event()
-    threads = [threading.Thread(target=_runner, args=(pending, results, stop, work, models_dir), daemon=True,
+    threads = [threading.Thread(target=_runner, args=(pending, results, stop, runs), daemon=True,
                                 name=f"mfhq-materialize-{n}") for n in range(min(workers, len(todo)))]
     for thread in threads:
         thread.start()
@@ -160,8 +170,7 @@ def _stop(stop: threading.Event, threads: list[threading.Thread]) -> None:
         thread.join()
 
 
-def _runner(pending: queue.Queue, results: queue.Queue, stop: threading.Event, work: dict[str, RunWork],
-            models_dir) -> None:
+def _runner(pending: queue.Queue, results: queue.Queue, stop: threading.Event, runs: _Runs) -> None:
     watchdog, run = None, None
     try:
         while not stop.is_set():
@@ -173,12 +182,12 @@ def _runner(pending: queue.Queue, results: queue.Queue, stop: threading.Event, w
                 if watchdog is not None:
                     watchdog.close()
                 run = shard.run
-                watchdog = Watchdog(work[run].cfg, str(work[run].run_dir), models_dir, kind="materialize")
+                watchdog = Watchdog(runs.work[run].cfg, str(runs.work[run].run_dir), runs.models_dir, kind="materialize")
             outcomes: dict[str, tuple[list, dict]] = {}
             for clip in shard.clips:  # one at a time: a stop waits for one clip at most
                 if stop.is_set():
                     return
-                watchdog.run([clip], lambda c, faces, row: outcomes.__setitem__(c.key, (faces, row)))
+                watchdog.run([with_faces(clip, runs.table)], lambda c, faces, row: outcomes.__setitem__(c.key, (faces, row)))
             results.put((shard, outcomes, watchdog.provenance))
     except BaseException as exc:  # a model that cannot load, a full disk: the driver stops
         results.put(exc)

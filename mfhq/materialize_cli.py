@@ -38,6 +38,9 @@ def materialize_command(
         log.error("%s: %d shard(s) left pending (%s: %s); re-run the same command to retry them", manifest,
                   len(summary.failed), shard, reason)
         raise typer.Exit(code=1)
+    if summary.shards_total == 0:
+        log.info("%s: crops %s already; nothing to do", manifest, summary.state)
+        return
     differ = f"; {summary.differ} crop(s) differ from extract's pixels" if summary.differ else ""
     log.info("%s: crops %s; %d sampled faces, %d made now in %.1f s (%d shards, %d done before)%s", manifest,
              summary.state, summary.faces, summary.written, summary.seconds, summary.shards_total,

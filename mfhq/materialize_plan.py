@@ -7,6 +7,7 @@ row (video_path, decoder); its files are the paths the manifest row names.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +24,15 @@ from mfhq.records import Clip
 ROW_KEYS = ["run", "source", "clip_id", "frame_index", "face_index", "crop_path", "mask_path"]
 
 
+FACE_KEYS = ("frame_index", "face_index", "landmarks", "landmarks68", "crop_digest", "crop_path", "mask_path")
+
+
 @dataclass
 class RunWork:
-    """One run's part of a manifest: its folder, config and the clips with faces to make."""
+    """One run's part of a manifest: its folder, config and the clips with faces to make. A clip's
+    `extra` holds its decoder and where its faces are in the plan's table (`rows`: offset, count);
+    the faces themselves become dicts only as its shard runs (`with_faces`), so the driver holds
+    one Arrow table, not a Python object per sampled face."""
 
     name: str
     run_dir: Path
@@ -43,22 +50,30 @@ class WorkShard:
 
     @property
     def n_faces(self) -> int:
-        return sum(len(c.extra["faces"]) for c in self.clips)
+        return sum(c.extra["rows"][1] for c in self.clips)
+
+
+def with_faces(clip: Clip, table: pa.Table) -> Clip:
+    """The clip as the worker takes it: extra = {decoder, faces: [{FACE_KEYS}]}."""
+    offset, count = clip.extra["rows"]
+    faces = table.select(list(FACE_KEYS)).slice(offset, count).to_pylist()
+    return dataclasses.replace(clip, extra={"decoder": clip.extra["decoder"], "faces": faces})
 
 
 def sampled_rows(folder: ManifestFolder) -> pa.Table:
     return pa.concat_tables([folder.split(name, ROW_KEYS) for name in SPLITS])
 
 
-def plan_work(folder: ManifestFolder) -> list[RunWork]:
-    """The runs of the manifest that made candidates only, each with its sampled clips and faces."""
+def plan_work(folder: ManifestFolder) -> tuple[list[RunWork], pa.Table | None]:
+    """The runs of the manifest that made candidates only, each with its sampled clips, and the
+    table of their faces (ordered by run, clip, frame, face)."""
     rows = sampled_rows(folder)
     names = sorted(set(rows.column("run").to_pylist()))
     runs = {name: folder.run_root(name).resolve() for name in names}
     con, metas = connect_runs([runs[n] for n in names])
     later = [m for m in metas if ((m.get("config") or {}).get("align") or {}).get("crops") == "materialize"]
     if not later:
-        return []
+        return [], None
     by_dir = {str(runs[n]): n for n in names}
     work = {by_dir[m["run_dir"]]: RunWork(by_dir[m["run_dir"]], Path(m["run_dir"]), config_from_dict(m["config"]))
             for m in later}
@@ -73,13 +88,12 @@ def plan_work(folder: ManifestFolder) -> list[RunWork]:
             "LEFT JOIN clips c USING (run_dir, source, clip_id) "
             "ORDER BY w.run, w.source, w.clip_id, w.frame_index, w.face_index").to_arrow_table()
     _check_found(table, work)
-    for row in _clip_groups(table.to_pylist()):
-        first = row[0]
-        faces = [{k: r[k] for k in ("frame_index", "face_index", "landmarks", "landmarks68", "crop_digest",
-                                    "crop_path", "mask_path")} for r in row]
+    for offset, count in _clip_spans(table):
+        first = table.slice(offset, 1).to_pylist()[0]
         work[first["run"]].clips.append(Clip(first["source"], first["clip_id"], Path(first["video_path"]),
-                                             first["video_key"], extra={"decoder": first["decoder"], "faces": faces}))
-    return [work[name] for name in sorted(work)]
+                                             first["video_key"], extra={"decoder": first["decoder"],
+                                                                        "rows": (offset, count)}))
+    return [work[name] for name in sorted(work)], table
 
 
 def _check_found(table: pa.Table, work: dict[str, RunWork]) -> None:
@@ -93,16 +107,14 @@ def _check_found(table: pa.Table, work: dict[str, RunWork]) -> None:
                        "cluster-sample` read it; run cluster-sample again")
 
 
-def _clip_groups(rows: list[dict]):
-    """Consecutive rows of one (run, clip), in order."""
-    group: list[dict] = []
-    for row in rows:
-        if group and (row["run"], row["source"], row["clip_id"]) != (group[0]["run"], group[0]["source"], group[0]["clip_id"]):
-            yield group
-            group = []
-        group.append(row)
-    if group:
-        yield group
+def _clip_spans(table: pa.Table):
+    """(offset, count) of each (run, clip)'s consecutive rows."""
+    keys = list(zip(*(table.column(c).to_pylist() for c in ("run", "source", "clip_id"))))
+    begin = 0
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[begin]:
+            yield begin, i - begin
+            begin = i
 
 
 def shards_of(work: list[RunWork]) -> list[WorkShard]:
@@ -115,11 +127,12 @@ def shards_of(work: list[RunWork]) -> list[WorkShard]:
     return shards
 
 
-def plan_digest(shards: list[WorkShard]) -> str:
+def plan_digest(shards: list[WorkShard], table: pa.Table | None) -> str:
     """What the plan makes, as a hash: a manifest rewritten with other faces gives another one."""
     digest = hashlib.sha256()
     for shard in shards:
-        for clip in shard.clips:
-            for face in clip.extra["faces"]:
-                digest.update(f"{shard.id}\t{face['crop_path']}\t{face['mask_path']}\t{face['crop_digest']}\n".encode())
+        digest.update(f"{shard.id}\t{','.join(c.key for c in shard.clips)}\n".encode())
+    if table is not None:
+        for column in ("crop_path", "mask_path", "crop_digest"):
+            digest.update("\n".join(table.column(column).to_pylist()).encode())
     return digest.hexdigest()[:16]
