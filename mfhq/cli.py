@@ -10,10 +10,12 @@ import typer
 
 from mfhq.config import load_pipeline
 from mfhq.errors import MfhqError
+from mfhq.materialize_cli import materialize_command
 from mfhq.models.commands import models_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build the MFHQ multi-view face dataset from videos.")
 app.add_typer(models_app, name="models")
+app.command("materialize")(materialize_command)
 log = logging.getLogger("mfhq")
 
 

@@ -61,6 +61,8 @@ class PipelineConfig:
         if content["embed"]["every"] == 1:
             for option in SCHEDULE_OPTIONS:
                 content["embed"].pop(option)
+        if content["align"]["crops"] == "extract":  # the one pass: runs made before the option resume
+            content["align"].pop("crops")
         blob = json.dumps(content, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

@@ -96,6 +96,11 @@ class AlignConfig:
                                      "out_of_frame", FRACTION)
     crop_format: str = option("jpg", "file format of the crops: jpg or png", OneOf(("jpg", "png")))
     jpeg_quality: int = option(95, "JPEG quality of the crops", Range(0, 100))
+    crops: str = option("extract", "ours: extract (one pass: extract writes the crop and mask of every kept face "
+                        "and runs parsing on each) or materialize (extract records each face's row with a digest "
+                        "of its crop's pixels and writes no image; after cluster-sample, `mfhq materialize "
+                        "--manifest DIR` decodes only the sampled frames and writes their crops and masks, the "
+                        "same files the one pass writes). See docs/extract.md", OneOf(("extract", "materialize")))
 
 
 @dataclass(frozen=True)

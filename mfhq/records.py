@@ -194,9 +194,11 @@ class ClipRow:
         }
 
 
-# What the stages measured of one detected face, in `faces/` row order.
+# What the stages measured of one detected face, in `faces/` row order. The last two are filled
+# only where the crop is made later (align.crops: materialize).
 FaceMeasures = namedtuple("FaceMeasures", "frame_index time_sec face_index det_score bbox landmarks face_size "
-                          "identity_similarity out_of_frame yaw pitch roll quality embedding embedding_frame")
+                          "identity_similarity out_of_frame yaw pitch roll quality embedding embedding_frame "
+                          "landmarks68 crop_digest", defaults=(None, None))
 
 
 class FaceRow:
@@ -224,6 +226,7 @@ class FaceRow:
             "face_size": face.face_size, "identity_similarity": face.identity_similarity,
             "out_of_frame": face.out_of_frame, "yaw": face.yaw, "pitch": face.pitch, "roll": face.roll,
             "quality": face.quality, "embedding": face.embedding, "embedding_frame": face.embedding_frame,
+            "landmarks68": face.landmarks68, "crop_digest": face.crop_digest,
             "crop_path": crop_path, "mask_path": mask_path, "align_template": align_template,
             "provenance": provenance,
         }

@@ -150,10 +150,16 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg))
+    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas))
     summary["seconds"] = round(time.perf_counter() - started, 3)
     log.info("cluster-sample: %s", summary)
     return summary
+
+
+def _crops_state(metas: list[dict]) -> dict:
+    """The sidecar's crops state: pending while a run made its crops later (align.crops: materialize)."""
+    later = any(((m.get("config") or {}).get("align") or {}).get("crops") == "materialize" for m in metas)
+    return {"crops": "pending" if later else "written"}
 
 
 def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfig) -> pa.Table:
@@ -173,8 +179,9 @@ def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfi
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict],
-                    identities: pa.Table | None) -> dict:
-    """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields).
+                    identities: pa.Table | None, crops: dict | None = None) -> dict:
+    """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields);
+    crops: the sidecar's crops state (mfhq.manifest.folder.CROPS_STATES) and what made them.
     Every file of the folder is written as one unit (write_manifest_folder)."""
     out = Path(out)
     rows = rows.cast(MANIFEST_SCHEMA)
@@ -195,6 +202,7 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
                   "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version")}
                  for m in metas],
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
+        **(crops or {"crops": "written"}),
     }
     files = {"README.md": render_card(counts).encode()}
     if identities is not None:  # (folders written before identities.parquet existed have none)
@@ -218,7 +226,7 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
     # the runs where the folder finds them now (it may have moved since it was written)
-    opened = ManifestFolder.open(folder)
+    opened = ManifestFolder.open(folder, pending_ok=True)
     runs = [{**r, "run_dir": str(opened.run_root(r["name"]).resolve())} for r in meta.get("runs", [])]
     kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
                                split_seed=cfg.split_seed)
@@ -228,4 +236,5 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
         ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
             [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
-    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident)
+    crops = {key: meta[key] for key in ("crops", "materialize") if key in meta}  # a re-split moves no file
+    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident, crops)

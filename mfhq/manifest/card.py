@@ -47,7 +47,7 @@ written last, listing every file with its size and sha256, and readers refuse a 
 |---|---|
 | `train.parquet`, `test.parquet` | one per sampled face (8 per identity; fewer only for identities flagged `short`) |
 | `identities.parquet` | one per clip with usable faces: its identity, merge decision and evidence, status, split |
-| `manifest.json` | schema version, code version (+ git commit), pipeline name, the `curate` config, counts per split, the runs (name, folder, folder relative to this one, provenance, config fingerprint), model provenance, and `files`: the size and sha256 of every other file here |
+| `manifest.json` | schema version, code version (+ git commit), pipeline name, the `curate` config, counts per split, the runs (name, folder, folder relative to this one, provenance, config fingerprint), model provenance, `crops` (`written`; or `pending` while `mfhq materialize` has yet to write the images of runs made with `align.crops: materialize`, a state readers refuse; then `materialized`, with what made them under `materialize`), and `files`: the size and sha256 of every other file here |
 | `README.md` | this card: `datasets.load_dataset` reads its header |
 
 ## Image paths

@@ -25,6 +25,10 @@ from mfhq.manifest.lock import FolderLock
 from mfhq.manifest.schema import MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
+# The sidecar's `crops`: whether the crop and mask files its rows name exist. "written": extract
+# wrote them (align.crops: extract); "pending": its runs recorded candidates only (align.crops:
+# materialize) and `mfhq materialize` has not finished; "materialized": it has.
+CROPS_STATES = ("written", "pending", "materialized")
 WRITTEN = ("train.parquet", "test.parquet", "identities.parquet")  # what a finished write always holds
 
 
@@ -129,13 +133,24 @@ class ManifestFolder:
     roots: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, path: Path, roots: dict[str, Path] | None = None) -> "ManifestFolder":
-        """path: the folder, or one of its Parquet files."""
+    def open(cls, path: Path, roots: dict[str, Path] | None = None, pending_ok: bool = False) -> "ManifestFolder":
+        """path: the folder, or one of its Parquet files. A folder whose crops are not written yet
+        is refused (its rows name files that do not exist) unless pending_ok."""
         path = Path(path)
         folder = path if path.is_dir() else path.parent
         if path.suffix and not path.is_dir() and not path.is_file():
             raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
-        return cls(folder, read_sidecar(folder), {k: Path(v) for k, v in (roots or {}).items()})
+        opened = cls(folder, read_sidecar(folder), {k: Path(v) for k, v in (roots or {}).items()})
+        if opened.crops == "pending" and not pending_ok:
+            raise ManifestError(f"{folder}: its crops and masks are not written yet (its runs recorded candidate "
+                                f"faces only: align.crops: materialize); run `mfhq materialize --manifest {folder}` "
+                                "(it resumes where it stopped)")
+        return opened
+
+    @property
+    def crops(self) -> str:
+        """written | pending | materialized (CROPS_STATES); folders from before the field: written."""
+        return self.sidecar.get("crops", "written")
 
     def split(self, name: str, columns: list[str] | None = None) -> pa.Table:
         if name not in SPLITS:
@@ -199,6 +214,14 @@ def split_path(manifest: str | Path, split: str) -> Path:
         raise ValueError(f"split must be one of {SPLITS + ('identities',)}, got {split!r}")
     path = Path(manifest)
     return (path if path.is_dir() else path.parent) / f"{split}.parquet"
+
+
+def mark_materialized(folder: Path, record: dict) -> None:
+    """The sidecar says the crops are written (`mfhq materialize` finished), with `record` (what
+    made them) under "materialize". Only the sidecar changes; the caller holds ManifestLock."""
+    sidecar = read_sidecar(folder)
+    atomic_write_json(Path(folder) / SIDECAR, {**sidecar, "crops": "materialized", "materialize": record})
+    _fsync_folder(Path(folder))
 
 
 def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, schema: pa.Schema,

@@ -33,7 +33,14 @@ FACE_SCHEMA = _schema(
         # The frame whose face went through the embedder for this face's embedding: its own
         # frame_index, or another frame of the same one-face track (embed.every > 1).
         pa.field("embedding_frame", pa.int32()),
-        pa.field("crop_path", pa.string()),        # relative to the run folder; null when dropped
+        # align.crops: materialize only (else null): what `mfhq materialize` needs to make the crop
+        # and mask later. The detector's 68 points (68 x (x, y), source px) where it gave them, and
+        # the blake2b-64 hex digest of the aligned crop's pixels, which the later crop must match.
+        pa.field("landmarks68", pa.list_(pa.float32())),
+        pa.field("crop_digest", pa.string()),
+        # Relative to the run folder; null when dropped. With align.crops: materialize the file is
+        # written by `mfhq materialize` for the faces a manifest samples, and for no other.
+        pa.field("crop_path", pa.string()),
         pa.field("mask_path", pa.string()),
         pa.field("align_template", pa.string()),
         pa.field("provenance", pa.string(), nullable=False),  # models and weight hashes

@@ -20,12 +20,15 @@ import pyarrow as pa
 
 from mfhq.errors import MfhqError
 
-RUN_SCHEMA_VERSION = "4"  # 2: clip rows count frames whose faces came from source metadata;
+RUN_SCHEMA_VERSION = "5"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
                           # 4: faces record the frame their embedding was computed on
+                          # 5: faces record landmarks68 and crop_digest (align.crops: materialize)
 # Older run versions still read, with the columns they lack (NULL in the views): a run started
 # before an additive change resumes and curates with the newer code.
-RUN_READABLE = {"3": frozenset({"embedding_frame"}), RUN_SCHEMA_VERSION: frozenset()}
+_MATERIALIZE_COLUMNS = frozenset({"landmarks68", "crop_digest"})
+RUN_READABLE = {"3": frozenset({"embedding_frame"}) | _MATERIALIZE_COLUMNS, "4": _MATERIALIZE_COLUMNS,
+                RUN_SCHEMA_VERSION: frozenset()}
 MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")
@@ -95,6 +98,7 @@ def check_version(path, metadata: dict | None, expected: str, remedy: str, what:
     of `readable`); returns the version."""
     version = (metadata or {}).get(b"mfhq.schema_version", b"?").decode()
     if version != expected and version not in readable:
-        also = "".join(f" (and {v})" for v in sorted(set(readable) - {expected}))
+        older = sorted(set(readable) - {expected})
+        also = f" (and {', '.join(older)})" if older else ""
         raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}{also}; {remedy}")
     return version

@@ -74,6 +74,12 @@ _SQL_TYPES = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT
               pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}
 
 
+def _sql_type(arrow: pa.DataType) -> str:
+    if pa.types.is_list(arrow):
+        return _sql_type(arrow.value_type) + "[]"
+    return _SQL_TYPES[arrow]
+
+
 def _run_schemas() -> dict[str, pa.Schema]:
     from mfhq.manifest.run_schema import CLIP_SCHEMA, FACE_SCHEMA
 
@@ -147,7 +153,7 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
         union = " UNION ALL BY NAME ".join(selects)
         # Runs of an older readable version only: the columns they lack, as NULLs of their type.
         have = {row[0] for row in con.execute(f"DESCRIBE {union}").fetchall()}
-        nulls = "".join(f", CAST(NULL AS {_SQL_TYPES[f.type]}) AS {f.name}" for f in _run_schemas()[view] if f.name not in have)
+        nulls = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in _run_schemas()[view] if f.name not in have)
         con.execute(f"CREATE VIEW {view} AS SELECT *{nulls} FROM ({union})")
     dup = con.execute(
         "SELECT source, clip_id, count(DISTINCT run_dir) FROM clips GROUP BY ALL HAVING count(DISTINCT run_dir) > 1 LIMIT 1"

@@ -11,35 +11,38 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-import cv2
 import numpy as np
 
 from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.decode_ahead import DecodeAhead
 from mfhq.geometry import resolve as resolve_geometry
-from mfhq.manifest.io import atomic_write_bytes, is_disk_full
+from mfhq.manifest.io import is_disk_full
 from mfhq.records import Clip, ClipRow, FaceMeasures, FaceRow, Status
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
+from mfhq.worker.images import crop_digest, write_image
 
 log = logging.getLogger(__name__)
 PhaseCallback = Callable[[str], None]
 
 
 def build_stages(cfg: PipelineConfig, models_dir=None) -> list:
+    """The stages extract runs; with align.crops: materialize, parsing is left to `mfhq materialize`."""
     device = cfg.run.device
-    return [
+    stages = [
         DetectStage(cfg.detect, models_dir, device),
         EmbedStage(cfg.embed, models_dir, device),
         IdentityStage(cfg.identity),
         AlignStage(cfg.align),
         PoseStage(cfg.pose, models_dir=models_dir, device=device),
         QualityStage(cfg.quality, models_dir=models_dir, device=device),
-        ParsingStage(cfg.parsing, models_dir=models_dir, device=device),
     ]
+    if cfg.align.crops == "extract":
+        stages.append(ParsingStage(cfg.parsing, models_dir=models_dir, device=device))
+    return stages
 
 
 def _model_of(stage) -> str | None:
@@ -262,18 +265,13 @@ class ClipProcessor:
                 continue
             stem = f"{clip.source}/{clip.clip_id}/{frame_index:06d}_{face.face_index}"
             crop_path, mask_path = f"crops/{stem}.{align.crop_format}", f"masks/{stem}.png"
-            self._write_image(crop_path, batch.crops[i])
-            self._write_image(mask_path, batch.masks[i])
+            if align.crops == "materialize":  # the paths `mfhq materialize` writes, if the face is sampled
+                face = face._replace(crop_digest=crop_digest(batch.crops[i]), landmarks68=_dense_points(batch, i))
+            else:
+                write_image(self.run_dir, crop_path, batch.crops[i], align.jpeg_quality)
+                write_image(self.run_dir, mask_path, batch.masks[i], align.jpeg_quality)
             rows.append(FaceRow.kept(clip, face, crop_path, mask_path, template, self.provenance))
         return rows
-
-    def _write_image(self, relative: str, image: np.ndarray) -> None:
-        suffix = Path(relative).suffix
-        params = [cv2.IMWRITE_JPEG_QUALITY, self.cfg.align.jpeg_quality] if suffix == ".jpg" else []
-        ok, encoded = cv2.imencode(suffix, image, params)
-        if not ok:
-            raise RuntimeError(f"could not encode {relative}")
-        atomic_write_bytes(self.run_dir / relative, encoded.tobytes(), durable=False)
 
 
 def _embedding_frame(batch: FaceBatch, face: int) -> int | None:
@@ -284,6 +282,13 @@ def _embedding_frame(batch: FaceBatch, face: int) -> int | None:
     if batch.embedding_frames is not None:
         return int(batch.embedding_frames[face])
     return int(batch.frame_indices[batch.frame_pos[face]])
+
+
+def _dense_points(batch: FaceBatch, face: int) -> list[float] | None:
+    """The detector's 68 points of a face, flat, or None where it gave none (NaN)."""
+    if batch.landmarks68 is None or not np.isfinite(batch.landmarks68[face]).all():
+        return None
+    return batch.landmarks68[face].reshape(-1).tolist()
 
 
 def _num(value) -> float | None:

@@ -26,7 +26,8 @@ def quiet_process() -> None:
         pass
 
 
-def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None) -> None:
+def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, kind: str = "extract") -> None:
+    """kind: extract (clips through every stage) or materialize (sampled faces' crops and masks)."""
     quiet_process()
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
@@ -36,7 +37,10 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
     logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
     from mfhq.manifest.io import is_disk_full
-    from mfhq.worker.clip import ClipProcessor
+    if kind == "materialize":
+        from mfhq.worker.materialize_clip import MaterializeProcessor as ClipProcessor
+    else:
+        from mfhq.worker.clip import ClipProcessor
     from mfhq.worker.memory import is_out_of_memory, out_of_memory_message
 
     cfg = config_from_dict(cfg_dict)

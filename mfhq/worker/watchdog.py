@@ -41,8 +41,9 @@ class WorkerOutOfMemory(WorkerError):
 class Watchdog:
     """Starts the worker process, sends it clips, and kills and replaces it when it hangs or dies."""
 
-    def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None):
-        self.cfg, self.run_dir, self.models_dir = cfg, str(run_dir), models_dir
+    def __init__(self, cfg: PipelineConfig, run_dir: str, models_dir: str | None = None, kind: str = "extract"):
+        """kind: what the worker does with a clip (mfhq.worker.process.worker_process_main)."""
+        self.cfg, self.run_dir, self.models_dir, self.kind = cfg, str(run_dir), models_dir, kind
         self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
         self.process = self.conn = None
         self.provenance = "unknown"
@@ -52,7 +53,7 @@ class Watchdog:
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
         self.process = self.ctx.Process(target=worker_process_main, daemon=True,
-                                        args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir))
+                                        args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir, self.kind))
         self.process.start()
         child.close()
         while True:  # model loading: no watchdog (a first load may download or compile)

@@ -17,9 +17,12 @@ from synthetic_runs import ClipSpec, write_run
 
 
 def _as_version_3(shard):
-    table = pq.read_table(shard)
-    table = table.drop_columns(["embedding_frame"])
-    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"3"}), shard)
+    _as_version(shard, "3", ["embedding_frame", "landmarks68", "crop_digest"])
+
+
+def _as_version(shard, version: str, dropped: list[str]):
+    table = pq.read_table(shard).drop_columns(dropped)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": version.encode()}), shard)
 
 
 def _clips(n):
@@ -41,12 +44,22 @@ def test_a_schema_3_run_curates_like_the_same_run_at_schema_4(tmp_path, old_shar
     assert con.execute("SELECT count(*) FROM faces WHERE embedding_frame IS NULL").fetchall()[0][0] > 0
 
 
+def test_a_schema_4_shard_curates_beside_schema_5_ones(tmp_path):
+    new = write_run(tmp_path / "new", _clips(4))
+    old = write_run(tmp_path / "old", _clips(4))
+    _as_version(sorted((old / "faces").glob("*.parquet"))[0], "4", ["landmarks68", "crop_digest"])
+    cfg = CurateConfig(test_videos=1)
+    assert cluster_sample([new], tmp_path / "a", cfg)["train"] == cluster_sample([old], tmp_path / "b", cfg)["train"]
+    con, _ = connect_runs([old])
+    assert con.execute("SELECT count(*) FROM faces WHERE landmarks68 IS NULL").fetchall()[0][0] > 0
+
+
 def test_an_unreadable_version_names_the_readable_ones(tmp_path):
     run = write_run(tmp_path / "run", _clips(2))
     shard = next((run / "faces").glob("*.parquet"))
     table = pq.read_table(shard)
     pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}), shard)
-    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 4 \(and 3\)"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 5 \(and 3, 4\)"):
         cluster_sample([run], tmp_path / "m", CurateConfig())
 
 

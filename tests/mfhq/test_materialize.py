@@ -1,0 +1,177 @@
+"""align.crops: materialize + `mfhq materialize`: the sampled faces' crops and masks, made after
+cluster-sample, are the very files the one pass writes; the step resumes by shard and a folder it
+has not finished is never read as complete."""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import SAMPLE_PRESET, run_cli
+from presets import write_preset
+
+from mfhq.config import load_pipeline
+from mfhq.curate import cluster_sample
+from mfhq.manifest import ManifestError, ManifestFolder
+from mfhq.manifest.io import atomic_write_table
+from mfhq.materialize import MaterializeInterrupted, materialize
+from mfhq.plan import RunLock, RunStateError
+from mfhq.records import FACE_SCHEMA
+
+FACE_FILES = ("crop_path", "mask_path")
+
+
+@pytest.fixture(scope="module")
+def later_preset(tmp_path_factory) -> Path:
+    return write_preset(tmp_path_factory.mktemp("preset") / "later.yaml", {"align.crops": "materialize"},
+                        base=SAMPLE_PRESET)
+
+
+@pytest.fixture(scope="module")
+def later_run_made(sample_dir, later_preset, tmp_path_factory) -> Path:
+    """The sample extracted with align.crops: materialize (candidate rows only)."""
+    run = tmp_path_factory.mktemp("later") / "sample"
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(later_preset))
+    return run
+
+
+@pytest.fixture
+def later(later_run_made, later_preset, tmp_path) -> tuple[Path, Path]:
+    """(a fresh copy of the run, a manifest over it that cluster-sample just wrote)."""
+    run = tmp_path / "sample"
+    shutil.copytree(later_run_made, run)
+    out = tmp_path / "manifests"
+    run_cli("cluster-sample", "--run", str(run), "--out", str(out), "--pipeline", str(later_preset))
+    return run, out
+
+
+def _interrupt(shard_id: str) -> None:
+    """Ctrl-C as a shard's marker is written (the next shard may be half made)."""
+    raise KeyboardInterrupt
+
+
+def _rows(folder: Path) -> list[dict]:
+    return [r for split in ("train", "test") for r in pq.read_table(folder / f"{split}.parquet").to_pylist()]
+
+
+def _assert_same_files(one_run: Path, one_manifest: Path, run: Path, manifest: Path) -> None:
+    """The same faces, and byte for byte the same crop and mask files, as the one pass."""
+    ours, theirs = _rows(manifest), _rows(one_manifest)
+    assert len(ours) == len(theirs) > 0
+    for a, b in zip(ours, theirs):
+        assert {k: v for k, v in a.items() if k not in ("run", "provenance")} == \
+               {k: v for k, v in b.items() if k not in ("run", "provenance")}
+        for column in FACE_FILES:
+            assert (run / a[column]).read_bytes() == (one_run / b[column]).read_bytes(), a[column]
+
+
+def test_extract_records_candidates_without_images(later_run_made, sample_run):
+    assert not (later_run_made / "crops").exists() and not (later_run_made / "masks").exists()
+    later = pq.read_table(later_run_made / "faces").to_pylist()
+    one = pq.read_table(sample_run / "faces").to_pylist()
+    assert [r["crop_path"] for r in later] == [r["crop_path"] for r in one]  # where the files will be
+    kept = [r for r in later if r["kept"]]
+    assert kept and all(r["crop_digest"] and len(r["landmarks68"]) == 136 for r in kept)
+    assert all(r["crop_digest"] is None and r["landmarks68"] is None for r in one)
+    assert "dlib68-hull" not in kept[0]["provenance"]  # no parsing ran
+
+
+def test_materialize_writes_the_one_pass_files(later, sample_run, manifests):
+    run, out = later
+    assert json.loads((out / "manifest.json").read_text())["crops"] == "pending"
+    run_cli("materialize", "--manifest", str(out))
+    sidecar = json.loads((out / "manifest.json").read_text())
+    assert sidecar["crops"] == "materialized"
+    assert sidecar["materialize"]["faces"] == len(_rows(out)) and sidecar["materialize"]["differ"] == 0
+    assert sidecar["materialize"]["provenance"].startswith("dlib68-hull@")
+    _assert_same_files(sample_run, manifests, run, out)
+    # only the sampled faces got files: one parsing call each
+    assert sum(1 for _ in (run / "crops").rglob("*.jpg")) == len(_rows(out))
+    assert ManifestFolder.open(out).crops == "materialized"
+
+
+def test_a_pending_folder_is_refused_by_its_readers(later):
+    _, out = later
+    with pytest.raises(ManifestError, match="mfhq materialize --manifest"):
+        ManifestFolder.open(out)
+    omniid_data = pytest.importorskip("omniid.data")
+    with pytest.raises(ManifestError, match="not written yet"):
+        omniid_data.load_faces(out)
+
+
+def test_an_interrupted_materialize_resumes_and_never_reads_as_complete(later, sample_run, manifests):
+    run, out = later
+    stopped: list[str] = []
+
+    def stop_after_first(shard_id: str) -> None:
+        stopped.append(shard_id)
+        _interrupt(shard_id)
+
+    with pytest.raises(MaterializeInterrupted, match="1 of 2 shards"):
+        materialize(out, on_shard=stop_after_first)
+    assert len(list((out / "materialize" / "done").glob("*.json"))) == 1
+    with pytest.raises(ManifestError, match="not written yet"):  # half made: still pending
+        ManifestFolder.open(out)
+    plan = json.loads((out / "materialize" / "plan.json").read_text())["shards"]
+    unfinished = next(keys for sid, keys in plan.items() if sid != stopped[0])
+    stray = run / "crops" / unfinished[0] / ".tmp-000000_0.jpg-x"  # a killed writer's temporary file
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"half")
+    summary = materialize(out)
+    assert summary.state == "materialized" and summary.shards_skipped == 1 and summary.failed == []
+    assert summary.written == len(_rows(out)) - json.loads(
+        (out / "materialize" / "done" / f"{stopped[0]}.json").read_text())["faces"]
+    assert not stray.exists()
+    _assert_same_files(sample_run, manifests, run, out)
+
+
+def test_a_rerun_after_completion_changes_nothing(later):
+    run, out = later
+    materialize(out)
+    crop = run / _rows(out)[0]["crop_path"]
+    before = crop.stat().st_mtime_ns, (out / "manifest.json").read_bytes()
+    again = materialize(out)
+    assert again.state == "materialized" and again.written == 0
+    assert (crop.stat().st_mtime_ns, (out / "manifest.json").read_bytes()) == before
+
+
+def test_a_rewritten_manifest_is_planned_anew(later, later_preset):
+    run, out = later
+    with pytest.raises(MaterializeInterrupted):
+        materialize(out, on_shard=_interrupt)
+    curate = load_pipeline(later_preset).curate
+    cluster_sample([run], out, dataclasses.replace(curate, faces_per_identity=4, pose_clusters=8), "later")
+    summary = materialize(out)
+    assert summary.state == "materialized" and summary.shards_skipped == 0
+    assert summary.written == summary.faces == len(_rows(out)) == 12
+    assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
+
+
+def test_a_run_in_use_is_refused(later):
+    run, out = later
+    with RunLock(run):
+        with pytest.raises(RunStateError, match="in use"):
+            materialize(out)
+    assert ManifestFolder.open(out, pending_ok=True).crops == "pending"
+
+
+def test_crops_that_differ_from_extracts_pixels_are_counted(later):
+    run, out = later
+    shard = sorted((run / "faces").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    digests = table.column("crop_digest").to_pylist()
+    digests = ["0" * 16 if d else d for d in digests]
+    rows = table.set_column(table.schema.get_field_index("crop_digest"), "crop_digest", pa.array(digests, pa.string()))
+    atomic_write_table(shard, rows.to_pylist(), FACE_SCHEMA)
+    summary = materialize(out)
+    assert summary.state == "materialized" and 0 < summary.differ <= summary.written
+
+
+def test_the_command_names_a_folder_that_is_not_a_manifest(tmp_path):
+    result = run_cli("materialize", "--manifest", str(tmp_path), check=False)
+    assert result.returncode == 2
+    assert "manifest.json: missing" in result.stderr and "Traceback" not in result.stderr
