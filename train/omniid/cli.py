@@ -83,7 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _swap_args(p: argparse.ArgumentParser) -> None:
     swap = p.add_argument_group("identity-swap check (docs/train.md)")
     swap.add_argument("--holdout-faces", type=int, help="hold out each identity's last N faces from training and "
-                                                          "evaluate them (preset: tiny-swap 2, else 0)")
+                                                          "evaluate them; 0 or at least 2 (preset: tiny-swap 2, else 0)")
     swap.add_argument("--swap-warmup-steps", type=int, help="no near-zero swap gap warning before this step "
                                                               "(preset: paper 2000, tiny 50, tiny-swap 200)")
     swap.add_argument("--swap-min-gap", type=float, help="a swap gap under this fraction of the eval loss is near "
@@ -215,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     from mfhq.faces import MfhqError
 
-    preset = preset_from_args(args)
+    try:
+        preset = preset_from_args(args)
+    except OmniIDError as error:  # flags that break a preset's rule (DataConfig's few-to-many checks)
+        log.error("%s", error)
+        return 2
     out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
         with _sigterm_as_interrupt():

@@ -7,8 +7,9 @@ The public `omniid.data` API:
 - `FaceDataset`: one face per item, {"identity", "image" [3,S,S], "mask" [1,S,S], "crop_path",
   "yaw", "pitch", "roll", "quality"};
 - `FewToManyDataset`: item (identity index, draw index) -> {"identity", "inputs" [M,3,S,S],
-  "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches (the sampler,
-  collation and loader themselves are in `omniid.batching`);
+  "targets" [R,3,S,S], "masks" [R,1,S,S] (not for a stage that reads none), "input_paths",
+  "target_paths"}, the targets never among the inputs; `build_loader` streams its batches (the
+  sampler, collation and loader themselves are in `omniid.batching`);
 - `split_holdout(identities, n)`: each identity's last n faces held out (frames of the training
   identities the trainer never trains on, evaluated with the identity-swap gap).
 
@@ -36,7 +37,7 @@ from torch.utils.data import Dataset
 from mfhq.manifest import ManifestError, ManifestFolder, read_manifest
 from omniid.batching import FewToManyLoader, FewToManySampler, bad_crops_error, collate, default_max_bad
 from omniid.errors import BadCropsError, DataError, FlagError
-from omniid.preprocess import image_to_tensor, mask_to_tensor
+from omniid.preprocess import load_mask, load_pixels, pixels_to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -97,21 +98,29 @@ def load_manifest(manifest: str | Path, check_files: bool = True,
 
 
 class CropReader:
-    """The one place image files become tensors. A file that cannot be read is logged once,
-    remembered (not read again) and returned as None. A transform of the pixels for another
-    objective belongs in `image`."""
+    """The one place image files are decoded (`omniid.preprocess`): `read` gives uint8 pixels and
+    a bool face mask at the reader's side, `tensors` the objective's float pixels. A file that
+    cannot be read is logged once, remembered (not read again) and returned as None. A transform
+    of the pixels for another objective belongs in `tensors`."""
 
     def __init__(self, image_size: int, pixels: str = "clip"):
         self.image_size, self.pixels = image_size, pixels  # pixels: "clip" normalisation or "signed" [-1, 1]
         self.bad: dict[str, str] = {}
 
-    def image(self, path: Path) -> torch.Tensor:
-        return image_to_tensor(path, self.image_size, self.pixels)
+    def image(self, path: Path) -> np.ndarray:
+        return load_pixels(path, self.image_size)
 
-    def mask(self, path: Path) -> torch.Tensor:
-        return mask_to_tensor(path, self.image_size)
+    def mask(self, path: Path) -> np.ndarray:
+        return load_mask(path, self.image_size)
 
-    def _load(self, path: Path, read) -> torch.Tensor | None:
+    def tensors(self, images: list[np.ndarray]) -> torch.Tensor:
+        """uint8 [S, S, 3] each -> float [N, 3, S, S], converted image by image into one tensor."""
+        out = torch.empty(len(images), 3, self.image_size, self.image_size)
+        for slot, image in zip(out, images):
+            pixels_to_tensor(image, self.pixels, out=slot)
+        return out
+
+    def _load(self, path: Path, read) -> np.ndarray | None:
         if str(path) in self.bad:
             return None
         try:
@@ -121,13 +130,18 @@ class CropReader:
             log.warning("unreadable image skipped: %s (%s)", path, self.bad[str(path)])
             return None
 
-    def read(self, crop: Path, mask: Path | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    def read(self, crop: Path, mask: Path | None) -> tuple[np.ndarray, np.ndarray | None] | None:
         """(image, mask or None), or None when either file cannot be read."""
         image = self._load(crop, self.image)
         if image is None or mask is None:
             return None if image is None else (image, None)
-        mask_tensor = self._load(mask, self.mask)
-        return None if mask_tensor is None else (image, mask_tensor)
+        face = self._load(mask, self.mask)
+        return None if face is None else (image, face)
+
+
+def masks_to_tensor(masks: list[np.ndarray]) -> torch.Tensor:
+    """bool [S, S] each -> float [N, 1, S, S] of 0 (background) and 1 (face)."""
+    return torch.from_numpy(np.stack(masks)).unsqueeze(1).float()
 
 
 class FaceDataset(Dataset):
@@ -154,70 +168,94 @@ class FaceDataset(Dataset):
                 raise bad_crops_error(self.reader.bad, self.max_bad)
             if read is not None:
                 image, mask = read
-                item = {"identity": face.identity, "image": image, "crop_path": str(face.crop), "yaw": face.yaw,
-                        "pitch": face.pitch, "roll": face.roll, "quality": face.quality}
-                return item if mask is None else {**item, "mask": mask}
+                item = {"identity": face.identity, "image": self.reader.tensors([image])[0], "crop_path": str(face.crop),
+                        "yaw": face.yaw, "pitch": face.pitch, "roll": face.roll, "quality": face.quality}
+                return item if mask is None else {**item, "mask": masks_to_tensor([mask])[0]}
         raise bad_crops_error(self.reader.bad, self.max_bad)
 
 
 class FewToManyDataset(Dataset):
     """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]},
-    plus `bad_crops`: the files this item found unreadable (the loader counts them).
+    plus `input_paths` / `target_paths` (the crops used) and `bad_crops`: the files this item
+    found unreadable (the loader counts them). `masks=False`: no mask is read (the flow stage).
 
-    Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
-    own (`target_size=448, target_pixels="signed"`: VAE input in [-1, 1]).
+    Targets are never inputs (paper §3.2): a draw orders the identity's faces at random, the first
+    M readable ones are the inputs, the next R the targets. An identity with fewer than M + R faces
+    keeps at least one face for the targets (M shrinks to its faces - 1) and cycles through its
+    non-input faces to fill R (ours: each before any repeats); one with a single face is left out.
+    Each file is decoded once per item. Targets default to the inputs' size and CLIP normalisation
+    (T=S); the flow stage asks for its own (`target_size=448, target_pixels="signed"`: [-1, 1]).
     """
 
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
                  num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
-                 target_size: int | None = None, target_pixels: str = "clip"):
-        self.target_size, self.target_pixels = target_size or image_size, target_pixels
-        self.names = list(identities)
-        self.faces = [identities[n] for n in self.names]
-        self.image_size, self.seed = image_size, seed
+                 target_size: int | None = None, target_pixels: str = "clip", masks: bool = True):
+        self.target_size, self.target_pixels, self.masks = target_size or image_size, target_pixels, masks
+        self.names = [n for n in identities if len(identities[n]) >= 2]
+        if len(self.names) < len(identities):
+            log.warning("%d of %d identities have a single face (no target that is not an input): left out",
+                        len(identities) - len(self.names), len(identities))
+        if not self.names:
+            raise DataError(f"no identity has 2 faces or more ({len(identities)} identities); few-to-many "
+                            "needs an input and a target that is not it")
+        self.faces, self.image_size, self.seed = [identities[n] for n in self.names], image_size, seed
         self.reader = CropReader(image_size)
         self.target_reader = CropReader(self.target_size, target_pixels)
-        self.num_inputs, self.num_targets = num_inputs, num_targets
-        self.num_inputs_min = num_inputs_min or num_inputs
+        self.num_inputs, self.num_targets, self.num_inputs_min = num_inputs, num_targets, num_inputs_min or num_inputs
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
             raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
                              f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
-        short = sum(len(f) < max(num_inputs, num_targets) for f in self.faces)
-        if short:  # drawn with replacement for these; worth knowing, not worth failing
-            log.warning("%d of %d identities have fewer than %d faces", short, len(self.faces),
-                        max(num_inputs, num_targets))
+        short = sum(len(f) < num_inputs + num_targets for f in self.faces)
+        if short:  # their targets repeat; worth knowing, not worth failing
+            log.warning("%d of %d identities have fewer than %d + %d faces: their targets repeat (never an input)",
+                        short, len(self.faces), num_inputs, num_targets)
 
     def __len__(self) -> int:
         return len(self.names)
 
-    def _draw(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-        return rng.choice(n, size=k, replace=n < k)
-
-    def _face(self, index: int, i: int, reader: "CropReader", with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Face i of identity `index`, or the next readable one (deterministic: files only)."""
-        faces = self.faces[index]
-        for step in range(len(faces)):
-            crop, mask = faces[(i + step) % len(faces)]
-            read = reader.read(crop, mask if with_mask else None)
-            if read is not None:
-                return read
-        raise BadCropsError(f"identity {self.names[index]}: none of its {len(faces)} crops can be read "
-                            f"(first: {faces[0][0]})")
+    def _split(self, index: int, order: np.ndarray, m: int) -> tuple[list, list]:
+        """([(crop, image)] x <= m inputs, [(crop, image, mask)] x <= R distinct targets), read in
+        `order`; an unreadable face is skipped, so the next one takes its role."""
+        inputs, targets = [], []
+        for i in order:
+            crop, mask = self.faces[index][i]
+            if len(inputs) < m:
+                read = self.reader.read(crop, None)
+                if read is not None:
+                    inputs.append((crop, read[0]))
+            elif len(targets) < self.num_targets:
+                read = self.target_reader.read(crop, mask if self.masks else None)
+                if read is not None:
+                    targets.append((crop, *read))
+            else:
+                break
+        if not targets and len(inputs) > 1:  # unreadable files left no target: the last input becomes one
+            crop = inputs.pop()[0]
+            read = self.target_reader.read(crop, dict(self.faces[index])[crop] if self.masks else None)
+            targets = [] if read is None else [(crop, *read)]
+        if not inputs or not targets:
+            raise BadCropsError(f"identity {self.names[index]}: fewer than 2 of its {len(order)} crops (and masks) "
+                                f"can be read (first: {self.faces[index][0][0]})")
+        return inputs, targets
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
         index, draw = item
         rng = np.random.default_rng([self.seed, draw])
-        m = int(rng.integers(self.num_inputs_min, self.num_inputs + 1))
-        inputs = self._draw(rng, len(self.faces[index]), m)
-        targets = [self._face(index, int(i), self.target_reader, True)
-                   for i in self._draw(rng, len(self.faces[index]), self.num_targets)]
-        return {
+        n = len(self.faces[index])
+        m = min(int(rng.integers(self.num_inputs_min, self.num_inputs + 1)), n - 1)
+        inputs, distinct = self._split(index, rng.permutation(n), m)
+        targets = [distinct[i % len(distinct)] for i in range(self.num_targets)]
+        result = {
             "identity": self.names[index],
-            "inputs": torch.stack([self._face(index, int(i), self.reader, False)[0] for i in inputs]),
-            "targets": torch.stack([t[0] for t in targets]),
-            "masks": torch.stack([t[1] for t in targets]),
+            "inputs": self.reader.tensors([image for _, image in inputs]),
+            "targets": self.target_reader.tensors([t[1] for t in targets]),
+            "input_paths": [str(crop) for crop, _ in inputs],
+            "target_paths": [str(t[0]) for t in targets],
             "bad_crops": {**self.reader.bad, **self.target_reader.bad},
         }
+        if self.masks:
+            result["masks"] = masks_to_tensor([t[2] for t in targets])
+        return result
 
 
 def split_holdout(identities: dict[str, list], n: int) -> tuple[dict[str, list], dict[str, list]]:
@@ -237,11 +275,12 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
                  start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
                  target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
-                 part: str = "kept") -> FewToManyLoader:
+                 part: str = "kept", masks: bool = True) -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
     target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
-    holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout")."""
+    holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout").
+    masks: False when the stage never reads the targets' face masks (they are not decoded)."""
     identities = load_manifest(manifest, roots=roots)
     if holdout:
         kept, held = split_holdout(identities, holdout)
@@ -249,7 +288,7 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
         if not identities:
             raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
-                               target_size, target_pixels)
+                               target_size, target_pixels, masks)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
