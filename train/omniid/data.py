@@ -206,8 +206,8 @@ class FewToManyDataset(Dataset):
             raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
                              f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
         short = sum(len(f) < num_inputs + num_targets for f in self.faces)
-        if short:  # their targets repeat; worth knowing, not worth failing
-            log.warning("%d of %d identities have fewer than %d + %d faces: their targets repeat (never an input)",
+        if short:  # MFHQ's usual case (8 faces an identity for 3 -> 8): no warning
+            log.info("%d of %d identities have fewer than %d + %d faces: their targets repeat (never an input)",
                         short, len(self.faces), num_inputs, num_targets)
 
     def __len__(self) -> int:
