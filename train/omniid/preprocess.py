@@ -5,8 +5,8 @@ mean and std; face masks are resized with nearest neighbour and binarised (mfhq 
 face). Keeping both here means a trained encoder sees at inference exactly what it was trained on.
 
 The resize (ours): a JPEG file is decoded straight at 1/2, 1/4 or 1/8 scale in the DCT (PIL's draft
-mode; a 448 px crop becomes the 224 px input without a full decode), the largest of those scales
-that stays at or above the side; an image already in memory gets the same integer reduction as a
+mode; a 448 px crop becomes the 224 px input without a full decode), the largest reduction that
+stays at or above the side; an image already in memory gets the same integer reduction as a
 box filter (`Image.reduce`); whatever is left is a bicubic resize. On the demo's crops the 224 px
 input differs from a full decode + bicubic resize by 0.3/255 on average (max 6/255), and from
 the in-memory box reduction by 0.2/255 (docs/performance.md).
@@ -27,7 +27,7 @@ ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
 def _as_pil(image: ImageLike, mode: str, side: int | None = None) -> Image.Image:
-    """`side`: a JPEG file is decoded at the smallest DCT scale that keeps it at least this big."""
+    """`side`: a JPEG file is decoded at the largest DCT reduction that keeps it at least this big."""
     if isinstance(image, (str, Path)):
         with Image.open(image) as opened:
             if side is not None and opened.format == "JPEG":
