@@ -29,7 +29,8 @@ def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
 
 
 def collate(items: list[dict]) -> dict:
-    """Pads inputs to the largest M; `input_valid` [B, M] marks the real ones (key padding)."""
+    """Pads inputs to the largest M; `input_valid` [B, M] marks the real ones (key padding).
+    `masks` only when the items carry them; the crops' paths as lists per identity."""
     m = max(item["inputs"].shape[0] for item in items)
     shape = items[0]["inputs"].shape[1:]
     inputs = torch.zeros(len(items), m, *shape)
@@ -37,14 +38,19 @@ def collate(items: list[dict]) -> dict:
     for b, item in enumerate(items):
         k = item["inputs"].shape[0]
         inputs[b, :k], valid[b, :k] = item["inputs"], True
-    return {
+    batch = {
         "identity": [item["identity"] for item in items],
         "inputs": inputs,
         "input_valid": valid,
         "targets": torch.stack([item["targets"] for item in items]),
-        "masks": torch.stack([item["masks"] for item in items]),
         "bad_crops": {k: v for item in items for k, v in item.get("bad_crops", {}).items()},
     }
+    for key in ("input_paths", "target_paths"):
+        if key in items[0]:
+            batch[key] = [item[key] for item in items]
+    if "masks" in items[0]:
+        batch["masks"] = torch.stack([item["masks"] for item in items])
+    return batch
 
 
 class FewToManySampler(Sampler):

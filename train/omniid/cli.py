@@ -141,7 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args)  # open_clip logs its model-building steps at INFO on the root logger: kept quiet
     from mfhq.faces import MfhqError
 
-    preset = preset_from_args(args)
+    try:
+        preset = preset_from_args(args)
+    except OmniIDError as error:  # flags that break a preset's rule (DataConfig's few-to-many checks)
+        log.error("%s", error)
+        return 2
     out = Path(args.out or f"runs/omniid-{preset.name}{'' if args.stage == 'mtd' else '-' + args.stage}")
     try:
         with _sigterm_as_interrupt(), terminal():

@@ -7,8 +7,9 @@ The public `omniid.data` API:
 - `FaceDataset`: one face per item, {"identity", "image" [3,S,S], "mask" [1,S,S], "crop_path",
   "yaw", "pitch", "roll", "quality"};
 - `FewToManyDataset`: item (identity index, draw index) -> {"identity", "inputs" [M,3,S,S],
-  "targets" [R,3,S,S], "masks" [R,1,S,S]}; `build_loader` streams its batches (the sampler,
-  collation and loader themselves are in `omniid.batching`);
+  "targets" [R,3,S,S], "masks" [R,1,S,S] (not for a stage that reads none), "input_paths",
+  "target_paths"} (`omniid.draws`); `build_loader` streams its batches (the
+  sampler, collation and loader themselves are in `omniid.batching`);
 - `split_holdout(identities, n)`: each identity's last n faces held out (frames of the training
   identities the trainer never trains on, evaluated with the identity-swap gap).
 
@@ -29,14 +30,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from mfhq.manifest import ManifestError, ManifestFolder, read_manifest
 from omniid.batching import FewToManyLoader, FewToManySampler, bad_crops_error, collate, default_max_bad
-from omniid.errors import BadCropsError, DataError, FlagError
-from omniid.preprocess import image_to_tensor, mask_to_tensor
+from omniid.crop_reader import CropReader, masks_to_tensor
+from omniid.draws import FewToManyDataset
+from omniid.errors import BadCropsError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -96,40 +97,6 @@ def load_manifest(manifest: str | Path, check_files: bool = True,
     return identities
 
 
-class CropReader:
-    """The one place image files become tensors. A file that cannot be read is logged once,
-    remembered (not read again) and returned as None. A transform of the pixels for another
-    objective belongs in `image`."""
-
-    def __init__(self, image_size: int, pixels: str = "clip"):
-        self.image_size, self.pixels = image_size, pixels  # pixels: "clip" normalisation or "signed" [-1, 1]
-        self.bad: dict[str, str] = {}
-
-    def image(self, path: Path) -> torch.Tensor:
-        return image_to_tensor(path, self.image_size, self.pixels)
-
-    def mask(self, path: Path) -> torch.Tensor:
-        return mask_to_tensor(path, self.image_size)
-
-    def _load(self, path: Path, read) -> torch.Tensor | None:
-        if str(path) in self.bad:
-            return None
-        try:
-            return read(path)
-        except (OSError, ValueError, SyntaxError) as exc:  # PIL: truncated, not an image, bad header
-            self.bad[str(path)] = f"{type(exc).__name__}: {exc}"
-            log.warning("unreadable image skipped: %s (%s)", path, self.bad[str(path)])
-            return None
-
-    def read(self, crop: Path, mask: Path | None) -> tuple[torch.Tensor, torch.Tensor | None] | None:
-        """(image, mask or None), or None when either file cannot be read."""
-        image = self._load(crop, self.image)
-        if image is None or mask is None:
-            return None if image is None else (image, None)
-        mask_tensor = self._load(mask, self.mask)
-        return None if mask_tensor is None else (image, mask_tensor)
-
-
 class FaceDataset(Dataset):
     """One face per item (see the module docstring). An unreadable face is replaced by the next
     readable one in the list and counted in this process; past max_bad_crops it raises."""
@@ -154,70 +121,10 @@ class FaceDataset(Dataset):
                 raise bad_crops_error(self.reader.bad, self.max_bad)
             if read is not None:
                 image, mask = read
-                item = {"identity": face.identity, "image": image, "crop_path": str(face.crop), "yaw": face.yaw,
-                        "pitch": face.pitch, "roll": face.roll, "quality": face.quality}
-                return item if mask is None else {**item, "mask": mask}
+                item = {"identity": face.identity, "image": self.reader.tensors([image])[0], "crop_path": str(face.crop),
+                        "yaw": face.yaw, "pitch": face.pitch, "roll": face.roll, "quality": face.quality}
+                return item if mask is None else {**item, "mask": masks_to_tensor([mask])[0]}
         raise bad_crops_error(self.reader.bad, self.max_bad)
-
-
-class FewToManyDataset(Dataset):
-    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]},
-    plus `bad_crops`: the files this item found unreadable (the loader counts them).
-
-    Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
-    own (`target_size=448, target_pixels="signed"`: VAE input in [-1, 1]).
-    """
-
-    def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
-                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
-                 target_size: int | None = None, target_pixels: str = "clip"):
-        self.target_size, self.target_pixels = target_size or image_size, target_pixels
-        self.names = list(identities)
-        self.faces = [identities[n] for n in self.names]
-        self.image_size, self.seed = image_size, seed
-        self.reader = CropReader(image_size)
-        self.target_reader = CropReader(self.target_size, target_pixels)
-        self.num_inputs, self.num_targets = num_inputs, num_targets
-        self.num_inputs_min = num_inputs_min or num_inputs
-        if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
-            raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
-                             f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
-        short = sum(len(f) < max(num_inputs, num_targets) for f in self.faces)
-        if short:  # drawn with replacement for these; worth knowing, not worth failing
-            log.warning("%d of %d identities have fewer than %d faces", short, len(self.faces),
-                        max(num_inputs, num_targets))
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def _draw(self, rng: np.random.Generator, n: int, k: int) -> np.ndarray:
-        return rng.choice(n, size=k, replace=n < k)
-
-    def _face(self, index: int, i: int, reader: "CropReader", with_mask: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Face i of identity `index`, or the next readable one (deterministic: files only)."""
-        faces = self.faces[index]
-        for step in range(len(faces)):
-            crop, mask = faces[(i + step) % len(faces)]
-            read = reader.read(crop, mask if with_mask else None)
-            if read is not None:
-                return read
-        raise BadCropsError(f"identity {self.names[index]}: none of its {len(faces)} crops can be read "
-                            f"(first: {faces[0][0]})")
-
-    def __getitem__(self, item: tuple[int, int]) -> dict:
-        index, draw = item
-        rng = np.random.default_rng([self.seed, draw])
-        m = int(rng.integers(self.num_inputs_min, self.num_inputs + 1))
-        inputs = self._draw(rng, len(self.faces[index]), m)
-        targets = [self._face(index, int(i), self.target_reader, True)
-                   for i in self._draw(rng, len(self.faces[index]), self.num_targets)]
-        return {
-            "identity": self.names[index],
-            "inputs": torch.stack([self._face(index, int(i), self.reader, False)[0] for i in inputs]),
-            "targets": torch.stack([t[0] for t in targets]),
-            "masks": torch.stack([t[1] for t in targets]),
-            "bad_crops": {**self.reader.bad, **self.target_reader.bad},
-        }
 
 
 def split_holdout(identities: dict[str, list], n: int) -> tuple[dict[str, list], dict[str, list]]:
@@ -237,11 +144,14 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
                  start_batch: int = 0, num_inputs_min: int | None = None, clamp_batch: bool = False,
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
                  target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
-                 part: str = "kept", target_reader=None) -> FewToManyLoader:
+                 part: str = "kept", masks: bool = True, target_reader=None,
+                 disjoint: bool = False) -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
     target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
     holdout / part: with holdout N > 0, the faces `split_holdout` keeps ("kept") or holds out ("heldout").
+    masks: False when the stage never reads the targets' face masks (they are not decoded).
+    disjoint: targets never among the inputs (the flow stage), else drawn from all the faces (MTD).
     target_reader(manifest, target side, roots) -> a CropReader: an objective's own reading of its
     targets (the adapter stage's adds each target's landmark image)."""
     identities = load_manifest(manifest, roots=roots)
@@ -251,7 +161,7 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
         if not identities:
             raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
-                               target_size, target_pixels)
+                               target_size, target_pixels, masks, disjoint)
     if target_reader is not None:
         dataset.target_reader = target_reader(manifest, dataset.target_size, roots)
     if clamp_batch:

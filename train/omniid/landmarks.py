@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from mfhq.manifest import ManifestFolder, read_manifest
-from omniid.data import CropReader
+from omniid.crop_reader import CropReader
 
 TEMPLATE = "arcface"
 POINT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 0, 255))  # RGB, in landmark order

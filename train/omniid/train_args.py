@@ -113,7 +113,7 @@ def _optim_args(p: argparse.ArgumentParser) -> None:
 def _swap_args(p: argparse.ArgumentParser) -> None:
     swap = p.add_argument_group("identity-swap check (docs/train.md)")
     swap.add_argument("--holdout-faces", type=int, metavar="N", help="hold out each identity's last N faces from "
-                      "training and evaluate them; " + preset_default("data.holdout_faces"))
+                      "training and evaluate them; 0 or at least 2; " + preset_default("data.holdout_faces"))
     swap.add_argument("--swap-warmup-steps", type=int, metavar="N", help="no near-zero swap gap warning before "
                       "this step; " + preset_default("swap_warmup_steps"))
     swap.add_argument("--swap-min-gap", type=float, metavar="X", help="a swap gap under this fraction of the eval "

@@ -33,6 +33,12 @@ def sample_timesteps(n: int, flow, generator: torch.Generator | None, device) ->
     raise ValueError(f"unknown timestep sampling {flow.timesteps!r} (uniform, logit_normal)")
 
 
+def loader_options(flow) -> dict:
+    """What the flow stage's batches need of `build_loader`: targets at the VAE's side in [-1, 1],
+    no face masks (the loss does not read them, so they are not decoded), targets never inputs."""
+    return {"target_size": flow.image_size, "target_pixels": "signed", "masks": False, "disjoint": True}
+
+
 class FlowObjective(nn.Module):
     stage = "flow"
 
@@ -49,7 +55,7 @@ class FlowObjective(nn.Module):
         self.flow = flow
         self.register_buffer("prompt_embeds", prompt_embeds, persistent=False)          # [1, S, J]
         self.register_buffer("pooled_prompt_embeds", pooled_prompt_embeds, persistent=False)  # [1, P]
-        self.loader_options = {"target_size": flow.image_size, "target_pixels": "signed"}
+        self.loader_options = loader_options(flow)
         adapter.attach(self.transformer)
 
     @property

@@ -1,0 +1,145 @@
+"""`omniid-bench-data`: what the trainer's data path costs on a manifest, per stage.
+
+    omniid-bench-data --manifest manifests/train.parquet --preset paper
+
+For each stage the trainer's own dataset (`FewToManyDataset` with the stage's counts, sizes and
+loader options) builds `--items` items one after another on one thread, as a loader worker does:
+CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
+items' distinct crop files decoded in full by PIL and nothing else. A real DataLoader with
+`--workers` processes then streams batches, for its items/s with collation and the hand-over
+between processes. The loader cores one GPU needs = the GPU's items/s (`--mtd-steps-per-s` or
+`--flow-steps-per-s` x the preset's identities per GPU, stated assumptions, not measurements) x
+CPU seconds per item (docs/performance.md). One JSON line per stage goes to stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from omniid.config import PRESETS, get_preset
+from omniid.data import FewToManyDataset, build_loader, load_manifest
+from omniid.objectives.flow import loader_options as flow_loader_options
+
+log = logging.getLogger(__name__)
+# ours, order-of-magnitude assumptions (docs/performance.md), not measured: one H100 consumes about
+# 100 MTD items/s (8 identities a step); a flow step (FLUX.1-dev forward and backward on 8 targets
+# at 448 px) takes about 2.5 s
+DEFAULT_STEPS_PER_S = {"mtd": 12.5, "flow": 0.4}
+
+
+def stage_dataset(manifest: Path, preset, stage: str) -> FewToManyDataset:
+    """The dataset `omniid-train --stage STAGE` would read, with the stage's loader options."""
+    data = preset.data
+    options = flow_loader_options(preset.flow) if stage == "flow" else {}
+    return FewToManyDataset(load_manifest(manifest), preset.model.image_size, data.num_inputs, data.num_targets,
+                            data.num_inputs_min, preset.seed, **options)
+
+
+def time_items(dataset: FewToManyDataset, draws: list[tuple[int, int]]) -> tuple[float, float, list[dict]]:
+    """(CPU s, wall s, items) of building `draws` one after another in this thread."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    items = [dataset[draw] for draw in draws]
+    return time.process_time() - cpu, time.perf_counter() - wall, items
+
+
+def jpeg_floor(items: list[dict]) -> float:
+    """CPU s to decode, in full with PIL and nothing else, each item's distinct crop files."""
+    files = [sorted(set(item["input_paths"]) | set(item["target_paths"])) for item in items]
+    cpu = time.process_time()
+    for paths in files:
+        for path in paths:
+            with Image.open(path) as image:
+                image.convert("RGB")
+    return time.process_time() - cpu
+
+
+def loader_rate(manifest: Path, preset, stage: str, workers: int, batches: int) -> tuple[float, int]:
+    """(items/s, identities per batch) of a real DataLoader with `workers` processes, after its
+    first batch (worker start-up) is discarded."""
+    data = preset.data
+    options = flow_loader_options(preset.flow) if stage == "flow" else {}
+    loader = build_loader(manifest, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
+                          workers, preset.seed, num_inputs_min=data.num_inputs_min, clamp_batch=True, **options)
+    stream = iter(loader)
+    size = len(next(stream)["identity"])
+    start = time.perf_counter()
+    for _ in islice(stream, batches):
+        pass
+    return batches * size / (time.perf_counter() - start), size
+
+
+def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Namespace) -> dict:
+    preset = get_preset(preset_name, stage=stage)
+    dataset = stage_dataset(manifest, preset, stage)
+    draws = [(d % len(dataset), d) for d in range(args.items)]
+    time_items(dataset, draws[: min(4, len(draws))])  # warm: files in the page cache, lazy imports
+    cpu, wall, items = time_items(dataset, draws)
+    floor = jpeg_floor(items)
+    cpu_ms, n = 1000 * cpu / len(items), len(items)
+    steps_per_s = getattr(args, f"{stage}_steps_per_s")
+    needed = steps_per_s * preset.data.batch_size
+    record = {
+        "stage": stage, "preset": preset.name, "manifest": str(manifest), "identities": len(dataset),
+        "items": n, "inputs": preset.data.num_inputs, "targets": preset.data.num_targets,
+        "input_side": preset.model.image_size, "target_side": dataset.target_size, "masks": dataset.masks,
+        "crops_per_item": sum(len(set(i["input_paths"]) | set(i["target_paths"])) for i in items) / n,
+        "cpu_ms_per_item": cpu_ms, "wall_ms_per_item": 1000 * wall / n,
+        "items_per_s_per_worker": n / wall, "jpeg_floor_ms_per_item": 1000 * floor / n,
+        "item_over_floor": cpu / floor if floor else None,
+        "assumed_steps_per_s": steps_per_s, "identities_per_gpu_step": preset.data.batch_size,
+        "items_per_s_per_gpu": needed, "loader_cores_per_gpu": needed * cpu_ms / 1000,
+    }
+    if args.workers:
+        rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches)
+        record.update(loader_workers=args.workers, loader_batch=size, loader_items_per_s=rate,
+                      loader_items_per_s_per_worker=rate / args.workers)
+    return record
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="omniid-bench-data", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--manifest", required=True, help="a manifest folder or its train.parquet")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    p.add_argument("--stages", default="mtd,flow", help="comma-separated: mtd, flow")
+    p.add_argument("--items", type=int, default=64, help="items timed per stage, one after another")
+    p.add_argument("--workers", type=int, default=1, help="DataLoader processes for the loader's items/s (0: skip)")
+    p.add_argument("--loader-batches", type=int, default=8, help="batches timed through the DataLoader")
+    p.add_argument("--mtd-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["mtd"],
+                   help="assumed MTD steps/s of one GPU (ours, not measured)")
+    p.add_argument("--flow-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["flow"],
+                   help="assumed flow steps/s of one GPU (ours, not measured)")
+    args = p.parse_args(argv)
+    stages = args.stages.split(",")
+    if not set(stages) <= {"mtd", "flow"} or args.items < 1 or args.workers < 0 or args.loader_batches < 1:
+        p.error("--stages takes mtd and/or flow; --items and --loader-batches at least 1, --workers at least 0")
+    args.stages = stages
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    torch.set_num_threads(1)  # as in a DataLoader worker
+    from mfhq.faces import MfhqError
+    from omniid.errors import OmniIDError
+
+    try:
+        for stage in args.stages:
+            print(json.dumps(bench_stage(Path(args.manifest), args.preset, stage, args)), flush=True)
+    except (OmniIDError, MfhqError) as error:
+        log.error("%s", error)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

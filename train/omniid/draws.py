@@ -1,0 +1,124 @@
+"""Which faces a few-to-many item draws, and reading them once each (paper §3.2).
+
+An item is (identity index, draw index); every draw is a pure function of (seed, draw index). A
+draw orders the identity's faces at random and takes the first M readable ones as inputs. The
+targets depend on the decoder:
+- MTD (`disjoint=False`, the paper's setting): the first R readable faces of the same order, the
+  inputs among them, as the paper's ablations need (8-8 on MFHQ's 8 faces an identity: every face
+  is both); a face that is both is decoded once.
+- flow (`disjoint=True`): the next R readable faces after the inputs, never an input, so that the
+  decoder is always asked for views it was not given (issue 21; §3.2's more targets than inputs).
+  An identity with fewer than M + R faces keeps at least one face for the targets (M shrinks to
+  its faces - 1) and cycles through its non-input faces to fill R (ours: each before any
+  repeats); one with a single face is left out.
+An unreadable face is skipped, so the next one takes its role; fewer targets than R cycle.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from omniid.crop_reader import CropReader, masks_to_tensor
+from omniid.errors import BadCropsError, DataError, FlagError
+
+log = logging.getLogger("omniid.data")
+
+
+class FewToManyDataset(Dataset):
+    """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]},
+    plus `input_paths` / `target_paths` (the crops used) and `bad_crops`: the files this item
+    found unreadable (the loader counts them). `masks=False`: no mask is read (the flow stage).
+    Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
+    own (`target_size=448, target_pixels="signed"`: [-1, 1])."""
+
+    def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
+                 num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
+                 target_size: int | None = None, target_pixels: str = "clip", masks: bool = True,
+                 disjoint: bool = False):
+        self.target_size, self.target_pixels, self.masks = target_size or image_size, target_pixels, masks
+        self.disjoint = disjoint
+        least = 2 if disjoint else 1
+        self.names = [n for n in identities if len(identities[n]) >= least]
+        if len(self.names) < len(identities):
+            log.warning("%d of %d identities have a single face (no target that is not an input): left out",
+                        len(identities) - len(self.names), len(identities))
+        if not self.names:
+            raise DataError(f"no identity has {least} faces or more ({len(identities)} identities)")
+        self.faces, self.image_size, self.seed = [identities[n] for n in self.names], image_size, seed
+        self.reader = CropReader(image_size)
+        self.target_reader = CropReader(self.target_size, target_pixels)
+        self.num_inputs, self.num_targets, self.num_inputs_min = num_inputs, num_targets, num_inputs_min or num_inputs
+        if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
+            raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
+                            f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
+        short = sum(len(f) < num_inputs + num_targets for f in self.faces) if disjoint else 0
+        if short:  # MFHQ's usual case in the flow stage: no warning
+            log.info("%d of %d identities have fewer than %d + %d faces: their targets repeat (never an input)",
+                     short, len(self.faces), num_inputs, num_targets)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _shared_pixels(self) -> bool:
+        """Whether an input's decoded pixels are also its pixels as a target (MTD: same side and range)."""
+        return type(self.target_reader) is CropReader and (self.target_size, self.target_pixels) == (
+            self.image_size, "clip")
+
+    def _split(self, index: int, order: np.ndarray, m: int) -> tuple[list, list]:
+        """([(crop, image)] x <= m inputs, [(crop, image, mask)] x <= R distinct targets), read in
+        `order`; each file decoded once."""
+        inputs, targets, shared = [], [], self._shared_pixels()
+        for i in order:
+            crop, mask = self.faces[index][i]
+            if len(inputs) >= m and len(targets) >= self.num_targets:
+                break
+            image = None
+            if len(inputs) < m:
+                read = self.reader.read(crop, None)
+                if read is None:
+                    continue
+                inputs.append((crop, read[0]))
+                image = read[0] if shared else None
+                if self.disjoint:
+                    continue
+            if len(targets) < self.num_targets:
+                target = self._read_target(crop, mask, image)
+                if target is not None:
+                    targets.append(target)
+        if self.disjoint and not targets and len(inputs) > 1:  # unreadable files left no target
+            crop = inputs.pop()[0]
+            target = self._read_target(crop, dict(self.faces[index])[crop], None)
+            targets = [] if target is None else [target]
+        if not inputs or not targets:
+            raise BadCropsError(f"identity {self.names[index]}: too few of its {len(order)} crops (and masks) "
+                                f"can be read (first: {self.faces[index][0][0]})")
+        return inputs, targets
+
+    def _read_target(self, crop: Path, mask: Path | None, image) -> tuple | None:
+        if image is None:
+            read = self.target_reader.read(crop, mask if self.masks else None)
+            return None if read is None else (crop, *read)
+        face = self.target_reader._load(mask, self.target_reader.mask) if self.masks and mask is not None else None
+        return None if self.masks and face is None else (crop, image, face)
+
+    def __getitem__(self, item: tuple[int, int]) -> dict:
+        index, draw = item
+        rng = np.random.default_rng([self.seed, draw])
+        n = len(self.faces[index])
+        m = min(int(rng.integers(self.num_inputs_min, self.num_inputs + 1)), n - 1 if self.disjoint else n)
+        inputs, distinct = self._split(index, rng.permutation(n), m)
+        targets = [distinct[i % len(distinct)] for i in range(self.num_targets)]
+        result = {
+            "identity": self.names[index],
+            "inputs": self.reader.tensors([image for _, image in inputs]),
+            "targets": self.target_reader.tensors([t[1] for t in targets]),
+            "input_paths": [str(crop) for crop, _ in inputs],
+            "target_paths": [str(t[0]) for t in targets],
+            "bad_crops": {**self.reader.bad, **self.target_reader.bad},
+        }
+        if self.masks:
+            result["masks"] = masks_to_tensor([t[2] for t in targets])
+        return result
