@@ -25,7 +25,7 @@ def check_stopped_after_one_step(out: Path, caplog) -> None:
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 1 and errors[0].startswith("the disk is full (") and "MiB free" in errors[0]
     assert "Training stopped after step 2" in errors[0]
-    assert f"{root}/latest names step-00000001: run the same command with --resume auto" in errors[0]
+    assert f"{root}/latest names step-00000001: run the same command to continue from it" in errors[0]
 
 
 def test_state_records_each_file_and_damage_finds_a_changed_one(sample_manifest, tmp_path):

@@ -88,7 +88,7 @@ def test_ctrl_c_and_sigterm_stop_with_one_line_and_an_intact_latest(sample_manif
         assert process.returncode == 130, stderr[-3000:]
         assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
         lines = [line for line in stderr.splitlines() if "interrupted after step" in line]
-        assert len(lines) == 1 and "run the same command with --resume auto" in lines[0], stderr[-3000:]
+        assert len(lines) == 1 and "run the same command to continue from it" in lines[0], stderr[-3000:]
         root = outs[how] / "checkpoints"
         named = root / (root / "latest").read_text()
         assert named.name in lines[0] and damage(named) is None
