@@ -52,3 +52,23 @@ def test_a_tiny_run_prints_no_library_warning_and_no_progress_bar_with_q(sample_
     quiet = subprocess.run(run + ["--out", str(tmp_path / "b"), "-q"], capture_output=True, text=True)
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert Path(tmp_path / "b" / "checkpoints" / "latest").is_file()
+
+
+@pytest.mark.parametrize("module, function, prog", [
+    ("omniid.cli", "main", "omniid-train"), ("omniid.eval_cli", "eval_main", "omniid-eval"),
+    ("omniid.eval_cli", "generate_main", "omniid-generate"), ("omniid.flux.cli", "main", "python -m omniid.flux"),
+    ("omniid.gpu_check", "main", "python -m omniid.gpu_check"),
+])
+def test_every_entry_point_has_version_verbosity_and_an_80_column_help(module, function, prog, capsys, monkeypatch):
+    import importlib
+
+    entry = getattr(importlib.import_module(module), function)
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(SystemExit) as exit_:
+        entry(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.startswith(prog)
+    with pytest.raises(SystemExit):
+        entry(["--help"])
+    text = capsys.readouterr().out
+    assert max(map(len, text.splitlines())) <= 80, text
+    assert "(default: None)" not in text and "-q, --quiet" in text and "<" not in text.split("options:")[0]

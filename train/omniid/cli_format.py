@@ -26,7 +26,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
 
     def _get_help_string(self, action):
         help_text = action.help or ""
-        if (action.default in (None, False, argparse.SUPPRESS) or action.required or "default" in help_text
+        if (action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                or action.required or "default" in help_text
                 or "%(default)" in help_text or action.option_strings == []):
             return help_text
         return f"{help_text} (default: %(default)s)" if help_text else "(default: %(default)s)"

@@ -12,6 +12,9 @@ import sys
 import time
 from pathlib import Path
 
+from omniid import __version__
+from omniid.cli_format import parser, setup_logging
+
 log = logging.getLogger("omniid")
 
 
@@ -32,12 +35,6 @@ def _parse_inputs(text: str) -> tuple[int, ...] | None:
     return ks if ks[0] >= 1 else None
 
 
-def _setup_logging() -> None:
-    # open_clip logs its model-building steps at INFO on the root logger: keep those quiet
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    log.setLevel(logging.INFO)
-
-
 def _cpu_threads(generator, device: str) -> None:
     """The preset's CPU thread count (tiny: 1, faster on shared cores), as omniid-train uses it."""
     import torch
@@ -56,48 +53,47 @@ def _check_first(args: argparse.Namespace, counts: dict) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    p.add_argument("--flux-path", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
-    p.add_argument("--clip-weights", help="open_clip weights file, for a baseline's frozen CLIP (paper preset)")
-    p.add_argument("--steps", type=int, default=28, help="sampler steps")
-    p.add_argument("--guidance", type=float, help="FLUX guidance value (default: each checkpoint's run's "
+    p.add_argument("--device", metavar="DEVICE", default="cpu", help="cpu, cuda or cuda:N")
+    p.add_argument("--flux-path", metavar="DIR", help="diffusers-format FLUX.1-dev folder for the paper preset (or $OMNIID_FLUX_PATH)")
+    p.add_argument("--clip-weights", metavar="FILE", help="open_clip weights file, for a baseline's frozen CLIP (paper preset)")
+    p.add_argument("--steps", metavar="N", type=int, default=28, help="sampler steps")
+    p.add_argument("--guidance", metavar="X", type=float, help="FLUX guidance value (default: each checkpoint's run's "
                                                   "flow.guidance, as it trained)")
-    p.add_argument("--scale", type=float, help="adapter scale (default: the checkpoint's)")
+    p.add_argument("--scale", metavar="X", type=float, help="adapter scale (default: the checkpoint's)")
 
 
 def eval_args(argv):
-    p = argparse.ArgumentParser(prog="omniid-eval", description="Generate and score held-out identities in the layout of "
-                                "the paper's Table 1 (each row says its setting: Table 1-like with a ControlNet, "
-                                "or decoder-only).", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", nargs="+", default=[],
+    p = parser("omniid-eval", "Generate and score held-out identities in the layout of the paper's Table 1\n(each "
+               "row says its setting: Table 1-like with a ControlNet, or decoder-only).", __version__)
+    p.add_argument("--checkpoint", metavar="DIR", nargs="+", default=[],
                    help="flow-stage run folder(s), checkpoints/latest or step folder(s): one decoder-only row each")
-    p.add_argument("--controlnet", nargs="+", default=[],
+    p.add_argument("--controlnet", metavar="DIR", nargs="+", default=[],
                    help="adapter-stage run folder(s) (omniid-train --stage adapter): one Table 1-like row each, "
                         "generated with the run's ControlNet from each target's landmarks")
-    p.add_argument("--manifest", help="manifests/test.parquet, or a manifest folder (its test.parquet)")
+    p.add_argument("--manifest", metavar="PATH", help="manifests/test.parquet, or a manifest folder (its test.parquet)")
     p.add_argument("--bench", metavar="DIR", help="a MultiID-Bench folder as the evaluation set instead: per entry, "
                                                   "ref_*.jpg as inputs, ori.jpg as target, out.jpg scored if present")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--inputs", default="1,3,5", help="numbers of input images k (those the data cannot serve are "
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--inputs", metavar="LIST", default="1,3,5", help="numbers of input images k (those the data cannot serve are "
                                                      "left out, with a warning)")
-    p.add_argument("--targets", type=int, help="ground-truth faces per identity (default: every face after the "
+    p.add_argument("--targets", metavar="N", type=int, help="ground-truth faces per identity (default: every face after the "
                                                "inputs)")
-    p.add_argument("--recognisers", help="identity models scoring every image, comma-separated registry names "
+    p.add_argument("--recognisers", metavar="LIST", help="identity models scoring every image, comma-separated registry names "
                                          "(default: the pipeline's own, then sface,dlib-resnet)")
     p.add_argument("--no-real-row", action="store_true", help="leave out the real-photos ceiling row")
-    p.add_argument("--samples", type=int, default=1, help="generations per target")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--identities", type=int, help="evaluate the first N identities only")
-    p.add_argument("--pipeline", help="mfhq preset naming the metric models, a packaged name or a YAML file "
+    p.add_argument("--samples", metavar="N", type=int, default=1, help="generations per target")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="first seed")
+    p.add_argument("--identities", metavar="N", type=int, help="evaluate the first N identities only")
+    p.add_argument("--pipeline", metavar="NAME|FILE", help="mfhq preset naming the metric models, a packaged name or a YAML file "
                                       "(default: paper for the paper preset, sample otherwise)")
-    p.add_argument("--models-dir", help="weights folder of the metric models (paper profile)")
+    p.add_argument("--models-dir", metavar="DIR", help="weights folder of the metric models (paper profile)")
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
     p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
                                                          "identity's inputs)")
-    p.add_argument("--swap-k", type=int, help="k of the identity-swap check (default: the largest --inputs)")
-    p.add_argument("--bootstrap", type=int, default=1000, help="resamples of every interval over identities "
+    p.add_argument("--swap-k", metavar="N", type=int, help="k of the identity-swap check (default: the largest --inputs)")
+    p.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="resamples of every interval over identities "
                                                                "(seed: --seed)")
-    p.add_argument("--report-identities", type=int, default=4, help="identities shown in report.html")
+    p.add_argument("--report-identities", metavar="N", type=int, default=4, help="identities shown in report.html")
     p.add_argument("--export-multiid", metavar="DIR", help="also write every scored image in MultiID-Bench's "
                                                            "layout, one root per representation")
     _common(p)
@@ -106,7 +102,7 @@ def eval_args(argv):
 
 def eval_main(argv: list[str] | None = None) -> int:
     args = eval_args(argv)
-    _setup_logging()
+    setup_logging(args)
     from omniid.evaluate import Protocol, evaluate
     from omniid.generation import OmniIDGenerator
     from omniid.metrics import FaceMetrics, default_pipeline
@@ -166,30 +162,29 @@ def eval_main(argv: list[str] | None = None) -> int:
 
 
 def generate_args(argv):
-    p = argparse.ArgumentParser(prog="omniid-generate", description="Generate images of one identity.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--checkpoint", required=True, help="flow-stage run folder, checkpoints/latest or step folder")
-    p.add_argument("--images", required=True, nargs="+", help="input images of one person: photos (the face is "
+    p = parser("omniid-generate", "Generate images of one identity.", __version__)
+    p.add_argument("--checkpoint", metavar="DIR", required=True, help="flow-stage run folder, checkpoints/latest or step folder")
+    p.add_argument("--images", metavar="PATH", required=True, nargs="+", help="input images of one person: photos (the face is "
                    "detected and aligned as extract aligns crops) or aligned crops (used as they are)")
-    p.add_argument("--manifest", help="manifest folder or file whose crop_path values --images may give (they are "
+    p.add_argument("--manifest", metavar="PATH", help="manifest folder or file whose crop_path values --images may give (they are "
                                       "relative to the extract run folder; its manifest.json says where that is)")
-    p.add_argument("--prompt", help="text prompt; the paper preset needs FLUX's text encoders in --flux-path for "
+    p.add_argument("--prompt", metavar="TEXT", help="text prompt; the paper preset needs FLUX's text encoders in --flux-path for "
                                     "any prompt but the trained one (default: the checkpoint's prompt)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--num-images", type=int, default=1, help="images, with seeds seed, seed+1, ...")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--size", type=int, help="image side (default: the preset's)")
-    p.add_argument("--pipeline", help="mfhq preset whose detector finds and aligns the face of each input image, a "
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    p.add_argument("--num-images", metavar="N", type=int, default=1, help="images, with seeds seed, seed+1, ...")
+    p.add_argument("--seed", metavar="N", type=int, default=0, help="first seed")
+    p.add_argument("--size", metavar="N", type=int, help="image side (default: the preset's)")
+    p.add_argument("--pipeline", metavar="NAME|FILE", help="mfhq preset whose detector finds and aligns the face of each input image, a "
                                       "packaged name or a YAML file (default: paper for the paper preset, sample "
                                       "otherwise)")
-    p.add_argument("--models-dir", help="weights folder of that detector (paper profile)")
+    p.add_argument("--models-dir", metavar="DIR", help="weights folder of that detector (paper profile)")
     _common(p)
     return p.parse_args(argv)
 
 
 def generate_main(argv: list[str] | None = None) -> int:
     args = generate_args(argv)
-    _setup_logging()
+    setup_logging(args)
     from omniid.face_inputs import input_paths
     from omniid.generation import OmniIDGenerator
 

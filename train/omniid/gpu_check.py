@@ -1,4 +1,5 @@
-"""The first thing to run on a machine with a GPU: can one GPU take the paper's training steps?
+"""The first thing to run on a machine with a GPU: can one GPU take the paper's
+training steps?
 
     python -m omniid.gpu_check                 # paper architectures, random weights, bf16
     python -m omniid.gpu_check --preset tiny --device cpu   # this script itself, on any machine
@@ -78,7 +79,7 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = parser("python -m omniid.gpu_check", __doc__.split("\n\n")[0], __version__)
+    p = parser("python -m omniid.gpu_check", __doc__.split("\n\n")[0], __version__)  # 2 lines, < 80 columns
     p.add_argument("--preset", default="paper", help="whose architectures and batch per GPU")
     p.add_argument("--stages", default="mtd,flow", metavar="LIST", help="stages to check")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
