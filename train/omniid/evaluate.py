@@ -52,6 +52,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from mfhq.manifest import split_path
+from omniid.cli_format import progress_enabled
 from omniid.curves import curve_points, write_curves
 from omniid.eval_html import write_report
 from omniid.eval_notes import conditioned, random_weights
@@ -207,7 +208,8 @@ def evaluate(generators: dict, manifest: str | Path | None, out: str | Path, met
     swaps = donors(list(fitted.plans), protocol.seed) if protocol.swap and bench is None else {}
     note = random_weights(generators)
     rows, swap_rows, timing = [], [], {}
-    for identity in tqdm(list(fitted.plans), desc="omniid-eval", unit="identity", disable=None):
+    bar_off = None if progress_enabled() else True  # -q hides it; None: shown on a terminal only
+    for identity in tqdm(list(fitted.plans), desc="omniid-eval", unit="identity", disable=bar_off):
         started = time.perf_counter()
         if fitted.manifest is not None:  # a ControlNet row draws its targets' landmarks from the manifest
             bind_targets(generators, fitted.manifest, fitted.plans[identity].targets)
