@@ -91,7 +91,8 @@ def test_training_and_eval_draw_the_same_landmark_images(sample_manifest):
 
     marks = landmarks_by_crop(sample_manifest)
     crop = sorted(marks)[0]
-    target = LandmarkTargets.for_manifest(sample_manifest, 32).image(Path(crop))
+    reader = LandmarkTargets.for_manifest(sample_manifest, 32)
+    target = reader.tensors([reader.image(Path(crop))])[0]
     assert target.shape == (6, 32, 32)
     assert torch.equal(target[3:], landmark_tensor(marks[crop], 32))   # what ControlNetGenerator draws
     moved = marks[crop].copy()

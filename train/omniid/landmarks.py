@@ -93,6 +93,12 @@ class LandmarkTargets(CropReader):
         """What `omniid.data.build_loader(target_reader=...)` calls for each manifest it reads."""
         return cls(landmarks_by_crop(manifest, roots), size)
 
-    def image(self, path: Path) -> torch.Tensor:
-        face = super().image(path)
-        return torch.cat([face, landmark_tensor(self.landmarks[str(path)], self.image_size)])
+    def image(self, path: Path) -> tuple[np.ndarray, str]:
+        """(uint8 pixels, the crop path whose landmarks `tensors` draws)."""
+        return super().image(path), str(path)
+
+    def tensors(self, images: list[tuple[np.ndarray, str]]) -> torch.Tensor:
+        """[N, 6, T, T]: each target's pixels, then its landmark image."""
+        faces = super().tensors([pixels for pixels, _ in images])
+        marks = torch.stack([landmark_tensor(self.landmarks[path], self.image_size) for _, path in images])
+        return torch.cat([faces, marks], dim=1)
