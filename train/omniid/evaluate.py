@@ -234,7 +234,7 @@ def evaluate(generators: dict, manifest: str | Path | None, out: str | Path, met
     exported = export_multiid(export, rows, out, next(iter(generators.values())).prompt if generators else "") \
         if export is not None else None
     settings = {
-        "protocol": asdict(protocol), "manifest": str(manifest) if manifest else None,
+        "protocol": asdict(protocol), "manifest": str(fitted.manifest) if fitted.manifest else None,
         "bench": str(bench) if bench else None, "metrics": metrics.models, "recognisers": metrics.recognisers,
         "generators": {label: gen.settings for label, gen in generators.items()}, "random_weights": note,
         "conditioned_on_a_scoring_model": marks, "inputs_evaluated": list(fitted.ks), "notes": fitted.notes,
