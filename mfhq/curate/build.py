@@ -25,13 +25,28 @@ from mfhq.manifest.card import render_card
 from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
                                   write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
-from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
+from mfhq.manifest.run_state import require_complete, snapshot
+from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
+from mfhq.manifest.schema import ManifestError
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
 # Each embedder output once (faces aliased u): with embed.every > 1 a face may carry a copy of a
 # track neighbour's embedding; embedding_frame names the frame it came from (NULL in older runs).
 EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.embedding_frame = u.frame_index)"
+
+
+class EmptyTrainSplit(ManifestError):
+    """The split left nothing to train on: an error, not a manifest to find out about later."""
+
+
+def empty_train_message(out: Path, counts: dict, cfg: CurateConfig) -> str:
+    why = (f"the split holds out whole groups of identities and their videos until curate.test_videos "
+           f"({cfg.test_videos}) videos are in test, and these {counts['test']['videos']} videos form too few groups "
+           "to leave one for train: sample more videos, or lower curate.test_videos"
+           if cfg.split == "videos" else "the sources' own split puts every sampled clip in test")
+    return (f"no faces in the train split ({counts['test']['identities']} identities, {counts['test']['faces']} "
+            f"faces, all in test): {why}. Nothing was written to {out}")
 
 
 def usable_filter(cfg: CurateConfig) -> str:
@@ -93,12 +108,21 @@ def _code_version() -> str:
 
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
-                   workers: int | None = None) -> dict:
+                   workers: int | None = None, allow_partial: bool = False) -> dict:
     out = Path(out)
     check_out_outside_runs(out)
+    for run_dir in run_dirs:
+        check_run(run_dir)  # a folder that is no run at all is named as such first
+    require_complete(run_dirs, allow_partial)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with ManifestLock(out), naming_damaged_shards(run_dirs):
-        return _cluster_sample(run_dirs, out, cfg, pipeline, workers)
+    try:
+        with ManifestLock(out), naming_damaged_shards(run_dirs):
+            return _cluster_sample(run_dirs, out, cfg, pipeline, workers, allow_partial)
+    except BaseException:
+        if made and not any(out.iterdir()):  # a failed first write leaves no empty folder behind
+            out.rmdir()
+        raise
 
 
 def check_out_outside_runs(out: Path) -> None:
@@ -109,12 +133,14 @@ def check_out_outside_runs(out: Path) -> None:
                            f"write the manifests outside it, e.g. --out {folder.parent / 'manifests'}")
 
 
-def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None) -> dict:
+def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None,
+                    allow_partial: bool) -> dict:
     started = time.perf_counter()
     con, metas = connect_runs(run_dirs)
     runs = run_entries([m["run_dir"] for m in metas], out)
     for meta, entry in zip(metas, runs):
         meta["name"] = entry["name"]
+        meta["snapshot"] = snapshot(meta["run_dir"])  # so that `stats` can tell when the run changes since
     con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute(
@@ -150,9 +176,9 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg))
+    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), allow_partial)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    log.info("cluster-sample: %s", summary)
+    log.debug("cluster-sample: %s", summary)
     return summary
 
 
@@ -173,7 +199,7 @@ def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfi
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict],
-                    identities: pa.Table | None) -> dict:
+                    identities: pa.Table | None, allow_partial: bool = False) -> dict:
     """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields).
     Every file of the folder is written as one unit (write_manifest_folder)."""
     out = Path(out)
@@ -185,6 +211,8 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         counts[name] = {"faces": part.num_rows, "identities": len(set(part.column("identity_id").to_pylist())),
                         "videos": len(set(part.column("video_key").to_pylist())),
                         "short_identities": len(set(part.filter(part.column("short")).column("identity_id").to_pylist()))}
+    if counts["train"]["faces"] == 0:
+        raise EmptyTrainSplit(empty_train_message(out, counts, cfg))
     entries = {m["name"]: {"name": m["name"], "run_dir": m["run_dir"],
                            "run_dir_relative": os.path.relpath(m["run_dir"], out.resolve())} for m in metas}
     sidecar = {
@@ -192,8 +220,10 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         "paths": "crop_path and mask_path are relative to the folder of the row's `run` (as in the run's faces/); "
                  "runs[].run_dir_relative is that folder relative to this one, runs[].run_dir where it was",
         "runs": [{**entries[m["name"]], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
-                  "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version")}
+                  "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version"),
+                  "snapshot": m.get("snapshot")}
                  for m in metas],
+        "allow_partial": allow_partial,  # True: built with --allow-partial from a run that was not complete
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
     }
     files = {"README.md": render_card(counts).encode()}
@@ -228,4 +258,5 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
         ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
             [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
-    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident)
+    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident,
+                           bool(meta.get("allow_partial")))

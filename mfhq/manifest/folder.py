@@ -133,8 +133,9 @@ class ManifestFolder:
         """path: the folder, or one of its Parquet files."""
         path = Path(path)
         folder = path if path.is_dir() else path.parent
-        if path.suffix and not path.is_dir() and not path.is_file():
-            raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
+        if not path.exists():  # named as given, never as the folder it would sit in
+            what = "file" if path.suffix else "folder"
+            raise ManifestError(f"{path}: no such manifest {what}; make it with `mfhq cluster-sample`")
         return cls(folder, read_sidecar(folder), {k: Path(v) for k, v in (roots or {}).items()})
 
     def split(self, name: str, columns: list[str] | None = None) -> pa.Table:
