@@ -26,7 +26,7 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
     lead = len(fmt.format(*COLUMNS)) + 2
     width = width or shutil.get_terminal_size((120, 24)).columns
     room = max(width - lead, 30)
-    lines = [state.headline(), fmt.format(*COLUMNS) + "  reason"]
+    lines = [*textwrap.wrap(state.headline(), max(width, 40), break_on_hyphens=False), fmt.format(*COLUMNS) + "  reason"]
     for row, reason in zip(cells, (r[-1] for r in rows)):
         head = fmt.format(*row)
         if full or len(reason) <= room:

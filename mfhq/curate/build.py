@@ -126,11 +126,11 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
 
 
 def check_out_outside_runs(out: Path) -> None:
-    """Manifests written into a run folder (`--out RUN/faces`) would be read as its shards."""
+    """Manifests written into a run folder (`--manifest RUN/faces`) would be read as its shards."""
     for folder in (out.resolve(), *out.resolve().parents):
         if (folder / "run.json").is_file() or (folder / "plan.json").is_file():
-            raise RunError(f"--out {out} is inside the run folder {folder} (made by `mfhq extract`); "
-                           f"write the manifests outside it, e.g. --out {folder.parent / 'manifests'}")
+            raise RunError(f"--manifest {out} is inside the run folder {folder} (made by `mfhq extract`); "
+                           f"write the manifests outside it, e.g. --manifest {folder.parent / 'manifests'}")
 
 
 def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None,
