@@ -119,6 +119,8 @@ def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | Non
     if recorded and recorded.get("markers_sha256"):
         if recorded["markers_sha256"] == now["markers_sha256"]:
             return None
+        if (recorded.get("clips"), recorded.get("shards_done")) == (now["clips"], now["shards_done"]):
+            return f"shards of run {run_dir} were finished again since it was built (by --retry, or a redo)"
         return (f"it was built when run {run_dir} had {recorded.get('clips')} clips in {recorded.get('shards_done')} "
                 f"finished shards; the run has {now['clips']} in {now['shards_done']} now")
     markers = list((run_dir / "done").glob("*.json"))

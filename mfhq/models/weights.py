@@ -158,7 +158,7 @@ def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None,
         try:
             check(wf, hit)
         except WeightsCorrupt as exc:
-            damaged.append((wf, f"damaged: {exc}"))
+            damaged.append((wf, f"damaged: {str(exc).split('; fetch it again:')[0]}"))  # one fetch line below
             continue
         found[wf.name] = hit
     if missing:

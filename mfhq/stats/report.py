@@ -95,7 +95,8 @@ def _binned(ax, frame: pd.DataFrame, width: float) -> None:
         else:
             ax.bar(part["bin"], share, width=width, align="edge", label=who, fill=False, edgecolor="#c33", lw=1.5)
     if len(frame):
-        ax.set_xticks(sorted(set(frame["bin"]) | {max(frame["bin"]) + width}))
+        low, high = float(min(frame["bin"])), float(max(frame["bin"])) + width
+        ax.set_xticks([round(low + k * width, 6) for k in range(int(round((high - low) / width)) + 1)])
         ax.tick_params(axis="x", labelsize=7)
 
 

@@ -34,7 +34,7 @@ _QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS b
 # The report's headline: (section, metric, value) rows, so its totals are view rows like every number.
 # A file that never decoded (not a video, empty, missing) is counted apart from the videos.
 _HEADLINE_RUN = (
-    "SELECT 1 AS ord, 'totals' AS section, 'video files' AS metric, count(DISTINCT source || '/' || video_key) AS value "
+    "SELECT 0 AS ord, 'totals' AS section, 'video files' AS metric, count(DISTINCT source || '/' || video_key) AS value "
     "FROM clips UNION ALL SELECT 1, 'totals', 'videos decoded', count(DISTINCT source || '/' || video_key) "
     "FILTER (WHERE n_frames_read > 0) FROM clips "
     "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
@@ -46,12 +46,12 @@ _HEADLINE_RUN = (
 # The manifest's numbers in a section of their own: it may have been built from an older state of
 # the run (`stats` says so), and its totals must not read as the run's.
 _HEADLINE_MANIFEST = (
-    " UNION ALL SELECT 5, '{manifest}', 'identities', count(DISTINCT identity_id) FROM manifest "
-    "UNION ALL SELECT 5, '{manifest}', 'duplicate clips (merge)', count(*) FILTER (WHERE decision = 'dedup_dropped') "
+    " UNION ALL SELECT 8, '{manifest}', 'identities', count(DISTINCT identity_id) FROM manifest "
+    "UNION ALL SELECT 9, '{manifest}', 'duplicate clips (merge)', count(*) FILTER (WHERE decision = 'dedup_dropped') "
     "FROM identities "
-    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, '{manifest}', split || ' identities', "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' identities', "
     "count(DISTINCT identity_id) FROM manifest GROUP BY split "
-    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, '{manifest}', split || ' faces', count(*) "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' faces', count(*) "
     "FROM manifest GROUP BY split"
 )
 _HEADLINE = "SELECT section, metric, value::BIGINT AS value FROM ({}) ORDER BY ord, metric DESC"

@@ -79,13 +79,13 @@ def test_a_partial_run_is_said_at_the_top_and_refused_by_cluster_sample(partial_
 
 
 def test_a_train_split_with_no_faces_is_an_error(sample_run, tmp_path):
-    from presets import write_preset
-
-    everything_to_test = write_preset(tmp_path / "p.yaml", {"curate.test_videos": 1000}, base=SAMPLE_PRESET)
-    result = run_cli("cluster-sample", "--run", str(sample_run), "--manifest", str(tmp_path / "m"),
-                     "--pipeline", str(everything_to_test), check=False)
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    stop_part_way(run, "t1_intruder")  # left: the astronaut's clips, one identity, so one group to split
+    result = run_cli("cluster-sample", "--run", str(run), "--manifest", str(tmp_path / "m"),
+                     "--pipeline", str(SAMPLE_PRESET), "--allow-partial", check=False)
     assert result.returncode == 2
-    assert "no faces in the train split" in result.stderr and "curate.test_videos (1000)" in result.stderr
+    assert "no faces in the train split (1 identities" in result.stderr and "curate.test_videos" in result.stderr
     assert not (tmp_path / "m").exists()
 
 

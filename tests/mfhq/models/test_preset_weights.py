@@ -32,7 +32,8 @@ def test_verify_by_preset_lists_every_missing_or_damaged_file_with_source_size_a
     for name in PAPER_FILES[1:]:  # the damaged file hides none of the missing ones
         assert f"{name}: missing" in out, name
         assert f"goes to: {models / name}" in out, name
-    assert "buffalo_l.zip, from https://github.com/deepinsight/insightface" in out and "174.4 MB" in out
+    assert "from https://github.com/deepinsight/insightface/releases/download/model-zoo/buffalo_l.zip" in out
+    assert "174.4 MB" in out
     assert "fetch them on a machine with internet: mfhq models fetch --pipeline paper --to DIR" in result.stderr
 
     listed = run_cli("models", "list", env=no_caches).stdout
