@@ -1,5 +1,5 @@
 """The report's plots draw what their labels say: each bar spans exactly its bin, the sampled
-faces' bar stays in its bin, and the spread panel's title agrees with its axes (issue 25, item 11)."""
+faces' bar stays in its bin, tables carry titles (issue 25, item 11)."""
 from __future__ import annotations
 
 import matplotlib
@@ -22,7 +22,7 @@ def test_each_bar_spans_its_own_bin():
     plt.close(fig)
 
 
-def test_the_spread_panel_without_a_manifest_is_per_clip(sample_run, tmp_path):
+def test_a_run_alone_report_says_its_state_and_titles_its_tables(sample_run, tmp_path):
     from mfhq.stats.report import write_report
 
     texts = dict(write_report([sample_run], None, tmp_path))
