@@ -1,5 +1,12 @@
 # Two entry points on a fresh machine: `make demo` and `make test`. Both create .venv first.
+# PYTHON: the interpreter the venv is made from (the pins are tested on Python 3.11), e.g.
+#   make install PYTHON=python3.11
+# TORCH=cpu: torch's CPU-only build from PyTorch's own index, for machines without an NVIDIA GPU
+#   (no CUDA libraries: a much smaller .venv). The default is the registry's build (CUDA on Linux x86-64).
 PYTHON ?= python3
+TORCH ?= default
+TORCH_INDEX_default :=
+TORCH_INDEX_cpu := --index-url https://download.pytorch.org/whl/cpu
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
@@ -12,9 +19,11 @@ install: $(STAMP)
 
 # torch goes in first and stays pinned (-c) for every later install, so nothing can swap it.
 $(STAMP): requirements.txt requirements-torch.txt requirements-nodeps.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || { echo "$(PYTHON) is not Python 3.11, \
+	which the pins are tested on: give one, e.g. make install PYTHON=python3.11"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements-torch.txt
+	$(BIN)/python -m pip install -q $(TORCH_INDEX_$(TORCH)) -r requirements-torch.txt
 	$(BIN)/python -m pip install -q -c requirements-torch.txt -r requirements.txt
 	$(BIN)/python -m pip install -q --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
@@ -25,7 +34,7 @@ demo: $(STAMP)
 	rm -rf $(RUN)  # a fresh demo run each time (a real run resumes instead)
 	$(BIN)/mfhq extract --root $(SAMPLE)/videos --out $(RUN) --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq summary --run $(RUN)
-	$(BIN)/mfhq cluster-sample --run $(RUN) --out manifests --pipeline pipelines/sample.yaml
+	$(BIN)/mfhq cluster-sample --run $(RUN) --manifest manifests --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq stats --run $(RUN) --manifest manifests --out reports
 	rm -rf runs/omniid-demo runs/omniid-demo-flow
 	# tiny-swap: trained until the representation carries identity (held-out identity-swap gap printed at the end)

@@ -66,3 +66,23 @@ def check_output_dir(out: Path, option: str = "--out") -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         what = "the run folder" if ancestor == out else f"{ancestor}, where it would be made,"
         raise OutputError(f"{option} {out}: {what} is not writable by this user")
+
+
+# What `mfhq extract` itself puts in a run folder (before run.json exists, a lock and done/ may).
+RUN_ENTRIES = {"run.json", "plan.json", "lock", "faces", "clips", "crops", "masks", "done"}
+
+
+def check_run_folder(out: Path, option: str = "--out") -> None:
+    """Refuse an existing folder of other files: a run written among them could not be told
+    apart from them, and a mistyped --out would fill someone's folder. A run folder resumes."""
+    out = Path(out)
+    if not out.is_dir():
+        return
+    names = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    if "run.json" in names or "plan.json" in names:
+        return
+    foreign = sorted(n for n in names if n not in RUN_ENTRIES)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise OutputError(f"{option} {out}: already holds files that are not an mfhq run's ({shown}); "
+                          "give a new or empty folder (an existing run folder resumes)")

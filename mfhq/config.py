@@ -55,15 +55,7 @@ class PipelineConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what a row contains (not how fast it is made)."""
-        content = self.to_dict()
-        for section in NOT_FINGERPRINTED:
-            content.pop(section)
-        if content["embed"]["every"] == 1:
-            for option in SCHEDULE_OPTIONS:
-                content["embed"].pop(option)
-        if content["align"]["crops"] == "extract":  # the one pass: runs made before the option resume
-            content["align"].pop("crops")
-        blob = json.dumps(content, sort_keys=True).encode()
+        blob = json.dumps(fingerprinted(self.to_dict()), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     def replace(self, **sections: Any) -> "PipelineConfig":
@@ -102,6 +94,17 @@ def _build_section(origin: str, section: str, options: Any):
             raise ConfigError(f"{origin}: {section}.{key} must be {expected.__name__}, got null")
         check_option(origin, section, known[key], value)
     return factory(**options)
+
+
+def fingerprinted(content: dict[str, Any]) -> dict[str, Any]:
+    """The part of a to_dict() output (or a run.json's `config`) that the fingerprint covers."""
+    content = {k: dict(v) if isinstance(v, dict) else v for k, v in content.items() if k not in NOT_FINGERPRINTED}
+    if content.get("embed", {}).get("every") == 1:
+        for option in SCHEDULE_OPTIONS:
+            content["embed"].pop(option, None)
+    if content.get("align", {}).get("crops") == "extract":  # the one pass: runs made before the option resume
+        content["align"].pop("crops")
+    return content
 
 
 def load_pipeline(path: str | Path | None) -> PipelineConfig:

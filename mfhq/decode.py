@@ -18,6 +18,7 @@ import numpy as np
 
 from mfhq.config import DecodeConfig
 from mfhq.errors import MfhqError
+from mfhq.native_output import captured_stderr, clean_error
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 128 * 2**20  # decoded frames held at once per clip, at most (one frame if larger)
@@ -222,15 +223,20 @@ class ClipDecoder:
         self.info: VideoInfo | None = None
 
     def open(self, path: Path) -> VideoInfo:
+        said = []  # what the native decoders printed: part of the reason, never over the progress bar
         for reader in reader_chain(self.cfg.backend):
             try:
-                self.info = reader.open(path)
+                with captured_stderr() as native:
+                    self.info = reader.open(path)
                 self.reader = reader
                 return self.info
             except Exception as exc:  # decord raises DECORDError, which is not a RuntimeError
-                self.errors.append(f"{reader.name}: {type(exc).__name__}: {exc}")
+                self.errors.append(f"{reader.name}: {clean_error(exc)}")
                 log.debug("%s cannot open %s: %s", reader.name, path, exc)
-        raise DecodeError(f"{path}: no decoder could open it ({'; '.join(self.errors)})")
+            finally:
+                said.extend(line for line in native.lines if line not in said)
+        said_text = f"; the decoders said: {'; '.join(said)}" if said else ""
+        raise DecodeError(f"{path}: no decoder could open it ({'; '.join(self.errors)}{said_text})")
 
     def chunks(self, path: Path, indices: list[int]) -> Iterator[DecodedChunk]:
         step = max(1, self.cfg.chunk_frames)
@@ -243,22 +249,25 @@ class ClipDecoder:
 
     def _read(self, path: Path, batch: list[int]) -> np.ndarray:
         try:
-            return self.reader.read(batch)
+            with captured_stderr() as native:
+                return self.reader.read(batch)
         except Exception as exc:
-            self.errors.append(f"{self.reader.name}: {type(exc).__name__}: {exc}")
+            self.errors.append(f"{self.reader.name}: {clean_error(exc)}"
+                               + (f" (it said: {native.text()})" if native.lines else ""))
             # Fall over to the next reader in the chain for the rest of the clip.
             chain = reader_chain(self.cfg.backend)
             names = [r.name for r in chain]
             position = names.index(self.reader.name) if self.reader.name in names else len(chain)
             for reader in chain[position + 1:]:
                 try:
-                    reader.open(path)
-                    frames = reader.read(batch)
+                    with captured_stderr():
+                        reader.open(path)
+                        frames = reader.read(batch)
                     self.reader.close()
                     self.reader = reader
                     return frames
                 except Exception as inner:
-                    self.errors.append(f"{reader.name}: {type(inner).__name__}: {inner}")
+                    self.errors.append(f"{reader.name}: {clean_error(inner)}")
             raise DecodeError(f"{path}: reading frames {batch[0]}..{batch[-1]} failed ({'; '.join(self.errors)})")
 
     def close(self) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mfhq import __version__
 from mfhq.config import PipelineConfig
@@ -102,10 +103,13 @@ def _check_previous(previous: dict | None, run_path: Path, cfg: PipelineConfig, 
     if previous is None or force:
         return
     if previous.get("config_fingerprint") != cfg.fingerprint():
+        from mfhq.config_diff import config_differences
+
+        differ = config_differences(previous.get("config") or {}, cfg) or [
+            f"fingerprint {previous.get('config_fingerprint')} in the run, {cfg.fingerprint()} now"]
         raise RunMismatch(
-            f"{run_path}: this run was made with another pipeline config "
-            f"({previous.get('config_fingerprint')} vs {cfg.fingerprint()}); resuming would mix rows "
-            "from two configs. Use a new --out, or --force to resume anyway.")
+            f"{run_path}: this run was made with another pipeline config ({'; '.join(differ)}); resuming would "
+            "mix rows from two configs. Use a new --out, the run's own options, or --force to resume anyway.")
     changed = {t: (previous["models"].get(t), m) for t, m in models.items()
                if "models" in previous and previous["models"].get(t) != m}
     if changed:
@@ -148,6 +152,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
             force: bool = False, limit: int | None = None, executor: str | None = None,
             clips_file: Path | None = None, retry=()) -> ExtractSummary:
     run_dir = Path(run_dir)
+    made = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         with RunLock(run_dir), _signals_as_interrupt():
@@ -159,13 +164,24 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
         if isinstance(exc, OSError) and not is_disk_full(exc):
             raise
         raise DiskFullStop(_disk_full_message(run_dir, exc)) from None
+    finally:
+        if made:  # a run that failed before writing anything (missing weights...) leaves no empty folder
+            _remove_if_empty(run_dir)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    try:
+        run_dir.rmdir()  # only succeeds on an empty folder
+    except OSError:
+        pass
 
 
 def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executor, clips_file, retry) -> ExtractSummary:
     started = time.perf_counter()
     unknown = sorted(retry - set(CLIP_STATUSES))
     if unknown:
-        raise SourceError(f"--retry: unknown status(es) {unknown}; statuses: {', '.join(CLIP_STATUSES)}")
+        raise SourceError(f"--retry: unknown status {', '.join(map(repr, unknown))}; give a comma-separated "
+                          f"list of: {', '.join(CLIP_STATUSES)}")
     items = _scan(source, root, cfg, clips_file, limit)
     models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
     run_path = run_dir / "run.json"
@@ -187,7 +203,8 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     }
     # Written before any work, so that a resumed run can check it was made by the same config.
     atomic_write_json(run_path, {**run_meta, "state": "running"})
-    _run_shards(engine_cls(cfg, str(run_dir), models_dir), shards, run_dir, plan, run_meta, summary)
+    with logging_redirect_tqdm():  # log lines go above the progress bar, not through it
+        _run_shards(engine_cls(cfg, str(run_dir), models_dir), shards, run_dir, plan, run_meta, summary)
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -196,7 +213,9 @@ def _run_shards(engine, shards: list[Shard], run_dir: Path, plan: dict, run_meta
     """The executor runs the shards; run.json ends with the run's state (and the error that
     stopped it), never left "running"."""
     total = sum(len(s.only) if s.only else len(s.keys) for s in shards)
-    progress = tqdm(total=total, unit="clip", desc="extract", dynamic_ncols=True, disable=not shards)
+    # -q (warnings only) hides the bar too.
+    shown = bool(shards) and log.isEnabledFor(logging.INFO)
+    progress = tqdm(total=total, unit="clip", desc="extract", dynamic_ncols=True, disable=not shown)
 
     def on_stats(stats) -> None:
         summary.add(stats)

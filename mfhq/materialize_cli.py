@@ -7,17 +7,20 @@ from typing import Optional
 
 import typer
 
+from mfhq.cli_options import count_option, fail, manifest_option, path_option
 from mfhq.errors import MfhqError
 
 log = logging.getLogger("mfhq")
 
 
 def materialize_command(
-    manifest: Path = typer.Option(..., help="Manifest folder written by `mfhq cluster-sample` over runs made "
-                                  "with align.crops: materialize"),
-    workers: int = typer.Option(1, min=1, help="Worker processes, each with one parsing model load"),
-    models_dir: Optional[Path] = typer.Option(None, envvar="MFHQ_MODELS_DIR", help="Folder of model weights"),
-    device: Optional[str] = typer.Option(None, help="cpu, cuda or cuda:N (overrides the runs' run.device)"),
+    manifest: Path = manifest_option(None, "Manifest folder written by `mfhq cluster-sample` over runs made "
+                                     "with align.crops: materialize", required=True),
+    workers: int = count_option(1, "--workers", min=1, help="Worker processes, each with one parsing model load"),
+    models_dir: Optional[Path] = path_option(None, "--models-dir", envvar="MFHQ_MODELS_DIR",
+                                             help="Folder of model weights"),
+    device: Optional[str] = typer.Option(None, "--device", metavar="DEVICE",
+                                         help="cpu, cuda or cuda:N (overrides the runs' run.device)"),
 ) -> None:
     """Write the crops and masks of the sampled faces only; resumes where it stopped (docs/extract.md)."""
     from mfhq.checks import check_device
@@ -31,8 +34,7 @@ def materialize_command(
         log.warning(str(exc))
         raise typer.Exit(code=130)
     except MfhqError as exc:  # a user's mistake (a bad flag, folder or environment): one line
-        log.error(str(exc))
-        raise typer.Exit(code=2)
+        fail(str(exc))
     if summary.failed:
         shard, reason = summary.failed[0]
         log.error("%s: %d shard(s) left pending (%s: %s); re-run the same command to retry them", manifest,

@@ -1,12 +1,14 @@
-"""`mfhq summary`: one line per clip of a run, reasons wrapped at word boundaries, never cut."""
+"""What `mfhq summary`, `extract` and `cluster-sample` print about a run: its state first, then
+one line per clip (reasons wrapped at word boundaries, never cut), or the totals."""
 from __future__ import annotations
 
 import shutil
 import textwrap
 from pathlib import Path
 
+from mfhq.manifest.run_state import read_run_state
 from mfhq.manifest.views import connect
-from mfhq.records import Status
+from mfhq.records import TRANSIENT_STATUSES, Status
 
 COLUMNS = ("source", "clip_id", "status", "frames", "faces", "kept", "decoder")
 _QUERY = ("SELECT source, clip_id, status, n_frames_read, n_faces_detected, n_faces_kept, decoder, "
@@ -16,6 +18,7 @@ _QUERY = ("SELECT source, clip_id, status, n_frames_read, n_faces_detected, n_fa
 def summary_text(run_dir: Path, full: bool = False, width: int | None = None) -> str:
     """The run's clip table. Reasons wrap under their row to fit `width` (the terminal's by
     default); with `full`, each reason stays whole on its row, however long."""
+    state = read_run_state(run_dir)
     rows = connect(run_dir).execute(_QUERY).fetchall()
     cells = [["" if v is None else str(v) for v in row[:-1]] for row in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(COLUMNS)]
@@ -23,7 +26,7 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
     lead = len(fmt.format(*COLUMNS)) + 2
     width = width or shutil.get_terminal_size((120, 24)).columns
     room = max(width - lead, 30)
-    lines = [fmt.format(*COLUMNS) + "  reason"]
+    lines = [*textwrap.wrap(state.headline(), max(width, 40), break_on_hyphens=False), fmt.format(*COLUMNS) + "  reason"]
     for row, reason in zip(cells, (r[-1] for r in rows)):
         head = fmt.format(*row)
         if full or len(reason) <= room:
@@ -34,5 +37,46 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
         lines.append(f"{head}  {parts[0]}")
         lines.extend(" " * lead + part for part in parts[1:])
     ok = sum(1 for r in rows if r[2] == Status.OK)
-    lines.append(f"{len(rows)} clips, {ok} ok")
+    unseen = f", {state.never_processed} never processed (not in this table)" if state.never_processed else ""
+    lines.append(f"{len(rows)} clips, {ok} ok{unseen}")
     return "\n".join(lines)
+
+
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
+    """What `mfhq extract` says at the end: what this call did, or, when it had nothing to do,
+    the run's own totals and the clips a --retry would run again."""
+    if summary.clips:
+        return [f"{summary.clips} clips in {summary.seconds:.1f} s ({summary.shards_added} new shards, "
+                f"{summary.shards_skipped} already done): {_counts(summary.status_counts)}; faces kept "
+                f"{summary.faces_kept}, dropped {summary.faces_dropped}. Output: {run_dir}"]
+    state = read_run_state(run_dir)
+    if not state.shards_total:
+        return [f"no clips to process (the source listed none); nothing to do. Output: {run_dir}"]
+    if not state.complete:
+        return [state.line()]
+    con = connect(run_dir)
+    statuses = dict(con.execute("SELECT status, count(*) FROM clips GROUP BY status").fetchall())
+    kept = con.execute("SELECT count(*) FROM faces WHERE kept").fetchone()[0]
+    lines = [f"already complete: {sum(statuses.values())} clips ({_counts(statuses)}), {kept} faces kept; "
+             f"nothing to do. Output: {run_dir}"]
+    if retry:
+        lines.insert(0, f"no clip has status {', '.join(retry)}: nothing to retry")
+    again = [s for s in TRANSIENT_STATUSES if statuses.get(s) and s not in retry]
+    if again:
+        lines.append(f"{sum(statuses[s] for s in again)} clip(s) ended {', '.join(again)}, which may pass now: "
+                     f"run them again with --retry {','.join(again)}")
+    return lines
+
+
+def split_lines(summary: dict) -> list[str]:
+    """`cluster-sample` / `split`: one line per split."""
+    lines = []
+    for name in ("train", "test"):
+        c = summary[name]
+        short = f" ({c['short_identities']} short of faces)" if c.get("short_identities") else ""
+        lines.append(f"{name}: {c['identities']} identities{short}, {c['faces']} faces, {c['videos']} videos")
+    return lines

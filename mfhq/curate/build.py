@@ -25,13 +25,28 @@ from mfhq.manifest.card import render_card
 from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
                                   write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
-from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
+from mfhq.manifest.run_state import require_complete, snapshot
+from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
+from mfhq.manifest.schema import ManifestError
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
 # Each embedder output once (faces aliased u): with embed.every > 1 a face may carry a copy of a
 # track neighbour's embedding; embedding_frame names the frame it came from (NULL in older runs).
 EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.embedding_frame = u.frame_index)"
+
+
+class EmptyTrainSplit(ManifestError):
+    """The split left nothing to train on: an error, not a manifest to find out about later."""
+
+
+def empty_train_message(out: Path, counts: dict, cfg: CurateConfig) -> str:
+    why = (f"the split holds out whole groups of identities and their videos until curate.test_videos "
+           f"({cfg.test_videos}) videos are in test, and these {counts['test']['videos']} videos form too few groups "
+           "to leave one for train: sample more videos, or lower curate.test_videos"
+           if cfg.split == "videos" else "the sources' own split puts every sampled clip in test")
+    return (f"no faces in the train split ({counts['test']['identities']} identities, {counts['test']['faces']} "
+            f"faces, all in test): {why}. Nothing was written to {out}")
 
 
 def usable_filter(cfg: CurateConfig) -> str:
@@ -93,28 +108,39 @@ def _code_version() -> str:
 
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
-                   workers: int | None = None) -> dict:
+                   workers: int | None = None, allow_partial: bool = False) -> dict:
     out = Path(out)
     check_out_outside_runs(out)
+    for run_dir in run_dirs:
+        check_run(run_dir)  # a folder that is no run at all is named as such first
+    require_complete(run_dirs, allow_partial)
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with ManifestLock(out), naming_damaged_shards(run_dirs):
-        return _cluster_sample(run_dirs, out, cfg, pipeline, workers)
+    try:
+        with ManifestLock(out), naming_damaged_shards(run_dirs):
+            return _cluster_sample(run_dirs, out, cfg, pipeline, workers, allow_partial)
+    except BaseException:
+        if made and not any(out.iterdir()):  # a failed first write leaves no empty folder behind
+            out.rmdir()
+        raise
 
 
 def check_out_outside_runs(out: Path) -> None:
-    """Manifests written into a run folder (`--out RUN/faces`) would be read as its shards."""
+    """Manifests written into a run folder (`--manifest RUN/faces`) would be read as its shards."""
     for folder in (out.resolve(), *out.resolve().parents):
         if (folder / "run.json").is_file() or (folder / "plan.json").is_file():
-            raise RunError(f"--out {out} is inside the run folder {folder} (made by `mfhq extract`); "
-                           f"write the manifests outside it, e.g. --out {folder.parent / 'manifests'}")
+            raise RunError(f"--manifest {out} is inside the run folder {folder} (made by `mfhq extract`); "
+                           f"write the manifests outside it, e.g. --manifest {folder.parent / 'manifests'}")
 
 
-def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None) -> dict:
+def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None,
+                    allow_partial: bool) -> dict:
     started = time.perf_counter()
     con, metas = connect_runs(run_dirs)
     runs = run_entries([m["run_dir"] for m in metas], out)
     for meta, entry in zip(metas, runs):
         meta["name"] = entry["name"]
+        meta["snapshot"] = snapshot(meta["run_dir"])  # so that `stats` can tell when the run changes since
     con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute(
@@ -150,9 +176,10 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas))
+    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas),
+                              allow_partial)
     summary["seconds"] = round(time.perf_counter() - started, 3)
-    log.info("cluster-sample: %s", summary)
+    log.debug("cluster-sample: %s", summary)
     return summary
 
 
@@ -179,7 +206,7 @@ def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfi
 
 
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict],
-                    identities: pa.Table | None, crops: dict | None = None) -> dict:
+                    identities: pa.Table | None, crops: dict | None = None, allow_partial: bool = False) -> dict:
     """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields);
     crops: the sidecar's crops state (mfhq.manifest.folder.CROPS_STATES) and what made them.
     Every file of the folder is written as one unit (write_manifest_folder)."""
@@ -192,6 +219,8 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         counts[name] = {"faces": part.num_rows, "identities": len(set(part.column("identity_id").to_pylist())),
                         "videos": len(set(part.column("video_key").to_pylist())),
                         "short_identities": len(set(part.filter(part.column("short")).column("identity_id").to_pylist()))}
+    if counts["train"]["faces"] == 0:
+        raise EmptyTrainSplit(empty_train_message(out, counts, cfg))
     entries = {m["name"]: {"name": m["name"], "run_dir": m["run_dir"],
                            "run_dir_relative": os.path.relpath(m["run_dir"], out.resolve())} for m in metas}
     sidecar = {
@@ -199,8 +228,10 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         "paths": "crop_path and mask_path are relative to the folder of the row's `run` (as in the run's faces/); "
                  "runs[].run_dir_relative is that folder relative to this one, runs[].run_dir where it was",
         "runs": [{**entries[m["name"]], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
-                  "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version")}
+                  "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version"),
+                  "snapshot": m.get("snapshot")}
                  for m in metas],
+        "allow_partial": allow_partial,  # True: built with --allow-partial from a run that was not complete
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
         **(crops or {"crops": "written"}),
     }
@@ -237,4 +268,5 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
         ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
             [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
     crops = {key: meta[key] for key in ("crops", "materialize") if key in meta}  # a re-split moves no file
-    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident, crops)
+    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident, crops,
+                           bool(meta.get("allow_partial")))

@@ -34,7 +34,7 @@ configs:
 _BODY = """
 # MFHQ manifests (schema version {version})
 
-`mfhq cluster-sample --run RUN --out manifests/` writes this folder; the contract's code is
+`mfhq cluster-sample --run RUN --manifest manifests/` writes this folder; the contract's code is
 `mfhq/manifest/` (schemas and versions in `schema.py`, the checked reader in `folder.py`). Every
 Parquet file carries `mfhq.schema_version` in its metadata, and so does `manifest.json`; readers
 (`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an

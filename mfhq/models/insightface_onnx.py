@@ -37,10 +37,10 @@ _BUFFALO = dict(
 )
 # insightface publishes no digests; these are the sha256 of the two files inside the released
 # buffalo_l.zip, as several independent public projects pin them (they agree).
-SCRFD_10G = WeightFile(name="det_10g.onnx", archive_member="det_10g.onnx",
+SCRFD_10G = WeightFile(name="det_10g.onnx", archive_member="det_10g.onnx", size=16_923_827,
                        sha256="5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91",
                        library_cache=("{home}/.insightface/models/buffalo_l/det_10g.onnx",), **_BUFFALO)
-ARCFACE_R50 = WeightFile(name="w600k_r50.onnx", archive_member="w600k_r50.onnx",
+ARCFACE_R50 = WeightFile(name="w600k_r50.onnx", archive_member="w600k_r50.onnx", size=174_383_860,
                          sha256="4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
                          library_cache=("{home}/.insightface/models/buffalo_l/w600k_r50.onnx",), **_BUFFALO)
 

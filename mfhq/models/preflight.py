@@ -24,7 +24,11 @@ def check_pipeline(cfg, models_dir=None) -> dict[str, str]:
         for task, name in pipeline_backends(cfg).items()
     }
     files = list({wf.name: wf for b in backends.values() for wf in b.weight_files}.values())
-    paths = resolve(files, models_dir)
+    owners: dict[str, list[str]] = {}
+    for b in backends.values():
+        for wf in b.weight_files:
+            owners.setdefault(wf.name, []).append(b.name)
+    paths = resolve(files, models_dir, owners)
     for b in backends.values():  # what setup() would resolve, so that `provenance` reads as after a load
         b.paths = {wf.name: paths[wf.name] for wf in b.weight_files}
     return {task: b.provenance for task, b in backends.items()}

@@ -37,6 +37,7 @@ class WeightFile:
     archive_member: str | None = None  # the file's path inside the zip at url, if it is one
     library_cache: tuple[str, ...] = ()  # the library's own places: "{torch_hub}/...", "{home}/..."
     sha256_prefix: str | None = None  # the prefix upstream puts in the file name, if any
+    size: int | None = None           # bytes, where the file is pinned (None: not published)
 
     def expected_hash(self) -> str:
         if self.sha256:
@@ -48,18 +49,32 @@ class WeightFile:
         return "unpublished upstream"
 
 
+def size_text(wf: WeightFile) -> str:
+    return f"{wf.size / 1e6:.1f} MB" if wf.size else "size not published"
+
+
 class WeightsMissing(MfhqError, FileNotFoundError):
-    def __init__(self, missing: list[WeightFile], searched: list[Path]):
-        lines = ["model weights not found:"]
-        for wf in missing:
-            lines.append(
-                f"  - {wf.name} (sha256 {wf.expected_hash()}; licence {wf.licence})\n"
-                f"      from: {wf.origin}\n      fetch: {wf.fetch}"
-            )
+    """Every file that is missing or damaged, at once: one damaged file never hides another."""
+
+    def __init__(self, missing: list[WeightFile], searched: list[Path],
+                 damaged: list[tuple[WeightFile, str]] = (), owners: dict[str, list[str]] | None = None):
+        owners = owners or {}
+        lines = [f"model weights missing or damaged: {len(missing) + len(damaged)} file(s)"]
+        for wf, problem in [*((wf, "missing") for wf in missing), *damaged]:
+            who = f" [{', '.join(owners[wf.name])}]" if owners.get(wf.name) else ""
+            lines.append(f"  - {wf.name}{who}: {problem}\n      {size_text(wf)}; sha256 {wf.expected_hash()}; "
+                         f"licence {wf.licence}\n      source: {wf.origin}"
+                         + ("" if wf.url else f"\n      get it: {wf.fetch}"))
         lines.append("searched: " + ", ".join(str(p) for p in searched))
-        lines.append(f"put the files in a folder and pass --models-dir DIR (or set {MODELS_DIR_ENV}).")
+        lines.append(f"put the files in one folder (subfolders such as buffalo_l/ are searched too) and pass "
+                     f"--models-dir DIR (or set {MODELS_DIR_ENV}).")
+        fetchable = [wf for wf in [*missing, *(wf for wf, _ in damaged)] if wf.url]
+        if fetchable:
+            names = list(dict.fromkeys(o for wf in fetchable for o in owners.get(wf.name, []))) or ["..."]
+            lines.append(f"on a machine with internet: mfhq models fetch {' '.join(names)} --to DIR")
         super().__init__("\n".join(lines))
         self.missing = missing
+        self.damaged = list(damaged)
 
 
 class WeightsCorrupt(MfhqError, RuntimeError):
@@ -92,6 +107,9 @@ def candidates(wf: WeightFile, explicit_dir: str | Path | None = None) -> list[P
     base = models_dir(explicit_dir)
     if base is not None:
         out.append(base / wf.name)
+        # Archives unpack into a folder of their own (buffalo_l.zip -> buffalo_l/): one level down too.
+        if base.is_dir():
+            out.extend(sorted(sub / wf.name for sub in base.iterdir() if sub.is_dir() and not sub.name.startswith(".")))
     if wf.package and wf.package_path:
         pkg = _package_dir(wf.package)
         if pkg is not None:
@@ -124,9 +142,12 @@ def recorded_hash(path: Path) -> str | None:
     return None
 
 
-def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None) -> dict[str, Path]:
-    """Map each file name to a path, or raise WeightsMissing naming all that are absent."""
-    found, missing, searched = {}, [], []
+def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None,
+            owners: dict[str, list[str]] | None = None) -> dict[str, Path]:
+    """Map each file name to a path. Raises WeightsMissing naming every file that is absent or
+    damaged (owners: file name -> the backends that need it, for the message), or
+    WeightsCorrupt when files are only damaged."""
+    found, missing, damaged, searched = {}, [], [], []
     for wf in files:
         places = candidates(wf, explicit_dir)
         searched.extend(c.parent for c in places)
@@ -134,10 +155,16 @@ def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None) -> 
         if hit is None:
             missing.append(wf)
             continue
-        check(wf, hit)
+        try:
+            check(wf, hit)
+        except WeightsCorrupt as exc:
+            damaged.append((wf, f"damaged: {str(exc).split('; fetch it again:')[0]}"))  # one fetch line below
+            continue
         found[wf.name] = hit
     if missing:
-        raise WeightsMissing(missing, sorted(set(searched)))
+        raise WeightsMissing(missing, sorted(set(searched)), damaged, owners)
+    if damaged:
+        raise WeightsCorrupt("\n".join(problem for _, problem in damaged))
     return found
 
 

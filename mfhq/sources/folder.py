@@ -10,6 +10,7 @@ they can, are injective always, and depend only on the folder's contents.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from collections import defaultdict
@@ -19,6 +20,7 @@ from typing import Iterator
 from mfhq.records import Clip, Status
 from mfhq.sources.base import MAX_ID_PART, Source, SourceProblem, register_source
 
+log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-/]")
 
@@ -58,6 +60,18 @@ def assign_ids(rels: list[PurePosixPath]) -> tuple[dict[PurePosixPath, str], dic
     return {r: i for r, i in ids.items() if r not in problems}, problems
 
 
+def _say_how_ids_are_made(ids: dict[PurePosixPath, str]) -> None:
+    """Once per scan, where a file's id is not its name: an id that reads `sub/_t__vid_o` for
+    `sub/été vidéo.webm` must not look like a bug."""
+    renamed = [(rel, clip_id) for rel, clip_id in ids.items() if clip_id != rel.with_suffix("").as_posix()]
+    if renamed:
+        rel, clip_id = renamed[0]
+        log.info("folder: %d file name(s) are not usable as clip ids as they are: an id keeps ASCII letters, "
+                 "digits, '_', '.', '-' and '/', every other character becomes '_' (and a short hash is added where "
+                 "two names meet), e.g. %r -> %r; the clips/ rows keep each file's real path in video_path",
+                 len(renamed), rel.as_posix(), clip_id)
+
+
 @register_source
 class FolderSource(Source):
     name = "folder"
@@ -68,6 +82,7 @@ class FolderSource(Source):
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
         rels = {PurePosixPath(p.relative_to(self.root).as_posix()): p for p in files}
         ids, collisions = assign_ids(list(rels))
+        _say_how_ids_are_made(ids)
         for rel, path in rels.items():
             if rel in collisions:
                 # The row's id carries a long hash of the path: it cannot collide with anything.

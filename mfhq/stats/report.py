@@ -18,6 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def run_query(run_dirs: list[Path], manifest: Path | None, sql: str) -> str:
+    from mfhq.stats.state import state_lines
+
+    for line in state_lines(run_dirs, manifest)[0]:
+        if not line.startswith("run "):  # a run not complete, a manifest older than its run, a partial one
+            log.warning("%s", line)
     con, _ = connect_stats(run_dirs, manifest)
     try:
         frame = con.sql(sql).df()
@@ -49,17 +54,14 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
     hist = frames["pose_hist"]
     for axis in ("yaw", "pitch"):
         fig, ax = plt.subplots(figsize=(6, 3))
-        for who, part in hist[hist["axis"] == axis].groupby("faces_of"):
-            share = part["faces"] / part["faces"].sum()
-            ax.bar(part["bin"] + (0.5 if who == "candidates" else 5), share, width=4.5, label=who, align="edge")
-        ax.set(xlabel=f"{axis} (degrees, 10-degree bins)", ylabel="share of faces", title=f"{axis} coverage")
+        _binned(ax, hist[hist["axis"] == axis], 10.0)
+        ax.set(xlabel=f"{axis} (degrees; each bar is one 10-degree bin)", ylabel="share of faces",
+               title=f"{axis} coverage")
         legend(ax)
         save(fig, f"pose_{axis}.png")
     fig, ax = plt.subplots(figsize=(6, 3))
-    for who, part in frames["quality_hist"].groupby("faces_of"):
-        ax.bar(part["bin"] + (0.0025 if who == "candidates" else 0.025), part["faces"] / part["faces"].sum(),
-               width=0.0225, label=who, align="edge")
-    ax.set(xlabel="quality (higher is better; 0.05 bins)", ylabel="share of faces", title="quality")
+    _binned(ax, frames["quality_hist"], 0.05)
+    ax.set(xlabel="quality (higher is better; each bar is one 0.05 bin)", ylabel="share of faces", title="quality")
     legend(ax)
     save(fig, "quality.png")
     spread = frames["pose_spread"].dropna(subset=["spread_before"])
@@ -68,11 +70,11 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
         ax.scatter(spread["spread_before"], spread["spread_after"], s=8)
         top = float(max(spread["spread_before"].max(), spread["spread_after"].max(), 1))
         ax.plot([0, top], [0, top], lw=0.5, color="gray")
-        ax.set(xlabel="spread of all faces (deg)", ylabel="spread of the sampled faces (deg)")
-    else:
+        ax.set(xlabel="spread of all its faces (deg)", ylabel="spread of its sampled faces (deg)",
+               title="pose spread per identity")
+    else:  # no manifest: no identities yet, each clip is counted on its own
         ax.hist(spread["spread_before"], bins=30)
-        ax.set(xlabel="pose spread per clip (deg)", ylabel="clips")
-    ax.set_title("pose spread per identity")
+        ax.set(xlabel="pose spread of a clip's kept faces (deg)", ylabel="clips", title="pose spread per clip")
     save(fig, "pose_spread.png")
     thr = frames["stage_throughput"]
     if len(thr):
@@ -82,6 +84,30 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
         save(fig, "throughput.png")
     return made
 
+
+def _binned(ax, frame: pd.DataFrame, width: float) -> None:
+    """Each bin's bar spans exactly its bin: candidates filled, sampled faces outlined on top, so
+    neither is shifted into a neighbouring bin."""
+    for who, part in frame.groupby("faces_of"):
+        share = part["faces"] / part["faces"].sum()
+        if who == "candidates":
+            ax.bar(part["bin"], share, width=width, align="edge", label=who, color="#9ab", edgecolor="white")
+        else:
+            ax.bar(part["bin"], share, width=width, align="edge", label=who, fill=False, edgecolor="#c33", lw=1.5)
+    if len(frame):
+        low, high = float(min(frame["bin"])), float(max(frame["bin"])) + width
+        ax.set_xticks([round(low + k * width, 6) for k in range(int(round((high - low) / width)) + 1)])
+        ax.tick_params(axis="x", labelsize=7)
+
+
+# The report's headings; the view's own name stays beside each (for --sql and tables/<view>.csv).
+TITLES = {
+    "clip_status": "Clips by status", "clip_reasons": "Why clips failed", "face_outcomes": "Faces kept and dropped, by stage",
+    "clips_per_source": "Clips per source", "pose_hist": "Pose histogram (10-degree bins)",
+    "quality_hist": "Quality histogram (0.05 bins)", "stage_throughput": "Time per stage",
+    "pose_spread": "Pose spread", "identities_per_source": "Identities per source and split",
+    "identity_status": "Clips by identity decision",
+}
 
 _STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:1.5em 2em;color:#222;max-width:1200px}
@@ -99,6 +125,8 @@ figure img{display:block;margin:0 auto;border-radius:3px}
 figcaption{font-size:10.5px;color:#333;line-height:1.3;white-space:nowrap}
 .missing{width:112px;height:112px;background:#fee;font-size:10px;overflow:hidden}
 table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ccc;padding:2px 6px}
+.state{padding:.5em .9em;border-radius:6px;margin:.4em 0;background:#eef6ee;border:1px solid #9c9}
+.state.warn{background:#fff3e0;border-color:#e90;font-weight:600} h2 code{font-size:.6em;color:#777;font-weight:normal}
 </style>"""
 
 
@@ -115,11 +143,14 @@ def _headline_html(frame: pd.DataFrame) -> str:
 
 def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:
     """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html; returns (view, table text) pairs."""
-    con, names = connect_stats(run_dirs, manifest)
+    from mfhq.stats.state import MANIFEST, STALE_MANIFEST, state_lines
+
+    notices, stale = state_lines(run_dirs, manifest)
+    con, names = connect_stats(run_dirs, manifest, STALE_MANIFEST if stale else MANIFEST)
     out = Path(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     frames = {name: con.sql(f"SELECT * FROM {name}").df() for name in names}
-    texts = []
+    texts = [("state", "\n".join(notices))]
     for name, frame in frames.items():
         frame.to_csv(out / "tables" / f"{name}.csv", index=False)
         shown = frame if len(frame) <= 40 else frame.head(40)
@@ -128,6 +159,8 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
     parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'><title>mfhq stats</title>", _STYLE,
              "</head><body>", "<h1>mfhq stats</h1><p class='meta'>runs: " + html.escape(", ".join(str(r) for r in run_dirs)) +
              (f"<br>manifest: {html.escape(str(manifest))}" if manifest else "") + "</p>",
+             *(f"<p class='state{' warn' if line.startswith('WARNING') else ''}'>{html.escape(line)}</p>"
+               for line in notices),
              _headline_html(frames["headline"])]
     parts.append("<h2>Plots</h2><div class='plots'>" + "".join(f"<img src='{n}' alt='{n}'>" for n in images) + "</div>")
     if manifest is not None:
@@ -139,7 +172,8 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
                      "yaw / pitch / roll in degrees and quality under each.</p>" + strips)
     for name, frame in frames.items():
         if name != "headline":
-            parts.append(f"<h2>{name}</h2>" + frame.head(200).to_html(index=False, na_rep="", border=0))
+            parts.append(f"<h2>{html.escape(TITLES.get(name, name))} <code>{name}</code></h2>"
+                         + frame.head(200).to_html(index=False, na_rep="", border=0))
     parts.append("</body></html>")
     (out / "report.html").write_text("\n".join(parts))
     log.info("report: %s (%d views, %d plots)", out / "report.html", len(frames), len(images))

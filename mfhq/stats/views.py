@@ -32,19 +32,26 @@ _QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS b
                  "WHERE kept AND quality IS NOT NULL GROUP BY ALL")
 
 # The report's headline: (section, metric, value) rows, so its totals are view rows like every number.
+# A file that never decoded (not a video, empty, missing) is counted apart from the videos.
 _HEADLINE_RUN = (
-    "SELECT 1 AS ord, 'totals' AS section, 'videos' AS metric, count(DISTINCT source || '/' || video_key) AS value FROM clips "
+    "SELECT 0 AS ord, 'totals' AS section, 'video files' AS metric, count(DISTINCT source || '/' || video_key) AS value "
+    "FROM clips UNION ALL SELECT 1, 'totals', 'videos decoded', count(DISTINCT source || '/' || video_key) "
+    "FILTER (WHERE n_frames_read > 0) FROM clips "
     "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
     "UNION ALL SELECT 3, 'totals', 'faces detected', count(*) FROM faces "
     "UNION ALL SELECT 4, 'totals', 'faces kept', count(*) FILTER (WHERE kept) FROM faces "
     "UNION ALL SELECT CASE WHEN status = 'ok' THEN 6 ELSE 7 END, 'clips by status', 'clips ' || status, count(*) "
     "FROM clips GROUP BY status"
 )
+# The manifest's numbers in a section of their own: it may have been built from an older state of
+# the run (`stats` says so), and its totals must not read as the run's.
 _HEADLINE_MANIFEST = (
-    " UNION ALL SELECT 5, 'totals', 'identities', count(DISTINCT identity_id) FROM manifest "
-    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, 'train / test', split || ' identities', "
+    " UNION ALL SELECT 8, '{manifest}', 'identities', count(DISTINCT identity_id) FROM manifest "
+    "UNION ALL SELECT 9, '{manifest}', 'duplicate clips (merge)', count(*) FILTER (WHERE decision = 'dedup_dropped') "
+    "FROM identities "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' identities', "
     "count(DISTINCT identity_id) FROM manifest GROUP BY split "
-    "UNION ALL SELECT CASE WHEN split = 'train' THEN 8 ELSE 9 END, 'train / test', split || ' faces', count(*) "
+    "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' faces', count(*) "
     "FROM manifest GROUP BY split"
 )
 _HEADLINE = "SELECT section, metric, value::BIGINT AS value FROM ({}) ORDER BY ord, metric DESC"
@@ -70,7 +77,7 @@ RUN_VIEWS = {
 }
 
 MANIFEST_VIEWS = {
-    "headline": _HEADLINE.format(_HEADLINE_RUN + _HEADLINE_MANIFEST),
+    "headline": _HEADLINE.format(_HEADLINE_RUN + _HEADLINE_MANIFEST),  # {manifest}: filled by connect_stats
     "identities_per_source": "SELECT source, split, count(DISTINCT identity_id) AS identities, count(*) AS faces, "
                              "count(DISTINCT video_key) AS videos FROM manifest GROUP BY ALL ORDER BY source, split",
     "identity_status": "SELECT status, decision, count(*) AS clips, count(DISTINCT identity_id) AS identities "
@@ -89,15 +96,22 @@ MANIFEST_VIEWS = {
 }
 
 
-def connect_stats(run_dirs: list[Path], manifest: Path | None = None) -> tuple[duckdb.DuckDBPyConnection, list[str]]:
-    """A connection with the base and named views; returns it and the named views' names."""
+def connect_stats(run_dirs: list[Path], manifest: Path | None = None,
+                  manifest_section: str = "manifest") -> tuple[duckdb.DuckDBPyConnection, list[str]]:
+    """A connection with the base and named views; returns it and the named views' names.
+    manifest_section: the headline's name for the manifest's numbers."""
     con, _ = connect_runs(run_dirs)
     views = dict(RUN_VIEWS)
     if manifest is not None:
         # a run given with --run is found there even if the manifest recorded it elsewhere
-        given = {Path(r).resolve().name: Path(r).resolve() for r in run_dirs}
-        attach_manifest(con, Path(manifest), roots=given)
+        attach_manifest(con, Path(manifest), roots=given_runs(run_dirs))
         views.update(MANIFEST_VIEWS)
+        views["headline"] = views["headline"].replace("{manifest}", manifest_section.replace("'", "''"))
     for name, sql in views.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
     return con, list(views)
+
+
+def given_runs(run_dirs: list[Path]) -> dict[str, Path]:
+    """Run name -> folder, for the runs given with --run."""
+    return {Path(r).resolve().name: Path(r).resolve() for r in run_dirs}

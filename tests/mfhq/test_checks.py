@@ -42,9 +42,9 @@ def test_out_in_a_read_only_folder_is_refused(tmp_path):
 def test_cluster_sample_out_that_is_a_file_is_refused(tmp_path):
     a_file = tmp_path / "manifests"
     a_file.write_text("mine")
-    result = run_cli("cluster-sample", "--run", str(tmp_path / "no-run"), "--out", str(a_file / "sub"), check=False)
+    result = run_cli("cluster-sample", "--run", str(tmp_path / "no-run"), "--manifest", str(a_file / "sub"), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"--out {a_file}/sub: {a_file} is a file, so no folder can be made under it" in result.stderr
+    assert f"--manifest {a_file}/sub: {a_file} is a file, so no folder can be made under it" in result.stderr
 
 
 def test_devices_that_are_not_here_are_refused():

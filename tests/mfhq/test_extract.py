@@ -67,7 +67,7 @@ def test_rerun_skips_finished_shards_and_adds_no_rows(sample_run, sample_dir):
     result = run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(sample_run), "--pipeline", str(SAMPLE_PRESET))
     after = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{sample_run}/faces/*.parquet')").fetchall()[0][0]
     assert before == after
-    assert "0 clips" in result.stderr and "already done" in result.stderr
+    assert "already complete: 6 clips (4 ok, 1 decode_error, 1 empty)" in result.stderr and "nothing to do" in result.stderr
 
 
 def test_summary_command_prints_the_clip_table(sample_run):

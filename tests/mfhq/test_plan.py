@@ -90,7 +90,7 @@ def test_retry_missing_turns_a_late_video_ok_without_duplicating_rows(sample_dir
         f"SELECT count(*), count(DISTINCT (frame_index, face_index)) FROM read_parquet('{run}/faces/*.parquet')").fetchone()
     assert faces[0] > 0 and faces[0] == faces[1]
     bad = run_cli(*args, "--retry", "missing,bogus", check=False)
-    assert bad.returncode == 2 and "--retry: unknown status(es) ['bogus']" in bad.stderr
+    assert bad.returncode == 2 and "--retry: unknown status 'bogus'; give a comma-separated list of: ok, " in bad.stderr
 
 
 def test_a_held_lock_is_refused_and_a_stale_one_taken_over(quick_preset, tmp_path):

@@ -70,7 +70,9 @@ def clip_rows(spec: ClipSpec, seed: int) -> tuple[list[dict], dict]:
 def write_run(run_dir: Path, specs: list[ClipSpec], shard_size: int = 3) -> Path:
     """A finished run folder: run.json, faces/ and clips/ shards, done markers."""
     run_dir = Path(run_dir)
+    plan = {}
     for n, begin in enumerate(range(0, len(specs), shard_size)):
+        plan[f"s-{n:05d}"] = [f"{s.source}/{s.clip_id}" for s in specs[begin:begin + shard_size]]
         faces, clips = [], []
         for k, spec in enumerate(specs[begin:begin + shard_size]):
             f, c = clip_rows(spec, seed=begin + k)
@@ -79,8 +81,10 @@ def write_run(run_dir: Path, specs: list[ClipSpec], shard_size: int = 3) -> Path
         atomic_write_table(run_dir / "faces" / f"s-{n:05d}.parquet", faces, FACE_SCHEMA)
         atomic_write_table(run_dir / "clips" / f"s-{n:05d}.parquet", clips, CLIP_SCHEMA)
         atomic_write_json(run_dir / "done" / f"s-{n:05d}.json", {"clips": len(clips)})
+    atomic_write_json(run_dir / "plan.json", plan)
     atomic_write_json(run_dir / "run.json", {"schema_version": SCHEMA_VERSION, "code_version": "test",
-                                             "provenance": "synthetic@test", "config_fingerprint": "test"})
+                                             "provenance": "synthetic@test", "config_fingerprint": "test",
+                                             "state": "complete"})
     return run_dir
 
 

@@ -132,7 +132,9 @@ def test_merge_by_embedding_dedup_and_off(tmp_path):
 
 @pytest.mark.parametrize("mode", ["drop", "flag"])
 def test_short_identities_dropped_or_flagged(tmp_path, mode):
-    specs = [ClipSpec("vfhq", "full", "v1", person=1), ClipSpec("vfhq", "short", "v2", person=2, faces=5)]
+    # a second full identity, so that dropping the short one still leaves one for train
+    specs = [ClipSpec("vfhq", "full", "v1", person=1), ClipSpec("vfhq", "short", "v2", person=2, faces=5),
+             ClipSpec("vfhq", "other", "v3", person=3)]
     run = write_run(tmp_path / "run", specs)
     cluster_sample([run], tmp_path / "man", CurateConfig(short_identities=mode, test_videos=1))
     rows = load(tmp_path / "man").to_pandas()

@@ -129,8 +129,8 @@ def test_two_writers_on_one_folder_are_refused(run, tmp_path):
 
 def test_out_inside_a_run_folder_is_refused_and_stray_manifests_are_named(run, tmp_path):
     for out in (run / "faces", run / "faces" / "m", run):
-        with pytest.raises(RunError, match=rf"^--out {out} is inside the run folder {run} \(made by `mfhq extract`\); "
-                                           rf"write the manifests outside it, e.g. --out {run.parent}/manifests$"):
+        with pytest.raises(RunError, match=rf"^--manifest {out} is inside the run folder {run} \(made by `mfhq extract`\); "
+                                           rf"write the manifests outside it, e.g. --manifest {run.parent}/manifests$"):
             cluster_sample([run], out, CurateConfig(test_videos=1))
     assert not (run / "faces" / "m").exists() and not list((run / "faces").glob("t*.parquet"))
     # Manifests an older mfhq let into the run's faces/: named as what they are, not as a run to redo.

@@ -47,7 +47,8 @@ def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
     # the headline totals are direct queries' answers
     head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
     q = lambda sql: duckdb.sql(sql).fetchall()[0][0]  # noqa: E731
-    assert head["videos"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
+    assert head["video files"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
+    assert head["videos decoded"] == q(f"SELECT count(DISTINCT video_key) FROM {clips} WHERE n_frames_read > 0")
     assert head["clips"] == sum(status.values()) and head["clips ok"] == status["ok"]
     assert head["clips decode_error"] == status["decode_error"]
     assert head["faces kept"] == q(f"SELECT count(*) FROM {faces} WHERE kept")
@@ -58,7 +59,7 @@ def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
     # the page parses, shows the headline first, and every image it references exists
     page = ReportPage.read(tmp_path / "report.html")
     assert page.text.index("faces kept") < page.text.index("Plots") < page.text.index("Sampled faces")
-    assert "<h2>clip_reasons</h2>" in page.html
+    assert "<h2>Why clips failed <code>clip_reasons</code></h2>" in page.html  # a title, and the view for --sql
     assert {"pose_yaw.png", "quality.png"} <= set(page.images)
     strips = [src for src in page.images if src.startswith("strips/")]
     assert len(strips) == 8 * head["identities"]  # all identities (few), 8 crops each

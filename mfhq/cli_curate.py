@@ -1,0 +1,131 @@
+"""`mfhq cluster-sample`, `split`, `stats` and `bench-curate`: flags become calls, nothing more."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mfhq.cli_options import (alias_of, count_option, fail, flag, hidden_alias, manifest_option, path_option,
+                              pipeline_option)
+from mfhq.config import load_pipeline
+from mfhq.errors import MfhqError
+
+_RUNS = "Run folder(s) made by `mfhq extract` (repeat for several)"
+
+
+def cluster_sample(
+    run: list[Path] = path_option(..., "--run", help=_RUNS),
+    manifest: Optional[Path] = manifest_option(None, "Folder for train.parquet, test.parquet, identities.parquet "
+                                               "and manifest.json [default: manifests]"),
+    old_out: Optional[Path] = hidden_alias("--out", "--manifests"),
+    pipeline: Optional[str] = pipeline_option(),
+    workers: Optional[int] = count_option(None, "--workers", help="Threads for the pose k-means (overrides the "
+                                          "preset; results do not depend on it)"),
+    allow_partial: bool = flag("--allow-partial", help="Sample a run that is not complete (interrupted, failed); "
+                               "the manifest's sidecar records it"),
+) -> None:
+    """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
+    from mfhq.checks import check_output_dir
+    from mfhq.curate import cluster_sample as run_cluster_sample
+    from mfhq.run_summary import split_lines
+
+    out = alias_of("--manifest", manifest, old_out, "--out (and --manifests)") or Path("manifests")
+    try:
+        check_output_dir(out, "--manifest")
+        cfg = load_pipeline(pipeline)
+        summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers, allow_partial=allow_partial)
+    except MfhqError as exc:
+        fail(str(exc))
+    for line in split_lines(summary):
+        typer.echo(line)
+    typer.echo(f"Output: {out}")
+
+
+def split(
+    manifest: Optional[Path] = manifest_option(None, "Folder written by `mfhq cluster-sample` [default: manifests]"),
+    old_manifests: Optional[Path] = hidden_alias("--manifests"),
+    pipeline: Optional[str] = pipeline_option(),
+) -> None:
+    """Re-split existing manifests (deterministic; disjoint in identities and source videos)."""
+    from mfhq.curate import resplit
+    from mfhq.run_summary import split_lines
+
+    folder = alias_of("--manifest", manifest, old_manifests, "--manifests") or Path("manifests")
+    try:
+        summary = resplit(folder, load_pipeline(pipeline).curate)
+    except MfhqError as exc:
+        fail(str(exc))
+    for line in split_lines(summary):
+        typer.echo(line)
+
+
+def stats(
+    run: list[Path] = path_option(..., "--run", help=_RUNS),
+    manifest: Optional[Path] = manifest_option(None, "Manifest folder (or one of its Parquet files)"),
+    out: Path = path_option(Path("reports"), "--out", help="Folder for the PNG plots and report.html"),
+    sql: Optional[str] = typer.Option(None, "--sql", metavar="QUERY", help="Run this query against the views and "
+                                      "print it"),
+) -> None:
+    """The runs' state first, then counts, rejections, pose and quality coverage, throughput:
+    DuckDB views, plots, HTML."""
+    from mfhq.checks import check_output_dir
+    from mfhq.stats import run_query, write_report
+
+    try:
+        if sql:
+            typer.echo(run_query(run, manifest, sql))
+            return
+        check_output_dir(out)
+        for title, text in write_report(run, manifest, out):
+            typer.echo(f"== {title}\n{text}")
+    except MfhqError as exc:
+        fail(str(exc))
+    typer.echo(f"Report: {out / 'report.html'}")
+
+
+def bench_curate(
+    identities: int = count_option(134_000, "--identities", help="Synthetic identities (MFHQ: 134k)"),
+    faces: int = count_option(17_000_000, "--faces", help="Synthetic candidate faces in all (MFHQ: about 17M)"),
+    workdir: Path = path_option(Path("runs/bench-curate"), "--workdir", help="Scratch folder for the synthetic table"),
+    pipeline: Optional[str] = pipeline_option(),
+    workers: Optional[int] = count_option(None, "--workers", help="Threads for the k-means (results do not "
+                                          "depend on it)"),
+    merge_clips: Optional[int] = count_option(None, "--merge-clips", help="Largest clip count of the merge "
+                                              "benchmark (it also runs at 1/4 and 1/2 of it; default: "
+                                              "--identities; 0 skips it)"),
+    skip_sample: bool = flag("--skip-sample", help="Only the merge benchmark"),
+    skip_embedding_fit: bool = flag("--skip-embedding-fit", help="Skip the embedding merge's three-size fit"),
+) -> None:
+    """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it,
+    and the identity merge's time at three clip counts with its fitted exponent."""
+    from mfhq.curate.bench import run_bench_curate, run_bench_merge, run_bench_preset_merge
+
+    curate = load_pipeline(pipeline).curate
+    sample: dict = {}
+    if not skip_sample:
+        for line in run_bench_curate(identities, faces, workdir, curate, workers, sample):
+            typer.echo(line)
+    n = identities if merge_clips is None else merge_clips
+    if not n:
+        return
+    lines, preset_merge = run_bench_preset_merge(n, curate)
+    for line in lines:
+        typer.echo(line)
+    if sample:  # the whole of cluster-sample at this size: k-means and selection plus the merge
+        total = sample["sample_s"] + preset_merge["wall_s"]
+        total_cpu = sample["sample_cpu_s"] + preset_merge["cpu_s"]
+        typer.echo(f"cluster-sample with the preset's merge of {n} clips: {total:.2f} s wall, {total_cpu:.2f} s CPU "
+                   f"-> {total / max(sample['scan_s'], 1e-9):.1f}x the full scan in wall time, "
+                   f"{total_cpu / max(sample['scan_cpu_s'], 1e-9):.1f}x in CPU time")
+    if not skip_embedding_fit:
+        typer.echo("the embedding merge (merge_by_embedding, candidate search forced at every size):")
+        for line in run_bench_merge(n, curate)[0]:
+            typer.echo("  " + line)
+
+
+def register_curate_commands(app: typer.Typer) -> None:
+    app.command("cluster-sample")(cluster_sample)
+    app.command()(split)
+    app.command()(stats)
+    app.command("bench-curate")(bench_curate)

@@ -1,0 +1,146 @@
+"""A run folder's state, as every command that reads a run must say it.
+
+`mfhq extract` records `state` in run.json (running, complete, interrupted, failed...,
+stopped: disk full) and a marker per finished shard in done/. A run that stopped part-way
+still has readable shards, so a reader that only counts rows would present a partial run as a
+whole one: `summary`, `stats` and the report put this state at the top, `cluster-sample`
+refuses a run that is not complete (unless told otherwise), and a manifest records the state
+of each run it was built from (`snapshot`), so `stats` can tell when the run has changed since.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from mfhq.errors import MfhqError
+from mfhq.manifest.lock import read_holder
+
+COMPLETE = "complete"
+log = logging.getLogger(__name__)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return content if isinstance(content, dict) else {}
+
+
+def _holder_alive(run_dir: Path) -> bool:
+    holder = read_holder(run_dir)
+    if not holder or holder.get("host") != socket.gethostname():
+        return bool(holder)  # another host's lock cannot be checked: take it as alive
+    try:
+        os.kill(int(holder.get("pid")), 0)
+    except (ProcessLookupError, TypeError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class RunState:
+    run_dir: Path
+    state: str           # run.json's state; "running" only while its extract still holds the lock
+    error: str | None    # what stopped a failed run
+    shards_total: int
+    shards_done: int
+    clips_planned: int
+    clips_done: int      # clips of the finished shards
+
+    @property
+    def complete(self) -> bool:
+        return self.state == COMPLETE and self.shards_done >= self.shards_total
+
+    @property
+    def never_processed(self) -> int:
+        return max(self.clips_planned - self.clips_done, 0)
+
+    def headline(self) -> str:
+        """The line at the top of `summary`, `stats` and the report."""
+        return self.line() if self.complete else f"WARNING: {self.line()}. Every count below covers only that part."
+
+    def line(self) -> str:
+        done = f"{self.shards_done} of {self.shards_total} shards done"
+        if self.complete:
+            return f"run {self.run_dir}: complete ({self.clips_done} clips, {done})"
+        state = self.state if self.state != "running" else "running now (another `mfhq extract` is at work)"
+        what = f"{state}: {done}, {self.never_processed} of {self.clips_planned} clips never processed"
+        if self.error:
+            what += f" (error: {self.error.splitlines()[0]})"
+        if self.state != "running":
+            what += "; re-run the same `mfhq extract` to finish it"
+        return f"run {self.run_dir}: {what}"
+
+
+def read_run_state(run_dir: Path) -> RunState:
+    run_dir = Path(run_dir)
+    meta = _read_json(run_dir / "run.json")
+    plan = _read_json(run_dir / "plan.json")
+    state = str(meta.get("state") or "unknown (run.json names none)")
+    if state == "running" and not _holder_alive(run_dir):
+        state = "stopped without a word (the process was killed)"
+    clips_done = shards_done = 0
+    for shard_id in plan:
+        marker = run_dir / "done" / f"{shard_id}.json"
+        if marker.is_file():
+            shards_done += 1
+            clips_done += int(_read_json(marker).get("clips") or 0)
+    planned = sum(len(keys) for keys in plan.values() if isinstance(keys, list))
+    return RunState(run_dir, state, meta.get("error"), len(plan), shards_done, planned, clips_done)
+
+
+def snapshot(run_dir: Path) -> dict:
+    """What a manifest records of each run it was built from: the state, and a digest of the
+    completion markers (a shard finished or redone since changes it)."""
+    run_dir = Path(run_dir)
+    found = read_run_state(run_dir)
+    digest = hashlib.sha256()
+    for marker in sorted((run_dir / "done").glob("*.json")):
+        digest.update(marker.name.encode() + b"\0" + marker.read_bytes() + b"\0")
+    return {"state": found.state, "shards_done": found.shards_done, "clips": found.clips_done,
+            "markers_sha256": digest.hexdigest()[:16]}
+
+
+def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | None = None) -> str | None:
+    """How the run differs from what a manifest recorded of it, or None when it does not.
+
+    Manifests written before snapshots existed are compared by time: a shard finished after the
+    manifest's sidecar was written means the run has grown since."""
+    run_dir = Path(run_dir)
+    now = snapshot(run_dir)
+    if recorded and recorded.get("markers_sha256"):
+        if recorded["markers_sha256"] == now["markers_sha256"]:
+            return None
+        if (recorded.get("clips"), recorded.get("shards_done")) == (now["clips"], now["shards_done"]):
+            return f"shards of run {run_dir} were finished again since it was built (by --retry, or a redo)"
+        return (f"it was built when run {run_dir} had {recorded.get('clips')} clips in {recorded.get('shards_done')} "
+                f"finished shards; the run has {now['clips']} in {now['shards_done']} now")
+    markers = list((run_dir / "done").glob("*.json"))
+    if recorded_at is not None and markers and max(m.stat().st_mtime for m in markers) > recorded_at:
+        return f"run {run_dir} has shards finished after it was built"
+    return None
+
+
+class PartialRun(MfhqError, RuntimeError):
+    """A command that needs a complete run was given one that is not."""
+
+
+def require_complete(run_dirs: list[Path], allow_partial: bool) -> list[RunState]:
+    """Each run's state; raise PartialRun naming every run that is not complete, unless allowed
+    (then each is logged as a warning, and the caller records the choice)."""
+    states = [read_run_state(r) for r in run_dirs]
+    partial = [s for s in states if not s.complete]
+    if partial and not allow_partial:
+        raise PartialRun("; ".join(s.line() for s in partial) + ". Finish the run first, or pass --allow-partial "
+                         "to sample what it holds (the manifest's sidecar then says so)")
+    for s in partial:
+        log.warning("--allow-partial: %s", s.line())
+    return states

@@ -1,0 +1,96 @@
+"""A run's state is checked where it is read: summary, stats and the report say a run is partial
+at the top, cluster-sample refuses it unless told, a manifest older than its run is named, and a
+split with no train faces is an error (issue 25, items 1, 3 and 11)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLE_PRESET, run_cli
+
+
+def stop_part_way(run: Path, clip: str) -> list[Path]:
+    """The run as Ctrl-C leaves it: the shard holding `clip` never finished (no marker, no rows),
+    run.json says interrupted. Returns the removed shard's files (to put back later)."""
+    plan = json.loads((run / "plan.json").read_text())
+    shard = next(sid for sid, keys in plan.items() if f"folder/{clip}" in keys)
+    files = [run / "done" / f"{shard}.json", run / "faces" / f"{shard}.parquet", run / "clips" / f"{shard}.parquet"]
+    aside = run.parent / "aside"
+    aside.mkdir(exist_ok=True)
+    for f in files:
+        shutil.move(f, aside / f"{f.parent.name}-{f.name}")
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "state": "interrupted"}))
+    return files
+
+
+def finish(run: Path, files: list[Path]) -> None:
+    """What the resumed `mfhq extract` adds: the missing shard, and state complete."""
+    for f in files:
+        shutil.move(run.parent / "aside" / f"{f.parent.name}-{f.name}", f)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "state": "complete"}))
+
+
+@pytest.fixture
+def partial_run(sample_run, tmp_path) -> tuple[Path, list[Path]]:
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    return run, stop_part_way(run, "corrupt")  # the shard of the two clips without faces
+
+
+def test_a_partial_run_is_said_at_the_top_and_refused_by_cluster_sample(partial_run, tmp_path):
+    run, removed = partial_run
+    summary = run_cli("summary", "--run", str(run), env={**os.environ, "COLUMNS": "400"})
+    first, last = summary.stdout.splitlines()[0], summary.stdout.splitlines()[-1]
+    assert first.startswith(f"WARNING: run {run}: interrupted: 2 of 3 shards done, 2 of 6 clips never processed")
+    assert last == "4 clips, 4 ok, 2 never processed (not in this table)"
+
+    refused = run_cli("cluster-sample", "--run", str(run), "--manifest", str(tmp_path / "m"),
+                      "--pipeline", str(SAMPLE_PRESET), check=False)
+    assert refused.returncode == 2 and "--allow-partial" in refused.stderr and "interrupted" in refused.stderr
+    assert not (tmp_path / "m").exists()  # refused before any folder was made
+
+    allowed = run_cli("cluster-sample", "--run", str(run), "--manifest", str(tmp_path / "m"),
+                      "--pipeline", str(SAMPLE_PRESET), "--allow-partial")
+    assert "{" not in allowed.stdout and allowed.stdout.startswith("train: ")  # lines, not Python dicts
+    sidecar = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert sidecar["allow_partial"] is True and sidecar["runs"][0]["snapshot"]["state"] == "interrupted"
+
+    stats = run_cli("stats", "--run", str(run), "--manifest", str(tmp_path / "m"), "--out", str(tmp_path / "r"))
+    assert stats.stdout.startswith(f"== state\nWARNING: run {run}: interrupted")
+    assert "built with --allow-partial" in stats.stdout
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert page.index("class='state warn'") < page.index("id='headline'")  # the warning comes first
+
+    # The run is finished afterwards: the manifest is older than it, and stats says so instead of
+    # mixing the run's new totals with the manifest's.
+    finish(run, removed)
+    stale = run_cli("stats", "--run", str(run), "--manifest", str(tmp_path / "m"), "--out", str(tmp_path / "r"))
+    assert f"WARNING: manifest {tmp_path / 'm'} is older than its run" in stale.stdout
+    assert "had 4 clips in 2 finished shards; the run has 6 in 3 now" in stale.stdout
+    headline = stale.stdout.split("== headline\n")[1].split("==")[0]
+    assert "manifest (built from an older state of the run)" in headline
+    assert not [line for line in headline.splitlines() if line.split()[:1] == ["totals"] and "identities" in line]
+
+
+def test_a_train_split_with_no_faces_is_an_error(sample_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    stop_part_way(run, "t1_intruder")  # left: the astronaut's clips, one identity, so one group to split
+    result = run_cli("cluster-sample", "--run", str(run), "--manifest", str(tmp_path / "m"),
+                     "--pipeline", str(SAMPLE_PRESET), "--allow-partial", check=False)
+    assert result.returncode == 2
+    assert "no faces in the train split (1 identities" in result.stderr and "curate.test_videos" in result.stderr
+    assert not (tmp_path / "m").exists()
+
+
+def test_stats_names_the_manifest_path_given(sample_run, tmp_path):
+    result = run_cli("stats", "--run", str(sample_run), "--manifest", "manifest_nope", "--out", str(tmp_path),
+                     check=False, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "manifest_nope: no such manifest folder" in result.stderr and "./manifest.json" not in result.stderr
