@@ -55,7 +55,8 @@ class Backend:
         self.paths: dict[str, Path] = {}
 
     def setup(self) -> None:
-        self.paths = resolve(list(self.weight_files), self.models_dir)
+        owners = {wf.name: [self.name] for wf in self.weight_files} if self.name else None
+        self.paths = resolve(list(self.weight_files), self.models_dir, owners)  # the message names this backend
         self.load()
 
     def load(self) -> None:

@@ -53,7 +53,7 @@ def test_a_missing_recogniser_is_one_error_naming_its_file_and_how_to_fetch_it(t
     monkeypatch.setenv("HOME", str(tmp_path))  # no library cache holding ArcFace
     with pytest.raises(WeightsMissing) as error:
         Faces.from_preset("sample", models_dir=tmp_path, tasks=("embed",), recognisers=["sface", "arcface"])
-    assert "w600k_r50.onnx" in str(error.value) and "fetch:" in str(error.value)
+    assert "w600k_r50.onnx" in str(error.value) and "mfhq models fetch arcface --to DIR" in str(error.value)
     with pytest.raises(BackendError, match="unknown embedder backend 'facenet'.*dlib-resnet"):
         Faces.from_preset("sample", tasks=("embed",), recognisers=["facenet"])
 
