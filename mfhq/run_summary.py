@@ -50,9 +50,11 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
     """What `mfhq extract` says at the end: what this call did, or, when it had nothing to do,
     the run's own totals and the clips a --retry would run again."""
     if summary.clips:
-        return [f"{summary.clips} clips in {summary.seconds:.1f} s ({summary.shards_added} new shards, "
-                f"{summary.shards_skipped} already done): {_counts(summary.status_counts)}; faces kept "
-                f"{summary.faces_kept}, dropped {summary.faces_dropped}. Output: {run_dir}"]
+        skipped = (f"detection skipped on {summary.frames_detect_skipped} frames whose faces the source's "
+                   f"annotations gave" if summary.frames_detect_skipped else None)
+        return [line for line in (skipped, f"{summary.clips} clips in {summary.seconds:.1f} s ({summary.shards_added} "
+                f"new shards, {summary.shards_skipped} already done): {_counts(summary.status_counts)}; faces kept "
+                f"{summary.faces_kept}, dropped {summary.faces_dropped}. Output: {run_dir}") if line]
     state = read_run_state(run_dir)
     if not state.shards_total:
         return [f"no clips to process (the source listed none); nothing to do. Output: {run_dir}"]

@@ -146,7 +146,7 @@ def test_a_truncated_clip_list_is_a_status_row_and_the_run_completes(tmp_path, p
                      "--pipeline", str(preset))
     (row,) = _clips(tmp_path / "run").values()
     assert row["status"] == "bad_metadata" and "celebvtext_info.json" in row["reason"] and "line 1" in row["reason"]
-    assert "bad_metadata=1" in result.stderr
+    assert "1 bad_metadata" in result.stderr
 
 
 def test_clips_file_and_limit_select_a_subset(datasets, preset, tmp_path):
