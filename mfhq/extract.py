@@ -172,7 +172,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     previous = read_state(run_path, RUN_REMEDY)
     _check_previous(previous, run_path, cfg, models, force)
     engine_cls = get_executor(executor)  # a missing optional extra fails before the plan changes
-    plan, added = load_plan(run_dir, items, cfg.run.shard_size)
+    plan, added = load_plan(run_dir, items, cfg.run.shard_size, cfg.run.workers)
     by_key = {item_key(i): i for i in items}
     done = ShardMarkers(run_dir).done_ids()
     summary = ExtractSummary(shards_total=len(plan), shards_added=added)

@@ -23,9 +23,14 @@ class RunStateError(MfhqError, RuntimeError):
     """plan.json / run.json / the lock cannot be used; the message names the file and what to do."""
 
 
-def plan_shards(items, shard_size: int, start: dict[str, int] | None = None) -> dict[str, list[str]]:
+def plan_shards(items, shard_size: int, start: dict[str, int] | None = None, workers: int = 1) -> dict[str, list[str]]:
     """Deterministic shards: sorted by key, grouped per source, `<source>-<n>` ids counted from
-    `start[source]` (0 for a new run)."""
+    `start[source]` (0 for a new run).
+
+    A source's shard count is rounded up to a multiple of `workers` and its clips are split
+    evenly (at most shard_size a shard), so that a small run keeps every worker busy to the
+    end: 6 clips of shard_size 2 on 2 workers are 2+2+1+1 clips (3 each), not 2+2+2 (4 on one
+    worker, 2 on the other)."""
     by_source: dict[str, set[str]] = {}
     for item in items:
         key = item_key(item)
@@ -34,12 +39,22 @@ def plan_shards(items, shard_size: int, start: dict[str, int] | None = None) -> 
     for source, keys in sorted(by_source.items()):
         keys = sorted(keys)
         first = (start or {}).get(source, 0)
-        for n, begin in enumerate(range(0, len(keys), shard_size), start=first):
-            plan[f"{source}-{n:05d}"] = keys[begin:begin + shard_size]
+        for n, part in enumerate(_even_parts(keys, shard_size, max(1, workers)), start=first):
+            plan[f"{source}-{n:05d}"] = part
     return plan
 
 
-def extend_plan(stored: dict[str, list[str]], items, shard_size: int) -> tuple[dict, int]:
+def _even_parts(keys: list[str], shard_size: int, workers: int) -> list[list[str]]:
+    count = -(-len(keys) // max(1, shard_size))
+    count = min(len(keys), -(-count // workers) * workers)
+    small, extra = divmod(len(keys), max(1, count))
+    bounds = [0]
+    for n in range(count):
+        bounds.append(bounds[-1] + small + (n < extra))
+    return [keys[begin:end] for begin, end in zip(bounds[:-1], bounds[1:])]
+
+
+def extend_plan(stored: dict[str, list[str]], items, shard_size: int, workers: int = 1) -> tuple[dict, int]:
     """The stored plan plus new shards for the clips it does not hold; returns (plan, new shards)."""
     planned = {k for keys in stored.values() for k in keys}
     fresh = [i for i in items if item_key(i) not in planned]
@@ -47,7 +62,7 @@ def extend_plan(stored: dict[str, list[str]], items, shard_size: int) -> tuple[d
     for sid in stored:
         source, n = sid.rsplit("-", 1)
         start[source] = max(start.get(source, 0), int(n) + 1)
-    added = plan_shards(fresh, shard_size, start)
+    added = plan_shards(fresh, shard_size, start, workers)
     return {**stored, **added}, len(added)
 
 
@@ -71,17 +86,17 @@ RUN_REMEDY = ("delete it and re-run the same command with --force to resume (the
               "skipped: make sure the config is the one the run was made with), or use a new --out")
 
 
-def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str]], int]:
+def load_plan(run_dir: Path, items, shard_size: int, workers: int = 1) -> tuple[dict[str, list[str]], int]:
     """plan.json extended by the clips it does not hold yet, written back when it grew."""
     path = run_dir / "plan.json"
     stored = read_state(path, PLAN_REMEDY)
     if stored is None:
-        plan = plan_shards(items, shard_size)
+        plan = plan_shards(items, shard_size, workers=workers)
         added = len(plan)
     else:
         if not all(isinstance(v, list) for v in stored.values()):
             raise RunStateError(f"{path} is damaged (shard ids must map to lists of clip keys); {PLAN_REMEDY}")
-        plan, added = extend_plan(stored, items, shard_size)
+        plan, added = extend_plan(stored, items, shard_size, workers)
         if added:
             log.info("%s: %d new shard(s) for clips added since the last run", path, added)
     if added or stored is None:
