@@ -37,6 +37,19 @@ def _files(run: Path, shard: str) -> dict:
     return {p.name + p.parent.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in paths}
 
 
+def test_a_small_run_is_split_so_every_worker_gets_the_same_number_of_clips():
+    clips = [Clip("src", f"c{i}", Path(f"c{i}.mp4"), f"v{i}") for i in range(6)]
+    # 6 clips of shard_size 2 on 2 workers: 2+2+2 would leave one worker 4 clips, the other 2.
+    balanced = plan_shards(clips, 2, workers=2)
+    assert [len(keys) for keys in balanced.values()] == [2, 2, 1, 1]
+    assert sorted(k for keys in balanced.values() for k in keys) == sorted(f"src/c{i}" for i in range(6))
+    assert [len(keys) for keys in plan_shards(clips, 2).values()] == [2, 2, 2]  # one worker: as before
+    assert [len(keys) for keys in plan_shards(clips, 10, workers=4).values()] == [2, 2, 1, 1]
+    assert len(plan_shards(clips[:1], 2, workers=4)) == 1  # never an empty shard
+    grown, added = extend_plan(balanced, clips + [Clip("src", "c9", Path("c9.mp4"), "v9")], 2, workers=2)
+    assert added == 1 and grown["src-00004"] == ["src/c9"]
+
+
 def test_plan_extension_keeps_old_shards_and_numbers_new_ones_after_them():
     from mfhq.records import Clip
 
