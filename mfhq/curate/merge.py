@@ -20,7 +20,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
-from mfhq.curate.neighbours import NEIGHBOURS, cat, cosines, exact_pairs, graph_candidates, range_pairs
+from mfhq.curate.neighbours import NEIGHBOURS, cat, cosines, exact_pairs, graph_candidates, range_pairs, unit_rows
 
 log = logging.getLogger(__name__)
 _MAX_EVIDENCE = 50  # edges listed per identity; a huge component keeps its first ones
@@ -90,7 +90,7 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
     groups = np.arange(n) if groups is None else np.unique(groups, return_inverse=True)[1].ravel()
     n_groups = int(groups.max()) + 1
     reps = sparse.csr_matrix((np.ones(n, np.float32), (groups, np.arange(n))), shape=(n_groups, n)) @ emb
-    reps /= np.maximum(np.linalg.norm(reps, axis=1, keepdims=True), 1e-12)
+    reps = unit_rows(reps)
     if n_groups < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     query, cand, graph, results = graph_candidates(reps, threshold)

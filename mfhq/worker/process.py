@@ -31,7 +31,9 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     from mfhq.models.runtime import limit_threads
+    from mfhq.worker.heap import fix_mmap_threshold, give_back_freed_heap
 
+    fix_mmap_threshold()  # frames and crops return to the system when freed (worker peak RSS)
     limit_threads()
     logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
@@ -45,6 +47,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
         try:
             processor = ClipProcessor(cfg, Path(run_dir), models_dir)
             processor.setup()
+            give_back_freed_heap()
         except Exception as exc:  # missing weights, unknown backend, no memory: the run cannot go on
             if is_out_of_memory(exc):
                 conn.send(("oom", out_of_memory_message(getattr(processor, "loading", None), exc, cfg.run)))
