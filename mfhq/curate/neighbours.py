@@ -24,11 +24,6 @@ GRAPH_SHARDS = 2       # graphs built side by side, one thread each (a fixed num
 # clips. 48 dimensions lose a few pairs to the projection whatever the graph; 16 links or less
 # effort lose some to the graph.
 GRAPH_LINKS, BUILD_EFFORT, SEARCH_EFFORT = 24, 64, 48
-# A candidate whose projected cosine is this far under the threshold is not checked in full
-# (ours). On isotropic synthetic vectors, the hard case, a 64-d projection moves a cosine of 0.6
-# by about 0.08 (one standard deviation), while a stranger that is some vector's 16th nearest
-# reaches about 0.4 there: this bound drops those, which cost most of the full-dimension checks.
-PROJECTED_MARGIN = 0.15
 
 
 def _faiss():
@@ -112,11 +107,11 @@ def _build_graph(x: np.ndarray):
     return index
 
 
-def graph_candidates(emb: np.ndarray, threshold: float):
+def graph_candidates(emb: np.ndarray):
     """(query, candidate, graph, results) per candidate pair: each vector's nearest vectors in
-    every graph, less those whose projected cosine is under threshold - PROJECTED_MARGIN.
-    results: how many other vectors that graph returned for the query; a query whose every
-    result in a graph clears the threshold may have more, so the caller searches it exactly."""
+    every graph. results: how many other vectors that graph returned for the query; a query
+    whose every result in a graph clears the threshold may have more, so the caller searches it
+    exactly."""
     faiss = _faiss()
     emb = np.ascontiguousarray(emb, dtype=np.float32)
     n = len(emb)
@@ -125,14 +120,13 @@ def graph_candidates(emb: np.ndarray, threshold: float):
     slices = np.array_split(np.arange(n), min(GRAPH_SHARDS, n))
     with ThreadPoolExecutor(len(slices)) as pool:
         graphs = list(pool.map(lambda part: _build_graph(np.ascontiguousarray(x[part])), slices))
-    bound = threshold - PROJECTED_MARGIN
     rows_all, cols_all, shard_all, size_all = [], [], [], []
     for shard, (part, index) in enumerate(zip(slices, graphs)):
         k = min(NEIGHBOURS + 1, len(part))
-        sims, found = index.search(x, k)  # each query's result depends only on the graph
+        _, found = index.search(x, k)  # each query's result depends only on the graph
         found = found.astype(np.int64)
         cols = np.where(found >= 0, part[np.maximum(found, 0)], -1)
-        ok = (found >= 0) & (sims >= bound) & (cols != np.arange(n)[:, None])
+        ok = (found >= 0) & (cols != np.arange(n)[:, None])
         rows_all.append(np.repeat(np.arange(n), ok.sum(1)))
         cols_all.append(cols[ok])
         shard_all.append(np.full(int(ok.sum()), shard, np.int64))
