@@ -31,9 +31,8 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     from mfhq.models.runtime import limit_threads
-    from mfhq.worker.heap import fix_mmap_threshold, give_back_freed_heap
+    from mfhq.worker.heap import give_back_freed_heap
 
-    fix_mmap_threshold()  # frames and crops return to the system when freed (worker peak RSS)
     limit_threads()
     logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
@@ -71,6 +70,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
                     lambda key, phase: send(("phase", key, phase)),
                     lambda clip, faces, row: send(("result", clip.key, faces, row)),
                 )
+                give_back_freed_heap()  # the clips' frames and crops: not carried into the next peak
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise
