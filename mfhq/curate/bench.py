@@ -23,6 +23,7 @@ import pyarrow as pa
 from mfhq.config import CurateConfig
 from mfhq.curate.build import pick_faces, usable_filter
 from mfhq.curate import merge
+from mfhq.curate.neighbours import simd_level
 
 
 def write_synthetic(path: Path, identities: int, faces: int) -> None:
@@ -134,8 +135,31 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig) -> tuple[list[str], 
     lines = [f"the preset's merge ({cfg.merge}, by {how}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
              f"{found} identities ({len(np.unique(person))} synthetic people); time ~ clips^{exponent:.2f} (wall) "
              f"over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)"]
+    same = None
+    if cfg.merge_by_embedding:
+        same = _same_as_exact(sizes[0], cfg)
+        lines.append(f"  candidate search forced at {sizes[0]} clips: same identities as the exact search: {same}; "
+                     f"faiss distance kernels: {simd_level()}")
     return lines, {"wall_s": walls[-1], "cpu_s": cpus[-1], "identities": found, "sizes": sizes, "walls": walls,
-                   "exponent_wall": exponent}
+                   "exponent_wall": exponent, "same_as_exact": same}
+
+
+def _same_as_exact(n: int, cfg: CurateConfig) -> bool:
+    """The preset's merge of n synthetic clips through the candidate search and through the
+    exact range search give the same partition of the clips. A third of the clips come from a video of
+    their own, so the embedding search has people to join across videos."""
+    emb, person = synthetic_clip_means(n)
+    own = np.random.default_rng(1).random(n) < 1 / 3
+    video = np.where(own, person.max() + 1 + np.arange(n), person)
+    exact_below = merge.EXACT_BELOW
+    try:
+        merge.EXACT_BELOW = 0
+        approx = _merge_seconds(emb, cfg, video=video)[2].column("identity_id").to_pylist()
+        merge.EXACT_BELOW = n
+        exact = _merge_seconds(emb, cfg, video=video)[2].column("identity_id").to_pylist()
+    finally:
+        merge.EXACT_BELOW = exact_below
+    return len(set(zip(approx, exact))) == len(set(approx)) == len(set(exact))
 
 
 def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000) -> tuple[list[str], dict]:

@@ -15,10 +15,12 @@ import logging
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
+from mfhq.curate.neighbours import NEIGHBOURS, cat, cosines, exact_pairs, graph_candidates, range_pairs, unit_rows
 
 log = logging.getLogger(__name__)
 _MAX_EVIDENCE = 50  # edges listed per identity; a huge component keeps its first ones
@@ -46,14 +48,11 @@ def clip_embeddings(con: duckdb.DuckDBPyConnection, usable_sql: str, n_clips: in
     return sums / np.maximum(norm, 1e-12)
 
 
-EXACT_BELOW = 40_000   # clips; below this the exact range search (BLAS) is cheaper than the graph
-NEIGHBOURS = 16        # candidates per clip from the approximate index above it
-CANDIDATE_DIM = 64     # PCA dimensions of the candidate search (edges are checked in full)
-# The graph's size and effort: the cheapest setting found (on isotropic synthetic clip means,
-# the hard case for a graph index) that still finds every edge of the all-pairs merge at 33.5k
-# clips. 48 dimensions lose a few edges to the projection whatever the graph; 16 links or less
-# effort lose some to the graph; 32 links/effort 80/32 neighbours cost about twice as much.
-GRAPH_LINKS, BUILD_EFFORT, SEARCH_EFFORT = 24, 64, 48
+EXACT_BELOW = 40_000   # clips; below this the exact range search (BLAS) is cheaper than the graphs
+# Candidate groups whose mean embeddings are this far under the threshold are not checked clip
+# by clip (ours). For one-clip groups the mean is the clip; a person's clips of one video sit
+# closer to their mean than to each other, and strangers' 512-d means are near 0 (sd 0.05).
+GROUP_MARGIN = 0.25
 
 
 def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -68,117 +67,89 @@ def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tup
         a_all.append(a[keep] + begin)
         b_all.append(b[keep] + begin)
         s_all.append(sims[a[keep], b[keep]])
-    return _cat(a_all, np.int64), _cat(b_all, np.int64), _cat(s_all, np.float32)
+    return cat(a_all, np.int64), cat(b_all, np.int64), cat(s_all, np.float32)
 
 
-def _cat(parts, dtype):
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
-
-
-def _embedding_edges(emb: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pairs i < j with cosine >= threshold, found without comparing all pairs.
+def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | None = None):
+    """Pairs i < j of clips in different groups with cosine >= threshold, found without
+    comparing all pairs (groups: clips already one identity, e.g. by source video; None: one
+    group per clip).
 
     Up to EXACT_BELOW clips: faiss's exact range search (the same pairs as all_pairs_edges).
-    Above: candidates are each clip's NEIGHBOURS nearest clips in an HNSW graph over the
-    embeddings projected by PCA to CANDIDATE_DIM dimensions (a distance there costs an eighth
-    of a 512-d one), and a candidate pair becomes an edge only if its exact cosine in the full
-    embedding clears the threshold: approximation can miss an edge, never add one. The graph is
-    built on one thread from a PCA fitted on a fixed subsample, so the edges do not depend on
-    the machine. Identities are connected components, so a missed edge inside a group changes
-    nothing while the group stays connected; a clip whose every candidate clears the threshold
-    (a group larger than NEIGHBOURS) is searched again exactly, so big groups lose no member."""
-    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # its INFO lines read like errors
-    import faiss
-
+    Above, the search runs on one vector per group, the normalised mean of its clips, since a
+    pair inside a group adds nothing (ours: blocking by what the data already says). Candidate
+    groups come from the graphs of mfhq.curate.neighbours; a candidate pair of groups gives
+    every pair of their clips whose exact cosine clears the threshold. Identities are connected
+    components, so a missed edge inside a person changes nothing while the person stays
+    connected; a group whose every candidate in a graph gave an edge (more similar groups than
+    the graph returns) has its clips searched again exactly, so big groups lose no member."""
     emb = np.ascontiguousarray(emb, dtype=np.float32)
-    n, dim = emb.shape
+    n = len(emb)
     if n < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     if n <= EXACT_BELOW:
-        return _range_edges(faiss.IndexFlatIP(dim), emb, np.arange(n), threshold)
-    threads = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(1)  # a deterministic PCA and graph: insertion order fixes them
-    try:
-        x = emb
-        if dim > CANDIDATE_DIM:
-            pca = faiss.PCAMatrix(dim, CANDIDATE_DIM)
-            pca.train(emb[:: max(1, n // 50_000)])
-            x = pca.apply(emb)
-            x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-        index = faiss.IndexHNSWFlat(x.shape[1], GRAPH_LINKS, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = BUILD_EFFORT
-        index.add(x)
-    finally:
-        faiss.omp_set_num_threads(threads)
-    index.hnsw.efSearch = SEARCH_EFFORT
-    k = min(NEIGHBOURS + 1, n)
-    _, found = index.search(x, k)  # each query's result depends only on the graph
-    found = found.astype(np.int64)
-    rows = np.repeat(np.arange(n), k)
-    cols = found.ravel()
-    ok = (cols >= 0) & (cols != rows)
-    rows, cols = rows[ok], cols[ok]
-    keep = _cosines(emb, rows, cols) >= threshold
-    a, b = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep])
-    per_row = np.bincount(rows[keep], minlength=n)
-    saturated = np.flatnonzero(per_row >= k - 1)
+        a, b, s = range_pairs(emb, np.arange(n), threshold)
+        cross = np.ones(len(a), bool) if groups is None else groups[a] != groups[b]
+        return a[cross], b[cross], s[cross]
+    groups = np.arange(n) if groups is None else np.unique(groups, return_inverse=True)[1].ravel()
+    n_groups = int(groups.max()) + 1
+    reps = sparse.csr_matrix((np.ones(n, np.float32), (groups, np.arange(n))), shape=(n_groups, n)) @ emb
+    reps = unit_rows(reps)
+    if n_groups < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    query, cand, graph, results = graph_candidates(reps)
+    # Full-dimension cosines of the groups first: one per candidate, not one per clip pair.
+    near = np.flatnonzero(cosines(reps, query, cand) >= threshold - GROUP_MARGIN)
+    a, b, s, pair_of = _group_pair_edges(emb, groups, query[near], cand[near], threshold)
+    hits = np.zeros(len(query), bool)
+    hits[near[np.unique(pair_of)]] = True
+    per_query = np.zeros((n_groups, int(graph.max(initial=0)) + 1), np.int64)
+    np.add.at(per_query, (query, graph), hits)
+    full = np.zeros_like(per_query)
+    full[query, graph] = results
+    saturated = np.flatnonzero(((per_query >= full) & (full > 0)).any(1))
     if len(saturated):
-        log.info("embedding merge: %d clips have more than %d neighbours above the threshold; searching them exactly",
+        log.info("embedding merge: %d clip groups have more than %d similar groups in a graph; searching them exactly",
                  len(saturated), NEIGHBOURS)
-        ea, eb, _ = _range_edges(faiss.IndexFlatIP(dim), emb, saturated, threshold)
-        a, b = np.concatenate([a, ea]), np.concatenate([b, eb])
-    pairs = np.unique(np.stack([a, b], 1), axis=0) if len(a) else np.zeros((0, 2), np.int64)
-    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
-    # Exact cosines for the kept pairs, the same numbers the all-pairs products give.
-    return a, b, _cosines(emb, a, b)
+        ea, eb, es = range_pairs(emb, np.flatnonzero(np.isin(groups, saturated)), threshold)
+        cross = groups[ea] != groups[eb]
+        a, b, s = np.concatenate([a, ea[cross]]), np.concatenate([b, eb[cross]]), np.concatenate([s, es[cross]])
+    return exact_pairs(emb, a, b, threshold)
 
 
-def _cosines(emb: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 65536) -> np.ndarray:
-    """emb[a] . emb[b] row by row, in blocks (gathering 4M pairs of 512-d at once would be 16 GB)."""
-    out = np.empty(len(a), np.float32)
-    for begin in range(0, len(a), block):
-        end = begin + block
-        out[begin:end] = np.einsum("ij,ij->i", emb[a[begin:end]], emb[b[begin:end]])
-    return out
+def _group_pair_edges(emb, groups, query, cand, threshold):
+    """Every clip pair of each candidate group pair whose cosine clears the threshold:
+    (a, b, cosine, index of the candidate pair it came from)."""
+    order = np.argsort(groups, kind="stable")
+    starts = np.searchsorted(groups[order], np.arange(int(groups.max()) + 2))
+    size = np.diff(starts)
+    count = size[query] * size[cand]
+    pair = np.repeat(np.arange(len(query)), count)
+    offset = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count)
+    i = order[starts[query[pair]] + offset // size[cand[pair]]]
+    j = order[starts[cand[pair]] + offset % size[cand[pair]]]
+    s = cosines(emb, i, j)
+    keep = s >= threshold
+    i, j = i[keep], j[keep]
+    return np.minimum(i, j), np.maximum(i, j), s[keep], pair[keep]
 
 
-def _range_edges(index, emb: np.ndarray, queries: np.ndarray, threshold: float, block: int = 8192):
-    """Pairs i < j (i in queries) with inner product >= threshold, exactly, by faiss range search."""
-    index.add(emb)
-    a_all, b_all, s_all = [], [], []
-    for begin in range(0, len(queries), block):
-        q = queries[begin:begin + block]
-        lims, dist, ids = index.range_search(emb[q], float(np.nextafter(np.float32(threshold), np.float32(-1))))
-        rows = np.repeat(q, np.diff(lims).astype(np.int64))
-        ids = ids.astype(np.int64)
-        keep = ids != rows
-        a, b = np.minimum(rows[keep], ids[keep]), np.maximum(rows[keep], ids[keep])
-        a_all.append(a)
-        b_all.append(b)
-        s_all.append(dist[keep])
-    a, b, s = _cat(a_all, np.int64), _cat(b_all, np.int64), _cat(s_all, np.float32)
-    if len(a):
-        # Recompute the cosine the way all_pairs_edges does, so both paths keep the same pairs.
-        s = _cosines(emb, a, b)
-        keep = s >= threshold
-        a, b, s = a[keep], b[keep], s[keep]
-        pairs, first = np.unique(np.stack([a, b], 1), axis=0, return_index=True)
-        a, b, s = pairs[:, 0], pairs[:, 1], s[first]
-    return a, b, s
-
-
-def _video_edges(video_keys: np.ndarray, emb: np.ndarray, min_sim: float | None):
-    order = np.argsort(video_keys, kind="stable")
-    keys = video_keys[order]
-    same = np.flatnonzero(keys[1:] == keys[:-1])
+def _video_edges(video_codes: np.ndarray, emb: np.ndarray, min_sim: float | None):
+    order = np.argsort(video_codes, kind="stable")
+    codes = video_codes[order]
+    same = np.flatnonzero(codes[1:] == codes[:-1])
     # Chain consecutive clips of one video: a path connects the group as well as all pairs do.
     a, b = order[same], order[same + 1]
-    sims = (emb[a] * emb[b]).sum(1) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
+    sims = cosines(emb, a, b) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
     if min_sim is not None:
         keep = sims >= min_sim
         log.info("video-key merge: %d candidate pairs, %d refused by the similarity guard", len(a), int((~keep).sum()))
         a, b, sims = a[keep], b[keep], sims[keep]
     return a, b, sims.astype(np.float32)
+
+
+def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
 
 def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa.Table:
@@ -190,11 +161,13 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
     n = len(keys)
     edges = []
     if cfg.merge != "off" and n > 1:
+        groups = None
         if cfg.merge_by_video_key:
-            vk = np.asarray([f"{v}" for v in clips.column("video_key").to_pylist()], dtype=object)
-            edges.append((*_video_edges(vk, emb, cfg.video_key_min_similarity), "video_key"))
+            codes = pc.cast(clips.column("video_key"), pa.string()).fill_null("None").combine_chunks().dictionary_encode()
+            edges.append((*_video_edges(codes.indices.to_numpy(), emb, cfg.video_key_min_similarity), "video_key"))
+            groups = _components(n, edges[0][0], edges[0][1])
         if cfg.merge_by_embedding:
-            edges.append((*_embedding_edges(emb, cfg.embedding_similarity), "embedding"))
+            edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups), "embedding"))
     a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
     b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
     graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))

@@ -32,6 +32,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     from mfhq.models.runtime import limit_threads
+    from mfhq.worker.heap import give_back_freed_heap
 
     limit_threads()
     logging.basicConfig(level=logging.WARNING)
@@ -49,6 +50,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
         try:
             processor = ClipProcessor(cfg, Path(run_dir), models_dir)
             processor.setup()
+            give_back_freed_heap()
         except Exception as exc:  # missing weights, unknown backend, no memory: the run cannot go on
             if is_out_of_memory(exc):
                 conn.send(("oom", out_of_memory_message(getattr(processor, "loading", None), exc, cfg.run)))
@@ -72,6 +74,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
                     lambda key, phase: send(("phase", key, phase)),
                     lambda clip, faces, row: send(("result", clip.key, faces, row)),
                 )
+                give_back_freed_heap()  # the clips' frames and crops: not carried into the next peak
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise

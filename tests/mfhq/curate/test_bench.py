@@ -35,3 +35,12 @@ def test_bench_curate_merge_fits_an_exponent_over_three_sizes():
     assert result["same_as_all_pairs"] is True  # the candidate search, forced even at this size
     assert np.isfinite(result["exponent_cpu"]) and any("clips^" in line for line in lines)
     assert merge.EXACT_BELOW == 40_000  # the bench's override is undone
+
+
+def test_the_sample_presets_merge_matches_the_exact_search_across_videos():
+    cfg = load_pipeline("sample").curate
+    assert cfg.merge_by_video_key and cfg.merge_by_embedding
+    lines, result = run_bench_preset_merge(2000, cfg)
+    assert result["same_as_exact"] is True  # the blocked candidate search, forced, at 500 clips
+    assert "faiss distance kernels:" in lines[1]
+    assert merge.EXACT_BELOW == 40_000

@@ -67,3 +67,30 @@ def test_paper_preset_builds_identities_per_video_never_across_videos_by_face():
 
     merged = assign_identities(clips, emb, dataclasses.replace(cfg, merge_by_embedding=True))
     assert len(set(merged.column("identity_id").to_pylist())) == 1
+
+
+def test_blocked_candidate_search_gives_the_exact_identities_across_videos(monkeypatch):
+    """Clips grouped by source video are searched as one vector per video; people whose clips
+    come from several videos (and a video shared by two people, refused by the guard) still
+    get the identities of the exact search."""
+    import dataclasses
+
+    import pyarrow as pa
+
+    emb, person = synthetic_clip_means(3000, seed=3)
+    n = len(emb)
+    own = np.random.default_rng(5).random(n) < 1 / 3
+    video = np.where(own, person.max() + 1 + np.arange(n), person)
+    video[:2] = 10**6  # two strangers in one video: the similarity guard keeps them apart
+    clips = pa.table({"clip_key": [f"s/c{i:05d}" for i in range(n)], "video_key": [f"v{v}" for v in video],
+                      "n_usable": np.ones(n, np.int64)})
+    cfg = dataclasses.replace(CurateConfig(), merge_by_video_key=True, merge_by_embedding=True)
+    exact = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
+    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
+    blocked = merge.assign_identities(clips, emb, cfg)
+    ids = blocked.column("identity_id").to_pylist()
+    assert _same_partition(np.unique(ids, return_inverse=True)[1], np.unique(exact, return_inverse=True)[1])
+    assert _same_partition(np.unique(ids, return_inverse=True)[1], person)  # the people, across their videos
+    assert ids[0] != ids[1] or person[0] == person[1]
+    evidence = [e for e in blocked.column("evidence").to_pylist() if e and '"embedding"' in e]
+    assert evidence  # cross-video edges are kept as evidence
