@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_
 from mfhq.models.preflight import check_pipeline
 from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, load_plan, plan_shards, read_state
 from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Shard, item_key
+from mfhq.signals import sigterm_as_interrupt
 from mfhq.sources import SourceError, get_source, source_names
 from mfhq.worker.watchdog import WorkerOutOfMemory
 
@@ -155,7 +154,7 @@ def extract(source: str, root: Path, run_dir: Path, cfg: PipelineConfig, models_
     made = not run_dir.exists()
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        with RunLock(run_dir), _signals_as_interrupt():
+        with RunLock(run_dir), sigterm_as_interrupt():
             return _extract(source, root, run_dir, cfg, models_dir, force, limit, executor or cfg.run.executor,
                             clips_file, set(retry))
     except KeyboardInterrupt:  # before any shard ran (scanning, planning)
@@ -275,21 +274,3 @@ def _disk_full_message(run_dir: Path, exc: BaseException) -> str:
     return (f"the disk is full ({detail}; the filesystem of {run_dir.resolve()} has {free}). The run stopped: "
             "finished shards are kept, the shards in flight were not marked done. Free some space and re-run "
             "the same command to resume.")
-
-
-class _signals_as_interrupt:
-    """SIGTERM stops the run like Ctrl-C does (KeyboardInterrupt), so both finish cleanly."""
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import queue
 import shutil
-import signal
 import threading
 import time
 from contextlib import ExitStack
@@ -33,6 +32,7 @@ from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_
 from mfhq.materialize_plan import RunWork, WorkShard, plan_digest, plan_work, shards_of, with_faces
 from mfhq.plan import RunLock, read_state
 from mfhq.records import Status
+from mfhq.signals import sigterm_as_interrupt
 from mfhq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -61,7 +61,7 @@ def materialize(manifest: Path, models_dir=None, workers: int = 1, device: str |
     folder = Path(manifest)
     ManifestFolder.open(folder, pending_ok=True)  # not a manifest folder: said before the lock
     try:
-        with ManifestLock(folder), _sigterm_as_interrupt():
+        with ManifestLock(folder), sigterm_as_interrupt():
             return _materialize(folder, models_dir, max(1, workers), device, on_shard)
     except KeyboardInterrupt:
         raise MaterializeInterrupted(f"interrupted before any shard of {folder} was done; re-run the same "
@@ -237,21 +237,3 @@ def _remove_temp_files(todo: list[WorkShard], work: dict[str, RunWork]) -> None:
                 if folder.is_dir():
                     for tmp in folder.glob(".tmp-*"):
                         tmp.unlink(missing_ok=True)
-
-
-class _sigterm_as_interrupt:
-    """SIGTERM stops materialize as Ctrl-C does (KeyboardInterrupt in the main thread)."""
-
-    def __enter__(self):
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
-
-
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt

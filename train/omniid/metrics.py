@@ -23,7 +23,7 @@ from PIL import Image
 
 from mfhq.faces import Face, Faces, default_recognisers
 from omniid.errors import NoImage
-from omniid.face_inputs import default_pipeline  # the one choice of detector preset, re-exported
+from omniid.face_inputs import default_pipeline, read_rgb  # the one choice of detector preset, re-exported
 
 __all__ = ["Face", "FaceMetrics", "ImageInput", "NoImage", "cosine", "default_pipeline", "id_similarity",
            "pose_error", "ref_similarity", "to_rgb"]
@@ -32,21 +32,8 @@ ImageInput = Union[str, Path, Image.Image, np.ndarray]
 
 
 def to_rgb(image: ImageInput) -> np.ndarray:
-    """Path / PIL / RGB uint8 array -> RGB uint8 [H, W, 3]."""
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise NoImage(f"image not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                return np.asarray(opened.convert("RGB"))
-        except OSError as error:
-            raise NoImage(f"{path}: not a readable image ({error})") from error
-    if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
-    if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-        return image
-    raise TypeError(f"expected a path, a PIL image or an RGB uint8 [H, W, 3] array, got {type(image).__name__}")
+    """Path / PIL / RGB uint8 array -> RGB uint8 [H, W, 3] (`omniid.face_inputs.read_rgb`, the one reader)."""
+    return read_rgb(image)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
