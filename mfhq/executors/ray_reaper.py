@@ -48,10 +48,17 @@ def main(argv: list[str]) -> int:
     while sys.stdin.buffer.read(1 << 16):  # until the driver closes the pipe or dies
         pass
     spare = {os.getpid(), driver}
-    for _ in range(100):  # a process may start another while it is being killed
+    quiet = 0
+    for _ in range(300):  # a process may start another while it is being killed
         pids = carriers(token, spare)
         if not pids:
-            return 0
+            # an agent Ray was starting as its parent died can appear a moment later: done only
+            # after three empty looks in a row
+            quiet += 1
+            if quiet == 3:
+                return 0
+        else:
+            quiet = 0
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)

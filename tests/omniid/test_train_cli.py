@@ -57,7 +57,7 @@ def test_a_tiny_run_prints_no_library_warning_and_no_progress_bar_with_q(sample_
 @pytest.mark.parametrize("module, function, prog", [
     ("omniid.cli", "main", "omniid-train"), ("omniid.eval_cli", "eval_main", "omniid-eval"),
     ("omniid.eval_cli", "generate_main", "omniid-generate"), ("omniid.flux.cli", "main", "python -m omniid.flux"),
-    ("omniid.gpu_check", "main", "python -m omniid.gpu_check"),
+    ("omniid.gpu_check", "main", "python -m omniid.gpu_check"), ("omniid.bench_data", "main", "omniid-bench-data"),
 ])
 def test_every_entry_point_has_version_verbosity_and_an_80_column_help(module, function, prog, capsys, monkeypatch):
     import importlib

@@ -24,6 +24,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from omniid import __version__
+from omniid.cli_format import parser, setup_logging
 from omniid.config import PRESETS, get_preset
 from omniid.data import FewToManyDataset, build_loader, load_manifest
 from omniid.objectives.flow import loader_options as flow_loader_options
@@ -105,17 +107,17 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="omniid-bench-data", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--manifest", required=True, help="a manifest folder or its train.parquet")
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS))
-    p.add_argument("--stages", default="mtd,flow", help="comma-separated: mtd, flow")
-    p.add_argument("--items", type=int, default=64, help="items timed per stage, one after another")
-    p.add_argument("--workers", type=int, default=1, help="DataLoader processes for the loader's items/s (0: skip)")
-    p.add_argument("--loader-batches", type=int, default=8, help="batches timed through the DataLoader")
-    p.add_argument("--mtd-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["mtd"],
+    p = parser("omniid-bench-data", "What the trainer's data path costs on a manifest, per stage.", __version__)
+    p.add_argument("--manifest", required=True, metavar="PATH", help="a manifest folder or its train.parquet")
+    p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="whose batch shapes")
+    p.add_argument("--stages", default="mtd,flow", metavar="LIST", help="comma-separated: mtd, flow")
+    p.add_argument("--items", type=int, default=64, metavar="N", help="items timed per stage, one after another")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="DataLoader processes for the loader's items/s (0: skip)")
+    p.add_argument("--loader-batches", type=int, default=8, metavar="N", help="batches timed through the DataLoader")
+    p.add_argument("--mtd-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["mtd"], metavar="X",
                    help="assumed MTD steps/s of one GPU (ours, not measured)")
-    p.add_argument("--flow-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["flow"],
+    p.add_argument("--flow-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["flow"], metavar="X",
                    help="assumed flow steps/s of one GPU (ours, not measured)")
     args = p.parse_args(argv)
     stages = args.stages.split(",")
@@ -127,7 +129,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args)
     torch.set_num_threads(1)  # as in a DataLoader worker
     from mfhq.faces import MfhqError
     from omniid.errors import OmniIDError
