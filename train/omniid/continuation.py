@@ -32,13 +32,13 @@ def _flat(values: dict, prefix: str = "") -> dict:
         if isinstance(value, dict) and key not in ("transformer", "vae"):
             out.update(_flat(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+            out[f"{prefix}{key}"] = value
     return out
 
 
 def differences(saved: dict, ours: dict) -> list[str]:
     """'name: saved value (this command: ours)' for every option that differs and matters."""
-    theirs, mine = _flat(saved), _flat(json.loads(json.dumps(ours)))
+    theirs, mine = _flat(saved), _flat(json.loads(json.dumps(ours)))  # as preset.json holds it: tuples as lists
     return [f"{key} {theirs.get(key)!r} (this command: {mine.get(key)!r})"
             for key in sorted(set(theirs) | set(mine))
             if key not in MAY_DIFFER and theirs.get(key) != mine.get(key)]

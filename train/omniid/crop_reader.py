@@ -50,8 +50,12 @@ class CropReader:
         image = self._load(crop, self.image)
         if image is None or mask is None:
             return None if image is None else (image, None)
-        face = self._load(mask, self.mask)
+        face = self.read_mask(mask)
         return None if face is None else (image, face)
+
+    def read_mask(self, mask: Path) -> np.ndarray | None:
+        """A face mask alone (bool [S, S]), or None when it cannot be read."""
+        return self._load(mask, self.mask)
 
 
 def masks_to_tensor(masks: list[np.ndarray]) -> torch.Tensor:

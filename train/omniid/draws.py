@@ -101,7 +101,7 @@ class FewToManyDataset(Dataset):
         if image is None:
             read = self.target_reader.read(crop, mask if self.masks else None)
             return None if read is None else (crop, *read)
-        face = self.target_reader._load(mask, self.target_reader.mask) if self.masks and mask is not None else None
+        face = self.target_reader.read_mask(mask) if self.masks and mask is not None else None
         return None if self.masks and face is None else (crop, image, face)
 
     def __getitem__(self, item: tuple[int, int]) -> dict:
