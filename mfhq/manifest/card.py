@@ -94,7 +94,7 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 | `source`, `clip_id`, `video_key` | string | the clip and its source video (YouTube id for CelebV-HQ / CelebV-Text) |
 | `frame_index`, `face_index` | int32, int16 | the face in the run (`faces/` key with source and clip_id) |
 | `run` | string | the run that made the face: a name in `manifest.json`'s `runs` |
-| `crop_path`, `mask_path` | string | relative to the run's folder: the aligned crop (JPEG) and the face mask (PNG, 255 = face) |
+| `crop_path`, `mask_path` | string | relative to the run's folder: the aligned crop (JPEG) and the face mask (binary PNG: 1-bit, 1 = face; older runs: 8-bit, 255 = face) |
 | `landmarks` | float32[10] | 5 x (x, y) in source pixels: eyes, nose tip, mouth corners |
 | `yaw`, `pitch`, `roll` | float32 | degrees; yaw > 0 turns to the image's right, pitch > 0 looks up |
 | `quality` | float32 | in [0, 1], higher is better |

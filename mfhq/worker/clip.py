@@ -23,7 +23,7 @@ from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
-from mfhq.worker.images import crop_digest, write_image
+from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
 PhaseCallback = Callable[[str], None]
@@ -269,7 +269,7 @@ class ClipProcessor:
                 face = face._replace(crop_digest=crop_digest(batch.crops[i]), landmarks68=_dense_points(batch, i))
             else:
                 write_image(self.run_dir, crop_path, batch.crops[i], align.jpeg_quality)
-                write_image(self.run_dir, mask_path, batch.masks[i], align.jpeg_quality)
+                write_mask(self.run_dir, mask_path, batch.masks[i])
             rows.append(FaceRow.kept(clip, face, crop_path, mask_path, template, self.provenance))
         return rows
 

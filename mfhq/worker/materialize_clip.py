@@ -24,7 +24,7 @@ from mfhq.manifest.io import is_disk_full
 from mfhq.records import Clip, ClipRow, Status
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import ParsingStage
-from mfhq.worker.images import crop_digest, write_image
+from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
 BUILT_IN_READERS = ("pyav", "decord")
@@ -108,7 +108,7 @@ class MaterializeProcessor:
         done = []
         for i, (_, face) in enumerate(chosen):
             write_image(self.run_dir, face["crop_path"], batch.crops[i], align.jpeg_quality)
-            write_image(self.run_dir, face["mask_path"], batch.masks[i], align.jpeg_quality)
+            write_mask(self.run_dir, face["mask_path"], batch.masks[i])
             done.append({"crop_path": face["crop_path"], "mask_path": face["mask_path"],
                          "identical": crop_digest(batch.crops[i]) == face["crop_digest"]})
         return done

@@ -1,8 +1,9 @@
 """The one image preprocessing used by training and by `OmniIDEncoder.encode`.
 
 Face crops are brought to the encoder's side by `resize_for_encoder` and normalised with CLIP's
-mean and std; face masks are resized with nearest neighbour and binarised (mfhq writes 255 for
-face). Keeping both here means a trained encoder sees at inference exactly what it was trained on.
+mean and std; face masks are resized with nearest neighbour and binarised (mfhq writes 1-bit
+PNGs, 1 = face; runs made before wrote 8-bit ones, 255 = face). Keeping both here means a
+trained encoder sees at inference exactly what it was trained on.
 
 The resize (ours): a JPEG file is decoded straight at 1/2, 1/4 or 1/8 scale in the DCT (PIL's draft
 mode; a 448 px crop becomes the 224 px input without a full decode), the largest reduction that
@@ -26,18 +27,19 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ImageLike = Union[str, Path, Image.Image, np.ndarray]
 
 
-def _as_pil(image: ImageLike, mode: str, side: int | None = None) -> Image.Image:
-    """`side`: a JPEG file is decoded at the largest DCT reduction that keeps it at least this big."""
+def _as_pil(image: ImageLike, mode: str | None, side: int | None = None) -> Image.Image:
+    """`side`: a JPEG file is decoded at the largest DCT reduction that keeps it at least this big.
+    `mode` None: the image in the mode it has (decoded)."""
     if isinstance(image, (str, Path)):
         with Image.open(image) as opened:
             if side is not None and opened.format == "JPEG":
                 opened.draft(mode, (side, side))
-            return opened.convert(mode)
+            return opened.convert(mode) if mode else opened.copy()
     if isinstance(image, np.ndarray):
         # arrays are RGB uint8 [H, W, 3] (or [H, W] for masks)
-        return Image.fromarray(image).convert(mode)
+        image = Image.fromarray(image)
     if isinstance(image, Image.Image):
-        return image.convert(mode)
+        return image.convert(mode) if mode else image
     raise TypeError(f"expected a path, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
@@ -85,11 +87,16 @@ def image_to_tensor(image: ImageLike, size: int, pixels: str = "clip") -> torch.
 
 
 def load_mask(mask: ImageLike, size: int) -> np.ndarray:
-    """Face mask -> bool [size, size], True on the face (nearest-neighbour resize)."""
-    pil = _as_pil(mask, "L")
+    """Face mask -> bool [size, size], True on the face (nearest-neighbour resize). mfhq's masks
+    are 1-bit PNGs (1 = face), read as they are; 8-bit ones (255 = face, runs made before) and
+    any other image are read as grayscale, face above 127: both give the same bool mask."""
+    pil = _as_pil(mask, None)
+    if pil.mode != "1":
+        pil = pil.convert("L")
     if pil.size != (size, size):
         pil = pil.resize((size, size), Image.Resampling.NEAREST)
-    return np.asarray(pil) > 127
+    pixels = np.asarray(pil)
+    return pixels if pil.mode == "1" else pixels > 127
 
 
 def mask_to_tensor(mask: ImageLike, size: int) -> torch.Tensor:

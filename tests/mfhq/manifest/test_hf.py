@@ -21,4 +21,4 @@ def test_hf_datasets_loads_the_folder_with_splits_and_images(manifests, tmp_path
     assert f"| train | {len(train)} | {train.identity_id.nunique()} |" in card
     images = with_images(ds, manifests)
     assert isinstance(images["train"].features["crop"], hf.Image)
-    assert images["train"][0]["crop"].size == (448, 448) and images["test"][0]["mask"].mode == "L"
+    assert images["train"][0]["crop"].size == (448, 448) and images["test"][0]["mask"].mode == "1"
