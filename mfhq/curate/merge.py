@@ -9,7 +9,6 @@ faces. Each edge is kept as evidence on the identity it formed.
 """
 from __future__ import annotations
 
-import json
 import logging
 
 import duckdb
@@ -20,10 +19,10 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
+from mfhq.curate.evidence import evidence_column
 from mfhq.curate.neighbours import NEIGHBOURS, cat, cosines, exact_pairs, graph_candidates, range_pairs, unit_rows
 
 log = logging.getLogger(__name__)
-_MAX_EVIDENCE = 50  # edges listed per identity; a huge component keeps its first ones
 
 
 def clip_embeddings(con: duckdb.DuckDBPyConnection, usable_sql: str, n_clips: int) -> np.ndarray:
@@ -94,7 +93,7 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
     groups = np.arange(n) if groups is None else np.unique(groups, return_inverse=True)[1].ravel()
     n_groups = int(groups.max()) + 1
     reps = sparse.csr_matrix((np.ones(n, np.float32), (groups, np.arange(n))), shape=(n_groups, n)) @ emb
-    reps = unit_rows(reps)
+    reps = unit_rows(reps, in_place=True)
     if n_groups < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
     query, cand, graph, results = graph_candidates(reps)
@@ -181,12 +180,6 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
     identity = comp_name[comp]
     size = np.bincount(comp, minlength=len(comp_name))[comp]
 
-    evidence: dict[int, list] = {}
-    for ea, eb, es, by in edges:
-        for i, j, s in zip(ea.tolist(), eb.tolist(), es.tolist()):  # edges only: few, not faces
-            items = evidence.setdefault(int(comp[i]), [])
-            if len(items) < _MAX_EVIDENCE:
-                items.append({"a": keys[i], "b": keys[j], "by": by, "similarity": round(float(s), 4)})
     decision = np.where(size > 1, "merged", "own").astype(object)
     if cfg.merge == "dedup":
         usable = np.asarray(clips.column("n_usable").to_numpy())
@@ -196,8 +189,7 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
         kept = np.zeros(n, dtype=bool)
         kept[best[keep_first]] = True
         decision = np.where(size > 1, np.where(kept, "dedup_kept", "dedup_dropped"), "own").astype(object)
-    ev = [json.dumps(sorted(evidence.get(int(c), []), key=lambda e: (e["a"], e["b"], e["by"]))) if s > 1 else None
-          for c, s in zip(comp.tolist(), size.tolist())]
+    ev = evidence_column(keys, comp, size, [(ea, eb, es, by) for ea, eb, es, by in edges])
     log.info("%d clips -> %d identities (%d merged clips)", n, len(comp_name), int((size > 1).sum()))
     return pa.table({"clip_key": keys.tolist(), "identity_id": identity.tolist(), "decision": decision.tolist(),
                      "evidence": ev})

@@ -106,3 +106,24 @@ def test_cli_names_a_broken_rule_in_one_line(sample_manifest, tmp_path, capsys, 
                  "--out", str(tmp_path / "run")])
     assert code == 2 and "holdout_faces 1" in caplog.text and "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("stage", ["mtd", "flow"])
+def test_each_face_is_converted_to_floats_once_per_item(sample_manifest, stage, monkeypatch):
+    """MTD: an input that is also a target is copied from its input tensor (3 -> 8 converts 8
+    faces, not 11); repeated targets are converted once."""
+    import omniid.crop_reader as crop_reader
+
+    loader = _stage_loader(sample_manifest, stage, holdout=5, part="heldout", batch_size=1)  # targets repeat
+    converted = []
+    real = crop_reader.pixels_to_tensor
+
+    def counting(image, *args, **kwargs):
+        converted.append(id(image))
+        return real(image, *args, **kwargs)
+
+    monkeypatch.setattr(crop_reader, "pixels_to_tensor", counting)
+    for batch in islice(loader, 4):
+        faces = set(batch["input_paths"][0]) | set(batch["target_paths"][0])
+        assert len(converted) == len(faces), (stage, len(converted), len(faces))
+        converted.clear()

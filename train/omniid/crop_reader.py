@@ -28,11 +28,19 @@ class CropReader:
     def mask(self, path: Path) -> np.ndarray:
         return load_mask(path, self.image_size)
 
-    def tensors(self, images: list[np.ndarray]) -> torch.Tensor:
-        """uint8 [S, S, 3] each -> float [N, 3, S, S], converted image by image into one tensor."""
+    def tensors(self, images: list[np.ndarray], known: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
+        """uint8 [S, S, 3] each -> float [N, 3, S, S], converted image by image into one tensor.
+
+        An array given twice is converted once; `known` maps id(array) to its tensor already
+        converted by this reader's rule (the caller vouches for the rule), which is copied."""
         out = torch.empty(len(images), 3, self.image_size, self.image_size)
+        done = dict(known or {})
         for slot, image in zip(out, images):
+            if id(image) in done:
+                slot.copy_(done[id(image)])
+                continue
             pixels_to_tensor(image, self.pixels, out=slot)
+            done[id(image)] = slot
         return out
 
     def _load(self, path: Path, read) -> np.ndarray | None:

@@ -111,10 +111,13 @@ class FewToManyDataset(Dataset):
         m = min(int(rng.integers(self.num_inputs_min, self.num_inputs + 1)), n - 1 if self.disjoint else n)
         inputs, distinct = self._split(index, rng.permutation(n), m)
         targets = [distinct[i % len(distinct)] for i in range(self.num_targets)]
+        pixels = self.reader.tensors([image for _, image in inputs])
+        # MTD: an input that is also a target is the same array, converted by the same rule.
+        known = {id(image): slot for (_, image), slot in zip(inputs, pixels)} if self._shared_pixels() else None
         result = {
             "identity": self.names[index],
-            "inputs": self.reader.tensors([image for _, image in inputs]),
-            "targets": self.target_reader.tensors([t[1] for t in targets]),
+            "inputs": pixels,
+            "targets": self.target_reader.tensors([t[1] for t in targets], known),
             "input_paths": [str(crop) for crop, _ in inputs],
             "target_paths": [str(t[0]) for t in targets],
             "bad_crops": {**self.reader.bad, **self.target_reader.bad},
