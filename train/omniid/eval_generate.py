@@ -84,7 +84,7 @@ def _generate_rows(identity: str, plan: Plan, generators: dict, out: Path, metri
             for image, path in zip(images, paths):
                 image.save(out / path)
             scored.rows[label] += score_rows(identity, label, str(gen.folder), k, plan, truth, input_faces,
-                                        metrics.analyse(images), paths, protocol, metrics.recognisers)
+                                             metrics.analyse(images), paths, protocol, metrics.recognisers)
             scored.tiles[label].append((f"{label} k={k}", [out / p for p in paths[::protocol.samples]]))
 
 
@@ -112,15 +112,15 @@ def _generate_group(generators: dict, fitted: Fitted, swaps: dict, scored: dict,
 
 
 def generate_all(generators, fitted: Fitted, swaps: dict, out: Path, metrics,
-                  protocol) -> tuple[list[str], dict[str, RowInfo], dict[str, Scored]]:
+                 protocol) -> tuple[list[str], dict[str, RowInfo], dict[str, Scored]]:
     """Every group of rows (omniid.eval_rows: one per FLUX base model; a plain dict is one group)
     over every identity: (row labels, what each row says of itself, each identity's results)."""
     labels = list(generators.labels) if hasattr(generators, "groups") else list(generators)
     groups = generators.groups() if hasattr(generators, "groups") else iter([generators])
     infos, scored = {}, {}
     for group in groups:
-        infos.update({label: RowInfo.of(gen) for label, gen in group.items()})
         _generate_group(group, fitted, swaps, scored, out, metrics, protocol)
+        infos.update({label: RowInfo.of(gen) for label, gen in group.items()})  # after: a --scale is in its settings
     for identity, plan in fitted.plans.items():  # with no generated row, the reference rows alone
         if identity not in scored:
             scored[identity] = scored_identity(identity, plan, metrics)

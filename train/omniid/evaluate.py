@@ -20,8 +20,8 @@ Protocol, the same on every run (ours where the paper gives no detail):
   follow the first max(k), never inputs and the same for every k, fitted to what the manifest has
   (omniid.eval_plan: a k no identity can serve is left out, --targets is cut to what remains,
   each said once and stated under the table).
-- For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s, the same for
-  every representation and every k, with the checkpoint's prompt, fixed steps, and each
+- For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s (a --bench
+  entry: its meta.json's seed + s), the same for every representation and every k, with the checkpoint's prompt, fixed steps, and each
   checkpoint's own guidance (its run's flow.guidance) unless one is given. A manifest's inputs
   are aligned crops, prepared as in training (omniid.face_inputs); a --bench folder's references
   are photos, detected and aligned first.
@@ -31,11 +31,15 @@ Protocol, the same on every run (ours where the paper gives no detail):
   copy-pasting earns) and `real photos` (another held-out photo of the identity as the
   "generation": the real-pair ceiling; needs 2 targets per identity).
 - The identity swap (omniid.swap_eval, needs 2 identities; not with --bench).
+- Rows are generated one FLUX base model at a time (omniid.eval_rows: rows of one base share one
+  FLUX; omniid.eval_generate runs each group over every identity); the rows, sheets and swap rows
+  are then put in the command line's order, so grouping changes no result.
 
 Outputs: results.parquet (every image's scores), table.csv / table.md (omniid.eval_table: mean and
 bootstrap interval over identities per cell), curves.csv + curve_*.png (omniid.curves),
 report.html (omniid.eval_html), sheets/, images/, swap.*, settings.json, timing.json (wall times,
-apart so that results are identical across runs), and with `export` a MultiID-Bench folder.
+apart so that results are identical across runs), and with `export` a MultiID-Bench folder
+(omniid.eval_export: checked before any model loads, replaced only when it is this eval's own).
 """
 from __future__ import annotations
 
