@@ -35,12 +35,12 @@ def _parse_inputs(text: str) -> tuple[int, ...] | None:
     return ks if ks[0] >= 1 else None
 
 
-def _cpu_threads(generator, device: str) -> None:
+def _cpu_threads(preset, device: str) -> None:
     """The preset's CPU thread count (tiny: 1, faster on shared cores), as omniid-train uses it."""
     import torch
 
-    if not str(device).startswith("cuda") and generator.preset.cpu_threads:
-        torch.set_num_threads(generator.preset.cpu_threads)
+    if preset is not None and not str(device).startswith("cuda") and preset.cpu_threads:
+        torch.set_num_threads(preset.cpu_threads)
 
 
 def _check_first(args: argparse.Namespace, counts: dict) -> None:
@@ -103,9 +103,11 @@ def eval_args(argv):
 def eval_main(argv: list[str] | None = None) -> int:
     args = eval_args(argv)
     setup_logging(args)
+    from omniid.eval_export import check_export_dir
+    from omniid.eval_rows import EvalRows
     from omniid.evaluate import Protocol, evaluate
-    from omniid.generation import OmniIDGenerator
     from omniid.metrics import FaceMetrics, default_pipeline
+    from omniid.multiid import bench_seeds, read_bench
 
     ks = _parse_inputs(args.inputs)
     if ks is None or (args.swap_k is not None and args.swap_k not in ks):
@@ -124,20 +126,14 @@ def eval_main(argv: list[str] | None = None) -> int:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
                             "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1),
                             "--report-identities": (args.report_identities, 1)})
-        generators = {}
-        for path in args.checkpoint:
-            gen = OmniIDGenerator.from_checkpoint(path, args.device, args.flux_path, args.clip_weights)
-            label = gen.representation_name if gen.representation_name not in generators else \
-                f"{gen.representation_name} ({Path(path).name})"
-            generators[label] = gen
-            _cpu_threads(gen, args.device)
-        from omniid.controlnet_generation import controlnet_generators
-
-        generators.update(controlnet_generators(args.controlnet, generators, args.device, args.flux_path,
-                                                args.clip_weights))
-        preset = next(iter(generators.values())).preset if generators else None
-        if generators:
-            _cpu_threads(next(iter(generators.values())), args.device)
+        if args.export_multiid:
+            check_export_dir(args.export_multiid, args.out)
+        rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights)
+        if args.bench and rows.labels:  # generated again: each entry with its meta.json's seed
+            metas = read_bench(args.bench)[1]
+            bench_seeds(args.bench, {n: metas[n] for n in list(metas)[: args.identities]}, required=True)
+        preset = rows.preset
+        _cpu_threads(preset, args.device)
         protocol = Protocol(inputs=ks, targets=args.targets, samples=args.samples, seed=args.seed,
                             steps=args.steps, guidance=args.guidance, scale=args.scale, identities=args.identities,
                             copy_row=not args.no_copy_row, real_row=not args.no_real_row, swap=not args.no_swap,
@@ -146,7 +142,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name if preset else "sample"), args.models_dir,
                               args.device, recognisers)
         started = time.perf_counter()
-        summary = evaluate(generators, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid)
+        summary = evaluate(rows, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
@@ -194,7 +190,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         images = input_paths(args.images, args.manifest)  # every path found and read before any model loads
         gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights,
                                               pipeline=args.pipeline, models_dir=args.models_dir)
-        _cpu_threads(gen, args.device)
+        _cpu_threads(gen.preset, args.device)
         if args.prompt is not None:
             gen.set_prompt(args.prompt, args.flux_path)
         seeds = [args.seed + i for i in range(args.num_images)]

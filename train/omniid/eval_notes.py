@@ -3,9 +3,32 @@
 (the `arcface` baselines on their identity model), and the protocol as actually run."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
+from omniid.eval_setting import setting_of
+
+
+@dataclass(frozen=True)
+class RowInfo:
+    """What the table, settings.json and the export say of a generated row, kept once its models
+    are released (omniid-eval builds rows one FLUX at a time): nothing here holds a tensor."""
+    preset: object
+    setting: str
+    settings: dict
+    prompt: str
+    folder: Path
+    conditioning: list[str]
+
+    @classmethod
+    def of(cls, generator) -> "RowInfo":
+        return cls(generator.preset, setting_of(generator), generator.settings, generator.prompt,
+                   Path(generator.folder), conditioning_models(generator))
+
 
 def random_weights(generators: dict) -> str | None:
-    """A warning line when any row was generated with random-initialised FLUX (a tiny preset)."""
+    """A warning line when any row (a generator or its RowInfo) was generated with random-initialised
+    FLUX (a tiny preset)."""
     presets = sorted({gen.preset.name for gen in generators.values()
                       if getattr(getattr(getattr(gen, "preset", None), "flow", None), "transformer", None) is not None})
     if not presets:
@@ -26,11 +49,12 @@ def conditioning_models(generator) -> list[str]:
     return sorted(names)
 
 
-def conditioned(generators: dict, recognisers: list[str]) -> dict[str, list[str]]:
-    """label -> the scoring recognisers its representation is conditioned on (only labels with any)."""
+def conditioned(conditioning: dict[str, list[str]], recognisers: list[str]) -> dict[str, list[str]]:
+    """conditioning: label -> its conditioning models -> label -> the scoring recognisers among
+    them (only labels with any)."""
     out = {}
-    for label, gen in generators.items():
-        same = [r for r in recognisers if r in conditioning_models(gen)]
+    for label, models in conditioning.items():
+        same = [r for r in recognisers if r in models]
         if same:
             out[label] = same
     return out

@@ -27,6 +27,7 @@ class Plan:
     targets: list[Path]                    # the ground truths
     ks: tuple[int, ...]                    # the input counts evaluated for this identity
     outputs: dict[int, list[Path]] = field(default_factory=dict)  # k -> given outputs per target (--bench)
+    seeds: list[int] | None = None         # per target, sample 0's seed (--bench: meta.json's); None: the protocol's
 
 
 @dataclass

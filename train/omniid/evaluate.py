@@ -20,8 +20,8 @@ Protocol, the same on every run (ours where the paper gives no detail):
   follow the first max(k), never inputs and the same for every k, fitted to what the manifest has
   (omniid.eval_plan: a k no identity can serve is left out, --targets is cut to what remains,
   each said once and stated under the table).
-- For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s, the same for
-  every representation and every k, with the checkpoint's prompt, fixed steps, and each
+- For each target t (index j) and sample s: seed = protocol.seed + 1000 * j + s (a --bench
+  entry: its meta.json's seed + s), the same for every representation and every k, with the checkpoint's prompt, fixed steps, and each
   checkpoint's own guidance (its run's flow.guidance) unless one is given. A manifest's inputs
   are aligned crops, prepared as in training (omniid.face_inputs); a --bench folder's references
   are photos, detected and aligned first.
@@ -31,17 +31,20 @@ Protocol, the same on every run (ours where the paper gives no detail):
   copy-pasting earns) and `real photos` (another held-out photo of the identity as the
   "generation": the real-pair ceiling; needs 2 targets per identity).
 - The identity swap (omniid.swap_eval, needs 2 identities; not with --bench).
+- Rows are generated one FLUX base model at a time (omniid.eval_rows: rows of one base share one
+  FLUX; omniid.eval_generate runs each group over every identity); the rows, sheets and swap rows
+  are then put in the command line's order, so grouping changes no result.
 
 Outputs: results.parquet (every image's scores), table.csv / table.md (omniid.eval_table: mean and
 bootstrap interval over identities per cell), curves.csv + curve_*.png (omniid.curves),
 report.html (omniid.eval_html), sheets/, images/, swap.*, settings.json, timing.json (wall times,
-apart so that results are identical across runs), and with `export` a MultiID-Bench folder.
+apart so that results are identical across runs), and with `export` a MultiID-Bench folder
+(omniid.eval_export: checked before any model loads, replaced only when it is this eval's own).
 """
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -49,22 +52,22 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from mfhq.manifest import split_path
-from omniid.cli_format import progress_enabled
 from omniid.curves import curve_points, write_curves
+from omniid.eval_export import write_export
+from omniid.eval_generate import Scored, generate_all, safe_name, score_rows
 from omniid.eval_html import write_report
 from omniid.eval_notes import conditioned, random_weights
 from omniid.eval_plan import Fitted, Plan, fit
-from omniid.eval_setting import bind_targets, row_settings
+from omniid.eval_setting import row_settings
 from omniid.eval_table import MARK, TableSpec, write_table
 from omniid.metrics import FaceMetrics
-from omniid.multiid import BENCH_ROW, export_multiid, read_bench
+from omniid.multiid import BENCH_ROW, bench_seeds, read_bench
 from omniid.report import sheet
-from omniid.scoring import row_schema, score
+from omniid.scoring import row_schema
 from omniid.swap_eval import donors, identity_swap_rows, summarise, swap_k, write_swap
-from omniid.table_notes import footer_lines
+from omniid.table_notes import footer_lines, seeds_rule
 
 log = logging.getLogger(__name__)
 COPY_ROW = "copy-input"
@@ -94,22 +97,6 @@ class Protocol:
         return self.seed + 1000 * target + sample
 
 
-def safe_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text)
-
-
-def _rows(identity, label, checkpoint, k, plan: Plan, truth, input_faces, faces, paths, protocol, recognisers):
-    """One row per (target, sample) of one representation at one k."""
-    rows = []
-    for n, (face, image_path) in enumerate(zip(faces, paths)):
-        j, s = divmod(n, protocol.samples)
-        rows.append({"identity_id": identity, "representation": label, "checkpoint": checkpoint, "k": k,
-                     "target": j, "sample": s, "seed": protocol.seed_for(j, s), "target_path": str(plan.targets[j]),
-                     "input_paths": [str(p) for p in plan.inputs[:k]], "image_path": image_path,
-                     **score(face, truth[j], input_faces[:k], recognisers)})
-    return rows
-
-
 def _reference_rows(plan: Plan, input_faces, truth, metrics: FaceMetrics, protocol) -> list[tuple]:
     """(label, k, faces, paths) of the rows scored like generations: copy-input, real photos, --bench outputs."""
     n, per = len(plan.targets) * protocol.samples, protocol.samples
@@ -126,47 +113,23 @@ def _reference_rows(plan: Plan, input_faces, truth, metrics: FaceMetrics, protoc
     return out
 
 
-def _identity_rows(identity: str, plan: Plan, generators: dict, out: Path, metrics: FaceMetrics,
-                   protocol: Protocol, aligned: bool) -> tuple[list[dict], list]:
-    """Every row of one identity, and the contact sheet's rows of generations."""
-    analysed = metrics.analyse(plan.inputs + plan.targets)
-    input_faces, truth = analysed[:len(plan.inputs)], analysed[len(plan.inputs):]
-    for j, face in enumerate(truth):
-        if face is None:
-            log.warning("%s: no face found in the ground truth %s; its rows are not scored", identity, plan.targets[j])
-    recognisers, rows, tiles = metrics.recognisers, [], []
-    n = len(plan.targets) * protocol.samples
-    seeds = [protocol.seed_for(j, s) for j in range(len(plan.targets)) for s in range(protocol.samples)]
-    for label, gen in generators.items():
-        folder = Path("images") / safe_name(label) / safe_name(identity)
-        (out / folder).mkdir(parents=True, exist_ok=True)
-        for k in plan.ks:
-            tokens = gen.tokens([plan.inputs[:k]], aligned=aligned or None)
-            images = gen.generate(tokens.expand(n, *tokens.shape[1:]), seeds, steps=protocol.steps,
-                                  guidance=protocol.guidance, scale=protocol.scale)
-            paths = [str(folder / f"k{k}_t{j}_s{s}.png") for j in range(len(plan.targets)) for s in range(protocol.samples)]
-            for image, path in zip(images, paths):
-                image.save(out / path)
-            rows += _rows(identity, label, str(gen.folder), k, plan, truth, input_faces, metrics.analyse(images),
-                          paths, protocol, recognisers)
-            tiles.append((f"{label} k={k}", images[::protocol.samples]))
+def _finish_identity(identity: str, fitted: Fitted, swaps: dict, mine: Scored, labels: list[str], out: Path,
+                     metrics: FaceMetrics, protocol: Protocol, note: str | None) -> tuple[list[dict], list[dict]]:
+    """One identity's rows of results.parquet in table order (generated, then reference rows), its
+    contact sheet and its swap rows (the copy-input row's last)."""
+    started, plan = time.perf_counter(), fitted.plans[identity]
+    (input_faces, truth), rows = mine.faces, [r for label in labels for r in mine.rows.get(label, [])]
     for label, k, faces, paths in _reference_rows(plan, input_faces, truth, metrics, protocol):
-        rows += _rows(identity, label, "", k, plan, truth, input_faces, faces, paths, protocol, recognisers)
-    return rows, tiles
-
-
-def _evaluate_identity(identity: str, fitted: Fitted, pairs: dict, generators: dict, out: Path, metrics: FaceMetrics,
-                       protocol: Protocol, note: str | None) -> tuple[list[dict], list[dict]]:
-    """One identity's rows of results.parquet (and its contact sheet), and its swap rows."""
-    plan = fitted.plans[identity]
-    rows, tiles = _identity_rows(identity, plan, generators, out, metrics, protocol, aligned=fitted.manifest is not None)
-    sheet(out / "sheets" / f"{safe_name(identity)}.png", plan.inputs, plan.targets, tiles, note)
-    if identity not in pairs:
-        return rows, []
-    donor = pairs[identity]
-    folders = {label: Path("images") / safe_name(label) / safe_name(identity) for label in generators}
-    return rows, identity_swap_rows(identity, donor, fitted.plans[donor].inputs, plan.targets, rows, generators,
-                                    folders, out, metrics, protocol, COPY_ROW)
+        rows += score_rows(identity, label, "", k, plan, truth, input_faces, faces, paths, protocol, metrics.recognisers)
+    sheet(out / "sheets" / f"{safe_name(identity)}.png", plan.inputs, plan.targets,
+          [tile for label in labels for tile in mine.tiles.get(label, [])], note)
+    swap_rows = [r for label in labels for r in mine.swap_rows.get(label, [])]
+    if identity in swaps and protocol.copy_row:
+        swap_rows += identity_swap_rows(identity, swaps[identity], fitted.plans[swaps[identity]].inputs, truth, rows,
+                                        {}, [COPY_ROW], {}, out, metrics, protocol, copy_label=COPY_ROW)
+    mine.seconds += time.perf_counter() - started
+    log.info("%s: %d rows in %.1f s", identity, len(rows), mine.seconds)
+    return rows, swap_rows
 
 
 def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluated: int, bench: bool) -> dict:
@@ -181,11 +144,18 @@ def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluat
             "margins": summary}
 
 
-def _fitted(manifest, bench, protocol: Protocol) -> Fitted:
+def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
     if bench is not None:
-        plans, _ = read_bench(bench)
+        plans, metas = read_bench(bench)
         names = list(plans)[: protocol.identities]
-        return Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, {}, [])
+        fitted = Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, {}, [])
+        seeds = bench_seeds(bench, {n: metas[n] for n in names}, required=generating)
+        for name in names:
+            plans[name].seeds = None if seeds[name] is None else [seeds[name]]
+        if generating:
+            log.info("--bench %s: each entry is generated with the seed its meta.json records (+ sample), not --seed",
+                     bench)
+        return fitted
     from omniid.data import load_manifest
 
     manifest = split_path(manifest, "test") if Path(manifest).is_dir() else Path(manifest)  # a folder: its test split
@@ -196,47 +166,46 @@ def _fitted(manifest, bench, protocol: Protocol) -> Fitted:
     return fitted
 
 
-def evaluate(generators: dict, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
+def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol(), bench: str | Path | None = None,
              export: str | Path | None = None) -> dict:
-    """generators: label -> OmniIDGenerator (or anything with tokens/generate/settings/folder);
-    manifest or bench: the evaluation set. Returns the summary written to settings.json (plus
-    wall times and the table's text)."""
+    """generators: an omniid.eval_rows.EvalRows (its groups built one FLUX at a time), or a dict
+    label -> OmniIDGenerator (or anything with tokens/generate/settings/folder/prompt); manifest or
+    bench: the evaluation set. Returns the summary written to settings.json (plus wall times and
+    the table's text)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fitted = _fitted(manifest, bench, protocol)
+    generating = bool(generators.labels if hasattr(generators, "groups") else generators)
+    fitted = _fitted(manifest, bench, protocol, generating)
     swaps = donors(list(fitted.plans), protocol.seed) if protocol.swap and bench is None else {}
-    note = random_weights(generators)
-    rows, swap_rows, timing = [], [], {}
-    bar_off = None if progress_enabled() else True  # -q hides it; None: shown on a terminal only
-    for identity in tqdm(list(fitted.plans), desc="omniid-eval", unit="identity", disable=bar_off):
-        started = time.perf_counter()
-        if fitted.manifest is not None:  # a ControlNet row draws its targets' landmarks from the manifest
-            bind_targets(generators, fitted.manifest, fitted.plans[identity].targets)
-        mine, swapped = _evaluate_identity(identity, fitted, swaps, generators, out, metrics, protocol, note)
+    labels, infos, scored = generate_all(generators, fitted, swaps, out, metrics, protocol)
+    note = random_weights(infos)
+    rows, swap_rows = [], []
+    for identity in fitted.plans:
+        mine, swapped = _finish_identity(identity, fitted, swaps, scored[identity], labels, out, metrics, protocol, note)
         rows, swap_rows = rows + mine, swap_rows + swapped
-        timing[identity] = round(time.perf_counter() - started, 3)
-        log.info("%s: %d rows in %.1f s", identity, len(mine), timing[identity])
-    settings_of = {**row_settings(generators, COPY_ROW), REAL_ROW: "real photo", BENCH_ROW: "given output"}
+    timing = {identity: round(scored[identity].seconds, 3) for identity in fitted.plans}
+    settings_of = {**row_settings(infos, COPY_ROW), REAL_ROW: "real photo", BENCH_ROW: "given output"}
     rows = [{**r, "setting": settings_of[r["representation"]]} for r in rows]
     pq.write_table(pa.Table.from_pylist(rows, schema=row_schema(metrics.recognisers)), out / "results.parquet")
-    order = [label for label in [*generators, COPY_ROW, REAL_ROW, BENCH_ROW] if any(r["representation"] == label
-                                                                                    for r in rows)]
-    marks = conditioned(generators, metrics.recognisers)
+    order = [label for label in [*labels, COPY_ROW, REAL_ROW, BENCH_ROW] if any(r["representation"] == label
+                                                                                for r in rows)]
+    marks = conditioned({label: info.conditioning for label, info in infos.items()}, metrics.recognisers)
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
-                     conditioned=marks, labels={rep: {"setting": settings_of[rep]} for rep in order}, header=[f"**{note}**"] if note else [],
+                     conditioned=marks, labels={rep: {"setting": settings_of[rep]} for rep in order},
+                     header=[f"**{note}**"] if note else [],
                      footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench))
     cells = write_table(rows, out, spec)
     curves = write_curves(curve_points(rows, spec), out, spec, note)
     summary = summarise(swap_rows, order, protocol) if swaps else []
     if swaps:
         write_swap(out, swap_rows, summary, protocol)
-    exported = export_multiid(export, rows, out, next(iter(generators.values())).prompt if generators else "") \
+    exported = write_export(export, rows, out, infos[labels[0]].prompt if labels else "") \
         if export is not None else None
     settings = {
-        "protocol": asdict(protocol), "manifest": str(fitted.manifest) if fitted.manifest else None,
+        "protocol": asdict(protocol), "seeds": seeds_rule(fitted, protocol), "manifest": str(fitted.manifest) if fitted.manifest else None,
         "bench": str(bench) if bench else None, "metrics": metrics.models, "recognisers": metrics.recognisers,
-        "generators": {label: gen.settings for label, gen in generators.items()}, "random_weights": note,
+        "generators": {label: infos[label].settings for label in labels}, "random_weights": note,
         "conditioned_on_a_scoring_model": marks, "inputs_evaluated": list(fitted.ks), "notes": fitted.notes,
         "identities": list(fitted.plans), "skipped": fitted.skipped,
         "bootstrap": {"resamples": protocol.bootstrap, "seed": protocol.seed, "level": protocol.level,

@@ -32,7 +32,9 @@ from omniid.checkpoint import (CheckpointError, read_run_preset, read_state, rec
                                resolve_checkpoint)
 from omniid.encoder import quiet_random_init
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
+from omniid.flux.loading import flux_dtype
 from omniid.flux.prompt import prompt_embeddings
+from omniid.flux.shared import FluxShare
 from omniid.flux.sampling import sample
 from omniid.preprocess import ImageLike
 
@@ -60,33 +62,33 @@ class OmniIDGenerator:
         self.aligner = InputAligner(default_pipeline(preset.name))  # input photos: from_checkpoint sets its pipeline
         self.preprocessing: list[list[str]] = []                     # how tokens() prepared each image, last call
 
+    stage = "flow"  # the checkpoints this class generates from, and what they must hold
+    required = ((ADAPTER_FILE, ADAPTER_CONFIG), "no trained adapter",
+                "generation needs a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
+
+    @classmethod
+    def read(cls, path: str | Path) -> tuple[Path, dict, object]:
+        """(step folder, state, preset as the run trained it) of a checkpoint, checked; nothing built."""
+        from omniid.config import get_preset
+
+        folder = resolve_checkpoint(path)
+        require_files(folder, *cls.required)
+        state = read_state(folder)
+        if state.get("stage", "flow") != cls.stage or "preset" not in state:
+            raise CheckpointError(f"{folder}: state.json names no {cls.stage}-stage preset "
+                                  f"(stage={state.get('stage')!r})")
+        return folder, state, get_preset(state["preset"], stage=cls.stage, **_run_overrides(folder))
+
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", flux_path=None, clip_weights=None,
                         prompt_embeds: str | Path | None = None, pipeline: str | Path | None = None,
-                        models_dir: str | Path | None = None) -> "OmniIDGenerator":
+                        models_dir: str | Path | None = None, flux: FluxShare | None = None) -> "OmniIDGenerator":
         """pipeline / models_dir: the mfhq preset whose detector aligns input photos (default: `paper`
-        for a paper run, `sample` otherwise) and its weights folder."""
-        from omniid.config import get_preset
-        from omniid.objectives import build_objective
-
-        folder = resolve_checkpoint(path)
-        require_files(folder, (ADAPTER_FILE, ADAPTER_CONFIG), "no trained adapter",
-                      "generation needs a flow-stage checkpoint (omniid-train --stage flow --init-from ...)")
-        state = read_state(folder)
-        if state.get("stage", "flow") != "flow" or "preset" not in state:
-            raise CheckpointError(f"{folder}: state.json names no flow-stage preset (stage={state.get('stage')!r})")
-        preset = get_preset(state["preset"], stage="flow", **_run_overrides(folder))
-        representation = state.get("representation", "omniid")
-        prompt_embeds = prompt_embeds or recorded_prompt_cache(folder, state)
-        # The trained parts come from the checkpoint. Omni-ID's CLIP is in it; a baseline's frozen
-        # CLIP comes from its pretrained weights (the paper preset) as in training.
-        torch.manual_seed(preset.seed)  # as omniid-train does: a tiny preset's random FLUX is the trained one's
-        with quiet_random_init():
-            objective = build_objective("flow", preset, representation=representation, clip_weights=clip_weights,
-                                        pretrained_clip=representation != "omniid", flux_path=flux_path,
-                                        prompt_embeds=prompt_embeds, device=device)
-        objective.load_pretrained(folder)
-        objective.eval()
+        for a paper run, `sample` otherwise) and its weights folder. flux: a FluxShare lending one
+        frozen FLUX to every generator of the same base model (omniid-eval); None: its own."""
+        folder, state, preset = cls.read(path)
+        objective = _trained_objective(cls.stage, folder, state, preset, device, flux_path, clip_weights,
+                                       prompt_embeds, flux)
         generator = cls(objective, preset, folder, state)
         generator.aligner = InputAligner(pipeline or default_pipeline(preset.name), models_dir)
         return generator
@@ -163,6 +165,27 @@ def _quiet_sampler():
             del DiffusionPipeline._progress_bar_config
         else:
             DiffusionPipeline._progress_bar_config = before
+
+
+def _trained_objective(stage: str, folder: Path, state: dict, preset, device, flux_path, clip_weights, prompt_embeds,
+                       flux: FluxShare | None):
+    """The stage's objective built as training built it, with the checkpoint's weights, in eval mode.
+    The trained parts come from the checkpoint; Omni-ID's CLIP is in it, a baseline's frozen CLIP
+    comes from its pretrained weights (the paper preset) as in training."""
+    from omniid.objectives import build_objective
+
+    representation = state.get("representation", "omniid")
+    parts = flux.parts(preset.flow, device, flux_dtype(preset.flow, device), flux_path) if flux is not None else None
+    torch.manual_seed(preset.seed)  # as omniid-train does: a tiny baseline's random frozen parts are the trained ones
+    with quiet_random_init():
+        objective = build_objective(stage, preset, representation=representation, clip_weights=clip_weights,
+                                    pretrained_clip=representation != "omniid", flux_path=flux_path,
+                                    prompt_embeds=prompt_embeds or recorded_prompt_cache(folder, state),
+                                    device=device, flux=parts)
+    objective.load_pretrained(folder)
+    objective.eval()
+    objective.adapter.detach()  # FLUX may be lent to other rows: each sampling call attaches its adapter
+    return objective
 
 
 def _run_overrides(folder: Path) -> dict:

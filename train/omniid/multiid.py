@@ -17,6 +17,9 @@ up to 4 references; an entry with k > 4 has them all, the scorer uses the first 
 `read_bench(DIR)` reads a folder in that layout as an evaluation set: each entry is one
 "identity" whose inputs are its references (k = their number) and whose target is the original;
 an `out.*` beside them is scored as the row BENCH_ROW, with the same metrics as ours.
+`bench_seeds(DIR, metas, required)` gives each entry's seed from its meta.json (our key `seed`):
+generating from a --bench folder uses them, so an exported entry is generated again as it was;
+an entry without one is refused when generating, naming its meta.json.
 """
 from __future__ import annotations
 
@@ -47,6 +50,11 @@ def _write_jpeg(source: Path, dest: Path) -> None:
         image.convert("RGB").save(dest, quality=JPEG_QUALITY)
 
 
+def entry_root(row: dict) -> str:
+    """The root (one per representation) a row's entry goes under."""
+    return _safe(row["representation"])
+
+
 def export_multiid(root: str | Path, rows: list[dict], out: Path, prompt: str) -> int:
     """One entry per row with an image; `out`: the eval folder image paths are relative to."""
     root = Path(root)
@@ -54,7 +62,7 @@ def export_multiid(root: str | Path, rows: list[dict], out: Path, prompt: str) -
     for r in rows:
         if not r["image_path"]:
             continue
-        entry = root / _safe(r["representation"]) / _safe(f"{r['identity_id']}_k{r['k']}_t{r['target']}_s{r['sample']}")
+        entry = root / entry_root(r) / _safe(f"{r['identity_id']}_k{r['k']}_t{r['target']}_s{r['sample']}")
         entry.mkdir(parents=True, exist_ok=True)
         image = Path(r["image_path"])
         _write_jpeg(image if image.is_absolute() else out / image, entry / "out.jpg")
@@ -94,3 +102,21 @@ def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
         raise DataError(f"--bench {root}: no entry folder with ori.jpg and ref_1.jpg (MultiID-Bench's layout: "
                         f"ROOT/<entry>/{{out,ori,ref_1,...}}.jpg + meta.json)")
     return plans, metas
+
+
+def bench_seeds(root: str | Path, metas: dict[str, dict], required: bool) -> dict[str, int | None]:
+    """{entry: its meta.json's integer `seed`, or None}; with `required` (the entries are generated
+    again) an entry without one is a DataError naming its meta.json."""
+    seeds = {}
+    for entry, meta in metas.items():
+        seed = meta.get("seed")
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            if required:
+                where = Path(root) / entry / "meta.json"
+                found = "is missing" if not where.is_file() else f"has no integer \"seed\" (found {seed!r})"
+                raise DataError(f"--bench {where}: {found}; omniid-eval generates each entry with the seed its "
+                                f"meta.json records (--export-multiid writes it). Add one, or score the given "
+                                f"out.jpg alone (without --checkpoint)")
+            seed = None
+        seeds[entry] = seed
+    return seeds

@@ -46,16 +46,15 @@ def swap_k(protocol) -> int:
     return protocol.swap_k if protocol.swap_k is not None else max(protocol.inputs)
 
 
-def identity_swap_rows(identity: str, donor: str, donor_inputs: list[Path], targets: list[Path], own_rows: list[dict],
-                       generators: dict, folders: dict[str, Path], out: Path, metrics, protocol,
-                       copy_label: str) -> list[dict]:
-    """The swapped generations of one identity, each beside its own generation's ID similarity
-    (`own_rows`: the identity's rows of results.parquet); images go to out / folders[label]."""
+def identity_swap_rows(identity: str, donor: str, donor_inputs: list[Path], truth: list, own_rows: list[dict],
+                       generators: dict, labels: list[str], folders: dict[str, Path], out: Path, metrics, protocol,
+                       copy_label: str | None = None) -> list[dict]:
+    """The swapped generations of one identity for `labels` (generators' labels, or `copy_label`),
+    each beside its own generation's ID similarity (`own_rows`: the identity's rows of
+    results.parquet); truth: its ground truths' analysed faces; images go to out / folders[label]."""
     k, samples = swap_k(protocol), protocol.samples
-    truth = metrics.analyse(targets)
-    seeds = [protocol.seed_for(j, s) for j in range(len(targets)) for s in range(samples)]
+    seeds = [protocol.seed_for(j, s) for j in range(len(truth)) for s in range(samples)]
     own = {(r["representation"], r["target"], r["sample"]): r["id_similarity"] for r in own_rows if r["k"] == k}
-    labels = list(generators) + ([copy_label] if protocol.copy_row else [])
     rows = []
     for label in labels:
         if label == copy_label:  # the donor's first input photo, as the copy row scores the own one

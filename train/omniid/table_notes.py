@@ -22,7 +22,7 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
         f"{protocol.bootstrap} resamples, seed {protocol.seed}].",
         f"{source}; k = {', '.join(map(str, fitted.ks))}; {target_counts(fitted.plans)} target(s) per identity "
         f"({asked}) x {protocol.samples} sample(s); steps {protocol.steps}, guidance {_guidance(protocol)}, seeds "
-        f"{protocol.seed} + 1000 x target + sample.",
+        f"{seeds_rule(fitted, protocol)}.",
         "`copy-input` scores the first input itself (what copy-pasting earns); `real photos` scores another held-out "
         "photo of the identity as the generation (the real-pair ceiling; needs 2 targets per identity).",
         f"Copy-paste left out where the ground truth lies within {DEGENERATE_DEG:g} degree of its reference "
@@ -33,6 +33,12 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
     if fitted.skipped:
         lines.append(f"Skipped identities: {len(fitted.skipped)} (too few faces; listed in settings.json).")
     return lines + [f"Note: {note}" for note in fitted.notes] + conditioned_line(marks, mark)
+
+
+def seeds_rule(fitted: Fitted, protocol) -> str:
+    if any(plan.seeds is not None for plan in fitted.plans.values()):
+        return "each --bench entry's own, from its meta.json (+ sample)"
+    return f"{protocol.seed} + 1000 x target + sample"
 
 
 def _guidance(protocol) -> str:

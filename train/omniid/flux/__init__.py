@@ -7,6 +7,7 @@
     latents.py    encode_latents, pack_latents / unpack_latents, latent_image_ids (FLUX's 2x2 packing)
     sampling.py   sample(parts, prompt_embeds, pooled, tokens, adapter, guidance=...) through diffusers'
                   FluxPipeline; build_pipeline(parts, prompts, guidance)
+    shared.py     FluxShare: one FLUX per base model, lent to several rows of omniid-eval
     run.py        load_flow_run(path) -> FlowRun: everything `sample` needs from a flow-stage run, and
                   `run.pipeline()`: a FluxPipeline that takes text prompts
     cli.py        `python -m omniid.flux encode-prompt --preset paper --flux-path DIR --out FILE`
@@ -23,9 +24,10 @@ from omniid.flux.prompt import (encode_prompt_with_text_encoders, ensure_prompt_
                                 prompt_embeddings, random_prompt_embeds, write_prompt_embeds)
 from omniid.flux.run import FlowRun, load_flow_run
 from omniid.flux.sampling import build_pipeline, sample
+from omniid.flux.shared import FluxShare
 
 __all__ = ["FLUX_PATH_ENV", "PROMPT_EMBEDS_FILE", "TEXT_PARTS", "TRAIN_PARTS", "WEIGHT_FILES", "FlowRun",
-           "FluxParts", "FluxWeightsMissing", "build_pipeline", "check_flux_files", "encode_latents",
+           "FluxParts", "FluxShare", "FluxWeightsMissing", "build_pipeline", "check_flux_files", "encode_latents",
            "encode_prompt_with_text_encoders", "ensure_prompt_embeds", "flow_scheduler", "latent_image_ids",
            "load_flow_run", "load_flux", "load_prompt_embeds", "main", "missing_flux_files", "pack_latents",
            "prompt_embeddings", "random_prompt_embeds", "require_flux_folder", "resolve_flux_path", "sample",

@@ -1,12 +1,17 @@
 """FLUX's frozen parts, built or loaded: the transformer, the VAE and the scheduler.
 
     load_flux(flow: FlowConfig, device, dtype) -> FluxParts(transformer, vae, scheduler)
-        `tiny`: random `FluxTransformer2DModel` / `AutoencoderKL` from the preset's config dicts.
+        `tiny`: random `FluxTransformer2DModel` / `AutoencoderKL` from the preset's config dicts,
+        drawn from their own seed (RANDOM_FLUX_SEED, ours), so that one config is one model, as one
+        FLUX folder is, whatever was built before it (a run's representation, another eval row).
         `paper`: FLUX.1-dev from a local diffusers-format folder (`--flux-path` / $OMNIID_FLUX_PATH);
         missing files raise `FluxWeightsMissing` naming every absent file and where it goes.
+    base_model_key(flow, device, dtype, flux_path) -> a hashable key: equal keys, equal FluxParts
+        (what `omniid.flux.shared.FluxShare` builds once and lends to several eval rows).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,7 @@ FLUX_PATH_ENV = "OMNIID_FLUX_PATH"
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
 TRAIN_PARTS = ("transformer", "vae")
 TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
+RANDOM_FLUX_SEED = 0  # a random config's weights (ours): like a folder, the config alone decides them
 
 
 @dataclass
@@ -93,20 +99,47 @@ def flow_scheduler(folder: Path | None = None):
                                            base_image_seq_len=256, max_image_seq_len=4096)
 
 
+def flux_dtype(flow, device) -> torch.dtype:
+    """FLUX's dtype on `device`: the run's flow.dtype on CUDA, float32 on CPU."""
+    return getattr(torch, flow.dtype) if torch.device(device).type == "cuda" else torch.float32
+
+
+def base_model_key(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=None) -> tuple:
+    """What decides the FluxParts `load_flux` returns: a random config (transformer and VAE dicts)
+    or the resolved FLUX folder, then the device and dtype. Rows with equal keys can share one."""
+    if flow.transformer is not None:
+        source = ("random", json.dumps({"transformer": flow.transformer, "vae": flow.vae}, sort_keys=True))
+    else:
+        folder = resolve_flux_path(flow, flux_path)
+        source = ("folder", str(folder.resolve()) if folder is not None else None)
+    return (*source, str(torch.device(device)), str(dtype))
+
+
+def _random_flux(flow, device, dtype: torch.dtype):
+    """A random-weight config's transformer and VAE, from RANDOM_FLUX_SEED; the caller's random
+    state is left as it was."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    device = torch.device(device)
+    cuda = list(range(torch.cuda.device_count())) if device.type == "cuda" else []  # manual_seed seeds them all
+    previous = torch.get_default_dtype()
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(RANDOM_FLUX_SEED)
+        # built where it runs and in its dtype: a 12B config never passes through RAM or fp32
+        torch.set_default_dtype(dtype)
+        try:
+            with torch.device(device):
+                return FluxTransformer2DModel(**flow.transformer), AutoencoderKL(**flow.vae)
+        finally:
+            torch.set_default_dtype(previous)
+
+
 def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=None) -> FluxParts:
     """The frozen transformer and VAE (eval mode, requires_grad False) on `device` in `dtype`."""
     from diffusers import AutoencoderKL, FluxTransformer2DModel
 
     if flow.transformer is not None:  # a random-weight config (tiny preset, tests, benchmarks)
-        # built where it runs and in its dtype: a 12B config never passes through RAM or fp32
-        previous = torch.get_default_dtype()
-        torch.set_default_dtype(dtype)
-        try:
-            with torch.device(device):
-                transformer = FluxTransformer2DModel(**flow.transformer)
-                vae = AutoencoderKL(**flow.vae)
-        finally:
-            torch.set_default_dtype(previous)
+        transformer, vae = _random_flux(flow, device, dtype)
         scheduler = flow_scheduler(None)
     else:
         folder = require_flux_folder(flow, flux_path)

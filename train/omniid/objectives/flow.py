@@ -17,7 +17,7 @@ from torch import nn
 from omniid.adapter import OmniIDAdapter
 from omniid.errors import FlagError
 from omniid.flux.latents import encode_latents, latent_image_ids, pack_latents
-from omniid.flux.loading import FluxParts, load_flux, require_flux_folder
+from omniid.flux.loading import FluxParts, flux_dtype, load_flux, require_flux_folder
 from omniid.flux.prompt import ensure_prompt_embeds, load_prompt_embeds, random_prompt_embeds
 from omniid.objectives.base import ObjectiveOutput
 from omniid.representations import build_representation
@@ -143,8 +143,10 @@ class FlowObjective(nn.Module):
 
 
 def build(preset, representation: str = "omniid", clip_weights=None, pretrained_clip: bool = True,
-          flux_path=None, prompt_embeds: str | Path | None = None, device="cpu", **_) -> FlowObjective:
-    """prompt_embeds: the cache file (written first if absent); None keeps a tiny config's in memory."""
+          flux_path=None, prompt_embeds: str | Path | None = None, device="cpu", flux: FluxParts | None = None,
+          **_) -> FlowObjective:
+    """prompt_embeds: the cache file (written first if absent); None keeps a tiny config's in memory.
+    flux: FLUX's parts already loaded for this flow config (omniid-eval lends one to several rows)."""
     flow, device = preset.flow, torch.device(device)
     if flow.transformer is None:  # fail on missing FLUX files before building anything large
         require_flux_folder(flow, flux_path)
@@ -156,8 +158,7 @@ def build(preset, representation: str = "omniid", clip_weights=None, pretrained_
         embeds, pooled = random_prompt_embeds(flow, 0)
     rep = build_representation(representation, preset, clip_weights=clip_weights,
                                pretrained_clip=pretrained_clip, device=device).to(device)
-    dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32
-    parts = load_flux(flow, device, dtype, flux_path)
+    parts = flux if flux is not None else load_flux(flow, device, flux_dtype(flow, device), flux_path)
     adapter = OmniIDAdapter.for_transformer(parts.transformer, rep.num_tokens, rep.dim, flow.adapter_dim,
                                             flow.adapter_scale).to(device)
     return FlowObjective(rep, parts, adapter, embeds.to(device), pooled.to(device), flow)

@@ -1,0 +1,73 @@
+"""`omniid-eval --export-multiid DIR`: the folder checked before any model loads, then written.
+
+DIR is taken when it can be written and is new, empty, or this evaluation's own export (its
+omniid-export.json names the same `--out`): the same command again replaces that export, as the
+same `omniid-train` command continues its run. Anything else is refused in one line before any
+work: a folder of other files, the export of another evaluation (its `--out` named), or `--out`
+itself, so a mistyped DIR never mixes two evaluations' entries or fills someone's folder.
+
+omniid-export.json is written before the first entry and lists the roots (one per row) it is
+about to write; a re-run deletes those roots, and only those, before writing its own.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from omniid.checks import check_out_dir
+from omniid.errors import OutputError
+from omniid.multiid import entry_root, export_multiid
+
+OPTION = "--export-multiid"
+MARKER = "omniid-export.json"
+
+
+def _marker(folder: Path) -> dict | None:
+    try:
+        marker = json.loads((folder / MARKER).read_text())
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def check_export_dir(folder: str | Path, out: str | Path) -> None:
+    """OutputError naming the folder unless an export can be written there (see the module doc)."""
+    folder = Path(folder)
+    check_out_dir(folder, OPTION)
+    if folder.resolve() == Path(out).resolve():
+        raise OutputError(f"{OPTION} {folder}: is --out itself; give the export its own folder (e.g. {folder}/multiid)")
+    if not folder.is_dir():
+        return
+    names = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    if not names:
+        return
+    marker = _marker(folder)
+    if marker is None:
+        raise OutputError(f"{OPTION} {folder}: already holds files that are not an omniid-eval export "
+                          f"({_shown(names)}); give a new or empty folder")
+    if marker.get("eval_out") != str(Path(out).resolve()):
+        raise OutputError(f"{OPTION} {folder}: holds the export of another evaluation (--out {marker.get('eval_out')}); "
+                          f"give a new or empty folder, or run that evaluation again to replace it")
+    foreign = [n for n in names if n != MARKER and n not in marker.get("roots", [])]
+    if foreign:
+        raise OutputError(f"{OPTION} {folder}: holds files that its export did not write ({_shown(foreign)}); "
+                          f"give a new or empty folder")
+
+
+def write_export(folder: str | Path, rows: list[dict], out: Path, prompt: str) -> int:
+    """This evaluation's export, in place of any earlier one of it; the number of entries."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    earlier = (_marker(folder) or {}).get("roots", [])
+    roots = sorted({entry_root(r) for r in rows if r["image_path"]})
+    for root in earlier:
+        if root and "/" not in root and root not in (".", ".."):  # a name the marker says we wrote, nothing else
+            shutil.rmtree(folder / root, ignore_errors=True)
+    (folder / MARKER).write_text(json.dumps({"written_by": "omniid-eval --export-multiid (ours)",
+                                             "eval_out": str(Path(out).resolve()), "roots": roots}, indent=2))
+    return export_multiid(folder, rows, out, prompt)

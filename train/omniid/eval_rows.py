@@ -1,0 +1,94 @@
+"""omniid-eval's generated rows: which checkpoint each is, under which label, and on which FLUX.
+
+    rows = EvalRows(checkpoints, controlnets, device, flux_path, clip_weights)  # every folder checked, nothing built
+    rows.labels                          # table row labels, in the order of the command line
+    for generators in rows.groups():     # {label: generator} of one base model at a time
+        ...                              # (omniid.evaluate generates every identity with them)
+
+FLUX is frozen in every stage, so the rows that share a base model (`omniid.flux.loading.
+base_model_key`: the same FLUX folder or random config, device and dtype) share one FLUX
+(`omniid.flux.shared.FluxShare`); each row builds only what it trained (its representation,
+IP-Adapter and, for `--controlnet`, its ControlNet), attached to that FLUX for each sampling call.
+Rows of another base model come in a later group, after the previous group's generators and
+FLUX are released, so one FLUX is held at a time. On the paper preset four rows hold one
+FLUX.1-dev (~24 GB in bf16) instead of four (~96 GB).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from omniid.controlnet_generation import ControlNetGenerator
+from omniid.flux.loading import base_model_key, flux_dtype, require_flux_folder
+from omniid.flux.shared import FluxShare
+from omniid.generation import OmniIDGenerator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RowSpec:
+    label: str
+    path: str
+    kind: type          # OmniIDGenerator (decoder-only) or ControlNetGenerator (Table 1-like)
+    preset: object      # as the run trained it
+    base: tuple         # its FLUX's base_model_key
+
+
+def _label(name: str, path: str, controlnet: bool, taken: set[str]) -> str:
+    """The representation's name, made unique beside the labels already taken."""
+    candidates = ((name, f"{name} (ControlNet)", f"{name} (ControlNet, {Path(path).name})", f"{name} (ControlNet, {path})")
+                  if controlnet else (name, f"{name} ({Path(path).name})", f"{name} ({path})"))
+    return next((c for c in candidates if c not in taken), candidates[-1])
+
+
+class EvalRows:
+    def __init__(self, checkpoints: Sequence[str], controlnets: Sequence[str], device: str = "cpu", flux_path=None,
+                 clip_weights=None):
+        """Every checkpoint read and checked (missing files, wrong stage, its FLUX folder) before any
+        model loads."""
+        self.device, self.flux_path, self.clip_weights = device, flux_path, clip_weights
+        self.specs: list[RowSpec] = []
+        self.share = FluxShare()
+        taken: set[str] = set()
+        for kind, paths in ((OmniIDGenerator, checkpoints), (ControlNetGenerator, controlnets)):
+            for path in paths:
+                _, state, preset = kind.read(path)
+                label = _label(state.get("representation", "omniid"), str(path), kind is ControlNetGenerator, taken)
+                taken.add(label)
+                if preset.flow.transformer is None:  # a FLUX folder: its files checked now, not after other rows
+                    require_flux_folder(preset.flow, flux_path)
+                base = base_model_key(preset.flow, device, flux_dtype(preset.flow, device), flux_path)
+                self.specs.append(RowSpec(label, str(path), kind, preset, base))
+
+    @property
+    def labels(self) -> list[str]:
+        return [spec.label for spec in self.specs]
+
+    @property
+    def preset(self):
+        """The first row's preset (it picks the default metric pipeline), None without rows."""
+        return self.specs[0].preset if self.specs else None
+
+    def bases(self) -> list[tuple]:
+        """The distinct base models, in the order their first row comes."""
+        return list(dict.fromkeys(spec.base for spec in self.specs))
+
+    def groups(self) -> Iterator[dict]:
+        """{label: generator} per base model, built on one shared FLUX; everything of a group is
+        released before the next group's FLUX loads."""
+        bases = self.bases()
+        for n, base in enumerate(bases):
+            specs = [spec for spec in self.specs if spec.base == base]
+            if len(bases) > 1:
+                log.info("FLUX %d of %d (%s): rows %s", n + 1, len(bases), base[0], ", ".join(s.label for s in specs))
+            generators = {spec.label: spec.kind.from_checkpoint(spec.path, self.device, self.flux_path,
+                                                                self.clip_weights, flux=self.share)
+                          for spec in specs}
+            try:
+                yield generators
+            finally:
+                generators.clear()
+                self.share.release()
