@@ -23,6 +23,14 @@ def run_cli(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedPro
     return result
 
 
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache(tmp_path_factory) -> Path:
+    """Rewritten model graphs go to this session's folder (inherited by CLI subprocesses), not the user's cache."""
+    folder = tmp_path_factory.mktemp("mfhq-cache")
+    os.environ["MFHQ_CACHE_DIR"] = str(folder)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sample")

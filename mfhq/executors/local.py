@@ -16,6 +16,7 @@ from mfhq.config import PipelineConfig, config_from_dict
 from mfhq.executors.base import ExecutorError, Lost, ShardScheduler
 from mfhq.manifest.io import DiskFull
 from mfhq.manifest.lock import NotOwner
+from mfhq.worker.log_relay import LOG, Sender, replay, send_logs_to_parent
 from mfhq.worker.process import quiet_process
 from mfhq.worker.shard import close_watchdogs, run_shard
 from mfhq.worker.watchdog import WorkerError, WorkerOutOfMemory
@@ -23,7 +24,10 @@ from mfhq.worker.watchdog import WorkerError, WorkerOutOfMemory
 
 def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verbose: bool, owner: str | None) -> None:
     quiet_process()
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    send = Sender(conn)
+    # This runner's records, and its worker's (replayed by the watchdog), go to the driver, which
+    # prints them above its progress bar.
+    send_logs_to_parent(send, logging.INFO if verbose else logging.WARNING)
     cfg = config_from_dict(cfg_dict)
     try:
         while True:
@@ -31,16 +35,16 @@ def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verb
             if message[0] == "stop":
                 return
             try:
-                conn.send(("stats", run_shard(message[1], run_dir, cfg, models_dir, owner)))
+                send(("stats", run_shard(message[1], run_dir, cfg, models_dir, owner)))
             except DiskFull as exc:
-                conn.send(("diskfull", str(exc)))
+                send(("diskfull", str(exc)))
             except WorkerOutOfMemory as exc:
-                conn.send(("oom", str(exc)))
+                send(("oom", str(exc)))
             except (ExecutorError, WorkerError, NotOwner) as exc:
-                conn.send(("fatal", str(exc)))
+                send(("fatal", str(exc)))
             except Exception as exc:  # a bug: say which shard, stop the run
                 logging.getLogger(__name__).exception("shard %s failed", message[1].id)
-                conn.send(("fatal", f"shard {message[1].id}: {type(exc).__name__}: {exc}"))
+                send(("fatal", f"shard {message[1].id}: {type(exc).__name__}: {exc}"))
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the driver is gone
     finally:
@@ -89,11 +93,14 @@ class LocalExecutor(ShardScheduler):
     def _wait(self, timeout: float):
         wait([r.conn for r in self.runners] + [r.process.sentinel for r in self.runners], timeout=timeout)
         for slot, runner in enumerate(self.runners):
-            while slot in self.busy and runner.conn.poll():
+            while runner.conn.poll():  # a runner sends one reply per shard, and log records any time
                 try:
                     kind, payload = runner.conn.recv()
                 except (EOFError, OSError):
                     break
+                if kind == LOG:
+                    replay(payload)
+                    continue
                 if kind == "diskfull":
                     raise DiskFull(payload)
                 if kind == "oom":

@@ -58,6 +58,15 @@ def make_batch_symbolic(model):
     return model
 
 
+REWRITE_CODE = (__name__,)  # what batch_symbolic_graph runs (the graph cache's key)
+
+
+def batch_symbolic_graph(path) -> bytes:
+    import onnx
+
+    return make_batch_symbolic(onnx.load(str(path))).SerializeToString()
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> np.ndarray:
     """Greedy non-maximum suppression; returns kept indices, best score first."""
     order = np.argsort(-scores, kind="stable")
@@ -95,15 +104,16 @@ class ScrfdDetector(Backend):
     weight_files = (SCRFD_10G,)
 
     def load(self) -> None:
-        import onnx
         from insightface.model_zoo.scrfd import SCRFD
+
+        from mfhq.models.graph_cache import rewritten_graph
 
         path = self.paths[SCRFD_10G.name]
         self.det_size = int(self.options.get("det_size", 640))
         self.threshold = float(self.options.get("score_threshold", 0.5))
         self.nms_threshold = float(self.options.get("nms_threshold", 0.4))
         self.max_faces = int(self.options.get("max_faces", 10))
-        symbolic = make_batch_symbolic(onnx.load(str(path))).SerializeToString()
+        symbolic = rewritten_graph(path, "scrfd-batch-axis", REWRITE_CODE, batch_symbolic_graph)
         self._scrfd = SCRFD(model_file=str(path), session=ort_session(symbolic, self.device))
         if not self._scrfd.use_kps:
             raise ValueError(f"{path}: this SCRFD graph has no landmark heads; the pipeline needs 5 landmarks")
@@ -179,11 +189,12 @@ class ArcFaceEmbedder(Backend):
     dim = 512
 
     def load(self) -> None:
-        import onnx
         from insightface.model_zoo.arcface_onnx import ArcFaceONNX
 
+        from mfhq.models.graph_cache import rewritten_graph
+
         path = str(self.paths[ARCFACE_R50.name])
-        symbolic = make_batch_symbolic(onnx.load(path)).SerializeToString()
+        symbolic = rewritten_graph(path, "arcface-batch-axis", REWRITE_CODE, batch_symbolic_graph)
         # ArcFaceONNX reads the graph to pick its input normalisation (mxnet-exported or not).
         self._arcface = ArcFaceONNX(model_file=path, session=ort_session(symbolic, self.device))
         if tuple(self._arcface.input_size) != (112, 112):

@@ -52,6 +52,9 @@ def split_prelu(model):
     return model
 
 
+REWRITE_CODE = ("mfhq.models.onnx_graph", __name__)  # what load_sface_graph runs (the graph cache's key)
+
+
 def load_sface_graph(path, fast: bool = True):
     """The SFace ONNX graph with weights dequantised once; `fast` also splits the PRelus."""
     import onnx
@@ -70,11 +73,13 @@ class SFaceEmbedder(Backend):
     dim = 128
 
     def load(self) -> None:
+        from mfhq.models.graph_cache import rewritten_graph
         from mfhq.models.runtime import ort_session
 
-        model = load_sface_graph(self.paths[SFACE.name])
+        graph = rewritten_graph(self.paths[SFACE.name], "sface-float-split-prelu", REWRITE_CODE,
+                                lambda path: load_sface_graph(path).SerializeToString())
         # One intra-op thread on CPU (parallelism comes from worker processes).
-        self._session = ort_session(model.SerializeToString(), "cpu")
+        self._session = ort_session(graph, "cpu")
         self._input = self._session.get_inputs()[0].name
         self._batched = not isinstance(self._session.get_inputs()[0].shape[0], int)
 

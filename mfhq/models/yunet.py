@@ -33,6 +33,19 @@ YUNET = WeightFile(
 )
 
 
+REWRITE_CODE = ("mfhq.models.onnx_graph", __name__)  # what yunet_graph runs (the graph cache's key)
+
+
+def yunet_graph(path) -> bytes:
+    """The shipped graph with its weights dequantised once and any image size allowed, serialized."""
+    import onnx
+
+    from mfhq.models.onnx_graph import fold_weight_dequantization, unused_initializers_removed, with_free_image_size
+
+    model = fold_weight_dequantization(onnx.load(str(path)))
+    return with_free_image_size(unused_initializers_removed(model)).SerializeToString()
+
+
 class YuNetDetector(Backend):
     name = "yunet"
     task = "detector"
@@ -40,16 +53,12 @@ class YuNetDetector(Backend):
     weight_files = (YUNET,)
 
     def load(self) -> None:
-        import onnx
-
-        from mfhq.models.onnx_graph import (fold_weight_dequantization, unused_initializers_removed,
-                                            with_free_image_size)
+        from mfhq.models.graph_cache import rewritten_graph
         from mfhq.models.runtime import ort_session
 
         path = self.paths[YUNET.name]
-        model = fold_weight_dequantization(onnx.load(str(path)))
-        model = with_free_image_size(unused_initializers_removed(model))
-        self._session = ort_session(model.SerializeToString(), self.device)
+        graph = rewritten_graph(path, "yunet-float-free-size", REWRITE_CODE, yunet_graph)
+        self._session = ort_session(graph, self.device)
         self._input = self._session.get_inputs()[0].name
         names = {output.name for output in self._session.get_outputs()}
         self._heads = [[f"{head}_{stride}" for head in HEADS] for stride in STRIDES]

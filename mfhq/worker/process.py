@@ -2,7 +2,7 @@
 clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("oom", message) | ("diskfull", message) |
-("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row). Phases "decode" and
+("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py). Phases "decode" and
 "process" say what the main thread does; "read" and "read-done" come from the decode-ahead thread
 (mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import signal
-import threading
 from pathlib import Path
 
 
@@ -26,16 +25,21 @@ def quiet_process() -> None:
         pass
 
 
-def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, kind: str = "extract") -> None:
-    """kind: extract (clips through every stage) or materialize (sampled faces' crops and masks)."""
+def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, kind: str = "extract",
+                        log_level: int = logging.WARNING) -> None:
+    """kind: extract (clips through every stage) or materialize (sampled faces' crops and masks).
+    Log records at log_level and above go to the parent as ("log", record) messages."""
     quiet_process()
+    from mfhq.worker.log_relay import Sender, send_logs_to_parent
+
+    send = Sender(conn)  # the main thread, the decode-ahead thread and the log handler share the pipe
+    send_logs_to_parent(send, log_level)
     # One thread per library per process: parallelism comes from processes, and oversubscribed
     # BLAS/OpenMP pools make a 2-core machine crawl.
     from mfhq.models.runtime import limit_threads
     from mfhq.worker.heap import give_back_freed_heap
 
     limit_threads()
-    logging.basicConfig(level=logging.WARNING)
     from mfhq.config import config_from_dict
     from mfhq.manifest.io import is_disk_full
     if kind == "materialize":
@@ -53,17 +57,11 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
             give_back_freed_heap()
         except Exception as exc:  # missing weights, unknown backend, no memory: the run cannot go on
             if is_out_of_memory(exc):
-                conn.send(("oom", out_of_memory_message(getattr(processor, "loading", None), exc, cfg.run)))
+                send(("oom", out_of_memory_message(getattr(processor, "loading", None), exc, cfg.run)))
             else:
-                conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+                send(("fatal", f"{type(exc).__name__}: {exc}"))
             return
-        conn.send(("ready", processor.provenance))
-        lock = threading.Lock()
-
-        def send(message: tuple) -> None:
-            with lock:
-                conn.send(message)
-
+        send(("ready", processor.provenance))
         while True:
             message = conn.recv()
             if message[0] == "stop":
@@ -78,7 +76,7 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise
-                conn.send(("diskfull", f"{exc.filename or run_dir}: {exc.strerror or exc}"))
+                send(("diskfull", f"{exc.filename or run_dir}: {exc.strerror or exc}"))
                 return
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the parent is gone (stopped or killed): nothing to report to

@@ -22,6 +22,7 @@ from mfhq.config import PipelineConfig
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import DiskFull
 from mfhq.records import Clip, ClipRow, Status
+from mfhq.worker.log_relay import LOG, replay
 from mfhq.worker.process import worker_process_main
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,12 @@ class Watchdog:
 
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
+        # The worker's records come back as ("log", record) messages, at this process's level
+        # (WARNING at least): replayed here, they reach the driver's handlers, never its bar.
+        level = min(logging.getLogger().getEffectiveLevel(), logging.WARNING)
         self.process = self.ctx.Process(target=worker_process_main, daemon=True,
-                                        args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir, self.kind))
+                                        args=(child, self.cfg.to_dict(), self.run_dir, self.models_dir, self.kind,
+                                              level))
         self.process.start()
         child.close()
         while True:  # model loading: no watchdog (a first load may download or compile)
@@ -62,11 +67,13 @@ class Watchdog:
                     raise self._died_loading()
                 continue
             message = self.conn.recv()
-            if message[0] == "oom":
+            if message[0] == LOG:
+                replay(message[1])
+            elif message[0] == "oom":
                 raise WorkerOutOfMemory(message[1])
-            if message[0] == "fatal":
+            elif message[0] == "fatal":
                 raise WorkerError(message[1])
-            if message[0] == "ready":
+            elif message[0] == "ready":
                 self.provenance = message[1]
                 return
 
@@ -138,7 +145,9 @@ class Watchdog:
 
     def _handle(self, message: tuple, on_result: OnResult) -> None:
         kind = message[0]
-        if kind == "phase" and message[2] in ("read", "read-done"):
+        if kind == LOG:
+            replay(message[1])
+        elif kind == "phase" and message[2] in ("read", "read-done"):
             if message[2] == "read":
                 self.reading[message[1]] = time.monotonic()
             else:

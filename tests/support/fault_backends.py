@@ -6,6 +6,7 @@ the workers import this module by name, so this folder must be on PYTHONPATH.
 """
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -42,3 +43,14 @@ class GatedQuality(BrisqueQuality):
             while Path(gate).exists():
                 time.sleep(0.05)
         return super().score(crops)
+
+
+WORKER_WARNING = ("WarningQuality loaded: %s, %d", "ünïcode ✓", 42)  # logged once per worker, formatted there
+
+
+class WarningQuality(BrisqueQuality):
+    """BRISQUE that logs one warning as its worker loads it (the log relay's test)."""
+
+    def load(self) -> None:
+        super().load()
+        logging.getLogger("fault_backends").warning(*WORKER_WARNING)
