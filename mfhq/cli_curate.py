@@ -101,7 +101,9 @@ def bench_curate(
     and the identity merge's time at three clip counts with its fitted exponent."""
     from mfhq.curate.bench import run_bench_curate, run_bench_merge, run_bench_preset_merge
 
-    curate = load_pipeline(pipeline).curate
+    config = load_pipeline(pipeline)
+    curate = config.curate
+    dim = embedding_dim(config.embed.backend)
     sample: dict = {}
     if not skip_sample:
         for line in run_bench_curate(identities, faces, workdir, curate, workers, sample):
@@ -109,7 +111,7 @@ def bench_curate(
     n = identities if merge_clips is None else merge_clips
     if not n:
         return
-    lines, preset_merge = run_bench_preset_merge(n, curate)
+    lines, preset_merge = run_bench_preset_merge(n, curate, dim)
     for line in lines:
         typer.echo(line)
     if sample:  # the whole of cluster-sample at this size: k-means and selection plus the merge
@@ -120,8 +122,16 @@ def bench_curate(
                    f"{total_cpu / max(sample['scan_cpu_s'], 1e-9):.1f}x in CPU time")
     if not skip_embedding_fit:
         typer.echo("the embedding merge (merge_by_embedding, candidate search forced at every size):")
-        for line in run_bench_merge(n, curate)[0]:
+        for line in run_bench_merge(n, curate, dim=dim)[0]:
             typer.echo("  " + line)
+
+
+def embedding_dim(backend: str) -> int:
+    """The width of the preset's clip embeddings (SFace 128, ArcFace 512), which the merge
+    benchmark's synthetic clip means take; 512 for a backend that does not declare it."""
+    from mfhq.models.registry import backend_class
+
+    return int(getattr(backend_class("embedder", backend), "dim", 512))
 
 
 def register_curate_commands(app: typer.Typer) -> None:

@@ -103,18 +103,19 @@ def synthetic_clip_means(n_clips: int, dim: int = 512, seed: int = 0) -> tuple[n
     return emb, person
 
 
-def _merge_seconds(emb: np.ndarray, cfg: CurateConfig, video: np.ndarray | None = None) -> tuple[float, float, pa.Table]:
+def _merge_seconds(emb: np.ndarray, cfg: CurateConfig, video: np.ndarray | None = None,
+                   report: dict | None = None) -> tuple[float, float, pa.Table]:
     """assign_identities' time; `video` gives clips a shared source video (default: one each)."""
     n = len(emb)
     keys = [f"s/c{i:07d}" for i in range(n)]
     video = np.arange(n) if video is None else video
     clips = pa.table({"clip_key": keys, "video_key": [f"v{int(v)}" for v in video], "n_usable": np.ones(n, np.int64)})
     cpu0, started = _cpu(), time.perf_counter()
-    ident = merge.assign_identities(clips, emb, cfg)
+    ident = merge.assign_identities(clips, emb, cfg, report)
     return time.perf_counter() - started, _cpu() - cpu0, ident
 
 
-def run_bench_preset_merge(n_clips: int, cfg: CurateConfig) -> tuple[list[str], dict]:
+def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> tuple[list[str], dict]:
     """The preset's own identity merge, as configured, on n/4, n/2 and n synthetic clips whose
     people's clips come from one source video each (as CelebV-HQ cuts several clips from one
     YouTube video), with the exponent of its time against the clip count.
@@ -124,31 +125,33 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig) -> tuple[list[str], 
     sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
     walls, cpus = [], []
     for n in sizes:
-        emb, person = synthetic_clip_means(n)
+        emb, person = synthetic_clip_means(n, dim)
         wall, cpu, ident = _merge_seconds(emb, cfg, video=person)
         walls.append(wall)
         cpus.append(cpu)
+        del emb
     found = len(set(ident.column("identity_id").to_pylist()))
     exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
     how = " + ".join(name for name, on in (("source video", cfg.merge_by_video_key),
                                            ("embedding", cfg.merge_by_embedding)) if on) or "none"
-    lines = [f"the preset's merge ({cfg.merge}, by {how}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
+    width = f"; {dim}-d clip means" if cfg.merge_by_embedding else ""
+    lines = [f"the preset's merge ({cfg.merge}, by {how}{width}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
              f"{found} identities ({len(np.unique(person))} synthetic people); time ~ clips^{exponent:.2f} (wall) "
              f"over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)"]
     same = None
     if cfg.merge_by_embedding:
-        same = _same_as_exact(sizes[0], cfg)
+        same = _same_as_exact(sizes[0], cfg, dim)
         lines.append(f"  candidate search forced at {sizes[0]} clips: same identities as the exact search: {same}; "
                      f"faiss distance kernels: {simd_level()}")
     return lines, {"wall_s": walls[-1], "cpu_s": cpus[-1], "identities": found, "sizes": sizes, "walls": walls,
                    "exponent_wall": exponent, "same_as_exact": same}
 
 
-def _same_as_exact(n: int, cfg: CurateConfig) -> bool:
+def _same_as_exact(n: int, cfg: CurateConfig, dim: int = 512) -> bool:
     """The preset's merge of n synthetic clips through the candidate search and through the
     exact range search give the same partition of the clips. A third of the clips come from a video of
     their own, so the embedding search has people to join across videos."""
-    emb, person = synthetic_clip_means(n)
+    emb, person = synthetic_clip_means(n, dim)
     own = np.random.default_rng(1).random(n) < 1 / 3
     video = np.where(own, person.max() + 1 + np.arange(n), person)
     exact_below = merge.EXACT_BELOW
@@ -162,7 +165,7 @@ def _same_as_exact(n: int, cfg: CurateConfig) -> bool:
     return len(set(zip(approx, exact))) == len(set(approx)) == len(set(exact))
 
 
-def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000) -> tuple[list[str], dict]:
+def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000, dim: int = 512) -> tuple[list[str], dict]:
     """Merge time at n/4, n/2 and n clips, all through the candidate search (the exact path
     that small inputs take is switched off, so one method is fitted); the exponent of a
     log-log fit; agreement with the exact all-pairs merge at the smallest size (when it is at
@@ -170,25 +173,29 @@ def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000) 
     sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
     exact_below, merge.EXACT_BELOW = merge.EXACT_BELOW, 0
     try:
-        return _bench_merge_sizes(sizes, cfg, exact_check)
+        return _bench_merge_sizes(sizes, cfg, exact_check, dim)
     finally:
         merge.EXACT_BELOW = exact_below
 
 
-def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int) -> tuple[list[str], dict]:
+def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int, dim: int) -> tuple[list[str], dict]:
     cfg = dataclasses.replace(cfg, merge="merge", merge_by_video_key=False, merge_by_embedding=True)
-    walls, cpus, lines = [], [], []
+    walls, cpus, lines, recalls = [], [], [], []
     agree = None
     for n in sizes:
-        emb, person = synthetic_clip_means(n)
-        wall, cpu, ident = _merge_seconds(emb, cfg)
+        emb, person = synthetic_clip_means(n, dim)
+        report: dict = {}
+        wall, cpu, ident = _merge_seconds(emb, cfg, report=report)
+        recalls.append(report)
         walls.append(wall)
         cpus.append(cpu)
         found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
         # A few of a person's clip pairs fall under the threshold by chance, so even the exact
         # merge splits some people: the true count is context, the all-pairs check is the test.
         lines.append(f"merge of {n} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, {found.max() + 1} identities "
-                     f"({len(np.unique(person))} synthetic people)")
+                     f"({len(np.unique(person))} synthetic people); candidate search found "
+                     f"{report.get('recall_found')} of {report.get('recall_pairs')} exact pairs of "
+                     f"{report.get('recall_sample')} sampled clips")
         if n == sizes[0] and n <= exact_check:
             a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
             from scipy import sparse
@@ -202,4 +209,4 @@ def _bench_merge_sizes(sizes: list[int], cfg: CurateConfig, exact_check: int) ->
     exponent_cpu = float(np.polyfit(np.log(sizes), np.log(np.maximum(cpus, 1e-6)), 1)[0])
     lines.append(f"merge time ~ clips^{exponent:.2f} (wall), ^{exponent_cpu:.2f} (CPU), fitted over {sizes}")
     return lines, {"sizes": sizes, "wall_s": walls, "cpu_s": cpus, "exponent_wall": exponent,
-                   "exponent_cpu": exponent_cpu, "same_as_all_pairs": agree}
+                   "exponent_cpu": exponent_cpu, "same_as_all_pairs": agree, "recall": recalls}

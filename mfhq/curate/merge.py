@@ -52,6 +52,7 @@ EXACT_BELOW = 40_000   # clips; below this the exact range search (BLAS) is chea
 # by clip (ours). For one-clip groups the mean is the clip; a person's clips of one video sit
 # closer to their mean than to each other, and strangers' 512-d means are near 0 (sd 0.05).
 GROUP_MARGIN = 0.25
+RECALL_SAMPLE = 512  # clips whose exact partners check the candidate search on every run (ours)
 
 
 def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -69,7 +70,8 @@ def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tup
     return cat(a_all, np.int64), cat(b_all, np.int64), cat(s_all, np.float32)
 
 
-def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | None = None):
+def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | None = None,
+                     report: dict | None = None):
     """Pairs i < j of clips in different groups with cosine >= threshold, found without
     comparing all pairs (groups: clips already one identity, e.g. by source video; None: one
     group per clip).
@@ -113,7 +115,46 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
         ea, eb, es = range_pairs(emb, np.flatnonzero(np.isin(groups, saturated)), threshold)
         cross = groups[ea] != groups[eb]
         a, b, s = np.concatenate([a, ea[cross]]), np.concatenate([b, eb[cross]]), np.concatenate([s, es[cross]])
-    return exact_pairs(emb, a, b, threshold)
+    a, b, s = exact_pairs(emb, a, b, threshold)
+    _check_recall(emb, groups, a, b, threshold, report)
+    return a, b, s
+
+
+def _check_recall(emb, groups, a, b, threshold, report: dict | None) -> None:
+    """The candidate search against the exact one on a fixed sample of clips: logged, and put in
+    `report` (the search is approximate; a user sees how well it did on their own clips)."""
+    n = len(emb)
+    sample = np.sort(np.random.default_rng(0).choice(n, min(RECALL_SAMPLE, n), replace=False))
+    rows, cols = _pairs_of(emb, sample, threshold)
+    cross = groups[rows] != groups[cols]
+    lo, hi = np.minimum(rows, cols)[cross], np.maximum(rows, cols)[cross]
+    expected = np.unique(lo * n + hi)
+    # The edges' own arithmetic decides a pair on the threshold, as it did for the search.
+    expected = expected[cosines(emb, expected // n, expected % n) >= threshold]
+    found = int(np.isin(expected, a * n + b).sum())
+    total = len(expected)
+    if report is not None:
+        report.update(recall_sample=len(sample), recall_pairs=total, recall_found=found)
+    level = logging.INFO if found == total else logging.WARNING
+    log.log(level, "embedding merge: the candidate search found %d of the %d pairs that %d sampled clips have in the "
+            "exact search%s", found, total, len(sample),
+            "" if found == total else "; a person whose only pair was missed stays split")
+
+
+def _pairs_of(emb: np.ndarray, queries: np.ndarray, threshold: float, block: int = 16384):
+    """(query, other) for every other clip whose cosine with a query clears the threshold: exact,
+    by products of the queries with blocks of clips (one reused buffer)."""
+    q = emb[queries]
+    sims = np.empty((len(queries), min(block, len(emb))), np.float32)
+    rows, cols = [], []
+    for begin in range(0, len(emb), block):
+        part = sims[:, :min(block, len(emb) - begin)]
+        np.matmul(q, emb[begin:begin + block].T, out=part)
+        r, c = np.nonzero(part >= threshold)
+        keep = queries[r] != c + begin
+        rows.append(queries[r[keep]])
+        cols.append(c[keep] + begin)
+    return cat(rows, np.int64), cat(cols, np.int64)
 
 
 def _group_pair_edges(emb, groups, query, cand, threshold):
@@ -151,8 +192,9 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
 
-def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa.Table:
-    """clips: clip_key, video_key, n_usable (one row per clip, in clip-code order).
+def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig, report: dict | None = None) -> pa.Table:
+    """clips: clip_key, video_key, n_usable (one row per clip, in clip-code order). `report`, when
+    given, receives the candidate search's recall on a sample (when the search ran).
 
     Returns clip_key, identity_id, decision, evidence (JSON edges of its identity) per clip.
     """
@@ -166,7 +208,7 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
             edges.append((*_video_edges(codes.indices.to_numpy(), emb, cfg.video_key_min_similarity), "video_key"))
             groups = _components(n, edges[0][0], edges[0][1])
         if cfg.merge_by_embedding:
-            edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups), "embedding"))
+            edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups, report), "embedding"))
     a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
     b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
     graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))

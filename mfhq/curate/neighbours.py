@@ -41,7 +41,7 @@ def simd_level() -> str:
 
 
 def cat(parts, dtype):
-    return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)
+    return np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)
 
 
 def cosines(emb: np.ndarray, a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.ndarray:

@@ -94,3 +94,31 @@ def test_blocked_candidate_search_gives_the_exact_identities_across_videos(monke
     assert ids[0] != ids[1] or person[0] == person[1]
     evidence = [e for e in blocked.column("evidence").to_pylist() if e and '"embedding"' in e]
     assert evidence  # cross-video edges are kept as evidence
+
+
+def test_the_candidate_search_reports_its_recall_against_the_exact_search(monkeypatch, caplog):
+    """Every run checks the approximate search on a sample of clips: all pairs found on the
+    planted groups; a search that misses pairs is reported as a warning with the counts."""
+    import logging
+
+    from mfhq.curate import neighbours
+
+    emb, _ = synthetic_clip_means(3000, seed=1)
+    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
+    report: dict = {}
+    merge._embedding_edges(emb, 0.6, None, report)
+    assert report["recall_sample"] == merge.RECALL_SAMPLE and report["recall_pairs"] > 100
+    assert report["recall_found"] == report["recall_pairs"]
+
+    real = neighbours.graph_candidates
+
+    def half_blind(reps):  # drops every other candidate pair: a search that misses pairs
+        query, cand, graph, results = real(reps)
+        return query[::2], cand[::2], graph[::2], results[::2]
+
+    monkeypatch.setattr(merge, "graph_candidates", half_blind)
+    report.clear()
+    with caplog.at_level(logging.WARNING, logger="mfhq.curate.merge"):
+        merge._embedding_edges(emb, 0.6, None, report)
+    assert 0 < report["recall_found"] < report["recall_pairs"]
+    assert f"found {report['recall_found']} of the {report['recall_pairs']} pairs" in caplog.text
