@@ -20,7 +20,8 @@ from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
 from mfhq.curate.evidence import evidence_column
-from mfhq.curate.neighbours import NEIGHBOURS, cat, cosines, exact_pairs, graph_candidates, range_pairs, unit_rows
+from mfhq.curate.neighbours import (EFFORT_RETRIES, EFFORT_STEP, NEIGHBOURS, SEARCH_EFFORT, CandidateGraphs, cat,
+                                    cosines, exact_pairs, range_pairs, unit_rows)
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,25 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
     reps = unit_rows(reps, in_place=True)
     if n_groups < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    query, cand, graph, results = graph_candidates(reps)
+    graphs, expected = CandidateGraphs(reps), _sampled_pairs(emb, groups, threshold)
+    effort = SEARCH_EFFORT
+    for attempt in range(EFFORT_RETRIES + 1):
+        a, b, s = _candidate_edges(graphs.candidates(effort), emb, reps, groups, threshold)
+        found = int(np.isin(expected, a * n + b).sum())
+        if found == len(expected) or attempt == EFFORT_RETRIES:
+            break
+        log.info("embedding merge: the candidate search found %d of %d sampled pairs; searching again with effort %d",
+                 found, len(expected), effort * EFFORT_STEP)
+        effort *= EFFORT_STEP
+    _report_recall(found, len(expected), effort, report)
+    return a, b, s
+
+
+def _candidate_edges(candidates, emb, reps, groups, threshold):
+    """The exact clip-pair edges of the candidate group pairs, and a saturated group's clips
+    searched exactly."""
+    query, cand, graph, results = candidates
+    n_groups = len(reps)
     # Full-dimension cosines of the groups first: one per candidate, not one per clip pair.
     near = np.flatnonzero(cosines(reps, query, cand) >= threshold - GROUP_MARGIN)
     a, b, s, pair_of = _group_pair_edges(emb, groups, query[near], cand[near], threshold)
@@ -115,14 +134,12 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
         ea, eb, es = range_pairs(emb, np.flatnonzero(np.isin(groups, saturated)), threshold)
         cross = groups[ea] != groups[eb]
         a, b, s = np.concatenate([a, ea[cross]]), np.concatenate([b, eb[cross]]), np.concatenate([s, es[cross]])
-    a, b, s = exact_pairs(emb, a, b, threshold)
-    _check_recall(emb, groups, a, b, threshold, report)
-    return a, b, s
+    return exact_pairs(emb, a, b, threshold)
 
 
-def _check_recall(emb, groups, a, b, threshold, report: dict | None) -> None:
-    """The candidate search against the exact one on a fixed sample of clips: logged, and put in
-    `report` (the search is approximate; a user sees how well it did on their own clips)."""
+def _sampled_pairs(emb, groups, threshold) -> np.ndarray:
+    """The exact cross-group pairs (as i * n + j, i < j) of RECALL_SAMPLE clips drawn with a
+    fixed seed: what every run checks its approximate search against (ours)."""
     n = len(emb)
     sample = np.sort(np.random.default_rng(0).choice(n, min(RECALL_SAMPLE, n), replace=False))
     rows, cols = _pairs_of(emb, sample, threshold)
@@ -130,14 +147,15 @@ def _check_recall(emb, groups, a, b, threshold, report: dict | None) -> None:
     lo, hi = np.minimum(rows, cols)[cross], np.maximum(rows, cols)[cross]
     expected = np.unique(lo * n + hi)
     # The edges' own arithmetic decides a pair on the threshold, as it did for the search.
-    expected = expected[cosines(emb, expected // n, expected % n) >= threshold]
-    found = int(np.isin(expected, a * n + b).sum())
-    total = len(expected)
+    return expected[cosines(emb, expected // n, expected % n) >= threshold]
+
+
+def _report_recall(found: int, total: int, effort: int, report: dict | None) -> None:
     if report is not None:
-        report.update(recall_sample=len(sample), recall_pairs=total, recall_found=found)
+        report.update(recall_sample=RECALL_SAMPLE, recall_pairs=total, recall_found=found, search_effort=effort)
     level = logging.INFO if found == total else logging.WARNING
-    log.log(level, "embedding merge: the candidate search found %d of the %d pairs that %d sampled clips have in the "
-            "exact search%s", found, total, len(sample),
+    log.log(level, "embedding merge: the candidate search (effort %d) found %d of the %d pairs that %d sampled clips "
+            "have in the exact search%s", effort, found, total, RECALL_SAMPLE,
             "" if found == total else "; a person whose only pair was missed stays split")
 
 

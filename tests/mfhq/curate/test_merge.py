@@ -96,9 +96,10 @@ def test_blocked_candidate_search_gives_the_exact_identities_across_videos(monke
     assert evidence  # cross-video edges are kept as evidence
 
 
-def test_the_candidate_search_reports_its_recall_against_the_exact_search(monkeypatch, caplog):
+def test_the_candidate_search_checks_its_recall_and_searches_again_when_it_missed(monkeypatch, caplog):
     """Every run checks the approximate search on a sample of clips: all pairs found on the
-    planted groups; a search that misses pairs is reported as a warning with the counts."""
+    planted groups at the first effort; a search that misses pairs is searched again with more
+    effort, and one that still misses is a warning with the counts."""
     import logging
 
     from mfhq.curate import neighbours
@@ -108,15 +109,28 @@ def test_the_candidate_search_reports_its_recall_against_the_exact_search(monkey
     report: dict = {}
     merge._embedding_edges(emb, 0.6, None, report)
     assert report["recall_sample"] == merge.RECALL_SAMPLE and report["recall_pairs"] > 100
+    assert report["recall_found"] == report["recall_pairs"] and report["search_effort"] == neighbours.SEARCH_EFFORT
+
+    real = neighbours.CandidateGraphs.candidates
+    efforts = []
+
+    def blind_at_first_effort(self, effort=neighbours.SEARCH_EFFORT):  # misses every other pair at first
+        efforts.append(effort)
+        query, cand, graph, results = real(self, effort)
+        return (query[::2], cand[::2], graph[::2], results[::2]) if effort == neighbours.SEARCH_EFFORT else (
+            query, cand, graph, results)
+
+    monkeypatch.setattr(neighbours.CandidateGraphs, "candidates", blind_at_first_effort)
+    report.clear()
+    merge._embedding_edges(emb, 0.6, None, report)
+    assert efforts == [neighbours.SEARCH_EFFORT, neighbours.SEARCH_EFFORT * neighbours.EFFORT_STEP]
     assert report["recall_found"] == report["recall_pairs"]
 
-    real = neighbours.graph_candidates
-
-    def half_blind(reps):  # drops every other candidate pair: a search that misses pairs
-        query, cand, graph, results = real(reps)
+    def always_blind(self, effort=neighbours.SEARCH_EFFORT):
+        query, cand, graph, results = real(self, effort)
         return query[::2], cand[::2], graph[::2], results[::2]
 
-    monkeypatch.setattr(merge, "graph_candidates", half_blind)
+    monkeypatch.setattr(neighbours.CandidateGraphs, "candidates", always_blind)
     report.clear()
     with caplog.at_level(logging.WARNING, logger="mfhq.curate.merge"):
         merge._embedding_edges(emb, 0.6, None, report)
