@@ -15,20 +15,10 @@ from PIL import Image
 
 from omniid.eval_cli import eval_main, generate_main
 from omniid_fixtures import (kept_faces, one_torch_thread, read_only_dir, sample_manifest,  # noqa: F401  (pytest fixtures)
-                             write_contract_folder)
+                             train_flow, write_contract_folder)
 
 INPUTS = (1, 2)
 
-
-def train_flow(manifest, out, representation: str):
-    """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
-    from omniid.cli import main
-
-    code = main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
-                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
-                 "--save-every", "2"])
-    assert code == 0
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ import contextlib
 import io
 import json
 import logging
-import shutil
 from html.parser import HTMLParser
 
 import numpy as np
@@ -20,19 +19,10 @@ from PIL import Image
 from omniid.eval_cli import eval_main
 from omniid.intervals import cluster_interval
 from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
-                             write_contract_folder)
+                             train_flow, write_eval_set)
 
 FACES = 8
 
-
-def train_flow(manifest, out, representation: str):
-    """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
-    from omniid.cli import main
-
-    assert main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
-                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
-                 "--save-every", "2"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -44,20 +34,7 @@ def runs(sample_manifest, tmp_path_factory):
 @pytest.fixture(scope="module")
 def eight_faces(kept_faces, sample_run, tmp_path_factory):
     """3 identities of 8 faces (every other frame of a clip), named 000.jpg... in protocol order."""
-    folder = tmp_path_factory.mktemp("eight")
-    rows = []
-    for n, clip in enumerate(sorted(set(kept_faces["clip_id"].to_pylist()))[:3]):
-        faces = [r for r in kept_faces.to_pylist() if r["clip_id"] == clip][::2][:FACES]
-        assert len(faces) == FACES
-        for i, face in enumerate(faces):
-            crop, mask = f"id{n}/{i:03d}.jpg", f"id{n}/{i:03d}.png"
-            (folder / crop).parent.mkdir(exist_ok=True)
-            shutil.copy(sample_run / face["crop_path"], folder / crop)
-            shutil.copy(sample_run / face["mask_path"], folder / mask)
-            rows.append({**face, "clip_id": f"id{n}", "crop_path": crop, "mask_path": mask})
-    table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
-    write_contract_folder(folder, {"train": table, "test": table}, folder)
-    return folder / "test.parquet"
+    return write_eval_set(tmp_path_factory.mktemp("eight"), kept_faces, sample_run, identities=3, faces=FACES, every=2)
 
 
 def run(argv: list[str]) -> tuple[int, str, list[str]]:

@@ -22,44 +22,25 @@ from PIL import Image
 
 from omniid.eval_cli import eval_main
 from omniid_fixtures import (kept_faces, one_torch_thread, read_only_dir, sample_manifest,  # noqa: F401  (fixtures)
-                             write_contract_folder)
+                             train_flow, write_eval_set)
 
 EVAL = ["--inputs", "1,2", "--targets", "1", "--steps", "2", "--bootstrap", "50"]
 
-
-def train_flow(manifest, out, preset: str, representation: str):
-    from omniid.cli import main
-
-    assert main(["--manifest", str(manifest), "--preset", preset, "--stage", "flow", "--out", str(out),
-                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
-                 "--save-every", "2"]) == 0
-    return out
 
 
 @pytest.fixture(scope="module")
 def runs(sample_manifest, tmp_path_factory):
     """Two rows of the tiny preset's FLUX and one of tiny-swap's (another VAE config: another base)."""
     root = tmp_path_factory.mktemp("runs")
-    return {"omniid": train_flow(sample_manifest, root / "omniid", "tiny", "omniid"),
-            "arcface": train_flow(sample_manifest, root / "arcface", "tiny", "arcface"),
-            "other-base": train_flow(sample_manifest, root / "other-base", "tiny-swap", "omniid")}
+    return {"omniid": train_flow(sample_manifest, root / "omniid", "omniid"),
+            "arcface": train_flow(sample_manifest, root / "arcface", "arcface"),
+            "other-base": train_flow(sample_manifest, root / "other-base", "omniid", preset="tiny-swap")}
 
 
 @pytest.fixture(scope="module")
 def eval_set(kept_faces, sample_run, tmp_path_factory):
     """Two identities of 3 real face crops each, named in protocol order."""
-    folder = tmp_path_factory.mktemp("evalset")
-    rows = []
-    for n, clip in enumerate(sorted(set(kept_faces["clip_id"].to_pylist()))[:2]):
-        for i, face in enumerate([r for r in kept_faces.to_pylist() if r["clip_id"] == clip][:3]):
-            crop, mask = f"id{n}/{i:03d}.jpg", f"id{n}/{i:03d}.png"
-            (folder / crop).parent.mkdir(exist_ok=True)
-            shutil.copy(sample_run / face["crop_path"], folder / crop)
-            shutil.copy(sample_run / face["mask_path"], folder / mask)
-            rows.append({**face, "clip_id": f"id{n}", "crop_path": crop, "mask_path": mask})
-    table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
-    write_contract_folder(folder, {"train": table, "test": table}, folder)
-    return folder / "test.parquet"
+    return write_eval_set(tmp_path_factory.mktemp("evalset"), kept_faces, sample_run, identities=2, faces=3)
 
 
 @contextlib.contextmanager

@@ -61,14 +61,7 @@ def test_an_identity_with_few_faces_keeps_flow_targets_apart(sample_manifest, he
 @pytest.mark.parametrize("stage", ["mtd", "flow"])
 def test_each_file_is_decoded_once_per_item_and_flow_reads_no_mask(sample_manifest, stage, monkeypatch):
     loader = _stage_loader(sample_manifest, stage, holdout=5, part="heldout", batch_size=1)  # targets repeat
-    opened = []
-    real_open = Image.open
-
-    def counting_open(fp, *args, **kwargs):
-        opened.append(str(fp))
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
+    opened = _record_calls(monkeypatch, Image, "open", str)
     for batch in islice(loader, 4):
         crops = set(batch["input_paths"][0]) | set(batch["target_paths"][0])
         assert len(opened) == len(set(opened))  # nothing decoded twice
@@ -115,15 +108,20 @@ def test_each_face_is_converted_to_floats_once_per_item(sample_manifest, stage, 
     import omniid.crop_reader as crop_reader
 
     loader = _stage_loader(sample_manifest, stage, holdout=5, part="heldout", batch_size=1)  # targets repeat
-    converted = []
-    real = crop_reader.pixels_to_tensor
-
-    def counting(image, *args, **kwargs):
-        converted.append(id(image))
-        return real(image, *args, **kwargs)
-
-    monkeypatch.setattr(crop_reader, "pixels_to_tensor", counting)
+    converted = _record_calls(monkeypatch, crop_reader, "pixels_to_tensor", id)
     for batch in islice(loader, 4):
         faces = set(batch["input_paths"][0]) | set(batch["target_paths"][0])
         assert len(converted) == len(faces), (stage, len(converted), len(faces))
         converted.clear()
+
+
+def _record_calls(monkeypatch, owner, name: str, key) -> list:
+    """owner.name still runs; the list gets key(first argument) of each call."""
+    calls, real = [], getattr(owner, name)
+
+    def recording(first, *args, **kwargs):
+        calls.append(key(first))
+        return real(first, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, recording)
+    return calls

@@ -86,3 +86,34 @@ def read_only_dir(tmp_path) -> Path:
         pytest.skip(f"cannot mount a read-only tmpfs here (needs root): {why}")
     yield mount
     unmount(mount)
+
+
+def train_flow(manifest: Path, out: Path, representation: str = "omniid", preset: str = "tiny") -> Path:
+    """Two tiny flow steps: a run folder with an adapter (and the representation's trained part)."""
+    from omniid.cli import main
+
+    assert main(["--manifest", str(manifest), "--preset", preset, "--stage", "flow", "--out", str(out),
+                 "--representation", representation, "--steps", "2", "--batch-size", "1", "--eval-every", "100",
+                 "--save-every", "2"]) == 0
+    return out
+
+
+def write_eval_set(folder: Path, kept_faces: pa.Table, sample_run: Path, identities: int, faces: int,
+                   every: int = 1) -> Path:
+    """A manifest of `identities` clips as identities, `faces` crops each (every `every`-th
+    frame), named id<N>/000.jpg... in protocol order; returns its test.parquet."""
+    import shutil
+
+    rows = []
+    for n, clip in enumerate(sorted(set(kept_faces["clip_id"].to_pylist()))[:identities]):
+        chosen = [r for r in kept_faces.to_pylist() if r["clip_id"] == clip][::every][:faces]
+        assert len(chosen) == faces
+        for i, face in enumerate(chosen):
+            crop, mask = f"id{n}/{i:03d}.jpg", f"id{n}/{i:03d}.png"
+            (folder / crop).parent.mkdir(exist_ok=True)
+            shutil.copy(sample_run / face["crop_path"], folder / crop)
+            shutil.copy(sample_run / face["mask_path"], folder / mask)
+            rows.append({**face, "clip_id": f"id{n}", "crop_path": crop, "mask_path": mask})
+    table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
+    write_contract_folder(folder, {"train": table, "test": table}, folder)
+    return folder / "test.parquet"
