@@ -1,12 +1,13 @@
 """Per-identity pose over-clustering and 8-face selection over a stream of faces.
 
 Faces arrive sorted by identity; the stream is cut into jobs at identity boundaries and each job
-goes to the compiled kernels (`mfhq.curate.kernels`), which run one identity per thread. A face's
+goes to the compiled kernels (`mfhq.curate.kernels`) on one of `workers` threads. A face's
 k-means seeding draws from a hash of (seed, its global row number, step), so the result is the
 same for any batch size and any number of threads.
 """
 from __future__ import annotations
 
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -93,48 +94,60 @@ class _JobBuffer:
 JOB_FACES = 1 << 16  # small jobs keep the buffers small, warm, and the kernel busy while the next is read
 
 
+class NotInKeyOrder(Exception):
+    """A stream that was to arrive in key order did not."""
+
+
 def stream_select(batches, k: int, per_id: int, iters: int, seed: int, chunk_faces: int, workers: int,
-                  keys: list[str], identity_of: np.ndarray):
+                  keys: list[str], identity_of: np.ndarray, check_order: bool = False):
     """Select faces from a stream of Arrow record batches sorted by keys[0], a code whose value v
-    belongs to identity identity_of[v] (non-decreasing in v).
+    belongs to identity identity_of[v] (non-decreasing in v). check_order: raise NotInKeyOrder
+    unless the three keys increase strictly, from row to row: the one order an ORDER BY of the
+    keys gives, so that a stream that passes selects exactly what the sorted one does.
 
     The stream is cut into jobs of about min(chunk_faces, JOB_FACES) faces at identity boundaries
-    (the rows of an identity that continues in the next batch wait for it), so memory holds two
-    jobs, not the table. `workers` threads share a job's identities, while this thread reads the next job (the
-    kernels hold no GIL). Yields, per job and in order, the chosen rows' `keys` columns (numeric)
-    with sample_rank and pose_cluster."""
-    import numba
-
-    buffers, filling, offset, running = [_JobBuffer(), _JobBuffer()], 0, 0, None
-    job_faces = min(chunk_faces, JOB_FACES)
-    threads = max(1, min(workers, numba.config.NUMBA_NUM_THREADS))
-    job = dict(keys=keys, k=k, per_id=per_id, iters=iters, seed=seed, threads=threads)
-    with ThreadPoolExecutor(1) as pool:
+    (the rows of an identity that continues in the next batch wait for it). `workers` threads
+    run one job each (the kernels hold no GIL) while this thread reads the next, so memory holds
+    workers + 1 jobs, not the table. Yields, per job and in order, the chosen rows' `keys`
+    columns (numeric) with sample_rank and pose_cluster."""
+    workers = max(1, workers)
+    free, running, offset = [_JobBuffer() for _ in range(workers + 1)], deque(), 0
+    buf, job_faces = free.pop(), min(chunk_faces, JOB_FACES)
+    job = dict(keys=keys, k=k, per_id=per_id, iters=iters, seed=seed)
+    last = (-1, -1, -1) if check_order else None
+    with ThreadPoolExecutor(workers) as pool:
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            buf = buffers[filling]
+            if last is not None:
+                last = _check_order(batch, keys, last)
             buf.append(batch, keys, identity_of)
             cut = buf.last_identity_start() if buf.rows >= job_faces else 0
             if cut == 0:
                 continue
-            if running is not None:
-                yield running.result()  # its buffer is free again
-            running = pool.submit(_job, buf, cut, offset, **job)
+            if len(running) == workers:
+                done, done_buf = running.popleft()
+                yield done.result()
+                free.append(done_buf)
+            running.append((pool.submit(_job, buf, cut, offset, **job), buf))
             offset += cut
-            filling = 1 - filling
-            buffers[filling].take_tail_of(buf, cut)
-        if running is not None:
-            yield running.result()
-        if buffers[filling].rows:
-            yield pool.submit(_job, buffers[filling], buffers[filling].rows, offset, **job).result()
+            free[-1].take_tail_of(buf, cut)
+            buf = free.pop()
+        if buf.rows:
+            running.append((pool.submit(_job, buf, buf.rows, offset, **job), buf))
+        for done, _ in running:
+            yield done.result()
 
 
-def _job(buf: _JobBuffer, rows: int, offset: int, keys: list[str], k: int, per_id: int, iters: int, seed: int,
-         threads: int) -> pa.Table:
-    import numba
+def _check_order(batch: pa.RecordBatch, keys: list[str], last: tuple) -> tuple:
+    a, b, c = (batch.column(name).to_numpy() for name in keys)
+    if not kernels.increasing_from(a, b, c, *last):
+        raise NotInKeyOrder(f"rows not in the order of {keys}")
+    return int(a[-1]), int(b[-1]), int(c[-1])
 
-    numba.set_num_threads(threads)  # per calling thread: this is the pool's own
+
+def _job(buf: _JobBuffer, rows: int, offset: int, keys: list[str], k: int, per_id: int, iters: int,
+         seed: int) -> pa.Table:
     cols = {name: column[:rows] for name, column in buf.columns.items()}
     index, rank, cluster = select_rows(cols["yaw"], cols["pitch"], cols["roll"], cols["quality"],
                                        identity_starts(cols["identity"]), k, per_id, iters, seed, offset)

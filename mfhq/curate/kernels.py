@@ -1,8 +1,8 @@
 """Compiled per-identity pose k-means and 8-face selection (numba).
 
 One identity's faces are a contiguous run of rows (faces sorted by identity). Each identity is
-independent, so the outer loop is `prange` over identities: threads split identities, never one
-identity's arithmetic, and the result is the same for any number of threads. Inside, everything
+independent, so callers split whole identities between threads (the kernels hold no GIL), never
+one identity's arithmetic, and the result is the same for any number of threads. Inside, everything
 runs over the identity's few hundred faces held in per-thread scratch, so no [faces x K] array
 ever exists, and the loops that touch every face (hashing, distances, the assignment) run
 across faces, which the compiler turns into vector instructions.
@@ -14,8 +14,6 @@ draw does not depend on how faces are batched.
 from __future__ import annotations
 
 import numpy as np
-from numba import prange
-
 from mfhq.compiled import compiled
 
 _FAR = np.float32(1e15)  # unused centroids (identities with fewer than K faces) sit here
@@ -216,41 +214,47 @@ def _select_one(xs, ys, zs, quality, k, per_id, labels, out_index, out_rank, rep
     return got
 
 
-@compiled(parallel=True, nogil=True)
+@compiled(nogil=True)
 def select_columns(x, y, z, quality, starts, k, per_id, iters, seed_mix, ordinal0, chosen, ranks, clusters,
                    all_labels):
     """Every identity s (rows starts[s]:starts[s + 1] of the float32 pose columns x, y, z):
     chosen[s] its rows (job rows, -1 past the last), ranks[s] their order of choice, clusters[s]
     their pose cluster; all_labels [n] receives every face's cluster unless it is empty.
     ordinal0: the job's first global row (the seeding hashes global rows)."""
-    m = len(starts) - 1
-    parts = min(m, 256)  # scratch is allocated once per part, not once per identity
-    for part in prange(parts):
-        first, last = part * m // parts, (part + 1) * m // parts
-        longest = 0
-        for s in range(first, last):
-            longest = max(longest, starts[s + 1] - starts[s])
-        cent, sums, counts = np.empty((3, k), np.float32), np.empty((k, 3)), np.empty(k, np.int64)
-        d2, ws, us, mixes = np.empty(longest, np.float32), np.empty(longest), np.empty(longest), np.empty(longest, np.uint64)
-        floor, may_win = np.empty(longest, np.float32), np.empty((longest + 7) // 8 * 8, np.uint8)
-        floor_bits, words = floor.view(np.int32), may_win.view(np.uint64)
-        labels, near_d, near_j = np.empty(longest, np.int32), np.empty(longest, np.float32), np.empty(longest, np.int32)
-        rep, rep_q, mind, taken = np.empty(k, np.int64), np.empty(k), np.empty(k), np.empty(longest, np.bool_)
-        for s in range(first, last):
-            lo, hi = starts[s], starts[s + 1]
-            chosen[s, :], ranks[s, :], clusters[s, :] = -1, -1, -1
-            if hi == lo:
-                continue
-            xs, ys, zs, n = x[lo:hi], y[lo:hi], z[lo:hi], hi - lo
-            _seed(xs, ys, zs, k, ordinal0 + lo, seed_mix, cent, d2, ws, us, mixes, floor, floor_bits, may_win, words)
-            _lloyd(xs, ys, zs, k, iters, labels[:n], cent, near_d, near_j, sums, counts)
-            got = _select_one(xs, ys, zs, quality[lo:hi], k, per_id, labels[:n], chosen[s], ranks[s], rep, rep_q,
-                              mind, taken)
-            for t in range(got):
-                clusters[s, t] = labels[chosen[s, t]]
-                chosen[s, t] += lo
-            if len(all_labels):
-                all_labels[lo:hi] = labels[:n]
+    m, longest = len(starts) - 1, 0
+    for s in range(m):  # scratch for the largest identity, allocated once
+        longest = max(longest, starts[s + 1] - starts[s])
+    cent, sums, counts = np.empty((3, k), np.float32), np.empty((k, 3)), np.empty(k, np.int64)
+    d2, ws, us, mixes = np.empty(longest, np.float32), np.empty(longest), np.empty(longest), np.empty(longest, np.uint64)
+    floor, may_win = np.empty(longest, np.float32), np.empty((longest + 7) // 8 * 8, np.uint8)
+    floor_bits, words = floor.view(np.int32), may_win.view(np.uint64)
+    labels, near_d, near_j = np.empty(longest, np.int32), np.empty(longest, np.float32), np.empty(longest, np.int32)
+    rep, rep_q, mind, taken = np.empty(k, np.int64), np.empty(k), np.empty(k), np.empty(longest, np.bool_)
+    for s in range(m):
+        lo, hi = starts[s], starts[s + 1]
+        chosen[s, :], ranks[s, :], clusters[s, :] = -1, -1, -1
+        if hi == lo:
+            continue
+        xs, ys, zs, n = x[lo:hi], y[lo:hi], z[lo:hi], hi - lo
+        _seed(xs, ys, zs, k, ordinal0 + lo, seed_mix, cent, d2, ws, us, mixes, floor, floor_bits, may_win, words)
+        _lloyd(xs, ys, zs, k, iters, labels[:n], cent, near_d, near_j, sums, counts)
+        got = _select_one(xs, ys, zs, quality[lo:hi], k, per_id, labels[:n], chosen[s], ranks[s], rep, rep_q,
+                          mind, taken)
+        for t in range(got):
+            clusters[s, t] = labels[chosen[s, t]]
+            chosen[s, t] += lo
+        if len(all_labels):
+            all_labels[lo:hi] = labels[:n]
+
+
+@compiled()
+def increasing_from(a, b, c, last_a, last_b, last_c) -> bool:
+    """Whether rows (a, b, c) increase strictly, lexicographically, from the row (last_a, ...)."""
+    for i in range(len(a)):
+        if a[i] < last_a or (a[i] == last_a and (b[i] < last_b or (b[i] == last_b and c[i] <= last_c))):
+            return False
+        last_a, last_b, last_c = a[i], b[i], c[i]
+    return True
 
 
 def select_all(pose: np.ndarray, quality: np.ndarray, starts: np.ndarray, k: int, per_id: int, iters: int,
