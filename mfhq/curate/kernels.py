@@ -35,27 +35,28 @@ def _uniform(ordinal_mix: np.uint64, step_mix: np.uint64) -> float:
 
 
 @compiled(inline="always")
-def _race(n, ws, us, floor, floor_bits, may_win, words):
-    """The exponential race over faces 0:n: argmax of w_i / -log(u_i), the lowest face on ties.
-    floor (float32; floor_bits: its int32 view) and may_win (words: its uint64 view, zero from n
-    to the next multiple of 8) are scratch.
+def _floor_bits(w, u):
+    """A lower bound of w / -log(u), as the bits of a float32 (non-negative floats order as
+    their bits): -log(u) <= (1 - u) / u, so the score is at least w u / (1 - u), here in float32
+    (relative error under 1e-6). u = 1 scores -inf and NaN weights never win, so they bound
+    nothing; tiny and huge bounds are dropped, so float32 underflow and overflow cannot raise it."""
+    t = 1.0 - u
+    low = np.float32(w) * np.float32(u) / np.float32(t)
+    bound = np.float32(low if t > 0.0 and low > 1e-30 and low < 1e30 else 0.0)
+    return bound.view(np.int32)
 
-    Faces are ruled out in vector code first: -log(u) <= (1 - u) / u bounds every score from
-    below by w u / (1 - u) (in float32: the winner's score is at least the largest such bound,
-    less 1e-6 for rounding), and -log(u) >= 1 - u bounds each score from above by w / (1 - u)
-    (a margin of 1e-9). The winner is among the faces whose upper bound reaches the largest
-    lower bound: when that is one face it needs no logarithm, else those few race one by one."""
-    for i in range(n):
-        t = 1.0 - us[i]
-        low = np.float32(ws[i]) * np.float32(us[i]) / np.float32(t)
-        # u = 1 scores -inf, NaN weights never win; tiny and huge bounds are dropped (a lower
-        # floor is always safe), so float32 underflow and overflow cannot raise it
-        floor[i] = low if t > 0.0 and low > 1e-30 and low < 1e30 else np.float32(0.0)
-    top = np.int32(0)
-    for i in range(n):  # the largest bound: non-negative floats order as their bit patterns
-        top = max(top, floor_bits[i])
-    floor_bits[0] = top
-    least = np.float64(floor[0]) * (1.0 - 1e-6)
+
+@compiled(inline="always")
+def _race(n, ws, us, floor_bits, may_win, words):
+    """The exponential race over faces 0:n: argmax of w_i / -log(u_i), the lowest face on ties.
+    floor_bits: the largest _floor_bits of the faces; may_win (words: its uint64 view, zero from
+    n to the next multiple of 8) is scratch.
+
+    The winner scores at least that bound less 1e-6, and -log(u) >= 1 - u bounds each score from
+    above by w / (1 - u) (a margin of 1e-9 covers rounding): faces whose upper bound falls short
+    cannot win, ruled out in vector code. When one face is left it needs no logarithm, else the
+    few left race one by one."""
+    least = np.float64(np.int32(floor_bits).view(np.float32)) * (1.0 - 1e-6)
     count = 0
     for i in range(n):
         flag = np.uint8(0) if ws[i] * (1.0 + 1e-9) < least * (1.0 - us[i]) else np.uint8(1)
@@ -80,25 +81,27 @@ def _race(n, ws, us, floor, floor_bits, may_win, words):
 
 
 @compiled(error_model="numpy")
-def _seed(xs, ys, zs, k, ordinal0, seed_mix, cent, d2, ws, us, mixes, floor, floor_bits, may_win, words):
+def _seed(xs, ys, zs, k, ordinal0, seed_mix, cent, d2, ws, us, mixes, may_win, words):
     """k-means++ seeding of one identity's faces (xs, ys, zs) into cent [3, k] by an exponential
     race: the argmax of w_i / E_i with E_i ~ Exp(1) picks face i with probability w_i / sum(w),
     w being the squared distance to the nearest chosen centre. d2, ws, us, mixes [>= n] and the
-    race's floor and may_win [>= n rounded up to 8] are scratch."""
+    race's may_win [>= n rounded up to 8] are scratch."""
     n = len(xs)
     cent[:, :] = _FAR
     base = np.uint64(ordinal0) * _GOLDEN
     for i in range(n):
         mixes[i] = base + np.uint64(i) * _GOLDEN  # ordinal * golden, mod 2**64
         d2[i] = np.inf
-        ws[i] = 1.0  # the first centre: every face weighs the same
     for i in range(n, (n + 7) // 8 * 8):
         may_win[i] = 0
     for j in range(min(n, k)):
         step_mix = seed_mix + np.uint64(j) * _STEP
-        if j == 0:
+        top = np.int32(0)
+        if j == 0:  # the first centre: every face weighs the same
             for i in range(n):
                 us[i] = _uniform(mixes[i], step_mix)
+                ws[i] = 1.0
+                top = max(top, _floor_bits(1.0, us[i]))
         else:  # the draws, and the squared distance to the nearest centre with the one just chosen
             cx, cy, cz = cent[0, j - 1], cent[1, j - 1], cent[2, j - 1]
             for i in range(n):
@@ -109,7 +112,8 @@ def _seed(xs, ys, zs, k, ordinal0, seed_mix, cent, d2, ws, us, mixes, floor, flo
                 e = a * a + b * b + c * c
                 d2[i] = e if e < d2[i] else d2[i]
                 ws[i] = np.float64(d2[i])
-        pick = _race(n, ws, us, floor, floor_bits, may_win, words)
+                top = max(top, _floor_bits(ws[i], us[i]))
+        pick = _race(n, ws, us, top, may_win, words)
         cent[0, j], cent[1, j], cent[2, j] = xs[pick], ys[pick], zs[pick]
 
 
@@ -226,8 +230,8 @@ def select_columns(x, y, z, quality, starts, k, per_id, iters, seed_mix, ordinal
         longest = max(longest, starts[s + 1] - starts[s])
     cent, sums, counts = np.empty((3, k), np.float32), np.empty((k, 3)), np.empty(k, np.int64)
     d2, ws, us, mixes = np.empty(longest, np.float32), np.empty(longest), np.empty(longest), np.empty(longest, np.uint64)
-    floor, may_win = np.empty(longest, np.float32), np.empty((longest + 7) // 8 * 8, np.uint8)
-    floor_bits, words = floor.view(np.int32), may_win.view(np.uint64)
+    may_win = np.empty((longest + 7) // 8 * 8, np.uint8)
+    words = may_win.view(np.uint64)
     labels, near_d, near_j = np.empty(longest, np.int32), np.empty(longest, np.float32), np.empty(longest, np.int32)
     rep, rep_q, mind, taken = np.empty(k, np.int64), np.empty(k), np.empty(k), np.empty(longest, np.bool_)
     for s in range(m):
@@ -236,7 +240,7 @@ def select_columns(x, y, z, quality, starts, k, per_id, iters, seed_mix, ordinal
         if hi == lo:
             continue
         xs, ys, zs, n = x[lo:hi], y[lo:hi], z[lo:hi], hi - lo
-        _seed(xs, ys, zs, k, ordinal0 + lo, seed_mix, cent, d2, ws, us, mixes, floor, floor_bits, may_win, words)
+        _seed(xs, ys, zs, k, ordinal0 + lo, seed_mix, cent, d2, ws, us, mixes, may_win, words)
         _lloyd(xs, ys, zs, k, iters, labels[:n], cent, near_d, near_j, sums, counts)
         got = _select_one(xs, ys, zs, quality[lo:hi], k, per_id, labels[:n], chosen[s], ranks[s], rep, rep_q,
                           mind, taken)
