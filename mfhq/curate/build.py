@@ -94,7 +94,7 @@ def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) 
 def _select_in_key_order(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int,
                          identity_of: np.ndarray) -> list[pa.Table]:
     """stream_select over the usable faces in (clip_rank, frame_index, face_index) order, in
-    record batches cut at identity boundaries: memory holds two k-means batches, not the
+    record batches cut into jobs at identity boundaries: memory holds workers + 1 jobs, not the
     17M-row table (results do not depend on the batching).
 
     Faces of runs written clip by clip in key order often arrive in that order already: read
