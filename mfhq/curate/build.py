@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from mfhq import __version__
 from mfhq.config import ConfigError, CurateConfig
-from mfhq.curate.cluster import stream_select
+from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
 from mfhq.curate.merge import assign_identities, clip_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.manifest.card import render_card
@@ -66,34 +66,55 @@ def pick_faces(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int) 
         raise ConfigError(f"curate.pose_clusters ({cfg.pose_clusters}) must exceed faces_per_identity "
                          f"({cfg.faces_per_identity}): the paper over-clusters")
     # Integer sort keys, the strings joined back for the chosen faces only: sorting 17M rows by
-    # (identity, clip) codes is several times faster than by their strings, in the same order.
+    # integer codes is several times faster than by their strings. clip_rank numbers the clips in
+    # (identity, clip) order, so one key orders faces by identity, then clip; id_code of a clip_rank
+    # is looked up from pick_members instead of being sorted along with every face.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE pick_members AS SELECT source, clip_id, identity_id, "
-        "(dense_rank() OVER (ORDER BY identity_id) - 1)::BIGINT AS id_code, "
-        f"(row_number() OVER (ORDER BY source, clip_id) - 1)::BIGINT AS clip_ord FROM members m WHERE {keep_short}"
+        "CREATE OR REPLACE TEMP TABLE pick_members AS SELECT *, (row_number() OVER (ORDER BY id_code, clip_ord) - 1)::BIGINT "
+        "AS clip_rank FROM (SELECT source, clip_id, identity_id, (dense_rank() OVER (ORDER BY identity_id) - 1)::BIGINT "
+        f"AS id_code, (row_number() OVER (ORDER BY source, clip_id) - 1)::BIGINT AS clip_ord FROM members m WHERE {keep_short})"
     )
-    # Streamed in record batches and cut at identity boundaries: memory holds a k-means batch,
-    # not the 17M-row table (results do not depend on the batching).
-    reader = con.sql(
-        "SELECT p.id_code, p.clip_ord, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
-        "FROM usable_faces u JOIN pick_members p USING (source, clip_id) "
-        "ORDER BY p.id_code, p.clip_ord, u.frame_index, u.face_index"
-    ).to_arrow_reader(min(cfg.chunk_faces, 1_000_000))
-    parts = list(stream_select(reader, cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters, cfg.seed,
-                               cfg.chunk_faces, workers, ["clip_ord", "frame_index", "face_index"]))
+    members = con.sql("SELECT identity_id, source, clip_id, id_code FROM pick_members ORDER BY clip_rank").to_arrow_table()
+    parts = _select_in_key_order(con, cfg, workers, members.column("id_code").to_numpy())
     keys = ["identity_id", "source", "clip_id", "frame_index", "face_index"]
-    members = con.sql("SELECT identity_id, source, clip_id FROM pick_members ORDER BY clip_ord").to_arrow_table()
     if not parts:
-        empty = {name: pa.array([], members.schema.field(name).type if name in members.schema.names
-                                 else reader.schema.field(name).type) for name in keys}
+        types = con.sql("SELECT frame_index, face_index FROM usable_faces LIMIT 0").to_arrow_table().schema
+        empty = {name: pa.array([], (members.schema if name in members.schema.names else types).field(name).type)
+                 for name in keys}
         return pa.table(empty).append_column("sample_rank", pa.array([], pa.int16())).append_column(
             "pose_cluster", pa.array([], pa.int16()))
     picked = pa.concat_tables(parts)
-    clip = members.take(picked.column("clip_ord"))
+    clip = members.take(picked.column("clip_rank"))
     return pa.table({"identity_id": clip.column("identity_id"), "source": clip.column("source"),
                      "clip_id": clip.column("clip_id"), "frame_index": picked.column("frame_index"),
                      "face_index": picked.column("face_index"), "sample_rank": picked.column("sample_rank"),
                      "pose_cluster": picked.column("pose_cluster")})
+
+
+def _select_in_key_order(con: duckdb.DuckDBPyConnection, cfg: CurateConfig, workers: int,
+                         identity_of: np.ndarray) -> list[pa.Table]:
+    """stream_select over the usable faces in (clip_rank, frame_index, face_index) order, in
+    record batches cut into jobs at identity boundaries: memory holds workers + 1 jobs, not the
+    17M-row table (results do not depend on the batching).
+
+    Faces of runs written clip by clip in key order often arrive in that order already: read
+    first without ORDER BY, in one DuckDB thread (several interleave their rows), while the
+    k-means runs beside it, and fall back to sorting at the first row out of order."""
+    keys = ["clip_rank", "frame_index", "face_index"]
+    select = ("SELECT p.clip_rank, u.frame_index, u.face_index, u.yaw, u.pitch, u.roll, u.quality "
+              "FROM usable_faces u JOIN pick_members p USING (source, clip_id)")
+    args = (cfg.pose_clusters, cfg.faces_per_identity, cfg.kmeans_iters, cfg.seed, cfg.chunk_faces, workers, keys,
+            identity_of)
+    batch = min(cfg.chunk_faces, JOB_FACES)  # small batches: DuckDB reuses their memory
+    threads = con.execute("SELECT current_setting('threads')").fetchall()[0][0]
+    try:
+        con.execute("SET threads = 1")
+        return list(stream_select(con.sql(select).to_arrow_reader(batch), *args, check_order=True))
+    except NotInKeyOrder:
+        log.debug("cluster-sample: faces not in key order; sorting them")
+    finally:
+        con.execute(f"SET threads = {int(threads)}")
+    return list(stream_select(con.sql(f"{select} ORDER BY {', '.join(keys)}").to_arrow_reader(batch), *args))
 
 
 def _code_version() -> str:

@@ -11,7 +11,7 @@ SOURCE_ROOTS = (REPO / "mfhq", REPO / "train" / "omniid")
 MAX_FILE_LINES = 300
 MAX_FUNCTION_LINES = 60
 # Compiled numba kernels: one function each by design (splitting them costs a call per element).
-KERNELS = {"mfhq/curate/kernels.py:_kmeans_one"}
+KERNELS: set[str] = set()
 
 
 def _sources():

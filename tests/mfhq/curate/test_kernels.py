@@ -115,3 +115,22 @@ def test_one_repeated_pose_fills_with_the_best_faces(n):
     assert index.tolist() == np.argsort(-quality)[:min(n, PER_ID)].tolist()  # best first
     assert rank.tolist() == list(range(min(n, PER_ID)))
 
+
+
+def test_ties_and_repeated_poses_equal_the_plain_reference():
+    """Poses on a coarse grid: equal distances, faces on their centre (weight 0), repeated poses
+    and quality ties, where the race's bounds and the assignment's tie rule must not change a pick."""
+    rng = np.random.default_rng(11)
+    sizes = [2, 9, 16, 17, 33, 64, 200]
+    pose = rng.integers(-2, 3, (sum(sizes), 3)).astype(np.float64) * 7.5
+    quality = rng.integers(0, 4, len(pose)) / 4
+    seg = np.repeat(np.arange(len(sizes)), sizes)
+    offset = 123_456
+    index, rank, labels = select_job(pose, quality, seg, K, PER_ID, ITERS, SEED, offset)
+    begin = 0
+    for s, size in enumerate(sizes):
+        want, want_labels = reference(pose[begin:begin + size], quality[begin:begin + size], offset + begin)
+        got = index[seg[index] == s] - begin
+        assert got.tolist() == want, (size, got, want)
+        assert labels[seg[index] == s].tolist() == want_labels[got].tolist()
+        begin += size
