@@ -95,7 +95,7 @@ def exact_pairs(emb: np.ndarray, a: np.ndarray, b: np.ndarray, threshold: float)
 def _project(emb: np.ndarray) -> np.ndarray:
     faiss = _faiss()
     n, dim = emb.shape
-    if dim <= CANDIDATE_DIM:
+    if dim <= CANDIDATE_DIM or n < dim:  # too few vectors to fit the projection: search them as they are
         return emb
     pca = faiss.PCAMatrix(dim, CANDIDATE_DIM)
     pca.train(emb[:: max(1, n // 50_000)])
