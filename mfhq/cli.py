@@ -1,7 +1,8 @@
 """The `mfhq` command line: flags become config, the logic lives in the modules.
 
 The grammar every command shares (global -v/-q anywhere, metavars, help layout, option names)
-is in mfhq/cli_options.py; the curation commands are in cli_curate.py, `mfhq models` in cli_models.py.
+is in mfhq/cli_options.py; the curation commands are in cli_curate.py, `mfhq models` and
+`mfhq bench-models` in cli_models.py.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Optional
 import typer
 
 from mfhq.cli_curate import register_curate_commands
-from mfhq.cli_models import models_app
+from mfhq.cli_models import bench_models_command, models_app
 from mfhq.cli_options import (DEFAULT_RULE, GlobalFlagsGroup, count_option, fail, flag, new_app, path_option,
                               pipeline_option)
 from mfhq.config import load_pipeline
@@ -193,6 +194,7 @@ def bench(
         typer.echo(f"  {s:8.2f} s  {name}")
 
 
+app.command("bench-models")(bench_models_command)
 register_curate_commands(app)
 app.add_typer(models_app, name="models")
 

@@ -1,4 +1,5 @@
-"""`mfhq models list | fetch | verify`: the weight files every backend needs, and their state.
+"""`mfhq models list | fetch | verify`: the weight files every backend needs, and their state;
+`mfhq bench-models`: what each of those models costs per face or frame (mfhq/bench_models/).
 
 Exit codes: 0 all well; 1 `verify` found a file missing or damaged; 2 a usage error (an
 unknown backend name, no target folder) or a failed download.
@@ -11,7 +12,7 @@ from typing import List, Optional
 
 import typer
 
-from mfhq.cli_options import fail, new_app, path_option
+from mfhq.cli_options import count_option, fail, new_app, path_option, pipeline_option
 from mfhq.errors import MfhqError
 
 models_app = new_app("Model weights: list, fetch (needs internet), verify.")
@@ -105,3 +106,44 @@ def verify(
         typer.echo(f"fetch them on a machine with internet: mfhq models fetch {what} --to DIR", err=True)
     if bad or missing:
         raise typer.Exit(code=1)
+
+
+def bench_models_command(
+    pipeline: Optional[str] = pipeline_option(),
+    device: str = typer.Option("cpu", metavar="DEVICE", help="cpu, cuda or cuda:N"),
+    batch_sizes: str = typer.Option("1,8,32", "--batch-sizes", metavar="LIST",
+                                    help="Frames (detector) or faces (the rest) per call, comma-separated"),
+    repeats: int = count_option(5, "--repeats", min=1, help="Timed calls per batch size (the median is kept)"),
+    warmup: int = count_option(2, "--warmup", min=0, help="Untimed calls first, per batch size"),
+    threads: int = count_option(1, "--threads", min=1, help="torch and OpenCV threads (1: as each extract "
+                                "worker runs)"),
+    models_dir: Optional[Path] = path_option(None, "--models-dir", envvar="MFHQ_MODELS_DIR", help=_DIR_HELP),
+    out: Optional[Path] = path_option(None, "--out", help="Also write the results here as JSON"),
+) -> None:
+    """Each stage's model alone, on inputs of its real shape: ms per frame or face, items/s, GPU memory.
+
+    Torch models whose weights are missing run with their real architecture and random weights
+    (labelled); an ONNX model whose graph is missing gets a row naming the file."""
+    import json
+
+    from mfhq.bench_models import bench_models, format_table
+    from mfhq.checks import check_device
+    from mfhq.config import load_pipeline
+
+    try:
+        sizes = [int(size) for size in batch_sizes.split(",") if size.strip()]
+        if not sizes or min(sizes) < 1:
+            raise ValueError
+    except ValueError:
+        fail(f"--batch-sizes {batch_sizes!r}: give positive whole numbers separated by commas, e.g. 1,8,32")
+    try:
+        check_device(device, "--device")
+        result = bench_models(load_pipeline(pipeline), device, sizes, repeats, warmup, threads, models_dir)
+    except MfhqError as exc:
+        fail(str(exc))
+    for line in format_table(result):
+        typer.echo(line)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        log.info("wrote %s", out)
