@@ -10,7 +10,7 @@ from pathlib import Path
 from conftest import REPO, run_cli
 
 COMMANDS = [[], ["sample"], ["extract"], ["sources"], ["summary"], ["bench"], ["cluster-sample"], ["split"],
-            ["stats"], ["bench-curate"], ["models"], ["models", "list"], ["models", "fetch"], ["models", "verify"]]
+            ["stats"], ["bench-curate"], ["models"], ["models", "list"], ["models", "fetch"], ["models", "verify"], ["bench-models"], ["materialize"]]
 
 
 def test_global_flags_work_before_or_after_every_subcommand(sample_run):
