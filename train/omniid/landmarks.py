@@ -97,8 +97,8 @@ class LandmarkTargets(CropReader):
         """(uint8 pixels, the crop path whose landmarks `tensors` draws)."""
         return super().image(path), str(path)
 
-    def tensors(self, images: list[tuple[np.ndarray, str]]) -> torch.Tensor:
-        """[N, 6, T, T]: each target's pixels, then its landmark image."""
-        faces = super().tensors([pixels for pixels, _ in images])
+    def tensors(self, images: list[tuple[np.ndarray, str]], known: dict | None = None) -> torch.Tensor:
+        """[N, 6, T, T]: each target's pixels, then its landmark image (known: as CropReader's)."""
+        faces = super().tensors([pixels for pixels, _ in images], known)
         marks = torch.stack([landmark_tensor(self.landmarks[path], self.image_size) for _, path in images])
         return torch.cat([faces, marks], dim=1)
