@@ -64,17 +64,8 @@ def _identities(sizes, seed=0):
 
 def test_compiled_picks_equal_the_plain_reference():
     sizes = [1, 3, 8, 17, 40, 150]
-    pose, quality, seg = _identities(sizes)
-    offset = 1000
-    index, rank, labels = select_job(pose, quality, seg, K, PER_ID, ITERS, SEED, offset)
-    begin = 0
-    for s, size in enumerate(sizes):
-        want, want_labels = reference(pose[begin:begin + size], quality[begin:begin + size], offset + begin)
-        got = index[seg[index] == s] - begin
-        assert got.tolist() == want, (size, got, want)
-        assert rank[seg[index] == s].tolist() == list(range(len(want)))
-        assert labels[seg[index] == s].tolist() == want_labels[got].tolist()
-        begin += size
+    pose, quality, _ = _identities(sizes)
+    _assert_picks_equal_the_reference(pose, quality, sizes, offset=1000)
 
 
 def test_picks_do_not_depend_on_threads():
@@ -124,13 +115,18 @@ def test_ties_and_repeated_poses_equal_the_plain_reference():
     sizes = [2, 9, 16, 17, 33, 64, 200]
     pose = rng.integers(-2, 3, (sum(sizes), 3)).astype(np.float64) * 7.5
     quality = rng.integers(0, 4, len(pose)) / 4
+    _assert_picks_equal_the_reference(pose, quality, sizes, offset=123_456)
+
+
+def _assert_picks_equal_the_reference(pose, quality, sizes, offset):
+    """select_job's picks, ranks and pose clusters are the plain reference's, identity by identity."""
     seg = np.repeat(np.arange(len(sizes)), sizes)
-    offset = 123_456
     index, rank, labels = select_job(pose, quality, seg, K, PER_ID, ITERS, SEED, offset)
     begin = 0
     for s, size in enumerate(sizes):
         want, want_labels = reference(pose[begin:begin + size], quality[begin:begin + size], offset + begin)
         got = index[seg[index] == s] - begin
         assert got.tolist() == want, (size, got, want)
+        assert rank[seg[index] == s].tolist() == list(range(len(want)))
         assert labels[seg[index] == s].tolist() == want_labels[got].tolist()
         begin += size
