@@ -107,7 +107,6 @@ def test_one_repeated_pose_fills_with_the_best_faces(n):
     assert rank.tolist() == list(range(min(n, PER_ID)))
 
 
-
 def test_ties_and_repeated_poses_equal_the_plain_reference():
     """Poses on a coarse grid: equal distances, faces on their centre (weight 0), repeated poses
     and quality ties, where the race's bounds and the assignment's tie rule must not change a pick."""
