@@ -142,12 +142,9 @@ def _sampled_pairs(emb, groups, threshold) -> np.ndarray:
     fixed seed: what every run checks its approximate search against (ours)."""
     n = len(emb)
     sample = np.sort(np.random.default_rng(0).choice(n, min(RECALL_SAMPLE, n), replace=False))
-    rows, cols = _pairs_of(emb, sample, threshold)
-    cross = groups[rows] != groups[cols]
-    lo, hi = np.minimum(rows, cols)[cross], np.maximum(rows, cols)[cross]
-    expected = np.unique(lo * n + hi)
-    # The edges' own arithmetic decides a pair on the threshold, as it did for the search.
-    return expected[cosines(emb, expected // n, expected % n) >= threshold]
+    a, b, _ = range_pairs(emb, sample, threshold)  # decided by the edges' own arithmetic, as the search's are
+    cross = groups[a] != groups[b]
+    return a[cross] * n + b[cross]
 
 
 def _report_recall(found: int, total: int, effort: int, report: dict | None) -> None:
@@ -157,22 +154,6 @@ def _report_recall(found: int, total: int, effort: int, report: dict | None) -> 
     log.log(level, "embedding merge: the candidate search (effort %d) found %d of the %d pairs that %d sampled clips "
             "have in the exact search%s", effort, found, total, RECALL_SAMPLE,
             "" if found == total else "; a person whose only pair was missed stays split")
-
-
-def _pairs_of(emb: np.ndarray, queries: np.ndarray, threshold: float, block: int = 16384):
-    """(query, other) for every other clip whose cosine with a query clears the threshold: exact,
-    by products of the queries with blocks of clips (one reused buffer)."""
-    q = emb[queries]
-    sims = np.empty((len(queries), min(block, len(emb))), np.float32)
-    rows, cols = [], []
-    for begin in range(0, len(emb), block):
-        part = sims[:, :min(block, len(emb) - begin)]
-        np.matmul(q, emb[begin:begin + block].T, out=part)
-        r, c = np.nonzero(part >= threshold)
-        keep = queries[r] != c + begin
-        rows.append(queries[r[keep]])
-        cols.append(c[keep] + begin)
-    return cat(rows, np.int64), cat(cols, np.int64)
 
 
 def _group_pair_edges(emb, groups, query, cand, threshold):
@@ -249,7 +230,7 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig, repor
         kept = np.zeros(n, dtype=bool)
         kept[best[keep_first]] = True
         decision = np.where(size > 1, np.where(kept, "dedup_kept", "dedup_dropped"), "own").astype(object)
-    ev = evidence_column(keys, comp, size, [(ea, eb, es, by) for ea, eb, es, by in edges])
+    ev = evidence_column(keys, comp, size, edges)
     log.info("%d clips -> %d identities (%d merged clips)", n, len(comp_name), int((size > 1).sum()))
     return pa.table({"clip_key": keys.tolist(), "identity_id": identity.tolist(), "decision": decision.tolist(),
                      "evidence": ev})
