@@ -17,6 +17,7 @@ import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from mfhq.config import load_pipeline
+from mfhq.executors.ray_reaper import descendants, process_table
 from mfhq.extract import extract
 from presets import write_preset
 from run_rows import rows
@@ -117,21 +118,30 @@ def test_ray_driver_killed_with_sigkill_then_resumed_equals_an_uninterrupted_run
     assert rows(run) == rows(sample_run)
 
 
-def _descendants(mark: str) -> list[str]:
-    """The processes whose environment holds MFHQ_TEST_RUN=mark: all a driver started, at any depth."""
+def _descendants(mark: str, tree: dict[int, str]) -> list[str]:
+    """The processes a driver started, at any depth: those whose environment holds
+    MFHQ_TEST_RUN=mark, and those of tree (pid -> start time, looked at before the kill) still
+    running (a process that renames itself may overwrite the environment /proc shows)."""
+    table = process_table()
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            if f"MFHQ_TEST_RUN={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
+            ours = entry.name.isdigit() and table.get(int(entry.name), (0, None))[1] == tree.get(int(entry.name))
+            if ours or f"MFHQ_TEST_RUN={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(f"{entry.name} {(entry / 'cmdline').read_bytes().replace(bytes(1), b' ')[:80].decode()}")
         except (OSError, ValueError):
             continue
     return found
 
 
-def _none_left(mark: str, wait_s: float = 30) -> list[str]:
+def _tree(pid: int) -> dict[int, str]:
+    table = process_table()
+    return {child: table[child][1] for child in descendants({pid}, table)}
+
+
+def _none_left(mark: str, tree: dict[int, str] | None = None, wait_s: float = 30) -> list[str]:
     deadline = time.monotonic() + wait_s  # a bounded wait: the processes are killed, not timed
-    while (left := _descendants(mark)) and time.monotonic() < deadline:
+    while (left := _descendants(mark, tree or {})) and time.monotonic() < deadline:
         time.sleep(0.2)
     return left
 
@@ -153,10 +163,11 @@ def test_ray_driver_killed_leaves_no_ray_process_and_never_a_second_writer(sampl
     done = run / "done"
     while process.poll() is None and not list(done.glob("*.json")):
         time.sleep(0.05)
+    tree = _tree(process.pid)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL and len(list(done.glob("*.json"))) < 6, "not interrupted mid-way"
-    assert _none_left(mark) == []
+    assert _none_left(mark, tree) == []
     markers = {p.name: p.stat().st_mtime_ns for p in done.glob("*.json")}
     run_cli(*args, env=env)  # takes the dead driver's lock over
     assert _none_left(mark) == []  # a run that ends well leaves nothing either
