@@ -178,8 +178,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     usable_sql = ("SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) "
                   f"WHERE {EMBEDDER_OUTPUTS}")
     emb = clip_embeddings(con, usable_sql, clips.num_rows) if need_emb else np.zeros((clips.num_rows, 1), np.float32)
-    search: dict = {}  # the embedding merge's candidate search: its recall on a sample, recorded in the sidecar
-    ident = assign_identities(clips, emb, cfg, search)
+    ident = assign_identities(clips, emb, cfg)
     con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))
     con.execute(
         "CREATE TEMP TABLE members AS SELECT c.*, i.identity_id, i.decision, i.evidence, "
@@ -198,8 +197,8 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     ).to_arrow_table()
     split = assign_split(rows, cfg)
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    state = {**_crops_state(metas), **({"merge_search": search} if search else {})}
-    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), state, allow_partial)
+    summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas),
+                              allow_partial)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     log.debug("cluster-sample: %s", summary)
     return summary
@@ -230,8 +229,7 @@ def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfi
 def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str, metas: list[dict],
                     identities: pa.Table | None, crops: dict | None = None, allow_partial: bool = False) -> dict:
     """metas: one per run, with `name` and `run_dir` (and the run.json's provenance fields);
-    crops: the sidecar's crops state (mfhq.manifest.folder.CROPS_STATES) and what made them, and
-    the embedding merge's search report when it searched (merge_search).
+    crops: the sidecar's crops state (mfhq.manifest.folder.CROPS_STATES) and what made them.
     Every file of the folder is written as one unit (write_manifest_folder)."""
     out = Path(out)
     rows = rows.cast(MANIFEST_SCHEMA)
@@ -290,6 +288,6 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
         ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
             [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
-    crops = {key: meta[key] for key in ("crops", "materialize", "merge_search") if key in meta}  # a re-split moves no file
+    crops = {key: meta[key] for key in ("crops", "materialize") if key in meta}  # a re-split moves no file
     return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident, crops,
                            bool(meta.get("allow_partial")))

@@ -6,7 +6,6 @@ import numpy as np
 
 from conftest import run_cli
 from mfhq.config import CurateConfig, load_pipeline
-from mfhq.curate import merge
 from mfhq.curate.bench import run_bench_preset_merge, synthetic_clip_means
 
 
@@ -32,15 +31,14 @@ def test_bench_curate_merge_fits_an_exponent_over_three_sizes():
 
     lines, result = run_bench_merge(600, CurateConfig())
     assert result["sizes"] == [150, 300, 600] and len(result["cpu_s"]) == 3
-    assert result["same_as_all_pairs"] is True  # the candidate search, forced even at this size
+    assert result["same_as_all_pairs"] is True
     assert np.isfinite(result["exponent_cpu"]) and any("clips^" in line for line in lines)
-    assert merge.EXACT_BELOW == 40_000  # the bench's override is undone
+    assert f"filtered in {result['arithmetic']}" in lines[-1]
 
 
-def test_the_sample_presets_merge_matches_the_exact_search_across_videos():
+def test_the_sample_presets_merge_finds_the_people():
     cfg = load_pipeline("sample").curate
     assert cfg.merge_by_video_key and cfg.merge_by_embedding
-    lines, result = run_bench_preset_merge(2000, cfg)
-    assert result["same_as_exact"] is True  # the blocked candidate search, forced, at 500 clips
-    assert "faiss distance kernels:" in lines[1]
-    assert merge.EXACT_BELOW == 40_000
+    lines, result = run_bench_preset_merge(2000, cfg, dim=128)
+    assert result["identities"] == len(np.unique(synthetic_clip_means(2000, 128)[1]))
+    assert "by source video + embedding; 128-d clip means" in lines[0]

@@ -262,22 +262,3 @@ def test_report_shows_a_sample_of_identities_when_many(tmp_path):
     assert page.count("class='strip'") == 4
     # synthetic runs have no image files: each face says so instead of a broken <img>
     assert page.count("class='missing'") == 4 * 8 and "<img src='strips/" not in page
-
-
-def test_the_embedding_merges_search_and_its_recall_are_in_the_sidecar(tmp_path, monkeypatch):
-    """Above the exact search's size the graphs search; the manifest folder says how well (and a
-    re-split keeps it); the exact search records nothing."""
-    from mfhq.curate import merge, resplit
-
-    specs = [ClipSpec("vfhq", "p5_one", "v1", person=5, faces=20),
-             ClipSpec("vfhq", "p5_two", "v2", person=5, faces=40),
-             ClipSpec("vfhq", "p6", "v3", person=6)]
-    run = write_run(tmp_path / "run", specs)
-    cluster_sample([run], tmp_path / "exact", CurateConfig(merge_by_video_key=False, test_videos=1))
-    assert "merge_search" not in json.loads((tmp_path / "exact" / "manifest.json").read_text())
-    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
-    cluster_sample([run], tmp_path / "graphs", CurateConfig(merge_by_video_key=False, test_videos=1))
-    search = json.loads((tmp_path / "graphs" / "manifest.json").read_text())["merge_search"]
-    assert search["recall_found"] == search["recall_pairs"] == 1 and search["recall_sample"] == merge.RECALL_SAMPLE
-    resplit(tmp_path / "graphs", CurateConfig(test_videos=1))
-    assert json.loads((tmp_path / "graphs" / "manifest.json").read_text())["merge_search"] == search

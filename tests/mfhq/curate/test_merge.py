@@ -1,13 +1,14 @@
-"""Identity merge: the candidate search gives the all-pairs identities, and the paper's preset
-builds identities per video, never across videos by face."""
+"""Identity merge: the exact pair search gives the all-pairs edges whatever its arithmetic and
+blocks, and the paper's preset builds identities per video, never across videos by face."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
-from mfhq.curate import merge
+from mfhq.curate import merge, pairs
 from mfhq.curate.bench import synthetic_clip_means
 
 
@@ -19,32 +20,79 @@ def _same_partition(x: np.ndarray, y: np.ndarray) -> bool:
     return len(set(zip(x.tolist(), y.tolist()))) == len(set(x.tolist())) == len(set(y.tolist()))
 
 
-def test_candidate_merge_gives_the_all_pairs_identities(monkeypatch):
+def _crowded_means():
+    """Synthetic clip means plus three people with 40 clips each (many pairs per clip)."""
     emb, person = synthetic_clip_means(3000, seed=1)
-    # Three people with 40 clips each: more clips above the threshold than the candidate search's NEIGHBOURS.
     crowd = np.random.default_rng(2).normal(size=(3, 512)).astype(np.float32)
     extra = crowd[np.arange(120) % 3] + np.random.default_rng(4).normal(size=(120, 512)).astype(np.float32) * 0.6
     emb = np.concatenate([emb, extra / np.linalg.norm(extra, axis=1, keepdims=True)])
-    person = np.concatenate([person, person.max() + 1 + np.arange(120) % 3])
-    n, threshold = len(emb), CurateConfig().embedding_similarity
-    a, b, _ = merge.all_pairs_edges(emb, threshold)
-    reference = _components(n, a, b)
-    assert _same_partition(reference, person)  # the synthetic groups are what all-pairs finds
+    return emb, np.concatenate([person, person.max() + 1 + np.arange(120) % 3])
 
-    exact = merge._embedding_edges(emb, threshold)  # below EXACT_BELOW: faiss range search
-    assert np.array_equal(exact[0], a) and np.array_equal(exact[1], b)
-    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
-    ca, cb, cs = merge._embedding_edges(emb, threshold)
-    assert _same_partition(_components(n, ca, cb), reference)
-    assert (cs >= threshold).all() and set(zip(ca.tolist(), cb.tolist())) <= set(zip(a.tolist(), b.tolist()))
+
+@pytest.mark.parametrize("arithmetic", ["numpy", "torch"])
+def test_the_merge_finds_exactly_the_all_pairs_edges_in_any_blocks(arithmetic, monkeypatch):
+    if arithmetic == "torch":
+        pytest.importorskip("torch")
+        monkeypatch.setattr(pairs, "TORCH_FROM", 0)
+    else:  # what an install without torch does
+        monkeypatch.setattr(pairs, "_torch", lambda: None)
+    monkeypatch.setattr(pairs, "ROWS", 700)  # ragged blocks on and off the diagonal
+    monkeypatch.setattr(pairs, "COLS", 1100)
+    emb, person = _crowded_means()
+    n, threshold = len(emb), CurateConfig().embedding_similarity
+    a, b, s = merge.all_pairs_edges(emb, threshold)
+    assert _same_partition(_components(n, a, b), person)  # the synthetic groups are what all-pairs finds
+    search = pairs.PairSearch()
+    found = pairs.similar_pairs(emb, threshold, search)
+    assert np.array_equal(found[0], a) and np.array_equal(found[1], b) and np.allclose(found[2], s, atol=1e-6)
+    assert search.pairs == len(a) <= search.candidates and search.arithmetic.endswith(f"({arithmetic})")
 
     import pyarrow as pa
 
     clips = pa.table({"clip_key": [f"s/c{i:05d}" for i in range(n)], "video_key": [f"v{i}" for i in range(n)],
                       "n_usable": np.ones(n, np.int64)})
-    cfg = CurateConfig(merge_by_video_key=False)
-    ident = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
-    assert _same_partition(np.unique(ident, return_inverse=True)[1], reference)
+    ident = merge.assign_identities(clips, emb, CurateConfig(merge_by_video_key=False)).column("identity_id").to_pylist()
+    assert _same_partition(np.unique(ident, return_inverse=True)[1], person)
+
+
+def _pairs_at(cosine: np.ndarray, dim: int, rng) -> np.ndarray:
+    """Unit vectors u_i, v_i (interleaved) with u_i . v_i = cosine[i]; every third u is spiky
+    (most of its length in a few coordinates, where rounding errors are largest)."""
+    u = rng.standard_normal((len(cosine), dim)).astype(np.float32)
+    spiky = np.arange(0, len(u), 3)
+    u[spiky[:, None], rng.integers(0, dim, (len(spiky), 4))] *= 40
+    u /= np.linalg.norm(u, axis=1, keepdims=True)
+    w = rng.standard_normal((len(cosine), dim)).astype(np.float32)
+    w -= np.einsum("ij,ij->i", w, u)[:, None] * u
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    v = cosine[:, None] * u + np.sqrt(1 - cosine**2)[:, None] * w
+    return np.stack([u, v], 1).reshape(-1, dim).astype(np.float32)
+
+
+@pytest.mark.parametrize("threshold", [0.6, 0.95, 0.01])
+def test_the_bfloat16_filter_loses_no_pair_at_the_threshold(threshold, monkeypatch):
+    """Pairs whose cosines crowd the threshold (within bfloat16's error) come out exactly as the
+    float32 cosines decide, through the bfloat16 filter (its integer comparison above 0, its
+    float one at or below) and through numpy's float32."""
+    torch = pytest.importorskip("torch")
+    planted = 1500 if threshold > 0.1 else 400  # at 0.01 random pairs clear it too: fewer vectors
+    emb = _pairs_at(np.random.default_rng(0).uniform(threshold - 0.015, min(threshold + 0.015, 1), planted), 128,
+                    np.random.default_rng(1))
+    n = len(emb)
+    i, j = np.triu_indices(n, 1)
+    s = pairs.cosines(emb, i, j)
+    expected = (i[s >= threshold], j[s >= threshold])
+    assert 500 < len(expected[0]) and (threshold > 0.1) == (len(expected[0]) < planted)
+    bf16 = pairs._candidates_torch(torch, emb, threshold - pairs.MARGIN, torch.bfloat16)
+    assert set(zip(*expected)) <= set(zip(bf16[0].tolist(), bf16[1].tolist()))
+    monkeypatch.setattr(pairs, "TORCH_FROM", 0)
+    for without_torch in (False, True):
+        if without_torch:
+            monkeypatch.setattr(pairs, "_torch", lambda: None)
+        search = pairs.PairSearch()
+        a, b, _ = pairs.similar_pairs(emb, threshold, search)
+        assert np.array_equal(a, expected[0]) and np.array_equal(b, expected[1])
+        assert search.arithmetic.endswith("(numpy)") == without_torch
 
 
 def test_paper_preset_builds_identities_per_video_never_across_videos_by_face():
@@ -69,10 +117,9 @@ def test_paper_preset_builds_identities_per_video_never_across_videos_by_face():
     assert len(set(merged.column("identity_id").to_pylist())) == 1
 
 
-def test_blocked_candidate_search_gives_the_exact_identities_across_videos(monkeypatch):
-    """Clips grouped by source video are searched as one vector per video; people whose clips
-    come from several videos (and a video shared by two people, refused by the guard) still
-    get the identities of the exact search."""
+def test_the_merge_joins_people_across_their_videos_and_the_guard_splits_a_shared_one():
+    """Clips grouped by source video; people whose clips come from several videos are joined by
+    face, two strangers who share a video are kept apart by the similarity guard."""
     import dataclasses
 
     import pyarrow as pa
@@ -85,54 +132,11 @@ def test_blocked_candidate_search_gives_the_exact_identities_across_videos(monke
     clips = pa.table({"clip_key": [f"s/c{i:05d}" for i in range(n)], "video_key": [f"v{v}" for v in video],
                       "n_usable": np.ones(n, np.int64)})
     cfg = dataclasses.replace(CurateConfig(), merge_by_video_key=True, merge_by_embedding=True)
-    exact = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
-    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
-    blocked = merge.assign_identities(clips, emb, cfg)
-    ids = blocked.column("identity_id").to_pylist()
-    assert _same_partition(np.unique(ids, return_inverse=True)[1], np.unique(exact, return_inverse=True)[1])
+    merged = merge.assign_identities(clips, emb, cfg)
+    ids = merged.column("identity_id").to_pylist()
+    a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
+    assert _same_partition(np.unique(ids, return_inverse=True)[1], _components(n, a, b))
     assert _same_partition(np.unique(ids, return_inverse=True)[1], person)  # the people, across their videos
     assert ids[0] != ids[1] or person[0] == person[1]
-    evidence = [e for e in blocked.column("evidence").to_pylist() if e and '"embedding"' in e]
+    evidence = [e for e in merged.column("evidence").to_pylist() if e and '"embedding"' in e]
     assert evidence  # cross-video edges are kept as evidence
-
-
-def test_the_candidate_search_checks_its_recall_and_searches_again_when_it_missed(monkeypatch, caplog):
-    """Every run checks the approximate search on a sample of clips: all pairs found on the
-    planted groups at the first effort; a search that misses pairs is searched again with more
-    effort, and one that still misses is a warning with the counts."""
-    import logging
-
-    from mfhq.curate import neighbours
-
-    emb, _ = synthetic_clip_means(3000, seed=1)
-    monkeypatch.setattr(merge, "EXACT_BELOW", 0)
-    report: dict = {}
-    merge._embedding_edges(emb, 0.6, None, report)
-    assert report["recall_sample"] == merge.RECALL_SAMPLE and report["recall_pairs"] > 100
-    assert report["recall_found"] == report["recall_pairs"] and report["search_effort"] == neighbours.SEARCH_EFFORT
-
-    real = neighbours.CandidateGraphs.candidates
-    efforts = []
-
-    def blind_at_first_effort(self, effort=neighbours.SEARCH_EFFORT):  # misses every other pair at first
-        efforts.append(effort)
-        query, cand, graph, results = real(self, effort)
-        return (query[::2], cand[::2], graph[::2], results[::2]) if effort == neighbours.SEARCH_EFFORT else (
-            query, cand, graph, results)
-
-    monkeypatch.setattr(neighbours.CandidateGraphs, "candidates", blind_at_first_effort)
-    report.clear()
-    merge._embedding_edges(emb, 0.6, None, report)
-    assert efforts == [neighbours.SEARCH_EFFORT, neighbours.SEARCH_EFFORT * neighbours.EFFORT_STEP]
-    assert report["recall_found"] == report["recall_pairs"]
-
-    def always_blind(self, effort=neighbours.SEARCH_EFFORT):
-        query, cand, graph, results = real(self, effort)
-        return query[::2], cand[::2], graph[::2], results[::2]
-
-    monkeypatch.setattr(neighbours.CandidateGraphs, "candidates", always_blind)
-    report.clear()
-    with caplog.at_level(logging.WARNING, logger="mfhq.curate.merge"):
-        merge._embedding_edges(emb, 0.6, None, report)
-    assert 0 < report["recall_found"] < report["recall_pairs"]
-    assert f"found {report['recall_found']} of the {report['recall_pairs']} pairs" in caplog.text
