@@ -29,7 +29,7 @@ import sys
 import time
 
 ENV = "MFHQ_RAY_INSTANCE"
-POLL_S = 0.5
+POLL_S = 0.5  # a look reads every /proc/PID/stat: about 7 us of CPU a process on the 2-core machine
 
 
 def process_table() -> dict[int, tuple[int, str]]:
