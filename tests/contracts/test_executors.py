@@ -126,7 +126,8 @@ def _descendants(mark: str, tree: dict[int, str]) -> list[str]:
     found = []
     for entry in Path("/proc").iterdir():
         try:
-            ours = entry.name.isdigit() and table.get(int(entry.name), (0, None))[1] == tree.get(int(entry.name))
+            pid = int(entry.name) if entry.name.isdigit() else None
+            ours = pid in tree and pid in table and table[pid][1] == tree[pid]
             if ours or f"MFHQ_TEST_RUN={mark}".encode() in (entry / "environ").read_bytes().split(b"\0"):
                 found.append(f"{entry.name} {(entry / 'cmdline').read_bytes().replace(bytes(1), b' ')[:80].decode()}")
         except (OSError, ValueError):
