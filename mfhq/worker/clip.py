@@ -14,15 +14,15 @@ from typing import Callable
 import numpy as np
 
 from mfhq.config import PipelineConfig
-from mfhq.decode import ClipDecoder, DecodeError, sample_indices
-from mfhq.decode_ahead import DecodeAhead
-from mfhq.geometry import resolve as resolve_geometry
+from mfhq.decode import DecodeError
+from mfhq.decode_ahead import DecodeAhead, reader_thread
 from mfhq.manifest.io import is_disk_full
 from mfhq.records import Clip, ClipRow, FaceMeasures, FaceRow, Status
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
+from mfhq.worker.clip_open import ReadAcross, open_clip
 from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,9 @@ class ClipProcessor:
         # the watchdog's blame exact and memory small.
         self.batch_frames = cfg.run.batch_frames if str(cfg.run.device).startswith("cuda") else 0
         self.reads_ahead = cfg.run.reads_ahead()
+        # One reader thread per worker: a clip's next chunks, then the next clip's opening.
+        self.reader = reader_thread() if self.reads_ahead else None
+        self.read_across = ReadAcross(self.reader, cfg.decode) if self.reads_ahead else None
         self.loading: str | None = None  # the model setup() is loading
 
     def setup(self) -> None:
@@ -94,32 +97,39 @@ class ClipProcessor:
         self.process_many([clip], lambda key, phase: on_phase(phase), lambda c, faces, row: out.append((faces, row)))
         return out[0]
 
-    def process_many(self, clips: list[Clip], on_phase, on_result) -> None:
+    def process_many(self, clips: list[Clip], on_phase, on_result, read_across: bool = True) -> None:
         """Each clip's (face rows, status row) goes to on_result(clip, faces, row) as soon as it is
         done; on_phase(clip key, phase) feeds the watchdog: "decode" | "process" for what this
-        thread does, "read" | "read-done" around each read of the decode-ahead thread (so it
-        may be called from that thread). Raises only for a full
-        disk, which must stop the run rather than become a row."""
+        thread does, "read" | "read-done" around each read of the reader thread (so it may be
+        called from that thread, and for the clip after the one in process). read_across: on
+        CPU with decode-ahead, read each clip's opening while the one before is in the models
+        (the watchdog turns it off to run a clip alone). Raises only for a full disk, which
+        must stop the run rather than become a row."""
         waiting = list(reversed(clips))
         active: list[_ClipRun] = []
-        while waiting or active:
-            # Gather chunks until the batch is full (one clip's chunk at a time on CPU).
-            while waiting and (not active or sum(len(r.batch.frames) for r in active) < self.batch_frames):
-                clip = waiting.pop()
-                run = _ClipRun(clip, self._steps(clip, lambda phase, key=clip.key: on_phase(key, phase)))
-                if self._advance(run, None):
-                    active.append(run)
-                else:
-                    on_result(clip, *run.result)
-            if not active:
-                continue
-            for run in active:
-                on_phase(run.clip.key, "process")
-            self._run_stages(active)
-            for run in list(active):
-                if not self._advance(run, run.batch):
-                    active.remove(run)
-                    on_result(run.clip, *run.result)
+        try:
+            while waiting or active:
+                # Gather chunks until the batch is full (one clip's chunk at a time on CPU).
+                while waiting and (not active or sum(len(r.batch.frames) for r in active) < self.batch_frames):
+                    clip = waiting.pop()
+                    following = waiting[-1] if waiting and read_across and self.batch_frames == 0 else None
+                    run = _ClipRun(clip, self._steps(clip, on_phase, following))
+                    if self._advance(run, None):
+                        active.append(run)
+                    else:
+                        on_result(clip, *run.result)
+                if not active:
+                    continue
+                for run in active:
+                    on_phase(run.clip.key, "process")
+                self._run_stages(active)
+                for run in list(active):
+                    if not self._advance(run, run.batch):
+                        active.remove(run)
+                        on_result(run.clip, *run.result)
+        finally:
+            if self.read_across:
+                self.read_across.drop()
 
     def _advance(self, run: _ClipRun, batch) -> bool:
         """Send the processed batch into the clip's generator; False once the clip is finished."""
@@ -178,43 +188,34 @@ class ClipProcessor:
         log.error("clip %s failed", clip.key, exc_info=exc)
         return ClipRow.failed(clip, Status.ERROR, f"{clip.video_path}: {type(exc).__name__}: {exc}", self.provenance)
 
-    def _steps(self, clip: Clip, on_phase: PhaseCallback):
+    def _steps(self, clip: Clip, on_phase, following: Clip | None = None):
         """Generator: yields each decoded chunk as a FaceBatch, receives it back through the
-        stages, returns (face rows, clip row)."""
-        path = Path(clip.video_path)
-        if not path.is_file():
-            return [], ClipRow.failed(clip, Status.MISSING, f"{path}: no such file", self.provenance)
-        if path.stat().st_size == 0:
-            return [], ClipRow.failed(clip, Status.EMPTY, f"{path}: file is empty (0 bytes)", self.provenance)
+        stages, returns (face rows, clip row). on_phase(key, phase); `following`: the clip
+        processed next, whose opening the reader thread reads once this clip's chunks are read."""
         timings: dict[str, float] = defaultdict(float)
-        decoder = ClipDecoder(self.cfg.decode)
-        chunks = None
-        on_phase("decode")
+        phase = lambda name: on_phase(clip.key, name)  # noqa: E731
+        phase("decode")
         started = time.perf_counter()
+        ahead = self.read_across.take(clip) if self.read_across else None
+        opened = ahead.result() if ahead is not None else open_clip(clip, self.cfg.decode, self.provenance)
+        timings["decode"] += time.perf_counter() - started
+        if opened.failed is not None:
+            return [], opened.failed
+        clip, decoder, info, chunks, first = opened.clip, opened.decoder, opened.info, opened.chunks, opened.first
         try:
-            info = decoder.open(path)
-            try:  # the source's box and annotations, by the rule it named, in the real video's pixels and frames
-                clip = resolve_geometry(clip, info.width, info.height, info.fps)
-            except ValueError as exc:
-                return [], ClipRow.failed(clip, Status.BAD_METADATA, f"{path}: {exc}", self.provenance)
-            frames = None if clip.start_frame is None else (clip.start_frame, clip.end_frame)
-            indices = sample_indices(info, self.cfg.decode, clip.start_sec, clip.end_sec, frames)
-            timings["decode"] += time.perf_counter() - started
-            if not indices:
-                wanted = f"frames {frames[0]}..{frames[1]}" if frames else f"{clip.start_sec}..{clip.end_sec} s"
-                reason = (f"{path}: no frames in range ({wanted} of {info.n_frames} at {info.fps:g} fps)"
-                          if info.n_frames else f"{path}: the video has no frames")
-                return [], ClipRow.failed(clip, Status.EMPTY, reason, self.provenance)
             rows, state, n_read = [], ClipState(), 0
-            chunks = decoder.chunks(path, indices)
             if self.reads_ahead:
-                chunks = DecodeAhead(chunks, lambda reading: on_phase("read" if reading else "read-done"))
+                then = None if following is None else lambda: self.read_across.start(
+                    following, self.provenance, lambda reading: on_phase(following.key, "read" if reading else "read-done"))
+                # One thread for a CPU worker's clips, in turn; a thread per clip gathered for a GPU.
+                pool = self.reader if self.batch_frames == 0 else None
+                chunks = DecodeAhead(chunks, lambda reading: phase("read" if reading else "read-done"), pool, then)
             while True:
                 # "decode" here is the time the stages wait for frames: with decode_ahead, what
                 # decoding costs beyond the models it overlaps.
-                on_phase("decode")
+                phase("decode")
                 started = time.perf_counter()
-                chunk = next(chunks, None)
+                chunk, first = first if first is not None else next(chunks, None), None
                 timings["decode"] += time.perf_counter() - started
                 if chunk is None:
                     break
@@ -229,7 +230,7 @@ class ClipProcessor:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
-        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(indices))
+        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(opened.indices))
 
     def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled) -> dict:
         verified = {}

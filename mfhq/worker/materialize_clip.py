@@ -44,8 +44,9 @@ class MaterializeProcessor:
         self.loading = None
         self.provenance = self.parsing.provenance
 
-    def process_many(self, clips: list[Clip], on_phase, on_result) -> None:
-        """on_result(clip, [{crop_path, mask_path, identical}], status row); raises only for a full disk."""
+    def process_many(self, clips: list[Clip], on_phase, on_result, read_across: bool = False) -> None:
+        """on_result(clip, [{crop_path, mask_path, identical}], status row); raises only for a full disk.
+        (read_across is extract's: materialize reads only a few frames of each clip, in line.)"""
         for clip in clips:
             on_result(clip, *self.process(clip, lambda phase, key=clip.key: on_phase(key, phase)))
 

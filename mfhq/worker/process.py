@@ -3,8 +3,9 @@ clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("oom", message) | ("diskfull", message) |
 ("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py). Phases "decode" and
-"process" say what the main thread does; "read" and "read-done" come from the decode-ahead thread
-(mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock.
+"process" say what the main thread does; "read" and "read-done" come from the reader thread
+(mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock. It is sent
+("clips", [Clip], read_across) | ("stop",).
 """
 from __future__ import annotations
 
@@ -66,13 +67,13 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
             message = conn.recv()
             if message[0] == "stop":
                 return
+            def on_result(clip, faces, row) -> None:
+                send(("result", clip.key, faces, row))
+                give_back_freed_heap()  # the clip's frames and crops: not carried into the next peak
+
             try:
-                processor.process_many(
-                    message[1],
-                    lambda key, phase: send(("phase", key, phase)),
-                    lambda clip, faces, row: send(("result", clip.key, faces, row)),
-                )
-                give_back_freed_heap()  # the clips' frames and crops: not carried into the next peak
+                processor.process_many(message[1], lambda key, phase: send(("phase", key, phase)), on_result,
+                                       read_across=message[2])
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise

@@ -7,7 +7,10 @@ same way, whatever the main thread does (such a read may hold the GIL and stop i
 that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
 worker takes its place. decord can loop forever in native code holding the GIL, so only a
 process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU
-batching) that were not at fault are sent again.
+batching, or on CPU with decode-ahead, where the worker reads a clip's opening while the clip
+before is in the models) that were not at fault are sent again. A worker that dies while it
+reads one clip and runs another cannot say which was at fault: both are sent again, each alone
+and read in line, so the row goes to the clip that dies on its own.
 """
 from __future__ import annotations
 
@@ -48,8 +51,11 @@ class Watchdog:
         self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
         self.process = self.conn = None
         self.provenance = "unknown"
-        # With GPU batching the worker takes a shard's clips together and gathers their frames.
+        # With GPU batching the worker takes a shard's clips together and gathers their frames;
+        # with decode-ahead it takes them together to read each clip's opening ahead.
         self.group = str(cfg.run.device).startswith("cuda") and cfg.run.batch_frames > 0
+        self.read_across = kind == "extract" and cfg.run.reads_ahead()
+        self.suspects: set[str] = set()  # clips in flight when a worker died unclearly: run alone
 
     def _start(self) -> None:
         self.conn, child = self.ctx.Pipe()
@@ -114,9 +120,9 @@ class Watchdog:
             if self.process is None:
                 self._start()
             if not self.in_flight:
-                group = [queue.popleft() for _ in range(len(queue) if self.group else 1)]
+                group = self._next_group(queue)
                 self.in_flight = {c.key: c for c in group}
-                self.conn.send(("clips", group))
+                self.conn.send(("clips", group, self.read_across and group[0].key not in self.suspects))
                 self.phase, self.phase_key = "start", group[0].key
                 self.phase_since = time.monotonic()
                 self.clip_since = {group[0].key: self.phase_since}
@@ -132,16 +138,46 @@ class Watchdog:
                 continue
             if self.phase_key not in self.in_flight:
                 self.phase_key = next(iter(self.in_flight))
-            blamed = self._overdue() or self._dead()
+            blamed = self._overdue()
+            if blamed is None and self._unclear_death():
+                queue.extendleft(reversed(list(self.in_flight.values())))
+                self.in_flight = {}
+                continue
+            blamed = blamed or self._dead()
             if blamed is None:
                 continue
             status, reason = blamed
             log.warning(reason)
             self._kill()
             culprit = self.in_flight.pop(self.phase_key)
+            self.suspects.discard(culprit.key)
             on_result(culprit, [], ClipRow.failed(culprit, status, reason, self.provenance))
             queue.extendleft(reversed(list(self.in_flight.values())))  # innocent bystanders: again
             self.in_flight = {}
+
+    def _next_group(self, queue: deque) -> list[Clip]:
+        """One clip, or as many as go together up to a suspect; a suspect goes alone."""
+        if queue[0].key in self.suspects or not (self.group or self.read_across):
+            return [queue.popleft()]
+        group = []
+        while queue and queue[0].key not in self.suspects:
+            group.append(queue.popleft())
+        return group
+
+    def _unclear_death(self) -> bool:
+        """The worker died while its reader thread read another clip than the one its main
+        thread ran: which one killed it is unknown, so both become suspects (and the worker is
+        replaced). A death with nothing read across is the main thread's clip's (_dead)."""
+        if self.process.is_alive():
+            return False
+        across = {key for key in self.reading if key in self.in_flight and key != self.phase_key}
+        if not across:
+            return False
+        self.suspects |= across | {self.phase_key}
+        log.warning("a worker died while it read %s ahead and ran %s; running each alone to find which one killed it",
+                    ", ".join(str(self.in_flight[key].video_path) for key in sorted(across)), self._path())
+        self._kill()
+        return True
 
     def _handle(self, message: tuple, on_result: OnResult) -> None:
         kind = message[0]
@@ -158,6 +194,7 @@ class Watchdog:
         elif kind == "result":
             clip = self.in_flight.pop(message[1])
             self.clip_since.pop(message[1], None)
+            self.suspects.discard(message[1])
             self.reading.pop(message[1], None)
             on_result(clip, message[2], message[3])
         elif kind == "diskfull":
@@ -169,7 +206,7 @@ class Watchdog:
     def _overdue(self) -> tuple[str, str] | None:
         now = time.monotonic()
         limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
-        if self.phase in ("decode", "start") and now - self.phase_since > limits[0]:
+        if self.phase in ("decode", "start") and now - self.phase_since > limits[0] and not self._reading_across():
             return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         reads = [key for key, since in self.reading.items() if key in self.in_flight and now - since > limits[0]]
         if reads:
@@ -180,6 +217,12 @@ class Watchdog:
             self.phase_key = late[0]
             return Status.TIMEOUT, f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
         return None
+
+    def _reading_across(self) -> bool:
+        """The one reader thread of a CPU worker is reading the next clip: this clip's reads are
+        done, so its main thread is not decoding; if it stalls, a read that holds the GIL stalls
+        it, and that read's own timer names its clip."""
+        return self.read_across and not self.group and any(key != self.phase_key for key in self.reading)
 
     def _dead(self) -> tuple[str, str] | None:
         if self.process.is_alive():

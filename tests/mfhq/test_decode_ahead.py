@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO
 from mfhq.config import ConfigError, DecodeConfig, PipelineConfig, load_pipeline
 from mfhq.decode import ClipDecoder, DecodeError, DecodedChunk, sample_indices
-from mfhq.decode_ahead import DecodeAhead
+from mfhq.decode_ahead import DecodeAhead, reader_thread
 
 
 class Frames:
@@ -143,3 +143,48 @@ def test_auto_counts_the_cores_this_process_may_use():
               "print(usable_cores(), PipelineConfig().replace(run={'workers': 1}).run.reads_ahead())")
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1", "False"]
+
+
+def test_a_shared_reader_thread_goes_on_to_the_next_clip_once_this_one_is_read():
+    # The worker's one reader thread: after a clip's last chunk it runs `on_end` (the next
+    # clip's opening is queued there), and closing this clip never waits for that next work.
+    pool = reader_thread()
+    next_clip_may_finish, ends = threading.Event(), []
+
+    def next_clip_opening():
+        next_clip_may_finish.wait(10)
+        return "opened"
+
+    def on_end():
+        ends.append(threading.current_thread().name)
+        ends.append(pool.submit(next_clip_opening))
+
+    def chunks():
+        yield DecodedChunk([0], Frames())
+        yield DecodedChunk([1], Frames())
+
+    ahead = DecodeAhead(chunks(), pool=pool, on_end=on_end)
+    assert [c.indices for c in ahead] == [[0], [1]]
+    ahead.close()  # returns although the next clip's opening still runs on the thread
+    name, opening = ends
+    assert name.startswith("mfhq-decode-ahead") and not opening.done()
+    next_clip_may_finish.set()
+    assert opening.result(10) == "opened"
+    pool.shutdown()
+
+
+def test_no_next_clip_is_read_after_a_clip_that_failed_to_read():
+    ended = []
+
+    def chunks():
+        yield DecodedChunk([0], Frames())
+        raise DecodeError("clip.mp4: reading frames 1..1 failed")
+
+    pool = reader_thread()
+    ahead = DecodeAhead(chunks(), pool=pool, on_end=lambda: ended.append(True))
+    next(ahead)
+    with pytest.raises(DecodeError):
+        next(ahead)
+    ahead.close()
+    pool.shutdown()
+    assert not ended  # the clip fails where it would in line; nothing more is read for it

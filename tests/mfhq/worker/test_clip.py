@@ -83,3 +83,39 @@ def test_extract_on_cuda_batches_across_clips_and_keeps_every_status(sample_dir,
     query = "SELECT clip_id, status FROM read_parquet('{}/clips/*.parquet') ORDER BY clip_id"
     con = duckdb.connect()
     assert con.execute(query.format(tmp_path / "run")).fetchall() == con.execute(query.format(sample_run)).fetchall()
+
+
+def test_reading_each_clip_ahead_of_its_turn_changes_no_row(sample_dir, tmp_path, monkeypatch):
+    import threading
+
+    import mfhq.worker.clip
+    import mfhq.worker.clip_open
+
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2, "chunk_frames": 4}, run={"decode_ahead": "always"})
+    clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
+    processor = ClipProcessor(cfg, tmp_path / "in-line")
+    processor.setup()
+    in_line = {}
+    processor.process_many(clips, lambda key, phase: None, lambda clip, faces, row: in_line.__setitem__(clip.key, (faces, row)),
+                           read_across=False)
+
+    opened_on = {}  # clip key -> the thread that opened it
+    real_open = mfhq.worker.clip_open.open_clip
+
+    def recording(clip, *args):
+        opened_on[clip.key] = threading.current_thread().name
+        return real_open(clip, *args)
+
+    monkeypatch.setattr(mfhq.worker.clip_open, "open_clip", recording)
+    monkeypatch.setattr(mfhq.worker.clip, "open_clip", recording)
+    processor.run_dir = tmp_path / "across"
+    across = _process(processor, clips)
+    for faces, row in in_line.values():
+        row.pop("stage_seconds")
+    assert across.keys() == in_line.keys() and across == in_line
+    # Every clip after a clip that was read whole was opened by the reader thread, ahead.
+    read_whole = [c.key for c in clips[:-1] if in_line[c.key][1].get("n_frames_read")]
+    assert len(read_whole) >= 3 and clips[0].key in opened_on
+    after = {b.key for a, b in zip(clips, clips[1:]) if a.key in read_whole}
+    assert all(opened_on[key].startswith("mfhq-decode-ahead") for key in after)
+    assert not opened_on[clips[0].key].startswith("mfhq-decode-ahead")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import yaml
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from presets import write_preset
@@ -25,19 +26,29 @@ def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
     videos = tmp_path / "videos"
     videos.mkdir()
     good = sample_dir / "videos" / "astronaut_motion.mp4"
-    for name in ("good", "hang", "crash", "good_after"):
+    # One shard, one worker reading ahead: each bad clip is opened on the reader thread while the
+    # good clip before it is in the models, so the worker that hangs or dies was running both.
+    names = ("a_good", "b_hang", "c_good", "d_crash")
+    for name in names:
         shutil.copy(good, videos / f"{name}.mp4")
     preset = tmp_path / "faulty.yaml"
     write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.timeout_s": 4, "run.clip_timeout_s": 40,
-                          "run.workers": 1}, base=SAMPLE_PRESET)
+                          "run.workers": 1, "run.shard_size": 4}, base=SAMPLE_PRESET)
+    recipe = yaml.safe_load(preset.read_text())
+    recipe["run"]["decode_ahead"] = "always"  # (the sample preset leaves it to `auto`)
+    preset.write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "PYTHONPATH": f"{SUPPORT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     run = tmp_path / "run"
-    run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), env=env)
+    result = run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), env=env)
     statuses = _statuses(run)
-    assert statuses == {"good": "ok", "hang": "timeout", "crash": "crashed", "good_after": "ok"}
+    assert statuses == {"a_good": "ok", "b_hang": "timeout", "c_good": "ok", "d_crash": "crashed"}
     reasons = dict(duckdb.connect().execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
-    assert "hang.mp4" in reasons["hang"] and "watchdog" in reasons["hang"]
-    assert "crash.mp4" in reasons["crash"] and "signal 11" in reasons["crash"]
+    assert "b_hang.mp4" in reasons["b_hang"] and "watchdog" in reasons["b_hang"]
+    assert "d_crash.mp4" in reasons["d_crash"] and "signal 11" in reasons["d_crash"]
+    # The death while d_crash was read ahead could not be pinned on one clip: both ran alone.
+    assert "read" in result.stderr and "d_crash.mp4 ahead" in result.stderr and "running each alone" in result.stderr
+    faces = duckdb.connect().execute(f"SELECT clip_id, count(*) FROM read_parquet('{run}/faces/*.parquet') GROUP BY 1").fetchall()
+    assert dict(faces)["a_good"] == dict(faces)["c_good"] > 0  # the clips run again are whole
 
 
 def _rows(run: Path) -> tuple[list, list]:
