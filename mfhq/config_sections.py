@@ -154,7 +154,8 @@ class RunConfig:
     batch_frames: int = option(64, "with a cuda device: frames gathered across a shard's clips per model call "
                                "(0: one clip's chunk)", NON_NEGATIVE)
     decode_ahead: str = option("auto", "a worker reads a clip's next chunk in a thread while the models work on "
-                               "the current one (one more chunk in memory). That pays only with a core to "
+                               "the current one, and on CPU the next clip's first chunk while they work on "
+                               "this clip's last (one more chunk in memory). That pays only with a core to "
                                "spare (docs/performance.md). auto: on with a GPU, with fewer local workers "
                                "than usable cores, or with Ray actors of 2+ CPUs. Rows do not depend on it",
                                OneOf(("auto", "always", "never")))

@@ -17,6 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
+from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.native_output import captured_stderr, clean_error
 
@@ -79,7 +80,9 @@ class PyAVReader:
 
     A read that starts well past the decoder's position (a clip deep inside a long raw video)
     seeks to the keyframe before it instead of decoding everything from frame 0; frames are
-    then numbered from their timestamps.
+    then numbered from their timestamps. From frame 0, non-reference frames that no read asks
+    for are not decoded, where the timestamps are proven to number frames as counting does
+    (decode_skip.py).
     """
 
     name = "pyav"
@@ -99,8 +102,8 @@ class PyAVReader:
                 n_frames = sum(1 for _ in container.decode(video=0))
             self._info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
         self._next = 0
-        self._container = None
-        self.n_decoded = 0  # frames decoded since open: shows that a seek skipped the rest
+        self._container = self._check = None
+        self.n_decoded = 0  # frames decoded since open: shows that a seek or skipping saved the rest
         return self._info
 
     def _start(self, target: int) -> None:
@@ -116,7 +119,21 @@ class PyAVReader:
             seconds = self._origin + target / self._info.fps
             self._container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
             self._next = None  # unknown until the first frame's timestamp is read
-        self._iter = self._container.decode(stream)
+        self._check = TimestampCheck(self._path, self._info.fps) if self._next == 0 and can_skip(stream) else None
+        self._wanted, self._last = set(), -1
+        self._iter = self._frames()
+
+    def _frames(self):
+        """The decoded frames, in order; packets of frames that may be dropped go to the
+        decoder with skip_frame = NONREF (it drops them if nothing is predicted from them)."""
+        context, dropping = self._stream.codec_context, False
+        for packet in self._container.demux(self._stream):
+            may_drop = self._check is not None and packet.pts is not None and packet.size > 0 and \
+                round(self._check.number(packet.pts)) <= self._last and \
+                round(self._check.number(packet.pts)) not in self._wanted
+            if may_drop != dropping:
+                context.skip_frame, dropping = ("NONREF" if may_drop else "DEFAULT"), may_drop
+            yield from packet.decode()
 
     def _index(self, frame) -> int:
         if frame.pts is None:
@@ -128,13 +145,16 @@ class PyAVReader:
         if self._container is None or first < (self._next or 0) or first - (self._next or 0) > self.SEEK_GAP:
             self._start(first)
         wanted, out, n_out = set(indices), None, 0
+        if self._check is not None and not self._check.through(last + LOOKAHEAD):
+            self._check = None  # the frames read so far were numbered alike both ways; now counted again
+        self._wanted, self._last = wanted, last
         while self._next is None or self._next <= last:
             try:
                 frame = next(self._iter)
             except StopIteration:
                 break
             self.n_decoded += 1
-            index = self._index(frame) if self._next is None else self._next
+            index = self._index(frame) if self._next is None or self._check is not None else self._next
             if index in wanted:
                 image = frame.to_ndarray(format="bgr24")
                 if out is None:
@@ -150,7 +170,9 @@ class PyAVReader:
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:
             self._container.close()
-        self._container = None
+        if getattr(self, "_check", None) is not None:
+            self._check.close()
+        self._container = self._check = None
 
 
 def _load_custom(spec: str) -> type:
