@@ -19,6 +19,7 @@ import numpy as np
 from mfhq.config import DecodeConfig
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
+from mfhq.frame_pool import FRAMES
 from mfhq.native_output import captured_stderr, clean_error
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,9 @@ class PyAVReader:
             if index in wanted:
                 image = frame.to_ndarray(format="bgr24")
                 if out is None:
-                    # Filled frame by frame: a list stacked at the end held the chunk twice.
-                    out = np.empty((len(wanted), *image.shape), image.dtype)
+                    # Filled frame by frame (a list stacked at the end held the chunk twice), in
+                    # a reused buffer once the chunk before has been let go (frame_pool.py).
+                    out = FRAMES.array((len(wanted), *image.shape))
                 out[n_out] = image
                 n_out += 1
             self._next = index + 1

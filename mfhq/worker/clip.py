@@ -202,6 +202,7 @@ class ClipProcessor:
         if opened.failed is not None:
             return [], opened.failed
         clip, decoder, info, chunks, first = opened.clip, opened.decoder, opened.info, opened.chunks, opened.first
+        opened.first = ahead = None  # the first chunk is `first`'s alone: let go of once it is processed
         try:
             rows, state, n_read = [], ClipState(), 0
             if self.reads_ahead:

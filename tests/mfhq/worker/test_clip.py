@@ -119,3 +119,37 @@ def test_reading_each_clip_ahead_of_its_turn_changes_no_row(sample_dir, tmp_path
     after = {b.key for a, b in zip(clips, clips[1:]) if a.key in read_whole}
     assert all(opened_on[key].startswith("mfhq-decode-ahead") for key in after)
     assert not opened_on[clips[0].key].startswith("mfhq-decode-ahead")
+
+
+def test_reading_ahead_across_clips_holds_two_chunks_at_most(sample_dir, tmp_path, monkeypatch):
+    import threading
+    import weakref
+
+    from mfhq.decode import ClipDecoder
+
+    lock, alive, most = threading.Lock(), [0], [0]
+
+    def released():
+        with lock:
+            alive[0] -= 1
+
+    real_chunks = ClipDecoder.chunks
+
+    def tracked(self, path, indices):
+        for chunk in real_chunks(self, path, indices):
+            with lock:
+                alive[0] += 1
+                most[0] = max(most[0], alive[0])
+            weakref.finalize(chunk.frames, released)
+            yield chunk
+
+    monkeypatch.setattr(ClipDecoder, "chunks", tracked)
+    # Chunks of 2 frames: each clip has several, so a first chunk kept past its turn shows.
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2, "chunk_frames": 2}, run={"decode_ahead": "always"})
+    clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
+    processor = ClipProcessor(cfg, tmp_path / "run")
+    processor.setup()
+    done = []
+    processor.process_many(clips, lambda key, phase: None, lambda clip, faces, row: done.append(row["status"]))
+    assert done.count("ok") >= 3
+    assert most[0] == 2  # this clip's last and the next clip's first, or a chunk and the one after it
