@@ -4,9 +4,9 @@ Extract samples a few frames a second (5 of 25 in the presets), yet a decoder mu
 frame another frame is predicted from. In H.264 and HEVC a non-reference frame is predicted from
 others but nothing is predicted from it, so the decoder can drop it unseen
 (AVCodecContext.skip_frame = NONREF) without changing a pixel of any other frame: measured on
-12 s 1080p x264 clips (B-frames), 156 of 300 frames decoded and the sampled frames' decode
--30% in wall time, every sampled frame bit-identical. A sampled frame that is non-reference is
-decoded as usual: the choice is made per packet, before the decoder sees it.
+12 s 1080p x264 clips (B-frames) read at 5 fps, 183 of 296 frames decoded, every sampled frame
+bit-identical. A sampled frame that is non-reference is decoded as usual: the choice is made
+per packet, before the decoder sees it.
 
 A dropped frame is never output, so frames can no longer be numbered by counting the decoder's
 output, as PyAVReader does from frame 0; they are numbered by timestamp instead, which is only
@@ -15,7 +15,9 @@ that ahead of the decoder, on a second demuxer (packets only, nothing decoded): 
 frame numbers (timestamp x fps) must be exactly 0, 1, 2, ... up to past the frames to read,
 each once. A missing or repeated number, a packet without a timestamp, or a number that is
 not a whole frame ends skipping for the clip, and the frames are counted as before; so no
-frame is ever numbered differently from a full decode. Only used from frame 0 (after a seek,
+frame is numbered differently from a full decode (on a damaged stream where a packet decodes to
+no frame, counting shifts every later frame by one and timestamps do not: the one place the two
+could part, and there the timestamp is the true number). Only used from frame 0 (after a seek,
 nothing is skipped), and never with frame threading, where the setting could reach a packet late.
 """
 from __future__ import annotations
