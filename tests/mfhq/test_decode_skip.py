@@ -15,14 +15,15 @@ from mfhq.decode import PyAVReader
 N_FRAMES = 120
 
 
-def _video(path, late: dict[int, int] | None = None, bframes: int = 2) -> None:
-    """64x64 H.264 at 25 fps, frame i a flat grey of its own level; `late`: frame -> how many
-    hundredths of a second after its time it is stamped."""
+def _video(path, late: dict[int, int] | None = None, bframes: int = 2, encoder: str = "libx264") -> None:
+    """64x64 H.264 (or HEVC) at 25 fps, frame i a flat grey of its own level; `late`: frame ->
+    how many hundredths of a second after its time it is stamped."""
     with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=25)
+        stream = container.add_stream(encoder, rate=25)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         stream.codec_context.time_base = Fraction(1, 100)
-        stream.options = {"g": "25", "keyint_min": "25", "crf": "10", "bf": str(bframes)}
+        stream.options = {"g": "25", "crf": "10", "bf": str(bframes),
+                          **({"x265-params": "log-level=error"} if encoder == "libx265" else {"keyint_min": "25"})}
         for i in range(N_FRAMES):
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 30 + (7 * i) % 190, np.uint8), format="bgr24")
             frame.pts, frame.time_base = 4 * i + (late or {}).get(i, 0), Fraction(1, 100)
@@ -44,10 +45,10 @@ def _read(path, chunks: list[list[int]], skipping: bool, monkeypatch) -> tuple[l
 CHUNKS = [list(range(start, min(start + 20, N_FRAMES), 5)) for start in range(0, N_FRAMES, 20)]  # 5 fps of 25, 4 a chunk
 
 
-@pytest.mark.parametrize("bframes", [2, 0])
-def test_the_sampled_frames_are_a_full_decodes_pixel_for_pixel(tmp_path, monkeypatch, bframes):
+@pytest.mark.parametrize("encoder, bframes", [("libx264", 2), ("libx264", 0), ("libx265", 3)])
+def test_the_sampled_frames_are_a_full_decodes_pixel_for_pixel(tmp_path, monkeypatch, encoder, bframes):
     path = tmp_path / "clip.mp4"
-    _video(path, bframes=bframes)
+    _video(path, bframes=bframes, encoder=encoder)
     skipped, n_skipping = _read(path, CHUNKS, True, monkeypatch)
     full, n_full = _read(path, CHUNKS, False, monkeypatch)
     assert all(np.array_equal(a, b) for a, b in zip(skipped, full)) and len(skipped) == len(CHUNKS)
