@@ -81,9 +81,8 @@ class PyAVReader:
 
     A read that starts well past the decoder's position (a clip deep inside a long raw video)
     seeks to the keyframe before it instead of decoding everything from frame 0; frames are
-    then numbered from their timestamps. From frame 0, non-reference frames that no read asks
-    for are not decoded, where the timestamps are proven to number frames as counting does
-    (decode_skip.py).
+    then numbered from their timestamps. Non-reference frames that no read asks for are not
+    decoded, where the timestamps are proven to number frames as counting does (decode_skip.py).
     """
 
     name = "pyav"
@@ -115,12 +114,12 @@ class PyAVReader:
         self._container = av.open(str(self._path))
         stream = self._container.streams.video[0]
         self._stream, self._origin = stream, float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        self._next = 0
+        self._next, position = 0, None
         if target >= self.SEEK_GAP and stream.time_base:
-            seconds = self._origin + target / self._info.fps
-            self._container.seek(int(seconds / stream.time_base), stream=stream, backward=True, any_frame=False)
+            position = int((self._origin + target / self._info.fps) / stream.time_base)
+            self._container.seek(position, stream=stream, backward=True, any_frame=False)
             self._next = None  # unknown until the first frame's timestamp is read
-        self._check = TimestampCheck(self._path, self._info.fps) if self._next == 0 and can_skip(stream) else None
+        self._check = TimestampCheck(self._path, self._info.fps, position) if can_skip(stream) else None
         self._wanted, self._last = set(), -1
         self._iter = self._frames()
 

@@ -17,8 +17,11 @@ each once. A missing or repeated number, a packet without a timestamp, or a numb
 not a whole frame ends skipping for the clip, and the frames are counted as before; so no
 frame is numbered differently from a full decode (on a damaged stream where a packet decodes to
 no frame, counting shifts every later frame by one and timestamps do not: the one place the two
-could part, and there the timestamp is the true number). Only used from frame 0 (after a seek,
-nothing is skipped), and never with frame threading, where the setting could reach a packet late.
+could part, and there the timestamp is the true number). After a seek (a clip deep inside a long
+video) a full decode numbers its first frame by timestamp and counts on from there, so the check
+starts at the same keyframe and also asks that no packet comes before it (an open GOP's leading
+frames would be output first). Never with frame threading, where the setting could reach a
+packet late.
 """
 from __future__ import annotations
 
@@ -37,16 +40,19 @@ class TimestampCheck:
     """Walks the stream's packets ahead of the decoder; `through(n)`: are frames 0..n (or all
     of them, if the stream ends first) numbered by their timestamps exactly as by counting?"""
 
-    def __init__(self, path: Path, fps: float):
+    def __init__(self, path: Path, fps: float, position: int | None = None):
+        """position: where PyAVReader seeked to (stream time base), None: from frame 0."""
         import av
 
         self._container = av.open(str(path))
         stream = self._container.streams.video[0]
         self._time_base, self._fps = stream.time_base, fps
         self._origin = float(stream.start_time * stream.time_base) if stream.start_time else 0.0
+        if position is not None:  # the same seek, so the same keyframe comes first
+            self._container.seek(position, stream=stream, backward=True, any_frame=False)
         self._packets = self._container.demux(stream)
         self._seen: set[int] = set()
-        self.contiguous = 0     # frames 0 .. contiguous - 1 are all seen
+        self.contiguous = 0 if position is None else None  # frames from the first one to contiguous - 1 are seen
         self._ended = False
         self.failed = self._time_base is None
 
@@ -54,22 +60,25 @@ class TimestampCheck:
         return (float(pts * self._time_base) - self._origin) * self._fps
 
     def through(self, last: int) -> bool:
-        while not self.failed and not self._ended and self.contiguous <= last:
+        while not self.failed and not self._ended and (self.contiguous is None or self.contiguous <= last):
             packet = next(self._packets, None)
             if packet is None:
                 self._ended = True
             elif packet.size:  # (an empty packet flushes the decoder)
-                self._add(packet.pts)
-        if self._ended and self._seen:
-            self.failed = True  # a frame number never came: a gap in the timestamps
+                self._add(packet)
+        if self._ended and (self._seen or self.contiguous is None):
+            self.failed = True  # a frame number never came (a gap in the timestamps), or no frame at all
         if self.failed:
             self.close()
         return not self.failed and (self.contiguous > last or self._ended)
 
-    def _add(self, pts) -> None:
-        exact = None if pts is None else self.number(pts)
+    def _add(self, packet) -> None:
+        exact = None if packet.pts is None else self.number(packet.pts)
         index = None if exact is None else round(exact)
-        if index is None or abs(exact - index) > 0.01 or index < self.contiguous or index in self._seen:
+        if self.contiguous is None and index is not None and packet.is_keyframe:  # the first after a seek
+            self.contiguous = index
+        whole = index is not None and abs(exact - index) <= 0.01
+        if not whole or self.contiguous is None or index < self.contiguous or index in self._seen:
             self.failed = True
             return
         self._seen.add(index)
