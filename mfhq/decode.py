@@ -128,9 +128,8 @@ class PyAVReader:
         decoder with skip_frame = NONREF (it drops them if nothing is predicted from them)."""
         context, dropping = self._stream.codec_context, False
         for packet in self._container.demux(self._stream):
-            may_drop = self._check is not None and packet.pts is not None and packet.size > 0 and \
-                round(self._check.number(packet.pts)) <= self._last and \
-                round(self._check.number(packet.pts)) not in self._wanted
+            index = round(self._check.number(packet.pts)) if self._check and packet.pts is not None else None
+            may_drop = index is not None and packet.size > 0 and index <= self._last and index not in self._wanted
             if may_drop != dropping:
                 context.skip_frame, dropping = ("NONREF" if may_drop else "DEFAULT"), may_drop
             yield from packet.decode()

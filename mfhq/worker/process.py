@@ -63,14 +63,15 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
                 send(("fatal", f"{type(exc).__name__}: {exc}"))
             return
         send(("ready", processor.provenance))
+
+        def on_result(clip, faces, row) -> None:
+            send(("result", clip.key, faces, row))
+            give_back_freed_heap()  # the clip's frames and crops: not carried into the next peak
+
         while True:
             message = conn.recv()
             if message[0] == "stop":
                 return
-            def on_result(clip, faces, row) -> None:
-                send(("result", clip.key, faces, row))
-                give_back_freed_heap()  # the clip's frames and crops: not carried into the next peak
-
             try:
                 processor.process_many(message[1], lambda key, phase: send(("phase", key, phase)), on_result,
                                        read_across=message[2])
