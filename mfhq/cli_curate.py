@@ -96,10 +96,15 @@ def bench_curate(
                                               "--identities; 0 skips it)"),
     skip_sample: bool = flag("--skip-sample", help="Only the merge benchmark"),
     skip_embedding_fit: bool = flag("--skip-embedding-fit", help="Skip the embedding merge's three-size fit"),
+    embedding_faces: Optional[int] = count_option(None, "--embedding-faces", help="Faces whose embeddings the "
+                                                  "clip means' read is measured on, its time then scaled to --faces "
+                                                  "(default: about 1 GiB of embeddings; --faces measures it whole; "
+                                                  "0 skips it)"),
 ) -> None:
     """cluster-sample's time on a synthetic MFHQ-size face table beside a DuckDB full scan of it,
     and the identity merge's time at three clip counts with its fitted exponent."""
-    from mfhq.curate.bench import run_bench_curate, run_bench_merge, run_bench_preset_merge
+    from mfhq.curate.bench import run_bench_curate, run_bench_embedding_read, run_bench_merge, run_bench_preset_merge
+    from mfhq.curate.merge import reads_embeddings
 
     config = load_pipeline(pipeline)
     curate = config.curate
@@ -117,13 +122,23 @@ def bench_curate(
     if sample:  # the whole of cluster-sample at this size: k-means and selection plus the merge
         total = sample["sample_s"] + preset_merge["wall_s"] + preset_merge["setup_s"]
         total_cpu = sample["sample_cpu_s"] + preset_merge["cpu_s"] + preset_merge["setup_s"]
-        typer.echo(f"cluster-sample with the preset's merge of {n} clips: {total:.2f} s wall, {total_cpu:.2f} s CPU "
-                   f"-> {total / max(sample['scan_s'], 1e-9):.1f}x the full scan in wall time, "
-                   f"{total_cpu / max(sample['scan_cpu_s'], 1e-9):.1f}x in CPU time")
+        given = " (clip means given)" if reads_embeddings(curate) else ""
+        _echo_total(f"cluster-sample with the preset's merge of {n} clips{given}", total, total_cpu, sample)
+        if given and (embedding_faces is None or embedding_faces > 0):
+            size = min(faces, embedding_faces or 2**28 // dim)  # default: 2^30 bytes of float32 embeddings
+            lines, read = run_bench_embedding_read(workdir / "embeddings", size, faces, dim, config.embed.every, curate)
+            typer.echo(lines[0])
+            _echo_total(f"cluster-sample with the preset's merge of {n} clips and the read of its clip means",
+                        total + read["scaled_s"], total_cpu + read["scaled_cpu_s"], sample)
     if not skip_embedding_fit:
         typer.echo("the embedding merge alone (merge_by_embedding; every clip its own video):")
         for line in run_bench_merge(n, curate, dim=dim)[0]:
             typer.echo("  " + line)
+
+
+def _echo_total(what: str, wall: float, cpu: float, sample: dict) -> None:
+    typer.echo(f"{what}: {wall:.2f} s wall, {cpu:.2f} s CPU -> {wall / max(sample['scan_s'], 1e-9):.1f}x the full "
+               f"scan in wall time, {cpu / max(sample['scan_cpu_s'], 1e-9):.1f}x in CPU time")
 
 
 def embedding_dim(backend: str) -> int:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from mfhq import __version__
 from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
-from mfhq.curate.merge import assign_identities, clip_embeddings
+from mfhq.curate.merge import assign_identities, clip_means, reads_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.manifest.card import render_card
 from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
@@ -31,11 +31,6 @@ from mfhq.manifest.schema import ManifestError
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
-# Each embedder output once (faces aliased u): with embed.every > 1 a face may carry a copy of a
-# track neighbour's embedding; embedding_frame names the frame it came from (NULL in older runs).
-EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.embedding_frame = u.frame_index)"
-
-
 class EmptyTrainSplit(ManifestError):
     """The split left nothing to train on: an error, not a manifest to find out about later."""
 
@@ -174,10 +169,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     if clips.num_rows == 0:
         raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
                        + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
-    need_emb = cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
-    usable_sql = ("SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c USING (source, clip_id) "
-                  f"WHERE {EMBEDDER_OUTPUTS}")
-    emb = clip_embeddings(con, usable_sql, clips.num_rows) if need_emb else np.zeros((clips.num_rows, 1), np.float32)
+    emb = clip_means(con, clips.num_rows) if reads_embeddings(cfg) else np.zeros((clips.num_rows, 1), np.float32)
     ident = assign_identities(clips, emb, cfg)
     con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))
     con.execute(

@@ -9,8 +9,7 @@ import pytest
 
 from mfhq.config import CurateConfig
 from mfhq.curate import cluster_sample
-from mfhq.curate.build import EMBEDDER_OUTPUTS
-from mfhq.curate.merge import clip_embeddings
+from mfhq.curate.merge import EMBEDDER_OUTPUTS, clip_embeddings
 from mfhq.manifest.io import SchemaVersionError
 from mfhq.manifest.views import connect_runs
 from synthetic_runs import ClipSpec, write_run
