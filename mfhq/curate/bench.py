@@ -4,9 +4,9 @@ The synthetic table holds only what pose clustering needs (keys, kept, yaw, pitc
 quality): 17M 512-d embeddings would be 35 GB. Merging works per clip on mean embeddings, so it
 is measured apart, on synthetic clip means with known groups (1-3 clips per person), at
 three clip counts: the fitted exponent of time against clip count says how it scales, and at
-the smallest size its identities are compared with the exact all-pairs merge. Reading the
-faces' embeddings to make those means is measured apart too, on face files written as extract
-writes them (one pass over the faces: its time per face is what scales to MFHQ size). Face counts per identity vary (0 to 2x the mean), so some identities
+the smallest size its identities are compared with the exact all-pairs merge. Making those
+means is measured apart too, on a run's files written as extract writes them: from the clip
+rows' sums (its time scales with the clips) and from every face's embedding (with the faces). Face counts per identity vary (0 to 2x the mean), so some identities
 fall under 8 faces and take the short path. The ratio to the scan compares across machines
 better than the seconds do.
 """
@@ -28,6 +28,7 @@ from scipy.sparse.csgraph import connected_components
 from mfhq.config import CurateConfig
 from mfhq.curate.build import pick_faces, usable_filter
 from mfhq.curate import merge
+from mfhq.manifest.clip_means import fill_clip_rows
 from mfhq.manifest.io import atomic_write_arrow
 from mfhq.curate.pairs import TORCH_FROM, large_input_arithmetic
 
@@ -200,53 +201,70 @@ SHARD_FACES = 64 * CLIP_FACES  # faces a file: one extract shard of 64 clips
 
 
 def write_synthetic_embeddings(folder: Path, faces: int, dim: int, every: int, seed: int = 0) -> int:
-    """Face files as extract writes them (zstd Parquet, a shard's faces each) with what the clip
-    means read: keys, the usable filter's columns and unit embeddings, each copied to the next
-    `every - 1` faces with their embedding_frame, as embed.every does. Returns the file count."""
+    """A run's faces/ and clips/ files as extract writes them (zstd Parquet, one per shard) with
+    what the clip means read: keys, the usable filter's columns and unit embeddings, each copied
+    to the next `every - 1` faces with their embedding_frame as embed.every does, and clip rows
+    with their sums (`fill_clip_rows`, extract's own). Returns the shard count."""
     rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    files = 0
+    for sub in ("faces", "clips"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    shards = 0
     for begin in range(0, faces, SHARD_FACES):
         i = np.arange(begin, min(begin + SHARD_FACES, faces))
-        frame = (i % CLIP_FACES).astype(np.int32)
-        own = rng.standard_normal((len(i), dim), dtype=np.float32)
+        n, frame = len(i), (i % CLIP_FACES).astype(np.int32)
+        own = rng.standard_normal((n, dim), dtype=np.float32)
         own /= np.linalg.norm(own, axis=1, keepdims=True)
         embedded = frame - frame % every
-        emb = own[np.arange(len(i)) - (frame - embedded)]  # the embedded face's vector, copied
-        n = len(i)
-        atomic_write_arrow(folder / f"{files:05d}.parquet", pa.table({
-            "source": pa.array(["synthetic"] * n), "clip_id": pa.array([f"c{k:07d}" for k in (i // CLIP_FACES).tolist()]),
-            "frame_index": frame, "face_index": np.zeros(n, np.int16), "kept": np.ones(n, bool),
-            "yaw": np.zeros(n, np.float32), "pitch": np.zeros(n, np.float32), "roll": np.zeros(n, np.float32),
-            "quality": np.ones(n, np.float32),
+        emb = own[np.arange(n) - (frame - embedded)]  # the embedded face's vector, copied
+        clip_ids = [f"c{k:07d}" for k in (i // CLIP_FACES).tolist()]
+        table = pa.table({
+            "source": pa.array(["synthetic"] * n), "clip_id": pa.array(clip_ids), "frame_index": frame,
+            "face_index": np.zeros(n, np.int16), "kept": np.ones(n, bool), "yaw": np.zeros(n, np.float32),
+            "pitch": np.zeros(n, np.float32), "roll": np.zeros(n, np.float32), "quality": np.ones(n, np.float32),
             "embedding": pa.FixedSizeListArray.from_arrays(emb.ravel(), dim).cast(pa.list_(pa.float32())),
-            "embedding_frame": embedded}))
-        files += 1
-    return files
+            "embedding_frame": embedded})
+        clips = [{"source": "synthetic", "clip_id": c} for c in dict.fromkeys(clip_ids)]
+        fill_clip_rows(table, clips)
+        atomic_write_arrow(folder / "faces" / f"{shards:05d}.parquet", table)
+        atomic_write_arrow(folder / "clips" / f"{shards:05d}.parquet", pa.Table.from_pylist(clips, schema=pa.schema([
+            ("source", pa.string()), ("clip_id", pa.string()), ("embedding_sum", pa.list_(pa.float32())),
+            ("embedding_faces", pa.int32())])))
+        shards += 1
+    return shards
+
+
+def _timed_means(con, n_clips: int, narrowed: bool) -> tuple[np.ndarray, float, float]:
+    cpu0, started = _cpu(), time.perf_counter()
+    means = merge.clip_means(con, n_clips, narrowed)
+    return means, time.perf_counter() - started, _cpu() - cpu0
 
 
 def run_bench_embedding_read(folder: Path, faces: int, total_faces: int, dim: int, every: int,
                              cfg: CurateConfig) -> tuple[list[str], dict]:
-    """cluster-sample's read of the faces' embeddings into clip means (`clip_means`, the real
-    query), on `faces` synthetic faces; its time per face, scaled to `total_faces`."""
+    """cluster-sample's clip means (`merge.clip_means`, the real queries) on `faces` synthetic
+    faces: from the clip rows' sums (its time scaled by clips) and from every face's embedding
+    (scaled by faces, the way when curate.min_quality narrows the faces or in older runs)."""
     shutil.rmtree(folder, ignore_errors=True)
-    files = write_synthetic_embeddings(folder, faces, dim, every)
+    shards = write_synthetic_embeddings(folder, faces, dim, every)
     os.sync()  # on disk, as after an extract: the write-back of GBs just written is not the read's time
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW faces AS SELECT * FROM read_parquet('{folder}/*.parquet')")
+    for view in ("faces", "clips"):
+        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{folder}/{view}/*.parquet')")
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute("CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY source, clip_id) - 1)::BIGINT "
                 "AS clip_code, source, clip_id FROM (SELECT DISTINCT source, clip_id FROM usable_faces)")
     n_clips = con.execute("SELECT count(*) FROM clip_codes").fetchall()[0][0]
-    cpu0, started = _cpu(), time.perf_counter()
-    means = merge.clip_means(con, n_clips)
-    wall, cpu = time.perf_counter() - started, _cpu() - cpu0
+    rows, rows_s, rows_cpu = _timed_means(con, n_clips, narrowed=False)
+    every_face, wall, cpu = _timed_means(con, n_clips, narrowed=True)
     shutil.rmtree(folder, ignore_errors=True)
-    scaled = wall * total_faces / faces
-    embedded = "every face embedded" if every == 1 else f"1 face in {every} embedded, the rest copies"
+    total_clips = -(-total_faces // CLIP_FACES)
+    by_faces, by_clips = total_faces / faces, total_clips / n_clips
     how = "measured" if faces == total_faces else f"scaled linearly from {faces} faces, not measured at that size"
-    lines = [f"the clip means' read of the faces' embeddings ({dim}-d, {embedded}; "
-             f"{faces} faces in {files} shard files, {n_clips} clips): {wall:.2f} s wall, {cpu:.2f} s CPU, "
-             f"{wall / faces * 1e6:.2f} s per million faces -> {scaled:.1f} s at {total_faces} faces ({how})"]
-    return lines, {"faces": faces, "wall_s": wall, "cpu_s": cpu, "scaled_s": scaled,
-                   "scaled_cpu_s": cpu * total_faces / faces, "clips": int(means.shape[0])}
+    embedded = "every face embedded" if every == 1 else f"1 face in {every} embedded, the rest copies"
+    lines = [f"clip means ({dim}-d, {embedded}; {faces} faces in {shards} shards, {n_clips} clips), "
+             f"from the clip rows' sums: {rows_s:.2f} s wall -> {rows_s * by_clips:.2f} s at {total_clips} clips; "
+             f"from every face's embedding: {wall:.2f} s wall, {cpu:.2f} s CPU -> {wall * by_faces:.1f} s at "
+             f"{total_faces} faces ({how}); the two agree to {float(np.abs(rows - every_face).max()):.1e}"]
+    return lines, {"faces": faces, "clips": n_clips, "rows_s": rows_s, "scaled_rows_s": rows_s * by_clips,
+                   "scaled_rows_cpu_s": rows_cpu * by_clips, "wall_s": wall, "cpu_s": cpu,
+                   "scaled_s": wall * by_faces, "scaled_cpu_s": cpu * by_faces}

@@ -22,6 +22,7 @@ from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
 from mfhq.curate.merge import assign_identities, clip_means, reads_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.manifest.card import render_card
+from mfhq.manifest.clip_means import USABLE_FACE
 from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
                                   write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
@@ -45,7 +46,7 @@ def empty_train_message(out: Path, counts: dict, cfg: CurateConfig) -> str:
 
 
 def usable_filter(cfg: CurateConfig) -> str:
-    cond = "kept AND yaw IS NOT NULL AND pitch IS NOT NULL AND roll IS NOT NULL AND quality IS NOT NULL"
+    cond = USABLE_FACE
     if cfg.min_quality is not None:
         cond += f" AND quality >= {float(cfg.min_quality)}"
     return cond
@@ -169,7 +170,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     if clips.num_rows == 0:
         raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
                        + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
-    emb = clip_means(con, clips.num_rows) if reads_embeddings(cfg) else np.zeros((clips.num_rows, 1), np.float32)
+    emb = clip_means(con, clips.num_rows, cfg.min_quality is not None) if reads_embeddings(cfg) else np.zeros((clips.num_rows, 1), np.float32)
     ident = assign_identities(clips, emb, cfg)
     con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))
     con.execute(

@@ -21,44 +21,9 @@ from scipy.sparse.csgraph import connected_components
 from mfhq.config import CurateConfig
 from mfhq.curate.evidence import evidence_column
 from mfhq.curate.pairs import PairSearch, cat, cosines, similar_pairs
+from mfhq.manifest.clip_means import clip_sums, outputs_sql, sums_from_clip_rows, unit_rows
 
 log = logging.getLogger(__name__)
-
-
-CLIP_MEAN_BATCH = 1 << 16  # faces summed per step: 32 MiB of 128-d embeddings
-
-
-def clip_embeddings(con: duckdb.DuckDBPyConnection, usable_sql: str, n_clips: int) -> np.ndarray:
-    """Mean L2-normalised embedding per clip code, streamed: 17M embeddings do not fit in memory.
-
-    A batch is summed into the rows of the clips it holds, by a sparse indicator product over
-    those clips only: its cost does not grow with the clip count (a dense [clips x dim] partial
-    sum per batch made small batches of 134k clips' faces 4-5x slower than the decode)."""
-    reader = con.sql(f"SELECT clip_code, embedding FROM ({usable_sql})").to_arrow_reader(CLIP_MEAN_BATCH)
-    sums = None
-    for batch in reader:
-        if batch.num_rows == 0:
-            continue
-        codes = batch.column(0).to_numpy()
-        flat = batch.column(1).flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-        emb = flat.reshape(batch.num_rows, len(flat) // batch.num_rows)
-        if sums is None:
-            sums = np.zeros((n_clips, emb.shape[1]), np.float32)
-        present = np.bincount(codes, minlength=n_clips) > 0
-        clips = np.flatnonzero(present)
-        row = (np.cumsum(present) - 1)[codes]  # each face's clip, numbered among this batch's clips
-        onehot = sparse.csr_matrix((np.ones(len(codes), np.float32), (row, np.arange(len(codes)))),
-                                   shape=(len(clips), len(codes)))
-        sums[clips] += onehot @ emb
-    if sums is None:
-        return np.zeros((n_clips, 1), np.float32)
-    norm = np.linalg.norm(sums, axis=1, keepdims=True)
-    return sums / np.maximum(norm, 1e-12)
-
-
-# Each embedder output once (faces aliased u): with embed.every > 1 a face may carry a copy of a
-# track neighbour's embedding; embedding_frame names the frame it came from (NULL in older runs).
-EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.embedding_frame = u.frame_index)"
 
 
 def reads_embeddings(cfg: CurateConfig) -> bool:
@@ -66,10 +31,20 @@ def reads_embeddings(cfg: CurateConfig) -> bool:
     return cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
 
 
-def clip_means(con: duckdb.DuckDBPyConnection, n_clips: int) -> np.ndarray:
-    """Each clip code's mean usable embedding; needs views `usable_faces` and `clip_codes`."""
-    return clip_embeddings(con, "SELECT c.clip_code, u.embedding FROM usable_faces u JOIN clip_codes c "
-                                f"USING (source, clip_id) WHERE {EMBEDDER_OUTPUTS}", n_clips)
+def clip_means(con: duckdb.DuckDBPyConnection, n_clips: int, narrowed: bool) -> np.ndarray:
+    """Each clip code's mean usable embedding; needs views `usable_faces`, `clip_codes` and `clips`.
+
+    From the sums extract wrote into the clip rows, unless curation narrows the usable faces
+    (`narrowed`: curate.min_quality) or a clip row has none (a shard written before them): then
+    from every usable face's embedding, the same sums the slow way (mfhq.manifest.clip_means)."""
+    if not narrowed:
+        sums, lacking = sums_from_clip_rows(con, n_clips)
+        if not lacking:
+            return unit_rows(sums, n_clips)
+    log.info("clip means: read from every usable face's embedding (%s)",
+             "curate.min_quality narrows the usable faces" if narrowed
+             else f"{lacking} clip rows were written without their embedding sum")
+    return unit_rows(clip_sums(con, outputs_sql("usable_faces", "clip_codes"), n_clips)[0], n_clips)
 
 
 def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -77,6 +77,11 @@ CLIP_SCHEMA = _schema(
         # "decode" is the time the stages waited for frames (with run.decode_ahead, decoding
         # runs in a thread beside the models and only its excess shows).
         pa.field("stage_seconds", pa.map_(pa.string(), pa.float32())),
+        # The identity embeddings of the clip's usable faces (each embedder output once) summed,
+        # and their count (0: none; mfhq.manifest.clip_means): cluster-sample's clip means
+        # without reading every face's embedding.
+        pa.field("embedding_sum", pa.list_(pa.float32())),
+        pa.field("embedding_faces", pa.int32()),
         pa.field("provenance", pa.string(), nullable=False),
     ],
     "clips",

@@ -20,15 +20,17 @@ import pyarrow as pa
 
 from mfhq.errors import MfhqError
 
-RUN_SCHEMA_VERSION = "5"  # 2: clip rows count frames whose faces came from source metadata;
+RUN_SCHEMA_VERSION = "6"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
                           # 4: faces record the frame their embedding was computed on
                           # 5: faces record landmarks68 and crop_digest (align.crops: materialize)
+                          # 6: clip rows record their usable faces' embedding sum and count
 # Older run versions still read, with the columns they lack (NULL in the views): a run started
 # before an additive change resumes and curates with the newer code.
 _MATERIALIZE_COLUMNS = frozenset({"landmarks68", "crop_digest"})
-RUN_READABLE = {"3": frozenset({"embedding_frame"}) | _MATERIALIZE_COLUMNS, "4": _MATERIALIZE_COLUMNS,
-                RUN_SCHEMA_VERSION: frozenset()}
+_SUM_COLUMNS = frozenset({"embedding_sum", "embedding_faces"})
+RUN_READABLE = {"3": frozenset({"embedding_frame"}) | _MATERIALIZE_COLUMNS | _SUM_COLUMNS,
+                "4": _MATERIALIZE_COLUMNS | _SUM_COLUMNS, "5": _SUM_COLUMNS, RUN_SCHEMA_VERSION: frozenset()}
 MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")

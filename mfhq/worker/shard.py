@@ -15,8 +15,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from mfhq.config import PipelineConfig
-from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_table, is_disk_full, read_table
+from mfhq.manifest.clip_means import fill_clip_rows
+from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_arrow, atomic_write_table, is_disk_full, read_table
 from mfhq.manifest.lock import NotOwner, check_owner
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, TRANSIENT_STATUSES, Clip, ClipRow, Shard, item_key
 from mfhq.worker.watchdog import Watchdog
@@ -91,7 +94,9 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None,
         _count(stats, outcomes)
         faces, clips = _merge(run_dir, shard, outcomes) if rerun is not None else _rows(shard, outcomes)
         check_owner(run_dir, owner, f"shard {shard.id}")
-        atomic_write_table(run_dir / "faces" / f"{shard.id}.parquet", faces, FACE_SCHEMA)
+        face_table = pa.Table.from_pylist(faces, schema=FACE_SCHEMA)
+        fill_clip_rows(face_table, clips)  # each clip's embedding sum, from these very face rows
+        atomic_write_arrow(run_dir / "faces" / f"{shard.id}.parquet", face_table)
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
         check_owner(run_dir, owner, f"shard {shard.id}")
         markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),

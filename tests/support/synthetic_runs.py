@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 
-from mfhq.manifest.io import atomic_write_json, atomic_write_table
+from mfhq.manifest.clip_means import fill_clip_rows
+from mfhq.manifest.io import atomic_write_arrow, atomic_write_json, atomic_write_table
 from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, SCHEMA_VERSION
 
 DIM = 128  # random people: chance cosines stay far under the merge threshold
@@ -78,7 +80,9 @@ def write_run(run_dir: Path, specs: list[ClipSpec], shard_size: int = 3) -> Path
             f, c = clip_rows(spec, seed=begin + k)
             faces += f
             clips.append(c)
-        atomic_write_table(run_dir / "faces" / f"s-{n:05d}.parquet", faces, FACE_SCHEMA)
+        face_table = pa.Table.from_pylist(faces, schema=FACE_SCHEMA)
+        fill_clip_rows(face_table, clips)  # each clip's embedding sum, as extract's shard writer does
+        atomic_write_arrow(run_dir / "faces" / f"s-{n:05d}.parquet", face_table)
         atomic_write_table(run_dir / "clips" / f"s-{n:05d}.parquet", clips, CLIP_SCHEMA)
         atomic_write_json(run_dir / "done" / f"s-{n:05d}.json", {"clips": len(clips)})
     atomic_write_json(run_dir / "plan.json", plan)

@@ -23,36 +23,42 @@ def test_bench_curate_adds_the_presets_merge_to_cluster_sample(tmp_path):
     out = run_cli("bench-curate", "--identities", "300", "--faces", "20000", "--workdir", str(tmp_path / "b"),
                   "--pipeline", "paper", "--skip-embedding-fit").stdout
     total = [line for line in out.splitlines() if line.startswith("cluster-sample with the preset's merge of 300 clips")]
-    # The paper's video-key merge is guarded by clip means: the figure says it leaves out their
-    # read, and the next line adds the read, measured here on all 20000 faces.
-    assert len(total) == 2 and "(clip means given)" in total[0] and "x the full scan in wall time" in total[1], out
-    assert "the clip means' read of the faces' embeddings (512-d, every face embedded; 20000 faces" in out
-    assert "(measured)" in out and "the embedding merge" not in out
+    # The paper's video-key merge is guarded by clip means: the first figure says it was given
+    # them, the next adds them as cluster-sample makes them, from the clip rows' sums; the last,
+    # from every face's embedding. All measured here on the whole 20000 faces.
+    assert len(total) == 2 and "(clip means given)" in total[0] and "from the clip rows" in total[1], out
+    assert "x the full scan in wall time" in total[1]
+    assert "  ... from every face's embedding instead" in out
+    means = next(line for line in out.splitlines() if line.startswith("clip means (512-d, every face embedded; 20000 faces"))
+    assert "(measured); the two agree to" in means and "the embedding merge" not in out
 
 
-def test_the_benchs_clip_means_read_counts_each_embedder_output_once(tmp_path):
+def test_the_benchs_synthetic_run_sums_each_embedder_output_once(tmp_path):
     """The synthetic face files copy each embedded face's vector to the next faces as embed.every
-    does; the real clip-means query must average the embedder's outputs only, once each."""
+    does; their clip rows' sums and the read of every face both count each output once."""
     from mfhq.curate.bench import CLIP_FACES, write_synthetic_embeddings
     from mfhq.curate.merge import clip_means
 
-    files = write_synthetic_embeddings(tmp_path / "f", 3 * CLIP_FACES, 8, every=4)
-    table = duckdb.sql(f"SELECT * FROM read_parquet('{tmp_path}/f/*.parquet') ORDER BY clip_id, frame_index").to_arrow_table()
+    shards = write_synthetic_embeddings(tmp_path / "f", 3 * CLIP_FACES, 8, every=4)
+    faces = f"read_parquet('{tmp_path}/f/faces/*.parquet')"
+    table = duckdb.sql(f"SELECT * FROM {faces} ORDER BY clip_id, frame_index").to_arrow_table()
     emb = np.asarray(table.column("embedding").to_pylist(), np.float32)
     frame = table.column("frame_index").to_numpy()
-    assert files == 1 and (emb[1:4] == emb[0]).all() and (emb[4] != emb[0]).any()  # copies, then the next output
+    assert shards == 1 and (emb[1:4] == emb[0]).all() and (emb[4] != emb[0]).any()  # copies, then the next output
     con = duckdb.connect()
-    con.execute(f"CREATE VIEW usable_faces AS SELECT * FROM read_parquet('{tmp_path}/f/*.parquet')")
+    con.execute(f"CREATE VIEW usable_faces AS SELECT * FROM {faces}")
+    con.execute(f"CREATE VIEW clips AS SELECT * FROM read_parquet('{tmp_path}/f/clips/*.parquet')")
     con.execute("CREATE TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY clip_id) - 1)::BIGINT AS clip_code, "
                 "source, clip_id FROM (SELECT DISTINCT source, clip_id FROM usable_faces)")
-    got = clip_means(con, 3)
-    for clip in range(3):
-        rows = slice(clip * CLIP_FACES, (clip + 1) * CLIP_FACES)
-        outputs = emb[rows][frame[rows] % 4 == 0]
-        want = outputs.sum(0) / np.linalg.norm(outputs.sum(0))
-        assert np.allclose(got[clip], want, atol=1e-6)
-        everyone = emb[rows].sum(0) / np.linalg.norm(emb[rows].sum(0))
-        assert not np.allclose(got[clip], everyone, atol=1e-3)  # counting copies would weigh outputs unevenly
+    for narrowed in (False, True):
+        got = clip_means(con, 3, narrowed)
+        for clip in range(3):
+            rows = slice(clip * CLIP_FACES, (clip + 1) * CLIP_FACES)
+            outputs = emb[rows][frame[rows] % 4 == 0]
+            want = outputs.sum(0) / np.linalg.norm(outputs.sum(0))
+            assert np.allclose(got[clip], want, atol=1e-6)
+            everyone = emb[rows].sum(0) / np.linalg.norm(emb[rows].sum(0))
+            assert not np.allclose(got[clip], everyone, atol=1e-3)  # counting copies would weigh outputs unevenly
 
 
 def test_bench_curate_merge_fits_an_exponent_over_three_sizes():

@@ -141,22 +141,3 @@ def test_the_merge_joins_people_across_their_videos_and_the_guard_splits_a_share
     evidence = [e for e in merged.column("evidence").to_pylist() if e and '"embedding"' in e]
     assert evidence  # cross-video edges are kept as evidence
 
-
-@pytest.mark.parametrize("batch", [7, 1 << 16])
-def test_clip_means_are_each_clips_mean_in_any_batches_and_any_face_order(batch, monkeypatch):
-    """Faces of one clip split across batches and interleaved with other clips' faces still sum
-    into their own clip's mean; a clip with no faces stays empty (zeros)."""
-    import duckdb
-    import pyarrow as pa
-
-    monkeypatch.setattr(merge, "CLIP_MEAN_BATCH", batch)
-    rng = np.random.default_rng(5)
-    codes = rng.permutation(np.repeat(np.arange(6), [9, 1, 0, 13, 2, 5]))  # clip 2 has no faces
-    emb = rng.normal(size=(len(codes), 16)).astype(np.float32)
-    con = duckdb.connect()
-    con.register("faces", pa.table({"clip_code": codes, "embedding": [row.tolist() for row in emb]}))
-    got = merge.clip_embeddings(con, "SELECT clip_code, embedding FROM faces", 6)
-    for clip in (0, 1, 3, 4, 5):
-        total = emb[codes == clip].sum(0)
-        assert np.allclose(got[clip], total / np.linalg.norm(total), atol=1e-6)
-    assert got.shape == (6, 16) and not got[2].any()

@@ -9,7 +9,7 @@ import pytest
 
 from mfhq.config import CurateConfig
 from mfhq.curate import cluster_sample
-from mfhq.curate.merge import EMBEDDER_OUTPUTS, clip_embeddings
+from mfhq.manifest.clip_means import EMBEDDER_OUTPUTS, clip_sums, unit_rows
 from mfhq.manifest.io import SchemaVersionError
 from mfhq.manifest.views import connect_runs
 from synthetic_runs import ClipSpec, write_run
@@ -58,7 +58,7 @@ def test_an_unreadable_version_names_the_readable_ones(tmp_path):
     shard = next((run / "faces").glob("*.parquet"))
     table = pq.read_table(shard)
     pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}), shard)
-    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 5 \(and 3, 4\)"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 6 \(and 3, 4, 5\)"):
         cluster_sample([run], tmp_path / "m", CurateConfig())
 
 
@@ -78,7 +78,8 @@ def test_a_copied_embedding_counts_once_in_the_clip_mean(tmp_path):
                              pa.array(source, pa.int32()))
     pq.write_table(table, shard)
     con, _ = connect_runs([run])
-    got = clip_embeddings(con, f"SELECT 0::BIGINT AS clip_code, u.embedding FROM faces u WHERE {EMBEDDER_OUTPUTS}", 1)[0]
+    sums, _ = clip_sums(con, f"SELECT 0::BIGINT AS clip_code, u.embedding FROM faces u WHERE {EMBEDDER_OUTPUTS}", 1)
+    got = unit_rows(sums, 1)[0]
     real = np.concatenate([emb[:1], emb[10:]])
     unit = real / np.linalg.norm(real, axis=1, keepdims=True)
     want = unit.mean(0) / np.linalg.norm(unit.mean(0))
