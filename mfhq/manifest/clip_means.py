@@ -92,7 +92,7 @@ def fill_clip_rows(faces: pa.Table, clips: list[dict]) -> None:
     shard's face rows, by the query curation would run over them."""
     codes = pa.table({"clip_code": np.arange(len(clips), dtype=np.int64),
                       "source": [c["source"] for c in clips], "clip_id": [c["clip_id"] for c in clips]})
-    con = duckdb.connect()
+    con = duckdb.connect(config={"threads": 1})  # one shard's faces: threads would cost memory, not time
     con.register("shard_faces", faces)
     con.register("shard_clips", codes)
     sums, counts = clip_sums(con, outputs_sql("shard_faces", "shard_clips"), len(clips))
