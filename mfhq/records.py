@@ -190,7 +190,9 @@ class ClipRow:
             "n_frames_read": 0, "n_faces_detected": 0, "n_faces_kept": 0,
             "duration_sec": None, "fps": None, "width": None, "height": None, "decoder": None,
             "n_frames_detect_skipped": None, "n_frames_verified": None, "annotation_iou": None, "annotation_nme": None,
-            "stage_seconds": None, "embedding_sum": None, "embedding_faces": None, "provenance": provenance,
+            "stage_seconds": None, "provenance": provenance,
+            # From the shard's face rows, when the shard is written (mfhq.manifest.clip_means).
+            "embedding_sum": None, "embedding_faces": None,
         }
 
 

@@ -32,6 +32,8 @@ from mfhq.manifest.schema import ManifestError
 
 log = logging.getLogger(__name__)
 POSE = ("yaw", "pitch", "roll")
+
+
 class EmptyTrainSplit(ManifestError):
     """The split left nothing to train on: an error, not a manifest to find out about later."""
 
@@ -170,7 +172,8 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     if clips.num_rows == 0:
         raise RunError(f"{', '.join(str(r) for r in run_dirs)}: no usable faces (kept, with pose and quality"
                        + (f", quality >= {cfg.min_quality}" if cfg.min_quality is not None else "") + "); nothing to sample")
-    emb = clip_means(con, clips.num_rows, cfg.min_quality is not None) if reads_embeddings(cfg) else np.zeros((clips.num_rows, 1), np.float32)
+    emb = (clip_means(con, clips.num_rows, narrowed=cfg.min_quality is not None) if reads_embeddings(cfg)
+           else np.zeros((clips.num_rows, 1), np.float32))
     ident = assign_identities(clips, emb, cfg)
     con.register("ident_arrow", ident.append_column("clip_code", pa.array(np.arange(clips.num_rows, dtype=np.int64))))
     con.execute(

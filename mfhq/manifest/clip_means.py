@@ -92,11 +92,10 @@ def fill_clip_rows(faces: pa.Table, clips: list[dict]) -> None:
     shard's face rows, by the query curation would run over them."""
     codes = pa.table({"clip_code": np.arange(len(clips), dtype=np.int64),
                       "source": [c["source"] for c in clips], "clip_id": [c["clip_id"] for c in clips]})
-    con = duckdb.connect(config={"threads": 1})  # one shard's faces: threads would cost memory, not time
-    con.register("shard_faces", faces)
-    con.register("shard_clips", codes)
-    sums, counts = clip_sums(con, outputs_sql("shard_faces", "shard_clips"), len(clips))
+    with duckdb.connect(config={"threads": 1}) as con:  # one shard's faces: more threads, more memory
+        con.register("shard_faces", faces)
+        con.register("shard_clips", codes)
+        sums, counts = clip_sums(con, outputs_sql("shard_faces", "shard_clips"), len(clips))
     for i, clip in enumerate(clips):
         clip["embedding_faces"] = int(counts[i])
         clip["embedding_sum"] = sums[i].tolist() if counts[i] else None
-    con.close()
