@@ -23,11 +23,11 @@ EMBEDDER_OUTPUTS = "u.embedding IS NOT NULL AND (u.embedding_frame IS NULL OR u.
 BATCH_FACES = 1 << 16  # faces summed per step: 32 MiB of 128-d embeddings
 
 
-def outputs_sql(faces: str, clip_codes: str, usable: str = USABLE_FACE) -> str:
+def outputs_sql(faces: str, clip_codes: str) -> str:
     """(clip_code, embedding) of the usable embedder outputs of `faces` (aliased u) whose clip is
     in `clip_codes` (clip_code, source, clip_id)."""
     return (f"SELECT c.clip_code, u.embedding FROM {faces} u JOIN {clip_codes} c USING (source, clip_id) "
-            f"WHERE ({usable}) AND {EMBEDDER_OUTPUTS}")
+            f"WHERE ({USABLE_FACE}) AND {EMBEDDER_OUTPUTS}")
 
 
 def clip_sums(con: duckdb.DuckDBPyConnection, sql: str, n_clips: int) -> tuple[np.ndarray | None, np.ndarray]:
