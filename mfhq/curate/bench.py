@@ -5,15 +5,13 @@ quality): 17M 512-d embeddings would be 35 GB. Merging works per clip on mean em
 is measured apart, on synthetic clip means with known groups (1-3 clips per person), at
 three clip counts: the fitted exponent of time against clip count says how it scales, and at
 the smallest size its identities are compared with the exact all-pairs merge. Making those
-means is measured apart too, on a run's files written as extract writes them: from the clip
-rows' sums (its time scales with the clips) and from every face's embedding (with the faces). Face counts per identity vary (0 to 2x the mean), so some identities
-fall under 8 faces and take the short path. The ratio to the scan compares across machines
+means is measured apart too (mfhq.curate.bench_means). Face counts per identity vary (0 to 2x
+the mean), so some identities fall under 8 faces and take the short path. The ratio to the scan compares across machines
 better than the seconds do.
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import resource
 import shutil
 import time
@@ -28,8 +26,6 @@ from scipy.sparse.csgraph import connected_components
 from mfhq.config import CurateConfig
 from mfhq.curate.build import pick_faces, usable_filter
 from mfhq.curate import merge
-from mfhq.manifest.clip_means import fill_clip_rows
-from mfhq.manifest.io import atomic_write_arrow
 from mfhq.curate.pairs import TORCH_FROM, large_input_arithmetic
 
 
@@ -49,7 +45,7 @@ def write_synthetic(path: Path, identities: int, faces: int) -> None:
     )
 
 
-def _cpu() -> float:
+def cpu_seconds() -> float:
     """CPU seconds of this process and its finished workers: on a shared machine wall time
     also counts other people's work."""
     own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -68,17 +64,17 @@ def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConf
 
     con = duckdb.connect()
     src = f"read_parquet('{table}')"
-    cpu0, started = _cpu(), time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     scan = con.execute(f"SELECT count(*), sum(yaw), sum(pitch), sum(roll), sum(quality), count(DISTINCT clip_id) "
                        f"FROM {src}").fetchall()[0]
-    scan_s, scan_cpu = time.perf_counter() - started, _cpu() - cpu0
+    scan_s, scan_cpu = time.perf_counter() - started, cpu_seconds() - cpu0
 
-    cpu0, started = _cpu(), time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     con.execute(f"CREATE VIEW usable_faces AS SELECT * FROM {src} WHERE {usable_filter(cfg)}")
     con.execute("CREATE TEMP TABLE members AS SELECT source, clip_id, source || '/' || clip_id AS identity_id, "
                 "count(*) AS identity_faces FROM usable_faces GROUP BY ALL")
     picked = pick_faces(con, cfg, workers or cfg.workers)
-    sample_s, sample_cpu = time.perf_counter() - started, _cpu() - cpu0
+    sample_s, sample_cpu = time.perf_counter() - started, cpu_seconds() - cpu0
     per_id = con.execute("SELECT count(*) FROM members WHERE identity_faces >= ?", [cfg.faces_per_identity]).fetchall()[0][0]
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if result is not None:
@@ -116,9 +112,9 @@ def _merge_seconds(emb: np.ndarray, cfg: CurateConfig, video: np.ndarray | None 
     keys = [f"s/c{i:07d}" for i in range(n)]
     video = np.arange(n) if video is None else video
     clips = pa.table({"clip_key": keys, "video_key": [f"v{int(v)}" for v in video], "n_usable": np.ones(n, np.int64)})
-    cpu0, started = _cpu(), time.perf_counter()
+    cpu0, started = cpu_seconds(), time.perf_counter()
     ident = merge.assign_identities(clips, emb, cfg)
-    return time.perf_counter() - started, _cpu() - cpu0, ident
+    return time.perf_counter() - started, cpu_seconds() - cpu0, ident
 
 
 def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> tuple[list[str], dict]:
@@ -130,12 +126,14 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> t
     sort, linear in the clips. Presets that also merge by embedding compare every pair of clips."""
     sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
     setup_s, arithmetic = _filter_setup(dim) if cfg.merge_by_embedding else (0.0, "")
-    walls, cpus = [], []
+    walls, cpus, exact = [], [], None
     for n in sizes:
         emb, person = synthetic_clip_means(n, dim)
         wall, cpu, ident = _merge_seconds(emb, cfg, video=person)
         walls.append(wall)
         cpus.append(cpu)
+        if n == sizes[0] and cfg.merge_by_embedding and cfg.merge_by_video_key:
+            exact = _same_as_every_clip_pair(emb, person, ident, cfg)
         del emb
     found = len(set(ident.column("identity_id").to_pylist()))
     exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
@@ -145,6 +143,9 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> t
     lines = [f"the preset's merge ({cfg.merge}, by {how}{width}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
              f"{found} identities ({len(np.unique(person))} synthetic people); time ~ clips^{exponent:.2f} (wall) "
              f"over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)"]
+    if exact is not None:
+        lines.append(f"  same identities as the exact search of every clip pair (not video groups) at {sizes[0]} "
+                     f"clips: {exact}")
     if cfg.merge_by_embedding:
         lines.append(f"  its pair filter: {arithmetic} from {TORCH_FROM} clips; set up once per run (torch import, "
                      f"arithmetic probe) in {setup_s:.2f} s, before the times above"
@@ -152,7 +153,19 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> t
     # cluster-sample pays the setup where it imports torch: from TORCH_FROM clips
     paid_s = setup_s if n_clips >= TORCH_FROM else 0.0
     return lines, {"wall_s": walls[-1], "cpu_s": cpus[-1], "identities": found, "sizes": sizes, "walls": walls,
-                   "exponent_wall": exponent, "setup_s": paid_s}
+                   "exponent_wall": exponent, "setup_s": paid_s, "same_as_every_clip_pair": exact}
+
+
+def _same_as_every_clip_pair(emb: np.ndarray, video: np.ndarray, ident: pa.Table, cfg: CurateConfig) -> bool:
+    """Whether the merge's identities (video groups compared by their pooled means) are those of
+    the guarded video-key edges plus every clip pair at the threshold, in plain float32."""
+    a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
+    va, vb, _ = merge._video_edges(video, emb, cfg.video_key_min_similarity)
+    n = len(emb)
+    edges = (np.concatenate([a, va]), np.concatenate([b, vb]))
+    exact = connected_components(sparse.coo_matrix((np.ones(len(edges[0])), edges), shape=(n, n)), directed=False)[1]
+    found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
+    return bool(len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1)
 
 
 def _filter_setup(dim: int) -> tuple[float, str]:
@@ -194,77 +207,3 @@ def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000, 
                  f"pair is compared (quadratic); products filtered in {arithmetic} from {TORCH_FROM} clips")
     return lines, {"sizes": sizes, "wall_s": walls, "cpu_s": cpus, "exponent_wall": exponent,
                    "exponent_cpu": exponent_cpu, "same_as_all_pairs": agree, "arithmetic": arithmetic}
-
-
-CLIP_FACES = 127               # faces a clip: 17M candidate faces over 134k clips
-SHARD_FACES = 64 * CLIP_FACES  # faces a file: one extract shard of 64 clips
-
-
-def write_synthetic_embeddings(folder: Path, faces: int, dim: int, every: int, seed: int = 0) -> int:
-    """A run's faces/ and clips/ files as extract writes them (zstd Parquet, one per shard) with
-    what the clip means read: keys, the usable filter's columns and unit embeddings, each copied
-    to the next `every - 1` faces with their embedding_frame as embed.every does, and clip rows
-    with their sums (`fill_clip_rows`, extract's own). Returns the shard count."""
-    rng = np.random.default_rng(seed)
-    for sub in ("faces", "clips"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-    shards = 0
-    for begin in range(0, faces, SHARD_FACES):
-        i = np.arange(begin, min(begin + SHARD_FACES, faces))
-        n, frame = len(i), (i % CLIP_FACES).astype(np.int32)
-        own = rng.standard_normal((n, dim), dtype=np.float32)
-        own /= np.linalg.norm(own, axis=1, keepdims=True)
-        embedded = frame - frame % every
-        emb = own[np.arange(n) - (frame - embedded)]  # the embedded face's vector, copied
-        clip_ids = [f"c{k:07d}" for k in (i // CLIP_FACES).tolist()]
-        table = pa.table({
-            "source": pa.array(["synthetic"] * n), "clip_id": pa.array(clip_ids), "frame_index": frame,
-            "face_index": np.zeros(n, np.int16), "kept": np.ones(n, bool), "yaw": np.zeros(n, np.float32),
-            "pitch": np.zeros(n, np.float32), "roll": np.zeros(n, np.float32), "quality": np.ones(n, np.float32),
-            "embedding": pa.FixedSizeListArray.from_arrays(emb.ravel(), dim).cast(pa.list_(pa.float32())),
-            "embedding_frame": embedded})
-        clips = [{"source": "synthetic", "clip_id": c} for c in dict.fromkeys(clip_ids)]
-        fill_clip_rows(table, clips)
-        atomic_write_arrow(folder / "faces" / f"{shards:05d}.parquet", table)
-        atomic_write_arrow(folder / "clips" / f"{shards:05d}.parquet", pa.Table.from_pylist(clips, schema=pa.schema([
-            ("source", pa.string()), ("clip_id", pa.string()), ("embedding_sum", pa.list_(pa.float32())),
-            ("embedding_faces", pa.int32())])))
-        shards += 1
-    return shards
-
-
-def _timed_means(con, n_clips: int, narrowed: bool) -> tuple[np.ndarray, float, float]:
-    cpu0, started = _cpu(), time.perf_counter()
-    means = merge.clip_means(con, n_clips, narrowed)
-    return means, time.perf_counter() - started, _cpu() - cpu0
-
-
-def run_bench_embedding_read(folder: Path, faces: int, total_faces: int, dim: int, every: int,
-                             cfg: CurateConfig) -> tuple[list[str], dict]:
-    """cluster-sample's clip means (`merge.clip_means`, the real queries) on `faces` synthetic
-    faces: from the clip rows' sums (its time scaled by clips) and from every face's embedding
-    (scaled by faces, the way when curate.min_quality narrows the faces or in older runs)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    shards = write_synthetic_embeddings(folder, faces, dim, every)
-    os.sync()  # on disk, as after an extract: the write-back of GBs just written is not the read's time
-    con = duckdb.connect()
-    for view in ("faces", "clips"):
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{folder}/{view}/*.parquet')")
-    con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
-    con.execute("CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY source, clip_id) - 1)::BIGINT "
-                "AS clip_code, source, clip_id FROM (SELECT DISTINCT source, clip_id FROM usable_faces)")
-    n_clips = con.execute("SELECT count(*) FROM clip_codes").fetchall()[0][0]
-    rows, rows_s, rows_cpu = _timed_means(con, n_clips, narrowed=False)
-    every_face, wall, cpu = _timed_means(con, n_clips, narrowed=True)
-    shutil.rmtree(folder, ignore_errors=True)
-    total_clips = -(-total_faces // CLIP_FACES)
-    by_faces, by_clips = total_faces / faces, total_clips / n_clips
-    how = "measured" if faces == total_faces else f"scaled linearly from {faces} faces, not measured at that size"
-    embedded = "every face embedded" if every == 1 else f"1 face in {every} embedded, the rest copies"
-    lines = [f"clip means ({dim}-d, {embedded}; {faces} faces in {shards} shards, {n_clips} clips), "
-             f"from the clip rows' sums: {rows_s:.2f} s wall -> {rows_s * by_clips:.2f} s at {total_clips} clips; "
-             f"from every face's embedding: {wall:.2f} s wall, {cpu:.2f} s CPU -> {wall * by_faces:.1f} s at "
-             f"{total_faces} faces ({how}); the two agree to {float(np.abs(rows - every_face).max()):.1e}"]
-    return lines, {"faces": faces, "clips": n_clips, "rows_s": rows_s, "scaled_rows_s": rows_s * by_clips,
-                   "scaled_rows_cpu_s": rows_cpu * by_clips, "wall_s": wall, "cpu_s": cpu,
-                   "scaled_s": wall * by_faces, "scaled_cpu_s": cpu * by_faces}

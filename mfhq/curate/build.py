@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from mfhq import __version__
 from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
-from mfhq.curate.merge import assign_identities, clip_means, reads_embeddings
+from mfhq.curate.merge import assign_identities, clip_means, prepare, reads_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.manifest.card import render_card
 from mfhq.manifest.clip_means import USABLE_FACE
@@ -161,6 +161,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
         meta["name"] = entry["name"]
         meta["snapshot"] = snapshot(meta["run_dir"])  # so that `stats` can tell when the run changes since
     con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
+    prepare(cfg, con.execute("SELECT count(*) FROM clips").fetchall()[0][0])  # the clip rows: at least the clips
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute(
         "CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY f.source, f.clip_id) - 1)::BIGINT AS clip_code, "

@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
 from mfhq.curate.evidence import evidence_column
-from mfhq.curate.pairs import PairSearch, cat, cosines, similar_pairs
+from mfhq.curate.pairs import PairSearch, cat, cosines, set_up_in_background, similar_pairs
 from mfhq.manifest.clip_means import clip_sums, outputs_sql, sums_from_clip_rows, unit_rows
 
 log = logging.getLogger(__name__)
@@ -29,6 +29,13 @@ log = logging.getLogger(__name__)
 def reads_embeddings(cfg: CurateConfig) -> bool:
     """Whether the merge needs clip means: to merge by them, or to guard a video-key merge."""
     return cfg.merge != "off" and (cfg.merge_by_embedding or cfg.video_key_min_similarity is not None)
+
+
+def prepare(cfg: CurateConfig, clips_at_most: int) -> None:
+    """Start the embedding merge's one-off setup in the background (mfhq.curate.pairs), to
+    overlap the reading of the faces and clip means that comes before the merge."""
+    if cfg.merge != "off" and cfg.merge_by_embedding:
+        set_up_in_background(clips_at_most)
 
 
 def clip_means(con: duckdb.DuckDBPyConnection, n_clips: int, narrowed: bool) -> np.ndarray:
@@ -62,18 +69,38 @@ def all_pairs_edges(emb: np.ndarray, threshold: float, block: int = 4096) -> tup
 
 
 def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | None = None):
-    """Pairs i < j of clips in different groups (clips already one identity, e.g. by source
-    video; None: one group per clip) whose mean embeddings' cosine is at least threshold: every
-    pair compared, exactly (mfhq.curate.pairs)."""
+    """Pairs of clips in different groups (clips already one identity, e.g. by source video; None:
+    one group per clip) whose embeddings' cosine is at least threshold, every pair of groups
+    compared exactly (mfhq.curate.pairs). A group of several clips is compared as one, by the
+    mean of its clips' unit means (each clip one vote), named by its first clip: the work grows
+    with the square of the groups, not of the clips."""
     search = PairSearch()
-    a, b, s = similar_pairs(emb, threshold, search)
-    if groups is not None:
-        cross = groups[a] != groups[b]
-        a, b, s = a[cross], b[cross], s[cross]
-    log.info("embedding merge: every pair of %d clips compared (filter: %s) in %.1f s: %d candidates, %d pairs at "
-             "cosine >= %g, %d across groups", len(emb), search.arithmetic, search.seconds, search.candidates,
-             search.pairs, threshold, len(a))
+    if groups is None:
+        a, b, s = similar_pairs(emb, threshold, search)
+        compared = f"every pair of {len(emb)} clips"
+    else:
+        group_emb, first = _group_means(emb, groups)
+        a, b, s = similar_pairs(group_emb, threshold, search)
+        a, b = np.minimum(first[a], first[b]), np.maximum(first[a], first[b])
+        compared = f"every pair of {len(first)} groups of {len(emb)} clips (by source video)"
+    log.info("embedding merge: %s compared (filter: %s) in %.1f s: %d candidates, %d pairs at cosine >= %g",
+             compared, search.arithmetic, search.seconds, search.candidates, search.pairs, threshold)
     return a, b, s
+
+
+def _group_means(emb: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit mean of each group's clip means, each group's first clip); a group of one clip keeps
+    its clip's mean as it is."""
+    labels, first, inverse, counts = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
+    out = emb[first]
+    several = np.flatnonzero(counts > 1)
+    if len(several):
+        member = np.flatnonzero(counts[inverse] > 1)
+        slot = np.searchsorted(several, inverse[member])  # each member's row among the groups of several
+        sums = sparse.csr_matrix((np.ones(len(member), np.float32), (slot, member)),
+                                 shape=(len(several), len(emb))) @ emb
+        out[several] = unit_rows(np.asarray(sums, np.float32), len(several))
+    return out, first
 
 
 def _video_edges(video_codes: np.ndarray, emb: np.ndarray, min_sim: float | None):

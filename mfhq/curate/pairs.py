@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -87,7 +88,26 @@ def _name(dtype) -> str:
     return "float32 (numpy)" if dtype is None else f"{str(dtype).removeprefix('torch.')} (torch)"
 
 
+_setup: threading.Thread | None = None  # the torch import started by set_up_in_background
+
+
+def set_up_in_background(n_vectors: int) -> None:
+    """Start importing torch (about 1 s) on a thread of its own when a search of n_vectors will
+    use it, so that it overlaps what the caller reads first (DuckDB reads without the GIL). The
+    search waits for it; nothing else changes. Not a daemon: an exit waits for the import."""
+    global _setup
+    if n_vectors >= TORCH_FROM and _setup is None and "torch" not in sys.modules:
+        _setup = threading.Thread(target=_import_torch, name="mfhq-pairs-setup")
+        _setup.start()
+
+
 def _torch():
+    if _setup is not None:
+        _setup.join()
+    return _import_torch()
+
+
+def _import_torch():
     try:
         import torch
     except ImportError:

@@ -36,7 +36,7 @@ def test_bench_curate_adds_the_presets_merge_to_cluster_sample(tmp_path):
 def test_the_benchs_synthetic_run_sums_each_embedder_output_once(tmp_path):
     """The synthetic face files copy each embedded face's vector to the next faces as embed.every
     does; their clip rows' sums and the read of every face both count each output once."""
-    from mfhq.curate.bench import CLIP_FACES, write_synthetic_embeddings
+    from mfhq.curate.bench_means import CLIP_FACES, write_synthetic_embeddings
     from mfhq.curate.merge import clip_means
 
     shards = write_synthetic_embeddings(tmp_path / "f", 3 * CLIP_FACES, 8, every=4)
@@ -77,3 +77,12 @@ def test_the_sample_presets_merge_finds_the_people():
     lines, result = run_bench_preset_merge(2000, cfg, dim=128)
     assert result["identities"] == len(np.unique(synthetic_clip_means(2000, 128)[1]))
     assert "by source video + embedding; 128-d clip means" in lines[0]
+
+
+def test_the_sample_presets_merge_has_the_identities_of_every_clip_pair_compared():
+    """The preset compares video groups by their pooled means; on the planted people it finds
+    what comparing every clip pair finds (the check the benchmark prints)."""
+    lines, result = run_bench_preset_merge(2000, load_pipeline("sample").curate, dim=128)
+    assert result["same_as_every_clip_pair"] is True
+    assert any("same identities as the exact search of every clip pair" in line and line.endswith(": True")
+               for line in lines)

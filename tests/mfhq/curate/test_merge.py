@@ -141,3 +141,75 @@ def test_the_merge_joins_people_across_their_videos_and_the_guard_splits_a_share
     evidence = [e for e in merged.column("evidence").to_pylist() if e and '"embedding"' in e]
     assert evidence  # cross-video edges are kept as evidence
 
+
+
+def test_clips_of_one_video_are_compared_across_videos_by_their_pooled_mean():
+    """The embedding merge compares a video's clips (one identity by the video-key merge) as one,
+    by the mean of their clip means: two noisy clips whose noise cancels join a third video's clip
+    no single one reaches, and one clip alone no longer drags its video's other clip along."""
+    import dataclasses
+    import json
+
+    import pyarrow as pa
+
+    def ids(emb, cfg):
+        clips = pa.table({"clip_key": ["s/a1", "s/a2", "s/b1"], "video_key": ["va", "va", "vb"], "n_usable": [5, 5, 5]})
+        table = merge.assign_identities(clips, np.asarray(emb, np.float32), cfg)
+        return table.column("identity_id").to_pylist(), table.column("evidence").to_pylist()
+
+    unit = lambda v: np.asarray(v, np.float64) / np.linalg.norm(v)  # noqa: E731
+    cfg = dataclasses.replace(CurateConfig(), merge="merge", merge_by_video_key=True, video_key_min_similarity=None,
+                              merge_by_embedding=True, embedding_similarity=0.6)
+    noisy = [unit([1, 1.5, 0, 0]), unit([1, -1.5, 0, 0]), [1, 0, 0, 0]]  # each 0.55 to b1, their mean 1.0
+    assert max(float(np.dot(noisy[0], noisy[2])), float(np.dot(noisy[1], noisy[2]))) < 0.6
+    found, evidence = ids(noisy, cfg)
+    assert found == ["s/a1"] * 3
+    edges = json.loads(evidence[2])
+    assert {"a": "s/a1", "b": "s/b1", "by": "embedding", "similarity": 1.0} in edges  # named by the video's first clip
+    apart = [[1, 0, 0, 0], [0, 1, 0, 0], [0.7, 0, np.sqrt(1 - 0.49), 0]]  # a1 is 0.7 to b1, the video's mean 0.49
+    found, _ = ids(apart, cfg)
+    assert found == ["s/a1", "s/a1", "s/b1"]
+    # Without the video-key merge every clip is its own group: clip to clip, a1 and b1 join.
+    found, _ = ids(apart, dataclasses.replace(cfg, merge_by_video_key=False))
+    assert found == ["s/a1", "s/a2", "s/a1"]
+
+
+def test_group_means_keep_a_lone_clips_mean_bit_for_bit():
+    emb, _ = synthetic_clip_means(50, 16)
+    groups = np.arange(50)
+    groups[[7, 30]] = 3  # clips 3, 7 and 30 are one group
+    means, first = merge._group_means(emb, groups)
+    assert len(first) == 48 and first[3] == 3
+    lone = np.flatnonzero(np.bincount(groups)[np.unique(groups)] == 1)
+    assert np.array_equal(means[lone], emb[first[lone]])
+    pooled = emb[[3, 7, 30]].mean(0)
+    assert np.allclose(means[3], pooled / np.linalg.norm(pooled), atol=1e-6)
+
+
+def test_the_merges_setup_starts_in_the_background_only_where_the_search_will_use_it():
+    """cluster-sample starts importing torch before it reads the clip means (mfhq.curate.pairs):
+    only for a merge by embedding of at least TORCH_FROM clips, and the search waits for it. In a
+    fresh interpreter: here torch may be imported already."""
+    import subprocess
+    import sys
+    import textwrap
+
+    pytest.importorskip("torch")
+    script = textwrap.dedent("""
+        import dataclasses, sys
+        from mfhq.config import CurateConfig
+        from mfhq.curate import merge, pairs
+        cfg = CurateConfig()
+        merge.prepare(dataclasses.replace(cfg, merge_by_embedding=False), 10**6)
+        merge.prepare(dataclasses.replace(cfg, merge="off"), 10**6)
+        merge.prepare(cfg, pairs.TORCH_FROM - 1)
+        assert pairs._setup is None and "torch" not in sys.modules, "set up where the search will not use torch"
+        merge.prepare(cfg, pairs.TORCH_FROM)
+        started = pairs._setup
+        assert started is not None
+        assert pairs.large_input_arithmetic(8).endswith("(torch)")
+        assert not started.is_alive() and "torch" in sys.modules
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
