@@ -196,9 +196,10 @@ class CurateConfig:
                                                     "the clips' mean embeddings (null: the key alone)",
                                                     Range(-1, 1, optional=True))
     merge_by_embedding: bool = option(True, "clips of different videos merge when their mean embeddings agree "
-                                      "(embedding_similarity)")
-    embedding_similarity: float = option(0.6, "cosine of clip mean embeddings at or above which clips merge",
-                                         COSINE)
+                                      "(embedding_similarity); a video-key group is compared as one, by the "
+                                      "mean of its clips' means")
+    embedding_similarity: float = option(0.6, "cosine of mean embeddings (a clip's, or a video-key group's) at "
+                                         "or above which they merge", COSINE)
     split: str = option("videos", "videos (hold out test_videos source videos) or official (the source's own "
                         "split)", OneOf(("videos", "official")))
     test_videos: int = option(44, "source videos held out for test (split: videos)", NON_NEGATIVE)

@@ -86,3 +86,14 @@ def test_the_sample_presets_merge_has_the_identities_of_every_clip_pair_compared
     assert result["same_as_every_clip_pair"] is True
     assert any("same identities as the exact search of every clip pair" in line and line.endswith(": True")
                for line in lines)
+
+
+def test_the_overlapped_first_steps_run_in_a_fresh_interpreter(tmp_path):
+    """The benchmark times cluster-sample's steps before the merge with the merge's setup started
+    first, in a spawned interpreter (where torch is not imported yet): the child must import and
+    run on its own."""
+    from mfhq.curate.bench_means import CLIP_FACES, _in_fresh_interpreter, codes_means_and_setup, write_synthetic_embeddings
+
+    write_synthetic_embeddings(tmp_path / "f", 2 * CLIP_FACES, 8, every=4)
+    seconds = _in_fresh_interpreter(codes_means_and_setup, tmp_path / "f", load_pipeline("sample").curate, 8, True)
+    assert isinstance(seconds, float) and seconds > 0
