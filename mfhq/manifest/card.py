@@ -108,7 +108,8 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 
 `source, clip_id, video_key, identity_id, decision (own | merged | dedup_kept | dedup_dropped),
 evidence (JSON list of the merge edges of the identity: {{a, b, by: video_key | embedding,
-similarity}}), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
+similarity}}; an embedding edge joins two video-key groups, named by their first clips, at the
+cosine of the groups' pooled means), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
 duplicate), split`.
 """
 
