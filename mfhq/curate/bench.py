@@ -6,8 +6,8 @@ is measured apart, on synthetic clip means with known groups (1-3 clips per pers
 three clip counts: the fitted exponent of time against clip count says how it scales, and at
 the smallest size its identities are compared with the exact all-pairs merge. Making those
 means is measured apart too (mfhq.curate.bench_means). Face counts per identity vary (0 to 2x
-the mean), so some identities fall under 8 faces and take the short path. The ratio to the scan compares across machines
-better than the seconds do.
+the mean), so some identities fall under 8 faces and take the short path. The ratio to the scan
+compares across machines better than the seconds do.
 """
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> t
     YouTube video), with the exponent of its time against the clip count.
 
     The paper preset merges by source video with a similarity guard and never by embedding: a
-    sort, linear in the clips. Presets that also merge by embedding compare every pair of clips."""
+    sort, linear in the clips. Presets that also merge by embedding compare every pair of the
+    groups that leaves (one person in one video each here: half the clips)."""
     sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
     setup_s, arithmetic = _filter_setup(dim) if cfg.merge_by_embedding else (0.0, "")
     walls, cpus, exact = [], [], None

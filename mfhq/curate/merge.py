@@ -91,7 +91,7 @@ def _embedding_edges(emb: np.ndarray, threshold: float, groups: np.ndarray | Non
 def _group_means(emb: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(unit mean of each group's clip means, each group's first clip); a group of one clip keeps
     its clip's mean as it is."""
-    labels, first, inverse, counts = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
+    _, first, inverse, counts = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
     out = emb[first]
     several = np.flatnonzero(counts > 1)
     if len(several):
