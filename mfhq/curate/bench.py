@@ -20,8 +20,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
 from mfhq.curate.build import pick_faces, usable_filter
@@ -162,9 +160,12 @@ def _same_as_every_clip_pair(emb: np.ndarray, video: np.ndarray, ident: pa.Table
     the guarded video-key edges plus every clip pair at the threshold, in plain float32."""
     a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
     va, vb, _ = merge._video_edges(video, emb, cfg.video_key_min_similarity)
-    n = len(emb)
-    edges = (np.concatenate([a, va]), np.concatenate([b, vb]))
-    exact = connected_components(sparse.coo_matrix((np.ones(len(edges[0])), edges), shape=(n, n)), directed=False)[1]
+    return _same_identities(ident, len(emb), np.concatenate([a, va]), np.concatenate([b, vb]))
+
+
+def _same_identities(ident: pa.Table, n: int, a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether ident's identities are the connected components of the edges (a, b) of n clips."""
+    exact = merge._components(n, a, b)
     found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
     return bool(len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1)
 
@@ -197,9 +198,7 @@ def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000, 
         lines.append(f"merge of {n} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, {found.max() + 1} identities "
                      f"({len(np.unique(person))} synthetic people)")
         if n == sizes[0] and n <= exact_check:
-            a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
-            exact = connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
-            agree = bool(len(set(zip(exact.tolist(), found.tolist()))) == len(set(exact.tolist())) == found.max() + 1)
+            agree = _same_identities(ident, n, *merge.all_pairs_edges(emb, cfg.embedding_similarity)[:2])
             lines.append(f"  same identities as the plain float32 all-pairs merge at {n} clips: {agree}")
         del emb
     exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])

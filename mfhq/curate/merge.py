@@ -139,8 +139,7 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
             edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups), "embedding"))
     a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
     b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
-    graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
+    comp = _components(n, a, b)
     # Identity id: the smallest clip key of the component (readable and order-independent).
     order = np.lexsort((keys.astype(str), comp))
     first = np.ones(n, dtype=bool)
