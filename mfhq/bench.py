@@ -12,6 +12,8 @@ decode-only process holds far less, so the first pass cannot mask it).
 Decode-only runs before and after extract; the ratios use the mean of the two. CPU seconds are
 given beside them: with run.decode_ahead, a worker decodes on one core while its models run on
 another, so the `decode` stage is the time the models waited for frames, not decoding's cost.
+The run folder (and the profile's) is scratch: bench marks the folders it makes and replaces
+only those (or a new or empty one), so a mistyped --out never deletes a finished run.
 """
 from __future__ import annotations
 
@@ -25,15 +27,51 @@ from pathlib import Path
 
 from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
+from mfhq.errors import MfhqError
 from mfhq.extract import extract
 from mfhq.manifest.views import connect
 
 log = logging.getLogger(__name__)
+# The mark bench leaves at the root of a scratch folder it made. A dot name: extract's check of
+# its run folder (mfhq.checks.check_run_folder) passes over such names, so it runs there.
+BENCH_MARKER = ".mfhq-bench-scratch"
+
+
+class ScratchError(MfhqError, ValueError):
+    """The folder bench was asked to replace is not its own scratch folder."""
 
 
 def _videos(root: Path) -> list[Path]:
     return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in (".mp4", ".mkv", ".webm", ".mov", ".avi")
                   and p.is_file() and p.stat().st_size and not p.name.startswith("."))
+
+
+def check_scratch(out: Path, option: str = "--out") -> None:
+    """Refuse a folder bench may not replace: one that holds files and was not made by bench."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ScratchError(f"{option} {out}: is a file, not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not (out / BENCH_MARKER).is_file():
+        raise ScratchError(f"{option} {out}: not a scratch folder made by `mfhq bench` (it holds other files), "
+                           "and bench replaces its run folder; choose another --out, or remove this folder yourself")
+
+
+def replace_scratch(out: Path, option: str = "--out") -> None:
+    """Empty a scratch folder bench made (or make a new one) and mark it as bench's."""
+    out = Path(out)
+    check_scratch(out, option)
+    if out.is_dir():
+        for entry in out.iterdir():  # the folder itself stays: it may be the working folder
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / BENCH_MARKER).write_text("A scratch run folder of `mfhq bench`: the next bench run replaces it.\n")
+
+
+def profile_folder(out: Path) -> Path:
+    return Path(out).with_name(Path(out).name + "-profile")
 
 
 def _decode_one(args) -> tuple[float, float, int, float, float]:
@@ -83,7 +121,7 @@ def _children_cpu_s() -> float:
 
 
 def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
+    replace_scratch(out)
     videos = _videos(root)
     run_cfg = cfg.replace(run={"workers": workers})
     # Decode-only runs before and after extract: a shared machine's load drifts (decode-only
@@ -164,7 +202,7 @@ def profile_stages(root: Path, cfg: PipelineConfig, out: Path, top: int = 10) ->
     from mfhq.worker.clip import ClipProcessor
 
     limit_threads()
-    shutil.rmtree(out, ignore_errors=True)
+    replace_scratch(out, "--out (its profile folder)")
     processor = ClipProcessor(cfg, out)
     processor.setup()
     profiler = Profiler(interval=0.002)

@@ -150,7 +150,8 @@ def bench(
                                        "--make-clips, where the generated clips go (default "
                                        "runs/bench-clips/<resolution>)"),
     pipeline: Optional[str] = pipeline_option(),
-    out: Path = path_option(Path("runs/bench"), "--out", help="Scratch run folder (replaced)"),
+    out: Path = path_option(Path("runs/bench"), "--out", help="Scratch run folder, replaced on each run; refused "
+                            "if it holds files and bench did not make it (the profile uses OUT-profile)"),
     make_clips: int = count_option(0, "--make-clips", help="Generate N realistic clips (one large face in "
                                    "head-like motion) first"),
     resolution: str = typer.Option("1080p", metavar="NAME", help="Size of generated clips: 1080p (face ~550 px) "
@@ -168,8 +169,14 @@ def bench(
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     import json
 
-    from mfhq.bench import format_report, profile_stages, run_bench
+    from mfhq.bench import check_scratch, format_report, profile_folder, profile_stages, run_bench
 
+    try:  # before any work: a folder bench would replace must be its own
+        check_scratch(out)
+        if profile:
+            check_scratch(profile_folder(out), "--out (its profile folder)")
+    except MfhqError as exc:
+        fail(str(exc))
     if make_clips:
         from mfhq.benchclips import RESOLUTIONS, make_clips as render_clips
 
@@ -184,7 +191,7 @@ def bench(
         cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
     result = run_bench(root, cfg, out, workers)
     if profile:
-        result["profile_top"] = [[name, round(s, 3)] for name, s in profile_stages(root, cfg, out.with_name(out.name + "-profile"))]
+        result["profile_top"] = [[name, round(s, 3)] for name, s in profile_stages(root, cfg, profile_folder(out))]
     if json_out:
         typer.echo(json.dumps(result, indent=1))
         return

@@ -12,9 +12,13 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from mfhq.stats.views import connect_stats
+from mfhq.manifest.io import atomic_write_bytes
+from mfhq.stats.views import MANIFEST_VIEWS, RUN_VIEWS, connect_stats
 
 log = logging.getLogger(__name__)
+# Every plot the report may write: a plot not made this time (no stage times) must not survive
+# from an earlier report into the folder.
+PLOTS = ("pose_yaw.png", "pose_pitch.png", "quality.png", "pose_spread.png", "throughput.png")
 
 
 def run_query(run_dirs: list[Path], manifest: Path | None, sql: str) -> str:
@@ -141,13 +145,28 @@ def _headline_html(frame: pd.DataFrame) -> str:
     return f"<div id='headline'>{''.join(groups)}</div>"
 
 
-def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:
-    """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html; returns (view, table text) pairs."""
-    from mfhq.stats.state import MANIFEST, STALE_MANIFEST, state_lines
+def clear_previous(out: Path) -> None:
+    """Remove what an earlier report wrote in `out` (its page, tables, plots and strips) and
+    nothing else: views or strips it had and this one has not would read as this report's."""
+    from mfhq.stats.strips import STRIP_GLOB
 
-    notices, stale = state_lines(run_dirs, manifest)
-    con, names = connect_stats(run_dirs, manifest, STALE_MANIFEST if stale else MANIFEST)
+    old = [out / "report.html", *(out / p for p in PLOTS),
+           *(out / "tables" / f"{name}.csv" for name in {**RUN_VIEWS, **MANIFEST_VIEWS})]
+    old += list((out / "strips").glob(STRIP_GLOB))
+    for path in old:
+        if path.is_file():
+            path.unlink()
+
+
+def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:
+    """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html (an earlier report's
+    files first removed); returns (view, table text) pairs."""
+    from mfhq.stats.state import MANIFEST, state_lines
+
+    notices, section = state_lines(run_dirs, manifest)
+    con, names = connect_stats(run_dirs, manifest, section or MANIFEST)
     out = Path(out)
+    clear_previous(out)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     frames = {name: con.sql(f"SELECT * FROM {name}").df() for name in names}
     texts = [("state", "\n".join(notices))]
@@ -175,6 +194,6 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
             parts.append(f"<h2>{html.escape(TITLES.get(name, name))} <code>{name}</code></h2>"
                          + frame.head(200).to_html(index=False, na_rep="", border=0))
     parts.append("</body></html>")
-    (out / "report.html").write_text("\n".join(parts))
+    atomic_write_bytes(out / "report.html", "\n".join(parts).encode())  # never a half-written page
     log.info("report: %s (%d views, %d plots)", out / "report.html", len(frames), len(images))
     return texts

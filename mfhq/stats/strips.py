@@ -12,6 +12,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 THUMB = 112
+STRIP_GLOB = "[0-9][0-9][0-9]_*.jpg"  # strips/<identity n>_<rank>.jpg, the names strips_html gives
 
 
 def sample_identities(con: duckdb.DuckDBPyConnection, limit: int) -> list[str]:
@@ -38,9 +39,7 @@ def strips_html(con: duckdb.DuckDBPyConnection, out: Path, limit: int = 12) -> t
     total = con.execute("SELECT count(DISTINCT identity_id) FROM manifest").fetchall()[0][0]
     chosen = sample_identities(con, limit)
     folder = out / "strips"
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.jpg"):  # a previous report's thumbnails
-        old.unlink()
+    folder.mkdir(parents=True, exist_ok=True)  # an earlier report's thumbnails: removed by report.clear_previous
     blocks = []
     for n, ident in enumerate(chosen):
         rows = con.execute("SELECT split, clip_id, crop_file, yaw, pitch, roll, quality FROM manifest "

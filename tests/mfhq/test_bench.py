@@ -82,3 +82,41 @@ def test_bench_reports_decode_stages_ratio_and_worker_rss(clips_1080p, tmp_path)
     assert result["decode_ahead"] == "auto" and result["reads_ahead"] == (usable_cores() > 1)
     assert result["decode_only"]["cpu_s"] > 0 and result["extract"]["cpu_s"] > result["decode_only"]["cpu_s"]
     assert result["extract"]["cores_busy"] == pytest.approx(result["extract"]["cpu_s"] / result["extract"]["wall_s"])
+
+
+def test_bench_refuses_an_out_folder_it_did_not_make(tmp_path):
+    finished = tmp_path / "runs" / "sample"  # a finished extract run, or anyone's folder
+    (finished / "faces").mkdir(parents=True)
+    (finished / "run.json").write_text('{"state": "complete"}')
+    (finished / "faces" / "s-00000.parquet").write_bytes(b"rows")
+    before = sorted(p.relative_to(finished) for p in finished.rglob("*"))
+    result = run_cli("bench", "--root", str(tmp_path), "--out", str(finished), check=False)
+    assert result.returncode == 2
+    assert f"--out {finished}: not a scratch folder made by `mfhq bench`" in result.stderr
+    assert "choose another --out, or remove this folder yourself" in result.stderr
+    assert sorted(p.relative_to(finished) for p in finished.rglob("*")) == before
+    assert (finished / "run.json").read_text() == '{"state": "complete"}'
+    # the profile's folder (OUT-profile) is scratch too, checked before any work
+    (tmp_path / "new-profile").mkdir()
+    (tmp_path / "new-profile" / "notes.txt").write_text("mine")
+    result = run_cli("bench", "--root", str(tmp_path), "--out", str(tmp_path / "new"), "--profile", check=False)
+    assert result.returncode == 2 and f"{tmp_path / 'new-profile'}: not a scratch folder" in result.stderr
+    assert (tmp_path / "new-profile" / "notes.txt").read_text() == "mine" and not (tmp_path / "new").exists()
+
+
+def test_bench_replaces_its_own_scratch_folder_and_extract_accepts_it(tmp_path):
+    from mfhq.bench import replace_scratch
+    from mfhq.checks import check_run_folder
+
+    out = tmp_path / "bench"
+    replace_scratch(out)  # new: made and marked
+    check_run_folder(out)  # extract runs in it
+    (out / "faces").mkdir()
+    (out / "faces" / "old.parquet").write_bytes(b"an earlier bench's rows")
+    (out / "run.json").write_text("{}")
+    replace_scratch(out)  # made by bench: emptied, still marked
+    assert [p.name for p in out.iterdir()] == [".mfhq-bench-scratch"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    replace_scratch(empty)  # an empty folder holds nothing to lose
+    assert (empty / ".mfhq-bench-scratch").is_file()

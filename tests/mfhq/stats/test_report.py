@@ -2,6 +2,7 @@
 and a run without a manifest."""
 from __future__ import annotations
 
+import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def test_stats_report_equals_direct_queries(manifests, sample_run, tmp_path):
     # the headline totals are direct queries' answers
     head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
     q = lambda sql: duckdb.sql(sql).fetchall()[0][0]  # noqa: E731
-    assert head["video files"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
+    assert head["source videos"] == q(f"SELECT count(DISTINCT source || '/' || video_key) FROM {clips}")
     assert head["videos decoded"] == q(f"SELECT count(DISTINCT video_key) FROM {clips} WHERE n_frames_read > 0")
     assert head["clips"] == sum(status.values()) and head["clips ok"] == status["ok"]
     assert head["clips decode_error"] == status["decode_error"]
@@ -120,3 +121,37 @@ def test_stats_without_manifest_treats_each_clip_as_an_identity(sample_run, tmp_
                              "WHERE kept GROUP BY 1").fetchall())
     assert spread.faces_before.to_dict() == direct and spread.spread_after.isna().all()
     assert not (tmp_path / "tables" / "identities_per_source.csv").exists()
+
+
+def test_stats_warns_when_the_manifest_was_built_from_other_runs(manifests, sample_run, tmp_path):
+    other = tmp_path / "other"  # another run (here a copy under another name): not the manifest's
+    shutil.copytree(sample_run, other)
+    result = run_cli("stats", "--run", str(other), "--manifest", str(manifests), "--out", str(tmp_path / "r"))
+    warning = next(line for line in result.stdout.splitlines() if "built from other runs" in line)
+    assert warning.startswith(f"WARNING: manifest {manifests.resolve()} was built from other runs than those given")
+    assert f"built from {sample_run.resolve()}; given with --run: {other.resolve()}" in warning
+    headline = result.stdout.split("== headline\n")[1].split("==")[0]
+    assert "manifest (built from other runs than those given)" in headline
+    page = ReportPage.read(tmp_path / "r" / "report.html")
+    assert page.html.index("class='state warn'") < page.html.index("id='headline'")
+    assert f"was built from other runs than those given: it was built from {sample_run.resolve()}" in page.text
+    # its own run: no such warning, and the manifest's numbers in the plain section
+    own = run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests), "--sql", "SELECT 1 AS one")
+    assert "other runs" not in own.stdout + own.stderr
+
+
+def test_a_report_replaces_the_earlier_one_in_its_folder(manifests, sample_run, tmp_path):
+    run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests), "--out", str(tmp_path))
+    assert (tmp_path / "tables" / "identities_per_source.csv").is_file() and list((tmp_path / "strips").glob("*.jpg"))
+    (tmp_path / "notes.txt").write_text("mine")  # files stats did not write stay
+    (tmp_path / "strips" / "cover.jpg").write_bytes(b"mine")
+    run_cli("stats", "--run", str(sample_run), "--out", str(tmp_path))  # no manifest this time
+    tables = {p.stem for p in (tmp_path / "tables").glob("*.csv")}
+    assert "identities_per_source" not in tables and "identity_status" not in tables and "headline" in tables
+    assert [p.name for p in (tmp_path / "strips").iterdir()] == ["cover.jpg"]
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+    page = ReportPage.read(tmp_path / "report.html")
+    assert "Sampled faces" not in page.text
+    assert "identities" not in pd.read_csv(tmp_path / "tables" / "headline.csv").metric.values
+    assert {p.name for p in tmp_path.glob("*.png")} == set(page.images)  # every plot on disk is this report's
+    assert not list(tmp_path.glob(".*"))  # the page was written in place by a rename, no temp file left
