@@ -24,6 +24,7 @@ def cluster_sample(
                                           "preset; results do not depend on it)"),
     allow_partial: bool = flag("--allow-partial", help="Sample a run that is not complete (interrupted, failed); "
                                "the manifest's sidecar records it"),
+    force: bool = flag("--force", help="Replace a manifest built from other runs or another curate config"),
 ) -> None:
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
     from mfhq.checks import check_output_dir
@@ -34,7 +35,8 @@ def cluster_sample(
     try:
         check_output_dir(out, "--manifest")
         cfg = load_pipeline(pipeline)
-        summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers, allow_partial=allow_partial)
+        summary = run_cluster_sample(run, out, cfg.curate, cfg.name, workers=workers,
+                                     allow_partial=allow_partial, force=force)
     except MfhqError as exc:
         fail(str(exc))
     for line in split_lines(summary):

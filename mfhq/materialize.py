@@ -27,7 +27,7 @@ from pathlib import Path
 
 from mfhq import __version__
 from mfhq.errors import MfhqError
-from mfhq.manifest.folder import ManifestFolder, ManifestLock, mark_materialized
+from mfhq.manifest.folder import MATERIALIZE, ManifestFolder, ManifestLock, mark_materialized
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
 from mfhq.materialize_plan import RunWork, WorkShard, plan_digest, plan_work, shards_of, with_faces
 from mfhq.plan import RunLock, read_state
@@ -36,7 +36,7 @@ from mfhq.signals import sigterm_as_interrupt
 from mfhq.worker.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
-PROGRESS = "materialize"
+PROGRESS = MATERIALIZE  # the folder is named where the manifest folder's entries are
 
 
 class MaterializeInterrupted(MfhqError, RuntimeError):

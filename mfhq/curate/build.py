@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -21,10 +22,11 @@ from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
 from mfhq.curate.merge import assign_identities, clip_means, prepare, reads_embeddings
 from mfhq.curate.split import assign_split
+from mfhq.curate.target import check_target
 from mfhq.manifest.card import render_card
 from mfhq.manifest.clip_means import USABLE_FACE
-from mfhq.manifest.folder import (ManifestFolder, ManifestLock, read_manifest, read_sidecar, run_entries,
-                                  write_manifest_folder)
+from mfhq.manifest.folder import (CARD, IDENTITIES, MATERIALIZE, ManifestFolder, ManifestLock, read_manifest,
+                                  read_sidecar, run_entries, write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
 from mfhq.manifest.run_state import require_complete, snapshot
 from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
@@ -127,16 +129,21 @@ def _code_version() -> str:
 
 
 def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str = "default",
-                   workers: int | None = None, allow_partial: bool = False) -> dict:
+                   workers: int | None = None, allow_partial: bool = False, force: bool = False) -> dict:
+    """force: replace a manifest built from other runs or another config (mfhq.curate.target)."""
     out = Path(out)
     check_out_outside_runs(out)
     for run_dir in run_dirs:
         check_run(run_dir)  # a folder that is no run at all is named as such first
     require_complete(run_dirs, allow_partial)
+    check_target(out, run_dirs, cfg, force)  # before any file is made in someone else's folder
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         with ManifestLock(out), naming_damaged_shards(run_dirs):
+            if check_target(out, run_dirs, cfg, force):  # again under the lock: what it finds is what is replaced
+                # its markers vouch for files in the other runs' folders: materialize plans anew
+                shutil.rmtree(out / MATERIALIZE, ignore_errors=True)
             return _cluster_sample(run_dirs, out, cfg, pipeline, workers, allow_partial)
     except BaseException:
         if made and not any(out.iterdir()):  # a failed first write leaves no empty folder behind
@@ -253,9 +260,9 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),
         **(crops or {"crops": "written"}),
     }
-    files = {"README.md": render_card(counts).encode()}
+    files = {CARD: render_card(counts).encode()}
     if identities is not None:  # (folders written before identities.parquet existed have none)
-        files["identities.parquet"] = identities
+        files[IDENTITIES] = identities
     write_manifest_folder(out, parts, sidecar, MANIFEST_SCHEMA, files)
     return {"train": counts["train"], "test": counts["test"], "out": str(out)}
 
@@ -280,8 +287,8 @@ def _resplit(folder: Path, cfg: CurateConfig) -> dict:
     kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
                                split_seed=cfg.split_seed)
     ident = None
-    if (folder / "identities.parquet").is_file():
-        ident = read_manifest(folder / "identities.parquet")
+    if (folder / IDENTITIES).is_file():
+        ident = read_manifest(folder / IDENTITIES)
         by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
         ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
             [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)

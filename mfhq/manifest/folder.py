@@ -5,10 +5,11 @@ and the trainer (`omniid.data`) all go through it, so a version mismatch, a file
 Parquet, a missing sidecar or a run folder that cannot be found gives the same clear error.
 
 A folder is written as one unit (`write_manifest_folder`, under the folder's lock): the sidecar
-goes first, every file is replaced, and the sidecar comes back last listing each file with its
-size and sha256. A folder without a sidecar is unfinished, and a file that differs from what the
-sidecar lists belongs to another write: readers refuse both, so a writer stopped at any point
-never leaves a folder that reads as complete with old and new files mixed.
+goes first (manifest.writing.json, naming the write's runs and config, stands in for it meanwhile),
+every file is replaced, and the sidecar comes back last listing each file with its size and sha256.
+A folder without a sidecar is unfinished, and a file that differs from what the sidecar lists
+belongs to another write: readers refuse both, so a writer stopped at any point never leaves a
+folder that reads as complete with old and new files mixed.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mfhq.manifest.io import atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, sha256_of
-from mfhq.manifest.lock import FolderLock
+from mfhq.manifest.lock import LOCK, FolderLock
 from mfhq.manifest.schema import MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
@@ -29,7 +30,16 @@ REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that w
 # wrote them (align.crops: extract); "pending": its runs recorded candidates only (align.crops:
 # materialize) and `mfhq materialize` has not finished; "materialized": it has.
 CROPS_STATES = ("written", "pending", "materialized")
-WRITTEN = ("train.parquet", "test.parquet", "identities.parquet")  # what a finished write always holds
+IDENTITIES = "identities.parquet"
+WRITTEN = (*(f"{name}.parquet" for name in SPLITS), IDENTITIES)  # what a finished write always holds
+CARD = "README.md"  # the dataset card (mfhq.manifest.card)
+MATERIALIZE = "materialize"  # `mfhq materialize`'s plan and shard markers (mfhq.materialize)
+# The sidecar of a write under way (its runs and config), from before the old sidecar goes until
+# the new one is in place: a folder without either is no manifest folder, whatever its files' names.
+WRITING = "manifest.writing.json"
+# Everything a manifest folder holds: write_manifest_folder writes nothing else, so a folder with
+# other entries is someone else's. Hidden entries aside: ours are temporary files (.tmp-*).
+ENTRIES = frozenset({*WRITTEN, CARD, SIDECAR, WRITING, LOCK, MATERIALIZE})
 
 
 class ManifestLock(FolderLock):
@@ -89,7 +99,7 @@ def _listed_files(folder: Path) -> dict:
 def read_sidecar(folder: Path) -> dict:
     path = Path(folder) / SIDECAR
     if not path.is_file():
-        if any((Path(folder) / name).is_file() for name in WRITTEN):
+        if any((Path(folder) / name).is_file() for name in (*WRITTEN, WRITING)):
             raise ManifestError(f"{path}: missing, so {folder} is unfinished: its last `mfhq cluster-sample` "
                                 "(or `mfhq split`) stopped before writing it (it is written last, once every "
                                 "file is in place); run it again")
@@ -225,16 +235,25 @@ def mark_materialized(folder: Path, record: dict) -> None:
     _fsync_folder(Path(folder))
 
 
+def foreign_entries(folder: Path) -> list[str]:
+    """The entries of `folder` that no manifest writer makes (hidden ones aside), sorted."""
+    return sorted(p.name for p in Path(folder).iterdir() if p.name not in ENTRIES and not p.name.startswith("."))
+
+
 def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, schema: pa.Schema,
                           files: dict[str, pa.Table | bytes] | None = None) -> None:
     """Write each split's rows (cast to the contract's schema) and `files` (name -> a table,
     written as Parquet as it is, or bytes), as one unit: the old sidecar goes first, the new one
-    comes last listing every file with its size and sha256. The caller holds ManifestLock."""
+    comes last listing every file with its size and sha256; meanwhile WRITING says whose write it
+    is. The caller holds ManifestLock."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     writes = {f"{name}.parquet": table.cast(schema) for name, table in parts.items()}
     writes.update(files or {})
-    _remove_leftovers(out, [*writes, SIDECAR])
+    if not set(writes) <= ENTRIES:  # a new file must be named in ENTRIES, or re-runs refuse the folder
+        raise ValueError(f"not a manifest folder's file: {sorted(set(writes) - ENTRIES)}; add it to ENTRIES")
+    _remove_leftovers(out, [*writes, SIDECAR, WRITING])
+    atomic_write_json(out / WRITING, {**sidecar, "schema_version": MANIFEST_VERSION})
     (out / SIDECAR).unlink(missing_ok=True)
     _fsync_folder(out)  # the sidecar is gone before any file changes, also after a power loss
     listed = {}
@@ -245,6 +264,7 @@ def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, 
             atomic_write_bytes(out / name, content)
         listed[name] = file_digest(out / name)
     atomic_write_json(out / SIDECAR, {**sidecar, "schema_version": MANIFEST_VERSION, "files": listed})
+    (out / WRITING).unlink()
     _fsync_folder(out)
 
 

@@ -144,7 +144,7 @@ def test_a_rewritten_manifest_is_planned_anew(later, later_preset):
     with pytest.raises(MaterializeInterrupted):
         materialize(out, on_shard=_interrupt)
     curate = load_pipeline(later_preset).curate
-    cluster_sample([run], out, dataclasses.replace(curate, faces_per_identity=4, pose_clusters=8), "later")
+    cluster_sample([run], out, dataclasses.replace(curate, faces_per_identity=4, pose_clusters=8), "later", force=True)
     summary = materialize(out)
     assert summary.state == "materialized" and summary.shards_skipped == 0
     assert summary.written == summary.faces == len(_rows(out)) == 12

@@ -59,7 +59,7 @@ def test_a_write_stopped_between_the_files_never_reads_as_complete(run, tmp_path
     monkeypatch.setattr(mfhq.manifest.folder, "atomic_write_arrow", stop_after(real_arrow))
     monkeypatch.setattr(mfhq.manifest.folder, "atomic_write_bytes", stop_after(real_bytes))
     with pytest.raises(Killed):  # another split: train and test of the new write differ from the old
-        cluster_sample([run], out, CurateConfig(test_videos=3))
+        cluster_sample([run], out, CurateConfig(test_videos=3), force=True)
     monkeypatch.undo()
     for read in (lambda: ManifestFolder.open(out).split("train"), lambda: run_query([run], out, "SELECT 1")):
         with pytest.raises(ManifestError, match=r"manifest.json: missing, so .* is unfinished: its last "
@@ -103,7 +103,7 @@ def test_a_killed_writer_leaves_an_unfinished_folder_and_a_lock_taken_over(run, 
         "    if dest.name == 'train.parquet':\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "f.atomic_write_arrow = write\n"
-        "cluster_sample([sys.argv[1]], sys.argv[2], CurateConfig(test_videos=3))\n")
+        "cluster_sample([sys.argv[1]], sys.argv[2], CurateConfig(test_videos=3), force=True)\n")
     killed = subprocess.run([sys.executable, "-c", script, str(run), str(out)], cwd=REPO, capture_output=True, text=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (out / "lock").exists() and not (out / "manifest.json").exists()
