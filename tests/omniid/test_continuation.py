@@ -182,8 +182,11 @@ def test_an_unreadable_preset_json_is_one_line_and_resume_auto_writes_it_again(s
     preset.write_text(preset.read_text()[:40])  # as a kill mid-write left it before it was written atomically
     assert main(args(sample_manifest, out)) == 2
     assert f"{preset}: cannot be read (" in caplog.text and "--resume auto continues the run" in caplog.text
+    leftover = out / ".tmp-preset.json-k1lled"  # a write killed before its rename
+    leftover.write_text("{")
     assert main(args(sample_manifest, out, "--resume", "auto")) == 0
     assert json.loads(preset.read_text())["name"] == "tiny" and logged_steps(out) == [1, 2, 3, 4]
+    assert not leftover.exists()
 
 
 def test_preset_json_is_replaced_whole(tmp_path):
