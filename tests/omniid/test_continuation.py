@@ -7,8 +7,13 @@ import json
 import logging
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from omniid.checkpoint import write_run_preset
 from omniid.cli import main
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
+                             write_contract_folder)
 
 
 def args(manifest: Path, out: Path, *extra: str) -> list[str]:
@@ -49,11 +54,11 @@ def test_other_options_on_the_same_out_are_refused_naming_each(sample_manifest, 
     before = (out / "log.jsonl").read_text()
     assert main(args(sample_manifest, out, "--lr", "0.002", "--mask-ratio", "0.85")) == 2
     assert (f"{out} holds a run made with other options: model.mask_ratio 0.95 (this command: 0.85); "
-            f"optim.lr 0.001 (this command: 0.002). Run the same options to continue it, --restart to start it "
-            f"over, or give another --out") in caplog.text
+            f"optim.lr 0.001 (this command: 0.002). Run the same options and inputs (manifests, --init-from, number "
+            f"of processes) to continue it, --restart to start it over, or give another --out") in caplog.text
     assert (out / "log.jsonl").read_text() == before
-    # options that do not change what is trained may differ
-    assert main(args(sample_manifest, out, "--log-every", "2", "--keep-checkpoints", "5")) == 0
+    # options that do not change what is trained may differ (evaluations too: no convergence rule here)
+    assert main(args(sample_manifest, out, "--log-every", "2", "--keep-checkpoints", "5", "--eval-every", "50")) == 0
     assert logged_steps(out)[-1] == 4
 
 
@@ -84,3 +89,111 @@ def test_a_checkpoint_another_run_started_from_is_never_replaced(sample_manifest
     assert (f"{step4}: {flow.resolve()} started from this checkpoint (--init-from), so it is not replaced; "
             "train into another --out") in caplog.text
     assert (step4 / "encoder.safetensors").read_bytes() == encoder
+
+
+def latest_state(out: Path) -> Path:
+    return out / "checkpoints" / (out / "checkpoints" / "latest").read_text() / "state.json"
+
+
+def edit_state(out: Path, **changes) -> None:
+    """state.json as an older or another run left it (it is not among the files its checksums cover)."""
+    path = latest_state(out)
+    state = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in state.items() if v is not ...}))
+
+
+def test_other_data_on_the_same_out_is_refused(sample_manifest, tmp_path, caplog):
+    """The audit's repro: the same --out with the manifests swapped went on training at step 2 on
+    other identities."""
+    train, test, out = sample_manifest, sample_manifest.parent / "test.parquet", tmp_path / "run"
+    assert main(args(train, out, "--stop-after", "2")) == 0
+    before = (out / "log.jsonl").read_text()
+    assert main(args(test, out, "--test-manifest", str(train))) == 2
+    assert (f"{out} holds a run made with other options: --manifest {str(train.resolve())!r} (this command: "
+            f"{str(test.resolve())!r}); --test-manifest {str(test.resolve())!r} (this command: "
+            f"{str(train.resolve())!r}). Run the same options and inputs") in caplog.text
+    assert "resumed from" not in caplog.text and (out / "log.jsonl").read_text() == before
+    state = json.loads(latest_state(out).read_text())
+    assert state["manifest"] == str(train.resolve()) and len(state["manifest_sha256"]) == 64
+
+
+def test_a_manifest_rebuilt_at_the_same_path_is_refused(kept_faces, sample_run, tmp_path, caplog):
+    folder, out = tmp_path / "manifests", tmp_path / "run"
+    clips = sorted(set(kept_faces["clip_id"].to_pylist()))
+    manifest = write_contract_folder(folder, {"train": kept_faces}, sample_run)
+    assert main(args(manifest, out, "--stop-after", "2")) == 0
+    fewer = kept_faces.filter(pc.is_in(kept_faces["clip_id"], pa.array(clips[1:])))
+    write_contract_folder(folder, {"train": fewer}, sample_run)  # same path, other identities
+    assert main(args(manifest, out)) == 2
+    assert "--manifest's sha256" in caplog.text and "the file was rebuilt or changed since the run started" in caplog.text
+    assert logged_steps(out) == [1, 2]
+
+
+def test_another_number_of_processes_is_refused(sample_manifest, tmp_path, caplog):
+    """A run of 2 processes continued by 1 would change the global batch and the sampler's draws."""
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
+    edit_state(out, world=2)
+    assert main(args(sample_manifest, out)) == 2
+    assert "number of processes 2 (this command: 1)" in caplog.text and logged_steps(out) == [1, 2]
+
+
+def test_init_from_must_match_to_continue(sample_manifest, tmp_path, caplog):
+    source, out = tmp_path / "source", tmp_path / "run"
+    assert main(args(sample_manifest, source, "--steps", "2")) == 0
+    started = (source / "checkpoints" / "step-00000002").resolve()
+    assert main(args(sample_manifest, out, "--init-from", str(source), "--stop-after", "2")) == 0
+    assert main(args(sample_manifest, out)) == 2  # without --init-from
+    assert f"--init-from {str(started)!r} (this command: None)" in caplog.text
+    with caplog.at_level(logging.INFO, logger="omniid"):
+        assert main(args(sample_manifest, out, "--init-from", str(source))) == 0  # the same command continues
+    assert "resumed from" in caplog.text and logged_steps(out) == [1, 2, 3, 4]
+
+
+def test_a_run_saved_before_its_data_was_recorded_is_refused_until_resumed_explicitly(
+        sample_manifest, tmp_path, caplog):
+    """Safer than a warning: an older run cannot show it continues on the same data, and
+    --resume auto (one flag) continues it knowingly."""
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
+    edit_state(out, manifest=..., manifest_sha256=..., test_manifest=..., test_manifest_sha256=...)
+    assert main(args(sample_manifest, out)) == 2
+    assert (f"{out}: its newest checkpoint was saved before omniid-train recorded the manifest a run trains on"
+            in caplog.text and "add --resume auto to continue it with this --manifest" in caplog.text)
+    assert main(args(sample_manifest, out, "--resume", "auto")) == 0
+    assert logged_steps(out) == [1, 2, 3, 4]
+    assert json.loads(latest_state(out).read_text())["manifest"] == str(sample_manifest.resolve())
+
+
+def test_evaluations_must_match_while_the_convergence_rule_counts_them(sample_manifest, tmp_path, caplog):
+    """patience counts evaluations: --eval-every 2 instead of 1 would double a baseline's patience in steps."""
+    out = tmp_path / "run"
+    flow = ["--stage", "flow", "--representation", "clip", "--batch-size", "1", "--patience", "2"]
+    assert main(args(sample_manifest, out, *flow, "--eval-every", "1", "--steps", "2", "--save-every", "1",
+                     "--stop-after", "1")) == 0
+    assert main(args(sample_manifest, out, *flow, "--eval-every", "2", "--steps", "2", "--save-every", "1")) == 2
+    assert "eval_every 1 (this command: 2)" in caplog.text
+
+
+def test_an_unreadable_preset_json_is_one_line_and_resume_auto_writes_it_again(sample_manifest, tmp_path, caplog):
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
+    preset = out / "preset.json"
+    preset.write_text(preset.read_text()[:40])  # as a kill mid-write left it before it was written atomically
+    assert main(args(sample_manifest, out)) == 2
+    assert f"{preset}: cannot be read (" in caplog.text and "--resume auto continues the run" in caplog.text
+    leftover = out / ".tmp-preset.json-k1lled"  # a write killed before its rename
+    leftover.write_text("{")
+    assert main(args(sample_manifest, out, "--resume", "auto")) == 0
+    assert json.loads(preset.read_text())["name"] == "tiny" and logged_steps(out) == [1, 2, 3, 4]
+    assert not leftover.exists()
+
+
+def test_preset_json_is_replaced_whole(tmp_path):
+    """Written aside and renamed (a new file), never rewritten in place, so a kill leaves the old one."""
+    write_run_preset(tmp_path, {"name": "tiny"})
+    before = (tmp_path / "preset.json").stat().st_ino
+    write_run_preset(tmp_path, {"name": "paper"})
+    assert (tmp_path / "preset.json").stat().st_ino != before
+    assert json.loads((tmp_path / "preset.json").read_text()) == {"name": "paper"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["preset.json"]

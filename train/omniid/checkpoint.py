@@ -32,6 +32,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from mfhq.manifest.io import atomic_write_bytes
 from omniid.errors import CheckpointError, CheckpointNotFound
 
 CHECKPOINTS = "checkpoints"
@@ -233,13 +234,20 @@ def read_state(folder: Path) -> dict:
 
 
 def write_run_preset(out: Path, preset: dict) -> None:
-    (Path(out) / PRESET_FILE).write_text(json.dumps(preset, indent=2))
+    """Written aside and renamed: a kill mid-write leaves the old preset.json, never half of one."""
+    atomic_write_bytes(Path(out) / PRESET_FILE, json.dumps(preset, indent=2).encode())
 
 
 def read_run_preset(folder: Path) -> dict | None:
     """The preset a step folder's run trained with (its preset.json), or None outside a run folder."""
     saved = run_of(folder) / PRESET_FILE
-    return json.loads(saved.read_text()) if saved.is_file() else None
+    if not saved.is_file():
+        return None
+    try:
+        return json.loads(saved.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise CheckpointError(f"{saved}: cannot be read ({error}); the run's preset is unknown (continuing the run "
+                              "with the same command and --resume auto writes it again)") from error
 
 
 def recorded_prompt_cache(folder: Path, state: dict) -> Path | None:

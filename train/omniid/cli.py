@@ -35,7 +35,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
         raise FlagError(f"--init-from takes an Omni-ID encoder; the {args.representation} baseline has none")
     rank, world, device = setup_distributed()
-    resume = _continue_or_refuse(args, preset, out, rank, world)
+    resume, inputs = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, resume, rank, world) is not None
     if args.init_from and not resumed:
@@ -66,7 +66,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                             num_inputs_min=data.num_inputs_min, holdout=data.holdout_faces, **loader_options)
 
     test_loader, heldout = _eval_loaders(args, preset, loader_options) if rank == 0 else (None, None)
-    record = {"representation": args.representation}
+    record = {"representation": args.representation, **inputs}
     if args.stage in FLUX_STAGES:
         record["prompt_embeds"] = str(options["prompt_embeds"].resolve())
     if random_by_design and not resumed and not args.init_from:
@@ -91,23 +91,34 @@ def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world:
     return cache
 
 
-def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> str | None:
-    """The --resume value to run with: an --out holding this run continues it; one holding
+def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
+                        world: int) -> tuple[str | None, dict]:
+    """(the --resume value to run with, the manifests' facts for state.json): an --out holding
+    this run (same options, data, --init-from and number of processes) continues it; one holding
     another is refused before any work; --restart clears it (rank 0)."""
-    from omniid.continuation import continuation, restart_run
+    from omniid.continuation import continuation, init_from_fact, manifest_facts, restart_run
     from omniid.distributed import barrier
 
-    resume = continuation(out, preset.to_dict(), {"representation": args.representation}, args.resume, args.restart)
+    inputs = manifest_facts(Path(args.manifest), _test_manifest(args))
+    facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
+             **inputs}
+    resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart)
     if args.restart and rank == 0:
         restart_run(out)
     barrier(world)
-    return resume
+    return resume, inputs
+
+
+def _test_manifest(args: argparse.Namespace) -> Path:
+    """--test-manifest, or test.parquet of the --manifest folder (it may not exist)."""
+    from mfhq.manifest import split_path
+
+    return Path(args.test_manifest) if args.test_manifest else split_path(Path(args.manifest), "test")
 
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
     """(test.parquet's loader or None, the held-out frames' loader or None). Their batches hold two
     identities at least, so that the identity-swap gap has a pair to swap."""
-    from mfhq.manifest import split_path
     from omniid.data import build_loader
 
     manifest, data = Path(args.manifest), preset.data
@@ -116,7 +127,7 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
         return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
                             max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
 
-    test = Path(args.test_manifest) if args.test_manifest else split_path(manifest, "test")  # a folder: its own
+    test = _test_manifest(args)
     if not test.is_file():
         log.warning("no test set: %s not found, so the eval_* losses are not logged (--test-manifest)", test)
     return (loader(test) if test.is_file() else None,

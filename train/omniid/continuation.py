@@ -5,8 +5,14 @@ checkpoint (and a finished run says so and trains nothing); the same command wit
 is refused with each option that differs and both values (an explicit `--resume` continues
 anyway: a lower lr after a non-finite loss is a deliberate change); `--restart` starts over explicitly,
 deleting the old checkpoints and log, unless another run started from one of those checkpoints
-(`omniid.retention`). Options that do not change what is trained (how often to log, evaluate and
-save, how many checkpoints to keep, loader processes) may differ.
+(`omniid.retention`). Options that do not change what is trained (how often to log and save, how
+many checkpoints to keep, loader processes; how often and on how many batches to evaluate, unless
+the convergence rule counts those evaluations) may differ.
+
+Besides the preset, the run's facts are compared (`command_facts`, recorded in each checkpoint's
+state.json): the representation, the manifest and test manifest (resolved path and sha256, so a
+manifest rebuilt at the same path is caught), `--init-from` (the step folder it resolves to) and
+the number of processes (it sets the global batch and the sampler's draws).
 """
 from __future__ import annotations
 
@@ -15,8 +21,9 @@ import logging
 import shutil
 from pathlib import Path
 
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state
-from omniid.errors import RunMismatch
+from mfhq.manifest.io import sha256_of
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, resolve_checkpoint
+from omniid.errors import CheckpointNotFound, RunMismatch
 from omniid.retention import users_of
 
 log = logging.getLogger(__name__)
@@ -24,6 +31,15 @@ log = logging.getLogger(__name__)
 MAY_DIFFER = {"log_every", "eval_every", "eval_batches", "save_every", "keep_checkpoints", "milestone_every",
               "cpu_threads", "data.workers", "flow_data.workers",
               "flow.flux_path"}  # where FLUX lies on this machine, not what it is
+# the convergence rule's clock: patience counts evaluations of the eval loss averaged over
+# eval_batches batches, so with the rule on these change the step at which a baseline stops
+CONVERGENCE_CLOCK = {"eval_every", "eval_batches"}
+# the facts compared besides the preset, as the refusal names them
+FACTS = {"representation": "representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
+         "test_manifest": "--test-manifest", "test_manifest_sha256": "--test-manifest's sha256",
+         "init_from": "--init-from", "world": "number of processes"}
+HOW = ("Run the same options and inputs (manifests, --init-from, number of processes) to continue it, "
+       "--restart to start it over, or give another --out")
 
 
 def _flat(values: dict, prefix: str = "") -> dict:
@@ -39,21 +55,86 @@ def _flat(values: dict, prefix: str = "") -> dict:
 def differences(saved: dict, ours: dict) -> list[str]:
     """'name: saved value (this command: ours)' for every option that differs and matters."""
     theirs, mine = _flat(saved), _flat(json.loads(json.dumps(ours)))  # as preset.json holds it: tuples as lists
+    may_differ = MAY_DIFFER
+    if theirs.get("convergence.patience") or mine.get("convergence.patience"):
+        may_differ = MAY_DIFFER - CONVERGENCE_CLOCK
     return [f"{key} {theirs.get(key)!r} (this command: {mine.get(key)!r})"
             for key in sorted(set(theirs) | set(mine))
-            if key not in MAY_DIFFER and theirs.get(key) != mine.get(key)]
+            if key not in may_differ and theirs.get(key) != mine.get(key)]
+
+
+def manifest_facts(manifest: Path, test_manifest: Path | None) -> dict:
+    """The data a run trains and evaluates on: each file's resolved path and sha256 (the same
+    sha256 a manifest folder's manifest.json lists, which `read_manifest` checks against the file;
+    hashed here so a Parquet file without a sidecar is covered too). manifest: a file or a folder
+    (its train.parquet, as `omniid.data` reads it); test_manifest: None or a missing file for none."""
+    train = manifest / "train.parquet" if manifest.is_dir() else manifest
+    test = test_manifest if test_manifest is not None and test_manifest.is_file() else None
+    return {"manifest": str(train.resolve()), "manifest_sha256": sha256_of(train),
+            "test_manifest": str(test.resolve()) if test else None,
+            "test_manifest_sha256": sha256_of(test) if test else None}
+
+
+def init_from_fact(init_from: str | Path | None) -> str | None:
+    """The step folder --init-from resolves to, as the engine records it (None without one)."""
+    if init_from is None:
+        return None
+    try:
+        return str(resolve_checkpoint(init_from).resolve())
+    except CheckpointNotFound:  # the fresh start names the problem; here it only has to differ
+        return str(Path(init_from).resolve())
 
 
 def run_facts(out: Path) -> dict:
-    """What the run's newest checkpoint recorded about how it was started (representation, manifest)."""
+    """What the run's newest checkpoint recorded about how it was started (`FACTS`)."""
     latest = pointed(Path(out) / CHECKPOINTS)
     return read_state(latest) if latest is not None and latest.is_dir() else {}
 
 
+def _fact_differences(out: Path, facts: dict) -> list[str]:
+    recorded = run_facts(out)
+    if not recorded:  # no checkpoint yet: nothing to continue, the run starts at step 0
+        return []
+    if "manifest" in facts and "manifest" not in recorded:
+        raise RunMismatch(f"{out}: its newest checkpoint was saved before omniid-train recorded the manifest a run "
+                          "trains on, so this command cannot check that it continues on the same data: add "
+                          "--resume auto to continue it with this --manifest, --restart to start it over, or give "
+                          "another --out")
+    diffs = []
+    for key, value in sorted(facts.items()):
+        theirs = recorded.get(key)  # init_from: absent when the run had none
+        if key == "init_from" and theirs is not None:  # older runs recorded it as given: maybe relative
+            theirs = str(Path(theirs).resolve())
+        if theirs == value:
+            continue
+        path_key = key.removesuffix("_sha256")
+        if path_key == key:
+            diffs.append(f"{FACTS.get(key, key)} {theirs!r} (this command: {value!r})")
+        elif recorded.get(path_key) == facts.get(path_key):  # another path is named above already
+            diffs.append(f"{FACTS[key]} {str(theirs)[:12]}... (this command: {str(value)[:12]}...: the file was "
+                         "rebuilt or changed since the run started)")
+    return diffs
+
+
+def _read_preset(saved: Path) -> dict:
+    """preset.json, or a one-line refusal for one that cannot be read (damaged by hand, or by a
+    kill mid-write before it was written atomically)."""
+    try:
+        preset = json.loads(saved.read_text())
+        problem = None if isinstance(preset, dict) else "not a JSON object"
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        preset, problem = None, str(error)
+    if problem is not None:
+        raise RunMismatch(f"{saved}: cannot be read ({problem}), so this command cannot check the run's options: "
+                          "--resume auto continues the run from its checkpoints (and writes it again), --restart "
+                          "starts it over, or give another --out")
+    return preset
+
+
 def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool) -> str | None:
     """The `--resume` value this invocation runs with: the one given, 'auto' for an `--out` that
-    holds a run with the same options, None for a fresh start. facts: what this command would
-    record in state.json (representation, manifest), compared with the run's own record."""
+    holds a run with the same options, None for a fresh start. facts: `FACTS` as this command
+    would record them in state.json, compared with the run's own record."""
     out = Path(out)
     if resume:
         return resume
@@ -62,13 +143,9 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
         return None
     if restart:
         return None
-    diffs = differences(json.loads(saved.read_text()), preset_dict)
-    recorded = run_facts(out)
-    diffs += [f"{key} {recorded[key]!r} (this command: {value!r})" for key, value in sorted(facts.items())
-              if key in recorded and recorded[key] != value]
+    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts)
     if diffs:
-        raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. Run the same options "
-                          f"to continue it, --restart to start it over, or give another --out")
+        raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
 
 

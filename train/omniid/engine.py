@@ -192,7 +192,7 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
     elif init_from is not None:
         folder = check_init_from(init_from, run.preset)
         model.init_from(folder)
-        record["init_from"] = str(folder)
+        record["init_from"] = str(folder.resolve())  # compared on a re-run from any working folder
         if run.main:  # so that its own run never prunes, replaces or restarts it away
             record_use(folder, run.out)
         log.info("encoder from %s (its decoder, if any, is dropped)", folder)

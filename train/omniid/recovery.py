@@ -24,8 +24,8 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from omniid.checks import disk_full, is_disk_full
-from omniid.checkpoint import (CHECKPOINTS, LATEST, STATE_FILE, CheckpointError, damage, point_latest, pointed,
-                               step_name)
+from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, STATE_FILE, CheckpointError, damage, point_latest,
+                               pointed, step_name)
 from omniid.distributed import gather
 from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
 
@@ -137,9 +137,12 @@ def after_non_finite(out: Path, step: int, saved: int | None) -> str:
 
 
 def remove_stale_temps(out: Path) -> None:
-    """Temporary step folders a killed save left behind (a live save removes its own)."""
+    """Temporary step folders (and preset.json copies) a killed save left behind (a live save
+    removes its own)."""
     for tmp in (Path(out) / CHECKPOINTS).glob(".tmp-step-*"):
         shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in Path(out).glob(f".tmp-{PRESET_FILE}-*"):  # atomic_write_bytes' temporary name
+        tmp.unlink(missing_ok=True)
 
 
 def resume_from(out: Path, resume, rank: int, world: int) -> Path | None:

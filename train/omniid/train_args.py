@@ -25,8 +25,8 @@ the two-stage schedule (paper §4.1; M: manifests/train.parquet):
   omniid-train --manifest M --preset paper --stage flow --init-from runs/mtd \\
                --out runs/flow
 
-an --out that holds a run continues it (same options) or is refused (other
-options, each named); --restart starts it over.
+an --out that holds a run continues it (same options and data) or is refused
+(other options, each named); --restart starts it over.
 """
 
 
