@@ -118,14 +118,18 @@ def _test_manifest(args: argparse.Namespace) -> Path:
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
     """(test.parquet's loader or None, the held-out frames' loader or None). Their batches hold two
-    identities at least, so that the identity-swap gap has a pair to swap."""
+    identities at least, so that the identity-swap gap has a pair to swap. In every stage their
+    targets are never among the inputs (ours): an MTD target that is also an input asks the decoder
+    to repeat a face the representation was given, so its loss and swap gap would show that ℓ
+    encodes the given photos, not that it carries the identity to other views."""
     from omniid.data import build_loader
 
     manifest, data = Path(args.manifest), preset.data
+    options = {**loader_options, "disjoint": True}
 
     def loader(path: Path, **split):
         return build_loader(path, preset.model.image_size, data.num_inputs, data.num_targets,
-                            max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **loader_options, **split)
+                            max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **options, **split)
 
     test = _test_manifest(args)
     if not test.is_file():
