@@ -26,7 +26,7 @@ from mfhq.errors import MfhqError
 from mfhq.executors import get_executor
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
 from mfhq.models.preflight import check_pipeline
-from mfhq.plan import RUN_REMEDY, RunLock, RunStateError, load_plan, plan_shards, read_state
+from mfhq.plan import RUN_REMEDY, RunLock, RunMismatch, RunStateError, check_resume, load_plan, plan_shards, read_state
 from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Shard, item_key
 from mfhq.signals import sigterm_as_interrupt
 from mfhq.sources import SourceError, get_source, source_names
@@ -34,10 +34,6 @@ from mfhq.worker.watchdog import WorkerOutOfMemory
 
 log = logging.getLogger(__name__)
 __all__ = ["extract", "plan_shards", "RunMismatch", "RunStateError", "Interrupted", "DiskFullStop", "ExtractSummary"]
-
-
-class RunMismatch(MfhqError, RuntimeError):
-    """The run folder was made by another config or models; refusing to mix rows."""
 
 
 class Interrupted(MfhqError, RuntimeError):
@@ -96,26 +92,6 @@ def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit) -> li
     if clips_file is not None:
         items = select_clips(items, clips_file)
     return items if limit is None else items[:limit]
-
-
-def _check_previous(previous: dict | None, run_path: Path, cfg: PipelineConfig, models: dict, force: bool) -> None:
-    if previous is None or force:
-        return
-    if previous.get("config_fingerprint") != cfg.fingerprint():
-        from mfhq.config_diff import config_differences
-
-        differ = config_differences(previous.get("config") or {}, cfg) or [
-            f"fingerprint {previous.get('config_fingerprint')} in the run, {cfg.fingerprint()} now"]
-        raise RunMismatch(
-            f"{run_path}: this run was made with another pipeline config ({'; '.join(differ)}); resuming would "
-            "mix rows from two configs. Use a new --out, the run's own options, or --force to resume anyway.")
-    changed = {t: (previous["models"].get(t), m) for t, m in models.items()
-               if "models" in previous and previous["models"].get(t) != m}
-    if changed:
-        raise RunMismatch(
-            f"{run_path}: this run was made with other model weights ("
-            + "; ".join(f"{t}: {old} vs {new}" for t, (old, new) in sorted(changed.items()))
-            + "); resuming would mix rows from two models. Use a new --out, or --force to resume anyway.")
 
 
 def _retry_keys(run_dir: Path, shard_ids, statuses: set[str]) -> dict[str, set[str]]:
@@ -185,7 +161,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
     run_path = run_dir / "run.json"
     previous = read_state(run_path, RUN_REMEDY)
-    _check_previous(previous, run_path, cfg, models, force)
+    check_resume(previous, run_path, cfg, models, source, root, force)
     engine_cls = get_executor(executor)  # a missing optional extra fails before the plan changes
     plan, added = load_plan(run_dir, items, cfg.run.shard_size)
     by_key = {item_key(i): i for i in items}
@@ -196,7 +172,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
              f" (retrying {', '.join(sorted(retry))})" if retry else "")
     run_meta = {
         "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
-        "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(root),
+        "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(Path(root).resolve()),
         "models": models,  # task -> backend@weight hash
         "provenance": (previous or {}).get("provenance"), "executor": executor,
     }

@@ -2,8 +2,9 @@
 
 A shard id is `<source>-<n>`; its clips are fixed once planned. A later run on the same folder
 plans only clips it has not seen into new shards numbered after the existing ones, so finished
-shards are never touched. Two processes on one run folder would write the same shards: a lock
-file naming its holder keeps the second one out.
+shards are never touched, which is only right for the same videos: a resume with another config,
+models, --source or --root is refused (check_resume). Two processes on one run folder would write
+the same shards: a lock file naming its holder keeps the second one out.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from mfhq.config import PipelineConfig
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import atomic_write_json
 from mfhq.manifest.lock import FolderLock
@@ -21,6 +23,10 @@ log = logging.getLogger(__name__)
 
 class RunStateError(MfhqError, RuntimeError):
     """plan.json / run.json / the lock cannot be used; the message names the file and what to do."""
+
+
+class RunMismatch(MfhqError, RuntimeError):
+    """The run folder was made by another config, models or videos; refusing to mix rows."""
 
 
 def plan_shards(items, shard_size: int, start: dict[str, int] | None = None) -> dict[str, list[str]]:
@@ -69,6 +75,54 @@ PLAN_REMEDY = ("restore it from a backup, or start again in a new --out (finishe
                "to their clips without it)")
 RUN_REMEDY = ("delete it and re-run the same command with --force to resume (the config check is then "
               "skipped: make sure the config is the one the run was made with), or use a new --out")
+
+
+def check_resume(previous: dict | None, run_path: Path, cfg: PipelineConfig, models: dict, source: str, root: Path,
+                 force: bool) -> None:
+    """Refuse to resume a run (`previous`: its run.json) with another config, models or videos;
+    --force resumes anyway."""
+    if previous is None:
+        return
+    _check_videos(previous, run_path, source, root, force)
+    if force:
+        return
+    if previous.get("config_fingerprint") != cfg.fingerprint():
+        from mfhq.config_diff import config_differences
+
+        differ = config_differences(previous.get("config") or {}, cfg) or [
+            f"fingerprint {previous.get('config_fingerprint')} in the run, {cfg.fingerprint()} now"]
+        raise RunMismatch(
+            f"{run_path}: this run was made with another pipeline config ({'; '.join(differ)}); resuming would "
+            "mix rows from two configs. Use a new --out, the run's own options, or --force to resume anyway.")
+    changed = {t: (previous["models"].get(t), m) for t, m in models.items()
+               if "models" in previous and previous["models"].get(t) != m}
+    if changed:
+        raise RunMismatch(
+            f"{run_path}: this run was made with other model weights ("
+            + "; ".join(f"{t}: {old} vs {new}" for t, (old, new) in sorted(changed.items()))
+            + "); resuming would mix rows from two models. Use a new --out, or --force to resume anyway.")
+
+
+def _check_videos(previous: dict, run_path: Path, source: str, root: Path, force: bool) -> None:
+    """The same videos as the run's: a clip key already planned counts as done, so resuming on
+    another --root (or --source) would skip its videos of the same names without a row. A root
+    recorded as given (runs before roots were resolved) also matches the same text."""
+    if "source" not in previous or "root" not in previous:
+        return
+    old_root = str(previous["root"])
+    same_root = old_root == str(root) or Path(old_root).resolve() == Path(root).resolve()
+    if previous["source"] == source and same_root:
+        return
+    what = (f"--source {previous['source']} --root {old_root} in the run, --source {source} --root "
+            f"{Path(root).resolve()} now")
+    if force:
+        log.warning("%s: --force: resuming with other videos (%s); clips the run already planned are taken as done",
+                    run_path, what)
+        return
+    raise RunMismatch(
+        f"{run_path}: this run was made from other videos ({what}); resuming would take every video here whose "
+        "clip id the run already planned as done, without a row. Use the run's own --source and --root, a new "
+        "--out for these videos, or --force if the same videos moved.")
 
 
 def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str]], int]:

@@ -22,8 +22,8 @@ from mfhq.errors import MfhqError
 from mfhq.manifest.schema import RUN_READABLE, RUN_SCHEMA_VERSION, SchemaVersionError, check_version
 
 __all__ = ["DiskFull", "SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_table", "check_schema_version", "file_digest", "is_disk_full", "read_table", "sha256_of",
-           "ShardMarkers"]
+           "atomic_write_table", "check_schema_version", "file_digest", "fsync_folder", "is_disk_full", "read_table",
+           "sha256_of", "ShardMarkers"]
 
 
 class DiskFull(MfhqError, RuntimeError):
@@ -71,6 +71,20 @@ def _temp_path(dest: Path) -> Path:
 def _fsync(path: Path) -> None:
     with open(path, "rb") as handle:
         os.fsync(handle.fileno())
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a folder's entries (a rename, a removal) durable, where the file system allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(dest: Path, data: bytes, durable: bool = True) -> None:
@@ -160,6 +174,13 @@ class ShardMarkers:
 
     def mark_done(self, shard_id: str, summary: dict) -> None:
         atomic_write_json(self.path(shard_id), summary)
+
+    def unmark(self, shard_id: str) -> None:
+        """Take a finished shard back to pending before any of its files is replaced (a retry):
+        a stop part-way then leaves a shard that is redone in full, never a marker vouching for
+        a mix of old and new files. The removal is synced before the caller writes anything."""
+        self.path(shard_id).unlink(missing_ok=True)
+        fsync_folder(self.folder)
 
     def done_ids(self) -> set[str]:
         if not self.folder.is_dir():

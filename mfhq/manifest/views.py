@@ -1,7 +1,9 @@
 """DuckDB views over runs and manifests: the one place that turns folders into queryable views.
 
 `connect_runs` checks run folders (cheap: run.json and Parquet footers, no data) and exposes
-views `faces` and `clips` over all of them, each row with its absolute `run_dir`.
+views `faces` and `clips` over all of them, each row with its absolute `run_dir`. Only finished
+shards count: the files of a shard whose marker is missing (a stop between their renames and the
+marker, a retry cut short) are not vouched for, and the shard will be redone.
 `attach_manifest` adds `manifest` (train and test rows, with `crop_file` / `mask_file` resolved
 through the sidecar) and `identities`.
 """
@@ -17,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mfhq.manifest.folder import ManifestFolder, read_manifest
-from mfhq.manifest.io import check_schema_version
+from mfhq.manifest.io import ShardMarkers, check_schema_version
 from mfhq.manifest.schema import RUN_READABLE, SPLITS, ManifestError
 
 REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
@@ -45,10 +47,7 @@ def check_run(run_dir: Path) -> dict:
     except json.JSONDecodeError as exc:
         raise RunError(f"{meta_path}: not valid JSON ({exc})") from exc
     for view in ("faces", "clips"):
-        files = sorted((run_dir / view).glob("*.parquet"))
-        if not files:
-            raise RunError(f"{run_dir / view}: no Parquet shards; is {run_dir} a finished `mfhq extract` run?")
-        for path in files:
+        for path in shard_files(run_dir, view):
             try:
                 schema = pq.read_schema(path)
             except Exception as exc:  # pyarrow raises several types for a damaged footer
@@ -58,6 +57,22 @@ def check_run(run_dir: Path) -> dict:
                                            "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
             _check_columns(path, schema, _run_schemas()[view], RUN_READABLE[version])
     return meta
+
+
+def shard_files(run_dir: Path, view: str) -> list[Path]:
+    """The `faces` or `clips` files of the run's finished shards (those with a marker in done/),
+    in shard order; a marker whose file is gone, or no finished shard at all, is a RunError."""
+    run_dir = Path(run_dir)
+    done = sorted(ShardMarkers(run_dir).done_ids())
+    if not done:
+        raise RunError(f"{run_dir / 'done'}: no finished shard (no completion marker); is {run_dir} an `mfhq extract` "
+                       f"run? Run the same `mfhq extract` into {run_dir} to finish it")
+    files = [run_dir / view / f"{sid}.parquet" for sid in done]
+    for path in files:
+        if not path.is_file():
+            raise RunError(f"{path}: missing, yet done/{path.stem}.json marks its shard finished; delete that marker, "
+                           f"then run the same `mfhq extract` into {run_dir} again: only that shard is redone")
+    return files
 
 
 def _check_kind(path: Path, schema: pa.Schema, view: str) -> None:
@@ -110,7 +125,7 @@ def damaged_shard(run_dirs: list[Path]) -> RunError | None:
     """Read every shard in full (all data pages): the first that fails, as a RunError."""
     for run_dir in run_dirs:
         for view in ("faces", "clips"):
-            for path in sorted((Path(run_dir) / view).glob("*.parquet")):
+            for path in shard_files(run_dir, view):
                 try:
                     pq.read_table(path)
                 except Exception as exc:  # OSError, ArrowInvalid...: whatever the damage raises
@@ -135,7 +150,8 @@ def naming_damaged_shards(run_dirs: list[Path]) -> Iterator[None]:
 
 
 def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[dict]]:
-    """DuckDB views `faces` and `clips` over all runs, each row with its absolute `run_dir`.
+    """DuckDB views `faces` and `clips` over the finished shards of all runs, each row with its
+    absolute `run_dir`.
 
     Clip keys (source/clip_id) must be unique across runs: they are the identities' units.
     """
@@ -146,7 +162,7 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
         run_dir = Path(run_dir).resolve()
         metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
         for view in parts:
-            listing = ", ".join(sql_str(str(p)) for p in sorted((run_dir / view).glob("*.parquet")))
+            listing = ", ".join(sql_str(str(p)) for p in shard_files(run_dir, view))
             parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}], union_by_name = true)")
     con = duckdb.connect()
     for view, selects in parts.items():

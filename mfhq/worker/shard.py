@@ -3,7 +3,9 @@
 Skip a shard whose marker exists -> process its clips in a watched worker -> write the crops,
 masks, `faces/<shard>.parquet` and `clips/<shard>.parquet` atomically -> write the marker last.
 Only a small ShardStats goes back to the driver, so the driver never holds face rows, and a lost
-runner costs one shard, which runs again from the start (a shard without a marker has no rows).
+runner costs one shard, which runs again from the start (a shard without a marker has no rows
+that any reader counts). A retry (`shard.only`) takes the marker away before it replaces the
+shard's files, so a stop between its renames leaves the shard pending, redone in full.
 Before its Parquet files and again before its marker, a shard checks that the run's lock still
 carries its driver's token (`owner`): a runner that outlived its driver (a Ray actor after the
 driver was killed) never writes a shard that a resumed run, now holding the lock, runs too.
@@ -96,6 +98,8 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None,
         check_owner(run_dir, owner, f"shard {shard.id}")
         face_table = pa.Table.from_pylist(faces, schema=FACE_SCHEMA)
         fill_clip_rows(face_table, clips)  # each clip's embedding sum, from these very face rows
+        if rerun is not None:  # the old marker must not vouch for new faces beside old clip rows
+            markers.unmark(shard.id)
         atomic_write_arrow(run_dir / "faces" / f"{shard.id}.parquet", face_table)
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
         check_owner(run_dir, owner, f"shard {shard.id}")

@@ -15,7 +15,8 @@ import duckdb
 import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
-from mfhq.plan import extend_plan, plan_shards
+from mfhq.config import load_pipeline
+from mfhq.plan import RunMismatch, check_resume, extend_plan, plan_shards
 from mfhq.records import Clip
 from presets import write_preset
 
@@ -137,3 +138,32 @@ def test_the_same_clip_id_in_two_sources_never_collides():
     same = [Clip(name, "abcdefghijk_0_1", Path("x.mp4"), "abcdefghijk") for name in ("celebvhq", "celebvtext")]
     assert plan_shards(same, shard_size=8) == {"celebvhq-00000": ["celebvhq/abcdefghijk_0_1"],
                                                "celebvtext-00000": ["celebvtext/abcdefghijk_0_1"]}
+
+
+def test_resuming_from_other_videos_is_refused(quick_preset, tmp_path):
+    # A clip id the run already planned counts as done: another --root's video of the same name
+    # would get no row, without a word.
+    first, other = tmp_path / "videos", tmp_path / "elsewhere"
+    for folder, names in ((first, ("a0", "a1")), (other, ("a0", "b0"))):
+        folder.mkdir()
+        for name in names:
+            (folder / f"{name}.mp4").write_bytes(b"")
+    run = tmp_path / "run"
+    args = ["--out", str(run), "--pipeline", str(quick_preset)]
+    run_cli("extract", "--root", str(first), *args)
+    before = {name: (run / name).read_bytes() for name in ("run.json", "plan.json")}
+    refused = run_cli("extract", "--root", str(other), *args, check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (f"{run / 'run.json'}: this run was made from other videos (--source folder --root {first} in the run, "
+            f"--source folder --root {other} now)") in refused.stderr
+    assert "Use the run's own --source and --root, a new --out for these videos" in refused.stderr
+    assert {name: (run / name).read_bytes() for name in before} == before and _clips(run) == [("a0", "empty"), ("a1", "empty")]
+
+    same = run_cli("extract", "--root", "videos/../videos", *args, cwd=tmp_path)  # the same folder, spelled otherwise
+    assert "already complete: 2 clips" in same.stderr
+    forced = run_cli("extract", "--root", str(other), *args, "--force")
+    assert "--force: resuming with other videos" in forced.stderr and [c[0] for c in _clips(run)] == ["a0", "a1", "b0"]
+
+    cfg = load_pipeline(quick_preset)
+    with pytest.raises(RunMismatch, match=r"--source folder --root .* in the run, --source vfhq --root "):
+        check_resume({"source": "folder", "root": str(first)}, run / "run.json", cfg, {}, "vfhq", first, force=False)

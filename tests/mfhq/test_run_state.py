@@ -8,9 +8,11 @@ import os
 import shutil
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
+from mfhq.manifest.views import connect
 
 
 def stop_part_way(run: Path, clip: str) -> list[Path]:
@@ -94,3 +96,33 @@ def test_stats_names_the_manifest_path_given(sample_run, tmp_path):
                      check=False, cwd=tmp_path)
     assert result.returncode == 2
     assert "manifest_nope: no such manifest folder" in result.stderr and "./manifest.json" not in result.stderr
+
+
+def test_a_shard_whose_files_are_in_place_but_not_its_marker_counts_nowhere(sample_run, tmp_path):
+    # A stop between a shard's renames and its marker leaves its files: readers must count only
+    # the finished shards, as the run's state does, and cluster-sample --allow-partial samples them.
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    plan = json.loads((run / "plan.json").read_text())
+    shard = next(sid for sid, keys in plan.items() if "folder/astronaut_motion" in keys)
+    (run / "done" / f"{shard}.json").unlink()
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "state": "interrupted"}))
+    assert (run / "faces" / f"{shard}.parquet").is_file() and (run / "clips" / f"{shard}.parquet").is_file()
+
+    summary = run_cli("summary", "--run", str(run), env={**os.environ, "COLUMNS": "400"}).stdout
+    lines = summary.splitlines()
+    assert lines[0].startswith(f"WARNING: run {run}: interrupted: 2 of 3 shards done, 2 of 6 clips never processed")
+    assert "astronaut" not in summary
+    assert lines[-1] == "4 clips, 2 ok, 2 never processed (not in this table)"
+
+    markers = [json.loads(p.read_text()) for p in (run / "done").glob("*.json")]
+    assert connect(run).execute("SELECT count(*) FROM faces").fetchone()[0] == sum(m["faces"] for m in markers)
+
+    run_cli("cluster-sample", "--run", str(run), "--manifest", str(tmp_path / "m"), "--pipeline", str(SAMPLE_PRESET),
+            "--allow-partial")
+    sampled = duckdb.connect().execute(
+        f"SELECT DISTINCT clip_id FROM read_parquet(['{tmp_path}/m/train.parquet', '{tmp_path}/m/test.parquet'])").fetchall()
+    assert sampled and not [c for (c,) in sampled if c.startswith("astronaut")]
+    sidecar = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert sidecar["runs"][0]["snapshot"]["clips"] == 4

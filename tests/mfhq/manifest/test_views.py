@@ -67,3 +67,15 @@ def test_a_shard_with_damaged_data_pages_is_named(good_run, tmp_path):
 def test_undamaged_runs_still_sample(good_run, tmp_path):
     summary = cluster_sample([good_run], tmp_path / "m", CurateConfig(test_videos=1))
     assert summary["train"]["identities"] + summary["test"]["identities"] == 6
+
+
+def test_only_marked_shards_are_read_and_a_marked_shard_without_its_file_is_named(good_run, tmp_path):
+    run = _copy(good_run, tmp_path)
+    gone = run / "clips" / "s-00001.parquet"
+    gone.unlink()
+    with pytest.raises(RunError, match=rf"^{gone}: missing, yet done/s-00001.json marks its shard finished; delete "
+                                       rf"that marker, then run the same `mfhq extract` into {run} again"):
+        cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
+    shutil.rmtree(run / "done")  # files of shards that never finished: nothing a reader may count
+    with pytest.raises(RunError, match=rf"^{run / 'done'}: no finished shard \(no completion marker\)"):
+        cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
