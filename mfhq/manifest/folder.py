@@ -21,7 +21,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfhq.manifest.io import atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, sha256_of
+from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
+                              sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
 from mfhq.manifest.schema import MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version
 
@@ -232,7 +233,7 @@ def mark_materialized(folder: Path, record: dict) -> None:
     made them) under "materialize". Only the sidecar changes; the caller holds ManifestLock."""
     sidecar = read_sidecar(folder)
     atomic_write_json(Path(folder) / SIDECAR, {**sidecar, "crops": "materialized", "materialize": record})
-    _fsync_folder(Path(folder))
+    fsync_folder(Path(folder))
 
 
 def foreign_entries(folder: Path) -> list[str]:
@@ -255,7 +256,7 @@ def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, 
     _remove_leftovers(out, [*writes, SIDECAR, WRITING])
     atomic_write_json(out / WRITING, {**sidecar, "schema_version": MANIFEST_VERSION})
     (out / SIDECAR).unlink(missing_ok=True)
-    _fsync_folder(out)  # the sidecar is gone before any file changes, also after a power loss
+    fsync_folder(out)  # the sidecar is gone before any file changes, also after a power loss
     listed = {}
     for name, content in writes.items():
         if isinstance(content, pa.Table):
@@ -265,7 +266,7 @@ def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, 
         listed[name] = file_digest(out / name)
     atomic_write_json(out / SIDECAR, {**sidecar, "schema_version": MANIFEST_VERSION, "files": listed})
     (out / WRITING).unlink()
-    _fsync_folder(out)
+    fsync_folder(out)
 
 
 def _remove_leftovers(out: Path, names: list[str]) -> None:
@@ -273,16 +274,3 @@ def _remove_leftovers(out: Path, names: list[str]) -> None:
     for name in names:
         for tmp in out.glob(f".tmp-{name}-*"):
             tmp.unlink(missing_ok=True)
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a folder
-    finally:
-        os.close(fd)
