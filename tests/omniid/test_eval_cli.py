@@ -200,6 +200,11 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--inputs", "9") == 2  # argparse: the last wins
         assert "no identity has the 10 faces" in caplog.text
         caplog.clear()
+        # 4 faces serve k = 1, 2 (and 3), not 4: a swap at 4 would have no own generation to compare with
+        assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--inputs", "1,2,4", "--swap-k", "4") == 2
+        assert "--swap-k 4: k = 4 is not evaluated (the data serves --inputs 1,2" in caplog.text
+        assert not (tmp_path / "e").exists()  # refused before anything was written
+        caplog.clear()
         # a paper-preset checkpoint without FLUX.1-dev on this machine says what is missing
         monkeypatch.delenv("OMNIID_FLUX_PATH", raising=False)
         paper = tmp_path / "paper-step"
@@ -321,3 +326,76 @@ def test_generate_refuses_an_input_image_without_a_face_naming_it(flow_run, kept
     assert errors == [f"{blank}: no face found by the sample preset's detector; give a photo with a visible face "
                       "(or its aligned crop)"]
     assert not (tmp_path / "gen" / "seed0.png").exists()
+
+
+def _files(folder) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_eval_refuses_an_earlier_output_and_force_replaces_it_whole(flow_run, evaluated, eval_manifest, tmp_path,
+                                                                     caplog):
+    out = tmp_path / "eval"
+    shutil.copytree(evaluated[0], out)  # omniid + arcface rows, with the swap
+    before = _files(out)
+    assert json.loads((out / "omniid-eval.json").read_text())["state"] == "complete"
+    with caplog.at_level(logging.ERROR, logger="omniid"):
+        assert run_eval(flow_run, eval_manifest, out, "--no-swap") == 2
+    assert f"--out {out}: holds an earlier omniid-eval output; give --force to replace it" in caplog.text
+    assert _files(out) == before  # the first results intact
+    assert run_eval(flow_run, eval_manifest, out, "--no-swap", "--force") == 0
+    assert not list(out.glob("swap.*"))  # no earlier swap numbers beside "swap skipped"
+    assert json.loads((out / "settings.json").read_text())["swap"] == {"skipped": "turned off (--no-swap)"}
+    assert sorted(p.name for p in (out / "images").iterdir()) == ["omniid"]  # arcface's images went with its rows
+    assert not list(out.rglob("swap_k*.png"))
+    assert json.loads((out / "omniid-eval.json").read_text())["state"] == "complete"
+
+
+def test_eval_never_takes_or_deletes_a_folder_it_did_not_write(flow_run, eval_manifest, tmp_path, caplog):
+    out = tmp_path / "mine"
+    (out / "images").mkdir(parents=True)
+    (out / "images" / "holiday.jpg").write_bytes(b"not ours")
+    with caplog.at_level(logging.ERROR, logger="omniid"):
+        assert run_eval(flow_run, eval_manifest, out, "--force") == 2
+    assert f"--out {out}: already holds files that are not an omniid-eval output (images)" in caplog.text
+    assert (out / "images" / "holiday.jpg").read_bytes() == b"not ours"
+
+
+def test_an_interrupted_eval_is_never_read_as_complete(eval_manifest, tmp_path, monkeypatch, caplog):
+    import omniid.evaluate as evaluate_module
+    from omniid.eval_out import EVAL, state_of
+    from omniid.metrics import FaceMetrics
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluate_module, "write_report", killed)  # after results, table and settings
+    out = tmp_path / "eval"
+    with pytest.raises(KeyboardInterrupt):  # the reference rows alone: no model to load
+        evaluate_module.evaluate({}, eval_manifest, out, FaceMetrics("sample"),
+                                 evaluate_module.Protocol(inputs=INPUTS, targets=1, bootstrap=20))
+    assert (out / "results.parquet").is_file() and (out / "settings.json").is_file()
+    assert state_of(out, EVAL) == "running"
+    with caplog.at_level(logging.ERROR, logger="omniid"):
+        assert eval_main(["--bench", str(tmp_path / "absent"), "--out", str(out)]) == 2
+    assert "holds an earlier omniid-eval interrupted output (never completed); give --force" in caplog.text
+
+
+def test_generate_refuses_an_earlier_output_and_force_replaces_it_whole(flow_run, kept_faces, sample_run, tmp_path,
+                                                                         caplog):
+    images = [str(sample_run / p) for p in kept_faces["crop_path"].to_pylist()[:2]]
+    out = tmp_path / "gen"
+
+    def generate(*extra) -> int:
+        return generate_main(["--checkpoint", str(flow_run), "--images", *images, "--out", str(out), "--steps", "1",
+                              *extra])
+
+    assert generate("--seed", "7", "--num-images", "2") == 0
+    before = _files(out)
+    with caplog.at_level(logging.ERROR, logger="omniid"):
+        assert generate("--seed", "0") == 2
+    assert f"--out {out}: holds an earlier omniid-generate output; give --force to replace it" in caplog.text
+    assert _files(out) == before
+    assert generate("--seed", "0", "--force") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["omniid-generate.json", "seed0.png", "settings.json"]
+    assert json.loads((out / "settings.json").read_text())["outputs"] == ["seed0.png"]
+    assert json.loads((out / "omniid-generate.json").read_text())["state"] == "complete"

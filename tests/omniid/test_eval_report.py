@@ -184,3 +184,19 @@ def test_multiid_export_then_import_round_trips_images_and_scores(evaluated, tmp
         assert entry_row.k == meta["k"]
         for column in ("id_similarity:sface", "sim_ref:dlib-resnet", "copy_paste:sface", "pose_error", "pose_gap"):
             assert entry_row[column] == pytest.approx(source[column], nan_ok=True), column
+
+
+def test_the_identity_swap_runs_at_the_largest_evaluated_k(evaluated):
+    """--inputs 1,2,3,5,8 on 8 faces evaluates up to k = 5: the swap compares at 5 (at 8, no own
+    generation exists and every margin was NaN under a "k=8" heading)."""
+    out = evaluated[0] / "eval"
+    swap = pd.read_parquet(out / "swap.parquet")
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["swap"]["k"] == 5 and settings["protocol"]["swap_k"] == 5 and (swap.k == 5).all()
+    generated = swap[swap.representation != "copy-input"]
+    assert all(path.rsplit("/", 1)[-1].startswith("swap_k5_") for path in generated.image_path)
+    scored = swap[swap.gt_face]
+    assert len(scored) == 3 * 3 * 3 and scored.id_similarity_own.notna().all() and scored.margin.notna().all()
+    margins = {m["representation"]: m["margin"] for m in settings["swap"]["margins"]}
+    assert list(margins) == ["omniid", "arcface", "copy-input"] and all(map(np.isfinite, margins.values()))
+    assert "Identity swap (k=5)" in (out / "table.md").read_text()

@@ -6,7 +6,6 @@ manifest) end in one logged line naming the file, and exit code 2; never a trace
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
@@ -43,13 +42,14 @@ def _cpu_threads(preset, device: str) -> None:
         torch.set_num_threads(preset.cpu_threads)
 
 
-def _check_first(args: argparse.Namespace, counts: dict) -> None:
+def _check_first(args: argparse.Namespace, counts: dict, owner, keep: frozenset[str] = frozenset()) -> None:
     """The counts in their ranges and --out usable, before any model loads: a result that cannot
-    be written is never computed."""
-    from omniid.checks import check_minimums, check_out_dir
+    be written is never computed, and an earlier output is never overwritten without --force."""
+    from omniid.checks import check_minimums
+    from omniid.eval_out import check_out
 
     check_minimums({"--steps": (args.steps, 1), **counts})
-    check_out_dir(args.out)
+    check_out(args.out, owner, args.force, keep)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,6 +60,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", metavar="X", type=float, help="FLUX guidance value (default: each checkpoint's run's "
                                                   "flow.guidance, as it trained)")
     p.add_argument("--scale", metavar="X", type=float, help="adapter scale (default: the checkpoint's)")
+    p.add_argument("--force", action="store_true", help="replace this command's earlier output in --out (its own "
+                                                        "files are deleted first; other files are never touched)")
 
 
 def eval_args(argv):
@@ -90,7 +92,8 @@ def eval_args(argv):
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
     p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
                                                          "identity's inputs)")
-    p.add_argument("--swap-k", metavar="N", type=int, help="k of the identity-swap check (default: the largest --inputs)")
+    p.add_argument("--swap-k", metavar="N", type=int, help="k of the identity-swap check, one of the evaluated "
+                                                           "--inputs (default: the largest evaluated)")
     p.add_argument("--bootstrap", metavar="N", type=int, default=1000, help="resamples of every interval over identities "
                                                                "(seed: --seed)")
     p.add_argument("--report-identities", metavar="N", type=int, default=4, help="identities shown in report.html")
@@ -100,32 +103,41 @@ def eval_args(argv):
     return p.parse_args(argv)
 
 
+def _refused(args: argparse.Namespace, ks: tuple[int, ...] | None) -> str | None:
+    """Why omniid-eval's flags cannot work together, or None."""
+    if ks is None:
+        return f"--inputs takes positive integers separated by commas, got {args.inputs!r}"
+    if args.swap_k is not None and args.swap_k not in ks:
+        return f"--swap-k {args.swap_k} is not one of --inputs {args.inputs}; give one of them"
+    if (args.manifest is None) == (args.bench is None):
+        return "omniid-eval takes one of --manifest or --bench"
+    if not (args.checkpoint or args.controlnet or args.bench):
+        return "nothing to evaluate: give --checkpoint (flow-stage runs) and/or --controlnet (adapter-stage runs)"
+    if args.controlnet and args.bench:
+        return "--controlnet draws each target's landmarks from a manifest: use it with --manifest, not --bench"
+    return None
+
+
 def eval_main(argv: list[str] | None = None) -> int:
     args = eval_args(argv)
     setup_logging(args)
     from omniid.eval_export import check_export_dir
+    from omniid.eval_out import EVAL, kept_export
     from omniid.eval_rows import EvalRows
     from omniid.evaluate import Protocol, evaluate
     from omniid.metrics import FaceMetrics, default_pipeline
     from omniid.multiid import bench_seeds, read_bench
 
     ks = _parse_inputs(args.inputs)
-    if ks is None or (args.swap_k is not None and args.swap_k not in ks):
-        log.error("--inputs takes positive integers separated by commas, got %r; --swap-k, one of them", args.inputs)
-        return 2
-    if (args.manifest is None) == (args.bench is None):
-        log.error("omniid-eval takes one of --manifest or --bench")
-        return 2
-    if not (args.checkpoint or args.controlnet or args.bench):
-        log.error("nothing to evaluate: give --checkpoint (flow-stage runs) and/or --controlnet (adapter-stage runs)")
-        return 2
-    if args.controlnet and args.bench:
-        log.error("--controlnet draws each target's landmarks from a manifest: use it with --manifest, not --bench")
+    refused = _refused(args, ks)
+    if refused:
+        log.error("%s", refused)
         return 2
     try:
         _check_first(args, {"--targets": (args.targets, 1), "--samples": (args.samples, 1),
                             "--identities": (args.identities, 1), "--bootstrap": (args.bootstrap, 1),
-                            "--report-identities": (args.report_identities, 1)})
+                            "--report-identities": (args.report_identities, 1)},
+                     EVAL, kept_export(args.out, args.export_multiid))
         if args.export_multiid:
             check_export_dir(args.export_multiid, args.out)
         rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights)
@@ -142,7 +154,8 @@ def eval_main(argv: list[str] | None = None) -> int:
         metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name if preset else "sample"), args.models_dir,
                               args.device, recognisers)
         started = time.perf_counter()
-        summary = evaluate(rows, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid)
+        summary = evaluate(rows, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid,
+                           replace=args.force)
     except _user_errors() as error:
         log.error("%s", error)
         return 2
@@ -181,12 +194,13 @@ def generate_args(argv):
 def generate_main(argv: list[str] | None = None) -> int:
     args = generate_args(argv)
     setup_logging(args)
+    from omniid.eval_out import GENERATE, claim_out, complete_out, write_json
     from omniid.face_inputs import input_paths
     from omniid.generation import OmniIDGenerator
 
     out = Path(args.out)
     try:
-        _check_first(args, {"--num-images": (args.num_images, 1), "--size": (args.size, 1)})
+        _check_first(args, {"--num-images": (args.num_images, 1), "--size": (args.size, 1)}, GENERATE)
         images = input_paths(args.images, args.manifest)  # every path found and read before any model loads
         gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights,
                                               pipeline=args.pipeline, models_dir=args.models_dir)
@@ -199,6 +213,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         results = gen.generate(tokens.expand(len(seeds), *tokens.shape[1:]), seeds, steps=args.steps,
                                guidance=args.guidance, scale=args.scale, size=args.size)
         seconds = time.perf_counter() - started
+        claim_out(out, GENERATE, args.force)  # the earlier output goes only once the new one exists
         names = _save_images(out, seeds, results)
     except _user_errors() as error:
         log.error("%s", error)
@@ -210,7 +225,8 @@ def generate_main(argv: list[str] | None = None) -> int:
                 "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
                 "size": args.size or gen.image_size, "outputs": names, "device": args.device,
                 "seconds": round(seconds, 3)}
-    (out / "settings.json").write_text(json.dumps(settings, indent=2))
+    write_json(out / "settings.json", settings)
+    complete_out(out, GENERATE)  # last: a folder without it is not a complete output
     log.info("wrote %d image(s) to %s", len(names), out)
     return 0
 

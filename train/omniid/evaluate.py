@@ -40,13 +40,14 @@ bootstrap interval over identities per cell), curves.csv + curve_*.png (omniid.c
 report.html (omniid.eval_html), sheets/, images/, swap.*, settings.json, timing.json (wall times,
 apart so that results are identical across runs), and with `export` a MultiID-Bench folder
 (omniid.eval_export: checked before any model loads, replaced only when it is this eval's own).
+`out` is new, empty, or (with `replace`, --force) this command's earlier output, deleted first;
+omniid-eval.json says "complete" only once every file is written (omniid.eval_out).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace as replaced
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,7 @@ from omniid.curves import curve_points, write_curves
 from omniid.eval_export import write_export
 from omniid.eval_generate import Scored, generate_all, safe_name, score_rows
 from omniid.eval_html import write_report
+from omniid.eval_out import EVAL, claim_out, complete_out, kept_export, write_json
 from omniid.eval_notes import conditioned, random_weights
 from omniid.eval_plan import Fitted, Plan, fit
 from omniid.eval_setting import row_settings
@@ -66,7 +68,7 @@ from omniid.metrics import FaceMetrics
 from omniid.multiid import BENCH_ROW, bench_seeds, read_bench
 from omniid.report import sheet
 from omniid.scoring import row_schema
-from omniid.swap_eval import donors, identity_swap_rows, summarise, swap_k, write_swap
+from omniid.swap_eval import donors, fitted_swap_k, identity_swap_rows, summarise, swap_k, write_swap
 from omniid.table_notes import footer_lines, seeds_rule
 
 log = logging.getLogger(__name__)
@@ -87,7 +89,7 @@ class Protocol:
     copy_row: bool = True
     real_row: bool = True             # the real-pair ceiling
     swap: bool = True                 # the identity-swap check (omniid.swap_eval)
-    swap_k: int | None = None         # its k; None: the largest
+    swap_k: int | None = None         # its k; None: the largest evaluated (evaluate resolves it)
     bootstrap: int = 1000             # resamples of every interval over identities
     level: float = 0.95               # their coverage
     report_identities: int = 4        # identities shown in report.html (a seeded sample)
@@ -168,15 +170,18 @@ def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
 
 def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol(), bench: str | Path | None = None,
-             export: str | Path | None = None) -> dict:
+             export: str | Path | None = None, replace: bool = False) -> dict:
     """generators: an omniid.eval_rows.EvalRows (its groups built one FLUX at a time), or a dict
     label -> OmniIDGenerator (or anything with tokens/generate/settings/folder/prompt); manifest or
-    bench: the evaluation set. Returns the summary written to settings.json (plus wall times and
-    the table's text)."""
+    bench: the evaluation set; replace: an earlier omniid-eval output in `out` is replaced
+    (omniid.eval_out, `--force`), else refused. Returns the summary written to settings.json
+    (plus wall times and the table's text)."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     generating = bool(generators.labels if hasattr(generators, "groups") else generators)
     fitted = _fitted(manifest, bench, protocol, generating)
+    if protocol.swap and bench is None:  # the swap's k among those evaluated, not those asked
+        protocol = replaced(protocol, swap_k=fitted_swap_k(protocol, fitted.ks))
+    claim_out(out, EVAL, replace, kept_export(out, export))  # from here the folder is this run's, not complete
     swaps = donors(list(fitted.plans), protocol.seed) if protocol.swap and bench is None else {}
     labels, infos, scored = generate_all(generators, fitted, swaps, out, metrics, protocol)
     note = random_weights(infos)
@@ -202,7 +207,19 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
         write_swap(out, swap_rows, summary, protocol)
     exported = write_export(export, rows, out, infos[labels[0]].prompt if labels else "") \
         if export is not None else None
-    settings = {
+    settings = _settings(protocol, fitted, metrics, infos, labels, note, marks, bench, export, exported,
+                         settings_of, order, _swap_settings(swaps, summary, protocol, len(fitted.plans), bench is not None))
+    write_json(out / "settings.json", settings)
+    write_report(out, rows, cells, spec, curves, fitted, protocol, note)
+    wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}
+    write_json(out / "timing.json", wall)
+    complete_out(out, EVAL)  # last, after every file it vouches for
+    return {**settings, "timing": wall, "table": (out / "table.md").read_text()}
+
+
+def _settings(protocol, fitted: Fitted, metrics, infos, labels, note, marks, bench, export, exported, settings_of,
+              order, swap: dict) -> dict:
+    return {
         "protocol": asdict(protocol), "seeds": seeds_rule(fitted, protocol), "manifest": str(fitted.manifest) if fitted.manifest else None,
         "bench": str(bench) if bench else None, "metrics": metrics.models, "recognisers": metrics.recognisers,
         "generators": {label: infos[label].settings for label in labels}, "random_weights": note,
@@ -210,14 +227,9 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
         "identities": list(fitted.plans), "skipped": fitted.skipped,
         "bootstrap": {"resamples": protocol.bootstrap, "seed": protocol.seed, "level": protocol.level,
                       "over": "identities"},
-        "swap": _swap_settings(swaps, summary, protocol, len(fitted.plans), bench is not None),
+        "swap": swap,
         "multiid_export": {"folder": str(export), "entries": exported} if export is not None else None,
         "settings": {rep: settings_of[rep] for rep in order},
         "note": "decoder-only rows: pose is not conditioned (the adapter has no pose input); Table 1-like rows: "
                 "a ControlNet fed each target's landmark image; see omniid/evaluate.py",
     }
-    (out / "settings.json").write_text(json.dumps(settings, indent=2, default=str))
-    write_report(out, rows, cells, spec, curves, fitted, protocol, note)
-    wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}
-    (out / "timing.json").write_text(json.dumps(wall, indent=2))
-    return {**settings, "timing": wall, "table": (out / "table.md").read_text()}

@@ -1,13 +1,13 @@
 """omniid-eval's identity-swap check: does a representation steer identity at all?
 
 For each representation, each identity is generated a second time at k = `swap_k` (default: the
-largest k) from another identity's inputs (its donor: a seeded derangement of the evaluated
-identities, `omniid.swap.derangement`), with the same seeds, and scored against the same
-ground truth as its own generations. Per identity, the margin is the mean over its scored
-targets and samples of ID sim(own) - ID sim(swapped): own should win. Over identities: the mean
-margin and a percentile bootstrap interval (identities resampled with replacement, seeded).
-The `copy-input` row does the same with the first input photo itself (own vs donor's): the
-margin real photos of two people earn under this metric.
+largest evaluated k, `fitted_swap_k`) from another identity's inputs (its donor: a seeded
+derangement of the evaluated identities, `omniid.swap.derangement`), with the same seeds, and
+scored against the same ground truth as its own generations. Per identity, the margin is the
+mean over its scored targets and samples of ID sim(own) - ID sim(swapped): own should win. Over
+identities: the mean margin and a percentile bootstrap interval (identities resampled with
+replacement, seeded). The `copy-input` row does the same with the first input photo itself (own
+vs donor's): the margin real photos of two people earn under this metric.
 
 Outputs: swap.parquet (one row per identity, representation, target, sample), swap.csv (one row
 per representation), a section of table.md, and settings.json's "swap" (k, donors, bootstrap).
@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from omniid.errors import FlagError
 from omniid.metrics import id_similarity
 from omniid.swap import bootstrap_interval, derangement
 
@@ -42,7 +43,22 @@ def donors(identities: list[str], seed: int) -> dict[str, str]:
     return {name: identities[order[i]] for i, name in enumerate(identities)}
 
 
+def fitted_swap_k(protocol, ks: tuple[int, ...]) -> int:
+    """The swap's k among the evaluated `ks` (those the data could serve, omniid.eval_plan):
+    `protocol.swap_k`, or the largest. A --swap-k that fitting left out is refused: no own
+    generation exists at it to compare with, and no donor has that many inputs."""
+    if protocol.swap_k is None:
+        return max(ks)
+    if protocol.swap_k not in ks:
+        raise FlagError(f"--swap-k {protocol.swap_k}: k = {protocol.swap_k} is not evaluated (the data serves "
+                        f"--inputs {','.join(map(str, ks))}: k inputs need k + 1 faces); give one of those, or leave "
+                        f"--swap-k out for the largest ({max(ks)})")
+    return protocol.swap_k
+
+
 def swap_k(protocol) -> int:
+    """The swap's k of a protocol whose `swap_k` evaluate resolved (fitted_swap_k); unresolved, the
+    largest --inputs, right only when the data serves every one."""
     return protocol.swap_k if protocol.swap_k is not None else max(protocol.inputs)
 
 
@@ -89,9 +105,10 @@ def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
 
 def summarise(rows: list[dict], labels: list[str], protocol) -> list[dict]:
     """Per representation: mean own and swapped ID sim, the mean per-identity margin and its
-    bootstrap interval (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`)."""
+    bootstrap interval (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
+    A label without swap rows (`real photos`, `bench out`: nothing to swap) has no line."""
     summary = []
-    for label in labels:
+    for label in (label for label in labels if any(r["representation"] == label for r in rows)):
         scored = [r for r in rows if r["representation"] == label and r["gt_face"]]
         per_identity = {}
         for r in scored:
