@@ -54,8 +54,9 @@ def test_other_options_on_the_same_out_are_refused_naming_each(sample_manifest, 
     before = (out / "log.jsonl").read_text()
     assert main(args(sample_manifest, out, "--lr", "0.002", "--mask-ratio", "0.85")) == 2
     assert (f"{out} holds a run made with other options: model.mask_ratio 0.95 (this command: 0.85); "
-            f"optim.lr 0.001 (this command: 0.002). Run the same options and inputs (manifests, --init-from, number "
-            f"of processes) to continue it, --restart to start it over, or give another --out") in caplog.text
+            f"optim.lr 0.001 (this command: 0.002). Run the same options and inputs (manifests, --init-from, frozen "
+            f"weights, number of processes) to continue it, --restart to start it over, or give another --out"
+            ) in caplog.text
     assert (out / "log.jsonl").read_text() == before
     # options that do not change what is trained may differ (evaluations too: no convergence rule here)
     assert main(args(sample_manifest, out, "--log-every", "2", "--keep-checkpoints", "5", "--eval-every", "50")) == 0

@@ -22,8 +22,10 @@ and the table compares representations. Sizes come from the preset's `baseline` 
   final-LayerNorm tokens (FaceID-Plus reads the penultimate layer) are ours.
 
 A frozen CLIP tower is never trained, so a checkpoint does not hold it: a fresh run and a resumed
-one both load it from the preset's pretrained weights. Only a randomly initialised tower (the
-tiny preset, whose weights exist nowhere else) is saved with the trained part.
+one both load it from the preset's pretrained weights, and so does omniid-eval. The run records
+that file's name and sha256 (`frozen_clip_identity`, in state.json), and a resumed run or an
+evaluation that would load other weights is refused (`omniid.continuation`). Only a randomly
+initialised tower (the tiny preset, whose weights exist nowhere else) is saved with the trained part.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omniid.blocks import BlockStack
-from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
+from omniid.clip_tower import build_clip_visual, clip_tokens, clip_weights_identity, clip_width, resolve_clip_weights
 from omniid.errors import CheckpointError, CheckpointNotFound
 from omniid.preprocess import CLIP_MEAN, CLIP_STD
 
@@ -231,6 +233,17 @@ def build_arcface_clip(preset, pipeline=None, models_dir=None, clip_weights=None
     resolve_clip_weights(preset.model, clip_weights)
     return ArcFaceClipRepresentation(preset.model, _identity(preset, pipeline, models_dir), preset.baseline,
                                      clip_weights)
+
+
+FROZEN_CLIP = ("clip", "arcface+clip")  # the representations whose CLIP tower is frozen, loaded from outside
+
+
+def frozen_clip_identity(representation: str, model_config, clip_weights=None) -> dict:
+    """The CLIP weights file a representation's frozen tower loads, and its sha256 (both None
+    when it has no frozen tower, or a random one that its checkpoints hold)."""
+    if representation not in FROZEN_CLIP:
+        return {"clip_weights": None, "clip_weights_sha256": None}
+    return clip_weights_identity(model_config, clip_weights)
 
 
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}

@@ -75,16 +75,19 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
                  init_from=args.init_from, stop_after=args.stop_after, record=record, heldout_loader=heldout)
 
 
-def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> Path:
-    """The FLUX files checked, and the prompt cache written once by rank 0 before any rank loads
-    FLUX (the text encoders are freed by then)."""
+def _prompt_cache_path(args: argparse.Namespace, out: Path) -> Path:
     from omniid.checkpoint import PROMPT_EMBEDS_FILE
+
+    return Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
+
+
+def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world: int) -> Path:
+    """The prompt cache written once by rank 0 before any rank loads FLUX (the text encoders are
+    freed by then); the FLUX files were checked by `_continue_or_refuse`."""
     from omniid.distributed import barrier
-    from omniid.flux.loading import check_flux_files
     from omniid.flux.prompt import ensure_prompt_embeds
 
-    cache = Path(args.prompt_embeds or out / PROMPT_EMBEDS_FILE)
-    check_flux_files(preset.flow, args.flux_path, cache)
+    cache = _prompt_cache_path(args, out)
     if rank == 0:
         ensure_prompt_embeds(preset.flow, cache, args.flux_path)
     barrier(world)
@@ -93,13 +96,18 @@ def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world:
 
 def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
                         world: int) -> tuple[str | None, dict]:
-    """(the --resume value to run with, the manifests' facts for state.json): an --out holding
-    this run (same options, data, --init-from and number of processes) continues it; one holding
-    another is refused before any work; --restart clears it (rank 0)."""
-    from omniid.continuation import continuation, init_from_fact, manifest_facts, restart_run
+    """(the --resume value to run with, the manifests' and frozen weights' facts for state.json):
+    an --out holding this run (same options, data, frozen weights, --init-from and number of
+    processes) continues it; one holding another is refused before any work; --restart clears it (rank 0)."""
+    from omniid.continuation import continuation, frozen_facts, init_from_fact, manifest_facts, restart_run
     from omniid.distributed import barrier
+    from omniid.flux.loading import check_flux_files
 
-    inputs = manifest_facts(Path(args.manifest), _test_manifest(args))
+    if args.stage in FLUX_STAGES:  # every missing FLUX file named at once, before its identity is read
+        check_flux_files(preset.flow, args.flux_path, _prompt_cache_path(args, out))
+    inputs = {**manifest_facts(Path(args.manifest), _test_manifest(args)),
+              **frozen_facts(preset, args.representation, args.stage in FLUX_STAGES, args.clip_weights,
+                             args.flux_path)}
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
              **inputs}
     resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart)

@@ -4,6 +4,8 @@ The paper preset starts from CLIP ViT-H/14 weights trained on LAION-2B (ours: th
 ViT-H/14, not these weights), found either at a local path
 (`--clip-weights` or $OMNIID_CLIP_WEIGHTS) or in open_clip's Hugging Face cache; nothing is
 downloaded implicitly, so an offline cluster fails fast with instructions instead of hanging.
+`clip_weights_identity` names the file and its sha256, so that a run records which weights a
+frozen tower loaded and a resumed run or an evaluation can check that it loads the same.
 """
 from __future__ import annotations
 
@@ -15,13 +17,14 @@ import open_clip
 import torch
 from torch import nn
 
+from mfhq.manifest.io import sha256_of
 from omniid.config import CLIP_CONFIG_DIR, ModelConfig
 from omniid.errors import ClipWeightsMissing
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ClipWeightsMissing", "WEIGHTS_ENV", "build_clip_visual", "clip_tokens", "clip_width",
-           "resolve_clip_weights"]
+__all__ = ["ClipWeightsMissing", "WEIGHTS_ENV", "build_clip_visual", "clip_tokens", "clip_weights_identity",
+           "clip_width", "resolve_clip_weights"]
 
 WEIGHTS_ENV = "OMNIID_CLIP_WEIGHTS"
 HF_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
@@ -57,6 +60,16 @@ def resolve_clip_weights(config: ModelConfig, path: str | Path | None = None) ->
         f"pretrained='{config.clip_pretrained}')\"\n"
         f"    and copy the Hugging Face cache (HF_HOME) to this machine."
     )
+
+
+def clip_weights_identity(config: ModelConfig, path: str | Path | None = None) -> dict:
+    """{"clip_weights": the resolved file (where it lies on this machine), "clip_weights_sha256"}
+    of the weights `resolve_clip_weights` finds; both None for a random tower. The digest is
+    remembered per file state (`sha256_of`), so a 4 GB file is read once per process."""
+    weights = resolve_clip_weights(config, path)
+    if weights is None:
+        return {"clip_weights": None, "clip_weights_sha256": None}
+    return {"clip_weights": str(Path(weights).resolve()), "clip_weights_sha256": sha256_of(Path(weights))}
 
 
 def build_clip_visual(config: ModelConfig, weights: str | None) -> nn.Module:

@@ -12,7 +12,11 @@ the convergence rule counts those evaluations) may differ.
 Besides the preset, the run's facts are compared (`command_facts`, recorded in each checkpoint's
 state.json): the representation, the manifest and test manifest (resolved path and sha256, so a
 manifest rebuilt at the same path is caught), `--init-from` (the step folder it resolves to) and
-the number of processes (it sets the global batch and the sampler's draws).
+the number of processes (it sets the global batch and the sampler's draws). So are the frozen
+weights a run loads from outside its checkpoints (`frozen_facts`: a baseline's CLIP weights file,
+the FLUX folder), by sha256 only: their files may lie elsewhere on another machine, so their
+paths are recorded for provenance and not compared. omniid-eval checks them too
+(`check_frozen_weights`).
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ from pathlib import Path
 
 from mfhq.manifest.io import sha256_of
 from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, resolve_checkpoint
-from omniid.errors import CheckpointNotFound, RunMismatch
+from omniid.errors import CheckpointError, CheckpointNotFound, RunMismatch
 from omniid.retention import users_of
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,11 @@ CONVERGENCE_CLOCK = {"eval_every", "eval_batches"}
 # the facts compared besides the preset, as the refusal names them
 FACTS = {"representation": "representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
          "test_manifest": "--test-manifest", "test_manifest_sha256": "--test-manifest's sha256",
-         "init_from": "--init-from", "world": "number of processes"}
-HOW = ("Run the same options and inputs (manifests, --init-from, number of processes) to continue it, "
+         "init_from": "--init-from", "world": "number of processes",
+         "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)"}
+# each frozen weight's sha256 fact -> its path fact, which is recorded and never compared
+FROZEN = {"clip_weights_sha256": "clip_weights", "flux_sha256": "flux"}
+HOW = ("Run the same options and inputs (manifests, --init-from, frozen weights, number of processes) to continue it, "
        "--restart to start it over, or give another --out")
 
 
@@ -85,6 +92,49 @@ def init_from_fact(init_from: str | Path | None) -> str | None:
         return str(Path(init_from).resolve())
 
 
+def frozen_facts(preset, representation: str, flux: bool, clip_weights=None, flux_path=None) -> dict:
+    """The frozen weights a run loads from outside its checkpoints, as state.json records them:
+    the CLIP weights file of a baseline's frozen tower (`omniid.baselines`) and, when the stage
+    trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`); None for what
+    it does not load (a random tower or FLUX config is in the preset or the checkpoint)."""
+    from omniid.baselines import frozen_clip_identity
+    from omniid.flux.loading import flux_identity
+
+    return {**frozen_clip_identity(representation, preset.model, clip_weights),
+            **(flux_identity(preset.flow, flux_path) if flux else {"flux": None, "flux_sha256": None})}
+
+
+def _weights(sha256: str | None, path: str | None) -> str:
+    return f"{path} (sha256 {sha256[:12]}...)" if sha256 else "none"
+
+
+def frozen_differences(recorded: dict, facts: dict) -> list[str]:
+    """'what: recorded file (this command: its file)' for each frozen weight that recorded holds
+    and facts gives another sha256 for."""
+    return [f"{FACTS[key]} {_weights(recorded[key], recorded.get(where))} (this command: "
+            f"{_weights(facts.get(key), facts.get(where))})"
+            for key, where in FROZEN.items() if key in recorded and recorded[key] != facts.get(key)]
+
+
+def unrecorded_weights(recorded: dict, facts: dict) -> list[str]:
+    """The frozen weights this command loads that recorded (an older state.json) does not name."""
+    return [FACTS[key] for key in FROZEN if facts.get(key) is not None and key not in recorded]
+
+
+def check_frozen_weights(folder: Path, state: dict, facts: dict) -> None:
+    """omniid-eval's check that a checkpoint is evaluated with the frozen weights it was trained
+    with: other weights are refused; a checkpoint saved before they were recorded, a warning."""
+    diffs = frozen_differences(state, facts)
+    if diffs:
+        raise CheckpointError(f"{folder} was trained with other frozen weights than this command loads: "
+                              f"{'; '.join(diffs)}. Give the run's own (--clip-weights FILE, --flux-path DIR) "
+                              "to evaluate it as it was trained")
+    unrecorded = unrecorded_weights(state, facts)
+    if unrecorded:
+        log.warning("%s: saved before omniid-train recorded the frozen weights a run loads, so its %s cannot be "
+                    "verified to be the ones it was trained with", folder, " and ".join(unrecorded))
+
+
 def run_facts(out: Path) -> dict:
     """What the run's newest checkpoint recorded about how it was started (`FACTS`)."""
     latest = pointed(Path(out) / CHECKPOINTS)
@@ -100,8 +150,16 @@ def _fact_differences(out: Path, facts: dict) -> list[str]:
                           "trains on, so this command cannot check that it continues on the same data: add "
                           "--resume auto to continue it with this --manifest, --restart to start it over, or give "
                           "another --out")
-    diffs = []
+    unrecorded = unrecorded_weights(recorded, facts)
+    if unrecorded:
+        raise RunMismatch(f"{out}: its newest checkpoint was saved before omniid-train recorded the frozen weights a "
+                          f"run loads, so this command cannot check that it continues with the same "
+                          f"{' and '.join(unrecorded)}: add --resume auto to continue it with these, --restart to "
+                          "start it over, or give another --out")
+    diffs = frozen_differences(recorded, facts)
     for key, value in sorted(facts.items()):
+        if key in FROZEN or key in FROZEN.values():  # compared above, by sha256 only
+            continue
         theirs = recorded.get(key)  # init_from: absent when the run had none
         if key == "init_from" and theirs is not None:  # older runs recorded it as given: maybe relative
             theirs = str(Path(theirs).resolve())

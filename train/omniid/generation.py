@@ -171,10 +171,13 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
                        flux: FluxShare | None):
     """The stage's objective built as training built it, with the checkpoint's weights, in eval mode.
     The trained parts come from the checkpoint; Omni-ID's CLIP is in it, a baseline's frozen CLIP
-    comes from its pretrained weights (the paper preset) as in training."""
+    comes from its pretrained weights (the paper preset) as in training, and those and FLUX's
+    files must be the ones the run recorded (checked before anything loads)."""
+    from omniid.continuation import check_frozen_weights, frozen_facts
     from omniid.objectives import build_objective
 
     representation = state.get("representation", "omniid")
+    check_frozen_weights(folder, state, frozen_facts(preset, representation, True, clip_weights, flux_path))
     parts = flux.parts(preset.flow, device, flux_dtype(preset.flow, device), flux_path) if flux is not None else None
     torch.manual_seed(preset.seed)  # as omniid-train does: a tiny baseline's random frozen parts are the trained ones
     with quiet_random_init():

@@ -8,9 +8,12 @@
         missing files raise `FluxWeightsMissing` naming every absent file and where it goes.
     base_model_key(flow, device, dtype, flux_path) -> a hashable key: equal keys, equal FluxParts
         (what `omniid.flux.shared.FluxShare` builds once and lends to several eval rows).
+    flux_identity(flow, flux_path) -> {"flux": folder, "flux_sha256": what FLUX it holds}, recorded
+        in a run's state.json and compared on resume and at eval (`omniid.continuation`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from mfhq.manifest.io import sha256_of
 from omniid.errors import FluxWeightsMissing
 
 FLUX_PATH_ENV = "OMNIID_FLUX_PATH"
@@ -113,6 +117,41 @@ def base_model_key(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_
         folder = resolve_flux_path(flow, flux_path)
         source = ("folder", str(folder.resolve()) if folder is not None else None)
     return (*source, str(torch.device(device)), str(dtype))
+
+
+IDENTITY_PARTS = ("", "scheduler") + TRAIN_PARTS  # model_index.json, then each part's JSON files and weights
+SAMPLES, SAMPLE_BYTES = 16, 1 << 16  # a weight file's fingerprint: 16 blocks of 64 KiB spread over it (1 MiB read)
+
+
+def _sampled_sha256(path: Path) -> str:
+    """sha256 of the file's size and SAMPLES blocks spread evenly over it: reading all of a 24 GB
+    transformer at every resume and eval would take a minute, and fine-tuned weights of FLUX's
+    architecture (same names, shapes and sizes) differ in nearly every block."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        for n in range(SAMPLES):
+            handle.seek(max(0, size - SAMPLE_BYTES) * n // (SAMPLES - 1))
+            digest.update(handle.read(SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+def flux_identity(flow, flux_path=None) -> dict:
+    """What FLUX a run trains or evaluates on: {"flux": the folder (where it lies on this machine,
+    not compared), "flux_sha256": a digest of its model_index.json and the scheduler's, transformer's
+    and VAE's JSON files (configs, weight indexes) and a sampled fingerprint of each weight file};
+    both None for a random config, which the preset itself records."""
+    if flow.transformer is not None:
+        return {"flux": None, "flux_sha256": None}
+    folder = require_flux_folder(flow, flux_path)
+    files = {}
+    for part in IDENTITY_PARTS:
+        for path in sorted((folder / part).glob("*.json")) if (folder / part).is_dir() else ():
+            files[path.relative_to(folder).as_posix()] = sha256_of(path)
+        for path in sorted((folder / part).glob("*.safetensors")) if part else ():
+            files[path.relative_to(folder).as_posix()] = _sampled_sha256(path)
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"flux": str(folder.resolve()), "flux_sha256": digest}
 
 
 def _random_flux(flow, device, dtype: torch.dtype):

@@ -1,0 +1,158 @@
+"""A run records the frozen weights it loads from outside its checkpoints (a baseline's CLIP
+weights file, the FLUX folder) by name and sha256; a resumed run and omniid-eval that would load
+other weights are refused, the same weights (wherever they lie) are fine. The tiny architecture
+stands in for ViT-H/14: a preset like tiny whose CLIP tower loads a weights file, as paper's does."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from omniid.checkpoint import pointed, read_state
+from omniid.cli import main
+from omniid.config import PRESETS
+from omniid.eval_cli import eval_main
+from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
+                             write_eval_set)
+
+PRESET = "tiny-clip-file"
+
+
+@pytest.fixture
+def clip_files(tmp_path, monkeypatch) -> tuple[Path, Path]:
+    """Two CLIP weights files of the tiny architecture (other seeds, other weights), and the
+    preset that loads one, registered for this test."""
+    import open_clip
+    from safetensors.torch import save_file
+
+    import omniid.clip_tower  # noqa: F401  (registers the tiny architecture with open_clip)
+
+    tiny = PRESETS["tiny"]
+    monkeypatch.setitem(PRESETS, PRESET, dataclasses.replace(
+        tiny, name=PRESET, model=dataclasses.replace(tiny.model, clip_pretrained="a-file")))
+    monkeypatch.delenv("OMNIID_CLIP_WEIGHTS", raising=False)
+    files = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        path = tmp_path / f"clip-{seed}.safetensors"
+        state = open_clip.create_model("OmniID-Tiny-ViT").state_dict()
+        save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+        files.append(path)
+    return files[0], files[1]
+
+
+def flow_args(manifest: Path, out: Path, weights: Path, *extra: str) -> list[str]:
+    return ["--manifest", str(manifest), "--preset", PRESET, "--stage", "flow", "--representation", "clip",
+            "--out", str(out), "--clip-weights", str(weights), "--steps", "2", "--save-every", "1",
+            "--batch-size", "1", "--eval-every", "100", *extra]
+
+
+def state(out: Path) -> dict:
+    return read_state(pointed(out / "checkpoints"))
+
+
+def test_resume_with_other_clip_weights_is_refused_and_the_same_file_anywhere_continues(
+        sample_manifest, clip_files, tmp_path, caplog):
+    first, second = clip_files
+    out = tmp_path / "run"
+    assert main(flow_args(sample_manifest, out, first, "--stop-after", "1")) == 0
+    recorded = state(out)
+    assert recorded["clip_weights"] == str(first.resolve())
+    assert recorded["clip_weights_sha256"] == hashlib.sha256(first.read_bytes()).hexdigest()
+    assert main(flow_args(sample_manifest, out, second)) == 2
+    assert (f"{out} holds a run made with other options: frozen CLIP weights (--clip-weights) {first.resolve()} "
+            f"(sha256 {recorded['clip_weights_sha256'][:12]}...) (this command: {second.resolve()} (sha256 "
+            in caplog.text)
+    assert state(out)["step"] == 1
+    moved = tmp_path / "elsewhere" / "weights.safetensors"  # the same weights on another disk
+    moved.parent.mkdir()
+    shutil.copy(first, moved)
+    assert main(flow_args(sample_manifest, out, moved)) == 0
+    assert state(out)["step"] == 2 and state(out)["clip_weights_sha256"] == recorded["clip_weights_sha256"]
+
+
+def test_a_run_saved_before_its_frozen_weights_were_recorded_continues_only_when_resumed_explicitly(
+        sample_manifest, clip_files, tmp_path, caplog):
+    first, _ = clip_files
+    out = tmp_path / "run"
+    assert main(flow_args(sample_manifest, out, first, "--stop-after", "1")) == 0
+    saved = pointed(out / "checkpoints") / "state.json"
+    old = {k: v for k, v in state(out).items() if k not in ("clip_weights", "clip_weights_sha256", "flux",
+                                                               "flux_sha256")}
+    saved.write_text(json.dumps(old))
+    assert main(flow_args(sample_manifest, out, first)) == 2
+    assert (f"{out}: its newest checkpoint was saved before omniid-train recorded the frozen weights a run loads, "
+            "so this command cannot check that it continues with the same frozen CLIP weights (--clip-weights): "
+            "add --resume auto") in caplog.text
+    assert main(flow_args(sample_manifest, out, first, "--resume", "auto")) == 0
+    assert state(out)["step"] == 2 and state(out)["clip_weights"] == str(first.resolve())
+
+
+def test_eval_refuses_other_clip_weights_and_takes_the_same(sample_manifest, clip_files, kept_faces, sample_run,
+                                                          tmp_path, caplog):
+    first, second = clip_files
+    run = tmp_path / "run"
+    assert main(flow_args(sample_manifest, run, first)) == 0
+    (tmp_path / "evalset").mkdir()
+    manifest = write_eval_set(tmp_path / "evalset", kept_faces, sample_run, identities=2, faces=3)
+
+    def evaluate(weights: Path, out: str) -> int:
+        return eval_main(["--checkpoint", str(run), "--manifest", str(manifest), "--out", str(tmp_path / out),
+                          "--inputs", "1,2", "--targets", "1", "--steps", "2", "--clip-weights", str(weights)])
+
+    assert evaluate(second, "other") == 2
+    assert (f"{run / 'checkpoints' / 'step-00000002'} was trained with other frozen weights than this command "
+            f"loads: frozen CLIP weights (--clip-weights) {first.resolve()}") in caplog.text
+    assert "Give the run's own (--clip-weights FILE, --flux-path DIR)" in caplog.text
+    assert not (tmp_path / "other" / "results.parquet").exists()
+    caplog.clear()
+    assert evaluate(first, "same") == 0
+    assert (tmp_path / "same" / "results.parquet").is_file() and "trained with other" not in caplog.text
+    # a checkpoint saved before the record: evaluated, with a warning that the weights are unverified
+    saved = run / "checkpoints" / "step-00000002" / "state.json"
+    saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items()
+                                 if not k.startswith(("clip_weights", "flux"))}))
+    with caplog.at_level(logging.WARNING):
+        assert evaluate(second, "unverified") == 0
+    assert ("saved before omniid-train recorded the frozen weights a run loads, so its frozen CLIP weights "
+            "(--clip-weights) cannot be verified") in caplog.text
+
+
+def flux_folder(folder: Path, seed: int) -> Path:
+    """A diffusers-format FLUX folder of the tiny configs, its weights drawn from `seed`."""
+    from diffusers import AutoencoderKL, FluxTransformer2DModel
+
+    from omniid.config import TINY_FLUX, TINY_VAE
+
+    torch.manual_seed(seed)
+    FluxTransformer2DModel(**TINY_FLUX).save_pretrained(folder / "transformer")
+    AutoencoderKL(**TINY_VAE).save_pretrained(folder / "vae")
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
+    return folder
+
+
+def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weights_are_refused(tmp_path, caplog):
+    from omniid.continuation import check_frozen_weights, frozen_facts
+    from omniid.errors import CheckpointError
+
+    tiny = PRESETS["tiny"].for_stage("flow")
+    preset = dataclasses.replace(tiny, flow=dataclasses.replace(tiny.flow, transformer=None, vae=None))
+    trained = flux_folder(tmp_path / "flux", seed=1)
+    copied = shutil.copytree(trained, tmp_path / "elsewhere" / "flux")
+    other = flux_folder(tmp_path / "other", seed=2)  # the same configs and file sizes, other weights
+    facts = {str(path): frozen_facts(preset, "omniid", True, flux_path=path) for path in (trained, copied, other)}
+    recorded = facts[str(trained)]
+    assert recorded["flux"] == str(trained.resolve()) and recorded["clip_weights_sha256"] is None
+    assert facts[str(copied)]["flux_sha256"] == recorded["flux_sha256"]
+    check_frozen_weights(tmp_path / "step", recorded, facts[str(copied)])  # the same FLUX: evaluated
+    with pytest.raises(CheckpointError, match=f"FLUX folder \\(--flux-path\\) {trained.resolve()} "):
+        check_frozen_weights(tmp_path / "step", recorded, facts[str(other)])
+    # a random config is the preset's: nothing to record or check
+    assert frozen_facts(tiny, "omniid", True) == {"clip_weights": None, "clip_weights_sha256": None,
+                                                  "flux": None, "flux_sha256": None}
