@@ -186,12 +186,16 @@ def bench(
         render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads)
     if root is None or not Path(root).is_dir():
         fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
-    cfg = load_pipeline(pipeline)
-    if decode_ahead is not None:
-        cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
-    result = run_bench(root, cfg, out, workers)
-    if profile:
-        result["profile_top"] = [[name, round(s, 3)] for name, s in profile_stages(root, cfg, profile_folder(out))]
+    try:  # a bad preset, or a run that finds nothing to extract: one line, as every command says it
+        cfg = load_pipeline(pipeline)
+        if decode_ahead is not None:
+            cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
+        result = run_bench(root, cfg, out, workers)
+        if profile:
+            top = profile_stages(root, cfg, profile_folder(out))
+            result["profile_top"] = [[name, round(s, 3)] for name, s in top]
+    except MfhqError as exc:
+        fail(str(exc))
     if json_out:
         typer.echo(json.dumps(result, indent=1))
         return

@@ -7,6 +7,8 @@ carries its driver's token, so a run taken over by a resumed one is never writte
 """
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import logging
 import os
@@ -19,6 +21,7 @@ from mfhq.errors import MfhqError
 
 log = logging.getLogger(__name__)
 LOCK = "lock"
+CLAIM = ".lock-takeover"  # + "-<digest of the stale lock>-<n>": who may remove that lock
 
 
 class FolderInUse(MfhqError, RuntimeError):
@@ -31,11 +34,30 @@ class NotOwner(MfhqError, RuntimeError):
 
 def read_holder(folder: Path) -> dict:
     """The lock's content ({} when there is none, or it is half made)."""
+    return _holder(Path(folder) / LOCK)
+
+
+def _holder(path: Path) -> dict:
+    """A lock or takeover claim's {"pid", "host", ...} ({} when missing or unreadable)."""
+    return _parse(_content(path) or b"")
+
+
+def _parse(content: bytes) -> dict:
     try:
-        holder = json.loads((Path(folder) / LOCK).read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        holder = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError):
         return {}
     return holder if isinstance(holder, dict) else {}
+
+
+def _content(path: Path) -> bytes | None:
+    """The file's bytes; None when it is gone, b"" when it cannot be read (judged as unreadable)."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return b""
 
 
 def check_owner(folder: Path, token: str | None, what: str) -> None:
@@ -54,8 +76,9 @@ class FolderLock:
     """`FOLDER/lock`: {"pid", "host", "since", "token"} of the process writing the folder.
 
     Created with a hard link from a complete temporary file, so the lock either exists whole or
-    not at all. A lock left by a dead process on this host is taken over; a lock held by another
-    host cannot be checked, so it is refused with its holder named.
+    not at all. A lock left by a dead process on this host is taken over (by at most one of the
+    processes that find it at once: `_remove_stale`); a lock held by another host cannot be
+    checked, so it is refused with its holder named.
     """
 
     what = "folder"
@@ -70,7 +93,7 @@ class FolderLock:
     def acquire(self) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "token": self.token}
-        tmp = self.path.with_name(f".tmp-lock-{os.getpid()}")
+        tmp = self.path.with_name(f".tmp-lock-{self.token}")  # per taker: threads of one process share a pid
         tmp.write_text(json.dumps(me))
         try:
             for _ in range(3):
@@ -79,17 +102,24 @@ class FolderLock:
                     self.held = True
                     return
                 except FileExistsError:
-                    holder = read_holder(self.folder)
+                    judged = _content(self.path)
+                    if judged is None:  # released meanwhile
+                        continue
+                    holder = _parse(judged)
                     if holder and not _stale(holder):
-                        raise self.error(
-                            f"{self.path}: the {self.what} is in use by pid {holder.get('pid')} on host "
-                            f"{holder.get('host')} (since {holder.get('since')}); wait for it to finish, or, if "
-                            "that process is gone, delete the lock file")
+                        raise self._in_use(holder, "in use by")
                     log.warning("%s: taking over a stale lock (%s)", self.path, holder or "unreadable")
-                    self.path.unlink(missing_ok=True)
+                    taker = _remove_stale(self.path, judged, tmp)
+                    if taker:  # another process is taking it over right now: the folder is its
+                        raise self._in_use(taker, "being taken over (its lock was stale) by")
             raise self.error(f"{self.path}: could not take the lock (another process keeps taking it)")
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _in_use(self, holder: dict, how: str) -> Exception:
+        return self.error(f"{self.path}: the {self.what} is {how} pid {holder.get('pid')} on host "
+                          f"{holder.get('host')} (since {holder.get('since')}); wait for it to finish, or, if "
+                          "that process is gone, delete the lock file")
 
     def release(self) -> None:
         if self.held:
@@ -115,3 +145,32 @@ def _stale(holder: dict) -> bool:
     except (PermissionError, TypeError, ValueError):
         return not isinstance(holder.get("pid"), int)
     return False
+
+
+def _remove_stale(lock: Path, judged: bytes, me: Path) -> dict:
+    """Remove `lock` if it still holds `judged` (a stale lock) and this taker wins the right to;
+    {} then, else the live taker that won it.
+
+    Of the takers that judged it stale at once, one wins: each hard-links its own `me` file to a
+    claim named after the stale content, and a link fails where the name exists, atomically on
+    local and network file systems. No one removes that lock without its claim, so the winner
+    that still finds `judged` there removes that very lock, never one a faster taker put there
+    meanwhile (unlinking whatever is there would let two takers both hold the lock). A claim
+    whose claimer died mid-takeover gives the turn to the next number. Once the stale lock is
+    gone its claims mean nothing (none can find it again), so the winner removes them all.
+    """
+    stem = f"{CLAIM}-{hashlib.sha256(judged).hexdigest()[:16]}"
+    for n in itertools.count():  # ends: each step passes an existing claim of a dead claimer
+        claim = lock.with_name(f"{stem}-{n}")
+        try:
+            os.link(me, claim)
+            break
+        except FileExistsError:
+            taker = _holder(claim)
+            if not _stale(taker):  # a live taker is at it ({}: its claim went as it finished)
+                return taker
+    if _content(lock) == judged:
+        lock.unlink()
+    for claim in lock.parent.glob(f"{stem}-*"):
+        claim.unlink(missing_ok=True)
+    return {}

@@ -33,11 +33,12 @@ _QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS b
 
 # The report's headline: (section, metric, value) rows, so its totals are view rows like every number.
 # Videos are source videos (source/video_key): a dataset's many clip files of one YouTube video
-# count once. One that never decoded (not a video, empty, missing) is counted apart.
+# count once. Those with a clip that read frames are counted apart: a source video, not a clip
+# file, so the label says "source videos" (one clip decoded is enough to count its video).
 _HEADLINE_RUN = (
     "SELECT 0 AS ord, 'totals' AS section, 'source videos' AS metric, "
     "count(DISTINCT source || '/' || video_key) AS value FROM clips "
-    "UNION ALL SELECT 1, 'totals', 'videos decoded', count(DISTINCT source || '/' || video_key) "
+    "UNION ALL SELECT 1, 'totals', 'source videos with a clip decoded', count(DISTINCT source || '/' || video_key) "
     "FILTER (WHERE n_frames_read > 0) FROM clips "
     "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
     "UNION ALL SELECT 3, 'totals', 'faces detected', count(*) FROM faces "

@@ -120,3 +120,15 @@ def test_bench_replaces_its_own_scratch_folder_and_extract_accepts_it(tmp_path):
     empty.mkdir()
     replace_scratch(empty)  # an empty folder holds nothing to lose
     assert (empty / ".mfhq-bench-scratch").is_file()
+
+
+def test_bench_says_a_failed_run_or_a_bad_preset_in_one_line(tmp_path):
+    no_videos = tmp_path / "no-videos"  # a folder, but nothing in it to extract: the run finishes no shard
+    no_videos.mkdir()
+    result = run_cli("bench", "--root", str(no_videos), "--out", str(tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{tmp_path / 'run'}/done: no finished shard" in result.stderr
+    result = run_cli("bench", "--root", str(no_videos), "--out", str(tmp_path / "run"), "--pipeline", "nosuch",
+                     check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "pipeline preset not found: nosuch" in result.stderr
