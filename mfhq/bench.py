@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 BENCH_MARKER = ".mfhq-bench-scratch"
 
 
-class ScratchError(MfhqError, ValueError):
-    """The folder bench was asked to replace is not its own scratch folder."""
+class BenchError(MfhqError, ValueError):
+    """bench cannot run as asked: --out is not its own scratch folder, or --root holds no video."""
 
 
 def _videos(root: Path) -> list[Path]:
@@ -50,9 +50,9 @@ def check_scratch(out: Path, option: str = "--out") -> None:
     """Refuse a folder bench may not replace: one that holds files and was not made by bench."""
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ScratchError(f"{option} {out}: is a file, not a folder; choose another --out")
+        raise BenchError(f"{option} {out}: is a file, not a folder; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not (out / BENCH_MARKER).is_file():
-        raise ScratchError(f"{option} {out}: not a scratch folder made by `mfhq bench` (it holds other files), "
+        raise BenchError(f"{option} {out}: not a scratch folder made by `mfhq bench` (it holds other files), "
                            "and bench replaces its run folder; choose another --out, or remove this folder yourself")
 
 
@@ -121,8 +121,11 @@ def _children_cpu_s() -> float:
 
 
 def run_bench(root: Path, cfg: PipelineConfig, out: Path, workers: int = 1) -> dict:
-    replace_scratch(out)
     videos = _videos(root)
+    if not videos:
+        raise BenchError(f"--root {root}: no video files (.mp4, .mkv, .webm, .mov, .avi) to measure; "
+                           "give a folder of videos, or --make-clips N to generate some")
+    replace_scratch(out)
     run_cfg = cfg.replace(run={"workers": workers})
     # Decode-only runs before and after extract: a shared machine's load drifts (decode-only
     # moved by up to 40% between runs), so the ratio uses their mean and both are reported.

@@ -123,11 +123,11 @@ def test_bench_replaces_its_own_scratch_folder_and_extract_accepts_it(tmp_path):
 
 
 def test_bench_says_a_failed_run_or_a_bad_preset_in_one_line(tmp_path):
-    no_videos = tmp_path / "no-videos"  # a folder, but nothing in it to extract: the run finishes no shard
+    no_videos = tmp_path / "no-videos"  # a folder, but nothing in it to measure
     no_videos.mkdir()
     result = run_cli("bench", "--root", str(no_videos), "--out", str(tmp_path / "run"), check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"{tmp_path / 'run'}/done: no finished shard" in result.stderr
+    assert f"--root {no_videos}: no video files" in result.stderr
     result = run_cli("bench", "--root", str(no_videos), "--out", str(tmp_path / "run"), "--pipeline", "nosuch",
                      check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
