@@ -69,7 +69,7 @@ def check_output_dir(out: Path, option: str = "--out") -> None:
 
 
 # What `mfhq extract` itself puts in a run folder (before run.json exists, a lock and done/ may).
-RUN_ENTRIES = {"run.json", "plan.json", "lock", "faces", "clips", "crops", "masks", "done"}
+RUN_ENTRIES = {"run.json", "plan.json", "ids.json", "lock", "faces", "clips", "crops", "masks", "done"}
 
 
 def check_run_folder(out: Path, option: str = "--out") -> None:

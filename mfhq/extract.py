@@ -1,12 +1,14 @@
 """`mfhq extract`: source -> clip records -> planned shards -> an executor runs each shard.
 
 Run folder layout:
-  run.json            config, its fingerprint, code version, model provenance, state
+  run.json            config, its fingerprint and the history of the run's configs, run id, code version,
+                      model provenance, state
   plan.json           shard id -> clip keys (new clips of a later run go into new shards)
+  ids.json            source -> {file: clip id} where ids depend on the folder's other files (folder)
   lock                pid and host of the process working on the folder
   faces/<shard>.parquet, clips/<shard>.parquet
   crops/<source>/<clip_id>/<frame>_<face>.jpg, masks/... .png
-  done/<shard>.json   completion markers, written last
+  done/<shard>.json   completion markers, written last (counts, provenance, config fingerprint)
 """
 from __future__ import annotations
 
@@ -26,8 +28,9 @@ from mfhq.errors import MfhqError
 from mfhq.executors import get_executor
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
 from mfhq.models.preflight import check_pipeline
-from mfhq.plan import RUN_REMEDY, RunLock, RunMismatch, RunStateError, check_resume, load_plan, plan_shards, read_state
-from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Shard, item_key
+from mfhq.plan import (RUN_REMEDY, RunLock, RunMismatch, RunStateError, check_resume, load_plan, plan_shards,
+                       planned_ids, read_state, run_identity)
+from mfhq.records import CLIP_STATUSES, SCHEMA_VERSION, Clip, Shard, item_key
 from mfhq.signals import sigterm_as_interrupt
 from mfhq.sources import SourceError, get_source, source_names
 from mfhq.worker.watchdog import WorkerOutOfMemory
@@ -82,8 +85,12 @@ def select_clips(items: list, clips_file: Path) -> list:
     return chosen
 
 
-def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit) -> list:
-    items = list(get_source(source, Path(root)).scan())
+def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit, kept: dict) -> tuple[list, dict]:
+    """(the items to plan, source -> {file: clip id} of their clips for ids.json); `kept`: the
+    ids the run planned before, which a growing folder must not change."""
+    adapter = get_source(source, Path(root))
+    adapter.keep_ids(kept.get(adapter.name, {}))
+    items = list(adapter.scan())
     if source == "all" and cfg.sources.names:  # the recipe's datasets only
         unknown = sorted(set(cfg.sources.names) - set(source_names()))
         if unknown:
@@ -91,7 +98,8 @@ def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit) -> li
         items = [i for i in items if i.source in cfg.sources.names]
     if clips_file is not None:
         items = select_clips(items, clips_file)
-    return items if limit is None else items[:limit]
+    items = items if limit is None else items[:limit]
+    return items, {adapter.name: adapter.ids_of([i for i in items if isinstance(i, Clip)])}
 
 
 def _retry_keys(run_dir: Path, shard_ids, statuses: set[str]) -> dict[str, set[str]]:
@@ -157,13 +165,13 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     if unknown:
         raise SourceError(f"--retry: unknown status {', '.join(map(repr, unknown))}; give a comma-separated "
                           f"list of: {', '.join(CLIP_STATUSES)}")
-    items = _scan(source, root, cfg, clips_file, limit)
+    items, ids = _scan(source, root, cfg, clips_file, limit, planned_ids(run_dir))
     models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
     run_path = run_dir / "run.json"
     previous = read_state(run_path, RUN_REMEDY)
     check_resume(previous, run_path, cfg, models, source, root, force)
     engine_cls = get_executor(executor)  # a missing optional extra fails before the plan changes
-    plan, added = load_plan(run_dir, items, cfg.run.shard_size)
+    plan, added = load_plan(run_dir, items, cfg.run.shard_size, ids)
     by_key = {item_key(i): i for i in items}
     done = ShardMarkers(run_dir).done_ids()
     summary = ExtractSummary(shards_total=len(plan), shards_added=added)
@@ -172,7 +180,8 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
              f" (retrying {', '.join(sorted(retry))})" if retry else "")
     run_meta = {
         "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
-        "config_fingerprint": cfg.fingerprint(), "source": source, "root": str(Path(root).resolve()),
+        "config_fingerprint": cfg.fingerprint(), **run_identity(previous, cfg.fingerprint()),
+        "source": source, "root": str(Path(root).resolve()),
         "models": models,  # task -> backend@weight hash
         "provenance": (previous or {}).get("provenance"), "executor": executor,
     }
@@ -217,22 +226,11 @@ def _run_shards(engine, shards: list[Shard], run_dir: Path, plan: dict, run_meta
         engine.close()
         progress.close()
         if run_meta["provenance"] is None:  # stopped before a shard's stats came back
-            run_meta["provenance"] = _marker_provenance(run_dir)
+            run_meta["provenance"] = ShardMarkers(run_dir).provenance()
         try:  # never left "running": a resumed run and `stats` read the state
             atomic_write_json(run_dir / "run.json", {**run_meta, "state": state})
         except OSError as exc:
             log.debug("could not update %s: %s", run_dir / "run.json", exc)
-
-
-def _marker_provenance(run_dir: Path) -> str | None:
-    for marker in sorted((run_dir / "done").glob("*.json")):
-        try:
-            found = (read_state(marker, "") or {}).get("provenance")
-        except (RunStateError, OSError):
-            continue
-        if found not in (None, "none", "unknown"):
-            return found
-    return None
 
 
 def _resume_line(run_dir: Path, plan: dict) -> str:

@@ -10,8 +10,9 @@ extract's: a watched worker process per runner (a hang or a crash costs one clip
 shard written last, so a killed materialize loses at most the shards in flight and a re-run does
 only the shards without a marker. The sidecar says `crops: pending` until every shard is done
 (readers refuse the folder until then), then `materialized`; a re-run after that does nothing.
-If cluster-sample rewrote the folder with other faces, the plan's digest differs and the old
-markers are set aside (the files they vouched for are the same faces' files, made the same way).
+If cluster-sample rewrote the folder with other faces, or a run was deleted and extracted again at
+the same path (run.json's run id differs), the plan's digest differs and the old markers are set
+aside: the files they vouched for may not be there.
 """
 from __future__ import annotations
 
@@ -82,7 +83,7 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
     if device is not None:
         work = [dataclasses.replace(w, cfg=w.cfg.replace(run={"device": device})) for w in work]
     shards = shards_of(work)
-    markers = _progress(folder / PROGRESS, plan_digest(shards, table), shards)
+    markers = _progress(folder / PROGRESS, plan_digest(shards, table, work), shards)
     done = markers.done_ids()
     todo = [s for s in shards if s.id not in done]
     summary = MaterializeSummary(faces=sum(s.n_faces for s in shards), shards_total=len(shards),
@@ -96,7 +97,7 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
         provenance = _run(todo, _Runs({w.name: w for w in work}, table, models_dir), workers, markers, summary,
                           on_shard)
     if not summary.failed:
-        mark_materialized(folder, {"faces": summary.faces, "provenance": provenance or _marker_provenance(markers),
+        mark_materialized(folder, {"faces": summary.faces, "provenance": provenance or markers.provenance(),
                                    "code_version": __version__, "differ": _differ(markers)})
         summary.state = "materialized"
     summary.seconds = time.perf_counter() - started
@@ -107,8 +108,8 @@ def _progress(root: Path, digest: str, shards: list[WorkShard]) -> ShardMarkers:
     """plan.json for this manifest's faces; markers of another plan (the folder rewritten) set aside."""
     stored = read_state(root / "plan.json", f"delete {root} and re-run (the shards are then all redone)")
     if stored is not None and stored.get("digest") != digest:
-        log.warning("%s: the manifest's faces changed since materialize last ran (cluster-sample wrote the folder "
-                    "again): its shards are planned anew", root)
+        log.warning("%s: the manifest's faces or runs changed since materialize last ran (cluster-sample wrote the "
+                    "folder again, or a run was extracted anew): its shards are planned anew", root)
         shutil.rmtree(root / "done", ignore_errors=True)
     if stored is None or stored.get("digest") != digest:
         atomic_write_json(root / "plan.json", {"digest": digest, "shards": {s.id: [c.key for c in s.clips] for s in shards}})
@@ -216,16 +217,8 @@ def _record(shard: WorkShard, outcomes: dict, provenance: str, markers: ShardMar
     return provenance
 
 
-def _marker_provenance(markers: ShardMarkers) -> str | None:
-    for sid in sorted(markers.done_ids()):
-        found = (read_state(markers.path(sid), "") or {}).get("provenance")
-        if found:
-            return found
-    return None
-
-
 def _differ(markers: ShardMarkers) -> int:
-    return sum(int((read_state(markers.path(sid), "") or {}).get("differ") or 0) for sid in markers.done_ids())
+    return sum(int(markers.read(sid).get("differ") or 0) for sid in markers.done_ids())
 
 
 def _remove_temp_files(todo: list[WorkShard], work: dict[str, RunWork]) -> None:

@@ -38,6 +38,7 @@ class RunWork:
     run_dir: Path
     cfg: PipelineConfig
     clips: list[Clip] = field(default_factory=list)
+    run_id: str | None = None  # run.json's: a run made again at the same path has another one
 
 
 @dataclass
@@ -75,8 +76,8 @@ def plan_work(folder: ManifestFolder) -> tuple[list[RunWork], pa.Table | None]:
     if not later:
         return [], None
     by_dir = {str(runs[n]): n for n in names}
-    work = {by_dir[m["run_dir"]]: RunWork(by_dir[m["run_dir"]], Path(m["run_dir"]), config_from_dict(m["config"]))
-            for m in later}
+    work = {by_dir[m["run_dir"]]: RunWork(by_dir[m["run_dir"]], Path(m["run_dir"]), config_from_dict(m["config"]),
+                                          run_id=m.get("run_id")) for m in later}
     wanted = rows.filter(pa.array([r in work for r in rows.column("run").to_pylist()]))
     run_dirs = pa.array([str(work[r].run_dir) for r in wanted.column("run").to_pylist()])
     con.register("wanted", wanted.append_column("run_dir", run_dirs))
@@ -127,9 +128,15 @@ def shards_of(work: list[RunWork]) -> list[WorkShard]:
     return shards
 
 
-def plan_digest(shards: list[WorkShard], table: pa.Table | None) -> str:
-    """What the plan makes, as a hash: a manifest rewritten with other faces gives another one."""
+def plan_digest(shards: list[WorkShard], table: pa.Table | None, work: list[RunWork] = ()) -> str:
+    """What the plan makes, as a hash: a manifest rewritten with other faces gives another one, and
+    so does a run deleted and extracted again at the same path (its run id differs), whose files
+    the old markers do not vouch for even where its rows are the same. Runs from before run ids
+    add nothing, so their plans keep the digest they had."""
     digest = hashlib.sha256()
+    for run in work:
+        if run.run_id:
+            digest.update(f"run\t{run.name}\t{run.run_id}\n".encode())
     for shard in shards:
         digest.update(f"{shard.id}\t{','.join(c.key for c in shard.clips)}\n".encode())
     if table is not None:

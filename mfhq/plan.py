@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 from mfhq.config import PipelineConfig
@@ -125,8 +127,53 @@ def _check_videos(previous: dict, run_path: Path, source: str, root: Path, force
         "--out for these videos, or --force if the same videos moved.")
 
 
-def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str]], int]:
-    """plan.json extended by the clips it does not hold yet, written back when it grew."""
+def run_identity(previous: dict | None, fingerprint: str) -> dict:
+    """run.json's fields that outlive a resume: `run_id` (made once, when the folder's first
+    extract starts: a run deleted and made again at the same path is another run, and what was
+    derived from the old one, such as `mfhq materialize`'s markers, must not vouch for the new
+    one), `created`, and `configs`: each config the run was extracted with (`--force` may change
+    it), with when that config's first extract started, oldest first."""
+    previous = previous or {}
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    history = [dict(c) for c in previous.get("configs") or [] if isinstance(c, dict)]
+    if not history and previous.get("config_fingerprint"):  # a run from before the history: its one config
+        history = [{"fingerprint": previous["config_fingerprint"], "since": previous.get("created")}]
+    if not history or history[-1].get("fingerprint") != fingerprint:
+        history.append({"fingerprint": fingerprint, "since": now})
+    return {"run_id": previous.get("run_id") or uuid.uuid4().hex, "created": previous.get("created") or now,
+            "configs": history}
+
+
+IDS_REMEDY = ("delete it and re-run: the folder's files are then named as the folder is now, so a file added "
+              "since beside a planned one may be renamed and processed twice; or use a new --out")
+
+
+def planned_ids(run_dir: Path) -> dict[str, dict[str, str]]:
+    """ids.json: source -> {file: clip id} of the clips the run planned, for sources whose ids
+    depend on the other files (Source.keep_ids); {} for a run without one."""
+    path = run_dir / "ids.json"
+    stored = read_state(path, IDS_REMEDY) or {}
+    if not all(isinstance(v, dict) and all(isinstance(i, str) for i in v.values()) for v in stored.values()):
+        raise RunStateError(f"{path} is damaged (each source must map files to clip ids); {IDS_REMEDY}")
+    return stored
+
+
+def _record_ids(run_dir: Path, plan: dict[str, list[str]], ids: dict[str, dict[str, str]] | None) -> None:
+    """Add to ids.json the files of planned clips it does not name yet; written before plan.json,
+    so that no planned clip's file is ever without its id."""
+    stored = planned_ids(run_dir)
+    planned = {k for keys in plan.values() for k in keys}
+    fresh = {source: {f: i for f, i in found.items() if f"{source}/{i}" in planned and f not in stored.get(source, {})}
+             for source, found in (ids or {}).items()}
+    if any(fresh.values()):
+        atomic_write_json(run_dir / "ids.json", {s: {**stored.get(s, {}), **fresh.get(s, {})}
+                                                 for s in {*stored, *fresh} if stored.get(s) or fresh.get(s)})
+
+
+def load_plan(run_dir: Path, items, shard_size: int,
+              ids: dict[str, dict[str, str]] | None = None) -> tuple[dict[str, list[str]], int]:
+    """plan.json extended by the clips it does not hold yet, written back when it grew; `ids`
+    (source -> {file: clip id}, from Source.ids_of) go to ids.json for the planned clips."""
     path = run_dir / "plan.json"
     stored = read_state(path, PLAN_REMEDY)
     if stored is None:
@@ -138,6 +185,7 @@ def load_plan(run_dir: Path, items, shard_size: int) -> tuple[dict[str, list[str
         plan, added = extend_plan(stored, items, shard_size)
         if added:
             log.info("%s: %d new shard(s) for clips added since the last run", path, added)
+    _record_ids(run_dir, plan, ids)
     if added or stored is None:
         atomic_write_json(path, plan)
     return plan, added

@@ -26,7 +26,9 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
     lead = len(fmt.format(*COLUMNS)) + 2
     width = width or shutil.get_terminal_size((120, 24)).columns
     room = max(width - lead, 30)
-    lines = [*textwrap.wrap(state.headline(), max(width, 40), break_on_hyphens=False), fmt.format(*COLUMNS) + "  reason"]
+    said = [state.headline(), *([f"WARNING: {state.mixed_configs}"] if state.mixed_configs else [])]
+    lines = [*(part for line in said for part in textwrap.wrap(line, max(width, 40), break_on_hyphens=False)),
+             fmt.format(*COLUMNS) + "  reason"]
     for row, reason in zip(cells, (r[-1] for r in rows)):
         head = fmt.format(*row)
         if full or len(reason) <= room:
@@ -65,6 +67,8 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
     kept = con.execute("SELECT count(*) FROM faces WHERE kept").fetchone()[0]
     lines = [f"already complete: {sum(statuses.values())} clips ({_counts(statuses)}), {kept} faces kept; "
              f"nothing to do. Output: {run_dir}"]
+    if state.mixed_configs:
+        lines.append(state.mixed_configs)
     if retry:
         lines.insert(0, f"no clip has status {', '.join(retry)}: nothing to retry")
     again = [s for s in TRANSIENT_STATUSES if statuses.get(s) and s not in retry]

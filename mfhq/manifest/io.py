@@ -161,7 +161,10 @@ def read_table(path: Path) -> pa.Table:
 
 
 class ShardMarkers:
-    """Completion markers of one run: `RUN/done/<shard_id>.json`."""
+    """Completion markers of one run: `RUN/done/<shard_id>.json`, each a JSON object of the
+    shard's counts, the provenance of its models and (since it was recorded) the fingerprint of
+    the config it was made with. A marker's presence is what says the shard is done; its
+    content is read only for these counts, so a marker that cannot be parsed still counts."""
 
     def __init__(self, run_dir: Path):
         self.folder = run_dir / "done"
@@ -186,3 +189,27 @@ class ShardMarkers:
         if not self.folder.is_dir():
             return set()
         return {p.stem for p in self.folder.glob("*.json")}
+
+    def read(self, shard_id: str) -> dict:
+        """The marker's content; {} for a missing or unreadable one (markers of old runs were
+        written the same way, so no field is guaranteed)."""
+        try:
+            content = json.loads(self.path(shard_id).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            return {}
+        return content if isinstance(content, dict) else {}
+
+    def provenance(self) -> str | None:
+        """The first model provenance a marker records (the run's, when the driver missed it)."""
+        for shard_id in sorted(self.done_ids()):
+            found = self.read(shard_id).get("provenance")
+            if found not in (None, "none", "unknown"):
+                return found
+        return None
+
+    def digest(self) -> str:
+        """A hash of every marker's name and bytes: a shard finished or redone changes it."""
+        digest = hashlib.sha256()
+        for shard_id in sorted(self.done_ids(), key=lambda sid: self.path(sid).name):  # file-name order, as ever
+            digest.update(f"{shard_id}.json".encode() + b"\0" + self.path(shard_id).read_bytes() + b"\0")
+        return digest.hexdigest()[:16]

@@ -9,7 +9,6 @@ of each run it was built from (`snapshot`), so `stats` can tell when the run has
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfhq.errors import MfhqError
+from mfhq.manifest.io import ShardMarkers
 from mfhq.manifest.lock import read_holder
 
 COMPLETE = "complete"
@@ -54,6 +54,17 @@ class RunState:
     shards_done: int
     clips_planned: int
     clips_done: int      # clips of the finished shards
+    configs: tuple = ()  # (config fingerprint, finished shards made with it), oldest config first
+
+    @property
+    def mixed_configs(self) -> str | None:
+        """A line saying the finished shards come from more than one config, or None."""
+        if len(self.configs) < 2:
+            return None
+        made = ", ".join(f"{n} with {fp}" for fp, n in self.configs)
+        return (f"run {self.run_dir} mixes configs: its finished shards were made with {len(self.configs)} "
+                f"pipeline configs ({made}; `extract --force` resumed it with another one); for rows of one "
+                "config, extract into a new --out")
 
     @property
     def complete(self) -> bool:
@@ -87,14 +98,31 @@ def read_run_state(run_dir: Path) -> RunState:
     state = str(meta.get("state") or "unknown (run.json names none)")
     if state == "running" and not _holder_alive(run_dir):
         state = "stopped without a word (the process was killed)"
+    markers = ShardMarkers(run_dir)
     clips_done = shards_done = 0
-    for shard_id in plan:
-        marker = run_dir / "done" / f"{shard_id}.json"
-        if marker.is_file():
-            shards_done += 1
-            clips_done += int(_read_json(marker).get("clips") or 0)
+    configs: dict[str, int] = {}
+    for shard_id in sorted(markers.done_ids() & set(plan)):
+        content = markers.read(shard_id)
+        shards_done += 1
+        clips_done += int(content.get("clips") or 0)
+        made_with = content.get("config_fingerprint") or _unrecorded(meta)
+        configs[made_with] = configs.get(made_with, 0) + 1
     planned = sum(len(keys) for keys in plan.values() if isinstance(keys, list))
-    return RunState(run_dir, state, meta.get("error"), len(plan), shards_done, planned, clips_done)
+    history = [c.get("fingerprint") for c in meta.get("configs") or [] if isinstance(c, dict)]
+    order = {fp: n for n, fp in enumerate(history)}  # the run's order; unrecorded ones last
+    return RunState(run_dir, state, meta.get("error"), len(plan), shards_done, planned, clips_done,
+                    tuple(sorted(configs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))))
+
+
+def _unrecorded(meta: dict) -> str:
+    """The config of a marker written before markers named theirs: the run's first config, which
+    is the only one while the run never changed config."""
+    history = meta.get("configs") or []
+    if len(history) <= 1:
+        first = (history[0] if history else {}).get("fingerprint") or meta.get("config_fingerprint")
+        if first:
+            return str(first)
+    return "a config not recorded (an older mfhq)"
 
 
 def snapshot(run_dir: Path) -> dict:
@@ -102,11 +130,8 @@ def snapshot(run_dir: Path) -> dict:
     completion markers (a shard finished or redone since changes it)."""
     run_dir = Path(run_dir)
     found = read_run_state(run_dir)
-    digest = hashlib.sha256()
-    for marker in sorted((run_dir / "done").glob("*.json")):
-        digest.update(marker.name.encode() + b"\0" + marker.read_bytes() + b"\0")
     return {"state": found.state, "shards_done": found.shards_done, "clips": found.clips_done,
-            "markers_sha256": digest.hexdigest()[:16]}
+            "markers_sha256": ShardMarkers(run_dir).digest()}
 
 
 def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | None = None) -> str | None:
@@ -123,8 +148,9 @@ def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | Non
             return f"shards of run {run_dir} were finished again since it was built (by --retry, or a redo)"
         return (f"it was built when run {run_dir} had {recorded.get('clips')} clips in {recorded.get('shards_done')} "
                 f"finished shards; the run has {now['clips']} in {now['shards_done']} now")
-    markers = list((run_dir / "done").glob("*.json"))
-    if recorded_at is not None and markers and max(m.stat().st_mtime for m in markers) > recorded_at:
+    markers = ShardMarkers(run_dir)
+    finished = [markers.path(sid).stat().st_mtime for sid in markers.done_ids()]
+    if recorded_at is not None and finished and max(finished) > recorded_at:
         return f"run {run_dir} has shards finished after it was built"
     return None
 

@@ -83,6 +83,15 @@ class Source(ABC):
     def scan(self) -> Iterator[Clip | SourceProblem]:
         """Yield clips, and problems for entries that cannot become clips, in a stable order."""
 
+    def keep_ids(self, planned: dict[str, str]) -> None:
+        """The ids a run already gave this source's files (what `ids_of` returned then), before a
+        scan: a source whose ids depend on the other files (folder) keeps them, so a growing
+        folder never renames a planned clip. Ids read from a dataset's metadata never change."""
+
+    def ids_of(self, clips: list[Clip]) -> dict[str, str]:
+        """What `keep_ids` takes back for these clips (their file -> id); {} where ids never change."""
+        return {}
+
     def problem(self, raw_id: object, reason: str, status: str = Status.BAD_METADATA, clip: Clip | None = None) -> SourceProblem:
         video_key, split = (clip.video_key, clip.split) if clip is not None else (None, None)
         return SourceProblem(self.name, problem_id(raw_id), status, reason, video_key, split)

@@ -5,7 +5,10 @@ in an output path mapped to '_'. That mapping loses information (`a b.mp4` and `
 `x.mp4` and `x.mkv`, two non-ASCII names of one length), so where the readable form is not
 unique, case-insensitively (crop folders may live on a case-insensitive disk), every file
 sharing it gets a short hash of its original relative path appended: ids stay readable where
-they can, are injective always, and depend only on the folder's contents.
+they can and are injective always. They depend on the whole folder's contents, so a file added
+beside `a b.mp4` as `a_b.mp4` would rename it: a run therefore records the id it planned for each
+file (mfhq.plan, `ids.json`) and hands them back before the next scan (`keep_ids`). A planned
+file keeps its id; a new file whose readable id is taken by a planned one gets the hash.
 """
 from __future__ import annotations
 
@@ -38,25 +41,38 @@ def path_hash(rel: PurePosixPath, length: int = 8) -> str:
     return hashlib.sha256(os.fsencode(rel.as_posix())).hexdigest()[:length]
 
 
-def assign_ids(rels: list[PurePosixPath]) -> tuple[dict[PurePosixPath, str], dict[PurePosixPath, str]]:
-    """(file -> clip id, file -> why it has none). Unique readable ids stay; shared ones get
-    `-<hash>`; files whose id still collides (a hashed id equal to another file's readable
-    one) get no id, and the reason names every file it collides with."""
+def assign_ids(rels: list[PurePosixPath], planned: dict[str, str] | None = None
+               ) -> tuple[dict[PurePosixPath, str], dict[PurePosixPath, str]]:
+    """(file -> clip id, file -> why it has none). `planned` (relative path -> id) are the ids a
+    run already gave: those files keep theirs, and no other file may take one (a planned id counts
+    as done). Unique readable ids stay; shared or taken ones get `-<hash>`; files whose id still
+    collides (a hashed id equal to another file's readable one) get no id, and the reason names
+    every file it collides with."""
+    planned = planned or {}
+    ids = {rel: planned[rel.as_posix()] for rel in rels if rel.as_posix() in planned}
+    taken = {clip_id.casefold(): path for path, clip_id in planned.items()}
     by_readable: dict[str, list[PurePosixPath]] = defaultdict(list)
     for rel in rels:
-        by_readable[readable_id(rel).casefold()].append(rel)
-    ids = {}
-    for group in by_readable.values():
+        if rel not in ids:
+            by_readable[readable_id(rel).casefold()].append(rel)
+    for readable, group in by_readable.items():
         for rel in group:
-            ids[rel] = readable_id(rel) if len(group) == 1 else f"{readable_id(rel)}-{path_hash(rel)}"
-    by_id: dict[str, list[PurePosixPath]] = defaultdict(list)
+            alone = len(group) == 1 and readable not in taken
+            ids[rel] = readable_id(rel) if alone else f"{readable_id(rel)}-{path_hash(rel)}"
+    by_id: dict[str, list[str]] = defaultdict(list)
     for rel, clip_id in ids.items():
-        by_id[clip_id.casefold()].append(rel)
+        by_id[clip_id.casefold()].append(rel.as_posix())
     problems = {}
-    for group in (g for g in by_id.values() if len(g) > 1):
-        for rel in group:
-            others = ", ".join(repr(o.as_posix()) for o in group if o != rel)
-            problems[rel] = f"clip id {ids[rel]!r} is also the id of {others}; rename one of the files"
+    for rel, clip_id in ids.items():
+        owner = taken.get(clip_id.casefold())
+        others = [o for o in by_id[clip_id.casefold()] if o != rel.as_posix()]
+        if rel.as_posix() in planned:  # its rows exist: only the newcomer is refused, never it
+            others = [o for o in others if o in planned]
+        named = [repr(o) for o in others]
+        if owner is not None and owner != rel.as_posix() and owner not in others:
+            named.append(f"{owner!r} (planned by the run, no longer in the folder)")
+        if named:
+            problems[rel] = f"clip id {clip_id!r} is also the id of {', '.join(named)}; rename one of the files"
     return {r: i for r, i in ids.items() if r not in problems}, problems
 
 
@@ -78,10 +94,18 @@ class FolderSource(Source):
     expects = ("any tree of video files (.mp4 .mkv .webm .avi .mov .m4v); one clip per file, its path is the "
                "clip id (with a short hash appended where two paths map to one id)")
 
+    planned: dict[str, str] = {}
+
+    def keep_ids(self, planned: dict[str, str]) -> None:
+        self.planned = dict(planned)
+
+    def ids_of(self, clips: list[Clip]) -> dict[str, str]:
+        return {c.video_path.relative_to(self.root).as_posix(): c.clip_id for c in clips}
+
     def scan(self) -> Iterator[Clip | SourceProblem]:
         files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
         rels = {PurePosixPath(p.relative_to(self.root).as_posix()): p for p in files}
-        ids, collisions = assign_ids(list(rels))
+        ids, collisions = assign_ids(list(rels), self.planned)
         _say_how_ids_are_made(ids)
         for rel, path in rels.items():
             if rel in collisions:

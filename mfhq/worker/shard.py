@@ -104,7 +104,7 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None,
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
         check_owner(run_dir, owner, f"shard {shard.id}")
         markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),
-                                     "provenance": stats.provenance})
+                                     "provenance": stats.provenance, "config_fingerprint": cfg.fingerprint()})
     except NotOwner:
         raise  # the temporary files may be the new owner's now: not ours to remove
     except OSError as exc:

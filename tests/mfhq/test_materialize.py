@@ -175,3 +175,18 @@ def test_the_command_names_a_folder_that_is_not_a_manifest(tmp_path):
     result = run_cli("materialize", "--manifest", str(tmp_path), check=False)
     assert result.returncode == 2
     assert "manifest.json: missing" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_markers_of_a_run_made_again_at_the_same_path_vouch_for_nothing(later, later_run_made):
+    """A run deleted and extracted again has the same rows but none of the crops the old markers
+    vouched for: materialize must make them again, not take them as done."""
+    run, out = later
+    with pytest.raises(MaterializeInterrupted):
+        materialize(out, on_shard=_interrupt)
+    shutil.rmtree(run)
+    shutil.copytree(later_run_made, run)  # the same rows, no crops: what extracting again gives
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "run_id": "made-again"}))
+    summary = materialize(out)
+    assert summary.state == "materialized" and summary.shards_skipped == 0
+    assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)

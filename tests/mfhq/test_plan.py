@@ -167,3 +167,60 @@ def test_resuming_from_other_videos_is_refused(quick_preset, tmp_path):
     cfg = load_pipeline(quick_preset)
     with pytest.raises(RunMismatch, match=r"--source folder --root .* in the run, --source vfhq --root "):
         check_resume({"source": "folder", "root": str(first)}, run / "run.json", cfg, {}, "vfhq", first, force=False)
+
+
+def test_a_run_forced_onto_another_config_keeps_its_history_and_summary_says_it_mixes(quick_preset, tmp_path):
+    videos, run = tmp_path / "videos", tmp_path / "run"
+    videos.mkdir()
+    (videos / "a0.mp4").write_bytes(b"")
+    other = write_preset(tmp_path / "other.yaml", {"decode.fps": 2, "run.workers": 1}, base=SAMPLE_PRESET)
+    args = ["extract", "--root", str(videos), "--out", str(run)]
+    run_cli(*args, "--pipeline", str(quick_preset))
+    first = json.loads((run / "run.json").read_text())
+    assert "mixes configs" not in run_cli("summary", "--run", str(run)).stdout
+    (videos / "a1.mp4").write_bytes(b"")
+    run_cli(*args, "--pipeline", str(other), "--force")
+    meta = json.loads((run / "run.json").read_text())
+    fingerprints = [c["fingerprint"] for c in meta["configs"]]
+    assert fingerprints == [first["config_fingerprint"], load_pipeline(other).fingerprint()]
+    assert meta["run_id"] == first["run_id"] and meta["created"] == first["created"]
+    markers = {p.stem: json.loads(p.read_text())["config_fingerprint"] for p in (run / "done").glob("*.json")}
+    assert markers == {"folder-00000": fingerprints[0], "folder-00001": fingerprints[1]}
+    said = run_cli("summary", "--run", str(run)).stdout
+    assert f"mixes configs: its finished shards were made with 2 pipeline configs (1 with {fingerprints[0]}, 1 with " \
+           f"{fingerprints[1]}" in " ".join(said.split())
+    assert "mixes configs" in run_cli(*args, "--pipeline", str(other)).stderr  # "already complete" says it too
+
+
+def test_markers_of_older_runs_count_as_the_runs_one_config(quick_preset, tmp_path):
+    """Markers written before they named a config stay valid and mix nothing."""
+    from mfhq.manifest.run_state import read_run_state
+
+    videos, run = tmp_path / "videos", tmp_path / "run"
+    videos.mkdir()
+    (videos / "a0.mp4").write_bytes(b"")
+    run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset))
+    meta = json.loads((run / "run.json").read_text())
+    for key in ("configs", "run_id", "created"):
+        meta.pop(key)
+    (run / "run.json").write_text(json.dumps(meta))
+    for marker in (run / "done").glob("*.json"):
+        marker.write_text(json.dumps({k: v for k, v in json.loads(marker.read_text()).items()
+                                      if k != "config_fingerprint"}))
+    state = read_run_state(run)
+    assert state.complete and state.mixed_configs is None
+    assert state.configs == ((meta["config_fingerprint"], 1),)
+
+
+def test_a_run_made_again_at_the_same_path_is_another_run(quick_preset, tmp_path):
+    videos, run = tmp_path / "videos", tmp_path / "run"
+    videos.mkdir()
+    (videos / "a0.mp4").write_bytes(b"")
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(quick_preset)]
+    run_cli(*args)
+    first = json.loads((run / "run.json").read_text())["run_id"]
+    run_cli(*args)
+    assert json.loads((run / "run.json").read_text())["run_id"] == first  # a resume is the same run
+    shutil.rmtree(run)
+    run_cli(*args)
+    assert json.loads((run / "run.json").read_text())["run_id"] not in (first, None)

@@ -114,3 +114,31 @@ def test_collided_files_give_the_rows_of_an_uninterrupted_run_on_their_own_names
     assert faces == expected
     crops = {f["crop_path"] for f in _rows(run, "faces", "frame_index") if f["clip_id"] == mine["clip_id"] and f["kept"]}
     assert crops and all((run / c).is_file() and f"/{mine['clip_id']}/" in c for c in crops)
+
+
+def test_a_planned_file_keeps_its_id_when_a_colliding_file_arrives(tmp_path):
+    """`a_b.mp4` added beside an already processed `a b.mp4` must not rename it: the old file
+    would be processed again under a new id, one person becoming two clips."""
+    videos, run = tmp_path / "videos", tmp_path / "run"
+    videos.mkdir()
+    for name in ("a b.mp4", "c.mp4"):
+        (videos / name).write_bytes(b"")  # status rows without decoding: a quick run
+    args = ["extract", "--root", str(videos), "--out", str(run), "--pipeline", str(SAMPLE_PRESET)]
+    run_cli(*args)
+    (videos / "a_b.mp4").write_bytes(b"")
+    run_cli(*args)
+    rows = {Path(r["video_path"]).name: r["clip_id"] for r in _rows(run, "clips", "clip_id")}
+    assert len(_rows(run, "clips", "clip_id")) == 3, "each file exactly once"
+    assert rows == {"a b.mp4": "a_b", "a_b.mp4": f"a_b-{path_hash(PurePosixPath('a_b.mp4'))}", "c.mp4": "c"}
+    assert "already complete: 3 clips" in run_cli(*args).stderr  # a third pass plans nothing
+
+
+def test_planned_ids_are_kept_and_never_taken_by_another_file():
+    rels = [PurePosixPath(p) for p in ("a b.mp4", "a_b.mp4", "new.mp4")]
+    ids, problems = assign_ids(rels, {"a b.mp4": "a_b", "gone.mp4": "new"})
+    assert problems == {}
+    assert ids[rels[0]] == "a_b" and ids[rels[1]] == f"a_b-{path_hash(rels[1])}"
+    assert ids[rels[2]] == f"new-{path_hash(rels[2])}"  # a vanished file's id still counts as done
+    squatter = PurePosixPath(f"new-{path_hash(rels[2])}.mp4")  # the hashed id is planned already
+    _, problems = assign_ids([squatter, rels[2]], {squatter.as_posix(): squatter.stem, "gone.mp4": "new"})
+    assert list(problems) == [rels[2]] and f"is also the id of '{squatter.as_posix()}'" in problems[rels[2]]
