@@ -9,10 +9,11 @@ the run's lock; the manifest folder's lock keeps a second materialize out. Shard
 extract's: a watched worker process per runner (a hang or a crash costs one clip), a marker per
 shard written last, so a killed materialize loses at most the shards in flight and a re-run does
 only the shards without a marker. The sidecar says `crops: pending` until every shard is done
-(readers refuse the folder until then), then `materialized`; a re-run after that does nothing.
-If cluster-sample rewrote the folder with other faces, or a run was deleted and extracted again at
-the same path (run.json's run id differs), the plan's digest differs and the old markers are set
-aside: the files they vouched for may not be there.
+(readers refuse the folder until then), then `materialized`, recording each run's run id; a re-run
+after that does nothing unless a run was deleted and extracted again at the same path since (its
+run id differs: readers refuse the folder, and the crops are made again).
+If cluster-sample rewrote the folder with other faces, or a run was extracted anew, the plan's
+digest differs and the old markers are set aside: the files they vouched for may not be there.
 """
 from __future__ import annotations
 
@@ -77,7 +78,11 @@ def materialize(manifest: Path, models_dir=None, workers: int = 1, device: str |
 def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_shard) -> MaterializeSummary:
     started = time.perf_counter()
     opened = ManifestFolder.open(folder, pending_ok=True)
-    if opened.crops != "pending":
+    remade = opened.remade_runs() if opened.crops == "materialized" else []
+    if remade:  # their crops went with the old folders; readers refuse the folder until they are made again
+        log.warning("%s: run(s) %s were deleted and extracted again since their crops were made; making them again",
+                    folder, ", ".join(remade))
+    elif opened.crops != "pending":
         return MaterializeSummary(state=opened.crops)
     work, table = plan_work(opened)
     if device is not None:
@@ -98,7 +103,8 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
                           on_shard)
     if not summary.failed:
         mark_materialized(folder, {"faces": summary.faces, "provenance": provenance or markers.provenance(),
-                                   "code_version": __version__, "differ": _differ(markers)})
+                                   "code_version": __version__, "differ": _differ(markers),
+                                   "run_ids": {w.name: w.run_id for w in work if w.run_id}})
         summary.state = "materialized"
     summary.seconds = time.perf_counter() - started
     return summary

@@ -22,13 +22,13 @@ from mfhq.config import ConfigError, CurateConfig
 from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
 from mfhq.curate.merge import assign_identities, clip_means, prepare, reads_embeddings
 from mfhq.curate.split import assign_split
-from mfhq.curate.target import check_target
+from mfhq.curate.target import check_out_outside_runs, check_target
 from mfhq.manifest.card import render_card
 from mfhq.manifest.clip_means import USABLE_FACE
 from mfhq.manifest.folder import (CARD, IDENTITIES, MATERIALIZE, ManifestFolder, ManifestLock, read_manifest,
                                   read_sidecar, run_entries, write_manifest_folder)
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
-from mfhq.manifest.run_state import require_complete, snapshot
+from mfhq.manifest.run_state import read_run_state, require_complete, snapshot
 from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
 from mfhq.manifest.schema import ManifestError
 
@@ -151,14 +151,6 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
         raise
 
 
-def check_out_outside_runs(out: Path) -> None:
-    """Manifests written into a run folder (`--manifest RUN/faces`) would be read as its shards."""
-    for folder in (out.resolve(), *out.resolve().parents):
-        if (folder / "run.json").is_file() or (folder / "plan.json").is_file():
-            raise RunError(f"--manifest {out} is inside the run folder {folder} (made by `mfhq extract`); "
-                           f"write the manifests outside it, e.g. --manifest {folder.parent / 'manifests'}")
-
-
 def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline: str, workers: int | None,
                     allow_partial: bool) -> dict:
     started = time.perf_counter()
@@ -167,6 +159,8 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     for meta, entry in zip(metas, runs):
         meta["name"] = entry["name"]
         meta["snapshot"] = snapshot(meta["run_dir"])  # so that `stats` can tell when the run changes since
+        meta["configs"] = [fp for fp, _ in read_run_state(meta["run_dir"]).configs]  # of the shards read
+    warn_mixed_configs(metas)
     con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
     prepare(cfg, con.execute("SELECT count(*) FROM clips").fetchall()[0][0])  # the clip rows: at least the clips
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
@@ -206,6 +200,13 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     summary["seconds"] = round(time.perf_counter() - started, 3)
     log.debug("cluster-sample: %s", summary)
     return summary
+
+
+def warn_mixed_configs(metas: list[dict]) -> None:
+    """Faces of several pipeline configs (`extract --force`, or runs of other presets) sampled together."""
+    if len(made := {fp for m in metas for fp in m["configs"]}) > 1:
+        log.warning("the runs read mix %d pipeline configs (%s); the manifest's runs[].configs say which", len(made),
+                    "; ".join(f"run {m['run_dir']}: {', '.join(m['configs'])}" for m in metas))
 
 
 def _crops_state(metas: list[dict]) -> dict:
@@ -254,7 +255,7 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
                  "runs[].run_dir_relative is that folder relative to this one, runs[].run_dir where it was",
         "runs": [{**entries[m["name"]], "provenance": m.get("provenance"), "code_version": m.get("code_version"),
                   "config_fingerprint": m.get("config_fingerprint"), "schema_version": m.get("schema_version"),
-                  "snapshot": m.get("snapshot")}
+                  "run_id": m.get("run_id"), "configs": m.get("configs"), "snapshot": m.get("snapshot")}
                  for m in metas],
         "allow_partial": allow_partial,  # True: built with --allow-partial from a run that was not complete
         "model_provenance": sorted({m.get("provenance") for m in metas if m.get("provenance")}),

@@ -15,6 +15,7 @@ from pathlib import Path
 from mfhq.config import CurateConfig
 from mfhq.manifest.folder import CARD, SIDECAR, WRITING, WRITTEN, foreign_entries
 from mfhq.manifest.schema import ManifestError
+from mfhq.manifest.views import RunError
 
 # CurateConfig options that change how fast a manifest is made, not what it holds.
 SPEED_ONLY = ("workers", "chunk_faces")
@@ -27,6 +28,14 @@ class ForeignFolder(ManifestError):
 
 class OtherManifest(ManifestError):
     """--manifest holds a manifest built from other runs or another curate config."""
+
+
+def check_out_outside_runs(out: Path) -> None:
+    """Manifests written into a run folder (`--manifest RUN/faces`) would be read as its shards."""
+    for folder in (out.resolve(), *out.resolve().parents):
+        if (folder / "run.json").is_file() or (folder / "plan.json").is_file():
+            raise RunError(f"--manifest {out} is inside the run folder {folder} (made by `mfhq extract`); "
+                           f"write the manifests outside it, e.g. --manifest {folder.parent / 'manifests'}")
 
 
 def check_target(out: Path, run_dirs: list[Path], cfg: CurateConfig, force: bool = False) -> bool:

@@ -157,12 +157,31 @@ class ManifestFolder:
             raise ManifestError(f"{folder}: its crops and masks are not written yet (its runs recorded candidate "
                                 f"faces only: align.crops: materialize); run `mfhq materialize --manifest {folder}` "
                                 "(it resumes where it stopped)")
+        remade = opened.remade_runs() if opened.crops == "materialized" and not pending_ok else []
+        if remade:
+            raise ManifestError(f"{folder}: run(s) {', '.join(remade)} were deleted and extracted again since `mfhq "
+                                "materialize` wrote their crops and masks (run.json's run_id differs), so those "
+                                f"files are gone; run `mfhq materialize --manifest {folder}` to make them again")
         return opened
 
     @property
     def crops(self) -> str:
         """written | pending | materialized (CROPS_STATES); folders from before the field: written."""
         return self.sidecar.get("crops", "written")
+
+    def remade_runs(self) -> list[str]:
+        """Runs whose run.json's run_id is not the one `mfhq materialize` made crops for (a folder
+        materialized before it recorded them, or a run not found, names none)."""
+        made = (self.sidecar.get("materialize") or {}).get("run_ids")
+        remade = []
+        for name, run_id in sorted(made.items() if isinstance(made, dict) else []):
+            try:
+                meta = json.loads((self.run_root(name) / "run.json").read_text())
+            except (ManifestError, OSError, json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a run that cannot be read is named by whoever reads it
+            if run_id and (meta.get("run_id") if isinstance(meta, dict) else None) != run_id:
+                remade.append(name)
+        return remade
 
     def split(self, name: str, columns: list[str] | None = None) -> pa.Table:
         if name not in SPLITS:

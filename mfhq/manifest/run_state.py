@@ -126,21 +126,28 @@ def _unrecorded(meta: dict) -> str:
 
 
 def snapshot(run_dir: Path) -> dict:
-    """What a manifest records of each run it was built from: the state, and a digest of the
-    completion markers (a shard finished or redone since changes it)."""
+    """What a manifest records of each run it was built from: the state, a digest of the
+    completion markers (a shard finished or redone since changes it) and run.json's `run_id`: a
+    run deleted and extracted again at the same path has the same markers for the same inputs,
+    and only its id tells it apart. Runs from before run ids add no `run_id`."""
     run_dir = Path(run_dir)
     found = read_run_state(run_dir)
+    run_id = _read_json(run_dir / "run.json").get("run_id")
     return {"state": found.state, "shards_done": found.shards_done, "clips": found.clips_done,
-            "markers_sha256": ShardMarkers(run_dir).digest()}
+            "markers_sha256": ShardMarkers(run_dir).digest(), **({"run_id": run_id} if run_id else {})}
 
 
 def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | None = None) -> str | None:
     """How the run differs from what a manifest recorded of it, or None when it does not.
 
-    Manifests written before snapshots existed are compared by time: a shard finished after the
-    manifest's sidecar was written means the run has grown since."""
+    A run extracted anew (another run_id) has changed whatever its markers say. Manifests written
+    before snapshots existed are compared by time: a shard finished after the manifest's sidecar
+    was written means the run has grown since."""
     run_dir = Path(run_dir)
     now = snapshot(run_dir)
+    if recorded and recorded.get("run_id") and recorded["run_id"] != now.get("run_id"):
+        return (f"run {run_dir} was deleted and extracted again at the same path since it was built (run.json's "
+                f"run_id is {now.get('run_id') or 'absent'}, the manifest recorded {recorded['run_id']})")
     if recorded and recorded.get("markers_sha256"):
         if recorded["markers_sha256"] == now["markers_sha256"]:
             return None

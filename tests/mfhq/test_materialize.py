@@ -190,3 +190,24 @@ def test_markers_of_a_run_made_again_at_the_same_path_vouch_for_nothing(later, l
     summary = materialize(out)
     assert summary.state == "materialized" and summary.shards_skipped == 0
     assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
+
+
+def test_a_run_extracted_again_after_materialize_is_noticed_and_made_again(later, sample_dir, later_preset):
+    """Extracting again at the same path gives the same rows and markers but no crops: readers
+    refuse the materialized folder, and materialize makes its crops again."""
+    from mfhq.manifest.run_state import changed_since
+
+    run, out = later
+    assert materialize(out).state == "materialized"
+    ManifestFolder.open(out)
+    recorded = json.loads((out / "manifest.json").read_text())["runs"][0]["snapshot"]
+    shutil.rmtree(run)
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(later_preset))
+    assert "deleted and extracted again" in changed_since(recorded, run)
+    with pytest.raises(ManifestError, match="extracted again since `mfhq materialize` wrote their crops"):
+        ManifestFolder.open(out)
+    summary = materialize(out)
+    assert summary.state == "materialized" and summary.shards_skipped == 0 and summary.written == summary.faces
+    assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
+    ManifestFolder.open(out)  # the readers take it again
+    assert materialize(out).shards_total == 0  # and a re-run has nothing to do
