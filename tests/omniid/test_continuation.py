@@ -198,3 +198,30 @@ def test_preset_json_is_replaced_whole(tmp_path):
     assert (tmp_path / "preset.json").stat().st_ino != before
     assert json.loads((tmp_path / "preset.json").read_text()) == {"name": "paper"}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["preset.json"]
+
+
+def test_an_explicit_resume_continues_with_other_data_saying_what_differs_and_recording_it(
+        sample_manifest, tmp_path, caplog):
+    """--resume is the escape hatch: it continues on other data and options, but names each with
+    both values (an option the restored optimizer state overrides says so), and state.json and
+    log.jsonl record that the run was continued with differences."""
+    train, test, out = sample_manifest, sample_manifest.parent / "test.parquet", tmp_path / "run"
+    assert main(args(train, out, "--stop-after", "2")) == 0
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert main(args(test, out, "--test-manifest", str(train), "--lr", "0.0005", "--representation-lr-scale",
+                         "0.5", "--resume", "auto")) == 0
+    warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume auto continues"))
+    assert (f"--manifest {str(train.resolve())!r} (this command: {str(test.resolve())!r})" in warning
+            and "optim.lr 0.001 (this command: 0.0005)" in warning
+            and "recorded in state.json and log.jsonl" in warning)
+    # the optimizer state restores the checkpoint's param groups: the old scale trains, and says so
+    assert ("optim.representation_lr_scale 1.0 (this command: 0.5; not applied: the checkpoint's param groups "
+            "(their lr scale) are restored)") in warning
+    assert json.loads((out / "preset.json").read_text())["optim"]["representation_lr_scale"] == 1.0
+    assert logged_steps(out) == [1, 2, 3, 4]
+    step2 = out / "checkpoints" / "step-00000002"
+    continued = json.loads(latest_state(out).read_text())["continued_with_differences"]
+    assert [(c["step"], c["checkpoint"]) for c in continued] == [(2, str(step2))]
+    assert any("--manifest" in d for d in continued[0]["differences"])
+    logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged if "continued_with_differences" in r] == [2]

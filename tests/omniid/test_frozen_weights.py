@@ -114,6 +114,12 @@ def test_eval_refuses_other_clip_weights_and_takes_the_same(sample_manifest, cli
     caplog.clear()
     assert evaluate(first, "same") == 0
     assert (tmp_path / "same" / "results.parquet").is_file() and "trained with other" not in caplog.text
+    # settings.json says which weights the row loaded, beside those its checkpoint recorded
+    frozen = json.loads((tmp_path / "same" / "settings.json").read_text())["generators"]["clip"]["frozen_weights"]
+    assert frozen["loaded"] == {"clip_weights": str(first.resolve()),
+                                "clip_weights_sha256": hashlib.sha256(first.read_bytes()).hexdigest(),
+                                "flux": None, "flux_sha256": None}  # tiny: a random FLUX config, the preset's
+    assert frozen["trained_with"] == frozen["loaded"]
     # a checkpoint saved before the record: evaluated, with a warning that the weights are unverified
     saved = run / "checkpoints" / "step-00000002" / "state.json"
     saved.write_text(json.dumps({k: v for k, v in json.loads(saved.read_text()).items()
@@ -156,3 +162,63 @@ def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weight
     # a random config is the preset's: nothing to record or check
     assert frozen_facts(tiny, "omniid", True) == {"clip_weights": None, "clip_weights_sha256": None,
                                                   "flux": None, "flux_sha256": None}
+
+
+def flux_run(manifest: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict]:
+    """(a tiny flow run as one trained on the FLUX folder returned leaves it, the folder, its
+    state): its preset (registered for the test) loads a FLUX folder, its state records that one."""
+    from omniid.config import FlowConfig
+    from omniid.flux.loading import flux_identity
+
+    tiny, name = PRESETS["tiny"], "tiny-flux-folder"
+    monkeypatch.setitem(PRESETS, name, dataclasses.replace(tiny, name=name, flow=dataclasses.replace(
+        tiny.flow, transformer=None, vae=None)))
+    out = tmp_path / "run"
+    assert main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
+                 "--steps", "1", "--batch-size", "1", "--eval-every", "100"]) == 0
+    trained = flux_folder(tmp_path / "flux", seed=1)
+    preset = json.loads((out / "preset.json").read_text())
+    preset["name"] = name
+    preset["flow"].update(transformer=None, vae=None)
+    (out / "preset.json").write_text(json.dumps(preset))
+    saved = pointed(out / "checkpoints") / "state.json"
+    recorded = {**json.loads(saved.read_text()), "preset": name,
+                **flux_identity(FlowConfig(**preset["flow"]), trained)}
+    saved.write_text(json.dumps(recorded))
+    return out, trained, recorded
+
+
+def test_load_flow_run_takes_only_the_flux_the_run_trained_with(sample_manifest, tmp_path, caplog, monkeypatch):
+    """The diffusers adapter's loader (`omniid.flux.load_flow_run`) checks FLUX as omniid-eval does:
+    the same files anywhere load, other weights are refused before anything loads, and a
+    checkpoint saved before the record loads with a warning."""
+    from omniid.errors import CheckpointError
+    from omniid.flux import load_flow_run
+
+    out, trained, recorded = flux_run(sample_manifest, tmp_path, monkeypatch)
+    other = flux_folder(tmp_path / "other", seed=2)
+    copied = shutil.copytree(trained, tmp_path / "elsewhere" / "flux")
+    run = load_flow_run(out, flux_path=copied)
+    assert run.flux_path == copied and run.adapter is not None
+    with pytest.raises(CheckpointError, match=f"trained with other frozen weights than this command loads: FLUX "
+                                              f"folder \\(--flux-path\\) {trained.resolve()} "):
+        load_flow_run(out, flux_path=other)
+    saved = pointed(out / "checkpoints") / "state.json"
+    saved.write_text(json.dumps({k: v for k, v in recorded.items() if not k.startswith("flux")}))
+    with caplog.at_level(logging.WARNING):
+        assert load_flow_run(out, flux_path=other).flux_path == other
+    assert "saved before omniid-train recorded the frozen weights a run loads, so its FLUX folder" in caplog.text
+
+
+def test_eval_settings_name_the_flux_folder_it_loaded_beside_the_recorded_one(sample_manifest, kept_faces, sample_run,
+                                                                           tmp_path, monkeypatch):
+    out, trained, recorded = flux_run(sample_manifest, tmp_path, monkeypatch)
+    copied = shutil.copytree(trained, tmp_path / "elsewhere" / "flux")  # the same FLUX on another disk
+    (tmp_path / "evalset").mkdir()
+    manifest = write_eval_set(tmp_path / "evalset", kept_faces, sample_run, identities=2, faces=3)
+    assert eval_main(["--checkpoint", str(out), "--manifest", str(manifest), "--out", str(tmp_path / "eval"),
+                      "--inputs", "1", "--targets", "1", "--steps", "2", "--flux-path", str(copied)]) == 0
+    frozen = json.loads((tmp_path / "eval" / "settings.json").read_text())["generators"]["omniid"]["frozen_weights"]
+    assert frozen["loaded"]["flux"] == str(copied.resolve())
+    assert frozen["trained_with"]["flux"] == str(trained.resolve())
+    assert frozen["loaded"]["flux_sha256"] == frozen["trained_with"]["flux_sha256"] == recorded["flux_sha256"]

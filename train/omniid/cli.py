@@ -35,7 +35,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
         raise FlagError(f"--init-from takes an Omni-ID encoder; the {args.representation} baseline has none")
     rank, world, device = setup_distributed()
-    resume, inputs = _continue_or_refuse(args, preset, out, rank, world)
+    resume, inputs, preset = _continue_or_refuse(args, preset, out, rank, world)
     # checked (damaged checkpoints set aside) before any model is built; the engine asks again
     resumed = resume_from(out, resume, rank, world) is not None
     if args.init_from and not resumed:
@@ -95,11 +95,14 @@ def _prompt_cache(args: argparse.Namespace, preset, out: Path, rank: int, world:
 
 
 def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
-                        world: int) -> tuple[str | None, dict]:
-    """(the --resume value to run with, the manifests' and frozen weights' facts for state.json):
+                        world: int) -> tuple[str | None, dict, object]:
+    """(the --resume value to run with, the manifests' and frozen weights' facts for state.json, the
+    preset to train with):
     an --out holding this run (same options, data, frozen weights, --init-from and number of
-    processes) continues it; one holding another is refused before any work; --restart clears it (rank 0)."""
-    from omniid.continuation import continuation, frozen_facts, init_from_fact, manifest_facts, restart_run
+    processes) continues it; one holding another is refused before any work (an explicit --resume
+    continues with a warning naming what differs, for the engine to record); --restart clears it (rank 0)."""
+    from omniid.continuation import (CONTINUED_WITH, RESUMED_WITH, continuation, explicit_resume, frozen_facts,
+                                     init_from_fact, manifest_facts, restart_run)
     from omniid.distributed import barrier
     from omniid.flux.loading import check_flux_files
 
@@ -111,10 +114,16 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
              **inputs}
     resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart)
+    if args.resume and not args.restart:  # the escape hatch continues anyway, saying what differs
+        preset, inputs[RESUMED_WITH] = explicit_resume(out, preset, facts, args.resume)
+        if inputs[RESUMED_WITH] and rank == 0:
+            log.warning("--resume %s continues the run with other options or inputs than it was trained with "
+                        "(recorded in state.json and log.jsonl as %s): %s", args.resume, CONTINUED_WITH,
+                        "; ".join(inputs[RESUMED_WITH]))
     if args.restart and rank == 0:
         restart_run(out)
     barrier(world)
-    return resume, inputs
+    return resume, inputs, preset
 
 
 def _test_manifest(args: argparse.Namespace) -> Path:

@@ -3,7 +3,9 @@
 Like `mfhq extract`, a second identical command continues the run from its newest intact
 checkpoint (and a finished run says so and trains nothing); the same command with other options
 is refused with each option that differs and both values (an explicit `--resume` continues
-anyway: a lower lr after a non-finite loss is a deliberate change); `--restart` starts over explicitly,
+anyway: a lower lr after a non-finite loss is a deliberate change; it warns naming each option and
+fact that differs, `explicit_resume`, and the engine records them in state.json and
+log.jsonl as `continued_with_differences`); `--restart` starts over explicitly,
 deleting the old checkpoints and log, unless another run started from one of those checkpoints
 (`omniid.retention`). Options that do not change what is trained (how often to log and save, how
 many checkpoints to keep, loader processes; how often and on how many batches to evaluate, unless
@@ -20,13 +22,15 @@ paths are recorded for provenance and not compared. omniid-eval checks them too
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
 from pathlib import Path
 
 from mfhq.manifest.io import sha256_of
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, resolve_checkpoint
+from omniid.checkpoint import (CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, resolve_checkpoint,
+                               run_of)
 from omniid.errors import CheckpointError, CheckpointNotFound, RunMismatch
 from omniid.retention import users_of
 
@@ -45,6 +49,15 @@ FACTS = {"representation": "representation", "manifest": "--manifest", "manifest
          "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)"}
 # each frozen weight's sha256 fact -> its path fact, which is recorded and never compared
 FROZEN = {"clip_weights_sha256": "clip_weights", "flux_sha256": "flux"}
+# state.json's list of the explicit resumes that continued despite differences (the engine
+# records each: its step, checkpoint and `resumed_differences`); the CLI hands the engine this
+# command's under RESUMED_WITH
+CONTINUED_WITH = "continued_with_differences"
+RESUMED_WITH = "resumed_with_differences"
+# options a resumed run takes from the checkpoint's optimizer state (torch's load_state_dict keeps
+# the saved param groups' settings; `set_lr` then scales the new lr by the saved lr_scale)
+OPTIMIZER_STATE = {"optim.representation_lr_scale": "param groups (their lr scale)",
+                   "optim.weight_decay": "param groups (their weight decay)", "optim.betas": "AdamW betas"}
 HOW = ("Run the same options and inputs (manifests, --init-from, frozen weights, number of processes) to continue it, "
        "--restart to start it over, or give another --out")
 
@@ -59,15 +72,19 @@ def _flat(values: dict, prefix: str = "") -> dict:
     return out
 
 
-def differences(saved: dict, ours: dict) -> list[str]:
-    """'name: saved value (this command: ours)' for every option that differs and matters."""
+def _changed(saved: dict, ours: dict) -> list[tuple[str, object, object]]:
+    """(option, saved value, this command's) for every option that differs and matters."""
     theirs, mine = _flat(saved), _flat(json.loads(json.dumps(ours)))  # as preset.json holds it: tuples as lists
     may_differ = MAY_DIFFER
     if theirs.get("convergence.patience") or mine.get("convergence.patience"):
         may_differ = MAY_DIFFER - CONVERGENCE_CLOCK
-    return [f"{key} {theirs.get(key)!r} (this command: {mine.get(key)!r})"
-            for key in sorted(set(theirs) | set(mine))
+    return [(key, theirs.get(key), mine.get(key)) for key in sorted(set(theirs) | set(mine))
             if key not in may_differ and theirs.get(key) != mine.get(key)]
+
+
+def differences(saved: dict, ours: dict) -> list[str]:
+    """'name: saved value (this command: ours)' for every option that differs and matters."""
+    return [f"{key} {theirs!r} (this command: {mine!r})" for key, theirs, mine in _changed(saved, ours)]
 
 
 def manifest_facts(manifest: Path, test_manifest: Path | None) -> dict:
@@ -110,10 +127,10 @@ def _weights(sha256: str | None, path: str | None) -> str:
 
 def frozen_differences(recorded: dict, facts: dict) -> list[str]:
     """'what: recorded file (this command: its file)' for each frozen weight that recorded holds
-    and facts gives another sha256 for."""
+    and facts gives another sha256 for (facts may name some only: `omniid.flux.run` loads FLUX alone)."""
     return [f"{FACTS[key]} {_weights(recorded[key], recorded.get(where))} (this command: "
             f"{_weights(facts.get(key), facts.get(where))})"
-            for key, where in FROZEN.items() if key in recorded and recorded[key] != facts.get(key)]
+            for key, where in FROZEN.items() if key in recorded and key in facts and recorded[key] != facts[key]]
 
 
 def unrecorded_weights(recorded: dict, facts: dict) -> list[str]:
@@ -122,8 +139,9 @@ def unrecorded_weights(recorded: dict, facts: dict) -> list[str]:
 
 
 def check_frozen_weights(folder: Path, state: dict, facts: dict) -> None:
-    """omniid-eval's check that a checkpoint is evaluated with the frozen weights it was trained
-    with: other weights are refused; a checkpoint saved before they were recorded, a warning."""
+    """omniid-eval's (and `load_flow_run`'s) check that a checkpoint is used with the frozen weights
+    it was trained with: other weights are refused; a checkpoint saved before they were recorded,
+    a warning. facts: `frozen_facts`, or the part of it a loader loads."""
     diffs = frozen_differences(state, facts)
     if diffs:
         raise CheckpointError(f"{folder} was trained with other frozen weights than this command loads: "
@@ -156,6 +174,12 @@ def _fact_differences(out: Path, facts: dict) -> list[str]:
                           f"run loads, so this command cannot check that it continues with the same "
                           f"{' and '.join(unrecorded)}: add --resume auto to continue it with these, --restart to "
                           "start it over, or give another --out")
+    return recorded_differences(recorded, facts)
+
+
+def recorded_differences(recorded: dict, facts: dict) -> list[str]:
+    """'what: recorded value (this command: its value)' for each fact of `facts` that the
+    checkpoint's record gives otherwise (frozen weights by sha256 only)."""
     diffs = frozen_differences(recorded, facts)
     for key, value in sorted(facts.items()):
         if key in FROZEN or key in FROZEN.values():  # compared above, by sha256 only
@@ -205,6 +229,52 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
     if diffs:
         raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
+
+
+def _resumed_checkpoint(out: Path, resume: str) -> tuple[Path | None, dict]:
+    """(the step folder an explicit --resume names, its state) as far as they can be read; the
+    engine's `resume_point` refuses a folder that is not an intact checkpoint."""
+    folder = pointed(out / CHECKPOINTS) if str(resume) == "auto" else Path(resume)
+    try:
+        return (folder, read_state(folder)) if folder is not None and folder.is_dir() else (None, {})
+    except (OSError, UnicodeDecodeError, ValueError):  # a damaged state.json: that folder is set aside
+        return None, {}
+
+
+def explicit_resume(out: Path, preset, facts: dict, resume: str) -> tuple[object, list[str]]:
+    """(the preset to train with, what an explicit --resume continues despite: each option of the
+    run's preset.json and each fact the checkpoint recorded that differs from this command's, old
+    and new value; [] without a checkpoint yet). The options the restored optimizer state keeps
+    (`OPTIMIZER_STATE`) take the checkpoint's value in the preset too: the optimizer is built as
+    saved (another number of param groups would not load) and preset.json says what trains."""
+    folder, recorded = _resumed_checkpoint(Path(out), resume)
+    if folder is None or not recorded:
+        return preset, []
+    diffs = []
+    try:
+        changed = _changed(_read_preset(run_of(folder) / PRESET_FILE), preset.to_dict())
+    except RunMismatch:  # missing or unreadable: the engine writes this command's
+        diffs.append(f"{run_of(folder) / PRESET_FILE} cannot be read, so the run's options are not compared")
+        changed = []
+    for key, theirs, mine in changed:
+        kept = f"; not applied: the checkpoint's {OPTIMIZER_STATE[key]} are restored" if key in OPTIMIZER_STATE else ""
+        diffs.append(f"{key} {theirs!r} (this command: {mine!r}{kept})")
+    kept = {key.removeprefix("optim."): tuple(old) if isinstance(old, list) else old
+            for key, old, _ in changed if key in OPTIMIZER_STATE}
+    unrecorded = [key for key, value in facts.items()
+                  if key not in recorded and value is not None and key != "init_from" and key not in FROZEN.values()]
+    diffs += recorded_differences(recorded, {k: v for k, v in facts.items() if k not in unrecorded})
+    diffs += [f"{FACTS.get(key, key)}: not recorded by {folder.name} (this command: {facts[key]!r})"
+              for key in unrecorded]
+    return (dataclasses.replace(preset, optim=dataclasses.replace(preset.optim, **kept)) if kept else preset), diffs
+
+
+def continued_with(state: dict, checkpoint: Path, differed: list[str] | None) -> dict:
+    """{CONTINUED_WITH: the resumed checkpoint's list plus this resume's entry} for state.json, {}
+    while no resume of the run continued despite differences."""
+    entry = [{"step": state.get("step"), "checkpoint": str(checkpoint), "differences": differed}] if differed else []
+    history = list(state.get(CONTINUED_WITH) or []) + entry
+    return {CONTINUED_WITH: history} if history else {}
 
 
 def restart_run(out: Path) -> None:

@@ -26,6 +26,7 @@ from omniid.checkpoint import (CHECKPOINTS, LOG_FILE, STATE_FILE, CheckpointErro
                                require_files, resolve_checkpoint, write_run_preset)
 from omniid.cli_format import progress_enabled
 from omniid.config import Preset
+from omniid.continuation import CONTINUED_WITH, RESUMED_WITH, continued_with
 from omniid.convergence import start_rule
 from omniid.distributed import barrier, mean_over_ranks, setup_distributed, wrap_ddp
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
@@ -179,6 +180,7 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
     step, samples = 0, 0
     checkpoint = resume_from(run.out, resume, run.rank, run.world)
     record = dict(record or {})
+    differed = record.pop(RESUMED_WITH, None)  # what an explicit --resume continues despite (omniid.continuation)
     if checkpoint is not None:
         theirs = read_state(checkpoint).get("stage", "mtd")
         if theirs != run.stage:
@@ -188,6 +190,9 @@ def _start(run: _Run, model, optimizer, resume, init_from, record) -> tuple[int,
         step, samples = state["step"], state["samples"]
         run.saved = step
         record.update({k: record.get(k, state.get(k)) for k in ("init_from", "convergence")})
+        record.update(continued_with(state, checkpoint, differed))  # kept in every later checkpoint
+        if differed:
+            JsonlLog(run.out / LOG_FILE, run.main).write({"step": step, CONTINUED_WITH: differed})
         log.info("resumed from %s at step %d", checkpoint, step)
     elif init_from is not None:
         folder = check_init_from(init_from, run.preset)

@@ -61,6 +61,7 @@ class OmniIDGenerator:
         self.prompt = preset.flow.prompt
         self.aligner = InputAligner(default_pipeline(preset.name))  # input photos: from_checkpoint sets its pipeline
         self.preprocessing: list[list[str]] = []                     # how tokens() prepared each image, last call
+        self.frozen: dict = {}  # the frozen weights loaded (`frozen_facts`): from_checkpoint sets them
 
     stage = "flow"  # the checkpoints this class generates from, and what they must hold
     required = ((ADAPTER_FILE, ADAPTER_CONFIG), "no trained adapter",
@@ -87,9 +88,10 @@ class OmniIDGenerator:
         for a paper run, `sample` otherwise) and its weights folder. flux: a FluxShare lending one
         frozen FLUX to every generator of the same base model (omniid-eval); None: its own."""
         folder, state, preset = cls.read(path)
-        objective = _trained_objective(cls.stage, folder, state, preset, device, flux_path, clip_weights,
-                                       prompt_embeds, flux)
+        objective, frozen = _trained_objective(cls.stage, folder, state, preset, device, flux_path, clip_weights,
+                                               prompt_embeds, flux)
         generator = cls(objective, preset, folder, state)
+        generator.frozen = frozen
         generator.aligner = InputAligner(pipeline or default_pipeline(preset.name), models_dir)
         return generator
 
@@ -105,7 +107,10 @@ class OmniIDGenerator:
                 "adapter_scale": self.objective.adapter.scale, "guidance": flow.guidance,
                 "flux_dtype": str(self.objective.parts.transformer.dtype).removeprefix("torch."),
                 "encoder_bf16_autocast": self.preset.optim.bf16 and self.objective.prompt_embeds.device.type == "cuda",
-                "input_detector": self.aligner.pipeline}
+                "input_detector": self.aligner.pipeline,
+                # what was loaded beside what training recorded (None: nothing of that kind, or a
+                # checkpoint saved before the record), as omniid-train and the check compare them
+                "frozen_weights": {"loaded": self.frozen, "trained_with": {k: self.state.get(k) for k in self.frozen}}}
 
     def set_prompt(self, prompt: str, flux_path=None) -> None:
         """Generate with another prompt than the trained one. The paper preset encodes it with
@@ -169,15 +174,17 @@ def _quiet_sampler():
 
 def _trained_objective(stage: str, folder: Path, state: dict, preset, device, flux_path, clip_weights, prompt_embeds,
                        flux: FluxShare | None):
-    """The stage's objective built as training built it, with the checkpoint's weights, in eval mode.
-    The trained parts come from the checkpoint; Omni-ID's CLIP is in it, a baseline's frozen CLIP
-    comes from its pretrained weights (the paper preset) as in training, and those and FLUX's
-    files must be the ones the run recorded (checked before anything loads)."""
+    """(the stage's objective built as training built it, with the checkpoint's weights, in eval mode;
+    the frozen weights it loaded, `frozen_facts`). The trained parts come from the checkpoint;
+    Omni-ID's CLIP is in it, a baseline's frozen CLIP comes from its pretrained weights (the paper
+    preset) as in training, and those and FLUX's files must be the ones the run recorded (checked
+    before anything loads)."""
     from omniid.continuation import check_frozen_weights, frozen_facts
     from omniid.objectives import build_objective
 
     representation = state.get("representation", "omniid")
-    check_frozen_weights(folder, state, frozen_facts(preset, representation, True, clip_weights, flux_path))
+    frozen = frozen_facts(preset, representation, True, clip_weights, flux_path)
+    check_frozen_weights(folder, state, frozen)
     parts = flux.parts(preset.flow, device, flux_dtype(preset.flow, device), flux_path) if flux is not None else None
     torch.manual_seed(preset.seed)  # as omniid-train does: a tiny baseline's random frozen parts are the trained ones
     with quiet_random_init():
@@ -188,7 +195,7 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
     objective.load_pretrained(folder)
     objective.eval()
     objective.adapter.detach()  # FLUX may be lent to other rows: each sampling call attaches its adapter
-    return objective
+    return objective, frozen
 
 
 def _run_overrides(folder: Path) -> dict:

@@ -20,7 +20,8 @@ from omniid.adapter import OmniIDAdapter
 from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFound, read_run_preset, read_state,
                                recorded_prompt_cache, resolve_checkpoint, run_of)
 from omniid.config import FlowConfig
-from omniid.flux.loading import FluxParts, load_flux
+from omniid.continuation import check_frozen_weights
+from omniid.flux.loading import FluxParts, flux_identity, load_flux
 from omniid.flux.prompt import load_prompt_embeds, prompt_embeddings
 from omniid.flux.sampling import build_pipeline
 
@@ -49,13 +50,17 @@ class FlowRun:
 
 
 def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
-    """FLUX (bf16 on CUDA, fp32 on CPU), the run's prompt cache and adapter, from a flow-stage run."""
+    """FLUX (bf16 on CUDA, fp32 on CPU), the run's prompt cache and adapter, from a flow-stage run.
+    FLUX must be the folder the run trained with (`flux_sha256` in state.json, checked as omniid-eval
+    checks it: other weights are refused before any loads)."""
     folder = resolve_checkpoint(path)
     preset = read_run_preset(folder)
     if preset is None:
         raise CheckpointNotFound(f"{folder}: not inside a run folder (no {run_of(folder) / PRESET_FILE})")
-    flow = FlowConfig(**preset["flow"])
-    cache = recorded_prompt_cache(folder, read_state(folder)) or run_of(folder) / PROMPT_EMBEDS_FILE
+    flow, state = FlowConfig(**preset["flow"]), read_state(folder)
+    # the FLUX the run trained with, or a refusal naming both (a warning for a checkpoint older than the record)
+    check_frozen_weights(folder, state, flux_identity(flow, flux_path))
+    cache = recorded_prompt_cache(folder, state) or run_of(folder) / PROMPT_EMBEDS_FILE
     prompt_embeds, pooled, _ = load_prompt_embeds(cache)
     device = torch.device(device)
     dtype = getattr(torch, flow.dtype) if device.type == "cuda" else torch.float32
