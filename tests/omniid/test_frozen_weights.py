@@ -1,5 +1,5 @@
 """A run records the frozen weights it loads from outside its checkpoints (a baseline's CLIP
-weights file, the FLUX folder) by name and sha256; a resumed run and omniid-eval that would load
+weights file and identity model, the FLUX folder) by name and sha256; a resumed run and omniid-eval that would load
 other weights are refused, the same weights (wherever they lie) are fine. The tiny architecture
 stands in for ViT-H/14: a preset like tiny whose CLIP tower loads a weights file, as paper's does."""
 from __future__ import annotations
@@ -109,7 +109,7 @@ def test_eval_refuses_other_clip_weights_and_takes_the_same(sample_manifest, cli
     assert evaluate(second, "other") == 2
     assert (f"{run / 'checkpoints' / 'step-00000002'} was trained with other frozen weights than this command "
             f"loads: frozen CLIP weights (--clip-weights) {first.resolve()}") in caplog.text
-    assert "Give the run's own (--clip-weights FILE, --flux-path DIR)" in caplog.text
+    assert "Give the run's own (--clip-weights FILE, --flux-path DIR; the identity model's weights" in caplog.text
     assert not (tmp_path / "other" / "results.parquet").exists()
     caplog.clear()
     assert evaluate(first, "same") == 0
@@ -118,7 +118,8 @@ def test_eval_refuses_other_clip_weights_and_takes_the_same(sample_manifest, cli
     frozen = json.loads((tmp_path / "same" / "settings.json").read_text())["generators"]["clip"]["frozen_weights"]
     assert frozen["loaded"] == {"clip_weights": str(first.resolve()),
                                 "clip_weights_sha256": hashlib.sha256(first.read_bytes()).hexdigest(),
-                                "flux": None, "flux_sha256": None}  # tiny: a random FLUX config, the preset's
+                                "flux": None, "flux_sha256": None,  # tiny: a random FLUX config, the preset's
+                                "identity_model": None, "identity_model_sha256": None}
     assert frozen["trained_with"] == frozen["loaded"]
     # a checkpoint saved before the record: evaluated, with a warning that the weights are unverified
     saved = run / "checkpoints" / "step-00000002" / "state.json"
@@ -161,7 +162,8 @@ def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weight
         check_frozen_weights(tmp_path / "step", recorded, facts[str(other)])
     # a random config is the preset's: nothing to record or check
     assert frozen_facts(tiny, "omniid", True) == {"clip_weights": None, "clip_weights_sha256": None,
-                                                  "flux": None, "flux_sha256": None}
+                                                  "flux": None, "flux_sha256": None,
+                                                  "identity_model": None, "identity_model_sha256": None}
 
 
 def flux_run(manifest: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict]:
@@ -222,3 +224,63 @@ def test_eval_settings_name_the_flux_folder_it_loaded_beside_the_recorded_one(sa
     assert frozen["loaded"]["flux"] == str(copied.resolve())
     assert frozen["trained_with"]["flux"] == str(trained.resolve())
     assert frozen["loaded"]["flux_sha256"] == frozen["trained_with"]["flux_sha256"] == recorded["flux_sha256"]
+
+
+def arcface_args(manifest: Path, out: Path, *extra: str) -> list[str]:
+    return ["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--representation", "arcface",
+            "--out", str(out), "--steps", "2", "--save-every", "1", "--batch-size", "1", "--eval-every", "100", *extra]
+
+
+def other_identity_model(out: Path) -> tuple[Path, dict]:
+    """(the newest checkpoint, its state) after its record is made to name another identity model's
+    weights, as a run trained with another one would have it."""
+    folder = pointed(out / "checkpoints")
+    recorded = read_state(folder)
+    (folder / "state.json").write_text(json.dumps({**recorded, "identity_model_sha256": "0" * 64}))
+    return folder, recorded
+
+
+def test_an_arcface_baseline_records_its_identity_model_and_a_resume_with_another_is_refused(
+        sample_manifest, tmp_path, caplog):
+    out = tmp_path / "run"
+    assert main(arcface_args(sample_manifest, out, "--stop-after", "1")) == 0
+    recorded = state(out)
+    name, files = recorded["identity_model"].split(" (", 1)
+    weights = Path(files.rstrip(")"))  # the tiny preset's pipeline, sample: SFace, one file
+    assert name == "sface" and weights.is_file()
+    assert recorded["identity_model_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
+    folder, _ = other_identity_model(out)
+    assert main(arcface_args(sample_manifest, out)) == 2
+    assert (f"{out} holds a run made with other options: frozen identity model (the mfhq pipeline's) sface "
+            f"({weights}) (sha256 000000000000...) (this command: sface ({weights}) (sha256 "
+            f"{recorded['identity_model_sha256'][:12]}...)") in caplog.text
+    assert state(out)["step"] == 1
+    (folder / "state.json").write_text(json.dumps(recorded))  # its own identity model: it continues
+    assert main(arcface_args(sample_manifest, out)) == 0
+    assert state(out)["step"] == 2 and state(out)["identity_model_sha256"] == recorded["identity_model_sha256"]
+
+
+def test_generation_from_an_arcface_baseline_takes_only_its_own_identity_model(sample_manifest, tmp_path, caplog):
+    """omniid-eval's and omniid-generate's loader (`OmniIDGenerator.from_checkpoint`) refuses a
+    checkpoint recorded with another identity model before anything loads, takes its own, and
+    takes one saved before the record with a warning."""
+    from omniid.errors import CheckpointError
+    from omniid.generation import OmniIDGenerator
+
+    out = tmp_path / "run"
+    assert main(arcface_args(sample_manifest, out, "--steps", "1")) == 0
+    folder, recorded = other_identity_model(out)
+    with pytest.raises(CheckpointError, match=f"{folder} was trained with other frozen weights than this command "
+                                              "loads: frozen identity model \\(the mfhq pipeline's\\) sface "):
+        OmniIDGenerator.from_checkpoint(out)
+    (folder / "state.json").write_text(json.dumps(recorded))
+    generator = OmniIDGenerator.from_checkpoint(out)
+    frozen = generator.settings["frozen_weights"]  # settings.json's: what loaded beside what was recorded
+    assert frozen["loaded"]["identity_model_sha256"] == recorded["identity_model_sha256"]
+    assert frozen["trained_with"] == frozen["loaded"]
+    (folder / "state.json").write_text(json.dumps({k: v for k, v in recorded.items()
+                                                   if not k.startswith("identity_model")}))
+    with caplog.at_level(logging.WARNING):
+        OmniIDGenerator.from_checkpoint(out)
+    assert ("saved before omniid-train recorded the frozen weights a run loads, so its frozen identity model "
+            "(the mfhq pipeline's) cannot be verified") in caplog.text

@@ -26,9 +26,11 @@ one both load it from the preset's pretrained weights, and so does omniid-eval. 
 that file's name and sha256 (`frozen_clip_identity`, in state.json), and a resumed run or an
 evaluation that would load other weights is refused (`omniid.continuation`). Only a randomly
 initialised tower (the tiny preset, whose weights exist nowhere else) is saved with the trained part.
+Likewise `arcface` and `arcface+clip` record their frozen identity model (`frozen_identity_model`).
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -244,6 +246,27 @@ def frozen_clip_identity(representation: str, model_config, clip_weights=None) -
     if representation not in FROZEN_CLIP:
         return {"clip_weights": None, "clip_weights_sha256": None}
     return clip_weights_identity(model_config, clip_weights)
+
+
+FROZEN_IDENTITY = ("arcface", "arcface+clip")  # the representations built on the frozen mfhq identity model
+
+
+def frozen_identity_model(representation: str, preset) -> dict:
+    """The mfhq identity model a representation's frozen embedding loads (`_identity`: the preset's
+    default pipeline's, ArcFace or SFace): its name and weight files, and their sha256 (one file's
+    own; several files': the sha256 of theirs in the backend's declared order). None for both when
+    the representation has none. The hashes come from mfhq's sha256 cache: once per file per process."""
+    if representation not in FROZEN_IDENTITY:
+        return {"identity_model": None, "identity_model_sha256": None}
+    from mfhq.faces import Faces
+    from mfhq.manifest.io import sha256_of
+    from omniid.metrics import default_pipeline
+
+    backend = Faces.from_preset(default_pipeline(preset.name), None, tasks=("embed",)).embedder
+    files = [backend.paths[w.name].resolve() for w in backend.weight_files if w.name in backend.paths]
+    digests = [sha256_of(path) for path in files]
+    digest = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
+    return {"identity_model": f"{backend.name} ({', '.join(map(str, files))})", "identity_model_sha256": digest}
 
 
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}

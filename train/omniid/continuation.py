@@ -15,8 +15,8 @@ Besides the preset, the run's facts are compared (`command_facts`, recorded in e
 state.json): the representation, the manifest and test manifest (resolved path and sha256, so a
 manifest rebuilt at the same path is caught), `--init-from` (the step folder it resolves to) and
 the number of processes (it sets the global batch and the sampler's draws). So are the frozen
-weights a run loads from outside its checkpoints (`frozen_facts`: a baseline's CLIP weights file,
-the FLUX folder), by sha256 only: their files may lie elsewhere on another machine, so their
+weights a run loads from outside its checkpoints (`frozen_facts`: a baseline's CLIP weights file
+and identity model, the FLUX folder), by sha256 only: their files may lie elsewhere on another machine, so their
 paths are recorded for provenance and not compared. omniid-eval checks them too
 (`check_frozen_weights`).
 """
@@ -46,9 +46,10 @@ CONVERGENCE_CLOCK = {"eval_every", "eval_batches"}
 FACTS = {"representation": "representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
          "test_manifest": "--test-manifest", "test_manifest_sha256": "--test-manifest's sha256",
          "init_from": "--init-from", "world": "number of processes",
-         "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)"}
+         "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)",
+         "identity_model_sha256": "frozen identity model (the mfhq pipeline's)"}
 # each frozen weight's sha256 fact -> its path fact, which is recorded and never compared
-FROZEN = {"clip_weights_sha256": "clip_weights", "flux_sha256": "flux"}
+FROZEN = {"clip_weights_sha256": "clip_weights", "flux_sha256": "flux", "identity_model_sha256": "identity_model"}
 # state.json's list of the explicit resumes that continued despite differences (the engine
 # records each: its step, checkpoint and `resumed_differences`); the CLI hands the engine this
 # command's under RESUMED_WITH
@@ -111,13 +112,14 @@ def init_from_fact(init_from: str | Path | None) -> str | None:
 
 def frozen_facts(preset, representation: str, flux: bool, clip_weights=None, flux_path=None) -> dict:
     """The frozen weights a run loads from outside its checkpoints, as state.json records them:
-    the CLIP weights file of a baseline's frozen tower (`omniid.baselines`) and, when the stage
-    trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`); None for what
-    it does not load (a random tower or FLUX config is in the preset or the checkpoint)."""
-    from omniid.baselines import frozen_clip_identity
+    the CLIP weights file of a baseline's frozen tower and its mfhq identity model (`omniid.baselines`)
+    and, when the stage trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`);
+    None for what it does not load (a random tower or FLUX config is in the preset or the checkpoint)."""
+    from omniid.baselines import frozen_clip_identity, frozen_identity_model
     from omniid.flux.loading import flux_identity
 
     return {**frozen_clip_identity(representation, preset.model, clip_weights),
+            **frozen_identity_model(representation, preset),
             **(flux_identity(preset.flow, flux_path) if flux else {"flux": None, "flux_sha256": None})}
 
 
@@ -145,8 +147,8 @@ def check_frozen_weights(folder: Path, state: dict, facts: dict) -> None:
     diffs = frozen_differences(state, facts)
     if diffs:
         raise CheckpointError(f"{folder} was trained with other frozen weights than this command loads: "
-                              f"{'; '.join(diffs)}. Give the run's own (--clip-weights FILE, --flux-path DIR) "
-                              "to evaluate it as it was trained")
+                              f"{'; '.join(diffs)}. Give the run's own (--clip-weights FILE, --flux-path DIR; the "
+                              "identity model's weights: MFHQ_MODELS_DIR) to evaluate it as it was trained")
     unrecorded = unrecorded_weights(state, facts)
     if unrecorded:
         log.warning("%s: saved before omniid-train recorded the frozen weights a run loads, so its %s cannot be "
