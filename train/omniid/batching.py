@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import traceback
 from typing import Iterator
 
 import numpy as np
@@ -92,6 +94,20 @@ def quiet_worker(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # status 0: the loader reports a worker killed by a signal as a crash
     signal.signal(signal.SIGTERM, lambda signum, frame: os._exit(0))
+    sys.excepthook = _quiet_when_the_trainer_left(sys.excepthook)
+
+
+def _quiet_when_the_trainer_left(previous):
+    """sys.excepthook for a worker: multiprocessing's resource sharer (the thread that hands the
+    trainer the file descriptors of a batch's tensors) reports a connection the trainer dropped
+    mid-handshake, as it does when Ctrl-C stops the trainer, through sys.excepthook: a traceback
+    under the one stop line, though nothing went wrong. Only that is silenced; the rest goes on."""
+    def hook(exc_type, exc, tb):
+        gone = issubclass(exc_type, (ConnectionError, EOFError))
+        if gone and any(frame.f_code.co_filename.endswith("resource_sharer.py") for frame, _ in traceback.walk_tb(tb)):
+            return
+        previous(exc_type, exc, tb)
+    return hook
 
 
 class FewToManyLoader(DataLoader):
