@@ -87,6 +87,18 @@ def _bgr(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image)[..., ::-1])
 
 
+def identity_weights(preset: str | Path, models_dir: str | Path | None = None) -> tuple[str, list[tuple[Path, str]]]:
+    """(name, [(weight file, sha256)]) of the preset's identity model, found and checked as its
+    loading finds and checks them, without loading it: what a record of the weights a result was
+    measured with needs (the hashes are the ones the check computes, cached for the later load)."""
+    from mfhq.models.weights import file_sha256, resolve
+
+    backend = create_backend("embedder", load_pipeline(preset).embed.backend, models_dir=models_dir)
+    paths = resolve(list(backend.weight_files), models_dir, {wf.name: [backend.name] for wf in backend.weight_files})
+    return backend.name, [(paths[wf.name], file_sha256(paths[wf.name])) for wf in backend.weight_files
+                          if wf.name in paths]
+
+
 class Faces:
     """The preset's detector, identity model and pose model (those of `tasks`), loaded once."""
 

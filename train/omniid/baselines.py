@@ -255,18 +255,18 @@ def frozen_identity_model(representation: str, preset) -> dict:
     """The mfhq identity model a representation's frozen embedding loads (`_identity`: the preset's
     default pipeline's, ArcFace or SFace): its name and weight files, and their sha256 (one file's
     own; several files': the sha256 of theirs in the backend's declared order). None for both when
-    the representation has none. The hashes come from mfhq's sha256 cache: once per file per process."""
+    the representation has none. The model is not loaded here, and its files are hashed once: the
+    weights check that finds them hashes them, and the later load reuses it."""
     if representation not in FROZEN_IDENTITY:
         return {"identity_model": None, "identity_model_sha256": None}
-    from mfhq.faces import Faces
-    from mfhq.manifest.io import sha256_of
+    from mfhq.faces import identity_weights
     from omniid.metrics import default_pipeline
 
-    backend = Faces.from_preset(default_pipeline(preset.name), None, tasks=("embed",)).embedder
-    files = [backend.paths[w.name].resolve() for w in backend.weight_files if w.name in backend.paths]
-    digests = [sha256_of(path) for path in files]
+    name, weights = identity_weights(default_pipeline(preset.name))
+    digests = [sha256 for _, sha256 in weights]
     digest = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
-    return {"identity_model": f"{backend.name} ({', '.join(map(str, files))})", "identity_model_sha256": digest}
+    files = ", ".join(str(path.resolve()) for path, _ in weights)
+    return {"identity_model": f"{name} ({files})", "identity_model_sha256": digest}
 
 
 BASELINES = {"clip": build_clip, "arcface": build_arcface, "arcface+clip": build_arcface_clip}
