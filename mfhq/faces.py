@@ -91,11 +91,12 @@ def identity_weights(preset: str | Path, models_dir: str | Path | None = None) -
     """(name, [(weight file, sha256)]) of the preset's identity model, found and checked as its
     loading finds and checks them, without loading it: what a record of the weights a result was
     measured with needs (the hashes are the ones the check computes, cached for the later load)."""
-    from mfhq.models.weights import file_sha256, resolve
+    from mfhq.manifest.io import sha256_of
+    from mfhq.models.weights import resolve
 
     backend = create_backend("embedder", load_pipeline(preset).embed.backend, models_dir=models_dir)
     paths = resolve(list(backend.weight_files), models_dir, {wf.name: [backend.name] for wf in backend.weight_files})
-    return backend.name, [(paths[wf.name], file_sha256(paths[wf.name])) for wf in backend.weight_files
+    return backend.name, [(paths[wf.name], sha256_of(paths[wf.name])) for wf in backend.weight_files
                           if wf.name in paths]
 
 

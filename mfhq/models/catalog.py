@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfhq.errors import MfhqError
+from mfhq.manifest.io import sha256_of
 from mfhq.models.registry import all_backends
 from mfhq.models.weights import (LOCK_NAME, MODELS_DIR_ENV, WeightFile, WeightsCorrupt, candidates, check,
-                                 file_sha256, models_dir, size_text)
+                                 models_dir, size_text)
 
 log = logging.getLogger(__name__)
 
@@ -227,5 +228,5 @@ def _record(folder: Path, path: Path) -> None:
     lock = folder / LOCK_NAME
     lines = [line for line in (lock.read_text().splitlines() if lock.is_file() else [])
              if not line.endswith("  " + path.name)]
-    lines.append(f"{file_sha256(path)}  {path.name}")
+    lines.append(f"{sha256_of(path)}  {path.name}")
     lock.write_text("\n".join(sorted(lines, key=lambda s: s.split("  ", 1)[-1])) + "\n")

@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from mfhq.models.weights import file_sha256
+from mfhq.manifest.io import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def code_digest(modules: tuple[str, ...]) -> str:
 
 
 def entry_key(source: Path, rewrite: str, code: tuple[str, ...]) -> str:
-    text = f"{rewrite}\0{file_sha256(source)}\0{code_digest(tuple(code))}"
+    text = f"{rewrite}\0{sha256_of(source)}\0{code_digest(tuple(code))}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -11,14 +11,13 @@ against the hash `mfhq models fetch` recorded beside it (LOCK_NAME in the same f
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 from mfhq.errors import MfhqError
+from mfhq.manifest.io import sha256_of
 
 MODELS_DIR_ENV = "MFHQ_MODELS_DIR"
 LOCK_NAME = "mfhq-models.sha256"  # `sha256sum` format, written by `mfhq models fetch`
@@ -121,7 +120,7 @@ def candidates(wf: WeightFile, explicit_dir: str | Path | None = None) -> list[P
 
 def check(wf: WeightFile, path: Path) -> None:
     """Raise WeightsCorrupt if path is not the file wf names (see the module docstring)."""
-    actual = file_sha256(path)
+    actual = sha256_of(path)
     expected = wf.sha256 or recorded_hash(path)
     if expected and actual != expected:
         raise WeightsCorrupt(f"{path}: sha256 {actual} does not match the expected {expected} "
@@ -168,23 +167,8 @@ def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None,
     return found
 
 
-def file_sha256(path: Path) -> str:
-    # Keyed by size and mtime too, so a file replaced or damaged since is hashed again.
-    stat = Path(path).stat()
-    return _sha256(Path(path), stat.st_size, stat.st_mtime_ns)
-
-
-@lru_cache(maxsize=64)
-def _sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def provenance_tag(backend: str, paths: list[Path]) -> str:
     """'name@hash12[+hash12...]': short, stable, and enough to tell two weight files apart."""
     if not paths:
         return backend
-    return backend + "@" + "+".join(file_sha256(p)[:12] for p in paths)
+    return backend + "@" + "+".join(sha256_of(p)[:12] for p in paths)
