@@ -115,9 +115,9 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
                              args.flux_path)}
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
              **inputs}
-    resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart)
+    resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart, rank, world)
     if args.resume and not args.restart:  # the escape hatch continues anyway, saying what differs
-        preset, inputs[RESUMED_WITH] = explicit_resume(out, preset, facts, args.resume)
+        preset, inputs[RESUMED_WITH] = explicit_resume(out, preset, facts, args.resume, rank, world)
         if inputs[RESUMED_WITH] and rank == 0:
             log.warning("--resume %s continues the run with other options or inputs than it was trained with "
                         "(recorded in state.json and log.jsonl as %s): %s", args.resume, CONTINUED_WITH,

@@ -22,9 +22,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, run_of
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, read_state, run_of
 from omniid.command_facts import FACTS, FROZEN, recorded_differences, unrecorded_weights
 from omniid.errors import RunMismatch
+from omniid.recovery import resume_from
 from omniid.retention import users_of
 
 log = logging.getLogger(__name__)
@@ -68,14 +69,17 @@ def differences(saved: dict, ours: dict) -> list[str]:
     return [f"{key} {theirs!r} (this command: {mine!r})" for key, theirs, mine in _changed(saved, ours)]
 
 
-def run_facts(out: Path) -> dict:
-    """What the run's newest checkpoint recorded about how it was started (`FACTS`)."""
-    latest = pointed(Path(out) / CHECKPOINTS)
-    return read_state(latest) if latest is not None and latest.is_dir() else {}
+def _resumed(out: Path, resume: str, rank: int, world: int) -> tuple[Path | None, dict]:
+    """(the step folder this command will resume from, what it recorded about how the run was
+    started: `FACTS`): the engine's choice (`omniid.recovery.resume_from`), so a damaged `latest` is
+    set aside here and the older intact checkpoint that resumes is the one compared; (None, {})
+    without one."""
+    folder = resume_from(out, resume, rank, world)
+    return (folder, read_state(folder)) if folder is not None else (None, {})
 
 
-def _fact_differences(out: Path, facts: dict) -> list[str]:
-    recorded = run_facts(out)
+def _fact_differences(out: Path, facts: dict, rank: int, world: int) -> list[str]:
+    _, recorded = _resumed(out, "auto", rank, world)
     if not recorded:  # no checkpoint yet: nothing to continue, the run starts at step 0
         return []
     if "manifest" in facts and "manifest" not in recorded:
@@ -107,10 +111,11 @@ def _read_preset(saved: Path) -> dict:
     return preset
 
 
-def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool) -> str | None:
+def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool, rank: int = 0,
+                 world: int = 1) -> str | None:
     """The `--resume` value this invocation runs with: the one given, 'auto' for an `--out` that
     holds a run with the same options, None for a fresh start. facts: `FACTS` as this command
-    would record them in state.json, compared with the run's own record."""
+    would record them in state.json, compared with the record of the checkpoint it resumes from."""
     out = Path(out)
     if resume:
         return resume
@@ -119,29 +124,21 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
         return None
     if restart:
         return None
-    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts)
+    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts, rank, world)
     if diffs:
         raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
 
 
-def _resumed_checkpoint(out: Path, resume: str) -> tuple[Path | None, dict]:
-    """(the step folder an explicit --resume names, its state) as far as they can be read; the
-    engine's `resume_point` refuses a folder that is not an intact checkpoint."""
-    folder = pointed(out / CHECKPOINTS) if str(resume) == "auto" else Path(resume)
-    try:
-        return (folder, read_state(folder)) if folder is not None and folder.is_dir() else (None, {})
-    except (OSError, UnicodeDecodeError, ValueError):  # a damaged state.json: that folder is set aside
-        return None, {}
-
-
-def explicit_resume(out: Path, preset, facts: dict, resume: str) -> tuple[object, list[str]]:
+def explicit_resume(out: Path, preset, facts: dict, resume: str, rank: int = 0,
+                    world: int = 1) -> tuple[object, list[str]]:
     """(the preset to train with, what an explicit --resume continues despite: each option of the
     run's preset.json and each fact the checkpoint recorded that differs from this command's, old
     and new value; [] without a checkpoint yet). The options the restored optimizer state keeps
     (`OPTIMIZER_STATE`) take the checkpoint's value in the preset too: the optimizer is built as
-    saved (another number of param groups would not load) and preset.json says what trains."""
-    folder, recorded = _resumed_checkpoint(Path(out), resume)
+    saved (another number of param groups would not load) and preset.json says what trains. The
+    checkpoint compared is the one resumed (a folder --resume names must be intact)."""
+    folder, recorded = _resumed(Path(out), resume, rank, world)
     if folder is None or not recorded:
         return preset, []
     diffs = []
