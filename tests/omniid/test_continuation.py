@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -225,3 +226,26 @@ def test_an_explicit_resume_continues_with_other_data_saying_what_differs_and_re
     assert any("--manifest" in d for d in continued[0]["differences"])
     logged = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in logged if "continued_with_differences" in r] == [2]
+
+
+def test_a_damaged_latest_compares_the_checkpoint_actually_resumed(sample_manifest, tmp_path, caplog):
+    """`latest` (step 4) is damaged, so the run resumes from step 2: the options and facts are
+    compared with step 2's record, not with the damaged step 4's."""
+    first, out = tmp_path / "first", tmp_path / "run"
+    six = ("--steps", "6")
+    assert main(args(sample_manifest, first, *six, "--stop-after", "4")) == 0
+    step2, step4 = first / "checkpoints" / "step-00000002", first / "checkpoints" / "step-00000004"
+    encoder = step4 / "encoder.safetensors"
+    encoder.write_bytes(encoder.read_bytes()[:100])  # cut short: set aside on resume
+    state = json.loads((step2 / "state.json").read_text())  # not among the files its checksums cover
+    (step2 / "state.json").write_text(json.dumps({**state, "world": 2}))  # step 2 was saved by 2 processes
+    shutil.copytree(first, out)
+    assert main(args(sample_manifest, first, *six)) == 2  # the same command: step 2 differs, refused
+    assert "number of processes 2 (this command: 1)" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert main(args(sample_manifest, out, *six, "--resume", "auto")) == 0
+    warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume auto continues"))
+    assert "number of processes 2 (this command: 1)" in warning
+    continued = json.loads(latest_state(out).read_text())["continued_with_differences"]
+    assert [(c["step"], c["checkpoint"]) for c in continued] == [(2, str(out / "checkpoints" / "step-00000002"))]

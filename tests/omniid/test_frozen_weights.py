@@ -145,7 +145,7 @@ def flux_folder(folder: Path, seed: int) -> Path:
 
 
 def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weights_are_refused(tmp_path, caplog):
-    from omniid.continuation import check_frozen_weights, frozen_facts
+    from omniid.command_facts import check_frozen_weights, frozen_facts
     from omniid.errors import CheckpointError
 
     tiny = PRESETS["tiny"].for_stage("flow")

@@ -9,7 +9,7 @@ import torch
 
 from omniid.config import get_preset
 from omniid.data import split_holdout
-from omniid.engine import mask_generator
+from omniid.train_step import mask_generator
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer, set_lr
 from omniid.swap import SwapGap, bootstrap_interval, derangement, own_and_swapped

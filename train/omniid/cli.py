@@ -24,9 +24,10 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     from omniid.data import build_loader, load_manifest
     from omniid.distributed import setup_distributed
     from omniid.encoder import quiet_random_init
-    from omniid.engine import check_init_from, train
-    from omniid.recovery import resume_from
+    from omniid.engine import train
     from omniid.objectives import build_objective
+    from omniid.recovery import resume_from
+    from omniid.run_start import check_init_from
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
@@ -101,8 +102,9 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     an --out holding this run (same options, data, frozen weights, --init-from and number of
     processes) continues it; one holding another is refused before any work (an explicit --resume
     continues with a warning naming what differs, for the engine to record); --restart clears it (rank 0)."""
-    from omniid.continuation import (CONTINUED_WITH, RESUMED_WITH, continuation, explicit_resume, frozen_facts,
-                                     init_from_fact, manifest_facts, restart_run)
+    from omniid.command_facts import frozen_facts, init_from_fact, manifest_facts
+    from omniid.continuation import continuation, explicit_resume, restart_run
+    from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH
     from omniid.distributed import barrier
     from omniid.flux.loading import check_flux_files
 
@@ -113,9 +115,9 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
                              args.flux_path)}
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
              **inputs}
-    resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart)
+    resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart, rank, world)
     if args.resume and not args.restart:  # the escape hatch continues anyway, saying what differs
-        preset, inputs[RESUMED_WITH] = explicit_resume(out, preset, facts, args.resume)
+        preset, inputs[RESUMED_WITH] = explicit_resume(out, preset, facts, args.resume, rank, world)
         if inputs[RESUMED_WITH] and rank == 0:
             log.warning("--resume %s continues the run with other options or inputs than it was trained with "
                         "(recorded in state.json and log.jsonl as %s): %s", args.resume, CONTINUED_WITH,

@@ -11,14 +11,8 @@ deleting the old checkpoints and log, unless another run started from one of tho
 many checkpoints to keep, loader processes; how often and on how many batches to evaluate, unless
 the convergence rule counts those evaluations) may differ.
 
-Besides the preset, the run's facts are compared (`command_facts`, recorded in each checkpoint's
-state.json): the representation, the manifest and test manifest (resolved path and sha256, so a
-manifest rebuilt at the same path is caught), `--init-from` (the step folder it resolves to) and
-the number of processes (it sets the global batch and the sampler's draws). So are the frozen
-weights a run loads from outside its checkpoints (`frozen_facts`: a baseline's CLIP weights file
-and identity model, the FLUX folder), by sha256 only: their files may lie elsewhere on another machine, so their
-paths are recorded for provenance and not compared. omniid-eval checks them too
-(`check_frozen_weights`).
+Besides the preset, the run's facts are compared (`omniid.command_facts`, recorded in each
+checkpoint's state.json): the data, `--init-from`, the number of processes and the frozen weights.
 """
 from __future__ import annotations
 
@@ -28,10 +22,10 @@ import logging
 import shutil
 from pathlib import Path
 
-from mfhq.manifest.io import sha256_of
-from omniid.checkpoint import (CHECKPOINTS, LOG_FILE, PRESET_FILE, pointed, read_state, resolve_checkpoint,
-                               run_of)
-from omniid.errors import CheckpointError, CheckpointNotFound, RunMismatch
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, read_state, run_of
+from omniid.command_facts import FACTS, FROZEN, recorded_differences, unrecorded_weights
+from omniid.errors import RunMismatch
+from omniid.recovery import resume_from
 from omniid.retention import users_of
 
 log = logging.getLogger(__name__)
@@ -42,19 +36,6 @@ MAY_DIFFER = {"log_every", "eval_every", "eval_batches", "save_every", "keep_che
 # the convergence rule's clock: patience counts evaluations of the eval loss averaged over
 # eval_batches batches, so with the rule on these change the step at which a baseline stops
 CONVERGENCE_CLOCK = {"eval_every", "eval_batches"}
-# the facts compared besides the preset, as the refusal names them
-FACTS = {"representation": "representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
-         "test_manifest": "--test-manifest", "test_manifest_sha256": "--test-manifest's sha256",
-         "init_from": "--init-from", "world": "number of processes",
-         "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)",
-         "identity_model_sha256": "frozen identity model (the mfhq pipeline's)"}
-# each frozen weight's sha256 fact -> its path fact, which is recorded and never compared
-FROZEN = {"clip_weights_sha256": "clip_weights", "flux_sha256": "flux", "identity_model_sha256": "identity_model"}
-# state.json's list of the explicit resumes that continued despite differences (the engine
-# records each: its step, checkpoint and `resumed_differences`); the CLI hands the engine this
-# command's under RESUMED_WITH
-CONTINUED_WITH = "continued_with_differences"
-RESUMED_WITH = "resumed_with_differences"
 # options a resumed run takes from the checkpoint's optimizer state (torch's load_state_dict keeps
 # the saved param groups' settings; `set_lr` then scales the new lr by the saved lr_scale)
 OPTIMIZER_STATE = {"optim.representation_lr_scale": "param groups (their lr scale)",
@@ -88,81 +69,17 @@ def differences(saved: dict, ours: dict) -> list[str]:
     return [f"{key} {theirs!r} (this command: {mine!r})" for key, theirs, mine in _changed(saved, ours)]
 
 
-def manifest_facts(manifest: Path, test_manifest: Path | None) -> dict:
-    """The data a run trains and evaluates on: each file's resolved path and sha256 (the same
-    sha256 a manifest folder's manifest.json lists, which `read_manifest` checks against the file;
-    hashed here so a Parquet file without a sidecar is covered too). manifest: a file or a folder
-    (its train.parquet, as `omniid.data` reads it); test_manifest: None or a missing file for none."""
-    train = manifest / "train.parquet" if manifest.is_dir() else manifest
-    test = test_manifest if test_manifest is not None and test_manifest.is_file() else None
-    return {"manifest": str(train.resolve()), "manifest_sha256": sha256_of(train),
-            "test_manifest": str(test.resolve()) if test else None,
-            "test_manifest_sha256": sha256_of(test) if test else None}
+def _resumed(out: Path, resume: str, rank: int, world: int) -> tuple[Path | None, dict]:
+    """(the step folder this command will resume from, what it recorded about how the run was
+    started: `FACTS`): the engine's choice (`omniid.recovery.resume_from`), so a damaged `latest` is
+    set aside here and the older intact checkpoint that resumes is the one compared; (None, {})
+    without one."""
+    folder = resume_from(out, resume, rank, world)
+    return (folder, read_state(folder)) if folder is not None else (None, {})
 
 
-def init_from_fact(init_from: str | Path | None) -> str | None:
-    """The step folder --init-from resolves to, as the engine records it (None without one)."""
-    if init_from is None:
-        return None
-    try:
-        return str(resolve_checkpoint(init_from).resolve())
-    except CheckpointNotFound:  # the fresh start names the problem; here it only has to differ
-        return str(Path(init_from).resolve())
-
-
-def frozen_facts(preset, representation: str, flux: bool, clip_weights=None, flux_path=None) -> dict:
-    """The frozen weights a run loads from outside its checkpoints, as state.json records them:
-    the CLIP weights file of a baseline's frozen tower and its mfhq identity model (`omniid.baselines`)
-    and, when the stage trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`);
-    None for what it does not load (a random tower or FLUX config is in the preset or the checkpoint)."""
-    from omniid.baselines import frozen_clip_identity, frozen_identity_model
-    from omniid.flux.loading import flux_identity
-
-    return {**frozen_clip_identity(representation, preset.model, clip_weights),
-            **frozen_identity_model(representation, preset),
-            **(flux_identity(preset.flow, flux_path) if flux else {"flux": None, "flux_sha256": None})}
-
-
-def _weights(sha256: str | None, path: str | None) -> str:
-    return f"{path} (sha256 {sha256[:12]}...)" if sha256 else "none"
-
-
-def frozen_differences(recorded: dict, facts: dict) -> list[str]:
-    """'what: recorded file (this command: its file)' for each frozen weight that recorded holds
-    and facts gives another sha256 for (facts may name some only: `omniid.flux.run` loads FLUX alone)."""
-    return [f"{FACTS[key]} {_weights(recorded[key], recorded.get(where))} (this command: "
-            f"{_weights(facts.get(key), facts.get(where))})"
-            for key, where in FROZEN.items() if key in recorded and key in facts and recorded[key] != facts[key]]
-
-
-def unrecorded_weights(recorded: dict, facts: dict) -> list[str]:
-    """The frozen weights this command loads that recorded (an older state.json) does not name."""
-    return [FACTS[key] for key in FROZEN if facts.get(key) is not None and key not in recorded]
-
-
-def check_frozen_weights(folder: Path, state: dict, facts: dict) -> None:
-    """omniid-eval's (and `load_flow_run`'s) check that a checkpoint is used with the frozen weights
-    it was trained with: other weights are refused; a checkpoint saved before they were recorded,
-    a warning. facts: `frozen_facts`, or the part of it a loader loads."""
-    diffs = frozen_differences(state, facts)
-    if diffs:
-        raise CheckpointError(f"{folder} was trained with other frozen weights than this command loads: "
-                              f"{'; '.join(diffs)}. Give the run's own (--clip-weights FILE, --flux-path DIR; the "
-                              "identity model's weights: MFHQ_MODELS_DIR) to evaluate it as it was trained")
-    unrecorded = unrecorded_weights(state, facts)
-    if unrecorded:
-        log.warning("%s: saved before omniid-train recorded the frozen weights a run loads, so its %s cannot be "
-                    "verified to be the ones it was trained with", folder, " and ".join(unrecorded))
-
-
-def run_facts(out: Path) -> dict:
-    """What the run's newest checkpoint recorded about how it was started (`FACTS`)."""
-    latest = pointed(Path(out) / CHECKPOINTS)
-    return read_state(latest) if latest is not None and latest.is_dir() else {}
-
-
-def _fact_differences(out: Path, facts: dict) -> list[str]:
-    recorded = run_facts(out)
+def _fact_differences(out: Path, facts: dict, rank: int, world: int) -> list[str]:
+    _, recorded = _resumed(out, "auto", rank, world)
     if not recorded:  # no checkpoint yet: nothing to continue, the run starts at step 0
         return []
     if "manifest" in facts and "manifest" not in recorded:
@@ -177,27 +94,6 @@ def _fact_differences(out: Path, facts: dict) -> list[str]:
                           f"{' and '.join(unrecorded)}: add --resume auto to continue it with these, --restart to "
                           "start it over, or give another --out")
     return recorded_differences(recorded, facts)
-
-
-def recorded_differences(recorded: dict, facts: dict) -> list[str]:
-    """'what: recorded value (this command: its value)' for each fact of `facts` that the
-    checkpoint's record gives otherwise (frozen weights by sha256 only)."""
-    diffs = frozen_differences(recorded, facts)
-    for key, value in sorted(facts.items()):
-        if key in FROZEN or key in FROZEN.values():  # compared above, by sha256 only
-            continue
-        theirs = recorded.get(key)  # init_from: absent when the run had none
-        if key == "init_from" and theirs is not None:  # older runs recorded it as given: maybe relative
-            theirs = str(Path(theirs).resolve())
-        if theirs == value:
-            continue
-        path_key = key.removesuffix("_sha256")
-        if path_key == key:
-            diffs.append(f"{FACTS.get(key, key)} {theirs!r} (this command: {value!r})")
-        elif recorded.get(path_key) == facts.get(path_key):  # another path is named above already
-            diffs.append(f"{FACTS[key]} {str(theirs)[:12]}... (this command: {str(value)[:12]}...: the file was "
-                         "rebuilt or changed since the run started)")
-    return diffs
 
 
 def _read_preset(saved: Path) -> dict:
@@ -215,10 +111,11 @@ def _read_preset(saved: Path) -> dict:
     return preset
 
 
-def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool) -> str | None:
+def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool, rank: int = 0,
+                 world: int = 1) -> str | None:
     """The `--resume` value this invocation runs with: the one given, 'auto' for an `--out` that
     holds a run with the same options, None for a fresh start. facts: `FACTS` as this command
-    would record them in state.json, compared with the run's own record."""
+    would record them in state.json, compared with the record of the checkpoint it resumes from."""
     out = Path(out)
     if resume:
         return resume
@@ -227,29 +124,21 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
         return None
     if restart:
         return None
-    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts)
+    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts, rank, world)
     if diffs:
         raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
 
 
-def _resumed_checkpoint(out: Path, resume: str) -> tuple[Path | None, dict]:
-    """(the step folder an explicit --resume names, its state) as far as they can be read; the
-    engine's `resume_point` refuses a folder that is not an intact checkpoint."""
-    folder = pointed(out / CHECKPOINTS) if str(resume) == "auto" else Path(resume)
-    try:
-        return (folder, read_state(folder)) if folder is not None and folder.is_dir() else (None, {})
-    except (OSError, UnicodeDecodeError, ValueError):  # a damaged state.json: that folder is set aside
-        return None, {}
-
-
-def explicit_resume(out: Path, preset, facts: dict, resume: str) -> tuple[object, list[str]]:
+def explicit_resume(out: Path, preset, facts: dict, resume: str, rank: int = 0,
+                    world: int = 1) -> tuple[object, list[str]]:
     """(the preset to train with, what an explicit --resume continues despite: each option of the
     run's preset.json and each fact the checkpoint recorded that differs from this command's, old
     and new value; [] without a checkpoint yet). The options the restored optimizer state keeps
     (`OPTIMIZER_STATE`) take the checkpoint's value in the preset too: the optimizer is built as
-    saved (another number of param groups would not load) and preset.json says what trains."""
-    folder, recorded = _resumed_checkpoint(Path(out), resume)
+    saved (another number of param groups would not load) and preset.json says what trains. The
+    checkpoint compared is the one resumed (a folder --resume names must be intact)."""
+    folder, recorded = _resumed(Path(out), resume, rank, world)
     if folder is None or not recorded:
         return preset, []
     diffs = []
@@ -269,14 +158,6 @@ def explicit_resume(out: Path, preset, facts: dict, resume: str) -> tuple[object
     diffs += [f"{FACTS.get(key, key)}: not recorded by {folder.name} (this command: {facts[key]!r})"
               for key in unrecorded]
     return (dataclasses.replace(preset, optim=dataclasses.replace(preset.optim, **kept)) if kept else preset), diffs
-
-
-def continued_with(state: dict, checkpoint: Path, differed: list[str] | None) -> dict:
-    """{CONTINUED_WITH: the resumed checkpoint's list plus this resume's entry} for state.json, {}
-    while no resume of the run continued despite differences."""
-    entry = [{"step": state.get("step"), "checkpoint": str(checkpoint), "differences": differed}] if differed else []
-    history = list(state.get(CONTINUED_WITH) or []) + entry
-    return {CONTINUED_WITH: history} if history else {}
 
 
 def restart_run(out: Path) -> None:

@@ -179,7 +179,7 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
     Omni-ID's CLIP is in it, a baseline's frozen CLIP comes from its pretrained weights (the paper
     preset) as in training, and those and FLUX's files must be the ones the run recorded (checked
     before anything loads)."""
-    from omniid.continuation import check_frozen_weights, frozen_facts
+    from omniid.command_facts import check_frozen_weights, frozen_facts
     from omniid.objectives import build_objective
 
     representation = state.get("representation", "omniid")

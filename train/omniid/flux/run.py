@@ -20,7 +20,7 @@ from omniid.adapter import OmniIDAdapter
 from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFound, read_run_preset, read_state,
                                recorded_prompt_cache, resolve_checkpoint, run_of)
 from omniid.config import FlowConfig
-from omniid.continuation import check_frozen_weights
+from omniid.command_facts import check_frozen_weights
 from omniid.flux.loading import FluxParts, flux_identity, load_flux
 from omniid.flux.prompt import load_prompt_embeds, prompt_embeddings
 from omniid.flux.sampling import build_pipeline

@@ -1,0 +1,71 @@
+"""Where a training run starts: its own checkpoint resumed, or step 0 with `--init-from`'s encoder."""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omniid.checkpoint import (LOG_FILE, STATE_FILE, CheckpointError, load_checkpoint, read_state, require_files,
+                               resolve_checkpoint)
+from omniid.config import Preset
+from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
+from omniid.recovery import problem_of, resume_from
+from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH, continued_with
+from omniid.retention import record_use
+from omniid.run_progress import JsonlLog
+
+log = logging.getLogger("omniid.engine")
+
+ENCODER_FIELDS = ("clip_model", "image_size", "num_queries", "width", "heads", "cross_blocks", "self_blocks",
+                  "mlp_ratio")
+
+
+def check_init_from(path: str | Path, preset: Preset) -> Path:
+    """The checkpoint folder `--init-from` names, checked to hold an encoder of this preset."""
+    folder = resolve_checkpoint(path)
+    require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID checkpoint",
+                  "--init-from takes a run folder, its checkpoints/latest or a step folder")
+    state = read_state(folder)
+    saved = json.loads((folder / CONFIG_FILE).read_text()).get("model", {})
+    ours = preset.model.to_dict()
+    # what shapes the encoder; MTD-only settings (mask ratio, decoder patch) may differ
+    differs = [k for k in ENCODER_FIELDS if saved.get(k) != ours[k]]
+    theirs = state.get("preset")
+    if (theirs and theirs != preset.name) or differs:
+        raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} (encoder settings differ: "
+                              f"{', '.join(differs) or 'none'}); this run uses preset {preset.name}")
+    problem = problem_of(folder) if (folder / STATE_FILE).is_file() else None
+    if problem is not None:
+        raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); --init-from takes an intact one")
+    return folder
+
+
+def start(run, model, optimizer, resume, init_from, record) -> tuple[int, int, dict]:
+    """(step, samples, state.json record) to start from: a resumed checkpoint's, or step 0 with
+    --init-from's encoder. run: the engine's run (out, rank, world, stage, preset, main);
+    its `saved` is set to a resumed step."""
+    step, samples = 0, 0
+    checkpoint = resume_from(run.out, resume, run.rank, run.world)
+    record = dict(record or {})
+    differed = record.pop(RESUMED_WITH, None)  # what an explicit --resume continues despite (omniid.continuation)
+    if checkpoint is not None:
+        theirs = read_state(checkpoint).get("stage", "mtd")
+        if theirs != run.stage:
+            raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {run.stage} stage resumes only its own "
+                                  f"(start it from this one with --init-from and a new --out)")
+        state = load_checkpoint(checkpoint, model, optimizer, run.rank)
+        step, samples = state["step"], state["samples"]
+        run.saved = step
+        record.update({k: record.get(k, state.get(k)) for k in ("init_from", "convergence")})
+        record.update(continued_with(state, checkpoint, differed))  # kept in every later checkpoint
+        if differed:
+            JsonlLog(run.out / LOG_FILE, run.main).write({"step": step, CONTINUED_WITH: differed})
+        log.info("resumed from %s at step %d", checkpoint, step)
+    elif init_from is not None:
+        folder = check_init_from(init_from, run.preset)
+        model.init_from(folder)
+        record["init_from"] = str(folder.resolve())  # compared on a re-run from any working folder
+        if run.main:  # so that its own run never prunes, replaces or restarts it away
+            record_use(folder, run.out)
+        log.info("encoder from %s (its decoder, if any, is dropped)", folder)
+    return step, samples, record
