@@ -160,7 +160,7 @@ def test_a_run_saved_before_its_data_was_recorded_is_refused_until_resumed_expli
     assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
     edit_state(out, manifest=..., manifest_sha256=..., test_manifest=..., test_manifest_sha256=...)
     assert main(args(sample_manifest, out)) == 2
-    assert (f"{out}: its newest checkpoint was saved before omniid-train recorded the manifest a run trains on"
+    assert (f"{out}: its newest intact checkpoint was saved before omniid-train recorded the manifest a run trains on"
             in caplog.text and "add --resume auto to continue it with this --manifest" in caplog.text)
     assert main(args(sample_manifest, out, "--resume", "auto")) == 0
     assert logged_steps(out) == [1, 2, 3, 4]

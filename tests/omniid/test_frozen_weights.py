@@ -87,7 +87,8 @@ def test_a_run_saved_before_its_frozen_weights_were_recorded_continues_only_when
                                                                "flux_sha256")}
     saved.write_text(json.dumps(old))
     assert main(flow_args(sample_manifest, out, first)) == 2
-    assert (f"{out}: its newest checkpoint was saved before omniid-train recorded the frozen weights a run loads, "
+    assert (f"{out}: its newest intact checkpoint was saved before omniid-train recorded the frozen weights a "
+            "run loads, "
             "so this command cannot check that it continues with the same frozen CLIP weights (--clip-weights): "
             "add --resume auto") in caplog.text
     assert main(flow_args(sample_manifest, out, first, "--resume", "auto")) == 0

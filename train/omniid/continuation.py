@@ -83,14 +83,14 @@ def _fact_differences(out: Path, facts: dict, rank: int, world: int) -> list[str
     if not recorded:  # no checkpoint yet: nothing to continue, the run starts at step 0
         return []
     if "manifest" in facts and "manifest" not in recorded:
-        raise RunMismatch(f"{out}: its newest checkpoint was saved before omniid-train recorded the manifest a run "
-                          "trains on, so this command cannot check that it continues on the same data: add "
-                          "--resume auto to continue it with this --manifest, --restart to start it over, or give "
+        raise RunMismatch(f"{out}: its newest intact checkpoint was saved before omniid-train recorded the "
+                          "manifest a run trains on, so this command cannot check that it continues on the same data: "
+                          "add --resume auto to continue it with this --manifest, --restart to start it over, or give "
                           "another --out")
     unrecorded = unrecorded_weights(recorded, facts)
     if unrecorded:
-        raise RunMismatch(f"{out}: its newest checkpoint was saved before omniid-train recorded the frozen weights a "
-                          f"run loads, so this command cannot check that it continues with the same "
+        raise RunMismatch(f"{out}: its newest intact checkpoint was saved before omniid-train recorded the "
+                          f"frozen weights a run loads, so this command cannot check that it continues with the same "
                           f"{' and '.join(unrecorded)}: add --resume auto to continue it with these, --restart to "
                           "start it over, or give another --out")
     return recorded_differences(recorded, facts)
