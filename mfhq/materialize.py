@@ -12,6 +12,10 @@ only the shards without a marker. The sidecar says `crops: pending` until every 
 (readers refuse the folder until then), then `materialized`, recording each run's run id; a re-run
 after that does nothing unless a run was deleted and extracted again at the same path since (its
 run id differs: readers refuse the folder, and the crops are made again).
+Before any of that, a manifest whose runs finished shards anew since cluster-sample built it (their
+markers differ from the sidecar's snapshot: --retry, --force under another config) is refused: its
+faces were sampled from rows that no longer describe the runs. A run extracted again with the same
+rows (only its run id differs) is not refused: its crops are made again as above.
 If cluster-sample rewrote the folder with other faces, or a run was extracted anew, the plan's
 digest differs and the old markers are set aside: the files they vouched for may not be there.
 """
@@ -31,7 +35,8 @@ from mfhq import __version__
 from mfhq.errors import MfhqError
 from mfhq.manifest.folder import MATERIALIZE, ManifestFolder, ManifestLock, mark_materialized
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
-from mfhq.materialize_plan import RunWork, WorkShard, plan_digest, plan_work, shards_of, with_faces
+from mfhq.materialize_plan import (RunWork, WorkShard, check_runs_unchanged, plan_digest, plan_work, shards_of,
+                                   with_faces)
 from mfhq.plan import RunLock, read_state
 from mfhq.records import Status
 from mfhq.signals import sigterm_as_interrupt
@@ -61,7 +66,9 @@ def materialize(manifest: Path, models_dir=None, workers: int = 1, device: str |
                 on_shard=None) -> MaterializeSummary:
     """on_shard(shard id): called as each shard's marker is written (progress)."""
     folder = Path(manifest)
-    ManifestFolder.open(folder, pending_ok=True)  # not a manifest folder: said before the lock
+    opened = ManifestFolder.open(folder, pending_ok=True)  # not a manifest folder: said before the lock
+    if opened.crops == "pending" or (opened.crops == "materialized" and opened.remade_runs()):
+        check_runs_unchanged(opened)  # so is a manifest older than its runs, before any lock or work
     try:
         with ManifestLock(folder), sigterm_as_interrupt():
             return _materialize(folder, models_dir, max(1, workers), device, on_shard)
@@ -98,6 +105,7 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
     with ExitStack() as locks:
         for run in work:  # one writer per run folder: extract, or this
             locks.enter_context(RunLock(run.run_dir))
+        check_runs_unchanged(opened)  # again, now that no extract can change them: the rows just read are theirs
         _remove_temp_files(todo, {w.name: w for w in work})
         provenance = _run(todo, _Runs({w.name: w for w in work}, table, models_dir), workers, markers, summary,
                           on_shard)

@@ -17,7 +17,8 @@ import pyarrow.compute as pc
 
 from mfhq.config import PipelineConfig, config_from_dict
 from mfhq.manifest.folder import ManifestFolder
-from mfhq.manifest.schema import SPLITS
+from mfhq.manifest.run_state import rows_changed_since
+from mfhq.manifest.schema import SPLITS, ManifestError
 from mfhq.manifest.views import RunError, connect_runs, naming_damaged_shards
 from mfhq.records import Clip
 
@@ -63,6 +64,26 @@ def with_faces(clip: Clip, table: pa.Table) -> Clip:
 
 def sampled_rows(folder: ManifestFolder) -> pa.Table:
     return pa.concat_tables([folder.split(name, ROW_KEYS) for name in SPLITS])
+
+
+class StaleManifest(ManifestError):
+    """A run's rows changed since cluster-sample sampled faces from them."""
+
+
+def check_runs_unchanged(folder: ManifestFolder) -> None:
+    """Refuse a manifest one of whose runs finished shards anew since cluster-sample built it
+    (`extract --retry`, `--force` under another config): its faces were chosen from rows that no
+    longer describe the run, even where the sampled rows are still there (_check_found catches
+    the rest). A run extracted again with the same rows passes: a new run_id alone only means its
+    crops must be made again, which materialize does."""
+    for entry in folder.sidecar.get("runs", []):
+        if entry.get("snapshot") is None:
+            continue  # a manifest from before snapshots: only the sampled rows can be checked
+        change = rows_changed_since(entry["snapshot"], folder.run_root(entry.get("name")))
+        if change:
+            raise StaleManifest(f"manifest {folder.folder} is older than its run {entry.get('name')!r}: {change}. Its "
+                                "sampled faces were chosen from rows that no longer describe the run, so no crop is "
+                                f"made; re-run `mfhq cluster-sample` into {folder.folder}, then `mfhq materialize`")
 
 
 def plan_work(folder: ManifestFolder) -> tuple[list[RunWork], pa.Table | None]:

@@ -149,17 +149,31 @@ def changed_since(recorded: dict | None, run_dir: Path, recorded_at: float | Non
         return (f"run {run_dir} was deleted and extracted again at the same path since it was built (run.json's "
                 f"run_id is {now.get('run_id') or 'absent'}, the manifest recorded {recorded['run_id']})")
     if recorded and recorded.get("markers_sha256"):
-        if recorded["markers_sha256"] == now["markers_sha256"]:
-            return None
-        if (recorded.get("clips"), recorded.get("shards_done")) == (now["clips"], now["shards_done"]):
-            return f"shards of run {run_dir} were finished again since it was built (by --retry, or a redo)"
-        return (f"it was built when run {run_dir} had {recorded.get('clips')} clips in {recorded.get('shards_done')} "
-                f"finished shards; the run has {now['clips']} in {now['shards_done']} now")
+        return _markers_change(recorded, now, run_dir)
     markers = ShardMarkers(run_dir)
     finished = [markers.path(sid).stat().st_mtime for sid in markers.done_ids()]
     if recorded_at is not None and finished and max(finished) > recorded_at:
         return f"run {run_dir} has shards finished after it was built"
     return None
+
+
+def rows_changed_since(recorded: dict | None, run_dir: Path) -> str | None:
+    """How the run's finished shards, and so its rows, differ from what a manifest recorded of
+    them (changed_since's words), or None. Unlike changed_since, a run extracted again with the
+    same rows (another run_id, the same markers) has not changed: its rows still describe it.
+    Manifests that recorded no markers digest (older ones) are not compared: None."""
+    if not recorded or not recorded.get("markers_sha256"):
+        return None
+    return _markers_change(recorded, snapshot(run_dir), Path(run_dir))
+
+
+def _markers_change(recorded: dict, now: dict, run_dir: Path) -> str | None:
+    if recorded["markers_sha256"] == now["markers_sha256"]:
+        return None
+    if (recorded.get("clips"), recorded.get("shards_done")) == (now["clips"], now["shards_done"]):
+        return f"shards of run {run_dir} were finished again since it was built (by --retry, or a redo)"
+    return (f"it was built when run {run_dir} had {recorded.get('clips')} clips in {recorded.get('shards_done')} "
+            f"finished shards; the run has {now['clips']} in {now['shards_done']} now")
 
 
 class PartialRun(MfhqError, RuntimeError):

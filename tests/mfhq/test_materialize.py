@@ -211,3 +211,43 @@ def test_a_run_extracted_again_after_materialize_is_noticed_and_made_again(later
     assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
     ManifestFolder.open(out)  # the readers take it again
     assert materialize(out).shards_total == 0  # and a re-run has nothing to do
+
+
+@pytest.fixture(scope="module")
+def other_preset(tmp_path_factory) -> Path:
+    """Another config, whose rows differ (embeddings of every 2nd face) while the faces found stay."""
+    return write_preset(tmp_path_factory.mktemp("preset") / "other.yaml",
+                        {"align.crops": "materialize", "embed.every": 2}, base=SAMPLE_PRESET)
+
+
+def test_a_run_extracted_in_place_under_another_config_is_refused_before_any_work(later, sample_dir, other_preset):
+    """The sampled rows are all still there, but they are another config's: the faces were chosen
+    (and clustered) from rows that no longer describe the run, so no crop is made from them."""
+    run, out = later
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(other_preset),
+            "--force", "--retry", "ok")
+    refused = run_cli("materialize", "--manifest", str(out), check=False)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert f"manifest {out} is older than its run 'sample': shards of run" in refused.stderr
+    assert "were finished again since it was built" in refused.stderr
+    assert f"re-run `mfhq cluster-sample` into {out}" in refused.stderr
+    assert not (out / "materialize").exists() and not (run / "crops").exists()  # no plan, no file, no lock taken
+    assert ManifestFolder.open(out, pending_ok=True).crops == "pending"
+
+
+def test_a_run_extracted_again_under_another_config_after_materialize_asks_for_cluster_sample(
+        later, sample_dir, other_preset, later_preset):
+    """Made again at the same path with other rows, a run's crops cannot just be made again from
+    the manifest's rows: materialize refuses until cluster-sample rebuilt the folder, then works."""
+    run, out = later
+    assert materialize(out).state == "materialized"
+    shutil.rmtree(run)
+    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(other_preset))
+    with pytest.raises(ManifestError, match="older than its run 'sample': .* re-run `mfhq cluster-sample` into"):
+        materialize(out)
+    assert not (run / "crops").exists()
+    with pytest.raises(ManifestError, match="extracted again since `mfhq materialize`"):
+        ManifestFolder.open(out)  # readers still refuse it
+    run_cli("cluster-sample", "--run", str(run), "--out", str(out), "--pipeline", str(later_preset))
+    assert materialize(out).state == "materialized"
+    assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
