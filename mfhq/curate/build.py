@@ -188,7 +188,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     con.register("picked_arrow", picked)
     rows = con.sql(
         f"SELECT p.identity_id, NULL AS split, m.source_split, f.source, f.video_key, f.clip_id, f.frame_index, f.face_index, "
-        "n.run, f.crop_path, f.mask_path, f.landmarks, f.yaw, f.pitch, f.roll, f.quality, "
+        "n.run, f.crop_path, f.mask_path, f.landmarks, f.face_size, f.yaw, f.pitch, f.roll, f.quality, "
         f"p.pose_cluster, p.sample_rank, m.identity_faces < {per_id} AS short, f.embedding, f.provenance "
         "FROM picked_arrow p JOIN faces f USING (source, clip_id, frame_index, face_index) "
         "JOIN run_names n USING (run_dir) JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"

@@ -38,7 +38,8 @@ _BODY = """
 `mfhq/manifest/` (schemas and versions in `schema.py`, the checked reader in `folder.py`). Every
 Parquet file carries `mfhq.schema_version` in its metadata, and so does `manifest.json`; readers
 (`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an
-error that names the file. The folder is written as one unit: `manifest.json` is removed first and
+error that names the file, except an older one they still read (version 2: it lacks `face_size`,
+read as null). The folder is written as one unit: `manifest.json` is removed first and
 written last, listing every file with its size and sha256, and readers refuse a folder without it
 (an interrupted write) and a listed file that differs (files of two writes).
 
@@ -96,7 +97,8 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 | `run` | string | the run that made the face: a name in `manifest.json`'s `runs` |
 | `crop_path`, `mask_path` | string | relative to the run's folder: the aligned crop (JPEG) and the face mask (binary PNG: 1-bit, 1 = face; older runs: 8-bit, 255 = face) |
 | `landmarks` | float32[10] | 5 x (x, y) in source pixels: eyes, nose tip, mouth corners |
-| `yaw`, `pitch`, `roll` | float32 | degrees; yaw > 0 turns to the image's right, pitch > 0 looks up |
+| `face_size` | float32, null | side in source pixels of the frame region the aligned crop covers (the crop side divided by the alignment's scale; as in `faces/`); under the run's `align.size` the crop was upscaled to that size (`mfhq stats` counts these). Null in version-2 folders |
+| `yaw`, `pitch`, `roll` | float32 | degrees; yaw > 0 turns to the image's right, pitch > 0 looks up, roll > 0 is counter-clockwise in the image |
 | `quality` | float32 | in [0, 1], higher is better |
 | `pose_cluster` | int16 | the face's k-means pose cluster within its identity |
 | `sample_rank` | int16 | order of choice: 0 is the best-quality face, then farthest-in-pose first |

@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
                               sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.manifest.schema import MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version
+from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version,
+                                  fill_lacking, lacking)
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
 # The sidecar's `crops`: whether the crop and mask files its rows name exist. "written": extract
@@ -51,7 +52,8 @@ class ManifestLock(FolderLock):
 
 def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
     """Read train/test/identities Parquet, refusing a missing file, a file that is not Parquet,
-    another schema version or missing columns; every error names the file."""
+    another schema version or missing columns; every error names the file. An older readable
+    version's lacking columns (MANIFEST_READABLE) come back as NULLs."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
@@ -59,16 +61,18 @@ def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from exc
-    check_version(path, schema.metadata, MANIFEST_VERSION, REBUILD, what="manifest")
+    version = check_version(path, schema.metadata, MANIFEST_VERSION, REBUILD, what="manifest", readable=MANIFEST_READABLE)
+    lacks = lacking(schema, version, columns)
     if columns is not None:
-        missing = [c for c in columns if c not in schema.names]
+        missing = [c for c in columns if c not in schema.names and c not in lacks]
         if missing:
             raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(schema.names)}")
     check_listed(path)
     try:
-        return pq.read_table(path, columns=columns)
+        table = pq.read_table(path, columns=None if columns is None else [c for c in columns if c not in lacks])
     except Exception as exc:  # damaged data pages show only when read
         raise ManifestError(f"{path}: damaged Parquet data ({exc})") from exc
+    return fill_lacking(table, lacks, columns)
 
 
 def check_listed(path: Path) -> None:
@@ -109,10 +113,11 @@ def read_sidecar(folder: Path) -> dict:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ManifestError(f"{path}: not valid JSON ({exc}); {REBUILD}") from exc
-    if not isinstance(meta, dict) or meta.get("schema_version") != MANIFEST_VERSION:
+    if not isinstance(meta, dict) or meta.get("schema_version") not in MANIFEST_READABLE:
         version = meta.get("schema_version") if isinstance(meta, dict) else "?"
+        older = ", ".join(sorted(set(MANIFEST_READABLE) - {MANIFEST_VERSION}))
         raise ManifestError(f"{path}: manifest schema version {version}, this code reads version "
-                            f"{MANIFEST_VERSION}; {REBUILD}")
+                            f"{MANIFEST_VERSION} (and {older}); {REBUILD}")
     return meta
 
 

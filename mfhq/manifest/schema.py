@@ -31,7 +31,11 @@ _MATERIALIZE_COLUMNS = frozenset({"landmarks68", "crop_digest"})
 _SUM_COLUMNS = frozenset({"embedding_sum", "embedding_faces"})
 RUN_READABLE = {"3": frozenset({"embedding_frame"}) | _MATERIALIZE_COLUMNS | _SUM_COLUMNS,
                 "4": _MATERIALIZE_COLUMNS | _SUM_COLUMNS, "5": _SUM_COLUMNS, RUN_SCHEMA_VERSION: frozenset()}
-MANIFEST_VERSION = "2"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
+MANIFEST_VERSION = "3"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
+                          # 3: rows carry face_size (the crop's source extent: < align.size, upscaled)
+# Older manifest versions still read, with the columns they lack as NULLs (as for runs above): a
+# folder written before an additive change trains and re-splits without being rebuilt.
+MANIFEST_READABLE = {"2": frozenset({"face_size"}), MANIFEST_VERSION: frozenset()}
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")
 
@@ -63,6 +67,7 @@ MANIFEST_SCHEMA = versioned_schema(
         pa.field("crop_path", pa.string(), nullable=False),     # relative to that run's folder, as in faces/
         pa.field("mask_path", pa.string()),                     # idem
         pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y), source px
+        pa.field("face_size", pa.float32()),                    # source px the crop covers; null: version 2
         pa.field("yaw", pa.float32(), nullable=False),
         pa.field("pitch", pa.float32(), nullable=False),
         pa.field("roll", pa.float32(), nullable=False),
@@ -104,3 +109,21 @@ def check_version(path, metadata: dict | None, expected: str, remedy: str, what:
         also = f" (and {', '.join(older)})" if older else ""
         raise SchemaVersionError(f"{path}: {what} schema version {version}, this code reads version {expected}{also}; {remedy}")
     return version
+
+
+def lacking(schema: pa.Schema, version: str, columns: list[str] | None) -> list[str]:
+    """The manifest columns (of `columns`, or all) that a file of an older readable version never had."""
+    if (schema.metadata or {}).get(b"mfhq.schema") != b"manifest":
+        return []  # identities.parquet has lost nothing
+    wanted = MANIFEST_SCHEMA.names if columns is None else columns
+    return [c for c in wanted if c in MANIFEST_READABLE[version] and c not in schema.names]
+
+
+def fill_lacking(table: pa.Table, lacks: list[str], columns: list[str] | None) -> pa.Table:
+    """`table` with the `lacks` columns as NULLs of their type, in the order asked for (or the schema's)."""
+    if not lacks:
+        return table
+    for name in lacks:
+        field = MANIFEST_SCHEMA.field(name)
+        table = table.append_column(field, pa.nulls(table.num_rows, field.type))
+    return table.select(columns if columns is not None else [n for n in MANIFEST_SCHEMA.names if n in table.column_names])

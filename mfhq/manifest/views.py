@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mfhq.manifest.folder import ManifestFolder, read_manifest
 from mfhq.manifest.io import ShardMarkers, check_schema_version
-from mfhq.manifest.schema import RUN_READABLE, SPLITS, ManifestError
+from mfhq.manifest.schema import MANIFEST_SCHEMA, RUN_READABLE, SPLITS, ManifestError
 
 REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
         "only that shard is redone")
@@ -198,10 +198,14 @@ def attach_manifest(con: duckdb.DuckDBPyConnection, path: Path, roots: dict[str,
                                                   "run_root": [str(folder.run_root(n).resolve()) for n in run_names]}))
     con.execute("CREATE TABLE manifest_runs AS SELECT * FROM manifest_runs_arrow")
     con.unregister("manifest_runs_arrow")
+    rows = f"read_parquet([{', '.join(sql_str(str(f)) for f in files)}])"
+    # An older readable version (MANIFEST_READABLE): the columns it lacks, as NULLs of their type.
+    have = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {rows}").fetchall()}
+    nulls = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in MANIFEST_SCHEMA if f.name not in have)
     con.execute(
-        "CREATE VIEW manifest AS SELECT m.*, r.run_root || '/' || m.crop_path AS crop_file, "
+        f"CREATE VIEW manifest AS SELECT m.*{nulls}, r.run_root || '/' || m.crop_path AS crop_file, "
         "CASE WHEN m.mask_path IS NULL THEN NULL ELSE r.run_root || '/' || m.mask_path END AS mask_file "
-        f"FROM read_parquet([{', '.join(sql_str(str(f)) for f in files)}]) m JOIN manifest_runs r USING (run)"
+        f"FROM {rows} m JOIN manifest_runs r USING (run)"
     )
     con.execute(f"CREATE VIEW identities AS SELECT * FROM read_parquet({sql_str(str(ident))})")
     return folder

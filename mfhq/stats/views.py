@@ -10,9 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
+from mfhq.config import AlignConfig
 from mfhq.errors import MfhqError
-from mfhq.manifest.views import attach_manifest, connect_runs
+from mfhq.manifest.folder import ManifestFolder
+from mfhq.manifest.views import attach_manifest, check_run, connect_runs
 from mfhq.records import DROP_REASONS
 
 
@@ -55,7 +58,12 @@ _HEADLINE_MANIFEST = (
     "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' identities', "
     "count(DISTINCT identity_id) FROM manifest GROUP BY split "
     "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' faces', count(*) "
-    "FROM manifest GROUP BY split"
+    "FROM manifest GROUP BY split "
+    # face_size is the source extent the crop covers: under the run's align.size, the crop was upscaled
+    "UNION ALL SELECT 12, '{manifest}', 'sampled faces upscaled (face_size < align.size)', "
+    "count(*) FILTER (WHERE m.face_size < a.align_size) FROM manifest m JOIN manifest_align a USING (run) "
+    "UNION ALL SELECT 13, '{manifest}', 'sampled faces of unknown face_size (manifest version 2)', count(*) "
+    "FROM manifest WHERE face_size IS NULL HAVING count(*) > 0"
 )
 _HEADLINE = "SELECT section, metric, value::BIGINT AS value FROM ({}) ORDER BY ord, metric DESC"
 
@@ -107,12 +115,23 @@ def connect_stats(run_dirs: list[Path], manifest: Path | None = None,
     views = dict(RUN_VIEWS)
     if manifest is not None:
         # a run given with --run is found there even if the manifest recorded it elsewhere
-        attach_manifest(con, Path(manifest), roots=given_runs(run_dirs))
+        align_sizes(con, attach_manifest(con, Path(manifest), roots=given_runs(run_dirs)))
         views.update(MANIFEST_VIEWS)
         views["headline"] = views["headline"].replace("{manifest}", manifest_section.replace("'", "''"))
     for name, sql in views.items():
         con.execute(f"CREATE VIEW {name} AS {sql}")
     return con, list(views)
+
+
+def align_sizes(con: duckdb.DuckDBPyConnection, folder: ManifestFolder) -> None:
+    """Table `manifest_align` (run, align_size): the crop side each of the manifest's runs was
+    extracted at (its run.json config; a run that records no config: the default)."""
+    names = sorted({r["name"] for r in folder.sidecar.get("runs", [])})
+    sizes = [((check_run(folder.run_root(n)).get("config") or {}).get("align") or {}).get("size", AlignConfig().size)
+             for n in names]
+    con.register("manifest_align_arrow", pa.table({"run": names, "align_size": pa.array(sizes, pa.int64())}))
+    con.execute("CREATE TABLE manifest_align AS SELECT * FROM manifest_align_arrow")
+    con.unregister("manifest_align_arrow")
 
 
 def given_runs(run_dirs: list[Path]) -> dict[str, Path]:

@@ -34,3 +34,41 @@ def test_cluster_sample_output_trains_in_omniid(manifests, tmp_path, caplog):
     shutil.copy(manifests / "manifest.json", tmp_path / "manifest.json")
     assert main(["--manifest", str(tmp_path / "notes.parquet"), "--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
     assert "notes.parquet: not a readable Parquet file" in caplog.text
+
+
+def _as_version_2(manifests: Path, folder: Path) -> Path:
+    """A copy of `manifests` as mfhq wrote it before manifests carried face_size (version 2)."""
+    import pyarrow.parquet as pq
+
+    from mfhq.manifest.io import file_digest
+
+    shutil.copytree(manifests, folder)
+    sidecar = json.loads((folder / "manifest.json").read_text())
+    for name in ("train.parquet", "test.parquet", "identities.parquet"):
+        table = pq.read_table(folder / name)
+        if "face_size" in table.column_names:
+            table = table.drop_columns(["face_size"])
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}),
+                       folder / name)
+        sidecar["files"][name] = file_digest(folder / name)
+    (folder / "manifest.json").write_text(json.dumps({**sidecar, "schema_version": "2"}))
+    return folder
+
+
+def test_a_version_2_manifest_still_loads_with_face_size_null(manifests, sample_run, tmp_path):
+    """Manifests written before face_size existed train, re-split and report as before: the
+    column reads as null (MANIFEST_READABLE), never as a refusal."""
+    from conftest import run_cli
+    from mfhq.manifest import MANIFEST_SCHEMA, read_manifest
+    from omniid.data import load_faces
+
+    old = _as_version_2(manifests, tmp_path / "v2")
+    table = read_manifest(old / "train.parquet")
+    assert table.column("face_size").null_count == table.num_rows > 0
+    table.cast(MANIFEST_SCHEMA)  # what `mfhq split` writes back: the contract's columns, in order
+    assert len(load_faces(old)) == table.num_rows
+    unknown = "sampled faces of unknown face_size (manifest version 2)"
+    result = run_cli("stats", "--run", str(sample_run), "--manifest", str(old),
+                     "--sql", f"SELECT value FROM headline WHERE metric = '{unknown}'")
+    total = table.num_rows + read_manifest(old / "test.parquet").num_rows
+    assert result.stdout.split() == ["value", str(total)]

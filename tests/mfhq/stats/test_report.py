@@ -156,3 +156,19 @@ def test_a_report_replaces_the_earlier_one_in_its_folder(manifests, sample_run, 
     assert "identities" not in pd.read_csv(tmp_path / "tables" / "headline.csv").metric.values
     assert {p.name for p in tmp_path.glob("*.png")} == set(page.images)  # every plot on disk is this report's
     assert not list(tmp_path.glob(".*"))  # the page was written in place by a rename, no temp file left
+
+
+UPSCALED = "sampled faces upscaled (face_size < align.size)"
+
+
+def test_manifest_rows_carry_face_size_and_stats_counts_the_upscaled(manifests, sample_run):
+    # the sample preset keeps faces from 128 px of source extent up, so its 448 px crops are upscaled
+    rows = duckdb.sql(f"SELECT m.face_size, f.face_size FROM {parts(manifests)} m JOIN "
+                      f"'{sample_run}/faces/*.parquet' f USING (source, clip_id, frame_index, face_index)").fetchall()
+    total = duckdb.sql(f"SELECT count(*) FROM {parts(manifests)}").fetchall()[0][0]
+    assert len(rows) == total and all(m is not None and m == f for m, f in rows)
+    upscaled = sum(m < 448 for m, _ in rows)
+    assert upscaled > 0
+    result = run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests),
+                     "--sql", f"SELECT value FROM headline WHERE metric = '{UPSCALED}'")
+    assert result.stdout.split() == ["value", str(upscaled)]
