@@ -202,9 +202,9 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
                      footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench))
     cells = write_table(rows, out, spec)
     curves = write_curves(curve_points(rows, spec), out, spec, note)
-    summary = summarise(swap_rows, order, protocol) if swaps else []
+    summary = summarise(swap_rows, order, protocol, metrics.recognisers[0]) if swaps else []
     if swaps:
-        write_swap(out, swap_rows, summary, protocol)
+        write_swap(out, swap_rows, summary, protocol, marks)
     exported = write_export(export, rows, out, infos[labels[0]].prompt if labels else "") \
         if export is not None else None
     settings = _settings(protocol, fitted, metrics, infos, labels, note, marks, bench, export, exported,
