@@ -113,7 +113,8 @@ def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
 
 def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) -> list[dict]:
     """Per representation: mean own and swapped ID sim (with `recogniser`, the first one: the
-    rows' `id_similarity`), the mean per-identity margin and its bootstrap interval (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
+    rows' `id_similarity`), the mean per-identity margin and its bootstrap interval
+    (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
     A label without swap rows (`real photos`, `bench out`: nothing to swap) has no line."""
     summary = []
     for label in (label for label in labels if any(r["representation"] == label for r in rows)):
@@ -125,8 +126,9 @@ def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) ->
                                                protocol.bootstrap, protocol.seed, protocol.level)
         own, swapped = (float(np.mean([r[key] for r in scored])) if scored else float("nan")
                         for key in ("id_similarity_own", "id_similarity_swapped"))
-        summary.append({"representation": label, "recogniser": recogniser, "k": swap_k(protocol), "own": own, "swapped": swapped,
-                        "margin": margin, "low": low, "high": high, "identities": len(per_identity)})
+        summary.append({"representation": label, "recogniser": recogniser, "k": swap_k(protocol), "own": own,
+                        "swapped": swapped, "margin": margin, "low": low, "high": high,
+                        "identities": len(per_identity)})
     return summary
 
 
