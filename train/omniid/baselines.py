@@ -13,7 +13,10 @@ and the table compares representations. Sizes come from the preset's `baseline` 
   to `baseline.tokens` tokens (256, as the paper states) of `baseline.width` (512, ours) by
   diffusers' `ImageProjection` (Linear + LayerNorm), trainable. The identity model is frozen and
   runs outside autograd; its 112 px input is the encoder's input resized (manifest crops are
-  ArcFace-template aligned, so no detection is needed).
+  ArcFace-template aligned, so no detection is needed). On the paper preset that is 224 px scaled
+  down; on the tiny presets a 32 px face scaled up, a handicap (its embedding of a crop agrees with
+  the metric's own 112 px read only to cosine 0.72-0.87, against 0.97-0.99 from 224 px) that the
+  eval table's footer states (omniid.eval_notes.upscaled_identity_input) and docs/train.md tables.
 - `arcface+clip`: FaceID-Plus style: the ArcFace-derived tokens of `arcface` are the queries of
   the encoder's block type (`omniid.blocks.BlockStack`: cross-attention, then self-attention)
   whose keys/values are the frozen CLIP tokens of every input image (concatenated with key
@@ -42,7 +45,7 @@ from torch import nn
 from omniid.blocks import BlockStack
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_weights_identity, clip_width, resolve_clip_weights
 from omniid.errors import CheckpointError, CheckpointNotFound
-from omniid.preprocess import CLIP_MEAN, CLIP_STD
+from omniid.preprocess import CLIP_MEAN, CLIP_STD, IDENTITY_SIDE
 
 BASELINE_FILE = "representation.safetensors"
 
@@ -101,14 +104,15 @@ class IdentityEmbedding:
 
         self.faces = Faces.from_preset(pipeline, models_dir, tasks=("embed",))
         self.name = self.faces.models["identity_model"]
-        self.dim = int(self.embed(torch.zeros(1, 3, 112, 112)).shape[1])
+        self.dim = int(self.embed(torch.zeros(1, 3, IDENTITY_SIDE, IDENTITY_SIDE)).shape[1])
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """images [N, 3, S, S] CLIP-normalised RGB -> [N, D] unit vectors (float32, on images' device)."""
         mean = torch.tensor(CLIP_MEAN, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(CLIP_STD, device=images.device).view(1, 3, 1, 1)
         rgb = (images.detach().float() * std + mean).clamp(0, 1)
-        rgb = F.interpolate(rgb, size=(112, 112), mode="bilinear", align_corners=False, antialias=True)
+        rgb = F.interpolate(rgb, size=(IDENTITY_SIDE, IDENTITY_SIDE), mode="bilinear", align_corners=False,
+                            antialias=True)
         pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out = self.faces.embed(pixels)
         return torch.from_numpy(np.asarray(out, np.float32)).to(images.device)

@@ -164,9 +164,9 @@ def eval_main(argv: list[str] | None = None) -> int:
              time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md",
              Path(args.out) / "report.html")
     for m in summary["swap"].get("margins", []):
-        log.info("identity swap, %s (k=%d): ID sim own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over %d "
-                 "identities", m["representation"], m["k"], m["own"], m["swapped"], m["margin"], m["low"], m["high"],
-                 m["identities"])
+        log.info("identity swap, %s (k=%d): ID sim (%s) own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over "
+                 "%d identities", m["representation"], m["k"], m["recogniser"], m["own"], m["swapped"], m["margin"],
+                 m["low"], m["high"], m["identities"])
     return 0
 
 

@@ -2,8 +2,10 @@
 cell a mean over images with its 95% bootstrap interval over identities (omniid.intervals).
 
 Cells, over the rows of results.parquet of that representation and k:
-  id_similarity:R  mean cosine to the ground truth (rows whose ground truth has a face)
-  sim_ref:R        mean cosine to the nearest input (same rows)
+  id_similarity:R  mean cosine to the ground truth (rows whose ground truth has a face; a row
+                   without a generated face scores 0)
+  sim_ref:R        mean cosine to the nearest input (same rows, those with a generated face:
+                   it is NaN without one, left out like copy-paste; no_face_rate says how many)
   copy_paste:R     mean copy-paste score over the rows where it is defined; `degenerate:R` counts
                    the rows left out because the ground truth was within a degree of the reference
   pose_error       mean over rows where both faces were found

@@ -60,7 +60,7 @@ from omniid.eval_export import write_export
 from omniid.eval_generate import Scored, generate_all, safe_name, score_rows
 from omniid.eval_html import write_report
 from omniid.eval_out import EVAL, claim_out, complete_out, kept_export, write_json
-from omniid.eval_notes import conditioned, random_weights
+from omniid.eval_notes import conditioned, random_weights, upscaled_identity_input
 from omniid.eval_plan import Fitted, Plan, fit
 from omniid.eval_setting import row_settings
 from omniid.eval_table import MARK, TableSpec, write_table
@@ -199,12 +199,13 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
                      conditioned=marks, labels={rep: {"setting": settings_of[rep]} for rep in order},
                      header=[f"**{note}**"] if note else [],
-                     footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench))
+                     footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench) +
+                     upscaled_identity_input(infos))
     cells = write_table(rows, out, spec)
     curves = write_curves(curve_points(rows, spec), out, spec, note)
-    summary = summarise(swap_rows, order, protocol) if swaps else []
+    summary = summarise(swap_rows, order, protocol, metrics.recognisers[0]) if swaps else []
     if swaps:
-        write_swap(out, swap_rows, summary, protocol)
+        write_swap(out, swap_rows, summary, protocol, marks)
     exported = write_export(export, rows, out, infos[labels[0]].prompt if labels else "") \
         if export is not None else None
     settings = _settings(protocol, fitted, metrics, infos, labels, note, marks, bench, export, exported,

@@ -11,7 +11,8 @@ generated images alike, so an image compared with itself scores cosine 1 by cons
 - Pose error: |Δyaw| + |Δpitch| + |Δroll| in degrees; NaN where either face is missing. The paper
   used Hopenet, so absolute values are comparable only between rows measured with the same model.
 - Sim(Ref): cosine to the nearest input image, one of the parts of MultiID-Bench's copy-paste
-  score (`omniid.copypaste`), which the evaluation computes beside it.
+  score (`omniid.copypaste`), which the evaluation computes beside it; NaN without a generated
+  face, so it is averaged over the images that have one (like copy-paste).
 """
 from __future__ import annotations
 
@@ -55,9 +56,10 @@ def pose_error(generated: Face | None, truth: Face | None) -> float:
 
 
 def ref_similarity(generated: Face | None, inputs: Sequence[Face | None]) -> float:
-    """Similarity to the nearest input image (Sim(Ref)); 0 without a face."""
-    scores = [id_similarity(generated, face) for face in inputs if face is not None]
-    return max(scores) if scores else 0.0
+    """Similarity to the nearest input image (Sim(Ref)); NaN without a face (undefined, not 0: a
+    failed generation must not read as one that copies less; omniid.scoring)."""
+    scores = [id_similarity(generated, face) for face in inputs if face is not None] if generated is not None else []
+    return max(scores) if scores else float("nan")
 
 
 class FaceMetrics:

@@ -43,6 +43,10 @@ def _as_pil(image: ImageLike, mode: str | None, side: int | None = None) -> Imag
     raise TypeError(f"expected a path, a PIL image or a uint8 array, got {type(image).__name__}")
 
 
+# the side of the face the frozen identity model of the `arcface` baselines embeds (ArcFace's and
+# SFace's 112 px template); it reads the encoder's input, so a tiny preset's 32 px is scaled up to it
+IDENTITY_SIDE = 112
+
 PIXEL_RANGES = ("clip", "signed")
 # uint8 -> pixels: x * scale + offset per channel (CLIP's mean and std folded in)
 _AFFINE = {"clip": (1 / (255.0 * torch.tensor(CLIP_STD)), -torch.tensor(CLIP_MEAN) / torch.tensor(CLIP_STD)),

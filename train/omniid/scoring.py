@@ -1,8 +1,10 @@
 """The scores of one image in omniid-eval, with each recogniser: one row of results.parquet.
 
 Per recogniser R (an identity model of mfhq's registry, `--recognisers`):
-  id_similarity:R  cosine to the ground truth; 0 without a generated face (then counted as no face)
-  sim_ref:R        cosine to the nearest input; 0 without a generated face
+  id_similarity:R  cosine to the ground truth; 0 without a generated face (a failure is penalised,
+                   as in the paper's protocol; counted as no face)
+  sim_ref:R        cosine to the nearest input; NaN without a generated face (left out of the mean,
+                   as copy-paste: a failed generation must not read as "copies less")
   copy_paste:R     MultiID-Bench's copy-paste score (omniid.copypaste); NaN without a face
   degenerate:R     the ground truth lies within a degree of that input, so copy_paste is NaN
 `id_similarity` and `sim_ref` without a suffix are the first recogniser's. Beside them the pose
@@ -67,7 +69,7 @@ def score(face: Face | None, truth: Face | None, inputs: Sequence[Face | None],
         sim = float("nan") if gt is None else 0.0 if gen is None else cosine(gen, gt)
         ref = [cosine(gen, v) for v in refs if v is not None] if gen is not None else []
         cp, degenerate = copy_paste(gen, gt, refs)
-        out.update({f"id_similarity:{r}": sim, f"sim_ref:{r}": max(ref) if ref else 0.0,
+        out.update({f"id_similarity:{r}": sim, f"sim_ref:{r}": max(ref) if ref else float("nan"),
                     f"copy_paste:{r}": cp, f"degenerate:{r}": degenerate})
     out["id_similarity"], out["sim_ref"] = out[f"id_similarity:{recognisers[0]}"], out[f"sim_ref:{recognisers[0]}"]
     return out

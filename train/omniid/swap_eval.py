@@ -9,8 +9,14 @@ identities: the mean margin and a percentile bootstrap interval (identities resa
 replacement, seeded). The `copy-input` row does the same with the first input photo itself (own
 vs donor's): the margin real photos of two people earn under this metric.
 
+ID sim is the first recogniser's (`id_similarity` of results.parquet): the table names it, swap.csv
+has it in `recogniser`, and a representation conditioned on that same model (the `arcface`
+baselines on the paper preset) is marked ‡ as in the main table (omniid.eval_notes.conditioned):
+there own beats swapped partly because the scorer is the model the representation copies.
+
 Outputs: swap.parquet (one row per identity, representation, target, sample), swap.csv (one row
-per representation), a section of table.md, and settings.json's "swap" (k, donors, bootstrap).
+per representation, with `recogniser` and `conditioned_on`), a section of table.md, and
+settings.json's "swap" (k, donors, bootstrap, margins).
 """
 from __future__ import annotations
 
@@ -23,6 +29,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from omniid.errors import FlagError
+from omniid.eval_notes import conditioned_line
+from omniid.eval_table import MARK
 from omniid.metrics import id_similarity
 from omniid.swap import bootstrap_interval, derangement
 
@@ -32,7 +40,7 @@ SWAP_SCHEMA = pa.schema([
     ("face", pa.bool_()), ("gt_face", pa.bool_()), ("id_similarity_own", pa.float64()),
     ("id_similarity_swapped", pa.float64()), ("margin", pa.float64()),
 ])
-SUMMARY_FIELDS = ("representation", "k", "own", "swapped", "margin", "low", "high", "identities")
+SUMMARY_FIELDS = ("representation", "recogniser", "k", "own", "swapped", "margin", "low", "high", "identities")
 
 
 def donors(identities: list[str], seed: int) -> dict[str, str]:
@@ -103,9 +111,10 @@ def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
     return paths, metrics.analyse(images)
 
 
-def summarise(rows: list[dict], labels: list[str], protocol) -> list[dict]:
-    """Per representation: mean own and swapped ID sim, the mean per-identity margin and its
-    bootstrap interval (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
+def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) -> list[dict]:
+    """Per representation: mean own and swapped ID sim (with `recogniser`, the first one: the
+    rows' `id_similarity`), the mean per-identity margin and its bootstrap interval
+    (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
     A label without swap rows (`real photos`, `bench out`: nothing to swap) has no line."""
     summary = []
     for label in (label for label in labels if any(r["representation"] == label for r in rows)):
@@ -117,30 +126,39 @@ def summarise(rows: list[dict], labels: list[str], protocol) -> list[dict]:
                                                protocol.bootstrap, protocol.seed, protocol.level)
         own, swapped = (float(np.mean([r[key] for r in scored])) if scored else float("nan")
                         for key in ("id_similarity_own", "id_similarity_swapped"))
-        summary.append({"representation": label, "k": swap_k(protocol), "own": own, "swapped": swapped,
-                        "margin": margin, "low": low, "high": high, "identities": len(per_identity)})
+        summary.append({"representation": label, "recogniser": recogniser, "k": swap_k(protocol), "own": own,
+                        "swapped": swapped, "margin": margin, "low": low, "high": high,
+                        "identities": len(per_identity)})
     return summary
 
 
-def write_swap(out: Path, rows: list[dict], summary: list[dict], protocol) -> None:
-    """swap.parquet, swap.csv and the identity-swap section of table.md (written after it)."""
+def write_swap(out: Path, rows: list[dict], summary: list[dict], protocol, marks: dict[str, list[str]]) -> None:
+    """swap.parquet, swap.csv and the identity-swap section of table.md (written after it); marks:
+    the main table's representation -> its scoring recognisers it is conditioned on."""
+    recogniser = summary[0]["recogniser"] if summary else ""
+    same = {s["representation"]: [recogniser] for s in summary if recogniser in marks.get(s["representation"], [])}
     pq.write_table(pa.Table.from_pylist(rows, schema=SWAP_SCHEMA), out / "swap.parquet")
     with open(out / "swap.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS)
+        writer = csv.DictWriter(handle, fieldnames=(*SUMMARY_FIELDS, "conditioned_on"))
         writer.writeheader()
-        writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in s.items()} for s in summary)
+        writer.writerows({**{k: (repr(v) if isinstance(v, float) else v) for k, v in s.items()},
+                          "conditioned_on": ",".join(same.get(s["representation"], []))} for s in summary)
 
-    def fmt(value: float) -> str:
-        return "–" if math.isnan(value) else f"{value:+.3f}"
+    def fmt(value: float, mark: bool = False) -> str:
+        return ("–" if math.isnan(value) else f"{value:+.3f}") + (f" {MARK}" if mark else "")
 
-    pct = f"{100 * protocol.level:g}%"
-    lines = ["", f"Identity swap (k={swap_k(protocol)}): ID sim to the same ground truth of images generated from "
+    pct, sim = f"{100 * protocol.level:g}%", f"ID sim ({recogniser})"
+    lines = ["", f"Identity swap (k={swap_k(protocol)}), {sim}: to the same ground truth, of images generated from "
              f"the identity's own inputs and from another identity's (a seeded derangement); margin = own - swapped, "
              f"per identity, then averaged; {pct} bootstrap interval over identities ({protocol.bootstrap} "
              f"resamples, seed {protocol.seed}).", "",
-             f"| Representation | Own | Swapped | Margin | {pct} interval | Identities |", "|---|---:|---:|---:|---|---:|"]
+             f"| Representation | Own {sim} | Swapped {sim} | Margin | {pct} interval | Identities |",
+             "|---|---:|---:|---:|---|---:|"]
     for s in summary:
-        lines.append(f"| {s['representation']} | {fmt(s['own'])} | {fmt(s['swapped'])} | {fmt(s['margin'])} | "
+        m = s["representation"] in same
+        name = f"{s['representation']} {MARK}" if m else s["representation"]
+        lines.append(f"| {name} | {fmt(s['own'], m)} | {fmt(s['swapped'], m)} | {fmt(s['margin'], m)} | "
                      f"[{fmt(s['low'])}, {fmt(s['high'])}] | {s['identities']} |")
+    lines += ([""] + conditioned_line(same, MARK)) if same else []
     with open(out / "table.md", "a") as handle:
         handle.write("\n".join(lines) + "\n")

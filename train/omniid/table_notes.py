@@ -15,7 +15,9 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
     lines = [
         f"ID sim, Sim(Ref) and copy-paste with each recogniser ({', '.join(recognisers)}): cosine to the ground "
         f"truth / to the nearest input, and MultiID-Bench's (theta(gen, GT) - theta(gen, ref)) / theta(GT, ref) "
-        f"with embedding angles (+1: copies the input, -1: matches the target). Pose error: |Δyaw|+|Δpitch|+|Δroll| "
+        f"with embedding angles (+1: copies the input, -1: matches the target). A generation without a face "
+        f"scores ID sim 0 (a failure is penalised) and is left out of Sim(Ref) and copy-paste (counted in "
+        f"`No face`). Pose error: |Δyaw|+|Δpitch|+|Δroll| "
         f"in degrees with {models['pose_model']} (the paper used Hopenet: absolute values are not comparable); "
         f"faces found with {models['detector']} (mfhq pipeline `{models['pipeline']}`).",
         f"Each cell: mean over images [{100 * protocol.level:g}% bootstrap interval over identities, "

@@ -1,0 +1,91 @@
+"""What omniid-eval's tables say they measure: the identity-swap table names the recogniser behind
+its ID sim and marks a representation conditioned on it, Sim(Ref) leaves out a generation
+without a face (as copy-paste does) instead of scoring it 0, and the footer states the tiny
+presets' `arcface` baselines embed an upscaled face."""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mfhq.faces import Face
+from omniid.config import get_preset
+from omniid.eval_notes import conditioned, upscaled_identity_input
+from omniid.eval_table import TableSpec, write_table
+from omniid.evaluate import Protocol
+from omniid.metrics import ref_similarity
+from omniid.scoring import score
+from omniid.swap_eval import summarise, write_swap
+
+RECOGNISERS = ["arcface", "sface"]
+
+
+def _face(vector, pose=(0.0, 0.0, 0.0)) -> Face:
+    unit = np.asarray(vector, np.float32) / np.linalg.norm(vector)
+    return Face(unit, np.asarray(pose, np.float32), np.zeros(4, np.float32), 1.0,
+                {r: unit for r in RECOGNISERS})
+
+
+def _swap_rows() -> list[dict]:
+    rows = []
+    for rep in ("omniid", "arcface", "clip"):
+        for n, identity in enumerate(("a", "b")):
+            own, swapped = 0.5 + 0.1 * n, 0.2
+            rows.append({"identity_id": identity, "representation": rep, "k": 1, "target": 0, "sample": 0,
+                         "seed": 0, "donor_id": "b" if identity == "a" else "a", "image_path": "x.png",
+                         "face": True, "gt_face": True, "id_similarity_own": own,
+                         "id_similarity_swapped": swapped, "margin": own - swapped})
+    return rows
+
+
+def test_the_swap_table_names_its_recogniser_and_marks_rows_conditioned_on_it(tmp_path):
+    protocol = Protocol(inputs=(1,), swap_k=1, bootstrap=50)
+    # arcface is conditioned on the first recogniser, which scores the swap; clip on the second only
+    marks = conditioned({"omniid": [], "arcface": ["arcface"], "clip": ["sface"]}, RECOGNISERS)
+    rows = _swap_rows()
+    summary = summarise(rows, ["omniid", "arcface", "clip"], protocol, RECOGNISERS[0])
+    (tmp_path / "table.md").write_text("main table\n")
+    write_swap(tmp_path, rows, summary, protocol, marks)
+
+    table = pd.read_csv(tmp_path / "swap.csv", keep_default_na=False).set_index("representation")
+    assert (table.recogniser == "arcface").all()
+    assert table.conditioned_on.to_dict() == {"omniid": "", "arcface": "arcface", "clip": ""}
+    text = (tmp_path / "table.md").read_text()
+    assert "Own ID sim (arcface) | Swapped ID sim (arcface)" in text
+    lines = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| arcface ‡" in lines and "| omniid" in lines and "| clip" in lines  # clip: not on this scorer
+    assert lines["| arcface ‡"].count("‡") == 4  # the name and own, swapped, margin
+    assert "‡ arcface is conditioned on arcface, which also scores its ‡ columns" in text
+    assert "clip is conditioned" not in text
+
+
+def test_sim_ref_is_nan_without_a_generated_face_and_left_out_of_the_cell(tmp_path):
+    truth, near, far = _face([1, 0, 0]), _face([1, 0.2, 0]), _face([0, 1, 0])
+    found = score(_face([1, 0.1, 0]), truth, [near, far], RECOGNISERS)
+    missing = score(None, truth, [near, far], RECOGNISERS)
+    assert missing["id_similarity"] == 0.0  # ID sim: a failed generation is penalised
+    assert math.isnan(missing["sim_ref"]) and math.isnan(missing["sim_ref:sface"])
+    assert math.isnan(ref_similarity(None, [near, far]))
+    assert found["sim_ref"] == pytest.approx(ref_similarity(_face([1, 0.1, 0]), [near, far]))
+
+    base = {"representation": "omniid", "k": 1, "gt_face": True, "pose_error": 0.0}
+    rows = [{**base, **found, "identity_id": "a"}, {**base, **missing, "identity_id": "b"}]
+    spec = TableSpec(["omniid"], [1], RECOGNISERS, resamples=20)
+    cells = write_table(rows, tmp_path, spec)[("omniid", 1)]
+    assert cells["sim_ref:arcface"][0] == pytest.approx(found["sim_ref:arcface"])  # the faceless row left out
+    assert cells["id_similarity:arcface"][0] == pytest.approx(found["id_similarity:arcface"] / 2)
+    assert cells["no_face_rate"][0] == 0.5  # and the table says how many had no face
+
+
+def test_the_footer_states_the_tiny_arcface_baselines_upscaled_face():
+    tiny, paper = get_preset("tiny"), get_preset("paper")
+    infos = {"arcface": SimpleNamespace(preset=tiny, conditioning=["sface"]),
+             "omniid": SimpleNamespace(preset=tiny, conditioning=[]),
+             "arcface (paper)": SimpleNamespace(preset=paper, conditioning=["arcface"])}
+    line, = upscaled_identity_input(infos)
+    assert "arcface (32 px)" in line and "scaled up to 112 px" in line
+    assert "omniid" not in line and "paper)" not in line  # 224 px read down: no handicap to state
+    assert upscaled_identity_input({"arcface (paper)": infos["arcface (paper)"]}) == []
