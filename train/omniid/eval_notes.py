@@ -61,9 +61,10 @@ def conditioned(conditioning: dict[str, list[str]], recognisers: list[str]) -> d
     return out
 
 
-def conditioned_line(marks: dict[str, list[str]], mark: str) -> list[str]:
+def conditioned_line(marks: dict[str, list[str]], mark: str,
+                     advice: str = "read the other recognisers' columns") -> list[str]:
     return [f"{mark} {label} is conditioned on {', '.join(models)}, which also scores its {mark} columns: there its "
-            f"ID similarity is not an independent measurement; read the other recognisers' columns."
+            f"ID similarity is not an independent measurement; {advice}."
             for label, models in marks.items()]
 
 

@@ -159,6 +159,7 @@ def write_swap(out: Path, rows: list[dict], summary: list[dict], protocol, marks
         name = f"{s['representation']} {MARK}" if m else s["representation"]
         lines.append(f"| {name} | {fmt(s['own'], m)} | {fmt(s['swapped'], m)} | {fmt(s['margin'], m)} | "
                      f"[{fmt(s['low'])}, {fmt(s['high'])}] | {s['identities']} |")
-    lines += ([""] + conditioned_line(same, MARK)) if same else []
+    advice = "the main table's other recognisers' columns measure it independently"
+    lines += ([""] + conditioned_line(same, MARK, advice)) if same else []
     with open(out / "table.md", "a") as handle:
         handle.write("\n".join(lines) + "\n")
