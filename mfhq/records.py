@@ -53,6 +53,7 @@ class Drop:
     TOO_SMALL = "too_small"
     OUT_OF_FRAME = "out_of_frame"
     LOW_QUALITY = "low_quality"
+    DECODE_ERROR = "decode_error"  # its clip's video failed to decode part-way: no face of it is kept
 
 
 # Each drop reason and the stage that drops a face for it (`mfhq stats` groups by stage).
@@ -61,6 +62,7 @@ DROP_REASONS: dict[str, str] = {
     Drop.TOO_SMALL: "align",
     Drop.OUT_OF_FRAME: "align",
     Drop.LOW_QUALITY: "quality",
+    Drop.DECODE_ERROR: "decode",
 }
 # A clip whose faces were all dropped: the most telling reason gives its status (the person was
 # there but too small, cut off or too poor), else only other people were there.
@@ -161,15 +163,20 @@ class ClipRow:
                   fps: float, width: int, height: int, decoder: str | None, stage_seconds: dict,
                   recovered: list[str] = (), n_frames_detect_skipped: int | None = None,
                   n_frames_verified: int | None = None, annotation_iou: float | None = None,
-                  annotation_nme: float | None = None) -> dict:
+                  annotation_nme: float | None = None, decode_error: str | None = None) -> dict:
         """The row of a clip that was decoded and run through the stages: `ok`, or what its face
-        rows say went wrong. `recovered`: the decoder errors it read past; the last four: how the
-        source's own faces compared with the detector's, where the source gave them."""
+        rows say went wrong. `recovered`: the decoder errors it read past; the next four: how the
+        source's own faces compared with the detector's, where the source gave them;
+        `decode_error`: why decoding stopped part-way (its faces were withdrawn, none kept)."""
         kept = sum(f["kept"] for f in faces)
         status, reason = Status.OK, None
         if recovered:
             reason = "recovered from: " + "; ".join(recovered)
-        if not faces:
+        if decode_error is not None:
+            status, reason = Status.DECODE_ERROR, decode_error
+            if faces:
+                reason += f"; none of the {len(faces)} faces of the {n_frames_read} frames read before it is kept"
+        elif not faces:
             status, reason = Status.NO_FACE, f"no face in {n_frames_read} sampled frames"
         elif kept == 0:
             reasons = {f["drop_reason"] for f in faces}
@@ -216,6 +223,17 @@ class FaceRow:
         if reason not in DROP_REASONS:
             raise ValueError(f"unknown drop reason {reason!r}")
         return FaceRow._row(clip, face, reason, None, None, align_template, provenance)
+
+    @staticmethod
+    def withdrawn(row: dict, reason: str) -> dict:
+        """A face row of a clip that cannot keep its faces after all: a kept face becomes a face
+        dropped for `reason`, without crop or mask (a dropped face has none); a dropped face keeps its own."""
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}")
+        if not row["kept"]:
+            return row
+        return {**row, "kept": False, "drop_reason": reason, "crop_path": None, "mask_path": None,
+                "crop_digest": None, "landmarks68": None}
 
     @staticmethod
     def _row(clip: Clip, face: FaceMeasures, reason: str | None, crop_path: str | None, mask_path: str | None,

@@ -17,12 +17,13 @@ from mfhq.config import PipelineConfig
 from mfhq.decode import DecodeError
 from mfhq.decode_ahead import DecodeAhead, reader_thread
 from mfhq.manifest.io import is_disk_full
-from mfhq.records import Clip, ClipRow, FaceMeasures, FaceRow, Status
+from mfhq.records import Clip, ClipRow, Drop, FaceMeasures, FaceRow, Status
 from mfhq.stages.base import ClipState, FaceBatch
 from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
 from mfhq.worker.clip_open import ReadAcross, open_clip
+from mfhq.worker.face_rows import dense_points, embedding_frame, num, withdraw
 from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
@@ -204,7 +205,7 @@ class ClipProcessor:
         clip, decoder, info, chunks, first = opened.clip, opened.decoder, opened.info, opened.chunks, opened.first
         opened.first = ahead = None  # the first chunk is `first`'s alone: let go of once it is processed
         try:
-            rows, state, n_read = [], ClipState(), 0
+            rows, state, n_read, cut = [], ClipState(), 0, None
             if self.reads_ahead:
                 then = None if following is None else lambda: self.read_across.start(
                     following, self.provenance, lambda reading: on_phase(following.key, "read" if reading else "read-done"))
@@ -216,7 +217,12 @@ class ClipProcessor:
                 # decoding costs beyond the models it overlaps.
                 phase("decode")
                 started = time.perf_counter()
-                chunk, first = first if first is not None else next(chunks, None), None
+                try:
+                    chunk, first = first if first is not None else next(chunks, None), None
+                except DecodeError as exc:
+                    if not n_read:  # nothing read: the row of a clip that could not be read at all
+                        raise
+                    chunk, cut = None, exc  # part-way: the chunks read before are recorded below
                 timings["decode"] += time.perf_counter() - started
                 if chunk is None:
                     break
@@ -231,9 +237,11 @@ class ClipProcessor:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
-        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(opened.indices))
+        if cut is not None:  # a half-read clip keeps no face (cluster-sample reads kept faces only)
+            rows = withdraw(self.run_dir, rows, Drop.DECODE_ERROR)
+        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(opened.indices), cut)
 
-    def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled) -> dict:
+    def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled, cut=None) -> dict:
         verified = {}
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:
             # A checked frame where the detector found nothing counts as IoU 0.
@@ -244,7 +252,8 @@ class ClipProcessor:
         return ClipRow.processed(
             clip, rows, self.provenance, n_frames_read=n_read, duration_sec=n_sampled / self.cfg.decode.fps,
             fps=info.fps, width=info.width, height=info.height, decoder=decoder.reader.name if decoder.reader else None,
-            stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors, **verified)
+            stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors,
+            decode_error=None if cut is None else str(cut), **verified)
 
     def _rows(self, batch: FaceBatch) -> list[dict]:
         clip, align = batch.clip, self.cfg.align
@@ -255,44 +264,23 @@ class ClipProcessor:
             face = FaceMeasures(
                 frame_index=frame_index, time_sec=frame_index / batch.fps, face_index=int(batch.face_index[i]),
                 det_score=float(batch.scores[i]), bbox=batch.boxes[i].tolist(),
-                landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=_num(batch.face_size[i]),
-                identity_similarity=_num(batch.similarity[i]),
-                out_of_frame=None if batch.out_of_frame is None else _num(batch.out_of_frame[i]),
-                yaw=_num(batch.pose[i, 0]), pitch=_num(batch.pose[i, 1]), roll=_num(batch.pose[i, 2]),
-                quality=_num(batch.quality[i]),
+                landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=num(batch.face_size[i]),
+                identity_similarity=num(batch.similarity[i]),
+                out_of_frame=None if batch.out_of_frame is None else num(batch.out_of_frame[i]),
+                yaw=num(batch.pose[i, 0]), pitch=num(batch.pose[i, 1]), roll=num(batch.pose[i, 2]),
+                quality=num(batch.quality[i]),
                 embedding=batch.embeddings[i].tolist() if batch.embeddings is not None else None,
-                embedding_frame=_embedding_frame(batch, i))
+                embedding_frame=embedding_frame(batch, i))
             if batch.drop_reason[i] is not None:
                 rows.append(FaceRow.dropped(clip, face, batch.drop_reason[i], template, self.provenance))
                 continue
             stem = f"{clip.source}/{clip.clip_id}/{frame_index:06d}_{face.face_index}"
             crop_path, mask_path = f"crops/{stem}.{align.crop_format}", f"masks/{stem}.png"
             if align.crops == "materialize":  # the paths `mfhq materialize` writes, if the face is sampled
-                face = face._replace(crop_digest=crop_digest(batch.crops[i]), landmarks68=_dense_points(batch, i))
+                face = face._replace(crop_digest=crop_digest(batch.crops[i]), landmarks68=dense_points(batch, i))
             else:
                 write_image(self.run_dir, crop_path, batch.crops[i], align.jpeg_quality)
                 write_mask(self.run_dir, mask_path, batch.masks[i])
             rows.append(FaceRow.kept(clip, face, crop_path, mask_path, template, self.provenance))
         return rows
 
-
-def _embedding_frame(batch: FaceBatch, face: int) -> int | None:
-    """The frame index of the face whose embedder output this face's embedding is (its own
-    frame, or an earlier/later frame of the same track with embed.every > 1)."""
-    if batch.embeddings is None:
-        return None
-    if batch.embedding_frames is not None:
-        return int(batch.embedding_frames[face])
-    return int(batch.frame_indices[batch.frame_pos[face]])
-
-
-def _dense_points(batch: FaceBatch, face: int) -> list[float] | None:
-    """The detector's 68 points of a face, flat, or None where it gave none (NaN)."""
-    if batch.landmarks68 is None or not np.isfinite(batch.landmarks68[face]).all():
-        return None
-    return batch.landmarks68[face].reshape(-1).tolist()
-
-
-def _num(value) -> float | None:
-    value = float(value)
-    return None if np.isnan(value) else value
