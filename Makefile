@@ -37,7 +37,7 @@ demo: $(STAMP)
 	$(BIN)/mfhq cluster-sample --run $(RUN) --manifest manifests --pipeline pipelines/sample.yaml
 	$(BIN)/mfhq stats --run $(RUN) --manifest manifests --out reports
 	rm -rf runs/omniid-demo runs/omniid-demo-flow
-	# tiny-swap: trained until the representation carries identity (held-out identity-swap gap printed at the end)
+	# tiny-swap: trained until the representation carries identity (identity-swap gap on held-out frames printed at the end)
 	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny-swap --stage mtd --out runs/omniid-demo
 	$(BIN)/omniid-train --manifest manifests/train.parquet --preset tiny-swap --stage flow --init-from runs/omniid-demo --out runs/omniid-demo-flow
 	@echo "Output: $(RUN)/faces (one row per face), $(RUN)/clips (one row per clip), $(RUN)/crops, $(RUN)/masks;"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from itertools import islice
 
@@ -57,6 +58,23 @@ def test_sampler_resumes_the_same_stream_and_splits_ranks():
         assert not {d for _, d in r0} & {d for _, d in r1}
     epoch = [i for batch in islice(FewToManySampler(10, 2, seed=4), 5) for i, _ in batch]
     assert sorted(epoch) == list(range(10))  # an epoch visits each identity once
+
+
+def test_each_epoch_leaves_out_the_identities_no_whole_batch_holds(sample_manifest, caplog):
+    """10 identities, batches of 3 x 2 processes: 1 global batch an epoch, 4 identities left out of
+    each epoch (a different 4), and the training loader says so once at the start."""
+    sampler = FewToManySampler(10, 3, seed=4, world=2)
+    assert (len(sampler), sampler.left_out) == (1, 4)
+    epochs = [{i for rank in range(2) for i, _ in next(islice(FewToManySampler(10, 3, seed=4, rank=rank, world=2),
+                                                               e, None))} for e in range(3)]
+    assert all(len(epoch) == 6 for epoch in epochs) and len(set(map(frozenset, epochs))) > 1
+    with caplog.at_level(logging.INFO, logger="omniid.data"):
+        loader = build_loader(sample_manifest, SIZE, 3, 2, batch_size=3)
+    n = len(loader.dataset)
+    assert n % 3, n  # the sample manifest's identities do not fill whole batches of 3
+    left = [r.getMessage() for r in caplog.records if "leaves out" in r.getMessage()]
+    assert left == [f"train: each epoch leaves out {n % 3} of {n} identities, a different {n % 3} each epoch "
+                    f"({n // 3} global batches of 3 x 1, like drop_last)"]
 
 
 def _copy_run(src, dest):

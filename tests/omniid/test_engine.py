@@ -121,3 +121,16 @@ def test_a_checkpoint_that_gives_a_non_finite_loss_is_set_aside_and_resume_works
     assert main(common + ["--resume", "auto"]) == 0
     assert [r["step"] for r in records(out) if "loss" in r] == [1, 2, 3, 4, 5, 6]  # each step once
     assert all(math.isfinite(loss) for loss in losses(out).values())
+
+
+def test_each_record_says_how_many_steps_its_loss_averages(sample_manifest, tmp_path):
+    """A stop logs its last step, so the next record after a resume averages fewer steps than
+    --log-every: loss_steps says how many, and the two runs' records are comparable through it."""
+    common = ["--manifest", str(sample_manifest), "--preset", "tiny", "--steps", "4", "--log-every", "4",
+              "--eval-every", "100"]
+    assert main(common + ["--out", str(tmp_path / "straight")]) == 0
+    assert main(common + ["--out", str(tmp_path / "split"), "--stop-after", "3"]) == 0
+    assert main(common + ["--out", str(tmp_path / "split"), "--resume", "auto"]) == 0
+    steps = {name: [(r["step"], r["loss_steps"]) for r in records(tmp_path / name) if "loss" in r]
+             for name in ("straight", "split")}
+    assert steps == {"straight": [(4, 4)], "split": [(3, 3), (4, 1)]}

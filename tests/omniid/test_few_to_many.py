@@ -5,6 +5,7 @@ is decoded once per item and the flow stage decodes no mask; the presets and fla
 least as many targets as inputs."""
 from __future__ import annotations
 
+import logging
 from itertools import islice
 
 import pytest
@@ -13,7 +14,8 @@ from PIL import Image
 
 from omniid.cli import main
 from omniid.config import FEW_TO_MANY, PRESETS, get_preset
-from omniid.data import build_loader
+from omniid.data import build_loader, load_manifest
+from omniid.draws import FewToManyDataset
 from omniid.errors import FlagError
 from omniid.objectives.flow import loader_options as flow_loader_options
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
@@ -99,6 +101,26 @@ def test_cli_names_a_broken_rule_in_one_line(sample_manifest, tmp_path, capsys, 
                  "--out", str(tmp_path / "run")])
     assert code == 2 and "holdout_faces 1" in caplog.text and "Traceback" not in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_mtd_targets_of_an_identity_with_few_faces_repeat_and_the_log_says_so(sample_manifest, caplog):
+    """4 faces for 3 -> 8: the 8 targets cycle through the 4 faces, and the line counting such
+    identities names its set, as in MTD training."""
+    name, faces = next(iter(load_manifest(sample_manifest).items()))
+    with caplog.at_level(logging.INFO, logger="omniid.data"):
+        dataset = FewToManyDataset({name: faces[:4]}, 32, 3, 8)
+    item = dataset[(0, 0)]
+    assert len(item["target_paths"]) == 8 and len(set(item["target_paths"])) == 4
+    assert "train: 1 of 1 identities have fewer than 8 faces: their 8 targets repeat faces" in caplog.text
+
+
+def test_the_short_identities_line_names_its_set_and_says_when_inputs_shrink(sample_manifest, caplog):
+    """The flow stage's held-out frames (2 faces each): 1 input and 1 target, repeated."""
+    with caplog.at_level(logging.INFO, logger="omniid.data"):
+        loader = _stage_loader(sample_manifest, "flow", holdout=2, part="heldout", name="heldout")
+    n = len(loader.dataset)
+    assert (f"heldout: {n} of {n} identities have fewer than 3 + 4 faces: their 4 targets repeat faces (never an "
+            f"input); the inputs of {n} of them shrink to their faces - 1 (to 1 at the fewest)") in caplog.text
 
 
 @pytest.mark.parametrize("stage", ["mtd", "flow"])

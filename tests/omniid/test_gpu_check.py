@@ -40,3 +40,12 @@ def test_the_paper_steps_fit_one_gpu(capsys):
     assert main(["--steps", "1"]) == 0
     for record in map(json.loads, capsys.readouterr().out.splitlines()):
         assert not record.get("oom"), record
+
+
+def test_an_unknown_stage_is_refused_naming_the_stages(capsys):
+    """A misspelt stage stops before any model is built: exit 2 and one line naming the valid ones."""
+    with pytest.raises(SystemExit) as stopped:
+        main(["--stages", "mdt", "--preset", "tiny", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert "--stages mdt: no stage mdt; the stages are mtd,flow" in err

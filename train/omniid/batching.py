@@ -60,6 +60,9 @@ class FewToManySampler(Sampler):
 
     Global batch g holds `batch_size * world` identities; rank r takes its slice. Starting at
     `start_batch` replays exactly the stream an uninterrupted run would have seen from there.
+    An epoch is the `len(self)` whole global batches its shuffle fills: like `drop_last`, the last
+    `left_out` identities of each epoch's order (n mod batch_size * world, a different few each
+    epoch) are left out of it, so that every batch holds exactly `batch_size` identities.
     """
 
     def __init__(self, num_identities: int, batch_size: int, seed: int = 0, rank: int = 0,
@@ -67,6 +70,7 @@ class FewToManySampler(Sampler):
         self.n, self.batch_size, self.seed = num_identities, batch_size, seed
         self.rank, self.world, self.start_batch = rank, world, start_batch
         self.per_epoch = num_identities // (batch_size * world) if batch_size > 0 else 0
+        self.left_out = num_identities - self.per_epoch * batch_size * world
         if self.per_epoch == 0:
             raise DataError(f"{num_identities} identities cannot fill one global batch of "
                                 f"{batch_size} x {world} processes; lower --batch-size")

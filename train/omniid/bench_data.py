@@ -97,7 +97,7 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
         "items_per_s_per_worker": n / wall, "jpeg_floor_ms_per_item": 1000 * floor / n,
         "item_over_floor": cpu / floor if floor else None,
         "assumed_steps_per_s": steps_per_s, "identities_per_gpu_step": preset.data.batch_size,
-        "items_per_s_per_gpu": needed, "loader_cores_per_gpu": needed * cpu_ms / 1000,
+        "assumed_items_per_s_per_gpu": needed, "loader_cores_per_gpu": needed * cpu_ms / 1000,
     }
     if args.workers:
         rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches)

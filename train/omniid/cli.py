@@ -153,8 +153,9 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
     test = _test_manifest(args)
     if not test.is_file():
         log.warning("no test set: %s not found, so the eval_* losses are not logged (--test-manifest)", test)
-    return (loader(test) if test.is_file() else None,
-            loader(manifest, holdout=data.holdout_faces, part="heldout") if data.holdout_faces else None)
+    held = {"holdout": data.holdout_faces, "part": "heldout", "name": "heldout"}
+    return (loader(test, name="eval") if test.is_file() else None,
+            loader(manifest, **held) if data.holdout_faces else None)
 
 
 def check_flags(args: argparse.Namespace, out: Path) -> None:

@@ -145,7 +145,7 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
                  target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
                  part: str = "kept", masks: bool = True, target_reader=None,
-                 disjoint: bool = False) -> FewToManyLoader:
+                 disjoint: bool = False, name: str = "train") -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
     target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
@@ -153,7 +153,8 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
     masks: False when the stage never reads the targets' face masks (they are not decoded).
     disjoint: targets never among the inputs (the flow stage), else drawn from all the faces (MTD).
     target_reader(manifest, target side, roots) -> a CropReader: an objective's own reading of its
-    targets (the adapter stage's adds each target's landmark image)."""
+    targets (the adapter stage's adds each target's landmark image).
+    name: the set's name in the log lines (train, eval, heldout)."""
     identities = load_manifest(manifest, roots=roots)
     if holdout:
         kept, held = split_holdout(identities, holdout)
@@ -161,12 +162,16 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
         if not identities:
             raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
-                               target_size, target_pixels, masks, disjoint)
+                               target_size, target_pixels, masks, disjoint, name=name)
     if target_reader is not None:
         dataset.target_reader = target_reader(manifest, dataset.target_size, roots)
     if clamp_batch:
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
+    if sampler.left_out and not clamp_batch:  # eval sets read a fixed few batches: no epochs
+        log.info("%s: each epoch leaves out %d of %d identities, a different %d each epoch (%d global batches "
+                 "of %d x %d, like drop_last)", name, sampler.left_out, len(dataset), sampler.left_out, len(sampler),
+                 batch_size, world)
     limit = default_max_bad(sum(len(f) for f in identities.values())) if max_bad_crops is None else max_bad_crops
     # an own generator keeps DataLoader from drawing its base seed from the global RNG
     return FewToManyLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,

@@ -5,7 +5,8 @@ draw orders the identity's faces at random and takes the first M readable ones a
 targets depend on the decoder:
 - MTD (`disjoint=False`, the paper's setting): the first R readable faces of the same order, the
   inputs among them, as the paper's ablations need (8-8 on MFHQ's 8 faces an identity: every face
-  is both); a face that is both is decoded once.
+  is both); a face that is both is decoded once. An identity with fewer than R faces cycles
+  through them (4 faces for 3 -> 8: 8 targets, 4 distinct), counted in a log line.
 - flow (`disjoint=True`): the next R readable faces after the inputs, never an input, so that the
   decoder is always asked for views it was not given (issue 21; §3.2's more targets than inputs).
   An identity with fewer than M + R faces keeps at least one face for the targets (M shrinks to
@@ -27,6 +28,24 @@ from omniid.errors import BadCropsError, DataError, FlagError
 log = logging.getLogger("omniid.data")
 
 
+def report_short(name: str, counts: list[int], m: int, r: int, disjoint: bool) -> None:
+    """One log line for the identities of set `name` (train, eval, heldout) whose R targets repeat
+    (identities with `counts` faces each), and whether their inputs shrink below M."""
+    need = m + r if disjoint else r  # MTD's targets are the first R faces, the inputs among them
+    short = [n for n in counts if n < need]
+    if not short:
+        return
+    # flow: M shrinks to faces - 1 (a target is kept); MTD: to the faces there are
+    fewest = min(short) - 1 if disjoint else min(short)
+    shrink = (f"; the inputs of {sum(n - disjoint < m for n in short)} of them shrink to their faces"
+              f"{' - 1' if disjoint else ''} (to {fewest} at the fewest)" if fewest < m else "")
+    what = f"{m} + {r}" if disjoint else f"{r}"
+    never = " (never an input)" if disjoint else ""
+    # MFHQ's usual case in the flow stage (8 faces an identity, 3 + 4 or more): no warning
+    log.info("%s: %d of %d identities have fewer than %s faces: their %d targets repeat faces%s%s",
+             name, len(short), len(counts), what, r, never, shrink)
+
+
 class FewToManyDataset(Dataset):
     """Item (identity index, draw index) -> {inputs [M,3,S,S], targets [R,3,T,T], masks [R,1,T,T]},
     plus `input_paths` / `target_paths` (the crops used) and `bad_crops`: the files this item
@@ -37,16 +56,16 @@ class FewToManyDataset(Dataset):
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
                  num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
                  target_size: int | None = None, target_pixels: str = "clip", masks: bool = True,
-                 disjoint: bool = False):
+                 disjoint: bool = False, name: str = "train"):
         self.target_size, self.target_pixels, self.masks = target_size or image_size, target_pixels, masks
         self.disjoint = disjoint
         least = 2 if disjoint else 1
         self.names = [n for n in identities if len(identities[n]) >= least]
         if len(self.names) < len(identities):
-            log.warning("%d of %d identities have a single face (no target that is not an input): left out",
-                        len(identities) - len(self.names), len(identities))
+            log.warning("%s: %d of %d identities have a single face (no target that is not an input): left out",
+                        name, len(identities) - len(self.names), len(identities))
         if not self.names:
-            raise DataError(f"no identity has {least} faces or more ({len(identities)} identities)")
+            raise DataError(f"{name}: no identity has {least} faces or more ({len(identities)} identities)")
         self.faces, self.image_size, self.seed = [identities[n] for n in self.names], image_size, seed
         self.reader = CropReader(image_size)
         self.target_reader = CropReader(self.target_size, target_pixels)
@@ -54,10 +73,7 @@ class FewToManyDataset(Dataset):
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
             raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
                             f"{self.num_inputs_min}, {num_inputs}, {num_targets}")
-        short = sum(len(f) < num_inputs + num_targets for f in self.faces) if disjoint else 0
-        if short:  # MFHQ's usual case in the flow stage: no warning
-            log.info("%d of %d identities have fewer than %d + %d faces: their targets repeat (never an input)",
-                     short, len(self.faces), num_inputs, num_targets)
+        report_short(name, [len(f) for f in self.faces], num_inputs, num_targets, disjoint)
 
     def __len__(self) -> int:
         return len(self.names)

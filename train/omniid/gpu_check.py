@@ -29,6 +29,8 @@ from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
 
+STAGES = ("mtd", "flow")  # the stages with a paper architecture to check
+
 
 def random_weight_preset(name: str, stage: str, batch_size: int | None):
     """The preset for `stage` with FLUX.1-dev's configs instead of its folder (CLIP is built with
@@ -81,11 +83,14 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = parser("python -m omniid.gpu_check", __doc__.split("\n\n")[0], __version__)  # 2 lines, < 80 columns
     p.add_argument("--preset", default="paper", help="whose architectures and batch per GPU")
-    p.add_argument("--stages", default="mtd,flow", metavar="LIST", help="stages to check")
+    p.add_argument("--stages", default=",".join(STAGES), metavar="LIST", help="stages to check, comma-separated")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
     p.add_argument("--batch-size", type=int, metavar="N", help="identities per GPU (default: the preset's)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (to test this script)")
     args = p.parse_args(argv)
+    unknown = [stage for stage in args.stages.split(",") if stage not in STAGES]
+    if unknown:
+        p.error(f"--stages {args.stages}: no stage {', '.join(unknown)}; the stages are {','.join(STAGES)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_check: no CUDA device here; run it on a GPU machine "

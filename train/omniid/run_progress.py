@@ -46,7 +46,9 @@ class Progress:
     def log_step(self, step: int, samples: int, lr: float) -> dict:
         elapsed = time.perf_counter() - self.start
         device = self.run.device
-        last = {"step": step, "loss": float(np.mean(self.losses)), "lr": lr,
+        # loss: the mean over the steps since the previous record, loss_steps of them: fewer than
+        # --log-every at a stop (the last step is logged) and so in the next record after a resume
+        last = {"step": step, "loss": float(np.mean(self.losses)), "loss_steps": len(self.losses), "lr": lr,
                 "samples_per_s": self.samples / max(elapsed, 1e-9), "samples": samples, "world": self.run.world,
                 "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
         self.jsonl.write(last)
