@@ -74,7 +74,7 @@ def test_each_epoch_leaves_out_the_identities_no_whole_batch_holds(sample_manife
     assert n % 3, n  # the sample manifest's identities do not fill whole batches of 3
     left = [r.getMessage() for r in caplog.records if "leaves out" in r.getMessage()]
     assert left == [f"train: each epoch leaves out {n % 3} of {n} identities, a different {n % 3} each epoch "
-                    f"({n // 3} global batches of 3 x 1, like drop_last)"]
+                    f"({n // 3} global batch{'' if n // 3 == 1 else 'es'} of 3 x 1, like drop_last)"]
 
 
 def _copy_run(src, dest):

@@ -169,9 +169,9 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
         batch_size = min(batch_size, len(dataset) // world)
     sampler = FewToManySampler(len(dataset), batch_size, seed, rank, world, start_batch)
     if sampler.left_out and not clamp_batch:  # eval sets read a fixed few batches: no epochs
-        log.info("%s: each epoch leaves out %d of %d identities, a different %d each epoch (%d global batches "
+        log.info("%s: each epoch leaves out %d of %d identities, a different %d each epoch (%d global batch%s "
                  "of %d x %d, like drop_last)", name, sampler.left_out, len(dataset), sampler.left_out, len(sampler),
-                 batch_size, world)
+                 "" if len(sampler) == 1 else "es", batch_size, world)
     limit = default_max_bad(sum(len(f) for f in identities.values())) if max_bad_crops is None else max_bad_crops
     # an own generator keeps DataLoader from drawing its base seed from the global RNG
     return FewToManyLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
