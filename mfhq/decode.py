@@ -74,7 +74,7 @@ class PyAVReader:
 
     A read that starts well past the decoder's position (a clip deep inside a long raw video)
     seeks to the keyframe before it instead of decoding everything from frame 0; frames are
-    then numbered from their timestamps. Non-reference frames that no read asks for are not
+    then numbered from their timestamps (on VFR video through their map, frame_times.py). Non-reference frames that no read asks for are not
     decoded, where the timestamps are proven to number frames as counting does (decode_skip.py).
     """
 
