@@ -20,6 +20,7 @@ from mfhq.config import DecodeConfig
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
+from mfhq.frame_times import VideoInfo, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
 from mfhq.native_output import captured_stderr, clean_error
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,6 @@ CHUNK_BYTES = 128 * 2**20  # decoded frames held at once per clip, at most (one 
 
 class DecodeError(MfhqError, RuntimeError):
     """No frame could be read; the message names the file and every decoder's error."""
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    n_frames: int
-    fps: float
-    width: int
-    height: int
 
 
 class VideoReader(Protocol):
@@ -58,7 +51,7 @@ class DecordReader:
         # One decoder thread per process: parallelism comes from worker processes.
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
-        return VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height)
+        return with_frame_times(path, VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height))
 
     def read(self, indices: list[int]) -> np.ndarray:
         import cv2
@@ -81,7 +74,7 @@ class PyAVReader:
 
     A read that starts well past the decoder's position (a clip deep inside a long raw video)
     seeks to the keyframe before it instead of decoding everything from frame 0; frames are
-    then numbered from their timestamps. Non-reference frames that no read asks for are not
+    then numbered from their timestamps (on VFR video through their map, frame_times.py). Non-reference frames that no read asks for are not
     decoded, where the timestamps are proven to number frames as counting does (decode_skip.py).
     """
 
@@ -100,7 +93,8 @@ class PyAVReader:
                 n_frames = int(float(stream.duration * stream.time_base) * fps)
             if not n_frames:  # some containers do not say: count them
                 n_frames = sum(1 for _ in container.decode(video=0))
-            self._info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
+            info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
+            self._info = with_frame_times(path, info, container)
         self._next = 0
         self._container = self._check = None
         self.n_decoded = 0  # frames decoded since open: shows that a seek or skipping saved the rest
@@ -116,10 +110,12 @@ class PyAVReader:
         self._stream, self._origin = stream, float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         self._next, position = 0, None
         if target >= self.SEEK_GAP and stream.time_base:
-            position = int((self._origin + target / self._info.fps) / stream.time_base)
+            position = int((self._origin + self._info.time_of(target)) / stream.time_base)
             self._container.seek(position, stream=stream, backward=True, any_frame=False)
             self._next = None  # unknown until the first frame's timestamp is read
-        self._check = TimestampCheck(self._path, self._info.fps, position) if can_skip(stream) else None
+        # Skipping numbers packets by timestamp x fps, which only CFR streams do.
+        vfr = self._info.times is not None
+        self._check = TimestampCheck(self._path, self._info.fps, position) if can_skip(stream) and not vfr else None
         self._wanted, self._last = set(), -1
         self._iter = self._frames()
 
@@ -137,13 +133,14 @@ class PyAVReader:
     def _index(self, frame) -> int:
         if frame.pts is None:
             raise DecodeError(f"{self._path}: a frame without a timestamp after a seek")
-        return int(round((float(frame.pts * self._stream.time_base) - self._origin) * self._info.fps))
+        seconds = float(frame.pts * self._stream.time_base) - self._origin
+        return int(round(seconds * self._info.fps)) if self._info.times is None else self._info.nearest(seconds)
 
     def read(self, indices: list[int]) -> np.ndarray:
         first, last = indices[0], max(indices)
         if self._container is None or first < (self._next or 0) or first - (self._next or 0) > self.SEEK_GAP:
             self._start(first)
-        wanted, out, n_out = set(indices), None, 0
+        wanted, out, got = set(indices), None, []
         if self._check is not None and not self._check.through(last + LOOKAHEAD):
             self._check = None  # the frames read so far were numbered alike both ways; now counted again
         self._wanted, self._last = wanted, last
@@ -160,12 +157,13 @@ class PyAVReader:
                     # Filled frame by frame (a list stacked at the end held the chunk twice), in
                     # a reused buffer once the chunk before has been let go (frame_pool.py).
                     out = FRAMES.array((len(wanted), *image.shape))
-                out[n_out] = image
-                n_out += 1
+                out[len(got)] = image
+                got.append(index)
             self._next = index + 1
-        if not n_out:
+        if not got:
             raise DecodeError(f"{self._path}: PyAV returned none of frames {first}..{last}")
-        return out[:n_out]
+        _check_delivered(self._path, indices, got)
+        return out[:len(got)]
 
     def close(self) -> None:
         if getattr(self, "_container", None) is not None:
@@ -173,6 +171,16 @@ class PyAVReader:
         if getattr(self, "_check", None) is not None:
             self._check.close()
         self._container = self._check = None
+
+
+def _check_delivered(path: Path, indices: list[int], got: list[int]) -> None:
+    """Frames may be missing only at the end (the stream ended early): the caller pairs the
+    frames with the first indices asked for, so a frame missing before one delivered would
+    shift every later label."""
+    if got != sorted(set(indices))[:len(got)]:
+        missing = sorted(set(indices[:len(got)]) - set(got)) or sorted(set(got) - set(indices))
+        raise DecodeError(f"{path}: PyAV could not deliver frame {missing[0]} (frames {indices[0]}..{indices[-1]} "
+                          f"asked, {got[0]}..{got[-1]} decoded); another decoder is tried, or set decode.backend: decord")
 
 
 def _load_custom(spec: str) -> type:
@@ -197,36 +205,6 @@ def reader_chain(backend: str) -> list[VideoReader]:
     if ":" in backend:
         return [_load_custom(backend)()]
     raise ValueError(f"unknown decode backend {backend!r}; use auto, decord, pyav or module:Class")
-
-
-def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, end_sec: float | None,
-                   frames: tuple[int, int] | None = None) -> list[int]:
-    """Frame indices at cfg.fps within [start, end), sorted and unique.
-
-    `frames` (first, last), both inclusive, is a range given in frames instead (TalkingHead-1KH
-    tubes, VFHQ clips): it is sampled at cfg.fps the same way and never leaves the range.
-    """
-    if info.n_frames <= 0 or info.fps <= 0:
-        return []
-    if frames is not None:
-        first, last = frames[0], min(frames[1], info.n_frames - 1)
-        if last < first:
-            return []
-        start_sec, end_sec = first / info.fps, (last + 1) / info.fps
-    duration = info.n_frames / info.fps
-    start = max(0.0, start_sec or 0.0)
-    end = min(duration, end_sec) if end_sec is not None else duration
-    if end <= start:
-        return []
-    times = np.arange(start, end, 1.0 / cfg.fps)
-    indices = np.unique(np.clip(np.round(times * info.fps).astype(np.int64), 0, info.n_frames - 1))
-    if frames is not None:
-        indices = indices[(indices >= first) & (indices <= last)]
-    if cfg.max_frames is not None and len(indices) > cfg.max_frames:
-        # Spread the cap over the whole range rather than keeping only the start.
-        keep = np.linspace(0, len(indices) - 1, cfg.max_frames).round().astype(int)
-        indices = indices[np.unique(keep)]
-    return indices.tolist()
 
 
 @dataclass

@@ -230,7 +230,7 @@ class ClipProcessor:
                 batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
                 chunk = None  # let go of the frames before the next read: two chunks held at most
                 started = time.perf_counter()
-                rows.extend(self._rows(batch))
+                rows.extend(self._rows(batch, info))
                 batch = None
                 timings["write"] += time.perf_counter() - started
         finally:
@@ -255,14 +255,14 @@ class ClipProcessor:
             stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors,
             decode_error=None if cut is None else str(cut), **verified)
 
-    def _rows(self, batch: FaceBatch) -> list[dict]:
+    def _rows(self, batch: FaceBatch, info) -> list[dict]:
         clip, align = batch.clip, self.cfg.align
         template = f"{align.template}{align.size}"
         rows = []
         for i in range(batch.n_faces):
             frame_index = int(batch.frame_indices[batch.frame_pos[i]])
             face = FaceMeasures(
-                frame_index=frame_index, time_sec=frame_index / batch.fps, face_index=int(batch.face_index[i]),
+                frame_index=frame_index, time_sec=info.time_of(frame_index), face_index=int(batch.face_index[i]),
                 det_score=float(batch.scores[i]), bbox=batch.boxes[i].tolist(),
                 landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=num(batch.face_size[i]),
                 identity_similarity=num(batch.similarity[i]),

@@ -1,0 +1,139 @@
+"""Frame numbers and times, and which frames to sample. Ours.
+
+A frame's index is its ordinal in the stream (what a sequential read counts, and decord's
+numbering); its time is its presentation time from the stream's start. In constant-frame-rate
+(CFR) video frame i is shown at i / fps, and that is all the readers and the sampling use. In a
+variable-frame-rate (VFR) stream (a phone recording, a screen capture, a dropped-frame capture)
+it is not: a seek numbered by timestamp x fps skips or repeats numbers and a time computed from
+the number is wrong. So for a VFR stream the packets' timestamps are read once (demuxed, nothing
+decoded, ~1 ms per second of 1080p video) and sorted: frame i is shown at times[i].
+
+CFR extract does not pay for that: an MP4/MOV's index (read with its header) holds every frame's
+decode timestamp, and evenly spaced ones mean CFR. Other containers (Matroska indexes keyframes
+only) are demuxed only where the nominal and average frame rates differ. A stream counts as VFR
+only where some frame's timestamp strays a whole frame or more from i / fps; one that jitters
+less is read as CFR, exactly as before (its rows unchanged: timestamps that jitter are not a
+reason to sample other frames).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from mfhq.config import DecodeConfig
+
+log = logging.getLogger(__name__)
+EVEN = 0.25  # an index spacing this far (relative) from the median one is not CFR
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    n_frames: int
+    fps: float  # the average frame rate
+    width: int
+    height: int
+    # VFR only: each frame's presentation time (seconds from the stream's start); None: i / fps.
+    times: np.ndarray | None = field(default=None, compare=False, repr=False)
+
+    def time_of(self, index: int) -> float:
+        return index / self.fps if self.times is None else float(self.times[index])
+
+    def nearest(self, seconds: float) -> int:
+        """The VFR frame whose time is nearest `seconds` (a decoded frame's own timestamp)."""
+        right = int(np.searchsorted(self.times, seconds))
+        return min((i for i in (right - 1, right) if 0 <= i < len(self.times)), key=lambda i: abs(self.times[i] - seconds))
+
+
+def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
+    """`info`, with each frame's time where the stream is VFR (its frame count then the packets').
+    container: the file already open in PyAV, whose header then settles CFR without a second open."""
+    if info.fps <= 0:
+        return info
+    try:
+        if container is not None and _looks_cfr(container.streams.video[0]):
+            return info
+        stat = Path(path).stat()
+        times = _vfr_times(str(path), stat.st_size, stat.st_mtime_ns, info.fps)
+    except Exception as exc:  # decord may read what PyAV cannot open: read it as CFR, as before
+        log.debug("no frame times for %s: %s", path, exc)
+        return info
+    if times is None:
+        return info
+    return VideoInfo(len(times), info.fps, info.width, info.height, times)
+
+
+@lru_cache(maxsize=4)  # clips of one long raw video come one after another: demuxed once
+def _vfr_times(path: str, size: int, mtime_ns: int, fps: float) -> np.ndarray | None:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        if stream.time_base is None or _looks_cfr(stream):
+            return None
+        pts = [p.pts for p in container.demux(stream) if p.size]
+        if not pts or any(p is None for p in pts):
+            return None  # cannot be mapped: read as CFR
+        origin = stream.start_time if stream.start_time is not None else min(pts)
+        times = (np.sort(np.asarray(pts, np.int64)) - origin) * float(stream.time_base)
+    if np.abs(times * fps - np.arange(len(times))).max() < 1.0:
+        return None  # jitter, not VFR: no frame strays a whole frame from i / fps
+    log.debug("%s is variable-frame-rate: frames numbered and timed from its %d timestamps", path, len(times))
+    return times
+
+
+def _looks_cfr(stream) -> bool:
+    """From the container's header only: True where the stream is surely constant-rate."""
+    count = stream.frames or 0
+    index = stream.index_entries
+    if count > 1 and len(index) == count:  # a full index (MP4/MOV): its timestamps evenly spaced
+        steps = np.diff(np.sort(np.fromiter((e.timestamp for e in index), np.int64, count)))
+        middle = float(np.median(steps))
+        return middle > 0 and bool(np.all(np.abs(steps - middle) <= EVEN * middle))
+    nominal, average = stream.base_rate, stream.average_rate
+    return bool(nominal and average and abs(float(nominal) / float(average) - 1) < 1e-3)
+
+
+def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, end_sec: float | None,
+                   frames: tuple[int, int] | None = None) -> list[int]:
+    """Frame indices at cfg.fps within [start, end), sorted and unique.
+
+    `frames` (first, last), both inclusive, is a range given in frames instead (TalkingHead-1KH
+    tubes, VFHQ clips): it is sampled at cfg.fps the same way and never leaves the range. A
+    seconds range is half-open like ffmpeg's -ss/-to: no frame starting at `end` or later.
+    """
+    if info.n_frames <= 0 or info.fps <= 0:
+        return []
+    if frames is not None:
+        first, last = frames[0], min(frames[1], info.n_frames - 1)
+        if last < first:
+            return []
+        start_sec, end_sec = info.time_of(first), _end_of(info, last)
+    start = max(0.0, start_sec or 0.0)
+    end = min(_end_of(info, info.n_frames - 1), end_sec) if end_sec is not None else _end_of(info, info.n_frames - 1)
+    if end <= start:
+        return []
+    times = np.arange(start, end, 1.0 / cfg.fps)
+    if info.times is None:
+        indices = np.unique(np.clip(np.round(times * info.fps).astype(np.int64), 0, info.n_frames - 1))
+    else:  # the frame shown at each sample time
+        indices = np.unique(np.maximum(0, np.searchsorted(info.times, times + 1e-6, side="right") - 1))
+    if frames is not None:
+        indices = indices[(indices >= first) & (indices <= last)]
+    elif end_sec is not None:
+        indices = np.asarray([i for i in indices if info.time_of(int(i)) < end_sec - 1e-9], np.int64)
+    if cfg.max_frames is not None and len(indices) > cfg.max_frames:
+        # Spread the cap over the whole range rather than keeping only the start.
+        keep = np.linspace(0, len(indices) - 1, cfg.max_frames).round().astype(int)
+        indices = indices[np.unique(keep)]
+    return indices.tolist()
+
+
+def _end_of(info: VideoInfo, last: int) -> float:
+    """When frame `last` stops being shown: the next frame's time (the average step for the last)."""
+    if info.times is None:
+        return (last + 1) / info.fps
+    return float(info.times[last + 1]) if last + 1 < info.n_frames else float(info.times[last]) + 1.0 / info.fps
