@@ -103,6 +103,7 @@ def run_shard(shard: Shard, run_dir: Path, cfg: PipelineConfig, models_dir=None,
         atomic_write_arrow(run_dir / "faces" / f"{shard.id}.parquet", face_table)
         atomic_write_table(run_dir / "clips" / f"{shard.id}.parquet", clips, CLIP_SCHEMA)
         check_owner(run_dir, owner, f"shard {shard.id}")
+        keep_named_files(run_dir, shard, faces, cfg)  # whatever each clip's outcome: the files agree with the rows
         markers.mark_done(shard.id, {"clips": len(clips), "faces": len(faces), "kept": sum(f["kept"] for f in faces),
                                      "provenance": stats.provenance, "config_fingerprint": cfg.fingerprint()})
     except NotOwner:
@@ -147,6 +148,35 @@ def _merge(run_dir: Path, shard: Shard, outcomes: dict) -> tuple[list, list]:
     old_clips = {f"{r['source']}/{r['clip_id']}": r for r in read_table(run_dir / "clips" / f"{shard.id}.parquet").to_pylist()}
     merged = {k: outcomes.get(k) or (old_faces.get(k, []), old_clips[k]) for k in shard.keys}
     return _rows(shard, merged)
+
+
+def keep_named_files(run_dir: Path, shard: Shard, faces: list[dict], cfg: PipelineConfig) -> int:
+    """Remove every file in the crop and mask folders of the shard's clips that no kept face row
+    of `faces` (the shard's rows, as written) names; returns how many went. The one owner of "the
+    files and the rows agree": a clip that ended in an error, a timeout or a crash (its rows thrown
+    away after some chunks' files were written), a retry that keeps fewer faces than the attempt
+    before, a clip cut short by its decoder, a run made before this check. Only files directly in
+    `<kind>/<source>/<clip id>/` go (never a folder: a clip id may hold a `/`, its files are then
+    another clip's). With align.crops: materialize extract writes no image, so every file there
+    is `mfhq materialize`'s: left alone."""
+    if cfg.align.crops == "materialize":
+        return 0
+    named = {row[c] for row in faces if row["kept"] for c in ("crop_path", "mask_path") if row[c]}
+    removed = 0
+    for key in shard.keys:
+        for kind in ("crops", "masks"):
+            folder = run_dir / kind / key
+            if not folder.is_dir():
+                continue
+            for path in folder.iterdir():
+                if f"{kind}/{key}/{path.name}" not in named and not path.is_dir():
+                    path.unlink(missing_ok=True)
+                    removed += 1
+            if not any(folder.iterdir()):
+                folder.rmdir()  # a clip with no kept face has no folder, as if none had been written
+    if removed:
+        log.info("shard %s: removed %d crop/mask file(s) that no face row names", shard.id, removed)
+    return removed
 
 
 def remove_temp_files(run_dir: Path, shard: Shard) -> None:

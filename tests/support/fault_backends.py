@@ -54,3 +54,16 @@ class WarningQuality(BrisqueQuality):
     def load(self) -> None:
         super().load()
         logging.getLogger("fault_backends").warning(*WORKER_WARNING)
+
+
+class LaterChunkFailsQuality(BrisqueQuality):
+    """BRISQUE that raises on every call of its worker after the first: a clip read in several
+    chunks fails after its first chunk's crops and masks were written (a stage bug)."""
+
+    calls = 0
+
+    def score(self, crops):
+        LaterChunkFailsQuality.calls += 1
+        if LaterChunkFailsQuality.calls > 1:
+            raise ValueError("a stage bug after the first chunk")
+        return super().score(crops)
