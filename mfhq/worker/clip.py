@@ -23,7 +23,7 @@ from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
 from mfhq.worker.clip_open import ReadAcross, open_clip
-from mfhq.worker.face_rows import dense_points, embedding_frame, num, withdraw
+from mfhq.worker.face_rows import dense_points, embedding_frame, num
 from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
@@ -237,8 +237,9 @@ class ClipProcessor:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
-        if cut is not None:  # a half-read clip keeps no face (cluster-sample reads kept faces only)
-            rows = withdraw(self.run_dir, rows, Drop.DECODE_ERROR)
+        if cut is not None:  # a half-read clip keeps no face (cluster-sample reads kept faces only); the
+            # files of those faces go when the shard finishes (shard.keep_named_files)
+            rows = [FaceRow.withdrawn(row, Drop.DECODE_ERROR) for row in rows]
         return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(opened.indices), cut)
 
     def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled, cut=None) -> dict:
