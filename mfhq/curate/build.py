@@ -1,4 +1,4 @@
-"""`mfhq cluster-sample` and `mfhq split`: extract runs -> identities -> 8 faces each -> manifests.
+"""`mfhq cluster-sample`: extract runs -> identities -> 8 faces each -> manifests.
 
 All per-face work is DuckDB (filters, joins, ordering), numpy over whole columns, or the compiled
 per-identity kernels of `mfhq.curate.kernels`; Python loops run over k-means batches only.
@@ -15,7 +15,6 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from mfhq import __version__
 from mfhq.config import ConfigError, CurateConfig
@@ -25,8 +24,7 @@ from mfhq.curate.split import assign_split
 from mfhq.curate.target import check_out_outside_runs, check_target
 from mfhq.manifest.card import render_card
 from mfhq.manifest.clip_means import USABLE_FACE
-from mfhq.manifest.folder import (CARD, IDENTITIES, MATERIALIZE, ManifestFolder, ManifestLock, read_manifest,
-                                  read_sidecar, run_entries, write_manifest_folder)
+from mfhq.manifest.folder import CARD, IDENTITIES, MATERIALIZE, ManifestLock, run_entries, write_manifest_folder
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
 from mfhq.manifest.run_state import read_run_state, require_complete, snapshot
 from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
@@ -193,7 +191,9 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
         "FROM picked_arrow p JOIN faces f USING (source, clip_id, frame_index, face_index) "
         "JOIN run_names n USING (run_dir) JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"
     ).to_arrow_table()
-    split = assign_split(rows, cfg)
+    # every member clip (duplicates too) ties its identity to its video, not only the sampled ones
+    links = con.sql("SELECT i.identity_id, c.video_key FROM clip_codes c JOIN ident_arrow i USING (clip_code)")
+    split = assign_split(rows, cfg, links.to_arrow_table())
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
     summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas),
                               allow_partial)
@@ -266,33 +266,3 @@ def write_manifests(out: Path, rows: pa.Table, cfg: CurateConfig, pipeline: str,
         files[IDENTITIES] = identities
     write_manifest_folder(out, parts, sidecar, MANIFEST_SCHEMA, files)
     return {"train": counts["train"], "test": counts["test"], "out": str(out)}
-
-
-def resplit(folder: Path, cfg: CurateConfig) -> dict:
-    """`mfhq split`: reassign train/test of existing manifests under another split config."""
-    read_sidecar(folder)  # a folder that is not a manifest folder: named before the lock
-    with ManifestLock(folder):
-        return _resplit(Path(folder), cfg)
-
-
-def _resplit(folder: Path, cfg: CurateConfig) -> dict:
-    meta = read_sidecar(folder)
-    rows = pa.concat_tables([read_manifest(folder / f"{n}.parquet") for n in ("train", "test")])
-    order = pc.sort_indices(rows, [("identity_id", "ascending"), ("sample_rank", "ascending")])
-    rows = rows.take(order)
-    split = assign_split(rows, cfg)
-    rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
-    # the runs where the folder finds them now (it may have moved since it was written)
-    opened = ManifestFolder.open(folder, pending_ok=True)
-    runs = [{**r, "run_dir": str(opened.run_root(r["name"]).resolve())} for r in meta.get("runs", [])]
-    kept = dataclasses.replace(CurateConfig(**meta["config"]), split=cfg.split, test_videos=cfg.test_videos,
-                               split_seed=cfg.split_seed)
-    ident = None
-    if (folder / IDENTITIES).is_file():
-        ident = read_manifest(folder / IDENTITIES)
-        by_id = dict(zip(rows.column("identity_id").to_pylist(), split.tolist()))
-        ident = ident.set_column(ident.schema.get_field_index("split"), "split", pa.array(
-            [by_id.get(i) for i in ident.column("identity_id").to_pylist()], pa.string())).cast(IDENTITY_SCHEMA)
-    crops = {key: meta[key] for key in ("crops", "materialize") if key in meta}  # a re-split moves no file
-    return write_manifests(folder, rows, kept, meta.get("pipeline", "default"), runs, ident, crops,
-                           bool(meta.get("allow_partial")))

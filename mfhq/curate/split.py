@@ -1,8 +1,9 @@
 """Deterministic train/test split, disjoint in identities and in source videos.
 
-Identities and videos form a graph (an identity touches the videos its faces come from; a
+Identities and videos form a graph (an identity touches the videos of all its member clips,
+not only those its sampled faces come from: identities.parquet's rows, duplicates included; a
 video can hold several identities). A connected component goes wholly to one side, which is
-what makes both disjoint. `videos` mode holds out components, in an order fixed by a hash of
+what makes both disjoint, over the manifests' rows and over every member clip of their identities. `videos` mode holds out components, in an order fixed by a hash of
 (split_seed, their smallest video key), until `test_videos` videos are held out. `official` mode
 follows the source's split per clip; a component that the official split cuts in two goes to
 test as a whole (never train, so no test face leaks into training).
@@ -32,13 +33,29 @@ def _components(identity: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np
     return comp[id_code], comp[len(ids) + vid_code], vids
 
 
-def assign_split(rows: pa.Table, cfg: CurateConfig) -> np.ndarray:
-    """rows: identity_id, video_key, source_split (the official split). Returns 'train' / 'test' per row."""
+def _member_links(identity: np.ndarray, members: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
+    """The (identity, video) edges of the member clips of identities that have rows; identities
+    without rows (dropped as short) carry no face into either split, so they tie nothing."""
+    if members is None or members.num_rows == 0:
+        return np.zeros(0, dtype=str), np.zeros(0, dtype=str)
+    ident = np.asarray(members.column("identity_id").to_pylist(), dtype=object).astype(str)
+    video = np.asarray([str(v) for v in members.column("video_key").to_pylist()])
+    keep = np.isin(ident, identity)
+    return ident[keep], video[keep]
+
+
+def assign_split(rows: pa.Table, cfg: CurateConfig, members: pa.Table | None = None) -> np.ndarray:
+    """rows: identity_id, video_key, source_split (the official split). members: identity_id,
+    video_key of every member clip (identities.parquet); None ties identities by their rows' videos
+    only. Returns 'train' / 'test' per row. The hold-out counts and names groups by their rows'
+    videos, and `official` reads the rows' source_split; member clips only tie groups together."""
     identity = np.asarray(rows.column("identity_id").to_pylist(), dtype=object).astype(str)
     video = np.asarray([str(v) for v in rows.column("video_key").to_pylist()])
     if len(identity) == 0:
         return np.zeros(0, dtype=object)
-    comp, _, _ = _components(identity, video)
+    m_ident, m_video = _member_links(identity, members)
+    comp_all, _, _ = _components(np.concatenate([identity, m_ident]), np.concatenate([video, m_video]))
+    comp = np.unique(comp_all[:len(identity)], return_inverse=True)[1]  # every group has rows: renumbered 0..n-1
     n_comp = comp.max() + 1
     if cfg.split == "official":
         official = np.asarray([(s or "").lower() in TEST_NAMES for s in rows.column("source_split").to_pylist()])
