@@ -53,8 +53,11 @@ _HEADLINE_RUN = (
 # the run (`stats` says so), and its totals must not read as the run's.
 _HEADLINE_MANIFEST = (
     " UNION ALL SELECT 8, '{manifest}', 'identities', count(DISTINCT identity_id) FROM manifest "
-    "UNION ALL SELECT 9, '{manifest}', 'duplicate clips (merge)', count(*) FILTER (WHERE decision = 'dedup_dropped') "
-    "FROM identities "
+    # merge: merge marks every clip of a merged identity 'merged'; the one naming it was merged into nothing
+    "UNION ALL SELECT 9, '{manifest}', 'clips merged into another''s identity', count(*) FILTER (WHERE "
+    "decision = 'merged' AND source || '/' || clip_id <> identity_id) FROM identities "
+    "UNION ALL SELECT 9, '{manifest}', 'clips dropped as duplicates (merge: dedup)', "
+    "count(*) FILTER (WHERE decision = 'dedup_dropped') FROM identities "
     "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' identities', "
     "count(DISTINCT identity_id) FROM manifest GROUP BY split "
     "UNION ALL SELECT CASE WHEN split = 'train' THEN 10 ELSE 11 END, '{manifest}', split || ' faces', count(*) "
