@@ -101,7 +101,7 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 | `yaw`, `pitch`, `roll` | float32 | degrees; yaw > 0 turns to the image's right, pitch > 0 looks up, roll > 0 is counter-clockwise in the image |
 | `quality` | float32 | in [0, 1], higher is better |
 | `pose_cluster` | int16 | the face's k-means pose cluster within its identity |
-| `sample_rank` | int16 | order of choice: 0 is the best-quality face, then farthest-in-pose first |
+| `sample_rank` | int16 | order of choice: 0 is the best-quality face, then the best face of each other occupied pose cluster, farthest-in-pose first; an identity with fewer occupied clusters than `faces_per_identity` (8) is filled with its best-quality remaining faces, so a row whose `pose_cluster` repeats one of a lower `sample_rank` in its identity is such a filler |
 | `short` | bool | the identity had fewer usable faces than `faces_per_identity` (kept because `short_identities: flag`) |
 | `embedding` | float32[] | L2-normalised identity embedding |
 | `provenance` | string | models and weight hashes that made the row |

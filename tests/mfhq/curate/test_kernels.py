@@ -129,3 +129,17 @@ def _assert_picks_equal_the_reference(pose, quality, sizes, offset):
         assert rank[seg[index] == s].tolist() == list(range(len(want)))
         assert labels[seg[index] == s].tolist() == want_labels[got].tolist()
         begin += size
+
+
+def test_fewer_occupied_clusters_than_8_fill_with_the_best_faces_that_repeat_a_cluster():
+    """What the card says of sample_rank: one face per occupied pose cluster first, then fillers
+    by quality, and a filler is exactly a row whose pose_cluster repeats a lower rank's."""
+    pose = np.repeat([[-40.0, 0, 0], [0, 20, 0], [40, 0, 5]], 10, axis=0)  # 3 poses: at most 3 clusters
+    quality = np.random.default_rng(4).permutation(30) / 30
+    index, rank, labels = select_job(pose, quality, np.zeros(30, np.int64), K, PER_ID, ITERS, SEED, 0)
+    assert rank.tolist() == list(range(PER_ID))
+    firsts = [i for t, i in enumerate(index) if labels[t] not in labels[:t]]
+    assert len(firsts) == 3 and index[:3].tolist() == firsts  # the clusters' picks come first
+    assert sorted(quality[firsts].tolist()) == sorted(quality[pose[:, 0] == p].max() for p in (-40, 0, 40))
+    rest = np.setdiff1d(np.arange(30), firsts)
+    assert index[3:].tolist() == rest[np.argsort(-quality[rest], kind="stable")][:PER_ID - 3].tolist()
