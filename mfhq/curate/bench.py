@@ -115,33 +115,73 @@ def _merge_seconds(emb: np.ndarray, cfg: CurateConfig, video: np.ndarray | None 
     return time.perf_counter() - started, cpu_seconds() - cpu0, ident
 
 
+def plant_lookalikes(emb: np.ndarray, person: np.ndarray, cfg: CurateConfig, seed: int = 0):
+    """Appends n/100 (at least 2) one-clip strangers, each a look-alike of a person with one clip:
+    half in their own video at cosine threshold +- 0.05 to that clip (a wrong embedding merge is
+    possible), half in that person's video at guard +- 0.05 (a wrong video-key merge is). The
+    base clips are untouched. Returns (emb, person, video): each person's clips in one video."""
+    rng = np.random.default_rng(seed + 1)
+    lone = np.flatnonzero(np.bincount(person)[person] == 1)
+    m = min(max(2, len(emb) // 100), len(lone))
+    target = rng.choice(lone, m, replace=False)
+    guard = cfg.video_key_min_similarity if cfg.video_key_min_similarity is not None else cfg.embedding_similarity
+    cos = np.where(np.arange(m) % 2 == 0, cfg.embedding_similarity, guard) + rng.uniform(-0.05, 0.05, m)
+    w = rng.standard_normal((m, emb.shape[1])).astype(np.float32)
+    w -= np.einsum("ij,ij->i", w, emb[target])[:, None] * emb[target]
+    w /= np.linalg.norm(w, axis=1, keepdims=True)
+    extra = cos[:, None] * emb[target] + np.sqrt(1 - cos**2)[:, None] * w
+    extra /= np.linalg.norm(extra, axis=1, keepdims=True)
+    strangers = person.max() + 1 + np.arange(m)
+    video = np.concatenate([person, np.where(np.arange(m) % 2 == 0, strangers, person[target])])
+    return np.concatenate([emb, extra.astype(np.float32)]), np.concatenate([person, strangers]), video
+
+
+def pair_scores(ident: pa.Table, person: np.ndarray) -> tuple[float, float]:
+    """(precision, recall) of the identities' clip pairs against the planted people's: of the
+    pairs put in one identity, the share of one person; of one person's pairs, the share put
+    in one identity (1.0 where there are none)."""
+    found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1].astype(np.int64)
+    both = _pairs_alike(found * (int(person.max()) + 1) + person)
+    same_found, same_person = _pairs_alike(found), _pairs_alike(person)
+    return both / same_found if same_found else 1.0, both / same_person if same_person else 1.0
+
+
+def _pairs_alike(codes: np.ndarray) -> int:
+    counts = np.unique(codes, return_counts=True)[1].astype(np.int64)
+    return int((counts * (counts - 1) // 2).sum())
+
+
 def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> tuple[list[str], dict]:
     """The preset's own identity merge, as configured, on n/4, n/2 and n synthetic clips whose
     people's clips come from one source video each (as CelebV-HQ cuts several clips from one
-    YouTube video), with the exponent of its time against the clip count.
+    YouTube video), plus 1% planted look-alike strangers (plant_lookalikes), with the exponent
+    of its time against the clip count and the pair precision and recall against the people.
 
-    The paper preset merges by source video with a similarity guard and never by embedding: a
-    sort, linear in the clips. Presets that also merge by embedding compare every pair of the
-    groups that leaves (one person in one video each here: half the clips)."""
+    The paper preset merges by source video with a similarity guard and never by embedding:
+    every pair of a video's clips, linear in the clips for videos of a few clips. Presets that
+    also merge by embedding compare every pair of the groups that leaves."""
     sizes = [max(n_clips // 4, 2), max(n_clips // 2, 2), n_clips]
     setup_s, arithmetic = _filter_setup(dim) if cfg.merge_by_embedding else (0.0, "")
     walls, cpus, exact = [], [], None
     for n in sizes:
-        emb, person = synthetic_clip_means(n, dim)
-        wall, cpu, ident = _merge_seconds(emb, cfg, video=person)
+        emb, person, video = plant_lookalikes(*synthetic_clip_means(n, dim), cfg)
+        wall, cpu, ident = _merge_seconds(emb, cfg, video=video)
         walls.append(wall)
         cpus.append(cpu)
-        if n == sizes[0] and cfg.merge_by_embedding and cfg.merge_by_video_key:
-            exact = _same_as_every_clip_pair(emb, person, ident, cfg)
+        if n == sizes[0] and cfg.merge_by_video_key:
+            exact = _same_as_every_clip_pair(emb, video, ident, cfg)
         del emb
     found = len(set(ident.column("identity_id").to_pylist()))
+    precision, recall = pair_scores(ident, person)
     exponent = float(np.polyfit(np.log(sizes), np.log(np.maximum(walls, 1e-6)), 1)[0])
     how = " + ".join(name for name, on in (("source video", cfg.merge_by_video_key),
                                            ("embedding", cfg.merge_by_embedding)) if on) or "none"
     width = f"; {dim}-d clip means" if cfg.merge_by_embedding else ""
-    lines = [f"the preset's merge ({cfg.merge}, by {how}{width}) of {n_clips} clips: {walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, "
-             f"{found} identities ({len(np.unique(person))} synthetic people); time ~ clips^{exponent:.2f} (wall) "
-             f"over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)"]
+    planted = len(person) - n_clips
+    lines = [f"the preset's merge ({cfg.merge}, by {how}{width}) of {n_clips} clips + {planted} planted look-alikes: "
+             f"{walls[-1]:.2f} s wall, {cpus[-1]:.2f} s CPU, {found} identities ({len(np.unique(person))} synthetic "
+             f"people); time ~ clips^{exponent:.2f} (wall) over {sizes} ({', '.join(f'{w:.2f}' for w in walls)} s)",
+             f"  clip pairs against the synthetic people: precision {precision:.4f}, recall {recall:.4f}"]
     if exact is not None:
         lines.append(f"  same identities as the exact search of every clip pair (not video groups) at {sizes[0]} "
                      f"clips: {exact}")
@@ -152,15 +192,27 @@ def run_bench_preset_merge(n_clips: int, cfg: CurateConfig, dim: int = 512) -> t
     # cluster-sample pays the setup where it imports torch: from TORCH_FROM clips
     paid_s = setup_s if n_clips >= TORCH_FROM else 0.0
     return lines, {"wall_s": walls[-1], "cpu_s": cpus[-1], "identities": found, "sizes": sizes, "walls": walls,
-                   "exponent_wall": exponent, "setup_s": paid_s, "same_as_every_clip_pair": exact}
+                   "exponent_wall": exponent, "setup_s": paid_s, "same_as_every_clip_pair": exact,
+                   "precision": precision, "recall": recall, "planted": planted}
 
 
-def _same_as_every_clip_pair(emb: np.ndarray, video: np.ndarray, ident: pa.Table, cfg: CurateConfig) -> bool:
-    """Whether the merge's identities (video groups compared by their pooled means) are those of
-    the guarded video-key edges plus every clip pair at the threshold, in plain float32."""
-    a, b, _ = merge.all_pairs_edges(emb, cfg.embedding_similarity)
-    va, vb, _ = merge._video_edges(video, emb, cfg.video_key_min_similarity)
-    return _same_identities(ident, len(emb), np.concatenate([a, va]), np.concatenate([b, vb]))
+def _same_as_every_clip_pair(emb: np.ndarray, video: np.ndarray, ident: pa.Table, cfg: CurateConfig,
+                             block: int = 1024) -> bool:
+    """Whether the merge's identities (video groups compared by their pooled means) are the
+    components of every clip pair of one video at the guard plus, where the preset merges by
+    embedding, every clip pair at the threshold: plain float32 products of all clips, blocked."""
+    guard = -np.inf if cfg.video_key_min_similarity is None else cfg.video_key_min_similarity
+    a_all, b_all = [], []
+    for begin in range(0, len(emb), block):
+        sims = emb[begin:begin + block] @ emb.T
+        upper = np.arange(len(emb))[None, :] > np.arange(begin, begin + len(sims))[:, None]
+        edge = upper & (video[begin:begin + block, None] == video[None, :]) & (sims >= guard)
+        if cfg.merge_by_embedding:
+            edge |= upper & (sims >= cfg.embedding_similarity)
+        a, b = np.nonzero(edge)
+        a_all.append(a + begin)
+        b_all.append(b)
+    return _same_identities(ident, len(emb), np.concatenate(a_all), np.concatenate(b_all))
 
 
 def _same_identities(ident: pa.Table, n: int, a: np.ndarray, b: np.ndarray) -> bool:
@@ -195,8 +247,10 @@ def run_bench_merge(n_clips: int, cfg: CurateConfig, exact_check: int = 40_000, 
         found = np.unique(np.asarray(ident.column("identity_id").to_pylist()), return_inverse=True)[1]
         # A few of a person's clip pairs fall under the threshold by chance, so even the exact
         # merge splits some people: the true count is context, the all-pairs check is the test.
+        precision, recall = pair_scores(ident, person)
         lines.append(f"merge of {n} clips: {wall:.2f} s wall, {cpu:.2f} s CPU, {found.max() + 1} identities "
-                     f"({len(np.unique(person))} synthetic people)")
+                     f"({len(np.unique(person))} synthetic people; clip pairs: precision {precision:.4f}, "
+                     f"recall {recall:.4f})")
         if n == sizes[0] and n <= exact_check:
             agree = _same_identities(ident, n, *merge.all_pairs_edges(emb, cfg.embedding_similarity)[:2])
             lines.append(f"  same identities as the plain float32 all-pairs merge at {n} clips: {agree}")

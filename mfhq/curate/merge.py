@@ -2,9 +2,10 @@
 
 An identity is one clip by default. Two clips are joined by an edge when (by config) they come
 from the same source video (e.g. one YouTube id in CelebV-HQ and CelebV-Text), guarded by a
-minimum embedding similarity because two people can share a video, or when their mean
-embeddings are at least `embedding_similarity` apart in cosine. Identities are the connected
-components. `merge` pools a component's faces; `dedup` keeps only its clip with the most usable
+minimum embedding similarity because two people can share a video (every pair of a video's
+clips is compared: mfhq.curate.within), or when their mean embeddings are at least
+`embedding_similarity` apart in cosine. Identities are the connected components, so merges are
+transitive: mfhq.curate.chains logs the identities chains of edges formed. `merge` pools a component's faces; `dedup` keeps only its clip with the most usable
 faces. Each edge is kept as evidence on the identity it formed.
 """
 from __future__ import annotations
@@ -19,8 +20,10 @@ from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
 from mfhq.config import CurateConfig
+from mfhq.curate.chains import report_chains
 from mfhq.curate.evidence import evidence_column
-from mfhq.curate.pairs import PairSearch, cat, cosines, set_up_in_background, similar_pairs
+from mfhq.curate.pairs import PairSearch, cat, set_up_in_background, similar_pairs
+from mfhq.curate.within import video_edges
 from mfhq.manifest.clip_means import clip_sums, outputs_sql, sums_from_clip_rows, unit_rows
 
 log = logging.getLogger(__name__)
@@ -103,20 +106,6 @@ def _group_means(emb: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.nd
     return out, first
 
 
-def _video_edges(video_codes: np.ndarray, emb: np.ndarray, min_sim: float | None):
-    order = np.argsort(video_codes, kind="stable")
-    codes = video_codes[order]
-    same = np.flatnonzero(codes[1:] == codes[:-1])
-    # Chain consecutive clips of one video: a path connects the group as well as all pairs do.
-    a, b = order[same], order[same + 1]
-    sims = cosines(emb, a, b) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
-    if min_sim is not None:
-        keep = sims >= min_sim
-        log.info("video-key merge: %d candidate pairs, %d refused by the similarity guard", len(a), int((~keep).sum()))
-        a, b, sims = a[keep], b[keep], sims[keep]
-    return a, b, sims.astype(np.float32)
-
-
 def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
@@ -129,11 +118,12 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
     keys = np.asarray(clips.column("clip_key").to_pylist(), dtype=object)
     n = len(keys)
     edges = []
+    codes = pc.cast(clips.column("video_key"), pa.string()).fill_null("None").combine_chunks().dictionary_encode()
+    video = codes.indices.to_numpy()
     if cfg.merge != "off" and n > 1:
         groups = None
         if cfg.merge_by_video_key:
-            codes = pc.cast(clips.column("video_key"), pa.string()).fill_null("None").combine_chunks().dictionary_encode()
-            edges.append((*_video_edges(codes.indices.to_numpy(), emb, cfg.video_key_min_similarity), "video_key"))
+            edges.append((*video_edges(video, emb, cfg.video_key_min_similarity), "video_key"))
             groups = _components(n, edges[0][0], edges[0][1])
         if cfg.merge_by_embedding:
             edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups), "embedding"))
@@ -160,5 +150,6 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
         decision = np.where(size > 1, np.where(kept, "dedup_kept", "dedup_dropped"), "own").astype(object)
     ev = evidence_column(keys, comp, size, edges)
     log.info("%d clips -> %d identities (%d merged clips)", n, len(comp_name), int((size > 1).sum()))
+    report_chains(keys, comp, comp_name, video, emb, cfg)
     return pa.table({"clip_key": keys.tolist(), "identity_id": identity.tolist(), "decision": decision.tolist(),
                      "evidence": ev})

@@ -213,3 +213,68 @@ def test_the_merges_setup_starts_in_the_background_only_where_the_search_will_us
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_the_paper_preset_joins_a_persons_clips_with_another_persons_clip_between_them():
+    """One video, clips a (person 1), b (person 2), c (person 1) in key order: the guard refuses
+    a-b and b-c, and a-c is compared too, so person 1 is one identity (not two, both in train)."""
+    import pyarrow as pa
+
+    from mfhq.config import load_pipeline
+
+    cfg = load_pipeline("paper").curate
+    p1, p2 = np.eye(8, dtype=np.float32)[:2]
+    c = 0.95 * p1 + 0.1 * p2  # cosine 0.99 to a, 0.10 to b
+    emb = np.stack([p1, p2, c / np.linalg.norm(c)])
+    clips = pa.table({"clip_key": ["src/a", "src/b", "src/c"], "video_key": ["V9"] * 3, "n_usable": [5, 5, 5]})
+    ids = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
+    assert ids == ["src/a", "src/b", "src/a"]
+
+
+def test_a_video_of_many_clips_compares_every_pair_in_bounded_batches():
+    """Every guarded pair within a video, however the pairs are batched (a video larger than a
+    batch goes by blocks of rows): the components of every pair at the guard, brute force."""
+    from mfhq.curate import within
+
+    emb, person = synthetic_clip_means(300, 32, seed=7)
+    video = np.where(np.arange(300) < 240, 0, 1 + np.arange(300) % 7)  # one video of 240 clips, 7 small ones
+    i, j = np.triu_indices(300, 1)
+    s = (emb[i] * emb[j]).sum(1)
+    keep = (video[i] == video[j]) & (s >= 0.3)
+    want = _components(300, i[keep], j[keep])
+    for batch in (within.PAIRS, 1000, 7):
+        a, b, sims = _video_edges_batched(within, video, emb, batch)
+        assert _same_partition(_components(300, a, b), want) and len(a) <= 299
+        assert np.allclose(sims, (emb[a] * emb[b]).sum(1), atol=1e-5) and (sims >= 0.3).all()
+
+
+def _video_edges_batched(within, video, emb, batch):
+    original = within.group_pairs.__defaults__
+    try:  # the batch size group_pairs takes when video_edges calls it
+        within.group_pairs.__defaults__ = (batch,)
+        return within.video_edges(video, emb, 0.3)
+    finally:
+        within.group_pairs.__defaults__ = original
+
+
+def test_a_chain_of_merges_is_logged_with_its_least_alike_clips(caplog):
+    """Merges are transitive: four clips in four videos, neighbours at cosine 0.64, ends at -0.87,
+    become one identity; the log says a chain formed it and names the least alike pair."""
+    import dataclasses
+    import logging
+
+    import pyarrow as pa
+
+    u, w = np.eye(16, dtype=np.float32)[:2]
+    angle = np.deg2rad([0, 50, 100, 150])
+    emb = (np.cos(angle)[:, None] * u + np.sin(angle)[:, None] * w).astype(np.float32)
+    clips = pa.table({"clip_key": [f"s/{k}" for k in "abcd"], "video_key": list("1234"), "n_usable": [5] * 4})
+    cfg = dataclasses.replace(CurateConfig(), merge_by_video_key=True, merge_by_embedding=True)
+    with caplog.at_level(logging.INFO, logger="mfhq.curate"):
+        ids = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
+    assert set(ids) == {"s/a"}
+    text = caplog.text
+    assert "1 identities of several clips, 1 formed by chains" in text
+    assert "lowest pairwise clip-mean cosine -0.866" in text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "s/a and s/d at -0.866, in s/a (4 clips)" in warned[0]
