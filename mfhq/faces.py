@@ -151,7 +151,7 @@ class Faces:
     def analyse(self, images: Sequence[np.ndarray]) -> list[Face | None]:
         """The largest face of each RGB uint8 [H, W, 3] image, measured (None where there is none)."""
         frames = [_bgr(image) for image in images]
-        found = [self._largest(frame) for frame in frames]
+        found = [next(iter(self._found(frame)), None) for frame in frames]  # the largest face each
         keep = [i for i, f in enumerate(found) if f is not None]
         out: list[Face | None] = [None] * len(frames)
         if not keep:
@@ -173,7 +173,13 @@ class Faces:
 
     def largest_face(self, image: np.ndarray):
         """(box [4], landmarks [5, 2], score) of the largest face of an RGB image, or None."""
-        return self._largest(_bgr(image))
+        found = self.faces_found(image)
+        return found[0] if found else None
+
+    def faces_found(self, image: np.ndarray) -> list:
+        """Every face the detector finds in an RGB image, as (box [4], landmarks [5, 2], score),
+        largest box first: a caller that keeps one can say how many it left."""
+        return self._found(_bgr(image))
 
     def align(self, image: np.ndarray, landmarks: np.ndarray, size: int = EMBED_SIZE) -> np.ndarray:
         """The face of an RGB image with its 5 points on the ArcFace template: RGB [size, size, 3]."""
@@ -205,8 +211,8 @@ class Faces:
     def _align(frame: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
         return warp(frame, similarity_transform(landmarks, arcface_template(size)), size)
 
-    def _largest(self, frame: np.ndarray):
-        """(box, landmarks [5, 2], score) of the largest face in a BGR frame's coordinates, or None."""
+    def _found(self, frame: np.ndarray) -> list:
+        """[(box, landmarks [5, 2], score)] of the faces in a BGR frame's coordinates, largest first."""
         import cv2
 
         h, w = frame.shape[:2]
@@ -216,10 +222,7 @@ class Faces:
         if scale < 1.0:
             padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         det = self.detector.detect([padded])[0]
-        if not len(det.scores):
-            return None
-        areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1])
-        best = int(np.argmax(areas))
-        box = det.boxes[best] / scale - pad
-        points = det.landmarks[best].astype(np.float64) / scale - pad
-        return box.astype(np.float32), points, float(det.scores[best])
+        areas = (det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1]) if len(det.scores) else []
+        order = np.argsort(-np.asarray(areas), kind="stable")  # ties keep the detector's order, as argmax did
+        return [((det.boxes[i] / scale - pad).astype(np.float32), det.landmarks[i].astype(np.float64) / scale - pad,
+                 float(det.scores[i])) for i in order]

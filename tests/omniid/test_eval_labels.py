@@ -1,10 +1,12 @@
 """What omniid-eval's tables say they measure: the identity-swap table names the recogniser behind
 its ID sim and marks a representation conditioned on it, Sim(Ref) leaves out a generation
-without a face (as copy-paste does) instead of scoring it 0, and the footer states the tiny
-presets' `arcface` baselines embed an upscaled face."""
+without a face (as copy-paste does) instead of scoring it 0, the footer states the tiny
+presets' `arcface` baselines embed an upscaled face, and report.html labels its rows as the
+tables do."""
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -13,7 +15,9 @@ import pytest
 
 from mfhq.faces import Face
 from omniid.config import get_preset
+from omniid.eval_html import write_report
 from omniid.eval_notes import conditioned, upscaled_identity_input
+from omniid.eval_setting import CONTROLNET, DECODER_ONLY
 from omniid.eval_table import TableSpec, write_table
 from omniid.evaluate import Protocol
 from omniid.metrics import ref_similarity
@@ -89,3 +93,23 @@ def test_the_footer_states_the_tiny_arcface_baselines_upscaled_face():
     assert "arcface (32 px)" in line and "scaled up to 112 px" in line
     assert "omniid" not in line and "paper)" not in line  # 224 px read down: no handicap to state
     assert upscaled_identity_input({"arcface (paper)": infos["arcface (paper)"]}) == []
+
+
+def test_report_html_labels_each_row_with_the_setting_columns_of_table_md(tmp_path):
+    face = score(_face([1, 0.1, 0]), _face([1, 0, 0]), [_face([1, 0.2, 0])], RECOGNISERS)
+    rows = [{"identity_id": "a", "representation": rep, "k": 1, "gt_face": True, "pose_error": 0.0, **face}
+            for rep in ("omniid", "omniid (table 1)")]
+    spec = TableSpec(["omniid", "omniid (table 1)"], [1], RECOGNISERS, resamples=20,
+                     labels={"omniid": {"setting": DECODER_ONLY}, "omniid (table 1)": {"setting": CONTROLNET}})
+    cells = write_table(rows, tmp_path, spec)
+    write_report(tmp_path, rows, cells, spec, {"inputs": "inputs.png", "pose_gap": "pose.png"},
+                 SimpleNamespace(plans={}), Protocol(inputs=(1,), report_identities=0), None)
+    html = (tmp_path / "report.html").read_text()
+    table = html.split("<table class='results'>", 1)[1].split("</table>", 1)[0]
+    heads = re.findall(r"<th>(.*?)</th>", table)
+    body = [re.findall(r"<td>(.*?)</td>", row) for row in table.split("<tr>")[2:]]
+    md = [[c.strip() for c in line.strip("|").split("|")] for line in (tmp_path / "table.md").read_text().splitlines()
+          if line.startswith("| ")]
+    assert heads[:3] == md[0][:3] == ["Representation", "setting", "k"]
+    assert [r[:3] for r in body] == [m[:3] for m in md[1:]] == [["omniid", DECODER_ONLY, "1"],
+                                                               ["omniid (table 1)", CONTROLNET, "1"]]

@@ -4,6 +4,7 @@ is refused with its name. The detector is the sample preset's offline one, throu
 from __future__ import annotations
 
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -16,7 +17,7 @@ from omniid.encoder import OmniIDEncoder
 from omniid.errors import NoFace
 from omniid.face_inputs import AS_IS, InputAligner, prepare_image
 from omniid.preprocess import image_to_tensor
-from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
+from omniid_fixtures import group_photo, one_torch_thread  # noqa: F401  (pytest fixture)
 
 TINY = get_preset("tiny").model
 
@@ -89,3 +90,20 @@ def test_from_pretrained_takes_the_runs_detector_and_precision(encoder, tmp_path
     loaded = OmniIDEncoder.from_pretrained(step)
     assert loaded.aligner.pipeline == "paper" and loaded.bf16 is False
     assert OmniIDEncoder.from_pretrained(step, pipeline="sample").aligner.pipeline == "sample"
+
+
+def test_a_group_photo_takes_the_largest_face_warns_and_records_it(crop, aligner, tmp_path, caplog):
+    photo = tmp_path / "group.png"
+    large, small = group_photo(photo)
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        one = prepare_image(pasted(crop, 0.7, 300, 100), 448, aligner, "one.png")
+        assert not caplog.records  # one face: nothing to say
+        group = prepare_image(photo, 448, aligner)
+    record = group.record()
+    assert record["faces_found"] == 2 and one.record()["faces_found"] == 1
+    box = np.asarray(record["face_box"])
+    assert np.abs(box - large).max() < np.abs(box - small).max()  # the large face's box, not the small one's
+    assert caplog.records[0].getMessage().startswith(f"{photo}: 2 faces found; took the largest")
+    # an aligned crop given as such runs no detector: nothing found, nothing taken
+    assert prepare_image(crop, 448).record() == {"how": "given as an aligned crop (resize and normalise only)",
+                                                 "faces_found": None, "face_box": None}

@@ -18,7 +18,7 @@ from PIL import Image
 from omniid.cli import main as train_main
 from omniid.eval_cli import eval_main, generate_main
 from omniid.generation import OmniIDGenerator
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from omniid_fixtures import group_photo, kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -53,7 +53,7 @@ def test_generation_uses_the_runs_guidance(runs, sample_manifest):
     own, = gen.generate(tokens, seeds=[0], steps=2)
     five, = gen.generate(tokens, seeds=[0], steps=2, guidance=5.0)
     other, = gen.generate(tokens, seeds=[0], steps=2, guidance=3.5)
-    assert gen.settings["guidance"] == 5.0
+    assert gen.settings["trained_guidance"] == 5.0
     assert np.array_equal(pixels(own), pixels(five)) and not np.array_equal(pixels(own), pixels(other))
 
 
@@ -63,14 +63,55 @@ def test_eval_applies_each_checkpoints_own_guidance(runs, sample_manifest, tmp_p
                       str(sample_manifest.parent), "--out", str(out), "--inputs", "1", "--targets", "1",
                       "--steps", "2", "--identities", "1", "--no-swap", "--no-copy-row"]) == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert {label: g["guidance"] for label, g in settings["generators"].items()} == {"omniid": 3.5,
-                                                                                    "omniid (five)": 5.0}
+    assert {label: (g["guidance_used"], g["trained_guidance"]) for label, g in settings["generators"].items()} == \
+        {"omniid": (3.5, 3.5), "omniid (five)": (5.0, 5.0)}
     # a folder of manifests evaluates its test split
     assert settings["manifest"] == str(sample_manifest.parent / "test.parquet")
     row = next(r for r in pq.read_table(out / "results.parquet").to_pylist() if r["representation"] == "omniid (five)")
     gen = OmniIDGenerator.from_checkpoint(runs["five"])
     again, = gen.generate(gen.tokens([[Path(p) for p in row["input_paths"]]], aligned=True), [row["seed"]], steps=2)
     assert np.array_equal(pixels(Image.open(out / row["image_path"]).convert("RGB")), pixels(again))
+
+
+def test_a_scale_given_to_generate_holds_for_that_call_only(runs, sample_manifest):
+    gen = OmniIDGenerator.from_checkpoint(runs["default"])
+    adapter = gen.objective.adapter
+    tokens = gen.tokens([crops(sample_manifest, 2)], aligned=True)
+    before, = gen.generate(tokens, seeds=[0], steps=2)
+    off, = gen.generate(tokens, seeds=[0], steps=2, scale=0.0)
+    after, = gen.generate(tokens, seeds=[0], steps=2)
+    assert adapter.scale == adapter.config["scale"] == 1.0  # what save_pretrained would write: the trained scale
+    assert np.array_equal(pixels(before), pixels(after)) and not np.array_equal(pixels(before), pixels(off))
+
+
+def test_settings_name_the_guidance_and_scale_used_beside_the_trained_ones(runs, sample_manifest, kept_faces,
+                                                                          tmp_path):
+    override = ["--guidance", "7", "--scale", "0.5", "--steps", "1"]
+    assert eval_main(["--checkpoint", str(runs["default"]), "--manifest", str(sample_manifest.parent), "--out",
+                      str(tmp_path / "eval"), "--inputs", "1", "--targets", "1", "--identities", "1", "--no-swap",
+                      "--no-copy-row", "--no-real-row", *override]) == 0
+    settings = json.loads((tmp_path / "eval" / "settings.json").read_text())
+    used = {"guidance_used": 7.0, "scale_used": 0.5, "trained_guidance": 3.5, "trained_scale": 1.0}
+    assert {key: settings["generators"]["omniid"][key] for key in used} == used
+    listed = kept_faces["crop_path"].to_pylist()[:1]
+    assert generate_main(["--checkpoint", str(runs["default"]), "--images", *listed, "--manifest",
+                          str(sample_manifest.parent), "--out", str(tmp_path / "gen"), *override]) == 0
+    settings = json.loads((tmp_path / "gen" / "settings.json").read_text())
+    assert {key: settings[key] for key in used} == used
+
+
+def test_generate_warns_of_a_group_photo_and_records_the_face_it_took(runs, tmp_path, caplog):
+    photo = tmp_path / "group.png"
+    large, _ = group_photo(photo)
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert generate_main(["--checkpoint", str(runs["default"]), "--images", str(photo), "--steps", "1",
+                              "--out", str(tmp_path / "g")]) == 0
+    record, = json.loads((tmp_path / "g" / "settings.json").read_text())["preprocessing"]
+    assert record["faces_found"] == 2
+    box = np.asarray(record["face_box"])  # the larger face's box, within the place it was pasted
+    assert (np.abs(box - large) < 0.25 * (large[2] - large[0])).all()
+    warning, = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "faces found" in r.getMessage()]
+    assert warning.startswith(f"{photo}: 2 faces found; took the largest, box [x0, y0, x1, y1] = {record['face_box']}")
 
 
 def test_a_runs_pipeline_takes_a_text_prompt_and_a_bare_one_says_how(runs):

@@ -117,3 +117,27 @@ def write_eval_set(folder: Path, kept_faces: pa.Table, sample_run: Path, identit
     table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
     write_contract_folder(folder, {"train": table, "test": table}, folder)
     return folder / "test.parquet"
+
+
+def group_photo(path: Path) -> list[list[float]]:
+    """A photo of two faces (the astronaut's, scikit-image, public domain: its aligned crop pasted
+    large at the right and small at the left of a noisy frame) written to `path`; -> where each
+    was pasted, [x0, y0, x1, y1], the large one first."""
+    import cv2
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    from mfhq.faces import Faces
+
+    photo = skimage.data.astronaut()
+    faces = Faces.from_preset("sample", tasks=("detect",))
+    crop = faces.crop(photo, faces.largest_face(photo)[1])
+    frame = np.random.default_rng(0).integers(40, 120, (480, 800, 3), dtype=np.uint8)
+    placed = []
+    for fx, (x, y) in ((0.7, (420, 40)), (0.45, (60, 100))):
+        face = cv2.resize(crop, None, fx=fx, fy=fx, interpolation=cv2.INTER_AREA)
+        frame[y:y + face.shape[0], x:x + face.shape[1]] = face
+        placed.append([x, y, x + face.shape[1], y + face.shape[0]])
+    Image.fromarray(frame).save(path)
+    return placed

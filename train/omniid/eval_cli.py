@@ -174,7 +174,9 @@ def generate_args(argv):
     p = parser("omniid-generate", "Generate images of one identity.", __version__)
     p.add_argument("--checkpoint", metavar="DIR", required=True, help="flow-stage run folder, checkpoints/latest or step folder")
     p.add_argument("--images", metavar="PATH", required=True, nargs="+", help="input images of one person: photos (the face is "
-                   "detected and aligned as extract aligns crops) or aligned crops (used as they are)")
+                   "detected and aligned as extract aligns crops; of several faces the largest, with a warning) or "
+                   "aligned crops (used as they are). The presets train with 3 inputs: another number is beyond "
+                   "training")
     p.add_argument("--manifest", metavar="PATH", help="manifest folder or file whose crop_path values --images may give (they are "
                                       "relative to the extract run folder; its manifest.json says where that is)")
     p.add_argument("--prompt", metavar="TEXT", help="text prompt; the paper preset needs FLUX's text encoders in --flux-path for "
@@ -218,12 +220,9 @@ def generate_main(argv: list[str] | None = None) -> int:
     except _user_errors() as error:
         log.error("%s", error)
         return 2
-    settings = {**gen.settings, "images": [str(Path(p)) for p in args.images],
-                "preprocessing": [{"image": str(p), "how": how} for p, how in zip(images, gen.preprocessing[0])],
-                "seeds": seeds, "steps": args.steps,
-                "guidance": args.guidance if args.guidance is not None else gen.settings["guidance"],
-                "scale": args.scale if args.scale is not None else gen.settings["adapter_scale"],
-                "size": args.size or gen.image_size, "outputs": names, "device": args.device,
+    settings = {**gen.settings_used(args.guidance, args.scale), "images": [str(Path(p)) for p in args.images],
+                "preprocessing": [{"image": str(p), **record} for p, record in zip(images, gen.preprocessing[0])],
+                "seeds": seeds, "steps": args.steps, "size": args.size or gen.image_size, "outputs": names, "device": args.device,
                 "seconds": round(seconds, 3)}
     write_json(out / "settings.json", settings)
     complete_out(out, GENERATE)  # last: a folder without it is not a complete output

@@ -120,7 +120,7 @@ def generate_all(generators, fitted: Fitted, swaps: dict, out: Path, metrics,
     infos, scored = {}, {}
     for group in groups:
         _generate_group(group, fitted, swaps, scored, out, metrics, protocol)
-        infos.update({label: RowInfo.of(gen) for label, gen in group.items()})  # after: a --scale is in its settings
+        infos.update({label: RowInfo.of(gen, protocol) for label, gen in group.items()})
     for identity, plan in fitted.plans.items():  # with no generated row, the reference rows alone
         if identity not in scored:
             scored[identity] = scored_identity(identity, plan, metrics)

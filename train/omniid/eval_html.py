@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 
 from omniid.eval_plan import Fitted
-from omniid.eval_table import MARK, TableSpec, column_titles, fmt, fmt_cell, marked
+from omniid.eval_table import MARK, TableSpec, column_titles, fmt, fmt_cell, label_columns, label_values, marked
 
 THUMB = 128
 STYLE = ("body{font-family:sans-serif;margin:24px;color:#222}table{border-collapse:collapse;font-size:12px}"
@@ -73,12 +73,14 @@ def _strip(identity: str, fitted: Fitted, rows: list[dict], spec: TableSpec, out
 
 def _table(cells: dict, spec: TableSpec) -> str:
     shown = column_titles(spec)
-    head = "".join(f"<th>{escape(t)}</th>" for t in ["Representation", "k", *(t for _, t in shown), "n"])
+    titles = ["Representation", *label_columns(spec), "k", *(t for _, t in shown), "n"]  # the labels as table.md
+    head = "".join(f"<th>{escape(t)}</th>" for t in titles)
     body = []
     for (rep, k), entry in cells.items():
         name = f"{rep} {MARK}" if rep in spec.conditioned else rep
         values = [fmt_cell(entry[key], key) + (f" {MARK}" if marked(rep, key, spec) else "") for key, _ in shown]
-        body.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in [name, k, *values, entry["n"]]) + "</tr>")
+        cols = [name, *label_values(rep, spec), k, *values, entry["n"]]
+        body.append("<tr>" + "".join(f"<td>{escape(str(v))}</td>" for v in cols) + "</tr>")
     return f"<table class='results'><tr>{head}</tr>{''.join(body)}</table>"
 
 

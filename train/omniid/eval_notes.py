@@ -22,9 +22,10 @@ class RowInfo:
     conditioning: list[str]
 
     @classmethod
-    def of(cls, generator) -> "RowInfo":
-        return cls(generator.preset, setting_of(generator), generator.settings, generator.prompt,
-                   Path(generator.folder), conditioning_models(generator))
+    def of(cls, generator, protocol) -> "RowInfo":
+        """Its settings name the protocol's guidance and scale as used, beside the trained ones."""
+        return cls(generator.preset, setting_of(generator), generator.settings_used(protocol.guidance, protocol.scale),
+                   generator.prompt, Path(generator.folder), conditioning_models(generator))
 
 
 def random_weights(generators: dict) -> str | None:

@@ -99,17 +99,27 @@ def marked(rep: str, key: str, spec: TableSpec) -> bool:
     return ":" in key and key.split(":", 1)[1] in spec.conditioned.get(rep, [])
 
 
+def label_columns(spec: TableSpec) -> list[str]:
+    """The label columns (`setting`...) every table of the rows shows after the representation."""
+    return sorted({name for labels in spec.labels.values() for name in labels})
+
+
+def label_values(rep: str, spec: TableSpec) -> list[str]:
+    """A representation's values of `label_columns`, in that order ("" where it has none)."""
+    return [spec.labels.get(rep, {}).get(name, "") for name in label_columns(spec)]
+
+
 def write_table(rows: list[dict], out: Path, spec: TableSpec) -> dict:
     """table.csv and table.md; returns the cells."""
     table = cells(rows, spec)
-    extra = sorted({name for labels in spec.labels.values() for name in labels})
+    extra = label_columns(spec)
     keys = metric_names(spec.recognisers)
     with open(out / "table.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["representation", *extra, "k", *[f"{m}{s}" for m in keys for s in ("", ":low", ":high")],
                          *[f"degenerate:{r}" for r in spec.recognisers], "n", "conditioned_on"])
         for (rep, k), entry in table.items():
-            writer.writerow([rep, *[spec.labels.get(rep, {}).get(e, "") for e in extra], k,
+            writer.writerow([rep, *label_values(rep, spec), k,
                              *[repr(v) for m in keys for v in entry[m]],
                              *[entry[f"degenerate:{r}"] for r in spec.recognisers], entry["n"],
                              ",".join(spec.conditioned.get(rep, []))])
@@ -121,7 +131,7 @@ def write_table(rows: list[dict], out: Path, spec: TableSpec) -> dict:
     for (rep, k), entry in table.items():
         name = f"{rep} {MARK}" if rep in spec.conditioned else rep
         values = [fmt_cell(entry[key], key) + (f" {MARK}" if marked(rep, key, spec) else "") for key, _ in shown]
-        lines.append(f"| {name} | " + "".join(f"{spec.labels.get(rep, {}).get(e, '')} | " for e in extra) +
+        lines.append(f"| {name} | " + "".join(f"{value} | " for value in label_values(rep, spec)) +
                      f"{k} | " + " | ".join(values) + f" | {entry['n']} |")
     (out / "table.md").write_text("\n".join(lines + [""] + spec.footer) + "\n")
     return table

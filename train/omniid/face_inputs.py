@@ -5,12 +5,13 @@ both mfhq presets) and resizes and normalises them with `omniid.preprocess.image
 image given at inference takes the same road through `prepare_image(image, size, aligner, name)`:
 
 - no aligner (the caller vouches for aligned crops, e.g. a manifest's): resize and normalise only;
-- otherwise the aligner (an mfhq preset's detector, through `mfhq.faces`) finds the largest face.
-  An image that already is an aligned crop (its 5 points within ALIGNED_TOLERANCE of the
+- otherwise the aligner (an mfhq preset's detector, through `mfhq.faces`) finds the largest face
+  (a photo of several faces: a warning naming the file, the count and the box taken). An image that already is an aligned crop (its 5 points within ALIGNED_TOLERANCE of the
   template) is used as it is, so a crop of the dataset gives exactly its training tensor; any
   other photo is warped to the crop extract would make of it. No face: `NoFace`, naming the file.
 
-`Prepared.how` says which of the three happened; `identity_batch` logs it per image.
+`Prepared.how` says which of the three happened, `Prepared.record()` that with the number of faces
+found and the box taken; `identity_batch` logs it per image and returns the records.
 """
 from __future__ import annotations
 
@@ -43,8 +44,14 @@ def default_pipeline(preset_name: str) -> str:
 
 @dataclass
 class Prepared:
-    tensor: torch.Tensor   # [3, S, S], CLIP-normalised
-    how: str               # GIVEN, AS_IS or "face detected and aligned (...)"
+    tensor: torch.Tensor               # [3, S, S], CLIP-normalised
+    how: str                           # GIVEN, AS_IS or "face detected and aligned (...)"
+    faces: int | None = None           # faces the detector found (None: no detector ran)
+    box: list[float] | None = None     # the one taken, [x0, y0, x1, y1] in the image's pixels
+
+    def record(self) -> dict:
+        """What settings.json keeps of this image's preprocessing."""
+        return {"how": self.how, "faces_found": self.faces, "face_box": self.box}
 
 
 def read_rgb(image: ImageLike | torch.Tensor) -> np.ndarray:
@@ -88,17 +95,22 @@ class InputAligner:
             self._faces = Faces.from_preset(self.pipeline, self.models_dir, self.device, tasks=("detect",))
         return self._faces
 
-    def align(self, rgb: np.ndarray, name: str) -> tuple[np.ndarray | None, str]:
-        """(the aligned crop, or None when `rgb` already is one; how)."""
-        found = self.faces.largest_face(rgb)
-        if found is None:
+    def align(self, rgb: np.ndarray, name: str) -> tuple[np.ndarray | None, str, int, list[float]]:
+        """(the aligned crop, or None when `rgb` already is one; how; faces found; the box taken)."""
+        found = self.faces.faces_found(rgb)
+        if not found:
             raise NoFace(f"{name}: no face found by the {self.pipeline} preset's detector; give a photo "
                          "with a visible face (or its aligned crop)")
-        points = found[1]
+        box, points, _ = found[0]
+        box = [round(float(v), 1) for v in box]
+        if len(found) > 1:  # the encoder takes one face per image: say which, a group photo is not refused
+            log.warning("%s: %d faces found; took the largest, box [x0, y0, x1, y1] = %s (give a photo or crop of "
+                        "the one person to choose another)", name, len(found), box)
         if self.faces.misalignment(rgb.shape, points) <= ALIGNED_TOLERANCE:
-            return None, AS_IS
+            return None, AS_IS, len(found), box
         align = self.faces.cfg.align
-        return self.faces.crop(rgb, points), f"face detected and aligned ({align.template} template, {align.size} px)"
+        how = f"face detected and aligned ({align.template} template, {align.size} px)"
+        return self.faces.crop(rgb, points), how, len(found), box
 
 
 def input_paths(paths: Sequence[str | Path], manifest: str | Path | None = None) -> list[Path]:
@@ -134,13 +146,14 @@ def prepare_image(image: ImageLike | torch.Tensor, size: int, aligner: InputAlig
     given = read_rgb(image) if torch.is_tensor(image) else image  # a path stays a path: read as training reads it
     if aligner is None:
         return Prepared(image_to_tensor(given, size), GIVEN)
-    crop, how = aligner.align(read_rgb(image), name or describe(image, "image"))
-    return Prepared(image_to_tensor(given if crop is None else crop, size), how)
+    crop, how, faces, box = aligner.align(read_rgb(image), name or describe(image, "image"))
+    return Prepared(image_to_tensor(given if crop is None else crop, size), how, faces, box)
 
 
 def identity_batch(identities: Sequence[Sequence], size: int, aligner: InputAligner | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, list[list[str]]]:
-    """Images of each identity -> (inputs [B, M, 3, S, S], input_valid [B, M], how per image)."""
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[list[dict]]]:
+    """Images of each identity -> (inputs [B, M, 3, S, S], input_valid [B, M], `Prepared.record()`
+    per image)."""
     m = max(len(images) for images in identities)
     inputs = torch.zeros(len(identities), m, 3, size, size)
     valid = torch.zeros(len(identities), m, dtype=torch.bool)
@@ -152,7 +165,7 @@ def identity_batch(identities: Sequence[Sequence], size: int, aligner: InputAlig
         prepared = [prepare_image(image, size, aligner, name) for image, name in zip(images, names)]
         inputs[b, :len(prepared)] = torch.stack([p.tensor for p in prepared])
         valid[b, :len(prepared)] = True
-        hows.append([p.how for p in prepared])
+        hows.append([p.record() for p in prepared])
         for name, p in zip(names, prepared):
             log.log(logging.INFO if aligner is not None else logging.DEBUG, "%s: %s", name, p.how)
     return inputs, valid, hows

@@ -60,7 +60,7 @@ class OmniIDGenerator:
         self.representation_name = state.get("representation", "omniid")
         self.prompt = preset.flow.prompt
         self.aligner = InputAligner(default_pipeline(preset.name))  # input photos: from_checkpoint sets its pipeline
-        self.preprocessing: list[list[str]] = []                     # how tokens() prepared each image, last call
+        self.preprocessing: list[list[dict]] = []                    # how tokens() prepared each image, last call
         self.frozen: dict = {}  # the frozen weights loaded (`frozen_facts`): from_checkpoint sets them
 
     stage = "flow"  # the checkpoints this class generates from, and what they must hold
@@ -104,13 +104,20 @@ class OmniIDGenerator:
         flow = self.preset.flow
         return {"checkpoint": str(self.folder), "step": self.state.get("step"), "preset": self.preset.name,
                 "representation": self.representation_name, "prompt": self.prompt, "image_size": flow.image_size,
-                "adapter_scale": self.objective.adapter.scale, "guidance": flow.guidance,
+                "trained_scale": self.objective.adapter.scale, "trained_guidance": flow.guidance,
                 "flux_dtype": str(self.objective.parts.transformer.dtype).removeprefix("torch."),
                 "encoder_bf16_autocast": self.preset.optim.bf16 and self.objective.prompt_embeds.device.type == "cuda",
                 "input_detector": self.aligner.pipeline,
                 # what was loaded beside what training recorded (None: nothing of that kind, or a
                 # checkpoint saved before the record), as omniid-train and the check compare them
                 "frozen_weights": {"loaded": self.frozen, "trained_with": {k: self.state.get(k) for k in self.frozen}}}
+
+    def settings_used(self, guidance: float | None = None, scale: float | None = None) -> dict:
+        """`settings` with what `generate(guidance=, scale=)` ran at beside the trained values, so
+        that an override is never recorded as the checkpoint's own."""
+        settings = self.settings
+        return {**settings, "guidance_used": settings["trained_guidance"] if guidance is None else float(guidance),
+                "scale_used": settings["trained_scale"] if scale is None else float(scale)}
 
     def set_prompt(self, prompt: str, flux_path=None) -> None:
         """Generate with another prompt than the trained one. The paper preset encodes it with
@@ -140,7 +147,7 @@ class OmniIDGenerator:
     def generate(self, tokens: torch.Tensor, seeds: Sequence[int], steps: int = 28, guidance: float | None = None,
                  scale: float | None = None, size: int | None = None) -> list[Image.Image]:
         """One image per row of tokens, each from its own seed; guidance None: the run's
-        flow.guidance; scale None: the adapter's trained scale."""
+        flow.guidance; scale None: the adapter's trained scale (a scale given holds for this call only)."""
         if len(seeds) != len(tokens):
             raise ValueError(f"{len(tokens)} token rows but {len(seeds)} seeds")
         size = size or self.image_size

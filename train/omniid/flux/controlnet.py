@@ -93,7 +93,8 @@ def sample_controlled(parts: FluxParts, controlnet, prompt_embeds: torch.Tensor,
     device, dtype = parts.transformer.device, parts.transformer.dtype
     batch = tokens.shape[0]
     adapter.attach(parts.transformer)
-    if scale is not None:
+    trained_scale = adapter.scale
+    if scale is not None:  # for this call only: the adapter keeps (and saves) its trained scale
         adapter.set_scale(scale)
     embeds = [tokens.to(device, dtype)[:, None]]           # [B, 1 image, N, D] per adapter
     try:
@@ -104,5 +105,6 @@ def sample_controlled(parts: FluxParts, controlnet, prompt_embeds: torch.Tensor,
                        num_inference_steps=steps, guidance_scale=guidance, generator=generator, output_type="pt",
                        ip_adapter_image_embeds=embeds, negative_ip_adapter_image_embeds=[torch.zeros_like(embeds[0])])
     finally:
+        adapter.set_scale(trained_scale)
         adapter.detach()
     return out.images.float()

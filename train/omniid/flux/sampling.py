@@ -87,10 +87,11 @@ def sample(parts: FluxParts, prompt_embeds: torch.Tensor, pooled_prompt_embeds: 
     pipe.set_progress_bar_config(disable=True)
     device, dtype = parts.transformer.device, parts.transformer.dtype
     batch = 1 if tokens is None else tokens.shape[0]
-    kwargs = {}
+    kwargs, trained_scale = {}, None
     if adapter is not None and tokens is not None:
         adapter.attach(parts.transformer)
-        if scale is not None:
+        if scale is not None:  # for this call only: the adapter keeps (and saves) its trained scale
+            trained_scale = adapter.scale
             adapter.set_scale(scale)
         embeds = [tokens.to(device, dtype)[:, None]]        # [B, 1 image, N, D] per adapter
         # without negative embeds FluxPipeline would try its image encoder (None) for a blank image
@@ -103,6 +104,8 @@ def sample(parts: FluxParts, prompt_embeds: torch.Tensor, pooled_prompt_embeds: 
                        height=height, width=width, num_inference_steps=steps, guidance_scale=guidance,
                        generator=generator, output_type=output_type, **kwargs)
     finally:
+        if trained_scale is not None:
+            adapter.set_scale(trained_scale)
         if kwargs:
             adapter.detach()
     images = out.images
