@@ -84,4 +84,5 @@ def _log(keys, names, by_size, lowest, pair, chained, sampled, bar) -> None:
         log.warning("merge: %d identities hold two clips less alike than any merge edge needs (cosine < %g), joined "
                     "through other clips; the least alike: %s and %s at %.3f, in %s (%d clips). Merges are "
                     "transitive (docs/curate.md, Identities): raise the guard or threshold to split such chains",
-                    len(below), bar, keys[pair[worst, 0]], keys[pair[worst, 1]], lowest[worst], names[worst], by_size[worst])
+                    len(below), bar, keys[pair[worst, 0]], keys[pair[worst, 1]], lowest[worst], names[worst],
+                    by_size[worst])

@@ -5,8 +5,8 @@ from the same source video (e.g. one YouTube id in CelebV-HQ and CelebV-Text), g
 minimum embedding similarity because two people can share a video (every pair of a video's
 clips is compared: mfhq.curate.within), or when their mean embeddings are at least
 `embedding_similarity` apart in cosine. Identities are the connected components, so merges are
-transitive: mfhq.curate.chains logs the identities chains of edges formed. `merge` pools a component's faces; `dedup` keeps only its clip with the most usable
-faces. Each edge is kept as evidence on the identity it formed.
+transitive: mfhq.curate.chains logs the identities chains of edges formed. `merge` pools a
+component's faces; `dedup` keeps only its clip with the most usable faces. Each edge is kept as evidence on the identity it formed.
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
 Identities and videos form a graph (an identity touches the videos of all its member clips,
 not only those its sampled faces come from: identities.parquet's rows, duplicates included; a
 video can hold several identities). A connected component goes wholly to one side, which is
-what makes both disjoint, over the manifests' rows and over every member clip of their identities. `videos` mode holds out components, in an order fixed by a hash of
-(split_seed, their smallest video key), until `test_videos` videos are held out. `official` mode
+what makes both disjoint, over the manifests' rows and over every member clip of their
+identities. `videos` mode holds out components, in an order fixed by a hash of (split_seed,
+their smallest video key), until `test_videos` videos are held out. `official` mode
 follows the source's split per clip; a component that the official split cuts in two goes to
 test as a whole (never train, so no test face leaks into training).
 """

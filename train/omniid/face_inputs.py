@@ -6,9 +6,10 @@ image given at inference takes the same road through `prepare_image(image, size,
 
 - no aligner (the caller vouches for aligned crops, e.g. a manifest's): resize and normalise only;
 - otherwise the aligner (an mfhq preset's detector, through `mfhq.faces`) finds the largest face
-  (a photo of several faces: a warning naming the file, the count and the box taken). An image that already is an aligned crop (its 5 points within ALIGNED_TOLERANCE of the
-  template) is used as it is, so a crop of the dataset gives exactly its training tensor; any
-  other photo is warped to the crop extract would make of it. No face: `NoFace`, naming the file.
+  (a photo of several faces: a warning naming the file, the count and the box taken). An image
+  that already is an aligned crop (its 5 points within ALIGNED_TOLERANCE of the template) is
+  used as it is, so a crop of the dataset gives exactly its training tensor; any other photo is
+  warped to the crop extract would make of it. No face: `NoFace`, naming the file.
 
 `Prepared.how` says which of the three happened, `Prepared.record()` that with the number of faces
 found and the box taken; `identity_batch` logs it per image and returns the records.
