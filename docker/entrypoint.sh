@@ -4,6 +4,6 @@
 # `docker run IMAGE extract ...` keeps working.
 set -e
 case "${1:-}" in
-    mfhq|omniid-train|omniid-eval|omniid-generate|python|sh|bash) exec "$@" ;;
+    mfhq|omniid-train|omniid-eval|omniid-generate|omniid-bench-data|python|sh|bash) exec "$@" ;;
     *) exec mfhq "$@" ;;
 esac

@@ -36,7 +36,7 @@ _BODY = """
 
 `mfhq cluster-sample --run RUN --manifest manifests/` writes this folder; the contract's code is
 `mfhq/manifest/` (schemas and versions in `schema.py`, the checked reader in `folder.py`). Every
-Parquet file carries `mfhq.schema_version` in its metadata, and so does `manifest.json`; readers
+Parquet file carries `mfhq.schema_version` in its metadata, and `manifest.json` its `schema_version`; readers
 (`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an
 error that names the file, except an older one they still read (version 2: it lacks `face_size`,
 read as null). The folder is written as one unit: `manifest.json` is removed first and
