@@ -73,7 +73,7 @@ def report_chains(keys: np.ndarray, comp: np.ndarray, names: np.ndarray, video: 
 def _log(keys, names, by_size, lowest, pair, chained, sampled, bar) -> None:
     largest = int(np.argmax(by_size))
     cut = f"; {sampled} identities of over {CHECKED} clips judged by {CHECKED} of their clips" if sampled else ""
-    log.info("merge: %d identities of several clips, %d formed by chains (two of their clips less alike than a "
+    log.info("merge: identities of several clips: %d, formed by chains: %d (two of their clips less alike than a "
              "direct edge needs); the largest, %s (%d clips), has lowest pairwise clip-mean cosine %.3f%s",
              int((by_size > 1).sum()), int(chained.sum()), names[largest], by_size[largest], lowest[largest], cut)
     if bar is None:

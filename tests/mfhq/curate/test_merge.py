@@ -274,7 +274,7 @@ def test_a_chain_of_merges_is_logged_with_its_least_alike_clips(caplog):
         ids = merge.assign_identities(clips, emb, cfg).column("identity_id").to_pylist()
     assert set(ids) == {"s/a"}
     text = caplog.text
-    assert "1 identities of several clips, 1 formed by chains" in text
+    assert "identities of several clips: 1, formed by chains: 1" in text
     assert "lowest pairwise clip-mean cosine -0.866" in text
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "s/a and s/d at -0.866, in s/a (4 clips)" in warned[0]

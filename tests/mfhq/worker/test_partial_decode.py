@@ -6,12 +6,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
 from presets import write_preset
+from run_rows import image_files, named_files, query
 
 
 def _half_garbage(good: Path, out: Path) -> Path:
@@ -32,23 +32,7 @@ def _extract(tmp_path: Path, sample_dir: Path, crops: str = "extract", *more: st
     preset = write_preset(tmp_path / "chunks.yaml", {"decode.chunk_frames": 4, "run.workers": 1, "align.crops": crops},
                           base=SAMPLE_PRESET)
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), *more)
-    return run, _query(run, "SELECT status, reason, n_frames_read, n_faces_detected, n_faces_kept FROM clips")
-
-
-def _query(run: Path, sql: str) -> list:
-    con = duckdb.connect()
-    for view in ("clips", "faces"):
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{run}/{view}/*.parquet')")
-    return con.execute(sql).fetchall()
-
-
-def _files(run: Path) -> set[str]:
-    return {p.relative_to(run).as_posix() for folder in ("crops", "masks") for p in (run / folder).rglob("*") if p.is_file()}
-
-
-def _named(run: Path) -> set[str]:
-    """The crop and mask files the face rows name."""
-    return {p for row in _query(run, "SELECT crop_path, mask_path FROM faces") for p in row if p is not None}
+    return run, query(run, "SELECT status, reason, n_frames_read, n_faces_detected, n_faces_kept FROM clips")
 
 
 @pytest.mark.parametrize("crops", ["extract", "materialize"])
@@ -58,25 +42,25 @@ def test_a_clip_cut_short_keeps_its_counts_and_drops_its_faces_with_a_reason(sam
     assert status == "decode_error" and n_kept == 0
     assert "half_garbage.mp4: reading frames" in reason and "failed" in reason
     assert n_read > 0 and n_detected > 0  # the frames before the damage were read and their faces found
-    faces = _query(run, "SELECT kept, drop_reason, crop_path, mask_path, crop_digest FROM faces")
+    faces = query(run, "SELECT kept, drop_reason, crop_path, mask_path, crop_digest FROM faces")
     assert len(faces) == n_detected and f"none of the {n_detected} faces of the {n_read} frames" in reason
     assert {f[:2] for f in faces} == {(False, "decode_error")}  # the sample's faces would all have been kept
     assert all(f[2:] == (None, None, None) for f in faces)  # a dropped face has no files to make
-    assert _files(run) == set() and _named(run) == set()
+    assert image_files(run) == set() and named_files(run) == set()
 
 
 def test_a_retry_of_a_clip_cut_short_redoes_it_cleanly(sample_dir, tmp_path):
     run, first = _extract(tmp_path, sample_dir)
-    assert first[0][0] == "decode_error" and _files(run) == _named(run) == set()
+    assert first[0][0] == "decode_error" and image_files(run) == named_files(run) == set()
     # Retried while still damaged: the same rows, no file without a row.
     run, again = _extract(tmp_path, sample_dir, "extract", "--retry", "decode_error")
     assert [r[:1] + r[2:] for r in again] == [r[:1] + r[2:] for r in first]  # (decord's message has a time in it)
-    assert _files(run) == _named(run) == set()
+    assert image_files(run) == named_files(run) == set()
     # The download was repaired: the retry replaces the clip's rows, every file named by one.
     shutil.copy(sample_dir / "videos" / "astronaut_motion.mp4", tmp_path / "videos" / "half_garbage.mp4")
     run, repaired = _extract(tmp_path, sample_dir, "extract", "--retry", "decode_error")
     [(status, _, n_read, n_detected, n_kept)] = repaired
     assert status == "ok" and n_read > first[0][2] and n_kept > 0
-    assert _query(run, "SELECT count(*) FILTER (WHERE drop_reason = 'decode_error'), count(*) FROM faces") == \
+    assert query(run, "SELECT count(*) FILTER (WHERE drop_reason = 'decode_error'), count(*) FROM faces") == \
         [(0, n_detected)]
-    assert _files(run) == _named(run) and len(_files(run)) == 2 * n_kept
+    assert image_files(run) == named_files(run) and len(image_files(run)) == 2 * n_kept

@@ -7,32 +7,17 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from presets import write_preset
+from run_rows import image_files, named_files, query
 
 SUPPORT = REPO / "tests" / "support"  # fault_backends: the workers import it by name
 
 
 def _extract(videos: Path, run: Path, preset: Path, *more: str, env=None) -> list:
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset), *more, env=env)
-    return _query(run, "SELECT clip_id, status, n_faces_kept FROM clips ORDER BY clip_id")
-
-
-def _query(run: Path, sql: str) -> list:
-    con = duckdb.connect()
-    for view in ("clips", "faces"):
-        con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{run}/{view}/*.parquet')")
-    return con.execute(sql).fetchall()
-
-
-def _files(run: Path) -> set[str]:
-    return {p.relative_to(run).as_posix() for folder in ("crops", "masks") for p in (run / folder).rglob("*") if p.is_file()}
-
-
-def _named(run: Path) -> set[str]:
-    return {p for row in _query(run, "SELECT crop_path, mask_path FROM faces WHERE kept") for p in row if p}
+    return query(run, "SELECT clip_id, status, n_faces_kept FROM clips ORDER BY clip_id")
 
 
 def _one_clip(sample_dir: Path, tmp_path: Path) -> Path:
@@ -52,7 +37,7 @@ def test_a_clip_whose_stage_fails_after_its_first_chunk_leaves_no_file(sample_di
     run = tmp_path / "run"
     clips = _extract(_one_clip(sample_dir, tmp_path), run, preset, env=env)
     assert clips == [("astronaut", "error", 0)]
-    assert _files(run) == _named(run) == set()
+    assert image_files(run) == named_files(run) == set()
     assert not (run / "crops" / "folder" / "astronaut").exists()
 
 
@@ -60,8 +45,8 @@ def test_a_retry_that_keeps_fewer_faces_leaves_no_file_of_the_attempt_before(sam
     videos, run = _one_clip(sample_dir, tmp_path), tmp_path / "run"
     loose = write_preset(tmp_path / "loose.yaml", {"run.workers": 1}, base=SAMPLE_PRESET)
     [(_, status, kept)] = _extract(videos, run, loose)
-    before = _files(run)
-    assert status == "ok" and kept > 0 and before == _named(run) and len(before) == 2 * kept
+    before = image_files(run)
+    assert status == "ok" and kept > 0 and before == named_files(run) and len(before) == 2 * kept
     # A file of a clip outside the shard: never the shard's to remove.
     other = run / "crops" / "folder" / "other" / "000000_0.jpg"
     other.parent.mkdir(parents=True)
@@ -69,5 +54,5 @@ def test_a_retry_that_keeps_fewer_faces_leaves_no_file_of_the_attempt_before(sam
     strict = write_preset(tmp_path / "strict.yaml", {"run.workers": 1, "align.min_face_px": 230}, base=SAMPLE_PRESET)
     [(_, _, fewer)] = _extract(videos, run, strict, "--force", "--retry", "ok")
     assert 0 < fewer < kept  # (the sample's faces are 170-260 px)
-    assert _files(run) == _named(run) | {"crops/folder/other/000000_0.jpg"}
-    assert len(_named(run)) == 2 * fewer and other.read_bytes() == b"not this shard's"
+    assert image_files(run) == named_files(run) | {"crops/folder/other/000000_0.jpg"}
+    assert len(named_files(run)) == 2 * fewer and other.read_bytes() == b"not this shard's"
