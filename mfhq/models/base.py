@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mfhq.errors import MfhqError
-from mfhq.models.weights import WeightFile, provenance_tag, resolve
+from mfhq.models.weights import WeightFile, provenance_tag, resolve, unreadable
 
 TASKS = ("detector", "embedder", "pose", "quality", "parsing")
 
@@ -57,7 +57,17 @@ class Backend:
     def setup(self) -> None:
         owners = {wf.name: [self.name] for wf in self.weight_files} if self.name else None
         self.paths = resolve(list(self.weight_files), self.models_dir, owners)  # the message names this backend
-        self.load()
+        try:
+            self.load()
+        except (ImportError, MfhqError, MemoryError):
+            raise  # a missing library, a device that is not here, no memory: said as such already
+        except Exception as exc:
+            # The one place a file that passed its hash check (or had none to pass) but does not
+            # load becomes one error naming it and how to fetch it, whatever library raised.
+            files = [(wf, self.paths[wf.name]) for wf in self.weight_files if wf.name in self.paths]
+            if not files:
+                raise
+            raise unreadable(self.name or type(self).__name__, files, exc) from exc
 
     def load(self) -> None:
         """Load the model from self.paths; called once per worker."""

@@ -20,7 +20,7 @@ from mfhq.errors import MfhqError
 from mfhq.manifest.io import sha256_of
 from mfhq.models.registry import all_backends
 from mfhq.models.weights import (LOCK_NAME, MODELS_DIR_ENV, WeightFile, WeightsCorrupt, candidates, check,
-                                 models_dir, size_text)
+                                 library_message, models_dir, size_text)
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,23 @@ def verify(explicit_dir: str | Path | None = None, backends: list[str] | None = 
             out.append((e, f"CORRUPT: {exc}"))
             continue
         referenced = e.weight.sha256 or e.weight.sha256_prefix or _recorded(e.path)
-        out.append((e, "ok" if referenced else "unchecked: no published or recorded sha256 to compare with"))
+        out.append((e, "ok" if referenced else _unchecked(e.weight, e.path)))
     return out
+
+
+def _unchecked(wf: WeightFile, path: Path) -> str:
+    """A file with no hash to compare with: a torch checkpoint is read (seconds; it catches the
+    hand-copied damaged file), the rest say plainly that they are not verified."""
+    if path.suffix != ".pth":
+        return ("unchecked: no published or recorded sha256, so not verified (a damaged file is "
+                "reported when its backend loads it; files from `mfhq models fetch` get one)")
+    import torch
+
+    try:  # weights_only: reading a file never runs code it carries
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except Exception as exc:
+        return f"CORRUPT: {path}: torch cannot read it ({library_message(exc)}); fetch it again: {wf.fetch}"
+    return "readable, not hash-checked: no published or recorded sha256 (`mfhq models fetch` records one)"
 
 
 def where_it_goes(wf: WeightFile, explicit_dir: str | Path | None = None) -> str:

@@ -4,7 +4,9 @@ pyiqa's metric of that name aligns every input itself: it builds a facexlib Reti
 parsing network when constructed (two more downloads) and then runs them one image at a time,
 refusing batches. Our crops are already aligned, so we build the same network (pyiqa's
 `CFANet` with the metric's options) under a model name without that face step, and load the
-same checkpoint through pyiqa's own loader (`pretrained_model_path`). The network resizes
+same checkpoint ourselves: pyiqa's loader for a given path loads with strict=False (a key
+renamed in another pyiqa version would leave its layer randomly initialised, silently) and
+with weights_only=False (a file could run code). Every key must match. The network resizes
 its input to 512 px as the metric does.
 
 Scores are the network's MOS, about 0..1, higher is better; clipped to [0, 1].
@@ -31,11 +33,21 @@ CFANET_OPTIONS = dict(semantic_model_name="resnet50", use_ref=False, test_img_si
 
 
 def build_cfanet(weights: str | None):
-    """pyiqa's CFANet as `topiq_nr-face` builds it; random weights when weights is None (tests)."""
+    """pyiqa's CFANet as `topiq_nr-face` builds it; random weights when weights is None (tests).
+    A checkpoint whose keys or shapes differ from the network's raises (Backend.setup names the file)."""
+    import torch
     from pyiqa.archs.topiq_arch import CFANet
 
-    return CFANet(model_name="topiq_nr_face_prealigned", backbone_pretrain=False,
-                  pretrained=False, pretrained_model_path=weights, **CFANET_OPTIONS)
+    net = CFANet(model_name="topiq_nr_face_prealigned", backbone_pretrain=False,
+                 pretrained=False, pretrained_model_path=None, **CFANET_OPTIONS)
+    if weights is not None:
+        checkpoint = torch.load(weights, map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or "params" not in checkpoint:
+            raise ValueError("not a pyiqa checkpoint: it has no 'params' state dict")
+        # As pyiqa's clean_state_dict: a checkpoint saved from DataParallel prefixes "module.".
+        state = {key.removeprefix("module."): value for key, value in checkpoint["params"].items()}
+        net.load_state_dict(state, strict=True)
+    return net
 
 
 class TopiqFaceQuality(Backend):

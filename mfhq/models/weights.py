@@ -52,32 +52,60 @@ def size_text(wf: WeightFile) -> str:
     return f"{wf.size / 1e6:.1f} MB" if wf.size else "size not published"
 
 
+def _report(header: str, missing: list[WeightFile], searched: list[Path],
+            damaged: list[tuple[WeightFile, str]], owners: dict[str, list[str]]) -> str:
+    """Each file with its problem, source and hash, then where files go and how to fetch them."""
+    lines = [f"{header}: {len(missing) + len(damaged)} file(s)"]
+    for wf, problem in [*((wf, "missing") for wf in missing), *damaged]:
+        who = f" [{', '.join(owners[wf.name])}]" if owners.get(wf.name) else ""
+        lines.append(f"  - {wf.name}{who}: {problem}\n      {size_text(wf)}; sha256 {wf.expected_hash()}; "
+                     f"licence {wf.licence}\n      source: {wf.origin}"
+                     + ("" if wf.url else f"\n      get it: {wf.fetch}"))
+    if searched:
+        lines.append("searched: " + ", ".join(str(p) for p in searched))
+    lines.append(f"put the files in one folder (subfolders such as buffalo_l/ are searched too) and pass "
+                 f"--models-dir DIR (or set {MODELS_DIR_ENV}).")
+    fetchable = [wf for wf in [*missing, *(wf for wf, _ in damaged)] if wf.url]
+    if fetchable:
+        names = list(dict.fromkeys(o for wf in fetchable for o in owners.get(wf.name, []))) or ["..."]
+        lines.append(f"on a machine with internet: mfhq models fetch {' '.join(names)} --to DIR")
+    return "\n".join(lines)
+
+
 class WeightsMissing(MfhqError, FileNotFoundError):
     """Every file that is missing or damaged, at once: one damaged file never hides another."""
 
     def __init__(self, missing: list[WeightFile], searched: list[Path],
                  damaged: list[tuple[WeightFile, str]] = (), owners: dict[str, list[str]] | None = None):
-        owners = owners or {}
-        lines = [f"model weights missing or damaged: {len(missing) + len(damaged)} file(s)"]
-        for wf, problem in [*((wf, "missing") for wf in missing), *damaged]:
-            who = f" [{', '.join(owners[wf.name])}]" if owners.get(wf.name) else ""
-            lines.append(f"  - {wf.name}{who}: {problem}\n      {size_text(wf)}; sha256 {wf.expected_hash()}; "
-                         f"licence {wf.licence}\n      source: {wf.origin}"
-                         + ("" if wf.url else f"\n      get it: {wf.fetch}"))
-        lines.append("searched: " + ", ".join(str(p) for p in searched))
-        lines.append(f"put the files in one folder (subfolders such as buffalo_l/ are searched too) and pass "
-                     f"--models-dir DIR (or set {MODELS_DIR_ENV}).")
-        fetchable = [wf for wf in [*missing, *(wf for wf, _ in damaged)] if wf.url]
-        if fetchable:
-            names = list(dict.fromkeys(o for wf in fetchable for o in owners.get(wf.name, []))) or ["..."]
-            lines.append(f"on a machine with internet: mfhq models fetch {' '.join(names)} --to DIR")
-        super().__init__("\n".join(lines))
+        super().__init__(_report("model weights missing or damaged", missing, searched, list(damaged), owners or {}))
         self.missing = missing
         self.damaged = list(damaged)
 
 
 class WeightsCorrupt(MfhqError, RuntimeError):
-    """A weight file whose hash is not the published one."""
+    """A weight file whose hash is not the published one, or that its library cannot read."""
+
+
+def library_message(exc: BaseException) -> str:
+    """What the library said about a file it could not read, less torch's advice to load it with
+    weights_only=False (which would run any code the file carries): the unpickler's own words."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation of torch.load")[0]
+    elif "weights_only" in text:
+        text = "it is not a plain tensor checkpoint"
+    text = " ".join(text.split())
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+def unreadable(backend: str, files: list[tuple[WeightFile, Path]], exc: BaseException) -> WeightsCorrupt:
+    """The one error for weights that passed their hash check (or had none) but do not load."""
+    problem = (f"damaged or not the file {backend} needs: loading it failed with {library_message(exc)}"
+               if len(files) == 1 else f"one of {backend}'s files is damaged: loading failed with "
+               f"{library_message(exc)}")
+    damaged = [(wf, f"{path}: {problem}") for wf, path in files]
+    return WeightsCorrupt(_report(f"{backend}: model weights cannot be loaded", [], [], damaged,
+                                  {wf.name: [backend] for wf, _ in files}))
 
 
 def models_dir(explicit: str | Path | None = None) -> Path | None:
@@ -162,8 +190,8 @@ def resolve(files: list[WeightFile], explicit_dir: str | Path | None = None,
         found[wf.name] = hit
     if missing:
         raise WeightsMissing(missing, sorted(set(searched)), damaged, owners)
-    if damaged:
-        raise WeightsCorrupt("\n".join(problem for _, problem in damaged))
+    if damaged:  # the same report as for missing files: where they go and how to fetch them
+        raise WeightsCorrupt(_report("model weights damaged", [], sorted(set(searched)), damaged, owners or {}))
     return found
 
 
