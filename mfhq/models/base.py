@@ -63,9 +63,11 @@ class Backend:
             raise  # a missing library, a device that is not here, no memory: said as such already
         except Exception as exc:
             # The one place a file that passed its hash check (or had none to pass) but does not
-            # load becomes one error naming it and how to fetch it, whatever library raised.
+            # load becomes one error naming it and how to fetch it, whatever library raised. A
+            # device's own failure (CUDA out of memory, a CUDA error) while the model moves to it
+            # is not the file's: it goes on as it was raised.
             files = [(wf, self.paths[wf.name]) for wf in self.weight_files if wf.name in self.paths]
-            if not files:
+            if not files or _device_error(exc):
                 raise
             raise unreadable(self.name or type(self).__name__, files, exc) from exc
 
@@ -75,3 +77,9 @@ class Backend:
     @property
     def provenance(self) -> str:
         return provenance_tag(self.name, [self.paths[w.name] for w in self.weight_files if w.name in self.paths])
+
+
+def _device_error(exc: BaseException) -> bool:
+    """torch's errors of a device (out of memory, an accelerator's failure), told by name so that
+    this module does not import torch."""
+    return type(exc).__name__ in ("OutOfMemoryError", "AcceleratorError") or "CUDA error" in str(exc)

@@ -85,3 +85,17 @@ def test_models_verify_reads_a_torch_file_it_has_no_hash_for(tmp_path):
     torch.save({"w": torch.zeros(2)}, path)  # readable: said to be so, and that no hash checked it
     result = run_cli("models", "verify", "--models-dir", str(tmp_path), "6drepnet", check=False)
     assert result.returncode == 0 and "readable, not hash-checked" in result.stdout
+
+
+def test_a_device_failure_while_loading_is_not_blamed_on_the_file(tmp_path, monkeypatch):
+    """CUDA out of memory while the model moves to its device: the device's error as raised, not
+    a damaged-weights message telling the user to fetch a good file again."""
+    backend = create_backend("pose", "6drepnet", models_dir=tmp_path)
+    _garbage(tmp_path / SIXDREPNET.name)
+
+    def out_of_memory():
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(backend, "load", out_of_memory)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        backend.setup()
