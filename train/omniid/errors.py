@@ -47,6 +47,11 @@ class FluxWeightsMissing(OmniIDError, FileNotFoundError):
 class SeveralWeightsMissing(OmniIDError, FileNotFoundError):
     """Several of a command's weights missing or damaged (FLUX, CLIP, mfhq's models), each named."""
 
+    def __init__(self, problems: list[Exception]):
+        super().__init__(f"{len(problems)} kinds of weights are missing or damaged:\n"
+                         + "\n".join(f"{n}. {error}" for n, error in enumerate(problems, 1)))
+        self.problems = problems
+
 
 def check_weights(*checks):
     """Each check's result, in order, after running them all: every missing or damaged weight a
@@ -58,14 +63,16 @@ def check_weights(*checks):
     for check in checks:
         try:
             results.append(check())
+        except SeveralWeightsMissing as error:  # a check made of checks: its problems beside the others'
+            results.append(None)
+            problems.extend(error.problems)
         except (ClipWeightsMissing, FluxWeightsMissing, MfhqError) as error:
             results.append(None)
             problems.append(error)
     if len(problems) == 1:
         raise problems[0]
     if problems:
-        raise SeveralWeightsMissing(f"{len(problems)} kinds of weights are missing or damaged:\n"
-                             + "\n".join(f"{n}. {error}" for n, error in enumerate(problems, 1)))
+        raise SeveralWeightsMissing(problems)
     return results
 
 
