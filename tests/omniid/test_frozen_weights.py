@@ -18,6 +18,7 @@ from omniid.checkpoint import pointed, read_state
 from omniid.cli import main
 from omniid.config import PRESETS
 from omniid.eval_cli import eval_main
+from omniid_flux_folder import flux_folder, flux_run
 from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
                              write_eval_set)
 
@@ -132,19 +133,6 @@ def test_eval_refuses_other_clip_weights_and_takes_the_same(sample_manifest, cli
             "(--clip-weights) cannot be verified") in caplog.text
 
 
-def flux_folder(folder: Path, seed: int) -> Path:
-    """A diffusers-format FLUX folder of the tiny configs, its weights drawn from `seed`."""
-    from diffusers import AutoencoderKL, FluxTransformer2DModel
-
-    from omniid.config import TINY_FLUX, TINY_VAE
-
-    torch.manual_seed(seed)
-    FluxTransformer2DModel(**TINY_FLUX).save_pretrained(folder / "transformer")
-    AutoencoderKL(**TINY_VAE).save_pretrained(folder / "vae")
-    (folder / "model_index.json").write_text(json.dumps({"_class_name": "FluxPipeline"}))
-    return folder
-
-
 def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weights_are_refused(tmp_path, caplog):
     from omniid.command_facts import check_frozen_weights, frozen_facts
     from omniid.errors import CheckpointError
@@ -165,30 +153,6 @@ def test_the_flux_folder_is_known_by_its_files_wherever_it_lies_and_other_weight
     assert frozen_facts(tiny, "omniid", True) == {"clip_weights": None, "clip_weights_sha256": None,
                                                   "flux": None, "flux_sha256": None,
                                                   "identity_model": None, "identity_model_sha256": None}
-
-
-def flux_run(manifest: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path, dict]:
-    """(a tiny flow run as one trained on the FLUX folder returned leaves it, the folder, its
-    state): its preset (registered for the test) loads a FLUX folder, its state records that one."""
-    from omniid.config import FlowConfig
-    from omniid.flux.loading import flux_identity
-
-    tiny, name = PRESETS["tiny"], "tiny-flux-folder"
-    monkeypatch.setitem(PRESETS, name, dataclasses.replace(tiny, name=name, flow=dataclasses.replace(
-        tiny.flow, transformer=None, vae=None)))
-    out = tmp_path / "run"
-    assert main(["--manifest", str(manifest), "--preset", "tiny", "--stage", "flow", "--out", str(out),
-                 "--steps", "1", "--batch-size", "1", "--eval-every", "100"]) == 0
-    trained = flux_folder(tmp_path / "flux", seed=1)
-    preset = json.loads((out / "preset.json").read_text())
-    preset["name"] = name
-    preset["flow"].update(transformer=None, vae=None)
-    (out / "preset.json").write_text(json.dumps(preset))
-    saved = pointed(out / "checkpoints") / "state.json"
-    recorded = {**json.loads(saved.read_text()), "preset": name,
-                **flux_identity(FlowConfig(**preset["flow"]), trained)}
-    saved.write_text(json.dumps(recorded))
-    return out, trained, recorded
 
 
 def test_load_flow_run_takes_only_the_flux_the_run_trained_with(sample_manifest, tmp_path, caplog, monkeypatch):

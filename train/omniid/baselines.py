@@ -255,9 +255,9 @@ def frozen_clip_identity(representation: str, model_config, clip_weights=None) -
 FROZEN_IDENTITY = ("arcface", "arcface+clip")  # the representations built on the frozen mfhq identity model
 
 
-def frozen_identity_model(representation: str, preset) -> dict:
+def frozen_identity_model(representation: str, preset, models_dir=None) -> dict:
     """The mfhq identity model a representation's frozen embedding loads (`_identity`: the preset's
-    default pipeline's, ArcFace or SFace): its name and weight files, and their sha256 (one file's
+    default pipeline's, ArcFace or SFace, in models_dir as `_identity` loads it): its name and weight files, and their sha256 (one file's
     own; several files': the sha256 of theirs in the backend's declared order). None for both when
     the representation has none. The model is not loaded here, and its files are hashed once: the
     weights check that finds them hashes them, and the later load reuses it."""
@@ -266,7 +266,7 @@ def frozen_identity_model(representation: str, preset) -> dict:
     from mfhq.faces import identity_weights
     from omniid.metrics import default_pipeline
 
-    name, weights = identity_weights(default_pipeline(preset.name))
+    name, weights = identity_weights(default_pipeline(preset.name), models_dir)  # as `_identity` finds them
     digests = [sha256 for _, sha256 in weights]
     digest = digests[0] if len(digests) == 1 else hashlib.sha256("\n".join(digests).encode()).hexdigest()
     files = ", ".join(str(path.resolve()) for path, _ in weights)

@@ -44,7 +44,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
     elif args.stage == "adapter" and args.representation == "omniid" and not resumed:
         raise FlagError("--stage adapter freezes a trained Omni-ID encoder: give --init-from a finished run")
     options = {"clip_weights": args.clip_weights, "representation": args.representation, "device": device,
-               "flux_path": args.flux_path,
+               "flux_path": args.flux_path, "models_dir": args.models_dir,
                # an encoder taken from --init-from (or a resumed checkpoint) needs no pretrained CLIP;
                # a baseline's frozen CLIP is never in a checkpoint and always loads the preset's weights
                "pretrained_clip": not (args.init_from or resumed)}
@@ -106,13 +106,11 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     from omniid.continuation import continuation, explicit_resume, restart_run
     from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH
     from omniid.distributed import barrier
-    from omniid.flux.loading import check_flux_files
 
-    if args.stage in FLUX_STAGES:  # every missing FLUX file named at once, before its identity is read
-        check_flux_files(preset.flow, args.flux_path, _prompt_cache_path(args, out))
+    flux = args.stage in FLUX_STAGES  # every missing FLUX file and frozen weight named at once
     inputs = {**manifest_facts(Path(args.manifest), _test_manifest(args)),
-              **frozen_facts(preset, args.representation, args.stage in FLUX_STAGES, args.clip_weights,
-                             args.flux_path)}
+              **frozen_facts(preset, args.representation, flux, args.clip_weights, args.flux_path, args.models_dir,
+                             _prompt_cache_path(args, out) if flux else None)}
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
              **inputs}
     resume = continuation(out, preset.to_dict(), facts, args.resume, args.restart, rank, world)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import open_clip
 import torch
+from safetensors import SafetensorError
 from torch import nn
 
 from mfhq.manifest.io import sha256_of
@@ -39,10 +41,9 @@ def resolve_clip_weights(config: ModelConfig, path: str | Path | None = None) ->
     path = path or os.environ.get(WEIGHTS_ENV)
     if path:
         if not Path(path).is_file():
-            raise ClipWeightsMissing(f"CLIP weights file not found: {path}")
+            raise ClipWeightsMissing(f"CLIP weights file {path}: not found.\n{_how_to_get(config)}")
         return str(path)
-    hub = open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained).get("hf_hub", "")
-    repo = hub.rstrip("/")
+    repo = _hub_repo(config)
     if repo:
         from huggingface_hub import try_to_load_from_cache
 
@@ -50,16 +51,23 @@ def resolve_clip_weights(config: ModelConfig, path: str | Path | None = None) ->
             cached = try_to_load_from_cache(repo, name)
             if isinstance(cached, str):
                 return cached
-    raise ClipWeightsMissing(
-        f"the CLIP weights {config.clip_model} / {config.clip_pretrained} are not on this machine.\n"
-        f"Provide them in one of these ways:\n"
-        f"  - pass --clip-weights FILE (or set {WEIGHTS_ENV}=FILE) with {HF_FILES[0]} or {HF_FILES[1]}\n"
-        f"    from https://huggingface.co/{repo or '<the open_clip hub repo>'};\n"
-        f"  - or fill open_clip's cache on a machine with internet access:\n"
-        f"    python -c \"import open_clip; open_clip.create_model('{config.clip_model}', "
-        f"pretrained='{config.clip_pretrained}')\"\n"
-        f"    and copy the Hugging Face cache (HF_HOME) to this machine."
-    )
+    raise ClipWeightsMissing(f"the CLIP weights {config.clip_model} / {config.clip_pretrained} are not on this "
+                             f"machine.\n{_how_to_get(config)}")
+
+
+def _hub_repo(config: ModelConfig) -> str:
+    return open_clip.get_pretrained_cfg(config.clip_model, config.clip_pretrained).get("hf_hub", "").rstrip("/")
+
+
+def _how_to_get(config: ModelConfig) -> str:
+    """Where a preset's CLIP weights come from, for every message that finds them missing or damaged."""
+    return (f"Provide them in one of these ways:\n"
+            f"  - pass --clip-weights FILE (or set {WEIGHTS_ENV}=FILE) with {HF_FILES[0]} or {HF_FILES[1]}\n"
+            f"    from https://huggingface.co/{_hub_repo(config) or '<the open_clip hub repo>'};\n"
+            f"  - or fill open_clip's cache on a machine with internet access:\n"
+            f"    python -c \"import open_clip; open_clip.create_model('{config.clip_model}', "
+            f"pretrained='{config.clip_pretrained}')\"\n"
+            f"    and copy the Hugging Face cache (HF_HOME) to this machine.")
 
 
 def clip_weights_identity(config: ModelConfig, path: str | Path | None = None) -> dict:
@@ -74,7 +82,15 @@ def clip_weights_identity(config: ModelConfig, path: str | Path | None = None) -
 
 def build_clip_visual(config: ModelConfig, weights: str | None) -> nn.Module:
     """open_clip's vision tower; the text tower is dropped right after loading."""
-    clip = open_clip.create_model(config.clip_model, pretrained=weights, force_patch_dropout=0.0)
+    try:
+        clip = open_clip.create_model(config.clip_model, pretrained=weights, force_patch_dropout=0.0)
+    except torch.OutOfMemoryError:  # the machine's problem, not the file's
+        raise
+    except (SafetensorError, pickle.UnpicklingError, EOFError, RuntimeError, OSError) as error:
+        # a truncated download or another file under the name: the library's first line says which
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ClipWeightsMissing(f"CLIP weights file {weights}: unreadable as {config.clip_model} weights "
+                                 f"({reason}).\n{_how_to_get(config)}") from None
     visual = clip.visual
     del clip
     # ℓ is built from the tokens; the pooled-embedding projection would be an unused parameter

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from mfhq.manifest.io import sha256_of
 from omniid.checkpoint import resolve_checkpoint
-from omniid.errors import CheckpointError, CheckpointNotFound
+from omniid.errors import CheckpointError, CheckpointNotFound, check_weights
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +51,28 @@ def init_from_fact(init_from: str | Path | None) -> str | None:
         return str(Path(init_from).resolve())
 
 
-def frozen_facts(preset, representation: str, flux: bool, clip_weights=None, flux_path=None) -> dict:
+def frozen_facts(preset, representation: str, flux: bool, clip_weights=None, flux_path=None, models_dir=None,
+                 prompt_cache: Path | None = None) -> dict:
     """The frozen weights a run loads from outside its checkpoints, as state.json records them:
-    the CLIP weights file of a baseline's frozen tower and its mfhq identity model (`omniid.baselines`)
-    and, when the stage trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`);
-    None for what it does not load (a random tower or FLUX config is in the preset or the checkpoint)."""
+    when the stage trains on FLUX (flux), the FLUX folder (`omniid.flux.loading.flux_identity`;
+    with prompt_cache, omniid-train's check of every FLUX file it needs, text encoders included
+    while that cache is missing), then the CLIP weights file of a baseline's frozen tower and its
+    mfhq identity model (`omniid.baselines`; its weights in models_dir, else where mfhq looks: the
+    folder the model loads from). None for what it does not load (a random tower or FLUX config is
+    in the preset or the checkpoint). Every missing or damaged one is reported at once."""
     from omniid.baselines import frozen_clip_identity, frozen_identity_model
-    from omniid.flux.loading import flux_identity
+    from omniid.flux.loading import check_flux_files, flux_identity
 
-    return {**frozen_clip_identity(representation, preset.model, clip_weights),
-            **frozen_identity_model(representation, preset),
-            **(flux_identity(preset.flow, flux_path) if flux else {"flux": None, "flux_sha256": None})}
+    def flux_facts() -> dict:
+        if not flux:
+            return {"flux": None, "flux_sha256": None}
+        if prompt_cache is not None:
+            check_flux_files(preset.flow, flux_path, prompt_cache)
+        return flux_identity(preset.flow, flux_path)
+
+    facts = check_weights(flux_facts, lambda: frozen_clip_identity(representation, preset.model, clip_weights),
+                          lambda: frozen_identity_model(representation, preset, models_dir))
+    return {key: value for part in facts for key, value in part.items()}
 
 
 def _weights(sha256: str | None, path: str | None) -> str:
@@ -89,7 +100,7 @@ def check_frozen_weights(folder: Path, state: dict, facts: dict) -> None:
     if diffs:
         raise CheckpointError(f"{folder} was trained with other frozen weights than this command loads: "
                               f"{'; '.join(diffs)}. Give the run's own (--clip-weights FILE, --flux-path DIR; the "
-                              "identity model's weights: MFHQ_MODELS_DIR) to evaluate it as it was trained")
+                              "identity model's weights: --models-dir DIR or MFHQ_MODELS_DIR) to evaluate it as it was trained")
     unrecorded = unrecorded_weights(state, facts)
     if unrecorded:
         log.warning("%s: saved before omniid-train recorded the frozen weights a run loads, so its %s cannot be "

@@ -37,11 +37,43 @@ class CheckpointNotFound(CheckpointError, FileNotFoundError):
 
 
 class ClipWeightsMissing(OmniIDError, FileNotFoundError):
-    """The preset wants pretrained CLIP weights that are not on this machine."""
+    """The preset wants pretrained CLIP weights that are not on this machine, or the file is unreadable."""
 
 
 class FluxWeightsMissing(OmniIDError, FileNotFoundError):
-    """The preset wants FLUX files that are not on this machine; the message lists them."""
+    """The preset wants FLUX files that are not on this machine (the message lists them), or one is unreadable."""
+
+
+class SeveralWeightsMissing(OmniIDError, FileNotFoundError):
+    """Several of a command's weights missing or damaged (FLUX, CLIP, mfhq's models), each named."""
+
+    def __init__(self, problems: list[Exception]):
+        super().__init__(f"{len(problems)} kinds of weights are missing or damaged:\n"
+                         + "\n".join(f"{n}. {error}" for n, error in enumerate(problems, 1)))
+        self.problems = problems
+
+
+def check_weights(*checks):
+    """Each check's result, in order, after running them all: every missing or damaged weight a
+    command needs is reported at once (one problem: its own error; several: `SeveralWeightsMissing`
+    listing each), so that a user fetches them in one go instead of one per attempt."""
+    from mfhq.faces import MfhqError  # mfhq's weights errors; here, not at import: `--help` stays light
+
+    results, problems = [], []
+    for check in checks:
+        try:
+            results.append(check())
+        except SeveralWeightsMissing as error:  # a check made of checks: its problems beside the others'
+            results.append(None)
+            problems.extend(error.problems)
+        except (ClipWeightsMissing, FluxWeightsMissing, MfhqError) as error:
+            results.append(None)
+            problems.append(error)
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        raise SeveralWeightsMissing(problems)
+    return results
 
 
 class PromptCacheError(OmniIDError, ValueError):

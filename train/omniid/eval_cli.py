@@ -88,7 +88,8 @@ def eval_args(argv):
     p.add_argument("--identities", metavar="N", type=int, help="evaluate the first N identities only")
     p.add_argument("--pipeline", metavar="NAME|FILE", help="mfhq preset naming the metric models, a packaged name or a YAML file "
                                       "(default: paper for the paper preset, sample otherwise)")
-    p.add_argument("--models-dir", metavar="DIR", help="weights folder of the metric models (paper profile)")
+    p.add_argument("--models-dir", metavar="DIR", help="mfhq's weights folder (or $MFHQ_MODELS_DIR): the metric "
+                                                       "models' and the arcface baselines' identity model's")
     p.add_argument("--no-copy-row", action="store_true", help="leave out the copy-input calibration row")
     p.add_argument("--no-swap", action="store_true", help="leave out the identity-swap check (own vs another "
                                                          "identity's inputs)")
@@ -123,6 +124,7 @@ def eval_main(argv: list[str] | None = None) -> int:
     setup_logging(args)
     from omniid.eval_export import check_export_dir
     from omniid.eval_out import EVAL, kept_export
+    from omniid.errors import check_weights
     from omniid.eval_rows import EvalRows
     from omniid.evaluate import Protocol, evaluate
     from omniid.metrics import FaceMetrics, default_pipeline
@@ -140,7 +142,8 @@ def eval_main(argv: list[str] | None = None) -> int:
                      EVAL, kept_export(args.out, args.export_multiid))
         if args.export_multiid:
             check_export_dir(args.export_multiid, args.out)
-        rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights)
+        rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights,
+                        args.models_dir)
         if args.bench and rows.labels:  # generated again: each entry with its meta.json's seed
             metas = read_bench(args.bench)[1]
             bench_seeds(args.bench, {n: metas[n] for n in list(metas)[: args.identities]}, required=True)
@@ -151,8 +154,10 @@ def eval_main(argv: list[str] | None = None) -> int:
                             copy_row=not args.no_copy_row, real_row=not args.no_real_row, swap=not args.no_swap,
                             swap_k=args.swap_k, bootstrap=args.bootstrap, report_identities=args.report_identities)
         recognisers = [r.strip() for r in args.recognisers.split(",") if r.strip()] if args.recognisers else None
-        metrics = FaceMetrics(args.pipeline or default_pipeline(preset.name if preset else "sample"), args.models_dir,
-                              args.device, recognisers)
+        pipeline = args.pipeline or default_pipeline(preset.name if preset else "sample")
+        # the rows' frozen weights and the metric models': every missing one named at once
+        _, metrics = check_weights(rows.check_weights,
+                                   lambda: FaceMetrics(pipeline, args.models_dir, args.device, recognisers))
         started = time.perf_counter()
         summary = evaluate(rows, args.manifest, args.out, metrics, protocol, args.bench, args.export_multiid,
                            replace=args.force)
@@ -188,7 +193,8 @@ def generate_args(argv):
     p.add_argument("--pipeline", metavar="NAME|FILE", help="mfhq preset whose detector finds and aligns the face of each input image, a "
                                       "packaged name or a YAML file (default: paper for the paper preset, sample "
                                       "otherwise)")
-    p.add_argument("--models-dir", metavar="DIR", help="weights folder of that detector (paper profile)")
+    p.add_argument("--models-dir", metavar="DIR", help="mfhq's weights folder (or $MFHQ_MODELS_DIR): that "
+                                                       "detector's and the arcface baselines' identity model's")
     _common(p)
     return p.parse_args(argv)
 

@@ -1,6 +1,7 @@
 """omniid-eval's generated rows: which checkpoint each is, under which label, and on which FLUX.
 
-    rows = EvalRows(checkpoints, controlnets, device, flux_path, clip_weights)  # every folder checked, nothing built
+    rows = EvalRows(checkpoints, controlnets, device, flux_path, clip_weights, models_dir)  # read, nothing built
+    check_weights(rows.check_weights, ...)  # every row's frozen weights, with the caller's own (omniid.errors)
     rows.labels                          # table row labels, in the order of the command line
     for generators in rows.groups():     # {label: generator} of one base model at a time
         ...                              # (omniid.evaluate generates every identity with them)
@@ -21,7 +22,8 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from omniid.controlnet_generation import ControlNetGenerator
-from omniid.flux.loading import base_model_key, flux_dtype, require_flux_folder
+from omniid.command_facts import frozen_facts
+from omniid.flux.loading import base_model_key, flux_dtype
 from omniid.flux.shared import FluxShare
 from omniid.generation import OmniIDGenerator
 
@@ -35,6 +37,7 @@ class RowSpec:
     kind: type          # OmniIDGenerator (decoder-only) or ControlNetGenerator (Table 1-like)
     preset: object      # as the run trained it
     base: tuple         # its FLUX's base_model_key
+    representation: str
 
 
 def _label(name: str, path: str, controlnet: bool, taken: set[str]) -> str:
@@ -46,22 +49,29 @@ def _label(name: str, path: str, controlnet: bool, taken: set[str]) -> str:
 
 class EvalRows:
     def __init__(self, checkpoints: Sequence[str], controlnets: Sequence[str], device: str = "cpu", flux_path=None,
-                 clip_weights=None):
-        """Every checkpoint read and checked (missing files, wrong stage, its FLUX folder) before any
-        model loads."""
-        self.device, self.flux_path, self.clip_weights = device, flux_path, clip_weights
+                 clip_weights=None, models_dir=None):
+        """Every checkpoint read and checked (missing files, wrong stage) before any model loads;
+        its frozen weights are `check_weights`'s. models_dir: mfhq's weights folder (a baseline's
+        identity model)."""
+        self.device, self.flux_path, self.clip_weights, self.models_dir = device, flux_path, clip_weights, models_dir
         self.specs: list[RowSpec] = []
         self.share = FluxShare()
         taken: set[str] = set()
         for kind, paths in ((OmniIDGenerator, checkpoints), (ControlNetGenerator, controlnets)):
             for path in paths:
                 _, state, preset = kind.read(path)
-                label = _label(state.get("representation", "omniid"), str(path), kind is ControlNetGenerator, taken)
+                representation = state.get("representation", "omniid")
+                label = _label(representation, str(path), kind is ControlNetGenerator, taken)
                 taken.add(label)
-                if preset.flow.transformer is None:  # a FLUX folder: its files checked now, not after other rows
-                    require_flux_folder(preset.flow, flux_path)
                 base = base_model_key(preset.flow, device, flux_dtype(preset.flow, device), flux_path)
-                self.specs.append(RowSpec(label, str(path), kind, preset, base))
+                self.specs.append(RowSpec(label, str(path), kind, preset, base, representation))
+
+    def check_weights(self) -> None:
+        """Every row's frozen weights (FLUX folder, a baseline's CLIP file and identity model) found
+        and readable, before any model loads (a row's loader compares them with its record);
+        each kind of missing one named at once, not after other rows were generated."""
+        for spec in self.specs:
+            frozen_facts(spec.preset, spec.representation, True, self.clip_weights, self.flux_path, self.models_dir)
 
     @property
     def labels(self) -> list[str]:
@@ -85,7 +95,8 @@ class EvalRows:
             if len(bases) > 1:
                 log.info("FLUX %d of %d (%s): rows %s", n + 1, len(bases), base[0], ", ".join(s.label for s in specs))
             generators = {spec.label: spec.kind.from_checkpoint(spec.path, self.device, self.flux_path,
-                                                                self.clip_weights, flux=self.share)
+                                                                self.clip_weights, models_dir=self.models_dir,
+                                                                flux=self.share)
                           for spec in specs}
             try:
                 yield generators

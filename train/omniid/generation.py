@@ -85,11 +85,12 @@ class OmniIDGenerator:
                         prompt_embeds: str | Path | None = None, pipeline: str | Path | None = None,
                         models_dir: str | Path | None = None, flux: FluxShare | None = None) -> "OmniIDGenerator":
         """pipeline / models_dir: the mfhq preset whose detector aligns input photos (default: `paper`
-        for a paper run, `sample` otherwise) and its weights folder. flux: a FluxShare lending one
+        for a paper run, `sample` otherwise) and mfhq's weights folder (that detector's and a
+        baseline's identity model's). flux: a FluxShare lending one
         frozen FLUX to every generator of the same base model (omniid-eval); None: its own."""
         folder, state, preset = cls.read(path)
         objective, frozen = _trained_objective(cls.stage, folder, state, preset, device, flux_path, clip_weights,
-                                               prompt_embeds, flux)
+                                               prompt_embeds, flux, models_dir)
         generator = cls(objective, preset, folder, state)
         generator.frozen = frozen
         generator.aligner = InputAligner(pipeline or default_pipeline(preset.name), models_dir)
@@ -180,7 +181,7 @@ def _quiet_sampler():
 
 
 def _trained_objective(stage: str, folder: Path, state: dict, preset, device, flux_path, clip_weights, prompt_embeds,
-                       flux: FluxShare | None):
+                       flux: FluxShare | None, models_dir=None):
     """(the stage's objective built as training built it, with the checkpoint's weights, in eval mode;
     the frozen weights it loaded, `frozen_facts`). The trained parts come from the checkpoint;
     Omni-ID's CLIP is in it, a baseline's frozen CLIP comes from its pretrained weights (the paper
@@ -190,7 +191,7 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
     from omniid.objectives import build_objective
 
     representation = state.get("representation", "omniid")
-    frozen = frozen_facts(preset, representation, True, clip_weights, flux_path)
+    frozen = frozen_facts(preset, representation, True, clip_weights, flux_path, models_dir)
     check_frozen_weights(folder, state, frozen)
     parts = flux.parts(preset.flow, device, flux_dtype(preset.flow, device), flux_path) if flux is not None else None
     torch.manual_seed(preset.seed)  # as omniid-train does: a tiny baseline's random frozen parts are the trained ones
@@ -198,7 +199,7 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
         objective = build_objective(stage, preset, representation=representation, clip_weights=clip_weights,
                                     pretrained_clip=representation != "omniid", flux_path=flux_path,
                                     prompt_embeds=prompt_embeds or recorded_prompt_cache(folder, state),
-                                    device=device, flux=parts)
+                                    device=device, flux=parts, models_dir=models_dir)
     objective.load_pretrained(folder)
     objective.eval()
     objective.adapter.detach()  # FLUX may be lent to other rows: each sampling call attaches its adapter

@@ -64,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                                       "or a step folder (the MTD decoder is dropped)")
     p.add_argument("--clip-weights", metavar="FILE", help="open_clip weights file for the paper preset "
                                                          "(or $OMNIID_CLIP_WEIGHTS)")
+    p.add_argument("--models-dir", metavar="DIR", help="mfhq's model weights folder (or $MFHQ_MODELS_DIR): the "
+                                                       "identity model of --representation arcface, arcface+clip")
     flow = p.add_argument_group("flow and adapter stages")
     flow.add_argument("--representation", default="omniid", choices=REPRESENTATION_NAMES,
                       help="what conditions the FLUX decoder")

@@ -27,7 +27,7 @@ from omniid.errors import FluxWeightsMissing
 FLUX_PATH_ENV = "OMNIID_FLUX_PATH"
 # what training needs from the FLUX folder; the text encoders only to write the prompt cache once
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
-TRAIN_PARTS = ("transformer", "vae")
+TRAIN_PARTS = ("transformer", "vae", "scheduler")
 TEXT_PARTS = ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")
 RANDOM_FLUX_SEED = 0  # a random config's weights (ours): like a folder, the config alone decides them
 
@@ -49,6 +49,10 @@ def missing_flux_files(folder: Path, parts=TRAIN_PARTS) -> list[str]:
     missing = []
     for part in parts:
         sub = folder / part
+        if part == "scheduler":  # FLUX.1-dev's shift settings: never replaced by built-in ones
+            if not (sub / "scheduler_config.json").is_file():
+                missing.append("scheduler/scheduler_config.json")
+            continue
         if part.startswith("tokenizer"):
             if not sub.is_dir() or not any(sub.iterdir()):
                 missing.append(f"{part}/ (tokenizer files)")
@@ -63,24 +67,31 @@ def missing_flux_files(folder: Path, parts=TRAIN_PARTS) -> list[str]:
     return missing
 
 
+HOW = (f"Download black-forest-labs/FLUX.1-dev (gated: accept its licence on Hugging Face) on a machine with "
+       f"internet access, e.g. `huggingface-cli download black-forest-labs/FLUX.1-dev --local-dir DIR`, copy DIR "
+       f"here and pass --flux-path DIR (or set {FLUX_PATH_ENV}=DIR).")
+TINY_HINT = " Or train with --preset tiny, which needs no FLUX."  # omniid-train's only: a checkpoint fixes its preset
+
+
 def require_flux_folder(flow, flux_path=None, parts=TRAIN_PARTS) -> Path:
     folder = resolve_flux_path(flow, flux_path)
-    how = (f"Download black-forest-labs/FLUX.1-dev (gated: accept its licence on Hugging Face) on a machine "
-           f"with internet access, e.g. `huggingface-cli download black-forest-labs/FLUX.1-dev --local-dir DIR`, "
-           f"copy DIR here and pass --flux-path DIR (or set {FLUX_PATH_ENV}=DIR); or train with --preset tiny.")
     if folder is None:
         raise FluxWeightsMissing(f"the flow stage of this preset needs FLUX.1-dev in diffusers format, and no "
-                                 f"folder was given.\n{how}")
+                                 f"folder was given.\n{HOW}")
+    if not folder.is_dir():
+        raise FluxWeightsMissing(f"FLUX folder {folder}: {'not a folder' if folder.exists() else 'does not exist'}."
+                                 f"\n{HOW}")
     missing = missing_flux_files(folder, parts)
     if missing:
         raise FluxWeightsMissing(f"{folder}: not a complete diffusers-format FLUX folder; missing "
-                                 f"{', '.join(missing)}.\n{how}")
+                                 f"{', '.join(missing)}.\n{HOW}")
     return folder
 
 
 def check_flux_files(flow, flux_path=None, prompt_cache: Path | None = None) -> None:
-    """Everything a flow run will need from the FLUX folder, checked at once: the transformer and
-    VAE, plus the text encoders if the prompt cache is not there yet. Nothing for random configs."""
+    """omniid-train's check of everything a flow run will need from the FLUX folder, at once: the
+    transformer, VAE and scheduler, plus the text encoders if the prompt cache is not there yet.
+    Nothing for random configs."""
     if flow.transformer is not None:
         return
     needs_text = prompt_cache is None or not Path(prompt_cache).is_file()
@@ -90,13 +101,15 @@ def check_flux_files(flow, flux_path=None, prompt_cache: Path | None = None) -> 
         hint = (f"\n(The text encoders are needed once, to write the prompt cache {prompt_cache}; a cache "
                 f"written elsewhere with `python -m omniid.flux encode-prompt` can be passed with --prompt-embeds.)"
                 if needs_text and prompt_cache else "")
-        raise FluxWeightsMissing(f"{error}{hint}") from None
+        raise FluxWeightsMissing(f"{error}{TINY_HINT}{hint}") from None
 
 
 def flow_scheduler(folder: Path | None = None):
+    """A FLUX folder's own scheduler (`require_flux_folder` checked its config is there: FLUX.1-dev
+    always has one); None: FLUX.1-dev's settings, for a random config."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
-    if folder is not None and (folder / "scheduler" / "scheduler_config.json").is_file():
+    if folder is not None:
         return FlowMatchEulerDiscreteScheduler.from_pretrained(folder, subfolder="scheduler")
     # FLUX.1-dev's scheduler config: resolution-dependent shift
     return FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5, max_shift=1.15,
@@ -184,9 +197,9 @@ def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=
         folder = require_flux_folder(flow, flux_path)
         # straight to this rank's device: 8 ranks each staging 24 GB in host RAM first needed ~190 GB
         placed = {"torch_dtype": dtype, "device_map": {"": torch.device(device)}}
-        transformer = FluxTransformer2DModel.from_pretrained(folder, subfolder="transformer", **placed)
-        vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", **placed)
-        scheduler = flow_scheduler(folder)
+        transformer = _from_folder(FluxTransformer2DModel, folder, "transformer", placed)
+        vae = _from_folder(AutoencoderKL, folder, "vae", placed)
+        scheduler = _from_folder(flow_scheduler, folder, "scheduler", None)
     for module in (transformer, vae):
         module.requires_grad_(False)
         module.eval()
@@ -194,3 +207,15 @@ def load_flux(flow, device="cpu", dtype: torch.dtype = torch.float32, flux_path=
         if module.dtype != dtype:  # only random configs get here (from_pretrained loads in dtype)
             module.to(dtype)
     return FluxParts(transformer, vae, scheduler)
+
+
+def _from_folder(load, folder: Path, part: str, placed: dict | None):
+    """One part of a FLUX folder, loaded; a damaged file (a truncated download, bad JSON) is a
+    FluxWeightsMissing naming the part's folder and the library's reason, not a traceback."""
+    try:
+        return load(folder) if placed is None else load.from_pretrained(folder, subfolder=part, **placed)
+    except torch.OutOfMemoryError:  # the machine's problem, not the folder's
+        raise
+    except (OSError, ValueError, RuntimeError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise FluxWeightsMissing(f"FLUX folder {folder}: {part}/ is unreadable ({reason}).\n{HOW}") from None

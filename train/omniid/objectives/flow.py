@@ -144,9 +144,10 @@ class FlowObjective(nn.Module):
 
 def build(preset, representation: str = "omniid", clip_weights=None, pretrained_clip: bool = True,
           flux_path=None, prompt_embeds: str | Path | None = None, device="cpu", flux: FluxParts | None = None,
-          **_) -> FlowObjective:
+          models_dir=None, **_) -> FlowObjective:
     """prompt_embeds: the cache file (written first if absent); None keeps a tiny config's in memory.
-    flux: FLUX's parts already loaded for this flow config (omniid-eval lends one to several rows)."""
+    flux: FLUX's parts already loaded for this flow config (omniid-eval lends one to several rows).
+    models_dir: mfhq's weights folder, where a baseline's identity model is found."""
     flow, device = preset.flow, torch.device(device)
     if flow.transformer is None:  # fail on missing FLUX files before building anything large
         require_flux_folder(flow, flux_path)
@@ -157,7 +158,7 @@ def build(preset, representation: str = "omniid", clip_weights=None, pretrained_
     else:
         embeds, pooled = random_prompt_embeds(flow, 0)
     rep = build_representation(representation, preset, clip_weights=clip_weights,
-                               pretrained_clip=pretrained_clip, device=device).to(device)
+                               pretrained_clip=pretrained_clip, device=device, models_dir=models_dir).to(device)
     parts = flux if flux is not None else load_flux(flow, device, flux_dtype(flow, device), flux_path)
     adapter = OmniIDAdapter.for_transformer(parts.transformer, rep.num_tokens, rep.dim, flow.adapter_dim,
                                             flow.adapter_scale).to(device)
