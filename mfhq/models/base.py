@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfhq.errors import MfhqError
+from mfhq.errors import MfhqError, is_out_of_memory
 from mfhq.models.weights import WeightFile, provenance_tag, resolve, unreadable
 
 TASKS = ("detector", "embedder", "pose", "quality", "parsing")
@@ -65,9 +65,10 @@ class Backend:
             # The one place a file that passed its hash check (or had none to pass) but does not
             # load becomes one error naming it and how to fetch it, whatever library raised. A
             # device's own failure (CUDA out of memory, a CUDA error) while the model moves to it
-            # is not the file's: it goes on as it was raised.
+            # is not the file's, nor is memory running out (onnxruntime's std::bad_alloc): it goes on
+            # as it was raised.
             files = [(wf, self.paths[wf.name]) for wf in self.weight_files if wf.name in self.paths]
-            if not files or _device_error(exc):
+            if not files or _device_error(exc) or is_out_of_memory(exc):
                 raise
             raise unreadable(self.name or type(self).__name__, files, exc) from exc
 

@@ -1,29 +1,11 @@
 """A worker that runs out of memory loading its models: told apart from other failures, and said
 in words a user can act on (which model, how much memory, fewer workers).
 
-Native libraries say it their own way: onnxruntime "Failed to allocate memory" or a C++
-`std::bad_alloc` inside a RuntimeException, numpy and Python a MemoryError, the OS ENOMEM.
+How native libraries say it is told in `mfhq.errors.is_out_of_memory`.
 """
 from __future__ import annotations
 
-import errno
 from pathlib import Path
-
-_MARKS = ("std::bad_alloc", "bad_alloc", "failed to allocate", "out of memory", "cannot allocate memory",
-          "memoryerror")
-
-
-def is_out_of_memory(exc: BaseException) -> bool:
-    """The exception, or one it was raised from, says memory ran out."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, MemoryError) or (isinstance(exc, OSError) and exc.errno == errno.ENOMEM):
-            return True
-        if any(mark in str(exc).lower() for mark in _MARKS):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def _mib(kib: int) -> str:

@@ -47,7 +47,8 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
         from mfhq.worker.materialize_clip import MaterializeProcessor as ClipProcessor
     else:
         from mfhq.worker.clip import ClipProcessor
-    from mfhq.worker.memory import is_out_of_memory, out_of_memory_message
+    from mfhq.errors import is_out_of_memory
+    from mfhq.worker.memory import out_of_memory_message
 
     cfg = config_from_dict(cfg_dict)
     processor = None

@@ -110,11 +110,17 @@ def test_flow_resume_refuses_an_mtd_run_folder(sample_manifest, mtd_run, caplog)
 def test_paper_flow_without_flux_says_what_is_missing_and_how_to_fix_it(sample_manifest, tmp_path, caplog,
                                                                         monkeypatch):
     monkeypatch.delenv("OMNIID_FLUX_PATH", raising=False)
+    flux = tmp_path / "flux"
     code = main(["--manifest", str(sample_manifest), "--preset", "paper", "--stage", "flow",
-                 "--out", str(tmp_path / "p"), "--flux-path", str(tmp_path / "flux")])
+                 "--out", str(tmp_path / "p"), "--flux-path", str(flux)])
     assert code == 2
-    assert str(tmp_path / "flux") in caplog.text and "transformer/config.json" in caplog.text
+    assert f"FLUX folder {flux}: does not exist" in caplog.text
     assert "--flux-path" in caplog.text and "--preset tiny" in caplog.text
+    caplog.clear()
+    flux.mkdir()  # there, but empty: each missing file is named
+    assert main(["--manifest", str(sample_manifest), "--preset", "paper", "--stage", "flow",
+                 "--out", str(tmp_path / "p"), "--flux-path", str(flux)]) == 2
+    assert str(flux) in caplog.text and "transformer/config.json" in caplog.text and "--preset tiny" in caplog.text
 
 
 def test_version_and_help_show_defaults_and_weights(capsys):

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
-from mfhq.worker.memory import is_out_of_memory
+from mfhq.errors import is_out_of_memory
 from presets import write_preset
 
 SUPPORT = REPO / "tests" / "support"  # fault_backends: the workers import it by name
