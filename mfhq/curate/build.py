@@ -191,8 +191,9 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
         "FROM picked_arrow p JOIN faces f USING (source, clip_id, frame_index, face_index) "
         "JOIN run_names n USING (run_dir) JOIN members m USING (source, clip_id) ORDER BY p.identity_id, p.sample_rank"
     ).to_arrow_table()
-    # every member clip (duplicates too) ties its identity to its video, not only the sampled ones
-    links = con.sql("SELECT i.identity_id, c.video_key FROM clip_codes c JOIN ident_arrow i USING (clip_code)")
+    # every member clip (duplicates too) ties its identity to its video, not only the sampled ones,
+    # and its official split counts as much as a sampled clip's
+    links = con.sql("SELECT i.identity_id, c.video_key, c.source_split FROM clip_codes c JOIN ident_arrow i USING (clip_code)")
     split = assign_split(rows, cfg, links.to_arrow_table())
     rows = rows.set_column(rows.schema.get_field_index("split"), "split", pa.array(split.tolist(), pa.string()))
     summary = write_manifests(out, rows, cfg, pipeline, metas, _identities(con, rows, cfg), _crops_state(metas),
@@ -219,12 +220,12 @@ def _identities(con: duckdb.DuckDBPyConnection, rows: pa.Table, cfg: CurateConfi
     con.register("rows_arrow", rows.select(["identity_id", "split"]))
     short = "short_flagged" if cfg.short_identities == "flag" else "short_dropped"
     table = con.sql(
-        "WITH t AS (SELECT c.source, c.clip_id, c.video_key, i.identity_id, i.decision, i.evidence, c.n_usable, "
+        "WITH t AS (SELECT c.source, c.clip_id, c.video_key, c.source_split, i.identity_id, i.decision, i.evidence, c.n_usable, "
         "sum(CASE WHEN i.decision = 'dedup_dropped' THEN 0 ELSE c.n_usable END) OVER (PARTITION BY i.identity_id) AS identity_faces "
         "FROM clip_codes c JOIN ident_arrow i USING (clip_code)) "
         "SELECT t.source, t.clip_id, t.video_key, t.identity_id, t.decision, t.evidence, t.n_usable, t.identity_faces::BIGINT AS identity_faces, "
         f"CASE WHEN t.decision = 'dedup_dropped' THEN 'duplicate' WHEN t.identity_faces < {cfg.faces_per_identity} THEN '{short}' "
-        "ELSE 'sampled' END AS status, s.split "
+        "ELSE 'sampled' END AS status, s.split, t.source_split "
         "FROM t LEFT JOIN (SELECT DISTINCT identity_id, split FROM rows_arrow) s ON s.identity_id = t.identity_id "
         "ORDER BY t.source, t.clip_id"
     ).to_arrow_table()

@@ -6,8 +6,10 @@ video can hold several identities). A connected component goes wholly to one sid
 what makes both disjoint, over the manifests' rows and over every member clip of their
 identities. `videos` mode holds out components, in an order fixed by a hash of (split_seed,
 their smallest video key), until `test_videos` videos are held out. `official` mode
-follows the source's split per clip; a component that the official split cuts in two goes to
-test as a whole (never train, so no test face leaks into training).
+follows the source's split per clip, of the rows' clips and of every member clip: a component
+with any official-test clip, sampled or not, goes to test as a whole (never train, so no identity
+with a clip in the source's test set, nor that clip's video, is trained on, even when no face was
+sampled from the clip).
 """
 from __future__ import annotations
 
@@ -34,36 +36,65 @@ def _components(identity: np.ndarray, video: np.ndarray) -> tuple[np.ndarray, np
     return comp[id_code], comp[len(ids) + vid_code], vids
 
 
-def _member_links(identity: np.ndarray, members: pa.Table | None) -> tuple[np.ndarray, np.ndarray]:
-    """The (identity, video) edges of the member clips of identities that have rows; identities
-    without rows (dropped as short) carry no face into either split, so they tie nothing."""
+def _official_test(splits: list) -> np.ndarray:
+    return np.asarray([(v or "").lower() in TEST_NAMES for v in splits], dtype=bool)
+
+
+def _member_links(identity: np.ndarray, members: pa.Table | None) -> tuple[np.ndarray, ...]:
+    """The (identity, video) edges of the member clips of identities that have rows, and whether
+    each clip is in the source's official test split and whether outside it (neither where members
+    carry no source_split); identities without rows (dropped as short) carry no face into either
+    split, so they tie nothing."""
     if members is None or members.num_rows == 0:
-        return np.zeros(0, dtype=str), np.zeros(0, dtype=str)
+        return np.zeros(0, dtype=str), np.zeros(0, dtype=str), np.zeros(0, dtype=bool), np.zeros(0, dtype=bool)
     ident = np.asarray(members.column("identity_id").to_pylist(), dtype=object).astype(str)
     video = np.asarray([str(v) for v in members.column("video_key").to_pylist()])
+    known = "source_split" in members.column_names
+    test = _official_test(members.column("source_split").to_pylist()) if known else np.zeros(len(ident), dtype=bool)
     keep = np.isin(ident, identity)
-    return ident[keep], video[keep]
+    return ident[keep], video[keep], test[keep], (~test if known else test)[keep]
+
+
+def _official(comp: np.ndarray, n_comp: int, rows: pa.Table, member_comp: np.ndarray, member_test: np.ndarray,
+              member_other: np.ndarray) -> np.ndarray:
+    """Per component: whether any of its clips, a row's or a member's, is official test. Logs the
+    components the official split cuts and those only an unsampled member clip sends to test."""
+    row_test = _official_test(rows.column("source_split").to_pylist())
+    by_rows = np.bincount(comp, weights=row_test, minlength=n_comp) > 0
+    is_test = by_rows | (np.bincount(member_comp, weights=member_test, minlength=n_comp) > 0)
+    other = np.bincount(np.concatenate([comp, member_comp]), weights=np.concatenate([~row_test, member_other]),
+                        minlength=n_comp) > 0
+    if (cut := is_test & other).any():
+        # a row's clip is a member clip too, so a test group whose rows are all official train owes
+        # its side to a member clip that no face was sampled from
+        moved = np.flatnonzero((is_test & ~by_rows)[comp])
+        log.warning("%d identity/video groups straddle the official split; put in test whole (%d of them, with "
+                    "%d identities and %d sampled videos, only for an official-test clip of their identities that "
+                    "no face was sampled from)", int(cut.sum()), len(np.unique(comp[moved])),
+                    len(np.unique(rows.column("identity_id").take(pa.array(moved)).to_numpy(zero_copy_only=False))),
+                    len(np.unique(rows.column("video_key").take(pa.array(moved)).to_numpy(zero_copy_only=False))))
+    return is_test
 
 
 def assign_split(rows: pa.Table, cfg: CurateConfig, members: pa.Table | None = None) -> np.ndarray:
     """rows: identity_id, video_key, source_split (the official split). members: identity_id,
-    video_key of every member clip (identities.parquet); None ties identities by their rows' videos
-    only. Returns 'train' / 'test' per row. The hold-out counts and names groups by their rows'
-    videos, and `official` reads the rows' source_split; member clips only tie groups together."""
+    video_key and source_split of every member clip (identities.parquet); None ties identities by
+    their rows' videos only, and members without source_split (an identities.parquet written before
+    it recorded them: the caller warns) tie groups without sending any to test. Returns 'train' /
+    'test' per row. The hold-out counts and names groups by their rows' videos; `official` reads
+    the source_split of rows and members alike."""
     identity = np.asarray(rows.column("identity_id").to_pylist(), dtype=object).astype(str)
     video = np.asarray([str(v) for v in rows.column("video_key").to_pylist()])
     if len(identity) == 0:
         return np.zeros(0, dtype=object)
-    m_ident, m_video = _member_links(identity, members)
+    m_ident, m_video, m_test, m_other = _member_links(identity, members)
     comp_all, _, _ = _components(np.concatenate([identity, m_ident]), np.concatenate([video, m_video]))
-    comp = np.unique(comp_all[:len(identity)], return_inverse=True)[1]  # every group has rows: renumbered 0..n-1
+    # every group has rows: renumbered 0..n-1 (members' groups too, as each member's identity has rows)
+    comp_all = np.unique(comp_all, return_inverse=True)[1]
+    comp, m_comp = comp_all[:len(identity)], comp_all[len(identity):]
     n_comp = comp.max() + 1
     if cfg.split == "official":
-        official = np.asarray([(s or "").lower() in TEST_NAMES for s in rows.column("source_split").to_pylist()])
-        is_test = np.bincount(comp, weights=official, minlength=n_comp) > 0
-        cut = is_test & (np.bincount(comp, weights=~official, minlength=n_comp) > 0)
-        if cut.any():
-            log.warning("%d identity/video groups straddle the official split; put in test whole", int(cut.sum()))
+        is_test = _official(comp, n_comp, rows, m_comp, m_test, m_other)
     elif cfg.split == "videos":
         is_test = np.zeros(n_comp, dtype=bool)
         # The smallest video key names each component; its hash orders the hold-out.

@@ -112,7 +112,8 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 evidence (JSON list of the merge edges of the identity: {{a, b, by: video_key | embedding,
 similarity}}; an embedding edge joins two video-key groups, named by their first clips, at the
 cosine of the groups' pooled means), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
-duplicate), split`.
+duplicate), split, source_split (the source's official split of the clip, if it has one; the
+column is absent from folders written before it was recorded)`.
 """
 
 _NO_COUNTS = "The counts of a built folder are written here by `mfhq cluster-sample`.\n"

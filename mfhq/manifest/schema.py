@@ -94,6 +94,9 @@ IDENTITY_SCHEMA = versioned_schema(
         pa.field("identity_faces", pa.int64(), nullable=False),  # usable faces of its identity
         pa.field("status", pa.string(), nullable=False),      # sampled | short_flagged | short_dropped | duplicate
         pa.field("split", pa.string()),                       # train | test; null when not in the manifest
+        # the source's official split of the clip, if any; absent from files written before it was
+        # recorded (still version 3: no reader needs it; `mfhq split` warns under split: official)
+        pa.field("source_split", pa.string()),
     ],
     "identities", MANIFEST_VERSION,
 )
