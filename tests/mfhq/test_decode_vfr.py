@@ -18,21 +18,25 @@ N = 60
 PTS_MS = [i * 40 for i in range(30)] + [1200 + i * 120 for i in range(30)]
 
 
-@pytest.fixture(scope="module")
-def vfr_video(tmp_path_factory):
-    """64x64 H.264 (B-frames, a keyframe every 12) whose frame i is a flat grey of level 4 i."""
-    path = tmp_path_factory.mktemp("vfr") / "vfr.mp4"
-    with av.open(str(path), "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=25)
+def _write(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264", rate=25):
+    """64x64 video (H.264 with B-frames and a keyframe every 12, or the codec named) whose frame
+    i is a flat grey of level 4 i, shown at pts_ms[i] (a millisecond time base)."""
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
         stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
         stream.options = {"g": "12", "crf": "10"}
-        for i, pts in enumerate(PTS_MS):
+        for i, pts in enumerate(pts_ms):
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 4 * i, np.uint8), format="rgb24")
             frame.pts, frame.time_base = pts, Fraction(1, 1000)
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+@pytest.fixture(scope="module")
+def vfr_video(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("vfr") / "vfr.mp4", PTS_MS)
 
 
 def _ordinals(frames) -> list[int]:
@@ -61,6 +65,52 @@ def test_vfr_sampling_picks_the_frame_shown_at_each_time(vfr_video):
     assert picked == sorted(set(shown))
     # A seconds range in the slow part: the frames shown from 2.0 s to before 3.0 s.
     assert sample_indices(info, DecodeConfig(fps=5), 2.0, 3.0) == [36, 38, 40, 41, 43]
+
+
+# Matroska/WebM streams that stray whole frames from i / fps while the header's nominal and
+# average rates agree (both come from the track's default frame duration).
+HEADER_AGREES = {
+    # 25 fps with 10 frames dropped after frame 29 (a capture that stalled).
+    "dropped.mkv": ([i * 40 for i in range(30)] + [1600 + i * 40 for i in range(30)], "matroska", "libx264", 25),
+    # 30 fps, then 15 fps from frame 30 on.
+    "slowed.webm": ([round(i * 1000 / 30) for i in range(30)] + [1000 + round(i * 1000 / 15) for i in range(30)],
+                    "webm", "libvpx-vp9", 30),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(HEADER_AGREES))
+def header_agrees(request, tmp_path_factory):
+    pts, fmt, codec, rate = HEADER_AGREES[request.param]
+    return _write(tmp_path_factory.mktemp("agrees") / request.param, pts, fmt, codec, rate), pts
+
+
+@pytest.mark.parametrize("reader_type", [PyAVReader, DecordReader])
+def test_vfr_matroska_whose_header_rates_agree_is_timed_by_its_timestamps(header_agrees, reader_type):
+    path, pts = header_agrees
+    with av.open(str(path)) as container:  # what the header says cannot tell this stream from CFR
+        stream = container.streams.video[0]
+        assert stream.base_rate == stream.average_rate and len(stream.index_entries) < len(pts)
+    reader = reader_type()
+    info = reader.open(path)
+    assert info.n_frames == len(pts) and info.times is not None
+    wanted = [52, 55, 58]  # past PyAVReader.SEEK_GAP: read after a seek
+    assert _ordinals(reader.read(wanted)) == wanted
+    reader.close()
+    assert [info.time_of(i) for i in (29, 30, 52)] == pytest.approx([pts[i] / 1000 for i in (29, 30, 52)])
+    # A seconds range (CelebV-HQ's) cuts the frames shown within it, not those numbered seconds x fps.
+    shown = sorted({max(i for i, ms in enumerate(pts) if ms <= t) for t in range(1000, 2000, 200)})
+    assert sample_indices(info, DecodeConfig(fps=5), 1.0, 2.0) == shown
+
+
+def test_matroska_whose_timestamps_only_jitter_is_numbered_as_before(tmp_path):
+    # 29.97 fps in a millisecond time base: each timestamp rounded, none a whole frame off.
+    path = _write(tmp_path / "ntsc.mkv", [round(i * 1001 / 30) for i in range(N)], "matroska",
+                  rate=Fraction(30000, 1001))
+    reader = PyAVReader()
+    info = reader.open(path)
+    assert info.times is None and info.time_of(50) == 50 / info.fps
+    assert _ordinals(reader.read([52, 55, 58])) == [52, 55, 58]
+    reader.close()
 
 
 def test_cfr_video_is_numbered_as_before(sample_dir):
