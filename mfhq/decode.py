@@ -20,7 +20,7 @@ from mfhq.config import DecodeConfig
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
-from mfhq.frame_times import VideoInfo, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
+from mfhq.frame_times import VideoInfo, counted_frames, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
 from mfhq.native_output import captured_stderr, clean_error
 
 log = logging.getLogger(__name__)
@@ -91,8 +91,8 @@ class PyAVReader:
             n_frames = stream.frames
             if not n_frames and stream.duration and stream.time_base:
                 n_frames = int(float(stream.duration * stream.time_base) * fps)
-            if not n_frames:  # some containers do not say: count them
-                n_frames = sum(1 for _ in container.decode(video=0))
+            if not n_frames:  # some containers do not say (Matroska/WebM): count their packets
+                n_frames = counted_frames(path) or sum(1 for _ in container.decode(video=0))
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
         self._next = 0

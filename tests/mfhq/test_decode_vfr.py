@@ -128,3 +128,41 @@ def test_a_frame_missing_before_a_delivered_one_is_an_error(tmp_path):
     _check_delivered(tmp_path / "v.mp4", [52, 55, 58], [52, 55])  # the stream ended: the tail may be missing
     with pytest.raises(DecodeError, match=r"v\.mp4.*frame 52"):
         _check_delivered(tmp_path / "v.mp4", [52, 55, 58], [55, 58])
+
+
+
+class _CountingContainer:
+    """A real PyAV container that counts the frames decoded through it."""
+
+    def __init__(self, container, decoded: list):
+        self._container, self._decoded = container, decoded
+
+    def __getattr__(self, name):
+        return getattr(self._container, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return self._container.__exit__(*exc)
+
+    def decode(self, *args, **kwargs):
+        for frame in self._container.decode(*args, **kwargs):
+            self._decoded.append(frame.pts)
+            yield frame
+
+
+def test_a_matroska_file_is_counted_from_its_packets_not_by_decoding_every_frame(tmp_path, monkeypatch):
+    """Matroska's header gives no frame count or duration: opening a file counted its frames by
+    decoding all of them (seconds on a minutes-long raw video, paid again by each of its clips).
+    Its packets say as much, demuxed without decoding."""
+    path = _write(tmp_path / "clip.mkv", [i * 40 for i in range(N)], fmt="matroska")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert not stream.frames and not stream.duration  # nothing in the header to count by
+    decoded, real_open = [], av.open
+    monkeypatch.setattr(av, "open", lambda *a, **k: _CountingContainer(real_open(*a, **k), decoded))
+    reader = PyAVReader()
+    assert reader.open(path).n_frames == N and decoded == []
+    assert _ordinals(reader.read([0, 30, 59])) == [0, 30, 59]
+    reader.close()
