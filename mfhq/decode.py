@@ -17,6 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
+from mfhq.decode_containers import decord_refusal, seeks_exactly
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
@@ -48,6 +49,9 @@ class DecordReader:
         import cv2  # noqa: F401
         import decord
 
+        refusal = decord_refusal(path)  # a container or codec where its frames are not the ones asked for
+        if refusal:
+            raise DecodeError(refusal)
         # One decoder thread per process: parallelism comes from worker processes.
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
@@ -73,7 +77,8 @@ class PyAVReader:
     """Sequential decoding with PyAV, tolerant of odd containers.
 
     A read that starts well past the decoder's position (a clip deep inside a long raw video)
-    seeks to the keyframe before it instead of decoding everything from frame 0; frames are
+    seeks to the keyframe before it instead of decoding everything from frame 0, in containers
+    where a seek lands frame-exact (decode_containers.py; elsewhere it reads on); frames are
     then numbered from their timestamps (on VFR video through their map, frame_times.py). Non-reference frames that no read asks for are not
     decoded, where the timestamps are proven to number frames as counting does (decode_skip.py).
     """
@@ -95,6 +100,7 @@ class PyAVReader:
                 n_frames = counted_frames(path) or sum(1 for _ in container.decode(video=0))
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
+            self._seekable = seeks_exactly(container.format.name)
         self._next = 0
         self._container = self._check = None
         self.n_decoded = 0  # frames decoded since open: shows that a seek or skipping saved the rest
@@ -109,7 +115,7 @@ class PyAVReader:
         stream = self._container.streams.video[0]
         self._stream, self._origin = stream, float(stream.start_time * stream.time_base) if stream.start_time else 0.0
         self._next, position = 0, None
-        if target >= self.SEEK_GAP and stream.time_base:
+        if target >= self.SEEK_GAP and stream.time_base and self._seekable:
             position = int((self._origin + self._info.time_of(target)) / stream.time_base)
             self._container.seek(position, stream=stream, backward=True, any_frame=False)
             self._next = None  # unknown until the first frame's timestamp is read
@@ -138,7 +144,8 @@ class PyAVReader:
 
     def read(self, indices: list[int]) -> np.ndarray:
         first, last = indices[0], max(indices)
-        if self._container is None or first < (self._next or 0) or first - (self._next or 0) > self.SEEK_GAP:
+        far = self._seekable and first - (self._next or 0) > self.SEEK_GAP
+        if self._container is None or first < (self._next or 0) or far:
             self._start(first)
         wanted, out, got = set(indices), None, []
         if self._check is not None and not self._check.through(last + LOOKAHEAD):

@@ -6,41 +6,21 @@ from __future__ import annotations
 from fractions import Fraction
 
 import av
-import numpy as np
 import pytest
 
 from mfhq.config import DecodeConfig
 from mfhq.decode import DecodeError, DecordReader, PyAVReader, VideoInfo, sample_indices
 from mfhq.decode import _check_delivered
+from grey_videos import ordinals, write_grey
 
 N = 60
 # 30 frames 40 ms apart, then 30 frames 120 ms apart (a capture that slowed down).
 PTS_MS = [i * 40 for i in range(30)] + [1200 + i * 120 for i in range(30)]
 
 
-def _write(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264", rate=25):
-    """64x64 video (H.264 with B-frames and a keyframe every 12, or the codec named) whose frame
-    i is a flat grey of level 4 i, shown at pts_ms[i] (a millisecond time base)."""
-    with av.open(str(path), "w", format=fmt) as container:
-        stream = container.add_stream(codec, rate=rate)
-        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
-        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
-        stream.options = {"g": "12", "crf": "10"}
-        for i, pts in enumerate(pts_ms):
-            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 4 * i, np.uint8), format="rgb24")
-            frame.pts, frame.time_base = pts, Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
-
-
 @pytest.fixture(scope="module")
 def vfr_video(tmp_path_factory):
-    return _write(tmp_path_factory.mktemp("vfr") / "vfr.mp4", PTS_MS)
-
-
-def _ordinals(frames) -> list[int]:
-    return [int(round(float(f.mean()) / 4)) for f in frames]
+    return write_grey(tmp_path_factory.mktemp("vfr") / "vfr.mp4", PTS_MS)
 
 
 @pytest.mark.parametrize("reader_type", [PyAVReader, DecordReader])
@@ -49,7 +29,7 @@ def test_vfr_frames_after_a_seek_have_their_ordinals_and_times(vfr_video, reader
     info = reader.open(vfr_video)
     assert info.n_frames == N
     wanted = [52, 55, 58]  # past PyAVReader.SEEK_GAP: read after a seek
-    assert _ordinals(reader.read(wanted)) == wanted
+    assert ordinals(reader.read(wanted)) == wanted
     reader.close()
     # Each frame's time is its timestamp, not its number over the average frame rate.
     assert info.time_of(30) == pytest.approx(1.2)
@@ -81,7 +61,7 @@ HEADER_AGREES = {
 @pytest.fixture(scope="module", params=sorted(HEADER_AGREES))
 def header_agrees(request, tmp_path_factory):
     pts, fmt, codec, rate = HEADER_AGREES[request.param]
-    return _write(tmp_path_factory.mktemp("agrees") / request.param, pts, fmt, codec, rate), pts
+    return write_grey(tmp_path_factory.mktemp("agrees") / request.param, pts, fmt, codec, rate), pts
 
 
 @pytest.mark.parametrize("reader_type", [PyAVReader, DecordReader])
@@ -94,7 +74,7 @@ def test_vfr_matroska_whose_header_rates_agree_is_timed_by_its_timestamps(header
     info = reader.open(path)
     assert info.n_frames == len(pts) and info.times is not None
     wanted = [52, 55, 58]  # past PyAVReader.SEEK_GAP: read after a seek
-    assert _ordinals(reader.read(wanted)) == wanted
+    assert ordinals(reader.read(wanted)) == wanted
     reader.close()
     assert [info.time_of(i) for i in (29, 30, 52)] == pytest.approx([pts[i] / 1000 for i in (29, 30, 52)])
     # A seconds range (CelebV-HQ's) cuts the frames shown within it, not those numbered seconds x fps.
@@ -104,12 +84,12 @@ def test_vfr_matroska_whose_header_rates_agree_is_timed_by_its_timestamps(header
 
 def test_matroska_whose_timestamps_only_jitter_is_numbered_as_before(tmp_path):
     # 29.97 fps in a millisecond time base: each timestamp rounded, none a whole frame off.
-    path = _write(tmp_path / "ntsc.mkv", [round(i * 1001 / 30) for i in range(N)], "matroska",
+    path = write_grey(tmp_path / "ntsc.mkv", [round(i * 1001 / 30) for i in range(N)], "matroska",
                   rate=Fraction(30000, 1001))
     reader = PyAVReader()
     info = reader.open(path)
     assert info.times is None and info.time_of(50) == 50 / info.fps
-    assert _ordinals(reader.read([52, 55, 58])) == [52, 55, 58]
+    assert ordinals(reader.read([52, 55, 58])) == [52, 55, 58]
     reader.close()
 
 
@@ -156,7 +136,7 @@ def test_a_matroska_file_is_counted_from_its_packets_not_by_decoding_every_frame
     """Matroska's header gives no frame count or duration: opening a file counted its frames by
     decoding all of them (seconds on a minutes-long raw video, paid again by each of its clips).
     Its packets say as much, demuxed without decoding."""
-    path = _write(tmp_path / "clip.mkv", [i * 40 for i in range(N)], fmt="matroska")
+    path = write_grey(tmp_path / "clip.mkv", [i * 40 for i in range(N)], fmt="matroska")
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         assert not stream.frames and not stream.duration  # nothing in the header to count by
@@ -164,5 +144,5 @@ def test_a_matroska_file_is_counted_from_its_packets_not_by_decoding_every_frame
     monkeypatch.setattr(av, "open", lambda *a, **k: _CountingContainer(real_open(*a, **k), decoded))
     reader = PyAVReader()
     assert reader.open(path).n_frames == N and decoded == []
-    assert _ordinals(reader.read([0, 30, 59])) == [0, 30, 59]
+    assert ordinals(reader.read([0, 30, 59])) == [0, 30, 59]
     reader.close()

@@ -1,0 +1,39 @@
+"""Small real videos whose frames say their own ordinal: frame i is a flat grey of level 4 i, so
+a decoded frame's mean, over 4, is the frame a reader delivered (in a longer video, that
+ordinal mod 64: level 4 (i mod 64))."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+
+LOSSY_AT_DEFAULTS = ("mpeg4", "mpeg2video", "mjpeg")  # no crf option; their default bit rate blurs grey levels
+
+
+def write_grey(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264", rate=25,
+               time_base: Fraction = Fraction(1, 1000)):
+    """64x64 video (H.264 with B-frames and a keyframe every 12, or the codec named) whose frame
+    i is a flat grey of level 4 (i mod 64), shown at pts_ms[i]. time_base: the frames' (a whole number of
+    its ticks per frame: 1/25 for containers that count frames, like AVI)."""
+    with av.open(str(path), "w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate)
+        stream.width, stream.height = 64, 64
+        stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
+        stream.time_base = stream.codec_context.time_base = time_base
+        if codec == "libx265":  # x265's own defaults (open GOPs), a keyframe every 12, quiet
+            stream.options = {"x265-params": "keyint=12:log-level=none", "crf": "10"}
+        elif codec in LOSSY_AT_DEFAULTS:  # a bit rate high enough that each grey level survives
+            stream.options, stream.bit_rate = {"g": "12"}, 20_000_000
+        else:
+            stream.options = {"g": "12", "crf": "10"}
+        for i, pts in enumerate(pts_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 4 * (i % 64), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(pts / 1000 / time_base), time_base
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+def ordinals(frames) -> list[int]:
+    return [int(round(float(f.mean()) / 4)) for f in frames]
