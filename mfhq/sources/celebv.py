@@ -23,28 +23,53 @@ from mfhq.sources.base import Source, SourceError, SourceProblem, safe_clip_id
 _OBJECT_KEY = re.compile(r'"((?:[^"\\]|\\.)*)"\s*:\s*\{')
 
 
-def key_lines(text: str) -> dict[str, int]:
-    """1-based line of each object key in the JSON text (first occurrence), so that errors can
-    point at the clip's line. One pass: the official file is 19 MB with 35,666 clips."""
-    lines, line, last = {}, 1, 0
+def key_lines(text: str) -> dict[str, list[int]]:
+    """1-based lines of each object key in the JSON text, every occurrence in file order, so that
+    errors can point at the clip's line. One pass: the official file is 19 MB with 35,666 clips."""
+    lines: dict[str, list[int]] = {}
+    line, last = 1, 0
     for match in _OBJECT_KEY.finditer(text):
         line += text.count("\n", last, match.start())
         last = match.start()
-        lines.setdefault(match.group(1), line)
+        lines.setdefault(match.group(1), []).append(line)
     return lines
 
 
-def clip_tables(data: object) -> list[tuple[str, dict]]:
-    """(set name, clips) in every layout the files have had: a `clips` wrapper, `clips_set1` /
-    `clips_set2` (CelebV-Text, early 2023), or a flat dict of clips (CelebV-Text since 2023-04)."""
+class _Object(dict):
+    """A JSON object that remembers the values its repeated keys had before the last one."""
+
+    shadowed: tuple | list = ()  # a list only where a key repeats: 35,666 entries stay small
+
+
+def _object(pairs: list[tuple[str, object]]) -> _Object:
+    # Python's json keeps the last value of a repeated key and drops the others without a word.
+    # The official scripts read the file with it, so the last entry is the clip they cut; the
+    # earlier ones are kept here only to be reported (CelebV-HQ keys do repeat in the lists
+    # derived from the file, e.g. `-PFdr0SiAEw_0`).
+    obj = _Object()
+    for key, value in pairs:
+        if key in obj:
+            obj.shadowed = [*obj.shadowed, (key, obj[key])]
+        obj[key] = value
+    return obj
+
+
+def clip_tables(data: object) -> list[tuple[str, dict, list[tuple[str, object]]]]:
+    """(set name, clips, entries a repeated key shadowed) in every layout the files have had: a
+    `clips` wrapper, `clips_set1` / `clips_set2` (CelebV-Text, early 2023), or a flat dict of
+    clips (CelebV-Text since 2023-04)."""
     if not isinstance(data, dict):
         raise ValueError(f"the top level is a {type(data).__name__}, not an object")
+
+    def shadowed(obj: dict) -> list[tuple[str, object]]:
+        return [(k, v) for k, v in getattr(obj, "shadowed", ()) if k != "meta_info"]
+
     if isinstance(data.get("clips"), dict):
-        return [("clips", data["clips"])]
+        return [("clips", data["clips"], shadowed(data["clips"]))]
     sets = sorted(k for k in data if k.startswith("clips_set") and isinstance(data[k], dict))
     if sets:
-        return [(k, data[k]) for k in sets]
-    return [("", {k: v for k, v in data.items() if k != "meta_info"})]
+        return [(k, data[k], shadowed(data[k])) for k in sets]
+    return [("", {k: v for k, v in data.items() if k != "meta_info"}, shadowed(data))]
 
 
 def _find_line(text: str, key: str) -> int | str:
@@ -101,26 +126,44 @@ class CelebVSource(Source):
             raise SourceError(f"{self.name}: {path} not found; expected {self.expects}")
         text = path.read_text(encoding="utf-8", errors="replace")
         try:
-            tables = clip_tables(json.loads(text))
+            tables = clip_tables(json.loads(text, object_pairs_hook=_object))
         except (json.JSONDecodeError, ValueError) as exc:
             # Nothing in the file can be trusted: one status row says so, the run goes on.
             yield self.problem(path.name, f"{path}: not a usable clip list ({exc}); the file may be truncated")
             return
         seen: set[str] = set()
-        lines = key_lines(text)
-        for set_name, clips in tables:
+        lines, used = key_lines(text), {}  # used: key -> occurrences already given a line
+        repeats: dict[str, list] = {}
+        for set_name, clips, shadowed in tables:
+            for key, value in shadowed:
+                repeats.setdefault(key, []).append(value)
             for key in sorted(clips):
-                where = f"{path}:{lines.get(json.dumps(key)[1:-1]) or _find_line(text, key)}"
+                earlier = repeats.pop(key, [])
+                at = [self._line(text, lines, used, key) for _ in range(len(earlier) + 1)]
+                where = f"{path}:{at[-1]}"
+                for n, (value, line) in enumerate(zip(earlier, at), start=1):
+                    same = " (an identical entry)" if value == clips[key] else ""
+                    yield self.problem(f"{key}.duplicate{n if n > 1 else ''}",
+                                       f"{path}:{line}: clip {key!r} appears again at line {at[-1]}{same}; as in the "
+                                       f"official script (Python's json), only the last entry is used")
                 try:
                     clip = self._clip(key, clips[key], set_name)
                 except ValueError as exc:
                     yield self.problem(key, f"{where}: clip {key!r}: {exc}")
                     continue
                 if clip.clip_id in seen:
-                    yield self.problem(f"{key}.duplicate", f"{where}: clip {key!r} appears twice")
+                    yield self.problem(f"{key}.duplicate{len(earlier) + 1 if earlier else ''}",
+                                       f"{where}: clip {key!r} appears twice")
                     continue
                 seen.add(clip.clip_id)
                 yield self._locate(clip, where)
+
+    @staticmethod
+    def _line(text: str, lines: dict[str, list[int]], used: dict[str, int], key: str) -> int | str:
+        """The line of the key's next occurrence in the file (tables are read in file order)."""
+        found = lines.get(json.dumps(key)[1:-1], [])
+        n = used[key] = used.get(key, -1) + 1
+        return found[n] if n < len(found) else (found[-1] if found else _find_line(text, key))
 
     def clip_id(self, key: str) -> str:
         return key

@@ -67,3 +67,23 @@ def test_truncated_json_is_one_row_naming_the_file(tmp_path):
     assert str(tmp_path / "celebvhq_info.json") in problem.reason and "truncated" in problem.reason
     with pytest.raises(SourceError, match="celebvtext_info.json not found"):
         list(get_source("celebvtext", tmp_path).scan())
+
+
+def test_a_repeated_clip_key_is_a_row_not_a_silent_drop(tmp_path):
+    # SYNTHETIC entries under a key shape the README reports twice in lists taken from the file
+    # (`-PFdr0SiAEw_0`); json.loads would keep the last entry and drop the first without a word.
+    first, last = _hq_entry(ytb_id="-synthHQ_id"), _hq_entry(ytb_id="-synthHQ_id", duration={"start_sec": 9.0, "end_sec": 12.0})
+    text = "\n".join(['{"meta_info": {}, "clips": {', f'"-synthHQ_id_0": {json.dumps(first)},',
+                      f'"-synthHQ_id_1": {json.dumps(first)},', f'"-synthHQ_id_0": {json.dumps(last)},',
+                      f'"-synthHQ_id_0": {json.dumps(last)}', "}}"])
+    (tmp_path / "celebvhq_info.json").write_text(text)
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "-synthHQ_id.mp4").write_bytes(b"x")
+    found, problems = _scan("celebvhq", tmp_path)
+    # The last entry is the clip, as the official script (Python's json) reads the file.
+    assert sorted(found) == ["-synthHQ_id_0", "-synthHQ_id_1"] and found["-synthHQ_id_0"].start_sec == 9.0
+    assert sorted(problems) == ["-synthHQ_id_0.duplicate", "-synthHQ_id_0.duplicate2"]
+    once, twice = problems["-synthHQ_id_0.duplicate"], problems["-synthHQ_id_0.duplicate2"]
+    assert once.status == twice.status == "bad_metadata"
+    assert "celebvhq_info.json:2: clip '-synthHQ_id_0' appears again at line 5" in once.reason
+    assert "celebvhq_info.json:4: clip '-synthHQ_id_0' appears again at line 5 (an identical entry)" in twice.reason
