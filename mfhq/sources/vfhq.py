@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from mfhq.records import Clip, FrameAnnotations, Status
-from mfhq.sources.base import Source, SourceError, SourceProblem, register_source, safe_clip_id
+from mfhq.sources.base import Source, SourceError, SourceProblem, problem_id, register_source, safe_clip_id
 
 _NAME = re.compile(r"^Clip\+(?P<ytid>[^+]{11})\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
 _IMAGE = re.compile(r"\.(png|jpg|jpeg)$", re.IGNORECASE)
@@ -114,16 +114,30 @@ class VFHQSource(Source):
                 continue
             seen.add(clip.clip_id)
             yield self._locate(clip, path)
+        yield from self._unlisted(splits, {p.stem for p in metas})
 
-    def _id_lists(self) -> dict[str, str]:
+    def _id_lists(self) -> dict[str, tuple[str, str]]:
+        """Clip name -> (split, where the id list names it)."""
         splits = {}
         for split in ("train", "test"):
             path = self.root / f"id_{split}.txt"
             if path.is_file():
-                splits.update({line.strip(): split for line in path.read_text().splitlines() if line.strip()})
+                for number, line in enumerate(path.read_text().splitlines(), start=1):
+                    if line.strip():
+                        splits[line.strip()] = (split, f"{path}:{number}")
         return splits
 
-    def _clip(self, path: Path, splits: dict[str, str]) -> Clip:
+    def _unlisted(self, splits: dict[str, tuple[str, str]], stems: set[str]) -> Iterator[SourceProblem]:
+        """A name the id lists hold without a meta file is a clip that cannot be made: a row says
+        so (the lists name official meta files, so the meta folder is incomplete)."""
+        for name, (split, where) in splits.items():
+            if name not in stems:
+                match = _NAME.match(name)
+                yield SourceProblem(self.name, problem_id(name), Status.MISSING,
+                                    f"{where}: clip {name!r} is listed, but no meta file {name}.txt is under "
+                                    f"{self.root}/{' or '.join(META_DIRS)}", match["ytid"] if match else None, split)
+
+    def _clip(self, path: Path, splits: dict[str, tuple[str, str]]) -> Clip:
         match = _NAME.match(path.stem)
         if not match:
             raise ValueError(f"{path}: the name is not Clip+<11-char ytid>+P<pid>+C<n>+F<start>-<end>.txt")
@@ -136,7 +150,7 @@ class VFHQSource(Source):
             raise ValueError(f"{path}: Video ID {header['Video']!r} differs from the name's {match['ytid']!r}")
         width, height = header["W"], header["H"]
         x0, y0, x1, y1 = header["CROP"]
-        split = path.parent.name if path.parent.name in ("train", "test") else splits.get(clip_id)
+        split = path.parent.name if path.parent.name in ("train", "test") else splits.get(clip_id, (None,))[0]
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,
             start_frame=first, end_frame=last, person_box=(x0, y0, x1, y1), box_space=(width, height),

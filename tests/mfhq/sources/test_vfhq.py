@@ -73,3 +73,19 @@ def test_vfhq_names_with_plus_are_safe_ids_and_traversal_is_not():
     assert safe_clip_id("Clip+XZ2qCoO0gbU+P0+C2+F157105-157607")
     with pytest.raises(ValueError):
         safe_clip_id("Clip+../../x")
+
+
+def test_a_listed_clip_without_its_meta_file_is_a_row(tmp_path):
+    # SYNTHETIC names. The id lists name official meta files: a name whose file is absent is a
+    # clip that cannot be made, and must say so rather than vanish.
+    root = _vfhq_root(tmp_path, {"Clip+synthVF_a-1+P0+C0+F10-15.txt": _vfhq_meta()})
+    (root / "id_train.txt").write_text("Clip+synthVF_a-1+P0+C0+F10-15\n")
+    (root / "id_test.txt").write_text("\nClip+synthVF_a-1+P1+C0+F10-200\n")
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    found, problems = _scan("vfhq", root)
+    assert found["Clip+synthVF_a-1+P0+C0+F10-15"].split == "train"
+    (problem,) = problems.values()
+    assert (problem.clip_id, problem.status, problem.split, problem.video_key) == (
+        "Clip+synthVF_a-1+P1+C0+F10-200", "missing", "test", "synthVF_a-1")
+    assert f"{root / 'id_test.txt'}:2: clip 'Clip+synthVF_a-1+P1+C0+F10-200' is listed, but no meta file" in problem.reason
