@@ -17,6 +17,7 @@ import pytest
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from presets import write_preset
 from run_rows import rows
+from source_fixtures import linked_sample_videos
 
 GOOD = ("astronaut_motion", "t1_face2_motion")
 SUPPORT = REPO / "tests" / "support"  # fault_readers: the workers import it by name
@@ -40,10 +41,7 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_stops_the_run_cleanly_and_the_resume_equals_an_uninterrupted_run(
         small_disk, sample_dir, sample_run, tmp_path):
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    for name in (*GOOD, "empty"):
-        (videos / f"{name}.mp4").symlink_to(sample_dir / "videos" / f"{name}.mp4")
+    videos = linked_sample_videos(sample_dir, tmp_path / "videos", (*GOOD, "empty"))
     preset = tmp_path / "p.yaml"
     write_preset(preset, {"run.shard_size": 1, "run.workers": 1}, base=SAMPLE_PRESET)
     run = small_disk / "run"

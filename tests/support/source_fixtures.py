@@ -31,6 +31,14 @@ VF_RAW, VF_CUT = "synthVF-q_1", "synthVF_q-2"
 VF_SCALE = 2.0  # the VFHQ meta is written for a 1024x1024 frame; the video is 512x512
 
 
+def linked_sample_videos(sample_dir: Path, folder: Path, names: tuple[str, ...] = ("astronaut_motion",)) -> Path:
+    """`folder`, made, holding links to the named clips of the bundled sample: a --root of just those."""
+    folder.mkdir()
+    for name in names:
+        (folder / f"{name}.mp4").symlink_to(sample_dir / "videos" / f"{name}.mp4")
+    return folder
+
+
 def _copy(videos: Path, name: str, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(videos / name, dest)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from conftest import run_cli
+from source_fixtures import linked_sample_videos
 from mfhq.models import create_backend
 from mfhq.models.facexlib_parsing import BISENET, PARSENET
 from mfhq.models.sixdrep_pose import SIXDREPNET
@@ -45,9 +46,7 @@ def test_extract_with_an_unreadable_pose_file_exits_2_naming_it(sample_dir, tmp_
     preset.write_text("decode: {fps: 1, max_frames: 1}\ndetect: {backend: yunet}\nembed: {backend: sface}\n"
                       "pose: {backend: 6drepnet}\nquality: {backend: brisque}\nparsing: {backend: dlib68-hull}\n"
                       "run: {workers: 1}\n")
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    (videos / "astronaut_motion.mp4").symlink_to(sample_dir / "videos" / "astronaut_motion.mp4")
+    videos = linked_sample_videos(sample_dir, tmp_path / "videos")
     result = run_cli("extract", "--root", str(videos), "--out", str(tmp_path / "run"), "--pipeline", str(preset),
                      "--models-dir", str(models), check=False)
     assert result.returncode == 2

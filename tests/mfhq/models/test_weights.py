@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from conftest import SAMPLE_PRESET, run_cli
+from source_fixtures import linked_sample_videos
 from mfhq.config import load_pipeline
 from mfhq.models.facexlib_parsing import PARSENET
 from mfhq.models.insightface_onnx import ARCFACE_R50, SCRFD_10G
@@ -154,9 +155,7 @@ def test_paper_backends_run_through_extract_and_rows_record_their_weights(sample
     preset.write_text("decode: {fps: 1, max_frames: 1}\ndetect: {backend: yunet-dlib68}\n"
                       "embed: {backend: sface}\nalign: {min_face_px: 16}\npose: {backend: 6drepnet}\n"
                       "quality: {backend: brisque}\nparsing: {backend: facexlib-parsenet}\nrun: {workers: 1}\n")
-    videos = tmp_path / "videos"
-    videos.mkdir()
-    (videos / "astronaut_motion.mp4").symlink_to(sample_dir / "videos" / "astronaut_motion.mp4")
+    videos = linked_sample_videos(sample_dir, tmp_path / "videos")
     run = tmp_path / "run"
     run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(preset),
             "--models-dir", str(models))
