@@ -93,11 +93,13 @@ class PyAVReader:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
-            n_frames = stream.frames
-            if not n_frames and stream.duration and stream.time_base:
+            # A header's frame count (MP4/MOV, AVI) is exact; a duration x fps is not (ASF: 62 for
+            # 60 frames at 30 fps, MPEG-TS: 58 for 59), and Matroska/WebM give neither: count the packets.
+            n_frames = stream.frames or counted_frames(path)
+            if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
                 n_frames = int(float(stream.duration * stream.time_base) * fps)
-            if not n_frames:  # some containers do not say (Matroska/WebM): count their packets
-                n_frames = counted_frames(path) or sum(1 for _ in container.decode(video=0))
+            if not n_frames:
+                n_frames = sum(1 for _ in container.decode(video=0))
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
             self._seekable = seeks_exactly(container.format.name)
