@@ -180,7 +180,7 @@ def _split(path: Path, listed: list[tuple[str, str]]) -> str | None:
     folder = path.parent.name if path.parent.name in ("train", "test") else None
     said = {split for split, _ in listed} | ({folder} if folder else set())
     if len(said) > 1:
-        lines = "; ".join(f"{where} lists it in id_{split}.txt" for split, where in listed)
+        lines = "; ".join(f"{where} lists it as {split}" for split, where in listed)
         where = f"it sits in {folder}/, but " if folder else ""
         raise ValueError(f"{path}: contradictory split: {where}{lines}; fix the folder or the list "
                          f"(under `split: official` a test clip taken as train would leak into training)")

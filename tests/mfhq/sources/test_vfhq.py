@@ -92,10 +92,10 @@ def test_a_listed_clip_without_its_meta_file_is_a_row(tmp_path):
 
 
 @pytest.mark.parametrize("folder,lists,named", [
-    ("train/", {"test": ["Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in train/, but", "id_test.txt:1 lists it in id_test.txt"]),
-    ("test/", {"train": ["", "Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in test/, but", "id_train.txt:2 lists it in id_train.txt"]),
+    ("train/", {"test": ["Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in train/, but", "id_test.txt:1 lists it as test"]),
+    ("test/", {"train": ["", "Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in test/, but", "id_train.txt:2 lists it as train"]),
     ("", {"train": ["Clip+synthVF_a-1+P0+C0+F10-15"], "test": ["Clip+synthVF_a-1+P0+C0+F10-15"]},
-     ["id_train.txt:1 lists it in id_train.txt", "id_test.txt:1 lists it in id_test.txt"]),
+     ["id_train.txt:1 lists it as train", "id_test.txt:1 lists it as test"]),
 ])
 def test_a_clip_whose_folder_and_id_lists_disagree_is_a_row_naming_both(tmp_path, folder, lists, named):
     # SYNTHETIC names. The folder and EFHQ's lists agree on real files; a contradiction cannot
