@@ -93,17 +93,19 @@ class PyAVReader:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
-            n_frames = stream.frames
-            if not n_frames and stream.duration and stream.time_base:
+            # A header's frame count (MP4/MOV, AVI) is exact; a duration x fps is not (ASF: 62 for
+            # 60 frames at 30 fps, MPEG-TS: 58 for 59), and Matroska/WebM give neither: count the packets.
+            n_frames = stream.frames or counted_frames(path)
+            if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
                 n_frames = int(float(stream.duration * stream.time_base) * fps)
-            if not n_frames:  # some containers do not say (Matroska/WebM): count their packets
-                n_frames = counted_frames(path) or sum(1 for _ in container.decode(video=0))
+            n_frames = n_frames or sum(1 for _ in container.decode(video=0))  # nothing else says
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
             self._seekable = seeks_exactly(container.format.name)
         self._next = 0
         self._container = self._check = None
         self.n_decoded = 0  # frames decoded since open: shows that a seek or skipping saved the rest
+        self.notes: list[str] = []  # what it recovered from (a seek that raised), for the row's reason
         return self._info
 
     def _start(self, target: int) -> None:
@@ -117,8 +119,16 @@ class PyAVReader:
         self._next, position = 0, None
         if target >= self.SEEK_GAP and stream.time_base and self._seekable:
             position = int((self._origin + self._info.time_of(target)) / stream.time_base)
-            self._container.seek(position, stream=stream, backward=True, any_frame=False)
-            self._next = None  # unknown until the first frame's timestamp is read
+            try:
+                self._container.seek(position, stream=stream, backward=True, any_frame=False)
+                self._next = None  # unknown until the first frame's timestamp is read
+            except (av.error.FFmpegError, OSError) as exc:
+                # A damaged index (an MP4 whose sync-sample table lists no keyframe before the target):
+                # read on from frame 0 as where seeks are not trusted; the row's reason says so (`notes`).
+                self.notes.append(f"pyav: seek to frame {target} failed ({clean_error(exc)}); read on from frame 0")
+                log.warning("%s: %s", self._path, self.notes[-1])
+                self._seekable = False
+                return self._start(target)
         # Skipping numbers packets by timestamp x fps, which only CFR streams do.
         vfr = self._info.times is not None
         self._check = TimestampCheck(self._path, self._info.fps, position) if can_skip(stream) and not vfr else None
@@ -259,6 +269,7 @@ class ClipDecoder:
             with captured_stderr() as native:
                 return self.reader.read(batch)
         except Exception as exc:
+            self._take_notes()  # before the error: it came first
             self.errors.append(f"{self.reader.name}: {clean_error(exc)}"
                                + (f" (it said: {native.text()})" if native.lines else ""))
             # Fall over to the next reader in the chain for the rest of the clip.
@@ -276,6 +287,12 @@ class ClipDecoder:
                 except Exception as inner:
                     self.errors.append(f"{reader.name}: {clean_error(inner)}")
             raise DecodeError(f"{path}: reading frames {batch[0]}..{batch[-1]} failed ({'; '.join(self.errors)})")
+        finally:
+            self._take_notes()
+
+    def _take_notes(self) -> None:
+        """What the reader recovered from itself (PyAV read on where a seek raised): the row's reason lists it."""
+        self.errors.extend(note for note in getattr(self.reader, "notes", ()) if note not in self.errors)
 
     def close(self) -> None:
         if self.reader is not None:

@@ -9,7 +9,8 @@ from frame 0:
   their timestamps: exact in MP4/MOV and Matroska/WebM. In AVI, ASF and MPEG-PS it returned an
   earlier frame under the target's number; in MPEG-TS and FLV it landed past the target; a raw
   H.264/HEVC stream cannot seek at all. There PyAV reads on from frame 0, counting frames, which
-  was right in every container (slower for a clip deep inside a long file).
+  was right in every container (slower for a clip deep inside a long file). Where a seek in
+  MP4/MOV or Matroska raises (a damaged index), the clip is read on from frame 0 the same way.
 - decord returned other frames than those asked for in AVI, ASF, MPEG-TS and MPEG-PS (TS: hung),
   could not open NUT or raw streams, and in MP4/Matroska misnumbered the frames of an open-GOP
   HEVC stream (x265's default). It is used only where its frames were right: H.264, VP8/VP9 and

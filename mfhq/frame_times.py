@@ -71,9 +71,11 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
 
 def counted_frames(path: Path) -> int:
     """The stream's frames counted from its packets (demuxed, nothing decoded), for a container
-    whose header gives neither a frame count nor a duration (Matroska/WebM): decoding every frame
-    to count them cost 1.3-1.4 s on a 12 s 1080p file, its packets 12 ms, and a raw video's clips
-    share them (cached; the VFR check reads the same demux). 0 where the packets cannot say."""
+    whose header gives no frame count: Matroska/WebM give nothing (decoding every frame to count
+    them cost 1.3-1.4 s on a 12 s 1080p file, its packets 12 ms); ASF and MPEG-TS give a duration,
+    and duration x fps missed by whole frames (62 for 60 ASF frames at 30 fps, 58 for 59 MPEG-TS
+    frames at 29.97). A raw video's clips share the count (cached), and the VFR check reads the
+    same demux, so it costs no second read. 0 where the packets cannot say."""
     try:
         stat = Path(path).stat()
         times = _packet_times(str(path), stat.st_size, stat.st_mtime_ns)

@@ -170,9 +170,7 @@ class ClipRow:
         `decode_error`: why decoding stopped part-way (its faces were withdrawn, none kept)."""
         kept = sum(f["kept"] for f in faces)
         status, reason = Status.OK, None
-        if recovered:
-            reason = "recovered from: " + "; ".join(recovered)
-        if decode_error is not None:
+        if decode_error is not None:  # its message lists the decoders' errors already
             status, reason = Status.DECODE_ERROR, decode_error
             if faces:
                 reason += f"; none of the {len(faces)} faces of the {n_frames_read} frames read before it is kept"
@@ -182,6 +180,8 @@ class ClipRow:
             reasons = {f["drop_reason"] for f in faces}
             status = next((s for drop, s in _STATUS_OF_ALL_DROPPED if drop in reasons), Status.IDENTITY_SWITCH)
             reason = f"{len(faces)} faces detected, none kept ({', '.join(sorted(reasons))})"
+        if recovered and decode_error is None:  # said whatever the status: the frames came another way
+            reason = "; ".join(r for r in (reason, "recovered from: " + "; ".join(recovered)) if r)
         row = ClipRow._row(clip, status, reason, provenance)
         row.update(n_frames_read=n_frames_read, n_faces_detected=len(faces), n_faces_kept=kept,
                    duration_sec=duration_sec, fps=fps, width=width, height=height, decoder=decoder,

@@ -6,7 +6,10 @@ A meta file is named `Clip+{ytid}+P{pid}+C{n}+F{start}-{end}.txt` and holds head
 frame) and a last line `CROP x0 y0 x1 y1`. The widely copied parser reads source frames
 start+1 .. end-1: the F bounds are exclusive. The per-frame boxes and landmarks are reused in
 place of the detector (see mfhq/stages/detect.py). The split comes from the meta file's
-folder (train/ or test/) or from id lists `id_train.txt` / `id_test.txt` at the root.
+folder (train/ or test/, the official layout) or from id lists `id_train.txt` / `id_test.txt` at
+the root (EFHQ's, checked against those folders, so they agree on real files). Where they
+disagree, or both lists name a clip, it is a `bad_metadata` row: which side is wrong cannot be
+told, and under `split: official` a test clip taken as train leaks its identity into training.
 """
 from __future__ import annotations
 
@@ -116,28 +119,30 @@ class VFHQSource(Source):
             yield self._locate(clip, path)
         yield from self._unlisted(splits, {p.stem for p in metas})
 
-    def _id_lists(self) -> dict[str, tuple[str, str]]:
-        """Clip name -> (split, where the id list names it)."""
-        splits = {}
+    def _id_lists(self) -> dict[str, list[tuple[str, str]]]:
+        """Clip name -> every (split, where an id list names it): a name in both lists keeps both."""
+        splits: dict[str, list[tuple[str, str]]] = {}
         for split in ("train", "test"):
             path = self.root / f"id_{split}.txt"
             if path.is_file():
                 for number, line in enumerate(path.read_text().splitlines(), start=1):
                     if line.strip():
-                        splits[line.strip()] = (split, f"{path}:{number}")
+                        splits.setdefault(line.strip(), []).append((split, f"{path}:{number}"))
         return splits
 
-    def _unlisted(self, splits: dict[str, tuple[str, str]], stems: set[str]) -> Iterator[SourceProblem]:
+    def _unlisted(self, splits: dict[str, list[tuple[str, str]]], stems: set[str]) -> Iterator[SourceProblem]:
         """A name the id lists hold without a meta file is a clip that cannot be made: a row says
         so (the lists name official meta files, so the meta folder is incomplete)."""
-        for name, (split, where) in splits.items():
+        for name, listed in splits.items():
             if name not in stems:
                 match = _NAME.match(name)
+                split = listed[0][0] if len({s for s, _ in listed}) == 1 else None  # both lists: unknown
                 yield SourceProblem(self.name, problem_id(name), Status.MISSING,
-                                    f"{where}: clip {name!r} is listed, but no meta file {name}.txt is under "
-                                    f"{self.root}/{' or '.join(META_DIRS)}", match["ytid"] if match else None, split)
+                                    f"{', '.join(w for _, w in listed)}: clip {name!r} is listed, but no meta file "
+                                    f"{name}.txt is under {self.root}/{' or '.join(META_DIRS)}",
+                                    match["ytid"] if match else None, split)
 
-    def _clip(self, path: Path, splits: dict[str, tuple[str, str]]) -> Clip:
+    def _clip(self, path: Path, splits: dict[str, list[tuple[str, str]]]) -> Clip:
         match = _NAME.match(path.stem)
         if not match:
             raise ValueError(f"{path}: the name is not Clip+<11-char ytid>+P<pid>+C<n>+F<start>-<end>.txt")
@@ -150,7 +155,7 @@ class VFHQSource(Source):
             raise ValueError(f"{path}: Video ID {header['Video']!r} differs from the name's {match['ytid']!r}")
         width, height = header["W"], header["H"]
         x0, y0, x1, y1 = header["CROP"]
-        split = path.parent.name if path.parent.name in ("train", "test") else splits.get(clip_id, (None,))[0]
+        split = _split(path, splits.get(clip_id, []))
         return Clip(
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,
             start_frame=first, end_frame=last, person_box=(x0, y0, x1, y1), box_space=(width, height),
@@ -167,6 +172,19 @@ class VFHQSource(Source):
             return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
         return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
                                           f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status=Status.MISSING, clip=clip)
+
+
+def _split(path: Path, listed: list[tuple[str, str]]) -> str | None:
+    """The clip's split from its folder and the id lists' lines naming it; ValueError (a
+    `bad_metadata` row) naming the file and every line where they contradict each other."""
+    folder = path.parent.name if path.parent.name in ("train", "test") else None
+    said = {split for split, _ in listed} | ({folder} if folder else set())
+    if len(said) > 1:
+        lines = "; ".join(f"{where} lists it as {split}" for split, where in listed)
+        where = f"it sits in {folder}/, but " if folder else ""
+        raise ValueError(f"{path}: contradictory split: {where}{lines}; fix the folder or the list "
+                         f"(under `split: official` a test clip taken as train would leak into training)")
+    return said.pop() if said else None
 
 
 def _as_cut(clip: Clip, path: Path) -> Clip:

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from fractions import Fraction
 
+import av
 import pytest
 
 from mfhq.config import DecodeConfig
-from mfhq.decode import ClipDecoder, DecodeError, DecordReader, PyAVReader
+from mfhq.decode import ClipDecoder, DecodeError, DecordReader, PyAVReader, sample_indices
 from mfhq.sources.folder import VIDEO_SUFFIXES
 from grey_videos import ordinals, write_grey
 
@@ -98,4 +99,28 @@ def test_avi_is_read_on_from_its_start(tmp_path):
     reader.open(path)
     assert ordinals(reader.read([52, 55, 58])) == [52, 55, 58]
     assert reader.n_decoded >= 52
+    reader.close()
+
+
+
+# A container whose header gives a duration but no frame count, as these files' muxers wrote it.
+# duration x fps missed by whole frames: ASF (millisecond timestamps) ran two long with B-frames
+# and one short without, MPEG-TS's 29.97 fps rounded down.
+DURATION_ONLY = {"asf-h264-30fps": ("asf", "libx264", 30, 60, Fraction(1, 1000)),
+                 "asf-wmv2-30fps": ("asf", "wmv2", 30, 61, Fraction(1, 1000)),
+                 "mpegts-h264-29.97fps": ("mpegts", "libx264", Fraction(30000, 1001), 59, Fraction(1, 90000))}
+
+
+@pytest.mark.parametrize("name", sorted(DURATION_ONLY))
+def test_a_container_with_only_a_duration_counts_its_frames_from_its_packets(tmp_path, name):
+    fmt, codec, rate, n, time_base = DURATION_ONLY[name]
+    path = write_grey(tmp_path / f"{name}.{fmt}", [i * 1000 / rate for i in range(n)], fmt, codec, rate, time_base)
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        assert not stream.frames and stream.duration  # a duration to misjudge, no count
+    reader = PyAVReader()
+    info = reader.open(path)
+    assert info.n_frames == n  # not a frame asked for that is not there, nor the last one lost
+    indices = sample_indices(info, DecodeConfig(fps=float(rate)), None, None)
+    assert indices[-1] == n - 1 and ordinals(reader.read(indices[-3:])) == [n - 3, n - 2, n - 1]
     reader.close()

@@ -89,3 +89,39 @@ def test_a_listed_clip_without_its_meta_file_is_a_row(tmp_path):
     assert (problem.clip_id, problem.status, problem.split, problem.video_key) == (
         "Clip+synthVF_a-1+P1+C0+F10-200", "missing", "test", "synthVF_a-1")
     assert f"{root / 'id_test.txt'}:2: clip 'Clip+synthVF_a-1+P1+C0+F10-200' is listed, but no meta file" in problem.reason
+
+
+@pytest.mark.parametrize("folder,lists,named", [
+    ("train/", {"test": ["Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in train/, but", "id_test.txt:1 lists it as test"]),
+    ("test/", {"train": ["", "Clip+synthVF_a-1+P0+C0+F10-15"]}, ["it sits in test/, but", "id_train.txt:2 lists it as train"]),
+    ("", {"train": ["Clip+synthVF_a-1+P0+C0+F10-15"], "test": ["Clip+synthVF_a-1+P0+C0+F10-15"]},
+     ["id_train.txt:1 lists it as train", "id_test.txt:1 lists it as test"]),
+])
+def test_a_clip_whose_folder_and_id_lists_disagree_is_a_row_naming_both(tmp_path, folder, lists, named):
+    # SYNTHETIC names. The folder and EFHQ's lists agree on real files; a contradiction cannot
+    # be settled here (a misplaced file or an edited list), and a test clip taken as train would
+    # leak into training under `split: official`: the clip is a row, not a clip of either split.
+    name = "Clip+synthVF_a-1+P0+C0+F10-15"
+    root = _vfhq_root(tmp_path, {f"{folder}{name}.txt": _vfhq_meta(),
+                                 "train/Clip+synthVF_a-1+P1+C0+F10-15.txt": _vfhq_meta()})
+    for split, lines in lists.items():
+        (root / f"id_{split}.txt").write_text("\n".join(lines + ["Clip+synthVF_a-1+P1+C0+F10-15"] * (split == "train")) + "\n")
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    found, problems = _scan("vfhq", root)
+    assert list(found) == ["Clip+synthVF_a-1+P1+C0+F10-15"] and found["Clip+synthVF_a-1+P1+C0+F10-15"].split == "train"
+    (problem,) = problems.values()
+    assert (problem.clip_id, problem.status) == (name, "bad_metadata")
+    assert f"{root / 'meta_info' / folder / name}.txt: contradictory split" in problem.reason
+    assert all(text in problem.reason for text in named), problem.reason
+
+
+def test_a_name_in_both_lists_without_its_meta_file_is_one_row_of_no_split(tmp_path):
+    root = _vfhq_root(tmp_path, {"train/Clip+synthVF_a-1+P0+C0+F10-15.txt": _vfhq_meta()})
+    for split in ("train", "test"):
+        (root / f"id_{split}.txt").write_text("Clip+synthVF_a-1+P1+C0+F10-200\n")
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    (problem,) = _scan("vfhq", root)[1].values()
+    assert (problem.status, problem.split) == ("missing", None)
+    assert f"{root / 'id_train.txt'}:1, {root / 'id_test.txt'}:1: clip" in problem.reason
