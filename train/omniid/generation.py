@@ -32,6 +32,7 @@ from omniid.checkpoint import (OPTIMIZER_FILE, PRESET_FILE, RNG_FILE, Checkpoint
                                recorded_prompt_cache, require_files, resolve_checkpoint, run_of)
 from omniid.encoder import quiet_random_init
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
+from omniid.flux.latents import vae_scale_factor
 from omniid.flux.loading import flux_dtype
 from omniid.flux.prompt import prompt_embeddings
 from omniid.flux.shared import FluxShare
@@ -108,6 +109,12 @@ class OmniIDGenerator:
     @property
     def image_size(self) -> int:
         return self.preset.flow.image_size
+
+    @property
+    def side_multiple(self) -> int:
+        """What an image side must be a multiple of: FLUX packs 2x2 latents of the VAE's scale (16 on
+        FLUX.1-dev); diffusers would round another side down and the image would not be the size asked."""
+        return 2 * vae_scale_factor(self.objective.parts.vae)
 
     @property
     def settings(self) -> dict:
