@@ -62,7 +62,7 @@ def _manifest_file(manifest: Path) -> Path:
 
 
 POSE = ("yaw", "pitch", "roll", "quality")
-SHOWN = 20  # problems listed in one error; the rest are counted
+SHOWN = 20  # lines listed in one error; the rest are counted
 
 
 def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check_files: bool = True,
@@ -75,24 +75,24 @@ def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check
         raise DataError(f"manifest not found: {path}")
     folder = ManifestFolder.open(path, roots)
     table = read_manifest(path, list(COLUMNS)).to_pydict()
-    problems, run_roots = [], _run_roots(folder, table["run"])
-    problems += [f"{why} ({n} row(s))" for why, n in run_roots.values() if why is not None]
-    faces = []
+    run_roots, rows, faces = _run_roots(folder, table["run"]), [], []
+    runs = [f"{why} ({n} row(s))" for why, n in run_roots.values() if why is not None]
     for i, ident in enumerate(table["identity_id"]):
         row = {c: table[c][i] for c in COLUMNS}
         wrong = _row_problems(row, masks)
         if wrong:
-            problems.append(f"row {i}: {'; '.join(wrong)}")
+            rows.append(f"row {i}: {'; '.join(wrong)}")
         elif run_roots[row["run"]][0] is None:
             faces.append(Face(str(ident), folder.resolve(row["run"], row["crop_path"]),
                               folder.resolve(row["run"], row["mask_path"]), *(float(row[c]) for c in POSE)))
-    if check_files:
-        absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()]
-        problems += [f"listed but missing: {p}" for p in absent]
-    if problems:
-        shown = "\n  ".join(problems[:SHOWN])
-        more = f"\n  ... and {len(problems) - SHOWN} more" if len(problems) > SHOWN else ""
-        raise DataError(f"{path}: {len(problems)} problem(s) in its rows:\n  {shown}{more}")
+    absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()] \
+        if check_files else []
+    if runs or rows or absent:
+        heads = [f"{len(runs)} run(s) not found" if runs else "", f"{len(rows)} row(s) with problems" if rows else "",
+                 f"{len(absent)} file(s) listed but missing" if absent else ""]
+        lines = runs + rows + absent
+        more = f"\n  ... and {len(lines) - SHOWN} more" if len(lines) > SHOWN else ""
+        raise DataError(f"{path}: {', '.join(h for h in heads if h)}:\n  " + "\n  ".join(lines[:SHOWN]) + more)
     if not faces:
         raise DataError(f"{path}: no rows")
     return sorted(faces, key=lambda f: (f.identity, str(f.crop)))
