@@ -166,9 +166,10 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def damage(folder: Path) -> str | None:
+def damage(folder: Path, skip: frozenset[str] = frozenset()) -> str | None:
     """What is wrong with a step folder (a file missing, cut short or changed since it was
-    saved), or None when every file matches the size and SHA-256 recorded at save time."""
+    saved), or None when every file matches the size and SHA-256 recorded at save time.
+    skip: files the caller never reads (generation reads no optimizer or RNG state), not checked."""
     folder = Path(folder)
     if not folder.is_dir():
         return "does not exist"
@@ -180,8 +181,10 @@ def damage(folder: Path) -> str | None:
         return f"{STATE_FILE} cannot be read ({error})"
     recorded = state.get(FILES_KEY) if isinstance(state, dict) else None
     if recorded is None:  # saved before checksums were recorded: its files open, at least
-        return _unrecorded_damage(folder)
+        return _unrecorded_damage(folder, skip)
     for name, saved in sorted(recorded.items()):
+        if name in skip:
+            continue
         path = folder / name
         if not path.is_file():
             return f"{name} is missing"
@@ -193,11 +196,11 @@ def damage(folder: Path) -> str | None:
     return None
 
 
-def _unrecorded_damage(folder: Path) -> str | None:
+def _unrecorded_damage(folder: Path, skip: frozenset[str]) -> str | None:
     for name in (OPTIMIZER_FILE, RNG_FILE):
-        if not (folder / name).is_file():
+        if name not in skip and not (folder / name).is_file():
             return f"{name} is missing"
-    for path in sorted(folder.glob("*.safetensors")):
+    for path in sorted(p for p in folder.glob("*.safetensors") if p.name not in skip):
         try:
             with safe_open(str(path), "pt"):
                 pass

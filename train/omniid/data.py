@@ -61,38 +61,74 @@ def _manifest_file(manifest: Path) -> Path:
     return manifest / "train.parquet" if manifest.is_dir() else manifest
 
 
-def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check_files: bool = True) -> list[Face]:
-    """The manifest's faces, sorted by identity then crop path; missing files are named."""
+POSE = ("yaw", "pitch", "roll", "quality")
+SHOWN = 20  # lines listed in one error; the rest are counted
+
+
+def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check_files: bool = True,
+               masks: bool = False) -> list[Face]:
+    """The manifest's faces, sorted by identity then crop path. Every row is checked (empty keys,
+    null pose values, a run the sidecar cannot place, with `masks` a row without mask_path, with
+    `check_files` a crop or mask that is not there) and all the problems found are one DataError."""
     path = _manifest_file(Path(manifest))
     if not path.exists():
         raise DataError(f"manifest not found: {path}")
     folder = ManifestFolder.open(path, roots)
     table = read_manifest(path, list(COLUMNS)).to_pydict()
-    faces = []
+    run_roots, rows, faces = _run_roots(folder, table["run"]), [], []
+    runs = [f"{why} ({n} row(s))" for why, n in run_roots.values() if why is not None]
     for i, ident in enumerate(table["identity_id"]):
-        run, crop, mask = table["run"][i], table["crop_path"][i], table["mask_path"][i]
-        if ident is None or crop is None or run is None:
-            raise DataError(f"{path}: row {i} has an empty identity_id, run or crop_path")
-        faces.append(Face(str(ident), folder.resolve(run, crop), folder.resolve(run, mask),
-                          *(float(table[c][i]) for c in ("yaw", "pitch", "roll", "quality"))))
+        row = {c: table[c][i] for c in COLUMNS}
+        wrong = _row_problems(row, masks)
+        if wrong:
+            rows.append(f"row {i}: {'; '.join(wrong)}")
+        elif run_roots[row["run"]][0] is None:
+            faces.append(Face(str(ident), folder.resolve(row["run"], row["crop_path"]),
+                              folder.resolve(row["run"], row["mask_path"]), *(float(row[c]) for c in POSE)))
+    absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()] \
+        if check_files else []
+    if runs or rows or absent:
+        heads = [f"{len(runs)} run(s) not found" if runs else "", f"{len(rows)} row(s) with problems" if rows else "",
+                 f"{len(absent)} file(s) listed but missing" if absent else ""]
+        lines = runs + rows + absent
+        more = f"\n  ... and {len(lines) - SHOWN} more" if len(lines) > SHOWN else ""
+        raise DataError(f"{path}: {', '.join(h for h in heads if h)}:\n  " + "\n  ".join(lines[:SHOWN]) + more)
     if not faces:
         raise DataError(f"{path}: no rows")
-    if check_files:
-        absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()]
-        if absent:
-            shown = "\n  ".join(absent[:10])
-            raise DataError(f"{path}: {len(absent)} file(s) listed but missing:\n  {shown}"
-                                + ("\n  ..." if len(absent) > 10 else ""))
     return sorted(faces, key=lambda f: (f.identity, str(f.crop)))
+
+
+def _run_roots(folder: ManifestFolder, runs: list) -> dict:
+    """{run: (why its folder cannot be found or None, rows naming it)}: each run is one problem, not one per row."""
+    found = {}
+    for run in runs:
+        if run in found:
+            found[run] = (found[run][0], found[run][1] + 1)
+            continue
+        why = None
+        if run not in (None, ""):
+            try:
+                folder.run_root(run)
+            except ManifestError as error:
+                why = str(error)
+        found[run] = (why, 1)
+    return found
+
+
+def _row_problems(row: dict, masks: bool) -> list[str]:
+    """What is wrong with one manifest row (empty when nothing is)."""
+    wrong = [f"empty {c}" for c in ("identity_id", "run", "crop_path") if row[c] in (None, "")]
+    wrong += [f"{c} is null" for c in POSE if row[c] is None]
+    if masks and row["mask_path"] in (None, ""):
+        wrong.append("no mask_path (training reads each face's mask)")
+    return wrong
 
 
 def load_manifest(manifest: str | Path, check_files: bool = True,
                   roots: dict[str, Path] | None = None) -> dict[str, list[tuple[Path, Path]]]:
     """identity_id -> [(crop, mask), ...], identities and faces in a stable sorted order."""
     identities: dict[str, list[tuple[Path, Path]]] = {}
-    for face in load_faces(manifest, roots, check_files):
-        if face.mask is None:
-            raise DataError(f"{_manifest_file(Path(manifest))}: {face.crop} has no mask_path; the trainer needs masks")
+    for face in load_faces(manifest, roots, check_files, masks=True):
         identities.setdefault(face.identity, []).append((face.crop, face.mask))
     return identities
 

@@ -213,6 +213,7 @@ def generate_main(argv: list[str] | None = None) -> int:
         gen = OmniIDGenerator.from_checkpoint(args.checkpoint, args.device, args.flux_path, args.clip_weights,
                                               pipeline=args.pipeline, models_dir=args.models_dir)
         _cpu_threads(gen.preset, args.device)
+        _check_size(args.size, gen.side_multiple)
         if args.prompt is not None:
             gen.set_prompt(args.prompt, args.flux_path)
         seeds = [args.seed + i for i in range(args.num_images)]
@@ -234,6 +235,17 @@ def generate_main(argv: list[str] | None = None) -> int:
     complete_out(out, GENERATE)  # last: a folder without it is not a complete output
     log.info("wrote %d image(s) to %s", len(names), out)
     return 0
+
+
+def _check_size(size: int | None, multiple: int) -> None:
+    """--size a side the run's FLUX makes, or a FlagError naming the two nearest (never an image of
+    another size than settings.json records)."""
+    from omniid.errors import FlagError
+
+    if size is not None and size % multiple:
+        lower, upper = size - size % multiple, size - size % multiple + multiple
+        raise FlagError(f"--size {size}: this run's FLUX makes images whose side is a multiple of {multiple}; give "
+                        + (f"{lower} or {upper}" if lower else f"{upper}"))
 
 
 def _save_images(out: Path, seeds: list[int], images: list) -> list[str]:

@@ -28,17 +28,21 @@ import torch
 from PIL import Image
 
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
-from omniid.checkpoint import (CheckpointError, read_run_preset, read_state, recorded_prompt_cache, require_files,
-                               resolve_checkpoint)
+from omniid.checkpoint import (OPTIMIZER_FILE, PRESET_FILE, RNG_FILE, CheckpointError, read_run_preset, read_state,
+                               recorded_prompt_cache, require_files, resolve_checkpoint, run_of)
 from omniid.encoder import quiet_random_init
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
+from omniid.flux.latents import vae_scale_factor
 from omniid.flux.loading import flux_dtype
 from omniid.flux.prompt import prompt_embeddings
 from omniid.flux.shared import FluxShare
 from omniid.flux.sampling import sample
 from omniid.preprocess import ImageLike
+from omniid.recovery import problem_of
 
 log = logging.getLogger(__name__)
+
+GENERATION_SKIPS = frozenset({OPTIMIZER_FILE, RNG_FILE})  # in a step folder, read by training alone
 
 
 def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
@@ -74,11 +78,17 @@ class OmniIDGenerator:
 
         folder = resolve_checkpoint(path)
         require_files(folder, *cls.required)
+        # every file it loads as saved (a file cut short or changed would load, or fail mid-run, as
+        # if it were the trained weights); the optimizer and RNG state are training's alone
+        problem = problem_of(folder, GENERATION_SKIPS)
+        if problem is not None:
+            raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); give an intact step folder of "
+                                  f"the run (RUN/checkpoints/step-N)")
         state = read_state(folder)
         if state.get("stage", "flow") != cls.stage or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no {cls.stage}-stage preset "
                                   f"(stage={state.get('stage')!r})")
-        return folder, state, get_preset(state["preset"], stage=cls.stage, **_run_overrides(folder))
+        return folder, state, get_preset(state["preset"], stage=cls.stage, **_run_overrides(folder, state))
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu", flux_path=None, clip_weights=None,
@@ -99,6 +109,12 @@ class OmniIDGenerator:
     @property
     def image_size(self) -> int:
         return self.preset.flow.image_size
+
+    @property
+    def side_multiple(self) -> int:
+        """What an image side must be a multiple of: FLUX packs 2x2 latents of the VAE's scale (16 on
+        FLUX.1-dev); diffusers would round another side down and the image would not be the size asked."""
+        return 2 * vae_scale_factor(self.objective.parts.vae)
 
     @property
     def settings(self) -> dict:
@@ -206,11 +222,23 @@ def _trained_objective(stage: str, folder: Path, state: dict, preset, device, fl
     return objective, frozen
 
 
-def _run_overrides(folder: Path) -> dict:
+def _run_overrides(folder: Path, state: dict) -> dict:
     """The run's own seed, flow settings (its preset.json: guidance, prompt, FLUX config and dtype
-    as trained, with any command-line overrides) and autocast, as get_preset overrides."""
-    preset = read_run_preset(folder)
+    as trained, with any command-line overrides) and autocast, as get_preset overrides. A step
+    folder away from its run's preset.json is refused: the preset's defaults in their place would
+    generate with other settings than training's and record them as the trained ones."""
+    from omniid.config import PRESETS
+
+    preset, saved = read_run_preset(folder), run_of(Path(folder).absolute()) / PRESET_FILE
     if preset is None:
-        return {}
+        raise CheckpointError(f"{folder}: not inside its run folder (no {saved}), so the settings it was trained "
+                              "with (guidance, prompt, FLUX's config and precision) are unknown; give it where "
+                              "omniid-train wrote it, RUN/checkpoints/step-N beside RUN/preset.json")
+    if preset.get("name") != state["preset"]:
+        raise CheckpointError(f"{folder}: state.json names preset {state['preset']!r} but {saved} names "
+                              f"{preset.get('name')!r}; the step folder is not in the run folder that trained it")
+    if state["preset"] not in PRESETS:
+        raise CheckpointError(f"{folder}: trained with preset {state['preset']!r}, which this omniid does not have "
+                              f"(it has {', '.join(sorted(PRESETS))})")
     return {"seed": preset.get("seed"), "optim.bf16": preset.get("optim", {}).get("bf16"),
             **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}

@@ -81,12 +81,26 @@ def _one(folder: Path, stem: str) -> Path | None:
     return next((folder / f"{stem}{s}" for s in SUFFIXES if (folder / f"{stem}{s}").is_file()), None)
 
 
+def _meta(path: Path, unreadable: list[str]) -> dict:
+    """An entry's meta.json ({} without one); one that is not a JSON object is added to `unreadable`."""
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        meta = error
+    if not isinstance(meta, dict):
+        unreadable.append(f"{path}: {meta if isinstance(meta, Exception) else type(meta).__name__}")
+        return {}
+    return meta
+
+
 def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
     """({entry: Plan(inputs=refs, targets=[ori], ks=(len(refs),), outputs={k: [out]})}, {entry: meta})."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"--bench {root}: not a folder")
-    plans, metas = {}, {}
+    plans, metas, unreadable = {}, {}, []
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):
         ori = _one(entry, "ori")
         refs = []
@@ -96,8 +110,9 @@ def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
             continue
         out = _one(entry, "out")
         plans[entry.name] = Plan(refs, [ori], (len(refs),), {len(refs): [out]} if out else {})
-        meta = entry / "meta.json"
-        metas[entry.name] = json.loads(meta.read_text()) if meta.is_file() else {}
+        metas[entry.name] = _meta(entry / "meta.json", unreadable)
+    if unreadable:
+        raise DataError(f"--bench {root}: {len(unreadable)} meta.json not a JSON object:\n  " + "\n  ".join(unreadable))
     if not plans:
         raise DataError(f"--bench {root}: no entry folder with ori.jpg and ref_1.jpg (MultiID-Bench's layout: "
                         f"ROOT/<entry>/{{out,ori,ref_1,...}}.jpg + meta.json)")
@@ -106,17 +121,20 @@ def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
 
 def bench_seeds(root: str | Path, metas: dict[str, dict], required: bool) -> dict[str, int | None]:
     """{entry: its meta.json's integer `seed`, or None}; with `required` (the entries are generated
-    again) an entry without one is a DataError naming its meta.json."""
-    seeds = {}
+    again) the entries without one are one DataError naming each meta.json."""
+    seeds, lacking = {}, []
     for entry, meta in metas.items():
         seed = meta.get("seed")
         if isinstance(seed, bool) or not isinstance(seed, int):
-            if required:
-                where = Path(root) / entry / "meta.json"
-                found = "is missing" if not where.is_file() else f"has no integer \"seed\" (found {seed!r})"
-                raise DataError(f"--bench {where}: {found}; omniid-eval generates each entry with the seed its "
-                                f"meta.json records (--export-multiid writes it). Add one, or score the given "
-                                f"out.jpg alone (without --checkpoint)")
+            where = Path(root) / entry / "meta.json"
+            lacking.append(f"{where}: " + ("is missing" if not where.is_file()
+                                            else f"has no integer \"seed\" (found {seed!r})"))
             seed = None
         seeds[entry] = seed
+    if required and lacking:
+        why = ("omniid-eval generates each entry with the seed its meta.json records (--export-multiid writes "
+               "it). Add one, or score the given out.jpg alone (without --checkpoint)")
+        if len(lacking) == 1:
+            raise DataError(f"--bench {lacking[0]}; {why}")
+        raise DataError(f"--bench {root}: {len(lacking)} entries have no seed; {why}:\n  " + "\n  ".join(lacking))
     return seeds

@@ -35,20 +35,20 @@ DAMAGED = "damaged"
 NON_FINITE = "non-finite"
 
 # step folders found intact in this process, by their files' (name, size, mtime): the CLI and the
-# engine both ask for the resume point, and the files are hashed once
-_intact: dict[Path, tuple] = {}
+# engine both ask for the resume point, and the files are hashed once (keyed with the files skipped)
+_intact: dict[tuple[Path, frozenset], tuple] = {}
 
 
 def _signature(folder: Path) -> tuple:
     return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
 
 
-def problem_of(folder: Path) -> str | None:
+def problem_of(folder: Path, skip: frozenset[str] = frozenset()) -> str | None:
     """`omniid.checkpoint.damage`, hashing a folder's files once per process while they are unchanged."""
-    key = folder.resolve()
+    key = (folder.resolve(), skip)
     if folder.is_dir() and _intact.get(key) == _signature(folder):
         return None
-    problem = damage(folder)
+    problem = damage(folder, skip)
     if problem is None:
         _intact[key] = _signature(folder)
     return problem
