@@ -16,9 +16,11 @@ from frame 0:
   HEVC stream (x265's default). It is used only where its frames were right: H.264, VP8/VP9 and
   MPEG-4 Part 2 in MP4/MOV and Matroska/WebM.
 - A fragmented MP4 (movie fragments, `moof` boxes, after the `moov`: ffmpeg's `frag_keyframe`,
-  with or without `empty_moov`, a global `sidx`, as DASH and YouTube downloads are) read right by
-  both after a seek, in every layout tried. Its header is what misleads: the `moov` describes the
-  first fragment at most, so its frame count is that fragment's (12 of 120 frames; 0 with
+  with or without `empty_moov`, a global `sidx`, as DASH streams are) read right by both after a
+  seek, in every layout tried that decodes at all (tests/mfhq/test_decode_fragmented.py; ffmpeg's
+  `global_sidx` without `default_base_moof` wrote files whose fragments no reader decodes, from
+  frame 0 either). Its header is what misleads: the `moov` describes the first
+  fragment at most, so its frame count is that fragment's (12 of 120 frames; 0 with
   `empty_moov`) and, where a complete `sidx` lets FFmpeg read fragments only as it reaches them,
   its index covers that fragment alone. Such a file is counted and timed from its packets
   (frame_times.py); `fragmented` tells it from the `mvex` box that announces fragments.
