@@ -21,7 +21,7 @@ from mfhq.decode_containers import decord_refusal, seeks_exactly
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
-from mfhq.frame_times import VideoInfo, counted_frames, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
+from mfhq.frame_times import VideoInfo, frame_count, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
 from mfhq.native_output import captured_stderr, clean_error
 
 log = logging.getLogger(__name__)
@@ -93,12 +93,7 @@ class PyAVReader:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             fps = float(stream.average_rate or stream.guessed_rate or 25)
-            # A header's frame count (MP4/MOV, AVI) is exact; a duration x fps is not (ASF: 62 for
-            # 60 frames at 30 fps, MPEG-TS: 58 for 59), and Matroska/WebM give neither: count the packets.
-            n_frames = stream.frames or counted_frames(path)
-            if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
-                n_frames = int(float(stream.duration * stream.time_base) * fps)
-            n_frames = n_frames or sum(1 for _ in container.decode(video=0))  # nothing else says
+            n_frames = frame_count(path, container, fps)  # the header's where it covers the stream, else the packets'
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
             self._seekable = seeks_exactly(container.format.name)

@@ -15,12 +15,22 @@ from frame 0:
   could not open NUT or raw streams, and in MP4/Matroska misnumbered the frames of an open-GOP
   HEVC stream (x265's default). It is used only where its frames were right: H.264, VP8/VP9 and
   MPEG-4 Part 2 in MP4/MOV and Matroska/WebM.
+- A fragmented MP4 (movie fragments, `moof` boxes, after the `moov`: ffmpeg's `frag_keyframe`,
+  with or without `empty_moov`, a global `sidx`, as DASH streams are) read right by both after a
+  seek, in every layout tried that decodes at all (tests/mfhq/test_decode_fragmented.py; ffmpeg's
+  `global_sidx` without `default_base_moof` wrote files whose fragments no reader decodes, from
+  frame 0 either). Its header is what misleads: the `moov` describes the first
+  fragment at most, so its frame count is that fragment's (12 of 120 frames; 0 with
+  `empty_moov`) and, where a complete `sidx` lets FFmpeg read fragments only as it reaches them,
+  its index covers that fragment alone. Such a file is counted and timed from its packets
+  (frame_times.py); `fragmented` tells it from the `mvex` box that announces fragments.
 
 The container is FFmpeg's probe of the file's bytes, not its extension: a `.mp4` that holds an
 MPEG-TS stream is read as MPEG-TS.
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 # FFmpeg's demuxer names (container.format.name).
@@ -57,4 +67,37 @@ def decord_refusal(path: Path) -> str | None:
     if codec not in DECORD_CODECS:
         return (f"{path}: decord is not used on {codec} video in {NAMES[format_name]} (its frames are proven "
                 f"right only for H.264, VP8/VP9 and MPEG-4 Part 2; it misnumbered HEVC's); only PyAV reads it")
+    return None
+
+
+def fragmented(path: Path, format_name: str) -> bool:
+    """Is this an MP4/MOV whose `moov` announces movie fragments (an `mvex` box)? Then the header's
+    frame count and index may cover only its first fragment. Walks box headers only (the `moov`
+    of a long video is megabytes; its children are a few). False where the boxes cannot be walked:
+    FFmpeg opened the file, and its header is then read as before."""
+    if format_name != MP4:
+        return False
+    try:
+        with open(path, "rb") as f:
+            moov = _child(f, 0, f.seek(0, 2), b"moov")
+            return moov is not None and _child(f, *moov, b"mvex") is not None
+    except (OSError, struct.error):
+        return False
+
+
+def _child(f, begin: int, end: int, wanted: bytes) -> tuple[int, int] | None:
+    """The payload (begin, end) of the first box of type `wanted` in [begin, end), or None."""
+    while begin + 8 <= end:
+        f.seek(begin)
+        size, kind = struct.unpack(">I4s", f.read(8))
+        header = 8
+        if size == 1:  # a 64-bit size follows the type
+            size, header = struct.unpack(">Q", f.read(8))[0], 16
+        elif size == 0:  # the box runs to the end of its parent
+            size = end - begin
+        if size < header:
+            return None  # not a box structure: nothing to conclude from
+        if kind == wanted:
+            return begin + header, min(begin + size, end)
+        begin += size
     return None

@@ -10,7 +10,10 @@ decoded: ~2 ms per second of 1080p video, under 1% of decoding a clip's sampled 
 sorted: frame i is shown at times[i].
 
 CFR extract pays for that only outside MP4/MOV: an MP4/MOV's index (read with its header) holds
-every frame's decode timestamp, and evenly spaced ones prove CFR. No other header does:
+every frame's decode timestamp, and evenly spaced ones prove CFR. Not a fragmented MP4's
+(decode_containers.py): its `moov` describes the first fragment at most, and where a complete
+`sidx` lets FFmpeg read later fragments only as it reaches them, that fragment's evenly spaced
+frames are all the index holds; such a file is counted and timed from its packets. No other header does:
 Matroska/WebM index keyframes only, and FFmpeg takes their nominal and average frame rates both
 from the track's default frame duration, so the two agree on a stream with a run of dropped
 frames or a rate change. Every other stream is demuxed once (cached, so a long raw video's clips
@@ -28,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mfhq.config import DecodeConfig
+from mfhq.decode_containers import fragmented
 
 log = logging.getLogger(__name__)
 EVEN = 0.25  # an index spacing this far (relative) from the median one is not CFR
@@ -57,7 +61,7 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
     if info.fps <= 0:
         return info
     try:
-        if _looks_cfr(container.streams.video[0]) if container is not None else _header_proves_cfr(str(path)):
+        if _header_proves_cfr(path, container):
             return info
         stat = Path(path).stat()
         times = _vfr_times(str(path), stat.st_size, stat.st_mtime_ns, info.fps)
@@ -67,6 +71,17 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
     if times is None:
         return info
     return VideoInfo(len(times), info.fps, info.width, info.height, times)
+
+
+def frame_count(path: Path, container, fps: float) -> int:
+    """The video stream's frame count, `path` open in PyAV as `container`. A header's count (MP4/MOV,
+    AVI) is exact, but a fragmented MP4's is its first fragment's (12 of 120 frames): counted from its
+    packets, a demux the CFR check then reuses. So are the streams whose header gives no count."""
+    stream = container.streams.video[0]
+    n_frames = (0 if fragmented(path, container.format.name) else stream.frames) or counted_frames(path)
+    if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
+        n_frames = int(float(stream.duration * stream.time_base) * fps)
+    return n_frames or sum(1 for _ in container.decode(video=0))  # nothing else says
 
 
 def counted_frames(path: Path) -> int:
@@ -112,11 +127,14 @@ def _vfr_times(path: str, size: int, mtime_ns: int, fps: float) -> np.ndarray | 
     return times
 
 
-def _header_proves_cfr(path: str) -> bool:
-    import av
+def _header_proves_cfr(path: Path, container=None) -> bool:
+    if container is None:
+        import av
 
-    with av.open(path) as container:
-        return _looks_cfr(container.streams.video[0])
+        with av.open(str(path)) as opened:
+            return _header_proves_cfr(path, opened)
+    # A fragmented MP4's index may hold its first fragment alone, evenly spaced whatever follows.
+    return not fragmented(path, container.format.name) and _looks_cfr(container.streams.video[0])
 
 
 def _looks_cfr(stream) -> bool:

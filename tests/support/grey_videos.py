@@ -12,11 +12,12 @@ LOSSY_AT_DEFAULTS = ("mpeg4", "mpeg2video", "mjpeg")  # no crf option; their def
 
 
 def write_grey(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264", rate=25,
-               time_base: Fraction = Fraction(1, 1000)):
+               time_base: Fraction = Fraction(1, 1000), options: dict | None = None):
     """64x64 video (H.264 with B-frames and a keyframe every 12, or the codec named) whose frame
     i is a flat grey of level 4 (i mod 64), shown at pts_ms[i]. time_base: the frames' (a whole number of
-    its ticks per frame: 1/25 for containers that count frames, like AVI)."""
-    with av.open(str(path), "w", format=fmt) as container:
+    its ticks per frame: 1/25 for containers that count frames, like AVI). options: the muxer's
+    (movflags for a fragmented MP4)."""
+    with av.open(str(path), "w", format=fmt, options=options or {}) as container:
         stream = container.add_stream(codec, rate=rate)
         stream.width, stream.height = 64, 64
         stream.pix_fmt = "yuvj420p" if codec == "mjpeg" else "yuv420p"
