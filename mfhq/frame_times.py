@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import fragmented
+from mfhq.decode_containers import fragmented, hidden_frames
 
 log = logging.getLogger(__name__)
 EVEN = 0.25  # an index spacing this far (relative) from the median one is not CFR
@@ -76,9 +76,12 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
 def frame_count(path: Path, container, fps: float) -> int:
     """The video stream's frame count, `path` open in PyAV as `container`. A header's count (MP4/MOV,
     AVI) is exact, but a fragmented MP4's is its first fragment's (12 of 120 frames): counted from its
-    packets, a demux the CFR check then reuses. So are the streams whose header gives no count."""
+    packets, a demux the CFR check then reuses. So are the streams whose header gives no count. An
+    edit list's hidden frames (a stream-copied cut's pre-roll, decode_containers.py) are in the
+    header's count yet never decoded out: not counted, or a clip's last frames would not exist."""
     stream = container.streams.video[0]
-    n_frames = (0 if fragmented(path, container.format.name) else stream.frames) or counted_frames(path)
+    header = 0 if fragmented(path, container.format.name) or not stream.frames else stream.frames - hidden_frames(stream)
+    n_frames = header or counted_frames(path)
     if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
         n_frames = int(float(stream.duration * stream.time_base) * fps)
     return n_frames or sum(1 for _ in container.decode(video=0))  # nothing else says
@@ -103,14 +106,15 @@ def counted_frames(path: Path) -> int:
 @lru_cache(maxsize=4)  # clips of one long raw video come one after another: demuxed once
 def _packet_times(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
     """Each video packet's presentation time (seconds from the stream's start), sorted: a frame a
-    packet. None where a packet has no timestamp (nothing to number frames by)."""
+    packet, less those an edit list hides (decoded, never output). None where a packet has no
+    timestamp (nothing to number frames by)."""
     import av
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         if stream.time_base is None:
             return None
-        pts = [p.pts for p in container.demux(stream) if p.size]
+        pts = [p.pts for p in container.demux(stream) if p.size and not p.is_discard]
         if not pts or any(p is None for p in pts):
             return None
         origin = stream.start_time if stream.start_time is not None else min(pts)
