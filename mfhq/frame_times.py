@@ -100,35 +100,49 @@ def counted_frames(path: Path) -> int:
     except Exception as exc:  # the caller counts by decoding, and that names the problem
         log.debug("no packet count for %s: %s", path, exc)
         return 0
-    return 0 if times is None else len(times)
+    return 0 if times is None else len(times[0])
 
 
 @lru_cache(maxsize=4)  # clips of one long raw video come one after another: demuxed once
-def _packet_times(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
+def _packet_times(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Each video packet's presentation time (seconds from the stream's start), sorted: a frame a
-    packet, less those an edit list hides (decoded, never output). None where a packet has no
-    timestamp (nothing to number frames by)."""
+    packet, less those an edit list hides (decoded, never output); and their decode times, in
+    order (None where a packet lacks one). None where a packet has no presentation timestamp
+    (nothing to number frames by)."""
     import av
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         if stream.time_base is None:
             return None
-        pts = [p.pts for p in container.demux(stream) if p.size and not p.is_discard]
+        stamps = [(p.pts, p.dts) for p in container.demux(stream) if p.size and not p.is_discard]
+        pts = [p for p, _ in stamps]
         if not pts or any(p is None for p in pts):
             return None
+        dts = None if any(d is None for _, d in stamps) else np.asarray([d for _, d in stamps], np.int64)
         origin = stream.start_time if stream.start_time is not None else min(pts)
-        return (np.sort(np.asarray(pts, np.int64)) - origin) * float(stream.time_base)
+        base = float(stream.time_base)
+        return (np.sort(np.asarray(pts, np.int64)) - origin) * base, None if dts is None else (dts - dts[0]) * base
 
 
 def _vfr_times(path: str, size: int, mtime_ns: int, fps: float) -> np.ndarray | None:
-    times = _packet_times(path, size, mtime_ns)
-    if times is None:
+    packets = _packet_times(path, size, mtime_ns)
+    if packets is None:
         return None  # cannot be mapped: read as CFR
-    if np.abs(times * fps - np.arange(len(times))).max() < 1.0:
+    times, decode_times = packets
+    if _evenly(times, fps):
         return None  # jitter, not VFR: no frame strays a whole frame from i / fps
+    # ASF keeps one timestamp a packet: with B-frames FFmpeg's demuxer gave the last two packets
+    # the same presentation time (..., 2.32, 2.32 s for 60 frames at 25 fps), a whole frame off,
+    # their decode times evenly spaced. Those prove CFR as an MP4's index does (decode times too).
+    if decode_times is not None and _evenly(decode_times, fps):
+        return None
     log.debug("%s is variable-frame-rate: frames numbered and timed from its %d timestamps", path, len(times))
     return times
+
+
+def _evenly(times: np.ndarray, fps: float) -> bool:
+    return bool(np.abs(times * fps - np.arange(len(times))).max() < 1.0)
 
 
 def _header_proves_cfr(path: Path, container=None) -> bool:
