@@ -19,7 +19,8 @@ from the track's default frame duration, so the two agree on a stream with a run
 frames or a rate change. Every other stream is demuxed once (cached, so a long raw video's clips
 share it). A stream counts as VFR only where some frame's timestamp strays a whole frame or more
 from i / fps; one that jitters less is read as CFR, exactly as before (its rows unchanged:
-timestamps that jitter are not a reason to sample other frames).
+timestamps that jitter are not a reason to sample other frames). So is one whose decode times are evenly
+spaced (an ASF file's last two B-frame packets share a presentation time).
 """
 from __future__ import annotations
 
