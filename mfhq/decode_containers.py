@@ -24,6 +24,13 @@ from frame 0:
   `empty_moov`) and, where a complete `sidx` lets FFmpeg read fragments only as it reaches them,
   its index covers that fragment alone. Such a file is counted and timed from its packets
   (frame_times.py); `fragmented` tells it from the `mvex` box that announces fragments.
+- An MP4/MOV whose edit list starts after its first decoded frames (a stream-copied cut at a
+  non-keyframe, `ffmpeg -ss T -c copy`: the GOP's frames before T are kept, for decoding, and
+  hidden) holds frames that no decoder outputs, and its header counts them (96 for 90 shown).
+  PyAV drops them, from frame 0 and after a seek alike, and numbers the shown ones from their
+  timestamps exactly; only the count is the header's, less the index's hidden (discarded)
+  entries. decord counted them and, after a seek, returned the frame that many places earlier
+  (frame 54 for 60 with 6 hidden, yet 0, 5, 10 right from the start): it is not used there.
 
 The container is FFmpeg's probe of the file's bytes, not its extension: a `.mp4` that holds an
 MPEG-TS stream is read as MPEG-TS.
@@ -56,6 +63,7 @@ def decord_refusal(path: Path) -> str | None:
         with av.open(str(path)) as container:
             format_name = container.format.name
             codec = container.streams.video[0].codec_context.name if container.streams.video else None
+            hidden = hidden_frames(container.streams.video[0]) if container.streams.video else 0
     except Exception:  # noqa: BLE001
         # Not a file PyAV's FFmpeg can open (a damaged header): decord, on FFmpeg too, is left to
         # fail on it and say why (on the damaged sample file it did: "moov atom not found" goes
@@ -64,10 +72,19 @@ def decord_refusal(path: Path) -> str | None:
     if format_name not in DECORD_CONTAINERS:
         return (f"{path}: decord is not used on the {format_name} container: its frames are proven right only "
                 f"in MP4/MOV and Matroska/WebM (elsewhere it returned other frames than those asked for)")
+    if hidden:
+        return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its decoded frames "
+                f"(a stream-copied cut): it counts them and, after a seek, returns an earlier frame; only PyAV reads it")
     if codec not in DECORD_CODECS:
         return (f"{path}: decord is not used on {codec} video in {NAMES[format_name]} (its frames are proven "
                 f"right only for H.264, VP8/VP9 and MPEG-4 Part 2; it misnumbered HEVC's); only PyAV reads it")
     return None
+
+
+def hidden_frames(stream) -> int:
+    """How many of the stream's frames its edit list hides (decoded, never output): the index
+    entries FFmpeg's MP4/MOV demuxer marks discarded. 0 elsewhere (no other demuxer marks any)."""
+    return sum(1 for entry in stream.index_entries if entry.is_discard)
 
 
 def fragmented(path: Path, format_name: str) -> bool:

@@ -19,7 +19,8 @@ from the track's default frame duration, so the two agree on a stream with a run
 frames or a rate change. Every other stream is demuxed once (cached, so a long raw video's clips
 share it). A stream counts as VFR only where some frame's timestamp strays a whole frame or more
 from i / fps; one that jitters less is read as CFR, exactly as before (its rows unchanged:
-timestamps that jitter are not a reason to sample other frames).
+timestamps that jitter are not a reason to sample other frames). So is one whose decode times are evenly
+spaced (an ASF file's last two B-frame packets share a presentation time).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import fragmented
+from mfhq.decode_containers import fragmented, hidden_frames
 
 log = logging.getLogger(__name__)
 EVEN = 0.25  # an index spacing this far (relative) from the median one is not CFR
@@ -76,9 +77,12 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
 def frame_count(path: Path, container, fps: float) -> int:
     """The video stream's frame count, `path` open in PyAV as `container`. A header's count (MP4/MOV,
     AVI) is exact, but a fragmented MP4's is its first fragment's (12 of 120 frames): counted from its
-    packets, a demux the CFR check then reuses. So are the streams whose header gives no count."""
+    packets, a demux the CFR check then reuses. So are the streams whose header gives no count. An
+    edit list's hidden frames (a stream-copied cut's pre-roll, decode_containers.py) are in the
+    header's count yet never decoded out: not counted, or a clip's last frames would not exist."""
     stream = container.streams.video[0]
-    n_frames = (0 if fragmented(path, container.format.name) else stream.frames) or counted_frames(path)
+    header = 0 if fragmented(path, container.format.name) or not stream.frames else stream.frames - hidden_frames(stream)
+    n_frames = header or counted_frames(path)
     if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
         n_frames = int(float(stream.duration * stream.time_base) * fps)
     return n_frames or sum(1 for _ in container.decode(video=0))  # nothing else says
@@ -97,34 +101,49 @@ def counted_frames(path: Path) -> int:
     except Exception as exc:  # the caller counts by decoding, and that names the problem
         log.debug("no packet count for %s: %s", path, exc)
         return 0
-    return 0 if times is None else len(times)
+    return 0 if times is None else len(times[0])
 
 
 @lru_cache(maxsize=4)  # clips of one long raw video come one after another: demuxed once
-def _packet_times(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
+def _packet_times(path: str, size: int, mtime_ns: int) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Each video packet's presentation time (seconds from the stream's start), sorted: a frame a
-    packet. None where a packet has no timestamp (nothing to number frames by)."""
+    packet, less those an edit list hides (decoded, never output); and their decode times, in
+    order (None where a packet lacks one). None where a packet has no presentation timestamp
+    (nothing to number frames by)."""
     import av
 
     with av.open(path) as container:
         stream = container.streams.video[0]
         if stream.time_base is None:
             return None
-        pts = [p.pts for p in container.demux(stream) if p.size]
+        stamps = [(p.pts, p.dts) for p in container.demux(stream) if p.size and not p.is_discard]
+        pts = [p for p, _ in stamps]
         if not pts or any(p is None for p in pts):
             return None
+        dts = None if any(d is None for _, d in stamps) else np.asarray([d for _, d in stamps], np.int64)
         origin = stream.start_time if stream.start_time is not None else min(pts)
-        return (np.sort(np.asarray(pts, np.int64)) - origin) * float(stream.time_base)
+        base = float(stream.time_base)
+        return (np.sort(np.asarray(pts, np.int64)) - origin) * base, None if dts is None else (dts - dts[0]) * base
 
 
 def _vfr_times(path: str, size: int, mtime_ns: int, fps: float) -> np.ndarray | None:
-    times = _packet_times(path, size, mtime_ns)
-    if times is None:
+    packets = _packet_times(path, size, mtime_ns)
+    if packets is None:
         return None  # cannot be mapped: read as CFR
-    if np.abs(times * fps - np.arange(len(times))).max() < 1.0:
+    times, decode_times = packets
+    if _evenly(times, fps):
         return None  # jitter, not VFR: no frame strays a whole frame from i / fps
+    # ASF keeps one timestamp a packet: with B-frames FFmpeg's demuxer gave the last two packets
+    # the same presentation time (..., 2.32, 2.32 s for 60 frames at 25 fps), a whole frame off,
+    # their decode times evenly spaced. Those prove CFR as an MP4's index does (decode times too).
+    if decode_times is not None and _evenly(decode_times, fps):
+        return None
     log.debug("%s is variable-frame-rate: frames numbered and timed from its %d timestamps", path, len(times))
     return times
+
+
+def _evenly(times: np.ndarray, fps: float) -> bool:
+    return bool(np.abs(times * fps - np.arange(len(times))).max() < 1.0)
 
 
 def _header_proves_cfr(path: Path, container=None) -> bool:

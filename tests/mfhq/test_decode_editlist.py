@@ -1,0 +1,88 @@
+"""An MP4 cut by stream copy at a non-keyframe (`ffmpeg -ss T -i in.mp4 -c copy`) keeps the frames
+from the keyframe before T, which the later ones are predicted from, and hides them with an edit
+list: they are decoded and never output. Its header counts them; the frames are numbered, counted
+and timed by what decoding outputs, and decord, which numbered them after a seek, is refused."""
+from __future__ import annotations
+
+import av
+import pytest
+
+from mfhq.config import DecodeConfig
+from mfhq.decode import ClipDecoder, DecodeError, DecordReader, PyAVReader, sample_indices
+from grey_videos import ordinals, write_grey
+
+N_SOURCE, KEYFRAME, CUT = 120, 24, 30  # a keyframe every 12: the cut at frame 30 keeps 24..29 hidden
+SHOWN = N_SOURCE - CUT
+WANTED = [60, 70, 80, SHOWN - 1]  # past PyAVReader.SEEK_GAP: read after a seek
+
+
+def cut_by_stream_copy(source, path):
+    """What `ffmpeg -ss T -c copy` writes: the packets from the keyframe before frame CUT on,
+    timestamps shifted so that frame CUT starts at 0; the mov muxer turns the negative start into
+    an edit list whose media time skips the pre-roll."""
+    with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        times = sorted(p.pts for p in src.demux(stream) if p.size)
+        src.seek(0, stream=stream)
+        for packet in src.demux(stream):
+            if packet.size and packet.pts >= times[KEYFRAME]:
+                packet.pts, packet.dts = packet.pts - times[CUT], packet.dts - times[CUT]
+                packet.stream = copy
+                out.mux(packet)
+    return path
+
+
+def shown(indices):  # the cut's frame k is the source's frame CUT + k, a grey of level 4 ((CUT + k) mod 64)
+    return [(CUT + i) % 64 for i in indices]
+
+
+@pytest.fixture(scope="module")
+def cut_video(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("editlist")
+    path = cut_by_stream_copy(write_grey(folder / "source.mp4", [i * 40 for i in range(N_SOURCE)]), folder / "cut.mp4")
+    with av.open(str(path)) as container:  # the file as these tests take it
+        assert container.streams.video[0].frames == N_SOURCE - KEYFRAME  # the hidden pre-roll counted
+        assert ordinals(f.to_ndarray(format="rgb24") for f in container.decode(video=0)) == shown(range(SHOWN))
+    return path
+
+
+def test_pyav_counts_and_numbers_the_frames_decoding_outputs(cut_video):
+    reader = PyAVReader()
+    info = reader.open(cut_video)
+    assert info.n_frames == SHOWN and info.times is None  # not the header's 96: frames 90..95 never come
+    assert sample_indices(info, DecodeConfig(fps=25), None, None) == list(range(SHOWN))
+    assert ordinals(reader.read([0, 5])) == shown([0, 5])
+    assert ordinals(reader.read(WANTED)) == shown(WANTED)
+    assert reader.n_decoded < WANTED[0]  # it seeked (from the keyframe before 60), and landed exact
+    reader.close()
+
+
+def test_decord_is_refused_on_an_edit_list_that_hides_frames(cut_video):
+    """It counted the hidden frames and, after a seek, returned frame 54 for 60."""
+    with pytest.raises(DecodeError, match=rf"{cut_video.name}: decord is not used on an MP4/MOV whose edit list "
+                                          rf"hides {CUT - KEYFRAME} of its decoded frames"):
+        DecordReader().open(cut_video)
+
+
+def test_the_decoder_chain_samples_the_whole_cut(cut_video):
+    """What extract does: every sampled frame exists, by its ordinal, to the clip's last."""
+    decoder = ClipDecoder(DecodeConfig())
+    info = decoder.open(cut_video)
+    indices = sample_indices(info, decoder.cfg, 2.0, None)
+    frames = [f for chunk in decoder.chunks(cut_video, indices) for f in chunk.frames]
+    decoder.close()
+    assert indices == list(range(50, SHOWN, 5)) and ordinals(frames) == shown(indices)
+    assert not decoder.errors
+
+
+def test_a_cut_vfr_video_is_timed_from_its_shown_frames(tmp_path):
+    """A VFR stream is timed from its packets: the hidden ones are not frames, nor before frame 0."""
+    vfr = [i * 40 for i in range(40)] + [1600 + i * 120 for i in range(N_SOURCE - 40)]
+    path = cut_by_stream_copy(write_grey(tmp_path / "source.mp4", vfr), tmp_path / "cut.mp4")
+    reader = PyAVReader()
+    info = reader.open(path)
+    assert info.n_frames == SHOWN and info.times is not None
+    assert list(info.times[[0, 9, 10, 89]]) == pytest.approx([(vfr[CUT + i] - vfr[CUT]) / 1000 for i in (0, 9, 10, 89)])
+    assert ordinals(reader.read(WANTED)) == shown(WANTED)
+    reader.close()
