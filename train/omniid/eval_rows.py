@@ -38,6 +38,7 @@ class RowSpec:
     preset: object      # as the run trained it
     base: tuple         # its FLUX's base_model_key
     representation: str
+    state: dict         # its state.json (what it trained on: omniid.eval_seen)
 
 
 def _label(name: str, path: str, controlnet: bool, taken: set[str]) -> str:
@@ -64,7 +65,7 @@ class EvalRows:
                 label = _label(representation, str(path), kind is ControlNetGenerator, taken)
                 taken.add(label)
                 base = base_model_key(preset.flow, device, flux_dtype(preset.flow, device), flux_path)
-                self.specs.append(RowSpec(label, str(path), kind, preset, base, representation))
+                self.specs.append(RowSpec(label, str(path), kind, preset, base, representation, state))
 
     def check_weights(self) -> None:
         """Every row's frozen weights (FLUX folder, a baseline's CLIP file and identity model) found

@@ -62,6 +62,7 @@ from omniid.eval_html import write_report
 from omniid.eval_out import EVAL, claim_out, complete_out, kept_export, write_json
 from omniid.eval_notes import conditioned, random_weights, upscaled_identity_input
 from omniid.eval_plan import Fitted, Plan, fit
+from omniid.eval_seen import seen_in_training, seen_labels, seen_line
 from omniid.eval_setting import row_settings
 from omniid.eval_table import MARK, TableSpec, write_table
 from omniid.metrics import FaceMetrics
@@ -168,6 +169,19 @@ def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
     return fitted
 
 
+def _seen(generators, fitted: Fitted) -> dict:
+    """The rows whose checkpoint trained on evaluated identities (omniid.eval_seen), said at once on
+    the console; {} for a --bench folder (its entries are not a manifest's identities)."""
+    if fitted.manifest is None:
+        return {}
+    states = ({spec.label: spec.state for spec in generators.specs} if hasattr(generators, "specs")
+              else {label: getattr(gen, "state", {}) for label, gen in generators.items()})
+    seen = seen_in_training(states, fitted.manifest, list(fitted.plans))
+    if seen:
+        log.warning("%s", seen_line(seen))
+    return seen
+
+
 def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol(), bench: str | Path | None = None,
              export: str | Path | None = None, replace: bool = False) -> dict:
@@ -179,6 +193,7 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     out = Path(out)
     generating = bool(generators.labels if hasattr(generators, "groups") else generators)
     fitted = _fitted(manifest, bench, protocol, generating)
+    seen = _seen(generators, fitted)
     if protocol.swap and bench is None:  # the swap's k among those evaluated, not those asked
         protocol = replaced(protocol, swap_k=fitted_swap_k(protocol, fitted.ks))
     claim_out(out, EVAL, replace, kept_export(out, export))  # from here the folder is this run's, not complete
@@ -196,9 +211,11 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     order = [label for label in [*labels, COPY_ROW, REAL_ROW, BENCH_ROW] if any(r["representation"] == label
                                                                                 for r in rows)]
     marks = conditioned({label: info.conditioning for label, info in infos.items()}, metrics.recognisers)
+    seen_cols = seen_labels(seen, labels)
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
-                     conditioned=marks, labels={rep: {"setting": settings_of[rep]} for rep in order},
-                     header=[f"**{note}**"] if note else [],
+                     conditioned=marks, labels={rep: {"setting": settings_of[rep], **seen_cols.get(rep, {})}
+                                                for rep in order},
+                     header=[f"**{line}**" for line in (note, seen_line(seen)) if line],
                      footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench) +
                      upscaled_identity_input(infos))
     cells = write_table(rows, out, spec)
@@ -210,6 +227,7 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
         if export is not None else None
     settings = _settings(protocol, fitted, metrics, infos, labels, note, marks, bench, export, exported,
                          settings_of, order, _swap_settings(swaps, summary, protocol, len(fitted.plans), bench is not None))
+    settings["seen_in_training"] = seen
     write_json(out / "settings.json", settings)
     write_report(out, rows, cells, spec, curves, fitted, protocol, note)
     wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}

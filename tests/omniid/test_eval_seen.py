@@ -1,0 +1,69 @@
+"""omniid-eval on identities a checkpoint trained on says so (console, table.md, report.html,
+settings.json) instead of reading as a held-out evaluation; it is not refused (the demo does it).
+The check compares identity_ids with the training manifest state.json records, or, with that file
+gone, the evaluated manifest's SHA-256 with the recorded one."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+
+from mfhq.manifest.io import sha256_of
+from omniid.checkpoint import read_state, resolve_checkpoint
+from omniid.eval_cli import eval_main
+from omniid.eval_seen import seen_in_training
+from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
+                             train_flow)
+
+SEEN = "IDENTITIES SEEN IN TRAINING: held-out numbers do not apply"
+
+
+@pytest.fixture(scope="module")
+def flow_run(sample_manifest, tmp_path_factory):
+    return train_flow(sample_manifest, tmp_path_factory.mktemp("flow") / "run", "omniid")
+
+
+def test_eval_on_the_training_manifest_says_its_identities_were_seen(flow_run, sample_manifest, tmp_path, caplog):
+    out = tmp_path / "eval"
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert eval_main(["--checkpoint", str(flow_run), "--manifest", str(sample_manifest), "--out", str(out),
+                          "--identities", "2", "--inputs", "1,2", "--targets", "1", "--steps", "2", "--no-swap"]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["seen_in_training"] == {"omniid": {
+        "seen": 2, "of": 2, "training_manifest": str(sample_manifest.resolve()),
+        "how": "identity_id overlap with its training manifest"}}
+    assert any(SEEN in r.getMessage() for r in caplog.records)  # on the console, before anything is generated
+    table = (out / "table.md").read_text()
+    assert SEEN in table.split("| Representation", 1)[0]  # above the table
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
+    assert rows[0][:4] == ["Representation", "setting", "training", "k"]
+    assert {tuple(r[:3]) for r in rows[1:]} == {("omniid", "decoder-only", "saw 2/2 identities"),
+                                                ("copy-input", "copy of an input", "")}
+    assert SEEN in (out / "report.html").read_text()
+
+
+def test_a_held_out_manifest_adds_nothing(flow_run, sample_manifest, tmp_path):
+    """Identities the training manifest does not hold: no warning, no column."""
+    state = read_state(resolve_checkpoint(flow_run))
+    names = set(pq.read_table(sample_manifest, columns=["identity_id"]).column(0).to_pylist())
+    assert seen_in_training({"omniid": state}, sample_manifest, ["someone-else"]) == {}
+    partly = seen_in_training({"omniid": state}, sample_manifest, ["someone-else", sorted(names)[0]])
+    assert partly["omniid"]["seen"] == 1 and partly["omniid"]["of"] == 2
+
+
+def test_without_the_training_manifest_the_sha256_decides(flow_run, sample_manifest, tmp_path):
+    """The recorded file moved away: the evaluated manifest is recognised by its SHA-256."""
+    state = read_state(resolve_checkpoint(flow_run))
+    assert state["manifest_sha256"] == sha256_of(sample_manifest)  # what training records
+    moved = {**state, "manifest": str(tmp_path / "gone" / "train.parquet")}
+    copy = tmp_path / "copy.parquet"
+    shutil.copy(sample_manifest, copy)
+    seen = seen_in_training({"omniid": moved}, copy, ["a", "b"])
+    assert seen["omniid"]["seen"] == 2 and "same SHA-256" in seen["omniid"]["how"]
+    other = tmp_path / "other.parquet"
+    other.write_bytes(copy.read_bytes() + b"\0")
+    assert seen_in_training({"omniid": moved}, other, ["a", "b"]) == {}
+    assert seen_in_training({"omniid": {}}, copy, ["a"]) == {}  # a checkpoint saved before the record
