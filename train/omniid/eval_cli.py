@@ -145,7 +145,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights,
                         args.models_dir)
         if args.bench and rows.labels:  # generated again: each entry with its meta.json's seed
-            metas = read_bench(args.bench)[1]
+            metas = read_bench(args.bench)[1]  # its skipped folders: evaluate says them
             bench_seeds(args.bench, {n: metas[n] for n in list(metas)[: args.identities]}, required=True)
         preset = rows.preset
         _cpu_threads(preset, args.device)

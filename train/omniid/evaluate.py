@@ -149,9 +149,13 @@ def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluat
 
 def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
     if bench is not None:
-        plans, metas = read_bench(bench)
+        plans, metas, skipped = read_bench(bench)
         names = list(plans)[: protocol.identities]
-        fitted = Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, {}, [])
+        fitted = Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, skipped,
+                        [f"--bench {bench}: {len(skipped)} folder(s) without ori.* or ref_1.* skipped, not entries: "
+                         f"{', '.join(skipped)}"] if skipped else [])
+        if skipped:
+            log.warning("%s", fitted.notes[0])
         seeds = bench_seeds(bench, {n: metas[n] for n in names}, required=generating)
         for name in names:
             plans[name].seeds = None if seeds[name] is None else [seeds[name]]
