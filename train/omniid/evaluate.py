@@ -163,10 +163,12 @@ def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
             log.info("--bench %s: each entry is generated with the seed its meta.json records (+ sample), not --seed",
                      bench)
         return fitted
-    from omniid.data import load_manifest
+    from omniid.data import load_faces
 
     manifest = split_path(manifest, "test") if Path(manifest).is_dir() else Path(manifest)  # a folder: its test split
-    identities = {name: [crop for crop, _ in faces] for name, faces in load_manifest(manifest).items()}
+    identities = {}
+    for face in load_faces(manifest, crops_only=True):  # eval reads crops alone: masks are not required
+        identities.setdefault(face.identity, []).append(face.crop)
     names = sorted(identities)[: protocol.identities]
     fitted = fit(identities, names, protocol.inputs, protocol.targets, str(manifest))
     fitted.manifest = manifest

@@ -1,4 +1,5 @@
-"""omniid-eval on identities a checkpoint trained on says so (console, table.md, report.html,
+"""What omniid-eval makes of its manifest. It reads crops alone: no mask_path or mask file is
+required (training's are). On identities a checkpoint trained on it says so (console, table.md, report.html,
 settings.json) instead of reading as a held-out evaluation; it is not refused (the demo does it).
 The check compares identity_ids with the training manifest state.json records, or, with that file
 gone, the evaluated manifest's SHA-256 with the recorded one."""
@@ -8,6 +9,7 @@ import json
 import logging
 import shutil
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -16,7 +18,7 @@ from omniid.checkpoint import read_state, resolve_checkpoint
 from omniid.eval_cli import eval_main
 from omniid.eval_seen import seen_in_training
 from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
-                             train_flow)
+                             train_flow, write_contract_folder)
 
 SEEN = "IDENTITIES SEEN IN TRAINING: held-out numbers do not apply"
 
@@ -67,3 +69,24 @@ def test_without_the_training_manifest_the_sha256_decides(flow_run, sample_manif
     other.write_bytes(copy.read_bytes() + b"\0")
     assert seen_in_training({"omniid": moved}, other, ["a", "b"]) == {}
     assert seen_in_training({"omniid": {}}, copy, ["a"]) == {}  # a checkpoint saved before the record
+
+
+def test_eval_reads_a_manifest_without_masks(flow_run, kept_faces, sample_run, tmp_path):
+    """Crops only: one identity's rows have no mask_path, the other's name mask files that are not
+    there. Before, eval refused it (it read the manifest as training does, masks required)."""
+    folder = tmp_path / "manifest"
+    rows = []
+    for n, clip in enumerate(sorted(set(kept_faces["clip_id"].to_pylist()))[:2]):
+        for i, face in enumerate([r for r in kept_faces.to_pylist() if r["clip_id"] == clip][:3]):
+            crop = f"id{n}/{i:03d}.jpg"
+            (folder / crop).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(sample_run / face["crop_path"], folder / crop)
+            mask = None if n == 0 else f"id{n}/{i:03d}.png"  # no mask_path / a mask file that is not there
+            rows.append({**face, "clip_id": f"id{n}", "crop_path": crop, "mask_path": mask})
+    table = pa.Table.from_pylist(rows, schema=kept_faces.schema)
+    write_contract_folder(folder, {"train": table, "test": table}, folder)
+    out = tmp_path / "eval"
+    assert eval_main(["--checkpoint", str(flow_run), "--manifest", str(folder), "--out", str(out), "--inputs", "1",
+                      "--targets", "1", "--steps", "2", "--no-swap", "--no-copy-row"]) == 0
+    results = pq.read_table(out / "results.parquet").to_pylist()
+    assert sorted((r["identity_id"], r["representation"]) for r in results) == [("id0", "omniid"), ("id1", "omniid")]
