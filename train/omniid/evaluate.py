@@ -188,6 +188,16 @@ def _seen(generators, fitted: Fitted) -> dict:
     return seen
 
 
+def _label_columns(order: list[str], generated: list[str], infos: dict, settings_of: dict,
+                   seen: dict) -> dict[str, dict[str, str]]:
+    """The table's label columns per row: its setting; a checkpoint row's step (every one, however
+    its label reads); with identities seen in training, whether its checkpoint saw them."""
+    training = seen_labels(seen, generated)
+    return {rep: {"setting": settings_of[rep],
+                  **({"step": str(infos[rep].settings.get("step"))} if rep in generated else {}),
+                  **training.get(rep, {})} for rep in order}
+
+
 def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
              protocol: Protocol = Protocol(), bench: str | Path | None = None,
              export: str | Path | None = None, replace: bool = False) -> dict:
@@ -217,10 +227,8 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     order = [label for label in [*labels, COPY_ROW, REAL_ROW, BENCH_ROW] if any(r["representation"] == label
                                                                                 for r in rows)]
     marks = conditioned({label: info.conditioning for label, info in infos.items()}, metrics.recognisers)
-    seen_cols = seen_labels(seen, labels)
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
-                     conditioned=marks, labels={rep: {"setting": settings_of[rep], **seen_cols.get(rep, {})}
-                                                for rep in order},
+                     conditioned=marks, labels=_label_columns(order, labels, infos, settings_of, seen),
                      header=[f"**{line}**" for line in (note, seen_line(seen)) if line],
                      footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench) +
                      upscaled_identity_input(infos))
