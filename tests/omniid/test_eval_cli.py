@@ -92,7 +92,8 @@ def test_eval_writes_results_table_and_sheets(evaluated):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["metrics"]["pose_model"] == "pnp68" and settings["protocol"]["steps"] == 2
     table_md = (out / "table.md").read_text()
-    assert "pnp68" in table_md and "| omniid | decoder-only | 1 |" in table_md and "| arcface ‡ | decoder-only | 2 |" in table_md
+    assert "pnp68" in table_md and "| omniid | decoder-only | 2 | 1 |" in table_md  # setting, step, k
+    assert "| arcface ‡ | decoder-only | 2 | 2 |" in table_md
     rows = [line.split("|")[1].strip() for line in table_md.splitlines()
             if line.startswith("| ") and not line.startswith("| Representation")][:6]
     assert rows == ["omniid", "omniid", "arcface ‡", "arcface ‡", "copy-input", "copy-input"]

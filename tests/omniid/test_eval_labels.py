@@ -40,7 +40,7 @@ def _swap_rows() -> list[dict]:
             own, swapped = 0.5 + 0.1 * n, 0.2
             rows.append({"identity_id": identity, "representation": rep, "k": 1, "target": 0, "sample": 0,
                          "seed": 0, "donor_id": "b" if identity == "a" else "a", "image_path": "x.png",
-                         "face": True, "gt_face": True, "id_similarity_own": own,
+                         "face": True, "own_face": True, "gt_face": True, "id_similarity_own": own,
                          "id_similarity_swapped": swapped, "margin": own - swapped})
     return rows
 

@@ -41,9 +41,9 @@ def test_eval_on_the_training_manifest_says_its_identities_were_seen(flow_run, s
     table = (out / "table.md").read_text()
     assert SEEN in table.split("| Representation", 1)[0]  # above the table
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| ")]
-    assert rows[0][:4] == ["Representation", "setting", "training", "k"]
-    assert {tuple(r[:3]) for r in rows[1:]} == {("omniid", "decoder-only", "saw 2/2 identities"),
-                                                ("copy-input", "copy of an input", "")}
+    assert rows[0][:5] == ["Representation", "setting", "step", "training", "k"]
+    assert {tuple(r[:4]) for r in rows[1:]} == {("omniid", "decoder-only", "2", "saw 2/2 identities"),
+                                                ("copy-input", "copy of an input", "", "")}
     assert SEEN in (out / "report.html").read_text()
 
 

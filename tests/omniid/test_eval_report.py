@@ -86,8 +86,8 @@ def test_every_image_is_scored_by_each_recogniser_and_marks_self_scoring_rows(ev
     settings = json.loads((out / "settings.json").read_text())
     assert settings["conditioned_on_a_scoring_model"] == {"arcface": ["sface"]}  # the tiny arcface uses SFace
     table = (out / "table.md").read_text()
-    assert "| arcface ‡ | decoder-only | 1 |" in table and "‡ arcface is conditioned on sface" in table
-    assert "| omniid | decoder-only | 1 |" in table
+    assert "| arcface ‡ | decoder-only | 2 | 1 |" in table and "‡ arcface is conditioned on sface" in table
+    assert "| omniid | decoder-only | 2 | 1 |" in table  # the step column: every checkpoint row says its step
     assert table.startswith("**RANDOM WEIGHTS: preset tiny")
     sheet = np.asarray(Image.open(out / "sheets" / "id0.png").convert("RGB"))
     red = (sheet[:30, :, 0] > 150) & (sheet[:30, :, 1] < 80)
