@@ -92,7 +92,8 @@ def test_eval_writes_results_table_and_sheets(evaluated):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["metrics"]["pose_model"] == "pnp68" and settings["protocol"]["steps"] == 2
     table_md = (out / "table.md").read_text()
-    assert "pnp68" in table_md and "| omniid | decoder-only | 1 |" in table_md and "| arcface ‡ | decoder-only | 2 |" in table_md
+    assert "pnp68" in table_md and "| omniid | decoder-only | 2 | 1 |" in table_md  # setting, step, k
+    assert "| arcface ‡ | decoder-only | 2 | 2 |" in table_md
     rows = [line.split("|")[1].strip() for line in table_md.splitlines()
             if line.startswith("| ") and not line.startswith("| Representation")][:6]
     assert rows == ["omniid", "omniid", "arcface ‡", "arcface ‡", "copy-input", "copy-input"]
@@ -153,13 +154,40 @@ def test_eval_reports_the_identity_swap_margin_per_representation(evaluated):
         assert (np.isnan(expected) and np.isnan(row.id_similarity_own)) or row.id_similarity_own == expected
     table = pd.read_csv(a / "swap.csv").set_index("representation")
     assert list(table.index) == ["omniid", "arcface", "copy-input"]
-    for rep, group in swap[swap.gt_face].groupby("representation"):
+    measured = swap[swap.gt_face & swap.face & swap.own_face]  # a pair with a failed generation has no margin
+    assert swap.margin.notna().sum() == len(measured) and measured.margin.notna().all()
+    for rep, group in measured.groupby("representation"):
         per_identity = group.groupby("identity_id").margin.mean()
         assert table.loc[rep, "margin"] == pytest.approx(per_identity.mean())
         assert table.loc[rep, "low"] <= table.loc[rep, "margin"] <= table.loc[rep, "high"]
         assert table.loc[rep, "identities"] == len(per_identity)
     assert "Identity swap (k=2)" in (a / "table.md").read_text()
     assert (a / "swap.csv").read_bytes() == (b / "swap.csv").read_bytes()
+
+
+def test_a_swap_row_of_failed_generations_reads_not_measured_with_its_no_face_rate(evaluated):
+    """The tiny preset's random FLUX draws no face: every own and swapped generation failed, so
+    there is no margin to give. Before, the row read +0.000 [+0.000, +0.000] (two failures scored
+    0 each), as if the representation were measured not to steer identity."""
+    import pandas as pd
+
+    out = evaluated[0]
+    swap = pd.read_parquet(out / "swap.parquet")
+    generated = swap[swap.representation != "copy-input"]
+    assert not generated.face.any()  # the premise: all failures
+    assert generated.margin.isna().all()
+    assert not generated.own_face.any()
+    table = pd.read_csv(out / "swap.csv").set_index("representation")
+    for rep in ("omniid", "arcface"):
+        assert np.isnan(table.loc[rep, "margin"]) and np.isnan(table.loc[rep, "low"])
+        assert table.loc[rep, "no_face_rate"] == 1.0 and table.loc[rep, "pairs"] == 0
+    assert table.loc["copy-input", "no_face_rate"] == 0.0 and np.isfinite(table.loc["copy-input", "margin"])
+    text = (out / "table.md").read_text().split("Identity swap", 1)[1]
+    rows = {line.split(" | ")[0]: line for line in text.splitlines() if line.startswith("| ")}
+    assert "| No face |" in rows["| Representation"]
+    assert rows["| omniid"].endswith("| n/a | n/a | n/a | n/a | 0 | 1.000 |")
+    assert "+0.000" not in rows["| omniid"] and rows["| copy-input"].endswith(" | 0.000 |")
+    assert "n/a: not measured: no pair of own and swapped generations with a face (omniid, arcface)" in text
 
 
 def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, tmp_path):

@@ -40,7 +40,7 @@ def _swap_rows() -> list[dict]:
             own, swapped = 0.5 + 0.1 * n, 0.2
             rows.append({"identity_id": identity, "representation": rep, "k": 1, "target": 0, "sample": 0,
                          "seed": 0, "donor_id": "b" if identity == "a" else "a", "image_path": "x.png",
-                         "face": True, "gt_face": True, "id_similarity_own": own,
+                         "face": True, "own_face": True, "gt_face": True, "id_similarity_own": own,
                          "id_similarity_swapped": swapped, "margin": own - swapped})
     return rows
 
@@ -113,3 +113,18 @@ def test_report_html_labels_each_row_with_the_setting_columns_of_table_md(tmp_pa
     assert heads[:3] == md[0][:3] == ["Representation", "setting", "k"]
     assert [r[:3] for r in body] == [m[:3] for m in md[1:]] == [["omniid", DECODER_ONLY, "1"],
                                                                ["omniid (table 1)", CONTROLNET, "1"]]
+
+
+def test_the_swap_margin_takes_only_pairs_where_both_generations_have_a_face():
+    """A failed generation scores ID sim 0: a pair with one is left out of the margin (NaN) and
+    counted in the no-face rate, so failures do not read as "own wins" or "no steering"."""
+    base = {"representation": "omniid", "k": 1, "sample": 0, "seed": 0, "image_path": "x.png", "gt_face": True}
+    rows = [{**base, "identity_id": "a", "donor_id": "b", "target": 0, "face": True, "own_face": True,
+             "id_similarity_own": 0.6, "id_similarity_swapped": 0.2, "margin": 0.4},
+            {**base, "identity_id": "a", "donor_id": "b", "target": 1, "face": False, "own_face": True,
+             "id_similarity_own": 0.7, "id_similarity_swapped": 0.0, "margin": float("nan")},
+            {**base, "identity_id": "b", "donor_id": "a", "target": 0, "face": False, "own_face": False,
+             "id_similarity_own": 0.0, "id_similarity_swapped": 0.0, "margin": float("nan")}]
+    line, = summarise(rows, ["omniid"], Protocol(inputs=(1,), swap_k=1, bootstrap=20), "sface")
+    assert (line["own"], line["swapped"], line["margin"]) == pytest.approx((0.6, 0.2, 0.4))
+    assert line["identities"] == 1 and line["pairs"] == 1 and line["no_face_rate"] == pytest.approx(3 / 6)

@@ -64,10 +64,10 @@ def test_eval_applies_each_checkpoints_own_guidance(runs, sample_manifest, tmp_p
                       "--steps", "2", "--identities", "1", "--no-swap", "--no-copy-row"]) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert {label: (g["guidance_used"], g["trained_guidance"]) for label, g in settings["generators"].items()} == \
-        {"omniid": (3.5, 3.5), "omniid (five)": (5.0, 5.0)}
+        {"omniid (default, step 2)": (3.5, 3.5), "omniid (five, step 2)": (5.0, 5.0)}  # two runs at one step
     # a folder of manifests evaluates its test split
     assert settings["manifest"] == str(sample_manifest.parent / "test.parquet")
-    row = next(r for r in pq.read_table(out / "results.parquet").to_pylist() if r["representation"] == "omniid (five)")
+    row = next(r for r in pq.read_table(out / "results.parquet").to_pylist() if r["representation"] == "omniid (five, step 2)")
     gen = OmniIDGenerator.from_checkpoint(runs["five"])
     again, = gen.generate(gen.tokens([[Path(p) for p in row["input_paths"]]], aligned=True), [row["seed"]], steps=2)
     assert np.array_equal(pixels(Image.open(out / row["image_path"]).convert("RGB")), pixels(again))

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from omniid.checkpoint import require_files, resolve_checkpoint
+from omniid.checkpoint_trust import check_if_training_checkpoint
 
 ADAPTER_FILE = "adapter.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -149,10 +150,12 @@ class OmniIDAdapter(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device="cpu", dtype: torch.dtype | None = None) -> "OmniIDAdapter":
-        """path: a run folder, its `checkpoints/latest` pointer, or a step folder (or a saved adapter folder)."""
+        """path: a run folder, its `checkpoints/latest` pointer, or a step folder (or a saved adapter folder).
+        A training checkpoint is checked first, as omniid-eval checks it (CheckpointError if damaged)."""
         folder = resolve_checkpoint(path)
         require_files(folder, (ADAPTER_CONFIG, ADAPTER_FILE), "no Omni-ID adapter here",
                       "only flow-stage checkpoints hold one")
+        check_if_training_checkpoint(folder)
         config = json.loads((folder / ADAPTER_CONFIG).read_text())
         adapter = cls(**config)
         adapter.load_weights(folder)

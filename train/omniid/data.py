@@ -66,10 +66,12 @@ SHOWN = 20  # lines listed in one error; the rest are counted
 
 
 def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check_files: bool = True,
-               masks: bool = False) -> list[Face]:
+               masks: bool = False, crops_only: bool = False) -> list[Face]:
     """The manifest's faces, sorted by identity then crop path. Every row is checked (empty keys,
     null pose values, a run the sidecar cannot place, with `masks` a row without mask_path, with
-    `check_files` a crop or mask that is not there) and all the problems found are one DataError."""
+    `check_files` a crop or mask that is not there) and all the problems found are one DataError.
+    crops_only: for a reader of crops alone (omniid-eval): masks are neither resolved nor checked
+    (every Face's mask is None), so a manifest without them, or without their files, is read."""
     path = _manifest_file(Path(manifest))
     if not path.exists():
         raise DataError(f"manifest not found: {path}")
@@ -83,8 +85,9 @@ def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check
         if wrong:
             rows.append(f"row {i}: {'; '.join(wrong)}")
         elif run_roots[row["run"]][0] is None:
-            faces.append(Face(str(ident), folder.resolve(row["run"], row["crop_path"]),
-                              folder.resolve(row["run"], row["mask_path"]), *(float(row[c]) for c in POSE)))
+            mask = None if crops_only else folder.resolve(row["run"], row["mask_path"])
+            faces.append(Face(str(ident), folder.resolve(row["run"], row["crop_path"]), mask,
+                              *(float(row[c]) for c in POSE)))
     absent = [str(p) for f in faces for p in (f.crop, f.mask) if p is not None and not p.is_file()] \
         if check_files else []
     if runs or rows or absent:

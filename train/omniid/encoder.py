@@ -22,6 +22,7 @@ from torch import nn
 
 from omniid.blocks import BlockStack
 from omniid.checkpoint import read_run_preset, require_files, resolve_checkpoint
+from omniid.checkpoint_trust import check_if_training_checkpoint
 from omniid.clip_tower import build_clip_visual, clip_tokens, clip_width, resolve_clip_weights
 from omniid.config import ModelConfig
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
@@ -132,10 +133,12 @@ class OmniIDEncoder(nn.Module):
         folder or a folder written by `save_pretrained`. A path holding no encoder raises
         CheckpointNotFound naming it. encode() then aligns with `pipeline`'s detector (an mfhq
         preset; default: `paper` for a paper run, `sample` otherwise; weights in `models_dir`) and
-        runs under the run's autocast (its optim.bf16)."""
+        runs under the run's autocast (its optim.bf16). A training checkpoint is checked first, as
+        omniid-eval checks it: a file changed or cut short since it was saved raises CheckpointError."""
         folder = resolve_checkpoint(path)
         require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID encoder checkpoint", "give a step folder, "
                       "a run folder with checkpoints/latest, or a folder written by save_pretrained")
+        check_if_training_checkpoint(folder)
         config = ModelConfig.from_dict(json.loads((folder / CONFIG_FILE).read_text())["model"])
         with quiet_random_init():
             encoder = cls(config, pretrained_clip=False)

@@ -145,7 +145,7 @@ def eval_main(argv: list[str] | None = None) -> int:
         rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights,
                         args.models_dir)
         if args.bench and rows.labels:  # generated again: each entry with its meta.json's seed
-            metas = read_bench(args.bench)[1]
+            metas = read_bench(args.bench)[1]  # its skipped folders: evaluate says them
             bench_seeds(args.bench, {n: metas[n] for n in list(metas)[: args.identities]}, required=True)
         preset = rows.preset
         _cpu_threads(preset, args.device)
@@ -168,11 +168,21 @@ def eval_main(argv: list[str] | None = None) -> int:
     log.info("%d identities in %.1f s (%.1f s per identity); table: %s, report: %s", len(summary["identities"]),
              time.perf_counter() - started, summary["timing"]["mean_s"] or 0.0, Path(args.out) / "table.md",
              Path(args.out) / "report.html")
-    for m in summary["swap"].get("margins", []):
-        log.info("identity swap, %s (k=%d): ID sim (%s) own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over "
-                 "%d identities", m["representation"], m["k"], m["recogniser"], m["own"], m["swapped"], m["margin"],
-                 m["low"], m["high"], m["identities"])
+    _log_swap(summary["swap"].get("margins", []))
     return 0
+
+
+def _log_swap(margins: list[dict]) -> None:
+    """The identity-swap margins on the console; a row without a measured pair says so, not a number."""
+    for m in margins:
+        if m["margin"] != m["margin"]:  # NaN: no pair of own and swapped generations had a face
+            log.warning("identity swap, %s (k=%d): not measured, no pair of own and swapped generations with a face "
+                        "(no face: %.0f%% of its generations)", m["representation"], m["k"], 100 * m["no_face_rate"])
+            continue
+        log.info("identity swap, %s (k=%d): ID sim (%s) own %.3f, swapped %.3f, margin %+.3f [%+.3f, %+.3f] over "
+                 "%d identities (%d pairs; no face: %.0f%% of its generations)", m["representation"], m["k"],
+                 m["recogniser"], m["own"], m["swapped"], m["margin"], m["low"], m["high"], m["identities"],
+                 m["pairs"], 100 * m["no_face_rate"])
 
 
 def generate_args(argv):

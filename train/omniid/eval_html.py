@@ -88,7 +88,10 @@ def write_report(out: Path, rows: list[dict], cells: dict, spec: TableSpec, curv
                  protocol, note: str | None) -> Path:
     names = sorted(fitted.plans)
     sample = sorted(random.Random(protocol.seed).sample(names, min(protocol.report_identities, len(names))))
-    warn = f"<p class='warn'>{escape(note)}</p>" if note else ""
+    # the random-weights note, then the table's other warnings (identities seen in training)
+    warnings = [note] if note else []
+    warnings += [line.strip("*") for line in spec.header if line.strip() and line.strip("*") != note]
+    warn = "".join(f"<p class='warn'>{escape(line)}</p>" for line in warnings)
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>omniid-eval report</title>",
         f"<style>{STYLE}</style></head><body><h1>omniid-eval report</h1>{warn}",

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from omniid.checkpoint import run_of
 from omniid.controlnet_generation import ControlNetGenerator
 from omniid.command_facts import frozen_facts
 from omniid.flux.loading import base_model_key, flux_dtype
@@ -38,13 +39,32 @@ class RowSpec:
     preset: object      # as the run trained it
     base: tuple         # its FLUX's base_model_key
     representation: str
+    state: dict         # its state.json (what it trained on: omniid.eval_seen)
 
 
-def _label(name: str, path: str, controlnet: bool, taken: set[str]) -> str:
-    """The representation's name, made unique beside the labels already taken."""
-    candidates = ((name, f"{name} (ControlNet)", f"{name} (ControlNet, {Path(path).name})", f"{name} (ControlNet, {path})")
-                  if controlnet else (name, f"{name} ({Path(path).name})", f"{name} ({path})"))
-    return next((c for c in candidates if c not in taken), candidates[-1])
+def _labels(rows: list[tuple[str, bool, object, str, str]]) -> list[str]:
+    """rows: (representation, controlnet, step, run folder name, path), in command-line order ->
+    unique table labels. A name no other row shares stays as it is ("omniid", "omniid
+    (ControlNet)"); rows that share one are each labelled with their step, all of them, not only
+    the later ones ("omniid (step 2)", "omniid (step 4)"), then with their run where steps tie too,
+    and with their path where runs' names tie as well."""
+    def base(row) -> str:
+        return f"{row[0]} (ControlNet)" if row[1] else row[0]
+
+    labels: list[str] = []
+    for row in rows:
+        name, controlnet, step, run, path = row
+        if sum(base(other) == base(row) for other in rows) == 1:
+            labels.append(base(row))
+            continue
+        inner = "ControlNet, " if controlnet else ""
+        tied = sum(base(other) == base(row) and other[2] == step for other in rows) > 1
+        label = f"{name} ({inner}{run}, step {step})" if tied else f"{name} ({inner}step {step})"
+        label = f"{name} ({inner}{path}, step {step})" if label in labels else label
+        while label in labels:  # the same checkpoint given twice: still one row each
+            label += "'"
+        labels.append(label)
+    return labels
 
 
 class EvalRows:
@@ -56,15 +76,15 @@ class EvalRows:
         self.device, self.flux_path, self.clip_weights, self.models_dir = device, flux_path, clip_weights, models_dir
         self.specs: list[RowSpec] = []
         self.share = FluxShare()
-        taken: set[str] = set()
-        for kind, paths in ((OmniIDGenerator, checkpoints), (ControlNetGenerator, controlnets)):
-            for path in paths:
-                _, state, preset = kind.read(path)
-                representation = state.get("representation", "omniid")
-                label = _label(representation, str(path), kind is ControlNetGenerator, taken)
-                taken.add(label)
-                base = base_model_key(preset.flow, device, flux_dtype(preset.flow, device), flux_path)
-                self.specs.append(RowSpec(label, str(path), kind, preset, base, representation))
+        read = [(kind, str(path), *kind.read(path)) for kind, paths in ((OmniIDGenerator, checkpoints),
+                                                                       (ControlNetGenerator, controlnets))
+                for path in paths]
+        labels = _labels([(state.get("representation", "omniid"), kind is ControlNetGenerator,
+                           state.get("step", folder.name), run_of(folder).name, path)
+                          for kind, path, folder, state, _ in read])
+        for label, (kind, path, _, state, preset) in zip(labels, read):
+            base = base_model_key(preset.flow, device, flux_dtype(preset.flow, device), flux_path)
+            self.specs.append(RowSpec(label, path, kind, preset, base, state.get("representation", "omniid"), state))
 
     def check_weights(self) -> None:
         """Every row's frozen weights (FLUX folder, a baseline's CLIP file and identity model) found

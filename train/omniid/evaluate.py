@@ -62,6 +62,7 @@ from omniid.eval_html import write_report
 from omniid.eval_out import EVAL, claim_out, complete_out, kept_export, write_json
 from omniid.eval_notes import conditioned, random_weights, upscaled_identity_input
 from omniid.eval_plan import Fitted, Plan, fit
+from omniid.eval_seen import seen_in_training, seen_labels, seen_line
 from omniid.eval_setting import row_settings
 from omniid.eval_table import MARK, TableSpec, write_table
 from omniid.metrics import FaceMetrics
@@ -148,9 +149,13 @@ def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluat
 
 def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
     if bench is not None:
-        plans, metas = read_bench(bench)
+        plans, metas, skipped = read_bench(bench)
         names = list(plans)[: protocol.identities]
-        fitted = Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, {}, [])
+        fitted = Fitted(tuple(sorted({k for n in names for k in plans[n].ks})), {n: plans[n] for n in names}, skipped,
+                        [f"--bench {bench}: {len(skipped)} folder(s) without ori.* or ref_1.* skipped, not entries: "
+                         f"{', '.join(skipped)}"] if skipped else [])
+        if skipped:
+            log.warning("%s", fitted.notes[0])
         seeds = bench_seeds(bench, {n: metas[n] for n in names}, required=generating)
         for name in names:
             plans[name].seeds = None if seeds[name] is None else [seeds[name]]
@@ -158,14 +163,39 @@ def _fitted(manifest, bench, protocol: Protocol, generating: bool) -> Fitted:
             log.info("--bench %s: each entry is generated with the seed its meta.json records (+ sample), not --seed",
                      bench)
         return fitted
-    from omniid.data import load_manifest
+    from omniid.data import load_faces
 
     manifest = split_path(manifest, "test") if Path(manifest).is_dir() else Path(manifest)  # a folder: its test split
-    identities = {name: [crop for crop, _ in faces] for name, faces in load_manifest(manifest).items()}
+    identities = {}
+    for face in load_faces(manifest, crops_only=True):  # eval reads crops alone: masks are not required
+        identities.setdefault(face.identity, []).append(face.crop)
     names = sorted(identities)[: protocol.identities]
     fitted = fit(identities, names, protocol.inputs, protocol.targets, str(manifest))
     fitted.manifest = manifest
     return fitted
+
+
+def _seen(generators, fitted: Fitted) -> dict:
+    """The rows whose checkpoint trained on evaluated identities (omniid.eval_seen), said at once on
+    the console; {} for a --bench folder (its entries are not a manifest's identities)."""
+    if fitted.manifest is None:
+        return {}
+    states = ({spec.label: spec.state for spec in generators.specs} if hasattr(generators, "specs")
+              else {label: getattr(gen, "state", {}) for label, gen in generators.items()})
+    seen = seen_in_training(states, fitted.manifest, list(fitted.plans))
+    if seen:
+        log.warning("%s", seen_line(seen))
+    return seen
+
+
+def _label_columns(order: list[str], generated: list[str], infos: dict, settings_of: dict,
+                   seen: dict) -> dict[str, dict[str, str]]:
+    """The table's label columns per row: its setting; a checkpoint row's step (every one, however
+    its label reads); with identities seen in training, whether its checkpoint saw them."""
+    training = seen_labels(seen, generated)
+    return {rep: {"setting": settings_of[rep],
+                  **({"step": str(infos[rep].settings.get("step"))} if rep in generated else {}),
+                  **training.get(rep, {})} for rep in order}
 
 
 def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: FaceMetrics,
@@ -179,6 +209,7 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     out = Path(out)
     generating = bool(generators.labels if hasattr(generators, "groups") else generators)
     fitted = _fitted(manifest, bench, protocol, generating)
+    seen = _seen(generators, fitted)
     if protocol.swap and bench is None:  # the swap's k among those evaluated, not those asked
         protocol = replaced(protocol, swap_k=fitted_swap_k(protocol, fitted.ks))
     claim_out(out, EVAL, replace, kept_export(out, export))  # from here the folder is this run's, not complete
@@ -197,8 +228,8 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
                                                                                 for r in rows)]
     marks = conditioned({label: info.conditioning for label, info in infos.items()}, metrics.recognisers)
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
-                     conditioned=marks, labels={rep: {"setting": settings_of[rep]} for rep in order},
-                     header=[f"**{note}**"] if note else [],
+                     conditioned=marks, labels=_label_columns(order, labels, infos, settings_of, seen),
+                     header=[f"**{line}**" for line in (note, seen_line(seen)) if line],
                      footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench) +
                      upscaled_identity_input(infos))
     cells = write_table(rows, out, spec)
@@ -210,6 +241,7 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
         if export is not None else None
     settings = _settings(protocol, fitted, metrics, infos, labels, note, marks, bench, export, exported,
                          settings_of, order, _swap_settings(swaps, summary, protocol, len(fitted.plans), bench is not None))
+    settings["seen_in_training"] = seen
     write_json(out / "settings.json", settings)
     write_report(out, rows, cells, spec, curves, fitted, protocol, note)
     wall = {"per_identity_s": timing, "mean_s": round(float(np.mean(list(timing.values()))), 3) if timing else None}

@@ -28,8 +28,9 @@ import torch
 from PIL import Image
 
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
-from omniid.checkpoint import (OPTIMIZER_FILE, PRESET_FILE, RNG_FILE, CheckpointError, read_run_preset, read_state,
-                               recorded_prompt_cache, require_files, resolve_checkpoint, run_of)
+from omniid.checkpoint import (PRESET_FILE, CheckpointError, read_run_preset, read_state, recorded_prompt_cache,
+                               require_files, resolve_checkpoint, run_of)
+from omniid.checkpoint_trust import GENERATION_SKIPS, check_intact
 from omniid.encoder import quiet_random_init
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
 from omniid.flux.latents import vae_scale_factor
@@ -38,11 +39,8 @@ from omniid.flux.prompt import prompt_embeddings
 from omniid.flux.shared import FluxShare
 from omniid.flux.sampling import sample
 from omniid.preprocess import ImageLike
-from omniid.recovery import problem_of
 
 log = logging.getLogger(__name__)
-
-GENERATION_SKIPS = frozenset({OPTIMIZER_FILE, RNG_FILE})  # in a step folder, read by training alone
 
 
 def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
@@ -80,10 +78,7 @@ class OmniIDGenerator:
         require_files(folder, *cls.required)
         # every file it loads as saved (a file cut short or changed would load, or fail mid-run, as
         # if it were the trained weights); the optimizer and RNG state are training's alone
-        problem = problem_of(folder, GENERATION_SKIPS)
-        if problem is not None:
-            raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); give an intact step folder of "
-                                  f"the run (RUN/checkpoints/step-N)")
+        check_intact(folder, GENERATION_SKIPS)
         state = read_state(folder)
         if state.get("stage", "flow") != cls.stage or "preset" not in state:
             raise CheckpointError(f"{folder}: state.json names no {cls.stage}-stage preset "

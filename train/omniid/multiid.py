@@ -16,7 +16,9 @@ up to 4 references; an entry with k > 4 has them all, the scorer uses the first 
 
 `read_bench(DIR)` reads a folder in that layout as an evaluation set: each entry is one
 "identity" whose inputs are its references (k = their number) and whose target is the original;
-an `out.*` beside them is scored as the row BENCH_ROW, with the same metrics as ours.
+an `out.*` beside them is scored as the row BENCH_ROW, with the same metrics as ours. A folder
+without an `ori.*` or a `ref_1.*` is no entry: it is returned with the reason, and omniid-eval
+names it in a warning, a note under the table and settings.json (`skipped`).
 `bench_seeds(DIR, metas, required)` gives each entry's seed from its meta.json (our key `seed`):
 generating from a --bench folder uses them, so an exported entry is generated again as it was;
 an entry without one is refused when generating, naming its meta.json.
@@ -95,18 +97,22 @@ def _meta(path: Path, unreadable: list[str]) -> dict:
     return meta
 
 
-def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
-    """({entry: Plan(inputs=refs, targets=[ori], ks=(len(refs),), outputs={k: [out]})}, {entry: meta})."""
+def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict], dict[str, str]]:
+    """({entry: Plan(inputs=refs, targets=[ori], ks=(len(refs),), outputs={k: [out]})}, {entry: meta},
+    {folder: why it is not an entry}): a folder without an ori.* or a ref_1.* image cannot be
+    scored; it is returned, never dropped silently (omniid.evaluate warns, notes and lists it)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"--bench {root}: not a folder")
-    plans, metas, unreadable = {}, {}, []
+    plans, metas, unreadable, skipped = {}, {}, [], {}
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):
         ori = _one(entry, "ori")
         refs = []
         while (ref := _one(entry, f"ref_{len(refs) + 1}")) is not None:
             refs.append(ref)
         if ori is None or not refs:
+            lacking = [name for name, found in (("ori", ori), ("ref_1", refs)) if not found]
+            skipped[entry.name] = f"no {' and no '.join(f'{name}.*' for name in lacking)} image ({'/'.join(SUFFIXES)})"
             continue
         out = _one(entry, "out")
         plans[entry.name] = Plan(refs, [ori], (len(refs),), {len(refs): [out]} if out else {})
@@ -116,7 +122,7 @@ def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict]]:
     if not plans:
         raise DataError(f"--bench {root}: no entry folder with ori.jpg and ref_1.jpg (MultiID-Bench's layout: "
                         f"ROOT/<entry>/{{out,ori,ref_1,...}}.jpg + meta.json)")
-    return plans, metas
+    return plans, metas, skipped
 
 
 def bench_seeds(root: str | Path, metas: dict[str, dict], required: bool) -> dict[str, int | None]:

@@ -24,8 +24,9 @@ from pathlib import Path
 from safetensors import SafetensorError
 
 from omniid.checks import disk_full, is_disk_full
-from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, STATE_FILE, CheckpointError, damage, point_latest,
-                               pointed, step_name)
+from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, STATE_FILE, CheckpointError, point_latest, pointed,
+                               step_name)
+from omniid.checkpoint_trust import problem_of
 from omniid.distributed import gather
 from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
 
@@ -33,26 +34,6 @@ log = logging.getLogger(__name__)
 
 DAMAGED = "damaged"
 NON_FINITE = "non-finite"
-
-# step folders found intact in this process, by their files' (name, size, mtime): the CLI and the
-# engine both ask for the resume point, and the files are hashed once (keyed with the files skipped)
-_intact: dict[tuple[Path, frozenset], tuple] = {}
-
-
-def _signature(folder: Path) -> tuple:
-    return tuple((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()))
-
-
-def problem_of(folder: Path, skip: frozenset[str] = frozenset()) -> str | None:
-    """`omniid.checkpoint.damage`, hashing a folder's files once per process while they are unchanged."""
-    key = (folder.resolve(), skip)
-    if folder.is_dir() and _intact.get(key) == _signature(folder):
-        return None
-    problem = damage(folder, skip)
-    if problem is None:
-        _intact[key] = _signature(folder)
-    return problem
-
 
 def step_folders(root: Path) -> list[Path]:
     """The step folders under OUT/checkpoints, newest first (their names sort by step)."""

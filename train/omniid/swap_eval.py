@@ -3,10 +3,15 @@
 For each representation, each identity is generated a second time at k = `swap_k` (default: the
 largest evaluated k, `fitted_swap_k`) from another identity's inputs (its donor: a seeded
 derangement of the evaluated identities, `omniid.swap.derangement`), with the same seeds, and
-scored against the same ground truth as its own generations. Per identity, the margin is the
-mean over its scored targets and samples of ID sim(own) - ID sim(swapped): own should win. Over
-identities: the mean margin and a percentile bootstrap interval (identities resampled with
-replacement, seeded). The `copy-input` row does the same with the first input photo itself (own
+scored against the same ground truth as its own generations. A pair (own, swapped) is measured
+when both generations have a face: ID sim scores a faceless generation 0 (the main table's
+penalty), so two failures would read as a margin of 0, "the representation does not steer",
+when nothing was measured. Pairs with a failure are left out of the margin (NaN in
+swap.parquet) and counted in the row's no-face rate (its own and swapped generations without a
+face). Per identity, the margin is the mean over its measured pairs of ID sim(own) - ID
+sim(swapped): own should win. Over identities: the mean margin and a percentile bootstrap
+interval (identities resampled with replacement, seeded); a row without a measured pair reads
+"n/a", not a number. The `copy-input` row does the same with the first input photo itself (own
 vs donor's): the margin real photos of two people earn under this metric.
 
 ID sim is the first recogniser's (`id_similarity` of results.parquet): the table names it, swap.csv
@@ -37,10 +42,12 @@ from omniid.swap import bootstrap_interval, derangement
 SWAP_SCHEMA = pa.schema([
     ("identity_id", pa.string()), ("representation", pa.string()), ("k", pa.int32()), ("target", pa.int32()),
     ("sample", pa.int32()), ("seed", pa.int64()), ("donor_id", pa.string()), ("image_path", pa.string()),
-    ("face", pa.bool_()), ("gt_face", pa.bool_()), ("id_similarity_own", pa.float64()),
+    ("face", pa.bool_()), ("own_face", pa.bool_()), ("gt_face", pa.bool_()), ("id_similarity_own", pa.float64()),
     ("id_similarity_swapped", pa.float64()), ("margin", pa.float64()),
 ])
-SUMMARY_FIELDS = ("representation", "recogniser", "k", "own", "swapped", "margin", "low", "high", "identities")
+SUMMARY_FIELDS = ("representation", "recogniser", "k", "own", "swapped", "margin", "low", "high", "identities",
+                  "pairs", "no_face_rate")
+NOT_MEASURED = "n/a"
 
 
 def donors(identities: list[str], seed: int) -> dict[str, str]:
@@ -78,7 +85,8 @@ def identity_swap_rows(identity: str, donor: str, donor_inputs: list[Path], trut
     results.parquet); truth: its ground truths' analysed faces; images go to out / folders[label]."""
     k, samples = swap_k(protocol), protocol.samples
     seeds = [protocol.seed_for(j, s) for j in range(len(truth)) for s in range(samples)]
-    own = {(r["representation"], r["target"], r["sample"]): r["id_similarity"] for r in own_rows if r["k"] == k}
+    own = {(r["representation"], r["target"], r["sample"]): (r["id_similarity"], r["face"])
+           for r in own_rows if r["k"] == k}
     rows = []
     for label in labels:
         if label == copy_label:  # the donor's first input photo, as the copy row scores the own one
@@ -90,12 +98,13 @@ def identity_swap_rows(identity: str, donor: str, donor_inputs: list[Path], trut
         for n, (face, path) in enumerate(zip(faces, paths)):
             j, s = divmod(n, samples)
             scored = truth[j] is not None
-            own_sim = own.get((label, j, s), float("nan"))
+            own_sim, own_face = own.get((label, j, s), (float("nan"), False))
             swapped = id_similarity(face, truth[j]) if scored else float("nan")
+            measured = scored and own_face and face is not None  # a failure on either side: no margin
             rows.append({"identity_id": identity, "representation": label, "k": k, "target": j, "sample": s,
                          "seed": seeds[n], "donor_id": donor, "image_path": path, "face": face is not None,
-                         "gt_face": scored, "id_similarity_own": own_sim, "id_similarity_swapped": swapped,
-                         "margin": own_sim - swapped})
+                         "own_face": own_face, "gt_face": scored, "id_similarity_own": own_sim,
+                         "id_similarity_swapped": swapped, "margin": own_sim - swapped if measured else float("nan")})
     return rows
 
 
@@ -113,12 +122,15 @@ def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
 
 def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) -> list[dict]:
     """Per representation: mean own and swapped ID sim (with `recogniser`, the first one: the
-    rows' `id_similarity`), the mean per-identity margin and its bootstrap interval
-    (`protocol.bootstrap` resamples, seed `protocol.seed`, `protocol.level`).
+    rows' `id_similarity`) over the measured pairs (both generations with a face), the mean
+    per-identity margin and its bootstrap interval (`protocol.bootstrap` resamples, seed
+    `protocol.seed`, `protocol.level`): NaN without a measured pair; `pairs`, and
+    `no_face_rate`: the share of its own and swapped generations without a face.
     A label without swap rows (`real photos`, `bench out`: nothing to swap) has no line."""
     summary = []
     for label in (label for label in labels if any(r["representation"] == label for r in rows)):
-        scored = [r for r in rows if r["representation"] == label and r["gt_face"]]
+        mine = [r for r in rows if r["representation"] == label]
+        scored = [r for r in mine if r["gt_face"] and math.isfinite(r["margin"])]
         per_identity = {}
         for r in scored:
             per_identity.setdefault(r["identity_id"], []).append(r["margin"])
@@ -128,7 +140,8 @@ def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) ->
                         for key in ("id_similarity_own", "id_similarity_swapped"))
         summary.append({"representation": label, "recogniser": recogniser, "k": swap_k(protocol), "own": own,
                         "swapped": swapped, "margin": margin, "low": low, "high": high,
-                        "identities": len(per_identity)})
+                        "identities": len(per_identity), "pairs": len(scored),
+                        "no_face_rate": sum((not r["face"]) + (not r["own_face"]) for r in mine) / (2 * len(mine))})
     return summary
 
 
@@ -145,20 +158,27 @@ def write_swap(out: Path, rows: list[dict], summary: list[dict], protocol, marks
                           "conditioned_on": ",".join(same.get(s["representation"], []))} for s in summary)
 
     def fmt(value: float, mark: bool = False) -> str:
-        return ("–" if math.isnan(value) else f"{value:+.3f}") + (f" {MARK}" if mark else "")
+        return (NOT_MEASURED if math.isnan(value) else f"{value:+.3f}") + (f" {MARK}" if mark else "")
 
     pct, sim = f"{100 * protocol.level:g}%", f"ID sim ({recogniser})"
     lines = ["", f"Identity swap (k={swap_k(protocol)}), {sim}: to the same ground truth, of images generated from "
              f"the identity's own inputs and from another identity's (a seeded derangement); margin = own - swapped, "
-             f"per identity, then averaged; {pct} bootstrap interval over identities ({protocol.bootstrap} "
-             f"resamples, seed {protocol.seed}).", "",
-             f"| Representation | Own {sim} | Swapped {sim} | Margin | {pct} interval | Identities |",
-             "|---|---:|---:|---:|---|---:|"]
+             f"per identity over the pairs where both generations have a face, then averaged; {pct} bootstrap "
+             f"interval over identities ({protocol.bootstrap} resamples, seed {protocol.seed}). No face: the share "
+             f"of the row's own and swapped generations without a face (failed generations, left out of the margin).",
+             "", f"| Representation | Own {sim} | Swapped {sim} | Margin | {pct} interval | Identities | No face |",
+             "|---|---:|---:|---:|---|---:|---:|"]
     for s in summary:
         m = s["representation"] in same
         name = f"{s['representation']} {MARK}" if m else s["representation"]
+        interval = NOT_MEASURED if math.isnan(s["low"]) else f"[{fmt(s['low'])}, {fmt(s['high'])}]"
         lines.append(f"| {name} | {fmt(s['own'], m)} | {fmt(s['swapped'], m)} | {fmt(s['margin'], m)} | "
-                     f"[{fmt(s['low'])}, {fmt(s['high'])}] | {s['identities']} |")
+                     f"{interval} | {s['identities']} | {s['no_face_rate']:.3f} |")
+    unmeasured = [s["representation"] for s in summary if math.isnan(s["margin"])]
+    if unmeasured:
+        lines += ["", f"{NOT_MEASURED}: not measured: no pair of own and swapped generations with a face "
+                      f"({', '.join(unmeasured)}); a failed generation is no evidence that the representation "
+                      f"does or does not steer identity."]
     advice = "the main table's other recognisers' columns measure it independently"
     lines += ([""] + conditioned_line(same, MARK, advice)) if same else []
     with open(out / "table.md", "a") as handle:

@@ -33,7 +33,8 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
     if len(fitted.plans) < 2:
         lines.append("With one identity every interval collapses to its mean: they need several identities.")
     if fitted.skipped:
-        lines.append(f"Skipped identities: {len(fitted.skipped)} (too few faces; listed in settings.json).")
+        why = "folders without ori.* or ref_1.*" if bench else "too few faces"
+        lines.append(f"Skipped identities: {len(fitted.skipped)} ({why}; listed in settings.json).")
     return lines + [f"Note: {note}" for note in fitted.notes] + conditioned_line(marks, mark)
 
 

@@ -19,6 +19,7 @@ import torch
 from omniid.adapter import OmniIDAdapter
 from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFound, read_run_preset, read_state,
                                recorded_prompt_cache, resolve_checkpoint, run_of)
+from omniid.checkpoint_trust import check_intact
 from omniid.config import FlowConfig
 from omniid.command_facts import check_frozen_weights
 from omniid.flux.loading import FluxParts, flux_identity, load_flux
@@ -52,8 +53,10 @@ class FlowRun:
 def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
     """FLUX (bf16 on CUDA, fp32 on CPU), the run's prompt cache and adapter, from a flow-stage run.
     FLUX must be the folder the run trained with (`flux_sha256` in state.json, checked as omniid-eval
-    checks it: other weights are refused before any loads)."""
+    checks it: other weights are refused before any loads); the checkpoint's files must be as saved
+    (CheckpointError naming the file otherwise, before FLUX loads)."""
     folder = resolve_checkpoint(path)
+    check_intact(folder)
     preset = read_run_preset(folder)
     if preset is None:
         raise CheckpointNotFound(f"{folder}: not inside a run folder (no {run_of(folder) / PRESET_FILE})")
