@@ -188,6 +188,13 @@ def test_a_swap_row_of_failed_generations_reads_not_measured_with_its_no_face_ra
     assert rows["| omniid"].endswith("| n/a | n/a | n/a | n/a | 0 | 1.000 |")
     assert "+0.000" not in rows["| omniid"] and rows["| copy-input"].endswith(" | 0.000 |")
     assert "n/a: not measured: no pair of own and swapped generations with a face (omniid, arcface)" in text
+    # settings.json stays strict JSON (jq and other languages refuse a bare NaN): not measured is null
+    settings = json.loads((out / "settings.json").read_text(), parse_constant=_refuse)
+    assert "NaN" not in (out / "settings.json").read_text() and settings
+
+
+def _refuse(name: str):
+    raise AssertionError(f"settings.json holds {name}, which is not JSON")
 
 
 def test_generate_writes_images_and_settings(flow_run, kept_faces, sample_run, tmp_path):

@@ -14,6 +14,7 @@ counted.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from dataclasses import dataclass
@@ -101,8 +102,21 @@ def claim_out(out: str | Path, owner: Owner, force: bool, keep: frozenset[str] =
 
 
 def write_json(path: Path, content) -> None:
-    """A JSON output (settings.json...) in its own key order, by an atomic rename: never half a file."""
-    atomic_write_bytes(Path(path), json.dumps(content, indent=2, default=str).encode())
+    """A JSON output (settings.json...) in its own key order, by an atomic rename: never half a file.
+    Strict JSON: a number not measured (NaN, e.g. a swap margin without a face) is written null,
+    as other languages' parsers and `jq` refuse Python's bare NaN."""
+    text = json.dumps(_finite(content), indent=2, default=str, allow_nan=False)
+    atomic_write_bytes(Path(path), text.encode())
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def complete_out(out: str | Path, owner: Owner) -> None:
