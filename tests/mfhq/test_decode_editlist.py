@@ -8,8 +8,8 @@ import av
 import pytest
 
 from mfhq.config import DecodeConfig
-from mfhq.decode import ClipDecoder, DecodeError, DecordReader, PyAVReader, sample_indices
-from grey_videos import ordinals, write_grey
+from mfhq.decode import DecodeError, DecordReader, PyAVReader, sample_indices
+from grey_videos import chain_samples, ordinals, write_grey
 
 N_SOURCE, KEYFRAME, CUT = 120, 24, 30  # a keyframe every 12: the cut at frame 30 keeps 24..29 hidden
 SHOWN = N_SOURCE - CUT
@@ -67,13 +67,9 @@ def test_decord_is_refused_on_an_edit_list_that_hides_frames(cut_video):
 
 def test_the_decoder_chain_samples_the_whole_cut(cut_video):
     """What extract does: every sampled frame exists, by its ordinal, to the clip's last."""
-    decoder = ClipDecoder(DecodeConfig())
-    info = decoder.open(cut_video)
-    indices = sample_indices(info, decoder.cfg, 2.0, None)
-    frames = [f for chunk in decoder.chunks(cut_video, indices) for f in chunk.frames]
-    decoder.close()
-    assert indices == list(range(50, SHOWN, 5)) and ordinals(frames) == shown(indices)
-    assert not decoder.errors
+    indices, read, errors = chain_samples(cut_video)
+    assert indices == list(range(50, SHOWN, 5)) and read == shown(indices)
+    assert not errors
 
 
 def test_a_cut_vfr_video_is_timed_from_its_shown_frames(tmp_path):

@@ -8,9 +8,9 @@ import av
 import pytest
 
 from mfhq.config import DecodeConfig
-from mfhq.decode import ClipDecoder, DecordReader, PyAVReader, sample_indices
+from mfhq.decode import DecordReader, PyAVReader, sample_indices
 from mfhq.decode_containers import MP4, fragmented
-from grey_videos import ordinals, write_grey
+from grey_videos import chain_samples, ordinals, write_grey
 
 N = 120  # ten fragments of 12 frames (a keyframe every 12, a fragment at each)
 # movflags: (the header's frame count, the index entries FFmpeg holds at open)
@@ -61,12 +61,8 @@ def test_decord_counts_and_reads_a_fragmented_video(fragmented_video):
 
 def test_the_decoder_chain_samples_the_whole_fragmented_video(fragmented_video):
     """What extract does: the chain opens it, the sampling spans every fragment, frames by ordinal."""
-    decoder = ClipDecoder(DecodeConfig())
-    info = decoder.open(fragmented_video)
-    indices = sample_indices(info, decoder.cfg, 2.0, None)
-    frames = [f for chunk in decoder.chunks(fragmented_video, indices) for f in chunk.frames]
-    decoder.close()
-    assert indices == list(range(50, N, 5)) and ordinals(frames) == mod64(indices)
+    indices, read, _ = chain_samples(fragmented_video)
+    assert indices == list(range(50, N, 5)) and read == mod64(indices)
 
 
 # 25 fps for the first fragment, then 120 ms a frame (a capture that slowed): the first fragment's

@@ -38,3 +38,18 @@ def write_grey(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264"
 
 def ordinals(frames) -> list[int]:
     return [int(round(float(f.mean()) / 4)) for f in frames]
+
+
+def chain_samples(path, start_sec: float = 2.0) -> tuple[list[int], list[int], list[str]]:
+    """What extract does with a clip from `start_sec` to the end: the decoder chain opens it,
+    samples it at the default rate and reads the chunks. (sampled indices, the ordinals of the
+    frames read, the chain's errors and notes)."""
+    from mfhq.config import DecodeConfig
+    from mfhq.decode import ClipDecoder, sample_indices
+
+    decoder = ClipDecoder(DecodeConfig())
+    info = decoder.open(path)
+    indices = sample_indices(info, decoder.cfg, start_sec, None)
+    frames = [f for chunk in decoder.chunks(path, indices) for f in chunk.frames]
+    decoder.close()
+    return indices, ordinals(frames), list(decoder.errors)
