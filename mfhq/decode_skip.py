@@ -20,8 +20,11 @@ no frame, counting shifts every later frame by one and timestamps do not: the on
 could part, and there the timestamp is the true number). After a seek (a clip deep inside a long
 video) a full decode numbers its first frame by timestamp and counts on from there, so the check
 starts at the same keyframe and also asks that no packet comes before it (an open GOP's leading
-frames would be output first). Never with frame threading, where the setting could reach a
-packet late.
+frames would be output first). A packet an MP4 edit list discards (the hidden pre-roll of a cut
+made by stream copy, decode_containers.py) is decoded but never output, so it is not numbered
+and the check passes it by; a seek that lands on such a keyframe before frame 0 starts the check
+at frame 0, as a read from the start does. Never with frame threading, where the setting could
+reach a packet late.
 """
 from __future__ import annotations
 
@@ -75,6 +78,15 @@ class TimestampCheck:
     def _add(self, packet) -> None:
         exact = None if packet.pts is None else self.number(packet.pts)
         index = None if exact is None else round(exact)
+        if packet.is_discard:  # an edit list hides its frame: decoded, never output, so never numbered
+            if self.contiguous is None and packet.is_keyframe:  # a seek landed on it
+                # Before frame 0 (a cut's pre-roll), every shown frame comes after it: checked as from frame 0.
+                # Elsewhere (an edit list with several edits) where the shown frames resume is not known.
+                if index is not None and index < 0:
+                    self.contiguous = 0
+                else:
+                    self.failed = True
+            return
         if self.contiguous is None and index is not None and packet.is_keyframe:  # the first after a seek
             self.contiguous = index
         whole = index is not None and abs(exact - index) <= 0.01

@@ -7,6 +7,7 @@ from __future__ import annotations
 import av
 import pytest
 
+import mfhq.decode
 from mfhq.config import DecodeConfig
 from mfhq.decode import DecodeError, DecordReader, PyAVReader, sample_indices
 from grey_videos import chain_samples, ordinals, write_grey
@@ -16,9 +17,9 @@ SHOWN = N_SOURCE - CUT
 WANTED = [60, 70, 80, SHOWN - 1]  # past PyAVReader.SEEK_GAP: read after a seek
 
 
-def cut_by_stream_copy(source, path):
-    """What `ffmpeg -ss T -c copy` writes: the packets from the keyframe before frame CUT on,
-    timestamps shifted so that frame CUT starts at 0; the mov muxer turns the negative start into
+def cut_by_stream_copy(source, path, keyframe: int = KEYFRAME, cut: int = CUT):
+    """What `ffmpeg -ss T -c copy` writes: the packets from the keyframe before frame `cut` on (`keyframe`),
+    timestamps shifted so that frame `cut` starts at 0; the mov muxer turns the negative start into
     an edit list whose media time skips the pre-roll."""
     with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
         stream = src.streams.video[0]
@@ -26,8 +27,8 @@ def cut_by_stream_copy(source, path):
         times = sorted(p.pts for p in src.demux(stream) if p.size)
         src.seek(0, stream=stream)
         for packet in src.demux(stream):
-            if packet.size and packet.pts >= times[KEYFRAME]:
-                packet.pts, packet.dts = packet.pts - times[CUT], packet.dts - times[CUT]
+            if packet.size and packet.pts >= times[keyframe]:
+                packet.pts, packet.dts = packet.pts - times[cut], packet.dts - times[cut]
                 packet.stream = copy
                 out.mux(packet)
     return path
@@ -82,3 +83,40 @@ def test_a_cut_vfr_video_is_timed_from_its_shown_frames(tmp_path):
     assert list(info.times[[0, 9, 10, 89]]) == pytest.approx([(vfr[CUT + i] - vfr[CUT]) / 1000 for i in (0, 9, 10, 89)])
     assert ordinals(reader.read(WANTED)) == shown(WANTED)
     reader.close()
+
+
+def _read_sampled(path, chunks, monkeypatch, skipping: bool = True) -> tuple[list[int], int]:
+    """The ordinals of the frames read, chunk by chunk, and how many frames decoding output."""
+    with monkeypatch.context() as patch:
+        if not skipping:  # every frame decoded: what reading the cut cost before skipping saw past its pre-roll
+            patch.setattr(mfhq.decode, "can_skip", lambda stream: False)
+        reader = PyAVReader()
+        reader.open(path)
+        read = [o for chunk in chunks for o in ordinals(reader.read(chunk))]
+        reader.close()
+    return read, reader.n_decoded
+
+
+SAMPLED = list(range(0, SHOWN, 5))  # 5 fps of 25
+CHUNKS = [SAMPLED[i:i + 4] for i in range(0, len(SAMPLED), 4)]
+
+
+def test_the_hidden_pre_roll_does_not_end_skipping(cut_video, monkeypatch):
+    """Its packets are numbered before frame 0 and never output: the timestamp check passes them by,
+    so the frames no read asks for are not decoded, and each frame read is the one asked for."""
+    read, n_skipping = _read_sampled(cut_video, CHUNKS, monkeypatch)
+    _, n_full = _read_sampled(cut_video, CHUNKS, monkeypatch, skipping=False)
+    assert read == shown(SAMPLED)
+    assert n_full == SAMPLED[-1] + 1 and n_skipping < n_full * 0.8
+
+
+def test_a_seek_into_the_hidden_pre_roll_still_skips(tmp_path, monkeypatch):
+    """One GOP from source frame 0 to the level's wrap at 64 (a scene cut), cut at 10: the clip at
+    frame 50 seeks to the hidden keyframe 10 frames before frame 0, and is checked as read from frame 0."""
+    source = write_grey(tmp_path / "source.mp4", [i * 40 for i in range(N_SOURCE)], gop=250)
+    path = cut_by_stream_copy(source, tmp_path / "cut.mp4", keyframe=0, cut=10)
+    late = [[50, 55, 60, 65], [70, 75, 80, 85]]
+    read, n_skipping = _read_sampled(path, late, monkeypatch)
+    _, n_full = _read_sampled(path, late, monkeypatch, skipping=False)
+    assert read == [(10 + i) % 64 for chunk in late for i in chunk]
+    assert n_skipping < n_full

@@ -12,8 +12,8 @@ LOSSY_AT_DEFAULTS = ("mpeg4", "mpeg2video", "mjpeg")  # no crf option; their def
 
 
 def write_grey(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264", rate=25,
-               time_base: Fraction = Fraction(1, 1000), options: dict | None = None):
-    """64x64 video (H.264 with B-frames and a keyframe every 12, or the codec named) whose frame
+               time_base: Fraction = Fraction(1, 1000), options: dict | None = None, gop: int = 12):
+    """64x64 video (H.264 with B-frames and a keyframe every `gop`, or the codec named, every 12) whose frame
     i is a flat grey of level 4 (i mod 64), shown at pts_ms[i]. time_base: the frames' (a whole number of
     its ticks per frame: 1/25 for containers that count frames, like AVI). options: the muxer's
     (movflags for a fragmented MP4)."""
@@ -27,7 +27,7 @@ def write_grey(path, pts_ms: list[int], fmt: str = "mp4", codec: str = "libx264"
         elif codec in LOSSY_AT_DEFAULTS:  # a bit rate high enough that each grey level survives
             stream.options, stream.bit_rate = {"g": "12"}, 20_000_000
         else:
-            stream.options = {"g": "12", "crf": "10"}
+            stream.options = {"g": str(gop), "crf": "10"}
         for i, pts in enumerate(pts_ms):
             frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 4 * (i % 64), np.uint8), format="rgb24")
             frame.pts, frame.time_base = round(pts / 1000 / time_base), time_base
