@@ -2,7 +2,8 @@
 
 Like `mfhq extract`, a second identical command continues the run from its newest intact
 checkpoint (and a finished run says so and trains nothing); the same command with other options
-is refused with each option that differs and both values (an explicit `--resume` continues
+is refused with each option that differs and both values, named by the flag or preset choice
+that sets it (`omniid.preset_flags`) (an explicit `--resume` continues
 anyway: a lower lr after a non-finite loss is a deliberate change; it warns naming each option and
 fact that differs, `explicit_resume`, and the engine records them in state.json and
 log.jsonl as `continued_with_differences`); `--restart` starts over explicitly,
@@ -167,9 +168,10 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
         return None
     if restart:
         return None
+    run_preset = _read_preset(saved)  # an unreadable one is refused before any checkpoint is looked at
     _, recorded = _resumed(out, "auto", rank, world)
     representations = recorded.get("representation"), facts.get("representation")
-    diffs = differences(_read_preset(saved), preset_dict, representations) + _fact_differences(out, facts, recorded)
+    diffs = differences(run_preset, preset_dict, representations) + _fact_differences(out, facts, recorded)
     if diffs:
         raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
@@ -186,13 +188,13 @@ def explicit_resume(out: Path, preset, facts: dict, resume: str, rank: int = 0,
     folder, recorded = _resumed(Path(out), resume, rank, world)
     if folder is None or not recorded:
         return preset, []
-    diffs, saved = [], {}
+    diffs, saved = [], None
     try:
         saved = _read_preset(run_of(folder) / PRESET_FILE)
     except RunMismatch:  # missing or unreadable: the engine writes this command's
         diffs.append(f"{run_of(folder) / PRESET_FILE} cannot be read, so the run's options are not compared")
-    changed = _changed(saved, preset.to_dict()) if saved else []
-    name = _Namer(saved, preset.to_dict(), (recorded.get("representation"), facts.get("representation")))
+    changed = _changed(saved, preset.to_dict()) if saved is not None else []
+    name = _Namer(saved or {}, preset.to_dict(), (recorded.get("representation"), facts.get("representation")))
     for key, theirs, mine in changed:
         kept = f"; not applied: the checkpoint's {OPTIMIZER_STATE[key]} are restored" if key in OPTIMIZER_STATE else ""
         diffs.append(name(key, theirs, mine, kept))
