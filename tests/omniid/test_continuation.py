@@ -54,14 +54,26 @@ def test_other_options_on_the_same_out_are_refused_naming_each(sample_manifest, 
     assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
     before = (out / "log.jsonl").read_text()
     assert main(args(sample_manifest, out, "--lr", "0.002", "--mask-ratio", "0.85")) == 2
-    assert (f"{out} holds a run made with other options: model.mask_ratio 0.95 (this command: 0.85); "
-            f"optim.lr 0.001 (this command: 0.002). Run the same options and inputs (manifests, --init-from, frozen "
+    assert (f"{out} holds a run made with other options: --mask-ratio (model.mask_ratio) 0.95 (this "
+            f"command: 0.85); --lr (optim.lr) 0.001 (this command: 0.002). Run the same options and inputs (manifests, --init-from, frozen "
             f"weights, number of processes) to continue it, --restart to start it over, or give another --out"
             ) in caplog.text
     assert (out / "log.jsonl").read_text() == before
     # options that do not change what is trained may differ (evaluations too: no convergence rule here)
     assert main(args(sample_manifest, out, "--log-every", "2", "--keep-checkpoints", "5", "--eval-every", "50")) == 0
     assert logged_steps(out)[-1] == 4
+
+
+def test_a_refusal_names_the_flag_or_the_preset_choice_that_set_each_option(sample_manifest, tmp_path, caplog):
+    """The user typed --steps and --stage, not optim.total_steps or data.num_targets."""
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
+    assert main(args(sample_manifest, out, "--steps", "6")) == 2
+    assert "other options: --steps (optim.total_steps) 4 (this command: 6). Run" in caplog.text
+    caplog.clear()
+    assert main(args(sample_manifest, out, "--stage", "flow")) == 2  # the choice first, then what it set
+    assert ("other options: --stage mtd (this command: flow); data.batch_size 2 (this command: 1, set by --stage "
+            "flow); data.num_targets 8 (this command: 4, set by --stage flow). Run") in caplog.text
 
 
 def test_restart_starts_over_unless_another_run_started_from_a_checkpoint(sample_manifest, tmp_path, caplog):
@@ -174,7 +186,7 @@ def test_evaluations_must_match_while_the_convergence_rule_counts_them(sample_ma
     assert main(args(sample_manifest, out, *flow, "--eval-every", "1", "--steps", "2", "--save-every", "1",
                      "--stop-after", "1")) == 0
     assert main(args(sample_manifest, out, *flow, "--eval-every", "2", "--steps", "2", "--save-every", "1")) == 2
-    assert "eval_every 1 (this command: 2)" in caplog.text
+    assert "--eval-every (eval_every) 1 (this command: 2)" in caplog.text
 
 
 def test_an_unreadable_preset_json_is_one_line_and_resume_auto_writes_it_again(sample_manifest, tmp_path, caplog):
@@ -213,10 +225,10 @@ def test_an_explicit_resume_continues_with_other_data_saying_what_differs_and_re
                          "0.5", "--resume", "auto")) == 0
     warning = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("--resume auto continues"))
     assert (f"--manifest {str(train.resolve())!r} (this command: {str(test.resolve())!r})" in warning
-            and "optim.lr 0.001 (this command: 0.0005)" in warning
+            and "--lr (optim.lr) 0.001 (this command: 0.0005)" in warning
             and "recorded in state.json and log.jsonl" in warning)
     # the optimizer state restores the checkpoint's param groups: the old scale trains, and says so
-    assert ("optim.representation_lr_scale 1.0 (this command: 0.5; not applied: the checkpoint's param groups "
+    assert ("--representation-lr-scale (optim.representation_lr_scale) 1.0 (this command: 0.5; not applied: the checkpoint's param groups "
             "(their lr scale) are restored)") in warning
     assert json.loads((out / "preset.json").read_text())["optim"]["representation_lr_scale"] == 1.0
     assert logged_steps(out) == [1, 2, 3, 4]

@@ -247,8 +247,9 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         paper_run = shutil.copytree(flow_run, tmp_path / "paper-run")  # a step folder is read beside its run's preset.json
         paper = paper_run / "checkpoints" / (flow_run / "checkpoints" / "latest").read_text().strip()
         state = json.loads((paper / "state.json").read_text())
-        (paper / "state.json").write_text(json.dumps({**state, "preset": "paper"}))
-        (paper_run / "preset.json").write_text(json.dumps(get_preset("paper", stage="flow").to_dict()))
+        paper_preset = get_preset("paper", stage="flow").to_dict()
+        (paper / "state.json").write_text(json.dumps({**state, "preset": "paper", "flow": paper_preset["flow"]}))
+        (paper_run / "preset.json").write_text(json.dumps(paper_preset))
         assert generate_main(["--checkpoint", str(paper), "--images", *images, "--out", str(tmp_path / "o")]) == 2
         assert "FLUX.1-dev" in caplog.text and "--flux-path" in caplog.text
 

@@ -72,3 +72,19 @@ def test_every_entry_point_has_version_verbosity_and_an_80_column_help(module, f
     text = capsys.readouterr().out
     assert max(map(len, text.splitlines())) <= 80, text
     assert "(default: None)" not in text and "-q, --quiet" in text and "<" not in text.split("options:")[0]
+
+
+def test_every_flag_of_the_preset_table_is_an_option_that_sets_its_field():
+    """`omniid.preset_flags` both builds the preset and names flags in a refusal: each must be real."""
+    from omniid.preset_flags import PRESET_FLAGS, flag_of
+    from omniid.train_args import parse_args, preset_from_args
+
+    base = preset_from_args(parse_args(["--manifest", "m", "--preset", "paper"])).to_dict()
+    for field, flag, _ in PRESET_FLAGS:
+        value = {"data.num_inputs": ["8-8"], "data.num_targets": ["3-1"], "optim.optimizer": ["adamw_8bit"],
+                 "flow.timesteps": ["logit_normal"], "flow.latents": ["mean"], "optim.bf16": [],
+                 "optim.grad_checkpointing": [], "model.mask_ratio": ["0.5"]}.get(field, ["2"])
+        preset = preset_from_args(parse_args(["--manifest", "m", "--preset", "paper", flag, *value])).to_dict()
+        section, _, leaf = field.rpartition(".")
+        assert (preset[section] if section else preset)[leaf] != (base[section] if section else base)[leaf], flag
+        assert flag_of(field) == flag

@@ -46,7 +46,7 @@ def flux_run(manifest: Path, tmp_path: Path, monkeypatch) -> tuple[Path, Path, d
     preset["flow"].update(transformer=None, vae=None)
     (out / "preset.json").write_text(json.dumps(preset))
     saved = pointed(out / "checkpoints") / "state.json"
-    recorded = {**json.loads(saved.read_text()), "preset": name,
+    recorded = {**json.loads(saved.read_text()), "preset": name, "flow": preset["flow"],  # as trained on it
                 **flux_identity(FlowConfig(**preset["flow"]), trained)}
     saved.write_text(json.dumps(recorded))
     return out, trained, recorded

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omniid.checkpoint import OPTIMIZER_FILE, RNG_FILE, STATE_FILE, CheckpointError, damage
+from omniid.checkpoint import OPTIMIZER_FILE, PRESET_FILE, RNG_FILE, STATE_FILE, CheckpointError, damage, run_of
 
 GENERATION_SKIPS = frozenset({OPTIMIZER_FILE, RNG_FILE})  # in a step folder, read by training alone
 
@@ -51,3 +51,27 @@ def check_if_training_checkpoint(folder: Path) -> None:
     folder = Path(folder)
     if any((folder / name).is_file() for name in (STATE_FILE, OPTIMIZER_FILE, RNG_FILE)):
         check_intact(folder)
+
+
+# state.json's record of the flow settings a flow or adapter step trained with (`omniid.saving`);
+# flux_path is where FLUX lay on that machine (its weights are checked by sha256), not a setting
+FLOW_RECORD = "flow"
+NOT_SETTINGS = ("flux_path",)
+
+
+def recorded_flow(folder: Path, state: dict, run_flow: dict) -> dict:
+    """The flow settings (guidance, prompt, FLUX's config and dtype) a step trained with: its
+    run's preset.json's `run_flow` once the step's own record in state.json agrees, so a step
+    folder moved into another run of the same preset is refused, naming both values, rather than
+    generating with that run's settings. A step saved before the record: `run_flow` as given."""
+    own = state.get(FLOW_RECORD)
+    if not isinstance(own, dict):
+        return run_flow
+    diffs = [f"flow.{key} {own.get(key)!r} (its run's preset.json: {run_flow.get(key)!r})"
+             for key in sorted(set(own) | set(run_flow)) if key not in NOT_SETTINGS and own.get(key) != run_flow.get(key)]
+    if diffs:
+        raise CheckpointError(f"{folder} was trained with other flow settings than its run's preset.json "
+                              f"({run_of(folder) / PRESET_FILE}) gives: {'; '.join(diffs)}; the step folder is not "
+                              "in the run folder that trained it (give it where omniid-train wrote it), or the run "
+                              "was continued with other flow settings since (--resume)")
+    return run_flow  # the same settings as the step's own record

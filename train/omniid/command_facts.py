@@ -20,7 +20,7 @@ from omniid.errors import CheckpointError, CheckpointNotFound, check_weights
 log = logging.getLogger(__name__)
 
 # the facts compared besides the preset, as the refusal names them
-FACTS = {"representation": "representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
+FACTS = {"representation": "--representation", "manifest": "--manifest", "manifest_sha256": "--manifest's sha256",
          "test_manifest": "--test-manifest", "test_manifest_sha256": "--test-manifest's sha256",
          "init_from": "--init-from", "world": "number of processes",
          "clip_weights_sha256": "frozen CLIP weights (--clip-weights)", "flux_sha256": "FLUX folder (--flux-path)",

@@ -2,7 +2,8 @@
 
 Like `mfhq extract`, a second identical command continues the run from its newest intact
 checkpoint (and a finished run says so and trains nothing); the same command with other options
-is refused with each option that differs and both values (an explicit `--resume` continues
+is refused with each option that differs and both values, named by the flag or preset choice
+that sets it (`omniid.preset_flags`) (an explicit `--resume` continues
 anyway: a lower lr after a non-finite loss is a deliberate change; it warns naming each option and
 fact that differs, `explicit_resume`, and the engine records them in state.json and
 log.jsonl as `continued_with_differences`); `--restart` starts over explicitly,
@@ -24,7 +25,9 @@ from pathlib import Path
 
 from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, read_state, run_of
 from omniid.command_facts import FACTS, FROZEN, recorded_differences, unrecorded_weights
+from omniid.config import get_preset
 from omniid.errors import RunMismatch
+from omniid.preset_flags import CHOICE_FLAGS, flag_of
 from omniid.recovery import resume_from
 from omniid.retention import users_of
 
@@ -55,18 +58,60 @@ def _flat(values: dict, prefix: str = "") -> dict:
 
 
 def _changed(saved: dict, ours: dict) -> list[tuple[str, object, object]]:
-    """(option, saved value, this command's) for every option that differs and matters."""
-    theirs, mine = _flat(saved), _flat(json.loads(json.dumps(ours)))  # as preset.json holds it: tuples as lists
+    """(option, saved value, this command's) for every option that differs and matters: the
+    preset's choice (--preset, --stage) first, then the fields in order."""
+    theirs, mine = _flat(saved), _flat(_as_saved(ours))
     may_differ = MAY_DIFFER
     if theirs.get("convergence.patience") or mine.get("convergence.patience"):
         may_differ = MAY_DIFFER - CONVERGENCE_CLOCK
-    return [(key, theirs.get(key), mine.get(key)) for key in sorted(set(theirs) | set(mine))
+    keys = sorted(set(theirs) | set(mine), key=lambda key: (key not in CHOICE_FLAGS, key))
+    return [(key, theirs.get(key), mine.get(key)) for key in keys
             if key not in may_differ and theirs.get(key) != mine.get(key)]
 
 
-def differences(saved: dict, ours: dict) -> list[str]:
-    """'name: saved value (this command: ours)' for every option that differs and matters."""
-    return [f"{key} {theirs!r} (this command: {mine!r})" for key, theirs, mine in _changed(saved, ours)]
+def _as_saved(preset: dict) -> dict:
+    return json.loads(json.dumps(preset))  # as preset.json holds it: tuples as lists
+
+
+def _chosen(preset: dict, representation: str | None) -> dict | None:
+    """The flat preset that `preset`'s choice (name, stage, representation) gives before any flag;
+    None for one this version cannot build (a preset since renamed)."""
+    try:
+        return _flat(_as_saved(get_preset(preset.get("name"), preset.get("stage", "mtd"),
+                                          representation or "omniid").to_dict()))
+    except (KeyError, TypeError):
+        return None
+
+
+class _Namer:
+    """Names each differing option after what set it: its flag (`omniid.preset_flags`) when either
+    value is not what its run's choice of --preset, --stage and --representation gives, else that
+    choice ('set by --stage flow'). representations: the run's (None: unrecorded, taken as this
+    command's) and this command's."""
+
+    def __init__(self, saved: dict, ours: dict, representations: tuple[str | None, str | None] = (None, None)):
+        ran, mine = representations[0] or representations[1], representations[1]
+        self.defaults = _chosen(saved, ran), _chosen(_as_saved(ours), mine)
+        choices = [(flag, saved.get(key), ours.get(key)) for key, flag in CHOICE_FLAGS.items()]
+        choices.append(("--representation", ran, mine))
+        self.choice = " and ".join(f"{flag} {new}" for flag, old, new in choices if old != new)
+
+    def __call__(self, key: str, theirs, mine, note: str = "") -> str:
+        if key in CHOICE_FLAGS:
+            return f"{CHOICE_FLAGS[key]} {theirs} (this command: {mine}{note})"
+        flag = flag_of(key)
+        by_flag = any(default is None or default.get(key) != value
+                      for default, value in zip(self.defaults, (theirs, mine)))
+        if self.choice and not by_flag:
+            return f"{key} {theirs!r} (this command: {mine!r}, set by {self.choice}{note})"
+        return f"{f'{flag} ({key})' if flag else key} {theirs!r} (this command: {mine!r}{note})"
+
+
+def differences(saved: dict, ours: dict, representations: tuple[str | None, str | None] = (None, None)) -> list[str]:
+    """'option: saved value (this command: ours)' for every option that differs and matters, each
+    named after the flag or preset choice that sets it (`_Namer`)."""
+    name = _Namer(saved, ours, representations)
+    return [name(key, theirs, mine) for key, theirs, mine in _changed(saved, ours)]
 
 
 def _resumed(out: Path, resume: str, rank: int, world: int) -> tuple[Path | None, dict]:
@@ -78,8 +123,7 @@ def _resumed(out: Path, resume: str, rank: int, world: int) -> tuple[Path | None
     return (folder, read_state(folder)) if folder is not None else (None, {})
 
 
-def _fact_differences(out: Path, facts: dict, rank: int, world: int) -> list[str]:
-    _, recorded = _resumed(out, "auto", rank, world)
+def _fact_differences(out: Path, facts: dict, recorded: dict) -> list[str]:
     if not recorded:  # no checkpoint yet: nothing to continue, the run starts at step 0
         return []
     if "manifest" in facts and "manifest" not in recorded:
@@ -124,7 +168,10 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
         return None
     if restart:
         return None
-    diffs = differences(_read_preset(saved), preset_dict) + _fact_differences(out, facts, rank, world)
+    run_preset = _read_preset(saved)  # an unreadable one is refused before any checkpoint is looked at
+    _, recorded = _resumed(out, "auto", rank, world)
+    representations = recorded.get("representation"), facts.get("representation")
+    diffs = differences(run_preset, preset_dict, representations) + _fact_differences(out, facts, recorded)
     if diffs:
         raise RunMismatch(f"{out} holds a run made with other options: {'; '.join(diffs)}. {HOW}")
     return "auto"
@@ -141,15 +188,16 @@ def explicit_resume(out: Path, preset, facts: dict, resume: str, rank: int = 0,
     folder, recorded = _resumed(Path(out), resume, rank, world)
     if folder is None or not recorded:
         return preset, []
-    diffs = []
+    diffs, saved = [], None
     try:
-        changed = _changed(_read_preset(run_of(folder) / PRESET_FILE), preset.to_dict())
+        saved = _read_preset(run_of(folder) / PRESET_FILE)
     except RunMismatch:  # missing or unreadable: the engine writes this command's
         diffs.append(f"{run_of(folder) / PRESET_FILE} cannot be read, so the run's options are not compared")
-        changed = []
+    changed = _changed(saved, preset.to_dict()) if saved is not None else []
+    name = _Namer(saved or {}, preset.to_dict(), (recorded.get("representation"), facts.get("representation")))
     for key, theirs, mine in changed:
         kept = f"; not applied: the checkpoint's {OPTIMIZER_STATE[key]} are restored" if key in OPTIMIZER_STATE else ""
-        diffs.append(f"{key} {theirs!r} (this command: {mine!r}{kept})")
+        diffs.append(name(key, theirs, mine, kept))
     kept = {key.removeprefix("optim."): tuple(old) if isinstance(old, list) else old
             for key, old, _ in changed if key in OPTIMIZER_STATE}
     unrecorded = [key for key, value in facts.items()

@@ -30,7 +30,7 @@ from PIL import Image
 from omniid.adapter import ADAPTER_CONFIG, ADAPTER_FILE
 from omniid.checkpoint import (PRESET_FILE, CheckpointError, read_run_preset, read_state, recorded_prompt_cache,
                                require_files, resolve_checkpoint, run_of)
-from omniid.checkpoint_trust import GENERATION_SKIPS, check_intact
+from omniid.checkpoint_trust import GENERATION_SKIPS, check_intact, recorded_flow
 from omniid.encoder import quiet_random_init
 from omniid.face_inputs import InputAligner, default_pipeline, identity_batch, training_autocast
 from omniid.flux.latents import vae_scale_factor
@@ -235,5 +235,6 @@ def _run_overrides(folder: Path, state: dict) -> dict:
     if state["preset"] not in PRESETS:
         raise CheckpointError(f"{folder}: trained with preset {state['preset']!r}, which this omniid does not have "
                               f"(it has {', '.join(sorted(PRESETS))})")
+    flow = recorded_flow(folder, state, preset.get("flow", {}))
     return {"seed": preset.get("seed"), "optim.bf16": preset.get("optim", {}).get("bf16"),
-            **{f"flow.{k}": v for k, v in preset.get("flow", {}).items()}}
+            **{f"flow.{k}": v for k, v in flow.items()}}

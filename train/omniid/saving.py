@@ -6,11 +6,13 @@ checkpoint in place.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import torch
 
 from omniid.checkpoint import CHECKPOINTS, capture_rng, save_checkpoint, step_name, weight_checksum
+from omniid.checkpoint_trust import FLOW_RECORD
 from omniid.distributed import barrier, gather
 from omniid.errors import NonFiniteLoss
 from omniid.retention import prune, refuse_overwrite
@@ -33,8 +35,11 @@ def save_step(run, model, optimizer, step: int, samples: int, record: dict) -> N
             log.warning("ranks hold different weights at step %d: %s", step, checksums)
         root = run.out / CHECKPOINTS
         refuse_overwrite(root, step_name(step))
+        # a flow or adapter step records the flow settings it trained with: generation checks them
+        # against its run's preset.json (`omniid.checkpoint_trust.recorded_flow`)
+        flow = {FLOW_RECORD: dataclasses.asdict(run.preset.flow)} if record.get("stage", "mtd") != "mtd" else {}
         path = save_checkpoint(run.out, model, optimizer, step, {"samples": samples, "world": run.world,
-                                                                 "preset": run.preset.name,
+                                                                 "preset": run.preset.name, **flow,
                                                                  "weight_checksums": checksums, **record}, rngs)
         log.info("saved %s", path)
         removed = prune(root, run.preset.keep_checkpoints, run.preset.milestone_every)

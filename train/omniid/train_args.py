@@ -6,6 +6,7 @@ import argparse
 from omniid import __version__
 from omniid.cli_format import parser
 from omniid.config import DEFAULT_PRESET, FEW_TO_MANY, PRESETS, REPRESENTATION_NAMES, STAGES, get_preset
+from omniid.preset_flags import preset_overrides
 
 WEIGHTS_HELP = """\
 weights each preset needs (nothing is ever downloaded):
@@ -127,23 +128,5 @@ def _swap_args(p: argparse.ArgumentParser) -> None:
 
 
 def preset_from_args(args: argparse.Namespace):
-    inputs, targets = FEW_TO_MANY[args.few_to_many] if args.few_to_many else (None, None)
-    return get_preset(
-        args.preset, stage=args.stage, representation=args.representation,
-        **{
-            "optim.total_steps": args.steps, "optim.grad_accum": args.grad_accum, "optim.lr": args.lr,
-            "optim.warmup_steps": args.warmup_steps, "optim.optimizer": args.optimizer,
-            "optim.bf16": False if args.no_bf16 else None,
-            "optim.grad_checkpointing": False if args.no_grad_checkpointing else None,
-            "data.num_inputs": inputs, "data.num_targets": targets, "data.num_inputs_min": args.num_inputs_min,
-            "data.batch_size": args.batch_size, "data.workers": args.workers,
-            "model.mask_ratio": args.mask_ratio,
-            "flow.flux_path": args.flux_path, "flow.timesteps": args.timesteps, "flow.guidance": args.guidance,
-            "data.holdout_faces": args.holdout_faces, "optim.representation_lr_scale": args.representation_lr_scale,
-            "flow.latents": args.latents, "swap_warmup_steps": args.swap_warmup_steps,
-            "swap_min_gap": args.swap_min_gap, "keep_checkpoints": args.keep_checkpoints,
-            "milestone_every": args.milestone_every,
-            "seed": args.seed, "log_every": args.log_every, "eval_every": args.eval_every,
-            "save_every": args.save_every, "convergence.patience": args.patience,
-        },
-    )
+    """The preset the flags choose, each field a flag gives overridden (`omniid.preset_flags`)."""
+    return get_preset(args.preset, stage=args.stage, representation=args.representation, **preset_overrides(args))

@@ -19,7 +19,7 @@ import torch
 from omniid.adapter import OmniIDAdapter
 from omniid.checkpoint import (PRESET_FILE, PROMPT_EMBEDS_FILE, CheckpointNotFound, read_run_preset, read_state,
                                recorded_prompt_cache, resolve_checkpoint, run_of)
-from omniid.checkpoint_trust import check_intact
+from omniid.checkpoint_trust import check_intact, recorded_flow
 from omniid.config import FlowConfig
 from omniid.command_facts import check_frozen_weights
 from omniid.flux.loading import FluxParts, flux_identity, load_flux
@@ -60,7 +60,8 @@ def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
     preset = read_run_preset(folder)
     if preset is None:
         raise CheckpointNotFound(f"{folder}: not inside a run folder (no {run_of(folder) / PRESET_FILE})")
-    flow, state = FlowConfig(**preset["flow"]), read_state(folder)
+    state = read_state(folder)
+    flow = FlowConfig(**recorded_flow(folder, state, preset["flow"]))  # a moved step folder is refused
     # the FLUX the run trained with, or a refusal naming both (a warning for a checkpoint older than the record)
     check_frozen_weights(folder, state, flux_identity(flow, flux_path))
     cache = recorded_prompt_cache(folder, state) or run_of(folder) / PROMPT_EMBEDS_FILE
