@@ -9,10 +9,12 @@ loads its encoder, adapter and FLUX from one checkpoint reads each file's bytes 
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from omniid.checkpoint import OPTIMIZER_FILE, PRESET_FILE, RNG_FILE, STATE_FILE, CheckpointError, damage, run_of
 
+log = logging.getLogger(__name__)
 GENERATION_SKIPS = frozenset({OPTIMIZER_FILE, RNG_FILE})  # in a step folder, read by training alone
 
 # step folders found intact in this process, by their files' (name, size, mtime): the CLI and the
@@ -60,18 +62,18 @@ NOT_SETTINGS = ("flux_path",)
 
 
 def recorded_flow(folder: Path, state: dict, run_flow: dict) -> dict:
-    """The flow settings (guidance, prompt, FLUX's config and dtype) a step trained with: its
-    run's preset.json's `run_flow` once the step's own record in state.json agrees, so a step
-    folder moved into another run of the same preset is refused, naming both values, rather than
-    generating with that run's settings. A step saved before the record: `run_flow` as given."""
+    """The flow settings (guidance, prompt, FLUX's config and dtype) a step trained with: its own
+    record in state.json where it has one, else its run's preset.json's `run_flow` (a step saved
+    before the record). The two differ for a step folder moved into another run of its preset,
+    and for an older step of a run continued since with other flow settings (`--resume`): the
+    step's record is what it trained with, so it wins, and the difference is logged naming both.
+    Where the weights are (`flux_path`) is the run's: they are checked by their hashes."""
     own = state.get(FLOW_RECORD)
     if not isinstance(own, dict):
         return run_flow
     diffs = [f"flow.{key} {own.get(key)!r} (its run's preset.json: {run_flow.get(key)!r})"
              for key in sorted(set(own) | set(run_flow)) if key not in NOT_SETTINGS and own.get(key) != run_flow.get(key)]
     if diffs:
-        raise CheckpointError(f"{folder} was trained with other flow settings than its run's preset.json "
-                              f"({run_of(folder) / PRESET_FILE}) gives: {'; '.join(diffs)}; the step folder is not "
-                              "in the run folder that trained it (give it where omniid-train wrote it), or the run "
-                              "was continued with other flow settings since (--resume)")
-    return run_flow  # the same settings as the step's own record
+        log.warning("%s trained with other flow settings than its run's preset.json (%s) gives: %s; using the "
+                    "step's own (its state.json)", folder, run_of(folder) / PRESET_FILE, "; ".join(diffs))
+    return {**run_flow, **{key: value for key, value in own.items() if key not in NOT_SETTINGS}}

@@ -35,8 +35,8 @@ def save_step(run, model, optimizer, step: int, samples: int, record: dict) -> N
             log.warning("ranks hold different weights at step %d: %s", step, checksums)
         root = run.out / CHECKPOINTS
         refuse_overwrite(root, step_name(step))
-        # a flow or adapter step records the flow settings it trained with: generation checks them
-        # against its run's preset.json (`omniid.checkpoint_trust.recorded_flow`)
+        # a flow or adapter step records the flow settings it trained with: generation uses them,
+        # whatever its run's preset.json says later (`omniid.checkpoint_trust.recorded_flow`)
         flow = {FLOW_RECORD: dataclasses.asdict(run.preset.flow)} if record.get("stage", "mtd") != "mtd" else {}
         path = save_checkpoint(run.out, model, optimizer, step, {"samples": samples, "world": run.world,
                                                                  "preset": run.preset.name, **flow,

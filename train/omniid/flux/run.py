@@ -61,7 +61,7 @@ def load_flow_run(path: str | Path, device="cpu", flux_path=None) -> FlowRun:
     if preset is None:
         raise CheckpointNotFound(f"{folder}: not inside a run folder (no {run_of(folder) / PRESET_FILE})")
     state = read_state(folder)
-    flow = FlowConfig(**recorded_flow(folder, state, preset["flow"]))  # a moved step folder is refused
+    flow = FlowConfig(**recorded_flow(folder, state, preset["flow"]))  # the step's own record first
     # the FLUX the run trained with, or a refusal naming both (a warning for a checkpoint older than the record)
     check_frozen_weights(folder, state, flux_identity(flow, flux_path))
     cache = recorded_prompt_cache(folder, state) or run_of(folder) / PROMPT_EMBEDS_FILE
