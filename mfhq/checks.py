@@ -6,16 +6,11 @@ refused here, in one line naming the option, the value and what to do.
 """
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
-from mfhq.errors import MfhqError
+from mfhq.manifest.io import OutputError
 from mfhq.models.runtime import DeviceError, is_cuda
-
-
-class OutputError(MfhqError, ValueError):
-    """The output location cannot hold a run folder."""
 
 
 def cuda_devices() -> int | None:
@@ -49,23 +44,6 @@ def check_device(device: str, origin: str = "--device") -> None:
     if index >= count:
         raise DeviceError(f"{origin} {device!r}: this machine has {count} CUDA device(s), "
                           f"numbered 0..{count - 1}")
-
-
-def check_output_dir(out: Path, option: str = "--out") -> None:
-    """Refuse an output folder that is a file, lies under a file, or cannot be written."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"{option} {out}: is a file, not a folder; give a folder for the run")
-    ancestor = out
-    while not ancestor.exists():
-        if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
-            raise OutputError(f"{option} {out}: {ancestor} is a broken symbolic link")
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise OutputError(f"{option} {out}: {ancestor} is a file, so no folder can be made under it")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        what = "the run folder" if ancestor == out else f"{ancestor}, where it would be made,"
-        raise OutputError(f"{option} {out}: {what} is not writable by this user")
 
 
 # What `mfhq extract` itself puts in a run folder (before run.json exists, a lock and done/ may).

@@ -82,7 +82,8 @@ def extract(
                                         "these, e.g. missing,crashed,timeout,error"),
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
-    from mfhq.checks import check_output_dir, check_run_folder
+    from mfhq.checks import check_run_folder
+    from mfhq.manifest.io import check_output_dir
     from mfhq.extract import Interrupted, extract as run_extract
     from mfhq.run_summary import extract_lines
 

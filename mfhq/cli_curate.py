@@ -27,7 +27,7 @@ def cluster_sample(
     force: bool = flag("--force", help="Replace a manifest built from other runs or another curate config"),
 ) -> None:
     """Per identity: pose over-clustering, 8 faces; identity merge; train/test split; manifests."""
-    from mfhq.checks import check_output_dir
+    from mfhq.manifest.io import check_output_dir
     from mfhq.curate import cluster_sample as run_cluster_sample
     from mfhq.run_summary import split_lines
 
@@ -71,7 +71,7 @@ def stats(
 ) -> None:
     """The runs' state first, then counts, rejections, pose and quality coverage, throughput:
     DuckDB views, plots, HTML."""
-    from mfhq.checks import check_output_dir
+    from mfhq.manifest.io import check_output_dir
     from mfhq.stats import run_query, write_report
 
     try:

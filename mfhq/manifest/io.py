@@ -21,8 +21,8 @@ import pyarrow.parquet as pq
 from mfhq.errors import MfhqError
 from mfhq.manifest.schema import RUN_READABLE, RUN_SCHEMA_VERSION, SchemaVersionError, check_version
 
-__all__ = ["DiskFull", "SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
-           "atomic_write_table", "check_schema_version", "file_digest", "fsync_folder", "is_disk_full", "read_table",
+__all__ = ["DiskFull", "OutputError", "SchemaVersionError", "atomic_write_arrow", "atomic_write_bytes", "atomic_write_json",
+           "atomic_write_table", "check_output_dir", "check_schema_version", "file_digest", "fsync_folder", "is_disk_full", "read_table",
            "sha256_of", "ShardMarkers"]
 
 
@@ -31,11 +31,43 @@ class DiskFull(MfhqError, RuntimeError):
 
 
 def is_disk_full(exc: BaseException) -> bool:
-    """ENOSPC / EDQUOT, also from pyarrow, whose IO errors carry the text but not the errno."""
-    if not isinstance(exc, OSError):
+    """ENOSPC / EDQUOT, also from pyarrow and safetensors, whose errors carry the text but not the
+    errno (safetensors' are not even OSErrors). The one test of both packages."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(text in str(exc) for text in ("No space left on device", "Disk quota exceeded"))
+
+
+class OutputError(MfhqError, ValueError):
+    """The output location cannot hold a run folder."""
+
+
+def check_output_dir(out: Path, option: str = "--out", hint: str = "") -> None:
+    """Refuse an output folder that is a file, lies under a file, or cannot be written (no
+    permission, a read-only file system), before any work is done. The one check of both
+    packages' output folders: omniid's commands give their `hint` and raise their own error type."""
+    out = Path(out)
+    tail = f"; {hint}" if hint else ""
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"{option} {out}: is a file, not a folder{tail or '; give a folder for the run'}")
+    ancestor = out
+    while not ancestor.exists():
+        if ancestor.is_symlink():  # a dangling link: mkdir would fail on it
+            raise OutputError(f"{option} {out}: {ancestor} is a broken symbolic link{tail}")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"{option} {out}: {ancestor} is a file, so no folder can be made under it{tail}")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        what = "the run folder" if ancestor == out else f"{ancestor}, where it would be made,"
+        why = "is on a read-only file system" if _read_only(ancestor) else "is not writable by this user"
+        raise OutputError(f"{option} {out}: {what} {why}{tail}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
         return False
-    return exc.errno in (errno.ENOSPC, errno.EDQUOT) or any(
-        text in str(exc) for text in ("No space left on device", "Disk quota exceeded"))
 
 
 def current_umask() -> int:

@@ -93,3 +93,21 @@ class Stage:
         runs them one by one; a model stage overrides it to run one forward pass over all of
         their frames or faces. Must give each batch exactly what __call__ would."""
         return [self(batch) for batch in batches]
+
+
+class ModelStage(Stage):
+    """A stage whose work is one model backend's (`self.backend`, made by the subclass): it loads
+    the backend in setup(), names it as its provenance, and runs one clip as a batch of one
+    (`call_many` is the one code path, so a clip alone and a clip among others get the same rows)."""
+
+    backend = None
+
+    def setup(self) -> None:
+        self.backend.setup()
+
+    @property
+    def provenance(self) -> str:
+        return self.backend.provenance
+
+    def __call__(self, batch: FaceBatch) -> FaceBatch:
+        return self.call_many([batch])[0]

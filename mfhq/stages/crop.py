@@ -7,7 +7,7 @@ from mfhq.align import alignment_transform, apply_transform, out_of_frame, sourc
 from mfhq.config import AlignConfig, ParsingConfig, PoseConfig, QualityConfig
 from mfhq.models import create_backend
 from mfhq.records import Drop
-from mfhq.stages.base import FaceBatch, Stage
+from mfhq.stages.base import FaceBatch, ModelStage, Stage
 
 
 class AlignStage(Stage):
@@ -41,7 +41,7 @@ class AlignStage(Stage):
         return batch
 
 
-class _BackendStage(Stage):
+class _BackendStage(ModelStage):
     """A model over the alive faces' crops. One code path for one clip's chunk and for chunks of
     several clips (`call_many`, GPU batching): every alive crop of every batch goes to the model
     in one call, and the outputs are split back by count, so a face gets the same value either
@@ -51,16 +51,6 @@ class _BackendStage(Stage):
 
     def __init__(self, backend_name: str, models_dir=None, device="cpu"):
         self.backend = create_backend(self.task, backend_name, models_dir=models_dir, device=device)
-
-    def setup(self) -> None:
-        self.backend.setup()
-
-    @property
-    def provenance(self) -> str:
-        return self.backend.provenance
-
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        return self.call_many([batch])[0]
 
     def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
         live = [(b, alive) for b in batches if len(alive := b.alive())]

@@ -8,11 +8,11 @@ from mfhq.config import DetectConfig, EmbedConfig
 from mfhq.geometry import box_iou
 from mfhq.models import create_backend
 from mfhq.models.base import Detections
-from mfhq.stages.base import FaceBatch, Stage
+from mfhq.stages.base import FaceBatch, ModelStage
 from mfhq.stages.embed_schedule import VIRTUAL, chunk_tail, first_pass, second_pass
 
 
-class DetectStage(Stage):
+class DetectStage(ModelStage):
     name = "detect"
 
     def __init__(self, cfg: DetectConfig, models_dir=None, device="cpu"):
@@ -22,16 +22,6 @@ class DetectStage(Stage):
             score_threshold=cfg.score_threshold, nms_threshold=cfg.nms_threshold, max_faces=cfg.max_faces,
             working_size=cfg.working_size,
         )
-
-    def setup(self) -> None:
-        self.backend.setup()
-
-    @property
-    def provenance(self) -> str:
-        return self.backend.provenance
-
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        return self.call_many([batch])[0]
 
     def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
         """The frames of every batch without source annotations go to the detector in one call
@@ -109,7 +99,7 @@ def _dense(found: Detections) -> np.ndarray:
     return np.full((len(found.scores), 68, 2), np.nan, np.float32)
 
 
-class EmbedStage(Stage):
+class EmbedStage(ModelStage):
     """The identity embedding of every face, on a 112 px ArcFace-aligned crop: by the embedder,
     or with `every` > 1 copied along a run of one tracked face (see `embed_schedule`).
     `batch.embedded_from[i]` is the face whose embedder output face i holds (i itself when it
@@ -121,16 +111,6 @@ class EmbedStage(Stage):
     def __init__(self, cfg: EmbedConfig, models_dir=None, device="cpu"):
         self.cfg = cfg
         self.backend = create_backend("embedder", cfg.backend, models_dir=models_dir, device=device)
-
-    def setup(self) -> None:
-        self.backend.setup()
-
-    @property
-    def provenance(self) -> str:
-        return self.backend.provenance
-
-    def __call__(self, batch: FaceBatch) -> FaceBatch:
-        return self.call_many([batch])[0]
 
     def call_many(self, batches: list[FaceBatch]) -> list[FaceBatch]:
         """The faces each batch's plan names go through the embedder in one call for all batches

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from mfhq.checks import OutputError, check_device, check_output_dir, cuda_devices
+from mfhq.checks import check_device, cuda_devices
+from mfhq.manifest.io import OutputError, check_output_dir
 from mfhq.models.runtime import DeviceError
 
 REPO = Path(__file__).resolve().parents[2]

@@ -263,7 +263,8 @@ def _check_size(size: int | None, multiple: int) -> None:
 
 def _save_images(out: Path, seeds: list[int], images: list) -> list[str]:
     """seed<N>.png per image; a full disk is one message, not a traceback."""
-    from omniid.checks import disk_full, is_disk_full
+    from mfhq.manifest.io import is_disk_full
+    from omniid.checks import disk_full
 
     names = []
     try:

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from safetensors import SafetensorError
 
-from omniid.checks import disk_full, is_disk_full
+from mfhq.manifest.io import is_disk_full
+from omniid.checks import disk_full
 from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, STATE_FILE, CheckpointError, point_latest, pointed,
                                step_name)
 from omniid.checkpoint_trust import problem_of
