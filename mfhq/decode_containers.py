@@ -24,13 +24,23 @@ from frame 0:
   `empty_moov`) and, where a complete `sidx` lets FFmpeg read fragments only as it reaches them,
   its index covers that fragment alone. Such a file is counted and timed from its packets
   (frame_times.py); `fragmented` tells it from the `mvex` box that announces fragments.
-- An MP4/MOV whose edit list starts after its first decoded frames (a stream-copied cut at a
+- An MP4/MOV's edit list says which stretch of its media is shown (tests/mfhq/test_decode_editlist.py,
+  test_decode_edits.py). One that starts after its first decoded frames (a stream-copied cut at a
   non-keyframe, `ffmpeg -ss T -c copy`: the GOP's frames before T are kept, for decoding, and
-  hidden) holds frames that no decoder outputs, and its header counts them (96 for 90 shown).
-  PyAV drops them, from frame 0 and after a seek alike, and numbers the shown ones from their
-  timestamps exactly; only the count is the header's, less the index's hidden (discarded)
-  entries. decord counted them and, after a seek, returned the frame that many places earlier
-  (frame 54 for 60 with 6 hidden, yet 0, 5, 10 right from the start): it is not used there.
+  hidden) or ends before its last (a trimmed end) holds frames that no decoder outputs, and its
+  header counts them (96 for 90 shown; 120 for 60). FFmpeg's index flags the hidden ones it keeps
+  discarded and leaves out those past the keyframe after a trimmed end, so its entries less the
+  discarded ones are the frames shown (`shown_frames`). PyAV drops the hidden frames, from frame 0
+  and after a seek alike, and numbers the shown ones from their timestamps exactly. decord counted
+  them and returned the frames they displace (after a seek on a cut, frame 54 for 60 with 6
+  hidden, yet 0, 5, 10 right from the start; frame 59 for 60 past a trimmed end): it is not used
+  there. An empty edit before the media (a delay) moves FFmpeg's timestamps, by the delay, not the
+  frames, and FFmpeg's own B-frame edit list (a media time of the composition delay) hides
+  nothing: both readers read those. An edit list of several pieces (a concatenation of cuts) is
+  decoded piece after piece, renumbered one after another, but its index is then out of timestamp
+  order and PyAV's seek near a join returned another frame (source frame 40 for 38) or none:
+  PyAV reads such a file on from frame 0, counting, and decord (other frames than those shown
+  from the start) is not used.
 
 The container is FFmpeg's probe of the file's bytes, not its extension: a `.mp4` that holds an
 MPEG-TS stream is read as MPEG-TS.
