@@ -154,3 +154,33 @@ def test_two_pieces_joined_are_read_from_the_first_frame_by_pyav_alone(source, d
         DecordReader().open(path)
     indices, read, errors = chain_samples(path, 1.0)
     assert read == levels(shown[i] for i in indices) and not errors
+
+
+def test_the_video_tracks_edit_list_is_the_one_read(tmp_path):
+    """New code, so no old behaviour: an audio track first, whose edit list (rewritten: with_edit_list
+    takes the first track's) joins two pieces. The video's single edit is the one that counts, so
+    PyAV may seek and decord reads it."""
+    from fractions import Fraction
+
+    import numpy as np
+
+    from mfhq.decode_containers import MP4, several_edits
+
+    plain = tmp_path / "plain.mp4"
+    with av.open(str(plain), "w", format="mp4") as container:
+        audio, video = container.add_stream("aac", rate=48000), container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(np.full((64, 64, 3), 4 * (i % 64), np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            container.mux(video.encode(frame))
+        container.mux(video.encode())
+        for i in range(N * 48000 // 25 // 1024):
+            sound = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            sound.sample_rate, sound.pts = 48000, i * 1024
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode())
+    path = with_edit_list(plain, tmp_path / "two_audio_pieces.mp4", [(1000, 1024), (1000, 96000)])
+    assert not several_edits(path, MP4)
+    assert decord_refusal(path) is None
+    assert read_both(path, [60, 70, N - 1]) == dict(pyav=levels([60, 70, N - 1]), decord=levels([60, 70, N - 1]))
