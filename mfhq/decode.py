@@ -17,7 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import decord_refusal, seeks_exactly
+from mfhq.decode_containers import decord_refusal, seeks_exactly, several_edits
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
@@ -96,10 +96,16 @@ class PyAVReader:
             n_frames = frame_count(path, container, fps)  # the header's where it covers the stream, else the packets'
             info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
             self._info = with_frame_times(path, info, container)
-            self._seekable = seeks_exactly(container.format.name)
+            # An edit list of several pieces renumbers them one after another, out of its index's
+            # order: a seek there is not trusted, and frames are counted from the first.
+            self._seekable = seeks_exactly(container.format.name) and not several_edits(path, container.format.name)
         self._next = 0
         self._container = self._check = None
-        self.n_decoded = 0  # frames decoded since open: shows that a seek or skipping saved the rest
+        # Frames the decoder output since open: fewer where a seek or skipping saved decoding the
+        # rest. Not the frames decoded: those an edit list hides, and reference frames that no read
+        # asks for, are decoded and never output, and which frames skipping dropped unseen (a
+        # non-reference frame) the decoder alone knows.
+        self.n_output = 0
         self.notes: list[str] = []  # what it recovered from (a seek that raised), for the row's reason
         return self._info
 
@@ -161,7 +167,7 @@ class PyAVReader:
                 frame = next(self._iter)
             except StopIteration:
                 break
-            self.n_decoded += 1
+            self.n_output += 1
             index = self._index(frame) if self._next is None or self._check is not None else self._next
             if index in wanted:
                 image = frame.to_ndarray(format="bgr24")

@@ -24,13 +24,23 @@ from frame 0:
   `empty_moov`) and, where a complete `sidx` lets FFmpeg read fragments only as it reaches them,
   its index covers that fragment alone. Such a file is counted and timed from its packets
   (frame_times.py); `fragmented` tells it from the `mvex` box that announces fragments.
-- An MP4/MOV whose edit list starts after its first decoded frames (a stream-copied cut at a
+- An MP4/MOV's edit list says which stretch of its media is shown (tests/mfhq/test_decode_editlist.py,
+  test_decode_edits.py). One that starts after its first decoded frames (a stream-copied cut at a
   non-keyframe, `ffmpeg -ss T -c copy`: the GOP's frames before T are kept, for decoding, and
-  hidden) holds frames that no decoder outputs, and its header counts them (96 for 90 shown).
-  PyAV drops them, from frame 0 and after a seek alike, and numbers the shown ones from their
-  timestamps exactly; only the count is the header's, less the index's hidden (discarded)
-  entries. decord counted them and, after a seek, returned the frame that many places earlier
-  (frame 54 for 60 with 6 hidden, yet 0, 5, 10 right from the start): it is not used there.
+  hidden) or ends before its last (a trimmed end) holds frames that no decoder outputs, and its
+  header counts them (96 for 90 shown; 120 for 60). FFmpeg's index flags the hidden ones it keeps
+  discarded and leaves out those past the keyframe after a trimmed end, so its entries less the
+  discarded ones are the frames shown (`shown_frames`). PyAV drops the hidden frames, from frame 0
+  and after a seek alike, and numbers the shown ones from their timestamps exactly. decord counted
+  them and returned the frames they displace (after a seek on a cut, frame 54 for 60 with 6
+  hidden, yet 0, 5, 10 right from the start; frame 59 for 60 past a trimmed end): it is not used
+  there. An empty edit before the media (a delay) moves FFmpeg's timestamps, by the delay, not the
+  frames, and FFmpeg's own B-frame edit list (a media time of the composition delay) hides
+  nothing: both readers read those. An edit list of several pieces (a concatenation of cuts) is
+  decoded piece after piece, renumbered one after another, but its index is then out of timestamp
+  order and PyAV's seek near a join returned another frame (source frame 40 for 38) or none:
+  PyAV reads such a file on from frame 0, counting, and decord (other frames than those shown
+  from the start) is not used.
 
 The container is FFmpeg's probe of the file's bytes, not its extension: a `.mp4` that holds an
 MPEG-TS stream is read as MPEG-TS.
@@ -62,8 +72,11 @@ def decord_refusal(path: Path) -> str | None:
     try:
         with av.open(str(path)) as container:
             format_name = container.format.name
-            codec = container.streams.video[0].codec_context.name if container.streams.video else None
-            hidden = hidden_frames(container.streams.video[0]) if container.streams.video else 0
+            video = container.streams.video[0] if container.streams.video else None
+            codec = video.codec_context.name if video is not None else None
+            shown = shown_frames(path, container) if video is not None else None
+            hidden = (video.frames - shown if shown is not None and video.frames else
+                      hidden_frames(video) if video is not None else 0)
     except Exception:  # noqa: BLE001
         # Not a file PyAV's FFmpeg can open (a damaged header): decord, on FFmpeg too, is left to
         # fail on it and say why (on the damaged sample file it did: "moov atom not found" goes
@@ -72,9 +85,12 @@ def decord_refusal(path: Path) -> str | None:
     if format_name not in DECORD_CONTAINERS:
         return (f"{path}: decord is not used on the {format_name} container: its frames are proven right only "
                 f"in MP4/MOV and Matroska/WebM (elsewhere it returned other frames than those asked for)")
-    if hidden:
-        return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its decoded frames "
-                f"(a stream-copied cut): it counts them and, after a seek, returns an earlier frame; only PyAV reads it")
+    if several_edits(path, format_name):
+        return (f"{path}: decord is not used on an MP4/MOV whose edit list joins several pieces of its video "
+                f"(it returned other frames than those shown); only PyAV reads it, from its first frame")
+    if hidden > 0:
+        return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its {hidden + shown if shown is not None else 'decoded'} "
+                f"frames (a stream-copied cut, a trimmed end): it counts them and returns frames they displace; only PyAV reads it")
     if codec not in DECORD_CODECS:
         return (f"{path}: decord is not used on {codec} video in {NAMES[format_name]} (its frames are proven "
                 f"right only for H.264, VP8/VP9 and MPEG-4 Part 2; it misnumbered HEVC's); only PyAV reads it")
@@ -82,9 +98,53 @@ def decord_refusal(path: Path) -> str | None:
 
 
 def hidden_frames(stream) -> int:
-    """How many of the stream's frames its edit list hides (decoded, never output): the index
-    entries FFmpeg's MP4/MOV demuxer marks discarded. 0 elsewhere (no other demuxer marks any)."""
+    """How many of the stream's index entries its edit list marks discarded (decoded, never output):
+    FFmpeg's MP4/MOV demuxer marks them. 0 elsewhere (no other demuxer marks any)."""
     return sum(1 for entry in stream.index_entries if entry.is_discard)
+
+
+def shown_frames(path: Path, container) -> int | None:
+    """How many frames decoding outputs, from an unfragmented MP4/MOV's index (read with its header):
+    its entries less those the edit list discards. The header's count (its sample tables') is
+    not: it also counts a cut's hidden pre-roll and the frames after a trimmed end, which FFmpeg
+    leaves out of the index past the keyframe that follows the end. None elsewhere (a fragmented
+    MP4's index may cover its first fragment alone; other containers' hide nothing)."""
+    stream = container.streams.video[0]
+    if container.format.name != MP4 or not stream.index_entries or fragmented(path, container.format.name):
+        return None
+    return len(stream.index_entries) - hidden_frames(stream)
+
+
+def several_edits(path: Path, format_name: str) -> bool:
+    """Does the video track's edit list show more than one piece of its media (a concatenation of
+    cuts)? An empty edit (a delay before the first frame) is not a piece. FFmpeg then renumbers
+    the pieces' timestamps one after another, and its index is no longer in timestamp order, so
+    a seek is not trusted. False where there is no edit list, or the boxes cannot be walked."""
+    if format_name != MP4:
+        return False
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _, media_time in _video_edits(f) if media_time != -1) > 1
+    except (OSError, struct.error):
+        return False
+
+
+def _video_edits(f) -> list[tuple[int, int]]:
+    """The first video track's edit list: (segment duration, media time; -1: empty) a piece."""
+    moov = _child(f, 0, f.seek(0, 2), b"moov")
+    for kind, begin, end in _children(f, *moov) if moov else ():
+        if kind != b"trak" or _handler(f, begin, end) != b"vide":
+            continue
+        elst = _child(f, begin, end, b"edts")
+        elst = elst and _child(f, *elst, b"elst")
+        if not elst:
+            return []
+        f.seek(elst[0])
+        version, count = struct.unpack(">B3xI", f.read(8))
+        entry = ">Ii4x" if version == 0 else ">Qq4x"  # (the rate, 4 bytes, is not read)
+        count = min(count, (elst[1] - elst[0] - 8) // struct.calcsize(entry))
+        return [struct.unpack(entry, f.read(struct.calcsize(entry))) for _ in range(count)]
+    return []
 
 
 def fragmented(path: Path, format_name: str) -> bool:
@@ -102,8 +162,23 @@ def fragmented(path: Path, format_name: str) -> bool:
         return False
 
 
+def _handler(f, begin: int, end: int) -> bytes | None:
+    """The handler type of the track in [begin, end) (b"vide", b"soun", ...), or None."""
+    mdia = _child(f, begin, end, b"mdia")
+    hdlr = mdia and _child(f, *mdia, b"hdlr")
+    if not hdlr:
+        return None
+    f.seek(hdlr[0] + 8)  # past version and flags, and pre_defined
+    return f.read(4)
+
+
 def _child(f, begin: int, end: int, wanted: bytes) -> tuple[int, int] | None:
     """The payload (begin, end) of the first box of type `wanted` in [begin, end), or None."""
+    return next(((b, e) for kind, b, e in _children(f, begin, end) if kind == wanted), None)
+
+
+def _children(f, begin: int, end: int):
+    """(type, payload begin, payload end) of each box in [begin, end), in order."""
     while begin + 8 <= end:
         f.seek(begin)
         size, kind = struct.unpack(">I4s", f.read(8))
@@ -113,8 +188,6 @@ def _child(f, begin: int, end: int, wanted: bytes) -> tuple[int, int] | None:
         elif size == 0:  # the box runs to the end of its parent
             size = end - begin
         if size < header:
-            return None  # not a box structure: nothing to conclude from
-        if kind == wanted:
-            return begin + header, min(begin + size, end)
+            return  # not a box structure: nothing to conclude from
+        yield kind, begin + header, min(begin + size, end)
         begin += size
-    return None

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import fragmented, hidden_frames
+from mfhq.decode_containers import fragmented, shown_frames
 
 log = logging.getLogger(__name__)
 EVEN = 0.25  # an index spacing this far (relative) from the median one is not CFR
@@ -75,13 +75,15 @@ def with_frame_times(path: Path, info: VideoInfo, container=None) -> VideoInfo:
 
 
 def frame_count(path: Path, container, fps: float) -> int:
-    """The video stream's frame count, `path` open in PyAV as `container`. A header's count (MP4/MOV,
-    AVI) is exact, but a fragmented MP4's is its first fragment's (12 of 120 frames): counted from its
-    packets, a demux the CFR check then reuses. So are the streams whose header gives no count. An
-    edit list's hidden frames (a stream-copied cut's pre-roll, decode_containers.py) are in the
-    header's count yet never decoded out: not counted, or a clip's last frames would not exist."""
+    """The video stream's frame count, `path` open in PyAV as `container`. An unfragmented MP4/MOV's
+    index gives it: its entries less those its edit list hides (decoded, never output: a stream-copied
+    cut's pre-roll, the frames after a trimmed end; decode_containers.py), which the header's count
+    includes, so that a clip's last frames would not exist. A header's count (AVI) is exact, but a
+    fragmented MP4's is its first fragment's (12 of 120 frames): counted from its packets, a demux
+    the CFR check then reuses. So are the streams whose header gives no count."""
     stream = container.streams.video[0]
-    header = 0 if fragmented(path, container.format.name) or not stream.frames else stream.frames - hidden_frames(stream)
+    shown = shown_frames(path, container)
+    header = shown if shown is not None else 0 if fragmented(path, container.format.name) else stream.frames
     n_frames = header or counted_frames(path)
     if not n_frames and stream.duration and stream.time_base:  # packets without timestamps
         n_frames = int(float(stream.duration * stream.time_base) * fps)

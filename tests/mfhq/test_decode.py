@@ -50,7 +50,7 @@ def test_pyav_seeks_to_a_late_range_and_numbers_frames_right(long_video, truth):
     frames = reader.read(wanted)
     assert _levels(frames) == [truth[i] for i in wanted]
     # Only from the keyframe before frame 301 on, not the 300 frames before it.
-    assert reader.n_decoded <= 333 - 300 + GOP
+    assert reader.n_output <= 333 - 300 + GOP
     # A later read within reach decodes on; a read backwards starts again, and is still right.
     assert _levels(reader.read([340])) == [truth[340]]
     assert _levels(reader.read([12, 13])) == [truth[12], truth[13]]

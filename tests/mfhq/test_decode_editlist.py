@@ -10,6 +10,7 @@ import pytest
 import mfhq.decode
 from mfhq.config import DecodeConfig
 from mfhq.decode import DecodeError, DecordReader, PyAVReader, sample_indices
+import grey_videos
 from grey_videos import chain_samples, ordinals, write_grey
 
 N_SOURCE, KEYFRAME, CUT = 120, 24, 30  # a keyframe every 12: the cut at frame 30 keeps 24..29 hidden
@@ -18,20 +19,7 @@ WANTED = [60, 70, 80, SHOWN - 1]  # past PyAVReader.SEEK_GAP: read after a seek
 
 
 def cut_by_stream_copy(source, path, keyframe: int = KEYFRAME, cut: int = CUT):
-    """What `ffmpeg -ss T -c copy` writes: the packets from the keyframe before frame `cut` on (`keyframe`),
-    timestamps shifted so that frame `cut` starts at 0; the mov muxer turns the negative start into
-    an edit list whose media time skips the pre-roll."""
-    with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
-        stream = src.streams.video[0]
-        copy = out.add_stream_from_template(stream)
-        times = sorted(p.pts for p in src.demux(stream) if p.size)
-        src.seek(0, stream=stream)
-        for packet in src.demux(stream):
-            if packet.size and packet.pts >= times[keyframe]:
-                packet.pts, packet.dts = packet.pts - times[cut], packet.dts - times[cut]
-                packet.stream = copy
-                out.mux(packet)
-    return path
+    return grey_videos.cut_by_stream_copy(source, path, keyframe, cut)
 
 
 def shown(indices):  # the cut's frame k is the source's frame CUT + k, a grey of level 4 ((CUT + k) mod 64)
@@ -55,14 +43,14 @@ def test_pyav_counts_and_numbers_the_frames_decoding_outputs(cut_video):
     assert sample_indices(info, DecodeConfig(fps=25), None, None) == list(range(SHOWN))
     assert ordinals(reader.read([0, 5])) == shown([0, 5])
     assert ordinals(reader.read(WANTED)) == shown(WANTED)
-    assert reader.n_decoded < WANTED[0]  # it seeked (from the keyframe before 60), and landed exact
+    assert reader.n_output < WANTED[0]  # it seeked (from the keyframe before 60), and landed exact
     reader.close()
 
 
 def test_decord_is_refused_on_an_edit_list_that_hides_frames(cut_video):
     """It counted the hidden frames and, after a seek, returned frame 54 for 60."""
     with pytest.raises(DecodeError, match=rf"{cut_video.name}: decord is not used on an MP4/MOV whose edit list "
-                                          rf"hides {CUT - KEYFRAME} of its decoded frames"):
+                                          rf"hides {CUT - KEYFRAME} of its {N_SOURCE - KEYFRAME} frames"):
         DecordReader().open(cut_video)
 
 
@@ -86,7 +74,7 @@ def test_a_cut_vfr_video_is_timed_from_its_shown_frames(tmp_path):
 
 
 def _read_sampled(path, chunks, monkeypatch, skipping: bool = True) -> tuple[list[int], int]:
-    """The ordinals of the frames read, chunk by chunk, and how many frames decoding output."""
+    """The ordinals of the frames read, chunk by chunk, and how many frames the decoder output."""
     with monkeypatch.context() as patch:
         if not skipping:  # every frame decoded: what reading the cut cost before skipping saw past its pre-roll
             patch.setattr(mfhq.decode, "can_skip", lambda stream: False)
@@ -94,7 +82,7 @@ def _read_sampled(path, chunks, monkeypatch, skipping: bool = True) -> tuple[lis
         reader.open(path)
         read = [o for chunk in chunks for o in ordinals(reader.read(chunk))]
         reader.close()
-    return read, reader.n_decoded
+    return read, reader.n_output
 
 
 SAMPLED = list(range(0, SHOWN, 5))  # 5 fps of 25

@@ -40,7 +40,7 @@ def _read(path, chunks: list[list[int]], skipping: bool, monkeypatch) -> tuple[l
         reader.open(path)
         frames = [reader.read(chunk) for chunk in chunks]
         reader.close()
-    return frames, reader.n_decoded
+    return frames, reader.n_output
 
 
 CHUNKS = [list(range(start, min(start + 20, N_FRAMES), 5)) for start in range(0, N_FRAMES, 20)]  # 5 fps of 25, 4 a chunk

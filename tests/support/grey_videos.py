@@ -3,6 +3,7 @@ a decoded frame's mean, over 4, is the frame a reader delivered (in a longer vid
 ordinal mod 64: level 4 (i mod 64))."""
 from __future__ import annotations
 
+import struct
 from fractions import Fraction
 
 import av
@@ -53,3 +54,66 @@ def chain_samples(path, start_sec: float = 2.0) -> tuple[list[int], list[int], l
     frames = [f for chunk in decoder.chunks(path, indices) for f in chunk.frames]
     decoder.close()
     return indices, ordinals(frames), list(decoder.errors)
+
+
+def cut_by_stream_copy(source, path, keyframe: int, cut: int):
+    """What `ffmpeg -ss T -c copy` writes: the packets from the keyframe before frame `cut` on (`keyframe`),
+    timestamps shifted so that frame `cut` starts at 0; the mov muxer turns the negative start into
+    an edit list whose media time skips the pre-roll."""
+    with av.open(str(source)) as src, av.open(str(path), "w", format="mp4") as out:
+        stream = src.streams.video[0]
+        copy = out.add_stream_from_template(stream)
+        times = sorted(p.pts for p in src.demux(stream) if p.size)
+        src.seek(0, stream=stream)
+        for packet in src.demux(stream):
+            if packet.size and packet.pts >= times[keyframe]:
+                packet.pts, packet.dts = packet.pts - times[cut], packet.dts - times[cut]
+                packet.stream = copy
+                out.mux(packet)
+    return path
+
+
+def with_edit_list(source, path, edits: list[tuple[int, int]]):
+    """A copy of the MP4 `source` whose video track's edit list is `edits`: (segment duration in the
+    movie's time scale, media time in the track's; -1 an empty edit, a delay), each at rate 1. The
+    movie's and track's durations become the edits' total, as a muxer writes them. For the edit
+    lists PyAV's muxer cannot write (a trimmed end, a delay, several edits). Only for files whose
+    `moov` follows its `mdat` (PyAV's, without faststart): a `moov` that grows or shrinks then
+    moves no chunk offset. The `elst` is rewritten (version 0) and its parents' sizes follow."""
+    data = bytearray(open(source, "rb").read())
+    moov = _box(data, 0, len(data), b"moov")
+    trak = _box(data, moov[1], moov[2], b"trak")
+    edts = _box(data, trak[1], trak[2], b"edts")
+    elst = _box(data, edts[1], edts[2], b"elst")
+    entries = b"".join(struct.pack(">IiHH", duration, media_time, 1, 0) for duration, media_time in edits)
+    new = struct.pack(">I4sII", 16 + len(entries), b"elst", 0, len(edits)) + entries
+    grow = len(new) - (elst[2] - elst[0])
+    data[elst[0]:elst[2]] = new
+    for begin, _, _ in (moov, trak, edts):
+        struct.pack_into(">I", data, begin, struct.unpack_from(">I", data, begin)[0] + grow)
+    total = sum(duration for duration, _ in edits)
+    mvhd, tkhd = _box(data, moov[1], moov[2] + grow, b"mvhd"), _box(data, trak[1], trak[2] + grow, b"tkhd")
+    struct.pack_into(">I", data, mvhd[1] + 16, total)  # version 0: flags, two times, time scale, duration
+    struct.pack_into(">I", data, tkhd[1] + 20, total)  # version 0: flags, two times, track id, reserved, duration
+    open(path, "wb").write(data)
+    return path
+
+
+def edit_list(path) -> list[tuple[int, int]]:
+    """The first track's edit list, as `with_edit_list` takes it: (segment duration, media time)."""
+    data = open(path, "rb").read()
+    moov = _box(data, 0, len(data), b"moov")
+    trak = _box(data, moov[1], moov[2], b"trak")
+    elst = _box(data, *_box(data, trak[1], trak[2], b"edts")[1:], b"elst")
+    count = struct.unpack_from(">I", data, elst[1] + 4)[0]
+    return [struct.unpack_from(">Ii", data, elst[1] + 8 + 12 * i) for i in range(count)]
+
+
+def _box(data, begin: int, end: int, kind: bytes) -> tuple[int, int, int]:
+    """(start, payload start, end) of the first box of type `kind` in data[begin:end] (32-bit sizes)."""
+    while begin + 8 <= end:
+        size, found = struct.unpack_from(">I4s", data, begin)
+        if found == kind:
+            return begin, begin + 8, begin + size
+        begin += size
+    raise ValueError(f"no {kind.decode()} box")
