@@ -97,7 +97,9 @@ def expand_and_square(box_tblr: tuple[float, float, float, float], width: int, h
 
 
 def retime(clip: Clip, ratio: float) -> Clip:
-    """Frame numbers (range and annotations) multiplied by `ratio` (video fps / annotated fps)."""
+    """Frame numbers (range and annotations) multiplied by `ratio` (video fps / annotated fps).
+    The range's last frame is inclusive: it lasts until frame end+1 starts, so that instant is
+    what is retimed (frames 11..14 at 25 fps are 22..29 at 50, not 22..28)."""
     def at(frame: int) -> int:
         return int(round(frame * ratio))
 
@@ -109,7 +111,7 @@ def retime(clip: Clip, ratio: float) -> Clip:
         ann = FrameAnnotations(tuple(rows), tuple(ann.boxes[i] for i in rows.values()),
                                tuple(ann.landmarks[i] for i in rows.values()))
     first = None if clip.start_frame is None else at(clip.start_frame)
-    last = None if clip.end_frame is None else max(first, at(clip.end_frame))
+    last = None if clip.end_frame is None else max(first, at(clip.end_frame + 1) - 1)
     return dataclasses.replace(clip, start_frame=first, end_frame=last, annotations=ann)
 
 

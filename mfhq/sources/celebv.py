@@ -139,24 +139,24 @@ class CelebVSource(Source):
                 repeats.setdefault(key, []).append(value)
             for key in sorted(clips):
                 earlier = repeats.pop(key, [])
+                row_id = self.clip_id(key)  # the id its clip would have, whatever the row's status
                 at = [self._line(text, lines, used, key) for _ in range(len(earlier) + 1)]
                 where = f"{path}:{at[-1]}"
                 for n, (value, line) in enumerate(zip(earlier, at), start=1):
                     same = " (an identical entry)" if value == clips[key] else ""
-                    yield self.problem(f"{key}.duplicate{n if n > 1 else ''}",
+                    yield self.problem(f"{row_id}.duplicate{n if n > 1 else ''}",
                                        f"{path}:{line}: clip {key!r} appears again at line {at[-1]}{same}; as in the "
                                        f"official script (Python's json), only the last entry is used")
                 try:
-                    clip = self._clip(key, clips[key], set_name)
+                    clip, bad = self._clip(key, clips[key], set_name), ""
                 except ValueError as exc:
-                    yield self.problem(key, f"{where}: clip {key!r}: {exc}")
+                    clip, bad = None, f": {exc}"
+                if row_id in seen:  # another key names the same clip (`X` and `X.mp4`, or in another set)
+                    yield self.problem(f"{row_id}.duplicate{len(earlier) + 1 if earlier else ''}",
+                                       f"{where}: clip {key!r} appears twice{bad}")
                     continue
-                if clip.clip_id in seen:
-                    yield self.problem(f"{key}.duplicate{len(earlier) + 1 if earlier else ''}",
-                                       f"{where}: clip {key!r} appears twice")
-                    continue
-                seen.add(clip.clip_id)
-                yield self._locate(clip, where)
+                seen.add(row_id)
+                yield self._locate(clip, where) if clip is not None else self.problem(row_id, f"{where}: clip {key!r}{bad}")
 
     @staticmethod
     def _line(text: str, lines: dict[str, list[int]], used: dict[str, int], key: str) -> int | str:

@@ -27,7 +27,11 @@ _IMAGE = re.compile(r"\.(png|jpg|jpeg)$", re.IGNORECASE)
 _HEADERS = {"H", "W", "FPS", "CROP", "Video", "FRAME"}
 META_DIRS = ("meta_info", "annotations")
 CUT_DIRS = ("clips", "processed")
-RAW_DIRS = ("videos", "raw")
+# Raw downloads: the public downloaders keep yt-dlp's own file name `<ytid>.<ext>`, and its
+# "bestvideo" is mostly WebM (VP9) on YouTube. EFHQ's download_vfhq.py writes videos/<train|test>/,
+# yunyu/vfhq-downloader data/youtube_videos/ (trying .mp4, .webm, .mkv).
+RAW_DIRS = ("videos", "raw", "youtube_videos")
+RAW_EXTS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".flv")
 
 
 def _numbers(tokens: list[str], where: str) -> list[float]:
@@ -94,8 +98,8 @@ class VFHQSource(Source):
     name = "vfhq"
     dirnames = ("vfhq", "VFHQ")
     expects = ("meta_info/[train|test/]Clip+<ytid>+P<pid>+C<n>+F<start>-<end>.txt (or annotations/); "
-               "raw videos as videos/<ytid>.mp4 (or raw/), or cut clips as clips/<clip name>.mp4; "
-               "optional id_train.txt / id_test.txt")
+               "raw videos as videos/[train|test/]<ytid>.mp4 (or .webm, .mkv, ...; or raw/, youtube_videos/), "
+               "or cut clips as clips/<clip name>.mp4; optional id_train.txt / id_test.txt")
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
         metas = sorted(p for d in META_DIRS if (self.root / d).is_dir() for p in (self.root / d).rglob("*.txt"))
@@ -167,11 +171,15 @@ class VFHQSource(Source):
         cut = self.first_file(CUT_DIRS, f"{clip.clip_id}.mp4")
         if cut is not None:
             return _as_cut(clip, cut)
-        raw = self.first_file(RAW_DIRS, f"{clip.video_key}.mp4")
-        if raw is not None:
-            return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
-        return self.problem(clip.clip_id, f"{meta}: no video: neither {'/'.join(CUT_DIRS)}/{clip.clip_id}.mp4 nor "
-                                          f"{'/'.join(RAW_DIRS)}/{clip.video_key}.mp4 under {self.root}", status=Status.MISSING, clip=clip)
+        folders = RAW_DIRS + ((f"videos/{clip.split}",) if clip.split else ())
+        for ext in RAW_EXTS:
+            raw = self.first_file(folders, f"{clip.video_key}{ext}")
+            if raw is not None:
+                return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
+        exts = ",".join(e[1:] for e in RAW_EXTS)
+        return self.problem(clip.clip_id, f"{meta}: no video under {self.root}: neither the cut clip {clip.clip_id}.mp4 in "
+                                          f"{', '.join(f'{d}/' for d in CUT_DIRS)} nor the download {clip.video_key}.{{{exts}}} "
+                                          f"in {', '.join(f'{d}/' for d in folders)}", status=Status.MISSING, clip=clip)
 
 
 def _split(path: Path, listed: list[tuple[str, str]]) -> str | None:

@@ -66,9 +66,10 @@ def test_talkinghead_trunc_truncates_where_the_default_rule_keeps_fractions():
 def test_retime_follows_the_annotated_frame_rate():
     clip = _clip(start_frame=11, end_frame=14, person_box=(100, 50, 400, 350), box_space=(1280, 720),
                  annotations=ANN, frame_fps=25.0)
-    # A download at 50 fps holds the annotated 25 fps frame n at frame 2n.
+    # A download at 50 fps holds the annotated 25 fps frame n at frames 2n and 2n + 1: the inclusive
+    # last frame 14 ends where frame 15 starts, at frame 30.
     doubled = resolve(clip, 640, 360, fps=50.0)
-    assert doubled.annotations.frames == (22, 24, 26) and (doubled.start_frame, doubled.end_frame) == (22, 28)
+    assert doubled.annotations.frames == (22, 24, 26) and (doubled.start_frame, doubled.end_frame) == (22, 29)
     assert doubled.person_box == (50, 25, 200, 175)
     # Within 1% of the annotated rate, or with no rate known on either side, frames stay.
     for same in (resolve(clip, 640, 360, fps=25.2), resolve(clip, 640, 360, fps=None),

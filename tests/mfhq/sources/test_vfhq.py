@@ -33,9 +33,9 @@ def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
     resolved = resolve(raw, 640, 360, fps=25.0)
     assert resolved.annotations.landmarks[0][:4] == (115, 75, 135, 75) and resolved.person_box == (50, 25, 200, 175)
     assert resolved.annotations.frames == (11, 12, 13) and (resolved.start_frame, resolved.end_frame) == (11, 14)
-    # A download at 50 fps holds the meta file's 25 fps frame n at frame 2n.
+    # A download at 50 fps holds the meta file's 25 fps frame n at frames 2n and 2n + 1.
     retimed = resolve(raw, 640, 360, fps=50.0)
-    assert retimed.annotations.frames == (22, 24, 26) and (retimed.start_frame, retimed.end_frame) == (22, 28)
+    assert retimed.annotations.frames == (22, 24, 26) and (retimed.start_frame, retimed.end_frame) == (22, 29)
     # A cut clip starts at frame start+1 and shows the CROP region only.
     assert cut.start_frame is None and cut.annotations.frames == (0, 1)
     assert cut.annotations.boxes[0] == (100, 50, 200, 170) and cut.box_space == (300, 300)
