@@ -192,8 +192,12 @@ def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, 
     if end <= start:
         return []
     times = np.arange(start, end, 1.0 / cfg.fps)
-    if info.times is None:
-        indices = np.unique(np.clip(np.round(times * info.fps).astype(np.int64), 0, info.n_frames - 1))
+    if info.times is None:  # the nearest frame start, a tie going to the later frame (ffmpeg's -ss
+        # keeps no frame before the start); positions built from frame units, not from the float
+        # times, whose noise made ties on half a frame (CelebV's hundredths) fall either way
+        positions = start * info.fps + np.arange(len(times)) * (info.fps / cfg.fps)
+        nearest = np.floor(positions + 0.5 + 1e-6).astype(np.int64)
+        indices = np.unique(np.clip(nearest, 0, info.n_frames - 1))
     else:  # the frame shown at each sample time
         indices = np.unique(np.maximum(0, np.searchsorted(info.times, times + 1e-6, side="right") - 1))
     if frames is not None:

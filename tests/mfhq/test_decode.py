@@ -89,6 +89,19 @@ def test_sample_indices_follow_fps_range_and_cap():
     assert sample_indices(info, DecodeConfig(fps=5), 4.0, 2.0) == []
 
 
+def test_a_start_on_half_a_frame_samples_evenly():
+    """CelebV-HQ's starts in hundredths of a second often fall on half a frame (3.5 s at 25 fps is
+    frame 87.5): rounding half to even, with the float noise of the sample times, skipped every
+    other frame at the video's own rate and spaced a 5 fps sampling unevenly."""
+    info = VideoInfo(n_frames=500, fps=25.0, width=8, height=8)
+    every = sample_indices(info, DecodeConfig(fps=25), 3.5, 6.0)
+    assert every == list(range(88, 150))  # the first frame starting at 3.5 s or after, then each one
+    for start in (3.5, 3.54, 10.3, 17.74):
+        picked = sample_indices(info, DecodeConfig(fps=5), start, start + 2.0)
+        assert np.all(np.diff(picked) == 5), (start, picked)
+        assert picked[0] == int(np.floor(start * 25 + 0.5 + 1e-9)), (start, picked)
+
+
 def test_decord_and_pyav_read_the_same_frames(sample_dir):
     path = sample_dir / "videos" / "astronaut_motion.mp4"
     indices = [0, 7, 33, 99]
