@@ -44,6 +44,7 @@ class TalkingHead1KHSource(Source):
         # clip id -> (clip, the split folders that may hold its video, where it was first listed).
         # `small` repeats train tubes: the same line in two lists is one clip found in either folder.
         tubes: dict[str, tuple[Clip, list[str], str]] = {}
+        conflicts: dict[str, list[str]] = {}  # clip id -> the lines listing it in another split
         for path in self.tube_lists():
             split = _LIST.match(path.name)["split"]
             try:
@@ -66,7 +67,13 @@ class TalkingHead1KHSource(Source):
                     yield self.problem(f"{clip.clip_id}.duplicate", f"{where}: tube {clip.clip_id} is listed twice")
                 else:
                     tubes[clip.clip_id][1].append(split)
+                    if clip.split != tubes[clip.clip_id][0].split:  # train and val, not small's train copy
+                        conflicts.setdefault(clip.clip_id, []).append(where)
         for clip, splits, where in tubes.values():
+            if clip.clip_id in conflicts:  # neither side of an identity-disjoint split can take it
+                yield self.problem(clip.clip_id, f"tube {clip.clip_id} is listed as {clip.split} at {where} and "
+                                   f"as another split at {', '.join(conflicts[clip.clip_id])}; keep it in one list")
+                continue
             yield self._locate(clip, splits, where)
 
     def _clip(self, line: str, split: str) -> Clip:

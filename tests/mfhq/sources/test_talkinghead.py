@@ -75,3 +75,21 @@ def test_talkinghead_bad_lines_become_rows(tmp_path):
     assert "unsafe clip id" in reasons["val-line6"][1]
     assert "listed twice" in reasons["abcdefghijk_0001_S0_E10_L0_T0_R100_B100.duplicate"][1]
     assert reasons["abcdefghijk_0001_S0_E10_L0_T0_R100_B100"][0] == "missing"
+
+
+def test_a_tube_in_train_and_val_is_a_row_not_a_silent_split(tmp_path):
+    """A tube in both the train and the val list cannot be put on either side of an identity-disjoint
+    split: a bad_metadata row names both lines (as VFHQ's folder/list conflicts do). `small`
+    repeats train tubes by design and stays one train clip."""
+    (tmp_path / "data_list").mkdir()
+    both, small = ("abcdefghijk_0001, 720, 1280, 0, 10, 0, 0, 100, 100",
+                   "lmnopqrstuv_0002, 720, 1280, 0, 10, 0, 0, 100, 100")
+    (tmp_path / "data_list" / "train_video_tubes.txt").write_text(f"{both}\n{small}\n")
+    (tmp_path / "data_list" / "val_video_tubes.txt").write_text(both)
+    (tmp_path / "data_list" / "small_video_tubes.txt").write_text(small)
+    _, problems = _scan("talkinghead1kh", tmp_path)
+    conflict = problems["abcdefghijk_0001_S0_E10_L0_T0_R100_B100"]
+    assert conflict.status == "bad_metadata"
+    assert "train_video_tubes.txt:1" in conflict.reason and "val_video_tubes.txt:1" in conflict.reason
+    assert problems["lmnopqrstuv_0002_S0_E10_L0_T0_R100_B100"].status == "missing"  # small + train: one clip
+    assert len(problems) == 2
