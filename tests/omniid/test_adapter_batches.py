@@ -95,7 +95,8 @@ def test_non_square_sides_and_true_cfg_keep_each_identity(attached):
     torch.testing.assert_close(by_text, _alone(pipe, tokens, [(0, 0), (1, 1)], negative_prompt="blurry", **cfg),
                                **SAME)
     negative, pooled = prompt_embeddings(FLOW, "blurry")
-    by_embeds = _call(pipe, tokens[:2], [0, 1], prompt=[PROMPT, PROMPT], negative_prompt_embeds=negative.expand(2, -1, -1),
+    by_embeds = _call(pipe, tokens[:2], [0, 1], prompt=[PROMPT, PROMPT],
+                      negative_prompt_embeds=negative.expand(2, -1, -1),
                       negative_pooled_prompt_embeds=pooled.expand(2, -1), **cfg)
     torch.testing.assert_close(by_embeds, by_text, rtol=0, atol=0)
     assert (by_text - _alone(pipe, tokens, [(0, 0), (1, 1)])).abs().max() > 1e-2  # the negative pass does act
