@@ -34,9 +34,9 @@ def test_eval_on_the_training_manifest_says_its_identities_were_seen(flow_run, s
         assert eval_main(["--checkpoint", str(flow_run), "--manifest", str(sample_manifest), "--out", str(out),
                           "--identities", "2", "--inputs", "1,2", "--targets", "1", "--steps", "2", "--no-swap"]) == 0
     settings = json.loads((out / "settings.json").read_text())
-    assert settings["seen_in_training"] == {"omniid": {
-        "seen": 2, "of": 2, "training_manifest": str(sample_manifest.resolve()),
-        "how": "identity_id overlap with its training manifest"}}
+    own = {"training_manifest": str(sample_manifest.resolve()), "how": "identity_id overlap with its training manifest"}
+    assert settings["seen_in_training"] == {"omniid": {  # "by": the runs that saw them (run None: itself)
+        "seen": 2, "of": 2, **own, "by": [{"run": None, "stage": "flow", "seen": 2, **own}]}}
     assert any(SEEN in r.getMessage() for r in caplog.records)  # on the console, before anything is generated
     table = (out / "table.md").read_text()
     assert SEEN in table.split("| Representation", 1)[0]  # above the table

@@ -16,6 +16,14 @@ own, attached through attention processors, so no diffusers class is edited:
 - We do not use `FluxIPAdapterMixin.load_ip_adapter`: it reads only XLabs-format checkpoints
   and wants a CLIP image encoder; the adapter saves and loads its own safetensors file instead.
 
+Batches through a diffusers pipeline: `FluxPipeline.prepare_ip_adapter_image_embeds` stacks the
+given embeds (batch x num_images_per_prompt) times, assuming one embed shared by every image, and
+diffusers' processor then views the stack as [images, -1, ...]: with tokens of several identities
+every image would attend to all of them at once. `attach` therefore hooks the transformer
+(`fit_ip_batch`): the stack is taken back to the identities given and each image gets its own
+(one identity: every image; one per prompt: that prompt's images; one per image: its own), and any
+other count is refused with a message naming both numbers instead of blending identities.
+
 `to_v_ip` starts at zero, so at step 0 (and at scale 0) the transformer's output is exactly the
 base model's. A consequence worth knowing: at step 0 only `to_v_ip` receives a gradient; the
 projection, `to_k_ip` and the encoder get theirs from the first update on.
@@ -54,6 +62,34 @@ def check_flux_target(target) -> None:
         )
 
 
+def _fit_embeds(embeds: torch.Tensor, images: int) -> torch.Tensor:
+    """One adapter's embeds [R, ...] -> [images, ...], row i the identity image i should get."""
+    rows = embeds.shape[0]
+    if rows == images:  # one row per image: training's call, or one identity stacked per image
+        return embeds
+    given = rows // images if rows % images == 0 else 0  # the pipeline stacks what it was given `images` times
+    if given and torch.equal(embeds, embeds[:given].repeat(images, *[1] * (embeds.dim() - 1))):
+        if images % given == 0:  # identity j for images j*(images/given) ...: a prompt's images come together
+            return embeds[:given].repeat_interleave(images // given, 0)
+        rows = given  # name the identities given, not the pipeline's stack of them
+    raise ValueError(
+        f"Omni-ID adapter: tokens of {rows} identities for a batch of {images} (prompts x num_images_per_prompt): "
+        f"give 1 identity (every image gets it), one per prompt (each prompt's images get its identity) or one "
+        f"per image, in that order; {rows} identities cannot be shared out evenly among {images} images")
+
+
+def fit_ip_batch(module, args, kwargs):
+    """Forward pre-hook of an attached transformer: `ip_adapter_image_embeds` fitted to the batch
+    (`_fit_embeds`; see the module docstring), in a copy of joint_attention_kwargs."""
+    attention = kwargs.get("joint_attention_kwargs")
+    if not attention or "ip_adapter_image_embeds" not in attention:
+        return None
+    hidden = kwargs["hidden_states"] if "hidden_states" in kwargs else args[0]
+    embeds = attention["ip_adapter_image_embeds"]
+    fitted = [_fit_embeds(e, hidden.shape[0]) for e in embeds] if isinstance(embeds, list) else embeds
+    return args, {**kwargs, "joint_attention_kwargs": {**attention, "ip_adapter_image_embeds": fitted}}
+
+
 class OmniIDAdapter(nn.Module):
     def __init__(self, num_tokens: int, token_dim: int, context_dim: int, hidden_size: int, num_blocks: int,
                  scale: float = 1.0):
@@ -72,7 +108,7 @@ class OmniIDAdapter(nn.Module):
             for layer in proc.to_v_ip:
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
-        self._attached = None        # (transformer, original processors, original encoder_hid_proj)
+        self._attached = None        # (transformer, original processors, original encoder_hid_proj, hook)
 
     @classmethod
     def for_transformer(cls, transformer, num_tokens: int, token_dim: int, context_dim: int | None = None,
@@ -115,14 +151,16 @@ class OmniIDAdapter(nn.Module):
         for block, proc in zip(blocks, self.processors):
             block.attn.set_processor(proc)
         transformer.encoder_hid_proj = MultiIPAdapterImageProjection([self.projection])
-        self._attached = (transformer, originals, original_proj)
+        hook = transformer.register_forward_pre_hook(fit_ip_batch, with_kwargs=True)
+        self._attached = (transformer, originals, original_proj, hook)
         return self
 
     def detach(self) -> None:
         """Put back exactly the processors (and encoder_hid_proj) the transformer had before attach."""
         if self._attached is None:
             return
-        transformer, originals, original_proj = self._attached
+        transformer, originals, original_proj, hook = self._attached
+        hook.remove()
         for block, proc in zip(transformer.transformer_blocks, originals):
             block.attn.set_processor(proc)
         del transformer.encoder_hid_proj

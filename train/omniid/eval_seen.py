@@ -10,18 +10,27 @@ identity seen). Nothing is refused (the demo evaluates on its training manifest)
 the table's header, report.html, a label column and settings.json ("seen_in_training") say it.
 A checkpoint saved before the record, or a --bench folder (entries, not manifest identities),
 cannot be checked and is not labelled.
+
+A run started `--init-from` another (flow or adapter from MTD) trained its encoder on that run's
+manifest too: state.json's `init_from` names the step folder it started from, whose own state.json
+records its manifest and its own `init_from`. The chain is followed to its start and every run's
+manifest compared; a row is labelled with the runs that saw its identities (their stage and step
+folder). Where the chain cannot be followed (a step folder deleted, a state.json unreadable or
+older than the record) that is said ("unfollowed"), never read as held out.
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from mfhq.manifest.io import sha256_of
+from omniid.checkpoint import STATE_FILE
 
 log = logging.getLogger(__name__)
-COLUMN = "training"        # the table's label column (after `setting`), only when some row saw its identities
+COLUMN = "training"        # the table's label column (after `setting`): some row saw its identities or was not checked
 HELD_OUT = "held out"
 
 
@@ -33,37 +42,99 @@ def _training_identities(recorded: str) -> set[str] | None:
         return None
 
 
+def _recorded_seen(state: dict, manifest: Path, identities: list[str]) -> tuple[list[str], str] | None:
+    """(the evaluated identities one run's training manifest holds, how that was found); None for a
+    state.json that records no manifest (saved before the record)."""
+    recorded, digest = state.get("manifest"), state.get("manifest_sha256")
+    if not recorded and not digest:
+        return None
+    names = _training_identities(recorded) if recorded else None
+    if names is not None:
+        return [n for n in identities if n in names], "identity_id overlap with its training manifest"
+    if digest and sha256_of(Path(manifest)) == digest:
+        return list(identities), "the evaluated manifest is its training manifest (same SHA-256)"
+    return [], "its training manifest is gone and is not the evaluated one (another SHA-256)"
+
+
+def _lineage(state: dict) -> tuple[list[tuple[str | None, dict]], str | None]:
+    """[(step folder, state)]: the checkpoint itself (None) then each recorded `init_from` in turn
+    (the MTD run a flow run started from trained the same encoder); and why the chain stops before
+    its start (None when every ancestor's state.json was read)."""
+    links: list[tuple[str | None, dict]] = [(None, state)]
+    while links[-1][1].get("init_from"):
+        folder = Path(links[-1][1]["init_from"]).resolve()  # older runs recorded it as given
+        if any(str(folder) == where for where, _ in links):
+            return links, f"--init-from {folder} leads back to itself"
+        try:
+            links.append((str(folder), json.loads((folder / STATE_FILE).read_text())))
+        except FileNotFoundError:
+            return links, (f"its --init-from {folder} is gone (no {STATE_FILE}), so the manifests of the runs it "
+                           "started from cannot be compared")
+        except (OSError, ValueError) as exc:
+            return links, f"its --init-from {folder / STATE_FILE} cannot be read ({exc})"
+    return links, None
+
+
 def seen_in_training(trained: dict[str, dict], manifest: Path, identities: list[str]) -> dict[str, dict]:
-    """{row label: {"seen", "of", "training_manifest", "how"}} for the rows (label -> the state.json
-    of their checkpoint) whose training manifest holds some of the evaluated `identities`."""
+    """{row label: {"seen", "of", "training_manifest", "how", "by"[, "unfollowed"]}} for the rows
+    (label -> the state.json of their checkpoint) whose checkpoint, or a run it started from
+    (`init_from`, followed to its start), trained on some of the evaluated `identities`, and for
+    those whose chain could not be followed ("unfollowed": why). "by": one entry per run that saw
+    some ("run": None for the checkpoint's own, else the --init-from step folder); "seen": how
+    many identities any of them saw; "training_manifest" / "how": the first of them."""
     found = {}
     for label, state in trained.items():
-        recorded, digest = state.get("manifest"), state.get("manifest_sha256")
-        names = _training_identities(recorded) if recorded else None
-        if names is not None:
-            seen, how = [n for n in identities if n in names], "identity_id overlap with its training manifest"
-        elif digest and sha256_of(Path(manifest)) == digest:
-            seen, how = list(identities), "the evaluated manifest is its training manifest (same SHA-256)"
-        else:
-            continue
-        if seen:
-            found[label] = {"seen": len(seen), "of": len(identities), "training_manifest": recorded, "how": how}
+        links, unfollowed = _lineage(state)
+        by, seen = [], set()
+        for where, link in links:
+            checked = _recorded_seen(link, manifest, identities)
+            if where is not None and checked is None and unfollowed is None:
+                unfollowed = f"its --init-from {where} records no training manifest to compare"
+            if checked and checked[0]:
+                by.append({"run": where, "stage": link.get("stage"), "training_manifest": link.get("manifest"),
+                           "seen": len(checked[0]), "how": checked[1]})
+                seen.update(checked[0])
+        if by or unfollowed:
+            first = by[0] if by else {}
+            found[label] = {"seen": len(seen), "of": len(identities),
+                            "training_manifest": first.get("training_manifest"), "how": first.get("how"), "by": by, **({"unfollowed": unfollowed} if unfollowed else {})}
     return found
 
 
+def _by_line(link: dict) -> str:
+    who = "itself" if link["run"] is None else f"--init-from {link['run']} ({link['stage']} stage)"
+    return f"{who}: {link['seen']} ({link['how']}, {link['training_manifest']})"
+
+
 def seen_line(seen: dict[str, dict]) -> str | None:
-    """The warning the console, table.md and report.html give, None when no row saw its identities."""
-    if not seen:
-        return None
-    rows = "; ".join(f"{label}: {s['seen']} of {s['of']} ({s['how']}, {s['training_manifest']})"
-                     for label, s in seen.items())
-    return f"IDENTITIES SEEN IN TRAINING: held-out numbers do not apply to these rows. {rows}."
+    """The warning the console, table.md and report.html give, None when no row saw its identities
+    and every row's chain of runs was followed."""
+    saw = {label: s for label, s in seen.items() if s["seen"]}
+    unfollowed = {label: s["unfollowed"] for label, s in seen.items() if s.get("unfollowed")}
+    lines = []
+    if saw:
+        rows = "; ".join(f"{label}: {s['seen']} of {s['of']} (seen by {'; '.join(map(_by_line, s['by']))})"
+                         for label, s in saw.items())
+        lines.append(f"IDENTITIES SEEN IN TRAINING: held-out numbers do not apply to these rows. {rows}.")
+    if unfollowed:
+        rows = "; ".join(f"{label}: {why}" for label, why in unfollowed.items())
+        lines.append(f"TRAINING DATA NOT FULLY CHECKED: these rows may have seen the identities in a run they "
+                     f"started from. {rows}.")
+    return " ".join(lines) or None
 
 
 def seen_labels(seen: dict[str, dict], generated: list[str]) -> dict[str, dict[str, str]]:
-    """The `training` label column of the generated rows ({} when none saw its identities, so
-    that a held-out evaluation's tables keep their columns)."""
-    if not seen:
-        return {}
-    return {label: {COLUMN: f"saw {seen[label]['seen']}/{seen[label]['of']} identities" if label in seen
-                    else HELD_OUT} for label in generated}
+    """The `training` label column of the generated rows ({} when none saw its identities and
+    every chain was followed, so that a held-out evaluation's tables keep their columns)."""
+    return {label: {COLUMN: _label(seen[label]) if label in seen else HELD_OUT} for label in generated} if seen else {}
+
+
+def _label(seen: dict) -> str:
+    """'saw 2/2 identities', '... (mtd)' when a run it started from saw them; '; its --init-from not
+    checked' (or 'unknown: ...' when nothing was seen) where that chain could not be followed."""
+    if not seen["seen"]:
+        return "unknown: its --init-from not checked"
+    text = f"saw {seen['seen']}/{seen['of']} identities"
+    if any(link["run"] is not None for link in seen["by"]):
+        text += f" ({', '.join(dict.fromkeys(str(link['stage']) for link in seen['by']))})"
+    return text + ("; its --init-from not checked" if seen.get("unfollowed") else "")

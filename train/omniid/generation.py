@@ -44,9 +44,18 @@ log = logging.getLogger(__name__)
 
 
 def ip_adapter_kwargs(tokens: torch.Tensor) -> dict:
-    """tokens [B, N, D] -> the `ip_adapter_image_embeds` (and a zero negative, so that diffusers
-    does not look for a CLIP image encoder) of a Flux pipeline call with the adapter attached."""
-    embeds = tokens[:, None]  # [B, 1 image, N, D]: one adapter, one image per prompt
+    """tokens [identities, N, D] (or one identity's [N, D], as `OmniIDEncoder.encode` gives it) ->
+    the `ip_adapter_image_embeds` (and a zero negative, so that diffusers does not look for a CLIP
+    image encoder; true CFG's negative pass gets it) of a Flux pipeline call with the adapter
+    attached. 1 identity: every image; one per prompt: each prompt's num_images_per_prompt images;
+    one per image (prompts x num_images_per_prompt): its own (`omniid.adapter.fit_ip_batch`);
+    another count is refused when the pipeline runs."""
+    if tokens.dim() == 2:
+        tokens = tokens[None]
+    if tokens.dim() != 3:
+        raise ValueError(f"ip_adapter_kwargs takes tokens [identities, N, D] or one identity's [N, D]; got shape "
+                         f"{list(tokens.shape)}")
+    embeds = tokens[:, None]  # [identities, 1 image, N, D]: one adapter, one image embed per identity
     return {"ip_adapter_image_embeds": [embeds], "negative_ip_adapter_image_embeds": [torch.zeros_like(embeds)]}
 
 
