@@ -2,8 +2,9 @@
 
 A truncated download keeps its MP4 index (written first, `faststart`, as streamed files are), so
 the header promises every frame while the data stops part-way; a header that over-counts looks
-the same to a decoder. Measured on an H.264 MP4 with B-frames cut at every 23rd byte of a packet
-(tests/mfhq/test_decode_truncated.py): FFmpeg's demuxer hands on the packet the file ends inside,
+the same to a decoder. Measured on the sample's H.264 MP4 (B-frames) cut at every 23rd byte of
+a 937-byte packet, and at packet ends (tests/mfhq/test_decode_truncated.py cuts inside and between
+packets): FFmpeg's demuxer hands on the packet the file ends inside,
 short and flagged corrupt ("partial file"), and the decoder refuses it (InvalidDataError), which
 lost the frames the decoder still held. Cut between two packets, the stream ends cleanly, but the
 frames the decoder holds come out at the end with the frames the cut lost missing among them (49
