@@ -17,9 +17,10 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import decord_refusal, seeks_exactly, several_edits
+from mfhq.decode_containers import seeks_exactly, several_edits
+from mfhq.decode_decord import DecordReader
+from mfhq.decode_end import DecodeError, End, Tail, ended_reason  # noqa: F401 (DecodeError: its home for callers)
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
-from mfhq.errors import MfhqError
 from mfhq.frame_pool import FRAMES
 from mfhq.frame_times import VideoInfo, frame_count, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
 from mfhq.native_output import captured_stderr, clean_error
@@ -28,49 +29,12 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 128 * 2**20  # decoded frames held at once per clip, at most (one frame if larger)
 
 
-class DecodeError(MfhqError, RuntimeError):
-    """No frame could be read; the message names the file and every decoder's error."""
-
-
 class VideoReader(Protocol):
     name: str
 
     def open(self, path: Path) -> VideoInfo: ...
     def read(self, indices: list[int]) -> np.ndarray: ...  # [N, H, W, 3] BGR uint8
     def close(self) -> None: ...
-
-
-class DecordReader:
-    name = "decord"
-
-    def open(self, path: Path) -> VideoInfo:
-        # cv2 must be loaded before decord: decord's wheel bundles an old zlib that, loaded
-        # first, breaks cv2's PNG decoding for the rest of the process.
-        import cv2  # noqa: F401
-        import decord
-
-        refusal = decord_refusal(path)  # a container or codec where its frames are not the ones asked for
-        if refusal:
-            raise DecodeError(refusal)
-        # One decoder thread per process: parallelism comes from worker processes.
-        self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
-        height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
-        return with_frame_times(path, VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height))
-
-    def read(self, indices: list[int]) -> np.ndarray:
-        import cv2
-
-        frames = self._reader.get_batch(indices).asnumpy()
-        if not frames.flags.writeable:
-            frames = frames.copy()
-        # RGB -> BGR in place, frame by frame: numpy's reversed-stride copy of a whole 1080p
-        # chunk cost ~10x more and doubled the chunk's memory.
-        for frame in frames:
-            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR, dst=frame)
-        return frames
-
-    def close(self) -> None:
-        self._reader = None
 
 
 class PyAVReader:
@@ -107,6 +71,7 @@ class PyAVReader:
         # non-reference frame) the decoder alone knows.
         self.n_output = 0
         self.notes: list[str] = []  # what it recovered from (a seek that raised), for the row's reason
+        self.ended: End | None = None  # the stream ended before frames asked for (decode_end.py)
         return self._info
 
     def _start(self, target: int) -> None:
@@ -117,7 +82,8 @@ class PyAVReader:
         self._container = av.open(str(self._path))
         stream = self._container.streams.video[0]
         self._stream, self._origin = stream, float(stream.start_time * stream.time_base) if stream.start_time else 0.0
-        self._next, position = 0, None
+        self._next, position, self.ended = 0, None, None
+        self._tail = Tail(self._path, self._info.n_frames, lambda pts: self._number(pts * self._stream.time_base))
         if target >= self.SEEK_GAP and stream.time_base and self._seekable:
             position = int((self._origin + self._info.time_of(target)) / stream.time_base)
             try:
@@ -141,6 +107,8 @@ class PyAVReader:
         decoder with skip_frame = NONREF (it drops them if nothing is predicted from them)."""
         context, dropping = self._stream.codec_context, False
         for packet in self._container.demux(self._stream):
+            if not self._tail.admits(packet):
+                continue  # the file ends inside it: a truncated download (decode_end.py)
             index = round(self._check.number(packet.pts)) if self._check and packet.pts is not None else None
             may_drop = index is not None and packet.size > 0 and index <= self._last and index not in self._wanted
             if may_drop != dropping:
@@ -150,7 +118,10 @@ class PyAVReader:
     def _index(self, frame) -> int:
         if frame.pts is None:
             raise DecodeError(f"{self._path}: a frame without a timestamp after a seek")
-        seconds = float(frame.pts * self._stream.time_base) - self._origin
+        return self._number(frame.pts * self._stream.time_base)
+
+    def _number(self, stamp) -> int:
+        seconds = float(stamp) - self._origin
         return int(round(seconds * self._info.fps)) if self._info.times is None else self._info.nearest(seconds)
 
     def read(self, indices: list[int]) -> np.ndarray:
@@ -166,9 +137,15 @@ class PyAVReader:
             try:
                 frame = next(self._iter)
             except StopIteration:
+                self.ended = End(None if self._next is None else self._next - 1)
                 break
             self.n_output += 1
-            index = self._index(frame) if self._next is None or self._check is not None else self._next
+            # At a short stream's end, frames the cut lost may be missing among those the decoder gives up.
+            stamped = self._next is None or self._check is not None or (self._tail.short and frame.pts is not None)
+            index = self._index(frame) if stamped else self._next
+            if self._tail.short and self._tail.lost(wanted, self._next, index):
+                self.ended, self._iter = End(None if self._next is None else self._next - 1), iter(())
+                break
             if index in wanted:
                 image = frame.to_ndarray(format="bgr24")
                 if out is None:
@@ -178,6 +155,8 @@ class PyAVReader:
                 out[len(got)] = image
                 got.append(index)
             self._next = index + 1
+        if not got and self.ended is not None:
+            return np.empty((0, self._info.height, self._info.width, 3), np.uint8)
         if not got:
             raise DecodeError(f"{self._path}: PyAV returned none of frames {first}..{last}")
         _check_delivered(self._path, indices, got)
@@ -239,6 +218,7 @@ class ClipDecoder:
         self.errors: list[str] = []
         self.reader: VideoReader | None = None
         self.info: VideoInfo | None = None
+        self.ended: str | None = None  # why the sampled frames past the stream's end were not read
 
     def open(self, path: Path) -> VideoInfo:
         said = []  # what the native decoders printed: part of the reason, never over the progress bar
@@ -263,7 +243,13 @@ class ClipDecoder:
             step = max(1, min(step, CHUNK_BYTES // (self.info.width * self.info.height * 3)))
         for begin in range(0, len(indices), step):
             batch = indices[begin:begin + step]
-            yield DecodedChunk(batch, self._read(path, batch))
+            frames = self._read(path, batch)
+            if len(frames):
+                yield DecodedChunk(batch, frames)
+            end = getattr(self.reader, "ended", None)
+            if end is not None and begin + len(frames) < len(indices):  # the frames after it are not in the file: none is asked for (decode_end.py)
+                self.ended = ended_reason(path, end, self.info.n_frames, indices[begin + len(frames):], self.reader.name)
+                return
 
     def _read(self, path: Path, batch: list[int]) -> np.ndarray:
         try:

@@ -77,6 +77,7 @@ def decord_refusal(path: Path) -> str | None:
             shown = shown_frames(path, container) if video is not None else None
             hidden = (video.frames - shown if shown is not None and video.frames else
                       hidden_frames(video) if video is not None else 0)
+            truncated = video is not None and format_name == MP4 and data_past_end(path, video)
     except Exception:  # noqa: BLE001
         # Not a file PyAV's FFmpeg can open (a damaged header): decord, on FFmpeg too, is left to
         # fail on it and say why (on the damaged sample file it did: "moov atom not found" goes
@@ -91,10 +92,22 @@ def decord_refusal(path: Path) -> str | None:
     if hidden > 0:
         return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its {hidden + shown if shown is not None else 'decoded'} "
                 f"frames (a stream-copied cut, a trimmed end): it counts them and returns frames they displace; only PyAV reads it")
+    if truncated:
+        return (f"{path}: decord is not used on an MP4/MOV whose index places frames past the file's end (a truncated "
+                f"file, a header that over-counts): it numbered the frames after one the end lost wrong; only PyAV reads it")
     if codec not in DECORD_CODECS:
         return (f"{path}: decord is not used on {codec} video in {NAMES[format_name]} (its frames are proven "
                 f"right only for H.264, VP8/VP9 and MPEG-4 Part 2; it misnumbered HEVC's); only PyAV reads it")
     return None
+
+
+def data_past_end(path: Path, stream) -> bool:
+    """Does an MP4/MOV index place frames past the file's end (a truncated download, a header that
+    over-counts)? decord counts the packets it finds, so the frames after one the end lost (a
+    B-frame's reference) took lower numbers (frame 50 handed on as 49: decode_end.py). The index
+    is in decode order, so its last entries hold the data that lies last."""
+    size = Path(path).stat().st_size
+    return any(e.pos is not None and e.pos >= 0 and e.pos + e.size > size for e in stream.index_entries[-64:])
 
 
 def hidden_frames(stream) -> int:

@@ -163,11 +163,12 @@ class ClipRow:
                   fps: float, width: int, height: int, decoder: str | None, stage_seconds: dict,
                   recovered: list[str] = (), n_frames_detect_skipped: int | None = None,
                   n_frames_verified: int | None = None, annotation_iou: float | None = None,
-                  annotation_nme: float | None = None, decode_error: str | None = None) -> dict:
+                  annotation_nme: float | None = None, decode_error: str | None = None, ended: str | None = None) -> dict:
         """The row of a clip that was decoded and run through the stages: `ok`, or what its face
         rows say went wrong. `recovered`: the decoder errors it read past; the next four: how the
         source's own faces compared with the detector's, where the source gave them;
-        `decode_error`: why decoding stopped part-way (its faces were withdrawn, none kept)."""
+        `decode_error`: why decoding stopped part-way (its faces were withdrawn, none kept); `ended`:
+        where the video stream ended before sampled frames (the frames before it keep their faces)."""
         kept = sum(f["kept"] for f in faces)
         status, reason = Status.OK, None
         if decode_error is not None:  # its message lists the decoders' errors already
@@ -180,6 +181,8 @@ class ClipRow:
             reasons = {f["drop_reason"] for f in faces}
             status = next((s for drop, s in _STATUS_OF_ALL_DROPPED if drop in reasons), Status.IDENTITY_SWITCH)
             reason = f"{len(faces)} faces detected, none kept ({', '.join(sorted(reasons))})"
+        if ended is not None and decode_error is None:  # said whatever the status: frames the clip lacks
+            reason = "; ".join(r for r in (reason, ended) if r)
         if recovered and decode_error is None:  # said whatever the status: the frames came another way
             reason = "; ".join(r for r in (reason, "recovered from: " + "; ".join(recovered)) if r)
         row = ClipRow._row(clip, status, reason, provenance)

@@ -226,7 +226,7 @@ class ClipProcessor:
                 timings["decode"] += time.perf_counter() - started
                 if chunk is None:
                     break
-                n_read += len(chunk.indices)
+                n_read += len(chunk.frames)  # the frames delivered: fewer than asked where the stream ended
                 batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
                 chunk = None  # let go of the frames before the next read: two chunks held at most
                 started = time.perf_counter()
@@ -237,6 +237,8 @@ class ClipProcessor:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)
             decoder.close()
+        if decoder.ended is not None and not n_read:  # not one sampled frame before the stream's end
+            return [], ClipRow.failed(clip, Status.DECODE_ERROR, decoder.ended, self.provenance)
         if cut is not None:  # a half-read clip keeps no face (cluster-sample reads kept faces only); the
             # files of those faces go when the shard finishes (shard.keep_named_files)
             rows = [FaceRow.withdrawn(row, Drop.DECODE_ERROR) for row in rows]
@@ -251,7 +253,9 @@ class ClipProcessor:
                             annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None,
                             annotation_nme=state.verified_nme_sum / state.verified_matched if state.verified_matched else None)
         return ClipRow.processed(
-            clip, rows, self.provenance, n_frames_read=n_read, duration_sec=n_sampled / self.cfg.decode.fps,
+            # duration_sec: of the sampled frames decoded, short of those planned where the stream ended
+            clip, rows, self.provenance, n_frames_read=n_read, ended=decoder.ended,
+            duration_sec=(n_sampled if decoder.ended is None else n_read) / self.cfg.decode.fps,
             fps=info.fps, width=info.width, height=info.height, decoder=decoder.reader.name if decoder.reader else None,
             stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors,
             decode_error=None if cut is None else str(cut), **verified)
