@@ -149,5 +149,5 @@ def test_decode_only_measures_the_clips_extract_runs(clips_1080p, tmp_path):
     with av.open(str(clip)) as container:
         stream = container.streams.video[0]
         seconds = stream.frames / float(stream.average_rate)
-    assert result["clips"] == result["decode_only"]["clips"] == 2
     assert result["video_seconds"] == pytest.approx(2 * seconds, abs=0.01)
+    assert result["clips"] == result["decode_only"]["clips"] == 2
