@@ -87,8 +87,10 @@ def stats(
 
 
 def bench_curate(
-    identities: int = count_option(134_000, "--identities", help="Synthetic identities (MFHQ: 134k)"),
-    faces: int = count_option(17_000_000, "--faces", help="Synthetic candidate faces in all (MFHQ: about 17M)"),
+    identities: int = count_option(134_000, "--identities", help="Synthetic identities (default about the paper's "
+                                   "MFHQ: 134,077 identities; clips here, one identity each)"),
+    faces: int = count_option(17_000_000, "--faces", help="Synthetic candidate faces in all (default 17M: "
+                               "ours, a stand-in for MFHQ's candidate faces)"),
     workdir: Path = path_option(Path("runs/bench-curate"), "--workdir", help="Scratch folder for the synthetic table"),
     pipeline: Optional[str] = pipeline_option(),
     workers: Optional[int] = count_option(None, "--workers", help="Threads for the k-means (results do not "

@@ -202,6 +202,8 @@ class CurateConfig:
                                          "or above which they merge", COSINE)
     split: str = option("videos", "videos (hold out test_videos source videos) or official (the source's own "
                         "split)", OneOf(("videos", "official")))
-    test_videos: int = option(44, "source videos held out for test (split: videos)", NON_NEGATIVE)
+    test_videos: int = option(44, "source videos with sampled faces held out for test, at least: whole "
+                              "identity/video groups go until this many are, one group always stays in train (split: videos)",
+                              NON_NEGATIVE)
     split_seed: int = option(0, "the hashed order in which identity/video groups are held out")
 

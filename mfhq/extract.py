@@ -52,6 +52,7 @@ class ExtractSummary:
     shards_total: int = 0
     shards_skipped: int = 0
     shards_added: int = 0          # planned now for clips the run folder had not seen
+    shards_run: int = 0            # run by this call: new, left unfinished by an earlier one, or retried
     clips: int = 0
     faces_kept: int = 0
     faces_dropped: int = 0
@@ -176,6 +177,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     done = ShardMarkers(run_dir).done_ids()
     summary = ExtractSummary(shards_total=len(plan), shards_added=added)
     shards = _shards(plan, by_key, done, _retry_keys(run_dir, done & set(plan), retry) if retry else {}, summary)
+    summary.shards_run = len(shards)
     log.info("%d shards planned (%d new), %d done, %d to run%s", len(plan), added, summary.shards_skipped, len(shards),
              f" (retrying {', '.join(sorted(retry))})" if retry else "")
     run_meta = {

@@ -54,9 +54,12 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
     if summary.clips:
         skipped = (f"detection skipped on {summary.frames_detect_skipped} frames whose faces the source's "
                    f"annotations gave" if summary.frames_detect_skipped else None)
-        return [line for line in (skipped, f"{summary.clips} clips in {summary.seconds:.1f} s ({summary.shards_added} "
-                f"new shards, {summary.shards_skipped} already done): {_counts(summary.status_counts)}; faces kept "
-                f"{summary.faces_kept}, dropped {summary.faces_dropped}. Output: {run_dir}") if line]
+        # the shards this call ran, not only the newly planned: a resumed run runs shards planned before
+        shards = (f"{summary.shards_run} shard{'s' if summary.shards_run != 1 else ''} run, {summary.shards_added} of "
+                  f"them newly planned; {summary.shards_skipped} already done")
+        return [line for line in (skipped, f"{summary.clips} clips in {summary.seconds:.1f} s ({shards}): "
+                f"{_counts(summary.status_counts)}; faces kept {summary.faces_kept}, dropped {summary.faces_dropped}. "
+                f"Output: {run_dir}") if line]
     state = read_run_state(run_dir)
     if not state.shards_total:
         return [f"no clips to process (the source listed none); nothing to do. Output: {run_dir}"]

@@ -21,7 +21,8 @@ def format_table(result: dict) -> list[str]:
     header = "  ".join(f"{name:{width}s}" for name, width in _COLUMNS)
     header += f"  {'ms/item':>9s}  {'items/s':>9s}"
     if on_gpu:
-        header += f"  {'GPU peak MiB':>12s}  {'GPU in use MiB':>14s}"
+        # torch's allocator only: an onnxruntime model's memory shows in the second column alone
+        header += f"  {'torch peak MiB':>14s}  {'GPU in use MiB':>14s}"
     lines.append(header)
     for row in result["rows"]:
         cells = [row["task"], row["backend"], row["weights"], row["input"], "" if row["batch"] is None else str(row["batch"])]
@@ -31,10 +32,13 @@ def format_table(result: dict) -> list[str]:
             continue
         line += f"  {row['ms_per_item']:9.2f}  {row['items_per_s']:9.1f}"
         if on_gpu:
-            line += f"  {row['gpu_peak_torch_mib']:12.0f}  {row['gpu_in_use_mib']:14.0f}"
+            line += f"  {row['gpu_peak_torch_mib']:14.0f}  {row['gpu_in_use_mib']:14.0f}"
         lines.append(line)
     if any(row["weights"] == RANDOM for row in result["rows"]):
         lines.append(f"{RANDOM}: the real architecture, randomly initialised, because its weight file is not "
                      "here: the times hold, the outputs mean nothing")
     lines.append("ms/item: per frame for the detector, per face for the others")
+    if on_gpu:
+        lines.append("torch peak MiB: torch's allocator alone (an onnxruntime backend's memory is not in it); GPU in "
+                     "use MiB: the device memory in use above that before the first model loaded, every allocator")
     return lines

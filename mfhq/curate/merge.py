@@ -149,7 +149,12 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
         kept[best[keep_first]] = True
         decision = np.where(size > 1, np.where(kept, "dedup_kept", "dedup_dropped"), "own").astype(object)
     ev = evidence_column(keys, comp, size, edges)
-    log.info("%d clips -> %d identities (%d merged clips)", n, len(comp_name), int((size > 1).sum()))
+    # Counted as the stats headline counts them: the clips other than the one naming an identity
+    # (merge) or kept for it (dedup); identities short of faces_per_identity are dropped or
+    # flagged after this, so the manifests may hold fewer.
+    joined = n - len(comp_name)
+    how = "dropped as duplicates" if cfg.merge == "dedup" else "merged into another's identity"
+    log.info("%d clips -> %d identities before the short-identity rule (%d clips %s)", n, len(comp_name), joined, how)
     report_chains(keys, comp, comp_name, video, emb, cfg)
     return pa.table({"clip_key": keys.tolist(), "identity_id": identity.tolist(), "decision": decision.tolist(),
                      "evidence": ev})

@@ -74,7 +74,7 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
         ax.scatter(spread["spread_before"], spread["spread_after"], s=8)
         top = float(max(spread["spread_before"].max(), spread["spread_after"].max(), 1))
         ax.plot([0, top], [0, top], lw=0.5, color="gray")
-        ax.set(xlabel="spread of all its faces (deg)", ylabel="spread of its sampled faces (deg)",
+        ax.set(xlabel="spread of its kept faces (deg)", ylabel="spread of its sampled faces (deg)",
                title="pose spread per identity")
     else:  # no manifest: no identities yet, each clip is counted on its own
         ax.hist(spread["spread_before"], bins=30)
@@ -90,11 +90,11 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
 
 
 def _binned(ax, frame: pd.DataFrame, width: float) -> None:
-    """Each bin's bar spans exactly its bin: candidates filled, sampled faces outlined on top, so
+    """Each bin's bar spans exactly its bin: kept faces filled, sampled faces outlined on top, so
     neither is shifted into a neighbouring bin."""
     for who, part in frame.groupby("faces_of"):
         share = part["faces"] / part["faces"].sum()
-        if who == "candidates":
+        if who == "kept":
             ax.bar(part["bin"], share, width=width, align="edge", label=who, color="#9ab", edgecolor="white")
         else:
             ax.bar(part["bin"], share, width=width, align="edge", label=who, fill=False, edgecolor="#c33", lw=1.5)

@@ -28,20 +28,22 @@ STAGE_OF_REASON = DROP_REASONS
 _STAGE_CASE = "CASE " + " ".join(f"WHEN drop_reason = '{r}' THEN '{s}'" for r, s in STAGE_OF_REASON.items()) + \
     " WHEN kept THEN 'kept' ELSE 'other' END"
 _SPREAD = "sqrt(var_pop(yaw) + var_pop(pitch) + var_pop(roll))"
-_POSE_HIST = ("SELECT 'candidates' AS faces_of, axis, bin, count(*) AS faces FROM ("
+# Every kept face, named so: curation's candidates are fewer where curate.min_quality narrows them.
+_POSE_HIST = ("SELECT 'kept' AS faces_of, axis, bin, count(*) AS faces FROM ("
               "SELECT 'yaw' AS axis, floor(yaw / 10) * 10 AS bin FROM faces WHERE kept AND yaw IS NOT NULL UNION ALL "
               "SELECT 'pitch', floor(pitch / 10) * 10 FROM faces WHERE kept AND pitch IS NOT NULL) GROUP BY ALL")
-_QUALITY_HIST = ("SELECT 'candidates' AS faces_of, floor(quality * 20) / 20 AS bin, count(*) AS faces FROM faces "
+_QUALITY_HIST = ("SELECT 'kept' AS faces_of, floor(quality * 20) / 20 AS bin, count(*) AS faces FROM faces "
                  "WHERE kept AND quality IS NOT NULL GROUP BY ALL")
 
 # The report's headline: (section, metric, value) rows, so its totals are view rows like every number.
-# Videos are source videos (source/video_key): a dataset's many clip files of one YouTube video
-# count once. Those with a clip that read frames are counted apart: a source video, not a clip
-# file, so the label says "source videos" (one clip decoded is enough to count its video).
+# Videos are source videos (video_key): a dataset's many clip files of one YouTube video count
+# once, and so does a YouTube video that two datasets cut clips from (CelebV-HQ and CelebV-Text
+# share ids), as the merge, the split and the manifest card count it. Those with a clip that read
+# frames are counted apart (one clip decoded is enough to count its video).
 _HEADLINE_RUN = (
     "SELECT 0 AS ord, 'totals' AS section, 'source videos' AS metric, "
-    "count(DISTINCT source || '/' || video_key) AS value FROM clips "
-    "UNION ALL SELECT 1, 'totals', 'source videos with a clip decoded', count(DISTINCT source || '/' || video_key) "
+    "count(DISTINCT video_key) AS value FROM clips "
+    "UNION ALL SELECT 1, 'totals', 'source videos with a clip decoded', count(DISTINCT video_key) "
     "FILTER (WHERE n_frames_read > 0) FROM clips "
     "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
     "UNION ALL SELECT 3, 'totals', 'faces detected', count(*) FROM faces "

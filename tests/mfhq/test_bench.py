@@ -132,3 +132,22 @@ def test_bench_says_a_failed_run_or_a_bad_preset_in_one_line(tmp_path):
                      check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "pipeline preset not found: nosuch" in result.stderr
+
+
+def test_decode_only_measures_the_clips_extract_runs(clips_1080p, tmp_path):
+    # .m4v is a video to the folder source: extract runs it, so decode-only must decode it too,
+    # or video seconds and both ratios would set one set of clips against another's time
+    import av
+
+    root = tmp_path / "videos"
+    root.mkdir()
+    (clip,) = clips_1080p.glob("bench-*.mp4")
+    for name in ("a.mp4", "b.m4v"):
+        (root / name).symlink_to(clip)
+    result = json.loads(run_cli("bench", "--root", str(root), "--out", str(tmp_path / "run"),
+                                "--pipeline", str(SAMPLE_PRESET), "--json").stdout)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        seconds = stream.frames / float(stream.average_rate)
+    assert result["video_seconds"] == pytest.approx(2 * seconds, abs=0.01)
+    assert result["clips"] == result["decode_only"]["clips"] == 2

@@ -14,6 +14,7 @@ import yaml
 from conftest import SAMPLE_PRESET, run_cli
 
 from mfhq.bench_models import RANDOM
+from mfhq.bench_models.report import format_table
 from mfhq.bench_models.run import MISSING, NO_WEIGHTS, REAL
 
 TASKS = ["detector", "embedder", "pose", "quality", "parsing"]
@@ -105,8 +106,21 @@ def test_cuda_without_a_gpu_is_one_line_before_any_work(tmp_path):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_paper_preset_on_cuda_reports_gpu_memory(tmp_path):
     lines, result = _bench(tmp_path, "paper", "--device", "cuda", "--batch-sizes", "1,8")
-    assert result["gpu"] and any("GPU peak MiB" in line for line in lines)
+    assert result["gpu"] and any("torch peak MiB" in line for line in lines)
     torch_rows = [r for r in result["rows"] if r["task"] in ("pose", "quality", "parsing")]
     assert len(torch_rows) == 6
     for row in torch_rows:
         assert row["gpu_peak_torch_mib"] > 0 and row["ms_per_item"] > 0
+
+
+def test_the_gpu_memory_columns_name_the_allocator_they_count():
+    # an onnxruntime backend on the GPU: torch's allocator saw none of its memory, the device did
+    row = {"task": "detector", "backend": "yunet", "weights": "real weights", "input": "1080p frame", "batch": 8,
+           "ms_per_item": 1.0, "items_per_s": 1000.0, "gpu_peak_torch_mib": 0.0, "gpu_in_use_mib": 312.0}
+    result = {"pipeline": "paper", "device": "cuda:0", "gpu": "a GPU", "torch_threads": 1, "onnxruntime_threads": None,
+              "warmup": 2, "repeats": 5, "inputs": {"frames": "frames", "faces": "faces"}, "rows": [row]}
+    lines = format_table(result)
+    header = next(line for line in lines if line.startswith("task"))
+    assert "torch peak MiB" in header and "GPU peak" not in header
+    cells = next(line for line in lines if line.startswith("detector")).split()
+    assert cells[-2:] == ["0", "312"]  # the memory the model holds shows as in use, not as a peak

@@ -12,7 +12,7 @@ from mfhq.stats.report import _binned  # noqa: E402
 
 
 def test_each_bar_spans_its_own_bin():
-    frame = pd.DataFrame({"faces_of": ["candidates", "candidates", "sampled"], "axis": "pitch",
+    frame = pd.DataFrame({"faces_of": ["kept", "kept", "sampled"], "axis": "pitch",
                           "bin": [-10.0, 0.0, -10.0], "faces": [3, 1, 2]})
     fig, ax = plt.subplots()
     _binned(ax, frame, 10.0)

@@ -1,0 +1,57 @@
+"""The stats figures mean what their labels say, counted again with DuckDB over the run's and the
+manifest's Parquet files: a source video is its video key (one YouTube video that two datasets
+cut clips from is one video, as the merge, the split and the manifest card count it), and the
+histograms' other group is every kept face, not curation's candidates (curate.min_quality
+narrows those)."""
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pandas as pd
+
+from mfhq.config import CurateConfig
+from mfhq.curate import cluster_sample
+from mfhq.stats.report import write_report
+from synthetic_runs import ClipSpec, write_run
+
+# One YouTube video (yt1) cut by two datasets, as CelebV-HQ and CelebV-Text share ids; four others.
+SPECS = [ClipSpec("hq", "a1", "yt1", 1), ClipSpec("text", "a1t", "yt1", 1), ClipSpec("hq", "b1", "yt2", 2),
+         ClipSpec("hq", "c1", "yt3", 3), ClipSpec("hq", "d1", "yt4", 4), ClipSpec("text", "e1", "yt5", 5)]
+
+
+def _report(tmp_path, cfg: CurateConfig):
+    run = write_run(tmp_path / "run", SPECS)
+    manifest = tmp_path / "man"
+    cluster_sample([run], manifest, cfg)
+    write_report([run], manifest, tmp_path / "rep")
+    return run, manifest, tmp_path / "rep" / "tables"
+
+
+def test_a_youtube_video_in_two_datasets_is_one_source_video(tmp_path):
+    run, manifest, tables = _report(tmp_path, CurateConfig(test_videos=1))
+    head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
+    clips = f"'{run}/clips/*.parquet'"
+    videos = duckdb.sql(f"SELECT count(DISTINCT video_key) FROM {clips}").fetchall()[0][0]
+    assert videos == 5
+    assert head["source videos"] == videos
+    assert head["source videos with a clip decoded"] == duckdb.sql(
+        f"SELECT count(DISTINCT video_key) FROM {clips} WHERE n_frames_read > 0").fetchall()[0][0]
+    # every clip was sampled here, so the manifest card's videos (train and test share none) add up to it
+    counts = json.loads((manifest / "manifest.json").read_text())["counts"]
+    assert counts["train"]["videos"] + counts["test"]["videos"] == head["source videos"]
+
+
+def test_the_histograms_other_group_is_the_kept_faces(tmp_path):
+    run, manifest, tables = _report(tmp_path, CurateConfig(test_videos=1, min_quality=0.5))
+    faces = f"'{run}/faces/*.parquet'"
+    kept = duckdb.sql(f"SELECT count(*) FROM {faces} WHERE kept").fetchall()[0][0]
+    usable = duckdb.sql(f"SELECT count(*) FROM {faces} WHERE kept AND quality >= 0.5").fetchall()[0][0]
+    assert usable < kept  # curation's candidates are fewer than the kept faces here
+    sampled = duckdb.sql(f"SELECT count(*) FROM read_parquet(['{manifest}/train.parquet', "
+                         f"'{manifest}/test.parquet'])").fetchall()[0][0]
+    for view, per_face in (("quality_hist", 1), ("pose_hist", 2)):  # pose: a yaw and a pitch row a face
+        hist = pd.read_csv(tables / f"{view}.csv")
+        assert set(hist.faces_of) == {"kept", "sampled"}
+        assert hist[hist.faces_of == "kept"].faces.sum() == per_face * kept
+        assert hist[hist.faces_of == "sampled"].faces.sum() == per_face * sampled
