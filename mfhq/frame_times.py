@@ -50,6 +50,18 @@ class VideoInfo:
     def time_of(self, index: int) -> float:
         return index / self.fps if self.times is None else float(self.times[index])
 
+    def end_of(self, last: int) -> float:
+        """When frame `last` stops being shown: the next frame's time (the average step for the last)."""
+        if self.times is None:
+            return (last + 1) / self.fps
+        return float(self.times[last + 1]) if last + 1 < self.n_frames else float(self.times[last]) + 1.0 / self.fps
+
+    def sampled_span(self, first: int, last: int, sample_fps: float) -> float:
+        """Seconds of video sampled from frame `first` to frame `last`: to the end of the last one's
+        sampling period, the video's end at most (a cap that thins the samples, or a video slower
+        than the sampling, leaves the span what it is)."""
+        return min(self.time_of(last) + 1.0 / sample_fps, self.end_of(self.n_frames - 1)) - self.time_of(first)
+
     def nearest(self, seconds: float) -> int:
         """The VFR frame whose time is nearest `seconds` (a decoded frame's own timestamp)."""
         right = int(np.searchsorted(self.times, seconds))
@@ -186,9 +198,9 @@ def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, 
         first, last = frames[0], min(frames[1], info.n_frames - 1)
         if last < first:
             return []
-        start_sec, end_sec = info.time_of(first), _end_of(info, last)
+        start_sec, end_sec = info.time_of(first), info.end_of(last)
     start = max(0.0, start_sec or 0.0)
-    end = min(_end_of(info, info.n_frames - 1), end_sec) if end_sec is not None else _end_of(info, info.n_frames - 1)
+    end = min(info.end_of(info.n_frames - 1), end_sec) if end_sec is not None else info.end_of(info.n_frames - 1)
     if end <= start:
         return []
     times = np.arange(start, end, 1.0 / cfg.fps)
@@ -209,10 +221,3 @@ def sample_indices(info: VideoInfo, cfg: DecodeConfig, start_sec: float | None, 
         keep = np.linspace(0, len(indices) - 1, cfg.max_frames).round().astype(int)
         indices = indices[np.unique(keep)]
     return indices.tolist()
-
-
-def _end_of(info: VideoInfo, last: int) -> float:
-    """When frame `last` stops being shown: the next frame's time (the average step for the last)."""
-    if info.times is None:
-        return (last + 1) / info.fps
-    return float(info.times[last + 1]) if last + 1 < info.n_frames else float(info.times[last]) + 1.0 / info.fps

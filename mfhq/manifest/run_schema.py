@@ -60,7 +60,7 @@ CLIP_SCHEMA = _schema(
         pa.field("n_frames_read", pa.int32(), nullable=False),
         pa.field("n_faces_detected", pa.int32(), nullable=False),
         pa.field("n_faces_kept", pa.int32(), nullable=False),
-        pa.field("duration_sec", pa.float32()),         # of the decoded range
+        pa.field("duration_sec", pa.float32()),         # seconds of video sampled (VideoInfo.sampled_span)
         pa.field("fps", pa.float32()),
         pa.field("width", pa.int32()),
         pa.field("height", pa.int32()),

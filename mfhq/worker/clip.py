@@ -242,9 +242,10 @@ class ClipProcessor:
         if cut is not None:  # a half-read clip keeps no face (cluster-sample reads kept faces only); the
             # files of those faces go when the shard finishes (shard.keep_named_files)
             rows = [FaceRow.withdrawn(row, Drop.DECODE_ERROR) for row in rows]
-        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, len(opened.indices), cut)
+        sampled = opened.indices if decoder.ended is None else opened.indices[:n_read]  # short where the stream ended
+        return rows, self._clip_row(clip, rows, state, n_read, info, decoder, timings, sampled, cut)
 
-    def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, n_sampled, cut=None) -> dict:
+    def _clip_row(self, clip, rows, state, n_read, info, decoder, timings, sampled, cut=None) -> dict:
         verified = {}
         if clip.annotations is not None and self.cfg.detect.use_source_annotations:
             # A checked frame where the detector found nothing counts as IoU 0.
@@ -253,9 +254,8 @@ class ClipProcessor:
                             annotation_iou=state.verified_iou_sum / state.verified_frames if state.verified_frames else None,
                             annotation_nme=state.verified_nme_sum / state.verified_matched if state.verified_matched else None)
         return ClipRow.processed(
-            # duration_sec: of the sampled frames decoded, short of those planned where the stream ended
             clip, rows, self.provenance, n_frames_read=n_read, ended=decoder.ended,
-            duration_sec=(n_sampled if decoder.ended is None else n_read) / self.cfg.decode.fps,
+            duration_sec=info.sampled_span(sampled[0], sampled[-1], self.cfg.decode.fps) if len(sampled) else 0.0,
             fps=info.fps, width=info.width, height=info.height, decoder=decoder.reader.name if decoder.reader else None,
             stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors,
             decode_error=None if cut is None else str(cut), **verified)

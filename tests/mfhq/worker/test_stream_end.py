@@ -93,3 +93,17 @@ def test_the_faces_read_are_those_of_the_whole_file(sample_dir, videos, runs, tm
     full = _extract(whole, tmp_path / "full", **{"decode.chunk_frames": 16})
     sql = f"SELECT frame_index, face_index, kept, bbox FROM faces WHERE frame_index < {first_lost} ORDER BY ALL"
     assert query(runs[(4, "always")], sql) == query(full, sql) != []
+
+
+def test_duration_is_the_seconds_sampled_not_the_samples_over_the_rate(sample_dir, tmp_path):
+    """`duration_sec` is the decoded range's seconds: a cap on sampled frames (`decode.max_frames`)
+    thins the samples over the whole clip, and the duration stays the clip's 4 s (it read 0.6 s:
+    3 samples over 5 fps); the whole file uncapped gives the same 4 s."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "whole.mp4").write_bytes((sample_dir / "videos" / "astronaut_motion.mp4").read_bytes())
+    capped = _extract(folder, tmp_path / "capped", **{"decode.max_frames": 3})
+    whole = _extract(folder, tmp_path / "whole", **{"decode.max_frames": None})
+    [(n_read, duration)] = query(capped, "SELECT n_frames_read, duration_sec FROM clips")
+    assert n_read == 3 and duration == pytest.approx(N / 25)
+    assert query(whole, "SELECT duration_sec FROM clips")[0][0] == pytest.approx(N / 25)
