@@ -102,6 +102,9 @@ class Clip:
     # The rate start_frame / end_frame / annotations count frames at, when the source knows it
     # (VFHQ's meta FPS); a video opened at another rate has them retimed.
     frame_fps: float | None = None
+    # The source's own id of the clip's person within its video (VFHQ: "P3" for pid 3), where the
+    # source annotates one: cluster-sample keeps two person keys of one video apart.
+    person_key: str | None = None
 
     @property
     def key(self) -> str:
@@ -196,7 +199,7 @@ class ClipRow:
     def _row(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
         return {
             "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
-            "video_path": str(clip.video_path), "split": clip.split, "status": status, "reason": reason,
+            "person_key": clip.person_key, "video_path": str(clip.video_path), "split": clip.split, "status": status, "reason": reason,
             "n_frames_read": 0, "n_faces_detected": 0, "n_faces_kept": 0,
             "duration_sec": None, "fps": None, "width": None, "height": None, "decoder": None,
             "n_frames_detect_skipped": None, "n_frames_verified": None, "annotation_iou": None, "annotation_nme": None,

@@ -164,9 +164,10 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
     con.execute(
         "CREATE TEMP TABLE clip_codes AS SELECT (row_number() OVER (ORDER BY f.source, f.clip_id) - 1)::BIGINT AS clip_code, "
-        "f.source, f.clip_id, f.source || '/' || f.clip_id AS clip_key, f.video_key, c.split AS source_split, f.n_usable "
-        "FROM (SELECT source, clip_id, min(video_key) AS video_key, count(*) AS n_usable FROM usable_faces GROUP BY ALL) f "
-        "LEFT JOIN (SELECT source, clip_id, any_value(split) AS split FROM clips GROUP BY ALL) c USING (source, clip_id)"
+        "f.source, f.clip_id, f.source || '/' || f.clip_id AS clip_key, f.video_key, c.split AS source_split, f.n_usable, "
+        "c.person_key FROM (SELECT source, clip_id, min(video_key) AS video_key, count(*) AS n_usable FROM usable_faces "
+        "GROUP BY ALL) f LEFT JOIN (SELECT source, clip_id, any_value(split) AS split, any_value(person_key) AS person_key "
+        "FROM clips GROUP BY ALL) c USING (source, clip_id)"
     )
     clips = con.sql("SELECT * FROM clip_codes ORDER BY clip_code").to_arrow_table()
     if clips.num_rows == 0:

@@ -14,7 +14,8 @@ MAX_EVIDENCE = 50  # edges listed per identity; a huge component keeps its first
 
 
 def evidence_column(keys: np.ndarray, comp: np.ndarray, size: np.ndarray, edges: list) -> list:
-    """Per clip, its identity's edges as a JSON list (None for an identity of one clip).
+    """Per clip, its identity's edges as a JSON list (None for an identity without edges: one of
+    one clip, unless an edge the person keys refused names it, mfhq.curate.persons).
 
     keys: clip keys (str); comp: component per clip; size: clips in the clip's component;
     edges: (a, b, similarity, by) arrays per merge rule, in the order they were found."""
@@ -27,9 +28,7 @@ def evidence_column(keys: np.ndarray, comp: np.ndarray, size: np.ndarray, edges:
         by = np.concatenate([np.full(len(e[0]), e[3], dtype=object) for e in edges]).astype(str)
         if len(a):
             _fill(text, keys, comp, a, b, s, by)
-    out = text[comp]
-    out[size <= 1] = None
-    return out.tolist()
+    return text[comp].tolist()
 
 
 def _fill(text: np.ndarray, keys: np.ndarray, comp: np.ndarray, a, b, s, by) -> None:

@@ -23,6 +23,7 @@ from mfhq.config import CurateConfig
 from mfhq.curate.chains import report_chains
 from mfhq.curate.evidence import evidence_column
 from mfhq.curate.pairs import PairSearch, cat, set_up_in_background, similar_pairs
+from mfhq.curate.persons import PersonGuard, person_codes, refused_evidence
 from mfhq.curate.within import video_edges
 from mfhq.manifest.clip_means import clip_sums, outputs_sql, sums_from_clip_rows, unit_rows
 
@@ -110,23 +111,39 @@ def _components(n: int, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return connected_components(sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
 
+def _edges(clips: pa.Table, video: np.ndarray, emb: np.ndarray, cfg: CurateConfig) -> tuple[list, PersonGuard | None]:
+    """The merge edges (a, b, cosine, by) per rule, and the person-key guard (None: no clip has a key)."""
+    n, edges = clips.num_rows, []
+    codes = person_codes(clips)
+    guard = PersonGuard(*codes) if codes is not None and cfg.merge != "off" else None
+    if cfg.merge == "off" or n < 2:
+        return edges, guard
+    groups = None
+    if cfg.merge_by_video_key:
+        edges.append((*video_edges(video, emb, cfg.video_key_min_similarity, guard), "video_key"))
+        groups = _components(n, edges[0][0], edges[0][1])
+    if cfg.merge_by_embedding:
+        a, b, s = _embedding_edges(emb, cfg.embedding_similarity, groups)
+        if guard is not None:  # most alike first, on top of the video-key merge's components
+            before, kept = guard.refused, guard.take(a, b, s) >= 0
+            a, b, s = a[kept], b[kept], s[kept]
+            log.info("embedding merge: %d edges refused: they would join two person keys of one video "
+                     "(two people by the source's annotation)", guard.refused - before)
+        edges.append((a, b, s, "embedding"))
+    return edges, guard
+
+
 def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa.Table:
-    """clips: clip_key, video_key, n_usable (one row per clip, in clip-code order).
+    """clips: clip_key, video_key, n_usable (one row per clip, in clip-code order), optionally
+    source and person_key (mfhq.curate.persons).
 
     Returns clip_key, identity_id, decision, evidence (JSON edges of its identity) per clip.
     """
     keys = np.asarray(clips.column("clip_key").to_pylist(), dtype=object)
     n = len(keys)
-    edges = []
     codes = pc.cast(clips.column("video_key"), pa.string()).fill_null("None").combine_chunks().dictionary_encode()
     video = codes.indices.to_numpy()
-    if cfg.merge != "off" and n > 1:
-        groups = None
-        if cfg.merge_by_video_key:
-            edges.append((*video_edges(video, emb, cfg.video_key_min_similarity), "video_key"))
-            groups = _components(n, edges[0][0], edges[0][1])
-        if cfg.merge_by_embedding:
-            edges.append((*_embedding_edges(emb, cfg.embedding_similarity, groups), "embedding"))
+    edges, guard = _edges(clips, video, emb, cfg)
     a = np.concatenate([e[0] for e in edges]) if edges else np.zeros(0, np.int64)
     b = np.concatenate([e[1] for e in edges]) if edges else np.zeros(0, np.int64)
     comp = _components(n, a, b)
@@ -148,7 +165,11 @@ def assign_identities(clips: pa.Table, emb: np.ndarray, cfg: CurateConfig) -> pa
         kept = np.zeros(n, dtype=bool)
         kept[best[keep_first]] = True
         decision = np.where(size > 1, np.where(kept, "dedup_kept", "dedup_dropped"), "own").astype(object)
-    ev = evidence_column(keys, comp, size, edges)
+    refused = refused_evidence(guard, comp) if guard is not None else None
+    if refused is not None:
+        log.info("person keys: %d edges refused in all (docs/curate.md, Identities); the most alike refused edge "
+                 "between two identities is in the evidence of both (by: %s)", guard.refused, refused[3])
+    ev = evidence_column(keys, comp, size, edges + ([refused] if refused is not None else []))
     # Counted as the stats headline counts them: the clips other than the one naming an identity
     # (merge) or kept for it (dedup); identities short of faces_per_identity are dropped or
     # flagged after this, so the manifests may hold fewer.

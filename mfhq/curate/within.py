@@ -18,6 +18,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import minimum_spanning_tree
 
 from mfhq.curate.pairs import cat, cosines
+from mfhq.curate.persons import PersonGuard
 
 log = logging.getLogger(__name__)
 
@@ -66,24 +67,74 @@ def strongest_forest(n: int, a: np.ndarray, b: np.ndarray, s: np.ndarray):
             (2.0 - tree.data).astype(np.float32))
 
 
-def video_edges(video_codes: np.ndarray, emb: np.ndarray, min_sim: float | None):
+def video_edges(video_codes: np.ndarray, emb: np.ndarray, min_sim: float | None, guard: PersonGuard | None = None):
     """Edges joining the clips of each source video: with a guard, the strongest forest of every
     pair of a video's clips at cosine >= min_sim; without one, consecutive clips (the key alone
-    joins them all; the cosines are evidence only)."""
-    n = len(video_codes)
+    joins them all; the cosines are evidence only). A video with person keys (`guard`:
+    mfhq.curate.persons) takes its pairs (all of them without min_sim) most alike first under the
+    person constraint instead, keeping those that join; every edge returned is in `guard`."""
+    keyed = _keyed_videos(video_codes, guard)
     if min_sim is None:
-        order = np.argsort(video_codes, kind="stable")
-        same = np.flatnonzero(video_codes[order][1:] == video_codes[order][:-1])
-        a, b = order[same], order[same + 1]
-        sims = cosines(emb, a, b) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
-        return a.astype(np.int64), b.astype(np.int64), sims.astype(np.float32)
+        a, b, sims = _consecutive(video_codes, emb, keyed)
+        mine = [(a, b, sims)] + ([] if keyed is None else [_all_pairs(video_codes, emb, keyed)])
+        return _with_person_keys(mine, guard, None)
     forest = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    held: list[tuple] = []  # the guarded pairs of videos with person keys
     compared = refused = 0
     for a, b, s in group_pairs(video_codes, emb):
         keep = s >= min_sim
         compared, refused = compared + len(a), refused + int((~keep).sum())
-        forest = strongest_forest(n, cat([forest[0], a[keep]], np.int64), cat([forest[1], b[keep]], np.int64),
-                                  cat([forest[2], s[keep]], np.float32))
+        if keyed is not None:
+            hold = keep & keyed[video_codes[a]]
+            held.append((a[hold], b[hold], s[hold]))
+            keep &= ~hold
+        forest = strongest_forest(len(video_codes), cat([forest[0], a[keep]], np.int64),
+                                  cat([forest[1], b[keep]], np.int64), cat([forest[2], s[keep]], np.float32))
+    edges = _with_person_keys([forest, *held], guard, min_sim)
     log.info("video-key merge: every pair of clips within a video compared: %d pairs, %d refused by the "
-             "similarity guard (cosine < %g); %d edges join them", compared, refused, min_sim, len(forest[0]))
-    return forest
+             "similarity guard (cosine < %g); %d edges join them", compared, refused, min_sim, len(edges[0]))
+    return edges
+
+
+def _keyed_videos(video_codes: np.ndarray, guard: PersonGuard | None) -> np.ndarray | None:
+    """Per video code: whether a clip of it has a person key; None without any."""
+    if guard is None:
+        return None
+    keyed = np.zeros(int(video_codes.max()) + 1 if len(video_codes) else 0, bool)
+    keyed[video_codes[guard.keyed]] = True
+    return keyed
+
+
+def _consecutive(video_codes: np.ndarray, emb: np.ndarray, keyed: np.ndarray | None):
+    """Consecutive clips of each video (of those without person keys, when `keyed` is given)."""
+    order = np.argsort(video_codes, kind="stable")
+    same = np.flatnonzero(video_codes[order][1:] == video_codes[order][:-1])
+    a, b = order[same], order[same + 1]
+    if keyed is not None:
+        a, b = a[~keyed[video_codes[a]]], b[~keyed[video_codes[a]]]
+    sims = cosines(emb, a, b) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
+    return a.astype(np.int64), b.astype(np.int64), sims.astype(np.float32)
+
+
+def _all_pairs(video_codes: np.ndarray, emb: np.ndarray, keyed: np.ndarray):
+    """Every pair of clips within each video with person keys (cosine 1 without clip means)."""
+    groups = np.where(keyed[video_codes], video_codes, len(keyed) + np.arange(len(video_codes)))
+    found = list(group_pairs(groups, emb))
+    a, b = cat([f[0] for f in found], np.int64), cat([f[1] for f in found], np.int64)
+    sims = cat([f[2] for f in found], np.float32) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
+    return a, b, sims
+
+
+def _with_person_keys(parts: list[tuple], guard: PersonGuard | None, min_sim: float | None):
+    """parts[0]: edges of videos without person keys, all taken; the rest: pairs of videos with
+    them, of which the guard keeps those that join two components."""
+    if guard is None:
+        return parts[0]
+    a, b, s = (cat([p[i] for p in parts[1:]], t) for i, t in enumerate((np.int64, np.int64, np.float32)))
+    guard.take(parts[0][0], parts[0][1], parts[0][2])  # no person key among them: none is refused
+    joined = guard.take(a, b, s) > 0
+    if guard.refused:
+        log.info("video-key merge: %d pairs of clips of one video%s refused by their person keys (two people by the "
+                 "source's annotation)", guard.refused, "" if min_sim is None else f" at cosine >= {min_sim:g}")
+    return (cat([parts[0][0], a[joined]], np.int64), cat([parts[0][1], b[joined]], np.int64),
+            cat([parts[0][2], s[joined]], np.float32))

@@ -53,6 +53,9 @@ CLIP_SCHEMA = _schema(
         pa.field("source", pa.string(), nullable=False),
         pa.field("clip_id", pa.string(), nullable=False),
         pa.field("video_key", pa.string(), nullable=False),
+        # The source's own id of the clip's person within its video (VFHQ's P<pid>), null where the
+        # source has none: cluster-sample never joins two person keys of one video into one identity.
+        pa.field("person_key", pa.string()),
         pa.field("video_path", pa.string(), nullable=False),
         pa.field("split", pa.string()),
         pa.field("status", pa.string(), nullable=False),

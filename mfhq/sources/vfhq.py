@@ -164,7 +164,7 @@ class VFHQSource(Source):
             source=self.name, clip_id=clip_id, video_path=Path(), video_key=match["ytid"], split=split,
             start_frame=first, end_frame=last, person_box=(x0, y0, x1, y1), box_space=(width, height),
             annotations=annotations or None, frame_fps=header.get("FPS"),  # frame numbers count at it
-            extra={"person": f"{match['ytid']}+P{match['pid']}"},
+            person_key=f"P{int(match['pid'])}",  # the person index within the video: the only identity key
         )
 
     def _locate(self, clip: Clip, meta: Path) -> Clip | SourceProblem:

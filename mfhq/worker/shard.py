@@ -146,6 +146,11 @@ def _merge(run_dir: Path, shard: Shard, outcomes: dict) -> tuple[list, list]:
     for row in read_table(run_dir / "faces" / f"{shard.id}.parquet").to_pylist():
         old_faces.setdefault(f"{row['source']}/{row['clip_id']}", []).append(row)
     old_clips = {f"{r['source']}/{r['clip_id']}": r for r in read_table(run_dir / "clips" / f"{shard.id}.parquet").to_pylist()}
+    # A shard written before clip rows had person_key is rewritten in this version: its rows get
+    # theirs from the source's records, as a first-time run would have written them.
+    people = {item_key(item): getattr(item, "person_key", None) for item in shard.items}
+    for key, row in old_clips.items():
+        row.setdefault("person_key", people.get(key))
     merged = {k: outcomes.get(k) or (old_faces.get(k, []), old_clips[k]) for k in shard.keys}
     return _rows(shard, merged)
 

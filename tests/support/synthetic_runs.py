@@ -28,6 +28,8 @@ class ClipSpec:
     faces: int = 30
     split: str | None = None
     dropped: int = 2   # faces dropped as other_identity (another person in frame)
+    person_key: str | None = None  # the source's person id within the video (VFHQ's P<pid>)
+    also: int | None = None  # a second person blended in equally: a face between two people
 
 
 def person_vector(person: int) -> np.ndarray:
@@ -38,6 +40,9 @@ def person_vector(person: int) -> np.ndarray:
 def clip_rows(spec: ClipSpec, seed: int) -> tuple[list[dict], dict]:
     rng = np.random.default_rng(seed)
     base = person_vector(spec.person)
+    if spec.also is not None:
+        base = base + person_vector(spec.also)
+        base = base / np.linalg.norm(base)
     faces = []
     n = spec.faces + spec.dropped
     # Most frames near frontal, some turned: random picking tends to take the frontal crowd.
@@ -60,7 +65,7 @@ def clip_rows(spec: ClipSpec, seed: int) -> tuple[list[dict], dict]:
             "align_template": "arcface", "provenance": "synthetic@test",
         })
     clip = {
-        "source": spec.source, "clip_id": spec.clip_id, "video_key": spec.video_key,
+        "source": spec.source, "clip_id": spec.clip_id, "video_key": spec.video_key, "person_key": spec.person_key,
         "video_path": f"/videos/{spec.clip_id}.mp4", "split": spec.split, "status": "ok", "reason": None,
         "n_frames_read": n, "n_faces_detected": n, "n_faces_kept": spec.faces, "duration_sec": n * 0.2,
         "fps": 25.0, "width": 512, "height": 512, "decoder": "synthetic",
