@@ -111,7 +111,9 @@ then `ds.cast_column("crop", datasets.Image())`. For training, `omniid.data` giv
 `source, clip_id, video_key, identity_id, decision (own | merged | dedup_kept | dedup_dropped),
 evidence (JSON list of the merge edges of the identity: {{a, b, by: video_key | embedding,
 similarity}}; an embedding edge joins two video-key groups, named by their first clips, at the
-cosine of the groups' pooled means), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
+cosine of the groups' pooled means; an edge `by: person_key` joined nothing: it is the most alike
+edge the source's person ids refused between this identity and another, `a` this identity's clip,
+`b` the other's, listed in both; null when the identity has no edge), n_usable, identity_faces, status (sampled | short_flagged | short_dropped |
 duplicate), split, source_split (the source's official split of the clip, if it has one; the
 column is absent from folders written before it was recorded)`.
 """

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import logging
 
+import numpy as np
 import pytest
 
 from mfhq.config import CurateConfig
 from mfhq.curate import cluster_sample
+from mfhq.curate.persons import PersonGuard
 from mfhq.manifest import read_manifest
 from synthetic_runs import ClipSpec, write_run
 
@@ -49,6 +51,14 @@ def test_two_pids_of_one_video_stay_two_identities_however_alike(tmp_path, caplo
     assert edge["similarity"] > 0.8
     assert [(e["a"], e["b"]) for e in _refused(rows[p0a.clip_id])] == [(edge["b"], edge["a"])]
     assert [e["by"] for e in json.loads(rows[p0a.clip_id]["evidence"])] == ["video_key", "person_key"]
+    # The same clips from a source without person ids (CelebV-HQ-like): the guard alone decides,
+    # as it always did, and no evidence names person keys.
+    plain = [ClipSpec("celebvhq", f"{s.video_key}_{i}", s.video_key, s.person) for i, s in enumerate([p0a, p0b, p1, stray])]
+    run = write_run(tmp_path / "plain", plain + [ClipSpec("celebvhq", f"{OTHER}_0", OTHER, person=7)])
+    cluster_sample([run], tmp_path / "p", CurateConfig(merge_by_embedding=embedding, test_videos=1))
+    rows = _identities(tmp_path / "p")
+    assert [rows[s.clip_id]["identity_id"] for s in plain] == [f"celebvhq/{SHOW}_0"] * 3 + [f"celebvhq/{SHOW}_3"]
+    assert not any(_refused(r) for r in rows.values()) and rows[f"{SHOW}_3"]["evidence"] is None
 
 
 @pytest.mark.parametrize("bridge_source", ["vfhq", "celebvhq"])
@@ -76,13 +86,15 @@ def test_a_chain_through_another_video_does_not_join_two_pids(tmp_path, caplog, 
     assert "embedding merge: 1 edges refused: they would join two person keys of one video" in caplog.text
 
 
-def test_without_person_keys_the_look_alikes_of_one_video_merge_as_before(tmp_path):
-    """The same clips from a source without person ids (a CelebV-HQ-like one): the guard alone
-    decides, as it always did, and no evidence names person keys."""
-    specs = [ClipSpec("celebvhq", f"{SHOW}_{i}", SHOW, person=1) for i in range(3)]
-    run = write_run(tmp_path / "run", specs + [ClipSpec("celebvhq", f"{OTHER}_0", OTHER, person=7)])
-    cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
-    rows = _identities(tmp_path / "m")
-    assert {rows[s.clip_id]["identity_id"] for s in specs} == {f"celebvhq/{SHOW}_0"}
-    assert not any(_refused(r) for r in rows.values())
-    assert rows[f"{OTHER}_0"]["evidence"] is None
+def test_the_outcome_does_not_depend_on_the_order_of_the_edges():
+    """Edges are taken most alike first, ties by clip code: a chain a-b-c whose ends hold two
+    person keys of one video keeps its stronger link, in whatever order the edges come."""
+    slot, person = np.array([0, -1, 0, -1]), np.array([0, -1, 1, -1])  # clips 0 and 2: P0 and P1 of one video
+    a, b, s = np.array([0, 1, 1, 2]), np.array([1, 2, 3, 3]), np.array([0.7, 0.9, 0.8, 0.8], np.float32)
+    outcomes = set()
+    for order in ([0, 1, 2, 3], [3, 2, 1, 0], [2, 0, 3, 1]):
+        guard = PersonGuard(slot, person)
+        got = guard.take(a[order], b[order], s[order])
+        outcomes.add(tuple(got[np.argsort(order)].tolist()))
+        assert guard.refused == 1
+    assert outcomes == {(-1, 1, 1, 0)}  # 1-2 joined first, 1-3 and 2-3 tie (2-3 after 1-3), 0-1 refused

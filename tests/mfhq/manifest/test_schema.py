@@ -53,12 +53,30 @@ def test_a_schema_4_shard_curates_beside_schema_5_ones(tmp_path):
     assert con.execute("SELECT count(*) FROM faces WHERE landmarks68 IS NULL").fetchall()[0][0] > 0
 
 
+def test_a_schema_6_clips_shard_reads_person_key_as_null_and_merges_as_it_did(tmp_path):
+    """Clip rows written before person_key (run schema 6) read as null beside newer shards, and
+    their clips merge by the guard alone, as that version's code merged them."""
+    look_alikes = [ClipSpec("vfhq", f"Clip+synthVF-pk1+P{p}+C0+F0-90", "synthVF-pk1", person=1, person_key=f"P{p}")
+                   for p in (0, 1)]
+    specs = look_alikes + [ClipSpec("vfhq", "Clip+synthVF-pk2+P0+C0+F0-90", "synthVF-pk2", 7, person_key="P0")]
+    run = write_run(tmp_path / "run", specs, shard_size=2)
+    cfg = CurateConfig(test_videos=1)
+    apart = cluster_sample([run], tmp_path / "new", cfg)
+    _as_version(run / "clips" / "s-00000.parquet", "6", ["person_key"])  # the shard of the two look-alikes
+    con, _ = connect_runs([run])
+    keys = dict(con.execute("SELECT clip_id, person_key FROM clips").fetchall())
+    assert keys == {look_alikes[0].clip_id: None, look_alikes[1].clip_id: None, specs[2].clip_id: "P0"}
+    together = cluster_sample([run], tmp_path / "old", cfg)
+    assert apart["train"]["identities"] + apart["test"]["identities"] == 3
+    assert together["train"]["identities"] + together["test"]["identities"] == 2
+
+
 def test_an_unreadable_version_names_the_readable_ones(tmp_path):
     run = write_run(tmp_path / "run", _clips(2))
     shard = next((run / "faces").glob("*.parquet"))
     table = pq.read_table(shard)
     pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}), shard)
-    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 6 \(and 3, 4, 5\)"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 7 \(and 3, 4, 5, 6\)"):
         cluster_sample([run], tmp_path / "m", CurateConfig())
 
 

@@ -103,6 +103,17 @@ def test_identity_keys_and_splits(all_run):
     assert (missing["video_key"], missing["split"]) == ("--Y9imYnfBw", "train")
 
 
+def test_vfhq_clip_rows_carry_the_person_id_within_the_video(all_run):
+    """extract writes VFHQ's P<pid> into the clip row's person_key (what keeps two people of one
+    video apart in cluster-sample); sources without person ids, and rows of no clip, hold null."""
+    rows = _clips(all_run[0])
+    assert rows[f"vfhq/Clip+{fx.VF_RAW}+P0+C0+F4-96"]["person_key"] == "P0"
+    assert rows[f"vfhq/Clip+{fx.VF_CUT}+P3+C1+F100-200"]["person_key"] == "P3"
+    assert rows["vfhq/Clip+synthVF-trc+P0+C0+F4-40"]["person_key"] is None  # bad_metadata: no clip was made
+    others = [r["person_key"] for key, r in rows.items() if not key.startswith("vfhq/")]
+    assert len(others) == len(EXPECTED) - 3 and set(others) == {None}
+
+
 def test_raw_videos_are_read_only_in_the_clip_range(all_run):
     run, _ = all_run
     for clip_id, first, last in [(f"{fx.HQ_RAW}_0", 25, 75), (f"{fx.HQ_RAW}_1_0", 7, 37),

@@ -25,6 +25,7 @@ def test_vfhq_meta_ranges_annotations_and_splits(tmp_path):
     assert problems == {}
     raw, cut = found["Clip+synthVF_a-1+P2+C0+F10-15"], found["Clip+synthVF_a-1+P0+C1+F100-300"]
     assert (raw.split, cut.split, raw.video_key) == ("train", "test", "synthVF_a-1")
+    assert (raw.person_key, cut.person_key) == ("P2", "P0")  # the person index within the video
     # The F bounds are exclusive: frames 11..14 of the source video.
     assert (raw.start_frame, raw.end_frame) == (11, 14)
     assert raw.person_box == (100, 50, 400, 350) and raw.box_space == (1280, 720)
