@@ -6,14 +6,17 @@ import json
 import shutil
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import mfhq.worker.shard
 from conftest import SAMPLE_PRESET, run_cli
 from mfhq.config import load_pipeline
+from mfhq.manifest.io import ShardMarkers, atomic_write_table
 from mfhq.manifest.lock import FolderLock, NotOwner
 from mfhq.manifest.run_state import read_run_state
-from mfhq.records import Shard, item_key
+from mfhq.records import CLIP_SCHEMA, FACE_SCHEMA, Clip, ClipRow, Shard, item_key
 from mfhq.sources import get_source
 from mfhq.sources.base import SourceProblem
 from mfhq.worker.shard import close_watchdogs, run_shard
@@ -80,3 +83,24 @@ def test_a_retry_stopped_between_its_renames_leaves_the_shard_pending(sample_dir
     assert _rows(run, "clips", "clip_id, status") == [("late", "ok"), ("zero", "empty")]
     assert _rows(run, "faces", "count(*) = count(DISTINCT (frame_index, face_index))") == [(True,)]
     assert read_run_state(run).complete
+
+
+def test_a_retry_rewrites_a_schema_6_shard_with_the_person_keys_of_its_clips(tmp_path):
+    """A shard written before clip rows had person_key, retried for another of its entries: the
+    rewritten file (this version's) gives the row it keeps its clip's person key from the source."""
+    clip = Clip("vfhq", "Clip+synthVF-pk1+P4+C0+F0-90", tmp_path / "gone.mp4", "synthVF-pk1", person_key="P4")
+    problem = SourceProblem("vfhq", "broken", "bad_metadata", "broken.txt:3: expected numbers")
+    run, sid = tmp_path / "run", "vfhq-00000"
+    old = pa.Table.from_pylist([ClipRow.failed(clip, "missing", "gone.mp4: no such file", "none"),
+                                ClipRow.problem(problem)], schema=CLIP_SCHEMA).drop_columns(["person_key"])
+    (run / "clips").mkdir(parents=True)
+    pq.write_table(old.replace_schema_metadata({**old.schema.metadata, b"mfhq.schema_version": b"6"}),
+                   run / "clips" / f"{sid}.parquet")
+    atomic_write_table(run / "faces" / f"{sid}.parquet", [], FACE_SCHEMA)
+    ShardMarkers(run).mark_done(sid, {"clips": 2})
+    # Source problems only are re-run: their rows need no worker process, so no model is loaded.
+    shard = Shard(sid, [clip.key, "vfhq/broken"], [clip, problem], frozenset({"vfhq/broken"}))
+    with FolderLock(run) as lock:
+        run_shard(shard, run, load_pipeline(SAMPLE_PRESET), owner=lock.token)
+    assert _rows(run, "clips", "clip_id, status, person_key") == [
+        ("Clip+synthVF-pk1+P4+C0+F0-90", "missing", "P4"), ("broken", "bad_metadata", None)]
