@@ -111,7 +111,8 @@ def _consecutive(video_codes: np.ndarray, emb: np.ndarray, keyed: np.ndarray | N
     same = np.flatnonzero(video_codes[order][1:] == video_codes[order][:-1])
     a, b = order[same], order[same + 1]
     if keyed is not None:
-        a, b = a[~keyed[video_codes[a]]], b[~keyed[video_codes[a]]]
+        plain = ~keyed[video_codes[a]]
+        a, b = a[plain], b[plain]
     sims = cosines(emb, a, b) if emb.shape[1] > 1 else np.ones(len(a), np.float32)
     return a.astype(np.int64), b.astype(np.int64), sims.astype(np.float32)
 

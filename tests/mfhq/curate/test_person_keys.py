@@ -60,6 +60,19 @@ def test_two_pids_of_one_video_stay_two_identities_however_alike(tmp_path, caplo
     assert not any(_refused(r) for r in rows.values()) and rows[f"{SHOW}_3"]["evidence"] is None
 
 
+def test_without_the_guard_the_key_joins_one_pid_and_never_two(tmp_path):
+    """video_key_min_similarity: null (the video key alone joins): one pid's clips join, even the
+    unalike one, and another pid of the video stays apart, look-alike or not."""
+    p0a, p0b, p1 = _vfhq(SHOW, 0, 0, person=1), _vfhq(SHOW, 0, 1, person=9), _vfhq(SHOW, 1, 0, person=1)
+    p2 = _vfhq(SHOW, 2, 0, person=5)
+    run = write_run(tmp_path / "run", [p0a, p0b, p1, p2, _vfhq(OTHER, 0, 0, person=7)])
+    cfg = CurateConfig(merge_by_embedding=False, video_key_min_similarity=None, test_videos=1)
+    cluster_sample([run], tmp_path / "m", cfg)
+    rows = _identities(tmp_path / "m")
+    assert [rows[s.clip_id]["identity_id"] for s in (p0a, p0b, p1, p2)] == [
+        f"vfhq/{p0a.clip_id}", f"vfhq/{p0a.clip_id}", f"vfhq/{p1.clip_id}", f"vfhq/{p2.clip_id}"]
+
+
 @pytest.mark.parametrize("bridge_source", ["vfhq", "celebvhq"])
 def test_a_chain_through_another_video_does_not_join_two_pids(tmp_path, caplog, bridge_source):
     # P0 and P1 of one video are unalike (under the guard); a clip of another video shows a face
