@@ -124,7 +124,11 @@ class CelebVSource(Source):
         path = self.root / self.info_file
         if not path.is_file():
             raise SourceError(f"{self.name}: {path} not found; expected {self.expects}")
-        text = path.read_text(encoding="utf-8", errors="replace")
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:  # no permission, an I/O error: nothing to plan from, said in one line
+            raise SourceError(f"{self.name}: {path} cannot be read ({exc.strerror or exc}); expected "
+                              f"{self.expects}") from None
         try:
             tables = clip_tables(json.loads(text, object_pairs_hook=_object))
         except (json.JSONDecodeError, ValueError) as exc:

@@ -87,3 +87,12 @@ def test_a_repeated_clip_key_is_a_row_not_a_silent_drop(tmp_path):
     assert once.status == twice.status == "bad_metadata"
     assert "celebvhq_info.json:2: clip '-synthHQ_id_0' appears again at line 5" in once.reason
     assert "celebvhq_info.json:4: clip '-synthHQ_id_0' appears again at line 5 (an identical entry)" in twice.reason
+
+
+def test_a_clip_list_that_cannot_be_read_is_refused_naming_it(tmp_path):
+    """An I/O error on the info file (no permission, a failing disk) was a traceback. A read of
+    /proc/self/mem at offset 0 fails with EIO for any user, root included, which a chmod cannot."""
+    (tmp_path / "celebvhq_info.json").symlink_to("/proc/self/mem")
+    with pytest.raises(SourceError, match=rf"celebvhq: {tmp_path / 'celebvhq_info.json'} cannot be read "
+                                          r"\(Input/output error\)"):
+        list(get_source("celebvhq", tmp_path).scan())
