@@ -76,10 +76,54 @@ def talkinghead_trunc(clip: Clip, width: int, height: int) -> Clip:
     return scaled(dataclasses.replace(clip, person_box=box, box_space=None), width, height)
 
 
+def vfhq_downloader(clip: Clip, width: int, height: int) -> Clip:
+    """A VFHQ clip cut by yunyu/vfhq-downloader's crop_clips.py, whose video is the crop only:
+    `person_box` is the meta file's CROP in `box_space` (its W x H). The script scales the CROP
+    to its download's w x h with int(v / W * w), a truncation, and ffmpeg's crop filter then
+    takes the corner and the size down to even pixels (4:2:0 chroma), so a face at x in the
+    meta file is at x * w / W - corner in the cut. The download is gone, so its size is the one
+    whose cut has this video's size: the meta file's own first (the usual case), else the pair
+    nearest the meta file's shape. A cut that no download size explains (resized by another
+    tool) is mapped proportionally, CROP onto the whole frame."""
+    if clip.person_box is None or clip.box_space is None:
+        return scaled(clip, width, height)
+    (w0, h0), (left, top, right, bottom) = clip.box_space, clip.person_box
+    xs, ys = _cut_corners(left, right, w0, width), _cut_corners(top, bottom, h0, height)
+    if int(w0) in xs and int(h0) in ys:
+        (sx, ox), (sy, oy) = (1.0, xs[int(w0)]), (1.0, ys[int(h0)])
+    elif xs and ys:  # a smaller download keeps the video's shape: the pair nearest it
+        guess = width * w0 / (right - left)
+        nw, nh = min(((a, b) for a in xs for b in ys), key=lambda p: (abs(p[0] / w0 - p[1] / h0), abs(p[0] - guess)))
+        (sx, ox), (sy, oy) = (nw / w0, xs[nw]), (nh / h0, ys[nh])
+    else:
+        sx, sy = width / (right - left), height / (bottom - top)
+        ox, oy = left * sx, top * sy
+    ann = clip.annotations
+    if ann is not None:
+        def at(v: float, i: int) -> float:  # i even: an x; odd: a y
+            return v * sx - ox if i % 2 == 0 else v * sy - oy
+        ann = FrameAnnotations(ann.frames, tuple(tuple(at(v, i) for i, v in enumerate(b)) for b in ann.boxes),
+                               tuple(tuple(at(v, i) for i, v in enumerate(m)) for m in ann.landmarks))
+    return dataclasses.replace(clip, person_box=None, box_space=None, annotations=ann)
+
+
+def _cut_corners(low: float, high: float, side: float, cut: int) -> dict[int, int]:
+    """Along one axis: each download length near the proportional guess (and the meta file's own)
+    whose vfhq-downloader crop of [low, high) of `side` is `cut` pixels long -> the crop's corner."""
+    guess = cut * side / (high - low)
+    found = {}
+    for n in sorted({int(side), *range(max(2, int(guess) - 4), int(guess) + 6)}):
+        first, last = int(low / side * n), int(high / side * n)
+        if (last - first) & ~1 == cut:
+            found[n] = first & ~1
+    return found
+
+
 RULES: dict[str, Callable[[Clip, int, int], Clip]] = {
     "scaled": scaled,
     "celebv-square": celebv_square,
     "talkinghead-trunc": talkinghead_trunc,
+    "vfhq-downloader": vfhq_downloader,
 }
 
 

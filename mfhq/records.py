@@ -96,8 +96,8 @@ class Clip:
     # running the detector on those frames.
     annotations: "FrameAnnotations | None" = field(default=None, compare=False)
     # How the worker maps box, annotations and frame numbers onto the opened video: a rule of
-    # mfhq.geometry.RULES ("scaled": by box_space; "celebv-square"; "talkinghead-trunc"), named by
-    # the source so that the worker never calls back into mfhq.sources.
+    # mfhq.geometry.RULES ("scaled": by box_space; "celebv-square"; "talkinghead-trunc";
+    # "vfhq-downloader"), named by the source so that the worker never calls back into mfhq.sources.
     geometry: str = "scaled"
     # The rate start_frame / end_frame / annotations count frames at, when the source knows it
     # (VFHQ's meta FPS); a video opened at another rate has them retimed.

@@ -10,6 +10,11 @@ folder (train/ or test/, the official layout) or from id lists `id_train.txt` / 
 the root (EFHQ's, checked against those folders, so they agree on real files). Where they
 disagree, or both lists name a clip, it is a `bad_metadata` row: which side is wrong cannot be
 told, and under `split: official` a test clip taken as train leaks its identity into training.
+A clip's video is, first found first: a cut clip under its whole name (clips/, processed/), the
+raw download (full resolution, exact frames), or yunyu/vfhq-downloader's cut (cropped_videos/,
+named without the F range: mfhq/sources/vfhq_cuts.py). Where two meta files share that shorter
+name, the cut is one of them (the downloader skips a name it already wrote) and which cannot be
+told: each is a `bad_metadata` row.
 """
 from __future__ import annotations
 
@@ -21,16 +26,16 @@ from typing import Iterator
 
 from mfhq.records import Clip, FrameAnnotations, Status
 from mfhq.sources.base import Source, SourceError, SourceProblem, problem_id, register_source, safe_clip_id
+from mfhq.sources.vfhq_cuts import CUT_DIRS, DOWNLOADER_DIRS, as_cut, as_downloader_cut, downloader_name
 
 _NAME = re.compile(r"^Clip\+(?P<ytid>[^+]{11})\+P(?P<pid>\d+)\+C(?P<clip>\d+)\+F(?P<start>\d+)-(?P<end>\d+)$")
 _IMAGE = re.compile(r"\.(png|jpg|jpeg)$", re.IGNORECASE)
 _HEADERS = {"H", "W", "FPS", "CROP", "Video", "FRAME"}
 META_DIRS = ("meta_info", "annotations")
-CUT_DIRS = ("clips", "processed")
 # Raw downloads: the public downloaders keep yt-dlp's own file name `<ytid>.<ext>`, and its
 # "bestvideo" is mostly WebM (VP9) on YouTube. EFHQ's download_vfhq.py writes videos/<train|test>/,
-# yunyu/vfhq-downloader data/youtube_videos/ (trying .mp4, .webm, .mkv).
-RAW_DIRS = ("videos", "raw", "youtube_videos")
+# yunyu/vfhq-downloader data/youtube_videos/ (trying .mp4, .webm, .mkv), relative to its checkout.
+RAW_DIRS = ("videos", "raw", "youtube_videos", "data/youtube_videos")
 RAW_EXTS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".flv")
 
 
@@ -98,14 +103,20 @@ class VFHQSource(Source):
     name = "vfhq"
     dirnames = ("vfhq", "VFHQ")
     expects = ("meta_info/[train|test/]Clip+<ytid>+P<pid>+C<n>+F<start>-<end>.txt (or annotations/); "
-               "raw videos as videos/[train|test/]<ytid>.mp4 (or .webm, .mkv, ...; or raw/, youtube_videos/), "
-               "or cut clips as clips/<clip name>.mp4; optional id_train.txt / id_test.txt")
+               "raw videos as videos/[train|test/]<ytid>.mp4 (or .webm, .mkv, ...; or raw/, [data/]youtube_videos/), "
+               "or cut clips as clips/<clip name>.mp4 or [data/]cropped_videos/Clip+<ytid>+P<pid>+C<n>.mp4; "
+               "optional id_train.txt / id_test.txt")
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
         metas = sorted(p for d in META_DIRS if (self.root / d).is_dir() for p in (self.root / d).rglob("*.txt"))
         if not metas:
             raise SourceError(f"{self.name}: no meta files under {self.root}/meta_info or {self.root}/annotations")
         splits = self._id_lists()
+        # The downloader's cut name -> the clip names that share it (a cut of several is ambiguous).
+        sharing: dict[str, set[str]] = {}
+        for path in metas:
+            if _NAME.match(path.stem):
+                sharing.setdefault(downloader_name(path.stem), set()).add(path.stem)
         seen: set[str] = set()
         for path in metas:
             try:
@@ -120,7 +131,7 @@ class VFHQSource(Source):
                 yield self.problem(f"{clip.clip_id}.duplicate", f"{path}: clip {clip.clip_id} has two meta files")
                 continue
             seen.add(clip.clip_id)
-            yield self._locate(clip, path)
+            yield self._locate(clip, path, sharing[downloader_name(clip.clip_id)])
         yield from self._unlisted(splits, {p.stem for p in metas})
 
     def _id_lists(self) -> dict[str, list[tuple[str, str]]]:
@@ -167,19 +178,31 @@ class VFHQSource(Source):
             person_key=f"P{int(match['pid'])}",  # the person index within the video: the only identity key
         )
 
-    def _locate(self, clip: Clip, meta: Path) -> Clip | SourceProblem:
+    def _locate(self, clip: Clip, meta: Path, sharing: set[str]) -> Clip | SourceProblem:
         cut = self.first_file(CUT_DIRS, f"{clip.clip_id}.mp4")
         if cut is not None:
-            return _as_cut(clip, cut)
+            return as_cut(clip, cut)
         folders = RAW_DIRS + ((f"videos/{clip.split}",) if clip.split else ())
         for ext in RAW_EXTS:
             raw = self.first_file(folders, f"{clip.video_key}{ext}")
             if raw is not None:
                 return dataclasses.replace(clip, video_path=raw, extra={**clip.extra, "layout": "raw"})
+        short = f"{downloader_name(clip.clip_id)}.mp4"
+        cut = self.first_file(DOWNLOADER_DIRS, short)
+        if cut is not None and len(sharing) > 1:
+            others = ", ".join(f"{name}.txt" for name in sorted(sharing - {clip.clip_id}))
+            return self.problem(clip.clip_id, f"{meta}: the cut clip {cut} has no frame range in its name and "
+                                              f"could be this clip or {others} (yunyu/vfhq-downloader writes one of "
+                                              f"them and skips the others): add the raw download {clip.video_key}.mp4 "
+                                              f"(or .webm, .mkv) or keep only the meta file of the clip it was cut from",
+                                clip=clip)
+        if cut is not None:
+            return as_downloader_cut(clip, cut)
         exts = ",".join(e[1:] for e in RAW_EXTS)
         return self.problem(clip.clip_id, f"{meta}: no video under {self.root}: neither the cut clip {clip.clip_id}.mp4 in "
                                           f"{', '.join(f'{d}/' for d in CUT_DIRS)} nor the download {clip.video_key}.{{{exts}}} "
-                                          f"in {', '.join(f'{d}/' for d in folders)}", status=Status.MISSING, clip=clip)
+                                          f"in {', '.join(f'{d}/' for d in folders)} nor the cut {short} in "
+                                          f"{', '.join(f'{d}/' for d in DOWNLOADER_DIRS)}", status=Status.MISSING, clip=clip)
 
 
 def _split(path: Path, listed: list[tuple[str, str]]) -> str | None:
@@ -193,18 +216,3 @@ def _split(path: Path, listed: list[tuple[str, str]]) -> str | None:
         raise ValueError(f"{path}: contradictory split: {where}{lines}; fix the folder or the list "
                          f"(under `split: official` a test clip taken as train would leak into training)")
     return said.pop() if said else None
-
-
-def _as_cut(clip: Clip, path: Path) -> Clip:
-    """A cut clip starts at source frame start+1 and shows the CROP region only."""
-    x0, y0, x1, y1 = clip.person_box
-    ann = clip.annotations
-    if ann is not None:
-        shift = [(i, f - clip.start_frame) for i, f in enumerate(ann.frames) if clip.start_frame <= f <= clip.end_frame]
-        ann = FrameAnnotations(
-            tuple(f for _, f in shift),
-            tuple((b[0] - x0, b[1] - y0, b[2] - x0, b[3] - y0) for b in (ann.boxes[i] for i, _ in shift)),
-            tuple(tuple(v - (x0 if k % 2 == 0 else y0) for k, v in enumerate(ann.landmarks[i])) for i, _ in shift),
-        ) if shift else None
-    return dataclasses.replace(clip, video_path=path, start_frame=None, end_frame=None, person_box=None,
-                               box_space=(x1 - x0, y1 - y0), annotations=ann, extra={**clip.extra, "layout": "cut"})

@@ -18,12 +18,14 @@ import duckdb
 import pytest
 
 from conftest import run_cli
+from downloader_cut import downloader_cut, numbered_download, ordinal
 from grey_videos import ordinals, write_grey
 from mfhq.config import DecodeConfig
 from mfhq.worker.clip_open import open_clip
 from source_fixtures import TEST_PRESET, hq_entry, scan, vfhq_meta, vfhq_root
 
 VF_NAME = "Clip+synthVF_a-1+P2+C0+F10-15"  # vfhq_meta(): FPS 25, frames 11..14 (F bounds exclusive)
+VF_CUT = "Clip+synthVF_a-1+P2+C0+F10-30"  # frames 11..29; yunyu/vfhq-downloader's cut holds 11..28
 
 
 def _video(path: Path, n: int, rate: int = 25, **kwargs) -> Path:
@@ -71,6 +73,52 @@ def test_vfhq_reads_the_public_downloaders_files(tmp_path, meta, video, options)
     clip = found[VF_NAME]
     assert (clip.video_path, clip.split, clip.extra["layout"]) == (tmp_path / video, meta.rsplit("/")[-1], "raw")
     assert _read(clip, 25) == [11, 12, 13, 14]
+
+
+def _cut_meta() -> str:
+    """A 160 x 96, 25 fps meta file whose CROP has an odd corner and odd sides, and whose face
+    moves two pixels right a frame: frame f's box is (40 + 2 f, 30) to (60 + 2 f, 50)."""
+    lines = ["Video ID: synthVF_a-1", "H: 96", "W: 160", "FPS: 25", "", "FRAME INDEX X0 Y0 W H [Landmarks (5 Points)]", ""]
+    lines += [f"{f:08d} 0 {40 + 2 * f} 30 20 20 {45 + 2 * f} 35 {55 + 2 * f} 35 {50 + 2 * f} 40 {46 + 2 * f} 45 {54 + 2 * f} 45"
+              for f in range(11, 30)]
+    return "\n".join(lines + ["CROP: 31 17 122 92"]) + "\n"
+
+
+@pytest.mark.parametrize("width,height,rate", [(160, 96, 25), (80, 48, 25), (160, 96, 50)])
+def test_a_vfhq_downloader_cut_reads_its_source_frames_with_their_faces(tmp_path, width, height, rate):
+    # yunyu/vfhq-downloader's crop_clips.py, its download since deleted: cut from a download at the
+    # meta file's size, at half of it, and at twice the meta file's frame rate.
+    root = vfhq_root(tmp_path, {f"train/{VF_CUT}.txt": _cut_meta()})
+    scale, step = width / 160, rate // 25  # the download against the meta file: pixels, frames
+    faces = [tuple(int(v * scale) for v in (40 + 2 * (n // step), 30, 60 + 2 * (n // step), 50)) for n in range(32 * step)]
+    download = numbered_download(tmp_path / "deleted.mkv", width, height, rate, faces)
+    # As crop_clips.py: the seconds of frames start+1 and end-1 at the meta FPS (5 decimals, then
+    # milliseconds in its time stamps), the CROP scaled to the download and truncated.
+    start, end = (float(f"{round(f / 25, 5):.3f}") for f in (11, 29))
+    box = (int(31 / 160 * width), int(17 / 96 * height), int(122 / 160 * width), int(92 / 96 * height))
+    (root / "cropped_videos").mkdir()
+    downloader_cut(download, root / "cropped_videos" / "Clip+synthVF_a-1+P2+C0.mp4", start, end, box)
+    clip = scan("vfhq", root)[0][VF_CUT]
+    opened = open_clip(clip, DecodeConfig(fps=rate), "test")
+    try:
+        frames = [frame for chunk in opened.chunks for frame in chunk.frames]
+    finally:
+        opened.close()
+    shown = [ordinal(frame) for frame in frames]
+    assert shown == list(range(11 * step, 29 * step))  # source frames 11..28 (22..57 of the 50 fps download)
+    ann, (x0, y0) = opened.clip.annotations, (box[0] & ~1, box[1] & ~1)  # ffmpeg's crop: an even corner
+    assert len(ann.frames) == 18  # meta frames 11..28; 29 is past the cut's end
+    for row, index in enumerate(ann.frames):
+        f = shown[index] / step  # the meta frame this cut frame shows: its face must be this row
+        assert ann.boxes[row] == pytest.approx(((40 + 2 * f) * scale - x0, 30 * scale - y0, (60 + 2 * f) * scale - x0, 50 * scale - y0))
+        assert ann.landmarks[row][:2] == pytest.approx(((45 + 2 * f) * scale - x0, 35 * scale - y0))
+        # And the pixels agree, to the pixel: the box's edge rows and columns are the black face's,
+        # the ones just outside are grey.
+        left, top, right, bottom = (int(v) for v in ann.boxes[row])
+        middle, centre = (top + bottom) // 2, (left + right) // 2
+        inside = [frames[index][y, x].max() for y, x in ((middle, left), (middle, right - 1), (top, centre), (bottom - 1, centre))]
+        outside = [frames[index][y, x].min() for y, x in ((middle, left - 1), (middle, right), (top - 1, centre), (bottom, centre))]
+        assert max(inside) < 30 and min(outside) > 45, (inside, outside)
 
 
 def test_celebvtext_rows_keep_the_clip_id_without_mp4_whatever_their_status(tmp_path):
