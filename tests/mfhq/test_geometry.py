@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from mfhq.geometry import RULES, celebv_square, expand_and_square, resolve, retime, scaled, talkinghead_trunc
+from mfhq.geometry import RULES, celebv_square, expand_and_square, resolve, retime, scaled, talkinghead_trunc, vfhq_downloader
 from mfhq.records import Clip, FrameAnnotations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ def _clip(**fields) -> Clip:
 def test_a_clip_built_without_a_rule_uses_the_default_one():
     clip = _clip()
     assert (clip.geometry, clip.frame_fps) == ("scaled", None)
-    assert set(RULES) == {"scaled", "celebv-square", "talkinghead-trunc"}
+    assert set(RULES) == {"scaled", "celebv-square", "talkinghead-trunc", "vfhq-downloader"}
 
 
 def test_scaled_rescales_box_and_annotations_from_box_space_and_clamps():
@@ -61,6 +61,25 @@ def test_talkinghead_trunc_truncates_where_the_default_rule_keeps_fractions():
     assert talkinghead_trunc(clip, 640, 360).person_box == (252, 31, 396, 175)
     assert resolve(clip, 640, 360).person_box == (252, 31, 396, 175)
     assert scaled(clip, 640, 360).person_box == (252, 31.5, 396, 175.5)
+
+
+def test_vfhq_downloader_maps_faces_through_its_truncated_even_crop():
+    # CROP (101, 51)-(402, 352) of a 1280x720 meta file: odd corner, odd sides. From a download of
+    # that size crop_clips.py cuts int() of it, ffmpeg's crop takes corner and size down to even:
+    # (100, 50), 300x300. From a 640x360 download: int(50.5) = 50, int(25.5) = 25 -> 24; sides
+    # 201 - 50 and 176 - 25, 151 -> 150: 150x150 from (50, 24) at half scale.
+    clip = _clip(person_box=(101, 51, 402, 352), box_space=(1280, 720), annotations=ANN, frame_fps=25.0,
+                 geometry="vfhq-downloader")
+    native, half = vfhq_downloader(clip, 300, 300), resolve(clip, 150, 150)
+    assert (native.person_box, native.box_space, half.person_box, half.box_space) == (None, None, None, None)
+    assert native.annotations.boxes[0] == (100, 50, 200, 170) and native.annotations.landmarks[0][:2] == (20, 180)
+    assert half.annotations.boxes[0] == (50, 26, 100, 86) and half.annotations.landmarks[0][:2] == (10, 91)
+    # The 25 fps frame numbers of a cut from a 50 fps download are retimed, as a raw download's.
+    assert resolve(clip, 300, 300, fps=50.0).annotations.frames == (22, 24, 26)
+    # A cut no download size explains (an odd side, which ffmpeg's crop never writes: another
+    # tool's): the CROP mapped onto the whole frame.
+    resized = vfhq_downloader(clip, 602, 301)
+    assert resized.annotations.boxes[0] == pytest.approx((198, 49, 398, 169))
 
 
 def test_retime_follows_the_annotated_frame_rate():

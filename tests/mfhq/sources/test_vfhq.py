@@ -126,3 +126,58 @@ def test_a_name_in_both_lists_without_its_meta_file_is_one_row_of_no_split(tmp_p
     (problem,) = _scan("vfhq", root)[1].values()
     assert (problem.status, problem.split) == ("missing", None)
     assert f"{root / 'id_train.txt'}:1, {root / 'id_test.txt'}:1: clip" in problem.reason
+
+
+@pytest.mark.parametrize("folder", ["cropped_videos", "data/cropped_videos"])
+def test_a_vfhq_downloader_cut_is_read_where_the_raw_video_is_not(tmp_path, folder):
+    # yunyu/vfhq-downloader's crop_clips.py names its cut without the F range and writes it to
+    # data/cropped_videos/ of its checkout (meta_info/ beside data/); frames start+1 .. end-2.
+    name = "Clip+synthVF_a-1+P2+C0+F10-15"
+    root = _vfhq_root(tmp_path, {f"train/{name}.txt": _vfhq_meta(range(11, 15))})
+    cut = root / folder / "Clip+synthVF_a-1+P2+C0.mp4"
+    cut.parent.mkdir(parents=True)
+    cut.write_bytes(b"not decoded here")
+    clip = _scan("vfhq", root)[0][name]
+    assert (clip.video_path, clip.extra["layout"], clip.geometry, clip.split) == (cut, "downloader-cut", "vfhq-downloader", "train")
+    assert (clip.start_frame, clip.end_frame, clip.frame_fps) == (None, None, 25.0)
+    # Source frames 11, 12, 13 are the cut's 0, 1, 2; 14 is not in it. Boxes stay in the meta
+    # file's pixels, the CROP beside them, for the rule that sees the cut's size.
+    assert clip.annotations.frames == (0, 1, 2) and clip.annotations.boxes[0] == (200, 100, 300, 220)
+    assert (clip.person_box, clip.box_space) == ((100, 50, 400, 350), (1280, 720))
+    # The raw download wins where it is there too (full resolution, exact frames), in the
+    # downloader's own data/youtube_videos/ as well.
+    raw = root / "data" / "youtube_videos" / "synthVF_a-1.webm"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_bytes(b"not decoded here")
+    clip = _scan("vfhq", root)[0][name]
+    assert (clip.video_path, clip.extra["layout"], clip.geometry, clip.start_frame) == (raw, "raw", "scaled", 11)
+
+
+def test_a_vfhq_downloader_cut_shared_by_two_meta_files_is_a_row_for_each(tmp_path):
+    # Two clips of person 2 numbered C0 (different F ranges): the downloader writes the first it
+    # meets under the shorter name and skips the other, so which one the cut holds cannot be told.
+    shared, other, alone = ("Clip+synthVF_a-1+P2+C0+F10-15", "Clip+synthVF_a-1+P2+C0+F100-300", "Clip+synthVF_a-1+P2+C1+F10-15")
+    root = _vfhq_root(tmp_path, {f"train/{shared}.txt": _vfhq_meta(), f"train/{other}.txt": _vfhq_meta(range(101, 103)),
+                                 f"train/{alone}.txt": _vfhq_meta()})
+    (root / "cropped_videos").mkdir()
+    for cut in ("Clip+synthVF_a-1+P2+C0.mp4", "Clip+synthVF_a-1+P2+C1.mp4"):
+        (root / "cropped_videos" / cut).write_bytes(b"not decoded here")
+    found, problems = _scan("vfhq", root)
+    assert list(found) == [alone] and found[alone].extra["layout"] == "downloader-cut"
+    assert {p.clip_id: p.status for p in problems.values()} == {shared: "bad_metadata", other: "bad_metadata"}
+    reason = problems[shared].reason
+    assert reason.startswith(f"{root / 'meta_info' / 'train' / shared}.txt: the cut clip {root / 'cropped_videos'}/Clip+synthVF_a-1+P2+C0.mp4")
+    assert f"could be this clip or {other}.txt" in reason and problems[shared].video_key == "synthVF_a-1"
+    # With the raw download there is nothing to guess (and it wins over the unambiguous cut too).
+    (root / "videos").mkdir()
+    (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
+    found, problems = _scan("vfhq", root)
+    assert problems == {} and sorted(found) == sorted([shared, other, alone])
+    assert {c.extra["layout"] for c in found.values()} == {"raw"}
+
+
+def test_a_vfhq_clip_with_no_video_names_every_place_looked(tmp_path):
+    root = _vfhq_root(tmp_path, {"train/Clip+synthVF_a-1+P2+C0+F10-15.txt": _vfhq_meta()})
+    (problem,) = _scan("vfhq", root)[1].values()
+    assert problem.status == "missing" and "youtube_videos/, data/youtube_videos/" in problem.reason
+    assert problem.reason.endswith("nor the cut Clip+synthVF_a-1+P2+C0.mp4 in cropped_videos/, data/cropped_videos/")
