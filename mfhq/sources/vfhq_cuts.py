@@ -8,9 +8,11 @@ and frame_end = end-1 from the name, turns them into seconds at the meta file's 
 5 decimals, then to the millisecond by its time stamp format) and has ffmpeg seek to the first
 and keep the duration up to the second, which ffmpeg counts as an open end: the cut holds source
 frames start+1 .. end-2, at the download's own frame rate. It crops to the CROP box scaled to the
-download's size (the `vfhq-downloader` rule of mfhq.geometry) and does not resize. Where the
-download's time stamps are finer than a millisecond (an MP4 at 29.97 fps), a seek time rounded
-up skips the first frame: such a cut starts one frame later than these numbers say.
+download's size (the `vfhq-downloader` rule of mfhq.geometry) and does not resize.
+The rounded seek time skips frame start+1 where it falls after it: such a cut starts one frame
+later than these numbers say. That is rare in yt-dlp's merged WebM or MKV (times in milliseconds),
+common in an MP4 download at 30 or 29.97 fps (finer times), and the rule from about frame 30,000
+on where the meta FPS is 29.97 for 30000/1001 (no real meta file was seen to tell how it is written).
 """
 from __future__ import annotations
 
@@ -25,8 +27,10 @@ DOWNLOADER_DIRS = ("cropped_videos", "data/cropped_videos")
 
 
 def downloader_name(clip_id: str) -> str:
-    """The downloader's file name of a clip: its name without the `+F<start>-<end>` part."""
-    return clip_id.rsplit("+F", 1)[0]
+    """The downloader's file name of a clip (a name of the official form): without the
+    `+F<start>-<end>` part, P and C written back from the numbers it read (P01 becomes P1)."""
+    _, ytid, pid, clip, _ = clip_id.split("+")
+    return f"Clip+{ytid}+P{int(pid[1:])}+C{int(clip[1:])}"
 
 
 def as_cut(clip: Clip, path: Path) -> Clip:

@@ -156,14 +156,17 @@ def test_a_vfhq_downloader_cut_is_read_where_the_raw_video_is_not(tmp_path, fold
 def test_a_vfhq_downloader_cut_shared_by_two_meta_files_is_a_row_for_each(tmp_path):
     # Two clips of person 2 numbered C0 (different F ranges): the downloader writes the first it
     # meets under the shorter name and skips the other, so which one the cut holds cannot be told.
-    shared, other, alone = ("Clip+synthVF_a-1+P2+C0+F10-15", "Clip+synthVF_a-1+P2+C0+F100-300", "Clip+synthVF_a-1+P2+C1+F10-15")
+    # It writes P and C as the numbers it read: P03 is P3, a cut of its own.
+    shared, other, alone, padded = ("Clip+synthVF_a-1+P2+C0+F10-15", "Clip+synthVF_a-1+P2+C0+F100-300",
+                                    "Clip+synthVF_a-1+P2+C1+F10-15", "Clip+synthVF_a-1+P03+C00+F10-15")
     root = _vfhq_root(tmp_path, {f"train/{shared}.txt": _vfhq_meta(), f"train/{other}.txt": _vfhq_meta(range(101, 103)),
-                                 f"train/{alone}.txt": _vfhq_meta()})
+                                 f"train/{alone}.txt": _vfhq_meta(), f"train/{padded}.txt": _vfhq_meta()})
     (root / "cropped_videos").mkdir()
-    for cut in ("Clip+synthVF_a-1+P2+C0.mp4", "Clip+synthVF_a-1+P2+C1.mp4"):
+    for cut in ("Clip+synthVF_a-1+P2+C0.mp4", "Clip+synthVF_a-1+P2+C1.mp4", "Clip+synthVF_a-1+P3+C0.mp4"):
         (root / "cropped_videos" / cut).write_bytes(b"not decoded here")
     found, problems = _scan("vfhq", root)
-    assert list(found) == [alone] and found[alone].extra["layout"] == "downloader-cut"
+    assert sorted(found) == sorted([alone, padded]) and {c.extra["layout"] for c in found.values()} == {"downloader-cut"}
+    assert found[padded].video_path == root / "cropped_videos" / "Clip+synthVF_a-1+P3+C0.mp4"
     assert {p.clip_id: p.status for p in problems.values()} == {shared: "bad_metadata", other: "bad_metadata"}
     reason = problems[shared].reason
     assert reason.startswith(f"{root / 'meta_info' / 'train' / shared}.txt: the cut clip {root / 'cropped_videos'}/Clip+synthVF_a-1+P2+C0.mp4")
@@ -172,7 +175,7 @@ def test_a_vfhq_downloader_cut_shared_by_two_meta_files_is_a_row_for_each(tmp_pa
     (root / "videos").mkdir()
     (root / "videos" / "synthVF_a-1.mp4").write_bytes(b"not decoded here")
     found, problems = _scan("vfhq", root)
-    assert problems == {} and sorted(found) == sorted([shared, other, alone])
+    assert problems == {} and sorted(found) == sorted([shared, other, alone, padded])
     assert {c.extra["layout"] for c in found.values()} == {"raw"}
 
 
