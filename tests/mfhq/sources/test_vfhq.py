@@ -2,14 +2,10 @@
 annotations, splits, malformed files as rows, header variants and ids with `+`."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from mfhq.geometry import resolve
-from mfhq.records import Clip
-from mfhq.sources import get_source
-from mfhq.sources.base import SourceProblem, safe_clip_id
+from mfhq.sources.base import safe_clip_id
 from source_fixtures import scan as _scan, vfhq_meta as _vfhq_meta, vfhq_root as _vfhq_root
 
 
