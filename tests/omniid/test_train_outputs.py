@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from tqdm import tqdm
 
 from omniid import engine, run_progress
@@ -105,3 +106,16 @@ def test_a_run_without_a_scaled_representation_logs_one_lr(sample_manifest, tmp_
                  "--eval-every", "100", "--save-every", "100"]) == 0
     assert "representation_lr" not in records(out)[0]
 
+
+
+def test_the_help_says_whose_each_paper_preset_value_is(capsys):
+    """The preset is named after the paper: --help marks the 250K/10K steps and the 95% masking as
+    the paper's, the batch sizes, lr, warm-up, accumulation and guidance as ours."""
+    from omniid.train_args import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("paper 250000/10000 (the paper's)", "paper 0.95 (the paper's)", "paper 8/2 (ours)",
+                  "paper 1e-05 (ours)", "paper 1000/250 (ours)", "paper 1 (ours)", "paper 3.5 (ours)"):
+        assert shown in text
