@@ -119,3 +119,16 @@ def test_the_help_says_whose_each_paper_preset_value_is(capsys):
     for shown in ("paper 250000/10000 (the paper's)", "paper 0.95 (the paper's)", "paper 8/2 (ours)",
                   "paper 1e-05 (ours)", "paper 1000/250 (ours)", "paper 1 (ours)", "paper 3.5 (ours)"):
         assert shown in text
+
+
+def test_the_pruning_line_says_what_is_kept(sample_manifest, tmp_path, caplog):
+    """--keep-checkpoints 1 --milestone-every 0: each save removes the step before it, and the line
+    says the newest 1 is kept and no milestone (not "every 0 steps")."""
+    out = tmp_path / "pruned"
+    assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "3",
+                 "--save-every", "1", "--keep-checkpoints", "1", "--milestone-every", "0",
+                 "--eval-every", "100"]) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("removed ")]
+    assert [line.split(" (")[0] for line in lines] == ["removed step-00000001", "removed step-00000002"]
+    assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-00000003"]
+    assert all("every 0" not in line and "keeping the newest 1," in line for line in lines), lines
