@@ -66,8 +66,9 @@ def test_a_run_the_rule_stops_between_log_steps_logs_those_steps_and_reports_eve
     assert result["loss"] == train[-1]["loss"] and result["loss_steps"] == 2
 
 
-def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest, tmp_path, monkeypatch):
-    """The bar's eval_gap after the run is the last evaluation's (step 4), not step 2's."""
+def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest, tmp_path, monkeypatch, caplog):
+    """The bar's eval_gap after the run is the last evaluation's (step 4), not step 2's, and it and
+    the closing line give it to 0.01% (the near-zero threshold is 0.1%)."""
     bars = []
 
     class Recorded(tqdm):
@@ -80,10 +81,13 @@ def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest,
     assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "4",
                  "--lr", "0.05", "--warmup-steps", "0", "--log-every", "2", "--eval-every", "2",
                  "--save-every", "100"]) == 0
-    gaps = [f"{100 * r['eval_swap_gap_rel']:+.1f}%" for r in records(out) if "eval_loss" in r]
+    evals = [r for r in records(out) if "eval_loss" in r]
+    gaps = [f"{100 * r['eval_swap_gap_rel']:+.2f}%" for r in evals]
     assert len(gaps) == 2 and gaps[0] != gaps[1], gaps  # else the check below could not tell them apart
     fields = dict(part.split("=", 1) for part in bars[0].postfix.split(", "))
     assert fields["eval_gap"] == gaps[-1]
+    closing = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("identity-swap gap reached"))
+    assert f"(eval, step 4): {evals[-1]['eval_swap_gap']:+.5f} ({gaps[-1]} of the loss" in closing
 
 
 def test_the_representations_lr_is_logged_beside_the_schedules(sample_manifest, tmp_path):

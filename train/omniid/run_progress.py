@@ -80,7 +80,9 @@ class Progress:
     def log_eval(self, step: int, results: dict[str, SwapGap]) -> dict:
         preset = self.run.preset
         record = eval_record(results, step, self.run.stage, preset.swap_warmup_steps, preset.swap_min_gap)
-        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.1f}%" for name, r in results.items()
+        # two decimals: the near-zero threshold (--swap-min-gap, 0.1%) and a working flow gap (a few
+        # tenths of a percent) must not both read +0.0%
+        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.2f}%" for name, r in results.items()
                              if r.swap_gap_rel is not None})
         self._show()  # the gap just measured, not the previous evaluation's
         self.jsonl.write(record)
