@@ -136,3 +136,25 @@ def test_the_pruning_line_says_what_is_kept(sample_manifest, tmp_path, caplog):
     assert [line.split(" (")[0] for line in lines] == ["removed step-00000001", "removed step-00000002"]
     assert sorted(p.name for p in (out / "checkpoints").glob("step-*")) == ["step-00000003"]
     assert all("every 0" not in line and "keeping the newest 1," in line for line in lines), lines
+
+
+def test_an_interrupt_says_the_runs_total_steps_and_this_invocations_end(tmp_path):
+    """Stopped at step 27 of a tiny-swap run (300 steps) that --stop-after 30 sent from step 25 to
+    55: "of 55" would read as the run's length."""
+    from omniid.config import get_preset
+    from omniid.errors import Interrupted
+    from omniid.recovery import stopping_cleanly
+
+    run = SimpleNamespace(out=tmp_path, step=27, end=55, saved=25, main=True, bar=None,
+                          preset=get_preset("tiny-swap"))
+    with pytest.raises(Interrupted) as stopped:
+        with stopping_cleanly(run):
+            raise KeyboardInterrupt
+    assert str(stopped.value).startswith(
+        f"interrupted after step 27 of the run's {get_preset('tiny-swap').optim.total_steps}; this invocation was "
+        "to stop at step 55; ")
+    run.end = 300
+    with pytest.raises(Interrupted) as stopped:
+        with stopping_cleanly(run):
+            raise KeyboardInterrupt
+    assert str(stopped.value).startswith("interrupted after step 27 of the run's 300; no checkpoint")
