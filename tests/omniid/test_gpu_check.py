@@ -49,3 +49,21 @@ def test_an_unknown_stage_is_refused_naming_the_stages(capsys):
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and "Traceback" not in err
     assert "--stages mdt: no stage mdt; the stages are mtd,flow" in err
+
+
+def test_each_timed_step_is_the_trainers_own_gradient_clipping_included(capsys, monkeypatch):
+    """s_per_step times the trainer's optimizer step, which clips the gradients (the preset's
+    grad_clip 1.0): the warm-up step and the 2 timed ones each clip once. samples_per_s is this
+    one GPU's identities over that time."""
+    clipped = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def counted(parameters, max_norm, *args, **kwargs):
+        clipped.append(max_norm)
+        return clip(parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", counted)
+    assert main(["--preset", "tiny", "--device", "cpu", "--steps", "2", "--stages", "mtd"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert clipped == [1.0] * 3
+    assert record["samples_per_s"] == pytest.approx(record["identities_per_gpu"] / record["s_per_step"])

@@ -1,26 +1,32 @@
-"""One flow-stage training step at growing batch sizes: samples/s and peak GPU memory.
+"""One flow-stage training step at growing batch sizes: identities/s, targets/s and peak GPU memory.
 
     python -m omniid.bench_flow --preset paper --batch-sizes 1,2,4,8
 
 The paper preset runs FLUX.1-dev's real transformer and VAE configs with random weights (bf16 on
 CUDA) and a randomly initialised CLIP ViT-H/14, so it needs no weights; the step is the trainer's
-own (objective, AdamW over the trainable parts, gradient checkpointing as the preset says) on
-synthetic batches of the preset's shapes. It stops at the first batch size that runs out of
-memory. One JSON line per batch size goes to stdout.
+own (`step_time`: objective, gradient clipping, AdamW over the trainable parts, gradient
+checkpointing as the preset says) on synthetic batches of the preset's shapes, in one process.
+It stops at the first batch size that runs out of memory. One JSON line per batch size goes to
+stdout: `s_per_step`; `identities_per_s` and `targets_per_s` of this one GPU; `peak_gb`, the
+peak of memory allocated by tensors during that batch size's steps, the weights and optimizer
+state (kept from the first batch size on) included.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import sys
 import time
+from types import SimpleNamespace
 
 import torch
 
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.train_step import optimizer_step
 
 log = logging.getLogger(__name__)
 
@@ -32,20 +38,21 @@ def synthetic_batch(preset, identities: int, device) -> dict:
             "targets": torch.rand(identities, d.num_targets, 3, f.image_size, f.image_size, device=device) * 2 - 1}
 
 
-def step_time(model, optimizer, batch, steps: int, autocast: bool, device) -> float:
-    """Seconds per optimizer step, the mean over `steps` after one warm-up step."""
-    def one(i):
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
-            loss = model(batch, torch.Generator(device=device).manual_seed(i)).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-    one(0)
+def step_time(model, optimizer, batch, steps: int, preset, device) -> float:
+    """Seconds per optimizer step of the trainer's own step (`omniid.train_step.optimizer_step`:
+    the lr schedule, --grad-accum micro-batches of `batch`, backward, gradient clipping, AdamW, the
+    loss read back), the mean over `steps` after one warm-up step, in one process: no DDP
+    all-reduce, no data loading (`batch` is already on the device), no evaluation or saving."""
+    run = SimpleNamespace(preset=preset, device=device, rank=0, world=1,
+                          autocast=preset.optim.bf16 and device.type == "cuda")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    batches = itertools.repeat(batch)
+    optimizer_step(run, model, optimizer, batches, trainable, 0)
     if device.type == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     for i in range(steps):
-        one(i + 1)
+        optimizer_step(run, model, optimizer, batches, trainable, i + 1)
     if device.type == "cuda":
         torch.cuda.synchronize()
     return (time.perf_counter() - start) / steps
@@ -76,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     model.set_grad_checkpointing(preset.optim.grad_checkpointing)
     model.train()
     optimizer = build_optimizer(model, preset.optim)
-    autocast = preset.optim.bf16 and device.type == "cuda"
     for identities in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.empty_cache()
@@ -85,13 +91,14 @@ def main(argv: list[str] | None = None) -> int:
                   "grad_checkpointing": preset.optim.grad_checkpointing, "optimizer": args.optimizer,
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
         try:
-            seconds = step_time(model, optimizer, synthetic_batch(preset, identities, device), args.steps,
-                                autocast, device)
+            seconds = step_time(model, optimizer, synthetic_batch(preset, identities, device), args.steps, preset,
+                                device)
         except torch.cuda.OutOfMemoryError:
             print(json.dumps({**record, "oom": True}), flush=True)
             break
-        record.update(s_per_step=seconds, identities_per_s=identities / seconds,
-                      targets_per_s=record["targets"] / seconds,
+        per_step = preset.optim.grad_accum  # micro-batches of `identities` a step
+        record.update(s_per_step=seconds, identities_per_s=per_step * identities / seconds,
+                      targets_per_s=per_step * record["targets"] / seconds,
                       peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
         print(json.dumps(record), flush=True)
     return 0

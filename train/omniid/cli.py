@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("done: %s", result)
     for name in ("eval", "heldout"):
         if result.get(f"{name}_swap_gap") is not None:
-            log.info("identity-swap gap reached (%s, step %d): %+.5f (%+.1f%% of the loss %.5f)", name,
+            log.info("identity-swap gap reached (%s, step %d): %+.5f (%+.2f%% of the loss %.5f)", name,
                      result["step"], result[f"{name}_swap_gap"], 100 * result[f"{name}_swap_gap_rel"],
                      result[f"{name}_loss"])
     return 0

@@ -25,7 +25,7 @@ from omniid.distributed import barrier, setup_distributed, wrap_ddp
 from omniid.optim import build_optimizer
 from omniid.recovery import keep_log_until, remove_stale_temps, stopping_cleanly
 from omniid.retention import remove_leftovers
-from omniid.run_progress import Progress
+from omniid.run_progress import Progress, lrs_of
 from omniid.run_start import start
 from omniid.saving import save_step
 from omniid.train_step import evaluate, optimizer_step
@@ -113,21 +113,25 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
     batches = iter(loader)
     model.train()
     while step < end:
+        progress.begin_step()
         value = optimizer_step(run, ddp, optimizer, batches, trainable, step)
         step = run.step = step + 1
         n = preset.data.batch_size * opt.grad_accum * world
         samples += n
         progress.add(value, n)
         if step % preset.log_every == 0 or step == end:
-            last = progress.log_step(step, samples, optimizer.param_groups[0]["lr"])
+            last = progress.log_step(step, samples, lrs_of(optimizer))
         if eval_sets and (step % preset.eval_every == 0 or step == end):
             evaluated = progress.log_eval(step, {name: evaluate(model, loader, preset.eval_batches, preset.seed,
                                                                 device, run.autocast)
                                                  for name, loader in eval_sets.items()})
         end = run.end = rule.after_eval(step, end, evaluated, progress.jsonl, world)
+        if step == end and progress.losses:  # the rule stopped the run at a step --log-every had not logged
+            last = progress.log_step(step, samples, lrs_of(optimizer))
         if step % preset.save_every == 0 or step == end:
             save_step(run, model, optimizer, step, samples, {"stage": run.stage, **record, **rule.record()})
-        progress.restart_window()
     progress.bar.close()
     barrier(world)
-    return {"step": step, "samples": samples, **last, **evaluated, **rule.record()}
+    result = {"step": step, "samples": samples, **last, **evaluated, **rule.record()}
+    result.update(step=step, samples=samples)  # the run's, never an earlier record's (kept in first place)
+    return result

@@ -6,10 +6,15 @@ training steps?
 
 Needs no weights and no data: for each stage it builds the paper preset's real architectures
 with random weights (CLIP ViT-H/14 + the Omni-ID encoder + the MTD decoder; FLUX.1-dev's
-transformer and VAE configs + the IP-Adapter), takes `--steps` optimizer steps of the trainer's
-own objective and optimizer (gradient checkpointing, bf16 autocast and fused AdamW as in
-training) at the preset's batch per GPU on synthetic batches of the preset's shapes, and prints
-one JSON line per stage: peak GPU memory, seconds per step and samples per second. A stage that
+transformer and VAE configs + the IP-Adapter), takes `--steps` of the trainer's own optimizer
+step (`omniid.train_step.optimizer_step`: gradient checkpointing, bf16 autocast, gradient
+clipping and fused AdamW as in training) at the preset's batch per GPU on synthetic batches of
+the preset's shapes, in one process, and prints one JSON line per stage: `peak_gb`, the peak of
+memory allocated by tensors on the GPU from the model's build on (weights, optimizer state,
+activations; what the CUDA caching allocator reserves is more), `s_per_step`, seconds per
+optimizer step after a warm-up step (no DDP all-reduce, no data loading), and `samples_per_s`,
+the identities (each with the preset's inputs and targets) this one GPU trains on per second;
+a DDP run's log.jsonl counts every GPU's. A stage that
 runs out of memory says so (`"oom": true`) and the next one still runs. Figures measured here go
 into docs/train.md, beside the memory arithmetic they check.
 """
@@ -72,10 +77,11 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
         optimizer = build_optimizer(model, preset.optim)
         record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         record["frozen_params"] = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        seconds = step_time(model, optimizer, synthetic_batch(preset, device), steps, record["bf16"], device)
+        seconds = step_time(model, optimizer, synthetic_batch(preset, device), steps, preset, device)
     except torch.cuda.OutOfMemoryError:
         return {**record, "oom": True}
-    record.update(s_per_step=seconds, samples_per_s=preset.data.batch_size / seconds,
+    # samples: identities (each with its inputs and targets) this one GPU trains on per second
+    record.update(s_per_step=seconds, samples_per_s=preset.data.batch_size * preset.optim.grad_accum / seconds,
                   peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
     return record
 

@@ -180,11 +180,20 @@ def stopping_cleanly(run):
 
 def _stop(run, error: BaseException) -> OmniIDError | None:
     if isinstance(error, KeyboardInterrupt):  # the step in flight is abandoned; `latest` was moved last, if at all
-        where = f"after step {run.step} of {run.end}" if run.end else "before the first step"
-        return Interrupted(f"interrupted {where}; {resume_hint(run.out)}")
+        return Interrupted(f"interrupted {_where(run)}; {resume_hint(run.out)}")
     if isinstance(error, NonFiniteLoss) and run.main:
         return NonFiniteLoss(f"{error}; {after_non_finite(run.out, run.step + 1, run.saved)}")
     if isinstance(error, (OSError, SafetensorError)) and is_disk_full(error):
         return disk_full(run.out, error, f"Training stopped after step {run.step}; {resume_hint(run.out)} "
                          "once there is space.")
     return None
+
+
+def _where(run) -> str:
+    """Where a stop came, out of the run's total steps; this invocation's own end where
+    --stop-after (or the convergence rule) set another."""
+    if not run.end:
+        return "before the first step"
+    total = run.preset.optim.total_steps
+    until = f"; this invocation was to stop at step {run.end}" if run.end != total else ""
+    return f"after step {run.step} of the run's {total}{until}"

@@ -29,42 +29,71 @@ class JsonlLog:
 
 class Progress:
     """What a run reports (log.jsonl on rank 0, the progress bar, the console lines), and the
-    window of steps since the last log line: its losses, samples and start time."""
+    window of steps since the last log line: its losses, samples and training seconds.
+
+    samples/s is the window's samples (every rank's: batch x --grad-accum x processes a step) over
+    the seconds its steps took on this rank, each step timed from `begin_step` to `add` (fetching
+    the batch, forward, backward, optimizer): evaluations, checkpoint saves and log writes between
+    steps are not training time, wherever they fall in the window."""
 
     def __init__(self, run, step: int, end: int):  # run: the engine's run (out, main, stage, device, ...)
         self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
         self.bar = tqdm(total=end, initial=step, disable=not (run.main and progress_enabled()),
                         desc=f"omniid {run.stage}", dynamic_ncols=True)
-        self.losses, self.samples, self.start = [], 0, time.perf_counter()
-        self.postfix: dict[str, str] = {}
+        self.losses, self.samples, self.seconds, self.started = [], 0, 0.0, None
+        self.shown: dict[str, str] = {}     # the bar's loss and lr, from the last record
+        self.postfix: dict[str, str] = {}   # the bar's {set}_gap, from each set's last evaluation
+
+    def begin_step(self) -> None:
+        self.started = time.perf_counter()
 
     def add(self, loss: float, samples: int) -> None:
+        """One step done: its loss (every rank's mean) and samples (every rank's)."""
+        if self.started is not None:
+            self.seconds += time.perf_counter() - self.started
+            self.started = None
         self.samples += samples
         self.losses.append(loss)
         self.bar.update(1)
 
-    def log_step(self, step: int, samples: int, lr: float) -> dict:
-        elapsed = time.perf_counter() - self.start
+    def log_step(self, step: int, samples: int, lrs: dict) -> dict:
+        """lrs: {"lr": the schedule's lr at the step} and, where the representation trains at a
+        scaled lr, {"representation_lr": its lr} (`lrs_of`)."""
         device = self.run.device
         # loss: the mean over the steps since the previous record, loss_steps of them: fewer than
         # --log-every at a stop (the last step is logged) and so in the next record after a resume
-        last = {"step": step, "loss": float(np.mean(self.losses)), "loss_steps": len(self.losses), "lr": lr,
-                "samples_per_s": self.samples / max(elapsed, 1e-9), "samples": samples, "world": self.run.world,
+        last = {"step": step, "loss": float(np.mean(self.losses)), "loss_steps": len(self.losses), **lrs,
+                "samples_per_s": self.samples / max(self.seconds, 1e-9), "samples": samples, "world": self.run.world,
                 "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
         self.jsonl.write(last)
-        self.bar.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", **self.postfix)
+        self._show(last)
         log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])
-        self.losses, self.samples = [], 0
+        self.losses, self.samples, self.seconds = [], 0, 0.0
         return last
+
+    def _show(self, last: dict | None = None) -> None:
+        """The bar's fields: the last record's loss and lr, each set's latest swap gap."""
+        if last is not None:
+            self.shown = {"loss": f"{last['loss']:.4f}", "lr": f"{last['lr']:.2e}"}
+        self.bar.set_postfix(**self.shown, **self.postfix)
 
     def log_eval(self, step: int, results: dict[str, SwapGap]) -> dict:
         preset = self.run.preset
         record = eval_record(results, step, self.run.stage, preset.swap_warmup_steps, preset.swap_min_gap)
-        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.1f}%" for name, r in results.items()
+        # two decimals: the near-zero threshold (--swap-min-gap, 0.1%) and a working flow gap (a few
+        # tenths of a percent) must not both read +0.0%
+        self.postfix.update({f"{name}_gap": f"{100 * r.swap_gap_rel:+.2f}%" for name, r in results.items()
                              if r.swap_gap_rel is not None})
+        self._show()  # the gap just measured, not the previous evaluation's
         self.jsonl.write(record)
         return record
 
-    def restart_window(self) -> None:
-        if not self.losses:  # samples/s counts training only, not eval or checkpoint writing
-            self.start = time.perf_counter()
+
+def lrs_of(optimizer) -> dict:
+    """{"lr": the schedule's lr (the groups at full lr)}, plus {"representation_lr": ...} when the
+    representation's groups train at lr x `representation_lr_scale` (`omniid.optim.set_lr`)."""
+    lrs = {"lr": optimizer.param_groups[0]["lr"]}
+    scaled = [group["lr"] for group in optimizer.param_groups if "lr_scale" in group]
+    if scaled:
+        lrs["representation_lr"] = scaled[0]
+    return lrs

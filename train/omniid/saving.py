@@ -44,7 +44,13 @@ def save_step(run, model, optimizer, step: int, samples: int, record: dict) -> N
         log.info("saved %s", path)
         removed = prune(root, run.preset.keep_checkpoints, run.preset.milestone_every)
         if removed:
-            log.info("removed %s (keeping the newest %d and every %d steps)", ", ".join(removed),
-                     run.preset.keep_checkpoints, run.preset.milestone_every)
+            log.info("removed %s (%s)", ", ".join(removed), _what_is_kept(run.preset))
     barrier(run.world)
     run.saved = step
+
+
+def _what_is_kept(preset) -> str:
+    """What `omniid.retention.kept` keeps, in words: --milestone-every 0 keeps no milestone."""
+    milestones = f", every step that is a multiple of {preset.milestone_every}" if preset.milestone_every > 0 else ""
+    return (f"keeping the newest {preset.keep_checkpoints}{milestones}, the one `latest` names and any that another "
+            "run started from")
