@@ -4,8 +4,8 @@ pose gap between the target and its nearest input (ours; the paper reports k = 1
 - inputs: one point per evaluated k, per representation, over all its rows at that k;
 - pose gap: rows at the largest k, binned by `pose_gap` (summed |Δyaw| + |Δpitch| + |Δroll| in
   degrees, see omniid.scoring) into POSE_BINS; rows without a ground-truth or input face are left out.
-Every point is a mean with its bootstrap interval over identities (omniid.eval_table's cells), for
-every recogniser in curves.csv; the plots show the first recogniser, intervals shaded.
+Every point is a mean over images with its bootstrap interval over identities (omniid.eval_table's
+cells), for every recogniser in curves.csv; the plots show the first recogniser, intervals shaded.
 """
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def _plot(points: list[dict], path: Path, xlabel: str, spec: TableSpec, note: st
         ax.grid(alpha=0.3)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="lower center", ncol=max(1, len(names)), fontsize=8, frameon=False)
-    title = f"mean and {100 * spec.level:g}% bootstrap interval over identities"
+    title = f"mean over images, {100 * spec.level:g}% bootstrap interval over identities"
     if note:  # the first sentence of the warning: the figure is too narrow for all of it
         title = f"{note.split(';')[0]}\n{title}"
     fig.suptitle(title, fontsize=9, color="#b00000" if note else "black")
