@@ -10,7 +10,7 @@ from mfhq.manifest.run_state import read_run_state
 from mfhq.manifest.views import connect
 from mfhq.records import TRANSIENT_STATUSES, Status
 
-COLUMNS = ("source", "clip_id", "status", "frames", "faces", "kept", "decoder")
+COLUMNS = ("source", "clip_id", "status", "sampled", "faces", "kept", "decoder")  # sampled: frames read
 _QUERY = ("SELECT source, clip_id, status, n_frames_read, n_faces_detected, n_faces_kept, decoder, "
           "coalesce(reason, '') FROM clips ORDER BY source, clip_id")
 
@@ -22,7 +22,7 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
     rows = connect(run_dir).execute(_QUERY).fetchall()
     cells = [["" if v is None else str(v) for v in row[:-1]] for row in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(COLUMNS)]
-    fmt = "  ".join(f"{{:{'>' if h in ('frames', 'faces', 'kept') else '<'}{w}}}" for h, w in zip(COLUMNS, widths))
+    fmt = "  ".join(f"{{:{'>' if h in ('sampled', 'faces', 'kept') else '<'}{w}}}" for h, w in zip(COLUMNS, widths))
     lead = len(fmt.format(*COLUMNS)) + 2
     width = width or shutil.get_terminal_size((120, 24)).columns
     room = max(width - lead, 30)
