@@ -109,8 +109,11 @@ TITLES = {
     "clip_status": "Clips by status", "clip_reasons": "Why clips failed", "face_outcomes": "Faces kept and dropped, by stage",
     "clips_per_source": "Clips per source", "pose_hist": "Pose histogram (10-degree bins)",
     "quality_hist": "Quality histogram (0.05 bins)", "stage_throughput": "Time per stage",
-    "pose_spread": "Pose spread", "identities_per_source": "Identities per source and split",
-    "identity_status": "Clips by identity decision",
+    # an identity whose clips span two sources (or a dedup identity's two decisions) counts in each
+    # row it appears in: each row is true, the rows do not add up to the headline's total
+    "pose_spread": "Pose spread",
+    "identities_per_source": "Identities per source and split (one spanning two sources counts in both)",
+    "identity_status": "Clips by identity decision (an identity counts under each decision its clips have)",
 }
 
 _STYLE = """<style>

@@ -55,3 +55,14 @@ def test_the_histograms_other_group_is_the_kept_faces(tmp_path):
         assert set(hist.faces_of) == {"kept", "sampled"}
         assert hist[hist.faces_of == "kept"].faces.sum() == per_face * kept
         assert hist[hist.faces_of == "sampled"].faces.sum() == per_face * sampled
+
+
+def test_identities_per_source_says_an_identity_spanning_two_sources_counts_in_both(tmp_path):
+    """yt1's two clips (hq and text) are one identity: the per-source rows count it in both, so
+    they add up to more than the headline's identities, and the report's heading says so."""
+    run, manifest, tables = _report(tmp_path, CurateConfig(test_videos=1))
+    head = pd.read_csv(tables / "headline.csv").set_index("metric").value.to_dict()
+    per_source = pd.read_csv(tables / "identities_per_source.csv")
+    assert per_source.identities.sum() == head["identities"] + 1
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "Identities per source and split (one spanning two sources counts in both)" in page
