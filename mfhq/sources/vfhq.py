@@ -104,7 +104,7 @@ class VFHQSource(Source):
     dirnames = ("vfhq", "VFHQ")
     expects = ("meta_info/[train|test/]Clip+<ytid>+P<pid>+C<n>+F<start>-<end>.txt (or annotations/); "
                "raw videos as videos/[train|test/]<ytid>.mp4 (or .webm, .mkv, ...; or raw/, [data/]youtube_videos/), "
-               "or cut clips as clips/<clip name>.mp4 or [data/]cropped_videos/Clip+<ytid>+P<pid>+C<n>.mp4; "
+               "or cut clips as [clips|processed]/<clip name>.mp4 or [data/]cropped_videos/Clip+<ytid>+P<pid>+C<n>.mp4; "
                "optional id_train.txt / id_test.txt")
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
