@@ -30,7 +30,7 @@ def test_help_fits_80_columns_shows_the_presets_defaults_and_imports_no_torch():
     assert text.rstrip().endswith("NO-TORCH")
     assert max(len(line) for line in text.splitlines()) <= 80
     flat = " ".join(text.split())
-    assert "--lr X preset: paper 1e-05, tiny 0.001, tiny-swap 0.001" in flat
+    assert "--lr X preset: paper 1e-05 (ours), tiny 0.001, tiny-swap 0.001" in flat  # the paper gives no lr
     assert "(default: tiny)" in flat and "(default: None)" not in flat and "--manifest PATH" in flat
 
 
