@@ -247,7 +247,8 @@ class ClipDecoder:
             if len(frames):
                 yield DecodedChunk(batch, frames)
             end = getattr(self.reader, "ended", None)
-            if end is not None and begin + len(frames) < len(indices):  # the frames after it are not in the file: none is asked for (decode_end.py)
+            # after the stream's end the frames are not in the file: none is asked for (decode_end.py)
+            if end is not None and begin + len(frames) < len(indices):
                 self.ended = ended_reason(path, end, self.info.n_frames, indices[begin + len(frames):], self.reader.name)
                 return
 

@@ -90,8 +90,9 @@ def decord_refusal(path: Path) -> str | None:
         return (f"{path}: decord is not used on an MP4/MOV whose edit list joins several pieces of its video "
                 f"(it returned other frames than those shown); only PyAV reads it, from its first frame")
     if hidden > 0:
-        return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its {hidden + shown if shown is not None else 'decoded'} "
-                f"frames (a stream-copied cut, a trimmed end): it counts them and returns frames they displace; only PyAV reads it")
+        of = hidden + shown if shown is not None else "decoded"
+        return (f"{path}: decord is not used on an MP4/MOV whose edit list hides {hidden} of its {of} frames "
+                f"(a stream-copied cut, a trimmed end): it counts them and returns frames they displace; only PyAV reads it")
     if truncated:
         return (f"{path}: decord is not used on an MP4/MOV whose index places frames past the file's end (a truncated "
                 f"file, a header that over-counts): it numbered the frames after one the end lost wrong; only PyAV reads it")
