@@ -79,7 +79,8 @@ def extract(
     address: Optional[str] = typer.Option(None, metavar="ADDRESS", help="ray: the cluster's address (default: "
                                           "start a local Ray instance)"),
     retry: Optional[str] = typer.Option(None, metavar="LIST", help="Re-run finished clips whose status is one of "
-                                        "these, e.g. missing,crashed,timeout,error"),
+                                        "these, e.g. missing,crashed,timeout,error; `changed`: those whose video "
+                                        "file changed since extract read it"),
 ) -> None:
     """Decode, detect, keep the clip's person, align, and score every face; write Parquet shards."""
     from mfhq.checks import check_run_folder

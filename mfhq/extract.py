@@ -23,6 +23,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from mfhq import __version__
+from mfhq.changed_videos import RETRY_CHANGED, find_changed
 from mfhq.config import PipelineConfig
 from mfhq.errors import MfhqError
 from mfhq.executors import get_executor
@@ -59,6 +60,7 @@ class ExtractSummary:
     status_counts: dict = field(default_factory=dict)
     frames_detect_skipped: int = 0  # faces taken from the source's annotations (VFHQ)
     retried: int = 0               # transient failures run a second time
+    videos_changed: str | None = None  # finished clips whose video changed, left as they are (no --retry changed)
     seconds: float = 0.0
 
     def add(self, stats) -> None:
@@ -114,6 +116,24 @@ def _retry_keys(run_dir: Path, shard_ids, statuses: set[str]) -> dict[str, set[s
     return found
 
 
+def _redo_keys(run_dir: Path, shard_ids: set, retry: set, by_key: dict, summary: "ExtractSummary") -> dict:
+    """Finished shard -> the clips this call extracts again: those with a --retry status, and
+    with `--retry changed` those whose video changed since; without it these are only named."""
+    redo = _retry_keys(run_dir, shard_ids, retry - {RETRY_CHANGED}) if retry - {RETRY_CHANGED} else {}
+    changed = find_changed(run_dir, shard_ids, by_key)
+    if changed.unchecked_shards:
+        log.info("%d finished shard(s) were written before clip rows recorded their video file: whether their "
+                 "videos changed since is not checked", changed.unchecked_shards)
+    if RETRY_CHANGED not in retry:
+        if changed.clips:
+            log.warning("%s", changed.line())
+            summary.videos_changed = changed.line()
+        return redo
+    for sid, keys in changed.by_shard.items():
+        redo.setdefault(sid, set()).update(keys)
+    return redo
+
+
 def _shards(plan: dict, by_key: dict, done: set, retry: dict, summary: ExtractSummary) -> list[Shard]:
     shards = []
     for sid, keys in plan.items():
@@ -162,10 +182,10 @@ def _remove_if_empty(run_dir: Path) -> None:
 
 def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executor, clips_file, retry) -> ExtractSummary:
     started = time.perf_counter()
-    unknown = sorted(retry - set(CLIP_STATUSES))
+    unknown = sorted(retry - set(CLIP_STATUSES) - {RETRY_CHANGED})
     if unknown:
         raise SourceError(f"--retry: unknown status {', '.join(map(repr, unknown))}; give a comma-separated "
-                          f"list of: {', '.join(CLIP_STATUSES)}")
+                          f"list of: {', '.join(CLIP_STATUSES)}, or {RETRY_CHANGED} (clips whose video changed)")
     items, ids = _scan(source, root, cfg, clips_file, limit, planned_ids(run_dir))
     models = check_pipeline(cfg, models_dir)  # unknown backends and missing weights fail here, once
     run_path = run_dir / "run.json"
@@ -176,7 +196,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
     by_key = {item_key(i): i for i in items}
     done = ShardMarkers(run_dir).done_ids()
     summary = ExtractSummary(shards_total=len(plan), shards_added=added)
-    shards = _shards(plan, by_key, done, _retry_keys(run_dir, done & set(plan), retry) if retry else {}, summary)
+    shards = _shards(plan, by_key, done, _redo_keys(run_dir, done & set(plan), retry, by_key, summary), summary)
     summary.shards_run = len(shards)
     log.info("%d shards planned (%d new), %d done, %d to run%s", len(plan), added, summary.shards_skipped, len(shards),
              f" (retrying {', '.join(sorted(retry))})" if retry else "")

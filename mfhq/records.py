@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from mfhq import video_file
 # The run files' schemas and version are owned by mfhq.manifest; re-exported for the row builders' users.
 from mfhq.manifest.run_schema import CLIP_SCHEMA, FACE_SCHEMA  # noqa: F401  (the rows' fields, re-exported)
 from mfhq.manifest.schema import RUN_SCHEMA_VERSION as SCHEMA_VERSION  # noqa: F401
@@ -199,7 +200,8 @@ class ClipRow:
     def _row(clip: Clip, status: str, reason: str | None, provenance: str) -> dict:
         return {
             "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
-            "person_key": clip.person_key, "video_path": str(clip.video_path), "split": clip.split, "status": status, "reason": reason,
+            "person_key": clip.person_key, "video_path": str(clip.video_path), **video_file.identity(clip.video_path),
+            "split": clip.split, "status": status, "reason": reason,
             "n_frames_read": 0, "n_faces_detected": 0, "n_faces_kept": 0,
             "duration_sec": None, "fps": None, "width": None, "height": None, "decoder": None,
             "n_frames_detect_skipped": None, "n_frames_verified": None, "annotation_iou": None, "annotation_nme": None,

@@ -6,6 +6,7 @@ import shutil
 import textwrap
 from pathlib import Path
 
+from mfhq.changed_videos import RETRY_CHANGED
 from mfhq.manifest.run_state import read_run_state
 from mfhq.manifest.views import connect
 from mfhq.records import TRANSIENT_STATUSES, Status
@@ -59,7 +60,7 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
                   f"them newly planned; {summary.shards_skipped} already done")
         return [line for line in (skipped, f"{summary.clips} clips in {summary.seconds:.1f} s ({shards}): "
                 f"{_counts(summary.status_counts)}; faces kept {summary.faces_kept}, dropped {summary.faces_dropped}. "
-                f"Output: {run_dir}") if line]
+                f"Output: {run_dir}", summary.videos_changed) if line]
     state = read_run_state(run_dir)
     if not state.shards_total:
         return [f"no clips to process (the source listed none); nothing to do. Output: {run_dir}"]
@@ -73,7 +74,12 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
     if state.mixed_configs:
         lines.append(state.mixed_configs)
     if retry:
-        lines.insert(0, f"no clip has status {', '.join(retry)}: nothing to retry")
+        asked = [s for s in retry if s != RETRY_CHANGED]
+        wanted = ([f"status {', '.join(asked)}"] if asked else []) + (
+            ["a video changed since it was extracted"] if RETRY_CHANGED in retry else [])
+        lines.insert(0, f"no clip has {' or '.join(wanted)}: nothing to retry")
+    if summary.videos_changed:
+        lines.append(summary.videos_changed)
     again = [s for s in TRANSIENT_STATUSES if statuses.get(s) and s not in retry]
     if again:
         lines.append(f"{sum(statuses[s] for s in again)} clip(s) ended {', '.join(again)}, which may pass now: "

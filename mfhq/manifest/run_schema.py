@@ -57,6 +57,11 @@ CLIP_SCHEMA = _schema(
         # source has none: cluster-sample never joins two person keys of one video into one identity.
         pa.field("person_key", pa.string()),
         pa.field("video_path", pa.string(), nullable=False),
+        # The file as extract read it (mfhq.video_file): a re-run names the clips whose video has
+        # changed since, and `--retry changed` extracts them again. Null where no file was read.
+        pa.field("video_bytes", pa.int64()),
+        pa.field("video_mtime_ns", pa.int64()),
+        pa.field("video_digest", pa.string()),   # blake2b of the size and the file's first and last 64 KiB
         pa.field("split", pa.string()),
         pa.field("status", pa.string(), nullable=False),
         pa.field("reason", pa.string()),                # human-readable detail when not ok
