@@ -44,7 +44,7 @@ class Progress:
         invocation that ends sooner says where in its label (`stops_at`)."""
         self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
         self.bar = tqdm(total=total, initial=step, disable=not (run.main and progress_enabled()),
-                        desc=f"omniid {run.stage}", unit=" steps", dynamic_ncols=True, bar_format=BAR_FORMAT)
+                        desc=f"omniid {run.stage}", unit="step", dynamic_ncols=True, bar_format=BAR_FORMAT)
         self.losses, self.samples, self.seconds, self.started = [], 0, 0.0, None
         self.shown: dict[str, str] = {}     # the bar's loss and lr, from the last record
         self.postfix: dict[str, str] = {}   # the bar's {set}_gap, from each set's last evaluation
