@@ -63,7 +63,8 @@ def test_bench_data_reports_both_stages(sample_manifest, capsys):
                       "item_over_floor", "crops_per_item", "loader_items_per_s_per_worker", "loader_cores_per_gpu"):
             assert math.isfinite(r[field]) and r[field] > 0, (stage, field, r[field])
         assert r["items"] == 4 and r["loader_workers"] == 1
-        assert r["assumed_items_per_s_per_gpu"] == r["assumed_steps_per_s"] * r["identities_per_gpu_step"]
+        steps, identities = r["assumed_optimizer_steps_per_s"], r["identities_per_optimizer_step"]
+        assert r["assumed_items_per_s_per_gpu"] == steps * identities
         needed = r["assumed_items_per_s_per_gpu"]  # an assumption (the step rate), not a measurement
         assert r["loader_cores_per_gpu"] == pytest.approx(needed * r["cpu_ms_per_item"] / 1000)
     assert records["mtd"]["masks"] and not records["flow"]["masks"]

@@ -162,7 +162,7 @@ def test_the_export_folder_is_checked_before_any_model_loads(runs, eval_set, rea
     assert not out.exists() and (foreign / "notes.txt").read_text() == "mine"
 
 
-def test_the_same_evaluation_replaces_its_own_export(tmp_path):
+def test_the_same_evaluation_with_force_replaces_its_own_export(tmp_path):
     from omniid.eval_export import check_export_dir, write_export
     from omniid.errors import OutputError
 
@@ -172,7 +172,7 @@ def test_the_same_evaluation_replaces_its_own_export(tmp_path):
            "target_path": str(image), "input_paths": [str(image)]}
     folder, out = tmp_path / "multiid", tmp_path / "eval"
     write_export(folder, [{**row, "representation": "a"}, {**row, "representation": "b"}], out, "p")
-    check_export_dir(folder, out)  # the same --out: taken again
+    check_export_dir(folder, out, force=True)  # the same --out, with --force: taken again
     write_export(folder, [{**row, "representation": "a"}], out, "p")
     assert sorted(p.name for p in folder.iterdir()) == ["a", "omniid-export.json"]  # b's entries are gone
     with pytest.raises(OutputError, match="holds the export of another evaluation"):

@@ -3,6 +3,8 @@ masks / timesteps / noise in both stages, the gap's bookkeeping, the bootstrap i
 held-out frames and the representation's own learning rate."""
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -13,6 +15,7 @@ from omniid.train_step import mask_generator
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer, set_lr
 from omniid.swap import SwapGap, bootstrap_interval, derangement, own_and_swapped
+from omniid.swap import evaluate as swap_evaluate
 from omniid_fixtures import one_torch_thread  # noqa: F401  (pytest fixture)
 
 
@@ -81,11 +84,46 @@ def test_the_gap_averages_paired_batches_only():
     assert gap.loss_swapped == pytest.approx(3.0) and gap.swap_gap == pytest.approx(0.5)  # batches 0 and 2
     assert gap.swap_gap_rel == pytest.approx(0.5 / 2.5)
     assert gap.record("heldout") == {"heldout_loss": gap.loss, "heldout_loss_swapped": 3.0,
-                                     "heldout_swap_gap": gap.swap_gap, "heldout_swap_gap_rel": gap.swap_gap_rel}
+                                     "heldout_swap_gap": gap.swap_gap, "heldout_swap_gap_rel": gap.swap_gap_rel,
+                                     "heldout_swap_loss_own": 2.5, "heldout_swap_batches": 2, "heldout_batches": 3}
     assert not gap.near_zero(0.1) and gap.near_zero(0.5)
     assert SwapGap.of([1.0], [1.0 - 1e-3]).near_zero(1e-3)  # a negative gap is near zero too
     lone = SwapGap.of([1.0], [None])
     assert lone.swap_gap is None and not lone.near_zero(1e-3) and "no batch" in lone.describe()
+    assert (lone.swap_loss_own, lone.swap_batches, lone.batches) == (None, 0, 1)
+
+
+def test_a_set_with_unpaired_batches_prints_the_own_loss_its_gap_is_taken_from():
+    """Batch 1 has no pair: the line must not put the every-batch loss (7/3) beside the paired
+    batches' swapped loss (3.0) as if +0.5 were their difference; it names both sets and counts."""
+    gap = SwapGap.of([1.0, 2.0, 4.0], [1.5, None, 4.5])
+    assert gap.describe() == ("loss 2.33333 over 3 batches; on the 2 with two identities or more: own 2.50000 "
+                              "swapped 3.00000 swap gap +0.50000 (+20.00%)")
+    whole = SwapGap.of([1.0, 4.0], [1.5, 4.5])  # every batch paired: one loss, as before
+    assert whole.describe() == "loss 2.50000 swapped 3.00000 swap gap +0.50000 (+20.00%)"
+    assert whole.swap_loss_own == whole.loss and whole.swap_batches == whole.batches == 2
+    with pytest.raises(ValueError, match="one each a batch"):
+        SwapGap.of([1.0, 2.0], [1.5])
+
+
+def test_evaluate_takes_both_terms_of_the_gap_from_the_same_batches():
+    """The real tiny MTD objective on a batch of 3 identities and one of 1 (no pair): the gap and
+    its relative size come from batch 0's own and swapped losses alone, the loss from both."""
+    torch.manual_seed(0)
+    model = build_objective("mtd", get_preset("tiny")).eval()
+    paired, single = _batch("mtd", 3), _batch("mtd", 1)
+    generator = partial(mask_generator, torch.device("cpu"), 0, 1)
+    result = swap_evaluate(model, [paired, single], generator, seed=0)
+    with torch.no_grad():
+        own, swapped = own_and_swapped(model, paired, partial(generator, 0), derangement(3, 0))
+        alone = model(single, generator(1)).loss.item()
+    assert (result.swap_batches, result.batches) == (1, 2)
+    assert result.swap_loss_own == pytest.approx(own) and result.loss_swapped == pytest.approx(swapped)
+    assert result.swap_gap == pytest.approx(swapped - own)
+    assert result.swap_gap_rel == pytest.approx((swapped - own) / own)
+    assert result.loss == pytest.approx((own + alone) / 2)
+    record = result.record("eval")
+    assert record["eval_loss_swapped"] - record["eval_swap_loss_own"] == pytest.approx(record["eval_swap_gap"])
 
 
 def test_the_bootstrap_interval_is_seeded_and_holds_the_mean():

@@ -7,9 +7,13 @@ loader options) builds `--items` items one after another on one thread, as a loa
 CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
 items' distinct crop files decoded in full by PIL and nothing else. A real DataLoader with
 `--workers` processes then streams batches, for its items/s with collation and the hand-over
-between processes. The loader cores one GPU needs = the GPU's items/s (`--mtd-steps-per-s` or
-`--flow-steps-per-s` x the preset's identities per GPU, stated assumptions, not measurements) x
-CPU seconds per item (docs/performance.md). One JSON line per stage goes to stdout.
+between processes. The loader cores one GPU needs = the GPU's items/s x CPU seconds per item
+(docs/performance.md). The GPU's items/s is a stated assumption, not a measurement: optimizer
+steps/s (`--mtd-steps-per-s` / `--flow-steps-per-s`, what omniid-train's bar shows as it/s) x the
+identities one optimizer step takes on one GPU, the stage's batch x `--grad-accum` micro-batches.
+Left out, the step rate is the default micro-batch rate (`DEFAULT_MICRO_BATCHES_PER_S`, a GPU's
+work per forward and backward) over --grad-accum: accumulating does not make a GPU faster. One
+JSON line per stage goes to stdout.
 """
 from __future__ import annotations
 
@@ -31,10 +35,11 @@ from omniid.data import FewToManyDataset, build_loader, load_manifest
 from omniid.objectives.flow import loader_options as flow_loader_options
 
 log = logging.getLogger(__name__)
-# ours, order-of-magnitude assumptions (docs/performance.md), not measured: one H100 consumes about
-# 100 MTD items/s (8 identities a step); a flow step (FLUX.1-dev forward and backward on 8 targets
+# ours, order-of-magnitude assumptions (docs/performance.md), not measured, per micro-batch (one
+# forward and backward) of the paper preset's shapes: one H100 consumes about 100 MTD items/s
+# (8 identities a micro-batch); a flow micro-batch (FLUX.1-dev forward and backward on 8 targets
 # at 448 px) takes about 2.5 s
-DEFAULT_STEPS_PER_S = {"mtd": 12.5, "flow": 0.4}
+DEFAULT_MICRO_BATCHES_PER_S = {"mtd": 12.5, "flow": 0.4}
 
 
 def stage_dataset(manifest: Path, preset, stage: str) -> FewToManyDataset:
@@ -78,16 +83,29 @@ def loader_rate(manifest: Path, preset, stage: str, workers: int, batches: int) 
     return batches * size / (time.perf_counter() - start), size
 
 
+def gpu_rate(preset, stage: str, steps_per_s: float | None) -> dict:
+    """The assumed items/s of one GPU and what it is made of, each field named for its unit: an
+    optimizer step is `grad_accum` micro-batches of the stage's batch (`omniid.train_step`).
+    `steps_per_s`: optimizer steps/s (None: the default micro-batch rate over grad_accum)."""
+    accum, batch = preset.optim.grad_accum, preset.data.batch_size
+    stated = steps_per_s is not None
+    steps = steps_per_s if stated else DEFAULT_MICRO_BATCHES_PER_S[stage] / accum
+    return {"assumed_optimizer_steps_per_s": steps, "assumed_micro_batches_per_s": steps * accum,
+            "step_rate_from": f"--{stage}-steps-per-s" if stated else "default micro-batches/s over grad_accum",
+            "grad_accum": accum, "identities_per_micro_batch": batch, "identities_per_optimizer_step": batch * accum,
+            "assumed_items_per_s_per_gpu": steps * batch * accum}
+
+
 def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Namespace) -> dict:
-    preset = get_preset(preset_name, stage=stage)
+    preset = get_preset(preset_name, stage=stage, **{"optim.grad_accum": args.grad_accum})
     dataset = stage_dataset(manifest, preset, stage)
     draws = [(d % len(dataset), d) for d in range(args.items)]
     time_items(dataset, draws[: min(4, len(draws))])  # warm: files in the page cache, lazy imports
     cpu, wall, items = time_items(dataset, draws)
     floor = jpeg_floor(items)
     cpu_ms, n = 1000 * cpu / len(items), len(items)
-    steps_per_s = getattr(args, f"{stage}_steps_per_s")
-    needed = steps_per_s * preset.data.batch_size
+    rate = gpu_rate(preset, stage, getattr(args, f"{stage}_steps_per_s"))
+    needed = rate["assumed_items_per_s_per_gpu"]
     record = {
         "stage": stage, "preset": preset.name, "manifest": str(manifest), "identities": len(dataset),
         "items": n, "inputs": preset.data.num_inputs, "targets": preset.data.num_targets,
@@ -96,8 +114,7 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
         "cpu_ms_per_item": cpu_ms, "wall_ms_per_item": 1000 * wall / n,
         "items_per_s_per_worker": n / wall, "jpeg_floor_ms_per_item": 1000 * floor / n,
         "item_over_floor": cpu / floor if floor else None,
-        "assumed_steps_per_s": steps_per_s, "identities_per_gpu_step": preset.data.batch_size,
-        "assumed_items_per_s_per_gpu": needed, "loader_cores_per_gpu": needed * cpu_ms / 1000,
+        **rate, "loader_cores_per_gpu": needed * cpu_ms / 1000,
     }
     if args.workers:
         rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches)
@@ -115,14 +132,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="DataLoader processes for the loader's items/s (0: skip)")
     p.add_argument("--loader-batches", type=int, default=8, metavar="N", help="batches timed through the DataLoader")
-    p.add_argument("--mtd-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["mtd"], metavar="X",
-                   help="assumed MTD steps/s of one GPU (ours, not measured)")
-    p.add_argument("--flow-steps-per-s", type=float, default=DEFAULT_STEPS_PER_S["flow"], metavar="X",
-                   help="assumed flow steps/s of one GPU (ours, not measured)")
+    p.add_argument("--grad-accum", type=int, metavar="N",
+                   help="micro-batches per optimizer step, as omniid-train's flag (default: the preset's)")
+    for stage in ("mtd", "flow"):
+        p.add_argument(f"--{stage}-steps-per-s", type=float, metavar="X",
+                       help=f"assumed {stage} optimizer steps/s of one GPU (ours, not measured; default: "
+                            f"{DEFAULT_MICRO_BATCHES_PER_S[stage]} micro-batches/s over --grad-accum)")
     args = p.parse_args(argv)
     stages = args.stages.split(",")
     if not set(stages) <= {"mtd", "flow"} or args.items < 1 or args.workers < 0 or args.loader_batches < 1:
         p.error("--stages takes mtd and/or flow; --items and --loader-batches at least 1, --workers at least 0")
+    if (args.grad_accum is not None and args.grad_accum < 1) or any(
+            rate is not None and rate <= 0 for rate in (args.mtd_steps_per_s, args.flow_steps_per_s)):
+        p.error("--grad-accum takes at least 1; --mtd-steps-per-s and --flow-steps-per-s more than 0")
     args.stages = stages
     return args
 

@@ -202,9 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     log.info("done: %s", result)
     for name in ("eval", "heldout"):
         if result.get(f"{name}_swap_gap") is not None:
+            # the own loss the gap is a share of: that of the batches with a pair, which the gap is over
             log.info("identity-swap gap reached (%s, step %d): %+.5f (%+.2f%% of the loss %.5f)", name,
                      result["step"], result[f"{name}_swap_gap"], 100 * result[f"{name}_swap_gap_rel"],
-                     result[f"{name}_loss"])
+                     result[f"{name}_swap_loss_own"])
     return 0
 
 

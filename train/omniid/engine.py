@@ -104,7 +104,9 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
     loader = make_loader(step * opt.grad_accum)
     end = rule.cap(step, opt.total_steps if stop_after is None else min(opt.total_steps, step + stop_after))
     run.step, run.end = step, end
-    progress, last, evaluated = Progress(run, step, end), {}, {}
+    progress, last, evaluated = Progress(run, step, opt.total_steps), {}, {}
+    if end < opt.total_steps:
+        progress.stops_at(end, "converged" if rule.stopped else f"--stop-after {stop_after}")
     run.bar = progress.bar  # closed before a stop's message, which is then the last line
     if run.main:
         keep_log_until(run.out / LOG_FILE, step)
@@ -126,6 +128,8 @@ def _train(run: _Run, model, make_loader, eval_sets, resume, init_from, stop_aft
                                                                 device, run.autocast)
                                                  for name, loader in eval_sets.items()})
         end = run.end = rule.after_eval(step, end, evaluated, progress.jsonl, world)
+        if rule.stopped and step == end < opt.total_steps:
+            progress.stops_at(end, "converged")
         if step == end and progress.losses:  # the rule stopped the run at a step --log-every had not logged
             last = progress.log_step(step, samples, lrs_of(optimizer))
         if step % preset.save_every == 0 or step == end:

@@ -141,7 +141,7 @@ def eval_main(argv: list[str] | None = None) -> int:
                             "--report-identities": (args.report_identities, 1)},
                      EVAL, kept_export(args.out, args.export_multiid))
         if args.export_multiid:
-            check_export_dir(args.export_multiid, args.out)
+            check_export_dir(args.export_multiid, args.out, args.force)
         rows = EvalRows(args.checkpoint, args.controlnet, args.device, args.flux_path, args.clip_weights,
                         args.models_dir)
         if args.bench and rows.labels:  # generated again: each entry with its meta.json's seed

@@ -1,10 +1,12 @@
 """`omniid-eval --export-multiid DIR`: the folder checked before any model loads, then written.
 
-DIR is taken when it can be written and is new, empty, or this evaluation's own export (its
-omniid-export.json names the same `--out`): the same command again replaces that export, as the
-same `omniid-train` command continues its run. Anything else is refused in one line before any
-work: a folder of other files, the export of another evaluation (its `--out` named), or `--out`
-itself, so a mistyped DIR never mixes two evaluations' entries or fills someone's folder.
+DIR is taken when it can be written and is new, empty, or, with `--force`, this evaluation's own
+export (its omniid-export.json names the same `--out`), which is then replaced, as `--force`
+replaces `--out`'s earlier output. Without `--force` that export is refused too: `--out` alone
+does not guard it, since a re-run into a deleted or moved-away `--out` finds it new. Anything else
+is refused in one line before any work, even with `--force`: a folder of other files, the export
+of another evaluation (its `--out` named), or `--out` itself, so a mistyped DIR never mixes two
+evaluations' entries or fills someone's folder.
 
 omniid-export.json is written before the first entry and lists the roots (one per row) it is
 about to write; a re-run deletes those roots, and only those, before writing its own.
@@ -35,8 +37,9 @@ def _shown(names: list[str]) -> str:
     return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
-def check_export_dir(folder: str | Path, out: str | Path) -> None:
-    """OutputError naming the folder unless an export can be written there (see the module doc)."""
+def check_export_dir(folder: str | Path, out: str | Path, force: bool = False) -> None:
+    """OutputError naming the folder unless an export can be written there (see the module doc);
+    `force`: this evaluation's earlier export may be replaced."""
     folder = Path(folder)
     check_out_dir(folder, OPTION)
     if folder.resolve() == Path(out).resolve():
@@ -57,6 +60,9 @@ def check_export_dir(folder: str | Path, out: str | Path) -> None:
     if foreign:
         raise OutputError(f"{OPTION} {folder}: holds files that its export did not write ({_shown(foreign)}); "
                           f"give a new or empty folder")
+    if not force:
+        raise OutputError(f"{OPTION} {folder}: holds an earlier export of this evaluation (--out {out}); give --force "
+                          f"to replace it (its entries are deleted first), or a new folder")
 
 
 def write_export(folder: str | Path, rows: list[dict], out: Path, prompt: str) -> int:

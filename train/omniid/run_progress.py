@@ -15,6 +15,8 @@ from omniid.cli_format import progress_enabled
 from omniid.swap import SwapGap, eval_record
 
 log = logging.getLogger("omniid.engine")
+# tqdm's default layout with "step" before the count: 'omniid mtd:   0%|   | step 1200/250000 [...]'
+BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
 
 
 class JsonlLog:
@@ -36,13 +38,20 @@ class Progress:
     the batch, forward, backward, optimizer): evaluations, checkpoint saves and log writes between
     steps are not training time, wherever they fall in the window."""
 
-    def __init__(self, run, step: int, end: int):  # run: the engine's run (out, main, stage, device, ...)
+    def __init__(self, run, step: int, total: int):  # run: the engine's run (out, main, stage, device, ...)
+        """The bar counts the run's optimizer steps out of the run's `total` (the preset's, a
+        resumed run's earlier steps included), so its percentage and time left are the run's; an
+        invocation that ends sooner says where in its label (`stops_at`)."""
         self.run, self.jsonl = run, JsonlLog(run.out / LOG_FILE, run.main)
-        self.bar = tqdm(total=end, initial=step, disable=not (run.main and progress_enabled()),
-                        desc=f"omniid {run.stage}", dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=step, disable=not (run.main and progress_enabled()),
+                        desc=f"omniid {run.stage}", unit="step", dynamic_ncols=True, bar_format=BAR_FORMAT)
         self.losses, self.samples, self.seconds, self.started = [], 0, 0.0, None
         self.shown: dict[str, str] = {}     # the bar's loss and lr, from the last record
         self.postfix: dict[str, str] = {}   # the bar's {set}_gap, from each set's last evaluation
+
+    def stops_at(self, end: int, why: str) -> None:
+        """Label an end before the run's total: this invocation stops at step `end` because `why`."""
+        self.bar.set_description_str(f"omniid {self.run.stage}, stops at step {end} ({why})")
 
     def begin_step(self) -> None:
         self.started = time.perf_counter()

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-SWAP_FIELDS = ("loss", "loss_swapped", "swap_gap", "swap_gap_rel")
+SWAP_FIELDS = ("loss", "loss_swapped", "swap_gap", "swap_gap_rel", "swap_loss_own", "swap_batches", "batches")
 
 
 def derangement(n: int, seed: int = 0) -> list[int]:
@@ -73,21 +73,29 @@ def evaluate(model, batches: Iterable[dict], generator_for: Callable[..., torch.
 
 @dataclass(frozen=True)
 class SwapGap:
-    """An evaluation's mean own loss and, over the batches that had two identities or more, its
-    swapped loss and their gap (None where no batch had)."""
+    """An evaluation's mean own loss over its `batches`, and the swap check over the `swap_batches`
+    that had two identities or more (None where none had): the own loss of those same batches,
+    their swapped loss and the gap between the two. Both terms of the gap are over the same
+    batches; `loss` is too when every batch has a pair (as omniid-train's eval sets do)."""
     loss: float
     loss_swapped: float | None
     swap_gap: float | None
     swap_gap_rel: float | None
+    swap_loss_own: float | None
+    swap_batches: int
+    batches: int
 
     @classmethod
     def of(cls, own: list[float], swapped: list[float | None]) -> "SwapGap":
+        if len(own) != len(swapped):
+            raise ValueError(f"{len(own)} own losses against {len(swapped)} swapped ones: one each a batch")
+        loss = float(np.mean(own))
         pairs = [(o, s) for o, s in zip(own, swapped) if s is not None]
         if not pairs:
-            return cls(float(np.mean(own)), None, None, None)
+            return cls(loss, None, None, None, None, 0, len(own))
         paired_own, paired_swapped = (float(np.mean(v)) for v in zip(*pairs))
         gap = paired_swapped - paired_own
-        return cls(float(np.mean(own)), paired_swapped, gap, gap / max(abs(paired_own), 1e-12))
+        return cls(loss, paired_swapped, gap, gap / max(abs(paired_own), 1e-12), paired_own, len(pairs), len(own))
 
     def record(self, prefix: str) -> dict:
         """{prefix}_loss, {prefix}_loss_swapped, {prefix}_swap_gap, {prefix}_swap_gap_rel."""
@@ -100,8 +108,13 @@ class SwapGap:
     def describe(self) -> str:
         if self.swap_gap is None:
             return f"loss {self.loss:.5f} (swap gap: no batch with two identities)"
-        return (f"loss {self.loss:.5f} swapped {self.loss_swapped:.5f} swap gap {self.swap_gap:+.5f} "
+        swap = (f"swapped {self.loss_swapped:.5f} swap gap {self.swap_gap:+.5f} "
                 f"({100 * self.swap_gap_rel:+.2f}%)")
+        if self.swap_batches == self.batches:
+            return f"loss {self.loss:.5f} {swap}"
+        # the own loss the gap is taken from is not `loss`: say which batches each is over
+        return (f"loss {self.loss:.5f} over {self.batches} batches; on the {self.swap_batches} with two identities "
+                f"or more: own {self.swap_loss_own:.5f} {swap}")
 
 
 def bootstrap_interval(values: Sequence[float], resamples: int = 1000, seed: int = 0,
