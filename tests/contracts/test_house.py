@@ -33,3 +33,22 @@ def test_no_function_is_over_the_line_limit():
                 if length > MAX_FUNCTION_LINES and name not in KERNELS:
                     long.append(f"{name} ({length})")
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+# Nothing binary is committed: the sample and every test's videos are made when they are needed
+# (a scratch video once slipped in at the repo root with a commit).
+MEDIA = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".asf", ".flv", ".nut", ".ts", ".jpg", ".png",
+         ".parquet", ".onnx", ".pt", ".bin", ".safetensors")
+
+
+def test_no_media_or_weights_file_is_committed():
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if not (REPO / ".git").exists() or shutil.which("git") is None:
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True).stdout
+    committed = [p for p in tracked.splitlines() if p.lower().endswith(MEDIA)]
+    assert not committed, f"binary files committed (make them in the test that needs them): {committed}"
