@@ -4,7 +4,8 @@ Each task's backends take whole batches, so GPU backends can run them in one cal
   detector  detect(frames: list[BGR HxWx3]) -> list[Detections]
   embedder  embed(crops: [N, 112, 112, 3] BGR, ArcFace-aligned) -> [N, D] L2-normalised
   pose      estimate(landmarks: [N, 5, 2], frame_sizes: [N, 2] (w, h), crops) -> [N, 3] yaw, pitch, roll (deg)
-            (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2], NaN where a face has none)
+            (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2], NaN where a face has none;
+            one with reads_crops = False gets crops=None: the stage does not gather them)
   quality   score(crops: [N, S, S, 3] BGR) -> [N] in [0, 1], higher is better
   parsing   masks(crops: [N, S, S, 3] BGR, landmarks: [N, 5, 2] in crop px) -> [N, S, S] uint8, 255 = face
             (a backend with wants_landmarks68 also gets landmarks68=[N, 68, 2] in crop px, NaN where none)

@@ -42,6 +42,7 @@ class PnPPose(Backend):
     name = "pnp5"
     task = "pose"
     licence = "n/a (geometric, no weights)"
+    reads_crops = False  # landmarks only: the pose stage passes crops=None
 
     def load(self) -> None:
         import cv2

@@ -130,3 +130,49 @@ def test_a_760_px_face_in_a_4k_frame_is_found():
     eyes = found.landmarks[0, :2]
     assert ((eyes >= truth[:2]) & (eyes <= truth[2:])).all()  # both eyes inside the true face box
     assert 150 < np.linalg.norm(eyes[1] - eyes[0]) < 400  # an eye distance of a ~760 px face
+
+
+def _side_cut_68(predictor, frame: np.ndarray, box) -> np.ndarray:
+    """What `_68` gave dlib before: the box plus half its size on every side, cut out of the frame
+    (a strided view, which dlib's binding copies whole)."""
+    import dlib
+
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    margin = max(x2 - x1, y2 - y1) // 2 + 8
+    height, width = frame.shape[:2]
+    ox, oy = min(max(x1 - margin, 0), width - 1), min(max(y1 - margin, 0), height - 1)
+    region = frame[oy:max(min(y2 + margin, height), oy + 1), ox:max(min(x2 + margin, width), ox + 1)]
+    rect = dlib.rectangle(x1 - ox, y1 - oy, x2 - ox, y2 - oy)
+    return np.array([[p.x + ox, p.y + oy] for p in predictor(region, rect).parts()], np.float32)
+
+
+def test_dlib_reads_whole_rows_in_place_and_finds_the_side_cut_regions_points(sample_dir, sample_meta, detector,
+                                                                            monkeypatch):
+    """dlib's binding copies any array that is not C-contiguous before reading a pixel. `_68` hands
+    it whole rows of the frame (a view of the frame's own memory, nothing copied), and every pass
+    lands on exactly the points the side-cut region gave, on the sample's faces (three passes each)
+    and a generated 1080p face (two)."""
+    frames = []
+    for clip in sample_meta["clips"]:
+        if clip["expected_status"] == "ok":
+            decoder = ClipDecoder(DecodeConfig())
+            decoder.open(sample_dir / clip["file"])
+            frames.extend(decoder.reader.read([0, clip["n_frames"] // 2]))
+            decoder.close()
+    size, rng = (1920, 1080), np.random.default_rng(5)
+    background = _background(rng, size, sample._read_image(sample._photo_file("astronaut")))
+    frames.append(render_frame("astronaut", _pose(4, rng.uniform(0, 6.28, 5), size, 550.0), background, size))
+    predictor, given, passes = detector._predictor, [], []
+    monkeypatch.setattr(detector, "_predictor", lambda image, rect: given.append(image) or predictor(image, rect))
+    plain_68 = detector._68
+    monkeypatch.setattr(detector, "_68", lambda frame, box: passes.append((frame, box)) or plain_68(frame, box))
+    for frame in frames:
+        assert frame.flags.c_contiguous
+        given.clear()
+        found = detector.detect([frame])[0]
+        assert len(found.scores) >= 1 and given
+        for image in given:
+            assert image.flags.c_contiguous and np.shares_memory(image, frame), "dlib was given an array it copies"
+    assert len(passes) >= 2 * len(frames)
+    for frame, box in passes:
+        assert np.array_equal(plain_68(frame, box), _side_cut_68(predictor, frame, box)), box
