@@ -53,6 +53,7 @@ def find_changed(run_dir: Path, shard_ids, by_key: dict, examples: int = 3) -> C
                 seen[look] = video_file.difference(row, path)
             if seen[look] is not None:
                 found.by_shard.setdefault(sid, set()).add(key)
-                if len(found.examples) < examples:
-                    found.examples.append(seen[look])
+                if len(found.examples) < examples:  # the source may now name another file (VFHQ: a raw video for its cut)
+                    moved = f" (extracted from {row['video_path']})" if path != row["video_path"] else ""
+                    found.examples.append(seen[look] + moved)
     return found

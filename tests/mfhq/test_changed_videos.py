@@ -15,6 +15,7 @@ import pytest
 from conftest import SAMPLE_PRESET, run_cli
 from mfhq import video_file
 from mfhq.changed_videos import find_changed
+from mfhq.records import Clip
 from presets import write_preset
 
 
@@ -111,3 +112,8 @@ def test_shards_written_before_run_schema_8_are_counted_not_checked(tmp_path):
     found = find_changed(tmp_path, {"folder-00000", "folder-00001"}, {})
     assert found.unchecked_shards == 1 and found.by_shard == {"folder-00001": {"folder/b"}}
     assert found.examples == [f"{video}: 10 bytes when extracted, 11 now"]
+    # The source names another file for the clip now (VFHQ: the raw video, where a cut was read).
+    raw = tmp_path / "raw.mp4"
+    raw.write_bytes(b"\x00" * 12)
+    moved = find_changed(tmp_path, {"folder-00001"}, {"folder/b": Clip("folder", "b", raw, "b")})
+    assert moved.examples == [f"{raw}: 10 bytes when extracted, 12 now (extracted from {video})"]
