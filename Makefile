@@ -47,7 +47,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports  # imports only point down: the contracts in pyproject.toml
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+	# two pytest-xdist workers, each given whole test files (a module's fixtures are made once); the sample
+	# and its extract run are made once for both (tests/conftest.py: made_once)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/mfhq sample --out $(SAMPLE)

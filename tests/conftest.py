@@ -1,8 +1,10 @@
 """Shared fixtures: the bundled sample, generated once, and one extract run over it."""
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +33,30 @@ def graph_cache(tmp_path_factory) -> Path:
     return folder
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """make(an empty folder) -> the artefact's path, called once per `pytest` run. Under
+    pytest-xdist the workers share that one artefact, as the tests of one process do: the first
+    worker to ask makes it while the others wait on a lock (stdlib flock, Linux and macOS)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    root = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's own
+    made = root / f"{name}.made"  # the artefact's path, written once it is whole
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            shutil.rmtree(root / name, ignore_errors=True)  # a worker that failed making it left this
+            (root / name).mkdir()
+            made.write_text(str(make(root / name)))
+    return Path(made.read_text())
+
+
 @pytest.fixture(scope="session")
 def sample_dir(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("sample")
-    run_cli("sample", "--out", str(out))
-    return out
+    def make(out: Path) -> Path:
+        run_cli("sample", "--out", str(out))
+        return out
+
+    return made_once(tmp_path_factory, "sample", make)
 
 
 @pytest.fixture(scope="session")
@@ -46,17 +67,22 @@ def sample_meta(sample_dir) -> dict:
 @pytest.fixture(scope="session")
 def sample_run(sample_dir, tmp_path_factory) -> Path:
     """One uninterrupted extract over the sample through the CLI (the demo path)."""
-    run = tmp_path_factory.mktemp("runs") / "sample"
-    run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(SAMPLE_PRESET))
-    return run
+    def make(folder: Path) -> Path:
+        run = folder / "sample"
+        run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(SAMPLE_PRESET))
+        return run
+
+    return made_once(tmp_path_factory, "runs", make)
 
 
 @pytest.fixture(scope="session")
 def manifests(sample_run, tmp_path_factory) -> Path:
     """`mfhq cluster-sample` over the sample run through the CLI (tests only read it)."""
-    out = tmp_path_factory.mktemp("manifests")
-    run_cli("cluster-sample", "--run", str(sample_run), "--out", str(out), "--pipeline", str(SAMPLE_PRESET))
-    return out
+    def make(out: Path) -> Path:
+        run_cli("cluster-sample", "--run", str(sample_run), "--out", str(out), "--pipeline", str(SAMPLE_PRESET))
+        return out
+
+    return made_once(tmp_path_factory, "manifests", make)
 
 
 @pytest.fixture(scope="session")
