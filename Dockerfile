@@ -28,17 +28,17 @@ ENV PATH=/opt/venv/bin:$PATH
 
 WORKDIR /opt/mfhq
 # The same order as the Makefile: torch first and pinned for every later install. pip itself
-# is pinned too; test-only packages (pytest) stay out of the image.
+# is pinned too; test-only packages (pytest, pytest-xdist and its execnet) stay out of the image.
 COPY requirements-torch.txt requirements.txt requirements-nodeps.txt ./
 RUN pip install pip==26.3 \
  && pip install -r requirements-torch.txt \
- && sed '/^pytest==/d' requirements.txt > /tmp/requirements-image.txt \
+ && sed -E '/^(pytest|pytest-xdist|execnet)==/d' requirements.txt > /tmp/requirements-image.txt \
  && pip install -c requirements-torch.txt -r /tmp/requirements-image.txt \
  && pip install --no-deps -r requirements-nodeps.txt \
  && pip uninstall -y onnxruntime \
  && pip install --no-deps onnxruntime-gpu==1.31.1 \
  && rm /tmp/requirements-image.txt \
- && ! pip show pytest >/dev/null 2>&1
+ && ! pip show pytest >/dev/null 2>&1 && ! pip show pytest-xdist >/dev/null 2>&1
 
 COPY pyproject.toml README.md ./
 COPY mfhq ./mfhq
