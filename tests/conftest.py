@@ -33,10 +33,13 @@ def graph_cache(tmp_path_factory) -> Path:
     return folder
 
 
-def made_once(tmp_path_factory, name: str, make) -> Path:
+def made_once(tmp_path_factory, name: str, make, copy: bool = False) -> Path:
     """make(an empty folder) -> the artefact's path, called once per `pytest` run. Under
     pytest-xdist the workers share that one artefact, as the tests of one process do: the first
-    worker to ask makes it while the others wait on a lock (stdlib flock, Linux and macOS)."""
+    worker to ask makes it while the others wait on a lock (stdlib flock, Linux and macOS).
+    copy: each worker gets its own copy, in its own folder where one process would have made it
+    (for an artefact whose path relative to the tests' folders is recorded, as manifests record
+    their runs' relative paths)."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return make(tmp_path_factory.mktemp(name))
     root = tmp_path_factory.getbasetemp().parent  # this run's folder, above each worker's own
@@ -47,7 +50,12 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
             shutil.rmtree(root / name, ignore_errors=True)  # a worker that failed making it left this
             (root / name).mkdir()
             made.write_text(str(make(root / name)))
-    return Path(made.read_text())
+    shared = Path(made.read_text())
+    if not copy:
+        return shared
+    mine = tmp_path_factory.mktemp(name) / shared.relative_to(root / name)
+    shutil.copytree(shared, mine)
+    return mine
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +80,15 @@ def sample_run(sample_dir, tmp_path_factory) -> Path:
         run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline", str(SAMPLE_PRESET))
         return run
 
-    return made_once(tmp_path_factory, "runs", make)
+    return made_once(tmp_path_factory, "runs", make, copy=True)
 
 
 @pytest.fixture(scope="session")
 def manifests(sample_run, tmp_path_factory) -> Path:
     """`mfhq cluster-sample` over the sample run through the CLI (tests only read it)."""
-    def make(out: Path) -> Path:
-        run_cli("cluster-sample", "--run", str(sample_run), "--out", str(out), "--pipeline", str(SAMPLE_PRESET))
-        return out
-
-    return made_once(tmp_path_factory, "manifests", make)
+    out = tmp_path_factory.mktemp("manifests")
+    run_cli("cluster-sample", "--run", str(sample_run), "--out", str(out), "--pipeline", str(SAMPLE_PRESET))
+    return out
 
 
 @pytest.fixture(scope="session")
