@@ -8,11 +8,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tqdm import tqdm
 
 from omniid import engine, run_progress
 from omniid.cli import main
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from omniid_fixtures import kept_faces, one_torch_thread, progress_bars, sample_manifest  # noqa: F401  (pytest fixtures)
 
 
 def records(out: Path) -> list[dict]:
@@ -66,17 +65,10 @@ def test_a_run_the_rule_stops_between_log_steps_logs_those_steps_and_reports_eve
     assert result["loss"] == train[-1]["loss"] and result["loss_steps"] == 2
 
 
-def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest, tmp_path, monkeypatch, caplog):
+def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest, tmp_path, progress_bars, caplog):
     """The bar's eval_gap after the run is the last evaluation's (step 4), not step 2's, and it and
     the closing line give it to 0.01% (the near-zero threshold is 0.1%)."""
-    bars = []
-
-    class Recorded(tqdm):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            bars.append(self)
-
-    monkeypatch.setattr(run_progress, "tqdm", Recorded)
+    bars = progress_bars
     out = tmp_path / "bar"
     assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "4",
                  "--lr", "0.05", "--warmup-steps", "0", "--log-every", "2", "--eval-every", "2",

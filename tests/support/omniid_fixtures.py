@@ -78,6 +78,24 @@ def unmount(mount: Path) -> None:
 
 
 @pytest.fixture
+def progress_bars(monkeypatch) -> list:
+    """The tqdm bars omniid-train makes during the test, in order (each kept to read its counts and label)."""
+    from tqdm import tqdm
+
+    from omniid import run_progress
+
+    made = []
+
+    class Recorded(tqdm):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            made.append(self)
+
+    monkeypatch.setattr(run_progress, "tqdm", Recorded)
+    return made
+
+
+@pytest.fixture
 def read_only_dir(tmp_path) -> Path:
     """A folder on a read-only file system (a tmpfs mounted read-only: root is refused too)."""
     mount = tmp_path / "read-only"
