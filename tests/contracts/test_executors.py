@@ -31,11 +31,12 @@ def ray_address():
     """One local Ray instance for the module (its start costs about 10 s). Its workers inherit
     this environment: the test helpers' folder on PYTHONPATH lets them load fault_readers."""
     ray = pytest.importorskip("ray")
-    os.environ["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), str(REPO), os.environ.get("PYTHONPATH", "")])
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:  # given back after the module: later tests see their own
+        env.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), str(REPO), os.environ.get("PYTHONPATH", "")]))
+        env.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "disabled"))
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+        yield ray.get_runtime_context().gcs_address
+        ray.shutdown()
 
 
 @pytest.fixture(params=EXECUTORS)
