@@ -1,9 +1,11 @@
-"""A re-run's look at its finished clips: whose video changed since extract read it.
+"""A re-run's one look at its finished clips: those a `--retry` status names, and those whose
+video changed since extract read it.
 
 The clip rows record the file as read (mfhq.video_file). A re-run compares each finished clip's
 video now with its row: `extract --retry changed` extracts those clips again, and without it
 extract says how many changed and how, since their rows describe the old files. One stat per
-video; a file whose time alone changed is read at both ends.
+video; a file whose time alone changed is read at both ends. Each finished shard's clip rows are
+read once, for both.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ RETRY_CHANGED = "changed"  # the --retry word for these clips (beside the clip s
 @dataclass
 class ChangedVideos:
     by_shard: dict[str, set[str]] = field(default_factory=dict)  # finished shard -> clip keys
+    with_status: dict[str, set[str]] = field(default_factory=dict)  # finished shard -> keys with an asked status
     examples: list[str] = field(default_factory=list)            # how the first few changed, in words
     unchecked_shards: int = 0  # written before clip rows recorded their video (run schema 8)
 
@@ -34,19 +37,23 @@ class ChangedVideos:
                 f"describe the old file. Run the same command with --retry {RETRY_CHANGED} to extract them again")
 
 
-def find_changed(run_dir: Path, shard_ids, by_key: dict, examples: int = 3) -> ChangedVideos:
-    """The finished shards' clips whose video differs from what their row recorded. A clip is
-    looked for where the source now puts it (a root moved with --force), else at its row's path."""
+def find_changed(run_dir: Path, shard_ids, by_key: dict, statuses=frozenset(), examples: int = 3) -> ChangedVideos:
+    """The finished shards' clips whose video differs from what their row recorded, and those
+    whose status is one of `statuses`. A clip is looked for where the source now puts it (a root
+    moved with --force), else at its row's path."""
     found = ChangedVideos()
     seen: dict[tuple, str | None] = {}  # (path, what a row recorded) -> difference: clips cut from one video share it
     for sid in sorted(shard_ids):
         parquet = pq.ParquetFile(Path(run_dir) / "clips" / f"{sid}.parquet")
-        if "video_bytes" not in parquet.schema_arrow.names:
-            found.unchecked_shards += 1
-            continue
-        rows = parquet.read(columns=["source", "clip_id", "video_path", *video_file.FIELDS]).to_pylist()
-        for row in rows:
+        recorded = "video_bytes" in parquet.schema_arrow.names
+        found.unchecked_shards += not recorded
+        columns = ["source", "clip_id", "status", "video_path", *(video_file.FIELDS if recorded else ())]
+        for row in parquet.read(columns=columns).to_pylist():
             key = f"{row['source']}/{row['clip_id']}"
+            if row["status"] in statuses:
+                found.with_status.setdefault(sid, set()).add(key)
+            if not recorded:
+                continue
             path = str(getattr(by_key.get(key), "video_path", None) or row["video_path"])
             look = (path, *(row[name] for name in video_file.FIELDS))
             if look not in seen:

@@ -18,7 +18,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.parquet as pq
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -105,22 +104,11 @@ def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit, kept:
     return items, {adapter.name: adapter.ids_of([i for i in items if isinstance(i, Clip)])}
 
 
-def _retry_keys(run_dir: Path, shard_ids, statuses: set[str]) -> dict[str, set[str]]:
-    """Done shard -> the keys whose row has one of `statuses` (only the status column is read)."""
-    found = {}
-    for sid in shard_ids:
-        table = pq.read_table(run_dir / "clips" / f"{sid}.parquet", columns=["source", "clip_id", "status"]).to_pydict()
-        keys = {f"{s}/{c}" for s, c, st in zip(table["source"], table["clip_id"], table["status"]) if st in statuses}
-        if keys:
-            found[sid] = keys
-    return found
-
-
 def _redo_keys(run_dir: Path, shard_ids: set, retry: set, by_key: dict, summary: "ExtractSummary") -> dict:
     """Finished shard -> the clips this call extracts again: those with a --retry status, and
     with `--retry changed` those whose video changed since; without it these are only named."""
-    redo = _retry_keys(run_dir, shard_ids, retry - {RETRY_CHANGED}) if retry - {RETRY_CHANGED} else {}
-    changed = find_changed(run_dir, shard_ids, by_key)
+    changed = find_changed(run_dir, shard_ids, by_key, retry - {RETRY_CHANGED})
+    redo = changed.with_status
     if changed.unchecked_shards:
         log.info("%d finished shard(s) were written before clip rows recorded their video file: whether their "
                  "videos changed since is not checked", changed.unchecked_shards)

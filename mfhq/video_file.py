@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from stat import S_ISREG
 
 END_BYTES = 64 * 1024
 FIELDS = ("video_bytes", "video_mtime_ns", "video_digest")
@@ -29,7 +30,7 @@ def identity(path: Path | str) -> dict:
     """The clip row's fields for the file at `path`, or nulls where there is no readable file."""
     try:
         stat = os.stat(path)
-        if not Path(path).is_file():
+        if not S_ISREG(stat.st_mode):
             return dict(UNKNOWN)
         return {"video_bytes": stat.st_size, "video_mtime_ns": stat.st_mtime_ns, "video_digest": _digest(path, stat.st_size)}
     except OSError:

@@ -99,18 +99,19 @@ def test_the_difference_reads_a_file_whose_time_changed_at_both_ends(tmp_path):
     assert video_file.identity(video) == video_file.UNKNOWN
 
 
-def test_shards_written_before_run_schema_8_are_counted_not_checked(tmp_path):
+def test_shards_written_before_run_schema_8_are_counted_not_checked_and_still_retried_by_status(tmp_path):
     (tmp_path / "clips").mkdir()
-    old = pa.table({"source": ["folder"], "clip_id": ["a"], "video_path": [str(tmp_path / "a.mp4")]})
+    old = pa.table({"source": ["folder"], "clip_id": ["a"], "status": ["missing"], "video_path": [str(tmp_path / "a.mp4")]})
     pq.write_table(old, tmp_path / "clips" / "folder-00000.parquet")
     video = tmp_path / "b.mp4"
     video.write_bytes(b"\x00" * 10)
-    new = pa.table({"source": ["folder"], "clip_id": ["b"], "video_path": [str(video)],
+    new = pa.table({"source": ["folder"], "clip_id": ["b"], "status": ["ok"], "video_path": [str(video)],
                     **{k: [v] for k, v in video_file.identity(video).items()}})
     pq.write_table(new, tmp_path / "clips" / "folder-00001.parquet")
     video.write_bytes(b"\x00" * 11)
-    found = find_changed(tmp_path, {"folder-00000", "folder-00001"}, {})
+    found = find_changed(tmp_path, {"folder-00000", "folder-00001"}, {}, {"missing"})
     assert found.unchecked_shards == 1 and found.by_shard == {"folder-00001": {"folder/b"}}
+    assert found.with_status == {"folder-00000": {"folder/a"}}, "an old shard's statuses are still read for --retry"
     assert found.examples == [f"{video}: 10 bytes when extracted, 11 now"]
     # The source names another file for the clip now (VFHQ: the raw video, where a cut was read).
     raw = tmp_path / "raw.mp4"
