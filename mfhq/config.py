@@ -32,6 +32,13 @@ NOT_FINGERPRINTED = ("run", "name", "sources", "curate")
 # The embedding schedule's options change nothing while `every` is 1: left out then, so runs made
 # before the schedule existed still resume.
 SCHEDULE_OPTIONS = ("every", "track_iou", "track_look", "reuse_similarity")
+# Options of the decode section that change how a row is made, not what it holds, left out: the
+# watchdog's bound (it decides only which clips end as `timeout` rows, the transient status that
+# `--retry timeout` redoes, typically under a longer bound; run.clip_timeout_s is not fingerprinted
+# either) and, while `embed.every` is 1, the chunk size (a clip's state runs across its chunks: rows
+# checked equal for chunks of 1, 2, 5 and 16 frames). An earlier mfhq fingerprinted them: a run it
+# made resumes all the same (mfhq.plan.earlier_fingerprint).
+HOW_NOT_WHAT = "decode.timeout_s, and decode.chunk_frames while embed.every is 1"
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,7 @@ class PipelineConfig:
 
     def fingerprint(self) -> str:
         """Hash of everything that changes what a row contains (not how fast it is made)."""
-        blob = json.dumps(fingerprinted(self.to_dict()), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return fingerprint_of(self.to_dict())
 
     def replace(self, **sections: Any) -> "PipelineConfig":
         """A copy with some options changed: replace(run={"workers": 2})."""
@@ -96,12 +102,23 @@ def _build_section(origin: str, section: str, options: Any):
     return factory(**options)
 
 
+def fingerprint_of(content: dict[str, Any]) -> str:
+    """The fingerprint of a to_dict() output, or of the `config` a run.json recorded."""
+    blob = json.dumps(fingerprinted(content), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
 def fingerprinted(content: dict[str, Any]) -> dict[str, Any]:
     """The part of a to_dict() output (or a run.json's `config`) that the fingerprint covers."""
     content = {k: dict(v) if isinstance(v, dict) else v for k, v in content.items() if k not in NOT_FINGERPRINTED}
-    if content.get("embed", {}).get("every") == 1:
+    one_by_one = (content.get("embed") or {}).get("every", 1) == 1  # runs from before the schedule: 1
+    if one_by_one and isinstance(content.get("embed"), dict):
         for option in SCHEDULE_OPTIONS:
             content["embed"].pop(option, None)
+    if isinstance(content.get("decode"), dict):
+        content["decode"].pop("timeout_s", None)  # HOW_NOT_WHAT
+        if one_by_one:
+            content["decode"].pop("chunk_frames", None)
     if content.get("align", {}).get("crops") == "extract":  # the one pass: runs made before the option resume
         content["align"].pop("crops")
     return content

@@ -190,7 +190,7 @@ def _extract(source, root, run_dir: Path, cfg, models_dir, force, limit, executo
              f" (retrying {', '.join(sorted(retry))})" if retry else "")
     run_meta = {
         "schema_version": SCHEMA_VERSION, "code_version": __version__, "config": cfg.to_dict(),
-        "config_fingerprint": cfg.fingerprint(), **run_identity(previous, cfg.fingerprint()),
+        "config_fingerprint": cfg.fingerprint(), **run_identity(previous, cfg),
         "source": source, "root": str(Path(root).resolve()),
         "models": models,  # task -> backend@weight hash
         "provenance": (previous or {}).get("provenance"), "executor": executor,

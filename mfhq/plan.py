@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mfhq.config import PipelineConfig
+from mfhq.config import HOW_NOT_WHAT, PipelineConfig, fingerprint_of
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import atomic_write_json
 from mfhq.manifest.lock import FolderLock
@@ -88,7 +88,12 @@ def check_resume(previous: dict | None, run_path: Path, cfg: PipelineConfig, mod
     _check_videos(previous, run_path, source, root, force)
     if force:
         return
-    if previous.get("config_fingerprint") != cfg.fingerprint():
+    earlier = earlier_fingerprint(previous, cfg)
+    if earlier is not None:
+        log.info("%s: the run's config fingerprint %s was made by an earlier mfhq that also counted options which change "
+                 "no row (%s); it makes the rows this config makes: continuing (fingerprint %s from now on)", run_path,
+                 earlier, HOW_NOT_WHAT, cfg.fingerprint())
+    elif previous.get("config_fingerprint") != cfg.fingerprint():
         from mfhq.config_diff import config_differences
 
         differ = config_differences(previous.get("config") or {}, cfg) or [
@@ -127,19 +132,33 @@ def _check_videos(previous: dict, run_path: Path, source: str, root: Path, force
         "--out for these videos, or --force if the same videos moved.")
 
 
-def run_identity(previous: dict | None, fingerprint: str) -> dict:
+def earlier_fingerprint(previous: dict | None, cfg: PipelineConfig) -> str | None:
+    """The run's recorded fingerprint where it differs from cfg's only because an earlier mfhq
+    also fingerprinted options that change no row (mfhq.config.HOW_NOT_WHAT): the config the run
+    recorded fingerprints as cfg does today. None otherwise."""
+    recorded, config = (previous or {}).get("config_fingerprint"), (previous or {}).get("config")
+    now = cfg.fingerprint()
+    if recorded and recorded != now and isinstance(config, dict) and fingerprint_of(config) == now:
+        return str(recorded)
+    return None
+
+
+def run_identity(previous: dict | None, cfg: PipelineConfig) -> dict:
     """run.json's fields that outlive a resume: `run_id` (made once, when the folder's first
     extract starts: a run deleted and made again at the same path is another run, and what was
     derived from the old one, such as `mfhq materialize`'s markers, must not vouch for the new
     one), `created`, and `configs`: each config the run was extracted with (`--force` may change
-    it), with when that config's first extract started, oldest first."""
+    it), with when that config's first extract started, oldest first. A config that makes the
+    same rows as the one before under another fingerprint (earlier_fingerprint) names it in
+    `same_rows_as`, so that readers count the run's shards as one config."""
     previous = previous or {}
+    fingerprint, earlier = cfg.fingerprint(), earlier_fingerprint(previous, cfg)
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     history = [dict(c) for c in previous.get("configs") or [] if isinstance(c, dict)]
     if not history and previous.get("config_fingerprint"):  # a run from before the history: its one config
         history = [{"fingerprint": previous["config_fingerprint"], "since": previous.get("created")}]
     if not history or history[-1].get("fingerprint") != fingerprint:
-        history.append({"fingerprint": fingerprint, "since": now})
+        history.append({"fingerprint": fingerprint, "since": now, **({"same_rows_as": earlier} if earlier else {})})
     return {"run_id": previous.get("run_id") or uuid.uuid4().hex, "created": previous.get("created") or now,
             "configs": history}
 

@@ -74,6 +74,9 @@ def _fingerprint_note(section: str) -> str:
             "unless `--force`.")
     if section == "embed":
         note += f" While `every` is 1, {', '.join(f'`{name}`' for name in SCHEDULE_OPTIONS)} are left out of it."
+    if section == "decode":
+        note += (" Left out of it, as they change how a row is made and not what it holds: `timeout_s` (a longer "
+                 "bound for `extract --retry timeout`), and `chunk_frames` while `embed.every` is 1.")
     return note
 
 

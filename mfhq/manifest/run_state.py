@@ -101,23 +101,41 @@ def read_run_state(run_dir: Path) -> RunState:
     markers = ShardMarkers(run_dir)
     clips_done = shards_done = 0
     configs: dict[str, int] = {}
+    same = _same_rows(meta)
     for shard_id in sorted(markers.done_ids() & set(plan)):
         content = markers.read(shard_id)
         shards_done += 1
         clips_done += int(content.get("clips") or 0)
-        made_with = content.get("config_fingerprint") or _unrecorded(meta)
+        made_with = same(content.get("config_fingerprint") or _unrecorded(meta))
         configs[made_with] = configs.get(made_with, 0) + 1
     planned = sum(len(keys) for keys in plan.values() if isinstance(keys, list))
-    history = [c.get("fingerprint") for c in meta.get("configs") or [] if isinstance(c, dict)]
-    order = {fp: n for n, fp in enumerate(history)}  # the run's order; unrecorded ones last
+    history = [same(c.get("fingerprint")) for c in meta.get("configs") or [] if isinstance(c, dict)]
+    order: dict = {}
+    for fp in history:  # the run's order; unrecorded ones last
+        order.setdefault(fp, len(order))
     return RunState(run_dir, state, meta.get("error"), len(plan), shards_done, planned, clips_done,
                     tuple(sorted(configs.items(), key=lambda kv: (order.get(kv[0], len(order)), kv[0]))))
+
+
+def _same_rows(meta: dict):
+    """fingerprint -> the newest fingerprint run.json's `configs` say makes the same rows
+    (`same_rows_as`: an earlier mfhq also fingerprinted options that change no row)."""
+    later = {c["same_rows_as"]: c.get("fingerprint") for c in meta.get("configs") or []
+             if isinstance(c, dict) and c.get("same_rows_as")}
+
+    def same(fingerprint):
+        seen = set()
+        while fingerprint in later and fingerprint not in seen:
+            seen.add(fingerprint)
+            fingerprint = later[fingerprint]
+        return fingerprint
+    return same
 
 
 def _unrecorded(meta: dict) -> str:
     """The config of a marker written before markers named theirs: the run's first config, which
     is the only one while the run never changed config."""
-    history = meta.get("configs") or []
+    history = [c for c in meta.get("configs") or [] if not (isinstance(c, dict) and c.get("same_rows_as"))]
     if len(history) <= 1:
         first = (history[0] if history else {}).get("fingerprint") or meta.get("config_fingerprint")
         if first:
