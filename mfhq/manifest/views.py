@@ -157,9 +157,12 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
     """
     if not run_dirs:
         raise RunError("no run folder given")
-    metas, parts = [], {"faces": [], "clips": []}
+    metas, parts, given = [], {"faces": [], "clips": []}, {}
     for run_dir in run_dirs:
-        run_dir = Path(run_dir).resolve()
+        run_dir, as_given = Path(run_dir).resolve(), run_dir
+        if run_dir in given:  # every face would be read twice, and sampled twice
+            raise RunError(f"{as_given}: the run {given[run_dir]} given again (both are {run_dir}); give each run once")
+        given[run_dir] = as_given
         metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
         for view in parts:
             listing = ", ".join(sql_str(str(p)) for p in shard_files(run_dir, view))
@@ -171,12 +174,29 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
         have = {row[0] for row in con.execute(f"DESCRIBE {union}").fetchall()}
         nulls = "".join(f", CAST(NULL AS {_sql_type(f.type)}) AS {f.name}" for f in _run_schemas()[view] if f.name not in have)
         con.execute(f"CREATE VIEW {view} AS SELECT *{nulls} FROM ({union})")
-    dup = con.execute(
-        "SELECT source, clip_id, count(DISTINCT run_dir) FROM clips GROUP BY ALL HAVING count(DISTINCT run_dir) > 1 LIMIT 1"
-    ).fetchall()
-    if dup:
-        raise RunError(f"clip {dup[0][0]}/{dup[0][1]} is in {dup[0][2]} of the runs given; give each run once")
+    _refuse_a_clip_in_two_runs(con)
     return con, metas
+
+
+def _refuse_a_clip_in_two_runs(con: duckdb.DuckDBPyConnection) -> None:
+    """A clip key is an identity's unit: in two runs it is either one video extracted twice (runs
+    that overlap) or two videos under one id (two folders holding files of one name)."""
+    found = con.execute(
+        "SELECT source || '/' || clip_id, list(DISTINCT run_dir ORDER BY run_dir), "
+        "list(DISTINCT coalesce(video_digest, video_path) ORDER BY coalesce(video_digest, video_path)), "
+        "list(DISTINCT video_path ORDER BY video_path), count(*) OVER () FROM clips GROUP BY source, clip_id "
+        "HAVING count(DISTINCT run_dir) > 1 ORDER BY 1 LIMIT 1").fetchall()
+    if not found:
+        return
+    key, runs, files, paths, clips = found[0]
+    where = f"clip {key} is in {len(runs)} of the runs given ({', '.join(runs)}; {clips} clip(s) are in more than one)"
+    if len(files) <= 1:
+        raise RunError(f"{where}, read from the same video {paths[0] or '(none: no video)'}: runs that overlap; give "
+                       "each clip's run once, or extract the clips of one run only")
+    raise RunError(f"{where}, each from another video ({', '.join(paths)}): a clip id is the dataset's own id, or for "
+                   "the folder source the file's path under --root, so two folders holding files of one name meet. "
+                   "Extract those folders as one run over a common parent (each subfolder becomes part of the id), "
+                   "or rename the files")
 
 
 def connect(run_dir: Path) -> duckdb.DuckDBPyConnection:

@@ -6,6 +6,8 @@ import json
 import logging
 import shutil
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from mfhq.config import CurateConfig
@@ -85,3 +87,35 @@ def test_a_run_extracted_again_at_the_same_path_is_a_changed_run(old_run, tmp_pa
     assert section == STALE_MANIFEST and any("older than its run" in line and "id-2" in line for line in lines)
     # a manifest from before snapshots named run ids compares the markers only, as it did
     assert changed_since({k: v for k, v in recorded.items() if k != "run_id"}, run) is None
+
+
+def test_a_run_given_twice_is_refused_not_read_twice(old_run, tmp_path):
+    """Given twice (here spelled two ways), every face was read twice and sampled twice."""
+    from mfhq.manifest.views import RunError
+
+    spelled_otherwise = old_run.parent / "." / old_run.name
+    with pytest.raises(RunError, match=rf"{spelled_otherwise}: the run {old_run} given again .*give each run once"):
+        cluster_sample([old_run, spelled_otherwise], tmp_path / "m", CurateConfig(test_videos=1, merge_by_embedding=False))
+    assert not (tmp_path / "m").exists()
+
+
+def _video_paths_moved(run, to: str) -> None:
+    for path in (run / "clips").glob("*.parquet"):
+        table = pq.read_table(path)
+        moved = pa.array([p.replace("/videos/", to) for p in table.column("video_path").to_pylist()])
+        pq.write_table(table.set_column(table.schema.get_field_index("video_path"), "video_path", moved), path)
+
+
+def test_a_clip_in_two_runs_is_named_with_what_it_is(old_run, tmp_path):
+    """The same video in two runs (runs that overlap), or two videos under one clip id (two
+    folders holding files of one name): both refused, each named for what it is."""
+    from mfhq.manifest.views import RunError, connect_runs
+
+    again = write_run(tmp_path / "again", [ClipSpec("s", "c0", "v0", 0)])
+    with pytest.raises(RunError, match=r"clip s/c0 is in 2 of the runs given .*1 clip\(s\) are in more than one\), "
+                                       r"read from the same video /videos/c0.mp4: runs that overlap"):
+        connect_runs([old_run, again])
+    _video_paths_moved(again, "/elsewhere/")
+    with pytest.raises(RunError, match=r"each from another video \(/elsewhere/c0.mp4, /videos/c0.mp4\): .*two folders "
+                                       r"holding files of one name meet\. Extract those folders as one run"):
+        connect_runs([old_run, again])
