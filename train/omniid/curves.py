@@ -1,5 +1,6 @@
 """omniid-eval's curves: ID similarity and copy-paste against the number of inputs, and against the
-pose gap between the target and its nearest input (ours; the paper reports k = 1, 3, 5 only).
+pose gap between the target and its nearest input (ours; the paper tabulates ID similarity at a few
+fixed k, Table 1).
 
 - inputs: one point per evaluated k, per representation, over all its rows at that k;
 - pose gap: rows at the largest k, binned by `pose_gap` (summed |Δyaw| + |Δpitch| + |Δroll| in

@@ -8,7 +8,8 @@ targets depend on the decoder:
   is both); a face that is both is decoded once. An identity with fewer than R faces cycles
   through them (4 faces for 3 -> 8: 8 targets, 4 distinct), counted in a log line.
 - flow (`disjoint=True`): the next R readable faces after the inputs, never an input, so that the
-  decoder is always asked for views it was not given (issue 21; §3.2's more targets than inputs).
+  decoder is always asked for views it was not given (ours, issue 21: §3.2 asks for more targets than
+  inputs, not for targets apart from them).
   An identity with fewer than M + R faces keeps at least one face for the targets (M shrinks to
   its faces - 1) and cycles through its non-input faces to fill R (ours: each before any
   repeats); one with a single face is left out.
