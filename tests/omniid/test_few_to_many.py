@@ -1,6 +1,6 @@
 """Few-to-many draws (paper §3.2): in the flow stage no target is ever one of the identity's
-inputs (an identity with few faces cycles through its other faces); MTD's targets are the
-identity's faces, the inputs among them, as the paper's 8-8 ablation on 8 faces needs; each file
+inputs (an identity with few faces cycles through its other faces); MTD's targets are sampled
+from all the identity's faces (3 -> 8 on 8 faces: every face, the inputs among them); each file
 is decoded once per item and the flow stage decodes no mask; the presets and flags ask for at
 least as many targets as inputs."""
 from __future__ import annotations
@@ -40,13 +40,46 @@ def test_no_flow_target_is_ever_an_input(sample_manifest):
 
 
 def test_mtd_targets_are_the_identitys_faces_inputs_among_them(sample_manifest):
-    """3 -> 8 on identities of 8 faces or more: 8 distinct targets, every input one of them, and
-    an input's pixels as a target are its pixels as an input (decoded once)."""
-    for batch in islice(_stage_loader(sample_manifest, "mtd"), 20):
-        for b, (inputs, targets) in enumerate(zip(batch["input_paths"], batch["target_paths"])):
+    """3 -> 8 on MFHQ's 8 faces an identity: every face a target, so every input one of them, and
+    an input's pixels as a target are its pixels as an input (decoded once). With more faces than
+    targets (the sample's identities) the 8 are sampled from all of them."""
+    identities = {name: faces[:8] for name, faces in load_manifest(sample_manifest).items()}
+    dataset = FewToManyDataset(identities, 32, 3, 8, seed=5)
+    for index in range(len(dataset)):
+        for draw in range(5):
+            item = dataset[(index, draw)]
+            inputs, targets = item["input_paths"], item["target_paths"]
             assert len(inputs) == 3 and len(set(targets)) == 8 and set(inputs) <= set(targets)
             for i, path in enumerate(inputs):
-                assert torch.equal(batch["inputs"][b][i], batch["targets"][b][targets.index(path)])
+                assert torch.equal(item["inputs"][i], item["targets"][targets.index(path)])
+    seen_apart = False
+    for batch in islice(_stage_loader(sample_manifest, "mtd"), 10):
+        for inputs, targets in zip(batch["input_paths"], batch["target_paths"]):
+            assert len(inputs) == 3 and len(set(targets)) == 8
+            seen_apart |= not set(inputs) <= set(targets)
+    assert seen_apart
+
+
+@pytest.mark.parametrize("few_to_many", ["3-1", "3-5"])
+def test_mtd_targets_fewer_than_the_faces_are_sampled_apart_from_the_inputs(sample_manifest, few_to_many):
+    """3 -> 1 on 8 faces reconstructs a face it was not given 5 times in 8, not always its first
+    input (autoencoding); 3 -> 5 is not always the 3 inputs and 2 more. A face that is both is
+    decoded once, its pixels the same array."""
+    m, r = FEW_TO_MANY[few_to_many]
+    faces = next(iter(load_manifest(sample_manifest).values()))[:8]
+    dataset = FewToManyDataset({"someone": faces}, 32, m, r, seed=3)
+    unseen = inputs_in_targets = 0
+    for draw in range(80):
+        item = dataset[(0, draw)]
+        inputs, targets = item["input_paths"], item["target_paths"]
+        assert len(inputs) == m and len(targets) == len(set(targets)) == r
+        unseen += len(set(targets) - set(inputs))
+        inputs_in_targets += len(set(targets) & set(inputs))
+        for i, path in enumerate(inputs):
+            if path in targets:
+                assert torch.equal(item["inputs"][i], item["targets"][targets.index(path)])
+    # chance: r * 5/8 unseen a draw; the inputs' own order gave max(r - m, 0)
+    assert 0.45 * r * 80 < unseen < 0.8 * r * 80 and inputs_in_targets > 0, (unseen, inputs_in_targets)
 
 
 @pytest.mark.parametrize("held_out, inputs, distinct", [(2, 1, 1), (5, 3, 2)])

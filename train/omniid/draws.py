@@ -3,10 +3,14 @@
 An item is (identity index, draw index); every draw is a pure function of (seed, draw index). A
 draw orders the identity's faces at random and takes the first M readable ones as inputs. The
 targets depend on the decoder:
-- MTD (`disjoint=False`, the paper's setting): the first R readable faces of the same order, the
-  inputs among them, as the paper's ablations need (8-8 on MFHQ's 8 faces an identity: every face
-  is both); a face that is both is decoded once. An identity with fewer than R faces cycles
-  through them (4 faces for 3 -> 8: 8 targets, 4 distinct), counted in a log line.
+- MTD (`disjoint=False`, the paper's setting): R faces sampled from the identity's whole set apart
+  from the inputs' draw (the paper samples inputs and targets from the identity's images), so an
+  input is a target only as often as chance makes it: 3 -> 1 reconstructs a face it was not given
+  5 times in 8 on MFHQ's 8 faces an identity (the first R faces of the inputs' own order would
+  make its one target always an input: autoencoding). Where R covers every face (3 -> 8 and 8 -> 8
+  on 8 faces: every face is both) they are taken in the inputs' order. A face that is both is
+  decoded once. An identity with fewer than R faces cycles through them (4 faces for 3 -> 8: 8
+  targets, 4 distinct), counted in a log line.
 - flow (`disjoint=True`): the next R readable faces after the inputs, never an input, so that the
   decoder is always asked for views it was not given (ours, issue 21: §3.2 asks for more targets than
   inputs, not for targets apart from them).
@@ -32,7 +36,7 @@ log = logging.getLogger("omniid.data")
 def report_short(name: str, counts: list[int], m: int, r: int, disjoint: bool) -> None:
     """One log line for the identities of set `name` (train, eval, heldout) whose R targets repeat
     (identities with `counts` faces each), and whether their inputs shrink below M."""
-    need = m + r if disjoint else r  # MTD's targets are the first R faces, the inputs among them
+    need = m + r if disjoint else r  # MTD's targets are sampled from all the faces, the inputs' too
     short = [n for n in counts if n < need]
     if not short:
         return
@@ -84,9 +88,11 @@ class FewToManyDataset(Dataset):
         return type(self.target_reader) is CropReader and (self.target_size, self.target_pixels) == (
             self.image_size, "clip")
 
-    def _split(self, index: int, order: np.ndarray, m: int) -> tuple[list, list]:
+    def _split(self, index: int, order: np.ndarray, m: int, target_order: np.ndarray | None) -> tuple[list, list]:
         """([(crop, image)] x <= m inputs, [(crop, image, mask)] x <= R distinct targets), read in
-        `order`; each file decoded once."""
+        `order` (the targets in `target_order` where given); each file decoded once."""
+        if target_order is not None:
+            return self._split_apart(index, order, m, target_order)
         inputs, targets, shared = [], [], self._shared_pixels()
         for i in order:
             crop, mask = self.faces[index][i]
@@ -114,6 +120,30 @@ class FewToManyDataset(Dataset):
                                 f"can be read (first: {self.faces[index][0][0]})")
         return inputs, targets
 
+    def _split_apart(self, index: int, order: np.ndarray, m: int, target_order: np.ndarray) -> tuple[list, list]:
+        """MTD with fewer targets than faces: the first m readable faces of `order` as inputs, the
+        first R readable ones of `target_order` as targets (an input among them is not decoded again)."""
+        inputs, targets, shared = [], [], self._shared_pixels()
+        for i in order:
+            if len(inputs) >= m:
+                break
+            crop = self.faces[index][i][0]
+            read = self.reader.read(crop, None)
+            if read is not None:
+                inputs.append((crop, read[0]))
+        images = {crop: image for crop, image in inputs} if shared else {}
+        for i in target_order:
+            if len(targets) >= self.num_targets:
+                break
+            crop, mask = self.faces[index][i]
+            target = self._read_target(crop, mask, images.get(crop))
+            if target is not None:
+                targets.append(target)
+        if not inputs or not targets:
+            raise BadCropsError(f"identity {self.names[index]}: too few of its {len(order)} crops (and masks) "
+                                f"can be read (first: {self.faces[index][0][0]})")
+        return inputs, targets
+
     def _read_target(self, crop: Path, mask: Path | None, image) -> tuple | None:
         if image is None:
             read = self.target_reader.read(crop, mask if self.masks else None)
@@ -126,7 +156,12 @@ class FewToManyDataset(Dataset):
         rng = np.random.default_rng([self.seed, draw])
         n = len(self.faces[index])
         m = min(int(rng.integers(self.num_inputs_min, self.num_inputs + 1)), n - 1 if self.disjoint else n)
-        inputs, distinct = self._split(index, rng.permutation(n), m)
+        order = rng.permutation(n)
+        # MTD's targets apart from the inputs' draw, from a stream of their own (the inputs' draws
+        # stay as they were); where R covers every face, the inputs' order (module docstring).
+        apart = None if self.disjoint or self.num_targets >= n else np.random.default_rng(
+            [self.seed, draw, 1]).permutation(n)
+        inputs, distinct = self._split(index, order, m, apart)
         targets = [distinct[i % len(distinct)] for i in range(self.num_targets)]
         pixels = self.reader.tensors([image for _, image in inputs])
         # MTD: an input that is also a target is the same array, converted by the same rule.
