@@ -15,6 +15,7 @@ import duckdb
 import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
+from ctrl_c import ctrl_c_reaches_it
 from presets import write_preset
 from run_rows import rows
 from source_fixtures import linked_sample_videos
@@ -119,12 +120,12 @@ def test_ctrl_c_and_sigterm_stop_cleanly_with_one_line_and_the_run_resumes(sampl
         reached = Path(f"{gate}.reached")
         reached.unlink(missing_ok=True)
         process = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, text=True, env=env)
+                                   stderr=subprocess.PIPE, text=True, env=env, preexec_fn=ctrl_c_reaches_it)
         # this run is working (its handlers are set), has written a shard and holds the next one
         while process.poll() is None and not reached.exists():
             time.sleep(0.05)
         how(process)
-        _, stderr = process.communicate()
+        _, stderr = process.communicate(timeout=600)  # a hang guard, not a speed limit
         assert process.returncode == 130, stderr
         assert "Traceback" not in stderr and "BrokenPipe" not in stderr and "KeyboardInterrupt" not in stderr
         lines = [line for line in stderr.splitlines() if "re-run the same command to resume" in line]

@@ -13,6 +13,7 @@ import pytest
 
 from omniid.checkpoint import damage
 from omniid.cli import main
+from ctrl_c import ctrl_c_reaches_it
 from omniid_fixtures import kept_faces, one_torch_thread, read_only_dir, sample_manifest  # noqa: F401  (pytest fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -67,7 +68,8 @@ def _start(manifest: Path, out: Path, stderr) -> subprocess.Popen:
         [sys.executable, "-m", "omniid", "--manifest", str(manifest), "--preset", "tiny", "--out", str(out),
          "--steps", "1000000", "--save-every", "1", "--eval-every", "1000000", "--log-every", "1000000",
          "--workers", "1"],
-        cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr)
+        cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
+        preexec_fn=ctrl_c_reaches_it)
 
 
 def test_ctrl_c_and_sigterm_stop_with_one_line_and_an_intact_latest(sample_manifest, tmp_path):
