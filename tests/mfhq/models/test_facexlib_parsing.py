@@ -1,4 +1,4 @@
-"""facexlib face parsing (the paper's mask) with its real architectures and random weights: the
+"""facexlib face parsing (the paper preset's mask; our choice) with its real architectures and random weights: the
 face labels, binary masks at crop size, BiSeNet, and fp16 on CUDA."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SCRFD and ArcFace (the paper's detector and embedder) through insightface, on ONNX graphs shaped
+"""SCRFD and ArcFace (the paper preset's detector and embedder; our choice) through insightface, on ONNX graphs shaped
 like buffalo_l's with random or designed weights (no published weights can be downloaded here):
 loading, batching, post-processing, and a det_10g that is not buffalo_l's refused."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""6DRepNet (the paper's pose) with its real architecture and random weights: the angle and roll
+"""6DRepNet (the paper preset's pose; our choice) with its real architecture and random weights: the angle and roll
 conventions, the backend, and an import clear of modules named utils and model."""
 from __future__ import annotations
 
