@@ -171,12 +171,16 @@ def bench(
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     import json
 
-    from mfhq.bench import check_scratch, format_report, profile_folder, profile_stages, run_bench
+    from mfhq.bench import (check_root_outside, check_scratch, format_report, profile_folder, profile_stages,
+                            run_bench)
 
-    try:  # before any work: a folder bench would replace must be its own
+    try:  # before any work: a folder bench would replace must be its own, and hold no input
+        videos = root or (Path("runs/bench-clips") / resolution if make_clips else None)
         check_scratch(out)
+        check_root_outside(videos, out)
         if profile:
             check_scratch(profile_folder(out), "--out (its profile folder)")
+            check_root_outside(videos, profile_folder(out), "--out (its profile folder)")
     except MfhqError as exc:
         fail(str(exc))
     if make_clips:
