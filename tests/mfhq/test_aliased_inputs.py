@@ -23,3 +23,26 @@ def test_bench_refuses_a_root_inside_the_scratch_folder_it_empties(tmp_path, sam
         assert video.is_file(), "bench deleted the video it was asked to read"
     result = run_cli("bench", "--root", str(out), "--out", str(out), check=False)
     assert result.returncode == 2 and f"--root {out} is --out {out}" in result.stderr and video.is_file()
+
+
+def test_a_manifest_built_from_a_run_given_twice_is_refused_by_readers_and_rebuilt(manifests, sample_run, tmp_path):
+    """cluster-sample took `--run R --run ./R` until it refused it: such a manifest holds every
+    sampled face of R several times over, and split, stats and the trainer read them as faces."""
+    import json
+    import shutil
+
+    doubled = tmp_path / "manifests"
+    shutil.copytree(manifests, doubled)
+    sidecar = json.loads((doubled / "manifest.json").read_text())
+    (entry,) = sidecar["runs"]
+    sidecar["runs"] = [entry, {**entry, "name": entry["name"] + "-2"}]  # as run_entries named the second
+    (doubled / "manifest.json").write_text(json.dumps(sidecar))
+    said = f"lists run {entry['run_dir']} 2 times (as {entry['name']}, {entry['name']}-2): it was built from a run given twice"
+    for args in (("split", "--manifest", str(doubled), "--pipeline", str(SAMPLE_PRESET)),
+                 ("stats", "--run", str(sample_run), "--manifest", str(doubled), "--out", str(tmp_path / "report"))):
+        result = run_cli(*args, check=False)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+    # the same run given once rebuilds it, no --force: it is the same run (not "run ..., not given now")
+    run_cli("cluster-sample", "--run", str(sample_run), "--manifest", str(doubled), "--pipeline", str(SAMPLE_PRESET))
+    assert [r["name"] for r in json.loads((doubled / "manifest.json").read_text())["runs"]] == [entry["name"]]
+    run_cli("split", "--manifest", str(doubled), "--pipeline", str(SAMPLE_PRESET))
