@@ -46,3 +46,17 @@ def test_a_manifest_built_from_a_run_given_twice_is_refused_by_readers_and_rebui
     run_cli("cluster-sample", "--run", str(sample_run), "--manifest", str(doubled), "--pipeline", str(SAMPLE_PRESET))
     assert [r["name"] for r in json.loads((doubled / "manifest.json").read_text())["runs"]] == [entry["name"]]
     run_cli("split", "--manifest", str(doubled), "--pipeline", str(SAMPLE_PRESET))
+
+
+def test_bench_models_refuses_an_out_that_is_the_preset_it_reads(tmp_path):
+    """The results' JSON replaced the YAML preset (a packaged one too), found only when the next
+    command failed to read it."""
+    preset = tmp_path / "mine.yaml"
+    preset.write_text(SAMPLE_PRESET.read_text())
+    os.symlink(tmp_path, tmp_path / "link")
+    for out in (preset, tmp_path / "link" / "mine.yaml"):
+        result = run_cli("bench-models", "--pipeline", str(preset), "--out", str(out), "--batch-sizes", "1",
+                         "--repeats", "1", "--warmup", "0", check=False)
+        assert result.returncode == 2, result.stderr
+        assert f"--out {out}: is the --pipeline file {preset}, which the results would overwrite" in result.stderr
+        assert preset.read_text() == SAMPLE_PRESET.read_text()
