@@ -73,12 +73,14 @@ def stats(
     DuckDB views, plots, HTML."""
     from mfhq.manifest.io import check_output_dir
     from mfhq.stats import run_query, write_report
+    from mfhq.stats.report import check_report_apart
 
     try:
         if sql:
             typer.echo(run_query(run, manifest, sql))
             return
         check_output_dir(out)
+        check_report_apart(out, run, manifest)
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
     except MfhqError as exc:

@@ -60,3 +60,22 @@ def test_bench_models_refuses_an_out_that_is_the_preset_it_reads(tmp_path):
         assert result.returncode == 2, result.stderr
         assert f"--out {out}: is the --pipeline file {preset}, which the results would overwrite" in result.stderr
         assert preset.read_text() == SAMPLE_PRESET.read_text()
+
+
+def test_stats_refuses_an_out_that_is_a_run_or_the_manifest_folder(manifests, sample_run, tmp_path):
+    """The report was written among the run's or the manifest's files; a manifest folder holding
+    it could no longer be rebuilt by cluster-sample."""
+    import shutil
+
+    run, manifest = tmp_path / "run", tmp_path / "manifests"
+    shutil.copytree(sample_run, run)
+    shutil.copytree(manifests, manifest)
+    before = sorted(p.name for p in manifest.iterdir())
+    for out, said in ((run, f"--out {run}: is the run folder --run {run}"),
+                      (manifest, f"--out {manifest}: is the manifest folder {manifest}"),
+                      (manifest / "report", f"--out {manifest / 'report'}: lies inside the manifest folder {manifest}")):
+        result = run_cli("stats", "--run", str(run), "--manifest", str(manifest), "--out", str(out), check=False)
+        assert result.returncode == 2 and said in result.stderr, result.stderr
+        assert not (out / "report.html").exists()
+    assert sorted(p.name for p in manifest.iterdir()) == before
+    run_cli("stats", "--run", str(run), "--out", str(run / "report"))  # inside a run folder: apart from its files
