@@ -117,7 +117,11 @@ def bench_curate(
     dim = embedding_dim(config.embed.backend)
     sample: dict = {}
     if not skip_sample:
-        for line in run_bench_curate(identities, faces, workdir, curate, workers, sample):
+        try:
+            lines = run_bench_curate(identities, faces, workdir, curate, workers, sample)
+        except MfhqError as exc:  # a --workdir it may not delete
+            fail(str(exc))
+        for line in lines:
             typer.echo(line)
     n = identities if merge_clips is None else merge_clips
     if not n:

@@ -79,3 +79,17 @@ def test_stats_refuses_an_out_that_is_a_run_or_the_manifest_folder(manifests, sa
         assert not (out / "report.html").exists()
     assert sorted(p.name for p in manifest.iterdir()) == before
     run_cli("stats", "--run", str(run), "--out", str(run / "report"))  # inside a run folder: apart from its files
+
+
+def test_bench_curate_refuses_a_workdir_it_did_not_make(tmp_path):
+    """It deleted --workdir whole before each run: `--workdir runs/x` took a finished run with it."""
+    run = tmp_path / "run"
+    (run / "faces").mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    small = ("--identities", "20", "--faces", "400", "--merge-clips", "0")
+    result = run_cli("bench-curate", *small, "--workdir", str(run), check=False)
+    assert result.returncode == 2, result.stderr
+    assert f"--workdir {run}: holds files bench-curate did not write (faces, run.json)" in result.stderr
+    assert (run / "run.json").read_text() == "{}"
+    for _ in range(2):  # its own scratch folder, new then made by it, is replaced
+        run_cli("bench-curate", *small, "--workdir", str(tmp_path / "scratch"))
