@@ -55,6 +55,19 @@ def test_the_training_manifest_as_test_manifest_is_refused(sample_manifest, tmp_
         assert not (tmp_path / "run").exists()
 
 
+def test_an_out_that_is_or_lies_inside_the_manifest_folder_is_refused(sample_manifest, caplog):
+    """The run's checkpoints, log and preset went among the manifest's files (cluster-sample then
+    refused to rebuild the folder)."""
+    folder = sample_manifest.parent
+    before = sorted(p.name for p in folder.iterdir())
+    for out, manifest, where in ((folder, folder, "is"), (folder / "run", sample_manifest, "lies inside")):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="omniid"):
+            assert main(["--manifest", str(manifest), "--out", str(out), *TINY]) == 2
+        assert f"--out {out}: {where} the manifest folder {folder} (--manifest)" in caplog.text
+        assert sorted(p.name for p in folder.iterdir()) == before
+
+
 def test_one_checkpoint_given_twice_to_omniid_eval_is_refused(flow_run, sample_manifest, tmp_path, caplog):
     """Two spellings of one step folder made two rows of one model, generated and scored twice."""
     for twice in ([flow_run, flow_run], [flow_run, flow_run / "checkpoints" / "latest"]):

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from omniid.checks import check_minimums, check_out_dir
+from omniid.checks import check_minimums, check_out_dir, check_out_outside_manifests
 from omniid.cli_format import setup_logging, terminal
 from omniid.errors import FlagError, Interrupted, OmniIDError
 from omniid.train_args import parse_args, preset_from_args
@@ -189,6 +189,7 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
                     "--patience": (args.patience, 0)})
     check_out_dir(out)
+    check_out_outside_manifests(out, {"--manifest": args.manifest, "--test-manifest": args.test_manifest})
     check_init_from_apart(args.init_from, out)
 
 
