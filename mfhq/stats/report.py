@@ -32,7 +32,9 @@ def check_report_apart(out: Path, run_dirs: list[Path], manifest: Path | None) -
         if at == Path(run).resolve():
             raise OutputError(f"--out {out}: is the run folder --run {run}; write the report to a folder of its own, "
                               "e.g. --out reports")
-    folder = None if manifest is None else Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
+    # a manifest that is not there is named by its reader; only a folder it names counts here
+    folder = None if manifest is None or not Path(manifest).exists() else \
+        Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
     if folder is not None and (at == folder.resolve() or folder.resolve() in at.parents):
         where = "is" if at == folder.resolve() else "lies inside"
         raise OutputError(f"--out {out}: {where} the manifest folder {folder}; write the report to a folder of its "

@@ -31,6 +31,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
+    check_out_outside_manifests(out, {"--manifest": args.manifest, "--test-manifest": args.test_manifest})
     if args.representation != "omniid" and args.stage == "mtd":
         raise FlagError("--representation applies to --stage flow and adapter only")
     if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
@@ -189,7 +190,6 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
                     "--patience": (args.patience, 0)})
     check_out_dir(out)
-    check_out_outside_manifests(out, {"--manifest": args.manifest, "--test-manifest": args.test_manifest})
     check_init_from_apart(args.init_from, out)
 
 
