@@ -61,6 +61,18 @@ def check_scratch(out: Path, option: str = "--out") -> None:
                            "and bench replaces its run folder; choose another --out, or remove this folder yourself")
 
 
+def check_root_outside(root: Path | None, out: Path, option: str = "--out") -> None:
+    """Refuse a --root that is, or lies inside, a folder bench empties: its videos would be
+    deleted before extract reads them (and clips --make-clips renders there, right after)."""
+    if root is None:
+        return
+    root_at, out_at = Path(root).resolve(), Path(out).resolve()
+    if root_at == out_at or out_at in root_at.parents:
+        where = "is" if root_at == out_at else "lies inside"
+        raise BenchError(f"--root {root} {where} {option} {out}, which bench empties before each run: its videos "
+                         "would be deleted; give an --out apart from the videos")
+
+
 def replace_scratch(out: Path, option: str = "--out") -> None:
     """Empty a scratch folder bench made (or make a new one) and mark it as bench's."""
     out = Path(out)

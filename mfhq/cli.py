@@ -171,14 +171,9 @@ def bench(
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     import json
 
-    from mfhq.bench import check_scratch, format_report, profile_folder, profile_stages, run_bench
+    from mfhq.bench import format_report, profile_folder, profile_stages, run_bench
 
-    try:  # before any work: a folder bench would replace must be its own
-        check_scratch(out)
-        if profile:
-            check_scratch(profile_folder(out), "--out (its profile folder)")
-    except MfhqError as exc:
-        fail(str(exc))
+    _check_bench_folders(out, root or (Path("runs/bench-clips") / resolution if make_clips else None), profile)
     if make_clips:
         from mfhq.benchclips import RESOLUTIONS, make_clips as render_clips
 
@@ -205,6 +200,20 @@ def bench(
         typer.echo(line)
     for name, s in result.get("profile_top", []):
         typer.echo(f"  {s:8.2f} s  {name}")
+
+
+def _check_bench_folders(out: Path, videos: Optional[Path], profile: bool) -> None:
+    """Before any work: a folder bench would replace must be its own, and hold none of its videos."""
+    from mfhq.bench import check_root_outside, check_scratch, profile_folder
+
+    try:
+        check_scratch(out)
+        check_root_outside(videos, out)
+        if profile:
+            check_scratch(profile_folder(out), "--out (its profile folder)")
+            check_root_outside(videos, profile_folder(out), "--out (its profile folder)")
+    except MfhqError as exc:
+        fail(str(exc))
 
 
 app.command("bench-models")(bench_models_command)

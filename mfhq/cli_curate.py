@@ -73,12 +73,14 @@ def stats(
     DuckDB views, plots, HTML."""
     from mfhq.manifest.io import check_output_dir
     from mfhq.stats import run_query, write_report
+    from mfhq.stats.report import check_report_apart
 
     try:
         if sql:
             typer.echo(run_query(run, manifest, sql))
             return
         check_output_dir(out)
+        check_report_apart(out, run, manifest)
         for title, text in write_report(run, manifest, out):
             typer.echo(f"== {title}\n{text}")
     except MfhqError as exc:
@@ -115,7 +117,11 @@ def bench_curate(
     dim = embedding_dim(config.embed.backend)
     sample: dict = {}
     if not skip_sample:
-        for line in run_bench_curate(identities, faces, workdir, curate, workers, sample):
+        try:
+            lines = run_bench_curate(identities, faces, workdir, curate, workers, sample)
+        except MfhqError as exc:  # a --workdir it may not delete
+            fail(str(exc))
+        for line in lines:
             typer.echo(line)
     n = identities if merge_clips is None else merge_clips
     if not n:

@@ -138,6 +138,7 @@ def bench_models_command(
         fail(f"--batch-sizes {batch_sizes!r}: give positive whole numbers separated by commas, e.g. 1,8,32")
     try:
         check_device(device, "--device")
+        _check_out_apart(out, pipeline)
         result = bench_models(load_pipeline(pipeline), device, sizes, repeats, warmup, threads, models_dir)
     except MfhqError as exc:
         fail(str(exc))
@@ -147,3 +148,17 @@ def bench_models_command(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")
         log.info("wrote %s", out)
+
+
+def _check_out_apart(out: Optional[Path], pipeline: Optional[str]) -> None:
+    """--out must not be the preset file it reads: the JSON would replace the YAML (a packaged
+    preset's included), found only when the next command fails to read it."""
+    from mfhq.presets import DEFAULT_PRESET, packaged
+
+    if out is None:
+        return
+    given = Path(pipeline or DEFAULT_PRESET)  # the file load_pipeline reads, found as it finds it (quietly)
+    preset = given if given.is_file() else packaged().get(str(pipeline or DEFAULT_PRESET))
+    if preset is not None and out.resolve() == preset.resolve():
+        fail(f"--out {out}: is the --pipeline file {preset}, which the results would overwrite; give --out a file "
+             "of its own, e.g. bench-models.json")

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from mfhq.config import CurateConfig
+from mfhq.errors import MfhqError
 from mfhq.curate.build import pick_faces, usable_filter
 from mfhq.curate import merge
 from mfhq.curate.pairs import TORCH_FROM, large_input_arithmetic
@@ -50,10 +51,30 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+class WorkdirError(MfhqError, ValueError):
+    """--workdir is not bench-curate's own scratch folder: it would be deleted."""
+
+
+OWN = {"faces.parquet", "embeddings"}  # all bench-curate writes in --workdir
+
+
+def check_workdir(workdir: Path) -> None:
+    """The scratch folder is deleted before each run: refuse one that holds anything else (a
+    finished run, a manifest, the --pipeline file: `--workdir runs/x` deleted the run)."""
+    if workdir.exists() and not workdir.is_dir():
+        raise WorkdirError(f"--workdir {workdir}: is a file, not a folder; give a new or empty folder")
+    foreign = sorted(p.name for p in workdir.iterdir() if p.name not in OWN) if workdir.is_dir() else []
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise WorkdirError(f"--workdir {workdir}: holds files bench-curate did not write ({shown}), and it deletes "
+                           "the folder before each run; give a new or empty folder (default runs/bench-curate)")
+
+
 def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConfig, workers: int | None,
                      result: dict | None = None) -> list[str]:
     """The report's lines; `result`, when given, receives scan_s and sample_s (wall seconds)."""
     workdir = Path(workdir)
+    check_workdir(workdir)
     shutil.rmtree(workdir, ignore_errors=True)
     table = workdir / "faces.parquet"
     started = time.perf_counter()

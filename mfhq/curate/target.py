@@ -89,7 +89,8 @@ def run_differences(recorded, run_dirs: list[Path], out: Path) -> list[str]:
     """The runs the sidecar names and this invocation does not, and the reverse. A recorded run
     matches where the sidecar recorded it, or relative to the folder (moved along with it)."""
     entries = recorded if isinstance(recorded, list) else []
-    left = [e for e in entries if isinstance(e, dict)]
+    # one run listed twice (a manifest built from a run given twice): the same runs, to rebuild it
+    left = list({str(e.get("run_dir")): e for e in entries if isinstance(e, dict)}.values())
     new = []
     for run_dir in run_dirs:
         path = str(Path(run_dir).resolve())

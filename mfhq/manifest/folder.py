@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
                               sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_version,
-                                  fill_lacking, lacking)
+from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_runs_once,
+                                  check_version, fill_lacking, lacking)
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
 # The sidecar's `crops`: whether the crop and mask files its rows name exist. "written": extract
@@ -118,7 +118,7 @@ def read_sidecar(folder: Path) -> dict:
         older = ", ".join(sorted(set(MANIFEST_READABLE) - {MANIFEST_VERSION}))
         raise ManifestError(f"{path}: manifest schema version {version}, this code reads version "
                             f"{MANIFEST_VERSION} (and {older}); {REBUILD}")
-    return meta
+    return check_runs_once(path, meta)
 
 
 def run_entries(run_dirs: list[Path], out: Path) -> list[dict]:

@@ -56,6 +56,23 @@ class SchemaVersionError(ManifestError):
     """A Parquet file written by another schema version than this code reads."""
 
 
+def check_runs_once(path, sidecar: dict) -> dict:
+    """The sidecar, unless its `runs` list one run folder twice: a `mfhq cluster-sample` that took a
+    run given twice (`--run R --run ./R`) wrote every sampled face of it several times over (four
+    for two listings), and every reader would train, split and count those copies as faces."""
+    names: dict[str, list[str]] = {}
+    for entry in sidecar.get("runs") or []:
+        if isinstance(entry, dict) and entry.get("run_dir"):
+            names.setdefault(str(entry["run_dir"]), []).append(str(entry.get("name")))
+    doubled = {run: listed for run, listed in names.items() if len(listed) > 1}
+    if doubled:
+        run, listed = next(iter(doubled.items()))
+        raise ManifestError(f"{path}: lists run {run} {len(listed)} times (as {', '.join(listed)}): it was built from "
+                            f"a run given twice, so every sampled face of it is in the manifest more than once. "
+                            "Rebuild it with `mfhq cluster-sample`, giving each --run once (same --manifest)")
+    return sidecar
+
+
 def versioned_schema(fields: list[pa.Field], kind: str, version: str = RUN_SCHEMA_VERSION) -> pa.Schema:
     return pa.schema(fields, metadata={b"mfhq.schema": kind.encode(), b"mfhq.schema_version": version.encode()})
 

@@ -9,7 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
-from omniid.checks import check_minimums, check_out_dir
+from omniid.checks import check_minimums, check_out_dir, check_out_outside_manifests
 from omniid.cli_format import setup_logging, terminal
 from omniid.errors import FlagError, Interrupted, OmniIDError
 from omniid.train_args import parse_args, preset_from_args
@@ -31,6 +31,7 @@ def run_stage(args: argparse.Namespace, preset, out: Path) -> dict:
 
     manifest = Path(args.manifest)
     load_manifest(manifest, check_files=False)  # a bad manifest fails before any model is built
+    check_out_outside_manifests(out, {"--manifest": args.manifest, "--test-manifest": args.test_manifest})
     if args.representation != "omniid" and args.stage == "mtd":
         raise FlagError("--representation applies to --stage flow and adapter only")
     if args.representation != "omniid" and args.init_from:  # a baseline starts from its pretrained models
@@ -108,7 +109,9 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     from omniid.distributed import barrier
 
     flux = args.stage in FLUX_STAGES  # every missing FLUX file and frozen weight named at once
-    inputs = {**manifest_facts(Path(args.manifest), _test_manifest(args)),
+    data = manifest_facts(Path(args.manifest), _test_manifest(args))
+    _refuse_training_data_as_test(data)
+    inputs = {**data,
               **frozen_facts(preset, args.representation, flux, args.clip_weights, args.flux_path, args.models_dir,
                              _prompt_cache_path(args, out) if flux else None)}
     facts = {"representation": args.representation, "world": world, "init_from": init_from_fact(args.init_from),
@@ -126,11 +129,26 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     return resume, inputs, preset
 
 
-def _test_manifest(args: argparse.Namespace) -> Path:
-    """--test-manifest, or test.parquet of the --manifest folder (it may not exist)."""
+def _test_manifest(args: argparse.Namespace) -> Path | None:
+    """--test-manifest, or test.parquet of the --manifest folder (it may not exist); None where that
+    default is the training file itself (`--manifest M/test.parquet`): no test set then."""
     from mfhq.manifest import split_path
 
-    return Path(args.test_manifest) if args.test_manifest else split_path(Path(args.manifest), "test")
+    if args.test_manifest:
+        return Path(args.test_manifest)
+    test, train = split_path(Path(args.manifest), "test"), Path(args.manifest)
+    return None if not train.is_dir() and test.resolve() == train.resolve() else test
+
+
+def _refuse_training_data_as_test(facts: dict) -> None:
+    """The eval_* losses and swap gap are logged as held out: never measured on the training file."""
+    test = facts["test_manifest"]
+    if test and (test == facts["manifest"] or facts["test_manifest_sha256"] == facts["manifest_sha256"]):
+        how = "is" if test == facts["manifest"] else "has the same content (sha256) as"
+        raise FlagError(f"test manifest {test} (--test-manifest, or test.parquet beside --manifest) {how} the "
+                        f"training manifest {facts['manifest']}: its eval_* losses and swap gap would be measured on "
+                        "identities the run trains on, logged as a test set's. Give a manifest of other identities "
+                        "(cluster-sample's test.parquet); --holdout-faces N evaluates faces held out of training")
 
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
@@ -149,15 +167,20 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
                             max(2, data.batch_size), 0, preset.seed, clamp_batch=True, **options, **split)
 
     test = _test_manifest(args)
-    if not test.is_file():
+    if test is None:
+        log.warning("no test set: --manifest %s is itself the test.parquet beside it, so the eval_* losses are not logged "
+                    "(--test-manifest)", manifest)
+    elif not test.is_file():
         log.warning("no test set: %s not found, so the eval_* losses are not logged (--test-manifest)", test)
     held = {"holdout": data.holdout_faces, "part": "heldout", "name": "heldout"}
-    return (loader(test, name="eval") if test.is_file() else None,
+    return (loader(test, name="eval") if test is not None and test.is_file() else None,
             loader(manifest, **held) if data.holdout_faces else None)
 
 
 def check_flags(args: argparse.Namespace, out: Path) -> None:
-    """Every count in its range and --out usable, before anything is built."""
+    """Every count in its range, --out usable and not --init-from's run, before anything is built."""
+    from omniid.run_start import check_init_from_apart
+
     check_minimums({"--keep-checkpoints": (args.keep_checkpoints, 0), "--milestone-every": (args.milestone_every, 0),
                     "--steps": (args.steps, 1), "--stop-after": (args.stop_after, 1),
                     "--batch-size": (args.batch_size, 1), "--grad-accum": (args.grad_accum, 1),
@@ -167,6 +190,7 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
                     "--patience": (args.patience, 0)})
     check_out_dir(out)
+    check_init_from_apart(args.init_from, out)
 
 
 def main(argv: list[str] | None = None) -> int:

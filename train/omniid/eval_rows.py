@@ -24,6 +24,7 @@ from typing import Iterator, Sequence
 from omniid.checkpoint import run_of
 from omniid.controlnet_generation import ControlNetGenerator
 from omniid.command_facts import frozen_facts
+from omniid.errors import FlagError
 from omniid.flux.loading import base_model_key, flux_dtype
 from omniid.flux.shared import FluxShare
 from omniid.generation import OmniIDGenerator
@@ -67,6 +68,19 @@ def _labels(rows: list[tuple[str, bool, object, str, str]]) -> list[str]:
     return labels
 
 
+def _refuse_one_checkpoint_twice(read: list[tuple]) -> None:
+    """One step folder given twice (twice as typed, or a run folder and its checkpoints/latest): every
+    flag applies to every row, so its row would be generated, scored and shown twice, as two models."""
+    given: dict[Path, str] = {}
+    for kind, path, folder, *_ in read:
+        where = Path(folder).resolve()
+        if where in given:
+            option = "--controlnet" if kind is ControlNetGenerator else "--checkpoint"
+            raise FlagError(f"{option} {path}: the checkpoint {given[where]} given again (both are {where}); its row "
+                            "would be generated and scored twice, as if two models. Give each checkpoint once")
+        given[where] = path
+
+
 class EvalRows:
     def __init__(self, checkpoints: Sequence[str], controlnets: Sequence[str], device: str = "cpu", flux_path=None,
                  clip_weights=None, models_dir=None):
@@ -79,6 +93,7 @@ class EvalRows:
         read = [(kind, str(path), *kind.read(path)) for kind, paths in ((OmniIDGenerator, checkpoints),
                                                                        (ControlNetGenerator, controlnets))
                 for path in paths]
+        _refuse_one_checkpoint_twice(read)
         labels = _labels([(state.get("representation", "omniid"), kind is ControlNetGenerator,
                            state.get("step", folder.name), run_of(folder).name, path)
                           for kind, path, folder, state, _ in read])

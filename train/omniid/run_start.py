@@ -7,7 +7,9 @@ from pathlib import Path
 
 from omniid.checkpoint import (LOG_FILE, STATE_FILE, CheckpointError, load_checkpoint, read_state, require_files,
                                resolve_checkpoint)
+from omniid.command_facts import init_from_fact
 from omniid.config import Preset
+from omniid.errors import FlagError
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
 from omniid.recovery import problem_of, resume_from
 from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH, continued_with
@@ -18,6 +20,19 @@ log = logging.getLogger("omniid.engine")
 
 ENCODER_FIELDS = ("clip_model", "image_size", "num_queries", "width", "heads", "cross_blocks", "self_blocks",
                   "mlp_ratio")
+
+
+def check_init_from_apart(init_from: str | Path | None, out: Path) -> None:
+    """--init-from must not name the run --out holds: it would start from its own checkpoint,
+    which --restart (the advice of the refusal its record gets) deletes before reading it."""
+    if init_from is None:
+        return
+    out_at = Path(out).resolve()
+    for where in (Path(init_from).resolve(), Path(init_from_fact(init_from))):
+        if where == out_at or out_at in where.parents:
+            raise FlagError(f"--init-from {init_from} is a checkpoint of --out {out}, the run this command trains: a "
+                            "run cannot start from its own checkpoint (--restart would delete it first). To continue "
+                            "that run leave out --init-from; to start a new run from it give another --out")
 
 
 def check_init_from(path: str | Path, preset: Preset) -> Path:
