@@ -59,10 +59,9 @@ FEW_TO_MANY = {"3-8": (3, 8), "3-1": (3, 1), "3-5": (3, 5), "8-8": (8, 8)}
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Per identity, M inputs and R targets (`omniid.draws`: MTD samples the targets from all the
-    identity's faces, the flow stage from the faces that are not inputs).
-    The paper's few-to-many (§3.2) reconstructs more images than it is given, so R >= M is
-    required; fewer targets only as the paper's own few-to-one ablation (3-1, `FEW_TO_MANY`)."""
+    """Per identity, M inputs and R targets (`omniid.draws`: MTD samples targets from all the faces,
+    flow from those not inputs). The paper's few-to-many (§3.2) reconstructs more images than it is
+    given, so R >= M is required; fewer only as the paper's few-to-one ablation (3-1, `FEW_TO_MANY`)."""
     num_inputs: int = 3                     # |X^s|
     num_inputs_min: int | None = None       # < num_inputs: M drawn per identity in [min, num_inputs]
     num_targets: int = 8                    # |X^r|
