@@ -157,6 +157,8 @@ def _check_out_apart(out: Optional[Path], pipeline: Optional[str]) -> None:
 
     if out is None:
         return
+    if out.is_dir():  # found before the benchmark, not as a traceback after it
+        fail(f"--out {out}: is a folder; --out takes the JSON file to write, e.g. {out / 'bench-models.json'}")
     given = Path(pipeline or DEFAULT_PRESET)  # the file load_pipeline reads, found as it finds it (quietly)
     preset = given if given.is_file() else packaged().get(str(pipeline or DEFAULT_PRESET))
     if preset is not None and out.resolve() == preset.resolve():

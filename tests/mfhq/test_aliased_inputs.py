@@ -60,6 +60,9 @@ def test_bench_models_refuses_an_out_that_is_the_preset_it_reads(tmp_path):
         assert result.returncode == 2, result.stderr
         assert f"--out {out}: is the --pipeline file {preset}, which the results would overwrite" in result.stderr
         assert preset.read_text() == SAMPLE_PRESET.read_text()
+    folder = run_cli("bench-models", "--pipeline", str(preset), "--out", str(tmp_path), check=False)
+    assert folder.returncode == 2 and f"--out {tmp_path}: is a folder; --out takes the JSON file" in folder.stderr
+    assert "Traceback" not in folder.stderr
 
 
 def test_stats_refuses_an_out_that_is_a_run_or_the_manifest_folder(manifests, sample_run, tmp_path):
