@@ -6,6 +6,8 @@ shards (`<source>-NNNNN`) and crop folders never collide across datasets.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Iterator
 
 from mfhq.records import Clip
@@ -21,9 +23,13 @@ class AllSources(Source):
         adapters = []
         for name in sorted(_REGISTRY):
             cls = _REGISTRY[name]
-            folder = next((self.root / d for d in cls.dirnames if (self.root / d).is_dir()), None)
-            if folder is not None:
-                adapters.append(cls(folder))
+            folders = _distinct([self.root / d for d in cls.dirnames if (self.root / d).is_dir()])
+            if len(folders) > 1:  # one would be read and the other's videos dropped without a row
+                raise SourceError(f"all: {name} has {len(folders)} folders under {self.root}: "
+                                  f"{', '.join(f.name for f in folders)}; each dataset is read from one folder: "
+                                  "merge them, or give each its own --root with --source " + name)
+            if folders:
+                adapters.append(cls(folders[0]))
         if not adapters:
             known = ", ".join(d for n in sorted(_REGISTRY) for d in _REGISTRY[n].dirnames)
             raise SourceError(f"all: no dataset folder under {self.root}; expected one of {known}")
@@ -37,3 +43,13 @@ class AllSources(Source):
                 # One dataset folder without its metadata must not stop the others: a row says so.
                 items = [adapter.problem(adapter.root.name, str(exc))]
             yield from items
+
+
+def _distinct(folders: list[Path]) -> list[Path]:
+    """The folders that are not one another (a case-insensitive disk shows `vfhq` and `VFHQ` as
+    one folder, and a link may name another)."""
+    kept: list[Path] = []
+    for folder in folders:
+        if not any(os.path.samefile(folder, other) for other in kept):
+            kept.append(folder)
+    return kept

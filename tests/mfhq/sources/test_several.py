@@ -219,3 +219,16 @@ def test_all_finds_each_dataset_by_its_folder_name(tmp_path):
     items = {i.source: i for i in get_source("all", tmp_path).scan()}
     assert items["talkinghead1kh"].status == "bad_metadata" and "no <split>_video_tubes.txt" in items["talkinghead1kh"].reason
     assert items["celebvhq"].clip_id == "synth_HQ-id_0" and items["vfhq"].clip_id.startswith("Clip+")
+
+
+def test_a_dataset_in_two_folders_is_refused_not_half_read(tmp_path):
+    """`vfhq/` beside `VFHQ/`: one was read and the other's videos dropped without a row. A link
+    naming the same folder (or a case-insensitive disk's one folder) is one folder."""
+    _vfhq_root(tmp_path / "VFHQ", {"train/Clip+synthVF_a-1+P2+C0+F10-15.txt": _vfhq_meta()})
+    (tmp_path / "vfhq").symlink_to(tmp_path / "VFHQ")
+    assert [i.source for i in get_source("all", tmp_path).scan()] == ["vfhq"]
+    (tmp_path / "vfhq").unlink()
+    _vfhq_root(tmp_path / "vfhq", {"test/Clip+synthVF_b-1+P0+C0+F1-5.txt": _vfhq_meta()})
+    with pytest.raises(SourceError, match=rf"all: vfhq has 2 folders under {tmp_path}: vfhq, VFHQ; each dataset is "
+                                          r"read from one folder: merge them, or give each its own --root"):
+        list(get_source("all", tmp_path).scan())
