@@ -111,6 +111,8 @@ def _continue_or_refuse(args: argparse.Namespace, preset, out: Path, rank: int,
     flux = args.stage in FLUX_STAGES  # every missing FLUX file and frozen weight named at once
     data = manifest_facts(Path(args.manifest), _test_manifest(args))
     _refuse_training_data_as_test(data)
+    if rank == 0:
+        _say_shared_identities(data)
     inputs = {**data,
               **frozen_facts(preset, args.representation, flux, args.clip_weights, args.flux_path, args.models_dir,
                              _prompt_cache_path(args, out) if flux else None)}
@@ -149,6 +151,21 @@ def _refuse_training_data_as_test(facts: dict) -> None:
                         f"training manifest {facts['manifest']}: its eval_* losses and swap gap would be measured on "
                         "identities the run trains on, logged as a test set's. Give a manifest of other identities "
                         "(cluster-sample's test.parquet); --holdout-faces N evaluates faces held out of training")
+
+
+def _say_shared_identities(facts: dict) -> None:
+    """A test manifest that shares some identities with the training one (cluster-sample's split
+    never does; one made otherwise may): their eval_* losses and swap gap are not held out."""
+    if not facts["test_manifest"]:
+        return
+    import pyarrow.parquet as pq
+
+    train, test = (set(pq.read_table(facts[key], columns=["identity_id"]).column(0).to_pylist())
+                   for key in ("manifest", "test_manifest"))
+    if shared := sorted(train & test):
+        log.warning("test manifest %s: %d of its %d identities are in the training manifest %s too (e.g. %s): "
+                    "the eval_* losses and swap gap are not held out for them", facts["test_manifest"], len(shared),
+                    len(test), facts["manifest"], shared[0])
 
 
 def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tuple:
