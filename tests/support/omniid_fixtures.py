@@ -51,6 +51,17 @@ def sample_manifest(kept_faces, sample_run, tmp_path_factory) -> Path:
     return write_contract_folder(folder, {"train": kept_faces, "test": test}, sample_run)
 
 
+@pytest.fixture(scope="session")
+def split_manifest(kept_faces, sample_run, tmp_path_factory) -> Path:
+    """Like sample_manifest, but split as cluster-sample splits: test.parquet's 2 clips are not
+    among train.parquet's (sample_manifest's test clips are also training clips)."""
+    clips = sorted(set(kept_faces["clip_id"].to_pylist()))
+    held = pc.is_in(kept_faces["clip_id"], pa.array(clips[:2]))
+    return write_contract_folder(tmp_path_factory.mktemp("split-manifests"),
+                                 {"train": kept_faces.filter(pc.invert(held)), "test": kept_faces.filter(held)},
+                                 sample_run)
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """The tiny models are faster on one thread, and the test machines' cores are shared."""
