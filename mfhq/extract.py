@@ -215,8 +215,9 @@ def _run_shards(engine, shards: list[Shard], run_dir: Path, plan: dict, run_meta
         summary.add(stats)
         if stats.provenance not in ("none", "unknown"):
             run_meta["provenance"] = stats.provenance
-        progress.update(stats.clips)
+        # the count first: update() draws the bar, which must not show the kept faces of one shard fewer
         progress.set_postfix(kept=summary.faces_kept, refresh=False)
+        progress.update(stats.clips)
 
     state = "failed"
     try:

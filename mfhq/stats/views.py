@@ -79,7 +79,7 @@ RUN_VIEWS = {
                     "WHERE status <> 'ok' GROUP BY ALL ORDER BY status, reason",
     "face_outcomes": f"SELECT CASE WHEN kept THEN 'kept' ELSE 'dropped' END AS outcome, {_STAGE_CASE} AS stage, "
                      "coalesce(drop_reason, '') AS reason, count(*) AS faces FROM faces GROUP BY ALL ORDER BY outcome DESC, stage, reason",
-    "clips_per_source": "SELECT source, count(*) AS clips, count(*) FILTER (WHERE n_faces_kept > 0) AS clips_with_faces, "
+    "clips_per_source": "SELECT source, count(*) AS clips, count(*) FILTER (WHERE n_faces_kept > 0) AS clips_with_kept_faces, "
                         "sum(n_faces_kept)::BIGINT AS faces_kept FROM clips GROUP BY source ORDER BY source",
     "pose_hist": _POSE_HIST + " ORDER BY axis, bin",
     "quality_hist": _QUALITY_HIST + " ORDER BY bin",

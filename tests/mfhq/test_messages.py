@@ -51,3 +51,23 @@ def test_an_out_folder_of_other_files_is_refused(sample_dir, tmp_path):
     assert result.returncode == 2
     assert "already holds files that are not an mfhq run's (notes.txt)" in result.stderr
     assert sorted(p.name for p in (tmp_path / "holiday").iterdir()) == ["notes.txt"]
+
+
+def test_the_progress_bars_kept_count_is_of_the_clips_it_shows_done(sample_dir, tmp_path):
+    """Each drawing of the bar shows the faces kept by the clips it counts done, not those of one
+    shard fewer (it drew before it was told the new count). TQDM_MININTERVAL=0: every update draws."""
+    import json
+    import os
+    import re
+
+    run = tmp_path / "run"
+    result = run_cli("extract", "--root", str(sample_dir / "videos"), "--out", str(run), "--pipeline",
+                     str(SAMPLE_PRESET), env={**os.environ, "TQDM_MININTERVAL": "0"})
+    draws = re.findall(r"extract:.*?\| (\d+)/(\d+) \[[^]]*?(?:kept=(\d+))?\]", result.stderr.replace("\r", "\n"))
+    kept = sum(json.loads(p.read_text())["kept"] for p in (run / "done").glob("*.json"))
+    assert kept > 0 and any(int(n) for n, _, _ in draws)
+    for n, total, shown in draws:
+        if int(n) > 0:
+            assert shown, f"a bar at {n}/{total} clips with no kept count: {draws}"
+        if n == total:
+            assert int(shown) == kept, f"the bar at {n}/{total} clips says kept={shown}; they kept {kept}: {draws}"

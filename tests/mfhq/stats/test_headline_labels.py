@@ -66,3 +66,19 @@ def test_identities_per_source_says_an_identity_spanning_two_sources_counts_in_b
     assert per_source.identities.sum() == head["identities"] + 1
     page = (tmp_path / "rep" / "report.html").read_text()
     assert "Identities per source and split (one spanning two sources counts in both)" in page
+
+
+def test_clips_per_source_names_its_clips_with_kept_faces_so(tmp_path):
+    """A clip whose faces were all dropped had faces (it detected 5): the column that counts the
+    clips with a kept face says "kept", as faces_kept beside it does."""
+    from synthetic_runs import write_run as write
+
+    run = write(tmp_path / "run", [ClipSpec("hq", "a1", "yt1", 1), ClipSpec("hq", "z1", "yt9", 9, faces=0, dropped=5)])
+    write_report([run], None, tmp_path / "rep")
+    table = pd.read_csv(tmp_path / "rep" / "tables" / "clips_per_source.csv").set_index("source")
+    faces = f"'{run}/faces/*.parquet'"
+    with_faces, with_kept = duckdb.sql(f"SELECT count(DISTINCT clip_id), count(DISTINCT clip_id) FILTER (WHERE kept) "
+                                       f"FROM {faces}").fetchall()[0]
+    assert (with_faces, with_kept) == (2, 1)
+    assert list(table.columns) == ["clips", "clips_with_kept_faces", "faces_kept"]
+    assert table.loc["hq"].to_dict() == {"clips": 2, "clips_with_kept_faces": with_kept, "faces_kept": 30}
