@@ -64,11 +64,10 @@ def check_scratch(out: Path, option: str = "--out") -> None:
 def check_root_outside(root: Path | None, out: Path, option: str = "--out") -> None:
     """Refuse a --root that is, or lies inside, a folder bench empties: its videos would be
     deleted before extract reads them (and clips --make-clips renders there, right after)."""
-    if root is None:
-        return
-    root_at, out_at = Path(root).resolve(), Path(out).resolve()
-    if root_at == out_at or out_at in root_at.parents:
-        where = "is" if root_at == out_at else "lies inside"
+    from mfhq.manifest.io import placed
+
+    where = None if root is None else placed(root, out)
+    if where:
         raise BenchError(f"--root {root} {where} {option} {out}, which bench empties before each run: its videos "
                          "would be deleted; give an --out apart from the videos")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from mfhq.manifest.io import OutputError
+from mfhq.manifest.io import OutputError, first_names
 from mfhq.models.runtime import DeviceError, is_cuda
 
 
@@ -61,6 +61,5 @@ def check_run_folder(out: Path, option: str = "--out") -> None:
         return
     foreign = sorted(n for n in names if n not in RUN_ENTRIES)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise OutputError(f"{option} {out}: already holds files that are not an mfhq run's ({shown}); "
+        raise OutputError(f"{option} {out}: already holds files that are not an mfhq run's ({first_names(foreign)}); "
                           "give a new or empty folder (an existing run folder resumes)")

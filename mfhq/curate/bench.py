@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from mfhq.config import CurateConfig
 from mfhq.errors import MfhqError
+from mfhq.manifest.io import first_names
 from mfhq.curate.build import pick_faces, usable_filter
 from mfhq.curate import merge
 from mfhq.curate.pairs import TORCH_FROM, large_input_arithmetic
@@ -65,9 +66,9 @@ def check_workdir(workdir: Path) -> None:
         raise WorkdirError(f"--workdir {workdir}: is a file, not a folder; give a new or empty folder")
     foreign = sorted(p.name for p in workdir.iterdir() if p.name not in OWN) if workdir.is_dir() else []
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise WorkdirError(f"--workdir {workdir}: holds files bench-curate did not write ({shown}), and it deletes "
-                           "the folder before each run; give a new or empty folder (default runs/bench-curate)")
+        raise WorkdirError(f"--workdir {workdir}: holds files bench-curate did not write ({first_names(foreign)}), "
+                           "and it deletes the folder before each run; give a new or empty folder (default "
+                           "runs/bench-curate)")
 
 
 def run_bench_curate(identities: int, faces: int, workdir: Path, cfg: CurateConfig, workers: int | None,

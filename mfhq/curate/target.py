@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mfhq.config import CurateConfig
 from mfhq.manifest.folder import CARD, SIDECAR, WRITING, WRITTEN, foreign_entries
+from mfhq.manifest.io import first_names
 from mfhq.manifest.schema import ManifestError
 from mfhq.manifest.views import RunError
 
@@ -65,8 +66,7 @@ def _recorded(out: Path) -> dict | str | None:
     why it cannot be read, or None when the folder holds nothing of a manifest's yet."""
     foreign = foreign_entries(out)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ForeignFolder(f"--manifest {out}: holds files that are not a manifest folder's ({shown}); "
+        raise ForeignFolder(f"--manifest {out}: holds files that are not a manifest folder's ({first_names(foreign)}); "
                             "cluster-sample would write among them and replace any of the same name. "
                             "Give an empty or new folder (nothing was written)")
     sidecar = next((out / name for name in (SIDECAR, WRITING) if (out / name).is_file()), None)

@@ -63,6 +63,19 @@ def check_output_dir(out: Path, option: str = "--out", hint: str = "") -> None:
         raise OutputError(f"{option} {out}: {what} {why}{tail}")
 
 
+def placed(path: Path | str, folder: Path | str) -> str | None:
+    """"is" or "lies inside" where `path` is `folder` or lies under it (both resolved, so two
+    spellings or a link meet), else None: how the output checks say one path sits in another."""
+    at, there = Path(path).resolve(), Path(folder).resolve()
+    return "is" if at == there else "lies inside" if there in at.parents else None
+
+
+def first_names(names: list[str], shown: int = 3) -> str:
+    """The first few of a folder's names for a message: 'a, b, c and 4 more'."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
 def _read_only(path: Path) -> bool:
     try:
         return bool(os.statvfs(path).f_flag & os.ST_RDONLY)

@@ -25,18 +25,17 @@ def check_report_apart(out: Path, run_dirs: list[Path], manifest: Path | None) -
     """--out must not be a run folder or the manifest folder (nor lie inside that): the report's
     files would sit among their files as if they were the run's or the manifest's, and a manifest
     folder holding them is no longer one cluster-sample may rebuild."""
-    from mfhq.manifest.io import OutputError
+    from mfhq.manifest.io import OutputError, placed
 
-    at = Path(out).resolve()
     for run in run_dirs:
-        if at == Path(run).resolve():
+        if placed(out, run) == "is":  # a report folder inside a run stays allowed
             raise OutputError(f"--out {out}: is the run folder --run {run}; write the report to a folder of its own, "
                               "e.g. --out reports")
     # a manifest that is not there is named by its reader; only a folder it names counts here
     folder = None if manifest is None or not Path(manifest).exists() else \
         Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
-    if folder is not None and (at == folder.resolve() or folder.resolve() in at.parents):
-        where = "is" if at == folder.resolve() else "lies inside"
+    where = None if folder is None else placed(out, folder)
+    if where:
         raise OutputError(f"--out {out}: {where} the manifest folder {folder}; write the report to a folder of its "
                           "own, e.g. --out reports")
 

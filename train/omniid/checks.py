@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from mfhq.manifest.io import OutputError as MfhqOutputError, check_output_dir
+from mfhq.manifest.io import OutputError as MfhqOutputError, check_output_dir, placed
 from mfhq.manifest.schema import SIDECAR
 from omniid.errors import DiskFull, FlagError, OutputError
 
@@ -41,13 +41,12 @@ def check_out_outside_manifests(out: str | Path, manifests: dict[str, str | Path
     (manifests: {option: a manifest file or folder}): the run's checkpoints and log would sit
     among the manifest's files, which `mfhq cluster-sample` then refuses to rebuild. A bare
     Parquet file's folder (no manifest.json) is anyone's folder, not a manifest folder."""
-    at = Path(out).resolve()
     for option, manifest in manifests.items():
         if manifest is None:
             continue
         folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
-        if (folder / SIDECAR).is_file() and (at == folder.resolve() or folder.resolve() in at.parents):
-            where = "is" if at == folder.resolve() else "lies inside"
+        where = placed(out, folder) if (folder / SIDECAR).is_file() else None
+        if where:
             raise OutputError(f"--out {out}: {where} the manifest folder {folder} ({option}); the run's checkpoints "
                               "and log would sit among the manifest's files. Give the run a folder of its own, "
                               "e.g. --out runs/NAME")

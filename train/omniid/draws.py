@@ -91,8 +91,15 @@ class FewToManyDataset(Dataset):
     def _split(self, index: int, order: np.ndarray, m: int, target_order: np.ndarray | None) -> tuple[list, list]:
         """([(crop, image)] x <= m inputs, [(crop, image, mask)] x <= R distinct targets), read in
         `order` (the targets in `target_order` where given); each file decoded once."""
-        if target_order is not None:
-            return self._split_apart(index, order, m, target_order)
+        inputs, targets = (self._read_in_order(index, order, m) if target_order is None
+                           else self._read_apart(index, order, m, target_order))
+        if not inputs or not targets:
+            raise BadCropsError(f"identity {self.names[index]}: too few of its {len(order)} crops (and masks) "
+                                f"can be read (first: {self.faces[index][0][0]})")
+        return inputs, targets
+
+    def _read_in_order(self, index: int, order: np.ndarray, m: int) -> tuple[list, list]:
+        """Inputs and targets from one order: MTD's where R covers the faces, flow's always."""
         inputs, targets, shared = [], [], self._shared_pixels()
         for i in order:
             crop, mask = self.faces[index][i]
@@ -115,12 +122,9 @@ class FewToManyDataset(Dataset):
             crop = inputs.pop()[0]
             target = self._read_target(crop, dict(self.faces[index])[crop], None)
             targets = [] if target is None else [target]
-        if not inputs or not targets:
-            raise BadCropsError(f"identity {self.names[index]}: too few of its {len(order)} crops (and masks) "
-                                f"can be read (first: {self.faces[index][0][0]})")
         return inputs, targets
 
-    def _split_apart(self, index: int, order: np.ndarray, m: int, target_order: np.ndarray) -> tuple[list, list]:
+    def _read_apart(self, index: int, order: np.ndarray, m: int, target_order: np.ndarray) -> tuple[list, list]:
         """MTD with fewer targets than faces: the first m readable faces of `order` as inputs, the
         first R readable ones of `target_order` as targets (an input among them is not decoded again)."""
         inputs, targets, shared = [], [], self._shared_pixels()
@@ -139,9 +143,6 @@ class FewToManyDataset(Dataset):
             target = self._read_target(crop, mask, images.get(crop))
             if target is not None:
                 targets.append(target)
-        if not inputs or not targets:
-            raise BadCropsError(f"identity {self.names[index]}: too few of its {len(order)} crops (and masks) "
-                                f"can be read (first: {self.faces[index][0][0]})")
         return inputs, targets
 
     def _read_target(self, crop: Path, mask: Path | None, image) -> tuple | None:

@@ -17,6 +17,7 @@ import json
 import shutil
 from pathlib import Path
 
+from mfhq.manifest.io import first_names
 from omniid.checks import check_out_dir
 from omniid.errors import OutputError
 from omniid.multiid import entry_root, export_multiid
@@ -31,10 +32,6 @@ def _marker(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return marker if isinstance(marker, dict) else None
-
-
-def _shown(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
 
 def check_export_dir(folder: str | Path, out: str | Path, force: bool = False) -> None:
@@ -52,13 +49,13 @@ def check_export_dir(folder: str | Path, out: str | Path, force: bool = False) -
     marker = _marker(folder)
     if marker is None:
         raise OutputError(f"{OPTION} {folder}: already holds files that are not an omniid-eval export "
-                          f"({_shown(names)}); give a new or empty folder")
+                          f"({first_names(names)}); give a new or empty folder")
     if marker.get("eval_out") != str(Path(out).resolve()):
         raise OutputError(f"{OPTION} {folder}: holds the export of another evaluation (--out {marker.get('eval_out')}); "
                           f"give a new or empty folder, or run that evaluation again to replace it")
     foreign = [n for n in names if n != MARKER and n not in marker.get("roots", [])]
     if foreign:
-        raise OutputError(f"{OPTION} {folder}: holds files that its export did not write ({_shown(foreign)}); "
+        raise OutputError(f"{OPTION} {folder}: holds files that its export did not write ({first_names(foreign)}); "
                           f"give a new or empty folder")
     if not force:
         raise OutputError(f"{OPTION} {folder}: holds an earlier export of this evaluation (--out {out}); give --force "

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mfhq.manifest.io import atomic_write_bytes, atomic_write_json
+from mfhq.manifest.io import atomic_write_bytes, atomic_write_json, first_names
 from omniid.checks import check_out_dir
 from omniid.errors import OutputError
 
@@ -61,10 +61,6 @@ def state_of(out: str | Path, owner: Owner) -> str | None:
     return marker.get("state") if isinstance(marker, dict) and marker.get("written_by") == owner.command else None
 
 
-def _shown(names: list[str]) -> str:
-    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-
-
 def check_out(out: str | Path, owner: Owner, force: bool, keep: frozenset[str] = frozenset()) -> None:
     """OutputError naming the folder unless `owner` may write there (see the module doc); `keep`:
     names that are not ours but may stay (an --export-multiid folder inside --out)."""
@@ -77,10 +73,10 @@ def check_out(out: str | Path, owner: Owner, force: bool, keep: frozenset[str] =
     state = state_of(out, owner)
     if state is None:
         raise OutputError(f"--out {out}: already holds files that are not an {owner.command} output "
-                          f"({_shown(names)}); give a new or empty folder")
+                          f"({first_names(names)}); give a new or empty folder")
     foreign = [n for n in names if n != owner.marker and not owner.owns(n)]
     if foreign:
-        raise OutputError(f"--out {out}: holds files that {owner.command} did not write ({_shown(foreign)}) beside "
+        raise OutputError(f"--out {out}: holds files that {owner.command} did not write ({first_names(foreign)}) beside "
                           f"its output; give a new or empty folder")
     if not force:
         what = "output" if state == COMPLETE else "interrupted output (never completed)"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omniid.checkpoint import (LOG_FILE, STATE_FILE, CheckpointError, load_checkpoint, read_state, require_files,
                                resolve_checkpoint)
+from mfhq.manifest.io import placed
 from omniid.command_facts import init_from_fact
 from omniid.config import Preset
 from omniid.errors import FlagError
@@ -27,9 +28,8 @@ def check_init_from_apart(init_from: str | Path | None, out: Path) -> None:
     which --restart (the advice of the refusal its record gets) deletes before reading it."""
     if init_from is None:
         return
-    out_at = Path(out).resolve()
-    for where in (Path(init_from).resolve(), Path(init_from_fact(init_from))):
-        if where == out_at or out_at in where.parents:
+    for named in (init_from, init_from_fact(init_from)):  # as given, and the step folder it resolves to
+        if placed(named, out):
             raise FlagError(f"--init-from {init_from} is a checkpoint of --out {out}, the run this command trains: a "
                             "run cannot start from its own checkpoint (--restart would delete it first). To continue "
                             "that run leave out --init-from; to start a new run from it give another --out")
