@@ -27,7 +27,7 @@ from mfhq.manifest.clip_means import USABLE_FACE
 from mfhq.manifest.folder import CARD, IDENTITIES, MATERIALIZE, ManifestLock, run_entries, write_manifest_folder
 from mfhq.manifest.schema import IDENTITY_SCHEMA, MANIFEST_SCHEMA, SPLITS
 from mfhq.manifest.run_state import read_run_state, require_complete, snapshot
-from mfhq.manifest.views import RunError, check_run, connect_runs, naming_damaged_shards
+from mfhq.manifest.views import RunError, check_given_once, check_run, connect_runs, naming_damaged_shards
 from mfhq.manifest.schema import ManifestError
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
     """force: replace a manifest built from other runs or another config (mfhq.curate.target)."""
     out = Path(out)
     check_out_outside_runs(out)
+    check_given_once(run_dirs)  # before the manifest's runs are compared with these
     for run_dir in run_dirs:
         check_run(run_dir)  # a folder that is no run at all is named as such first
     require_complete(run_dirs, allow_partial)

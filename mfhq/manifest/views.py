@@ -157,12 +157,10 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
     """
     if not run_dirs:
         raise RunError("no run folder given")
-    metas, parts, given = [], {"faces": [], "clips": []}, {}
+    check_given_once(run_dirs)
+    metas, parts = [], {"faces": [], "clips": []}
     for run_dir in run_dirs:
-        run_dir, as_given = Path(run_dir).resolve(), run_dir
-        if run_dir in given:  # every face would be read twice, and sampled twice
-            raise RunError(f"{as_given}: the run {given[run_dir]} given again (both are {run_dir}); give each run once")
-        given[run_dir] = as_given
+        run_dir = Path(run_dir).resolve()
         metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
         for view in parts:
             listing = ", ".join(sql_str(str(p)) for p in shard_files(run_dir, view))
@@ -176,6 +174,17 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
         con.execute(f"CREATE VIEW {view} AS SELECT *{nulls} FROM ({union})")
     _refuse_a_clip_in_two_runs(con)
     return con, metas
+
+
+def check_given_once(run_dirs: list[Path]) -> None:
+    """RunError for a run folder given twice, however spelled: every face would be read twice,
+    and sampled twice (commands that compare the runs with a manifest's call it first)."""
+    given: dict[Path, Path] = {}
+    for as_given in run_dirs:
+        run_dir = Path(as_given).resolve()
+        if run_dir in given:
+            raise RunError(f"{as_given}: the run {given[run_dir]} given again (both are {run_dir}); give each run once")
+        given[run_dir] = as_given
 
 
 def _refuse_a_clip_in_two_runs(con: duckdb.DuckDBPyConnection) -> None:

@@ -94,9 +94,14 @@ def test_a_run_given_twice_is_refused_not_read_twice(old_run, tmp_path):
     from mfhq.manifest.views import RunError
 
     spelled_otherwise = old_run.parent / "." / old_run.name
+    cfg = CurateConfig(test_videos=1, merge_by_embedding=False)
     with pytest.raises(RunError, match=rf"{spelled_otherwise}: the run {old_run} given again .*give each run once"):
-        cluster_sample([old_run, spelled_otherwise], tmp_path / "m", CurateConfig(test_videos=1, merge_by_embedding=False))
+        cluster_sample([old_run, spelled_otherwise], tmp_path / "m", cfg)
     assert not (tmp_path / "m").exists()
+    # onto a manifest of that run, the same words (not "a manifest built from other runs")
+    cluster_sample([old_run], tmp_path / "m", cfg)
+    with pytest.raises(RunError, match=rf"{spelled_otherwise}: the run {old_run} given again"):
+        cluster_sample([old_run, spelled_otherwise], tmp_path / "m", cfg)
 
 
 def _video_paths_moved(run, to: str) -> None:
