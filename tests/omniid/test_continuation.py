@@ -261,3 +261,31 @@ def test_a_damaged_latest_compares_the_checkpoint_actually_resumed(sample_manife
     assert "number of processes 2 (this command: 1)" in warning
     continued = json.loads(latest_state(out).read_text())["continued_with_differences"]
     assert [(c["step"], c["checkpoint"]) for c in continued] == [(2, str(out / "checkpoints" / "step-00000002"))]
+
+
+def test_an_out_that_is_no_run_is_refused_unless_new_or_empty(sample_manifest, tmp_path, caplog):
+    """A folder of other files (an eval output, photos) is no run; checkpoints and a log without the
+    run's preset.json cannot be compared: a fresh start there cut the log back to step 0 and saved its
+    steps among theirs."""
+    others = tmp_path / "photos"
+    others.mkdir()
+    (others / "a.jpg").write_bytes(b"not ours")
+    assert main(args(sample_manifest, others)) == 2
+    assert f"--out {others}: holds files that are not an omniid-train run (a.jpg); give a new or empty folder" in caplog.text
+    assert main(args(sample_manifest, others, "--restart")) == 2  # --restart deletes only a run's own files
+    assert sorted(p.name for p in others.iterdir()) == ["a.jpg"]
+
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--stop-after", "2")) == 0
+    (out / "preset.json").unlink()  # deleted by hand, or the folder copied without it
+    log_before = (out / "log.jsonl").read_text()
+    caplog.clear()
+    assert main(args(sample_manifest, out)) == 2
+    assert (f"--out {out}: holds a run's files (checkpoints, log.jsonl) but no preset.json, so what trained there cannot be "
+            "compared with this command: --resume auto continues") in caplog.text
+    assert (out / "log.jsonl").read_text() == log_before
+    assert main(args(sample_manifest, out, "--resume", "auto")) == 0  # taken deliberately: it continues
+    assert logged_steps(out) == [1, 2, 3, 4]
+    # a run's folder may hold the user's own files beside it (an eval output): the run continues
+    (out / "eval").mkdir()
+    assert main(args(sample_manifest, out)) == 0

@@ -23,7 +23,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, read_state, run_of
+from mfhq.manifest.io import first_names
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, PROMPT_EMBEDS_FILE, read_state, run_of
 from omniid.command_facts import FACTS, FROZEN, recorded_differences, unrecorded_weights
 from omniid.config import get_preset
 from omniid.errors import RunMismatch
@@ -43,6 +44,8 @@ CONVERGENCE_CLOCK = {"eval_every", "eval_batches"}
 # the saved param groups' settings; `set_lr` then scales the new lr by the saved lr_scale)
 OPTIMIZER_STATE = {"optim.representation_lr_scale": "param groups (their lr scale)",
                    "optim.weight_decay": "param groups (their weight decay)", "optim.betas": "AdamW betas"}
+# the top-level names omniid-train writes in --out (the prompt cache first, before preset.json)
+TRAIN_FILES = frozenset({CHECKPOINTS, LOG_FILE, PRESET_FILE, PROMPT_EMBEDS_FILE})
 HOW = ("Run the same options and inputs (manifests, --init-from, frozen weights, number of processes) to continue it, "
        "--restart to start it over, or give another --out")
 
@@ -155,12 +158,33 @@ def _read_preset(saved: Path) -> dict:
     return preset
 
 
+def check_run_folder(out: Path, resume: str | None, restart: bool) -> None:
+    """RunMismatch unless `--out` is new, empty or holds a run (its preset.json, written before any
+    checkpoint or log; the user's own files beside a run, an eval output say, are left alone). Without
+    preset.json, files omniid-train does not write are refused even with --restart (nothing of them
+    is deleted), and checkpoints or a log are refused unless --restart deletes them or an explicit
+    --resume takes them: a fresh start there would cut the log and mix its steps into theirs."""
+    names = sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) if out.is_dir() else []
+    if not names or (out / PRESET_FILE).is_file():
+        return
+    foreign = [name for name in names if name not in TRAIN_FILES]
+    if foreign:
+        raise RunMismatch(f"--out {out}: holds files that are not an omniid-train run ({first_names(foreign)}); "
+                          "give a new or empty folder")
+    kept = [name for name in names if name in (CHECKPOINTS, LOG_FILE)]
+    if kept and not (restart or resume):
+        raise RunMismatch(f"--out {out}: holds a run's files ({first_names(kept)}) but no {PRESET_FILE}, so what "
+                          "trained there cannot be compared with this command: --resume auto continues from its "
+                          "checkpoints, --restart deletes them and starts over, or give another --out")
+
+
 def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool, rank: int = 0,
                  world: int = 1) -> str | None:
     """The `--resume` value this invocation runs with: the one given, 'auto' for an `--out` that
     holds a run with the same options, None for a fresh start. facts: `FACTS` as this command
     would record them in state.json, compared with the record of the checkpoint it resumes from."""
     out = Path(out)
+    check_run_folder(out, resume, restart)
     if resume:
         return resume
     saved = out / PRESET_FILE
