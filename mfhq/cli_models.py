@@ -45,7 +45,7 @@ def list_models(models_dir: Optional[Path] = path_option(None, "--models-dir", e
 
     for row in list_rows(models_dir):
         typer.echo(f"{row['backend']:18s} {row['task']:9s} {row['file']}\n"
-                   f"    size {row['size']}; sha256 {row['sha256']}\n    licence {row['licence']}\n"
+                   f"    {row['size']}; sha256 {row['sha256']}\n    licence {row['licence']}\n"
                    f"    source {row['source']}\n    present: {row['present']}")
 
 

@@ -1,7 +1,7 @@
 """numba's njit with an on-disk cache where one can be written: the one place that decides.
 
-numba caches compiled kernels beside their source, else in NUMBA_CACHE_DIR or the user's cache
-directory (~/.cache/numba). Where none is writable (a read-only install with a read-only home)
+numba caches compiled kernels in NUMBA_CACHE_DIR when it is set, else beside their source, else
+in the user's cache directory (~/.cache/numba). Where none is writable (a read-only install with a read-only home)
 it refuses `cache=True` when the function is decorated, which would make the module fail to
 import. Then the kernels compile in each process instead (seconds, in the backends' load() or
 at a command's first call): set NUMBA_CACHE_DIR to a writable directory to keep them.

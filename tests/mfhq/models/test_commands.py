@@ -44,3 +44,12 @@ def test_models_verify_exits_nonzero_when_a_file_is_missing(tmp_path, monkeypatc
     assert result.returncode == 1
     assert "6DRepNet_300W_LP_AFLW2000.pth: missing" in result.stdout and "1 missing file" in result.stderr
     assert run_cli("models", "verify", "--pipeline", "sample").returncode == 0  # ships in packages
+
+
+def test_models_list_says_a_files_size_once(tmp_path):
+    """A file whose size upstream does not publish read "size size not published"."""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch"), "HOME": str(tmp_path / "home")}
+    out = run_cli("models", "list", "--models-dir", str(tmp_path), env=env).stdout
+    assert "size size" not in out
+    assert "6DRepNet_300W_LP_AFLW2000.pth\n    size not published; sha256" in out  # no pinned size, missing here
+    assert "det_10g.onnx\n    16.9 MB; sha256" in out  # a pinned size, as the missing-weights error gives it
