@@ -11,7 +11,10 @@ from mfhq.manifest.run_state import read_run_state
 from mfhq.manifest.views import connect
 from mfhq.records import TRANSIENT_STATUSES, Status
 
-COLUMNS = ("source", "clip_id", "status", "sampled", "faces", "kept", "decoder")  # sampled: frames read
+# frames_read: the sampled frames read (fewer than sampled for a stream that ended early), faces: detected
+# or given by the source's annotations, kept: the faces kept (n_faces_kept)
+COLUMNS = ("source", "clip_id", "status", "frames_read", "faces", "kept", "decoder")
+_COUNTS = ("frames_read", "faces", "kept")
 _QUERY = ("SELECT source, clip_id, status, n_frames_read, n_faces_detected, n_faces_kept, decoder, "
           "coalesce(reason, '') FROM clips ORDER BY source, clip_id")
 
@@ -20,16 +23,18 @@ def summary_text(run_dir: Path, full: bool = False, width: int | None = None) ->
     """The run's clip table. Reasons wrap under their row to fit `width` (the terminal's by
     default); with `full`, each reason stays whole on its row, however long."""
     state = read_run_state(run_dir)
+    said = [state.headline(), *([f"WARNING: {state.mixed_configs}"] if state.mixed_configs else [])]
+    width = width or shutil.get_terminal_size((120, 24)).columns
+    said = [part for line in said for part in textwrap.wrap(line, max(width, 40), break_on_hyphens=False)]
+    if not state.shards_done:  # stopped (or still at work) before its first shard finished: no rows yet
+        return "\n".join([*said, f"0 clips, 0 ok, {state.never_processed} never processed"])
     rows = connect(run_dir).execute(_QUERY).fetchall()
     cells = [["" if v is None else str(v) for v in row[:-1]] for row in rows]
     widths = [max([len(h)] + [len(c[i]) for c in cells]) for i, h in enumerate(COLUMNS)]
-    fmt = "  ".join(f"{{:{'>' if h in ('sampled', 'faces', 'kept') else '<'}{w}}}" for h, w in zip(COLUMNS, widths))
+    fmt = "  ".join(f"{{:{'>' if h in _COUNTS else '<'}{w}}}" for h, w in zip(COLUMNS, widths))
     lead = len(fmt.format(*COLUMNS)) + 2
-    width = width or shutil.get_terminal_size((120, 24)).columns
     room = max(width - lead, 30)
-    said = [state.headline(), *([f"WARNING: {state.mixed_configs}"] if state.mixed_configs else [])]
-    lines = [*(part for line in said for part in textwrap.wrap(line, max(width, 40), break_on_hyphens=False)),
-             fmt.format(*COLUMNS) + "  reason"]
+    lines = [*said, fmt.format(*COLUMNS) + "  reason"]
     for row, reason in zip(cells, (r[-1] for r in rows)):
         head = fmt.format(*row)
         if full or len(reason) <= room:

@@ -75,7 +75,7 @@ def test_summary_command_prints_the_clip_table(sample_run):
     assert "astronaut_motion" in out and "decode_error" in out
     # the count column is the sampled frames read (n_frames_read), not the video's frames
     header = next(line for line in out.splitlines() if line.startswith("source"))
-    assert header.split()[:7] == ["source", "clip_id", "status", "sampled", "faces", "kept", "decoder"]
+    assert header.split()[:7] == ["source", "clip_id", "status", "frames_read", "faces", "kept", "decoder"]
 
 
 def test_resume_with_another_config_is_refused(sample_run, sample_dir, tmp_path):

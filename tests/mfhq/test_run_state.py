@@ -126,3 +126,17 @@ def test_a_shard_whose_files_are_in_place_but_not_its_marker_counts_nowhere(samp
     assert sampled and not [c for (c,) in sampled if c.startswith("astronaut")]
     sidecar = json.loads((tmp_path / "m" / "manifest.json").read_text())
     assert sidecar["runs"][0]["snapshot"]["clips"] == 4
+
+
+def test_summary_of_a_run_stopped_before_its_first_shard_says_its_state(sample_run, tmp_path):
+    """Ctrl-C in the first minute: no shard finished yet. summary refused it as if it were no
+    run at all ("is it an `mfhq extract` run?"); it says what the run is and that nothing is done."""
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    for marker in (run / "done").glob("*.json"):
+        marker.unlink()
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "state": "interrupted"}))
+    lines = run_cli("summary", "--run", str(run), env={**os.environ, "COLUMNS": "400"}).stdout.splitlines()
+    assert lines[0].startswith(f"WARNING: run {run}: interrupted: 0 of 3 shards done, 6 of 6 clips never processed")
+    assert lines[-1] == "0 clips, 0 ok, 6 never processed"
