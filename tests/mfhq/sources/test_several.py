@@ -149,6 +149,22 @@ def test_vfhq_landmarks_replace_the_detector_and_are_checked(all_run, sample_dir
         assert np.allclose(np.asarray(face["landmarks"]).reshape(5, 2), expected, atol=1e-3)
 
 
+def test_stats_counts_the_faces_annotations_gave_apart_from_detected_ones(all_run, tmp_path):
+    """VFHQ's annotated frames skip the detector: their faces (no detector score) were counted as
+    'faces detected'. The headline counts them apart."""
+    import csv
+
+    run, _ = all_run
+    run_cli("stats", "--run", str(run), "--out", str(tmp_path))
+    with open(tmp_path / "tables" / "headline.csv") as handle:
+        head = {row["metric"]: int(row["value"]) for row in csv.DictReader(handle)}
+    total, annotated = duckdb.sql(f"SELECT count(*), count(*) FILTER (WHERE isnan(det_score)) "
+                                  f"FROM read_parquet('{run}/faces/*.parquet')").fetchall()[0]
+    assert annotated > 0
+    assert head["faces detected"] == total - annotated
+    assert head["faces from source annotations (not detected)"] == annotated
+
+
 def test_a_truncated_clip_list_is_a_status_row_and_the_run_completes(tmp_path, preset):
     root = tmp_path / "celebvtext"
     root.mkdir()
