@@ -8,6 +8,7 @@ import contextlib
 import io
 import json
 import logging
+import os
 from html.parser import HTMLParser
 
 import numpy as np
@@ -185,6 +186,21 @@ def test_multiid_export_then_import_round_trips_images_and_scores(evaluated, tmp
         for column in ("id_similarity:sface", "sim_ref:dlib-resnet", "copy_paste:sface", "pose_error", "pose_gap"):
             assert entry_row[column] == pytest.approx(source[column], nan_ok=True), column
 
+
+def test_the_export_copies_the_photos_of_a_manifest_given_by_a_relative_path(runs, eight_faces, tmp_path,
+                                                                             monkeypatch):
+    """A relative --manifest (as the docs write it: manifests/test.parquet) makes the copy-input and
+    real-photos rows' images paths relative to where the command runs, not to --out: the export
+    copies them from there (before, it looked for them under --out and ended in a traceback)."""
+    monkeypatch.chdir(tmp_path)
+    code, _, _ = run(["--checkpoint", str(runs[0]), "--manifest", os.path.relpath(eight_faces, tmp_path),
+                      "--out", "eval", "--identities", "1", "--inputs", "1", "--targets", "2", "--steps", "1",
+                      "--no-swap", "--bootstrap", "10", "--export-multiid", "multiid"])
+    assert code == 0
+    copied = tmp_path / "multiid" / "copy-input" / "id0_k1_t0_s0" / "out.jpg"
+    assert copied.read_bytes() == (eight_faces.parent / "id0" / "000.jpg").read_bytes()  # the first input itself
+    real = tmp_path / "multiid" / "real_photos" / "id0_k1_t0_s0" / "out.jpg"
+    assert real.read_bytes() == (eight_faces.parent / "id0" / "002.jpg").read_bytes()  # the next target
 
 def test_the_identity_swap_runs_at_the_largest_evaluated_k(evaluated):
     """--inputs 1,2,3,5,8 on 8 faces evaluates up to k = 5: the swap compares at 5 (at 8, no own

@@ -67,7 +67,10 @@ def export_multiid(root: str | Path, rows: list[dict], out: Path, prompt: str) -
         entry = root / entry_root(r) / _safe(f"{r['identity_id']}_k{r['k']}_t{r['target']}_s{r['sample']}")
         entry.mkdir(parents=True, exist_ok=True)
         image = Path(r["image_path"])
-        _write_jpeg(image if image.is_absolute() else out / image, entry / "out.jpg")
+        # a generation lies in the eval folder (its path relative to it); a reference row's image is a
+        # photo, its path as the manifest gave it (relative to where the command runs, for a relative
+        # --manifest), read as the report reads it (omniid.eval_html)
+        _write_jpeg(out / image if not image.is_absolute() and (out / image).is_file() else image, entry / "out.jpg")
         _write_jpeg(Path(r["target_path"]), entry / "ori.jpg")
         for n, path in enumerate(r["input_paths"], 1):
             _write_jpeg(Path(path), entry / f"ref_{n}.jpg")
