@@ -3,6 +3,7 @@
 quiet terminal (no library noise, no progress bar with -q)."""
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -54,6 +55,20 @@ def test_a_tiny_run_prints_no_library_warning_and_no_progress_bar_with_q(split_m
     assert quiet.returncode == 0 and quiet.stderr == "", quiet.stderr
     assert Path(tmp_path / "b" / "checkpoints" / "latest").is_file()
 
+
+
+def test_an_optimizer_this_machine_lacks_is_one_line_before_the_run_folder_is_made(split_manifest, tmp_path,
+                                                                                    caplog):
+    """bitsandbytes is not among the requirements: --optimizer adamw_8bit is refused before any work,
+    so the same command with another optimizer then starts (before: an ImportError traceback after
+    preset.json was written, which then refused --optimizer adamw as a run of other options)."""
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        pytest.skip("bitsandbytes is installed here")
+    out = tmp_path / "run"
+    args = ["--manifest", str(split_manifest), "--preset", "tiny", "--steps", "1", "--out", str(out)]
+    assert main([*args, "--optimizer", "adamw_8bit"]) == 2
+    assert "--optimizer adamw_8bit needs bitsandbytes" in caplog.text and not out.exists()
+    assert main([*args, "--optimizer", "adamw"]) == 0
 
 @pytest.mark.parametrize("module, function, prog", [
     ("omniid.cli", "main", "omniid-train"), ("omniid.eval_cli", "eval_main", "omniid-eval"),

@@ -195,7 +195,9 @@ def _eval_loaders(args: argparse.Namespace, preset, loader_options: dict) -> tup
 
 
 def check_flags(args: argparse.Namespace, out: Path) -> None:
-    """Every count in its range, --out usable and not --init-from's run, before anything is built."""
+    """Every count in its range, the optimizer buildable, --out usable and not --init-from's run,
+    before anything is built."""
+    from omniid.optim import check_optimizer
     from omniid.run_start import check_init_from_apart
 
     check_minimums({"--keep-checkpoints": (args.keep_checkpoints, 0), "--milestone-every": (args.milestone_every, 0),
@@ -206,6 +208,7 @@ def check_flags(args: argparse.Namespace, out: Path) -> None:
                     "--eval-every": (args.eval_every, 1), "--save-every": (args.save_every, 1),
                     "--holdout-faces": (args.holdout_faces, 0), "--swap-warmup-steps": (args.swap_warmup_steps, 0),
                     "--patience": (args.patience, 0)})
+    check_optimizer(args.optimizer)
     check_out_dir(out)
     check_init_from_apart(args.init_from, out)
 

@@ -1,6 +1,7 @@
 """The optimiser and its schedule: AdamW over what trains, warmup then cosine decay."""
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import torch
@@ -9,6 +10,15 @@ from omniid.errors import FlagError
 
 NO_DECAY = ("queries", "pos_embed", "mask_token", "class_embedding", "positional_embedding")
 OPTIMIZERS = ("adamw", "adamw_fused", "adamw_8bit")
+
+
+def check_optimizer(kind: str | None) -> None:
+    """FlagError for an optimizer this machine cannot build, so that omniid-train refuses it in one
+    line before any work (a run folder started and then stopped would refuse the next command's
+    optimizer as another option)."""
+    if kind == "adamw_8bit" and importlib.util.find_spec("bitsandbytes") is None:
+        raise FlagError("--optimizer adamw_8bit needs bitsandbytes (pip install bitsandbytes; CUDA only), which is "
+                        "not among the project's requirements")
 
 
 def lr_at(step: int, optim) -> float:
@@ -54,12 +64,10 @@ def build_optimizer(model: torch.nn.Module, optim) -> torch.optim.Optimizer:
     The representation's groups start at lr x their `lr_scale` (`set_lr` keeps them there)."""
     groups = _param_groups(model, optim)
     kind = getattr(optim, "optimizer", "adamw")
+    check_optimizer(kind)
     if kind == "adamw_8bit":
-        try:
-            import bitsandbytes
-        except ImportError as error:
-            raise ImportError("--optimizer adamw_8bit needs bitsandbytes (pip install bitsandbytes; "
-                              "CUDA only), which is not among the project's requirements") from error
+        import bitsandbytes
+
         return bitsandbytes.optim.AdamW8bit(_scaled(groups, optim.lr), lr=optim.lr, betas=tuple(optim.betas))
     if kind not in OPTIMIZERS:
         raise FlagError(f"unknown optimizer {kind!r}; one of {', '.join(OPTIMIZERS)}")
