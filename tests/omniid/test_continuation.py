@@ -289,3 +289,18 @@ def test_an_out_that_is_no_run_is_refused_unless_new_or_empty(sample_manifest, t
     # a run's folder may hold the user's own files beside it (an eval output): the run continues
     (out / "eval").mkdir()
     assert main(args(sample_manifest, out)) == 0
+
+
+def test_an_out_with_no_checkpoint_yet_starts_with_this_commands_options(sample_manifest, tmp_path, caplog):
+    """A check that fails once preset.json is written (too few identities for the batch) leaves a
+    folder with nothing trained in it: the fix the message asks for (a lower --batch-size) was
+    then refused as 'a run made with other options'."""
+    out = tmp_path / "run"
+    assert main(args(sample_manifest, out, "--batch-size", "64")) == 2
+    assert "cannot fill one global batch of 64" in caplog.text and (out / "preset.json").is_file()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="omniid"):
+        assert main(args(sample_manifest, out, "--batch-size", "2")) == 0
+    assert f"{out} holds no checkpoint yet: starting the run with this command's options" in caplog.text
+    assert json.loads((out / "preset.json").read_text())["data"]["batch_size"] == 2
+    assert logged_steps(out) == [1, 2, 3, 4]

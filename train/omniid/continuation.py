@@ -178,6 +178,13 @@ def check_run_folder(out: Path, resume: str | None, restart: bool) -> None:
                           "checkpoints, --restart deletes them and starts over, or give another --out")
 
 
+def _any_checkpoint(out: Path) -> bool:
+    """Whether `out/checkpoints` holds anything but a killed save's temporaries (step folders,
+    `latest`, damaged ones set aside, the record of runs started from them)."""
+    root = out / CHECKPOINTS
+    return root.is_dir() and any(not p.name.startswith(".") for p in root.iterdir())
+
+
 def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, restart: bool, rank: int = 0,
                  world: int = 1) -> str | None:
     """The `--resume` value this invocation runs with: the one given, 'auto' for an `--out` that
@@ -188,9 +195,11 @@ def continuation(out: Path, preset_dict: dict, facts: dict, resume: str | None, 
     if resume:
         return resume
     saved = out / PRESET_FILE
-    if not saved.is_file():
+    if not saved.is_file() or restart:
         return None
-    if restart:
+    if not _any_checkpoint(out):  # nothing saved to continue (a check failed, or a stop before the first save)
+        if rank == 0:
+            log.info("%s holds no checkpoint yet: starting the run with this command's options", out)
         return None
     run_preset = _read_preset(saved)  # an unreadable one is refused before any checkpoint is looked at
     _, recorded = _resumed(out, "auto", rank, world)
