@@ -252,6 +252,17 @@ def test_bad_input_is_one_clear_error(flow_run, eval_manifest, kept_faces, sampl
         (paper_run / "preset.json").write_text(json.dumps(paper_preset))
         assert generate_main(["--checkpoint", str(paper), "--images", *images, "--out", str(tmp_path / "o")]) == 2
         assert "FLUX.1-dev" in caplog.text and "--flux-path" in caplog.text
+        caplog.clear()
+        # a device torch cannot use here: one line before the checkpoint is read (torch's traceback
+        # after it, before); cuda:99 is on no machine the suite runs on, GPU or not
+        assert generate_main(["--checkpoint", str(flow_run), "--images", *images, "--device", "cuda:99",
+                              "--out", str(tmp_path / "o")]) == 2
+        assert "--device 'cuda:99': " in caplog.text and ("sees no CUDA GPU" in caplog.text
+                                                          or "CUDA device(s), numbered" in caplog.text)
+        caplog.clear()
+        assert run_eval(flow_run, eval_manifest, tmp_path / "e", "--device", "gpu") == 2
+        assert "--device 'gpu': not a device; use cpu, cuda or cuda:N" in caplog.text
+        assert not (tmp_path / "o").exists() and not (tmp_path / "e").exists()
 
 
 @pytest.mark.parametrize("kind", ["FluxPipeline", "FluxControlNetPipeline"])

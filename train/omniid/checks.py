@@ -10,6 +10,7 @@ free space, never a traceback (what a full disk is, safetensors' errors included
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,26 @@ def check_minimums(flags: dict[str, tuple[int | None, int]]) -> None:
     for option, (value, least) in flags.items():
         if value is not None and value < least:
             raise FlagError(f"{option} takes an integer >= {least}, got {value}")
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """FlagError for a device torch cannot use here, before any model loads (a CUDA name on a
+    machine without a GPU ended in torch's traceback once the checkpoint was read). Torch's own
+    view, not mfhq's (`mfhq.checks`, which counts onnxruntime's GPU too): every omniid model is torch's."""
+    if device == "cpu":
+        return
+    named = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if not named:
+        raise FlagError(f"{option} {device!r}: not a device; use cpu, cuda or cuda:N")
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        build = "a CPU build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
+        raise FlagError(f"{option} {device!r}: torch ({torch.__version__}, {build}) sees no CUDA GPU on this "
+                        "machine; run with --device cpu")
+    if int(named.group(1) or 0) >= count:
+        raise FlagError(f"{option} {device!r}: this machine has {count} CUDA device(s), numbered 0..{count - 1}")
 
 
 def check_out_dir(out: str | Path, option: str = "--out") -> None:

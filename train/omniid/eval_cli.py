@@ -45,10 +45,11 @@ def _cpu_threads(preset, device: str) -> None:
 def _check_first(args: argparse.Namespace, counts: dict, owner, keep: frozenset[str] = frozenset()) -> None:
     """The counts in their ranges and --out usable, before any model loads: a result that cannot
     be written is never computed, and an earlier output is never overwritten without --force."""
-    from omniid.checks import check_minimums
+    from omniid.checks import check_device, check_minimums
     from omniid.eval_out import check_out
 
     check_minimums({"--steps": (args.steps, 1), **counts})
+    check_device(args.device)
     check_out(args.out, owner, args.force, keep)
 
 
