@@ -56,7 +56,6 @@ def test_a_tiny_run_prints_no_library_warning_and_no_progress_bar_with_q(split_m
     assert Path(tmp_path / "b" / "checkpoints" / "latest").is_file()
 
 
-
 def test_an_optimizer_this_machine_lacks_is_one_line_before_the_run_folder_is_made(split_manifest, tmp_path,
                                                                                     caplog):
     """bitsandbytes is not among the requirements: --optimizer adamw_8bit is refused before any work,
@@ -69,6 +68,17 @@ def test_an_optimizer_this_machine_lacks_is_one_line_before_the_run_folder_is_ma
     assert main([*args, "--optimizer", "adamw_8bit"]) == 2
     assert "--optimizer adamw_8bit needs bitsandbytes" in caplog.text and not out.exists()
     assert main([*args, "--optimizer", "adamw"]) == 0
+
+
+def test_init_from_another_presets_checkpoint_is_refused_saying_why(split_manifest, tmp_path, caplog):
+    """tiny and tiny-swap build the same encoder: the refusal said 'encoder settings differ: none'."""
+    mtd = tmp_path / "mtd"
+    assert main(["--manifest", str(split_manifest), "--preset", "tiny", "--steps", "1", "--out", str(mtd)]) == 0
+    assert main(["--manifest", str(split_manifest), "--preset", "tiny-swap", "--steps", "1", "--init-from", str(mtd),
+                 "--out", str(tmp_path / "swap")]) == 2
+    assert ("a checkpoint of preset tiny (another preset, with the same encoder shape); this run uses preset "
+            "tiny-swap: --init-from takes a checkpoint of the same preset") in caplog.text
+
 
 @pytest.mark.parametrize("module, function, prog", [
     ("omniid.cli", "main", "omniid-train"), ("omniid.eval_cli", "eval_main", "omniid-eval"),

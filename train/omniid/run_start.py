@@ -47,8 +47,10 @@ def check_init_from(path: str | Path, preset: Preset) -> Path:
     differs = [k for k in ENCODER_FIELDS if saved.get(k) != ours[k]]
     theirs = state.get("preset")
     if (theirs and theirs != preset.name) or differs:
-        raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} (encoder settings differ: "
-                              f"{', '.join(differs) or 'none'}); this run uses preset {preset.name}")
+        why = (f"encoder settings differ: {', '.join(differs)}" if differs else
+               "another preset, with the same encoder shape")
+        raise CheckpointError(f"{folder}: a checkpoint of preset {theirs or '?'} ({why}); this run uses preset "
+                              f"{preset.name}: --init-from takes a checkpoint of the same preset")
     problem = problem_of(folder) if (folder / STATE_FILE).is_file() else None
     if problem is not None:
         raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); --init-from takes an intact one")
