@@ -134,3 +134,12 @@ def test_eval_marks_each_row_with_its_setting(sample_manifest, adapter_run, tmp_
 def test_eval_without_any_run_is_one_clear_error(sample_manifest, tmp_path, caplog):
     assert eval_main(["--manifest", str(sample_manifest), "--out", str(tmp_path / "eval")]) == 2
     assert "--controlnet" in caplog.text
+
+
+def test_an_adapter_run_given_as_checkpoint_is_pointed_to_controlnet(sample_manifest, adapter_run, tmp_path, caplog):
+    """It said 'state.json names no flow-stage preset (stage='adapter')', as if the run were damaged."""
+    test = sample_manifest.with_name("test.parquet")
+    assert eval_main(["--checkpoint", str(adapter_run), "--manifest", str(test), "--out", str(tmp_path / "eval"),
+                      "--inputs", "1", "--targets", "1", "--steps", "2", "--no-swap"]) == 2
+    assert ("a checkpoint of the adapter stage, not of the flow stage this reads (Table 1's ControlNet setting: "
+            "omniid-eval takes it as --controlnet)") in caplog.text

@@ -65,6 +65,11 @@ def to_pil(images: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(np.ascontiguousarray(a)) for a in array]
 
 
+# where a checkpoint of each stage goes (said when one is given where another stage's belongs)
+TAKEN_AS = {"flow": " (omniid-eval and omniid-generate take it as --checkpoint)",
+            "adapter": " (Table 1's ControlNet setting: omniid-eval takes it as --controlnet)"}
+
+
 class OmniIDGenerator:
     def __init__(self, objective, preset, folder: Path, state: dict):
         self.objective, self.preset, self.folder, self.state = objective, preset, folder, state
@@ -89,9 +94,12 @@ class OmniIDGenerator:
         # if it were the trained weights); the optimizer and RNG state are training's alone
         check_intact(folder, GENERATION_SKIPS)
         state = read_state(folder)
-        if state.get("stage", "flow") != cls.stage or "preset" not in state:
-            raise CheckpointError(f"{folder}: state.json names no {cls.stage}-stage preset "
-                                  f"(stage={state.get('stage')!r})")
+        stage = state.get("stage", "flow")
+        if stage != cls.stage:
+            raise CheckpointError(f"{folder}: a checkpoint of the {stage} stage, not of the {cls.stage} stage this "
+                                  f"reads{TAKEN_AS.get(stage, '')}")
+        if "preset" not in state:
+            raise CheckpointError(f"{folder}: its state.json names no preset, so the run's model cannot be built")
         return folder, state, get_preset(state["preset"], stage=cls.stage, **_run_overrides(folder, state))
 
     @classmethod
