@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from safetensors import safe_open
 
 from omniid.cli import main
@@ -55,9 +56,10 @@ def _three_crops(manifest: Path) -> list[Path]:
     return [crop for crop, _ in faces[:3]]
 
 
-def test_resume_gives_the_same_next_losses(sample_manifest, tmp_path):
+@pytest.mark.parametrize("accum", [1, 2])  # 2: a step reads 2 batches, so a resume starts at batch 2 x step
+def test_resume_gives_the_same_next_losses(sample_manifest, tmp_path, accum):
     common = ["--manifest", str(sample_manifest), "--preset", "tiny", "--steps", "6", "--save-every", "3",
-              "--eval-every", "100"]
+              "--eval-every", "100", "--grad-accum", str(accum)]
     assert main(common + ["--out", str(tmp_path / "straight")]) == 0
     assert main(common + ["--out", str(tmp_path / "split"), "--stop-after", "3"]) == 0
     assert max(losses(tmp_path / "split")) == 3

@@ -102,6 +102,35 @@ def test_overfitting_one_sample_batch_cuts_the_loss(sample_manifest):
     assert losses[-1] * OVERFIT_FACTOR < losses[0], losses
 
 
+def test_the_objective_decodes_each_target_from_the_configured_share_of_its_patches(sample_manifest):
+    """compute() itself, not only its parts: round(mask_ratio x N) patches of each target masked
+    (0.95: the paper's), and the decoder sees the others only: a masked patch's pixels change no
+    prediction, a shown patch's do (what it returns as aux["masked"] is what the decoder hid)."""
+    batch = next(iter(build_loader(sample_manifest, TINY.image_size, 3, 2, batch_size=2, seed=0)))
+    torch.manual_seed(0)
+    model = OmniIDMTD(TINY).eval()
+    args = [batch[k] for k in ("inputs", "input_valid", "targets", "masks")]
+
+    def decode(targets):
+        with torch.no_grad():
+            return model.compute(args[0], args[1], targets, args[3], torch.Generator().manual_seed(4))
+
+    out = decode(args[2])
+    masked, n = out.aux["masked"], model.decoder.num_patches
+    assert TINY.mask_ratio == 0.95 and masked.shape == (4, n)
+    assert (masked.sum(dim=1) == round(0.95 * n)).all()
+    for hide, row in ((True, 0), (False, 3)):  # a masked patch of the first target, a shown one of the last
+        patch = int(masked[row].nonzero()[0, 0] if hide else (~masked[row]).nonzero()[0, 0])
+        patches = model.decoder.patchify(args[2].flatten(0, 1))
+        patches[row, patch] += 3.0
+        changed = model.decoder.unpatchify(patches).reshape(args[2].shape)
+        again = decode(changed)
+        assert torch.equal(again.aux["masked"], masked)
+        unchanged = torch.equal(again.pred, out.pred)
+        what = "masked" if hide else "shown"
+        assert unchanged == hide, f"a {what} patch ({row}, {patch}) changed the prediction: {not unchanged}"
+
+
 def _loss_and_grads(model, batch, device="cpu", autocast=False):
     model.zero_grad()
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):

@@ -88,6 +88,30 @@ def test_loss_is_the_velocity_error(batch):
     assert ((0 <= out.aux["t"]) & (out.aux["t"] < 1)).all()
 
 
+def test_the_transformer_gets_z_t_between_the_latents_and_the_noise_and_learns_noise_minus_latents(batch):
+    """eq. 6-7 written out, the draws replayed from the same generator in the objective's order
+    (latents, t, ε): FLUX is given z_t = (1 - t) z + t ε (t = 0 the face, t = 1 pure noise, as
+    FLUX's sampler steps from 1 to 0) and the target is ε - z. The loss against aux["target"]
+    alone cannot tell a swapped end or a flipped sign: both come from the code under test."""
+    from omniid.flux.latents import encode_latents, pack_latents
+    from omniid.objectives.flow import sample_timesteps
+
+    model = _objective().eval()
+    with torch.no_grad():
+        out = model(batch, torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        latents = encode_latents(model.vae, batch["targets"].flatten(0, 1), g, PRESET.flow.latents).float()
+        z = pack_latents(latents)
+        t = sample_timesteps(z.shape[0], PRESET.flow, g, "cpu")
+        noise = torch.randn(z.shape, generator=g)
+        torch.testing.assert_close(out.aux["t"], t)
+        torch.testing.assert_close(out.aux["target"], noise - z)
+        z_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
+        tokens = model.represent(batch).repeat_interleave(batch["targets"].shape[1], dim=0)
+        v = model.velocity(z_t, t, tokens, *latents.shape[-2:])
+    torch.testing.assert_close(out.pred, v)
+
+
 def test_logit_normal_timesteps_follow_their_parameters():
     from dataclasses import replace
 
