@@ -13,10 +13,10 @@ import torch
 from PIL import Image
 
 from omniid.config import get_preset
+from omniid.crop_reader import CropReader
 from omniid.encoder import OmniIDEncoder
 from omniid.errors import NoFace
 from omniid.face_inputs import AS_IS, InputAligner, prepare_image
-from omniid.preprocess import image_to_tensor
 from omniid_fixtures import group_photo, one_torch_thread  # noqa: F401  (pytest fixture)
 
 TINY = get_preset("tiny").model
@@ -71,7 +71,8 @@ def test_an_aligned_crop_gives_exactly_its_training_tensor(crop, aligner, tmp_pa
     Image.fromarray(crop).save(path)
     prepared = prepare_image(path, TINY.image_size, aligner)
     assert prepared.how == AS_IS
-    assert torch.equal(prepared.tensor, image_to_tensor(path, TINY.image_size))  # what the data path reads
+    reader = CropReader(TINY.image_size)  # what the training data path reads from a manifest's crop
+    assert torch.equal(prepared.tensor, reader.tensors([reader.image(path)])[0])
 
 
 def test_a_photo_without_a_face_is_refused_naming_the_file(encoder, crop, tmp_path):

@@ -79,7 +79,8 @@ def test_gradient_checkpointing_on_encoder_and_flux_changes_no_gradient(batch):
 
 
 def test_loss_is_the_velocity_error(batch):
-    """eq. 7: mean (v - (ε - z))²; and with t = 1 the input is pure noise, so v alone decides it."""
+    """eq. 7's loss is the mean squared error of the prediction against the objective's target, over
+    t in [0, 1); that the target is ε - z and FLUX's input z_t is the next test's to check."""
     model = _objective().eval()
     with torch.no_grad():
         out = model(batch, torch.Generator().manual_seed(0))
