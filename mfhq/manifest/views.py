@@ -65,8 +65,9 @@ def shard_files(run_dir: Path, view: str) -> list[Path]:
     run_dir = Path(run_dir)
     done = sorted(ShardMarkers(run_dir).done_ids())
     if not done:
-        raise RunError(f"{run_dir / 'done'}: no finished shard (no completion marker); is {run_dir} an `mfhq extract` "
-                       f"run? Run the same `mfhq extract` into {run_dir} to finish it")
+        # (its readers check run.json first: a folder that is no run is named so before this)
+        raise RunError(f"{run_dir / 'done'}: no finished shard (no completion marker); the run stopped (or is still "
+                       f"at work) before its first shard finished. Run the same `mfhq extract` into {run_dir} to finish it")
     files = [run_dir / view / f"{sid}.parquet" for sid in done]
     for path in files:
         if not path.is_file():

@@ -77,5 +77,6 @@ def test_only_marked_shards_are_read_and_a_marked_shard_without_its_file_is_name
                                        rf"that marker, then run the same `mfhq extract` into {run} again"):
         cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
     shutil.rmtree(run / "done")  # files of shards that never finished: nothing a reader may count
-    with pytest.raises(RunError, match=rf"^{run / 'done'}: no finished shard \(no completion marker\)"):
+    with pytest.raises(RunError, match=rf"^{run / 'done'}: no finished shard \(no completion marker\); the run "
+                                       r"stopped \(or is still at work\) before its first shard finished. Run the same"):
         cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
