@@ -43,6 +43,16 @@ read as null). The folder is written as one unit: `manifest.json` is removed fir
 written last, listing every file with its size and sha256, and readers refuse a folder without it
 (an interrupted write) and a listed file that differs (files of two writes).
 
+Each column is held to its type in the tables below (`identities.parquet`: `n_usable` and
+`identity_faces` int64, the rest strings): a file rewritten with a column of another type is refused
+in one error naming the file and each such column with the type found and the type expected; rebuild
+the folder with `mfhq cluster-sample`. The rule (`reads_as` in `schema.py`; run shards follow it too):
+refused where the values would change or lose a promise (a number or bool stored as text, float64
+for a float32, a wider integer, binary for a string, `landmarks` as a list of any length rather than
+of 10); read, and returned in the contract's types, where only the layout differs (large_string and
+dictionary-encoded strings, a large or fixed-size list for `embedding`, a narrower number of the same
+kind). Nullability is not part of the type.
+
 {counts}
 | file | rows |
 |---|---|

@@ -24,8 +24,8 @@ import pyarrow.parquet as pq
 from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
                               sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, check_runs_once,
-                                  check_version, fill_lacking, lacking)
+from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, as_contract,
+                                  check_runs_once, check_types, check_version, fill_lacking, lacking)
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
 # The sidecar's `crops`: whether the crop and mask files its rows name exist. "written": extract
@@ -51,9 +51,9 @@ class ManifestLock(FolderLock):
 
 
 def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read train/test/identities Parquet, refusing a missing file, a file that is not Parquet,
-    another schema version or missing columns; every error names the file. An older readable
-    version's lacking columns (MANIFEST_READABLE) come back as NULLs."""
+    """Read train/test/identities Parquet, refusing a missing file, a file that is not Parquet, another schema
+    version, a column of another type (schema.reads_as) or missing columns; every error names the file. Columns
+    come back in the contract's types, an older readable version's lacking ones (MANIFEST_READABLE) as NULLs."""
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: no such manifest file; make it with `mfhq cluster-sample`")
@@ -62,17 +62,17 @@ def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from exc
     version = check_version(path, schema.metadata, MANIFEST_VERSION, REBUILD, what="manifest", readable=MANIFEST_READABLE)
+    expected = check_types(path, schema)  # before the sidecar's list: a retyped file is named for what is wrong
     lacks = lacking(schema, version, columns)
-    if columns is not None:
-        missing = [c for c in columns if c not in schema.names and c not in lacks]
-        if missing:
-            raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(schema.names)}")
+    missing = [c for c in columns or [] if c not in schema.names and c not in lacks]
+    if missing:
+        raise ManifestError(f"{path}: missing column(s) {', '.join(missing)}; it has {', '.join(schema.names)}")
     check_listed(path)
     try:
         table = pq.read_table(path, columns=None if columns is None else [c for c in columns if c not in lacks])
     except Exception as exc:  # damaged data pages show only when read
         raise ManifestError(f"{path}: damaged Parquet data ({exc})") from exc
-    return fill_lacking(table, lacks, columns)
+    return fill_lacking(as_contract(table, expected), lacks, columns)
 
 
 def check_listed(path: Path) -> None:

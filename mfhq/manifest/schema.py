@@ -16,6 +16,8 @@ found after the manifest folder is moved, and after manifests and runs are moved
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow as pa
 
 from mfhq.errors import MfhqError
@@ -154,3 +156,74 @@ def fill_lacking(table: pa.Table, lacks: list[str], columns: list[str] | None) -
         field = MANIFEST_SCHEMA.field(name)
         table = table.append_column(field, pa.nulls(table.num_rows, field.type))
     return table.select(columns if columns is not None else [n for n in MANIFEST_SCHEMA.names if n in table.column_names])
+
+
+def contract_of(schema: pa.Schema) -> pa.Schema:
+    """The schema a manifest folder's Parquet file is held to: identities.parquet's own, else the rows'."""
+    return IDENTITY_SCHEMA if (schema.metadata or {}).get(b"mfhq.schema") == b"identities" else MANIFEST_SCHEMA
+
+
+def reads_as(found: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether a column stored as `found` reads as the contract's `expected` type with every value
+    unchanged: the one rule of every reader of our Parquet (run shards and manifests alike).
+
+    Lenient where the values come back exactly and only their layout differs: large_string for a
+    string; a dictionary-encoded column (pandas' categoricals) of a type that reads as `expected`;
+    a large or fixed-size list, or one whose item field is named or marked nullable otherwise
+    (other writers' conventions), for a list; a narrower number of the same kind (int16 for int32:
+    every value fits). Strict where the values would change or lose what the contract promises: a
+    wider number or another kind (float64 rounds as float32, int64 may not fit int16), a string for
+    a number or bool (DuckDB would cast it, or fail far from the file), binary for a string (it need
+    not be UTF-8), and a fixed-size list (the 5 landmark points) of another size or stored as a list
+    of any length (a row could hold 4 points). Nullability is no part of the type."""
+    if found.equals(expected):
+        return True
+    if pa.types.is_dictionary(found):
+        return reads_as(found.value_type, expected)
+    if pa.types.is_string(expected):
+        return pa.types.is_large_string(found)
+    if pa.types.is_list(expected):
+        lists = (pa.types.is_list(found) or pa.types.is_large_list(found) or pa.types.is_fixed_size_list(found))
+        return lists and reads_as(found.value_type, expected.value_type)
+    if pa.types.is_fixed_size_list(expected):
+        return (pa.types.is_fixed_size_list(found) and found.list_size == expected.list_size
+                and reads_as(found.value_type, expected.value_type))
+    for kind in (pa.types.is_signed_integer, pa.types.is_unsigned_integer, pa.types.is_floating):
+        if kind(expected) and kind(found):
+            return found.bit_width <= expected.bit_width
+    return False
+
+
+def retyped(schema: pa.Schema, expected: pa.Schema) -> list[str]:
+    """`'name' is FOUND, expected EXPECTED` for each column of `expected` that `schema` holds in a
+    type that does not read as the expected one (reads_as); columns it lacks are for the caller."""
+    return [f"{f.name!r} is {schema.field(f.name).type}, expected {f.type}" for f in expected
+            if f.name in schema.names and not reads_as(schema.field(f.name).type, f.type)]
+
+
+def check_types(path, schema: pa.Schema) -> pa.Schema:
+    """Refuse a manifest folder's file whose columns are not of its contract's types (reads_as),
+    naming every such column in one error; returns the contract (contract_of). Every readable
+    version has these types (version 2 only lacks face_size): a column a file lacks is no type
+    error here, and columns outside the contract are left alone."""
+    expected = contract_of(schema)
+    wrong = retyped(schema, expected)
+    if wrong:
+        kind = expected.metadata[b"mfhq.schema"].decode()
+        raise ManifestError(f"{path}: column(s) of another type than the {kind} schema's: {'; '.join(wrong)}. It was "
+                            "rewritten since `mfhq cluster-sample` wrote it (by hand or by a tool such as pandas), and "
+                            f"would be misread; rebuild {Path(path).parent} with `mfhq cluster-sample`")
+    return expected
+
+
+def as_contract(table: pa.Table, expected: pa.Schema) -> pa.Table:
+    """`table` with each column of `expected` in the expected field: what check_types let through
+    casts exactly, so every caller sees the contract's types, and splits written by other tools
+    concatenate with ours. A field is marked nullable as the contract's, or where it holds nulls."""
+    for at, name in enumerate(table.column_names):
+        if name in expected.names:
+            want = expected.field(name)
+            field = want.with_nullable(want.nullable or table[name].null_count > 0)
+            if not table.schema.field(at).equals(field):
+                table = table.set_column(at, field, table[name].cast(want.type))
+    return table

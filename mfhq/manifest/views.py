@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mfhq.manifest.folder import ManifestFolder, read_manifest
 from mfhq.manifest.io import ShardMarkers, check_schema_version
-from mfhq.manifest.schema import MANIFEST_SCHEMA, RUN_READABLE, SPLITS, ManifestError
+from mfhq.manifest.schema import MANIFEST_SCHEMA, RUN_READABLE, SPLITS, ManifestError, retyped
 
 REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
         "only that shard is redone")
@@ -114,12 +114,9 @@ def _check_columns(path: Path, schema: pa.Schema, expected: pa.Schema, absent_ok
     if missing:
         raise RunError(f"{path}: column(s) {missing} missing from this {expected.metadata[b'mfhq.schema'].decode()} "
                        f"shard; it was changed after `mfhq extract` wrote it. {_redo(path).capitalize()}")
-    for f in expected:
-        if f.name not in schema.names:
-            continue
-        found = schema.field(f.name).type
-        if not found.equals(f.type):
-            raise RunError(f"{path}: column {f.name!r} is {found}, expected {f.type}; {_redo(path)}")
+    wrong = retyped(schema, expected)  # the manifests' rule too (mfhq.manifest.schema.reads_as)
+    if wrong:
+        raise RunError(f"{path}: column {'; column '.join(wrong)}; {_redo(path)}")
 
 
 def damaged_shard(run_dirs: list[Path]) -> RunError | None:

@@ -72,3 +72,31 @@ def test_a_version_2_manifest_still_loads_with_face_size_null(manifests, sample_
                      "--sql", f"SELECT value FROM headline WHERE metric = '{unknown}'")
     total = table.num_rows + read_manifest(old / "test.parquet").num_rows
     assert result.stdout.split() == ["value", str(total)]
+
+
+def test_a_manifest_with_yaw_rewritten_as_text_is_refused_on_the_omniid_side(manifests, tmp_path, caplog):
+    """A train.parquet rewritten with yaw as text (and listed again in the sidecar) was read by
+    omniid as if nothing were wrong (float('12.5') takes it); the reader both sides share names the
+    file and the column, for the library and the command."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    import pytest
+
+    from mfhq.manifest import ManifestError
+    from mfhq.manifest.io import file_digest
+    from omniid.cli import main
+    from omniid.data import load_faces
+
+    folder = shutil.copytree(manifests, tmp_path / "m")
+    train = folder / "train.parquet"
+    table = pq.read_table(train)
+    pq.write_table(table.set_column(table.schema.get_field_index("yaw"), "yaw", table["yaw"].cast(pa.string())), train)
+    sidecar = json.loads((folder / "manifest.json").read_text())
+    sidecar["files"]["train.parquet"] = file_digest(train)
+    (folder / "manifest.json").write_text(json.dumps(sidecar))
+    wrong = f"{train}: column(s) of another type than the manifest schema's: 'yaw' is string, expected float. "
+    with pytest.raises(ManifestError) as refused:
+        load_faces(folder)
+    assert str(refused.value).startswith(wrong)
+    assert main(["--manifest", str(train), "--preset", "tiny", "--out", str(tmp_path / "x")]) == 2
+    assert wrong in caplog.text
