@@ -1,6 +1,7 @@
 """Executor conformance: `local` and `ray` (a local Ray instance with 2 CPUs) give the same rows,
 lose a runner mid-shard without a partial shard, turn a hanging decoder into a `timeout` row,
-and resume after the driver is killed with -9."""
+give a shard whose runner is always lost up after MAX_ATTEMPTS, and resume after the driver is
+killed with -9."""
 from __future__ import annotations
 
 import os
@@ -185,3 +186,27 @@ def test_ray_missing_names_the_extra(tmp_path, monkeypatch):
         get_executor("ray")(load_pipeline(SAMPLE_PRESET), str(tmp_path))
     with pytest.raises(ExecutorError, match="unknown executor 'spark'; available: local, ray"):
         get_executor("spark")
+
+
+def test_a_shard_whose_runner_is_always_lost_is_given_up_after_max_attempts(executor, sample_dir, tmp_path):
+    """A clip that kills its runner every time (a decoder that takes the process down with it)
+    costs the run MAX_ATTEMPTS tries of its shard, then a clear error; never one more, never forever."""
+    from mfhq.executors import ExecutorError
+    from mfhq.executors.base import MAX_ATTEMPTS
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    shutil.copy(sample_dir / "videos" / "astronaut_motion.mp4", videos / "killalways.mp4")
+    preset = tmp_path / "faulty.yaml"
+    write_preset(preset, {"decode.backend": "fault_readers:FaultyReader", "decode.fps": 1}, base=SAMPLE_PRESET)
+    sys.path.insert(0, str(SUPPORT))  # the local executor's workers import the reader in this environment
+    env_path = os.environ.get("PYTHONPATH", "")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SUPPORT), env_path])
+    try:
+        cfg = load_pipeline(preset).replace(run={"executor": executor, "workers": 1})
+        with pytest.raises(ExecutorError, match=f"{MAX_ATTEMPTS} times"):
+            extract("folder", videos, tmp_path / "run", cfg)
+    finally:
+        os.environ["PYTHONPATH"] = env_path
+    assert len((videos / ".killalways.mp4.tries").read_text().splitlines()) == MAX_ATTEMPTS == 3
+    assert not list((tmp_path / "run" / "done").glob("*.json"))  # the shard given up is still pending

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE_PRESET, run_cli
 from presets import write_preset
+from run_rows import query
 
 from mfhq.config import load_pipeline
 from mfhq.curate import cluster_sample
@@ -251,3 +252,25 @@ def test_a_run_extracted_again_under_another_config_after_materialize_asks_for_c
     run_cli("cluster-sample", "--run", str(run), "--out", str(out), "--pipeline", str(later_preset))
     assert materialize(out).state == "materialized"
     assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
+
+
+def test_a_shard_whose_clip_fails_gets_no_marker_and_is_made_on_the_next_run(later, sample_run, manifests):
+    """A clip whose video is gone when materialize runs (moved, a disk unmounted) writes no files:
+    its shard gets no marker, the folder stays pending, and a re-run once the video is back makes
+    that shard alone."""
+    run, out = later
+    clip_id = _rows(out)[0]["clip_id"]
+    [(video,)] = query(run, f"SELECT video_path FROM clips WHERE clip_id = '{clip_id}'")
+    video, away = Path(video), out.parent / "away.mp4"
+    video.replace(away)  # the sample's video, shared by the session's tests: put back below
+    try:
+        summary = materialize(out)
+    finally:
+        away.replace(video)
+    assert summary.state == "pending" and len(summary.failed) == 1 and "missing" in summary.failed[0][1]
+    assert len(list((out / "materialize" / "done").glob("*.json"))) == summary.shards_total - 1
+    with pytest.raises(ManifestError, match="not written yet"):
+        ManifestFolder.open(out)
+    again = materialize(out)
+    assert again.state == "materialized" and again.shards_skipped == summary.shards_total - 1 and again.failed == []
+    _assert_same_files(sample_run, manifests, run, out)

@@ -1,5 +1,5 @@
 """The evaluation's face metrics on known cases, with real face photos that ship in packages and
-the offline preset's real models (YuNet + dlib 68, SFace, solvePnP)."""
+the offline preset's real models (YuNet + dlib 68, SFace, solvePnP); the pose error in degrees."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -51,6 +51,21 @@ def test_a_flipped_face_has_yaw_and_roll_of_opposite_sign(metrics):
     assert np.sign(face.pose[2]) == -np.sign(flipped.pose[2])
     assert flipped.pose[1] == pytest.approx(face.pose[1], abs=5)  # pitch does not change sides
     assert id_similarity(face, flipped) > 0.6
+
+
+@pytest.mark.parametrize("degrees", [20, -20])
+def test_the_pose_error_is_in_degrees(metrics, degrees):
+    """The face turned in the image plane by 20 degrees (about its centre, cv2's counter-clockwise
+    positive): its roll moves by about 20 and the pose error, |dyaw| + |dpitch| + |droll|, is about
+    20 degrees too (yaw and pitch move a few degrees as the 68 points are refit)."""
+    astronaut = skimage.data.astronaut()
+    [face] = metrics.analyse([astronaut])
+    centre = (float(face.box[0] + face.box[2]) / 2, float(face.box[1] + face.box[3]) / 2)
+    turn = cv2.getRotationMatrix2D(centre, degrees, 1.0)
+    turned = cv2.warpAffine(astronaut, turn, astronaut.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    [moved] = metrics.analyse([turned])
+    assert moved.pose[2] - face.pose[2] == pytest.approx(degrees, abs=4)
+    assert abs(degrees) - 2 < pose_error(moved, face) < abs(degrees) + 10
 
 
 def test_no_face_scores_zero_id_sim_and_leaves_pose_and_sim_ref_undefined(metrics):

@@ -31,6 +31,13 @@ class FaultyReader(DecordReader):
                 flag.touch()
                 os.kill(os.getppid(), signal.SIGKILL)
                 ctypes.PyDLL(None).sleep(60)  # the worker follows its parent (PDEATHSIG)
+        if "killalways" in path.name:
+            # Lose whatever runs the shard on every attempt: the driver must give the shard up after
+            # MAX_ATTEMPTS, not run it forever. A line a try, beside the video, counts them.
+            with open(path.with_name(f".{path.name}.tries"), "a") as tries:
+                tries.write("try\n")
+            os.kill(os.getppid(), signal.SIGKILL)
+            ctypes.PyDLL(None).sleep(60)
         return super().open(path)
 
     def read(self, indices):

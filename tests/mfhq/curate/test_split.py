@@ -7,10 +7,11 @@ import json
 import logging
 from collections import defaultdict
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mfhq.config import CurateConfig
+from mfhq.config import CurateConfig, load_pipeline
 from mfhq.curate import cluster_sample, resplit
 from mfhq.curate.split import assign_split
 from mfhq.manifest import read_manifest
@@ -137,3 +138,28 @@ def test_resplit_of_an_older_folder_says_the_member_clips_official_split_is_unkn
     with caplog.at_level(logging.WARNING, logger="mfhq.curate.resplit"):
         resplit(out, dataclasses.replace(cfg, split="videos"))  # needs no official split: nothing to say
     assert "source_split" not in caplog.text
+
+
+def _held_out_videos(identity: list[str], video: list[str], test_videos: int, seed: int = 0) -> set[str]:
+    rows = pa.table({"identity_id": identity, "video_key": video, "source_split": ["train"] * len(video)})
+    sides = assign_split(rows, CurateConfig(test_videos=test_videos, split_seed=seed))
+    return {v for v, s in zip(video, sides) if s == "test"}
+
+
+def test_the_hold_out_takes_the_fewest_whole_groups_that_reach_test_videos():
+    """`test_videos` is reached with as few groups as the hashed order allows: a group count landing
+    exactly on it takes no further group (44 videos for the paper, not 45), and a group of two videos
+    goes whole even where that passes it. The choice follows split_seed and not the rows' order."""
+    assert load_pipeline("paper").curate.test_videos == 44  # the paper's held-out test videos
+    ones = [f"v{i:02d}" for i in range(12)]  # twelve people, a video each
+    for k in (1, 3, 5):
+        assert len(_held_out_videos([f"p{v}" for v in ones], ones, k)) == k
+    pairs_of = [f"w{i:02d}" for i in range(12)]  # six people, two videos each
+    people = [f"q{i // 2}" for i in range(12)]
+    assert len(_held_out_videos(people, pairs_of, 4)) == 4
+    assert len(_held_out_videos(people, pairs_of, 3)) == 4  # whole groups: at least test_videos
+    chosen = {seed: _held_out_videos([f"p{v}" for v in ones], ones, 3, seed) for seed in range(4)}
+    assert len({frozenset(c) for c in chosen.values()}) > 1  # the seed moves the hold-out
+    order = np.random.default_rng(0).permutation(len(ones))
+    shuffled = [ones[i] for i in order]
+    assert _held_out_videos([f"p{v}" for v in shuffled], shuffled, 3, 2) == chosen[2]
