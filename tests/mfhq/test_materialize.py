@@ -254,19 +254,23 @@ def test_a_run_extracted_again_under_another_config_after_materialize_asks_for_c
     assert all((run / r[c]).is_file() for r in _rows(out) for c in FACE_FILES)
 
 
-def test_a_shard_whose_clip_fails_gets_no_marker_and_is_made_on_the_next_run(later, sample_run, manifests):
+def test_a_shard_whose_clip_fails_gets_no_marker_and_is_made_on_the_next_run(sample_dir, sample_run, manifests,
+                                                                          later_preset, tmp_path):
     """A clip whose video is gone when materialize runs (moved, a disk unmounted) writes no files:
     its shard gets no marker, the folder stays pending, and a re-run once the video is back makes
-    that shard alone."""
-    run, out = later
+    that shard alone. The run reads its own copy of the videos: the session's sample is shared
+    with tests running beside this one, so it is never moved."""
+    videos, run, out = tmp_path / "videos", tmp_path / "sample", tmp_path / "manifests"
+    shutil.copytree(sample_dir / "videos", videos)
+    run_cli("extract", "--root", str(videos), "--out", str(run), "--pipeline", str(later_preset))
+    run_cli("cluster-sample", "--run", str(run), "--out", str(out), "--pipeline", str(later_preset))
     clip_id = _rows(out)[0]["clip_id"]
     [(video,)] = query(run, f"SELECT video_path FROM clips WHERE clip_id = '{clip_id}'")
-    video, away = Path(video), out.parent / "away.mp4"
-    video.replace(away)  # the sample's video, shared by the session's tests: put back below
-    try:
-        summary = materialize(out)
-    finally:
-        away.replace(video)
+    video, away = Path(video), tmp_path / "away.mp4"
+    assert video.is_relative_to(videos)
+    video.replace(away)
+    summary = materialize(out)
+    away.replace(video)
     assert summary.state == "pending" and len(summary.failed) == 1 and "missing" in summary.failed[0][1]
     assert len(list((out / "materialize" / "done").glob("*.json"))) == summary.shards_total - 1
     with pytest.raises(ManifestError, match="not written yet"):
