@@ -29,13 +29,7 @@ def _crowded_means():
     return emb, np.concatenate([person, person.max() + 1 + np.arange(120) % 3])
 
 
-@pytest.mark.parametrize("arithmetic", ["numpy", "torch"])
-def test_the_merge_finds_exactly_the_all_pairs_edges_in_any_blocks(arithmetic, monkeypatch):
-    if arithmetic == "torch":
-        pytest.importorskip("torch")
-        monkeypatch.setattr(pairs, "TORCH_FROM", 0)
-    else:  # what an install without torch does
-        monkeypatch.setattr(pairs, "_torch", lambda: None)
+def test_the_merge_finds_exactly_the_all_pairs_edges_in_any_blocks(pair_arithmetic, monkeypatch):
     monkeypatch.setattr(pairs, "ROWS", 700)  # ragged blocks on and off the diagonal
     monkeypatch.setattr(pairs, "COLS", 1100)
     emb, person = _crowded_means()
@@ -45,7 +39,7 @@ def test_the_merge_finds_exactly_the_all_pairs_edges_in_any_blocks(arithmetic, m
     search = pairs.PairSearch()
     found = pairs.similar_pairs(emb, threshold, search)
     assert np.array_equal(found[0], a) and np.array_equal(found[1], b) and np.allclose(found[2], s, atol=1e-6)
-    assert search.pairs == len(a) <= search.candidates and search.arithmetic.endswith(f"({arithmetic})")
+    assert search.pairs == len(a) <= search.candidates and search.arithmetic.endswith(f"({pair_arithmetic})")
 
     import pyarrow as pa
 

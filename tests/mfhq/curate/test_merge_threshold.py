@@ -7,7 +7,6 @@ import dataclasses
 
 import numpy as np
 import pyarrow as pa
-import pytest
 
 from mfhq.config import CurateConfig
 from mfhq.curate import merge, pairs
@@ -25,13 +24,7 @@ def _means() -> np.ndarray:
                        [under, 0, np.sqrt(1 - under * under)]], np.float32)
 
 
-@pytest.mark.parametrize("arithmetic", ["numpy", "torch"])
-def test_a_pair_at_exactly_the_threshold_is_joined_and_one_under_it_is_not(arithmetic, monkeypatch):
-    if arithmetic == "torch":
-        pytest.importorskip("torch")
-        monkeypatch.setattr(pairs, "TORCH_FROM", 0)
-    else:  # what an install without torch does
-        monkeypatch.setattr(pairs, "_torch", lambda: None)
+def test_a_pair_at_exactly_the_threshold_is_joined_and_one_under_it_is_not(pair_arithmetic):
     emb = _means()
     assert pairs.cosines(emb, np.array([0, 0]), np.array([1, 2])).tolist() == [THRESHOLD, np.nextafter(
         np.float32(THRESHOLD), np.float32(0))]
