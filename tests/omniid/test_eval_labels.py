@@ -14,9 +14,8 @@ import pandas as pd
 import pytest
 
 from mfhq.faces import Face
-from omniid.config import get_preset
 from omniid.eval_html import write_report
-from omniid.eval_notes import conditioned, upscaled_identity_input
+from omniid.eval_notes import conditioned
 from omniid.eval_setting import CONTROLNET, DECODER_ONLY
 from omniid.eval_table import TableSpec, write_table
 from omniid.evaluate import Protocol
@@ -82,17 +81,6 @@ def test_sim_ref_is_nan_without_a_generated_face_and_left_out_of_the_cell(tmp_pa
     assert cells["sim_ref:arcface"][0] == pytest.approx(found["sim_ref:arcface"])  # the faceless row left out
     assert cells["id_similarity:arcface"][0] == pytest.approx(found["id_similarity:arcface"] / 2)
     assert cells["no_face_rate"][0] == 0.5  # and the table says how many had no face
-
-
-def test_the_footer_states_the_tiny_arcface_baselines_upscaled_face():
-    tiny, paper = get_preset("tiny"), get_preset("paper")
-    infos = {"arcface": SimpleNamespace(preset=tiny, conditioning=["sface"]),
-             "omniid": SimpleNamespace(preset=tiny, conditioning=[]),
-             "arcface (paper)": SimpleNamespace(preset=paper, conditioning=["arcface"])}
-    line, = upscaled_identity_input(infos)
-    assert "arcface (32 px)" in line and "scaled up to 112 px" in line
-    assert "omniid" not in line and "paper)" not in line  # 224 px read down: no handicap to state
-    assert upscaled_identity_input({"arcface (paper)": infos["arcface (paper)"]}) == []
 
 
 def test_report_html_labels_each_row_with_the_setting_columns_of_table_md(tmp_path):

@@ -75,6 +75,24 @@ def test_an_aligned_crop_gives_exactly_its_training_tensor(crop, aligner, tmp_pa
     assert torch.equal(prepared.tensor, reader.tensors([reader.image(path)])[0])
 
 
+def test_an_aligned_crop_gives_exactly_the_identity_models_training_face(crop, aligner, tmp_path):
+    """The `arcface` baselines' 112 px read: the crop file's own, as the loaders read it; the same
+    crop in memory gets the same 1/4 reduction (within the JPEG draft decode's rounding)."""
+    from omniid.preprocess import IDENTITY_SIDE
+
+    path = tmp_path / "crop.jpg"
+    Image.fromarray(crop).save(path)
+    prepared = prepare_image(path, TINY.image_size, aligner, identity_side=IDENTITY_SIDE)
+    assert prepared.how == AS_IS and prepared.face.shape == (IDENTITY_SIDE, IDENTITY_SIDE, 3)
+    assert np.array_equal(prepared.face, CropReader(IDENTITY_SIDE).image(path))
+    with Image.open(path) as opened:
+        decoded = np.asarray(opened.convert("RGB"))
+    in_memory = prepare_image(decoded, TINY.image_size, aligner, identity_side=IDENTITY_SIDE).face
+    error = np.abs(in_memory.astype(np.int16) - prepared.face)
+    assert error.mean() < 1.0 and error.max() <= 16, (error.mean(), error.max())
+    assert prepare_image(path, TINY.image_size).face is None  # not asked for: not read
+
+
 def test_a_photo_without_a_face_is_refused_naming_the_file(encoder, crop, tmp_path):
     blank = tmp_path / "holiday.png"
     Image.new("RGB", (300, 200), (128, 128, 128)).save(blank)

@@ -12,11 +12,12 @@ and the table compares representations. Sizes come from the preset's `baseline` 
   `mfhq.faces`) on each input, the embeddings averaged and re-normalised (ours), then projected
   to `baseline.tokens` tokens (256, as the paper states) of `baseline.width` (512, ours) by
   diffusers' `ImageProjection` (Linear + LayerNorm), trainable. The identity model is frozen and
-  runs outside autograd; its 112 px input is the encoder's input resized (manifest crops are
-  ArcFace-template aligned, so no detection is needed). On the paper preset that is 224 px scaled
-  down; on the tiny presets a 32 px face scaled up, a handicap (its embedding of a crop agrees with
-  the metric's own 112 px read only to cosine 0.72-0.87, against 0.97-0.99 from 224 px) that the
-  eval table's footer states (omniid.eval_notes.upscaled_identity_input) and docs/train.md tables.
+  runs outside autograd; its 112 px input is each input's aligned crop read at 112 px (ours; the
+  batch's `identity_inputs`: a manifest's 448 px JPEG crop decoded at 1/4 scale in the DCT, the
+  same read for a crop given at inference, `omniid.face_inputs`), whatever the encoder's side, so
+  no detection is needed and a tiny preset's 32 px input is never scaled up. The representation
+  asks its loaders for that read (`loader_options`); a batch without it (the encoder's tensor
+  alone) falls back to the encoder's input resized to 112 px (`IdentityEmbedding.embed`).
 - `arcface+clip`: FaceID-Plus style: the ArcFace-derived tokens of `arcface` are the queries of
   the encoder's block type (`omniid.blocks.BlockStack`: cross-attention, then self-attention)
   whose keys/values are the frozen CLIP tokens of every input image (concatenated with key
@@ -96,8 +97,13 @@ class ClipTokens(nn.Module):
         return _masked_mean(self.per_image(batch), _valid(batch))
 
 
+# what the loaders of a representation built on the identity model add to each batch (`omniid.data.build_loader`)
+IDENTITY_LOADER_OPTIONS = {"identity_side": IDENTITY_SIDE}
+
+
 class IdentityEmbedding:
-    """The mfhq identity model on batches of CLIP-normalised, ArcFace-aligned tensors."""
+    """The mfhq identity model on ArcFace-aligned faces: the batch's 112 px reads of the crops
+    (`identity_inputs`), or else its CLIP-normalised encoder inputs resized."""
 
     def __init__(self, pipeline, models_dir=None):
         from mfhq.faces import Faces
@@ -114,13 +120,22 @@ class IdentityEmbedding:
         rgb = F.interpolate(rgb, size=(IDENTITY_SIDE, IDENTITY_SIDE), mode="bilinear", align_corners=False,
                             antialias=True)
         pixels = (rgb * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-        out = self.faces.embed(pixels)
-        return torch.from_numpy(np.asarray(out, np.float32)).to(images.device)
+        return self.embed_pixels(torch.from_numpy(pixels)).to(images.device)
+
+    def embed_pixels(self, faces: torch.Tensor) -> torch.Tensor:
+        """faces uint8 [N, 112, 112, 3] RGB -> [N, D] unit vectors (float32, on faces' device)."""
+        if faces.dtype != torch.uint8 or tuple(faces.shape[1:]) != (IDENTITY_SIDE, IDENTITY_SIDE, 3):
+            raise ValueError(f"identity_inputs must be uint8 [N, {IDENTITY_SIDE}, {IDENTITY_SIDE}, 3], got "
+                             f"{faces.dtype} {list(faces.shape)}")
+        out = self.faces.embed(faces.cpu().numpy())
+        return torch.from_numpy(np.asarray(out, np.float32)).to(faces.device)
 
     def pooled(self, batch: dict) -> torch.Tensor:
-        """The embeddings of the valid inputs, averaged and re-normalised: [B, D]."""
-        inputs, valid = batch["inputs"], _valid(batch)
-        embeddings = self.embed(inputs[valid])                         # [V, D]
+        """The embeddings of the valid inputs, averaged and re-normalised: [B, D]. Each input's
+        112 px read of its crop (`identity_inputs`) where the batch has it, else its encoder input."""
+        valid = _valid(batch)
+        faces = batch.get("identity_inputs")
+        embeddings = self.embed(batch["inputs"][valid]) if faces is None else self.embed_pixels(faces[valid])
         full = embeddings.new_zeros(*valid.shape, embeddings.shape[1])
         full[valid] = embeddings
         return F.normalize(_masked_mean(full, valid), dim=-1)
@@ -185,6 +200,7 @@ class ArcFaceRepresentation(_Saved):
         self.identity = identity  # not a module: frozen, outside autograd, not in the state dict
         self.arcface = ArcFaceTokens(identity.dim, baseline.tokens, baseline.width)
         self.num_tokens, self.dim = baseline.tokens, baseline.width
+        self.loader_options = dict(IDENTITY_LOADER_OPTIONS)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.arcface(self.identity.pooled(batch))
@@ -202,6 +218,7 @@ class ArcFaceClipRepresentation(_Saved):
         self.blocks = BlockStack(baseline.width, baseline.heads, model_config.mlp_ratio, model_config.cross_blocks,
                                  model_config.self_blocks)
         self.num_tokens, self.dim = baseline.tokens, baseline.width
+        self.loader_options = dict(IDENTITY_LOADER_OPTIONS)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.blocks.grad_checkpointing = enable

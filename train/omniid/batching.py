@@ -31,15 +31,14 @@ def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
 
 
 def collate(items: list[dict]) -> dict:
-    """Pads inputs to the largest M; `input_valid` [B, M] marks the real ones (key padding).
-    `masks` only when the items carry them; the crops' paths as lists per identity."""
+    """Pads inputs (and `identity_inputs` where the items carry them) to the largest M; `input_valid`
+    [B, M] marks the real ones (key padding). `masks` only when the items carry them; the crops'
+    paths as lists per identity."""
     m = max(item["inputs"].shape[0] for item in items)
-    shape = items[0]["inputs"].shape[1:]
-    inputs = torch.zeros(len(items), m, *shape)
+    inputs = _padded([item["inputs"] for item in items], m)
     valid = torch.zeros(len(items), m, dtype=torch.bool)
     for b, item in enumerate(items):
-        k = item["inputs"].shape[0]
-        inputs[b, :k], valid[b, :k] = item["inputs"], True
+        valid[b, :item["inputs"].shape[0]] = True
     batch = {
         "identity": [item["identity"] for item in items],
         "inputs": inputs,
@@ -52,7 +51,17 @@ def collate(items: list[dict]) -> dict:
             batch[key] = [item[key] for item in items]
     if "masks" in items[0]:
         batch["masks"] = torch.stack([item["masks"] for item in items])
+    if "identity_inputs" in items[0]:  # the `arcface` baselines' 112 px reads, padded as the inputs are
+        batch["identity_inputs"] = _padded([item["identity_inputs"] for item in items], m)
     return batch
+
+
+def _padded(tensors: list, m: int):
+    """[k_b, ...] each -> [B, m, ...], zeros after each k_b (the dtype kept)."""
+    out = tensors[0].new_zeros(len(tensors), m, *tensors[0].shape[1:])
+    for b, tensor in enumerate(tensors):
+        out[b, :tensor.shape[0]] = tensor
+    return out
 
 
 class FewToManySampler(Sampler):

@@ -184,7 +184,7 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
                  roots: dict[str, Path] | None = None, max_bad_crops: int | None = None,
                  target_size: int | None = None, target_pixels: str = "clip", holdout: int = 0,
                  part: str = "kept", masks: bool = True, target_reader=None,
-                 disjoint: bool = False, name: str = "train") -> FewToManyLoader:
+                 disjoint: bool = False, name: str = "train", identity_side: int | None = None) -> FewToManyLoader:
     """clamp_batch: shrink the batch to the number of identities (eval sets may be small).
     roots: {run name: folder} for runs moved away from where the manifest records them.
     target_size / target_pixels: the targets' own side and pixel range (see FewToManyDataset).
@@ -193,7 +193,9 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
     disjoint: targets never among the inputs (the flow stage), else drawn from all the faces (MTD).
     target_reader(manifest, target side, roots) -> a CropReader: an objective's own reading of its
     targets (the adapter stage's adds each target's landmark image).
-    name: the set's name in the log lines (train, eval, heldout)."""
+    name: the set's name in the log lines (train, eval, heldout).
+    identity_side: each input crop also read at this side (`identity_inputs`: the `arcface`
+    baselines' identity model reads its face there, not from the encoder's input)."""
     identities = load_manifest(manifest, roots=roots)
     if holdout:
         kept, held = split_holdout(identities, holdout)
@@ -201,7 +203,7 @@ def build_loader(manifest: str | Path, image_size: int, num_inputs: int, num_tar
         if not identities:
             raise DataError(f"{manifest}: no identity has more than --holdout-faces {holdout} faces")
     dataset = FewToManyDataset(identities, image_size, num_inputs, num_targets, num_inputs_min, seed,
-                               target_size, target_pixels, masks, disjoint, name=name)
+                               target_size, target_pixels, masks, disjoint, name=name, identity_side=identity_side)
     if target_reader is not None:
         dataset.target_reader = target_reader(manifest, dataset.target_size, roots)
     if clamp_batch:

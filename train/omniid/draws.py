@@ -18,6 +18,9 @@ targets depend on the decoder:
   its faces - 1) and cycles through its non-input faces to fill R (ours: each before any
   repeats); one with a single face is left out.
 An unreadable face is skipped, so the next one takes its role; fewer targets than R cycle.
+With `identity_side` (the `arcface` baselines' loaders) each input crop is also read at that side
+(112 px: a 448 px JPEG crop decoded at 1/4 scale) for the frozen identity model, as the metric reads
+it; no other representation's batch carries it or pays for it.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from omniid.crop_reader import CropReader, masks_to_tensor
@@ -56,12 +60,13 @@ class FewToManyDataset(Dataset):
     plus `input_paths` / `target_paths` (the crops used) and `bad_crops`: the files this item
     found unreadable (the loader counts them). `masks=False`: no mask is read (the flow stage).
     Targets default to the inputs' size and CLIP normalisation (T=S); the flow stage asks for its
-    own (`target_size=448, target_pixels="signed"`: [-1, 1])."""
+    own (`target_size=448, target_pixels="signed"`: [-1, 1]). `identity_side`: also
+    `identity_inputs`, uint8 [M, side, side, 3], each input crop read at that side."""
 
     def __init__(self, identities: dict[str, list[tuple[Path, Path]]], image_size: int,
                  num_inputs: int, num_targets: int, num_inputs_min: int | None = None, seed: int = 0,
                  target_size: int | None = None, target_pixels: str = "clip", masks: bool = True,
-                 disjoint: bool = False, name: str = "train"):
+                 disjoint: bool = False, name: str = "train", identity_side: int | None = None):
         self.target_size, self.target_pixels, self.masks = target_size or image_size, target_pixels, masks
         self.disjoint = disjoint
         least = 2 if disjoint else 1
@@ -74,6 +79,7 @@ class FewToManyDataset(Dataset):
         self.faces, self.image_size, self.seed = [identities[n] for n in self.names], image_size, seed
         self.reader = CropReader(image_size)
         self.target_reader = CropReader(self.target_size, target_pixels)
+        self.identity_reader = CropReader(identity_side) if identity_side else None
         self.num_inputs, self.num_targets, self.num_inputs_min = num_inputs, num_targets, num_inputs_min or num_inputs
         if not 1 <= self.num_inputs_min <= num_inputs or num_targets < 1:
             raise FlagError(f"need 1 <= num_inputs_min <= num_inputs and num_targets >= 1, got "
@@ -177,4 +183,15 @@ class FewToManyDataset(Dataset):
         }
         if self.masks:
             result["masks"] = masks_to_tensor([t[2] for t in targets])
+        if self.identity_reader is not None:
+            result["identity_inputs"] = self._identity_inputs(index, [crop for crop, _ in inputs])
+            result["bad_crops"].update(self.identity_reader.bad)
         return result
+
+    def _identity_inputs(self, index: int, crops: list[Path]) -> torch.Tensor:
+        """The input crops read again at the identity model's side: uint8 [M, side, side, 3]."""
+        read = [self.identity_reader.read(crop, None) for crop in crops]
+        if any(r is None for r in read):  # the same file was read at the encoder's side a moment ago
+            raise BadCropsError(f"identity {self.names[index]}: an input crop could not be read again at "
+                                f"{self.identity_reader.image_size} px ({self.identity_reader.bad})")
+        return torch.from_numpy(np.stack([r[0] for r in read]))

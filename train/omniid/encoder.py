@@ -107,7 +107,8 @@ class OmniIDEncoder(nn.Module):
         encoder runs under the autocast it trained with (`self.bf16`, on CUDA).
         """
         batch, single = _as_identities(images)
-        inputs, valid, _ = identity_batch(batch, self.config.image_size, None if aligned else self.aligner)
+        prepared, _ = identity_batch(batch, self.config.image_size, None if aligned else self.aligner)
+        inputs, valid = prepared["inputs"], prepared["input_valid"]
         param = next(self.parameters())
         was_training = self.training
         self.eval()

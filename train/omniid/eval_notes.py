@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from omniid.eval_setting import setting_of
-from omniid.preprocess import IDENTITY_SIDE
 
 
 @dataclass(frozen=True)
@@ -67,16 +66,3 @@ def conditioned_line(marks: dict[str, list[str]], mark: str,
     return [f"{mark} {label} is conditioned on {', '.join(models)}, which also scores its {mark} columns: there its "
             f"ID similarity is not an independent measurement; {advice}."
             for label, models in marks.items()]
-
-
-def upscaled_identity_input(infos: dict) -> list[str]:
-    """A footer line naming the rows whose frozen identity model (the `arcface` baselines') embeds
-    the encoder's input scaled up to its 112 px (a tiny preset's 32 px), a handicap of theirs."""
-    small = {label: info.preset.model.image_size for label, info in infos.items()
-             if info.conditioning and info.preset.model.image_size < IDENTITY_SIDE}
-    if not small:
-        return []
-    rows = ", ".join(f"{label} ({side} px)" for label, side in small.items())
-    return [f"Baseline handicap: the identity model of {rows} embeds the encoder's input scaled up to "
-            f"{IDENTITY_SIDE} px, not the crop read at {IDENTITY_SIDE} px (ours, the tiny presets; measured: cosine "
-            f"0.72-0.87 to the metric's embedding of the same crops, 0.97-0.99 from the paper preset's 224 px)."]

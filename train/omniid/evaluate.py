@@ -60,7 +60,7 @@ from omniid.eval_export import write_export
 from omniid.eval_generate import Scored, generate_all, safe_name, score_rows
 from omniid.eval_html import write_report
 from omniid.eval_out import EVAL, claim_out, complete_out, kept_export, write_json
-from omniid.eval_notes import conditioned, random_weights, upscaled_identity_input
+from omniid.eval_notes import conditioned, random_weights
 from omniid.eval_plan import Fitted, Plan, fit
 from omniid.eval_seen import seen_in_training, seen_labels, seen_line
 from omniid.eval_setting import row_settings
@@ -230,8 +230,7 @@ def evaluate(generators, manifest: str | Path | None, out: str | Path, metrics: 
     spec = TableSpec(order, list(fitted.ks), metrics.recognisers, protocol.bootstrap, protocol.seed, protocol.level,
                      conditioned=marks, labels=_label_columns(order, labels, infos, settings_of, seen),
                      header=[f"**{line}**" for line in (note, seen_line(seen)) if line],
-                     footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench) +
-                     upscaled_identity_input(infos))
+                     footer=footer_lines(fitted, rows, metrics, protocol, marks, MARK, bench))
     cells = write_table(rows, out, spec)
     curves = write_curves(curve_points(rows, spec), out, spec, note)
     summary = summarise(swap_rows, order, protocol, metrics.recognisers[0]) if swaps else []

@@ -13,6 +13,11 @@ image given at inference takes the same road through `prepare_image(image, size,
 
 `Prepared.how` says which of the three happened, `Prepared.record()` that with the number of faces
 found and the box taken; `identity_batch` logs it per image and returns the records.
+
+With `identity_side` (the `arcface` baselines: 112 px) the same aligned crop is also read at that
+side for the frozen identity model, as training's loaders read a manifest's crop file: a path is
+decoded at the side (a 448 px JPEG at 1/4 scale, exactly the data path's read), an image in memory
+gets the same integer reduction (`omniid.preprocess.load_pixels`).
 """
 from __future__ import annotations
 
@@ -26,7 +31,7 @@ import torch
 from PIL import Image
 
 from omniid.errors import NoFace, NoImage
-from omniid.preprocess import ImageLike, image_to_tensor
+from omniid.preprocess import ImageLike, image_to_tensor, load_pixels
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class Prepared:
     how: str                           # GIVEN, AS_IS or "face detected and aligned (...)"
     faces: int | None = None           # faces the detector found (None: no detector ran)
     box: list[float] | None = None     # the one taken, [x0, y0, x1, y1] in the image's pixels
+    face: np.ndarray | None = None     # the aligned crop at the identity side, uint8 [s, s, 3] (asked for)
 
     def record(self) -> dict:
         """What settings.json keeps of this image's preprocessing."""
@@ -142,34 +148,40 @@ def describe(image, fallback: str) -> str:
 
 
 def prepare_image(image: ImageLike | torch.Tensor, size: int, aligner: InputAligner | None = None,
-                  name: str | None = None) -> Prepared:
-    """One image -> the encoder's input [3, size, size], as training made it (see the module doc)."""
+                  name: str | None = None, identity_side: int | None = None) -> Prepared:
+    """One image -> the encoder's input [3, size, size], as training made it (see the module doc);
+    with identity_side, also the same crop read at that side (`Prepared.face`)."""
     given = read_rgb(image) if torch.is_tensor(image) else image  # a path stays a path: read as training reads it
-    if aligner is None:
-        return Prepared(image_to_tensor(given, size), GIVEN)
-    crop, how, faces, box = aligner.align(read_rgb(image), name or describe(image, "image"))
-    return Prepared(image_to_tensor(given if crop is None else crop, size), how, faces, box)
+    crop, how, faces, box = (None, GIVEN, None, None) if aligner is None else aligner.align(
+        read_rgb(image), name or describe(image, "image"))
+    source = given if crop is None else crop
+    face = load_pixels(source, identity_side) if identity_side else None
+    return Prepared(image_to_tensor(source, size), how, faces, box, face)
 
 
-def identity_batch(identities: Sequence[Sequence], size: int, aligner: InputAligner | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor, list[list[dict]]]:
-    """Images of each identity -> (inputs [B, M, 3, S, S], input_valid [B, M], `Prepared.record()`
-    per image)."""
+def identity_batch(identities: Sequence[Sequence], size: int, aligner: InputAligner | None = None,
+                   identity_side: int | None = None) -> tuple[dict, list[list[dict]]]:
+    """Images of each identity -> (a batch as the loaders make it: inputs [B, M, 3, S, S], input_valid
+    [B, M], with identity_side also identity_inputs uint8 [B, M, s, s, 3]; `Prepared.record()` per image)."""
     m = max(len(images) for images in identities)
     inputs = torch.zeros(len(identities), m, 3, size, size)
     valid = torch.zeros(len(identities), m, dtype=torch.bool)
-    hows = []
+    batch, hows = {"inputs": inputs, "input_valid": valid}, []
+    if identity_side:
+        batch["identity_inputs"] = torch.zeros(len(identities), m, identity_side, identity_side, 3, dtype=torch.uint8)
     for b, images in enumerate(identities):
         if not len(images):
             raise ValueError("every identity needs at least one image")
         names = [describe(image, f"image {i + 1} of identity {b + 1}") for i, image in enumerate(images)]
-        prepared = [prepare_image(image, size, aligner, name) for image, name in zip(images, names)]
+        prepared = [prepare_image(image, size, aligner, name, identity_side) for image, name in zip(images, names)]
         inputs[b, :len(prepared)] = torch.stack([p.tensor for p in prepared])
+        if identity_side:
+            batch["identity_inputs"][b, :len(prepared)] = torch.from_numpy(np.stack([p.face for p in prepared]))
         valid[b, :len(prepared)] = True
         hows.append([p.record() for p in prepared])
         for name, p in zip(names, prepared):
             log.log(logging.INFO if aligner is not None else logging.DEBUG, "%s: %s", name, p.how)
-    return inputs, valid, hows
+    return batch, hows
 
 
 def training_autocast(device: torch.device | str, bf16: bool):

@@ -165,11 +165,14 @@ class OmniIDGenerator:
         """Images of each identity -> the representation's [B, N, D] (float32), through training's
         preprocessing: `aligned=None` detects and aligns photos (NoFace for one without a face),
         `aligned=True` takes aligned crops as they are (a manifest's)."""
-        inputs, valid, self.preprocessing = identity_batch(identities, self.preset.model.image_size,
-                                                           None if aligned else self.aligner)
+        representation = self.objective.representation
+        # the `arcface` baselines' identity model reads each crop at its own 112 px, as their loaders did
+        side = getattr(representation, "loader_options", {}).get("identity_side")
+        batch, self.preprocessing = identity_batch(identities, self.preset.model.image_size,
+                                                   None if aligned else self.aligner, side)
         device = self.objective.prompt_embeds.device
         with training_autocast(device, self.preset.optim.bf16):
-            tokens = self.objective.representation({"inputs": inputs.to(device), "input_valid": valid.to(device)})
+            tokens = representation({k: v.to(device) for k, v in batch.items()})
         return tokens.float()
 
     @torch.no_grad()

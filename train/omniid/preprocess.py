@@ -44,7 +44,9 @@ def _as_pil(image: ImageLike, mode: str | None, side: int | None = None) -> Imag
 
 
 # the side of the face the frozen identity model of the `arcface` baselines embeds (ArcFace's and
-# SFace's 112 px template); it reads the encoder's input, so a tiny preset's 32 px is scaled up to it
+# SFace's 112 px template). It is read from the crop itself (`load_pixels(crop, IDENTITY_SIDE)`: a
+# 448 px JPEG crop decoded at 1/4 scale in the DCT), as the metric reads it, never from the encoder's
+# input (a tiny preset's 32 px would be scaled up).
 IDENTITY_SIDE = 112
 
 PIXEL_RANGES = ("clip", "signed")

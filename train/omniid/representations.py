@@ -6,7 +6,9 @@ A representation is an `nn.Module` with
     num_tokens: int (N), dim: int (D)
 and optionally `set_grad_checkpointing(enable)`, `save_pretrained(folder)` and
 `load_pretrained(folder)` (what a checkpoint stores of it; a representation without trainable
-parameters needs neither).
+parameters needs neither), and `loader_options` (more `build_loader` arguments its batches need,
+joined to the stage's: the `arcface` baselines' `identity_side`, whose batches then carry
+`identity_inputs`, the input crops read at that side; inference prepares the same).
 
 `REPRESENTATIONS` is one table, name -> builder(preset, **options): `omniid` (the Omni-ID
 encoder, trained with the adapter; the default) and the baselines of the paper's Tables 1-2
