@@ -55,7 +55,7 @@ class FlowObjective(nn.Module):
         self.flow = flow
         self.register_buffer("prompt_embeds", prompt_embeds, persistent=False)          # [1, S, J]
         self.register_buffer("pooled_prompt_embeds", pooled_prompt_embeds, persistent=False)  # [1, P]
-        # a representation"s own needs of the batches (the `arcface` baselines" 112 px reads) join the stage"s
+        # a representation's own needs of the batches (the `arcface` baselines' 112 px reads) join the stage's
         self.loader_options = {**loader_options(flow), **getattr(representation, "loader_options", {})}
         adapter.attach(self.transformer)
 
