@@ -45,8 +45,9 @@ def _as_pil(image: ImageLike, mode: str | None, side: int | None = None) -> Imag
 
 # the side of the face the frozen identity model of the `arcface` baselines embeds (ArcFace's and
 # SFace's 112 px template). It is read from the crop itself (`load_pixels(crop, IDENTITY_SIDE)`: a
-# 448 px JPEG crop decoded at 1/4 scale in the DCT), as the metric reads it, never from the encoder's
-# input (a tiny preset's 32 px would be scaled up).
+# 448 px JPEG crop decoded at 1/4 scale in the DCT), as the metric reads it, not from the encoder's
+# input (a tiny preset's 32 px would be scaled up); only batches built without the read (gpu_check,
+# bench_flow) fall back to that (`omniid.baselines.IdentityEmbedding.embed`).
 IDENTITY_SIDE = 112
 
 PIXEL_RANGES = ("clip", "signed")
