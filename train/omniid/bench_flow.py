@@ -8,8 +8,8 @@ own (`step_time`: objective, gradient clipping, AdamW over the trainable parts, 
 checkpointing as the preset says) on synthetic batches of the preset's shapes, in one process.
 It stops at the first batch size that runs out of memory. One JSON line per batch size goes to
 stdout: `s_per_step`; `identities_per_s` and `targets_per_s` of this one GPU; `peak_gb`, the
-peak of memory allocated by tensors during that batch size's steps, the weights and optimizer
-state (kept from the first batch size on) included.
+peak (GB: 10^9 bytes) of memory allocated by tensors during that batch size's steps, the weights
+and optimizer state (kept from the first batch size on) included.
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ import torch
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.run_progress import peak_gpu_gb
 from omniid.train_step import optimizer_step
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         per_step = preset.optim.grad_accum  # micro-batches of `identities` a step
         record.update(s_per_step=seconds, identities_per_s=per_step * identities / seconds,
                       targets_per_s=per_step * record["targets"] / seconds,
-                      peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+                      peak_gb=peak_gpu_gb(device))
         print(json.dumps(record), flush=True)
     return 0
 

@@ -9,7 +9,7 @@ with random weights (CLIP ViT-H/14 + the Omni-ID encoder + the MTD decoder; FLUX
 transformer and VAE configs + the IP-Adapter), takes `--steps` of the trainer's own optimizer
 step (`omniid.train_step.optimizer_step`: gradient checkpointing, bf16 autocast, gradient
 clipping and fused AdamW as in training) at the preset's batch per GPU on synthetic batches of
-the preset's shapes, in one process, and prints one JSON line per stage: `peak_gb`, the peak of
+the preset's shapes, in one process, and prints one JSON line per stage: `peak_gb`, the peak (GB: 10^9 bytes) of
 memory allocated by tensors on the GPU from the model's build on (weights, optimizer state,
 activations; what the CUDA caching allocator reserves is more), `s_per_step`, seconds per
 optimizer step after a warm-up step (no DDP all-reduce, no data loading), and `samples_per_s`,
@@ -33,6 +33,7 @@ from omniid.encoder import quiet_random_init
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.run_progress import peak_gpu_gb
 
 STAGES = ("mtd", "flow")  # the stages with a paper architecture to check
 
@@ -82,7 +83,7 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
         return {**record, "oom": True}
     # samples: identities (each with its inputs and targets) this one GPU trains on per second
     record.update(s_per_step=seconds, samples_per_s=preset.data.batch_size * preset.optim.grad_accum / seconds,
-                  peak_gb=torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None)
+                  peak_gb=peak_gpu_gb(device))
     return record
 
 

@@ -17,6 +17,18 @@ from omniid.swap import SwapGap, eval_record
 log = logging.getLogger("omniid.engine")
 # tqdm's default layout with "step" before the count: 'omniid mtd:   0%|   | step 1200/250000 [...]'
 BAR_FORMAT = "{desc}: {percentage:3.0f}%|{bar}| step {n_fmt}/{total_fmt} [{elapsed}<{remaining}, {rate_fmt}{postfix}]"
+# GB as the keys say (`gpu_mem_gb`, `peak_gb`): 10^9 bytes, the unit of docs/train.md's memory
+# arithmetic they are read beside (2^30 bytes read 7% low against it)
+BYTES_PER_GB = 10**9
+
+
+def gigabytes(nbytes: int) -> float:
+    return nbytes / BYTES_PER_GB
+
+
+def peak_gpu_gb(device: torch.device) -> float | None:
+    """The peak of memory allocated by tensors on `device` in GB (10^9 bytes); None off CUDA."""
+    return gigabytes(torch.cuda.max_memory_allocated(device)) if device.type == "cuda" else None
 
 
 class JsonlLog:
@@ -68,12 +80,11 @@ class Progress:
     def log_step(self, step: int, samples: int, lrs: dict) -> dict:
         """lrs: {"lr": the schedule's lr at the step} and, where the representation trains at a
         scaled lr, {"representation_lr": its lr} (`lrs_of`)."""
-        device = self.run.device
         # loss: the mean over the steps since the previous record, loss_steps of them: fewer than
         # --log-every at a stop (the last step is logged) and so in the next record after a resume
         last = {"step": step, "loss": float(np.mean(self.losses)), "loss_steps": len(self.losses), **lrs,
                 "samples_per_s": self.samples / max(self.seconds, 1e-9), "samples": samples, "world": self.run.world,
-                "gpu_mem_gb": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
+                "gpu_mem_gb": peak_gpu_gb(self.run.device)}
         self.jsonl.write(last)
         self._show(last)
         log.info("step %d loss %.5f lr %.3e %.1f samples/s", step, last["loss"], last["lr"], last["samples_per_s"])

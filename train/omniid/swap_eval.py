@@ -9,7 +9,8 @@ penalty), so two failures would read as a margin of 0, "the representation does 
 when nothing was measured. Pairs with a failure are left out of the margin (NaN in
 swap.parquet) and counted in the row's no-face rate (its own and swapped generations without a
 face). Per identity, the margin is the mean over its measured pairs of ID sim(own) - ID
-sim(swapped): own should win. Over identities: the mean margin and a percentile bootstrap
+sim(swapped): own should win. Over identities: the mean margin (and the mean own and swapped ID
+sim, averaged the same way, so margin = own - swapped) and a percentile bootstrap
 interval (identities resampled with replacement, seeded); a row without a measured pair reads
 "n/a", not a number. The `copy-input` row does the same with the first input photo itself (own
 vs donor's): the margin real photos of two people earn under this metric.
@@ -121,9 +122,10 @@ def _generate(gen, folder: Path, inputs, seeds, out, metrics, protocol):
 
 
 def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) -> list[dict]:
-    """Per representation: mean own and swapped ID sim (with `recogniser`, the first one: the
-    rows' `id_similarity`) over the measured pairs (both generations with a face), the mean
-    per-identity margin and its bootstrap interval (`protocol.bootstrap` resamples, seed
+    """Per representation: own and swapped ID sim (with `recogniser`, the first one: the rows'
+    `id_similarity`) and their margin, each the mean over identities of the identity's mean over
+    its measured pairs (both generations with a face), so margin = own - swapped as the table
+    says, whatever the pairs per identity; the margin's bootstrap interval (`protocol.bootstrap` resamples, seed
     `protocol.seed`, `protocol.level`): NaN without a measured pair; `pairs`, and
     `no_face_rate`: the share of its own and swapped generations without a face.
     A label without swap rows (`real photos`, `bench out`: nothing to swap) has no line."""
@@ -131,13 +133,15 @@ def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) ->
     for label in (label for label in labels if any(r["representation"] == label for r in rows)):
         mine = [r for r in rows if r["representation"] == label]
         scored = [r for r in mine if r["gt_face"] and math.isfinite(r["margin"])]
-        per_identity = {}
+        per_identity: dict[str, list[dict]] = {}
         for r in scored:
-            per_identity.setdefault(r["identity_id"], []).append(r["margin"])
-        margin, low, high = bootstrap_interval([float(np.mean(v)) for v in per_identity.values()],
+            per_identity.setdefault(r["identity_id"], []).append(r)
+        margin, low, high = bootstrap_interval([float(np.mean([r["margin"] for r in v])) for v in per_identity.values()],
                                                protocol.bootstrap, protocol.seed, protocol.level)
-        own, swapped = (float(np.mean([r[key] for r in scored])) if scored else float("nan")
-                        for key in ("id_similarity_own", "id_similarity_swapped"))
+        # own and swapped averaged as the margin is (per identity, then over identities): an
+        # identity with more measured pairs must not weigh more in them than in the margin
+        own, swapped = (float(np.mean([np.mean([r[key] for r in v]) for v in per_identity.values()]))
+                        if per_identity else float("nan") for key in ("id_similarity_own", "id_similarity_swapped"))
         summary.append({"representation": label, "recogniser": recogniser, "k": swap_k(protocol), "own": own,
                         "swapped": swapped, "margin": margin, "low": low, "high": high,
                         "identities": len(per_identity), "pairs": len(scored),
@@ -162,8 +166,9 @@ def write_swap(out: Path, rows: list[dict], summary: list[dict], protocol, marks
 
     pct, sim = f"{100 * protocol.level:g}%", f"ID sim ({recogniser})"
     lines = ["", f"Identity swap (k={swap_k(protocol)}), {sim}: to the same ground truth, of images generated from "
-             f"the identity's own inputs and from another identity's (a seeded derangement); margin = own - swapped, "
-             f"per identity over the pairs where both generations have a face, then averaged; {pct} bootstrap "
+             f"the identity's own inputs and from another identity's (a seeded derangement); own, swapped and margin = "
+             f"own - swapped: per identity over the pairs where both generations have a face, then averaged over "
+             f"identities; {pct} bootstrap "
              f"interval over identities ({protocol.bootstrap} resamples, seed {protocol.seed}). No face: the share "
              f"of the row's own and swapped generations without a face (failed generations, left out of the margin).",
              "", f"| Representation | Own {sim} | Swapped {sim} | Margin | {pct} interval | Identities | No face |",
