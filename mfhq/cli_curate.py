@@ -138,16 +138,25 @@ def bench_curate(
             size = min(faces, embedding_faces or 2**28 // dim)  # default: 2^30 bytes of float32 embeddings
             lines, read = run_bench_embedding_read(workdir / "embeddings", size, faces, dim, config.embed.every, curate)
             typer.echo("\n".join(lines))
-            saved = read["overlap_saved_s"]  # wall time only: the overlap does the same work
-            _echo_total(f"cluster-sample with the preset's merge of {n} clips and its clip means from the clip rows"
-                        + (f" (less the {saved:.2f} s its overlapped setup saves)" if saved else ""),
-                        total + read["scaled_rows_s"] - saved, total_cpu + read["scaled_rows_cpu_s"], sample)
-            _echo_total("  ... from every face's embedding instead (curate.min_quality set, or a run from before "
-                        "the sums)", total + read["scaled_s"], total_cpu + read["scaled_cpu_s"], sample)
+            _echo_means_totals(f"cluster-sample with the preset's merge of {n} clips", (total, total_cpu), read,
+                               faces, sample)
     if not skip_embedding_fit:
         typer.echo("the embedding merge alone (merge_by_embedding; every clip its own video):")
         for line in run_bench_merge(n, curate, dim=dim)[0]:
             typer.echo("  " + line)
+
+
+def _echo_means_totals(what: str, totals: tuple[float, float], read: dict, faces: int, sample: dict) -> None:
+    """cluster-sample's totals with its clip means added, from the clip rows and from every face."""
+    (total, total_cpu), saved = totals, read["overlap_saved_s"]  # saved: wall time only, the same work
+    # a total with a scaled part is no measurement: it says so, as the clip means' own line does
+    scaled = "" if read["faces"] == faces else f" (its clip means' part scaled from {read['faces']} faces, " \
+        f"not measured at {faces})"
+    _echo_total(f"{what} and its clip means from the clip rows"
+                + (f" (less the {saved:.2f} s its overlapped setup saves)" if saved else "") + scaled,
+                total + read["scaled_rows_s"] - saved, total_cpu + read["scaled_rows_cpu_s"], sample)
+    _echo_total("  ... from every face's embedding instead (curate.min_quality set, or a run from before "
+                "the sums)" + scaled, total + read["scaled_s"], total_cpu + read["scaled_cpu_s"], sample)
 
 
 def _echo_total(what: str, wall: float, cpu: float, sample: dict) -> None:
