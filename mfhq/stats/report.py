@@ -103,7 +103,7 @@ def _plots(frames: dict[str, pd.DataFrame], out: Path) -> list[str]:
     if len(thr):
         fig, ax = plt.subplots(figsize=(5, 3))
         ax.barh(thr["stage"], thr["seconds"])
-        ax.set(xlabel="seconds in all clips", title="time per stage")
+        ax.set(xlabel="seconds in all clips (decode: the wait for frames)", title="time per stage")
         save(fig, "throughput.png")
     return made
 
@@ -127,7 +127,11 @@ def _binned(ax, frame: pd.DataFrame, width: float) -> None:
 TITLES = {
     "clip_status": "Clips by status", "clip_reasons": "Why clips failed", "face_outcomes": "Faces kept and dropped, by stage",
     "clips_per_source": "Clips per source", "pose_hist": "Pose histogram (10-degree bins)",
-    "quality_hist": "Quality histogram (0.05 bins)", "stage_throughput": "Time per stage",
+    "quality_hist": "Quality histogram (0.05 bins)",
+    # with run.decode_ahead a worker decodes on another core while its models run: its `decode`
+    # seconds are their wait for frames, and frames_per_s there is no decoder's rate
+    "stage_throughput": "Time per stage, summed over clips (decode: the time the other stages waited for frames, "
+                        "which is decoding's own time only where the run did not decode ahead, run.decode_ahead)",
     # an identity whose clips span two sources (or a dedup identity's two decisions) counts in each
     # row it appears in: each row is true, the rows do not add up to the headline's total
     "pose_spread": "Pose spread",
