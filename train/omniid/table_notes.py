@@ -15,7 +15,8 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
     lines = [
         f"ID sim, Sim(Ref) and copy-paste with each recogniser ({', '.join(recognisers)}): cosine to the ground "
         f"truth / to the nearest input, and MultiID-Bench's (theta(gen, GT) - theta(gen, ref)) / theta(GT, ref) "
-        f"with embedding angles (+1: copies the input, -1: matches the target). A generation without a face "
+        f"with embedding angles (+1: copies the input, -1: matches the target; ref: of several inputs the one "
+        f"nearest the generation, ours). A generation without a face "
         f"scores ID sim 0 (a failure is penalised) and is left out of Sim(Ref) and copy-paste (counted in "
         f"`No face`). Pose error: |Δyaw|+|Δpitch|+|Δroll| "
         f"in degrees with {models['pose_model']} (the paper used Hopenet: absolute values are not comparable); "
@@ -28,7 +29,7 @@ def footer_lines(fitted: Fitted, rows: list[dict], metrics, protocol, marks: dic
         "`copy-input` scores the first input itself (what copy-pasting earns); `real photos` scores another held-out "
         "photo of the identity as the generation (the real-pair ceiling; needs 2 targets per identity).",
         f"Copy-paste left out where the ground truth lies within {DEGENERATE_DEG:g} degree of its reference "
-        f"(degenerate images: {degenerate}).",
+        f"(ours; degenerate images: {degenerate}).",
     ]
     if len(fitted.plans) < 2:
         lines.append("With one identity every interval collapses to its mean: they need several identities.")
