@@ -207,7 +207,8 @@ def format_report(result: dict) -> list[str]:
         f"({ext['cores_busy']:.2f} cores busy on average; decode-ahead {'on' if result['reads_ahead'] else 'off'}, "
         f"run.decode_ahead: {result['decode_ahead']})",
         "per stage: " + ", ".join(
-            f"{stage_label(k, result['reads_ahead'])}={v['seconds']:.2f}s ({v['ms_per_frame']:.1f} ms/frame"
+            f"{stage_label(k, result['reads_ahead'])}={v['seconds']:.2f}s "
+            f"({v['ms_per_frame']:.1f} ms/frame"
             + (f", {v['ms_per_face']:.1f} ms/face)" if v["ms_per_face"] is not None else ")")
             for k, v in result["stages"].items()),
         f"peak RSS: worker {result['peak_rss_worker_mib']} MiB, parent {result['peak_rss_parent_mib']} MiB",

@@ -9,7 +9,7 @@ items' distinct crop files decoded in full by PIL and nothing else. A real DataL
 `--workers` processes then streams batches, for its items/s with collation and the hand-over
 between processes. The loader cores one GPU needs = the GPU's items/s x CPU seconds per item
 (docs/performance.md). The GPU's items/s is a stated assumption, not a measurement: optimizer
-steps/s (`--mtd-steps-per-s` / `--flow-steps-per-s`, what omniid-train's bar shows as it/s) x the
+steps/s (`--mtd-steps-per-s` / `--flow-steps-per-s`, what omniid-train's bar shows as step/s) x the
 identities one optimizer step takes on one GPU, the stage's batch x `--grad-accum` micro-batches.
 Left out, the step rate is the default micro-batch rate (`DEFAULT_MICRO_BATCHES_PER_S`, a GPU's
 work per forward and backward) over --grad-accum: accumulating does not make a GPU faster. One

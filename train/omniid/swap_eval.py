@@ -136,8 +136,8 @@ def summarise(rows: list[dict], labels: list[str], protocol, recogniser: str) ->
         per_identity: dict[str, list[dict]] = {}
         for r in scored:
             per_identity.setdefault(r["identity_id"], []).append(r)
-        margin, low, high = bootstrap_interval([float(np.mean([r["margin"] for r in v])) for v in per_identity.values()],
-                                               protocol.bootstrap, protocol.seed, protocol.level)
+        margins = [float(np.mean([r["margin"] for r in v])) for v in per_identity.values()]
+        margin, low, high = bootstrap_interval(margins, protocol.bootstrap, protocol.seed, protocol.level)
         # own and swapped averaged as the margin is (per identity, then over identities): an
         # identity with more measured pairs must not weigh more in them than in the margin
         own, swapped = (float(np.mean([np.mean([r[key] for r in v]) for v in per_identity.values()]))
