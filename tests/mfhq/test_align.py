@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mfhq.align import alignment_transform, apply_transform, arcface_template, similarity_transform, warp
+from mfhq.align import ARCFACE_112, alignment_transform, apply_transform, arcface_template, similarity_transform, warp
 from mfhq.models import create_backend
 
 
@@ -28,6 +28,21 @@ def test_aligned_landmarks_land_on_the_arcface_template(detector, astronaut):
     assert error[:2].max() < 4.0, error   # eyes
     assert error[2] < 5.0, error          # nose tip
     assert error[3:].max() < 10.0, error  # mouth corners
+
+
+@pytest.mark.parametrize("size", [448, 224])
+def test_crop_scales_insightfaces_112_px_reference_by_size_over_112(detector, astronaut, size):
+    # The test above checks the crop against arcface_template(), so a wrong scale inside it
+    # (a 128 px base, say) moves both sides alike. Here the anchor is the 112 px reference
+    # itself: ArcFace and the baselines' 112 px read assume the face fills the crop this way.
+    matrix = alignment_transform(_landmarks(detector, astronaut), "arcface", size)
+    pad = size // 2
+    padded = cv2.copyMakeBorder(warp(astronaut, matrix, size), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    again = _landmarks(detector, padded) - pad
+    error = np.linalg.norm(again - ARCFACE_112 * (size / 112), axis=1) / (size / 112)
+    assert error[:3].max() < 5.0, error  # eyes and nose tip, in 112 px template pixels
+    eyes = np.hypot(*(again[1] - again[0])) / (size / 112)
+    assert eyes == pytest.approx(73.5318 - 38.2946, rel=0.1)
 
 
 @pytest.mark.parametrize("angle,scale", [(20, 1.0), (-20, 1.3), (10, 0.8)])

@@ -36,6 +36,10 @@ def test_mixed_m_batches_carry_a_padding_mask(sample_manifest):
         assert valid.shape[0] == 4 and valid.shape[1] == valid.sum(1).max() <= 5  # padded to the batch's largest M
         assert valid[:, 0].all()
         assert (batch["inputs"][~valid] == 0).all()
+        # Each identity's own inputs and no more: a mask of all slots passed the checks above
+        # (every batch has some M), and the encoder then attends to the zero padding.
+        assert valid.sum(1).tolist() == [len(paths) for paths in batch["input_paths"]]
+        assert valid.tolist() == [[k < len(paths) for k in range(valid.shape[1])] for paths in batch["input_paths"]]
         counts |= set(valid.sum(1).tolist())
     assert len(counts) > 1
 

@@ -94,3 +94,19 @@ def test_paper_preset_without_clip_weights_says_how_to_provide_them(tmp_path, mo
     assert "--clip-weights" in message and "laion2b_s32b_b79k" in message and "OMNIID_CLIP_WEIGHTS" in message
     with pytest.raises(ClipWeightsMissing, match="not found"):
         resolve_clip_weights(paper, tmp_path / "absent.bin")
+
+
+def test_inputs_are_normalised_with_the_clip_towers_own_mean_and_std(encoder):
+    # open_clip records on the tower the mean and std its weights were trained with; our
+    # preprocessing folds its own copy in. ImageNet's (0.485, ...) there, or BGR channels,
+    # passed every other test: a random tower takes any input.
+    import numpy as np
+    import skimage.data
+    from PIL import Image
+
+    side = TINY.image_size
+    rgb = np.asarray(Image.fromarray(skimage.data.astronaut()).resize((side, side), Image.Resampling.BICUBIC))
+    mean, std = (torch.tensor(v, dtype=torch.float32).view(3, 1, 1)
+                 for v in (encoder.clip.image_mean, encoder.clip.image_std))
+    want = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std
+    torch.testing.assert_close(image_to_tensor(rgb, side), want, rtol=1e-5, atol=1e-5)

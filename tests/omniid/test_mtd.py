@@ -119,6 +119,13 @@ def test_the_objective_decodes_each_target_from_the_configured_share_of_its_patc
     masked, n = out.aux["masked"], model.decoder.num_patches
     assert TINY.mask_ratio == 0.95 and masked.shape == (4, n)
     assert (masked.sum(dim=1) == round(0.95 * n)).all()
+    # The loss is the L1 error inside each target's own face mask (the sample's masks cover part
+    # of the crop), per target, then averaged; by hand from what was predicted. The loss's unit
+    # tests call forward_loss directly, so compute() passing it no mask (all ones) passed them.
+    flat, face = args[2].flatten(0, 1), args[3].flatten(0, 1)
+    assert 0.1 < face.mean() < 0.9
+    error = (model.decoder.unpatchify(out.pred) - flat).abs() * face
+    torch.testing.assert_close(out.loss, (error.sum(dim=(1, 2, 3)) / (3 * face.sum(dim=(1, 2, 3)))).mean())
     for hide, row in ((True, 0), (False, 3)):  # a masked patch of the first target, a shown one of the last
         patch = int(masked[row].nonzero()[0, 0] if hide else (~masked[row]).nonzero()[0, 0])
         patches = model.decoder.patchify(args[2].flatten(0, 1))

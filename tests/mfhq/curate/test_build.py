@@ -84,6 +84,17 @@ def test_deterministic_and_independent_of_workers_and_batching(tmp_path):
     assert not a.column("pose_cluster").equals(d.column("pose_cluster"))
 
 
+def test_the_pose_k_means_has_pose_clusters_clusters_not_faces_per_identity(tmp_path):
+    # The kernels' own tests pass k directly; here the preset's pose_clusters must reach them:
+    # a k of faces_per_identity (no over-clustering) gave the same 8 faces apiece and passed.
+    run = write_run(tmp_path / "run", many_clips(10))
+    for k in (16, 24):
+        cluster_sample([run], tmp_path / f"k{k}", CurateConfig(test_videos=2, pose_clusters=k))
+        labels = load(tmp_path / f"k{k}").column("pose_cluster").to_numpy()
+        # 80 picks, each the one face of its cluster: labels cover well past the 8 of one identity.
+        assert labels.min() >= 0 and labels.max() < k and labels.max() >= k - 4, (k, sorted(set(labels)))
+
+
 def test_merge_by_video_key_across_sources_with_similarity_guard(tmp_path):
     specs = [
         ClipSpec("celebvhq", "hq_a", "yt_A", person=1),

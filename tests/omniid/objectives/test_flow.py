@@ -3,6 +3,7 @@ what trains and what stays frozen, overfitting one real batch, the loss as eq. 7
 conditioning on any registered representation."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -35,6 +36,15 @@ def test_flow_batches_get_their_own_target_pixels(batch):
     assert batch["inputs"].shape[-1] == PRESET.model.image_size
     assert batch["targets"].shape[-1] == PRESET.flow.image_size
     assert batch["targets"].min() >= -1 and batch["targets"].max() <= 1 and batch["targets"].min() < -0.5
+
+
+def test_the_adapter_is_built_at_the_presets_adapter_scale():
+    # Each IP processor multiplies its attention by its own `scale`: flow.adapter_scale must reach
+    # them. Every preset says 1.0, the adapter's default, so dropping the option passed.
+    preset = dataclasses.replace(PRESET, flow=dataclasses.replace(PRESET.flow, adapter_scale=0.4))
+    adapter = build_objective("flow", preset).adapter
+    assert adapter.scale == pytest.approx(0.4)
+    assert [proc.scale for proc in adapter.processors] == [[pytest.approx(0.4)]] * len(adapter.processors)
 
 
 def test_gradients_reach_encoder_projection_and_ip_layers_never_flux_or_vae(batch):
