@@ -40,7 +40,8 @@ def test_crop_scales_insightfaces_112_px_reference_by_size_over_112(detector, as
     padded = cv2.copyMakeBorder(warp(astronaut, matrix, size), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
     again = _landmarks(detector, padded) - pad
     error = np.linalg.norm(again - ARCFACE_112 * (size / 112), axis=1) / (size / 112)
-    assert error[:3].max() < 5.0, error  # eyes and nose tip, in 112 px template pixels
+    # eyes and nose tip, in 112 px template pixels: 3.2-4.4 here, 9.1 with a 128 px base
+    assert error[:3].max() < 5.5, error
     eyes = np.hypot(*(again[1] - again[0])) / (size / 112)
     assert eyes == pytest.approx(73.5318 - 38.2946, rel=0.1)
 
