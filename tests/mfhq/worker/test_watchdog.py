@@ -45,6 +45,13 @@ def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
     reasons = dict(duckdb.connect().execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
     assert "b_hang.mp4" in reasons["b_hang"] and "watchdog" in reasons["b_hang"]
     assert "d_crash.mp4" in reasons["d_crash"] and "signal 11" in reasons["d_crash"]
+    # The crashing clip's own outcome: its row blames a death while it decoded alone, nothing read
+    # ahead beside it, and it was opened exactly three times: read ahead beside c_good (the death
+    # that could not be pinned), alone (the crash blamed on it), and once more as the run retries a
+    # transient status (records.TRANSIENT_STATUSES). Never retried, it would open fewer times;
+    # retried without end, more, and past fault_readers.CRASH_OPENS it would end ok.
+    assert reasons["d_crash"].endswith("d_crash.mp4: the worker died (signal 11) during decode"), reasons["d_crash"]
+    assert (videos / ".d_crash.mp4.tries").read_text().splitlines() == ["try"] * 3
     # The death while d_crash was read ahead could not be pinned on one clip: both ran alone.
     assert "read" in result.stderr and "d_crash.mp4 ahead" in result.stderr and "running each alone" in result.stderr
     faces = duckdb.connect().execute(f"SELECT clip_id, count(*) FROM read_parquet('{run}/faces/*.parquet') GROUP BY 1").fetchall()
