@@ -154,14 +154,15 @@ def bench(
     pipeline: Optional[str] = pipeline_option(),
     out: Path = path_option(Path("runs/bench"), "--out", help="Scratch run folder, replaced on each run; refused "
                             "if it holds files and bench did not make it (the profile uses OUT-profile)"),
-    make_clips: int = count_option(0, "--make-clips", help="Generate N realistic clips (one large face in "
+    make_clips: int = count_option(0, "--make-clips", min=0, help="Generate N realistic clips (one large face in "
                                    "head-like motion) first"),
     resolution: str = typer.Option("1080p", metavar="NAME", help="Size of generated clips: 1080p (face ~550 px) "
                                    "or 4k (face ~760 px)"),
     seconds: float = typer.Option(4.0, metavar="S", help="Length of each generated clip"),
     slice_threads: bool = flag("--slice-threads", help="Encode generated clips with one slice per encoder "
                                "thread (PyAV's default), not one per frame as ffmpeg's command line does"),
-    workers: int = count_option(1, "--workers", help="Extract workers, and decode-only processes to compare with"),
+    workers: int = count_option(1, "--workers", min=1, help="Extract workers, and decode-only processes to compare "
+                                "with"),
     json_out: bool = flag("--json", help="Print one JSON object instead of text"),
     profile: bool = flag("--profile", help="Also run the stages in-process under pyinstrument; print the top "
                          "functions"),
@@ -174,6 +175,8 @@ def bench(
     from mfhq.bench import format_report, profile_folder, profile_stages, run_bench
 
     _check_bench_folders(out, root or (Path("runs/bench-clips") / resolution if make_clips else None), profile)
+    if make_clips and not seconds > 0:  # a clip of no time would be measured as if it were one
+        fail(f"--seconds {seconds}: the length of each generated clip must be more than 0")
     if make_clips:
         from mfhq.benchclips import RESOLUTIONS, make_clips as render_clips
 

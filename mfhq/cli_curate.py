@@ -20,7 +20,7 @@ def cluster_sample(
                                                "and manifest.json [default: manifests]"),
     old_out: Optional[Path] = hidden_alias("--out", "--manifests"),
     pipeline: Optional[str] = pipeline_option(),
-    workers: Optional[int] = count_option(None, "--workers", help="Threads for the pose k-means (overrides the "
+    workers: Optional[int] = count_option(None, "--workers", min=1, help="Threads for the pose k-means (overrides the "
                                           "preset; results do not depend on it)"),
     allow_partial: bool = flag("--allow-partial", help="Sample a run that is not complete (interrupted, failed); "
                                "the manifest's sidecar records it"),
@@ -89,20 +89,20 @@ def stats(
 
 
 def bench_curate(
-    identities: int = count_option(134_000, "--identities", help="Synthetic identities (default about the paper's "
-                                   "MFHQ: 134,077 identities; clips here, one identity each)"),
-    faces: int = count_option(17_000_000, "--faces", help="Synthetic candidate faces in all (default 17M: "
+    identities: int = count_option(134_000, "--identities", min=1, help="Synthetic identities (default about the "
+                                   "paper's MFHQ: 134,077 identities; clips here, one identity each)"),
+    faces: int = count_option(17_000_000, "--faces", min=1, help="Synthetic candidate faces in all (default 17M: "
                                "ours, a stand-in for MFHQ's candidate faces)"),
     workdir: Path = path_option(Path("runs/bench-curate"), "--workdir", help="Scratch folder for the synthetic table"),
     pipeline: Optional[str] = pipeline_option(),
-    workers: Optional[int] = count_option(None, "--workers", help="Threads for the k-means (results do not "
+    workers: Optional[int] = count_option(None, "--workers", min=1, help="Threads for the k-means (results do not "
                                           "depend on it)"),
-    merge_clips: Optional[int] = count_option(None, "--merge-clips", help="Largest clip count of the merge "
+    merge_clips: Optional[int] = count_option(None, "--merge-clips", min=0, help="Largest clip count of the merge "
                                               "benchmark (it also runs at 1/4 and 1/2 of it; default: "
                                               "--identities; 0 skips it)"),
     skip_sample: bool = flag("--skip-sample", help="Only the merge benchmark"),
     skip_embedding_fit: bool = flag("--skip-embedding-fit", help="Skip the embedding merge's three-size fit"),
-    embedding_faces: Optional[int] = count_option(None, "--embedding-faces", help="Faces the clip means are "
+    embedding_faces: Optional[int] = count_option(None, "--embedding-faces", min=0, help="Faces the clip means are "
                                                   "made from, their times then scaled to --faces (default: about 1 "
                                                   "GiB of embeddings; --faces measures them whole; 0 skips them)"),
 ) -> None:

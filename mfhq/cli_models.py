@@ -131,7 +131,8 @@ def bench_models_command(
     from mfhq.config import load_pipeline
 
     try:
-        sizes = [int(size) for size in batch_sizes.split(",") if size.strip()]
+        # a size given twice is measured once: a second timing of the same calls adds nothing but time
+        sizes = list(dict.fromkeys(int(size) for size in batch_sizes.split(",") if size.strip()))
         if not sizes or min(sizes) < 1:
             raise ValueError
     except ValueError:

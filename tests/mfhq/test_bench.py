@@ -151,3 +151,17 @@ def test_decode_only_measures_the_clips_extract_runs(clips_1080p, tmp_path):
         seconds = stream.frames / float(stream.average_rate)
     assert result["video_seconds"] == pytest.approx(2 * seconds, abs=0.01)
     assert result["clips"] == result["decode_only"]["clips"] == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--make-clips", "-1"], "Invalid value for '--make-clips': Input should be greater than or equal to 0"),
+    (["--make-clips", "1", "--seconds", "0"], "--seconds 0.0: the length of each generated clip must be more than 0"),
+    (["--make-clips", "1", "--workers", "0"], "Invalid value for '--workers': Input should be greater than or equal to 1")])
+def test_bench_refuses_a_count_or_length_out_of_range_before_any_clip(tmp_path, args, message):
+    """Before: --make-clips -1 ended in a ValueError traceback, --seconds 0 rendered and measured a
+    clip anyway, and --workers 0 was refused only after the clips were rendered."""
+    clips = tmp_path / "clips"
+    result = run_cli("bench", "--root", str(clips), "--out", str(tmp_path / "run"), *args, check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert message in result.stderr, result.stderr
+    assert not clips.exists()

@@ -42,9 +42,12 @@ def _table_row(lines: list[str], row: dict) -> str:
 
 
 def test_sample_preset_times_every_stage_on_its_shipped_weights(tmp_path):
-    lines, result = _bench(tmp_path, "sample", "--batch-sizes", "1,2")
+    lines, result = _bench(tmp_path, "sample", "--batch-sizes", "1,2,1")  # 1 twice: measured and printed once
     rows = result["rows"]
     assert [(r["task"], r["batch"]) for r in rows] == [(task, b) for task in TASKS for b in (1, 2)]
+    assert result["batch_sizes"] == [1, 2]
+    table = [line for line in lines if line.split()[:1] in ([task] for task in TASKS)]
+    assert len(table) == len(rows), "\n".join(lines)
     assert {r["backend"] for r in rows} == {"yunet-dlib68", "sface", "pnp68", "brisque", "dlib68-hull"}
     for row in rows:
         assert row["weights"] in (REAL, NO_WEIGHTS)

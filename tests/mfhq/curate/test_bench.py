@@ -3,6 +3,7 @@ and the merge's fitted exponent over three sizes."""
 from __future__ import annotations
 
 import duckdb
+import pytest
 import numpy as np
 
 from conftest import run_cli
@@ -115,3 +116,21 @@ def test_the_overlapped_first_steps_run_in_a_fresh_interpreter(tmp_path):
     write_synthetic_embeddings(tmp_path / "f", 2 * CLIP_FACES, 8, every=4)
     seconds = _in_fresh_interpreter(codes_means_and_setup, tmp_path / "f", load_pipeline("sample").curate, 8, True)
     assert isinstance(seconds, float) and seconds > 0
+
+
+@pytest.mark.parametrize("option, value, minimum", [
+    ("--identities", "0", 1), ("--faces", "-3", 1), ("--workers", "0", 1), ("--merge-clips", "-2", 0),
+    ("--embedding-faces", "-2", 0)])
+def test_bench_curate_refuses_a_count_below_its_least_before_any_work(tmp_path, option, value, minimum):
+    """Each count is checked as it is parsed: before, --identities 0 ran as 1 identity, --faces -3
+    as none, --merge-clips -2 ended in numpy's traceback. The other counts are small, so the old
+    code finishes fast."""
+    small = {"--identities": "10", "--faces": "100", "--merge-clips": "0"}
+    small[option] = value
+    workdir = tmp_path / "work"
+    result = run_cli("bench-curate", "--workdir", str(workdir), "--skip-embedding-fit",
+                     *[part for item in small.items() for part in item], check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"Invalid value for '{option}': Input should be greater than or equal to {minimum}" in result.stderr
+    assert not workdir.exists()  # refused before the synthetic table is written

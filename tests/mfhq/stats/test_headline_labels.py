@@ -42,6 +42,17 @@ def test_a_youtube_video_in_two_datasets_is_one_source_video(tmp_path):
     assert counts["train"]["videos"] + counts["test"]["videos"] == head["source videos"]
 
 
+def test_a_run_without_annotation_faces_has_no_annotation_row(tmp_path):
+    """Every face here came from the detector (a score): the headline counts them all as detected
+    and shows no 'faces from source annotations' row, whose 0 read as annotations lost."""
+    run = write_run(tmp_path / "run", SPECS)
+    write_report([run], None, tmp_path / "rep")
+    head = pd.read_csv(tmp_path / "rep" / "tables" / "headline.csv").set_index("metric").value.to_dict()
+    faces = duckdb.sql(f"SELECT count(*) FROM '{run}/faces/*.parquet' WHERE NOT isnan(det_score)").fetchall()[0][0]
+    assert faces > 0 and head["faces detected"] == faces
+    assert not [metric for metric in head if "annotations" in metric], head
+
+
 def test_the_histograms_other_group_is_the_kept_faces(tmp_path):
     run, manifest, tables = _report(tmp_path, CurateConfig(test_videos=1, min_quality=0.5))
     faces = f"'{run}/faces/*.parquet'"

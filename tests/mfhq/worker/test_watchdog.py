@@ -45,6 +45,17 @@ def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
     reasons = dict(duckdb.connect().execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
     assert "b_hang.mp4" in reasons["b_hang"] and "watchdog" in reasons["b_hang"]
     assert "d_crash.mp4" in reasons["d_crash"] and "signal 11" in reasons["d_crash"]
+    # The crashing clip's own outcome: its row blames a death while it decoded alone, nothing read
+    # ahead beside it. It was opened alone exactly twice, the first attempt and the one retry the
+    # run gives a transient status (records.TRANSIENT_STATUSES), plus once for each death while it
+    # was read ahead beside another clip, which could not be pinned on it (the warning names each;
+    # beside c_good always, beside b_hang in the retry when the reader opens it first). Never
+    # retried, it would open once less; retried without end, more, and past
+    # fault_readers.CRASH_OPENS it would end ok.
+    assert reasons["d_crash"].endswith("d_crash.mp4: the worker died (signal 11) during decode"), reasons["d_crash"]
+    opens = len((videos / ".d_crash.mp4.tries").read_text().splitlines())
+    read_ahead = result.stderr.count("d_crash.mp4 ahead")
+    assert read_ahead >= 1 and opens == 2 + read_ahead, result.stderr
     # The death while d_crash was read ahead could not be pinned on one clip: both ran alone.
     assert "read" in result.stderr and "d_crash.mp4 ahead" in result.stderr and "running each alone" in result.stderr
     faces = duckdb.connect().execute(f"SELECT clip_id, count(*) FROM read_parquet('{run}/faces/*.parquet') GROUP BY 1").fetchall()
