@@ -151,3 +151,13 @@ def test_decode_only_measures_the_clips_extract_runs(clips_1080p, tmp_path):
         seconds = stream.frames / float(stream.average_rate)
     assert result["video_seconds"] == pytest.approx(2 * seconds, abs=0.01)
     assert result["clips"] == result["decode_only"]["clips"] == 2
+
+
+def test_a_clips_index_cut_short_is_rendered_again_not_a_traceback(tmp_path):
+    out = tmp_path / "bench-clips"
+    (first,) = make_clips(out, 1, "1080p", seconds=0.2)
+    text = (out / "clips.json").read_text()
+    (out / "clips.json").write_text(text[: len(text) // 2])  # as a write killed part way leaves it
+    assert make_clips(out, 1, "1080p", seconds=0.2) == [first]
+    index = json.loads((out / "clips.json").read_text())
+    assert [entry["file"] for entry in index["clips"]] == [first.name] and index["seconds"] == 0.2
