@@ -9,8 +9,9 @@ the evaluated manifest's SHA-256 is compared with the recorded one (the same fil
 identity seen). A file at the path whose SHA-256 is not the recorded one (`mfhq split` or
 `cluster-sample` rewrote the folder since) is not the training manifest: its identities are not
 compared (a re-split's train file is disjoint from its test file, so the row would read as held
-out), and the row says it was not checked ("rewritten"). Nothing is refused (the demo evaluates on its training manifest): the console,
-the table's header, report.html, a label column and settings.json ("seen_in_training") say it.
+out), and the row says it was not checked ("rewritten"). Nothing is refused (the demo evaluates
+on its training manifest): the console, the table's header, report.html, a label column and
+settings.json ("seen_in_training") say it.
 A checkpoint saved before the record, or a --bench folder (entries, not manifest identities),
 cannot be checked and is not labelled.
 
