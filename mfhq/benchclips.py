@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from mfhq import sample
+from mfhq.manifest.io import atomic_write_json
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "clips.json"
-    index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    index = _read_index(index_path)
     wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance(),
               "slices": "one per encoder thread" if slice_threads else "one per frame"}
     if {k: index.get(k) for k in wanted} != wanted:
@@ -143,5 +144,18 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
         if stale not in paths:
             stale.unlink()
     index["clips"] = index["clips"][:n]
-    index_path.write_text(json.dumps(index))
+    atomic_write_json(index_path, index)  # by a rename: a killed write leaves the earlier index whole
     return paths
+
+
+def _read_index(path: Path) -> dict:
+    """clips.json, or {} (every clip rendered again) where there is none or it cannot be read:
+    a cut-short index, left by a version that wrote it in place, says nothing about the clips."""
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        log.warning("%s: unreadable (%s); the clips are rendered again", path, error)
+        return {}
+    return index if isinstance(index, dict) and isinstance(index.get("clips"), list) else {}

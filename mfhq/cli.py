@@ -54,7 +54,10 @@ def sample(out: Path = path_option(..., "--out", help="Folder for the sample vid
     """Write the bundled sample: short H.264 clips made from face photos shipped in packages."""
     from mfhq.sample import make_sample
 
-    meta = make_sample(out, seed=seed)
+    try:
+        meta = make_sample(out, seed=seed)
+    except MfhqError as exc:  # --out holds other files, or another seed's sample: one line
+        fail(str(exc))
     log.info("wrote %d clips to %s", len(meta["clips"]), out / "videos")
 
 

@@ -146,14 +146,17 @@ def bench_models_command(
     for line in format_table(result):
         typer.echo(line)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        from mfhq.manifest.io import atomic_write_bytes
+
+        # by a rename: a killed write never leaves half a JSON in place of an earlier result
+        atomic_write_bytes(out, (json.dumps(result, indent=1) + "\n").encode())
         log.info("wrote %s", out)
 
 
 def _check_out_apart(out: Optional[Path], pipeline: Optional[str]) -> None:
     """--out must not be the preset file it reads: the JSON would replace the YAML (a packaged
-    preset's included), found only when the next command fails to read it."""
+    preset's included), found only when the next command fails to read it. Nor any other file
+    but an earlier result of bench-models (another command's output, a file of yours)."""
     from mfhq.presets import DEFAULT_PRESET, packaged
 
     if out is None:
@@ -165,3 +168,17 @@ def _check_out_apart(out: Optional[Path], pipeline: Optional[str]) -> None:
     if preset is not None and out.resolve() == preset.resolve():
         fail(f"--out {out}: is the --pipeline file {preset}, which the results would overwrite; give --out a file "
              "of its own, e.g. bench-models.json")
+    if out.exists() and not _is_result(out):
+        fail(f"--out {out}: already holds a file that is not an `mfhq bench-models` result, which the results would "
+             "replace; give --out a new file (or an earlier result of bench-models, which is replaced)")
+
+
+def _is_result(path: Path) -> bool:
+    """An earlier result of bench-models: a JSON object with its keys."""
+    import json
+
+    try:
+        content = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(content, dict) and {"pipeline", "device", "batch_sizes", "rows"} <= content.keys()

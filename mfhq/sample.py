@@ -10,7 +10,6 @@ import functools
 import hashlib
 import importlib.metadata
 import importlib.util
-import json
 import logging
 import math
 import os
@@ -20,6 +19,8 @@ from dataclasses import dataclass
 import av
 import cv2
 import numpy as np
+
+from mfhq.sample_out import check_sample_out, write_index
 
 SAMPLE_FPS = 25
 SIZE = 512
@@ -278,12 +279,12 @@ def _write_corrupt(path: pathlib.Path, donor: pathlib.Path, rng: np.random.Gener
 
 def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
     """Writes out/videos/*.mp4 and out/sample.json; returns the sample.json content as a dict."""
-    out = pathlib.Path(out)
+    out, rng, clips = pathlib.Path(out), np.random.default_rng(seed), []
+    plans = _plan_clips(rng)
+    check_sample_out(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")])
     videos = out / "videos"
     videos.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
-    clips = []
-    for clip_id, (frames, conditions) in _plan_clips(rng).items():
+    for clip_id, (frames, conditions) in plans.items():
         first = frames[0].layers[0][0]
         _write_mp4(videos / f"{clip_id}.mp4", frames, _background(rng, _read_image(_photo_file(first))))
         clips.append(_annotate(clip_id, frames, conditions))
@@ -293,8 +294,5 @@ def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
     clips += [_broken_entry("corrupt", "decode_error"), _broken_entry("empty", "empty")]
     sample = {"version": 1, "generator": "mfhq.sample", "seed": seed, "fps": SAMPLE_FPS, "size": [SIZE, SIZE],
               "photos": photo_provenance(), "clips": clips}
-    tmp = out / f".sample.json.{os.getpid()}.tmp"  # same folder, so os.replace is an atomic rename
-    with open(tmp, "w") as fh:
-        json.dump(sample, fh, indent=1)
-    os.replace(tmp, out / "sample.json")
+    write_index(out, sample)  # last: a folder without it is an interrupted sample
     return sample

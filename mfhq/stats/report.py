@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 # Every plot the report may write: a plot not made this time (no stage times) must not survive
 # from an earlier report into the folder.
 PLOTS = ("pose_yaw.png", "pose_pitch.png", "quality.png", "pose_spread.png", "throughput.png")
+TITLE = "<title>mfhq stats</title>"  # in the head of every report.html stats writes: how its own page is told
 
 
 def check_report_apart(out: Path, run_dirs: list[Path], manifest: Path | None) -> None:
     """--out must not be a run folder or the manifest folder (nor lie inside that): the report's
     files would sit among their files as if they were the run's or the manifest's, and a manifest
-    folder holding them is no longer one cluster-sample may rebuild."""
+    folder holding them is no longer one cluster-sample may rebuild. Nor a folder whose report.html
+    another command wrote (omniid-eval's), which the report would replace."""
     from mfhq.manifest.io import OutputError, placed
 
     for run in run_dirs:
@@ -38,6 +40,16 @@ def check_report_apart(out: Path, run_dirs: list[Path], manifest: Path | None) -
     if where:
         raise OutputError(f"--out {out}: {where} the manifest folder {folder}; write the report to a folder of its "
                           "own, e.g. --out reports")
+    page = Path(out) / "report.html"
+    if page.is_file() and not _our_page(page):
+        raise OutputError(f"--out {out}: holds a report.html that mfhq stats did not write (another command's output, "
+                          "an omniid-eval folder say, or yours), which the report would replace; write the report to a "
+                          "folder of its own, e.g. --out reports")
+
+
+def _our_page(page: Path) -> bool:
+    with open(page, "rb") as handle:
+        return TITLE.encode() in handle.read(4096)
 
 
 def run_query(run_dirs: list[Path], manifest: Path | None, sql: str) -> str:
@@ -201,7 +213,7 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
         shown = frame if len(frame) <= 40 else frame.head(40)
         texts.append((name, shown.to_string(index=False) + ("" if len(frame) <= 40 else f"\n... {len(frame)} rows")))
     images = _plots(frames, out)
-    parts = ["<!doctype html>", "<html lang='en'><head><meta charset='utf-8'><title>mfhq stats</title>", _STYLE,
+    parts = ["<!doctype html>", f"<html lang='en'><head><meta charset='utf-8'>{TITLE}", _STYLE,
              "</head><body>", "<h1>mfhq stats</h1><p class='meta'>runs: " + html.escape(", ".join(str(r) for r in run_dirs)) +
              (f"<br>manifest: {html.escape(str(manifest))}" if manifest else "") + "</p>",
              *(f"<p class='state{' warn' if line.startswith('WARNING') else ''}'>{html.escape(line)}</p>"

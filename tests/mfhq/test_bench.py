@@ -165,3 +165,13 @@ def test_bench_refuses_a_count_or_length_out_of_range_before_any_clip(tmp_path, 
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert message in result.stderr, result.stderr
     assert not clips.exists()
+
+
+def test_a_clips_index_cut_short_is_rendered_again_not_a_traceback(tmp_path):
+    out = tmp_path / "bench-clips"
+    (first,) = make_clips(out, 1, "1080p", seconds=0.2)
+    text = (out / "clips.json").read_text()
+    (out / "clips.json").write_text(text[: len(text) // 2])  # as a write killed part way leaves it
+    assert make_clips(out, 1, "1080p", seconds=0.2) == [first]
+    index = json.loads((out / "clips.json").read_text())
+    assert [entry["file"] for entry in index["clips"]] == [first.name] and index["seconds"] == 0.2

@@ -127,3 +127,15 @@ def test_the_gpu_memory_columns_name_the_allocator_they_count():
     assert "torch peak MiB" in header and "GPU peak" not in header
     cells = next(line for line in lines if line.startswith("detector")).split()
     assert cells[-2:] == ["0", "312"]  # the memory the model holds shows as in use, not as a peak
+
+
+def test_out_that_holds_another_file_is_refused_before_any_work(tmp_path):
+    # a file of another command (a manifest folder's README.md, here a copy) is never replaced by results
+    other = tmp_path / "README.md"
+    other.write_text("# a manifest folder's card\n")
+    result = run_cli("bench-models", "--batch-sizes", "1", "--repeats", "1", "--warmup", "0", "--out", str(other),
+                     check=False, env=_no_weights_env(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert (f"--out {other}: already holds a file that is not an `mfhq bench-models` result" in result.stderr
+            and "Traceback" not in result.stderr), result.stderr
+    assert other.read_text() == "# a manifest folder's card\n"

@@ -96,3 +96,27 @@ def test_one_checkpoint_given_twice_to_omniid_eval_is_refused(flow_run, sample_m
         assert (f"--checkpoint {twice[1]}: the checkpoint {flow_run} given again (both are {step}); its row would be "
                 "generated and scored twice") in caplog.text
         assert not (tmp_path / "eval").exists()
+
+
+def test_an_eval_or_generate_out_inside_the_manifest_folder_is_refused(flow_run, sample_manifest, caplog):
+    """omniid-eval's table, images and report went among the manifest's files (as a run's did
+    before omniid-train refused it), and cluster-sample then refused to rebuild the folder."""
+    from omniid.eval_cli import generate_main
+
+    folder = sample_manifest.parent
+    before = sorted(p.name for p in folder.iterdir())
+    crop = next(folder.rglob("*.jpg"), None) or sample_manifest  # any path: refused before it is read
+    for command, argv, what in (
+            (eval_main, ["--checkpoint", str(flow_run), "--manifest", str(folder), "--out", str(folder / "eval"),
+                         "--inputs", "1", "--targets", "1", "--steps", "1", "--no-swap"], "omniid-eval's files"),
+            (eval_main, ["--checkpoint", str(flow_run), "--manifest", str(folder), "--out", str(folder.parent / "ev"),
+                         "--export-multiid", str(folder / "multiid"), "--inputs", "1", "--steps", "1", "--no-swap"],
+             "the export's entries"),
+            (generate_main, ["--checkpoint", str(flow_run), "--images", str(crop), "--manifest", str(folder),
+                             "--out", str(folder / "gen"), "--steps", "1"], "omniid-generate's files")):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="omniid"):
+            assert command(argv) == 2
+        assert f"lies inside the manifest folder {folder} (--manifest); {what} would sit among the manifest's " \
+               "files" in caplog.text, caplog.text
+        assert sorted(p.name for p in folder.iterdir()) == before

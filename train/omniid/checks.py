@@ -57,20 +57,20 @@ def check_out_dir(out: str | Path, option: str = "--out") -> None:
         raise OutputError(str(error)) from None
 
 
-def check_out_outside_manifests(out: str | Path, manifests: dict[str, str | Path | None]) -> None:
-    """OutputError when --out is, or lies inside, the folder of a manifest the run reads
-    (manifests: {option: a manifest file or folder}): the run's checkpoints and log would sit
-    among the manifest's files, which `mfhq cluster-sample` then refuses to rebuild. A bare
-    Parquet file's folder (no manifest.json) is anyone's folder, not a manifest folder."""
+def check_out_outside_manifests(out: str | Path, manifests: dict[str, str | Path | None],
+                                what: str = "the run's checkpoints and log", example: str = "--out runs/NAME") -> None:
+    """OutputError when --out is, or lies inside, the folder of a manifest the command reads
+    (manifests: {option: a manifest file or folder}): `what` it writes would sit among the
+    manifest's files, which `mfhq cluster-sample` then refuses to rebuild. A bare Parquet file's
+    folder (no manifest.json) is anyone's folder, not a manifest folder."""
     for option, manifest in manifests.items():
         if manifest is None:
             continue
         folder = Path(manifest) if Path(manifest).is_dir() else Path(manifest).parent
         where = placed(out, folder) if (folder / SIDECAR).is_file() else None
         if where:
-            raise OutputError(f"--out {out}: {where} the manifest folder {folder} ({option}); the run's checkpoints "
-                              "and log would sit among the manifest's files. Give the run a folder of its own, "
-                              "e.g. --out runs/NAME")
+            raise OutputError(f"{example.split()[0]} {out}: {where} the manifest folder {folder} ({option}); {what} "
+                              f"would sit among the manifest's files. Give it a folder of its own, e.g. {example}")
 
 
 def mount_point(path: Path) -> Path:

@@ -45,12 +45,17 @@ def _cpu_threads(preset, device: str) -> None:
 def _check_first(args: argparse.Namespace, counts: dict, owner, keep: frozenset[str] = frozenset()) -> None:
     """The counts in their ranges and --out usable, before any model loads: a result that cannot
     be written is never computed, and an earlier output is never overwritten without --force."""
-    from omniid.checks import check_device, check_minimums
+    from omniid.checks import check_device, check_minimums, check_out_outside_manifests
     from omniid.eval_out import check_out
 
     check_minimums({"--steps": (args.steps, 1), **counts})
     check_device(args.device)
     check_out(args.out, owner, args.force, keep)
+    # its files among a manifest's would stop `mfhq cluster-sample` rebuilding the folder, as a run's do
+    manifests = {"--manifest": getattr(args, "manifest", None)}
+    check_out_outside_manifests(args.out, manifests, f"{owner.command}'s files", "--out eval/NAME")
+    if getattr(args, "export_multiid", None):
+        check_out_outside_manifests(args.export_multiid, manifests, "the export's entries", "--export-multiid multiid/NAME")
 
 
 def _common(p: argparse.ArgumentParser) -> None:

@@ -9,29 +9,25 @@ of another evaluation (its `--out` named), or `--out` itself, so a mistyped DIR 
 evaluations' entries or fills someone's folder.
 
 omniid-export.json is written before the first entry and lists the roots (one per row) it is
-about to write; a re-run deletes those roots, and only those, before writing its own.
+about to write, with "state": "running"; a re-run deletes those roots, and only those, before
+writing its own. It is rewritten with "state": "complete" after the last entry (each time by an
+atomic rename), so an export stopped part way is never read as complete: `--bench` refuses it
+(omniid.multiid.read_bench).
 """
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
-from mfhq.manifest.io import first_names
+from mfhq.manifest.io import atomic_write_json, first_names
 from omniid.checks import check_out_dir
 from omniid.errors import OutputError
-from omniid.multiid import entry_root, export_multiid
+from omniid.multiid import (COMPLETE, EXPORT_MARKER, EXPORT_WRITTEN_BY, RUNNING, entry_root, export_multiid,
+                            export_state)
 
 OPTION = "--export-multiid"
-MARKER = "omniid-export.json"
-
-
-def _marker(folder: Path) -> dict | None:
-    try:
-        marker = json.loads((folder / MARKER).read_text())
-    except (OSError, ValueError):
-        return None
-    return marker if isinstance(marker, dict) else None
+MARKER = EXPORT_MARKER
+_marker = export_state
 
 
 def check_export_dir(folder: str | Path, out: str | Path, force: bool = False) -> None:
@@ -58,7 +54,8 @@ def check_export_dir(folder: str | Path, out: str | Path, force: bool = False) -
         raise OutputError(f"{OPTION} {folder}: holds files that its export did not write ({first_names(foreign)}); "
                           f"give a new or empty folder")
     if not force:
-        raise OutputError(f"{OPTION} {folder}: holds an earlier export of this evaluation (--out {out}); give --force "
+        what = "" if marker.get("state", COMPLETE) == COMPLETE else " (interrupted: never completed)"
+        raise OutputError(f"{OPTION} {folder}: holds an earlier export of this evaluation{what} (--out {out}); give --force "
                           f"to replace it (its entries are deleted first), or a new folder")
 
 
@@ -71,6 +68,8 @@ def write_export(folder: str | Path, rows: list[dict], out: Path, prompt: str) -
     for root in earlier:
         if root and "/" not in root and root not in (".", ".."):  # a name the marker says we wrote, nothing else
             shutil.rmtree(folder / root, ignore_errors=True)
-    (folder / MARKER).write_text(json.dumps({"written_by": "omniid-eval --export-multiid (ours)",
-                                             "eval_out": str(Path(out).resolve()), "roots": roots}, indent=2))
-    return export_multiid(folder, rows, out, prompt)
+    marker = {"written_by": EXPORT_WRITTEN_BY, "eval_out": str(Path(out).resolve()), "roots": roots}
+    atomic_write_json(folder / MARKER, {**marker, "state": RUNNING})
+    written = export_multiid(folder, rows, out, prompt)
+    atomic_write_json(folder / MARKER, {**marker, "state": COMPLETE})  # last: every entry is whole
+    return written

@@ -6,8 +6,12 @@ Each checkpoint's state.json records its training manifest (`manifest`: the reso
 Where that file is still at its path, the evaluated identities are compared with its
 `identity_id`s (a manifest that only shares some identities is caught too); where it is gone,
 the evaluated manifest's SHA-256 is compared with the recorded one (the same file: every
-identity seen). Nothing is refused (the demo evaluates on its training manifest): the console,
-the table's header, report.html, a label column and settings.json ("seen_in_training") say it.
+identity seen). A file at the path whose SHA-256 is not the recorded one (`mfhq split` or
+`cluster-sample` rewrote the folder since) is not the training manifest: its identities are not
+compared (a re-split's train file is disjoint from its test file, so the row would read as held
+out), and the row says it was not checked ("rewritten"). Nothing is refused (the demo evaluates
+on its training manifest): the console, the table's header, report.html, a label column and
+settings.json ("seen_in_training") say it.
 A checkpoint saved before the record, or a --bench folder (entries, not manifest identities),
 cannot be checked and is not labelled.
 
@@ -42,13 +46,20 @@ def _training_identities(recorded: str) -> set[str] | None:
         return None
 
 
-def _recorded_seen(state: dict, manifest: Path, identities: list[str]) -> tuple[list[str], str] | None:
+def _recorded_seen(state: dict, manifest: Path, identities: list[str]) -> tuple[list[str], str] | str | None:
     """(the evaluated identities one run's training manifest holds, how that was found); None for a
-    state.json that records no manifest (saved before the record)."""
+    state.json that records no manifest (saved before the record); a str (why) where the file at the
+    recorded path is no longer the one it trained on (another SHA-256: `mfhq split` or
+    `cluster-sample` rewrote it), whose identities say nothing about what the run saw."""
     recorded, digest = state.get("manifest"), state.get("manifest_sha256")
     if not recorded and not digest:
         return None
     names = _training_identities(recorded) if recorded else None
+    if names is not None and digest and sha256_of(Path(recorded)) != digest:
+        if sha256_of(Path(manifest)) == digest:
+            return list(identities), "the evaluated manifest is its training manifest (same SHA-256)"
+        return (f"its training manifest {recorded} was rewritten since it trained (another SHA-256, e.g. by mfhq "
+                "split or cluster-sample), so the identities it trained on cannot be compared")
     if names is not None:
         return [n for n in identities if n in names], "identity_id overlap with its training manifest"
     if digest and sha256_of(Path(manifest)) == digest:
@@ -85,19 +96,24 @@ def seen_in_training(trained: dict[str, dict], manifest: Path, identities: list[
     found = {}
     for label, state in trained.items():
         links, unfollowed = _lineage(state)
-        by, seen = [], set()
+        by, seen, rewritten = [], set(), []
         for where, link in links:
             checked = _recorded_seen(link, manifest, identities)
+            if isinstance(checked, str):
+                rewritten.append(checked if where is None else f"its --init-from {where}: {checked}")
+                continue
             if where is not None and checked is None and unfollowed is None:
                 unfollowed = f"its --init-from {where} records no training manifest to compare"
             if checked and checked[0]:
                 by.append({"run": where, "stage": link.get("stage"), "training_manifest": link.get("manifest"),
                            "seen": len(checked[0]), "how": checked[1]})
                 seen.update(checked[0])
-        if by or unfollowed:
+        if by or unfollowed or rewritten:
             first = by[0] if by else {}
             found[label] = {"seen": len(seen), "of": len(identities),
-                            "training_manifest": first.get("training_manifest"), "how": first.get("how"), "by": by, **({"unfollowed": unfollowed} if unfollowed else {})}
+                            "training_manifest": first.get("training_manifest"), "how": first.get("how"), "by": by,
+                            **({"unfollowed": unfollowed} if unfollowed else {}),
+                            **({"rewritten": "; ".join(rewritten)} if rewritten else {})}
     return found
 
 
@@ -107,8 +123,8 @@ def _by_line(link: dict) -> str:
 
 
 def seen_line(seen: dict[str, dict]) -> str | None:
-    """The warning the console, table.md and report.html give, None when no row saw its identities
-    and every row's chain of runs was followed."""
+    """The warning the console, table.md and report.html give, None when no row saw its identities,
+    every row's chain of runs was followed and every training manifest was the file trained on."""
     saw = {label: s for label, s in seen.items() if s["seen"]}
     unfollowed = {label: s["unfollowed"] for label, s in seen.items() if s.get("unfollowed")}
     lines = []
@@ -120,6 +136,11 @@ def seen_line(seen: dict[str, dict]) -> str | None:
         rows = "; ".join(f"{label}: {why}" for label, why in unfollowed.items())
         lines.append(f"TRAINING DATA NOT FULLY CHECKED: these rows may have seen the identities in a run they "
                      f"started from. {rows}.")
+    rewritten = {label: s["rewritten"] for label, s in seen.items() if s.get("rewritten")}
+    if rewritten:
+        rows = "; ".join(f"{label}: {why}" for label, why in rewritten.items())
+        lines.append(f"TRAINING DATA NOT CHECKED: these rows may have seen the identities; held-out numbers may not "
+                     f"apply. {rows}.")
     return " ".join(lines) or None
 
 
@@ -131,10 +152,13 @@ def seen_labels(seen: dict[str, dict], generated: list[str]) -> dict[str, dict[s
 
 def _label(seen: dict) -> str:
     """'saw 2/2 identities', '... (mtd)' when a run it started from saw them; '; its --init-from not
-    checked' (or 'unknown: ...' when nothing was seen) where that chain could not be followed."""
+    checked' (or 'unknown: ...' when nothing was seen) where that chain could not be followed, and
+    '; training manifest rewritten since' where a run's manifest is no longer the file it trained on."""
+    why = [text for key, text in (("unfollowed", "its --init-from not checked"),
+                                  ("rewritten", "training manifest rewritten since")) if seen.get(key)]
     if not seen["seen"]:
-        return "unknown: its --init-from not checked"
+        return "unknown: " + "; ".join(why)
     text = f"saw {seen['seen']}/{seen['of']} identities"
     if any(link["run"] is not None for link in seen["by"]):
         text += f" ({', '.join(dict.fromkeys(str(link['stage']) for link in seen['by']))})"
-    return text + ("; its --init-from not checked" if seen.get("unfollowed") else "")
+    return "; ".join([text, *why])

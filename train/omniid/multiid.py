@@ -22,6 +22,11 @@ names it in a warning, a note under the table and settings.json (`skipped`).
 `bench_seeds(DIR, metas, required)` gives each entry's seed from its meta.json (our key `seed`):
 generating from a --bench folder uses them, so an exported entry is generated again as it was;
 an entry without one is refused when generating, naming its meta.json.
+An export of ours says in its folder's omniid-export.json (EXPORT_MARKER, beside the roots) whether
+it was completed: `read_bench` refuses a root of an export whose marker says "running" (the
+evaluation stopped while writing it: entries missing or cut short), naming the marker. A marker
+without a state (written before the state was recorded) and a folder of someone else's (no
+marker) are read as they are.
 """
 from __future__ import annotations
 
@@ -34,6 +39,9 @@ from omniid.errors import DataError
 from omniid.eval_plan import Plan
 
 BENCH_ROW = "bench out"
+EXPORT_MARKER = "omniid-export.json"
+EXPORT_WRITTEN_BY = "omniid-eval --export-multiid (ours)"
+RUNNING, COMPLETE = "running", "complete"
 SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 JPEG_QUALITY = 95
 
@@ -76,7 +84,7 @@ def export_multiid(root: str | Path, rows: list[dict], out: Path, prompt: str) -
             _write_jpeg(Path(path), entry / f"ref_{n}.jpg")
         meta = {"prompt": prompt, "identity_id": r["identity_id"], "representation": r["representation"],
                 "k": r["k"], "target": r["target"], "sample": r["sample"], "seed": r["seed"],
-                "written_by": "omniid-eval --export-multiid (ours)"}
+                "written_by": EXPORT_WRITTEN_BY}
         (entry / "meta.json").write_text(json.dumps(meta, indent=2))
         written += 1
     return written
@@ -100,6 +108,30 @@ def _meta(path: Path, unreadable: list[str]) -> dict:
     return meta
 
 
+def export_state(folder: Path) -> dict | None:
+    """The omniid-export.json of an export folder, None where there is none or it is no JSON object."""
+    try:
+        marker = json.loads((folder / EXPORT_MARKER).read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) else None
+
+
+def _check_completed(root: Path) -> None:
+    """DataError where `root` is (a root of) an export of ours that never completed."""
+    given, root = root, root.resolve()  # "multiid/omniid/." has its export folder above it too
+    for folder in (root, root.parent):
+        marker = export_state(folder)
+        if marker is None or marker.get("written_by") != EXPORT_WRITTEN_BY:
+            continue
+        if folder != root and root.name not in marker.get("roots", []):
+            continue
+        if marker.get("state", COMPLETE) != COMPLETE:  # no state: written before it was recorded
+            raise DataError(f"--bench {given}: an interrupted omniid-eval --export-multiid ({folder / EXPORT_MARKER} "
+                            f"says {marker.get('state')!r}, never 'complete'): its entries may be missing or cut "
+                            f"short; run that evaluation again with --force to finish the export")
+
+
 def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict], dict[str, str]]:
     """({entry: Plan(inputs=refs, targets=[ori], ks=(len(refs),), outputs={k: [out]})}, {entry: meta},
     {folder: why it is not an entry}): a folder without an ori.* or a ref_1.* image cannot be
@@ -107,6 +139,7 @@ def read_bench(root: str | Path) -> tuple[dict[str, Plan], dict[str, dict], dict
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"--bench {root}: not a folder")
+    _check_completed(root)
     plans, metas, unreadable, skipped = {}, {}, [], {}
     for entry in sorted(p for p in root.iterdir() if p.is_dir()):
         ori = _one(entry, "ori")

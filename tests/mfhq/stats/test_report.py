@@ -172,3 +172,18 @@ def test_manifest_rows_carry_face_size_and_stats_counts_the_upscaled(manifests, 
     result = run_cli("stats", "--run", str(sample_run), "--manifest", str(manifests),
                      "--sql", f"SELECT value FROM headline WHERE metric = '{UPSCALED}'")
     assert result.stdout.split() == ["value", str(upscaled)]
+
+
+def test_an_out_holding_another_commands_report_html_is_refused(sample_run, tmp_path):
+    """An omniid-eval output folder (its marker, table and report.html): before, stats deleted its
+    report.html and wrote its own in its place, beside a marker still saying the eval was complete."""
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "omniid-eval.json").write_text('{"state": "complete", "written_by": "omniid-eval"}')
+    (out / "table.md").write_text("| Representation | setting |\n")
+    (out / "report.html").write_text("<!doctype html><html><head><title>omniid-eval</title></head></html>")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    result = run_cli("stats", "--run", str(sample_run), "--out", str(out), check=False)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--out {out}: holds a report.html that mfhq stats did not write" in result.stderr, result.stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before

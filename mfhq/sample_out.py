@@ -1,0 +1,54 @@
+"""`mfhq sample --out DIR`: which folders the sample may be written into, and its sample.json.
+
+The sample writes DIR/videos/<clip>.mp4 and, last, DIR/sample.json (by an atomic rename: a
+folder without it is a sample that was stopped part way, and the next `mfhq sample` writes every
+file again). DIR is taken when it is new, empty, or a sample of the same --seed (written again:
+the same seed gives the same files, byte for byte). Refused in one line before anything is
+written: a folder holding anything else (another command's output: a run or manifest folder, or
+files of yours), since the sample would be written among them, and a sample of another --seed,
+whose videos would be replaced under any run extracted from them. Names starting with "." (the
+temporary files of an interrupted write) are not counted.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mfhq.manifest.io import OutputError, atomic_write_bytes, first_names
+
+INDEX = "sample.json"
+GENERATOR = "mfhq.sample"
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def check_sample_out(out: Path, seed: int, videos: list[str]) -> None:
+    """OutputError naming `out` unless the sample of `seed` (its `videos`: file names) may be
+    written there (see the module doc)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
+    foreign = [n for n in _names(out) if n not in ("videos", INDEX)]
+    foreign += [f"videos/{n}" for n in _names(out / "videos") if n not in videos]
+    if foreign:
+        raise OutputError(f"--out {out}: holds files that are not the sample's ({first_names(foreign)}); the sample "
+                          "would be written among them. Give a new or empty folder (nothing was written)")
+    if not (out / INDEX).exists():
+        return  # new, empty, or a sample stopped before its sample.json: written (again) whole
+    try:
+        index = json.loads((out / INDEX).read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise OutputError(f"--out {out}: its {INDEX} cannot be read ({error}); give a new or empty folder") from None
+    if not isinstance(index, dict) or index.get("generator") != GENERATOR:
+        raise OutputError(f"--out {out}: its {INDEX} was not written by `mfhq sample`; give a new or empty folder")
+    if index.get("seed") != seed:
+        raise OutputError(f"--out {out}: holds the sample of --seed {index.get('seed')}; --seed {seed} would replace "
+                          f"its videos (and a run extracted from them would no longer describe them). Give --seed "
+                          f"{index.get('seed')} to write it again, or a new folder")
+
+
+def write_index(out: Path, sample: dict) -> None:
+    """sample.json, written last and by an atomic rename: the sample is complete."""
+    atomic_write_bytes(Path(out) / INDEX, json.dumps(sample, indent=1).encode())
