@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfhq.errors import MfhqError
-from mfhq.manifest.io import sha256_of
+from mfhq.manifest.io import atomic_write_bytes, sha256_of
 from mfhq.models.registry import all_backends
 from mfhq.models.weights import (LOCK_NAME, MODELS_DIR_ENV, WeightFile, WeightsCorrupt, candidates, check,
                                  library_message, models_dir, size_text)
@@ -177,14 +177,16 @@ def _download(wf: WeightFile, folder: Path) -> Path:
     done = folder / (wf.url.rstrip("/").rsplit("/", 1)[-1] or wf.name)
     if done.is_file():  # fetched earlier in this run (one archive, several members)
         return done
-    if wf.url.startswith("file://"):  # a local mirror: nothing to resume
-        shutil.copyfile(urllib.request.url2pathname(wf.url[len("file://"):]), done)
+    part = done.with_name(done.name + ".part")
+    if wf.url.startswith("file://"):  # a local mirror: nothing to resume, but a copy cut short
+        # must not take the name that says "complete" (the next fetch would store it)
+        shutil.copyfile(urllib.request.url2pathname(wf.url[len("file://"):]), part)
+        part.replace(done)
         return done
     try:
         from huggingface_hub.file_download import http_get
     except ImportError as exc:
         raise DownloadError(f"{wf.name}: downloads need huggingface_hub (pip install huggingface-hub)") from exc
-    part = done.with_name(done.name + ".part")
     resume = part.stat().st_size if part.is_file() else 0
     if resume:
         log.info("%s: resuming %s at %.1f MB", wf.name, wf.url, resume / 1e6)
@@ -244,4 +246,5 @@ def _record(folder: Path, path: Path) -> None:
     lines = [line for line in (lock.read_text().splitlines() if lock.is_file() else [])
              if not line.endswith("  " + path.name)]
     lines.append(f"{sha256_of(path)}  {path.name}")
-    lock.write_text("\n".join(sorted(lines, key=lambda s: s.split("  ", 1)[-1])) + "\n")
+    text = "\n".join(sorted(lines, key=lambda s: s.split("  ", 1)[-1])) + "\n"
+    atomic_write_bytes(lock, text.encode())  # a killed fetch never leaves the record of every file cut short

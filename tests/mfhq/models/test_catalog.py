@@ -13,6 +13,7 @@ import pytest
 
 from mfhq.models.catalog import fetch, verify
 from mfhq.models.insightface_onnx import ARCFACE_R50, SCRFD_10G
+from mfhq.models.sixdrep_pose import SIXDREPNET
 from mfhq.models.weights import LOCK_NAME, WeightsCorrupt, resolve
 
 
@@ -110,3 +111,30 @@ def test_a_failed_download_names_the_file_and_keeps_the_partial(weights_server, 
     assert "DownloadError: model.pth: download from " + base + "/missing.pth failed" in result.stderr
     assert "resume" in result.stderr
     assert (tmp_path / ".partial" / "missing.pth.part").read_bytes() == b"first half"
+
+
+def test_a_mirror_copy_cut_short_is_copied_again_not_stored(tmp_path):
+    """A fetch from a file:// mirror stopped part way (here by a file-size limit, as a full disk
+    stops it) left its copy under the name that means complete, and the next fetch stored the
+    truncated file (no published hash to catch it) and recorded its hash."""
+    import resource
+    import signal
+
+    data = os.urandom(300_000)
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "model.pth").write_bytes(data)
+    url, target = (tmp_path / "mirror" / "model.pth").as_uri(), tmp_path / "models"
+    code = ("import sys, dataclasses; from pathlib import Path; from mfhq.models.catalog import fetch; "
+            "from mfhq.models.sixdrep_pose import SIXDREPNET as W; "
+            "fetch(Path(sys.argv[2]), files=[dataclasses.replace(W, name='model.pth', url=sys.argv[1], sha256=None)])")
+
+    def limit_file_size():  # writes past 100 kB fail with EFBIG (the signal ignored, as a full disk fails)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    cut = subprocess.run([sys.executable, "-c", code, url, str(target)], capture_output=True, text=True,
+                         preexec_fn=limit_file_size)
+    assert cut.returncode != 0 and not (target / "model.pth").exists(), cut.stderr
+    fetch(target, files=[dataclasses.replace(SIXDREPNET, name="model.pth", url=url, sha256=None)])
+    assert (target / "model.pth").read_bytes() == data
+    assert not list((target / ".partial").iterdir())
