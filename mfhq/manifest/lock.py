@@ -135,6 +135,12 @@ class FolderLock:
         self.release()
 
 
+def holder_alive(holder: dict) -> bool:
+    """Whether a lock's holder may still be writing: a live (or unreaped-but-not-exited) process
+    on this host, or any holder on another host (which cannot be checked from here)."""
+    return bool(holder) and not _stale(holder)
+
+
 def _stale(holder: dict) -> bool:
     if holder.get("host") != socket.gethostname():
         return False
@@ -144,7 +150,18 @@ def _stale(holder: dict) -> bool:
         return True
     except (PermissionError, TypeError, ValueError):
         return not isinstance(holder.get("pid"), int)
-    return False
+    return _zombie(int(holder["pid"]))
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but whose parent has not reaped it yet (a container whose first
+    process never reaps, or a parent still busy) answers kill(pid, 0) though it will never write
+    again. Linux says so in /proc; elsewhere it is taken as alive."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state in ("Z", "X")
 
 
 def _remove_stale(lock: Path, judged: bytes, me: Path) -> dict:

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import ShardMarkers
-from mfhq.manifest.lock import read_holder
+from mfhq.manifest.lock import holder_alive, read_holder
 
 COMPLETE = "complete"
 log = logging.getLogger(__name__)
@@ -33,16 +31,7 @@ def _read_json(path: Path) -> dict:
 
 
 def _holder_alive(run_dir: Path) -> bool:
-    holder = read_holder(run_dir)
-    if not holder or holder.get("host") != socket.gethostname():
-        return bool(holder)  # another host's lock cannot be checked: take it as alive
-    try:
-        os.kill(int(holder.get("pid")), 0)
-    except (ProcessLookupError, TypeError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return holder_alive(read_holder(run_dir))
 
 
 @dataclass(frozen=True)

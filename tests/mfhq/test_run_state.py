@@ -140,3 +140,24 @@ def test_summary_of_a_run_stopped_before_its_first_shard_says_its_state(sample_r
     lines = run_cli("summary", "--run", str(run), env={**os.environ, "COLUMNS": "400"}).stdout.splitlines()
     assert lines[0].startswith(f"WARNING: run {run}: interrupted: 0 of 3 shards done, 6 of 6 clips never processed")
     assert lines[-1] == "0 clips, 0 ok, 6 never processed"
+
+
+def test_a_run_whose_extract_exited_unreaped_reads_as_killed_not_running(sample_run, tmp_path):
+    """The lock's holder exited and nobody reaped it yet (a container whose first process never
+    reaps): summary said "running now (another `mfhq extract` is at work)" for a dead run."""
+    import socket
+
+    from mfhq.manifest.run_state import read_run_state
+    from unreaped import unreaped_pid
+
+    run = tmp_path / "run"
+    shutil.copytree(sample_run, run)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "state": "running"}))
+    with unreaped_pid() as pid:
+        (run / "lock").write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "since": "then",
+                                              "token": "gone"}))
+        assert read_run_state(run).state == "stopped without a word (the process was killed)"
+    (run / "lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": "now",
+                                          "token": "alive"}))
+    assert read_run_state(run).state == "running"  # a live holder is still at work

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from lock_taker import GUARD_S, take_in_rounds
+from unreaped import unreaped_pid
 from mfhq.manifest.lock import CLAIM, FolderInUse, FolderLock, read_holder
 
 TAKERS, ROUNDS = 4, 6
@@ -102,3 +103,12 @@ def test_a_live_takeover_is_left_to_its_taker(tmp_path, dead_pid):
                                           rf"by pid {os.getpid()} on host {socket.gethostname()}"):
         FolderLock(folder).acquire()
     assert (folder / "lock").read_bytes() == stale and claim.exists()
+
+
+def test_a_lock_held_by_a_process_that_exited_unreaped_is_taken_over(tmp_path):
+    """An exited process nobody has reaped yet (a zombie) still answers kill(pid, 0): its lock was
+    judged live, so a killed run's folder read as "in use" until its parent reaped it."""
+    with unreaped_pid() as pid:
+        _stale_lock(tmp_path / "run", pid)
+        with FolderLock(tmp_path / "run"):
+            assert read_holder(tmp_path / "run")["pid"] == os.getpid()
