@@ -28,8 +28,7 @@ import json
 import logging
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from mfhq.manifest import read_manifest
 from mfhq.manifest.io import sha256_of
 from omniid.checkpoint import STATE_FILE
 
@@ -39,11 +38,13 @@ HELD_OUT = "held out"
 
 
 def _training_identities(recorded: str) -> set[str] | None:
-    """The identity_ids of a recorded training manifest, None when it cannot be read any more."""
-    try:
-        return {str(name) for name in pq.read_table(recorded, columns=["identity_id"]).column(0).to_pylist()}
-    except (OSError, ValueError, KeyError):  # moved, deleted, or not Parquet: fall back to the SHA-256
+    """The identity_ids of a recorded training manifest, None when it is no longer at its path
+    (moved or deleted: the caller falls back to the SHA-256). One that is there is read through the
+    contract's reader: a damaged, retyped or foreign file is a ManifestError naming it, never a set
+    of wrong names (an int64 column's numbers) or a silent fallback."""
+    if not Path(recorded).is_file():
         return None
+    return set(read_manifest(recorded, ["identity_id"], kind="manifest").column(0).to_pylist())
 
 
 def _recorded_seen(state: dict, manifest: Path, identities: list[str]) -> tuple[list[str], str] | str | None:
