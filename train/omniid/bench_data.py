@@ -5,8 +5,8 @@
 
 For each stage the trainer's own dataset (`FewToManyDataset` with the stage's counts, sizes and
 loader options, in the flow stage joined by `--representation`'s as in training: the `arcface`
-baselines' 112 px read of each input crop) builds `--items` items one after another on one thread, as a loader worker does:
-CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
+baselines' 112 px read of each input crop) builds `--items` items one after another on one
+thread, as a loader worker does: CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
 items' distinct crop files decoded in full by PIL and nothing else. A real DataLoader with
 `--workers` processes then streams batches, for its items/s with collation and the hand-over
 between processes. The loader cores one GPU needs = the GPU's items/s x CPU seconds per item

@@ -26,6 +26,7 @@ import torch
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.representations import REPRESENTATIONS
 from omniid.run_progress import peak_gpu_gb
 from omniid.train_step import optimizer_step
 
@@ -80,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,2,4,8", help="identities per step (each with the preset's targets)")
     p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--representation", default="omniid", help="as omniid-train's (a baseline needs its identity model)")
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
+                   help="as omniid-train's (a baseline needs its identity model)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
     p.add_argument("--no-grad-checkpointing", action="store_true")
     args = p.parse_args(argv)

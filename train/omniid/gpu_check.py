@@ -33,6 +33,7 @@ from omniid.encoder import quiet_random_init
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.representations import REPRESENTATIONS
 from omniid.run_progress import peak_gpu_gb
 
 STAGES = ("mtd", "flow")  # the stages with a paper architecture to check
@@ -96,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), metavar="LIST", help="stages to check, comma-separated")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
     p.add_argument("--batch-size", type=int, metavar="N", help="identities per GPU (default: the preset's)")
-    p.add_argument("--representation", default="omniid", metavar="NAME",
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
                    help="the flow stage's, as omniid-train's (a baseline needs its identity model's weights)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (to test this script)")
     args = p.parse_args(argv)
