@@ -64,15 +64,16 @@ def test_omniid_train_refuses_a_damaged_test_manifest_in_one_line(sample_manifes
 @pytest.mark.parametrize("make, problem", [(_retyped, "'identity_id' is binary, expected string"),
                                            (_damaged, "damaged Parquet data"), (_foreign, "holds a run's faces/ shard")])
 def test_a_bad_recorded_training_manifest_is_named_not_read_as_held_out(sample_manifest, tmp_path, make, problem):
-    """The recorded file is there but cannot be read as a manifest: before, a retyped one gave
-    identity_ids that matched nothing (every identity 'held out'), a damaged one fell back to the
-    SHA-256 as if it had moved."""
+    """The recorded file is there, the very file recorded (its SHA-256; or a state.json from before
+    the digest), yet cannot be read as a manifest (checks added since it trained): before, a retyped
+    one gave identity_ids that matched nothing (every identity 'held out'), a damaged one fell back
+    to the SHA-256 as if it had moved. (A file of another SHA-256 is not read: `rewritten`.)"""
     recorded = make(sample_manifest, tmp_path / "train.parquet")
-    state = {"manifest": str(recorded), "manifest_sha256": sha256_of(sample_manifest)}
     names = sorted(set(pq.read_table(sample_manifest, columns=["identity_id"]).column(0).to_pylist()))
-    with pytest.raises(ManifestError) as error:
-        seen_in_training({"omniid": state}, sample_manifest, names)
-    assert str(error.value).startswith(f"{recorded}: ") and problem in str(error.value)
+    for state in ({"manifest": str(recorded), "manifest_sha256": sha256_of(recorded)}, {"manifest": str(recorded)}):
+        with pytest.raises(ManifestError) as error:
+            seen_in_training({"omniid": state}, sample_manifest, names)
+        assert str(error.value).startswith(f"{recorded}: ") and problem in str(error.value)
 
 
 def test_a_recorded_training_manifest_that_moved_still_falls_back_to_the_sha256(sample_manifest, tmp_path):
