@@ -39,7 +39,10 @@ _BODY = """
 Parquet file carries `mfhq.schema_version` in its metadata, and `manifest.json` its `schema_version`; readers
 (`mfhq.manifest.read_manifest`, `ManifestFolder`, `omniid.data`) refuse another version with an
 error that names the file, except an older one they still read (version 2: it lacks `face_size`,
-read as null). The folder is written as one unit: `manifest.json` is removed first and
+read as null). Each Parquet file also names its kind in its metadata (`mfhq.schema`: `manifest` for
+train/test, `identities`); a file read as one kind that holds another (an `identities.parquet` copied
+over `train.parquet`, a run's `faces/` shard given as a manifest) is refused in an error naming the
+file, the kind asked for and the kind it holds. The folder is written as one unit: `manifest.json` is removed first and
 written last, listing every file with its size and sha256, and readers refuse a folder without it
 (an interrupted write) and a listed file that differs (files of two writes).
 

@@ -24,15 +24,14 @@ import pyarrow.parquet as pq
 from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
                               sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.manifest.schema import (MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError, as_contract,
-                                  check_runs_once, check_types, check_version, fill_lacking, lacking)
+from mfhq.manifest.schema import (IDENTITIES, MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError,
+                                  as_contract, check_kind, check_runs_once, check_types, check_version, fill_lacking, lacking)
 
 REBUILD = "rebuild it with `mfhq cluster-sample` (or use the mfhq release that wrote it)"
 # The sidecar's `crops`: whether the crop and mask files its rows name exist. "written": extract
 # wrote them (align.crops: extract); "pending": its runs recorded candidates only (align.crops:
 # materialize) and `mfhq materialize` has not finished; "materialized": it has.
 CROPS_STATES = ("written", "pending", "materialized")
-IDENTITIES = "identities.parquet"
 WRITTEN = (*(f"{name}.parquet" for name in SPLITS), IDENTITIES)  # what a finished write always holds
 CARD = "README.md"  # the dataset card (mfhq.manifest.card)
 MATERIALIZE = "materialize"  # `mfhq materialize`'s plan and shard markers (mfhq.materialize)
@@ -50,9 +49,9 @@ class ManifestLock(FolderLock):
     what = "manifest folder"
 
 
-def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
-    """Read train/test/identities Parquet, refusing a missing file, a file that is not Parquet, another schema
-    version, a column of another type (schema.reads_as) or missing columns; every error names the file. Columns
+def read_manifest(path: Path, columns: list[str] | None = None, kind: str | None = None) -> pa.Table:
+    """Read train/test/identities Parquet, refusing a missing file, a file that is not Parquet, rows of another `kind` (check_kind),
+    another schema version, a column of another type (schema.reads_as) or missing columns; every error names the file. Columns
     come back in the contract's types, an older readable version's lacking ones (MANIFEST_READABLE) as NULLs."""
     path = Path(path)
     if not path.is_file():
@@ -61,8 +60,9 @@ def read_manifest(path: Path, columns: list[str] | None = None) -> pa.Table:
         schema = pq.read_schema(path)
     except Exception as exc:  # pyarrow raises several types for a file that is not Parquet
         raise ManifestError(f"{path}: not a readable Parquet file ({exc})") from exc
+    kind = check_kind(path, schema, kind)
     version = check_version(path, schema.metadata, MANIFEST_VERSION, REBUILD, what="manifest", readable=MANIFEST_READABLE)
-    expected = check_types(path, schema)  # before the sidecar's list: a retyped file is named for what is wrong
+    expected = check_types(path, schema, kind)  # before the sidecar's list: a retyped file is named for what is wrong
     lacks = lacking(schema, version, columns)
     missing = [c for c in columns or [] if c not in schema.names and c not in lacks]
     if missing:

@@ -47,6 +47,7 @@ MANIFEST_VERSION = "3"    # 2: crop/mask paths relative to the run (as in faces/
 MANIFEST_READABLE = {"2": frozenset({"face_size"}), MANIFEST_VERSION: frozenset()}
 SIDECAR = "manifest.json"
 SPLITS = ("train", "test")
+IDENTITIES = "identities.parquet"
 
 
 class ManifestError(MfhqError, RuntimeError):
@@ -158,9 +159,35 @@ def fill_lacking(table: pa.Table, lacks: list[str], columns: list[str] | None) -
     return table.select(columns if columns is not None else [n for n in MANIFEST_SCHEMA.names if n in table.column_names])
 
 
-def contract_of(schema: pa.Schema) -> pa.Schema:
-    """The schema a manifest folder's Parquet file is held to: identities.parquet's own, else the rows'."""
-    return IDENTITY_SCHEMA if (schema.metadata or {}).get(b"mfhq.schema") == b"identities" else MANIFEST_SCHEMA
+def contract_of(schema: pa.Schema, kind: str | None = None) -> pa.Schema:
+    """The schema a manifest folder's Parquet file is held to: that of the `kind` it was read as
+    (check_kind), else of the kind its metadata names: identities.parquet's own, else the rows'."""
+    kind = kind or (schema.metadata or {}).get(b"mfhq.schema", b"").decode()
+    return IDENTITY_SCHEMA if kind == "identities" else MANIFEST_SCHEMA
+
+
+# What each kind of our Parquet files holds, as the messages name it: every writer of ours puts the
+# kind in the file's metadata (`mfhq.schema`, versioned_schema), the one mark that tells them apart.
+HOLDS = {"manifest": "manifest rows (train/test: one per sampled face)",
+         "identities": "identities rows (identities.parquet: one per clip)",
+         "faces": "a run's faces/ shard (one row per detected face)", "clips": "a run's clips/ shard (one row per clip)"}
+
+
+def check_kind(path, schema: pa.Schema, asked: str | None = None) -> str:
+    """Refuse a file that holds another kind of rows than the one `asked` for (by default the kind
+    its name says: identities.parquet the identities, any other name the manifest rows), before its
+    version is read (run files count versions of their own); returns the kind. Without it, an
+    identities file (or a run's faces/ shard) saved as train.parquet read as whatever its columns
+    allowed, and failed, if at all, only where a caller asked for a column it lacks. A file without
+    the mark (none of ours) is held to the kind asked for and its columns checked as that."""
+    asked = asked or ("identities" if Path(path).name == IDENTITIES else "manifest")
+    held = (schema.metadata or {}).get(b"mfhq.schema", b"").decode()
+    if held and held != asked:
+        what = HOLDS.get(held, f"mfhq.schema {held!r}")
+        raise ManifestError(f"{path}: holds {what}, not the {HOLDS[asked]} asked for (its metadata's mfhq.schema is "
+                            f"{held!r}, not {asked!r}): a file copied or renamed over another; give the {asked} file "
+                            "`mfhq cluster-sample` wrote, or rebuild the folder with it")
+    return asked
 
 
 def reads_as(found: pa.DataType, expected: pa.DataType) -> bool:
@@ -201,12 +228,12 @@ def retyped(schema: pa.Schema, expected: pa.Schema) -> list[str]:
             if f.name in schema.names and not reads_as(schema.field(f.name).type, f.type)]
 
 
-def check_types(path, schema: pa.Schema) -> pa.Schema:
+def check_types(path, schema: pa.Schema, kind: str | None = None) -> pa.Schema:
     """Refuse a manifest folder's file whose columns are not of its contract's types (reads_as),
     naming every such column in one error; returns the contract (contract_of). Every readable
     version has these types (version 2 only lacks face_size): a column a file lacks is no type
     error here, and columns outside the contract are left alone."""
-    expected = contract_of(schema)
+    expected = contract_of(schema, kind)
     wrong = retyped(schema, expected)
     if wrong:
         kind = expected.metadata[b"mfhq.schema"].decode()

@@ -7,14 +7,17 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mfhq.manifest import MANIFEST_SCHEMA
 from mfhq.manifest.io import sha256_of
 from omniid.eval_seen import seen_in_training, seen_labels, seen_line
 
 
 def _manifest(path, identities: list[str]) -> None:
-    """A manifest's identity column, two faces an identity (what the check reads of it)."""
-    pq.write_table(pa.table({"identity_id": [i for i in identities for _ in range(2)],
-                             "crop_path": [f"crops/{i}/{n}.jpg" for i in identities for n in range(2)]}), path)
+    """A manifest's identity column, two faces an identity (what the check reads of it), with the
+    contract's metadata (kind and version): the check reads it through `read_manifest`."""
+    table = pa.table({"identity_id": [i for i in identities for _ in range(2)],
+                      "crop_path": [f"crops/{i}/{n}.jpg" for i in identities for n in range(2)]})
+    pq.write_table(table.replace_schema_metadata(MANIFEST_SCHEMA.metadata), path)
 
 
 def test_a_training_manifest_rewritten_since_is_not_read_as_what_the_checkpoint_saw(tmp_path):

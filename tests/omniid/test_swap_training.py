@@ -1,7 +1,8 @@
 """Does the representation carry identity? The MTD stage trained on CPU on three people of the
 sample (the tiny-swap preset: each identity's last 2 faces held out), then the identity-swap gap
-on those held-out frames: clearly positive with the encoder, about zero when the encoder's
-output is replaced by a constant (so the check can fail), with a warning naming stage and step."""
+on those held-out frames: clearly positive with the encoder, well beyond that of a decoder shown
+the patches it is graded on, about zero when the encoder's output is replaced by a constant (so the
+check can fail), with a warning naming stage and step."""
 from __future__ import annotations
 
 import json
@@ -56,13 +57,34 @@ def test_the_swap_gap_is_measured_on_views_the_representation_was_not_given(peop
             assert inputs and targets and not set(inputs) & set(targets), (inputs, targets)
 
 
-def test_mtd_swap_gap_on_held_out_frames_is_clearly_positive(people_manifest, tmp_path):
-    out = tmp_path / "mtd"
-    assert main(["--manifest", str(people_manifest), "--preset", "tiny-swap", "--stage", "mtd", "--out", str(out),
+def _mtd_heldout(manifest: Path, out: Path) -> dict:
+    """The held-out record of a tiny-swap MTD run of STEPS steps (the preset's fixed seed)."""
+    assert main(["--manifest", str(manifest), "--preset", "tiny-swap", "--stage", "mtd", "--out", str(out),
                  "--steps", str(STEPS), "--eval-every", str(STEPS), "--save-every", str(STEPS)]) == 0
     held = _heldout(out)
     assert held["step"] == STEPS
-    # measured +0.12 (+37% of the own loss 0.33; seed 1: +0.16, +55%); zero would mean the decoder ignores ℓ
+    return held
+
+
+def test_mtd_swap_gap_on_held_out_frames_is_clearly_positive(people_manifest, tmp_path, monkeypatch):
+    """The gap is decided against a control run of the same seed and data whose decoder is shown the
+    patches it is graded on (its patch mask inverted: they keep their pixels, the others become mask
+    tokens), so that ℓ is needed far less. Hiding them must make ℓ matter (the gap) well beyond that.
+    A fixed threshold decided alone, with little room: the decoder shown its masked patches reached
+    a gap of 0.039 against 0.05 (seed 1 of the preset: 0.056, past it), while the real run had 0.12.
+    Were the product's masking inverted, the two runs swap roles and the ratio falls to about 1/3."""
+    from omniid.objectives.mtd import MaskedTransformerDecoder
+
+    held = _mtd_heldout(people_manifest, tmp_path / "hidden")
+    decode = MaskedTransformerDecoder.forward_decoder
+    monkeypatch.setattr(MaskedTransformerDecoder, "forward_decoder",
+                        lambda self, latent, targets, masked: decode(self, latent, targets, ~masked))
+    shown = _mtd_heldout(people_manifest, tmp_path / "shown")
+    # measured: hidden +0.123 (+38% of the own loss 0.32), shown +0.039 (+22% of 0.18), a ratio of 3.2
+    # (seed 1: 0.159 and 0.056, 2.8); 1.5 leaves room both ways: about 2x under the ratio measured,
+    # 1.5x over the 1.0 of a decoder for which the patch mask makes no difference
+    assert held["heldout_swap_gap"] > 1.5 * shown["heldout_swap_gap"], (held, shown)
+    # zero would mean the decoder ignores ℓ (the constant-encoder test below)
     assert held["heldout_swap_gap"] > 0.05 and held["heldout_swap_gap_rel"] > 0.2, held
     assert "heldout_swap_warning" not in held
 

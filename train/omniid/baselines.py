@@ -97,8 +97,7 @@ class ClipTokens(nn.Module):
         return _masked_mean(self.per_image(batch), _valid(batch))
 
 
-# what the loaders of a representation built on the identity model add to each batch (`omniid.data.build_loader`)
-IDENTITY_LOADER_OPTIONS = {"identity_side": IDENTITY_SIDE}
+IDENTITY_LOADER_OPTIONS = {"identity_side": IDENTITY_SIDE}  # what the identity model's representations' loaders add
 
 
 class IdentityEmbedding:
@@ -195,12 +194,13 @@ class ClipRepresentation(_Saved):
 
 
 class ArcFaceRepresentation(_Saved):
+    loader_options = IDENTITY_LOADER_OPTIONS  # of the class: read without building it (representations.loader_options_of)
+
     def __init__(self, identity: IdentityEmbedding, baseline):
         super().__init__()
         self.identity = identity  # not a module: frozen, outside autograd, not in the state dict
         self.arcface = ArcFaceTokens(identity.dim, baseline.tokens, baseline.width)
         self.num_tokens, self.dim = baseline.tokens, baseline.width
-        self.loader_options = dict(IDENTITY_LOADER_OPTIONS)
 
     def forward(self, batch: dict) -> torch.Tensor:
         return self.arcface(self.identity.pooled(batch))
@@ -208,6 +208,7 @@ class ArcFaceRepresentation(_Saved):
 
 class ArcFaceClipRepresentation(_Saved):
     """ArcFace-derived queries attending to every input's CLIP tokens (FaceID-Plus style)."""
+    loader_options = IDENTITY_LOADER_OPTIONS  # as ArcFaceRepresentation's
 
     def __init__(self, model_config, identity: IdentityEmbedding, baseline, clip_weights=None):
         super().__init__()
@@ -218,7 +219,6 @@ class ArcFaceClipRepresentation(_Saved):
         self.blocks = BlockStack(baseline.width, baseline.heads, model_config.mlp_ratio, model_config.cross_blocks,
                                  model_config.self_blocks)
         self.num_tokens, self.dim = baseline.tokens, baseline.width
-        self.loader_options = dict(IDENTITY_LOADER_OPTIONS)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.blocks.grad_checkpointing = enable

@@ -1,10 +1,12 @@
 """`omniid-bench-data`: what the trainer's data path costs on a manifest, per stage.
 
     omniid-bench-data --manifest manifests/train.parquet --preset paper
+    omniid-bench-data --manifest manifests/train.parquet --stages flow --representation arcface
 
 For each stage the trainer's own dataset (`FewToManyDataset` with the stage's counts, sizes and
-loader options) builds `--items` items one after another on one thread, as a loader worker does:
-CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
+loader options, in the flow stage joined by `--representation`'s as in training: the `arcface`
+baselines' 112 px read of each input crop) builds `--items` items one after another on one
+thread, as a loader worker does: CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
 items' distinct crop files decoded in full by PIL and nothing else. A real DataLoader with
 `--workers` processes then streams batches, for its items/s with collation and the hand-over
 between processes. The loader cores one GPU needs = the GPU's items/s x CPU seconds per item
@@ -32,7 +34,8 @@ from omniid import __version__
 from omniid.cli_format import parser, setup_logging
 from omniid.config import PRESETS, get_preset
 from omniid.data import FewToManyDataset, build_loader, load_manifest
-from omniid.objectives.flow import loader_options as flow_loader_options
+from omniid.objectives.flow import stage_loader_options
+from omniid.representations import REPRESENTATIONS, loader_options_of
 
 log = logging.getLogger(__name__)
 # ours, order-of-magnitude assumptions (docs/performance.md), not measured, per micro-batch (one
@@ -42,10 +45,16 @@ log = logging.getLogger(__name__)
 DEFAULT_MICRO_BATCHES_PER_S = {"mtd": 12.5, "flow": 0.4}
 
 
-def stage_dataset(manifest: Path, preset, stage: str) -> FewToManyDataset:
-    """The dataset `omniid-train --stage STAGE` would read, with the stage's loader options."""
+def stage_options(preset, stage: str, representation: str = "omniid") -> dict:
+    """The loader options of `omniid-train --stage STAGE --representation NAME` (the flow stage's
+    joined by the representation's, read from its class: no weights are loaded)."""
+    return stage_loader_options(preset.flow, loader_options_of(representation)) if stage == "flow" else {}
+
+
+def stage_dataset(manifest: Path, preset, stage: str, representation: str = "omniid") -> FewToManyDataset:
+    """The dataset `omniid-train --stage STAGE --representation NAME` would read."""
     data = preset.data
-    options = flow_loader_options(preset.flow) if stage == "flow" else {}
+    options = stage_options(preset, stage, representation)
     return FewToManyDataset(load_manifest(manifest), preset.model.image_size, data.num_inputs, data.num_targets,
                             data.num_inputs_min, preset.seed, **options)
 
@@ -68,11 +77,12 @@ def jpeg_floor(items: list[dict]) -> float:
     return time.process_time() - cpu
 
 
-def loader_rate(manifest: Path, preset, stage: str, workers: int, batches: int) -> tuple[float, int]:
+def loader_rate(manifest: Path, preset, stage: str, workers: int, batches: int,
+                representation: str = "omniid") -> tuple[float, int]:
     """(items/s, identities per batch) of a real DataLoader with `workers` processes, after its
     first batch (worker start-up) is discarded."""
     data = preset.data
-    options = flow_loader_options(preset.flow) if stage == "flow" else {}
+    options = stage_options(preset, stage, representation)
     loader = build_loader(manifest, preset.model.image_size, data.num_inputs, data.num_targets, data.batch_size,
                           workers, preset.seed, num_inputs_min=data.num_inputs_min, clamp_batch=True, **options)
     stream = iter(loader)
@@ -98,7 +108,8 @@ def gpu_rate(preset, stage: str, steps_per_s: float | None) -> dict:
 
 def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Namespace) -> dict:
     preset = get_preset(preset_name, stage=stage, **{"optim.grad_accum": args.grad_accum})
-    dataset = stage_dataset(manifest, preset, stage)
+    representation = args.representation if stage == "flow" else "omniid"
+    dataset = stage_dataset(manifest, preset, stage, representation)
     draws = [(d % len(dataset), d) for d in range(args.items)]
     time_items(dataset, draws[: min(4, len(draws))])  # warm: files in the page cache, lazy imports
     cpu, wall, items = time_items(dataset, draws)
@@ -107,7 +118,8 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
     rate = gpu_rate(preset, stage, getattr(args, f"{stage}_steps_per_s"))
     needed = rate["assumed_items_per_s_per_gpu"]
     record = {
-        "stage": stage, "preset": preset.name, "manifest": str(manifest), "identities": len(dataset),
+        "stage": stage, "representation": representation, "preset": preset.name, "manifest": str(manifest),
+        "identities": len(dataset), "identity_reads_per_item": sum(len(i.get("identity_inputs", ())) for i in items) / n,
         "items": n, "inputs": preset.data.num_inputs, "targets": preset.data.num_targets,
         "input_side": preset.model.image_size, "target_side": dataset.target_size, "masks": dataset.masks,
         "crops_per_item": sum(len(set(i["input_paths"]) | set(i["target_paths"])) for i in items) / n,
@@ -117,7 +129,7 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
         **rate, "loader_cores_per_gpu": needed * cpu_ms / 1000,
     }
     if args.workers:
-        rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches)
+        rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches, representation)
         record.update(loader_workers=args.workers, loader_batch=size, loader_items_per_s=rate,
                       loader_items_per_s_per_worker=rate / args.workers)
     return record
@@ -128,6 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--manifest", required=True, metavar="PATH", help="a manifest folder or its train.parquet")
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="whose batch shapes")
     p.add_argument("--stages", default="mtd,flow", metavar="LIST", help="comma-separated: mtd, flow")
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
+                   help="the flow stage's, as omniid-train's flag: its loader options join the stage's")
     p.add_argument("--items", type=int, default=64, metavar="N", help="items timed per stage, one after another")
     p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="DataLoader processes for the loader's items/s (0: skip)")
@@ -145,6 +159,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if (args.grad_accum is not None and args.grad_accum < 1) or any(
             rate is not None and rate <= 0 for rate in (args.mtd_steps_per_s, args.flow_steps_per_s)):
         p.error("--grad-accum takes at least 1; --mtd-steps-per-s and --flow-steps-per-s more than 0")
+    if args.representation != "omniid" and "mtd" in stages:
+        p.error("--representation applies to the flow stage only, as in omniid-train: give --stages flow")
     args.stages = stages
     return args
 

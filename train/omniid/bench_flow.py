@@ -26,17 +26,32 @@ import torch
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.representations import REPRESENTATIONS
 from omniid.run_progress import peak_gpu_gb
 from omniid.train_step import optimizer_step
 
 log = logging.getLogger(__name__)
 
 
-def synthetic_batch(preset, identities: int, device) -> dict:
+def loader_extras(loader_options: dict, identities: int, inputs: int, device) -> dict:
+    """What a model's loader options add to its batches (`omniid.data.build_loader`), at their
+    shapes: with `identity_side` (the `arcface` baselines') `identity_inputs`, uint8 [B, M, s, s, 3],
+    so a synthetic step runs the identity model on its own 112 px reads, as training's does, not
+    on the encoder's inputs resized (the fallback of a batch without them)."""
+    side = loader_options.get("identity_side")
+    if not side:
+        return {}
+    return {"identity_inputs": torch.randint(0, 256, (identities, inputs, side, side, 3), dtype=torch.uint8,
+                                             device=device)}
+
+
+def synthetic_batch(preset, identities: int, device, loader_options: dict | None = None) -> dict:
+    """A flow batch of the preset's shapes, with what the model's `loader_options` add (loader_extras)."""
     m, d, f = preset.model, preset.data, preset.flow
     return {"inputs": torch.randn(identities, d.num_inputs, 3, m.image_size, m.image_size, device=device),
             "input_valid": torch.ones(identities, d.num_inputs, dtype=torch.bool, device=device),
-            "targets": torch.rand(identities, d.num_targets, 3, f.image_size, f.image_size, device=device) * 2 - 1}
+            "targets": torch.rand(identities, d.num_targets, 3, f.image_size, f.image_size, device=device) * 2 - 1,
+            **loader_extras(loader_options or {}, identities, d.num_inputs, device)}
 
 
 def step_time(model, optimizer, batch, steps: int, preset, device) -> float:
@@ -66,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,2,4,8", help="identities per step (each with the preset's targets)")
     p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
+                   help="as omniid-train's (a baseline needs its identity model)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
     p.add_argument("--no-grad-checkpointing", action="store_true")
     args = p.parse_args(argv)
@@ -80,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cpu" and preset.cpu_threads:
         torch.set_num_threads(preset.cpu_threads)
     torch.manual_seed(0)
-    model = build_objective("flow", preset, pretrained_clip=False, device=device).to(device)
+    model = build_objective("flow", preset, representation=args.representation, pretrained_clip=False,
+                            device=device).to(device)
     model.set_grad_checkpointing(preset.optim.grad_checkpointing)
     model.train()
     optimizer = build_optimizer(model, preset.optim)
@@ -88,12 +106,12 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        record = {"preset": preset.name, "identities": identities, "targets": identities * preset.data.num_targets,
+        record = {"preset": preset.name, "representation": args.representation, "identities": identities, "targets": identities * preset.data.num_targets,
                   "grad_checkpointing": preset.optim.grad_checkpointing, "optimizer": args.optimizer,
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
         try:
-            seconds = step_time(model, optimizer, synthetic_batch(preset, identities, device), args.steps, preset,
-                                device)
+            batch = synthetic_batch(preset, identities, device, model.loader_options)
+            seconds = step_time(model, optimizer, batch, args.steps, preset, device)
         except torch.cuda.OutOfMemoryError:
             print(json.dumps({**record, "oom": True}), flush=True)
             break

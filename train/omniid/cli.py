@@ -158,9 +158,9 @@ def _say_shared_identities(facts: dict) -> None:
     never does; one made otherwise may): their eval_* losses and swap gap are not held out."""
     if not facts["test_manifest"]:
         return
-    import pyarrow.parquet as pq
+    from mfhq.manifest import read_manifest  # the contract's checked reader: a bad file is named, not a traceback
 
-    train, test = (set(pq.read_table(facts[key], columns=["identity_id"]).column(0).to_pylist())
+    train, test = (set(read_manifest(facts[key], ["identity_id"], kind="manifest").column(0).to_pylist())
                    for key in ("manifest", "test_manifest"))
     if shared := sorted(train & test):
         log.warning("test manifest %s: %d of its %d identities are in the training manifest %s too (e.g. %s): "

@@ -76,7 +76,7 @@ def load_faces(manifest: str | Path, roots: dict[str, Path] | None = None, check
     if not path.exists():
         raise DataError(f"manifest not found: {path}")
     folder = ManifestFolder.open(path, roots)
-    table = read_manifest(path, list(COLUMNS)).to_pydict()
+    table = read_manifest(path, list(COLUMNS), kind="manifest").to_pydict()
     run_roots, rows, faces = _run_roots(folder, table["run"]), [], []
     runs = [f"{why} ({n} row(s))" for why, n in run_roots.values() if why is not None]
     for i, ident in enumerate(table["identity_id"]):

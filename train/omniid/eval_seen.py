@@ -28,8 +28,7 @@ import json
 import logging
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
+from mfhq.manifest import read_manifest
 from mfhq.manifest.io import sha256_of
 from omniid.checkpoint import STATE_FILE
 
@@ -38,29 +37,29 @@ COLUMN = "training"        # the table's label column (after `setting`): some ro
 HELD_OUT = "held out"
 
 
-def _training_identities(recorded: str) -> set[str] | None:
-    """The identity_ids of a recorded training manifest, None when it cannot be read any more."""
-    try:
-        return {str(name) for name in pq.read_table(recorded, columns=["identity_id"]).column(0).to_pylist()}
-    except (OSError, ValueError, KeyError):  # moved, deleted, or not Parquet: fall back to the SHA-256
-        return None
+def _training_identities(recorded: str) -> set[str]:
+    """The identity_ids of a recorded training manifest that is at its path, read through the
+    contract's reader: a damaged, retyped or foreign file is a ManifestError naming it, never a set
+    of wrong names (a binary column's bytes) or a silent fallback to the SHA-256."""
+    return set(read_manifest(recorded, ["identity_id"], kind="manifest").column(0).to_pylist())
 
 
 def _recorded_seen(state: dict, manifest: Path, identities: list[str]) -> tuple[list[str], str] | str | None:
     """(the evaluated identities one run's training manifest holds, how that was found); None for a
     state.json that records no manifest (saved before the record); a str (why) where the file at the
     recorded path is no longer the one it trained on (another SHA-256: `mfhq split` or
-    `cluster-sample` rewrote it), whose identities say nothing about what the run saw."""
+    `cluster-sample` rewrote it), whose identities say nothing about what the run saw (so it is not read)."""
     recorded, digest = state.get("manifest"), state.get("manifest_sha256")
     if not recorded and not digest:
         return None
-    names = _training_identities(recorded) if recorded else None
-    if names is not None and digest and sha256_of(Path(recorded)) != digest:
+    there = bool(recorded) and Path(recorded).is_file()  # not there: moved or deleted, the SHA-256 decides
+    if there and digest and sha256_of(Path(recorded)) != digest:
         if sha256_of(Path(manifest)) == digest:
             return list(identities), "the evaluated manifest is its training manifest (same SHA-256)"
         return (f"its training manifest {recorded} was rewritten since it trained (another SHA-256, e.g. by mfhq "
                 "split or cluster-sample), so the identities it trained on cannot be compared")
-    if names is not None:
+    if there:
+        names = _training_identities(recorded)
         return [n for n in identities if n in names], "identity_id overlap with its training manifest"
     if digest and sha256_of(Path(manifest)) == digest:
         return list(identities), "the evaluated manifest is its training manifest (same SHA-256)"

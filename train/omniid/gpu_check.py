@@ -27,12 +27,13 @@ import sys
 import torch
 
 from omniid import __version__
-from omniid.bench_flow import step_time
+from omniid.bench_flow import loader_extras, step_time
 from omniid.cli_format import parser
 from omniid.encoder import quiet_random_init
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
+from omniid.representations import REPRESENTATIONS
 from omniid.run_progress import peak_gpu_gb
 
 STAGES = ("mtd", "flow")  # the stages with a paper architecture to check
@@ -48,8 +49,9 @@ def random_weight_preset(name: str, stage: str, batch_size: int | None):
     return preset
 
 
-def synthetic_batch(preset, device) -> dict:
-    """A batch of the stage's shapes: inputs at the encoder's size, targets (and MTD's face masks)."""
+def synthetic_batch(preset, device, loader_options: dict | None = None) -> dict:
+    """A batch of the stage's shapes: inputs at the encoder's size, targets (and MTD's face masks),
+    and what the model's `loader_options` add (bench_flow.loader_extras: a baseline's 112 px reads)."""
     m, d = preset.model, preset.data
     side = preset.flow.image_size if preset.stage == "flow" else m.image_size
     b = d.batch_size
@@ -58,12 +60,13 @@ def synthetic_batch(preset, device) -> dict:
              "targets": torch.rand(b, d.num_targets, 3, side, side, device=device) * 2 - 1}
     if preset.stage == "mtd":
         batch["masks"] = torch.ones(b, d.num_targets, 1, side, side, device=device)
-    return batch
+    return {**batch, **loader_extras(loader_options or {}, b, d.num_inputs, device)}
 
 
-def check_stage(preset, device: torch.device, steps: int) -> dict:
+def check_stage(preset, device: torch.device, steps: int, representation: str = "omniid") -> dict:
     torch.manual_seed(0)
-    record = {"stage": preset.stage, "preset": preset.name, "identities_per_gpu": preset.data.batch_size,
+    chosen = {"representation": representation} if preset.stage == "flow" else {}  # MTD trains Omni-ID only
+    record = {"stage": preset.stage, **chosen, "preset": preset.name, "identities_per_gpu": preset.data.batch_size,
               "inputs": preset.data.num_inputs, "targets": preset.data.num_targets,
               "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
               "bf16": preset.optim.bf16 and device.type == "cuda"}
@@ -72,13 +75,14 @@ def check_stage(preset, device: torch.device, steps: int) -> dict:
         torch.cuda.reset_peak_memory_stats(device)
     try:
         with quiet_random_init():  # random by design here
-            model = build_objective(preset.stage, preset, pretrained_clip=False, device=device).to(device)
+            model = build_objective(preset.stage, preset, pretrained_clip=False, device=device, **chosen).to(device)
         model.set_grad_checkpointing(preset.optim.grad_checkpointing)
         model.train()
         optimizer = build_optimizer(model, preset.optim)
         record["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         record["frozen_params"] = sum(p.numel() for p in model.parameters() if not p.requires_grad)
-        seconds = step_time(model, optimizer, synthetic_batch(preset, device), steps, preset, device)
+        batch = synthetic_batch(preset, device, getattr(model, "loader_options", {}))
+        seconds = step_time(model, optimizer, batch, steps, preset, device)
     except torch.cuda.OutOfMemoryError:
         return {**record, "oom": True}
     # samples: identities (each with its inputs and targets) this one GPU trains on per second
@@ -93,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), metavar="LIST", help="stages to check, comma-separated")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
     p.add_argument("--batch-size", type=int, metavar="N", help="identities per GPU (default: the preset's)")
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
+                   help="the flow stage's, as omniid-train's (a baseline needs its identity model's weights)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (to test this script)")
     args = p.parse_args(argv)
     unknown = [stage for stage in args.stages.split(",") if stage not in STAGES]
@@ -107,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         preset = random_weight_preset(args.preset, stage, args.batch_size)
         if device.type == "cpu" and preset.cpu_threads:
             torch.set_num_threads(preset.cpu_threads)
-        print(json.dumps(check_stage(preset, device, args.steps)), flush=True)
+        print(json.dumps(check_stage(preset, device, args.steps, args.representation)), flush=True)
     return 0
 
 

@@ -74,7 +74,7 @@ def landmarks_by_crop(manifest: str | Path, roots: dict[str, Path] | None = None
     path = Path(manifest)
     path = path / "train.parquet" if path.is_dir() else path
     folder = ManifestFolder.open(path, roots)
-    table = read_manifest(path, ["run", "crop_path", "landmarks"]).to_pydict()
+    table = read_manifest(path, ["run", "crop_path", "landmarks"], kind="manifest").to_pydict()
     return {str(folder.resolve(run, crop)): np.asarray(marks, np.float64)
             for run, crop, marks in zip(table["run"], table["crop_path"], table["landmarks"])}
 

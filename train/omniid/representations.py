@@ -21,6 +21,7 @@ nothing of this registry; its docstring says which of their details are ours). A
 """
 from __future__ import annotations
 
+import typing
 from pathlib import Path
 from typing import Callable
 
@@ -40,6 +41,19 @@ def register_representation(name: str, builder: RepresentationBuilder | None = N
         REPRESENTATIONS[name] = fn
         return fn
     return add(builder) if builder is not None else add
+
+
+def loader_options_of(name: str) -> dict:
+    """The `build_loader` arguments representation `name`'s batches need (its `loader_options`),
+    without building it: its builder's return annotation names its class, which holds them as a
+    class attribute (the built module's too). The data-path benchmarks read them here, so they
+    measure a baseline's batches as its training run reads them, with no weights loaded."""
+    if name not in REPRESENTATIONS:
+        raise KeyError(f"unknown representation {name!r}; registered: {', '.join(sorted(REPRESENTATIONS))}")
+    made = typing.get_type_hints(REPRESENTATIONS[name]).get("return")
+    if made is None:  # no silent {}: a baseline's reads left out of a benchmark is what this is for
+        raise TypeError(f"representation {name!r}: its builder has no return annotation naming its class")
+    return dict(getattr(made, "loader_options", {}))
 
 
 def build_representation(name: str, preset, **options) -> nn.Module:

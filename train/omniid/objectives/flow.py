@@ -39,6 +39,12 @@ def loader_options(flow) -> dict:
     return {"target_size": flow.image_size, "target_pixels": "signed", "masks": False, "disjoint": True}
 
 
+def stage_loader_options(flow, representation_options: dict) -> dict:
+    """The flow stage's loader options joined by its representation's (`loader_options`: the
+    `arcface` baselines' 112 px reads): the one join of the trainer and the benchmarks."""
+    return {**loader_options(flow), **representation_options}
+
+
 class FlowObjective(nn.Module):
     stage = "flow"
 
@@ -56,7 +62,7 @@ class FlowObjective(nn.Module):
         self.register_buffer("prompt_embeds", prompt_embeds, persistent=False)          # [1, S, J]
         self.register_buffer("pooled_prompt_embeds", pooled_prompt_embeds, persistent=False)  # [1, P]
         # a representation's own needs of the batches (the `arcface` baselines' 112 px reads) join the stage's
-        self.loader_options = {**loader_options(flow), **getattr(representation, "loader_options", {})}
+        self.loader_options = stage_loader_options(flow, getattr(representation, "loader_options", {}))
         adapter.attach(self.transformer)
 
     @property
