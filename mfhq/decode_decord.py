@@ -8,6 +8,7 @@ import numpy as np
 
 from mfhq.decode_containers import decord_refusal
 from mfhq.decode_end import DecodeError, End
+from mfhq.decode_shown import shown_of
 from mfhq.frame_times import VideoInfo, with_frame_times
 
 
@@ -27,6 +28,7 @@ class DecordReader:
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
         self.ended: End | None = None
+        self.facts = _facts(path)  # decord turns frames by the display matrix itself, as PyAVReader does
         return with_frame_times(path, VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height))
 
     def read(self, indices: list[int]) -> np.ndarray:
@@ -52,3 +54,16 @@ class DecordReader:
 
     def close(self) -> None:
         self._reader = None
+
+
+def _facts(path: Path) -> list[str]:
+    """What the clip row says of the file's display (decode_shown.py), read with PyAV."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            return shown_of(container, stream).facts(path, width, height)
+    except Exception:  # noqa: BLE001 (a file only decord opens: nothing known of its display)
+        return []
