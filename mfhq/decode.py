@@ -67,7 +67,7 @@ class PyAVReader:
             # order: a seek there is not trusted, and frames are counted from the first.
             self._seekable = seeks_exactly(container.format.name) and not several_edits(path, container.format.name)
             info = with_frame_times(path, VideoInfo(int(n_frames), fps, width, height), container)
-            shown = shown_of(container, stream)  # last: it decodes the first frame (decode_shown.py)
+            shown = shown_of(path, container, stream)  # last: it may decode the first frame (decode_shown.py)
         # Frames are handed over as shown (turned by the display matrix, as ffmpeg and decord do).
         self._turns, self.facts = shown.turns, shown.facts(path, width, height)
         self._info = VideoInfo(info.n_frames, info.fps, *shown.size(width, height), info.times)

@@ -3,6 +3,7 @@ frames as ffmpeg shows them (on PyAV as on decord), 10-bit HEVC and AV1 keep the
 8-bit BGR, AV1 is named as such where decord is not used, interlaced H.264 reads whole frames."""
 from __future__ import annotations
 
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,9 @@ import pytest
 from format_videos import COLOURS, patch_means, patches, write_video
 from mfhq.config import DecodeConfig
 from mfhq.decode import ClipDecoder, DecordReader, PyAVReader
-from mfhq.decode_containers import decord_refusal, lacking_decoder
+from mfhq.decode_containers import MATROSKA, MP4, decord_refusal, lacking_decoder
+from mfhq.decode_end import DecodeError
+from mfhq.decode_shown import may_turn
 
 FRAMES = [0, 7, 19]
 
@@ -37,6 +40,29 @@ def test_turned_video_reads_as_shown_on_both_readers(tmp_path, rotation):
             assert np.abs(frame.astype(int) - shown).mean() < 3, reader.name
         assert reader.facts == [f"{path}: turned {90 * ((rotation // 90) % 4)} degrees counterclockwise by its "
                                 f"display matrix (frames read as shown, {info.width}x{info.height})"]
+
+
+def test_turned_matroska_reads_as_shown_on_pyav_and_is_refused_by_decord(tmp_path):
+    """decord turns an MP4's frames by the display matrix but not a Matroska's (its Projection)."""
+    stored = patches(160, 96)
+    path = write_video(tmp_path / "phone.mkv", stored, rotation=90, fmt="matroska")
+    info, frames = _read(PyAVReader(), path)
+    assert (info.width, info.height) == (96, 160)
+    assert np.abs(frames[0].astype(int) - np.rot90(stored)).mean() < 3
+    with pytest.raises(DecodeError, match="decord is not used on a Matroska/WebM whose display matrix turns it"):
+        DecordReader().open(path)
+
+
+def test_only_a_header_that_may_turn_costs_a_decode(tmp_path):
+    """The display matrix is looked for in the header's bytes: a plain MP4, Matroska or WebM
+    decodes no frame when opened; a turned MP4, MOV or Matroska is asked of FFmpeg."""
+    image = patches()
+    plain = [write_video(tmp_path / "a.mp4", image), write_video(tmp_path / "a.mkv", image, fmt="matroska"),
+             write_video(tmp_path / "a.webm", image, codec="libvpx-vp9", fmt="webm"),
+             write_video(tmp_path / "wide.mp4", image, sar=Fraction(2))]
+    turned = [write_video(tmp_path / "t.mp4", image, rotation=90), write_video(tmp_path / "t.mov", image, rotation=180, fmt="mov"),
+              write_video(tmp_path / "t.mkv", image, rotation=270, fmt="matroska")]
+    assert [may_turn(p, MATROSKA if p.suffix in (".mkv", ".webm") else MP4) for p in plain + turned] == [False] * 4 + [True] * 3
 
 
 def test_unturned_video_says_nothing_of_its_display(tmp_path):
