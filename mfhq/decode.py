@@ -17,9 +17,10 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import seeks_exactly, several_edits
+from mfhq.decode_containers import lacking_decoder, seeks_exactly, several_edits
 from mfhq.decode_decord import DecordReader
 from mfhq.decode_end import DecodeError, End, Tail, ended_reason  # noqa: F401 (DecodeError: its home for callers)
+from mfhq.decode_shown import shown_of, turned
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.frame_pool import FRAMES
 from mfhq.frame_times import VideoInfo, frame_count, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
@@ -56,13 +57,20 @@ class PyAVReader:
         self._path = path
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
+            lacking = lacking_decoder(path, stream.codec_context.name)
+            if lacking:
+                raise DecodeError(lacking)
             fps = float(stream.average_rate or stream.guessed_rate or 25)
             n_frames = frame_count(path, container, fps)  # the header's where it covers the stream, else the packets'
-            info = VideoInfo(int(n_frames), fps, stream.codec_context.width, stream.codec_context.height)
-            self._info = with_frame_times(path, info, container)
+            width, height = stream.codec_context.width, stream.codec_context.height
             # An edit list of several pieces renumbers them one after another, out of its index's
             # order: a seek there is not trusted, and frames are counted from the first.
             self._seekable = seeks_exactly(container.format.name) and not several_edits(path, container.format.name)
+            info = with_frame_times(path, VideoInfo(int(n_frames), fps, width, height), container)
+            shown = shown_of(path, container, stream)  # last: it may decode the first frame (decode_shown.py)
+        # Frames are handed over as shown (turned by the display matrix, as ffmpeg and decord do).
+        self._turns, self.facts = shown.turns, shown.facts(path, width, height)
+        self._info = VideoInfo(info.n_frames, info.fps, *shown.size(width, height), info.times)
         self._next = 0
         self._container = self._check = None
         # Frames the decoder output since open: fewer where a seek or skipping saved decoding the
@@ -147,7 +155,7 @@ class PyAVReader:
                 self.ended, self._iter = End(None if self._next is None else self._next - 1), iter(())
                 break
             if index in wanted:
-                image = frame.to_ndarray(format="bgr24")
+                image = turned(frame.to_ndarray(format="bgr24"), self._turns)
                 if out is None:
                     # Filled frame by frame (a list stacked at the end held the chunk twice), in
                     # a reused buffer once the chunk before has been let go (frame_pool.py).
@@ -219,6 +227,7 @@ class ClipDecoder:
         self.reader: VideoReader | None = None
         self.info: VideoInfo | None = None
         self.ended: str | None = None  # why the sampled frames past the stream's end were not read
+        self.facts: list[str] = []  # how the file is shown, where not as stored (decode_shown.py)
 
     def open(self, path: Path) -> VideoInfo:
         said = []  # what the native decoders printed: part of the reason, never over the progress bar
@@ -226,7 +235,7 @@ class ClipDecoder:
             try:
                 with captured_stderr() as native:
                     self.info = reader.open(path)
-                self.reader = reader
+                self.reader, self.facts = reader, list(getattr(reader, "facts", ()))
                 return self.info
             except Exception as exc:  # decord raises DECORDError, which is not a RuntimeError
                 self.errors.append(f"{reader.name}: {clean_error(exc)}")

@@ -59,6 +59,22 @@ DECORD_CODECS = frozenset({"h264", "vp8", "vp9", "mpeg4"})
 NAMES = {MP4: "MP4/MOV", MATROSKA: "Matroska/WebM"}
 
 
+# FFmpeg decoders that decode only through a GPU's hwaccel: picked where the build has no software
+# decoder for the format, they fail on the first frame with a message that names neither.
+HARDWARE_ONLY = {"av1": ("AV1", "libdav1d or libaom-av1")}
+
+
+def lacking_decoder(path: Path, decoder: str) -> str | None:
+    """Why PyAV cannot decode this stream on a CPU, or None: its decoder (`decoder`, the one
+    FFmpeg picked) needs hardware, the build having no software one for the format."""
+    if decoder not in HARDWARE_ONLY:
+        return None
+    name, wanted = HARDWARE_ONLY[decoder]
+    return (f"{path}: {name} video, and this PyAV's FFmpeg has no software {name} decoder ({wanted}; its own "
+            f"'{decoder}' decodes only on a GPU): install a PyAV wheel that bundles one (PyPI's av wheels bundle "
+            f"dav1d: pip install -U av)")
+
+
 def seeks_exactly(format_name: str) -> bool:
     """Does PyAV's keyframe seek land where timestamps number frames exactly, in this container?"""
     return format_name in SEEKS_EXACTLY
@@ -73,7 +89,8 @@ def decord_refusal(path: Path) -> str | None:
         with av.open(str(path)) as container:
             format_name = container.format.name
             video = container.streams.video[0] if container.streams.video else None
-            codec = video.codec_context.name if video is not None else None
+            # The format's name (av1), not the decoder's (libdav1d): what the message says
+            codec = video.codec_context.codec.canonical_name if video is not None else None
             shown = shown_frames(path, container) if video is not None else None
             hidden = (video.frames - shown if shown is not None and video.frames else
                       hidden_frames(video) if video is not None else 0)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfhq.decode_containers import decord_refusal
+from mfhq.decode_containers import MATROSKA, decord_refusal
 from mfhq.decode_end import DecodeError, End
+from mfhq.decode_shown import shown_of
 from mfhq.frame_times import VideoInfo, with_frame_times
 
 
@@ -23,6 +24,12 @@ class DecordReader:
         refusal = decord_refusal(path)  # a container or codec where its frames are not the ones asked for
         if refusal:
             raise DecodeError(refusal)
+        # decord turns an MP4/MOV's frames by its display matrix (as PyAVReader does), not a
+        # Matroska/WebM's (its Projection's roll, which PyAV's FFmpeg reads)
+        turned, self.facts = _shown(path)
+        if turned:
+            raise DecodeError(f"{path}: decord is not used on a Matroska/WebM whose display matrix turns it "
+                              f"(it reads the frames as stored, unturned); only PyAV reads it")
         # One decoder thread per process: parallelism comes from worker processes.
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
@@ -52,3 +59,18 @@ class DecordReader:
 
     def close(self) -> None:
         self._reader = None
+
+
+def _shown(path: Path) -> tuple[bool, list[str]]:
+    """Is it a Matroska/WebM that its display matrix turns, and what the clip row says of the
+    file's display (decode_shown.py), read with PyAV."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            shown = shown_of(path, container, stream)
+            return container.format.name == MATROSKA and shown.turns != 0, shown.facts(path, width, height)
+    except Exception:  # noqa: BLE001 (a file only decord opens: nothing known of its display)
+        return False, []

@@ -167,12 +167,14 @@ class ClipRow:
                   fps: float, width: int, height: int, decoder: str | None, stage_seconds: dict,
                   recovered: list[str] = (), n_frames_detect_skipped: int | None = None,
                   n_frames_verified: int | None = None, annotation_iou: float | None = None,
-                  annotation_nme: float | None = None, decode_error: str | None = None, ended: str | None = None) -> dict:
+                  annotation_nme: float | None = None, decode_error: str | None = None, ended: str | None = None,
+                  shown: list[str] = ()) -> dict:
         """The row of a clip that was decoded and run through the stages: `ok`, or what its face
         rows say went wrong. `recovered`: the decoder errors it read past; the next four: how the
         source's own faces compared with the detector's, where the source gave them;
         `decode_error`: why decoding stopped part-way (its faces were withdrawn, none kept); `ended`:
-        where the video stream ended before sampled frames (the frames before it keep their faces)."""
+        where the video stream ended before sampled frames (the frames before it keep their faces);
+        `shown`: how the file is shown where not as stored (turned, non-square pixels: decode_shown.py)."""
         kept = sum(f["kept"] for f in faces)
         status, reason = Status.OK, None
         if decode_error is not None:  # its message lists the decoders' errors already
@@ -189,6 +191,8 @@ class ClipRow:
             reason = "; ".join(r for r in (reason, ended) if r)
         if recovered and decode_error is None:  # said whatever the status: the frames came another way
             reason = "; ".join(r for r in (reason, "recovered from: " + "; ".join(recovered)) if r)
+        if shown:  # said whatever the status: the frames' geometry differs from the stored pixels'
+            reason = "; ".join(r for r in (reason, *shown) if r)
         row = ClipRow._row(clip, status, reason, provenance)
         row.update(n_frames_read=n_frames_read, n_faces_detected=len(faces), n_faces_kept=kept,
                    duration_sec=duration_sec, fps=fps, width=width, height=height, decoder=decoder,

@@ -258,7 +258,7 @@ class ClipProcessor:
             duration_sec=info.sampled_span(sampled[0], sampled[-1], self.cfg.decode.fps) if len(sampled) else 0.0,
             fps=info.fps, width=info.width, height=info.height, decoder=decoder.reader.name if decoder.reader else None,
             stage_seconds={k: round(v, 4) for k, v in timings.items()}, recovered=decoder.errors,
-            decode_error=None if cut is None else str(cut), **verified)
+            decode_error=None if cut is None else str(cut), shown=decoder.facts, **verified)
 
     def _rows(self, batch: FaceBatch, info) -> list[dict]:
         clip, align = batch.clip, self.cfg.align
