@@ -125,4 +125,5 @@ def test_a_group_photo_takes_the_largest_face_warns_and_records_it(crop, aligner
     assert caplog.records[0].getMessage().startswith(f"{photo}: 2 faces found; took the largest")
     # an aligned crop given as such runs no detector: nothing found, nothing taken
     assert prepare_image(crop, 448).record() == {"how": "given as an aligned crop (resize and normalise only)",
-                                                 "faces_found": None, "face_box": None}
+                                                 "faces_found": None, "face_box": None,
+                                                 "exif_orientation": None}

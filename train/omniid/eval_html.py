@@ -32,14 +32,13 @@ def _src(path: str, out: Path) -> str:
         inside = image.resolve().relative_to(out.resolve())
     if inside is not None and (out / inside).is_file():
         return inside.as_posix()
-    from PIL import Image
+    from omniid.photos import open_photo
 
     name = Path("report") / f"{hashlib.sha1(str(image).encode()).hexdigest()[:16]}.png"
     (out / name).parent.mkdir(exist_ok=True)
-    with Image.open(image) as opened:
-        thumb = opened.convert("RGB")
-        thumb.thumbnail((THUMB, THUMB))
-        thumb.save(out / name)
+    thumb = open_photo(image)[0]  # as viewers show it (EXIF orientation applied): a PNG keeps none
+    thumb.thumbnail((THUMB, THUMB))
+    thumb.save(out / name)
     return name.as_posix()
 
 

@@ -11,8 +11,12 @@ image given at inference takes the same road through `prepare_image(image, size,
   used as it is, so a crop of the dataset gives exactly its training tensor; any other photo is
   warped to the crop extract would make of it. No face: `NoFace`, naming the file.
 
+A photo is read as viewers show it: turned by its EXIF orientation (`omniid.photos`, the one
+reader of a user's photo); a file with none to apply (a manifest's crop) keeps training's read.
+
 `Prepared.how` says which of the three happened, `Prepared.record()` that with the number of faces
-found and the box taken; `identity_batch` logs it per image and returns the records.
+found, the box taken (in the pixels as shown) and the EXIF orientation applied; `identity_batch`
+logs it per image and returns the records.
 
 With `identity_side` (the `arcface` baselines: 112 px) the same aligned crop is also read at that
 side for the frozen identity model, as training's loaders read a manifest's crop file: a path is
@@ -31,6 +35,7 @@ import torch
 from PIL import Image
 
 from omniid.errors import NoFace, NoImage
+from omniid.photos import as_shown, as_stored, open_photo
 from omniid.preprocess import ImageLike, image_to_tensor, load_pixels
 
 log = logging.getLogger(__name__)
@@ -55,34 +60,37 @@ class Prepared:
     faces: int | None = None           # faces the detector found (None: no detector ran)
     box: list[float] | None = None     # the one taken, [x0, y0, x1, y1] in the image's pixels
     face: np.ndarray | None = None     # the aligned crop at the identity side, uint8 [s, s, 3] (asked for)
+    exif_orientation: int | None = None  # the EXIF orientation the photo was turned by (None: read as stored)
 
     def record(self) -> dict:
         """What settings.json keeps of this image's preprocessing."""
-        return {"how": self.how, "faces_found": self.faces, "face_box": self.box}
+        return {"how": self.how, "faces_found": self.faces, "face_box": self.box,
+                "exif_orientation": self.exif_orientation}
 
 
 def read_rgb(image: ImageLike | torch.Tensor) -> np.ndarray:
     """A path, PIL image, RGB uint8 array or [3, H, W] tensor ([0, 1] float or uint8) -> RGB uint8
-    [H, W, 3]; a path that is missing or not an image raises NoImage naming it."""
+    [H, W, 3]; a photo (path or PIL image) as viewers show it (`omniid.photos`); a path that is
+    missing or not an image raises NoImage naming it."""
+    return read_shown(image)[0]
+
+
+def read_shown(image: ImageLike | torch.Tensor) -> tuple[np.ndarray, int | None]:
+    """`read_rgb` and the EXIF orientation it applied (None: none)."""
     if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise NoImage(f"image not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                return np.asarray(opened.convert("RGB"))
-        except OSError as error:
-            raise NoImage(f"{path}: not a readable image ({error})") from error
+        photo, turn = open_photo(image)
+        return np.asarray(photo), turn
     if torch.is_tensor(image):
         if image.ndim != 3 or image.shape[0] != 3:
             raise ValueError(f"an image tensor must be [3, H, W], got {list(image.shape)}")
         if image.dtype != torch.uint8:
             image = (image.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-        return image.permute(1, 2, 0).cpu().numpy()
+        return image.permute(1, 2, 0).cpu().numpy(), None
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"))
+        photo, turn = as_shown(image, describe(image, "image"))
+        return np.asarray(photo), turn
     if isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3:
-        return image
+        return image, None
     raise TypeError(f"expected a path, a PIL image, an RGB uint8 [H, W, 3] array or a [3, H, W] tensor, "
                     f"got {type(image).__name__}")
 
@@ -151,12 +159,23 @@ def prepare_image(image: ImageLike | torch.Tensor, size: int, aligner: InputAlig
                   name: str | None = None, identity_side: int | None = None) -> Prepared:
     """One image -> the encoder's input [3, size, size], as training made it (see the module doc);
     with identity_side, also the same crop read at that side (`Prepared.face`)."""
-    given = read_rgb(image) if torch.is_tensor(image) else image  # a path stays a path: read as training reads it
+    given, turn = _as_given(image)
     crop, how, faces, box = (None, GIVEN, None, None) if aligner is None else aligner.align(
-        read_rgb(image), name or describe(image, "image"))
+        given if isinstance(given, np.ndarray) else read_rgb(image), name or describe(image, "image"))
     source = given if crop is None else crop
     face = load_pixels(source, identity_side) if identity_side else None
-    return Prepared(image_to_tensor(source, size), how, faces, box, face)
+    return Prepared(image_to_tensor(source, size), how, faces, box, face, turn)
+
+
+def _as_given(image: ImageLike | torch.Tensor) -> tuple[ImageLike, int | None]:
+    """(what is resized when no crop is made, the EXIF orientation applied or None). A path with no
+    orientation to apply stays a path, read as training reads it (a JPEG crop in draft mode: a
+    manifest's crop gives exactly its training tensor); any other: its pixels as shown."""
+    if isinstance(image, (str, Path)):
+        return (image, None) if as_stored(image) else read_shown(image)
+    if torch.is_tensor(image) or isinstance(image, Image.Image):
+        return read_shown(image)
+    return image, None
 
 
 def identity_batch(identities: Sequence[Sequence], size: int, aligner: InputAligner | None = None,

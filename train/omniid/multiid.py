@@ -51,13 +51,14 @@ def _safe(text: str) -> str:
 
 
 def _write_jpeg(source: Path, dest: Path) -> None:
-    if source.suffix.lower() in (".jpg", ".jpeg"):
+    from omniid.photos import as_stored, open_photo
+
+    # a JPEG shown as stored is copied as it is; one with an EXIF orientation is written turned,
+    # as viewers show it (a reader of the export that ignores EXIF would see it sideways)
+    if source.suffix.lower() in (".jpg", ".jpeg") and as_stored(source):
         shutil.copyfile(source, dest)
         return
-    from PIL import Image
-
-    with Image.open(source) as image:
-        image.convert("RGB").save(dest, quality=JPEG_QUALITY)
+    open_photo(source)[0].save(dest, quality=JPEG_QUALITY)
 
 
 def entry_root(row: dict) -> str:

@@ -17,10 +17,11 @@ FONT_SCALE = 0.45
 def _tile(image) -> np.ndarray:
     from PIL import Image
 
-    if not isinstance(image, Image.Image):
-        with Image.open(image) as opened:
-            image = opened.convert("RGB")
-    return np.asarray(image.convert("RGB").resize((TILE, TILE), Image.Resampling.BICUBIC))
+    from omniid.photos import as_shown, open_photo
+
+    # as viewers show it: an input photo stored sideways with an EXIF orientation is shown upright
+    image = as_shown(image)[0] if isinstance(image, Image.Image) else open_photo(image)[0]
+    return np.asarray(image.resize((TILE, TILE), Image.Resampling.BICUBIC))
 
 
 def label_lines(label: str) -> list[str]:
