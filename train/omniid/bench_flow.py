@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-sizes", default="1,2,4,8", help="identities per step (each with the preset's targets)")
     p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
     p.add_argument("--steps", type=int, default=3)
-    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
-                   help="as omniid-train's (a baseline needs its identity model)")
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS), metavar="NAME",
+                   help=f"as omniid-train's: {', '.join(sorted(REPRESENTATIONS))} (a baseline needs its identity model)")
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
     p.add_argument("--no-grad-checkpointing", action="store_true")
     args = p.parse_args(argv)

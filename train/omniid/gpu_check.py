@@ -97,8 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--stages", default=",".join(STAGES), metavar="LIST", help="stages to check, comma-separated")
     p.add_argument("--steps", type=int, default=3, metavar="N", help="timed steps after one warm-up step")
     p.add_argument("--batch-size", type=int, metavar="N", help="identities per GPU (default: the preset's)")
-    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS),
-                   help="the flow stage's, as omniid-train's (a baseline needs its identity model's weights)")
+    p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS), metavar="NAME",
+                   help=f"the flow stage's, as omniid-train's: {', '.join(sorted(REPRESENTATIONS))} (a baseline "
+                        "needs its identity model's weights)")
     p.add_argument("--device", default="cuda", help="cuda, cuda:N, or cpu (to test this script)")
     args = p.parse_args(argv)
     unknown = [stage for stage in args.stages.split(",") if stage not in STAGES]
