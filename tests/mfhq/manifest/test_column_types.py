@@ -6,31 +6,15 @@ cluster-sample over synthetic runs, rewritten with pyarrow and pandas."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from mfhq.config import CurateConfig
-from mfhq.curate import cluster_sample, resplit
+from mfhq.curate import resplit
 from mfhq.manifest import IDENTITY_SCHEMA, MANIFEST_SCHEMA, ManifestError, read_manifest
 from mfhq.manifest.io import file_digest
-from synthetic_runs import ClipSpec, write_run
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("types")
-    specs = [ClipSpec("celebvhq", f"clip{i:02d}", f"yt{i:02d}", person=i) for i in range(4)]
-    cluster_sample([write_run(root / "run", specs)], root / "man", CurateConfig(test_videos=1))
-    return root / "man"
-
-
-def _folder(built, tmp_path):
-    """A copy of the built folder, next to a copy of its run (the sidecar finds it relatively)."""
-    shutil.copytree(built.parent / "run", tmp_path / "run")
-    return shutil.copytree(built, tmp_path / "man")
 
 
 def _rewrite(path, table: pa.Table) -> None:
@@ -50,8 +34,8 @@ def _retyped(table: pa.Table, **types) -> pa.Table:
     return table
 
 
-def test_columns_of_another_type_are_named_in_one_error(built, tmp_path):
-    folder = _folder(built, tmp_path)
+def test_columns_of_another_type_are_named_in_one_error(built_folder):
+    folder = built_folder
     train = folder / "train.parquet"
     _rewrite(train, _retyped(pq.read_table(train), yaw=pa.string(), quality=pa.string()))
     with pytest.raises(ManifestError) as refused:
@@ -68,10 +52,10 @@ def test_columns_of_another_type_are_named_in_one_error(built, tmp_path):
         resplit(folder, CurateConfig(test_videos=1))  # `mfhq split` reads through it
 
 
-def test_a_pandas_rewrite_names_the_numbers_made_text_and_the_landmarks_made_a_list(built, tmp_path):
+def test_a_pandas_rewrite_names_the_numbers_made_text_and_the_landmarks_made_a_list(built_folder):
     """pandas writes strings as large_string (read exactly: not named) and a fixed-size list as a
     list of any length (the 5 points are no longer promised: named)."""
-    folder = _folder(built, tmp_path)
+    folder = built_folder
     train = folder / "train.parquet"
     frame = pq.read_table(train).to_pandas()
     frame["yaw"] = frame["yaw"].map("{:.3f}".format)
@@ -83,10 +67,10 @@ def test_a_pandas_rewrite_names_the_numbers_made_text_and_the_landmarks_made_a_l
                      "'yaw' is large_string, expected float"]
 
 
-def test_other_layouts_of_the_same_values_read_in_the_contract_types(built, tmp_path):
+def test_other_layouts_of_the_same_values_read_in_the_contract_types(built_folder):
     """large_string, dictionary-encoded strings, large lists and a narrower integer: the values come
     back exactly, in the contract's types, so `mfhq split` joins the rewritten split to the other."""
-    folder = _folder(built, tmp_path)
+    folder = built_folder
     train = folder / "train.parquet"
     before = read_manifest(train)
     split_dictionary = pa.dictionary(pa.int8(), pa.string())  # pandas' categoricals

@@ -12,23 +12,9 @@ import shutil
 import pytest
 
 from mfhq.config import CurateConfig
-from mfhq.curate import cluster_sample, resplit
+from mfhq.curate import resplit
 from mfhq.manifest import ManifestError, ManifestFolder, read_manifest
 from mfhq.manifest.io import file_digest
-from synthetic_runs import ClipSpec, write_run
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kinds")
-    specs = [ClipSpec("celebvhq", f"clip{i:02d}", f"yt{i:02d}", person=i) for i in range(4)]
-    cluster_sample([write_run(root / "run", specs)], root / "man", CurateConfig(test_videos=1))
-    return root / "man"
-
-
-def _folder(built, tmp_path):
-    shutil.copytree(built.parent / "run", tmp_path / "run")
-    return shutil.copytree(built, tmp_path / "man")
 
 
 def _copy_over(source, dest) -> None:
@@ -39,8 +25,8 @@ def _copy_over(source, dest) -> None:
     (dest.parent / "manifest.json").write_text(json.dumps(sidecar))
 
 
-def test_an_identities_file_named_train_parquet_is_refused(built, tmp_path):
-    folder = _folder(built, tmp_path)
+def test_an_identities_file_named_train_parquet_is_refused(built_folder):
+    folder = built_folder
     _copy_over(folder / "identities.parquet", folder / "train.parquet")
     for read in (lambda: read_manifest(folder / "train.parquet", columns=[]),
                  lambda: ManifestFolder.open(folder).split("train", ["identity_id"]),  # a column both kinds have
@@ -52,8 +38,8 @@ def test_an_identities_file_named_train_parquet_is_refused(built, tmp_path):
                                            "asked for (its metadata's mfhq.schema is 'identities', not 'manifest')")
 
 
-def test_rows_named_identities_parquet_and_a_faces_shard_named_test_parquet_are_refused(built, tmp_path):
-    folder = _folder(built, tmp_path)
+def test_rows_named_identities_parquet_and_a_faces_shard_named_test_parquet_are_refused(tmp_path, built_folder):
+    folder = built_folder
     _copy_over(folder / "train.parquet", folder / "identities.parquet")
     with pytest.raises(ManifestError, match="holds manifest rows .* not the identities rows .* asked for"):
         read_manifest(folder / "identities.parquet", columns=[])
@@ -77,10 +63,10 @@ def test_the_kind_asked_for_overrides_the_name(built, tmp_path):
         read_manifest(built / "identities.parquet", ["identity_id"], kind="manifest")
 
 
-def test_every_file_the_commands_write_reads_as_its_kind(built, manifests, tmp_path):
+def test_every_file_the_commands_write_reads_as_its_kind(built, manifests, built_folder):
     """cluster-sample's folders (the CLI's over the sample run, the API's over synthetic runs), and
     `mfhq split`'s rewrite of one."""
-    folder = _folder(built, tmp_path)
+    folder = built_folder
     resplit(folder, CurateConfig(test_videos=2))
     for written in (manifests, built, folder):
         for name in ("train.parquet", "test.parquet", "identities.parquet"):
