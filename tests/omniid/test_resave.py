@@ -90,7 +90,8 @@ def test_resume_auto_after_a_kill_between_the_renames_goes_on_from_the_step(runs
     root = out / "checkpoints"
     with caplog.at_level(logging.INFO, logger="omniid"):
         assert main(common(sample_manifest, out) + ["--resume", "auto", "--stop-after", "1"]) == 0
-    assert f"{root / STEP4}: a save of this step again was interrupted; the new one, complete, is in place" in caplog.text
+    said = f"{root / STEP4}: a save of this step again was interrupted; the new one, complete, is in place"
+    assert said in caplog.text
     assert f"resumed from {root / STEP4} at step 4" in caplog.text
     assert (root / STEP4).stat().st_ino == new and (root / "latest").read_text() == "step-00000005"
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []

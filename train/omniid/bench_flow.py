@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--grad-accum takes at least 1")
     logging.basicConfig(level=logging.WARNING)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    overrides = {"data.num_targets": args.targets, "optim.optimizer": args.optimizer, "optim.grad_accum": args.grad_accum,
+    overrides = {"data.num_targets": args.targets, "optim.optimizer": args.optimizer,
+                 "optim.grad_accum": args.grad_accum,
                  "optim.grad_checkpointing": False if args.no_grad_checkpointing else None}
     preset = get_preset(args.preset, stage="flow", **overrides)
     if preset.flow.transformer is None:  # the real configs, random weights: no FLUX folder needed
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        record = {"preset": preset.name, "representation": args.representation, "identities_per_micro_batch": identities,
+        record = {"preset": preset.name, "representation": args.representation,
+                  "identities_per_micro_batch": identities,
                   "targets_per_micro_batch": identities * preset.data.num_targets, "grad_accum": accum,
                   "identities_per_optimizer_step": identities * accum,
                   "grad_checkpointing": preset.optim.grad_checkpointing, "optimizer": args.optimizer,

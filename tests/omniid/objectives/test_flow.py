@@ -189,9 +189,10 @@ def test_bench_flow_reports_each_batch_size(capsys):
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["identities_per_micro_batch"] for r in records] == [1, 2] and all(r["s_per_step"] > 0 for r in records)
     assert [r["identities_per_optimizer_step"] for r in records] == [3, 6] and {r["grad_accum"] for r in records} == {3}
+    targets = get_preset("tiny", stage="flow").data.num_targets
     for r in records:
         assert r["identities_per_s"] == pytest.approx(r["identities_per_optimizer_step"] / r["s_per_step"])
-        assert r["targets_per_micro_batch"] == r["identities_per_micro_batch"] * get_preset("tiny", stage="flow").data.num_targets
+        assert r["targets_per_micro_batch"] == r["identities_per_micro_batch"] * targets
 
 
 @pytest.mark.gpu
