@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from omniid.config import get_preset
 from omniid.crop_reader import CropReader
 from omniid.data import build_loader
-from omniid.objectives.flow import loader_options as flow_loader_options
+from omniid.objectives.flow import loader_options as flow_loader_options, stage_loader_options
 from omniid.preprocess import IDENTITY_SIDE
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
@@ -29,8 +29,9 @@ def identity():
 
 
 def batch_for(representation, manifest: Path, num_inputs: int, **extra) -> dict:
-    """The first batch of the flow stage's loader, with what the representation asks of it."""
-    options = {**flow_loader_options(TINY.flow), **getattr(representation, "loader_options", {}), **extra}
+    """The first batch of the flow stage's loader, with what the representation asks of it (extra:
+    as if it asked that too), joined by the trainer's own join of the two."""
+    options = stage_loader_options(TINY.flow, {**getattr(representation, "loader_options", {}), **extra})
     loader = build_loader(manifest, TINY.model.image_size, num_inputs, 1, 2, seed=3, clamp_batch=True,
                           num_inputs_min=1, **options)
     return next(iter(loader))

@@ -34,7 +34,7 @@ def test_a_stated_optimizer_step_rate_asks_for_every_micro_batchs_identities(sam
     for stage, steps in (("mtd", 10.0), ("flow", 1.0)):
         r, batch = records[stage], accum_preset.for_stage(stage).data.batch_size
         assert r["assumed_items_per_s_per_gpu"] == pytest.approx(steps * batch * 3), stage
-        assert r["loader_cores_per_gpu"] == pytest.approx(steps * batch * 3 * r["cpu_ms_per_item"] / 1000)
+        assert r["loader_cores_per_gpu_at_assumed_rate"] == pytest.approx(steps * batch * 3 * r["cpu_ms_per_item"] / 1000)
         shape = (r["grad_accum"], r["identities_per_micro_batch"], r["identities_per_optimizer_step"])
         assert shape == (3, batch, 3 * batch)
         assert r["assumed_optimizer_steps_per_s"] == steps and r["assumed_micro_batches_per_s"] == 3 * steps

@@ -60,13 +60,13 @@ def test_bench_data_reports_both_stages(sample_manifest, capsys):
     assert set(records) == {"mtd", "flow"}
     for stage, r in records.items():
         for field in ("cpu_ms_per_item", "wall_ms_per_item", "items_per_s_per_worker", "jpeg_floor_ms_per_item",
-                      "item_over_floor", "crops_per_item", "loader_items_per_s_per_worker", "loader_cores_per_gpu"):
+                      "item_over_floor", "crops_per_item", "loader_items_per_s_per_worker", "loader_cores_per_gpu_at_assumed_rate"):
             assert math.isfinite(r[field]) and r[field] > 0, (stage, field, r[field])
         assert r["items"] == 4 and r["loader_workers"] == 1
         steps, identities = r["assumed_optimizer_steps_per_s"], r["identities_per_optimizer_step"]
         assert r["assumed_items_per_s_per_gpu"] == steps * identities
         needed = r["assumed_items_per_s_per_gpu"]  # an assumption (the step rate), not a measurement
-        assert r["loader_cores_per_gpu"] == pytest.approx(needed * r["cpu_ms_per_item"] / 1000)
+        assert r["loader_cores_per_gpu_at_assumed_rate"] == pytest.approx(needed * r["cpu_ms_per_item"] / 1000)
     assert records["mtd"]["masks"] and not records["flow"]["masks"]
     assert records["flow"]["target_side"] == 32 and records["mtd"]["targets"] == 8
 

@@ -9,8 +9,9 @@ baselines' 112 px read of each input crop) builds `--items` items one after anot
 thread, as a loader worker does: CPU ms and wall ms per item, hence items/s per loader worker; beside it, the floor: the same
 items' distinct crop files decoded in full by PIL and nothing else. A real DataLoader with
 `--workers` processes then streams batches, for its items/s with collation and the hand-over
-between processes. The loader cores one GPU needs = the GPU's items/s x CPU seconds per item
-(docs/performance.md). The GPU's items/s is a stated assumption, not a measurement: optimizer
+between processes. The loader cores one GPU needs (`loader_cores_per_gpu_at_assumed_rate`) = the
+GPU's items/s x the measured CPU seconds per item (docs/performance.md), hence its name: the GPU's
+items/s is a stated assumption (the `assumed_*` fields), not a measurement. It is optimizer
 steps/s (`--mtd-steps-per-s` / `--flow-steps-per-s`, what omniid-train's bar shows as step/s) x the
 identities one optimizer step takes on one GPU, the stage's batch x `--grad-accum` micro-batches.
 Left out, the step rate is the default micro-batch rate (`DEFAULT_MICRO_BATCHES_PER_S`, a GPU's
@@ -126,7 +127,7 @@ def bench_stage(manifest: Path, preset_name: str, stage: str, args: argparse.Nam
         "cpu_ms_per_item": cpu_ms, "wall_ms_per_item": 1000 * wall / n,
         "items_per_s_per_worker": n / wall, "jpeg_floor_ms_per_item": 1000 * floor / n,
         "item_over_floor": cpu / floor if floor else None,
-        **rate, "loader_cores_per_gpu": needed * cpu_ms / 1000,
+        **rate, "loader_cores_per_gpu_at_assumed_rate": needed * cpu_ms / 1000,
     }
     if args.workers:
         rate, size = loader_rate(manifest, preset, stage, args.workers, args.loader_batches, representation)

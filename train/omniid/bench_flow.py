@@ -6,10 +6,14 @@ The paper preset runs FLUX.1-dev's real transformer and VAE configs with random 
 CUDA) and a randomly initialised CLIP ViT-H/14, so it needs no weights; the step is the trainer's
 own (`step_time`: objective, gradient clipping, AdamW over the trainable parts, gradient
 checkpointing as the preset says) on synthetic batches of the preset's shapes, in one process.
-It stops at the first batch size that runs out of memory. One JSON line per batch size goes to
-stdout: `s_per_step`; `identities_per_s` and `targets_per_s` of this one GPU; `peak_gb`, the
-peak (GB: 10^9 bytes) of memory allocated by tensors during that batch size's steps, the weights
-and optimizer state (kept from the first batch size on) included.
+It stops at the first batch size that runs out of memory. A batch size is the identities of one
+micro-batch (one forward and backward); an optimizer step is `--grad-accum` of them (default: the
+preset's), as in omniid-train. One JSON line per batch size goes to stdout:
+`identities_per_micro_batch` (the batch size), `targets_per_micro_batch`, `grad_accum`,
+`identities_per_optimizer_step`; `s_per_step`, seconds per optimizer step; `identities_per_s` and
+`targets_per_s` of this one GPU; `peak_gb`, the peak (GB: 10^9 bytes) of memory allocated by
+tensors during that batch size's steps, the weights and optimizer state (kept from the first batch
+size on) included.
 """
 from __future__ import annotations
 
@@ -78,7 +82,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m omniid.bench_flow", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--preset", default="paper")
-    p.add_argument("--batch-sizes", default="1,2,4,8", help="identities per step (each with the preset's targets)")
+    p.add_argument("--batch-sizes", default="1,2,4,8",
+                   help="identities per micro-batch (each with the preset's targets); an optimizer step is "
+                        "--grad-accum micro-batches")
+    p.add_argument("--grad-accum", type=int, metavar="N",
+                   help="micro-batches per optimizer step, as omniid-train's flag (default: the preset's)")
     p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS), metavar="NAME",
@@ -86,9 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
     p.add_argument("--no-grad-checkpointing", action="store_true")
     args = p.parse_args(argv)
+    if args.grad_accum is not None and args.grad_accum < 1:
+        p.error("--grad-accum takes at least 1")
     logging.basicConfig(level=logging.WARNING)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     overrides = {"data.num_targets": args.targets, "optim.optimizer": args.optimizer,
+                 "optim.grad_accum": args.grad_accum,
                  "optim.grad_checkpointing": False if args.no_grad_checkpointing else None}
     preset = get_preset(args.preset, stage="flow", **overrides)
     if preset.flow.transformer is None:  # the real configs, random weights: no FLUX folder needed
@@ -102,11 +113,15 @@ def main(argv: list[str] | None = None) -> int:
     model.set_grad_checkpointing(preset.optim.grad_checkpointing)
     model.train()
     optimizer = build_optimizer(model, preset.optim)
+    accum = preset.optim.grad_accum  # micro-batches of a batch size an optimizer step
     for identities in (int(b) for b in args.batch_sizes.split(",")):
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
-        record = {"preset": preset.name, "representation": args.representation, "identities": identities, "targets": identities * preset.data.num_targets,
+        record = {"preset": preset.name, "representation": args.representation,
+                  "identities_per_micro_batch": identities,
+                  "targets_per_micro_batch": identities * preset.data.num_targets, "grad_accum": accum,
+                  "identities_per_optimizer_step": identities * accum,
                   "grad_checkpointing": preset.optim.grad_checkpointing, "optimizer": args.optimizer,
                   "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"}
         try:
@@ -115,9 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         except torch.cuda.OutOfMemoryError:
             print(json.dumps({**record, "oom": True}), flush=True)
             break
-        per_step = preset.optim.grad_accum  # micro-batches of `identities` a step
-        record.update(s_per_step=seconds, identities_per_s=per_step * identities / seconds,
-                      targets_per_s=per_step * record["targets"] / seconds,
+        record.update(s_per_step=seconds, identities_per_s=accum * identities / seconds,
+                      targets_per_s=accum * record["targets_per_micro_batch"] / seconds,
                       peak_gb=peak_gpu_gb(device))
         print(json.dumps(record), flush=True)
     return 0

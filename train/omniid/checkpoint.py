@@ -15,8 +15,11 @@ A step folder holds
   size and SHA-256 of every other file, checked on resume by `omniid.recovery`)
 The weights' file names belong to the modules that write them (encoder, objectives.mtd, adapter,
 baselines); what the weights are is the objective's business (`save_pretrained` /
-`load_pretrained`). A checkpoint is written under a temporary name and renamed into place, and
-`latest` is moved last. Nothing is pickled, so loading a checkpoint cannot run code.
+`load_pretrained`). A checkpoint is written under a temporary name (`.tmp-step-*`) and renamed
+into place, and `latest` is moved last. A step saved again (a run resumed from an older step
+replays to it) renames the old folder aside (`.replaced-step-*`) before the new one comes in and
+deletes it after: a kill between the renames leaves both complete, and the next start puts one
+back (`omniid.recovery.finish_replacements`). Nothing is pickled, so loading a checkpoint cannot run code.
 """
 from __future__ import annotations
 
@@ -44,8 +47,10 @@ PRESET_FILE = "preset.json"
 LOG_FILE = "log.jsonl"
 PROMPT_EMBEDS_FILE = "prompt_embeds.safetensors"
 FILES_KEY = "files"  # state.json: each file's size and SHA-256 at save time
+TEMP = ".tmp-"          # a step folder being written
+REPLACED = ".replaced-"  # a step folder being saved again: the old one, until the new one is in place
 
-__all__ = ["CHECKPOINTS", "FILES_KEY", "LATEST", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE",
+__all__ = ["CHECKPOINTS", "FILES_KEY", "LATEST", "REPLACED", "TEMP", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE",
            "RNG_FILE", "STATE_FILE", "CheckpointError", "CheckpointNotFound", "capture_rng", "damage", "file_records",
            "load_checkpoint", "point_latest", "pointed", "read_run_preset", "read_state", "recorded_prompt_cache",
            "require_files", "resolve_checkpoint", "restore_rng", "run_of", "save_checkpoint", "step_name",
@@ -112,7 +117,7 @@ def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: l
     that fails or is interrupted removes its temporary folder: a full disk stays no fuller."""
     root = Path(out) / CHECKPOINTS
     final = root / step_name(step)
-    tmp = root / f".tmp-{step_name(step)}"
+    tmp, aside = root / f"{TEMP}{final.name}", root / f"{REPLACED}{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
@@ -120,9 +125,12 @@ def save_checkpoint(out: Path, model, optimizer, step: int, state: dict, rngs: l
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    shutil.rmtree(final, ignore_errors=True)
+    if final.exists():  # saved again: never deleted before the new one is in place (a kill would lose the step)
+        shutil.rmtree(aside, ignore_errors=True)
+        os.replace(final, aside)
     os.replace(tmp, final)
     point_latest(root, final)
+    shutil.rmtree(aside, ignore_errors=True)
     return final
 
 

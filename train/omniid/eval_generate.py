@@ -36,14 +36,17 @@ def seeds_of(plan: Plan, protocol) -> list[int]:
     return [protocol.seed_for(j, s) for j in range(len(plan.targets)) for s in range(protocol.samples)]
 
 
-def score_rows(identity, label, checkpoint, k, plan: Plan, truth, input_faces, faces, paths, protocol, recognisers):
-    """One row per (target, sample) of one representation at one k."""
+def score_rows(identity, label, checkpoint, k, plan: Plan, truth, input_faces, faces, paths, protocol, recognisers,
+               prepared: list[dict] | None = None):
+    """One row per (target, sample) of one representation at one k; prepared: how its generator
+    read each of the k inputs (`OmniIDGenerator.preprocessing`; None for a reference row)."""
     rows, seeds = [], seeds_of(plan, protocol)
     for n, (face, image_path) in enumerate(zip(faces, paths)):
         j, s = divmod(n, protocol.samples)
         rows.append({"identity_id": identity, "representation": label, "checkpoint": checkpoint, "k": k,
                      "target": j, "sample": s, "seed": seeds[n], "target_path": str(plan.targets[j]),
-                     "input_paths": [str(p) for p in plan.inputs[:k]], "image_path": image_path,
+                     "input_paths": [str(p) for p in plan.inputs[:k]], "input_preprocessing": prepared,
+                     "image_path": image_path,
                      **score(face, truth[j], input_faces[:k], recognisers)})
     return rows
 
@@ -83,8 +86,10 @@ def _generate_rows(identity: str, plan: Plan, generators: dict, out: Path, metri
             paths = [str(folder / f"k{k}_t{j}_s{s}.png") for j in range(len(plan.targets)) for s in range(protocol.samples)]
             for image, path in zip(images, paths):
                 image.save(out / path)
+            # with how the generator read each input (a --bench entry's photos: detected and aligned)
             scored.rows[label] += score_rows(identity, label, str(gen.folder), k, plan, truth, input_faces,
-                                             metrics.analyse(images), paths, protocol, metrics.recognisers)
+                                             metrics.analyse(images), paths, protocol, metrics.recognisers,
+                                             gen.preprocessing[0])
             scored.tiles[label].append((f"{label} k={k}", [out / p for p in paths[::protocol.samples]]))
 
 

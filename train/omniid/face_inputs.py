@@ -63,7 +63,7 @@ class Prepared:
     exif_orientation: int | None = None  # the EXIF orientation the photo was turned by (None: read as stored)
 
     def record(self) -> dict:
-        """What settings.json keeps of this image's preprocessing."""
+        """What omniid-generate's settings.json and omniid-eval's results.parquet keep of this image's preprocessing."""
         return {"how": self.how, "faces_found": self.faces, "face_box": self.box,
                 "exif_orientation": self.exif_orientation}
 

@@ -5,6 +5,7 @@ Each step folder's state.json records the size and SHA-256 of its other files at
 it is intact; a damaged or incomplete one (a file cut short, changed or missing, or `latest`
 naming a folder that is gone) is named in a warning, moved into `checkpoints/damaged/` (never
 deleted), and the run resumes from the newest intact step folder, pointing `latest` at it.
+A step whose save again was killed between its renames is put back first (`finish_replacements`).
 
 A checkpoint whose weights gave a non-finite loss at the very next step gives it again on every
 resume, whatever the lr: the loss of step N+1 depends only on the weights after step N and on
@@ -25,8 +26,8 @@ from safetensors import SafetensorError
 
 from mfhq.manifest.io import is_disk_full
 from omniid.checks import disk_full
-from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, STATE_FILE, CheckpointError, point_latest, pointed,
-                               step_name)
+from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, REPLACED, STATE_FILE, TEMP, CheckpointError,
+                               point_latest, pointed, step_name)
 from omniid.checkpoint_trust import problem_of
 from omniid.distributed import gather
 from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
@@ -59,6 +60,7 @@ def newest_intact(out: Path) -> Path | None:
     """The step folder `latest` names if intact, else the newest intact one (then `latest` names
     it); damaged ones on the way are moved aside, each named in a warning."""
     root = Path(out) / CHECKPOINTS
+    finish_replacements(root)  # before `latest` is read: it may name a step whose re-save was killed
     named = pointed(root)
     candidates = ([named] if named is not None else []) + [f for f in step_folders(root) if f != named]
     for folder in candidates:
@@ -78,6 +80,23 @@ def newest_intact(out: Path) -> Path | None:
     return None
 
 
+def finish_replacements(root: Path) -> None:
+    """Puts back the step a killed re-save left without its folder (`omniid.checkpoint.save_checkpoint`
+    renames the old one to `.replaced-step-*` before the new one comes in). With the step's own
+    folder missing, the new one (`.tmp-step-*`) goes in if complete, else the old one comes back: the
+    new one is what the run's log.jsonl now records (a resume cuts the log to its step and logs the
+    replayed steps again) and what a kill a moment later would have left. The old one is then deleted."""
+    for aside in sorted(Path(root).glob(f"{REPLACED}step-*")):
+        final = aside.parent / aside.name.removeprefix(REPLACED)
+        new = aside.parent / f"{TEMP}{final.name}"
+        if not final.exists():
+            complete = new.is_dir() and problem_of(new) is None
+            os.replace(new if complete else aside, final)
+            log.warning("%s: a save of this step again was interrupted; %s", final,
+                        "the new one, complete, is in place" if complete else "the one it was to replace is back")
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def resume_point(out: Path, resume: str | Path | None) -> Path | None:
     """The checkpoint `--resume` names, checked: `auto` is the newest intact one under OUT (None
     if there is none); a folder given by name must be intact (there is no other to fall back to)."""
@@ -85,6 +104,7 @@ def resume_point(out: Path, resume: str | Path | None) -> Path | None:
         return None
     if str(resume) == "auto":
         return newest_intact(Path(out))
+    finish_replacements(Path(out) / CHECKPOINTS)  # the folder named may be a step whose re-save was killed
     folder = Path(resume)
     if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"{folder}: not a checkpoint folder (no {STATE_FILE})")
@@ -120,8 +140,9 @@ def after_non_finite(out: Path, step: int, saved: int | None) -> str:
 
 def remove_stale_temps(out: Path) -> None:
     """Temporary step folders (and preset.json copies) a killed save left behind (a live save
-    removes its own)."""
-    for tmp in (Path(out) / CHECKPOINTS).glob(".tmp-step-*"):
+    removes its own), once a killed re-save's new folder has had its chance (`finish_replacements`)."""
+    finish_replacements(Path(out) / CHECKPOINTS)
+    for tmp in (Path(out) / CHECKPOINTS).glob(f"{TEMP}step-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     for tmp in Path(out).glob(f".tmp-{PRESET_FILE}-*"):  # atomic_write_bytes' temporary name
         tmp.unlink(missing_ok=True)

@@ -10,6 +10,9 @@ Per recogniser R (an identity model of mfhq's registry, `--recognisers`):
 `id_similarity` and `sim_ref` without a suffix are the first recogniser's. Beside them the pose
 error to the ground truth and the pose gap: |Δyaw| + |Δpitch| + |Δroll| between the ground truth
 and its nearest input (in pose) among the first k, what the pose-gap curve bins.
+`input_preprocessing`: how the generator read each of its k inputs (`omniid.face_inputs.Prepared.record`:
+given as an aligned crop, found to be one, or a face detected and aligned, with the faces found, the
+box taken and the EXIF orientation applied); null on the reference rows, which no encoder reads.
 """
 from __future__ import annotations
 
@@ -23,11 +26,15 @@ from omniid.metrics import Face, cosine, pose_error
 
 PER_RECOGNISER = (("id_similarity", pa.float64()), ("sim_ref", pa.float64()), ("copy_paste", pa.float64()),
                   ("degenerate", pa.bool_()))
+# one input's `omniid.face_inputs.Prepared.record()`
+PREPARED = pa.struct([("how", pa.string()), ("faces_found", pa.int32()), ("face_box", pa.list_(pa.float64())),
+                      ("exif_orientation", pa.int32())])
 BASE_FIELDS = [
     ("identity_id", pa.string()), ("representation", pa.string()), ("setting", pa.string()),
     ("checkpoint", pa.string()),
     ("k", pa.int32()), ("target", pa.int32()), ("sample", pa.int32()), ("seed", pa.int64()),
-    ("target_path", pa.string()), ("input_paths", pa.list_(pa.string())), ("image_path", pa.string()),
+    ("target_path", pa.string()), ("input_paths", pa.list_(pa.string())),
+    ("input_preprocessing", pa.list_(PREPARED)), ("image_path", pa.string()),
     ("face", pa.bool_()), ("gt_face", pa.bool_()),
     ("id_similarity", pa.float64()), ("sim_ref", pa.float64()), ("pose_error", pa.float64()),
     ("pose_gap", pa.float64()),

@@ -179,11 +179,20 @@ def test_flow_conditions_on_any_registered_representation(batch):
 
 
 def test_bench_flow_reports_each_batch_size(capsys):
+    """A batch size is a micro-batch's identities; an optimizer step (s_per_step) takes --grad-accum of them."""
     from omniid.bench_flow import main
 
-    assert main(["--preset", "tiny", "--batch-sizes", "1,2", "--steps", "1"]) == 0
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "identities per micro-batch" in " ".join(capsys.readouterr().out.split())
+    assert main(["--preset", "tiny", "--batch-sizes", "1,2", "--steps", "1", "--grad-accum", "3"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [r["identities"] for r in records] == [1, 2] and all(r["s_per_step"] > 0 for r in records)
+    assert [r["identities_per_micro_batch"] for r in records] == [1, 2] and all(r["s_per_step"] > 0 for r in records)
+    assert [r["identities_per_optimizer_step"] for r in records] == [3, 6] and {r["grad_accum"] for r in records} == {3}
+    targets = get_preset("tiny", stage="flow").data.num_targets
+    for r in records:
+        assert r["identities_per_s"] == pytest.approx(r["identities_per_optimizer_step"] / r["s_per_step"])
+        assert r["targets_per_micro_batch"] == r["identities_per_micro_batch"] * targets
 
 
 @pytest.mark.gpu
