@@ -17,7 +17,7 @@ from typing import Iterator, Protocol
 import numpy as np
 
 from mfhq.config import DecodeConfig
-from mfhq.decode_containers import lacking_decoder, seeks_exactly, several_edits
+from mfhq.decode_containers import lacking_decoder, no_video_stream, seeks_exactly, several_edits
 from mfhq.decode_decord import DecordReader
 from mfhq.decode_end import DecodeError, End, Tail, ended_reason  # noqa: F401 (DecodeError: its home for callers)
 from mfhq.decode_shown import shown_of, turned
@@ -56,6 +56,9 @@ class PyAVReader:
 
         self._path = path
         with av.open(str(path)) as container:
+            nothing = no_video_stream(path, container)
+            if nothing:
+                raise DecodeError(nothing)
             stream = container.streams.video[0]
             lacking = lacking_decoder(path, stream.codec_context.name)
             if lacking:

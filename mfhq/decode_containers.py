@@ -75,6 +75,15 @@ def lacking_decoder(path: Path, decoder: str) -> str | None:
             f"dav1d: pip install -U av)")
 
 
+def no_video_stream(path: Path, container) -> str | None:
+    """Why an opened file has nothing to decode (a sound file, an MP4 muxed with no video packets,
+    whose empty track FFmpeg drops), or None where it has a video stream."""
+    if container.streams.video:
+        return None
+    kinds = sorted({stream.type for stream in container.streams})
+    return f"{path}: the file has no video stream ({'only ' + ', '.join(kinds) if kinds else 'no streams at all'})"
+
+
 def seeks_exactly(format_name: str) -> bool:
     """Does PyAV's keyframe seek land where timestamps number frames exactly, in this container?"""
     return format_name in SEEKS_EXACTLY
@@ -88,7 +97,10 @@ def decord_refusal(path: Path) -> str | None:
     try:
         with av.open(str(path)) as container:
             format_name = container.format.name
-            video = container.streams.video[0] if container.streams.video else None
+            nothing = no_video_stream(path, container)
+            if nothing:
+                return nothing
+            video = container.streams.video[0]
             # The format's name (av1), not the decoder's (libdav1d): what the message says
             codec = video.codec_context.codec.canonical_name if video is not None else None
             shown = shown_frames(path, container) if video is not None else None

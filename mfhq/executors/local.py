@@ -17,7 +17,7 @@ from mfhq.executors.base import ExecutorError, Lost, ShardScheduler
 from mfhq.manifest.io import DiskFull
 from mfhq.manifest.lock import NotOwner
 from mfhq.worker.log_relay import LOG, Sender, replay, send_logs_to_parent
-from mfhq.worker.process import quiet_process
+from mfhq.worker.process import exit_now, quiet_process
 from mfhq.worker.shard import close_watchdogs, run_shard
 from mfhq.worker.watchdog import WorkerError, WorkerOutOfMemory
 
@@ -32,8 +32,9 @@ def runner_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | None, verb
     try:
         while True:
             message = conn.recv()
-            if message[0] == "stop":
-                return
+            if message[0] == "stop":  # between shards: each one it ran is written and answered
+                close_watchdogs()
+                exit_now(conn)
             try:
                 send(("stats", run_shard(message[1], run_dir, cfg, models_dir, owner)))
             except DiskFull as exc:
@@ -62,11 +63,15 @@ class _Runner:
         self.process.start()
         child.close()
 
-    def stop(self, wait_s: float) -> None:
+    def ask_to_stop(self) -> None:
         try:
             self.conn.send(("stop",))
         except (BrokenPipeError, OSError):
             pass
+
+    def stop(self, wait_s: float, asked: bool = False) -> None:
+        if not asked:
+            self.ask_to_stop()
         self.process.join(timeout=wait_s)
         if self.process.is_alive():
             self.process.kill()
@@ -121,6 +126,8 @@ class LocalExecutor(ShardScheduler):
         self.runners[slot] = self._spawn()
 
     def _stop_runners(self) -> None:
+        for runner in self.runners:  # all at once: each stops its worker in parallel with the others
+            runner.ask_to_stop()
         for slot, runner in enumerate(self.runners):
-            runner.stop(0 if slot in self.busy else 5)
+            runner.stop(0 if slot in self.busy else 5, asked=True)
         self.runners = []

@@ -85,7 +85,12 @@ def test_a_lost_runner_reruns_its_shard_and_a_hang_becomes_a_timeout_row(executo
     con = duckdb.connect()
     statuses = dict(con.execute(f"SELECT clip_id, status FROM read_parquet('{run}/clips/*.parquet')").fetchall())
     assert statuses == {"good": "ok", "hang": "timeout", "hangread": "timeout", "killparent": "ok"}
-    assert summary.retried == 2  # a timeout is transient: run once more before its row is written
+    # A timeout is transient: the clip runs once more before its row is written, and no more.
+    # Counted by the clip's own opens, not summary.retried: on a loaded machine a good clip's
+    # decode may also pass the 3 s watchdog once and be retried (it then ends ok).
+    for name in ("hang", "hangread"):
+        assert (videos / f".{name}.mp4.tries").read_text().splitlines() == ["try", "try"], name
+    assert summary.retried >= 2
     reasons = dict(con.execute(f"SELECT clip_id, reason FROM read_parquet('{run}/clips/*.parquet')").fetchall())
     assert "hang.mp4" in reasons["hang"] and "decoding ran past the 3 s watchdog" in reasons["hang"]
     assert "hangread.mp4" in reasons["hangread"] and "decoding ran past the 3 s watchdog" in reasons["hangread"]

@@ -6,6 +6,7 @@ the workers import this module by name, so this folder must be on PYTHONPATH.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import time
@@ -67,3 +68,14 @@ class LaterChunkFailsQuality(BrisqueQuality):
         if LaterChunkFailsQuality.calls > 1:
             raise ValueError("a stage bug after the first chunk")
         return super().score(crops)
+
+
+class ExitWatchQuality(WarningQuality):
+    """BRISQUE whose worker logs one warning as it loads, and registers an atexit hook that
+    touches `$MFHQ_TEST_ATEXIT/<pid>`: a file there says the worker went through the
+    interpreter's teardown, as a library's own atexit hook would."""
+
+    def load(self) -> None:
+        super().load()
+        folder = os.environ["MFHQ_TEST_ATEXIT"]
+        atexit.register(lambda: (Path(folder) / str(os.getpid())).touch())

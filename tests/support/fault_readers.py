@@ -19,6 +19,9 @@ class FaultyReader(DecordReader):
 
     def open(self, path):
         self.path_name = path.name
+        if "hang" in path.name:  # each open counted, a line a try beside the video: how often the clip ran
+            with open(path.with_name(f".{path.name}.tries"), "a") as handle:
+                handle.write("try\n")
         if "hang" in path.name and "hangread" not in path.name:
             # A native call that never returns and keeps the GIL, like decord's hang reported as #373:
             # no Python-level timeout can interrupt this, only killing the process can.
