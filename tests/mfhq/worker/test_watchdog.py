@@ -51,11 +51,13 @@ def test_hanging_and_crashing_decoders_become_status_rows(sample_dir, tmp_path):
     # was read ahead beside another clip, which could not be pinned on it (the warning names each;
     # beside c_good always, beside b_hang in the retry when the reader opens it first). Never
     # retried, it would open once less; retried without end, more, and past
-    # fault_readers.CRASH_OPENS it would end ok.
+    # fault_readers.CRASH_OPENS it would end ok. A death while it was read ahead is at times
+    # pinned on the clip in the models (c_good, run again whole) without the warning, so one
+    # open may go uncounted by the warnings: at least, never fewer.
     assert reasons["d_crash"].endswith("d_crash.mp4: the worker died (signal 11) during decode"), reasons["d_crash"]
     opens = len((videos / ".d_crash.mp4.tries").read_text().splitlines())
     read_ahead = result.stderr.count("d_crash.mp4 ahead")
-    assert read_ahead >= 1 and opens == 2 + read_ahead, result.stderr
+    assert read_ahead >= 1 and 2 + read_ahead <= opens <= 3 + read_ahead, result.stderr
     # The death while d_crash was read ahead could not be pinned on one clip: both ran alone.
     assert "read" in result.stderr and "d_crash.mp4 ahead" in result.stderr and "running each alone" in result.stderr
     faces = duckdb.connect().execute(f"SELECT clip_id, count(*) FROM read_parquet('{run}/faces/*.parquet') GROUP BY 1").fetchall()
