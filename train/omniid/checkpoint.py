@@ -50,11 +50,11 @@ FILES_KEY = "files"  # state.json: each file's size and SHA-256 at save time
 TEMP = ".tmp-"          # a step folder being written
 REPLACED = ".replaced-"  # a step folder being saved again: the old one, until the new one is in place
 
-__all__ = ["CHECKPOINTS", "FILES_KEY", "LATEST", "REPLACED", "TEMP", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE",
-           "RNG_FILE", "STATE_FILE", "CheckpointError", "CheckpointNotFound", "capture_rng", "damage", "file_records",
-           "load_checkpoint", "point_latest", "pointed", "read_run_preset", "read_state", "recorded_prompt_cache",
-           "require_files", "resolve_checkpoint", "restore_rng", "run_of", "save_checkpoint", "step_name",
-           "weight_checksum", "write_run_preset"]
+__all__ = ["CHECKPOINTS", "FILES_KEY", "LATEST", "LOG_FILE", "OPTIMIZER_FILE", "PRESET_FILE", "PROMPT_EMBEDS_FILE",
+           "REPLACED", "RNG_FILE", "STATE_FILE", "TEMP", "CheckpointError", "CheckpointNotFound", "capture_rng",
+           "damage", "file_records", "load_checkpoint", "point_latest", "pointed", "read_run_preset", "read_state",
+           "recorded_prompt_cache", "require_files", "resolve_checkpoint", "restore_rng", "run_of",
+           "save_checkpoint", "step_name", "weight_checksum", "write_run_preset"]
 
 
 def step_name(step: int) -> str:
