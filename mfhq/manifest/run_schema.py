@@ -19,7 +19,7 @@ FACE_SCHEMA = _schema(
         pa.field("face_index", pa.int16(), nullable=False),     # detection order within the frame
         pa.field("kept", pa.bool_(), nullable=False),
         pa.field("drop_reason", pa.string()),                   # null when kept
-        pa.field("det_score", pa.float32(), nullable=False),
+        pa.field("det_score", pa.float32()),  # null: no detector scored it (a source's annotation)
         pa.field("bbox", pa.list_(pa.float32(), 4), nullable=False),        # x1, y1, x2, y2 (source px)
         pa.field("landmarks", pa.list_(pa.float32(), 10), nullable=False),  # 5 x (x, y): eyes, nose, mouth corners
         pa.field("face_size", pa.float32()),       # source extent (px) of the aligned crop

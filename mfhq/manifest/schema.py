@@ -22,13 +22,14 @@ import pyarrow as pa
 
 from mfhq.errors import MfhqError
 
-RUN_SCHEMA_VERSION = "8"  # 2: clip rows count frames whose faces came from source metadata;
+RUN_SCHEMA_VERSION = "9"  # 2: clip rows count frames whose faces came from source metadata;
                           # 3: faces record the fraction of their aligned crop outside the frame
                           # 4: faces record the frame their embedding was computed on
                           # 5: faces record landmarks68 and crop_digest (align.crops: materialize)
                           # 6: clip rows record their usable faces' embedding sum and count
                           # 7: clip rows record the source's person id within the video (person_key)
                           # 8: clip rows record the video file as read (size, mtime, digest of its ends)
+                          # 9: a face no detector scored has a NULL det_score (version 8 and older: NaN)
 # Older run versions still read, with the columns they lack (NULL in the views): a run started
 # before an additive change resumes and curates with the newer code.
 _MATERIALIZE_COLUMNS = frozenset({"landmarks68", "crop_digest"})
@@ -39,7 +40,9 @@ _FILE_COLUMNS = frozenset({"video_bytes", "video_mtime_ns", "video_digest"})
 RUN_READABLE = {"3": frozenset({"embedding_frame"}) | _MATERIALIZE_COLUMNS | _SUM_COLUMNS | _PERSON_COLUMNS | _FILE_COLUMNS,
                 "4": _MATERIALIZE_COLUMNS | _SUM_COLUMNS | _PERSON_COLUMNS | _FILE_COLUMNS,
                 "5": _SUM_COLUMNS | _PERSON_COLUMNS | _FILE_COLUMNS, "6": _PERSON_COLUMNS | _FILE_COLUMNS,
-                "7": _FILE_COLUMNS, RUN_SCHEMA_VERSION: frozenset()}
+                "7": _FILE_COLUMNS, "8": frozenset(), RUN_SCHEMA_VERSION: frozenset()}
+# Versions whose faces hold NaN for "no detector score": the views read it as NULL (see views.py).
+NAN_SCORE_VERSIONS = frozenset({"3", "4", "5", "6", "7", "8"})
 MANIFEST_VERSION = "3"    # 2: crop/mask paths relative to the run (as in faces/), `run` names it
                           # 3: rows carry face_size (the crop's source extent: < align.size, upscaled)
 # Older manifest versions still read, with the columns they lack as NULLs (as for runs above): a

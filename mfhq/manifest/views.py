@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from mfhq.manifest.folder import ManifestFolder, read_manifest
 from mfhq.manifest.io import ShardMarkers, check_schema_version
-from mfhq.manifest.schema import MANIFEST_SCHEMA, RUN_READABLE, SPLITS, ManifestError, retyped
+from mfhq.manifest.schema import MANIFEST_SCHEMA, NAN_SCORE_VERSIONS, RUN_READABLE, SPLITS, ManifestError, retyped
 
 REDO = ("delete it and its marker done/{shard}.json, then run the same `mfhq extract` into {run} again: "
         "only that shard is redone")
@@ -36,6 +36,11 @@ def sql_str(value: str) -> str:
 
 def check_run(run_dir: Path) -> dict:
     """Validate a run folder; returns its run.json."""
+    return _checked_run(run_dir)[0]
+
+
+def _checked_run(run_dir: Path) -> tuple[dict, set[str]]:
+    """check_run's work: the run.json, and the schema versions of its faces shards."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise RunError(f"{run_dir}: no such run folder; make one with `mfhq extract --out {run_dir}`")
@@ -46,6 +51,7 @@ def check_run(run_dir: Path) -> dict:
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as exc:
         raise RunError(f"{meta_path}: not valid JSON ({exc})") from exc
+    face_versions = set()
     for view in ("faces", "clips"):
         for path in shard_files(run_dir, view):
             try:
@@ -56,7 +62,9 @@ def check_run(run_dir: Path) -> dict:
             version = check_schema_version(path, schema.metadata or {},
                                            "re-run `mfhq extract` into a new folder, or use the mfhq release that wrote it")
             _check_columns(path, schema, _run_schemas()[view], RUN_READABLE[version])
-    return meta
+            if view == "faces":
+                face_versions.add(version)
+    return meta, face_versions
 
 
 def shard_files(run_dir: Path, view: str) -> list[Path]:
@@ -88,6 +96,13 @@ def _check_kind(path: Path, schema: pa.Schema, view: str) -> None:
 
 _SQL_TYPES = {pa.int16(): "SMALLINT", pa.int32(): "INTEGER", pa.int64(): "BIGINT", pa.float32(): "FLOAT",
               pa.float64(): "DOUBLE", pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN"}
+
+
+# Runs of version 8 and older wrote NaN for "no detector score" (now NULL). DuckDB cannot be
+# asked about those NaNs directly: it folds isnan() and x <> x to false from the Parquet min/max
+# statistics (which leave NaN out), so a WHERE on them loses every NaN row. The text of the
+# value is outside that reasoning. Only runs holding such shards pay for the cast.
+_NAN_AS_NULL = " REPLACE (CASE WHEN CAST(det_score AS VARCHAR) ILIKE 'nan' THEN NULL ELSE det_score END AS det_score)"
 
 
 def _sql_type(arrow: pa.DataType) -> str:
@@ -159,10 +174,13 @@ def connect_runs(run_dirs: list[Path]) -> tuple[duckdb.DuckDBPyConnection, list[
     metas, parts = [], {"faces": [], "clips": []}
     for run_dir in run_dirs:
         run_dir = Path(run_dir).resolve()
-        metas.append({**check_run(run_dir), "run_dir": str(run_dir)})
+        meta, face_versions = _checked_run(run_dir)
+        metas.append({**meta, "run_dir": str(run_dir)})
         for view in parts:
             listing = ", ".join(sql_str(str(p)) for p in shard_files(run_dir, view))
-            parts[view].append(f"SELECT *, {sql_str(str(run_dir))} AS run_dir FROM read_parquet([{listing}], union_by_name = true)")
+            scores = _NAN_AS_NULL if view == "faces" and face_versions & NAN_SCORE_VERSIONS else ""
+            parts[view].append(f"SELECT *{scores}, {sql_str(str(run_dir))} AS run_dir "
+                               f"FROM read_parquet([{listing}], union_by_name = true)")
     con = duckdb.connect()
     for view, selects in parts.items():
         union = " UNION ALL BY NAME ".join(selects)

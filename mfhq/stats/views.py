@@ -47,12 +47,12 @@ _HEADLINE_RUN = (
     "FILTER (WHERE n_frames_read > 0) FROM clips "
     "UNION ALL SELECT 2, 'totals', 'clips', count(*) FROM clips "
     # faces a source's annotations gave (VFHQ's per-frame lines, where detection was skipped) have
-    # no detector score (NaN): counted apart, so 'detected' means what the detector found. Their
-    # row only where there are some: most sources give none, and a 0 there reads as annotations lost.
-    # (FILTER, never WHERE: DuckDB 2.0 pushes a WHERE isnan() into the Parquet scan, which loses the NaNs)
-    "UNION ALL SELECT 3, 'totals', 'faces detected', count(*) FILTER (WHERE NOT isnan(det_score)) FROM faces "
+    # no detector score (NULL; the faces view reads older runs' NaN so): counted apart, so 'detected'
+    # means what the detector found. Their row only where there are some: most sources give none,
+    # and a 0 there reads as annotations lost.
+    "UNION ALL SELECT 3, 'totals', 'faces detected', count(det_score) FROM faces "
     "UNION ALL SELECT 4, 'totals', 'faces from source annotations (not detected)', count(*) "
-    "FILTER (WHERE isnan(det_score)) FROM faces HAVING count(*) FILTER (WHERE isnan(det_score)) > 0 "
+    "FILTER (WHERE det_score IS NULL) FROM faces HAVING count(*) FILTER (WHERE det_score IS NULL) > 0 "
     "UNION ALL SELECT 5, 'totals', 'faces kept', count(*) FILTER (WHERE kept) FROM faces "
     "UNION ALL SELECT CASE WHEN status = 'ok' THEN 6 ELSE 7 END, 'clips by status', 'clips ' || status, count(*) "
     "FROM clips GROUP BY status"

@@ -268,7 +268,7 @@ class ClipProcessor:
             frame_index = int(batch.frame_indices[batch.frame_pos[i]])
             face = FaceMeasures(
                 frame_index=frame_index, time_sec=info.time_of(frame_index), face_index=int(batch.face_index[i]),
-                det_score=float(batch.scores[i]), bbox=batch.boxes[i].tolist(),
+                det_score=num(batch.scores[i]), bbox=batch.boxes[i].tolist(),
                 landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=num(batch.face_size[i]),
                 identity_similarity=num(batch.similarity[i]),
                 out_of_frame=None if batch.out_of_frame is None else num(batch.out_of_frame[i]),

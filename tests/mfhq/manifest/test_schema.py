@@ -76,7 +76,7 @@ def test_an_unreadable_version_names_the_readable_ones(tmp_path):
     shard = next((run / "faces").glob("*.parquet"))
     table = pq.read_table(shard)
     pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"2"}), shard)
-    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 8 \(and 3, 4, 5, 6, 7\)"):
+    with pytest.raises(SchemaVersionError, match=r"schema version 2, this code reads version 9 \(and 3, 4, 5, 6, 7, 8\)"):
         cluster_sample([run], tmp_path / "m", CurateConfig())
 
 

@@ -1,0 +1,52 @@
+"""A face no detector scored (a source's own annotation: VFHQ's per-frame lines) has no
+det_score, and reads as NULL wherever a user asks DuckDB: a run of version 8 or older stored NaN
+there, which DuckDB cannot be asked about over a Parquet file (it folds isnan() to false from the
+column's min/max statistics, and orders NaN above every number, so `det_score > 0.5` kept every
+annotation). mfhq's views read those NaNs as NULL, and stats counts them apart either way."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mfhq.manifest.views import connect_runs
+from mfhq.stats.report import write_report
+from synthetic_runs import ClipSpec, write_run
+
+SPECS = [ClipSpec("hq", f"c{i}", f"yt{i}", i) for i in range(4)]
+UNSCORED = 7  # faces of the first shard given NaN, as version 8 wrote an annotation's score
+
+
+def _version8_run(tmp_path):
+    """A run whose first faces shard is as version 8 wrote it: NaN scores, non-null column."""
+    run = write_run(tmp_path / "run", SPECS)
+    shard = sorted((run / "faces").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    scores = table.column("det_score").to_pylist()
+    scores[:UNSCORED] = [math.nan] * UNSCORED
+    where = table.schema.get_field_index("det_score")
+    old = table.schema.set(where, pa.field("det_score", pa.float32(), nullable=False))
+    table = table.set_column(where, old.field(where), pa.array(scores, pa.float32())).cast(old)
+    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"8"}), shard)
+    return run, table.num_rows
+
+
+def test_an_older_runs_nan_scores_read_as_null_and_a_threshold_leaves_them_out(tmp_path):
+    run, _ = _version8_run(tmp_path)
+    con, _ = connect_runs([run])
+    total = con.execute("SELECT count(*) FROM faces").fetchone()[0]
+    assert con.execute("SELECT count(*) FROM faces WHERE det_score IS NULL").fetchone()[0] == UNSCORED
+    # every other face scored 0.9: a threshold keeps them and no annotation
+    assert con.execute("SELECT count(*) FROM faces WHERE det_score > 0.5").fetchone()[0] == total - UNSCORED
+    assert con.execute("SELECT max(det_score) FROM faces").fetchone()[0] < 1
+
+
+def test_stats_counts_an_older_runs_annotations_apart(tmp_path):
+    run, _ = _version8_run(tmp_path)
+    write_report([run], None, tmp_path / "rep")
+    head = pd.read_csv(tmp_path / "rep" / "tables" / "headline.csv").set_index("metric").value.to_dict()
+    total = sum(spec.faces + spec.dropped for spec in SPECS)
+    assert head["faces from source annotations (not detected)"] == UNSCORED
+    assert head["faces detected"] == total - UNSCORED
