@@ -7,6 +7,7 @@ a reader can refuse files it does not understand instead of misreading them.
 """
 from __future__ import annotations
 
+import math
 from collections import namedtuple
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -222,6 +223,12 @@ FaceMeasures = namedtuple("FaceMeasures", "frame_index time_sec face_index det_s
                           "landmarks68 crop_digest", defaults=(None, None))
 
 
+def _measured(value) -> float | None:
+    """A face's measure as its row holds it: None where nothing measured it. Never NaN, which
+    DuckDB over Parquet orders above every number and cannot find (docs/formats.md)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
 class FaceRow:
     """The one place that builds a face's row (the `faces/` schema as a dict)."""
 
@@ -254,10 +261,11 @@ class FaceRow:
             "source": clip.source, "clip_id": clip.clip_id, "video_key": clip.video_key,
             "frame_index": face.frame_index, "time_sec": face.time_sec, "face_index": face.face_index,
             "kept": reason is None, "drop_reason": reason,
-            "det_score": face.det_score, "bbox": face.bbox, "landmarks": face.landmarks,
-            "face_size": face.face_size, "identity_similarity": face.identity_similarity,
-            "out_of_frame": face.out_of_frame, "yaw": face.yaw, "pitch": face.pitch, "roll": face.roll,
-            "quality": face.quality, "embedding": face.embedding, "embedding_frame": face.embedding_frame,
+            "det_score": _measured(face.det_score), "bbox": face.bbox, "landmarks": face.landmarks,
+            "face_size": _measured(face.face_size), "identity_similarity": _measured(face.identity_similarity),
+            "out_of_frame": _measured(face.out_of_frame), "yaw": _measured(face.yaw), "pitch": _measured(face.pitch),
+            "roll": _measured(face.roll), "quality": _measured(face.quality), "embedding": face.embedding,
+            "embedding_frame": face.embedding_frame,
             "landmarks68": face.landmarks68, "crop_digest": face.crop_digest,
             "crop_path": crop_path, "mask_path": mask_path, "align_template": align_template,
             "provenance": provenance,

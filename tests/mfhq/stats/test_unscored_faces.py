@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 
+import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mfhq.manifest.io import atomic_write_table
 from mfhq.manifest.views import connect_runs
+from mfhq.records import FACE_SCHEMA, Clip, FaceMeasures, FaceRow
 from mfhq.stats.report import write_report
 from synthetic_runs import ClipSpec, write_run
 
@@ -50,3 +53,20 @@ def test_stats_counts_an_older_runs_annotations_apart(tmp_path):
     total = sum(spec.faces + spec.dropped for spec in SPECS)
     assert head["faces from source annotations (not detected)"] == UNSCORED
     assert head["faces detected"] == total - UNSCORED
+
+
+def test_a_face_row_never_holds_nan(tmp_path):
+    """The row builder owns the rule: whatever a stage hands over as 'not measured' (NaN from a
+    model, a source annotation's missing score) is NULL in the shard, so DuckDB finds it."""
+    clip = Clip("folder", "a", tmp_path / "a.mp4", "a")
+    face = FaceMeasures(frame_index=0, time_sec=0.0, face_index=0, det_score=math.nan, bbox=[0.0, 0, 9, 9],
+                        landmarks=[1.0] * 10, face_size=math.nan, identity_similarity=0.8, out_of_frame=0.0,
+                        yaw=math.nan, pitch=1.0, roll=2.0, quality=math.nan, embedding=None, embedding_frame=None)
+    rows = [FaceRow.kept(clip, face, "crops/a/0.jpg", "masks/a/0.png", "arcface448", "test"),
+            FaceRow.dropped(clip, face._replace(det_score=0.9, quality=0.5), "too_small", "arcface448", "test")]
+    path = tmp_path / "faces.parquet"
+    atomic_write_table(path, rows, FACE_SCHEMA)
+    found = duckdb.sql(f"SELECT count(*) FILTER (WHERE det_score IS NULL), count(*) FILTER (WHERE quality IS NULL), "
+                       f"count(*) FILTER (WHERE det_score > 0.5), count(*) FILTER (WHERE yaw IS NULL) "
+                       f"FROM '{path}'").fetchall()[0]
+    assert found == (1, 1, 1, 2)
