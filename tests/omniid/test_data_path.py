@@ -74,3 +74,17 @@ def test_bench_data_reports_both_stages(sample_manifest, capsys):
 def test_bench_data_names_a_missing_manifest(tmp_path, caplog):
     assert bench_main(["--manifest", str(tmp_path / "none.parquet"), "--preset", "tiny", "--stages", "mtd"]) == 2
     assert "none.parquet" in caplog.text
+
+
+@pytest.mark.parametrize("shape", [(100, 100), (300, 200), (200, 300)])
+def test_an_image_smaller_than_the_side_is_scaled_up_from_a_file_and_from_memory(tmp_path, shape):
+    """A crop smaller than the encoder's input on a side (a run with a smaller align.size, a small
+    photo) is scaled up, the same from its file as from memory; it once raised a bare StopIteration,
+    which a DataLoader's iteration can take for the end of its data."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    path = tmp_path / "small.jpg"
+    Image.fromarray(pixels).save(path, quality=95)
+    from_file = load_pixels(path, 224)
+    assert from_file.shape == (224, 224, 3)
+    assert np.array_equal(from_file, load_pixels(np.asarray(_full_decode(path)), 224))

@@ -58,11 +58,12 @@ _AFFINE = {"clip": (1 / (255.0 * torch.tensor(CLIP_STD)), -torch.tensor(CLIP_MEA
 
 def resize_for_encoder(image: Image.Image, size: int) -> Image.Image:
     """The one resize from a crop to a side of `size` (see the module docstring): the integer
-    reduction a JPEG's draft decode would have made (1, 2, 4 or 8, as PIL picks it), then bicubic."""
+    reduction a JPEG's draft decode would have made (1, 2, 4 or 8, as PIL picks it), then bicubic
+    (up, for an image smaller than `size` on a side: a crop of a run with a smaller align.size)."""
     if image.size == (size, size):
         return image
     ratio = min(image.width // size, image.height // size)
-    factor = next(f for f in (8, 4, 2, 1) if ratio >= f)
+    factor = max((f for f in (8, 4, 2) if ratio >= f), default=1)
     if factor > 1:
         image = image.reduce(factor)
     return image if image.size == (size, size) else image.resize((size, size), Image.Resampling.BICUBIC)
