@@ -46,6 +46,19 @@ def test_crop_scales_insightfaces_112_px_reference_by_size_over_112(detector, as
     assert eyes == pytest.approx(73.5318 - 38.2946, rel=0.1)
 
 
+def test_the_arcface_crop_centres_the_face_left_to_right(detector, astronaut):
+    # The tests above measure the crop against ARCFACE_112 itself, so a wrong constant passes them:
+    # insightface's 96 px wide template (every x 8 px less), copied for the 112 px one, puts the
+    # face 8 px left of centre, off where ArcFace and the baselines' 112 px read expect it. ArcFace's
+    # 112 x 112 template is symmetric about x = 56: eyes, nose tip and mouth corners average 56.
+    matrix = alignment_transform(_landmarks(detector, astronaut), "arcface", 448)
+    padded = cv2.copyMakeBorder(warp(astronaut, matrix, 448), 224, 224, 224, 224, cv2.BORDER_REFLECT_101)
+    again = (_landmarks(detector, padded) - 224) / 4  # in 112 px template pixels
+    # eye midpoint 55.9, nose 57.0, mouth midpoint 55.5 here; about 48 with the 96 px template
+    for x in (again[:2, 0].mean(), again[2, 0], again[3:, 0].mean()):
+        assert abs(x - 56) < 3, again
+
+
 @pytest.mark.parametrize("angle,scale", [(20, 1.0), (-20, 1.3), (10, 0.8)])
 def test_alignment_undoes_rotation_and_scale(detector, astronaut, angle, scale):
     landmarks = _landmarks(detector, astronaut)

@@ -168,3 +168,19 @@ def test_a_pretrained_frozen_tower_comes_from_its_file_and_stays_out_of_the_chec
         torch.testing.assert_close(rep.tokens.clip.conv1.weight, expected)
         rep.save_pretrained(tmp_path / "step")
         assert not (tmp_path / "step").exists()  # nothing trained, nothing random: nothing to save
+
+
+def test_clip_gives_the_towers_last_layer_tokens_after_its_final_layernorm_cls_first(built):
+    """docs/train.md: `clip` is the tower's 1 + (S/p)^2 tokens after its final LayerNorm, CLS first,
+    unprojected. open_clip's own forward is the reference: with output_tokens it returns the CLS
+    token (`pool_type` tok; `proj` is None here) and the patch tokens, both after `ln_post`."""
+    import copy
+
+    rep, b = built["clip"], batch(3)
+    tower = copy.deepcopy(rep.tokens.clip)
+    tower.output_tokens = True
+    assert tower.pool_type == "tok" and tower.proj is None  # the premise of the reference
+    with torch.no_grad():
+        ours = rep.tokens.per_image(b)[b["input_valid"]]
+        cls, patches = tower(b["inputs"][b["input_valid"]])
+    torch.testing.assert_close(ours, torch.cat([cls[:, None], patches], dim=1))

@@ -72,3 +72,20 @@ def test_items_are_identical_with_either_format(both_formats, counts):
         for key in ("inputs", "targets", "masks"):
             assert torch.equal(new[key], old[key]), (draw, key)
         assert new["masks"].sum() > 0
+
+
+@pytest.mark.parametrize("side", [448, 224])
+def test_the_mask_lies_on_the_crop_it_belongs_to(tmp_path, side):
+    """The trainer's read of a crop and of its mask, as mfhq writes them (a 448 px JPEG, a 1-bit
+    PNG), cover the same pixels: a mask read transposed or flipped would mask another part of the
+    face. The face here is an off-centre, wide rectangle, so either shows."""
+    from mfhq.worker.images import write_mask
+    from omniid.crop_reader import CropReader
+
+    face = np.zeros((448, 448), np.uint8)
+    face[40:200, 100:420] = 255
+    write_image(tmp_path, "crop.jpg", cv2.cvtColor(face, cv2.COLOR_GRAY2BGR), 95)
+    write_mask(tmp_path, "mask.png", face)
+    image, mask = CropReader(side).read(tmp_path / "crop.jpg", tmp_path / "mask.png")
+    assert mask.shape == image.shape[:2] == (side, side)
+    assert np.mean((image.mean(axis=-1) > 127) == mask) > 0.99

@@ -112,3 +112,16 @@ def test_the_outcome_does_not_depend_on_the_order_of_the_edges():
         outcomes.add(tuple(got[np.argsort(order)].tolist()))
         assert guard.refused == 1
     assert outcomes == {(-1, 1, 1, 0)}  # 1-2 joined first, 1-3 and 2-3 tie (2-3 after 1-3), 0-1 refused
+
+
+def test_a_key_joined_through_a_clip_that_is_not_its_roots_still_refuses_the_other_pid():
+    """A chain P0 - x - y - P1 (x, y of other videos, no key) whose second link reaches y, not
+    its component's root: the keys must follow the root, or P1 joins P0 through x."""
+    from mfhq.curate.persons import PersonGuard
+
+    slot, person = np.array([0, -1, -1, 0]), np.array([0, -1, -1, 1])  # clips 0 and 3: P0 and P1 of one video
+    a, b, s = np.array([1, 0, 3]), np.array([2, 2, 1]), np.array([0.95, 0.9, 0.85], np.float32)
+    guard = PersonGuard(slot, person)
+    assert guard.take(a, b, s).tolist() == [1, 1, -1] and guard.refused == 1
+    comp = guard.components()
+    assert comp[0] == comp[1] == comp[2] != comp[3]

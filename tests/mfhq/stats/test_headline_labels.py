@@ -93,3 +93,17 @@ def test_clips_per_source_names_its_clips_with_kept_faces_so(tmp_path):
     assert (with_faces, with_kept) == (2, 1)
     assert list(table.columns) == ["clips", "clips_with_kept_faces", "faces_kept"]
     assert table.loc["hq"].to_dict() == {"clips": 2, "clips_with_kept_faces": with_kept, "faces_kept": 30}
+
+
+def test_identities_per_source_counts_videos_by_their_video_key(tmp_path):
+    """Two clips of one video in one dataset (hq's a1 and a2 of yt1): the per-source `videos`
+    column counts the video once, as the manifest's video_key does, not once per clip."""
+    run = write_run(tmp_path / "run", SPECS + [ClipSpec("hq", "a2", "yt1", 1)])
+    cluster_sample([run], tmp_path / "man", CurateConfig(test_videos=1))
+    write_report([run], tmp_path / "man", tmp_path / "rep")
+    table = pd.read_csv(tmp_path / "rep" / "tables" / "identities_per_source.csv")
+    manifest = f"read_parquet(['{tmp_path}/man/train.parquet', '{tmp_path}/man/test.parquet'])"
+    direct = duckdb.sql(f"SELECT source, split, count(DISTINCT video_key), count(DISTINCT clip_id) "
+                        f"FROM {manifest} GROUP BY ALL").fetchall()
+    assert any(videos < clips for _, _, videos, clips in direct)  # the premise: a video with two clips sampled
+    assert {(r.source, r.split, r.videos) for r in table.itertuples()} == {row[:3] for row in direct}

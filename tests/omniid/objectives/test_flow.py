@@ -123,6 +123,36 @@ def test_the_transformer_gets_z_t_between_the_latents_and_the_noise_and_learns_n
     torch.testing.assert_close(out.pred, v)
 
 
+def test_flux_is_given_the_presets_guidance_in_training(batch):
+    """FLUX.1-dev embeds a guidance value (`guidance_embeds`): training must pass the preset's, the
+    value generation later uses. The test above replays `velocity` itself, so it cannot see it."""
+    for guidance in (3.5, 5.0):
+        preset = dataclasses.replace(PRESET, flow=dataclasses.replace(PRESET.flow, guidance=guidance))
+        torch.manual_seed(0)
+        model, seen = build_objective("flow", preset).eval(), []
+        assert model.transformer.config.guidance_embeds  # the premise: the tiny FLUX embeds it too
+        hook = model.transformer.register_forward_pre_hook(
+            lambda module, args, kwargs: seen.append(kwargs["guidance"]), with_kwargs=True)
+        with torch.no_grad():
+            model(batch, torch.Generator().manual_seed(0))
+        hook.remove()
+        assert len(seen) == 1 and seen[0].tolist() == [guidance] * 4  # B*R = 2*2 target faces
+
+
+def test_latents_are_shifted_and_scaled_as_fluxpipeline_undoes_them(batch):
+    """Generation goes through diffusers' FluxPipeline, which decodes latents / scaling_factor +
+    shift_factor: training must encode (mean - shift) * scale, or the two see other latents."""
+    from omniid.flux.latents import encode_latents
+
+    vae = _objective().vae
+    assert vae.config.shift_factor and vae.config.scaling_factor != 1  # the premise: FLUX's 0.1159, 0.3611
+    images = batch["targets"].flatten(0, 1)
+    with torch.no_grad():
+        mean = vae.encode(images).latent_dist.mean
+        ours = encode_latents(vae, images, latents="mean")
+    torch.testing.assert_close(ours / vae.config.scaling_factor + vae.config.shift_factor, mean)
+
+
 def test_logit_normal_timesteps_follow_their_parameters():
     from dataclasses import replace
 
