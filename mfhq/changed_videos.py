@@ -52,12 +52,13 @@ def find_changed(run_dir: Path, shard_ids, by_key: dict, statuses=frozenset(), e
         parquet = pq.ParquetFile(Path(run_dir) / "clips" / f"{sid}.parquet")
         recorded = "video_bytes" in parquet.schema_arrow.names
         found.unchecked_shards += not recorded
-        columns = ["source", "clip_id", "status", "reason", "video_path", *(video_file.FIELDS if recorded else ())]
+        said = ["reason"] if "reason" in parquet.schema_arrow.names else []
+        columns = ["source", "clip_id", "status", *said, "video_path", *(video_file.FIELDS if recorded else ())]
         for row in parquet.read(columns=columns).to_pylist():
             key = f"{row['source']}/{row['clip_id']}"
             if row["status"] in statuses:
                 found.with_status.setdefault(sid, set()).add(key)
-            if READ_AS_STORED in (row["reason"] or ""):
+            if READ_AS_STORED in (row.get("reason") or ""):
                 found.as_stored.setdefault(sid, set()).add(key)
             if not recorded:
                 continue

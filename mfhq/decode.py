@@ -71,11 +71,10 @@ class PyAVReader:
             self._seekable = seeks_exactly(container.format.name) and not several_edits(path, container.format.name)
             info = with_frame_times(path, VideoInfo(int(n_frames), fps, width, height), container)
             shown = shown_of(path, container, stream)  # last: it may decode the first frame (decode_shown.py)
-        # Frames are handed over as shown: resampled to square pixels, then turned by the display
-        # matrix as ffmpeg and decord do (decode_shown.py).
-        self._turns, self._square, self.facts = shown.turns, shown.square(width, height), shown.facts(path, width, height)
+        # Frames are handed over as shown: square pixels (_square None: already), turned as ffmpeg does (decode_shown.py).
+        self._turns, self.facts, self._square = shown.turns, shown.facts(path, width, height), shown.resampled(width, height)
         self._info = VideoInfo(info.n_frames, info.fps, *shown.size(width, height), info.times,
-                               stored=shown.stored_size(width, height) if shown.sar else None)
+                               stored=self._square and shown.stored_size(width, height))
         self._next = 0
         self._container = self._check = None
         # Frames the decoder output since open: fewer where a seek or skipping saved decoding the

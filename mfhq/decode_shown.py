@@ -54,6 +54,10 @@ class Shown:
             return _even(width * self.sar), height
         return width, _even(height / self.sar)
 
+    def resampled(self, width: int, height: int) -> tuple[int, int] | None:
+        """`square`'s size where the frames are resampled, None where their pixels are square."""
+        return self.square(width, height) if self.sar is not None else None
+
     def stored_size(self, width: int, height: int) -> tuple[int, int]:
         """The picture turned but not resampled: where a source's boxes are taken (mfhq.geometry)."""
         return (height, width) if self.turns % 2 else (width, height)
@@ -86,12 +90,13 @@ def _even(length) -> int:
     return max(2, 2 * round(length / 2))
 
 
-def squared(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """`image` resampled to `size` (width, height), bicubic; itself where it has that size."""
+def squared(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """`image` resampled to `size` (width, height), bicubic; itself where it has that size or
+    `size` is None (square pixels: the decoder's frame untouched)."""
+    if size is None or (image.shape[1] == size[0] and image.shape[0] == size[1]):
+        return image
     import cv2
 
-    if image.shape[1] == size[0] and image.shape[0] == size[1]:
-        return image
     return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
 
 

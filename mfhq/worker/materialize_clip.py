@@ -128,8 +128,9 @@ def _moved(clip: Clip, info) -> str | None:
         return None
     return (f"{clip.video_path}: read at {info.width}x{info.height} now, {size[0]}x{size[1]} when extracted (an "
             "earlier mfhq read non-square pixels as stored, or the file changed since): its faces' landmarks are "
-            "not in these frames' pixels, so no crop is made; re-run `mfhq extract` on its run (which extracts such "
-            "clips again), then `mfhq cluster-sample` and `mfhq materialize`")
+            "not in these frames' pixels, so no crop is made; extract the clip again (the run's `mfhq extract` "
+            "command does so for a file read as stored, with `--retry changed` for a changed one), then `mfhq "
+            "cluster-sample` and `mfhq materialize`")
 
 
 def _points68(face: dict) -> np.ndarray:
