@@ -1,5 +1,6 @@
-"""A re-run's one look at its finished clips: those a `--retry` status names, and those whose
-video changed since extract read it.
+"""A re-run's one look at its finished clips: those a `--retry` status names, those whose
+video changed since extract read it, and those an earlier mfhq read in stored pixels where
+this one resamples them to square ones (decode_shown.py).
 
 The clip rows record the file as read (mfhq.video_file). A re-run compares each finished clip's
 video now with its row: `extract --retry changed` extracts those clips again, and without it
@@ -17,6 +18,9 @@ import pyarrow.parquet as pq
 from mfhq import video_file
 
 RETRY_CHANGED = "changed"  # the --retry word for these clips (beside the clip statuses)
+# What an mfhq before 2026-12-06 said of a file with non-square pixels, which it read as stored:
+# its rows' boxes, landmarks and crops are of the squeezed or stretched picture.
+READ_AS_STORED = "faces are detected and cropped in stored pixels"
 
 
 @dataclass
@@ -25,6 +29,7 @@ class ChangedVideos:
     with_status: dict[str, set[str]] = field(default_factory=dict)  # finished shard -> keys with an asked status
     examples: list[str] = field(default_factory=list)            # how the first few changed, in words
     unchecked_shards: int = 0  # written before clip rows recorded their video (run schema 8)
+    as_stored: dict[str, set[str]] = field(default_factory=dict)  # finished shard -> keys read as stored (READ_AS_STORED)
 
     @property
     def clips(self) -> int:
@@ -47,11 +52,14 @@ def find_changed(run_dir: Path, shard_ids, by_key: dict, statuses=frozenset(), e
         parquet = pq.ParquetFile(Path(run_dir) / "clips" / f"{sid}.parquet")
         recorded = "video_bytes" in parquet.schema_arrow.names
         found.unchecked_shards += not recorded
-        columns = ["source", "clip_id", "status", "video_path", *(video_file.FIELDS if recorded else ())]
+        said = ["reason"] if "reason" in parquet.schema_arrow.names else []
+        columns = ["source", "clip_id", "status", *said, "video_path", *(video_file.FIELDS if recorded else ())]
         for row in parquet.read(columns=columns).to_pylist():
             key = f"{row['source']}/{row['clip_id']}"
             if row["status"] in statuses:
                 found.with_status.setdefault(sid, set()).add(key)
+            if READ_AS_STORED in (row.get("reason") or ""):
+                found.as_stored.setdefault(sid, set()).add(key)
             if not recorded:
                 continue
             path = str(getattr(by_key.get(key), "video_path", None) or row["video_path"])

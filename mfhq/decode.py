@@ -20,7 +20,7 @@ from mfhq.config import DecodeConfig
 from mfhq.decode_containers import lacking_decoder, no_video_stream, seeks_exactly, several_edits
 from mfhq.decode_decord import DecordReader
 from mfhq.decode_end import DecodeError, End, Tail, ended_reason  # noqa: F401 (DecodeError: its home for callers)
-from mfhq.decode_shown import shown_of, turned
+from mfhq.decode_shown import shown_of, squared, turned
 from mfhq.decode_skip import LOOKAHEAD, TimestampCheck, can_skip
 from mfhq.frame_pool import FRAMES
 from mfhq.frame_times import VideoInfo, frame_count, sample_indices, with_frame_times  # noqa: F401 (their home for callers)
@@ -71,9 +71,10 @@ class PyAVReader:
             self._seekable = seeks_exactly(container.format.name) and not several_edits(path, container.format.name)
             info = with_frame_times(path, VideoInfo(int(n_frames), fps, width, height), container)
             shown = shown_of(path, container, stream)  # last: it may decode the first frame (decode_shown.py)
-        # Frames are handed over as shown (turned by the display matrix, as ffmpeg and decord do).
-        self._turns, self.facts = shown.turns, shown.facts(path, width, height)
-        self._info = VideoInfo(info.n_frames, info.fps, *shown.size(width, height), info.times)
+        # Frames are handed over as shown: square pixels (_square None: already), turned as ffmpeg does (decode_shown.py).
+        self._turns, self.facts, self._square = shown.turns, shown.facts(path, width, height), shown.resampled(width, height)
+        self._info = VideoInfo(info.n_frames, info.fps, *shown.size(width, height), info.times,
+                               stored=self._square and shown.stored_size(width, height))
         self._next = 0
         self._container = self._check = None
         # Frames the decoder output since open: fewer where a seek or skipping saved decoding the
@@ -158,7 +159,7 @@ class PyAVReader:
                 self.ended, self._iter = End(None if self._next is None else self._next - 1), iter(())
                 break
             if index in wanted:
-                image = turned(frame.to_ndarray(format="bgr24"), self._turns)
+                image = turned(squared(frame.to_ndarray(format="bgr24"), self._square), self._turns)
                 if out is None:
                     # Filled frame by frame (a list stacked at the end held the chunk twice), in
                     # a reused buffer once the chunk before has been let go (frame_pool.py).

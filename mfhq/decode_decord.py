@@ -8,7 +8,7 @@ import numpy as np
 
 from mfhq.decode_containers import MATROSKA, decord_refusal
 from mfhq.decode_end import DecodeError, End
-from mfhq.decode_shown import shown_of
+from mfhq.decode_shown import Shown, shown_of, squared
 from mfhq.frame_times import VideoInfo, with_frame_times
 
 
@@ -26,15 +26,21 @@ class DecordReader:
             raise DecodeError(refusal)
         # decord turns an MP4/MOV's frames by its display matrix (as PyAVReader does), not a
         # Matroska/WebM's (its Projection's roll, which PyAV's FFmpeg reads)
-        turned, self.facts = _shown(path)
+        turned, shown, stored = _shown(path)
         if turned:
             raise DecodeError(f"{path}: decord is not used on a Matroska/WebM whose display matrix turns it "
                               f"(it reads the frames as stored, unturned); only PyAV reads it")
+        self.facts = shown.facts(path, *stored) if stored else []
         # One decoder thread per process: parallelism comes from worker processes.
         self._reader = decord.VideoReader(str(path), ctx=decord.cpu(0), num_threads=1)
         height, width = self._reader[0].shape[:2] if len(self._reader) else (0, 0)
+        # decord's frames come turned, not resampled: the resampling to square pixels is done
+        # on the turned frame, to the size PyAV's frames have (decode_shown.py)
+        self._size = shown.size(*stored) if stored and shown.sar else (width, height)
         self.ended: End | None = None
-        return with_frame_times(path, VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), width, height))
+        info = VideoInfo(len(self._reader), float(self._reader.get_avg_fps()), *self._size,
+                         stored=(width, height) if self._size != (width, height) else None)
+        return with_frame_times(path, info)
 
     def read(self, indices: list[int]) -> np.ndarray:
         import cv2
@@ -46,8 +52,7 @@ class DecordReader:
         if len(within) < len(indices):
             self.ended = End(count - 1 if count else None)
         if not within:
-            height, width = self._reader[0].shape[:2] if count else (0, 0)
-            return np.empty((0, height, width, 3), np.uint8)
+            return np.empty((0, self._size[1], self._size[0], 3), np.uint8)
         frames = self._reader.get_batch(within).asnumpy()
         if not frames.flags.writeable:
             frames = frames.copy()
@@ -55,15 +60,20 @@ class DecordReader:
         # chunk cost ~10x more and doubled the chunk's memory.
         for frame in frames:
             cv2.cvtColor(frame, cv2.COLOR_RGB2BGR, dst=frame)
+        if frames.shape[1:3] != (self._size[1], self._size[0]):  # non-square pixels (decode_shown.py)
+            shown = np.empty((len(frames), self._size[1], self._size[0], 3), np.uint8)
+            for n, frame in enumerate(frames):
+                shown[n] = squared(frame, self._size)
+            frames = shown
         return frames
 
     def close(self) -> None:
         self._reader = None
 
 
-def _shown(path: Path) -> tuple[bool, list[str]]:
-    """Is it a Matroska/WebM that its display matrix turns, and what the clip row says of the
-    file's display (decode_shown.py), read with PyAV."""
+def _shown(path: Path) -> tuple[bool, Shown, tuple[int, int] | None]:
+    """Is it a Matroska/WebM that its display matrix turns, its display facts (decode_shown.py)
+    and its stored width and height, read with PyAV."""
     import av
 
     try:
@@ -71,6 +81,6 @@ def _shown(path: Path) -> tuple[bool, list[str]]:
             stream = container.streams.video[0]
             width, height = stream.codec_context.width, stream.codec_context.height
             shown = shown_of(path, container, stream)
-            return container.format.name == MATROSKA and shown.turns != 0, shown.facts(path, width, height)
+            return container.format.name == MATROSKA and shown.turns != 0, shown, (width, height)
     except Exception:  # noqa: BLE001 (a file only decord opens: nothing known of its display)
-        return False, []
+        return False, Shown(), None

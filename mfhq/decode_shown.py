@@ -8,10 +8,19 @@ sideways give the detector a sideways face (found worse or not at all) and put a
 drawn on the shown picture, elsewhere. So PyAV's frames are turned here as ffmpeg shows them, and
 the clip row's reason says so.
 
-Non-square pixels (an anamorphic DVD rip, some broadcast captures) are shown stretched to their
-display aspect ratio. Frames are not resampled here: a source's boxes are in whatever pixels its
-author's tools used, and crops are cut from stored pixels by materialize too, so resampling would
-move both. The clip row's reason names the SAR and a warning is logged (docs/extract.md).
+Non-square pixels (an anamorphic DVD rip, DV or broadcast captures: SAR other than 1) are shown
+stretched to their display aspect ratio, and so are the frames here: resampled to square pixels
+before the turn, so that detection, alignment, crops and materialize's re-read see the shape
+a player shows. The rule (`Shown.square`): the axis whose pixels are the longer keeps its
+samples and the other is stretched to match, rounded to the nearest even length: SAR > 1
+stretches the width to width * SAR (720x480 at 32:27: 853.3 -> 854x480, the size players show),
+SAR < 1 the height to height / SAR (720x480 at 8:9 -> 720x540, where a player shows 640x480: the
+same shape, no sample thrown away).
+Bicubic, as ffmpeg's default scaler. A SAR beyond 1:4..4:1 is taken as a damaged header (no
+capture format uses one; resampling by it would make frames many times the size): read as
+stored, and said. A source's boxes are taken in the turned, not resampled picture (ffmpeg's crop
+filter, which the datasets' cutting scripts use, works on stored pixels after its autorotation):
+mfhq.geometry maps them onto the shown frames. The clip row's reason says what was done.
 """
 from __future__ import annotations
 
@@ -28,27 +37,67 @@ from mfhq.decode_containers import MATROSKA, MP4, _child, _children, _handler
 log = logging.getLogger(__name__)
 
 
+SAR_BOUND = 4  # a SAR beyond 1:4..4:1 is taken as a damaged header, not resampled by
+
+
 @dataclass(frozen=True)
 class Shown:
-    turns: int = 0               # quarter turns counterclockwise, as np.rot90's k (0: stored as shown)
-    sar: Fraction | None = None  # a pixel's width over its height, where not 1
+    turns: int = 0                     # quarter turns counterclockwise, as np.rot90's k (0: stored as shown)
+    sar: Fraction | None = None        # a pixel's width over its height, where not 1: frames resampled
+    damaged_sar: Fraction | None = None  # a SAR beyond SAR_BOUND in the header: read as stored
+
+    def square(self, width: int, height: int) -> tuple[int, int]:
+        """The stored frame's width and height once resampled to square pixels (module doc)."""
+        if self.sar is None:
+            return width, height
+        if self.sar > 1:
+            return _even(width * self.sar), height
+        return width, _even(height / self.sar)
+
+    def resampled(self, width: int, height: int) -> tuple[int, int] | None:
+        """`square`'s size where the frames are resampled, None where their pixels are square."""
+        return self.square(width, height) if self.sar is not None else None
+
+    def stored_size(self, width: int, height: int) -> tuple[int, int]:
+        """The picture turned but not resampled: where a source's boxes are taken (mfhq.geometry)."""
+        return (height, width) if self.turns % 2 else (width, height)
 
     def size(self, width: int, height: int) -> tuple[int, int]:
-        """The frames' width and height as read (turned)."""
-        return (height, width) if self.turns % 2 else (width, height)
+        """The frames' width and height as read (resampled, turned)."""
+        return self.stored_size(*self.square(width, height))
 
     def facts(self, path: Path, width: int, height: int) -> list[str]:
         """What the clip row's reason says of the file's display (nothing for the common video)."""
         said = []
+        shown = "x".join(map(str, self.size(width, height)))
         if self.turns:
             said.append(f"{path}: turned {90 * self.turns} degrees counterclockwise by its display matrix "
-                        f"(frames read as shown, {self.size(width, height)[0]}x{self.size(width, height)[1]})")
+                        f"(frames read as shown, {shown})")
         if self.sar is not None:
-            shown = round(width * self.sar)
-            log.warning("%s: non-square pixels (SAR %s): read as stored, not resampled", path, self.sar)
-            said.append(f"{path}: non-square pixels (SAR {self.sar.numerator}:{self.sar.denominator}, shown "
-                        f"{shown} px wide): faces are detected and cropped in stored pixels, stretched as stored")
+            said.append(f"{path}: non-square pixels (SAR {self.sar.numerator}:{self.sar.denominator}, stored "
+                        f"{width}x{height}): frames resampled to {'x'.join(map(str, self.square(width, height)))}, "
+                        "square pixels, as shown")
+        if self.damaged_sar is not None:
+            sar = self.damaged_sar
+            log.warning("%s: SAR %s in its header, beyond 1:%d..%d:1: read as stored", path, sar, SAR_BOUND, SAR_BOUND)
+            said.append(f"{path}: SAR {sar.numerator}:{sar.denominator} in its header, beyond 1:{SAR_BOUND}..{SAR_BOUND}:1 "
+                        "(taken as damaged): frames read as stored, not resampled")
         return said
+
+
+def _even(length) -> int:
+    """`length` rounded to the nearest even integer (at least 2)."""
+    return max(2, 2 * round(length / 2))
+
+
+def squared(image: np.ndarray, size: tuple[int, int] | None) -> np.ndarray:
+    """`image` resampled to `size` (width, height), bicubic; itself where it has that size or
+    `size` is None (square pixels: the decoder's frame untouched)."""
+    if size is None or (image.shape[1] == size[0] and image.shape[0] == size[1]):
+        return image
+    import cv2
+
+    return cv2.resize(image, size, interpolation=cv2.INTER_CUBIC)
 
 
 def shown_of(path: Path, container, stream) -> Shown:
@@ -65,7 +114,9 @@ def shown_of(path: Path, container, stream) -> Shown:
     except Exception as exc:  # noqa: BLE001
         log.debug("no display matrix read: %s", exc)
     ratio = stream.codec_context.sample_aspect_ratio
-    sar = Fraction(ratio) if ratio and Fraction(ratio) != 1 else None
+    sar = Fraction(ratio) if ratio and Fraction(ratio) > 0 and Fraction(ratio) != 1 else None
+    if sar is not None and not 1 / SAR_BOUND <= sar <= SAR_BOUND:
+        return Shown(turns, None, sar)
     return Shown(turns, sar)
 
 

@@ -106,9 +106,17 @@ def _scan(source: str, root: Path, cfg: PipelineConfig, clips_file, limit, kept:
 
 def _redo_keys(run_dir: Path, shard_ids: set, retry: set, by_key: dict, summary: "ExtractSummary") -> dict:
     """Finished shard -> the clips this call extracts again: those with a --retry status, and
-    with `--retry changed` those whose video changed since; without it these are only named."""
+    with `--retry changed` those whose video changed since (without it these are only named);
+    and, on every call, those an earlier mfhq read in stored pixels (their rows' geometry is
+    not what this one reads: changed_videos.READ_AS_STORED)."""
     changed = find_changed(run_dir, shard_ids, by_key, retry - {RETRY_CHANGED})
     redo = changed.with_status
+    as_stored = sum(len(keys & set(by_key)) for keys in changed.as_stored.values())
+    if as_stored:
+        log.warning("%d finished clip(s) have non-square pixels that an earlier mfhq read as stored (faces squeezed "
+                    "or stretched): extracting them again, resampled to square pixels", as_stored)
+        for sid, keys in changed.as_stored.items():
+            redo.setdefault(sid, set()).update(keys)
     if changed.unchecked_shards:
         log.info("%d finished shard(s) were written before clip rows recorded their video file: whether their "
                  "videos changed since is not checked", changed.unchecked_shards)

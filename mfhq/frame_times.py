@@ -46,6 +46,9 @@ class VideoInfo:
     height: int
     # VFR only: each frame's presentation time (seconds from the stream's start); None: i / fps.
     times: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Non-square pixels only: the picture's size turned but not resampled to square pixels, where
+    # a source's boxes are taken (decode_shown.py, mfhq.geometry); None: width x height.
+    stored: tuple[int, int] | None = None
 
     def time_of(self, index: int) -> float:
         return index / self.fps if self.times is None else float(self.times[index])

@@ -21,10 +21,18 @@ EXPAND = 0.02  # CelebV's official scripts' margin, in normalised units
 RETIME_TOLERANCE = 0.01
 
 
-def resolve(clip: Clip, width: int, height: int, fps: float | None = None) -> Clip:
+def resolve(clip: Clip, width: int, height: int, fps: float | None = None,
+            stored: tuple[int, int] | None = None) -> Clip:
     """The clip with its frame numbers retimed to `fps` and its box and annotations in
     `width` x `height` pixels, by the rule the source named. Raises ValueError for a box
-    outside the frame (the clip's metadata is wrong for this video)."""
+    outside the frame (the clip's metadata is wrong for this video).
+
+    `stored`: a video with non-square pixels, whose frames are resampled to square ones
+    (`width` x `height`, mfhq.decode_shown): its picture's size before that. The source's
+    box is taken in those pixels, as ffmpeg's crop filter, which the datasets' cutting scripts
+    use, works in them (our assumption: the datasets' YouTube downloads have square pixels, so
+    nothing there tells); the rule runs there, and its box and annotations are then stretched
+    onto the shown frames, axis by axis."""
     rule = RULES.get(clip.geometry)
     if rule is None:  # a source's bug, not the video's: an `error` row, not `bad_metadata`
         raise LookupError(f"clip {clip.key}: unknown geometry rule {clip.geometry!r}; known: {', '.join(RULES)}")
@@ -32,7 +40,13 @@ def resolve(clip: Clip, width: int, height: int, fps: float | None = None) -> Cl
         # Frame numbers count frames at the annotated rate; a download at another rate (YouTube
         # serves several) holds the same instants at other numbers.
         clip = retime(clip, fps / clip.frame_fps)
-    return rule(clip, width, height)
+    if stored is None or tuple(stored) == (width, height):
+        return rule(clip, width, height)
+    clip = rule(clip, *stored)
+    sx, sy = width / stored[0], height / stored[1]
+    return dataclasses.replace(
+        clip, person_box=None if clip.person_box is None else _scale_box(clip.person_box, sx, sy),
+        annotations=None if clip.annotations is None else _scale_annotations(clip.annotations, sx, sy))
 
 
 def scaled(clip: Clip, width: int, height: int) -> Clip:

@@ -56,10 +56,12 @@ class WorkShard:
 
 
 def with_faces(clip: Clip, table: pa.Table) -> Clip:
-    """The clip as the worker takes it: extra = {decoder, faces: [{FACE_KEYS}]}."""
+    """The clip as the worker takes it: extra = {decoder, size: the frames' (width, height) extract
+    read, faces: [{FACE_KEYS}]}."""
     offset, count = clip.extra["rows"]
     faces = table.select(list(FACE_KEYS)).slice(offset, count).to_pylist()
-    return dataclasses.replace(clip, extra={"decoder": clip.extra["decoder"], "faces": faces})
+    return dataclasses.replace(clip, extra={"decoder": clip.extra["decoder"], "size": clip.extra.get("size"),
+                                            "faces": faces})
 
 
 def sampled_rows(folder: ManifestFolder) -> pa.Table:
@@ -104,7 +106,8 @@ def plan_work(folder: ManifestFolder) -> tuple[list[RunWork], pa.Table | None]:
     con.register("wanted", wanted.append_column("run_dir", run_dirs))
     with naming_damaged_shards([w.run_dir for w in work.values()]):
         table = con.sql(
-            "SELECT w.run, w.source, w.clip_id, c.video_key, c.video_path, c.decoder, w.frame_index, w.face_index, "
+            "SELECT w.run, w.source, w.clip_id, c.video_key, c.video_path, c.decoder, c.width, c.height, w.frame_index, "
+            "w.face_index, "
             "f.landmarks, f.landmarks68, f.crop_digest, w.crop_path, w.mask_path FROM wanted w "
             "LEFT JOIN faces f USING (run_dir, source, clip_id, frame_index, face_index) "
             "LEFT JOIN clips c USING (run_dir, source, clip_id) "
@@ -114,6 +117,7 @@ def plan_work(folder: ManifestFolder) -> tuple[list[RunWork], pa.Table | None]:
         first = table.slice(offset, 1).to_pylist()[0]
         work[first["run"]].clips.append(Clip(first["source"], first["clip_id"], Path(first["video_path"]),
                                              first["video_key"], extra={"decoder": first["decoder"],
+                                                                        "size": (first["width"], first["height"]),
                                                                         "rows": (offset, count)}))
     return [work[name] for name in sorted(work)], table
 

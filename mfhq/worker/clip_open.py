@@ -46,7 +46,7 @@ def open_clip(clip: Clip, cfg: DecodeConfig, provenance: str) -> OpenedClip:
     try:
         info = decoder.open(path)
         try:  # the source's box and annotations, by the rule it named, in the real video's pixels and frames
-            clip = resolve_geometry(clip, info.width, info.height, info.fps)
+            clip = resolve_geometry(clip, info.width, info.height, info.fps, info.stored)
         except ValueError as exc:
             decoder.close()
             return OpenedClip(clip, ClipRow.failed(clip, Status.BAD_METADATA, f"{path}: {exc}", provenance))

@@ -62,6 +62,9 @@ class MaterializeProcessor:
         try:
             on_phase("decode")
             info = decoder.open(path)
+            moved = _moved(clip, info)
+            if moved:
+                return [], ClipRow.failed(clip, Status.DECODE_ERROR, moved, self.provenance)
             for chunk in decoder.chunks(path, sorted(by_frame)):
                 on_phase("process")
                 done += self._chunk(clip, chunk.indices[: len(chunk.frames)], chunk.frames, by_frame, info.fps)
@@ -113,6 +116,21 @@ class MaterializeProcessor:
             done.append({"crop_path": face["crop_path"], "mask_path": face["mask_path"],
                          "identical": crop_digest(batch.crops[i]) == face["crop_digest"]})
         return done
+
+
+def _moved(clip: Clip, info) -> str | None:
+    """Why the frames read now are not those extract found the faces on, where their size says
+    so: the landmarks would cut crops elsewhere. An mfhq before 2026-12-06 read non-square pixels
+    as stored, where this one resamples them (decode_shown.py); a file replaced since is the other
+    way. The row's size is unknown (None) in a plan made without it."""
+    size = tuple(clip.extra.get("size") or ())
+    if not size or None in size or size == (info.width, info.height):
+        return None
+    return (f"{clip.video_path}: read at {info.width}x{info.height} now, {size[0]}x{size[1]} when extracted (an "
+            "earlier mfhq read non-square pixels as stored, or the file changed since): its faces' landmarks are "
+            "not in these frames' pixels, so no crop is made; extract the clip again (the run's `mfhq extract` "
+            "command does so for a file read as stored, with `--retry changed` for a changed one), then `mfhq "
+            "cluster-sample` and `mfhq materialize`")
 
 
 def _points68(face: dict) -> np.ndarray:

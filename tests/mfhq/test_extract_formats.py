@@ -1,6 +1,6 @@
 """`mfhq extract` (folder source, sample preset) on a phone's portrait video stored sideways with a
-display matrix, and on an anamorphic one (non-square pixels), with each reader: the faces are
-found on the picture as shown and the clip rows say how the file is shown."""
+display matrix, and on an anamorphic one (non-square pixels, resampled to square ones), with each
+reader: the faces are found on the picture as shown and the clip rows say how the file is shown."""
 from __future__ import annotations
 
 from fractions import Fraction
@@ -44,5 +44,11 @@ def test_extract_reads_phone_and_anamorphic_videos_as_shown(tmp_path, astronaut,
     for bbox, roll in boxes:
         assert _iou(bbox, expected) > 0.7 and abs(roll) < 15, (bbox, expected, roll)
     width, height, decoder, reason = clips["wide"]
-    assert (width, height, decoder) == (192, 256, backend)  # stored pixels: not resampled (docs/extract.md)
-    assert "non-square pixels (SAR 2:1, shown 384 px wide)" in reason
+    assert (width, height, decoder) == (384, 256, backend)  # resampled to square pixels, as shown
+    assert (f"{videos / 'wide.mp4'}: non-square pixels (SAR 2:1, stored 192x256): frames resampled to 384x256, "
+            "square pixels, as shown") in reason
+    # the face is where the detector finds it on the picture as shown, its shape as drawn
+    boxes = duckdb.sql(f"SELECT bbox FROM '{run}/faces/*.parquet' WHERE clip_id = 'wide'").fetchall()
+    assert boxes, "no face found in the anamorphic video"
+    for (bbox,) in boxes:
+        assert _iou(bbox, expected) > 0.7, (bbox, expected)

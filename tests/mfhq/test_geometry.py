@@ -111,3 +111,25 @@ def test_the_worker_modules_do_not_import_the_sources():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_non_square_pixel_video_takes_the_box_in_stored_pixels_and_stretches_it():
+    """Frames resampled to square pixels (720x480 at SAR 32:27 read 854x480): the rule runs in
+    the stored 720x480, as ffmpeg's crop filter sees it, then x is stretched by 854 / 720."""
+    sx = 854 / 720
+    clip = _clip(person_box=(100, 50, 400, 350), box_space=(1440, 960), annotations=ANN)
+    out = resolve(clip, 854, 480, stored=(720, 480))
+    assert out.person_box == pytest.approx((50 * sx, 25, 200 * sx, 175))
+    assert out.annotations.boxes[0] == pytest.approx((100 * sx, 50, 150 * sx, 110))
+    assert out.annotations.landmarks[0][:2] == pytest.approx((60 * sx, 115))
+    # CelebV's official square is square in the stored pixels it cropped: wider than high as shown.
+    square = resolve(_clip(person_box=(0.3, 0.0, 1.0, 0.6), box_space=(1.0, 1.0), geometry="celebv-square"),
+                     854, 480, stored=(720, 480))
+    side = celebv_square(_clip(person_box=(0.3, 0.0, 1.0, 0.6), box_space=(1.0, 1.0), geometry="celebv-square"),
+                         720, 480).person_box
+    assert square.person_box == pytest.approx((side[0] * sx, side[1], side[2] * sx, side[3]))
+    # A box outside the stored frame is refused as before, naming the size it was checked in.
+    with pytest.raises(ValueError, match="outside the 720x480 frame"):
+        resolve(_clip(person_box=(750, 10, 800, 100)), 854, 480, stored=(720, 480))
+    # Square pixels (stored None, or the frame's own size) are the rule alone.
+    assert resolve(clip, 640, 360, stored=(640, 360)).person_box == scaled(clip, 640, 360).person_box
