@@ -10,7 +10,9 @@ next start removes the leftover, as it does a killed save's temporary folder).
 
 `--init-from FOLDER` records the new run in `<FOLDER's run>/checkpoints/used-by.json`
 ({step folder: [run folders]}); such a folder is never pruned, never overwritten by a save of
-its own run, and `--restart` of its run is refused, while the run that uses it still exists.
+its own run, never moved away by a resume of its run from an older step (refused,
+`omniid.recovery.refuse_abandoning_used`), and `--restart` of its run is refused, while the run
+that uses it still exists.
 """
 from __future__ import annotations
 
