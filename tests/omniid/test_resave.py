@@ -1,5 +1,5 @@
-"""A step saved again (a run resumed from an older step replays to a step it had saved) never
-loses that step to a kill: the old folder is renamed aside before the new one comes in, and the
+"""A step saved again (after a kill between a save's rename and the move of `latest`, the resume
+replays to a step the run had saved) never loses that step to a kill: the old folder is renamed aside before the new one comes in, and the
 next start puts one back. Each test leaves on disk what a kill at one point of the save leaves,
 then runs the trainer's own resume path."""
 from __future__ import annotations
@@ -25,13 +25,15 @@ def common(manifest: Path, out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(sample_manifest, tmp_path_factory) -> tuple[Path, Path]:
-    """(a run stopped after 4 of 6 steps, its copy resumed from step 2 for 2 steps: step 4 saved again)."""
+    """(a run stopped after 4 of 6 steps, its copy resumed from step 2 for 2 steps: step 4 saved again).
+    The copy's `latest` names step 2, as a kill after step 4's rename leaves it; `--resume auto`
+    takes it (an explicit `--resume` of step 2 would move step 4 into superseded/ first)."""
     base = tmp_path_factory.mktemp("resave")
     first, again = base / "run", base / "again"
     assert main(common(sample_manifest, first) + ["--stop-after", "4"]) == 0
     shutil.copytree(first, again)
-    assert main(common(sample_manifest, again) + ["--resume", str(again / "checkpoints" / STEP2),
-                                                  "--stop-after", "2"]) == 0
+    (again / "checkpoints" / "latest").write_text(STEP2)
+    assert main(common(sample_manifest, again) + ["--resume", "auto", "--stop-after", "2"]) == 0
     return first, again
 
 
@@ -40,6 +42,7 @@ def test_a_step_saved_again_replaces_the_old_one_and_leaves_nothing_aside(runs):
     root = again / "checkpoints"
     assert (root / "latest").read_text() == STEP4 and damage(root / STEP4) is None
     assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == []
+    assert not (root / "superseded").exists()  # `latest` named step 2 by a kill: nothing was abandoned
 
 
 def killed(runs, tmp_path: Path, point: str) -> tuple[Path, int, int]:

@@ -7,6 +7,13 @@ naming a folder that is gone) is named in a warning, moved into `checkpoints/dam
 deleted), and the run resumes from the newest intact step folder, pointing `latest` at it.
 A step whose save again was killed between its renames is put back first (`finish_replacements`).
 
+`--resume OUT/checkpoints/step-K` while OUT holds newer steps (going on from before a divergence,
+say) abandons them: before training, `latest` names step K, log.jsonl is cut to it and every newer
+step folder is moved into `checkpoints/superseded/from-step-K-<n>/` (one per such resume, never
+deleted), so the folder holds one history (`supersede`). A newer step another run started from
+(`omniid.retention.users_of`) refuses that resume instead (`refuse_abandoning_used`). The fallback
+and pruning look at `checkpoints/step-*` only, never into the shelves.
+
 A checkpoint whose weights gave a non-finite loss at the very next step gives it again on every
 resume, whatever the lr: the loss of step N+1 depends only on the weights after step N and on
 batch N+1, which is fixed by the seed. Such a checkpoint is moved into `checkpoints/non-finite/`
@@ -26,16 +33,18 @@ from safetensors import SafetensorError
 
 from mfhq.manifest.io import is_disk_full
 from omniid.checks import disk_full
-from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, REPLACED, STATE_FILE, TEMP, CheckpointError,
-                               point_latest, pointed, step_name)
+from omniid.checkpoint import (CHECKPOINTS, LATEST, LOG_FILE, PRESET_FILE, REPLACED, STATE_FILE, TEMP,
+                               CheckpointError, point_latest, pointed, read_state, step_name)
 from omniid.checkpoint_trust import problem_of
 from omniid.distributed import gather
 from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
+from omniid.retention import step_of, users_of
 
 log = logging.getLogger(__name__)
 
 DAMAGED = "damaged"
 NON_FINITE = "non-finite"
+SUPERSEDED = "superseded"
 
 def step_folders(root: Path) -> list[Path]:
     """The step folders under OUT/checkpoints, newest first (their names sort by step)."""
@@ -47,7 +56,7 @@ def step_folders(root: Path) -> list[Path]:
 def set_aside(folder: Path, into: str) -> Path:
     """Moves a step folder into checkpoints/`into`/ (a new name if one is there already)."""
     shelf = folder.parent / into
-    shelf.mkdir(exist_ok=True)
+    shelf.mkdir(parents=True, exist_ok=True)
     target, n = shelf / folder.name, 1
     while target.exists():
         n += 1
@@ -112,7 +121,52 @@ def resume_point(out: Path, resume: str | Path | None) -> Path | None:
     if problem is not None:
         raise CheckpointError(f"{folder}: a damaged checkpoint ({problem}); give another step folder, or "
                               f"--resume auto to take the newest intact one")
+    refuse_abandoning_used(Path(out), folder)
     return folder
+
+
+def newer_steps(out: Path, folder: Path) -> list[Path]:
+    """The step folders of OUT/checkpoints past the step of `folder`, one of them (newest first):
+    what a resume from it abandons; [] for a folder of another run or shelf."""
+    root = Path(out) / CHECKPOINTS
+    if not root.is_dir() or Path(folder).resolve().parent != root.resolve():
+        return []
+    step = read_state(folder).get("step", step_of(Path(folder)))
+    return [f for f in step_folders(root) if step is not None and (step_of(f) or -1) > step]
+
+
+def refuse_abandoning_used(out: Path, folder: Path) -> None:
+    """CheckpointError when a resume from `folder` would set aside a newer step another run started
+    from (--init-from): that run recorded the step where it is, and a save at that step is refused."""
+    users = users_of(Path(out) / CHECKPOINTS)
+    used = [f for f in newer_steps(out, folder) if f.name in users]
+    if used:
+        raise CheckpointError(f"{used[0]}: {', '.join(users[used[0].name])} started from this checkpoint "
+                              f"(--init-from), so a resume from the older {Path(folder).name}, which would set it "
+                              f"aside with the run's other steps after {Path(folder).name}, is refused: resume from "
+                              f"{used[0].name} or a newer step to go on with this run, or go on from "
+                              f"{Path(folder).name} in another run folder: --resume {folder} --out NEW_FOLDER")
+
+
+def supersede(out: Path, folder: Path) -> None:
+    """Moves the step folders newer than `folder` (`newer_steps`) into a new
+    checkpoints/superseded/from-<folder>-<n>/, after `latest` names `folder` and log.jsonl is cut to
+    its step: a kill at any point leaves `latest`, the log and the next resume on its history."""
+    newer = newer_steps(out, folder)
+    if not newer:
+        return
+    root, step = Path(out) / CHECKPOINTS, read_state(folder).get("step", step_of(Path(folder)))
+    point_latest(root, root / Path(folder).name)
+    keep_log_until(Path(out) / LOG_FILE, step)
+    n = 1
+    while (root / SUPERSEDED / f"from-{Path(folder).name}-{n}").exists():
+        n += 1
+    shelf = f"{SUPERSEDED}/from-{Path(folder).name}-{n}"
+    for newer_folder in newer:
+        set_aside(newer_folder, shelf)
+    log.info("resuming from %s, older than the run's newest step: moved %d newer step folder%s (%s) to %s "
+             "(kept there, never deleted); %s names %s", Path(folder).name, len(newer), "s" if len(newer) > 1 else "",
+             ", ".join(f.name for f in reversed(newer)), root / shelf, LATEST, Path(folder).name)
 
 
 def resume_hint(out: Path) -> str:

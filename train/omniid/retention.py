@@ -10,7 +10,9 @@ next start removes the leftover, as it does a killed save's temporary folder).
 
 `--init-from FOLDER` records the new run in `<FOLDER's run>/checkpoints/used-by.json`
 ({step folder: [run folders]}); such a folder is never pruned, never overwritten by a save of
-its own run, and `--restart` of its run is refused, while the run that uses it still exists.
+its own run, never moved away by a resume of its run from an older step (refused,
+`omniid.recovery.refuse_abandoning_used`), and `--restart` of its run is refused, while the run
+that uses it still exists.
 """
 from __future__ import annotations
 
@@ -28,7 +30,8 @@ USED_BY_FILE = "used-by.json"
 DELETING = ".deleting-"
 
 
-def _step_of(folder: Path) -> int | None:
+def step_of(folder: Path) -> int | None:
+    """The step a step folder's name says (step-00000042: 42); None for any other name."""
     try:
         return int(folder.name.removeprefix("step-")) if folder.name.startswith("step-") else None
     except ValueError:
@@ -49,7 +52,7 @@ def record_use(folder: Path, user: Path) -> None:
     """Notes in `folder`'s run that the run `user` started from it (a warning, not an error, when
     that run folder is read-only: it is then not protected from its own run's pruning)."""
     root = run_of(folder) / CHECKPOINTS
-    if not root.is_dir() or _step_of(Path(folder)) is None:
+    if not root.is_dir() or step_of(Path(folder)) is None:
         return
     try:
         recorded = json.loads((root / USED_BY_FILE).read_text())
@@ -77,12 +80,12 @@ def refuse_overwrite(root: Path, name: str) -> None:
 
 def kept(root: Path, keep: int, milestone_every: int) -> set[str]:
     """The step folder names a run keeps (see the module's docstring); keep 0 keeps all."""
-    steps = sorted((p for p in Path(root).glob("step-*") if p.is_dir() and _step_of(p) is not None),
-                   key=_step_of, reverse=True)
+    steps = sorted((p for p in Path(root).glob("step-*") if p.is_dir() and step_of(p) is not None),
+                   key=step_of, reverse=True)
     if keep <= 0:
         return {p.name for p in steps}
     names = {p.name for p in steps[:keep]}
-    names |= {p.name for p in steps if milestone_every > 0 and _step_of(p) % milestone_every == 0}
+    names |= {p.name for p in steps if milestone_every > 0 and step_of(p) % milestone_every == 0}
     latest = pointed(Path(root))
     names |= {latest.name} if latest is not None else set()
     return names | set(users_of(root))
@@ -94,7 +97,7 @@ def prune(root: Path, keep: int, milestone_every: int) -> list[str]:
     keep_names = kept(root, keep, milestone_every)
     removed = []
     for folder in sorted(root.glob("step-*")):
-        if folder.is_dir() and _step_of(folder) is not None and folder.name not in keep_names:
+        if folder.is_dir() and step_of(folder) is not None and folder.name not in keep_names:
             doomed = root / f"{DELETING}{folder.name}"
             os.replace(folder, doomed)
             _remove(doomed)

@@ -12,7 +12,7 @@ from omniid.command_facts import init_from_fact
 from omniid.config import Preset
 from omniid.errors import FlagError
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
-from omniid.recovery import problem_of, resume_from
+from omniid.recovery import problem_of, resume_from, supersede
 from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH, continued_with
 from omniid.retention import record_use
 from omniid.run_progress import JsonlLog
@@ -70,6 +70,8 @@ def start(run, model, optimizer, resume, init_from, record) -> tuple[int, int, d
         if theirs != run.stage:
             raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {run.stage} stage resumes only its own "
                                   f"(start it from this one with --init-from and a new --out)")
+        if run.main and str(resume) != "auto":  # a step folder named: the run's newer steps are abandoned
+            supersede(run.out, checkpoint)
         state = load_checkpoint(checkpoint, model, optimizer, run.rank)
         step, samples = state["step"], state["samples"]
         run.saved = step

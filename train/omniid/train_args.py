@@ -68,7 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "images) and an IP-Adapter on FLUX")
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/omniid-PRESET[-flow])")
     run = p.add_mutually_exclusive_group()
-    run.add_argument("--resume", metavar="DIR", help="a step folder to resume from ('auto': the newest intact one; "
+    run.add_argument("--resume", metavar="DIR", help="a step folder to resume from (the run's newer steps are moved "
+                                                     "into checkpoints/superseded/; 'auto': the newest intact one, "
                                                      "the default when --out holds this run)")
     run.add_argument("--restart", action="store_true", help="delete --out's checkpoints and log, start over")
     p.add_argument("--init-from", metavar="DIR", help="start the encoder from this run folder, its checkpoints/latest "
