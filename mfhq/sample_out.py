@@ -3,12 +3,13 @@
 The sample writes DIR/videos/.sample-running first, then DIR/videos/<clip>.mp4 (each under a
 "."-name, renamed when whole), then DIR/sample.json (by an atomic rename), and last removes the
 marker. While the marker is there the sample is not whole (a kill leaves it): the folder source
-refuses to read it (`interrupted_sample`), and the next `mfhq sample` writes every file again. DIR is taken when it is new, empty, or a sample of the same --seed (written again:
-the same seed gives the same files, byte for byte). Refused in one line before anything is
+refuses to read it (`interrupted_sample`), and the next `mfhq sample` writes every file again.
+DIR is taken when it is new, empty, or a sample of the same --seed (written again: the same seed
+gives the same files, byte for byte). Refused in one line before anything is
 written: a folder holding anything else (another command's output: a run or manifest folder, or
 files of yours), since the sample would be written among them, and a sample of another --seed,
 whose videos would be replaced under any run extracted from them. Names starting with "." (the
-temporary files of an interrupted write) are not counted.
+marker, the temporary files of an interrupted write) are not counted.
 """
 from __future__ import annotations
 
