@@ -202,11 +202,15 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
     into a folder of their own in `out` and moved in when whole (mfhq.stats.staging), where they
     replace an earlier report's files; returns (view, table text) pairs."""
     from mfhq.stats.staging import move_in, staging_folder
+    from mfhq.stats.state import MANIFEST, state_lines
 
+    # the runs and manifest checked before --out is touched: a refused command makes no folder
+    notices, section = state_lines(run_dirs, manifest)
+    con, names = connect_stats(run_dirs, manifest, section or MANIFEST)
     out = Path(out)
     work = staging_folder(out)
     try:
-        texts, n_views, n_plots = _write_into(work, run_dirs, manifest, strip_identities)
+        texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
         move_in(work, out, clear_previous)
     finally:  # stopped by an error: the earlier report stays as it was, and nothing of this one
         shutil.rmtree(work, ignore_errors=True)
@@ -214,13 +218,10 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
     return texts
 
 
-def _write_into(out: Path, run_dirs: list[Path], manifest: Path | None, strip_identities: int
+def _write_into(out: Path, con: duckdb.DuckDBPyConnection, names: list[str], notices: list[str],
+                run_dirs: list[Path], manifest: Path | None, strip_identities: int
                 ) -> tuple[list[tuple[str, str]], int, int]:
     """The whole report in the empty folder `out`: (view, table text) pairs, views, plots."""
-    from mfhq.stats.state import MANIFEST, state_lines
-
-    notices, section = state_lines(run_dirs, manifest)
-    con, names = connect_stats(run_dirs, manifest, section or MANIFEST)
     (out / "tables").mkdir(parents=True, exist_ok=True)
     frames = {name: con.sql(f"SELECT * FROM {name}").df() for name in names}
     texts = [("state", "\n".join(notices))]

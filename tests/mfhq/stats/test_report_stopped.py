@@ -85,3 +85,10 @@ def test_a_stats_stopped_by_an_error_leaves_the_earlier_report_whole(manifests, 
     result = run_cli("stats", "--run", str(damaged), "--out", str(out), check=False)
     assert result.returncode != 0, result.stdout + result.stderr  # stopped by the query that reads the page
     assert _files(out) == before  # nothing of the stopped report, nothing of the earlier one removed
+
+
+def test_a_refused_stats_makes_no_out_folder(tmp_path):
+    """The runs are checked before --out is touched: no empty report folder (nor a staging one)."""
+    result = run_cli("stats", "--run", str(tmp_path / "missing"), "--out", str(tmp_path / "reports"), check=False)
+    assert result.returncode == 2 and "no such run folder" in result.stderr
+    assert not (tmp_path / "reports").exists()
