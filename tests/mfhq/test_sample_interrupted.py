@@ -12,8 +12,9 @@ import sys
 import time
 
 import av
-import numpy as np
 import duckdb
+import numpy as np
+import pytest
 
 from conftest import REPO, SAMPLE_PRESET, run_cli
 from mfhq.records import Clip
@@ -24,22 +25,30 @@ def _files(folder) -> dict:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _killed_sample(out) -> None:
-    """`mfhq sample` SIGKILLed once its first clip is whole and the second is being written."""
+def _killed_sample(out) -> bool:
+    """`mfhq sample` SIGKILLed once its first clip is whole and the second is being written; False
+    where it finished before this process looked again (a loaded machine)."""
     process = subprocess.Popen([sys.executable, "-m", "mfhq", "sample", "--out", str(out)], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     second = out / "videos" / ".astronaut_light_blur.partial.mp4"
     while process.poll() is None and not second.exists():
         time.sleep(0.01)  # polling only: no bound on how long the render takes
-    assert process.poll() is None, "the sample finished before it could be stopped"
+    if process.poll() is not None:
+        return False
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     assert (out / "videos" / "astronaut_motion.mp4").is_file() and not (out / "sample.json").exists()
+    return True
 
 
 def test_an_interrupted_sample_is_refused_by_extract_and_bench_until_written_again(sample_dir, tmp_path):
     made = tmp_path / "sample"
-    _killed_sample(made)
+    for _ in range(5):
+        if _killed_sample(made):
+            break
+        shutil.rmtree(made)
+    else:
+        pytest.fail("the sample finished five times before it could be stopped part way")
     for root in (made, made / "videos"):
         run = tmp_path / f"run-{root.name}"
         result = run_cli("extract", "--root", str(root), "--out", str(run), "--pipeline", str(SAMPLE_PRESET),
