@@ -20,7 +20,8 @@ import av
 import cv2
 import numpy as np
 
-from mfhq.sample_out import check_sample_out, write_index
+from mfhq.manifest.io import atomic_write_bytes
+from mfhq.sample_out import check_sample_out, mark_running, write_index
 
 SAMPLE_FPS = 25
 SIZE = 512
@@ -274,7 +275,7 @@ def _write_corrupt(path: pathlib.Path, donor: pathlib.Path, rng: np.random.Gener
     """A real ftyp box (so the file sniffs as MP4) followed by noise: no decoder can find a frame in it."""
     head = donor.read_bytes()[:64]
     ftyp_len = int.from_bytes(head[:4], "big") if head[4:8] == b"ftyp" else 32
-    path.write_bytes(head[:ftyp_len] + rng.bytes(50_000))
+    atomic_write_bytes(path, head[:ftyp_len] + rng.bytes(50_000), durable=False)
 
 
 def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
@@ -282,17 +283,17 @@ def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
     out, rng, clips = pathlib.Path(out), np.random.default_rng(seed), []
     plans = _plan_clips(rng)
     check_sample_out(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")])
+    mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder for a whole sample
     videos = out / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
     for clip_id, (frames, conditions) in plans.items():
         first = frames[0].layers[0][0]
         _write_mp4(videos / f"{clip_id}.mp4", frames, _background(rng, _read_image(_photo_file(first))))
         clips.append(_annotate(clip_id, frames, conditions))
         log.info("wrote %s (%d frames)", clip_id, len(frames))
     _write_corrupt(videos / "corrupt.mp4", videos / "astronaut_motion.mp4", rng)
-    (videos / "empty.mp4").write_bytes(b"")
+    atomic_write_bytes(videos / "empty.mp4", b"", durable=False)
     clips += [_broken_entry("corrupt", "decode_error"), _broken_entry("empty", "empty")]
     sample = {"version": 1, "generator": "mfhq.sample", "seed": seed, "fps": SAMPLE_FPS, "size": [SIZE, SIZE],
               "photos": photo_provenance(), "clips": clips}
-    write_index(out, sample)  # last: a folder without it is an interrupted sample
+    write_index(out, sample)  # last: it removes the marker
     return sample

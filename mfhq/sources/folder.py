@@ -9,6 +9,11 @@ they can and are injective always. They depend on the whole folder's contents, s
 beside `a b.mp4` as `a_b.mp4` would rename it: a run therefore records the id it planned for each
 file (mfhq.plan, `ids.json`) and hands them back before the next scan (`keep_ids`). A planned
 file keeps its id; a new file whose readable id is taken by a planned one gets the hash.
+
+Names starting with "." (files, or folders on the way) are not clips: they are the temporary
+files of writes under way or stopped part way (`.clip.partial.mp4`), or hidden files such as
+macOS's `._clip.mp4`. A folder holding the marker of a `mfhq sample` that has not finished
+(mfhq.sample_out.RUNNING) is refused whole: some of its clips are missing.
 """
 from __future__ import annotations
 
@@ -17,11 +22,12 @@ import logging
 import os
 import re
 from collections import defaultdict
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from mfhq.records import Clip, Status
-from mfhq.sources.base import MAX_ID_PART, Source, SourceProblem, register_source
+from mfhq.sample_out import RUNNING, interrupted_sample
+from mfhq.sources.base import MAX_ID_PART, Source, SourceError, SourceProblem, register_source
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
@@ -88,6 +94,10 @@ def _say_how_ids_are_made(ids: dict[PurePosixPath, str]) -> None:
                  len(renamed), rel.as_posix(), clip_id)
 
 
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith(".") for part in rel.parts)
+
+
 @register_source
 class FolderSource(Source):
     name = "folder"
@@ -103,7 +113,12 @@ class FolderSource(Source):
         return {c.video_path.relative_to(self.root).as_posix(): c.clip_id for c in clips}
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
-        files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir())
+        found = sorted(self.root.rglob("*"))
+        marker = next((p for p in found if p.name == RUNNING), None)
+        if marker is not None:  # before any row: a half-written sample read as whole would lose clips silently
+            raise SourceError(f"folder: {interrupted_sample(marker)}")
+        files = [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES and not _hidden(p.relative_to(self.root))
+                 and not p.is_dir()]
         rels = {PurePosixPath(p.relative_to(self.root).as_posix()): p for p in files}
         ids, collisions = assign_ids(list(rels), self.planned)
         _say_how_ids_are_made(ids)

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import html
 import logging
+import shutil
 from pathlib import Path
 
 import duckdb
 import pandas as pd
 
-from mfhq.manifest.io import atomic_write_bytes
 from mfhq.stats.views import MANIFEST_VIEWS, RUN_VIEWS, connect_stats
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,8 @@ def _headline_html(frame: pd.DataFrame) -> str:
 
 def clear_previous(out: Path) -> None:
     """Remove what an earlier report wrote in `out` (its page, tables, plots and strips) and
-    nothing else: views or strips it had and this one has not would read as this report's."""
+    nothing else: views or strips it had and this one has not would read as this report's.
+    Called as the new report is moved in, never before it is whole."""
     from mfhq.stats.strips import STRIP_GLOB
 
     old = [out / "report.html", *(out / p for p in PLOTS),
@@ -197,14 +198,30 @@ def clear_previous(out: Path) -> None:
 
 
 def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_identities: int = 12) -> list[tuple[str, str]]:
-    """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html (an earlier report's
-    files first removed); returns (view, table text) pairs."""
+    """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html, all of them first
+    into a folder of their own in `out` and moved in when whole (mfhq.stats.staging), where they
+    replace an earlier report's files; returns (view, table text) pairs."""
+    from mfhq.stats.staging import move_in, staging_folder
     from mfhq.stats.state import MANIFEST, state_lines
 
+    # the runs and manifest checked before --out is touched: a refused command makes no folder
     notices, section = state_lines(run_dirs, manifest)
     con, names = connect_stats(run_dirs, manifest, section or MANIFEST)
     out = Path(out)
-    clear_previous(out)
+    work = staging_folder(out)
+    try:
+        texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
+        move_in(work, out, clear_previous)
+    finally:  # stopped by an error: the earlier report stays as it was, and nothing of this one
+        shutil.rmtree(work, ignore_errors=True)
+    log.info("report: %s (%d views, %d plots)", out / "report.html", n_views, n_plots)
+    return texts
+
+
+def _write_into(out: Path, con: duckdb.DuckDBPyConnection, names: list[str], notices: list[str],
+                run_dirs: list[Path], manifest: Path | None, strip_identities: int
+                ) -> tuple[list[tuple[str, str]], int, int]:
+    """The whole report in the empty folder `out`: (view, table text) pairs, views, plots."""
     (out / "tables").mkdir(parents=True, exist_ok=True)
     frames = {name: con.sql(f"SELECT * FROM {name}").df() for name in names}
     texts = [("state", "\n".join(notices))]
@@ -232,6 +249,5 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
             parts.append(f"<h2>{html.escape(TITLES.get(name, name))} <code>{name}</code></h2>"
                          + frame.head(200).to_html(index=False, na_rep="", border=0))
     parts.append("</body></html>")
-    atomic_write_bytes(out / "report.html", "\n".join(parts).encode())  # never a half-written page
-    log.info("report: %s (%d views, %d plots)", out / "report.html", len(frames), len(images))
-    return texts
+    (out / "report.html").write_text("\n".join(parts), encoding="utf-8")  # in the staging folder: moved in last
+    return texts, len(frames), len(images)

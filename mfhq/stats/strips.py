@@ -39,7 +39,7 @@ def strips_html(con: duckdb.DuckDBPyConnection, out: Path, limit: int = 12) -> t
     total = con.execute("SELECT count(DISTINCT identity_id) FROM manifest").fetchall()[0][0]
     chosen = sample_identities(con, limit)
     folder = out / "strips"
-    folder.mkdir(parents=True, exist_ok=True)  # an earlier report's thumbnails: removed by report.clear_previous
+    folder.mkdir(parents=True, exist_ok=True)  # in the staging folder: an earlier report's are removed as it moves in
     blocks = []
     for n, ident in enumerate(chosen):
         rows = con.execute("SELECT split, clip_id, crop_file, yaw, pitch, roll, quality FROM manifest "

@@ -1,0 +1,70 @@
+"""Where `mfhq stats` writes its report before it is one: a folder of its own inside --out.
+
+The tables, plots, strips and page are written into `OUT/.stats-<pid>/` and moved into --out
+only once all of them are there, so a run stopped part way (killed, a damaged shard found by a
+query, a full disk) leaves the earlier report whole, not its tables beside half of the new ones.
+The move takes the earlier page away first and puts the new one in last: report.html is only ever
+beside the files of its own report. A folder left by a killed run is removed by the next one.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable
+
+log = logging.getLogger(__name__)
+PREFIX = ".stats-"
+PAGE = "report.html"
+
+
+def _running(folder: Path) -> bool:
+    """Whether the `mfhq stats` that named `folder` after its process id still runs (another one
+    writing into this --out now: its folder is left alone)."""
+    try:
+        pid = int(folder.name[len(PREFIX):])
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
+
+
+def staging_folder(out: Path) -> Path:
+    """A new, empty `OUT/.stats-<pid>/` (OUT made if need be), after removing those that stopped
+    runs left."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    left = sorted(p for p in out.glob(f"{PREFIX}*") if p.is_dir() and not _running(p))
+    for folder in left:
+        shutil.rmtree(folder)
+    if left:
+        log.info("report: removed %s in %s, what a `mfhq stats` stopped part way had written (its report was never "
+                 "moved in)", ", ".join(p.name for p in left), out)
+    work = out / f"{PREFIX}{os.getpid()}"
+    work.mkdir()
+    return work
+
+
+def move_in(work: Path, out: Path, clear_previous: Callable[[Path], None]) -> None:
+    """The whole report in `work` into `out`: the earlier page removed first, then the earlier
+    report's other files (`clear_previous`), the new files moved in, the new page last; `work`
+    removed. Renames within one file system: a stop in here leaves no report.html, and the next
+    run writes the report again."""
+    page = Path(out) / PAGE
+    page.unlink(missing_ok=True)
+    clear_previous(Path(out))
+    for src in sorted(work.rglob("*")):
+        if src.is_file() and src != work / PAGE:
+            dest = Path(out) / src.relative_to(work)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest)
+    os.replace(work / PAGE, page)
+    shutil.rmtree(work)
