@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
+from mfhq.manifest.views import damaged_shard, naming_damaged_shards
 from mfhq.stats.views import MANIFEST_VIEWS, RUN_VIEWS, connect_stats
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def run_query(run_dirs: list[Path], manifest: Path | None, sql: str) -> str:
     except duckdb.Error as exc:
         from mfhq.stats.views import StatsError
 
+        # a query that read data and failed may have met a damaged page: named, with the way to redo
+        # it (each shard is then read in full; not for a query that never ran: a typo, a wrong name)
+        if not isinstance(exc, (duckdb.ParserException, duckdb.BinderException, duckdb.CatalogException)):
+            damage = damaged_shard(run_dirs)
+            if damage is not None:
+                raise damage from exc
         raise StatsError(f"query failed: {exc}") from exc
     return frame.to_string(index=False)
 
@@ -210,7 +217,8 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
     out = Path(out)
     work = staging_folder(out)
     try:
-        texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
+        with naming_damaged_shards(run_dirs):  # a damaged data page: the shard named, how to redo it
+            texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
         move_in(work, out, clear_previous)
     finally:  # stopped by an error: the earlier report stays as it was, and nothing of this one
         shutil.rmtree(work, ignore_errors=True)

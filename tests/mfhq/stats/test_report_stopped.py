@@ -105,8 +105,12 @@ def test_a_stats_stopped_by_an_error_leaves_the_earlier_report_whole(manifests, 
     shard = sorted((damaged / "faces").glob("*.parquet"))[0]
     _damage_pages(shard)
     result = run_cli("stats", "--run", str(damaged), "--out", str(out), check=False)
-    assert result.returncode != 0, result.stdout + result.stderr  # stopped by the query that reads the page
+    assert result.returncode == 2, result.stdout + result.stderr  # stopped by the query that reads the page
+    # one line naming the shard and how to redo only it, no traceback
+    assert f"{shard}: damaged Parquet data" in result.stderr and "Traceback" not in result.stderr, result.stderr
     assert _files(out) == before  # nothing of the stopped report, nothing of the earlier one removed
+    query = run_cli("stats", "--run", str(damaged), "--sql", "SELECT avg(yaw) FROM faces", check=False)
+    assert query.returncode == 2 and f"{shard}: damaged Parquet data" in query.stderr, query.stderr
 
 
 def test_a_refused_stats_makes_no_out_folder(tmp_path):
