@@ -100,12 +100,12 @@ class ClipProcessor:
 
     def process_many(self, clips: list[Clip], on_phase, on_result, read_across: bool = True) -> None:
         """Each clip's (face rows, status row) goes to on_result(clip, faces, row) as soon as it is
-        done; on_phase(clip key, phase) feeds the watchdog: "decode" | "process" for what this
-        thread does, "read" | "read-done" around each read of the reader thread (so it may be
-        called from that thread, and for the clip after the one in process). read_across: on
-        CPU with decode-ahead, read each clip's opening while the one before is in the models
-        (the watchdog turns it off to run a clip alone). Raises only for a full disk, which
-        must stop the run rather than become a row."""
+        done; on_phase(clip key, phase) feeds the watchdog: "open" | "decode" | "process" for
+        what this thread does; "open-ahead" as the reader thread opens the next clip, "read" |
+        "read-done" around each of its reads (so it may be called from that thread, and for the
+        clip after the one in process). read_across: on CPU with decode-ahead, read each clip's
+        opening while the one before is in the models (the watchdog turns it off to run a clip
+        alone). Raises only for a full disk, which must stop the run rather than become a row."""
         waiting = list(reversed(clips))
         active: list[_ClipRun] = []
         try:
@@ -195,7 +195,7 @@ class ClipProcessor:
         processed next, whose opening the reader thread reads once this clip's chunks are read."""
         timings: dict[str, float] = defaultdict(float)
         phase = lambda name: on_phase(clip.key, name)  # noqa: E731
-        phase("decode")
+        phase("open")  # probing the file: bounded as a whole clip is, not as a decode (a slow disk)
         started = time.perf_counter()
         ahead = self.read_across.take(clip) if self.read_across else None
         opened = ahead.result() if ahead is not None else open_clip(clip, self.cfg.decode, self.provenance)
@@ -208,7 +208,7 @@ class ClipProcessor:
             rows, state, n_read, cut = [], ClipState(), 0, None
             if self.reads_ahead:
                 then = None if following is None else lambda: self.read_across.start(
-                    following, self.provenance, lambda reading: on_phase(following.key, "read" if reading else "read-done"))
+                    following, self.provenance, lambda name: on_phase(following.key, name))
                 # One thread for a CPU worker's clips, in turn; a thread per clip gathered for a GPU.
                 pool = self.reader if self.batch_frames == 0 else None
                 chunks = DecodeAhead(chunks, lambda reading: phase("read" if reading else "read-done"), pool, then)

@@ -64,11 +64,15 @@ def open_clip(clip: Clip, cfg: DecodeConfig, provenance: str) -> OpenedClip:
         raise
 
 
-def _open_and_read_first(clip: Clip, cfg: DecodeConfig, provenance: str, on_read: Callable[[bool], None]) -> OpenedClip:
-    on_read(True)  # the watchdog bounds this read as any other read ahead, and blames this clip
+def _open_and_read_first(clip: Clip, cfg: DecodeConfig, provenance: str, on_phase: Callable[[str], None]) -> OpenedClip:
+    # Said before any work on the clip, and sent synchronously: a worker that dies from here on
+    # may have died of this clip, and its watchdog knows it. The opening (probing a file on a
+    # slow disk) is bounded apart from the read of the first chunk (a decode, timed as any).
+    on_phase("open-ahead")
     try:
         opened = open_clip(clip, cfg, provenance)
         if opened.chunks is not None:
+            on_phase("read")
             try:
                 opened.first = next(opened.chunks, None)
             except BaseException:
@@ -76,7 +80,7 @@ def _open_and_read_first(clip: Clip, cfg: DecodeConfig, provenance: str, on_read
                 raise
         return opened
     finally:
-        on_read(False)
+        on_phase("read-done")
 
 
 class ReadAcross:
@@ -87,10 +91,11 @@ class ReadAcross:
         self.key: str | None = None
         self.future: Future | None = None
 
-    def start(self, clip: Clip, provenance: str, on_read: Callable[[bool], None]) -> None:
-        """Called on the reader thread once the clip before has no more chunks to read."""
+    def start(self, clip: Clip, provenance: str, on_phase: Callable[[str], None]) -> None:
+        """Called on the reader thread once the clip before has no more chunks to read;
+        on_phase: "open-ahead", then "read" (the first chunk's), then "read-done"."""
         self.drop()
-        self.key, self.future = clip.key, self.pool.submit(_open_and_read_first, clip, self.cfg, provenance, on_read)
+        self.key, self.future = clip.key, self.pool.submit(_open_and_read_first, clip, self.cfg, provenance, on_phase)
 
     def take(self, clip: Clip) -> Future | None:
         """The clip's opening read ahead (its result raises what opening it raised), or None."""

@@ -60,11 +60,12 @@ class MaterializeProcessor:
         decoder = ClipDecoder(self._decode_config(clip.extra.get("decoder")))
         done: list[dict] = []
         try:
-            on_phase("decode")
+            on_phase("open")  # bounded as the whole clip is: a slow disk's probe is no hung decode
             info = decoder.open(path)
             moved = _moved(clip, info)
             if moved:
                 return [], ClipRow.failed(clip, Status.DECODE_ERROR, moved, self.provenance)
+            on_phase("decode")
             for chunk in decoder.chunks(path, sorted(by_frame)):
                 on_phase("process")
                 done += self._chunk(clip, chunk.indices[: len(chunk.frames)], chunk.frames, by_frame, info.fps)

@@ -2,9 +2,11 @@
 clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("oom", message) | ("diskfull", message) |
-("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py). Phases "decode" and
-"process" say what the main thread does; "read" and "read-done" come from the reader thread
-(mfhq.decode_ahead.DecodeAhead), so sends are serialised by a lock. It is sent
+("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py). Phases "open",
+"decode" and "process" say what the main thread does; "open-ahead", "read" and "read-done" come
+from the reader thread (mfhq.decode_ahead.DecodeAhead, mfhq.worker.clip_open.ReadAcross), so
+sends are serialised by a lock, and each is sent before the work it names begins: whatever the
+worker was doing when it died, its parent had been told. It is sent
 ("clips", [Clip], read_across) | ("stop",).
 """
 from __future__ import annotations

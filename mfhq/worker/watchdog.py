@@ -2,15 +2,20 @@
 
 The worker loads the models once and processes the clips it is sent. Its owner watches it: a
 decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
-killed and the clip a `timeout` row. A read on the worker's decode-ahead thread is bounded the
-same way, whatever the main thread does (such a read may hold the GIL and stop it too). A worker
-that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
+killed and the clip a `timeout` row. Opening a clip (probing the file, which a slow network disk
+makes slow) is no decode: it is bounded by run.clip_timeout_s alone, and so is the worker's start
+on a group, before its first phase message. A read on the worker's decode-ahead thread is bounded
+as a decode, whatever the main thread does (such a read may hold the GIL and stop it too). A
+worker that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
 worker takes its place. decord can loop forever in native code holding the GIL, so only a
 process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU
-batching, or on CPU with decode-ahead, where the worker reads a clip's opening while the clip
-before is in the models) that were not at fault are sent again. A worker that dies while it
-reads one clip and runs another cannot say which was at fault: both are sent again, each alone
-and read in line, so the row goes to the clip that dies on its own.
+batching, or on CPU with decode-ahead, where the worker opens a clip and reads its first chunk
+while the clip before is in the models) that were not at fault are sent again. The worker
+announces each step before it takes it, and the watchdog reads every message a dead worker sent
+before it judges the death. A worker that dies while another clip than the main thread's may be
+running (opened or read ahead, or opened and not yet taken up), or whose opening ahead runs past
+decode.timeout_s, cannot say which clip was at fault: both are sent again, each alone and read
+in line, so the row goes to the clip that fails on its own.
 """
 from __future__ import annotations
 
@@ -120,14 +125,13 @@ class Watchdog:
             if self.process is None:
                 self._start()
             if not self.in_flight:
-                group = self._next_group(queue)
-                self.in_flight = {c.key: c for c in group}
-                self.conn.send(("clips", group, self.read_across and group[0].key not in self.suspects))
-                self.phase, self.phase_key = "start", group[0].key
-                self.phase_since = time.monotonic()
-                self.clip_since = {group[0].key: self.phase_since}
-                self.reading: dict[str, float] = {}  # clip key -> start of its decode-ahead read
+                self._send(self._next_group(queue))
             wait([self.conn, self.process.sentinel], timeout=0.5)
+            # Looked at before the pipe is read: a worker seen dead here has sent all it ever will,
+            # so the reads below see every phase it announced before it died. Seen dead after
+            # them, it may have announced a read ahead in between and died of it, and the death
+            # would be pinned on the clip in the models.
+            alive = self.process.is_alive()
             while self.conn.poll():
                 try:
                     message = self.conn.recv()
@@ -136,16 +140,18 @@ class Watchdog:
                 self._handle(message, on_result)
             if not self.in_flight:
                 continue
-            if self.phase_key not in self.in_flight:
-                self.phase_key = next(iter(self.in_flight))
+            if self.phase_key not in self.in_flight:  # its clip done, the main thread goes on to the next
+                self.phase, self.phase_key, self.phase_since = "start", next(iter(self.in_flight)), time.monotonic()
+                self.clip_since.setdefault(self.phase_key, self.phase_since)
             blamed = self._overdue()
-            if blamed is None and self._unclear_death():
-                queue.extendleft(reversed(list(self.in_flight.values())))
-                self.in_flight = {}
-                continue
-            blamed = blamed or self._dead()
             if blamed is None:
-                continue
+                across = self._across() if not alive else self._opening_too_long()
+                if across:
+                    self._run_alone(across, queue, alive)
+                    continue
+                if alive:
+                    continue
+                blamed = self._dead()
             status, reason = blamed
             log.warning(reason)
             self._kill()
@@ -154,6 +160,18 @@ class Watchdog:
             on_result(culprit, [], ClipRow.failed(culprit, status, reason, self.provenance))
             queue.extendleft(reversed(list(self.in_flight.values())))  # innocent bystanders: again
             self.in_flight = {}
+
+    def _send(self, group: list[Clip]) -> None:
+        self.in_flight = {c.key: c for c in group}
+        self.conn.send(("clips", group, self.read_across and group[0].key not in self.suspects))
+        # "start" (the worker takes the group) and "open" (it probes the file: a slow network
+        # disk) are bounded by run.clip_timeout_s alone; decode.timeout_s bounds decodes.
+        self.phase, self.phase_key = "start", group[0].key
+        self.phase_since = time.monotonic()
+        self.clip_since = {group[0].key: self.phase_since}
+        self.reading: dict[str, float] = {}  # clip key -> start of a read on the reader thread
+        self.opening: dict[str, float] = {}  # clip key -> start of its opening on the reader thread
+        self.ahead: set[str] = set()  # clips the reader thread began on and the main thread has not taken
 
     def _next_group(self, queue: deque) -> list[Clip]:
         """One clip, or as many as go together up to a suspect; a suspect goes alone."""
@@ -164,38 +182,61 @@ class Watchdog:
             group.append(queue.popleft())
         return group
 
-    def _unclear_death(self) -> bool:
-        """The worker died while its reader thread read another clip than the one its main
-        thread ran: which one killed it is unknown, so both become suspects (and the worker is
-        replaced). A death with nothing read across is the main thread's clip's (_dead)."""
-        if self.process.is_alive():
-            return False
-        across = {key for key in self.reading if key in self.in_flight and key != self.phase_key}
-        if not across:
-            return False
+    def _across(self) -> set[str]:
+        """The clips other than the main thread's that the worker may have been running: read or
+        opened on the reader thread, or opened there and not yet taken by the main thread (the
+        decoder's own threads may still work on the packets it was sent)."""
+        busy = set(self.reading) | set(self.opening) | self.ahead
+        return {key for key in busy if key in self.in_flight and key != self.phase_key}
+
+    def _opening_too_long(self) -> set[str]:
+        """Clips the reader thread has been opening ahead for longer than decode.timeout_s. A slow
+        disk, or a hang that holds the GIL and stops the main thread too: which, only running
+        them alone tells, where opening is bounded by run.clip_timeout_s."""
+        now = time.monotonic()
+        return {key for key, since in self.opening.items()
+                if key in self.in_flight and key != self.phase_key and now - since > self.cfg.decode.timeout_s}
+
+    def _run_alone(self, across: set[str], queue: deque, alive: bool) -> None:
+        """Which clip was at fault is unknown: those named and the main thread's become suspects,
+        each run alone and read in line (the worker is replaced), so a row goes only to a clip
+        that fails on its own."""
         self.suspects |= across | {self.phase_key}
-        log.warning("a worker died while it read %s ahead and ran %s; running each alone to find which one killed it",
-                    ", ".join(str(self.in_flight[key].video_path) for key in sorted(across)), self._path())
+        names = ", ".join(str(self.in_flight[key].video_path) for key in sorted(across))
+        if alive:
+            log.warning("opening %s ahead ran past the %g s watchdog while %s ran; running each alone, where "
+                        "opening a clip is bounded by run.clip_timeout_s", names, self.cfg.decode.timeout_s, self._path())
+        else:
+            log.warning("a worker died while it read %s ahead and ran %s; running each alone to find which one "
+                        "killed it", names, self._path())
         self._kill()
-        return True
+        queue.extendleft(reversed(list(self.in_flight.values())))
+        self.in_flight = {}
 
     def _handle(self, message: tuple, on_result: OnResult) -> None:
         kind = message[0]
         if kind == LOG:
             replay(message[1])
-        elif kind == "phase" and message[2] in ("read", "read-done"):
-            if message[2] == "read":
-                self.reading[message[1]] = time.monotonic()
-            else:
-                self.reading.pop(message[1], None)
+        elif kind == "phase" and message[2] in ("open-ahead", "read", "read-done"):
+            key, now = message[1], time.monotonic()
+            self.opening.pop(key, None)
+            self.reading.pop(key, None)
+            if message[2] == "open-ahead":
+                self.opening[key] = now
+                self.ahead.add(key)
+            elif message[2] == "read":
+                self.reading[key] = now
         elif kind == "phase":
             self.phase_key, self.phase, self.phase_since = message[1], message[2], time.monotonic()
             self.clip_since.setdefault(message[1], self.phase_since)
+            self.ahead.discard(message[1])  # the main thread has it: the clip it runs
         elif kind == "result":
             clip = self.in_flight.pop(message[1])
             self.clip_since.pop(message[1], None)
             self.suspects.discard(message[1])
-            self.reading.pop(message[1], None)
+            for held in (self.reading, self.opening):
+                held.pop(message[1], None)
+            self.ahead.discard(message[1])
             on_result(clip, message[2], message[3])
         elif kind == "diskfull":
             self._kill()
@@ -206,7 +247,7 @@ class Watchdog:
     def _overdue(self) -> tuple[str, str] | None:
         now = time.monotonic()
         limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
-        if self.phase in ("decode", "start") and now - self.phase_since > limits[0] and not self._reading_across():
+        if self.phase == "decode" and now - self.phase_since > limits[0] and not self._reading_across():
             return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         reads = [key for key, since in self.reading.items() if key in self.in_flight and now - since > limits[0]]
         if reads:
@@ -214,15 +255,18 @@ class Watchdog:
             return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
         if late:
+            opening = late[0] == self.phase_key and self.phase in ("start", "open")
             self.phase_key = late[0]
-            return Status.TIMEOUT, f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
+            return Status.TIMEOUT, (f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
+                                    + (" while its video was opened" if opening else ""))
         return None
 
     def _reading_across(self) -> bool:
-        """The one reader thread of a CPU worker is reading the next clip: this clip's reads are
-        done, so its main thread is not decoding; if it stalls, a read that holds the GIL stalls
-        it, and that read's own timer names its clip."""
-        return self.read_across and not self.group and any(key != self.phase_key for key in self.reading)
+        """The one reader thread of a CPU worker is opening or reading the next clip: this clip's
+        reads are done, so its main thread is not decoding; if it stalls, a read that holds the
+        GIL stalls it, and that read's own timer names its clip (an opening's: _opening_too_long)."""
+        busy = [*self.reading, *self.opening]
+        return self.read_across and not self.group and any(key != self.phase_key for key in busy)
 
     def _dead(self) -> tuple[str, str] | None:
         if self.process.is_alive():
@@ -230,7 +274,9 @@ class Watchdog:
         self.process.join(timeout=5)
         code = self.process.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        during = self.phase + (" (a decode-ahead read in flight)" if self.reading else "")
+        ahead = self.phase_key in self.opening or self.phase_key in self.reading
+        during = self.phase + (" (its opening or read ahead in flight)" if ahead else
+                               " (a decode-ahead read in flight)" if self.reading else "")
         return Status.CRASHED, f"{self._path()}: the worker died ({how}) during {during}"
 
     def _path(self) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import time
 
 from mfhq.decode import DecordReader
 
 CRASH_OPENS = 5  # a `crash` clip's opens that crash: more than any retry the watchdog contract allows
+SLOW_OPEN_S = 6.0  # a `slowopen` clip's probe: past the tests' 3 s decode bound, far within a clip's
 
 
 class FaultyReader(DecordReader):
@@ -26,6 +28,12 @@ class FaultyReader(DecordReader):
             # A native call that never returns and keeps the GIL, like decord's hang reported as #373:
             # no Python-level timeout can interrupt this, only killing the process can.
             ctypes.PyDLL(None).sleep(3600)
+        if "slowopen" in path.name:
+            # A file on a slow network disk: its probe blocks (the GIL free, as in a read), then
+            # it decodes as any file. Each open counted, a line a try beside the video.
+            with open(path.with_name(f".{path.name}.tries"), "a") as handle:
+                handle.write("try\n")
+            time.sleep(SLOW_OPEN_S)
         if "crash" in path.name:
             # Each open is counted, a line a try beside the video, so a test sees how often the clip
             # ran. Past CRASH_OPENS it decodes: a watchdog that retried without end shows as a clip

@@ -1,0 +1,82 @@
+"""Which clip the watchdog charges with a worker's death or a slow opening, when the worker reads
+the next clip ahead (CPU, decode-ahead): never one that did not fail on its own."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+from conftest import SAMPLE_PRESET
+from fault_readers import SLOW_OPEN_S
+from mfhq.config import load_pipeline
+from mfhq.sources import get_source
+from mfhq.worker.watchdog import Watchdog
+from presets import write_preset
+
+
+def _config(tmp_path: Path, changes: dict):
+    # One frame a second: each clip is one chunk of 4 frames, so the next clip is opened ahead while
+    # this one's only chunk is in the models.
+    preset = write_preset(tmp_path / "faulty.yaml", {"decode.backend": "fault_readers:FaultyReader", "decode.fps": 1,
+                                                     "run.workers": 1, **changes}, base=SAMPLE_PRESET)
+    return load_pipeline(preset).replace(run={"decode_ahead": "always"})
+
+
+def _clips(sample_dir: Path, folder: Path, names: tuple[str, ...]) -> list:
+    folder.mkdir()
+    for name in names:
+        shutil.copy(sample_dir / "videos" / "astronaut_motion.mp4", folder / f"{name}.mp4")
+    clips = {clip.clip_id: clip for clip in get_source("folder", folder).scan()}
+    return [clips[name] for name in names]
+
+
+class LooksLate(Watchdog):
+    """A watchdog that, once it has sent c_good and d_crash together, looks at its worker again
+    only after the worker has died, as one that a loaded machine did not schedule in time: all the
+    worker said before it died is then in the pipe, unread. (Waiting on the process is the only
+    synchronisation.) The worker opens d_crash ahead, after c_good's reads, and dies of it."""
+
+    held = False
+
+    def _overdue(self):
+        told = {*getattr(self, "reading", ()), *getattr(self, "opening", ()), *getattr(self, "ahead", ())}
+        if not self.held and self.phase_key == "folder/c_good" and "folder/d_crash" not in told:
+            self.held = True
+            self.process.join()
+        return super()._overdue()
+
+
+def test_a_death_while_the_next_clip_is_read_ahead_is_never_pinned_on_the_clip_in_the_models(sample_dir, tmp_path):
+    cfg = _config(tmp_path, {"decode.timeout_s": 60, "run.clip_timeout_s": 600})
+    clips = _clips(sample_dir, tmp_path / "videos", ("c_good", "d_crash"))
+    (tmp_path / "run").mkdir()
+    rows: dict[str, list] = {}
+    watchdog = LooksLate(cfg, str(tmp_path / "run"))
+    try:
+        watchdog.run(clips, lambda clip, faces, row: rows.setdefault(clip.clip_id, []).append((row["status"], row["reason"])))
+    finally:
+        watchdog.close()
+    assert watchdog.held, "the worker had announced d_crash before the watchdog held: the test proved nothing"
+    # c_good did not kill the worker: one row, its own. d_crash did: one row, from a death while it ran alone.
+    assert [status for status, _ in rows["c_good"]] == ["ok"], rows
+    assert [status for status, _ in rows["d_crash"]] == ["crashed"], rows
+    assert "d_crash.mp4: the worker died (signal 11)" in rows["d_crash"][0][1]
+
+
+def test_a_slow_opening_is_bounded_by_the_clip_limit_not_the_decode_limit(sample_dir, tmp_path):
+    # Each opening blocks SLOW_OPEN_S (a file on a slow network disk): twice the decode bound, far
+    # within the clip's. The first clip is opened in line, the second ahead, on the reader thread.
+    cfg = _config(tmp_path, {"decode.timeout_s": SLOW_OPEN_S / 2, "run.clip_timeout_s": 600})
+    names = ("a_slowopen", "b_slowopen")
+    clips = _clips(sample_dir, tmp_path / "videos", names)
+    (tmp_path / "run").mkdir()
+    rows: dict[str, list] = {}
+    watchdog = Watchdog(cfg, str(tmp_path / "run"))
+    try:
+        watchdog.run(clips, lambda clip, faces, row: rows.setdefault(clip.clip_id, []).append((row, len(faces))))
+    finally:
+        watchdog.close()
+    assert {name: [row["status"] for row, _ in rows[name]] for name in names} == {name: ["ok"] for name in names}, rows
+    # Read whole: the same frames and faces as each other.
+    (a, a_faces), (b, b_faces) = rows["a_slowopen"][0], rows["b_slowopen"][0]
+    assert a_faces == b_faces > 0 and a["n_frames_read"] == b["n_frames_read"] == 4
