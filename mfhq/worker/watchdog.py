@@ -2,10 +2,10 @@
 
 The worker loads the models once and processes the clips it is sent. Its owner watches it: a
 decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, gets the worker
-killed and the clip a `timeout` row. Opening a clip (probing the file, which a slow network disk
-makes slow) is no decode: it is bounded by run.clip_timeout_s alone, and so is the worker's start
-on a group, before its first phase message. A read on the worker's decode-ahead thread is bounded
-as a decode, whatever the main thread does (such a read may hold the GIL and stop it too). A
+killed and the clip a `timeout` row. Opening a clip (probing the file; decord hangs there on some
+files) is bounded as a decode, on its own clock from the worker's "open" message; the worker's
+start on a group, before its first phase message, by run.clip_timeout_s alone. A read on the
+worker's decode-ahead thread is bounded as a decode, whatever the main thread does (such a read may hold the GIL and stop it too). A
 worker that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
 worker takes its place. decord can loop forever in native code holding the GIL, so only a
 process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU
@@ -164,8 +164,8 @@ class Watchdog:
     def _send(self, group: list[Clip]) -> None:
         self.in_flight = {c.key: c for c in group}
         self.conn.send(("clips", group, self.read_across and group[0].key not in self.suspects))
-        # "start" (the worker takes the group) and "open" (it probes the file: a slow network
-        # disk) are bounded by run.clip_timeout_s alone; decode.timeout_s bounds decodes.
+        # "start" (the worker takes the group, before its first phase message) is bounded by
+        # run.clip_timeout_s alone; "open" (it probes the file) and decodes by decode.timeout_s.
         self.phase, self.phase_key = "start", group[0].key
         self.phase_since = time.monotonic()
         self.clip_since = {group[0].key: self.phase_since}
@@ -192,7 +192,7 @@ class Watchdog:
     def _opening_too_long(self) -> set[str]:
         """Clips the reader thread has been opening ahead for longer than decode.timeout_s. A slow
         disk, or a hang that holds the GIL and stops the main thread too: which, only running
-        them alone tells, where opening is bounded by run.clip_timeout_s."""
+        them alone tells, where an opening in line has its own clock."""
         now = time.monotonic()
         return {key for key, since in self.opening.items()
                 if key in self.in_flight and key != self.phase_key and now - since > self.cfg.decode.timeout_s}
@@ -205,7 +205,7 @@ class Watchdog:
         names = ", ".join(str(self.in_flight[key].video_path) for key in sorted(across))
         if alive:
             log.warning("opening %s ahead ran past the %g s watchdog while %s ran; running each alone, where "
-                        "opening a clip is bounded by run.clip_timeout_s", names, self.cfg.decode.timeout_s, self._path())
+                        "each opening has its own clock", names, self.cfg.decode.timeout_s, self._path())
         else:
             log.warning("a worker died while it read %s ahead and ran %s; running each alone to find which one "
                         "killed it", names, self._path())
@@ -247,18 +247,17 @@ class Watchdog:
     def _overdue(self) -> tuple[str, str] | None:
         now = time.monotonic()
         limits = self.cfg.decode.timeout_s, self.cfg.run.clip_timeout_s
-        if self.phase == "decode" and now - self.phase_since > limits[0] and not self._reading_across():
-            return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
+        if self.phase in ("decode", "open") and now - self.phase_since > limits[0] and not self._reading_across():
+            doing = "opening the video" if self.phase == "open" else "decoding"
+            return Status.TIMEOUT, f"{self._path()}: {doing} ran past the {limits[0]:g} s watchdog"
         reads = [key for key, since in self.reading.items() if key in self.in_flight and now - since > limits[0]]
         if reads:
             self.phase_key = reads[0]
             return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
         late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
         if late:
-            opening = late[0] == self.phase_key and self.phase in ("start", "open")
             self.phase_key = late[0]
-            return Status.TIMEOUT, (f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
-                                    + (" while its video was opened" if opening else ""))
+            return Status.TIMEOUT, f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
         return None
 
     def _reading_across(self) -> bool:
