@@ -16,11 +16,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from mfhq import video_file
+from mfhq.decode_shown import READ_AS_STORED
 
 RETRY_CHANGED = "changed"  # the --retry word for these clips (beside the clip statuses)
-# What an mfhq before 2026-12-06 said of a file with non-square pixels, which it read as stored:
-# its rows' boxes, landmarks and crops are of the squeezed or stretched picture.
-READ_AS_STORED = "faces are detected and cropped in stored pixels"
 
 
 @dataclass

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 
 SAR_BOUND = 4  # a SAR beyond 1:4..4:1 is taken as a damaged header, not resampled by
+# What an mfhq before 2026-12-06 said in the reason of a file with non-square pixels, which it read
+# as stored: its rows' boxes, landmarks and crops are of the squeezed or stretched picture.
+READ_AS_STORED = "faces are detected and cropped in stored pixels"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from mfhq.curate.cluster import JOB_FACES, NotInKeyOrder, stream_select
 from mfhq.curate.merge import assign_identities, clip_means, prepare, reads_embeddings
 from mfhq.curate.split import assign_split
 from mfhq.curate.target import check_out_outside_runs, check_target
+from mfhq.decode_shown import READ_AS_STORED
 from mfhq.manifest.card import render_card
 from mfhq.manifest.clip_means import USABLE_FACE
 from mfhq.manifest.folder import CARD, IDENTITIES, MATERIALIZE, ManifestLock, run_entries, write_manifest_folder
@@ -160,6 +161,7 @@ def _cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline
         meta["snapshot"] = snapshot(meta["run_dir"])  # so that `stats` can tell when the run changes since
         meta["configs"] = [fp for fp, _ in read_run_state(meta["run_dir"]).configs]  # of the shards read
     warn_mixed_configs(metas)
+    warn_read_as_stored(con)
     con.register("run_names", pa.table({"run_dir": [m["run_dir"] for m in metas], "run": [r["name"] for r in runs]}))
     prepare(cfg, con.execute("SELECT count(*) FROM clips").fetchall()[0][0])  # the clip rows: at least the clips
     con.execute(f"CREATE TEMP VIEW usable_faces AS SELECT * FROM faces WHERE {usable_filter(cfg)}")
@@ -210,6 +212,17 @@ def warn_mixed_configs(metas: list[dict]) -> None:
     if len(made := {fp for m in metas for fp in m["configs"]}) > 1:
         log.warning("the runs read mix %d pipeline configs (%s); the manifest's runs[].configs say which", len(made),
                     "; ".join(f"run {m['run_dir']}: {', '.join(m['configs'])}" for m in metas))
+
+
+def warn_read_as_stored(con: duckdb.DuckDBPyConnection) -> None:
+    """Clips of non-square pixels an earlier mfhq read as stored: their faces are squeezed or
+    stretched, until the same `mfhq extract` into their run extracts them again as shown."""
+    found = con.execute("SELECT count(*), list(DISTINCT run_dir ORDER BY run_dir) FROM clips WHERE "
+                        f"contains(coalesce(reason, ''), '{READ_AS_STORED}')").fetchall()[0]
+    if found[0]:
+        log.warning("%d clip(s) have non-square pixels that an earlier mfhq read as stored, so their faces are squeezed "
+                    "or stretched in the manifest; run the same `mfhq extract` into %s again (it extracts just those "
+                    "clips again, as shown) and then this command", found[0], ", ".join(found[1]))
 
 
 def _crops_state(metas: list[dict]) -> dict:
