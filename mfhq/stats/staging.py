@@ -11,8 +11,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 from pathlib import Path
 from typing import Callable
+
+from mfhq.manifest.lock import holder_alive
 
 log = logging.getLogger(__name__)
 PREFIX = ".stats-"
@@ -21,20 +24,12 @@ PAGE = "report.html"
 
 def _running(folder: Path) -> bool:
     """Whether the `mfhq stats` that named `folder` after its process id still runs (another one
-    writing into this --out now: its folder is left alone)."""
+    writing into this --out now: its folder is left alone); the lock's liveness rule."""
     try:
         pid = int(folder.name[len(PREFIX):])
     except ValueError:
         return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
+    return pid != os.getpid() and holder_alive({"pid": pid, "host": socket.gethostname()})
 
 
 def staging_folder(out: Path) -> Path:

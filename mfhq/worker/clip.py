@@ -195,7 +195,7 @@ class ClipProcessor:
         processed next, whose opening the reader thread reads once this clip's chunks are read."""
         timings: dict[str, float] = defaultdict(float)
         phase = lambda name: on_phase(clip.key, name)  # noqa: E731
-        phase("open")  # probing the file: bounded as a whole clip is, not as a decode (a slow disk)
+        phase("open")  # probing the file: bounded as a decode, on its own clock (decord hangs there on some files)
         started = time.perf_counter()
         ahead = self.read_across.take(clip) if self.read_across else None
         opened = ahead.result() if ahead is not None else open_clip(clip, self.cfg.decode, self.provenance)

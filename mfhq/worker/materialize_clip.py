@@ -60,7 +60,7 @@ class MaterializeProcessor:
         decoder = ClipDecoder(self._decode_config(clip.extra.get("decoder")))
         done: list[dict] = []
         try:
-            on_phase("open")  # bounded as the whole clip is: a slow disk's probe is no hung decode
+            on_phase("open")  # bounded as a decode, on its own clock (watchdog.py)
             info = decoder.open(path)
             moved = _moved(clip, info)
             if moved:
