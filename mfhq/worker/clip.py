@@ -23,7 +23,7 @@ from mfhq.stages.crop import AlignStage, ParsingStage, PoseStage, QualityStage
 from mfhq.stages.detect import DetectStage, EmbedStage
 from mfhq.stages.identity import IdentityStage
 from mfhq.worker.clip_open import ReadAcross, open_clip
-from mfhq.worker.face_rows import dense_points, embedding_frame, num
+from mfhq.worker.face_rows import dense_points, embedding_frame
 from mfhq.worker.images import crop_digest, write_image, write_mask
 
 log = logging.getLogger(__name__)
@@ -268,12 +268,12 @@ class ClipProcessor:
             frame_index = int(batch.frame_indices[batch.frame_pos[i]])
             face = FaceMeasures(
                 frame_index=frame_index, time_sec=info.time_of(frame_index), face_index=int(batch.face_index[i]),
-                det_score=num(batch.scores[i]), bbox=batch.boxes[i].tolist(),
-                landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=num(batch.face_size[i]),
-                identity_similarity=num(batch.similarity[i]),
-                out_of_frame=None if batch.out_of_frame is None else num(batch.out_of_frame[i]),
-                yaw=num(batch.pose[i, 0]), pitch=num(batch.pose[i, 1]), roll=num(batch.pose[i, 2]),
-                quality=num(batch.quality[i]),
+                # measures as the models gave them: FaceRow makes "not measured" (NaN) NULL
+                det_score=batch.scores[i], bbox=batch.boxes[i].tolist(),
+                landmarks=batch.landmarks[i].reshape(-1).tolist(), face_size=batch.face_size[i],
+                identity_similarity=batch.similarity[i],
+                out_of_frame=None if batch.out_of_frame is None else batch.out_of_frame[i],
+                yaw=batch.pose[i, 0], pitch=batch.pose[i, 1], roll=batch.pose[i, 2], quality=batch.quality[i],
                 embedding=batch.embeddings[i].tolist() if batch.embeddings is not None else None,
                 embedding_frame=embedding_frame(batch, i))
             if batch.drop_reason[i] is not None:

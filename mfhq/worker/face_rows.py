@@ -21,8 +21,3 @@ def dense_points(batch: FaceBatch, face: int) -> list[float] | None:
     if batch.landmarks68 is None or not np.isfinite(batch.landmarks68[face]).all():
         return None
     return batch.landmarks68[face].reshape(-1).tolist()
-
-
-def num(value) -> float | None:
-    value = float(value)
-    return None if np.isnan(value) else value
