@@ -11,8 +11,10 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mfhq.manifest.io import atomic_write_table
+from mfhq.manifest.schema import RUN_READABLE
 from mfhq.manifest.views import connect_runs
 from mfhq.records import FACE_SCHEMA, Clip, FaceMeasures, FaceRow
 from mfhq.stats.report import write_report
@@ -20,24 +22,30 @@ from synthetic_runs import ClipSpec, write_run
 
 SPECS = [ClipSpec("hq", f"c{i}", f"yt{i}", i) for i in range(4)]
 UNSCORED = 7  # faces of the first shard given NaN, as version 8 wrote an annotation's score
+# Every readable version before 9 wrote NaN there: each of them must read as NULL, not only the last.
+NAN_WRITERS = sorted((v for v in RUN_READABLE if int(v) < 9), key=int)
 
 
-def _version8_run(tmp_path):
-    """A run whose first faces shard is as version 8 wrote it: NaN scores, non-null column."""
+def _older_run(tmp_path, version: str = "8"):
+    """A run whose first faces shard is as `version` wrote it: NaN scores, non-null column, and
+    without the face columns that version did not have yet."""
     run = write_run(tmp_path / "run", SPECS)
     shard = sorted((run / "faces").glob("*.parquet"))[0]
     table = pq.read_table(shard)
+    table = table.drop_columns([c for c in RUN_READABLE[version] if c in table.column_names])
     scores = table.column("det_score").to_pylist()
     scores[:UNSCORED] = [math.nan] * UNSCORED
     where = table.schema.get_field_index("det_score")
     old = table.schema.set(where, pa.field("det_score", pa.float32(), nullable=False))
     table = table.set_column(where, old.field(where), pa.array(scores, pa.float32())).cast(old)
-    pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"mfhq.schema_version": b"8"}), shard)
+    stamp = {**table.schema.metadata, b"mfhq.schema_version": version.encode()}
+    pq.write_table(table.replace_schema_metadata(stamp), shard)
     return run, table.num_rows
 
 
-def test_an_older_runs_nan_scores_read_as_null_and_a_threshold_leaves_them_out(tmp_path):
-    run, _ = _version8_run(tmp_path)
+@pytest.mark.parametrize("version", NAN_WRITERS)
+def test_an_older_runs_nan_scores_read_as_null_and_a_threshold_leaves_them_out(tmp_path, version):
+    run, _ = _older_run(tmp_path, version)
     con, _ = connect_runs([run])
     total = con.execute("SELECT count(*) FROM faces").fetchone()[0]
     assert con.execute("SELECT count(*) FROM faces WHERE det_score IS NULL").fetchone()[0] == UNSCORED
@@ -47,7 +55,7 @@ def test_an_older_runs_nan_scores_read_as_null_and_a_threshold_leaves_them_out(t
 
 
 def test_stats_counts_an_older_runs_annotations_apart(tmp_path):
-    run, _ = _version8_run(tmp_path)
+    run, _ = _older_run(tmp_path)
     write_report([run], None, tmp_path / "rep")
     head = pd.read_csv(tmp_path / "rep" / "tables" / "headline.csv").set_index("metric").value.to_dict()
     total = sum(spec.faces + spec.dropped for spec in SPECS)
