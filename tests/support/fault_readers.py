@@ -14,6 +14,7 @@ from mfhq.decode import DecordReader
 
 CRASH_OPENS = 5  # a `crash` clip's opens that crash: more than any retry the watchdog contract allows
 SLOW_OPEN_S = 6.0  # a `slowopen` clip's probe: past the tests' 3 s decode bound, far within a clip's
+# (a `slowread` clip's first read blocks as long: a decode within its bound, once its clock is its own)
 
 
 class FaultyReader(DecordReader):
@@ -61,6 +62,10 @@ class FaultyReader(DecordReader):
         return super().open(path)
 
     def read(self, indices):
+        if "slowread" in self.path_name and not getattr(self, "read_slowly", False):
+            # Its first read blocks as its probe does (a slow disk, the GIL free), then it decodes.
+            self.read_slowly = True
+            time.sleep(SLOW_OPEN_S)
         if "hangread" in self.path_name and indices[0] > 0:
             # The same, in a later chunk: with decode-ahead, read on a thread while the main
             # thread runs the models on the chunk before; the GIL held stops that thread too.
