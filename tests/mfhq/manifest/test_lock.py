@@ -22,7 +22,7 @@ import pytest
 
 from lock_taker import GUARD_S, take_in_rounds
 from unreaped import unreaped_pid
-from mfhq.manifest.lock import CLAIM, FolderInUse, FolderLock, read_holder
+from mfhq.manifest.lock import CLAIM, FolderInUse, FolderLock, holder_alive, read_holder
 
 TAKERS, ROUNDS = 4, 6
 
@@ -112,3 +112,18 @@ def test_a_lock_held_by_a_process_that_exited_unreaped_is_taken_over(tmp_path):
         _stale_lock(tmp_path / "run", pid)
         with FolderLock(tmp_path / "run"):
             assert read_holder(tmp_path / "run")["pid"] == os.getpid()
+
+
+def test_a_lock_held_on_another_host_is_refused_never_taken_over(tmp_path, dead_pid):
+    """A folder on a shared disk, locked by a run on another machine: its pid means nothing here
+    (that of a process gone from this host, here), so the lock cannot be judged stale and is left
+    to its holder, who is named."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    other = f"not-{socket.gethostname()}"
+    (folder / "lock").write_text(json.dumps({"pid": dead_pid, "host": other, "since": "then", "token": "far"}))
+    held = (folder / "lock").read_bytes()
+    with pytest.raises(FolderInUse, match=re.escape(f"{folder}/lock: the folder is in use by pid {dead_pid} on host {other} ")):
+        FolderLock(folder).acquire()
+    assert (folder / "lock").read_bytes() == held and sorted(p.name for p in folder.iterdir()) == ["lock"]
+    assert holder_alive(read_holder(folder))
