@@ -110,3 +110,28 @@ def test_inputs_are_normalised_with_the_clip_towers_own_mean_and_std(encoder):
                  for v in (encoder.clip.image_mean, encoder.clip.image_std))
     want = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - mean) / std
     torch.testing.assert_close(image_to_tensor(rgb, side), want, rtol=1e-5, atol=1e-5)
+
+
+def _blocks_seen(encoder: OmniIDEncoder, m: int) -> list[tuple[bool, int | None]]:
+    """Each attention block the queries pass through, in order: (cross-attention?, its keys' length)."""
+    seen = []
+    blocks = [*encoder.blocks.cross_blocks, *encoder.blocks.self_blocks]
+    hooks = [b.register_forward_hook(lambda block, args, out: seen.append(
+        (block.cross, args[1].shape[1] if len(args) > 1 else None))) for b in blocks]
+    try:
+        with torch.no_grad():
+            encoder.forward_encoder(images(1, m))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def test_the_queries_gather_every_images_tokens_first_then_attend_to_each_other(encoder):
+    """Paper §3.1 (docs/train.md): the L queries take all M images' tokens as keys in
+    `cross_blocks` cross-attention blocks, and only then mix among themselves in `self_blocks`
+    self-attention blocks. Self-attention first would still make an [L, C] output of the right
+    shape, order-independent, that depends on the images."""
+    (_, one), = {(cross, keys) for cross, keys in _blocks_seen(encoder, 1) if cross}
+    seen = _blocks_seen(encoder, 3)
+    assert seen == [(True, 3 * one)] * TINY.cross_blocks + [(False, None)] * TINY.self_blocks, seen
