@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from omniid.checkpoint import point_latest
 from omniid.cli import main
 from omniid.recovery import newest_intact
+from omniid.retention import USED_BY_FILE, prune, record_use
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
 
 
@@ -76,3 +78,21 @@ def test_a_negative_keep_is_a_flag_error(sample_manifest, tmp_path, caplog, keep
     assert main(args(sample_manifest, tmp_path / "run", "--keep-checkpoints", keep)) == 2
     assert f"--keep-checkpoints takes an integer >= 0, got {keep}" in caplog.text
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
+
+
+def test_a_step_another_run_started_from_is_never_pruned_while_that_run_exists(tmp_path):
+    """--init-from records the new run in used-by.json: pruning keeps that step however old, and
+    lets it go once the run that used it is deleted."""
+    root = tmp_path / "run" / "checkpoints"
+    for step in range(2, 12, 2):
+        (root / f"step-{step:08d}").mkdir(parents=True)
+        (root / f"step-{step:08d}" / "encoder.safetensors").write_bytes(b"weights")
+    point_latest(root, root / "step-00000010")
+    user = tmp_path / "flow"
+    user.mkdir()
+    record_use(root / "step-00000004", user)
+    assert (root / USED_BY_FILE).is_file()
+    assert prune(root, keep=2, milestone_every=0) == ["step-00000002", "step-00000006"]
+    assert steps_kept(tmp_path / "run") == ["step-00000004", "step-00000008", "step-00000010"]
+    user.rmdir()  # the run that started from step 4 is gone: step 4 is an old step like any other
+    assert prune(root, keep=2, milestone_every=0) == ["step-00000004"]
