@@ -43,7 +43,7 @@ _moved_back: dict[Path, Path] = {}
 
 def moved_back(folder: Path) -> Path:
     """Where a superseded step folder this process moved back into its run is now (else `folder`)."""
-    return _moved_back.get(Path(folder).absolute(), Path(folder))
+    return Path(folder) if Path(folder).exists() else _moved_back.get(Path(folder).absolute(), Path(folder))
 
 
 def step_folders(root: Path) -> list[Path]:
