@@ -67,7 +67,7 @@ def test_a_kill_before_the_first_save_leaves_latest_at_the_older_step_and_the_sa
     assert (root / "latest").read_text() == STEP2
     assert f"{root / 'latest'} names {STEP2}: run the same command" in caplog.text
     assert step_folders(out) == [STEP2] and logged_steps(out) == [1, 2]
-    assert sorted(p.name for p in (root / SHELF).iterdir()) == [STEP4, STEP6]
+    assert sorted(p.name for p in (root / SHELF).glob("step-*")) == [STEP4, STEP6]
     assert all(damage(root / SHELF / name) is None for name in (STEP4, STEP6))  # moved whole, never deleted
     assert (f"moved 2 newer step folders ({STEP4}, {STEP6}) to {root / SHELF} (kept there, never deleted); "
             f"latest names {STEP2}") in caplog.text
@@ -88,7 +88,7 @@ def test_a_replay_that_stops_early_leaves_no_abandoned_step_and_the_fallback_nev
                        "--keep-checkpoints", "2")) == 0
     assert step_folders(out) == [STEP2, STEP3] and (root / "latest").read_text() == STEP3
     assert logged_steps(out) == [1, 2, 3]
-    assert sorted(p.name for p in (root / SHELF).iterdir()) == [STEP4, STEP6]  # pruning left the shelf alone
+    assert sorted(p.name for p in (root / SHELF).glob("step-*")) == [STEP4, STEP6]  # pruning left the shelf alone
     (root / STEP3 / "encoder.safetensors").write_bytes(b"cut")
     with caplog.at_level(logging.WARNING, logger="omniid"):
         assert newest_intact(out) == root / STEP2  # not the shelved step 6

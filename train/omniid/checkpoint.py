@@ -18,7 +18,7 @@ baselines); what the weights are is the objective's business (`save_pretrained` 
 `load_pretrained`). A checkpoint is written under a temporary name (`.tmp-step-*`) and renamed
 into place, and `latest` is moved last. A step saved again (after a kill between a save's rename
 and the move of `latest`, the resume replays to it; a resume from a named older step moves the
-newer ones into checkpoints/superseded/ first, `omniid.recovery.supersede`) renames the old folder
+newer ones into checkpoints/superseded/ first, `omniid.shelves.supersede`) renames the old folder
 aside (`.replaced-step-*`) before the new one comes in and deletes it after: a kill between the
 renames leaves both complete, and the next start puts one back
 (`omniid.recovery.finish_replacements`). Nothing is pickled, so loading a checkpoint cannot run code.

@@ -23,11 +23,12 @@ from omniid.config import Preset
 from omniid.convergence import start_rule
 from omniid.distributed import barrier, setup_distributed, wrap_ddp
 from omniid.optim import build_optimizer
-from omniid.recovery import keep_log_until, remove_stale_temps, stopping_cleanly
+from omniid.recovery import remove_stale_temps, stopping_cleanly
 from omniid.retention import remove_leftovers
 from omniid.run_progress import Progress, lrs_of
 from omniid.run_start import start
 from omniid.saving import save_step
+from omniid.shelves import keep_log_until
 from omniid.train_step import evaluate, optimizer_step
 
 log = logging.getLogger(__name__)

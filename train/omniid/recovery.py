@@ -10,9 +10,12 @@ A step whose save again was killed between its renames is put back first (`finis
 `--resume OUT/checkpoints/step-K` while OUT holds newer steps (going on from before a divergence,
 say) abandons them: before training, `latest` names step K, log.jsonl is cut to it and every newer
 step folder is moved into `checkpoints/superseded/from-step-K-<n>/` (one per such resume, never
-deleted), so the folder holds one history (`supersede`). A newer step another run started from
-(`omniid.retention.users_of`) refuses that resume instead (`refuse_abandoning_used`). The fallback
-and pruning look at `checkpoints/step-*` only, never into the shelves.
+deleted), so the folder holds one history; a step of such a shelf named by `--resume` brings its
+history back the same way (`omniid.shelves`, which also says what a kill part way leaves: the
+next start finishes the moves, `finish_interrupted`). A step on the damaged or non-finite shelf
+is refused. A newer step another run started from (`omniid.retention.users_of`) refuses that
+resume instead (`refuse_abandoning_used`). The fallback and pruning look at `checkpoints/step-*`
+only, never into the shelves.
 
 A checkpoint whose weights gave a non-finite loss at the very next step gives it again on every
 resume, whatever the lr: the loss of step N+1 depends only on the weights after step N and on
@@ -22,9 +25,7 @@ and `latest` goes back to the newest intact one.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -33,43 +34,22 @@ from safetensors import SafetensorError
 
 from mfhq.manifest.io import is_disk_full
 from omniid.checks import disk_full
-from omniid.checkpoint import (CHECKPOINTS, LATEST, LOG_FILE, PRESET_FILE, REPLACED, STATE_FILE, TEMP,
-                               CheckpointError, point_latest, pointed, read_state, step_name)
+from omniid.checkpoint import (CHECKPOINTS, LATEST, PRESET_FILE, REPLACED, STATE_FILE, TEMP, CheckpointError,
+                               point_latest, pointed, step_name)
 from omniid.checkpoint_trust import problem_of
 from omniid.distributed import gather
 from omniid.errors import Interrupted, NonFiniteLoss, OmniIDError
-from omniid.retention import step_of, users_of
+from omniid.retention import users_of
+from omniid.shelves import (DAMAGED, NON_FINITE, abandoned_by, branch_step, finish_moves, going_back, moved_back,
+                            refuse_shelved, set_aside, step_folders)
 
 log = logging.getLogger(__name__)
-
-DAMAGED = "damaged"
-NON_FINITE = "non-finite"
-SUPERSEDED = "superseded"
-
-def step_folders(root: Path) -> list[Path]:
-    """The step folders under OUT/checkpoints, newest first (their names sort by step)."""
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.glob("step-*") if p.is_dir()), reverse=True)
-
-
-def set_aside(folder: Path, into: str) -> Path:
-    """Moves a step folder into checkpoints/`into`/ (a new name if one is there already)."""
-    shelf = folder.parent / into
-    shelf.mkdir(parents=True, exist_ok=True)
-    target, n = shelf / folder.name, 1
-    while target.exists():
-        n += 1
-        target = shelf / f"{folder.name}.{n}"
-    os.replace(folder, target)
-    return target
-
 
 def newest_intact(out: Path) -> Path | None:
     """The step folder `latest` names if intact, else the newest intact one (then `latest` names
     it); damaged ones on the way are moved aside, each named in a warning."""
     root = Path(out) / CHECKPOINTS
-    finish_replacements(root)  # before `latest` is read: it may name a step whose re-save was killed
+    finish_interrupted(root)  # before `latest` is read: a kill may have left it to be moved
     named = pointed(root)
     candidates = ([named] if named is not None else []) + [f for f in step_folders(root) if f != named]
     for folder in candidates:
@@ -106,6 +86,13 @@ def finish_replacements(root: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+def finish_interrupted(root: Path) -> None:
+    """What a kill left half done: a step's save again (`finish_replacements`), then a resume's
+    moves of step folders to and from the shelves (`omniid.shelves.finish_moves`)."""
+    finish_replacements(root)
+    finish_moves(Path(root).parent)
+
+
 def resume_point(out: Path, resume: str | Path | None) -> Path | None:
     """The checkpoint `--resume` names, checked: `auto` is the newest intact one under OUT (None
     if there is none); a folder given by name must be intact (there is no other to fall back to)."""
@@ -113,8 +100,9 @@ def resume_point(out: Path, resume: str | Path | None) -> Path | None:
         return None
     if str(resume) == "auto":
         return newest_intact(Path(out))
-    finish_replacements(Path(out) / CHECKPOINTS)  # the folder named may be a step whose re-save was killed
-    folder = Path(resume)
+    finish_interrupted(Path(out) / CHECKPOINTS)  # the folder named may be a step whose re-save was killed
+    folder = moved_back(Path(resume))  # a superseded step the moves just finished put back
+    refuse_shelved(folder)
     if not (folder / STATE_FILE).is_file():
         raise CheckpointError(f"{folder}: not a checkpoint folder (no {STATE_FILE})")
     problem = problem_of(folder)
@@ -125,48 +113,20 @@ def resume_point(out: Path, resume: str | Path | None) -> Path | None:
     return folder
 
 
-def newer_steps(out: Path, folder: Path) -> list[Path]:
-    """The step folders of OUT/checkpoints past the step of `folder`, one of them (newest first):
-    what a resume from it abandons; [] for a folder of another run or shelf."""
-    root = Path(out) / CHECKPOINTS
-    if not root.is_dir() or Path(folder).resolve().parent != root.resolve():
-        return []
-    step = read_state(folder).get("step", step_of(Path(folder)))
-    return [f for f in step_folders(root) if step is not None and (step_of(f) or -1) > step]
-
-
 def refuse_abandoning_used(out: Path, folder: Path) -> None:
     """CheckpointError when a resume from `folder` would set aside a newer step another run started
     from (--init-from): that run recorded the step where it is, and a save at that step is refused."""
     users = users_of(Path(out) / CHECKPOINTS)
-    used = [f for f in newer_steps(out, folder) if f.name in users]
+    used = [f for f in abandoned_by(out, folder) if f.name in users]
+    name = Path(folder).name
+    what, since = ((f"the superseded {name}", step_name(branch_step(Path(folder).parent))) if going_back(out, folder)
+                   else (f"the older {name}", name))
     if used:
         raise CheckpointError(f"{used[0]}: {', '.join(users[used[0].name])} started from this checkpoint "
-                              f"(--init-from), so a resume from the older {Path(folder).name}, which would set it "
-                              f"aside with the run's other steps after {Path(folder).name}, is refused: resume from "
+                              f"(--init-from), so a resume from {what}, which would set it "
+                              f"aside with the run's other steps after {since}, is refused: resume from "
                               f"{used[0].name} or a newer step to go on with this run, or go on from "
                               f"{Path(folder).name} in another run folder: --resume {folder} --out NEW_FOLDER")
-
-
-def supersede(out: Path, folder: Path) -> None:
-    """Moves the step folders newer than `folder` (`newer_steps`) into a new
-    checkpoints/superseded/from-<folder>-<n>/, after `latest` names `folder` and log.jsonl is cut to
-    its step: a kill at any point leaves `latest`, the log and the next resume on its history."""
-    newer = newer_steps(out, folder)
-    if not newer:
-        return
-    root, step = Path(out) / CHECKPOINTS, read_state(folder).get("step", step_of(Path(folder)))
-    point_latest(root, root / Path(folder).name)
-    keep_log_until(Path(out) / LOG_FILE, step)
-    n = 1
-    while (root / SUPERSEDED / f"from-{Path(folder).name}-{n}").exists():
-        n += 1
-    shelf = f"{SUPERSEDED}/from-{Path(folder).name}-{n}"
-    for newer_folder in newer:
-        set_aside(newer_folder, shelf)
-    log.info("resuming from %s, older than the run's newest step: moved %d newer step folder%s (%s) to %s "
-             "(kept there, never deleted); %s names %s", Path(folder).name, len(newer), "s" if len(newer) > 1 else "",
-             ", ".join(f.name for f in reversed(newer)), root / shelf, LATEST, Path(folder).name)
 
 
 def resume_hint(out: Path) -> str:
@@ -195,7 +155,7 @@ def after_non_finite(out: Path, step: int, saved: int | None) -> str:
 def remove_stale_temps(out: Path) -> None:
     """Temporary step folders (and preset.json copies) a killed save left behind (a live save
     removes its own), once a killed re-save's new folder has had its chance (`finish_replacements`)."""
-    finish_replacements(Path(out) / CHECKPOINTS)
+    finish_interrupted(Path(out) / CHECKPOINTS)
     for tmp in (Path(out) / CHECKPOINTS).glob(f"{TEMP}step-*"):
         shutil.rmtree(tmp, ignore_errors=True)
     for tmp in Path(out).glob(f".tmp-{PRESET_FILE}-*"):  # atomic_write_bytes' temporary name
@@ -215,26 +175,6 @@ def resume_from(out: Path, resume, rank: int, world: int) -> Path | None:
     if problem is not None:
         raise problem
     return found
-
-
-def keep_log_until(path: Path, step: int) -> None:
-    """Drops log.jsonl's records past `step` (and a last line cut short by a kill): a resumed run
-    logs the steps it replays again, so each step is in the log once."""
-    if not path.is_file():
-        return
-    lines = path.read_text().splitlines(keepends=True)
-    kept = [line for line in lines if _logged_step(line) <= step]
-    if kept != lines:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
-
-
-def _logged_step(line: str) -> float:
-    try:
-        return json.loads(line).get("step", 0) if line.endswith("\n") else math.inf
-    except (ValueError, AttributeError):
-        return math.inf
 
 
 @contextlib.contextmanager

@@ -12,10 +12,12 @@ from omniid.command_facts import init_from_fact
 from omniid.config import Preset
 from omniid.errors import FlagError
 from omniid.encoder import CONFIG_FILE, WEIGHTS_FILE
-from omniid.recovery import problem_of, resume_from, supersede
+from omniid.distributed import gather
+from omniid.recovery import problem_of, resume_from
 from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH, continued_with
 from omniid.retention import record_use
 from omniid.run_progress import JsonlLog
+from omniid.shelves import supersede
 
 log = logging.getLogger("omniid.engine")
 
@@ -57,6 +59,21 @@ def check_init_from(path: str | Path, preset: Preset) -> Path:
     return folder
 
 
+def _superseding(run, checkpoint: Path) -> Path:
+    """Where `checkpoint` is once rank 0 has made its history the run's (`omniid.shelves.supersede`:
+    a superseded step moves back into checkpoints/), on every rank, or rank 0's error."""
+    moved = problem = None
+    if run.main:
+        try:
+            moved = supersede(run.out, checkpoint)
+        except OSError as error:  # every rank stops, not rank 0 alone
+            problem = error
+    moved, problem = gather((moved, problem), run.world)[0]
+    if problem is not None:
+        raise problem
+    return moved
+
+
 def start(run, model, optimizer, resume, init_from, record) -> tuple[int, int, dict]:
     """(step, samples, state.json record) to start from: a resumed checkpoint's, or step 0 with
     --init-from's encoder. run: the engine's run (out, rank, world, stage, preset, main);
@@ -70,8 +87,8 @@ def start(run, model, optimizer, resume, init_from, record) -> tuple[int, int, d
         if theirs != run.stage:
             raise CheckpointError(f"{checkpoint}: a {theirs} checkpoint; the {run.stage} stage resumes only its own "
                                   f"(start it from this one with --init-from and a new --out)")
-        if run.main and str(resume) != "auto":  # a step folder named: the run's newer steps are abandoned
-            supersede(run.out, checkpoint)
+        if str(resume) != "auto":  # a step folder named: the run's newer steps are abandoned
+            checkpoint = _superseding(run, checkpoint)
         state = load_checkpoint(checkpoint, model, optimizer, run.rank)
         step, samples = state["step"], state["samples"]
         run.saved = step
