@@ -153,12 +153,20 @@ class RunConfig:
     num_gpus: float = option(0.0, "ray: GPUs per shard task", NON_NEGATIVE)
     batch_frames: int = option(64, "with a cuda device: frames gathered across a shard's clips per model call "
                                "(0: one clip's chunk)", NON_NEGATIVE)
+    batch_on_cpu: bool = option(False, "gather batch_frames across clips on the CPU too: it does not pay there "
+                                "(one clip at a time holds less memory); for tests of the batched path and "
+                                "measurements. Rows do not depend on it")
     decode_ahead: str = option("auto", "a worker reads a clip's next chunk in a thread while the models work on "
                                "the current one, and on CPU the next clip's first chunk while they work on "
                                "this clip's last (one more chunk in memory). That pays only with a core to "
                                "spare (docs/performance.md). auto: on with a GPU, with fewer local workers "
                                "than usable cores, or with Ray actors of 2+ CPUs. Rows do not depend on it",
                                OneOf(("auto", "always", "never")))
+
+    def gathered_frames(self) -> int:
+        """Frames a worker gathers across a shard's clips per model call; 0: one clip's chunk at a
+        time. Gathering pays only on an accelerator; batch_on_cpu gathers on the CPU too."""
+        return self.batch_frames if str(self.device).startswith("cuda") or self.batch_on_cpu else 0
 
     def reads_ahead(self, cores: int | None = None) -> bool:
         """Whether workers read ahead under this config, on a machine with `cores` CPUs."""

@@ -76,9 +76,9 @@ class ClipProcessor:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.stages = build_stages(cfg, models_dir)
-        # Gathering across clips only pays on an accelerator; on CPU one clip at a time keeps
-        # the watchdog's blame exact and memory small.
-        self.batch_frames = cfg.run.batch_frames if str(cfg.run.device).startswith("cuda") else 0
+        # Gathering across clips pays only on an accelerator; on CPU one clip at a time holds less
+        # memory, and a death among gathered clips costs the watchdog a run of each alone.
+        self.batch_frames = cfg.run.gathered_frames()
         self.reads_ahead = cfg.run.reads_ahead()
         # One reader thread per worker: a clip's next chunks, then the next clip's opening.
         self.reader = reader_thread() if self.reads_ahead else None
@@ -95,13 +95,15 @@ class ClipProcessor:
     def process(self, clip: Clip, on_phase: PhaseCallback = lambda phase: None) -> tuple[list[dict], dict]:
         """Returns (face rows, the clip's status row). Never raises for a bad clip."""
         out = []
-        self.process_many([clip], lambda key, phase: on_phase(phase), lambda c, faces, row: out.append((faces, row)))
+        self.process_many([clip], lambda key, phase, *_: on_phase(phase), lambda c, faces, row: out.append((faces, row)))
         return out[0]
 
     def process_many(self, clips: list[Clip], on_phase, on_result, read_across: bool = True) -> None:
         """Each clip's (face rows, status row) goes to on_result(clip, faces, row) as soon as it is
-        done; on_phase(clip key, phase) feeds the watchdog: "open" | "decode" | "process" for
-        what this thread does; "open-ahead" as the reader thread opens the next clip, "read" |
+        done; on_phase(clip key, phase, *other keys) feeds the watchdog: "open" | "decode" |
+        "process" for what this thread does ("process" names every clip in the models together,
+        so a death or hang there is never pinned on one of them); "open-ahead" as the reader
+        thread opens the next clip, "read" |
         "read-done" around each of its reads (so it may be called from that thread, and for the
         clip after the one in process). read_across: on CPU with decode-ahead, read each clip's
         opening while the one before is in the models (the watchdog turns it off to run a clip
@@ -121,10 +123,12 @@ class ClipProcessor:
                         on_result(clip, *run.result)
                 if not active:
                     continue
-                for run in active:
-                    on_phase(run.clip.key, "process")
-                self._run_stages(active)
+                keys = [run.clip.key for run in active]
+                on_phase(keys[0], "process", *keys[1:])
+                self._run_stages(active, on_phase)
                 for run in list(active):
+                    if len(keys) > 1:  # the models are done: the rows written next are this clip's alone
+                        on_phase(run.clip.key, "process")
                     if not self._advance(run, run.batch):
                         active.remove(run)
                         on_result(run.clip, *run.result)
@@ -150,7 +154,7 @@ class ClipProcessor:
         run.result, run.batch = (rows, row), None
         return False
 
-    def _run_stages(self, runs: list[_ClipRun]) -> None:
+    def _run_stages(self, runs: list[_ClipRun], on_phase) -> None:
         try:
             self._through(runs)
         except Exception as exc:
@@ -162,6 +166,7 @@ class ClipProcessor:
             # A grouped call failed: redo each clip alone so only the clip at fault gets an
             # error row (a rare path: a stage bug on one clip's frames).
             for run in runs:
+                on_phase(run.clip.key, "process")  # alone: a death now is this clip's
                 try:
                     self._through([run])
                 except Exception as exc:

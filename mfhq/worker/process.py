@@ -2,8 +2,9 @@
 clips it is sent.
 
 Messages to its parent: ("ready", provenance) | ("fatal", message) | ("oom", message) | ("diskfull", message) |
-("phase", clip_key, phase) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py). Phases "open",
-"decode" and "process" say what the main thread does; "open-ahead", "read" and "read-done" come
+("phase", clip_key, phase, *other_keys) | ("result", clip_key, face_rows, clip_row) | ("log", record) (log_relay.py).
+Phases "open", "decode" and "process" say what the main thread does ("process" names every clip
+whose chunks are in the models together, batched); "open-ahead", "read" and "read-done" come
 from the reader thread (mfhq.decode_ahead.DecodeAhead, mfhq.worker.clip_open.ReadAcross), so
 sends are serialised by a lock, and each is sent before the work it names begins: whatever the
 worker was doing when it died, its parent had been told. It is sent
@@ -95,8 +96,8 @@ def worker_process_main(conn, cfg_dict: dict, run_dir: str, models_dir: str | No
             if message[0] == "stop":
                 exit_now(conn)
             try:
-                processor.process_many(message[1], lambda key, phase: send(("phase", key, phase)), on_result,
-                                       read_across=message[2])
+                on_phase = lambda key, phase, *others: send(("phase", key, phase, *others))  # noqa: E731
+                processor.process_many(message[1], on_phase, on_result, read_across=message[2])
             except OSError as exc:
                 if not is_disk_full(exc):
                     raise

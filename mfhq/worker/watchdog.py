@@ -5,17 +5,17 @@ decode call that runs past decode.timeout_s, or a clip past run.clip_timeout_s, 
 killed and the clip a `timeout` row. Opening a clip (probing the file; decord hangs there on some
 files) is bounded as a decode, on its own clock from the worker's "open" message; the worker's
 start on a group, before its first phase message, by run.clip_timeout_s alone. A read on the
-worker's decode-ahead thread is bounded as a decode, whatever the main thread does (such a read may hold the GIL and stop it too). A
-worker that dies (a native crash in a decoder) gives its clip a `crashed` row. Either way a fresh
-worker takes its place. decord can loop forever in native code holding the GIL, so only a
-process boundary can bound it: no thread-based timeout would work. Clips sent together (GPU
-batching, or on CPU with decode-ahead, where the worker opens a clip and reads its first chunk
-while the clip before is in the models) that were not at fault are sent again. The worker
-announces each step before it takes it, and the watchdog reads every message a dead worker sent
-before it judges the death. A worker that dies while another clip than the main thread's may be
-running (opened or read ahead, or opened and not yet taken up), or whose opening ahead runs past
-decode.timeout_s, cannot say which clip was at fault: both are sent again, each alone and read
-in line, so the row goes to the clip that fails on its own.
+worker's decode-ahead thread is bounded as a decode, whatever the main thread does (such a read
+may hold the GIL and stop it too). A worker that dies (a native crash in a decoder or a model)
+gives its clip a `crashed` row. Either way a fresh worker takes its place. decord can loop forever
+in native code holding the GIL, so only a process boundary can bound it: no thread-based timeout
+would work. The worker announces each step before it takes it, and the watchdog reads every
+message a dead worker sent before it judges the death. Clips sent together (batched, or on CPU
+with decode-ahead) that were not at fault are sent again. Where the clip at fault is unclear (a
+death while another clip than the main thread's may be running: opened or read ahead, or opened
+and not yet taken up; an opening ahead past decode.timeout_s; a death, or a clip past
+run.clip_timeout_s, while several clips are in the models together), each clip that may be at
+fault is sent again alone and read in line, so the row goes to the clip that fails on its own.
 """
 from __future__ import annotations
 
@@ -56,9 +56,9 @@ class Watchdog:
         self.ctx = mp.get_context("spawn")  # fork would copy model state and threads
         self.process = self.conn = None
         self.provenance = "unknown"
-        # With GPU batching the worker takes a shard's clips together and gathers their frames;
-        # with decode-ahead it takes them together to read each clip's opening ahead.
-        self.group = str(cfg.run.device).startswith("cuda") and cfg.run.batch_frames > 0
+        # Batched (a GPU, or run.batch_on_cpu) the worker takes a shard's clips together and gathers
+        # their frames; with decode-ahead it takes them together to read each clip's opening ahead.
+        self.group = cfg.run.gathered_frames() > 0
         self.read_across = kind == "extract" and cfg.run.reads_ahead()
         self.suspects: set[str] = set()  # clips in flight when a worker died unclearly: run alone
 
@@ -145,9 +145,9 @@ class Watchdog:
                 self.clip_since.setdefault(self.phase_key, self.phase_since)
             blamed = self._overdue()
             if blamed is None:
-                across = self._across() if not alive else self._opening_too_long()
-                if across:
-                    self._run_alone(across, queue, alive)
+                unclear = self._unclear(alive)
+                if unclear:
+                    self._run_alone(*unclear, queue)
                     continue
                 if alive:
                     continue
@@ -172,6 +172,7 @@ class Watchdog:
         self.reading: dict[str, float] = {}  # clip key -> start of a read on the reader thread
         self.opening: dict[str, float] = {}  # clip key -> start of its opening on the reader thread
         self.ahead: set[str] = set()  # clips the reader thread began on and the main thread has not taken
+        self.together: tuple[str, ...] = ()  # the clips in the models together (batched), when several
 
     def _next_group(self, queue: deque) -> list[Clip]:
         """One clip, or as many as go together up to a suspect; a suspect goes alone."""
@@ -197,18 +198,29 @@ class Watchdog:
         return {key for key, since in self.opening.items()
                 if key in self.in_flight and key != self.phase_key and now - since > self.cfg.decode.timeout_s}
 
-    def _run_alone(self, across: set[str], queue: deque, alive: bool) -> None:
-        """Which clip was at fault is unknown: those named and the main thread's become suspects,
-        each run alone and read in line (the worker is replaced), so a row goes only to a clip
-        that fails on its own."""
-        self.suspects |= across | {self.phase_key}
+    def _unclear(self, alive: bool) -> tuple[set[str], str] | None:
+        """The clips that may have killed or stalled the worker beside the main thread's, and the
+        warning that says so; None where the main thread's clip alone can be at fault."""
+        batch = {key for key in self.together if key in self.in_flight}  # one model call: any one's frames
+        now, limit = time.monotonic(), self.cfg.run.clip_timeout_s
+        if len(batch) > 1 and (not alive or any(now - self.clip_since.get(key, now) > limit for key in batch)):
+            names = ", ".join(str(self.in_flight[key].video_path) for key in sorted(batch))
+            what = f"the {limit:g} s clip watchdog ran out" if alive else f"a worker died ({self._exit()})"
+            return batch | self._across(), (f"{what} while {names} were in the models together; running each "
+                                             f"alone to find which one {'stalls them' if alive else 'killed it'}")
+        across = self._opening_too_long() if alive else self._across()
         names = ", ".join(str(self.in_flight[key].video_path) for key in sorted(across))
-        if alive:
-            log.warning("opening %s ahead ran past the %g s watchdog while %s ran; running each alone, where "
-                        "each opening has its own clock", names, self.cfg.decode.timeout_s, self._path())
-        else:
-            log.warning("a worker died while it read %s ahead and ran %s; running each alone to find which one "
-                        "killed it", names, self._path())
+        if across and alive:
+            return across, (f"opening {names} ahead ran past the {self.cfg.decode.timeout_s:g} s watchdog while "
+                            f"{self._path()} ran; running each alone, where each opening has its own clock")
+        return (across, f"a worker died while it read {names} ahead and ran {self._path()}; running each alone "
+                        f"to find which one killed it") if across else None
+
+    def _run_alone(self, across: set[str], warning: str, queue: deque) -> None:
+        """Which clip was at fault is unknown: those named and the main thread's become suspects, each
+        run alone and read in line (the worker replaced): a row goes only to a clip that fails alone."""
+        self.suspects |= across | {self.phase_key}
+        log.warning(warning)
         self._kill()
         queue.extendleft(reversed(list(self.in_flight.values())))
         self.in_flight = {}
@@ -228,8 +240,10 @@ class Watchdog:
                 self.reading[key] = now
         elif kind == "phase":
             self.phase_key, self.phase, self.phase_since = message[1], message[2], time.monotonic()
-            self.clip_since.setdefault(message[1], self.phase_since)
-            self.ahead.discard(message[1])  # the main thread has it: the clip it runs
+            self.together = (message[1], *message[3:]) if len(message) > 3 else ()  # "process" of a batch
+            for key in (message[1], *message[3:]):
+                self.clip_since.setdefault(key, self.phase_since)
+                self.ahead.discard(key)  # the main thread has it: a clip it runs
         elif kind == "result":
             clip = self.in_flight.pop(message[1])
             self.clip_since.pop(message[1], None)
@@ -237,6 +251,7 @@ class Watchdog:
             for held in (self.reading, self.opening):
                 held.pop(message[1], None)
             self.ahead.discard(message[1])
+            self.together = () if message[1] in self.together else self.together  # the batch is out of the models
             on_result(clip, message[2], message[3])
         elif kind == "diskfull":
             self._kill()
@@ -254,7 +269,8 @@ class Watchdog:
         if reads:
             self.phase_key = reads[0]
             return Status.TIMEOUT, f"{self._path()}: decoding ran past the {limits[0]:g} s watchdog"
-        late = [key for key, since in self.clip_since.items() if key in self.in_flight and now - since > limits[1]]
+        late = [key for key, since in self.clip_since.items()  # a batch in the models: _unclear's
+                if key in self.in_flight and key not in self.together and now - since > limits[1]]
         if late:
             self.phase_key = late[0]
             return Status.TIMEOUT, f"{self._path()}: the clip ran past the {limits[1]:g} s watchdog"
@@ -270,13 +286,15 @@ class Watchdog:
     def _dead(self) -> tuple[str, str] | None:
         if self.process.is_alive():
             return None
-        self.process.join(timeout=5)
-        code = self.process.exitcode
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         ahead = self.phase_key in self.opening or self.phase_key in self.reading
         during = self.phase + (" (its opening or read ahead in flight)" if ahead else
                                " (a decode-ahead read in flight)" if self.reading else "")
-        return Status.CRASHED, f"{self._path()}: the worker died ({how}) during {during}"
+        return Status.CRASHED, f"{self._path()}: the worker died ({self._exit()}) during {during}"
+
+    def _exit(self) -> str:  # how the dead worker ended: "signal 11", "exit code 1"
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        return f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
     def _path(self) -> str:
         return str(self.in_flight[self.phase_key].video_path)

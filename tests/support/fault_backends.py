@@ -7,13 +7,20 @@ the workers import this module by name, so this folder must be on PYTHONPATH.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
+import signal
 import time
 from pathlib import Path
 
 from mfhq.models.brisque_iqa import BrisqueQuality
 from mfhq.models.sface import SFaceEmbedder
+from mfhq.models.yunet import YuNetDlib68Detector
+
+# A clip named with one of these (`b_modelsegv.mp4`) has every frame's top row set to its level by
+# fault_readers.FaultyReader, a row no real frame has: FaultyDetector dies or stalls on such a frame.
+MODEL_FAULTS = {"modelsegv": 11, "modelstall": 23}
 
 
 class RuntimeException(RuntimeError):
@@ -79,3 +86,18 @@ class ExitWatchQuality(WarningQuality):
         super().load()
         folder = os.environ["MFHQ_TEST_ATEXIT"]
         atexit.register(lambda: (Path(folder) / str(os.getpid())).touch())
+
+
+class FaultyDetector(YuNetDlib68Detector):
+    """YuNet with dlib's 68 points, that dies (SIGSEGV, as a native crash in a model) or stalls
+    (a native call that never returns and keeps the GIL, as a hung model call) on a frame that
+    fault_readers marked (MODEL_FAULTS), wherever the frame sits in a batch of several clips'.
+    Rows equal the real backend's (same name, same weights)."""
+
+    def detect(self, frames):
+        for frame in frames:
+            if (frame[0] == MODEL_FAULTS["modelsegv"]).all():
+                os.kill(os.getpid(), signal.SIGSEGV)
+            if (frame[0] == MODEL_FAULTS["modelstall"]).all():
+                ctypes.PyDLL(None).sleep(3600)
+        return super().detect(frames)

@@ -10,6 +10,7 @@ import os
 import signal
 import time
 
+from fault_backends import MODEL_FAULTS
 from mfhq.decode import DecordReader
 
 CRASH_OPENS = 5  # a `crash` clip's opens that crash: more than any retry the watchdog contract allows
@@ -22,6 +23,16 @@ class FaultyReader(DecordReader):
 
     def open(self, path):
         self.path_name = path.name
+        self.model_fault = None  # which fault_backends.MODEL_FAULTS marks this clip's frames
+        for fault in MODEL_FAULTS:
+            if fault in path.name:
+                # A clip whose frames kill or stall the model that sees them (fault_backends.FaultyDetector):
+                # each open counted, as a `crash` clip's; past CRASH_OPENS its frames are left as read.
+                tries = path.with_name(f".{path.name}.tries")
+                with open(tries, "a") as handle:
+                    handle.write("try\n")
+                if len(tries.read_text().splitlines()) <= CRASH_OPENS:
+                    self.model_fault = fault
         if "hang" in path.name:  # each open counted, a line a try beside the video: how often the clip ran
             with open(path.with_name(f".{path.name}.tries"), "a") as handle:
                 handle.write("try\n")
@@ -70,7 +81,10 @@ class FaultyReader(DecordReader):
             # The same, in a later chunk: with decode-ahead, read on a thread while the main
             # thread runs the models on the chunk before; the GIL held stops that thread too.
             ctypes.PyDLL(None).sleep(3600)
-        return super().read(indices)
+        frames = super().read(indices)
+        if self.model_fault is not None:
+            frames[:, 0] = MODEL_FAULTS[self.model_fault]  # each frame's top row, the detector's cue
+        return frames
 
 
 class DiskFillingReader(DecordReader):

@@ -12,7 +12,7 @@ from mfhq.sources import get_source
 
 def _process(processor: ClipProcessor, clips: list[Clip]) -> dict:
     out = {}
-    processor.process_many(clips, lambda key, phase: None, lambda clip, faces, row: out.__setitem__(clip.key, (faces, row)))
+    processor.process_many(clips, lambda key, phase, *others: None, lambda clip, faces, row: out.__setitem__(clip.key, (faces, row)))
     for faces, row in out.values():
         row.pop("stage_seconds")
     return out
