@@ -103,11 +103,11 @@ class ClipProcessor:
         done; on_phase(clip key, phase, *other keys) feeds the watchdog: "open" | "decode" |
         "process" for what this thread does ("process" names every clip in the models together,
         so a death or hang there is never pinned on one of them); "open-ahead" as the reader
-        thread opens the next clip, "read" |
-        "read-done" around each of its reads (so it may be called from that thread, and for the
-        clip after the one in process). read_across: on CPU with decode-ahead, read each clip's
-        opening while the one before is in the models (the watchdog turns it off to run a clip
-        alone). Raises only for a full disk, which must stop the run rather than become a row."""
+        thread opens the next clip, "read" | "read-done" around each of its reads (so it may be
+        called from that thread, and for the clip after the one in process). read_across: on CPU
+        with decode-ahead, read each clip's opening while the one before is in the models (the
+        watchdog turns it off to run a clip alone). Raises only for a full disk, which must stop
+        the run rather than become a row."""
         waiting = list(reversed(clips))
         active: list[_ClipRun] = []
         try:
