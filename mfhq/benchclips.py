@@ -28,6 +28,7 @@ import numpy as np
 
 from mfhq import sample
 from mfhq.manifest.io import atomic_write_json
+from mfhq.unfinished import CLIPS, finish, start
 
 log = logging.getLogger(__name__)
 
@@ -119,32 +120,45 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
                slice_threads: bool = False) -> list[Path]:
     """Writes out/bench-<resolution>-<i>.mp4 (n clips) and out/clips.json; returns the video paths.
 
-    Clips already there with the same settings are reused, so repeated benchmarks skip the render."""
+    Clips already there with the same settings are reused, so repeated benchmarks skip the render.
+    While it works the folder holds its marker (mfhq.unfinished.CLIPS), removed once the n clips
+    and their index are whole: a render killed part way is refused by every reader (the folder
+    source), and the next call completes it. clips.json only ever names clips rendered with the
+    settings it records (written again before each clip is rendered), so those are kept."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}")
     if n < 1:
         raise ValueError(f"--make-clips must be at least 1, got {n}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     index_path = out / "clips.json"
     index = _read_index(index_path)
     wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance(),
               "slices": "one per encoder thread" if slice_threads else "one per frame"}
-    if {k: index.get(k) for k in wanted} != wanted:
+    stale_index = {k: index.get(k) for k in wanted} != wanted  # clips.json describes other clips
+    if stale_index:
         index = {**wanted, "clips": []}
+    start(out, CLIPS, f"mfhq bench --make-clips {n} --resolution {resolution} --seconds {seconds}"
+          f"{' --slice-threads' if slice_threads else ''} --root {{folder}}")
     paths = []
     for i in range(n):
         path = out / f"bench-{resolution}-{i:03d}.mp4"
         if i >= len(index["clips"]) or not path.is_file():
-            entry = write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, seconds, seed * 1000 + i, slice_threads)
-            index["clips"] = index["clips"][:i] + [entry]
+            # the index first forgets clip i and those after it: a kill while it is rendered (or
+            # before the index names it) leaves no entry describing another clip than the file
+            if stale_index or len(index["clips"]) > i:
+                index["clips"], stale_index = index["clips"][:i], False
+                atomic_write_json(index_path, index)
+            index["clips"].append(write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, seconds,
+                                             seed * 1000 + i, slice_threads))
+            atomic_write_json(index_path, index)
             log.info("wrote %s", path)
         paths.append(path)
-    for stale in out.glob("bench-*.mp4"):  # a folder of exactly n clips: the bench reads it whole
-        if stale not in paths:
+    for stale in [*out.glob("bench-*.mp4"), *out.glob(".bench-*.partial.mp4")]:
+        if stale not in paths:  # a folder of exactly n clips: the bench reads it whole
             stale.unlink()
     index["clips"] = index["clips"][:n]
     atomic_write_json(index_path, index)  # by a rename: a killed write leaves the earlier index whole
+    finish(out, CLIPS)  # last: the folder is whole
     return paths
 
 

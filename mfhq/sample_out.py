@@ -1,9 +1,10 @@
 """`mfhq sample --out DIR`: which folders the sample may be written into, and its sample.json.
 
-The sample writes DIR/videos/.sample-running first, then DIR/videos/<clip>.mp4 (each under a
-"."-name, renamed when whole), then DIR/sample.json (by an atomic rename), and last removes the
-marker. While the marker is there the sample is not whole (a kill leaves it): the folder source
-refuses to read it (`interrupted_sample`), and the next `mfhq sample` writes every file again.
+The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), then
+DIR/videos/<clip>.mp4 (each under a "."-name, renamed when whole), then DIR/sample.json (by an
+atomic rename), and last removes the marker. While the marker is there the sample is not whole (a
+kill leaves it): the folder source refuses to read it, and the next `mfhq sample` writes every
+file again.
 DIR is taken when it is new, empty, or a sample of the same --seed (written again: the same seed
 gives the same files, byte for byte). Refused in one line before anything is
 written: a folder holding anything else (another command's output: a run or manifest folder, or
@@ -17,12 +18,10 @@ import json
 from pathlib import Path
 
 from mfhq.manifest.io import OutputError, atomic_write_bytes, first_names
+from mfhq.unfinished import SAMPLE, finish, start
 
 INDEX = "sample.json"
 GENERATOR = "mfhq.sample"
-# In videos/, not beside sample.json: `extract --root DIR/videos` (the usual root) and a copy of
-# that folder carry it, and a "."-name is no clip to the folder source nor a foreign file here.
-RUNNING = ".sample-running"
 
 
 def _names(folder: Path) -> list[str]:
@@ -57,27 +56,12 @@ def check_sample_out(out: Path, seed: int, videos: list[str]) -> None:
 def mark_running(out: Path, seed: int) -> None:
     """The marker, before any video is written: from here until `write_index` the folder is a
     sample being written, and no reader may take it for a whole one."""
-    videos = Path(out) / "videos"
-    videos.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(videos / RUNNING, json.dumps({"generator": GENERATOR, "seed": seed}).encode())
+    again = "mfhq sample --out {folder}" + ("" if seed == 0 else f" --seed {seed}")
+    start(Path(out) / "videos", SAMPLE, again, generator=GENERATOR, seed=seed)
 
 
 def write_index(out: Path, sample: dict) -> None:
     """sample.json by an atomic rename, then the marker removed: the sample is complete (a kill
     between the two leaves the marker, and the sample is written again)."""
     atomic_write_bytes(Path(out) / INDEX, json.dumps(sample, indent=1).encode())
-    (Path(out) / "videos" / RUNNING).unlink(missing_ok=True)
-
-
-def interrupted_sample(marker: Path) -> str:
-    """What to say of a folder holding `marker` (a RUNNING file): the sample it belongs to was
-    stopped part way or is still being written (some clips missing, the last maybe cut short),
-    so it is not read."""
-    sample_dir = marker.parent.parent
-    try:
-        seed = json.loads(marker.read_text()).get("seed")
-    except (OSError, UnicodeDecodeError, ValueError, AttributeError):
-        seed = None
-    again = f"mfhq sample --out {sample_dir}" + ("" if seed in (None, 0) else f" --seed {seed}")
-    return (f"{sample_dir}: a sample that `mfhq sample` has not finished (stopped part way, or still being written: "
-            f"{marker} is there), so clips may be missing or cut short; run `{again}` again to write it whole")
+    finish(Path(out) / "videos", SAMPLE)

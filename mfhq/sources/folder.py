@@ -12,8 +12,10 @@ file keeps its id; a new file whose readable id is taken by a planned one gets t
 
 Names starting with "." (files, or folders on the way) are not clips: they are the temporary
 files of writes under way or stopped part way (`.clip.partial.mp4`), or hidden files such as
-macOS's `._clip.mp4`. A folder holding the marker of a `mfhq sample` that has not finished
-(mfhq.sample_out.RUNNING) is refused whole: some of its clips are missing.
+macOS's `._clip.mp4`. But for the files a run already planned (in its ids.json: an mfhq before
+2026-12-06 read such names): a resume keeps reading those, so their clips end with a row like
+every planned clip, and says so once. A folder holding the marker of a `mfhq sample` or `mfhq
+bench --make-clips` that has not finished (mfhq.unfinished) is refused whole: clips are missing.
 """
 from __future__ import annotations
 
@@ -26,8 +28,8 @@ from pathlib import Path, PurePosixPath
 from typing import Iterator
 
 from mfhq.records import Clip, Status
-from mfhq.sample_out import RUNNING, interrupted_sample
 from mfhq.sources.base import MAX_ID_PART, Source, SourceError, SourceProblem, register_source
+from mfhq.unfinished import VIDEO_MARKERS, refusal
 
 log = logging.getLogger(__name__)
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v"}
@@ -98,6 +100,15 @@ def _hidden(rel: Path) -> bool:
     return any(part.startswith(".") for part in rel.parts)
 
 
+def _say_planned_hidden(root: Path, rels: list[PurePosixPath]) -> None:
+    """Once per scan: "."-named files the run planned before such names were skipped, still read
+    so that their clips end with a row, as every planned clip does."""
+    if rels:
+        log.warning("folder: %d file(s) whose names start with '.' are read because the run planned them before mfhq "
+                    "skipped such names (temporary or hidden files; a new run does not read them), e.g. %s",
+                    len(rels), root / rels[0].as_posix())
+
+
 @register_source
 class FolderSource(Source):
     name = "folder"
@@ -114,12 +125,13 @@ class FolderSource(Source):
 
     def scan(self) -> Iterator[Clip | SourceProblem]:
         found = sorted(self.root.rglob("*"))
-        marker = next((p for p in found if p.name == RUNNING), None)
-        if marker is not None:  # before any row: a half-written sample read as whole would lose clips silently
-            raise SourceError(f"folder: {interrupted_sample(marker)}")
-        files = [p for p in found if p.suffix.lower() in VIDEO_SUFFIXES and not _hidden(p.relative_to(self.root))
-                 and not p.is_dir()]
-        rels = {PurePosixPath(p.relative_to(self.root).as_posix()): p for p in files}
+        marker = next((p for p in found if p.name in VIDEO_MARKERS), None)
+        if marker is not None:  # before any row: a half-written folder read as whole would lose clips silently
+            raise SourceError(f"folder: {refusal(marker)}")
+        rels = {PurePosixPath(p.relative_to(self.root).as_posix()): p for p in found
+                if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()}
+        rels = {rel: p for rel, p in rels.items() if not _hidden(rel) or rel.as_posix() in self.planned}
+        _say_planned_hidden(self.root, [rel for rel in rels if _hidden(rel)])
         ids, collisions = assign_ids(list(rels), self.planned)
         _say_how_ids_are_made(ids)
         for rel, path in rels.items():

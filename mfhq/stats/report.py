@@ -208,20 +208,22 @@ def write_report(run_dirs: list[Path], manifest: Path | None, out: Path, strip_i
     """Writes out/tables/*.csv, out/*.png, out/strips/*.jpg, out/report.html, all of them first
     into a folder of their own in `out` and moved in when whole (mfhq.stats.staging), where they
     replace an earlier report's files; returns (view, table text) pairs."""
-    from mfhq.stats.staging import move_in, staging_folder
+    from mfhq.stats.staging import ReportLock, move_in, staging_folder
     from mfhq.stats.state import MANIFEST, state_lines
 
     # the runs and manifest checked before --out is touched: a refused command makes no folder
     notices, section = state_lines(run_dirs, manifest)
     con, names = connect_stats(run_dirs, manifest, section or MANIFEST)
     out = Path(out)
-    work = staging_folder(out)
-    try:
-        with naming_damaged_shards(run_dirs):  # a damaged data page: the shard named, how to redo it
-            texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
-        move_in(work, out, clear_previous)
-    finally:  # stopped by an error: the earlier report stays as it was, and nothing of this one
-        shutil.rmtree(work, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    with ReportLock(out):  # one stats at a time: two moves at once would put one's page beside the other's tables
+        work = staging_folder(out)
+        try:
+            with naming_damaged_shards(run_dirs):  # a damaged data page: the shard named, how to redo it
+                texts, n_views, n_plots = _write_into(work, con, names, notices, run_dirs, manifest, strip_identities)
+            move_in(work, out, clear_previous)
+        finally:  # stopped by an error: the earlier report stays as it was, and nothing of this one
+            shutil.rmtree(work, ignore_errors=True)
     log.info("report: %s (%d views, %d plots)", out / "report.html", n_views, n_plots)
     return texts
 

@@ -5,6 +5,7 @@ found by the queries); the next run removes what the killed one left and writes 
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -33,7 +34,8 @@ def _files(out: Path) -> dict:
 
 
 def _report_files(out: Path) -> dict:
-    return {k: v for k, v in _files(out).items() if not k.startswith(".stats-")}
+    """The report's files: not the staging folder nor the lock (a killed run leaves both)."""
+    return {k: v for k, v in _files(out).items() if not k.startswith(".stats-") and k != "lock"}
 
 
 def _tables(out: Path) -> dict:
@@ -76,10 +78,11 @@ def test_a_killed_stats_leaves_the_earlier_report_whole_and_the_next_run_replace
     assert _report_files(out) == before  # the earlier report, every file of it as it was
     left = [p.name for p in out.glob(".stats-*")]
     assert left == [f".stats-{pid}"]
+    assert json.loads((out / "lock").read_text())["pid"] == pid  # its lock, stale: the next run takes it over
 
     result = run_cli("stats", "--run", str(sample_run), "--out", str(out))
     assert f"report: removed .stats-{pid} in {out}, what a `mfhq stats` stopped part way" in result.stderr
-    assert not list(out.glob(".stats-*"))
+    assert not list(out.glob(".stats-*")) and not (out / "lock").exists()
     files = _files(out)
     assert "tables/identities_per_source.csv" not in files and not any(k.startswith("strips/") for k in files)
     assert "Sampled faces" not in files["report.html"].decode()
