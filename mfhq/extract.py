@@ -27,6 +27,7 @@ from mfhq.config import PipelineConfig
 from mfhq.errors import MfhqError
 from mfhq.executors import get_executor
 from mfhq.manifest.io import DiskFull, ShardMarkers, atomic_write_json, is_disk_full
+from mfhq.manifest.run_state import COMPLETE, pending_state
 from mfhq.models.preflight import check_pipeline
 from mfhq.plan import (RUN_REMEDY, RunLock, RunMismatch, RunStateError, check_resume, load_plan, plan_shards,
                        planned_ids, read_state, run_identity)
@@ -53,6 +54,7 @@ class ExtractSummary:
     shards_skipped: int = 0
     shards_added: int = 0          # planned now for clips the run folder had not seen
     shards_run: int = 0            # run by this call: new, left unfinished by an earlier one, or retried
+    shards_pending: int = 0        # not run: some of their clips are no longer in the source (or outside --limit/--clips)
     clips: int = 0
     faces_kept: int = 0
     faces_dropped: int = 0
@@ -143,6 +145,7 @@ def _shards(plan: dict, by_key: dict, done: set, retry: dict, summary: ExtractSu
         elif len(items) < len(keys):
             log.warning("shard %s: %d of its clips are no longer in the source (or outside --limit/--clips); "
                         "left pending", sid, len(keys) - len(items))
+            summary.shards_pending += 1
         else:
             shards.append(Shard(sid, keys, items))
     return shards
@@ -230,7 +233,7 @@ def _run_shards(engine, shards: list[Shard], run_dir: Path, plan: dict, run_meta
     state = "failed"
     try:
         engine.run(shards, on_stats)
-        state = "complete"
+        state = pending_state(summary.shards_pending) if summary.shards_pending else COMPLETE
     except DiskFull:
         state = "stopped: disk full"
         raise

@@ -54,6 +54,11 @@ def _counts(counts: dict) -> str:
     return ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def _pending(summary, run_dir: Path) -> str | None:
+    """The run's state line where shards were left pending: the counts above are not the run's."""
+    return read_run_state(run_dir).line() if summary.shards_pending else None
+
+
 def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
     """What `mfhq extract` says at the end: what this call did, or, when it had nothing to do,
     the run's own totals and the clips a --retry would run again."""
@@ -65,7 +70,7 @@ def extract_lines(summary, run_dir: Path, retry: list[str] = ()) -> list[str]:
                   f"them newly planned; {summary.shards_skipped} already done")
         return [line for line in (skipped, f"{summary.clips} clips in {summary.seconds:.1f} s ({shards}): "
                 f"{_counts(summary.status_counts)}; faces kept {summary.faces_kept}, dropped {summary.faces_dropped}. "
-                f"Output: {run_dir}", summary.videos_changed) if line]
+                f"Output: {run_dir}", summary.videos_changed, _pending(summary, run_dir)) if line]
     state = read_run_state(run_dir)
     if not state.shards_total:
         return [f"no clips to process (the source listed none); nothing to do. Output: {run_dir}"]

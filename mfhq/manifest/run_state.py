@@ -19,6 +19,16 @@ from mfhq.manifest.io import ShardMarkers
 from mfhq.manifest.lock import holder_alive, read_holder
 
 COMPLETE = "complete"
+# an extract that ran every shard it could, leaving those whose clips' videos it no longer found
+PENDING = "finished with shards left pending"
+
+
+def pending_state(shards: int) -> str:
+    """run.json's state after such an extract."""
+    return (f"{PENDING} ({shards} whose clips' videos are no longer in the source, or outside "
+            "--limit/--clips)")
+
+
 log = logging.getLogger(__name__)
 
 
@@ -75,7 +85,9 @@ class RunState:
         what = f"{state}: {done}, {self.never_processed} of {self.clips_planned} clips never processed"
         if self.error:
             what += f" (error: {self.error.splitlines()[0]})"
-        if self.state != "running":
+        if self.state.startswith(PENDING):  # the same command would leave them pending again
+            what += "; put their videos back (or widen --limit/--clips) and re-run `mfhq extract` to finish it"
+        elif self.state != "running":
             what += "; re-run the same `mfhq extract` to finish it"
         return f"run {self.run_dir}: {what}"
 
