@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from omniid.checkpoint import damage
+from omniid.checkpoint import damage, read_run_preset, run_of
 from omniid.cli import main
 from omniid.recovery import newest_intact
 from omniid.shelves import set_aside
@@ -162,3 +162,28 @@ def test_going_back_is_refused_when_it_would_set_aside_a_step_another_run_starte
             f"resume from {STEP4} or a newer step to go on with this run, or go on from {STEP4} in another run "
             f"folder: --resume {root / SHELF1 / STEP4} --out NEW_FOLDER") in caplog.text
     assert (sorted(str(p.relative_to(out)) for p in out.rglob("*")), (out / "log.jsonl").read_text()) == before
+
+
+def test_a_new_run_is_never_started_from_a_damaged_or_non_finite_step(six_steps, sample_manifest, tmp_path):
+    """--init-from took the non-finite shelf's step (and a damaged one whose files pass their check
+    now) as any checkpoint: a new run trained from weights its run had set aside."""
+    out = copy_of(six_steps, tmp_path)
+    root = out / "checkpoints"
+    shelved = set_aside(root / STEP4, "non-finite")
+    damaged = set_aside(root / STEP2, "damaged")  # set aside, though its files read intact now
+    for folder in (shelved, damaged):
+        new = tmp_path / f"from-{folder.parent.name}"
+        assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--steps", "1", "--eval-every", "100",
+                     "--init-from", str(folder), "--out", str(new)]) == 2
+        assert not (new / "checkpoints").exists()
+
+
+def test_a_shelved_step_reads_its_runs_preset(six_steps, tmp_path):
+    """omniid-eval, -generate and the flux stages read a step's preset and prompt cache from its
+    run: a step on a shelf (one level, or two for superseded/from-step-K-<n>/) is the run's too."""
+    out = copy_of(six_steps, tmp_path)
+    root = out / "checkpoints"
+    on_shelves = [set_aside(root / STEP6, "non-finite"), set_aside(root / STEP4, "superseded/from-step-00000002-1")]
+    for folder in (root / STEP2, *on_shelves):
+        assert run_of(folder) == out.absolute()
+        assert read_run_preset(folder) == json.loads((out / "preset.json").read_text())

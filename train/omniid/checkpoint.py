@@ -64,8 +64,14 @@ def step_name(step: int) -> str:
 
 
 def run_of(folder: Path) -> Path:
-    """The run folder a step folder belongs to (OUT/checkpoints/step-*)."""
-    return Path(folder).parent.parent
+    """The run folder a step folder belongs to: OUT of OUT/checkpoints/step-*, and of a step on
+    one of its shelves (OUT/checkpoints/damaged/step-*, .../superseded/from-step-K-<n>/step-*:
+    `omniid.shelves`), whose preset and prompt cache are the run's too."""
+    folder = Path(folder).absolute()
+    for above in folder.parents[:3]:  # the nearest checkpoints/ above it
+        if above.name == CHECKPOINTS:
+            return above.parent
+    return folder.parent.parent
 
 
 def _optimizer_to_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:

@@ -24,14 +24,13 @@ import shutil
 from pathlib import Path
 
 from mfhq.manifest.io import first_names
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, PROMPT_EMBEDS_FILE, read_state
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, PRESET_FILE, PROMPT_EMBEDS_FILE, read_state, run_of
 from omniid.command_facts import FACTS, FROZEN, recorded_differences, unrecorded_weights
 from omniid.config import get_preset
 from omniid.errors import RunMismatch
 from omniid.preset_flags import CHOICE_FLAGS, flag_of
 from omniid.recovery import resume_from
 from omniid.retention import users_of
-from omniid.shelves import home_of
 
 log = logging.getLogger(__name__)
 
@@ -224,9 +223,9 @@ def explicit_resume(out: Path, preset, facts: dict, resume: str, rank: int = 0,
         return preset, []
     diffs, saved = [], None
     try:
-        saved = _read_preset(home_of(folder) / PRESET_FILE)  # a superseded step's is its run's too
+        saved = _read_preset(run_of(folder) / PRESET_FILE)  # a superseded step's is its run's too
     except RunMismatch:  # missing or unreadable: the engine writes this command's
-        diffs.append(f"{home_of(folder) / PRESET_FILE} cannot be read, so the run's options are not compared")
+        diffs.append(f"{run_of(folder) / PRESET_FILE} cannot be read, so the run's options are not compared")
     changed = _changed(saved, preset.to_dict()) if saved is not None else []
     name = _Namer(saved or {}, preset.to_dict(), (recorded.get("representation"), facts.get("representation")))
     for key, theirs, mine in changed:

@@ -22,7 +22,7 @@ import os
 import shutil
 from pathlib import Path
 
-from omniid.checkpoint import CHECKPOINTS, CheckpointError, pointed, run_of
+from omniid.checkpoint import CHECKPOINTS, CheckpointError, pointed
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def users_of(root: Path) -> dict[str, list[str]]:
 def record_use(folder: Path, user: Path) -> None:
     """Notes in `folder`'s run that the run `user` started from it (a warning, not an error, when
     that run folder is read-only: it is then not protected from its own run's pruning)."""
-    root = run_of(folder) / CHECKPOINTS
-    if not root.is_dir() or step_of(Path(folder)) is None:
+    root = Path(folder).parent  # a step of the run's history: a shelf's step is never pruned, and its
+    if root.name != CHECKPOINTS or not root.is_dir() or step_of(Path(folder)) is None:  # name is another's
         return
     try:
         recorded = json.loads((root / USED_BY_FILE).read_text())

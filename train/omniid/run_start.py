@@ -17,7 +17,7 @@ from omniid.recovery import problem_of, resume_from
 from omniid.resume_record import CONTINUED_WITH, RESUMED_WITH, continued_with
 from omniid.retention import record_use
 from omniid.run_progress import JsonlLog
-from omniid.shelves import supersede
+from omniid.shelves import refuse_shelved, supersede
 
 log = logging.getLogger("omniid.engine")
 
@@ -40,6 +40,7 @@ def check_init_from_apart(init_from: str | Path | None, out: Path) -> None:
 def check_init_from(path: str | Path, preset: Preset) -> Path:
     """The checkpoint folder `--init-from` names, checked to hold an encoder of this preset."""
     folder = resolve_checkpoint(path)
+    refuse_shelved(folder)  # set aside as damaged or non-finite: never trained from, by a new run either
     require_files(folder, (CONFIG_FILE, WEIGHTS_FILE), "not an Omni-ID checkpoint",
                   "--init-from takes a run folder, its checkpoints/latest or a step folder")
     state = read_state(folder)

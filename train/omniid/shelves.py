@@ -25,7 +25,7 @@ import math
 import os
 from pathlib import Path
 
-from omniid.checkpoint import CHECKPOINTS, LOG_FILE, CheckpointError, point_latest, read_state, step_name
+from omniid.checkpoint import CHECKPOINTS, LOG_FILE, CheckpointError, point_latest, read_state, run_of, step_name
 from omniid.checkpoint_trust import problem_of
 from omniid.retention import step_of
 
@@ -75,12 +75,6 @@ def shelf_of(folder: Path) -> str | None:
     return None
 
 
-def home_of(folder: Path) -> Path:
-    """The run folder holding a step folder, in checkpoints/ or on one of its shelves."""
-    folder = Path(folder).absolute()
-    return folder.parents[3 if shelf_of(folder) == SUPERSEDED else 2 if shelf_of(folder) else 1]
-
-
 def branch_step(shelf: Path) -> int | None:
     """K of a shelf folder from-step-K-<n>: the step its steps are newer than."""
     return step_of(Path(Path(shelf).name.lstrip(".").removeprefix("from-").rpartition("-")[0]))
@@ -106,7 +100,7 @@ def refuse_shelved(folder: Path) -> None:
 
 def going_back(out: Path, folder: Path) -> bool:
     """Whether `folder` is a superseded step of the run in `out` (its history to go back to)."""
-    return shelf_of(folder) == SUPERSEDED and home_of(folder).resolve() == Path(out).resolve()
+    return shelf_of(folder) == SUPERSEDED and run_of(folder).resolve() == Path(out).resolve()
 
 
 def abandoned_by(out: Path, folder: Path) -> list[Path]:
