@@ -1,5 +1,5 @@
 """omniid-train end to end on the tiny preset: logs, eval, checkpoints, exact resume, stopping on
-a non-finite loss, and DDP with two CPU processes (gloo)."""
+a non-finite loss, and DDP with two CPU processes (gloo), each training on its own identities."""
 from __future__ import annotations
 
 import json
@@ -86,25 +86,62 @@ def test_bad_manifest_is_reported_not_raised(sample_manifest, tmp_path, caplog):
     assert "manifest not found" in caplog.text
 
 
-def test_ddp_with_two_cpu_processes(sample_manifest, tmp_path):
-    out = tmp_path / "ddp"
+DDP_FLAGS = ["--steps", "2", "--mask-ratio", "0", "--save-every", "1", "--eval-every", "100"]
+
+
+@pytest.fixture(scope="module")  # one launch (~45 s on 2 cores) for both DDP tests
+def ddp_run(sample_manifest, tmp_path_factory) -> Path:
+    """One tiny run of 2 steps under torch.distributed.run: 2 CPU processes (gloo), 2 identities
+    each a step. --mask-ratio 0: MTD's masks are drawn per rank, so only without them is a step a
+    function of the step's identities alone (test_each_process_trains_on_its_own_identities)."""
+    out = tmp_path_factory.mktemp("ddp") / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "train"), str(REPO), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "omniid",
-         "--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "2",
-         "--batch-size", "2", "--save-every", "2", "--eval-every", "100"],
+         "--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), *DDP_FLAGS,
+         "--batch-size", "2"],
         capture_output=True, text=True, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    train = [r for r in records(out) if "loss" in r]
+    return out
+
+
+def test_ddp_with_two_cpu_processes(ddp_run):
+    train = [r for r in records(ddp_run) if "loss" in r]
     assert [r["world"] for r in train] == [2, 2]
     assert train[-1]["samples"] == 2 * 2 * 2  # steps x processes x identities
-    checkpoint = out / "checkpoints" / "step-00000002"
+    checkpoint = ddp_run / "checkpoints" / "step-00000002"
     with safe_open(str(checkpoint / "rng.safetensors"), "pt") as f:
         assert {k.split(".")[0] for k in f.keys()} == {"rank0", "rank1"}
     first, second = json.loads((checkpoint / "state.json").read_text())["weight_checksums"]
     assert first == second  # gradients were averaged: both ranks hold the same weights
+
+
+def test_each_process_trains_on_its_own_identities(ddp_run, sample_manifest, tmp_path):
+    """A DDP step over 2 processes x 2 identities is one step over the 4 identities of its global
+    batch: the same loss and weights as one process reading them as 2 micro-batches (--grad-accum 2:
+    rank r's slice of global batch g is the one process's batch 2g + r, the same draws, while the
+    epochs match: the sample's 4 identities are one global batch, or two of one process's). Had each
+    rank trained on rank 0's identities, the step would be that of 2 identities, twice."""
+    one = tmp_path / "one"
+    assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(one), *DDP_FLAGS,
+                 "--batch-size", "2", "--grad-accum", "2"]) == 0
+    # the logged loss is the mean over the ranks' micro-batches, the one process's over its two
+    assert losses(ddp_run) == pytest.approx(losses(one), rel=1e-6)
+    for step in ("step-00000001", "step-00000002"):
+        ddp, single = (_weights(run / "checkpoints" / step) for run in (ddp_run, one))
+        assert ddp.keys() == single.keys()
+        worst = max((ddp[k] - single[k]).abs().max().item() for k in ddp)
+        assert worst < 1e-5, f"{step}: weights differ by up to {worst} from one process over the same identities"
+
+
+def _weights(checkpoint: Path) -> dict:
+    """Every trained tensor of an MTD checkpoint (the encoder's and the decoder's)."""
+    from safetensors.torch import load_file
+
+    return {f"{f.name}:{k}": v for f in sorted(checkpoint.glob("*.safetensors"))
+            if f.name not in ("optimizer.safetensors", "rng.safetensors") for k, v in load_file(str(f)).items()}
 
 
 def test_a_checkpoint_that_gives_a_non_finite_loss_is_set_aside_and_resume_works(sample_manifest, tmp_path, caplog):
