@@ -28,6 +28,7 @@ import numpy as np
 
 from mfhq import sample
 from mfhq.manifest.io import atomic_write_json
+from mfhq.manifest.lock import FolderLock
 from mfhq.unfinished import CLIPS, finish, start
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,12 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
             "n_frames": n_frames, "face_boxes": boxes}
 
 
+class ClipsLock(FolderLock):
+    """`ROOT/lock`: the `mfhq bench --make-clips` rendering into ROOT; another one is refused."""
+
+    what = "benchmark clips folder"
+
+
 def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.0, seed: int = 0,
                slice_threads: bool = False) -> list[Path]:
     """Writes out/bench-<resolution>-<i>.mp4 (n clips) and out/clips.json; returns the video paths.
@@ -124,21 +131,36 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
     While it works the folder holds its marker (mfhq.unfinished.CLIPS), removed once the n clips
     and their index are whole: a render killed part way is refused by every reader (the folder
     source), and the next call completes it. clips.json only ever names clips rendered with the
-    settings it records (written again before each clip is rendered), so those are kept."""
+    settings it records (written again before each clip is rendered), so those are kept.
+
+    One render at a time: it holds the folder's lock (`out/lock`, mfhq.manifest.lock; no video
+    suffix, so the folder source never takes it for a clip) from before it reads clips.json until
+    the marker is gone, so a second render into the folder is refused (FolderInUse, naming the
+    holder) instead of removing the first's marker or clips while it writes. A lock left by a
+    killed render is taken over, with a warning."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}")
     if n < 1:
         raise ValueError(f"--make-clips must be at least 1, got {n}")
     out = Path(out)
-    index_path = out / "clips.json"
-    index = _read_index(index_path)
+    out.mkdir(parents=True, exist_ok=True)  # the lock lives in it
     wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance(),
               "slices": "one per encoder thread" if slice_threads else "one per frame"}
+    with ClipsLock(out):
+        start(out, CLIPS, f"mfhq bench --make-clips {n} --resolution {resolution} --seconds {seconds}"
+              f"{' --slice-threads' if slice_threads else ''} --root {{folder}}")
+        paths = _render(out, n, wanted, slice_threads)
+        finish(out, CLIPS)  # last: the folder is whole
+    return paths
+
+
+def _render(out: Path, n: int, wanted: dict, slice_threads: bool) -> list[Path]:
+    """The n clips (those clips.json vouches for kept) and clips.json naming exactly them."""
+    index_path, resolution = out / "clips.json", wanted["resolution"]
+    index = _read_index(index_path)
     stale_index = {k: index.get(k) for k in wanted} != wanted  # clips.json describes other clips
     if stale_index:
         index = {**wanted, "clips": []}
-    start(out, CLIPS, f"mfhq bench --make-clips {n} --resolution {resolution} --seconds {seconds}"
-          f"{' --slice-threads' if slice_threads else ''} --root {{folder}}")
     paths = []
     for i in range(n):
         path = out / f"bench-{resolution}-{i:03d}.mp4"
@@ -148,8 +170,8 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
             if stale_index or len(index["clips"]) > i:
                 index["clips"], stale_index = index["clips"][:i], False
                 atomic_write_json(index_path, index)
-            index["clips"].append(write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, seconds,
-                                             seed * 1000 + i, slice_threads))
+            index["clips"].append(write_clip(path, PHOTO_CYCLE[i % len(PHOTO_CYCLE)], resolution, wanted["seconds"],
+                                             wanted["seed"] * 1000 + i, slice_threads))
             atomic_write_json(index_path, index)
             log.info("wrote %s", path)
         paths.append(path)
@@ -158,7 +180,6 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
             stale.unlink()
     index["clips"] = index["clips"][:n]
     atomic_write_json(index_path, index)  # by a rename: a killed write leaves the earlier index whole
-    finish(out, CLIPS)  # last: the folder is whole
     return paths
 
 

@@ -186,7 +186,10 @@ def bench(
         if resolution not in RESOLUTIONS:
             fail(f"--resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
         root = root or Path("runs/bench-clips") / resolution
-        render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads)
+        try:
+            render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads)
+        except MfhqError as exc:  # another render holds the folder: one line
+            fail(str(exc))
     if root is None or not Path(root).is_dir():
         fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
     try:  # a bad preset, or a run that finds nothing to extract: one line, as every command says it

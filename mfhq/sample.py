@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from mfhq.manifest.io import atomic_write_bytes
-from mfhq.sample_out import check_sample_out, mark_running, write_index
+from mfhq.sample_out import check_sample_out, lock_sample_out, mark_running, write_index
 
 SAMPLE_FPS = 25
 SIZE = 512
@@ -282,18 +282,19 @@ def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
     """Writes out/videos/*.mp4 and out/sample.json; returns the sample.json content as a dict."""
     out, rng, clips = pathlib.Path(out), np.random.default_rng(seed), []
     plans = _plan_clips(rng)
-    check_sample_out(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")])
-    mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder for a whole sample
-    videos = out / "videos"
-    for clip_id, (frames, conditions) in plans.items():
-        first = frames[0].layers[0][0]
-        _write_mp4(videos / f"{clip_id}.mp4", frames, _background(rng, _read_image(_photo_file(first))))
-        clips.append(_annotate(clip_id, frames, conditions))
-        log.info("wrote %s (%d frames)", clip_id, len(frames))
-    _write_corrupt(videos / "corrupt.mp4", videos / "astronaut_motion.mp4", rng)
-    atomic_write_bytes(videos / "empty.mp4", b"", durable=False)
-    clips += [_broken_entry("corrupt", "decode_error"), _broken_entry("empty", "empty")]
-    sample = {"version": 1, "generator": "mfhq.sample", "seed": seed, "fps": SAMPLE_FPS, "size": [SIZE, SIZE],
-              "photos": photo_provenance(), "clips": clips}
-    write_index(out, sample)  # last: it removes the marker
+    with lock_sample_out(out):  # held until the marker is gone: a second sample would remove it, or mix clips
+        check_sample_out(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")])
+        mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder for a whole sample
+        videos = out / "videos"
+        for clip_id, (frames, conditions) in plans.items():
+            first = frames[0].layers[0][0]
+            _write_mp4(videos / f"{clip_id}.mp4", frames, _background(rng, _read_image(_photo_file(first))))
+            clips.append(_annotate(clip_id, frames, conditions))
+            log.info("wrote %s (%d frames)", clip_id, len(frames))
+        _write_corrupt(videos / "corrupt.mp4", videos / "astronaut_motion.mp4", rng)
+        atomic_write_bytes(videos / "empty.mp4", b"", durable=False)
+        clips += [_broken_entry("corrupt", "decode_error"), _broken_entry("empty", "empty")]
+        sample = {"version": 1, "generator": "mfhq.sample", "seed": seed, "fps": SAMPLE_FPS, "size": [SIZE, SIZE],
+                  "photos": photo_provenance(), "clips": clips}
+        write_index(out, sample)  # last: it removes the marker
     return sample

@@ -1,5 +1,11 @@
-"""`mfhq sample --out DIR`: which folders the sample may be written into, and its sample.json.
+"""`mfhq sample --out DIR`: which folders the sample may be written into, its lock and its sample.json.
 
+One `mfhq sample` at a time writes DIR: it holds DIR's lock (`DIR/lock`, mfhq.manifest.lock, the
+name every mfhq writer locks its folder with) from before it looks at DIR until the marker is
+removed, so a second one into DIR is refused in one line naming the holder, and never removes the
+first's marker or writes among its clips. The lock is beside sample.json, not in videos/: `extract
+--root DIR/videos` never meets it, and it has no video suffix, so no folder source takes it for a
+clip. A lock left by a killed sample is taken over, with a warning (mfhq.manifest.lock's rule).
 The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), then
 DIR/videos/<clip>.mp4 (each under a "."-name, renamed when whole), then DIR/sample.json (by an
 atomic rename), and last removes the marker. While the marker is there the sample is not whole (a
@@ -10,7 +16,7 @@ gives the same files, byte for byte). Refused in one line before anything is
 written: a folder holding anything else (another command's output: a run or manifest folder, or
 files of yours), since the sample would be written among them, and a sample of another --seed,
 whose videos would be replaced under any run extracted from them. Names starting with "." (the
-marker, the temporary files of an interrupted write) are not counted.
+marker, the temporary files of an interrupted write) and the sample's own lock are not counted.
 """
 from __future__ import annotations
 
@@ -18,10 +24,27 @@ import json
 from pathlib import Path
 
 from mfhq.manifest.io import OutputError, atomic_write_bytes, first_names
+from mfhq.manifest.lock import LOCK, FolderLock
 from mfhq.unfinished import SAMPLE, finish, start
 
 INDEX = "sample.json"
 GENERATOR = "mfhq.sample"
+
+
+class SampleLock(FolderLock):
+    """`DIR/lock`: the `mfhq sample` writing DIR; another one is refused."""
+
+    what = "sample folder"
+
+
+def lock_sample_out(out: Path) -> SampleLock:
+    """DIR's lock, not yet taken (DIR made if need be: the lock lives in it); OutputError where
+    --out is a file."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
+    out.mkdir(parents=True, exist_ok=True)
+    return SampleLock(out)
 
 
 def _names(folder: Path) -> list[str]:
@@ -30,11 +53,11 @@ def _names(folder: Path) -> list[str]:
 
 def check_sample_out(out: Path, seed: int, videos: list[str]) -> None:
     """OutputError naming `out` unless the sample of `seed` (its `videos`: file names) may be
-    written there (see the module doc)."""
+    written there (see the module doc). Called with DIR's lock held: the lock is this sample's."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
-    foreign = [n for n in _names(out) if n not in ("videos", INDEX)]
+    foreign = [n for n in _names(out) if n not in ("videos", INDEX, LOCK)]
     foreign += [f"videos/{n}" for n in _names(out / "videos") if n not in videos]
     if foreign:
         raise OutputError(f"--out {out}: holds files that are not the sample's ({first_names(foreign)}); the sample "

@@ -1,0 +1,95 @@
+"""One `mfhq sample --out DIR`, or one `mfhq bench --make-clips N --root DIR`, writes a folder at a
+time: while another writes it a second is refused in one line (exit 2) naming the holder and the
+folder, and writes nothing (before, both ran: the second could remove the first's "being written"
+marker while the first still wrote, or mix their files). A lock left by a killed writer is taken
+over and the write completes. Real processes: a real writer stopped (SIGSTOP) part way through its
+write holds the lock as a running one does, then is killed (SIGKILL); real videos."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, run_cli
+from mfhq.benchclips import make_clips
+
+
+def _files(folder: Path) -> dict:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _stopped_writer(args: list[str], folder: Path, written: Path, marker: Path) -> subprocess.Popen:
+    """`mfhq ARGS` writing `folder`, stopped (alive, holding what it holds) once `written` is there
+    and its marker still up; tried again in a fresh folder where it finished first (a loaded machine)."""
+    for _ in range(5):
+        shutil.rmtree(folder, ignore_errors=True)
+        writer = subprocess.Popen([sys.executable, "-m", "mfhq", *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        while writer.poll() is None and not written.exists():
+            time.sleep(0.01)  # polling only: no bound on how long the render takes
+        if writer.poll() is None:
+            os.kill(writer.pid, signal.SIGSTOP)
+            if writer.poll() is None and marker.exists():
+                return writer
+        _kill(writer)
+    pytest.fail(f"mfhq {' '.join(args)} finished five times before it could be stopped")
+
+
+def _kill(writer: subprocess.Popen) -> None:
+    writer.kill()  # SIGKILL (a stopped process too): its lock stays, stale, as a killed writer leaves it
+    writer.wait()
+
+
+def _refused(result: subprocess.CompletedProcess, folder: Path, what: str, holder: subprocess.Popen) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert f"{folder / 'lock'}: the {what} is in use by pid {holder.pid} on host {socket.gethostname()}" in errors[0], \
+        errors[0]
+
+
+def test_a_second_sample_into_a_folder_being_written_is_refused_and_the_next_takes_a_killed_ones_lock(sample_dir,
+                                                                                                     tmp_path):
+    made = tmp_path / "sample"
+    writer = _stopped_writer(["sample", "--out", str(made)], made, made / "videos" / ".astronaut_light_blur.partial.mp4",
+                             made / "videos" / ".sample-running")
+    try:
+        before = _files(made)
+        _refused(run_cli("sample", "--out", str(made), check=False), made, "sample folder", writer)
+        assert _files(made) == before  # the writer's marker and clips untouched, nothing added
+    finally:
+        _kill(writer)
+    result = run_cli("sample", "--out", str(made))
+    assert "taking over a stale lock" in result.stderr, result.stderr
+    assert {k: v for k, v in _files(made).items() if ".partial." not in k} == _files(sample_dir)  # whole, no lock
+
+
+def test_a_second_clip_render_into_a_folder_being_written_is_refused_and_the_next_takes_a_killed_ones_lock(tmp_path,
+                                                                                                          caplog):
+    folder, run = tmp_path / "clips", tmp_path / "bench-run"
+    writer = _stopped_writer(["bench", "--make-clips", "3", "--seconds", "1", "--root", str(folder), "--out",
+                              str(tmp_path / "first-run")], folder, folder / "bench-1080p-000.mp4",
+                             folder / ".bench-clips-running")  # stopped once its first clip is whole
+    try:
+        before = _files(folder)
+        result = run_cli("bench", "--make-clips", "3", "--seconds", "1", "--root", str(folder), "--out", str(run),
+                         check=False)
+        _refused(result, folder, "benchmark clips folder", writer)
+        assert _files(folder) == before and not run.exists()  # marker, clips and index untouched; no bench run
+    finally:
+        _kill(writer)
+    with caplog.at_level(logging.WARNING, logger="mfhq.manifest.lock"):
+        paths = make_clips(folder, 3, "1080p", seconds=1.0)
+    assert "taking over a stale lock" in caplog.text
+    assert sorted(n for n in _files(folder) if not n.startswith(".")) == [
+        "bench-1080p-000.mp4", "bench-1080p-001.mp4", "bench-1080p-002.mp4", "clips.json"]  # no lock left
+    assert [e["file"] for e in json.loads((folder / "clips.json").read_text())["clips"]] == [p.name for p in paths]
