@@ -7,37 +7,20 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
-import pytest
 
 from omniid.checkpoint import damage
 from omniid.cli import main
 from omniid.recovery import newest_intact
 from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from six_steps import common, copy_of, six_steps  # noqa: F401  (six_steps: a pytest fixture)
 
 STEP2, STEP3, STEP4, STEP6 = "step-00000002", "step-00000003", "step-00000004", "step-00000006"
 SHELF = "superseded/from-step-00000002-1"
 
 
-def common(manifest: Path, out: Path, *extra: str) -> list[str]:
-    return ["--manifest", str(manifest), "--preset", "tiny", "--out", str(out), "--steps", "6", "--save-every", "2",
-            "--eval-every", "100", *extra]
 
-
-@pytest.fixture(scope="module")
-def six_steps(sample_manifest, tmp_path_factory) -> Path:
-    """A finished 6-step run with checkpoints at steps 2, 4 and 6."""
-    out = tmp_path_factory.mktemp("older") / "run"
-    assert main(common(sample_manifest, out)) == 0
-    return out
-
-
-def copy_of(run: Path, tmp_path: Path) -> Path:
-    out = tmp_path / "run"
-    shutil.copytree(run, out)
-    return out
 
 
 def step_folders(out: Path) -> list[str]:

@@ -7,6 +7,8 @@ import logging
 import shutil
 from pathlib import Path
 
+import pytest
+
 from conftest import SAMPLE_PRESET
 from mfhq.config import load_pipeline
 from mfhq.sources import get_source
@@ -52,39 +54,32 @@ def _tries(tmp_path: Path, name: str) -> int:
     return len((tmp_path / "videos" / f".{name}.mp4.tries").read_text().splitlines())
 
 
-def test_a_death_in_a_batched_model_call_is_pinned_only_on_the_clip_that_dies_alone(sample_dir, tmp_path, caplog):
-    # b's frames kill the worker (SIGSEGV) in the detector, in one call with a's and c's frames;
-    # c announced its part in the models last.
-    names = ("a_good", "b_modelsegv", "c_good")
+# b's frames kill the worker (SIGSEGV) in the detector, or stall it (a native call that never
+# returns, the GIL held), in one call with a's and c's frames; c announced its part in the models
+# last, and a, the first clip taken, is the first past the clip bound.
+FAULTS = {
+    "modelsegv": (600, "crashed", "the worker died (signal 11) during process", "a worker died (signal 11)"),
+    "modelstall": (20, "timeout", "the clip ran past the 20 s watchdog", "clip watchdog ran out"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_death_or_hang_in_a_batched_model_call_is_pinned_only_on_the_clip_that_fails_alone(sample_dir, tmp_path,
+                                                                                             caplog, fault):
+    clip_bound, status, reason_end, warning = FAULTS[fault]
+    bad = f"b_{fault}"
+    names = ("a_good", bad, "c_good")
     with caplog.at_level(logging.WARNING, logger="mfhq.worker.watchdog"):
-        rows = _run(_config(tmp_path, 600), tmp_path, sample_dir, names)
-    assert _statuses(rows) == {"a_good": ["ok"], "b_modelsegv": ["crashed"], "c_good": ["ok"]}, rows
-    reason = rows["b_modelsegv"][0][0]["reason"]
-    assert reason.endswith("b_modelsegv.mp4: the worker died (signal 11) during process"), reason
+        rows = _run(_config(tmp_path, clip_bound), tmp_path, sample_dir, names)
+    assert _statuses(rows) == {"a_good": ["ok"], bad: [status], "c_good": ["ok"]}, rows
+    reason = rows[bad][0][0]["reason"]
+    assert reason.endswith(f"{bad}.mp4: {reason_end}"), reason
     # the good clips, run again alone, are whole: every frame read, their faces kept
     for name in ("a_good", "c_good"):
         row, faces = rows[name][0]
         assert row["n_frames_read"] == 4 and row["n_faces_detected"] == len(faces) > 0, row
-    # b ran twice: in the batch, where the death named all three, then alone, where it died again
-    assert _tries(tmp_path, "b_modelsegv") == 2
+    # b ran twice: in the batch, where the death or hang named all three, then alone, where it failed again
+    assert _tries(tmp_path, bad) == 2
     warned = [r.getMessage() for r in caplog.records if "in the models together" in r.getMessage()]
     assert len(warned) == 1 and all(f"{n}.mp4" in warned[0] for n in names), warned
-    assert "a worker died (signal 11)" in warned[0] and "running each alone" in warned[0], warned
-
-
-def test_a_model_call_that_hangs_on_one_batched_clip_times_out_only_that_clip(sample_dir, tmp_path, caplog):
-    # b's frames stall the detector (a native call that never returns, the GIL held) in one call
-    # with a's and c's frames; a, the first clip taken, is the first past the clip bound.
-    names = ("a_good", "b_modelstall", "c_good")
-    with caplog.at_level(logging.WARNING, logger="mfhq.worker.watchdog"):
-        rows = _run(_config(tmp_path, 20), tmp_path, sample_dir, names)
-    assert _statuses(rows) == {"a_good": ["ok"], "b_modelstall": ["timeout"], "c_good": ["ok"]}, rows
-    reason = rows["b_modelstall"][0][0]["reason"]
-    assert reason.endswith("b_modelstall.mp4: the clip ran past the 20 s watchdog"), reason
-    for name in ("a_good", "c_good"):
-        row, faces = rows[name][0]
-        assert row["n_frames_read"] == 4 and row["n_faces_detected"] == len(faces) > 0, row
-    assert _tries(tmp_path, "b_modelstall") == 2
-    warned = [r.getMessage() for r in caplog.records if "in the models together" in r.getMessage()]
-    assert len(warned) == 1 and all(f"{n}.mp4" in warned[0] for n in names), warned
-    assert "clip watchdog ran out" in warned[0] and "running each alone" in warned[0], warned
+    assert warning in warned[0] and "running each alone" in warned[0], warned
