@@ -53,10 +53,9 @@ def _names(folder: Path) -> list[str]:
 
 def check_sample_out(out: Path, seed: int, videos: list[str]) -> None:
     """OutputError naming `out` unless the sample of `seed` (its `videos`: file names) may be
-    written there (see the module doc). Called with DIR's lock held: the lock is this sample's."""
+    written there (see the module doc). Called with DIR's lock held (`lock_sample_out`, which
+    refuses a file and makes DIR): the lock is this sample's."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
     foreign = [n for n in _names(out) if n not in ("videos", INDEX, LOCK)]
     foreign += [f"videos/{n}" for n in _names(out / "videos") if n not in videos]
     if foreign:
