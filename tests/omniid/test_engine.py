@@ -86,14 +86,13 @@ def test_bad_manifest_is_reported_not_raised(sample_manifest, tmp_path, caplog):
     assert "manifest not found" in caplog.text
 
 
-DDP_FLAGS = ["--steps", "2", "--mask-ratio", "0", "--save-every", "1", "--eval-every", "100"]
+DDP_FLAGS = ["--steps", "2", "--save-every", "1", "--eval-every", "100"]  # MTD's 95% masking on
 
 
 @pytest.fixture(scope="module")  # one launch (~45 s on 2 cores) for both DDP tests
 def ddp_run(sample_manifest, tmp_path_factory) -> Path:
     """One tiny run of 2 steps under torch.distributed.run: 2 CPU processes (gloo), 2 identities
-    each a step. --mask-ratio 0: MTD's masks are drawn per rank, so only without them is a step a
-    function of the step's identities alone (test_each_process_trains_on_its_own_identities)."""
+    each a step, each item's MTD masks its own (`omniid.draws.mask_key`: of seed and draw index)."""
     out = tmp_path_factory.mktemp("ddp") / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "train"), str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -104,6 +103,15 @@ def ddp_run(sample_manifest, tmp_path_factory) -> Path:
         capture_output=True, text=True, env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def one_process(sample_manifest, tmp_path_factory) -> Path:
+    """The DDP run's 2 steps in one process: each step's 4 identities as 2 micro-batches of 2."""
+    out = tmp_path_factory.mktemp("one") / "run"
+    assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), *DDP_FLAGS,
+                 "--batch-size", "2", "--grad-accum", "2"]) == 0
     return out
 
 
@@ -118,22 +126,64 @@ def test_ddp_with_two_cpu_processes(ddp_run):
     assert first == second  # gradients were averaged: both ranks hold the same weights
 
 
-def test_each_process_trains_on_its_own_identities(ddp_run, sample_manifest, tmp_path):
+def test_each_process_trains_on_its_own_identities_with_their_own_masks(ddp_run, one_process):
     """A DDP step over 2 processes x 2 identities is one step over the 4 identities of its global
     batch: the same loss and weights as one process reading them as 2 micro-batches (--grad-accum 2:
     rank r's slice of global batch g is the one process's batch 2g + r, the same draws, while the
-    epochs match: the sample's 4 identities are one global batch, or two of one process's). Had each
-    rank trained on rank 0's identities, the step would be that of 2 identities, twice."""
-    one = tmp_path / "one"
-    assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(one), *DDP_FLAGS,
-                 "--batch-size", "2", "--grad-accum", "2"]) == 0
+    epochs match: the sample's 4 identities are one global batch, or two of one process's), masks
+    included: an item's are drawn from its own key, not from its process's or micro-batch's place.
+    Had each rank trained on rank 0's identities, the step would be that of 2 identities, twice;
+    had both ranks drawn the same masks (or masks keyed by rank), rank 1's would not be the one
+    process's second micro-batch's (1 patch of 16 visible: the loss depends on which)."""
     # the logged loss is the mean over the ranks' micro-batches, the one process's over its two
-    assert losses(ddp_run) == pytest.approx(losses(one), rel=1e-6)
+    assert losses(ddp_run) == pytest.approx(losses(one_process), rel=1e-6)
+    _same_weights(ddp_run, one_process)
+
+
+def test_a_step_is_the_same_however_its_items_are_split(one_process, sample_manifest, tmp_path):
+    """--batch-size 4 in one micro-batch: the same items as 2 micro-batches of 2, and the same
+    masks (each item's own), so the same losses and weights."""
+    whole = tmp_path / "whole"
+    assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(whole), *DDP_FLAGS,
+                 "--batch-size", "4"]) == 0
+    assert losses(whole) == pytest.approx(losses(one_process), rel=1e-6)
+    _same_weights(whole, one_process)
+
+
+def test_the_ranks_of_a_step_draw_different_masks_each_items_own(sample_manifest, one_torch_thread):
+    """What the comparisons above cannot see: masks that were the same for every item (keyed by the
+    step alone) would agree between the runs all the same. The first global batch's two rank slices
+    (world 2), read as omniid-train reads them: other identities, other masks, and each slice's
+    masks those of the same items read by one process (its batch r), whenever they are drawn."""
+    import torch
+
+    from omniid.config import get_preset
+    from omniid.data import build_loader
+    from omniid.objectives import build_objective
+
+    preset, data = get_preset("tiny", stage="mtd"), get_preset("tiny", stage="mtd").data
+    model = build_objective("mtd", preset).eval()
+
+    def first(rank: int, world: int, start: int) -> dict:
+        return next(iter(build_loader(sample_manifest, preset.model.image_size, data.num_inputs, data.num_targets,
+                                      2, 0, preset.seed, rank, world, start_batch=start)))
+
+    ranks, one = [first(r, 2, 0) for r in (0, 1)], [first(0, 1, r) for r in (0, 1)]
+    assert [b["identity"] for b in ranks] == [b["identity"] for b in one]
+    assert not set(ranks[0]["identity"]) & set(ranks[1]["identity"])
+    with torch.no_grad():  # no generator: the items' own keys
+        masked = [model(batch).aux["masked"] for batch in ranks]
+        assert all(torch.equal(m, model(b).aux["masked"]) for m, b in zip(masked, one))
+    assert masked[0].shape == (2 * data.num_targets, 16) and (masked[0].sum(dim=1) == 15).all()  # 95% of 16
+    assert not torch.equal(masked[0], masked[1])
+
+
+def _same_weights(run: Path, other: Path) -> None:
     for step in ("step-00000001", "step-00000002"):
-        ddp, single = (_weights(run / "checkpoints" / step) for run in (ddp_run, one))
-        assert ddp.keys() == single.keys()
-        worst = max((ddp[k] - single[k]).abs().max().item() for k in ddp)
-        assert worst < 1e-5, f"{step}: weights differ by up to {worst} from one process over the same identities"
+        ours, theirs = (_weights(r / "checkpoints" / step) for r in (run, other))
+        assert ours.keys() == theirs.keys()
+        worst = max((ours[k] - theirs[k]).abs().max().item() for k in ours)
+        assert worst < 1e-5, f"{step}: weights differ by up to {worst} from the other run over the same identities"
 
 
 def _weights(checkpoint: Path) -> dict:

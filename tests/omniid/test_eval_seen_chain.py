@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 
 from mfhq.manifest import MANIFEST_SCHEMA
 from mfhq.manifest.io import sha256_of
-from omniid.eval_seen import seen_in_training, seen_labels
+from omniid.eval_seen import seen_in_training, seen_labels, seen_line
 
 
 def _manifest(path: Path, identities: list[str]) -> Path:
@@ -57,4 +57,10 @@ def test_a_chain_that_leads_back_to_itself_ends_and_is_said(tmp_path):
     _step(one, "flow", trained, init_from=two)
     state = _step(two, "flow", trained, init_from=one)  # (a step folder edited or copied over by hand)
     seen = seen_in_training({"omniid": state}, trained, ["a"])["omniid"]
-    assert seen["seen"] == 1 and seen["unfollowed"].endswith(" leads back to itself"), seen
+    assert seen["seen"] == 1, seen
+    # each step folder named once: the checkpoint as "itself", not again as an --init-from of `one`
+    saw = seen_line({"omniid": seen}).split("TRAINING DATA NOT FULLY CHECKED")[0]
+    assert saw.count("(seen by itself: 1") == 1 and saw.count(str(one.resolve())) == 1, saw
+    assert str(two.resolve()) not in saw, saw
+    assert [link["run"] for link in seen["by"]] == [None, str(one.resolve())]
+    assert seen["unfollowed"] == f"--init-from {two.resolve()} leads back to itself"

@@ -73,10 +73,16 @@ def _lineage(state: dict) -> tuple[list[tuple[str | None, dict]], str | None]:
     links: list[tuple[str | None, dict]] = [(None, state)]
     while links[-1][1].get("init_from"):
         folder = Path(links[-1][1]["init_from"]).resolve()  # older runs recorded it as given
+        looped = f"--init-from {folder} leads back to itself"
         if any(str(folder) == where for where, _ in links):
-            return links, f"--init-from {folder} leads back to itself"
+            return links, looped
         try:
-            links.append((str(folder), json.loads((folder / STATE_FILE).read_text())))
+            record = json.loads((folder / STATE_FILE).read_text())
+            # the checkpoint's own folder is not known here (links[0] is None): a record already
+            # read is that step again, whose chain from there was followed (the same init_from)
+            if any(record == read for _, read in links):
+                return links, looped
+            links.append((str(folder), record))
         except FileNotFoundError:
             return links, (f"its --init-from {folder} is gone (no {STATE_FILE}), so the manifests of the runs it "
                            "started from cannot be compared")

@@ -1,7 +1,8 @@
 """One optimizer step of a training run, and one evaluation, with randomness keyed by integers.
 
-The objective's randomness (MTD masks; flow noise and t) comes from a generator seeded per
-micro-step (`mask_generator`), so a resumed run produces the same losses as an uninterrupted one.
+The objective's randomness (flow noise and t; MTD masks of a batch made by hand, since a loader's
+items carry their own mask keys) comes from a generator seeded per micro-step (`mask_generator`),
+so a resumed run produces the same losses as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from omniid.swap import evaluate as swap_evaluate
 
 
 def mask_generator(device: torch.device, *key: int) -> torch.Generator:
-    """The objective's generator (MTD masks, flow noise and t) keyed by integers: (seed, 0, step,
-    rank, micro) in training, (seed, 1, batch) in eval, so they never depend on what ran before."""
+    """The objective's generator (flow noise and t; MTD masks of a batch without item keys) keyed
+    by integers: (seed, 0, step, rank, micro) in training, (seed, 1, batch) in eval, so they never
+    depend on what ran before."""
     key = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)
     return torch.Generator(device=device).manual_seed(key)
 

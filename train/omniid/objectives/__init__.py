@@ -3,8 +3,9 @@
 An objective is an `nn.Module` holding everything one stage trains (and any frozen parts):
 
     forward(batch, generator, tokens=None) -> ObjectiveOutput(loss, pred, aux)
-        batch: the loader's dict; generator: the stage's randomness (masks, noise, t), keyed by
-        the engine per (seed, step, rank, micro-step) so that a resume replays it exactly;
+        batch: the loader's dict; generator: the stage's randomness (noise, t), keyed by the
+        engine per (seed, step, rank, micro-step) so that a resume replays it exactly (MTD's
+        masks come from the batch's own `mask_keys`, one per item, where it has them);
         tokens: a representation to decode from instead of the batch's own (drawing the same
         randomness), for the identity-swap check (`omniid.swap`)
     represent(batch) -> tokens [B, ...]     the representation of the batch's inputs

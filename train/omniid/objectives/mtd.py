@@ -27,12 +27,25 @@ DECODER_FILE = "decoder.safetensors"
 def exact_random_mask(batch: int, patches: int, ratio: float, device=None,
                       generator: torch.Generator | None = None) -> torch.Tensor:
     """[batch, patches] bool, True = masked; exactly round(ratio * patches) per row."""
+    return _lowest(torch.rand(batch, patches, device=device, generator=generator), ratio)
+
+
+def item_masks(keys: list[int], rows: int, patches: int, ratio: float, device=None) -> torch.Tensor:
+    """[len(keys) * rows, patches] bool as `exact_random_mask`: item i's `rows` masks (one per
+    target) drawn from its own key alone, on the CPU, so that an item's masks are the same in any
+    batch, micro-batch, process or device (the key: `omniid.draws.mask_key`, of seed and draw)."""
+    noise = [torch.rand(rows, patches, generator=torch.Generator().manual_seed(int(key))) for key in keys]
+    return _lowest(torch.cat(noise).to(device), ratio)
+
+
+def _lowest(noise: torch.Tensor, ratio: float) -> torch.Tensor:
+    """True where a row's noise is among its round(ratio * patches) lowest."""
     if not 0.0 <= ratio < 1.0:
         raise FlagError(f"mask ratio must be in [0, 1), got {ratio}")
-    n_masked = int(round(ratio * patches))
-    noise = torch.rand(batch, patches, device=device, generator=generator)
-    rank = noise.argsort(dim=1).argsort(dim=1)      # each row: a random permutation of 0..N-1
-    return rank < n_masked
+    # each row: a random permutation of 0..N-1; stable, so that tied noise (float32 draws tie
+    # now and then) ranks alike on every device
+    rank = noise.argsort(dim=1, stable=True).argsort(dim=1)
+    return rank < int(round(ratio * noise.shape[1]))
 
 
 class MaskedTransformerDecoder(nn.Module):
@@ -98,18 +111,21 @@ class OmniIDMTD(nn.Module):
 
     def compute(self, inputs: torch.Tensor, input_valid: torch.Tensor, targets: torch.Tensor,
                 masks: torch.Tensor, generator: torch.Generator | None = None,
-                latent: torch.Tensor | None = None) -> ObjectiveOutput:
+                latent: torch.Tensor | None = None, mask_keys: list[int] | None = None) -> ObjectiveOutput:
         """inputs: [B, M, 3, S, S]; input_valid: [B, M]; targets: [B, R, 3, S, S];
         masks: [B, R, 1, S, S] -> loss (the mean over all B*R targets), pred [B*R, N, p*p*3],
         aux {"masked": [B*R, N]}. latent: ℓ [B, L, C] to decode from instead of the inputs'
-        (the identity-swap check); the masks are drawn the same either way."""
+        (the identity-swap check); the masks are drawn the same either way. mask_keys: one per
+        item (a loader's batches carry them): each item's masks from its own key (`item_masks`);
+        without them (a batch made by hand), the batch's from `generator`."""
         b, r = targets.shape[:2]
         if latent is None:
             latent = self.encoder.forward_encoder(inputs, input_valid)      # [B, L, C]
         latent = latent.repeat_interleave(r, dim=0)                         # [B*R, L, C]
         flat_targets = targets.flatten(0, 1)                                # [B*R, 3, S, S]
-        masked = exact_random_mask(b * r, self.decoder.num_patches, self.decoder.config.mask_ratio,
-                                   device=targets.device, generator=generator)
+        ratio, patches = self.decoder.config.mask_ratio, self.decoder.num_patches
+        masked = (exact_random_mask(b * r, patches, ratio, targets.device, generator) if mask_keys is None
+                  else item_masks(mask_keys, r, patches, ratio, targets.device))
         pred = self.decoder.forward_decoder(latent, flat_targets, masked)
         loss = self.decoder.forward_loss(pred, flat_targets, masks.flatten(0, 1)).mean()
         return ObjectiveOutput(loss, pred, {"masked": masked})
@@ -136,9 +152,10 @@ class MTDObjective(OmniIDMTD):
 
     def forward(self, batch: dict, generator: torch.Generator | None = None,
                 tokens: torch.Tensor | None = None) -> ObjectiveOutput:
-        """tokens: ℓ [B, L, C] to decode from instead of `represent(batch)`."""
+        """tokens: ℓ [B, L, C] to decode from instead of `represent(batch)`. The masks: each item's
+        own (`mask_keys`, which a loader's batches carry), else drawn from `generator`."""
         return self.compute(batch["inputs"], batch["input_valid"], batch["targets"], batch["masks"], generator,
-                            tokens)
+                            tokens, batch.get("mask_keys"))
 
     def save_pretrained(self, folder: str | Path) -> None:
         self.encoder.save_pretrained(folder)
