@@ -121,6 +121,7 @@ class ClipsLock(FolderLock):
     """`ROOT/lock`: the `mfhq bench --make-clips` rendering into ROOT; another one is refused."""
 
     what = "benchmark clips folder"
+    command = "mfhq bench --make-clips"
 
 
 def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.0, seed: int = 0,

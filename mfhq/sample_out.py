@@ -35,6 +35,7 @@ class SampleLock(FolderLock):
     """`DIR/lock`: the `mfhq sample` writing DIR; another one is refused."""
 
     what = "sample folder"
+    command = "mfhq sample"
 
 
 def lock_sample_out(out: Path) -> SampleLock:

@@ -49,12 +49,14 @@ def _kill(writer: subprocess.Popen) -> None:
     writer.wait()
 
 
-def _refused(result: subprocess.CompletedProcess, folder: Path, what: str, holder: subprocess.Popen) -> None:
+def _refused(result: subprocess.CompletedProcess, lock: Path, what: str, command: str,
+             holder: subprocess.Popen) -> None:
+    """One line naming the lock, the kind of folder and the command that hold it, its pid and host."""
     assert result.returncode == 2, result.stdout + result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr
-    assert f"{folder / 'lock'}: the {what} is in use by pid {holder.pid} on host {socket.gethostname()}" in errors[0], \
-        errors[0]
+    assert (f"{lock}: the {what} is in use by pid {holder.pid} on host {socket.gethostname()} ({command}, since "
+            in errors[0]), errors[0]
 
 
 def test_a_second_sample_into_a_folder_being_written_is_refused_and_the_next_takes_a_killed_ones_lock(sample_dir,
@@ -64,7 +66,8 @@ def test_a_second_sample_into_a_folder_being_written_is_refused_and_the_next_tak
                              made / "videos" / ".sample-running")
     try:
         before = _files(made)
-        _refused(run_cli("sample", "--out", str(made), check=False), made, "sample folder", writer)
+        _refused(run_cli("sample", "--out", str(made), check=False), made / "lock", "sample folder", "mfhq sample",
+                 writer)
         assert _files(made) == before  # the writer's marker and clips untouched, nothing added
     finally:
         _kill(writer)
@@ -83,7 +86,7 @@ def test_a_second_clip_render_into_a_folder_being_written_is_refused_and_the_nex
         before = _files(folder)
         result = run_cli("bench", "--make-clips", "3", "--seconds", "1", "--root", str(folder), "--out", str(run),
                          check=False)
-        _refused(result, folder, "benchmark clips folder", writer)
+        _refused(result, folder / "lock", "benchmark clips folder", "mfhq bench --make-clips", writer)
         assert _files(folder) == before and not run.exists()  # marker, clips and index untouched; no bench run
     finally:
         _kill(writer)
@@ -93,3 +96,17 @@ def test_a_second_clip_render_into_a_folder_being_written_is_refused_and_the_nex
     assert sorted(n for n in _files(folder) if not n.startswith(".")) == [
         "bench-1080p-000.mp4", "bench-1080p-001.mp4", "bench-1080p-002.mp4", "clips.json"]  # no lock left
     assert [e["file"] for e in json.loads((folder / "clips.json").read_text())["clips"]] == [p.name for p in paths]
+
+
+def test_a_refusal_names_what_holds_the_folder_not_what_the_refused_command_makes_of_it(tmp_path):
+    """A render into a sample's own folder while the sample writes it: the line names the sample
+    (before: "the benchmark clips folder is in use", the refused command's kind of folder)."""
+    made, videos = tmp_path / "sample", tmp_path / "sample" / "videos"
+    writer = _stopped_writer(["sample", "--out", str(made)], made, videos / ".astronaut_light_blur.partial.mp4",
+                             videos / ".sample-running")
+    try:
+        result = run_cli("bench", "--make-clips", "1", "--seconds", "0.2", "--root", str(made), "--out",
+                         str(tmp_path / "run"), check=False)
+        _refused(result, made / "lock", "sample folder", "mfhq sample", writer)
+    finally:
+        _kill(writer)
