@@ -14,16 +14,20 @@ given beside them: with run.decode_ahead, a worker decodes on one core while its
 another, so the `decode` stage is the time the models waited for frames, not decoding's cost.
 The run folder (and the profile's) is scratch: bench marks the folders it makes and replaces
 only those (or a new or empty one), so a mistyped --out never deletes a finished run.
+The videos are measured under the lock their writers hold on their folder (`videos_held`).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import resource
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
@@ -31,6 +35,7 @@ from mfhq.errors import MfhqError
 from mfhq.extract import extract
 from mfhq.manifest.views import connect
 from mfhq.sources.folder import VIDEO_SUFFIXES
+from mfhq.unfinished import VideosLock
 
 log = logging.getLogger(__name__)
 # The mark bench leaves at the root of a scratch folder it made. A dot name: extract's check of
@@ -40,6 +45,28 @@ BENCH_MARKER = ".mfhq-bench-scratch"
 
 class BenchError(MfhqError, ValueError):
     """bench cannot run as asked: --out is not its own scratch folder, or --root holds no video."""
+
+
+@contextmanager
+def videos_held(root: Path, make_clips: bool) -> Iterator[None]:
+    """The lock of the folder of videos bench measures (mfhq.unfinished.VideosLock: the one a
+    render or a sample holds while it writes them), held from before --make-clips renders them
+    until the last read: a folder being written is refused in one line naming its writer, and no
+    render or sample starts rewriting the videos under the measurement. A folder this user may not
+    write into is measured without it: no mfhq of this user can write there either."""
+    from mfhq.benchclips import clips_lock
+
+    lock = clips_lock(root) if make_clips else VideosLock(root, command="mfhq bench")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        log.debug("%s: measured without its lock (%s)", root, exc)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _videos(root: Path) -> list[Path]:

@@ -2,8 +2,9 @@
 
 `mfhq extract` locks its run folder (mfhq.plan.RunLock), `mfhq cluster-sample` and `mfhq split`
 their manifest folder, `mfhq stats` its report folder (mfhq.stats.staging.ReportLock), `mfhq
-sample` its --out (mfhq.sample_out.SampleLock), `mfhq bench --make-clips` its clips folder
-(mfhq.benchclips.ClipsLock). The lock also carries a token: whoever writes on the holder's behalf (a
+sample` its --out (mfhq.sample_out.SampleLock), and a folder of videos is locked by whoever
+writes or measures it (mfhq.unfinished.VideosLock: `mfhq sample` its videos/, `mfhq bench` its
+--root). The lock also carries a token: whoever writes on the holder's behalf (a
 runner, a Ray actor that may outlive its driver) checks before its writes that the lock still
 carries its driver's token, so a run taken over by a resumed one is never written twice at once.
 It records what holds the folder (the kind of folder, the command), so a refusal names the
