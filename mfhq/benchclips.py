@@ -29,7 +29,7 @@ import numpy as np
 
 from mfhq import sample
 from mfhq.manifest.io import atomic_write_json
-from mfhq.unfinished import CLIPS, VideosLock, finish, start
+from mfhq.unfinished import CLIPS, VideosLock, finish, partial, remove_leftovers, start
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
     background = _background(rng, size, photo)
     n_frames = max(1, int(round(seconds * FPS)))
     boxes = {}
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
+    tmp = partial(path)
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
@@ -150,6 +150,7 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
     with nullcontext() if held else clips_lock(out):
         start(out, CLIPS, f"mfhq bench --make-clips {n} --resolution {resolution} --seconds {seconds}"
               f"{' --slice-threads' if slice_threads else ''} --root {{folder}}")
+        remove_leftovers(out, ["clips.json", CLIPS.marker])  # what a killed render left (its clips: _render)
         paths = _render(out, n, wanted, slice_threads)
         finish(out, CLIPS)  # last: the folder is whole
     return paths

@@ -22,6 +22,7 @@ import numpy as np
 
 from mfhq.manifest.io import atomic_write_bytes
 from mfhq.sample_out import write_index, writing_sample
+from mfhq.unfinished import partial
 
 SAMPLE_FPS = 25
 SIZE = 512
@@ -196,7 +197,7 @@ def _render(frame: _Frame, bg: np.ndarray) -> np.ndarray:
 
 
 def _write_mp4(path: pathlib.Path, frames: list[_Frame], bg: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
+    tmp = partial(path)
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=SAMPLE_FPS)
         stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"

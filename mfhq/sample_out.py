@@ -9,11 +9,11 @@ either are refused in one line naming the holder, and never remove the sample's 
 among its clips or read them half written. A lock has no video suffix, so no folder source takes
 it for a clip. A lock left by a killed sample is taken over, with a warning (mfhq.manifest.lock's
 rule).
-The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), then
-DIR/videos/<clip>.mp4 (each under a "."-name, renamed when whole), then DIR/sample.json (by an
-atomic rename), and last removes the marker. While the marker is there the sample is not whole
-(a kill leaves it): the folder source refuses to read it, and the next `mfhq sample` writes every
-file again.
+The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), removes
+the temporary files a killed sample left, then writes DIR/videos/<clip>.mp4 (each under a
+"."-name, renamed when whole), then DIR/sample.json (by an atomic rename), and last removes the
+marker. While the marker is there the sample is not whole (a kill leaves it): the folder source
+refuses to read it, and the next `mfhq sample` writes every file again.
 DIR is taken when it is new, empty, or a sample of the same --seed (written again: the same seed
 gives the same files, byte for byte). Refused in one line before anything is
 written: a folder holding anything else (another command's output: a run or manifest folder, or
@@ -30,7 +30,7 @@ from typing import Iterator
 
 from mfhq.manifest.io import OutputError, atomic_write_bytes, first_names
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.unfinished import SAMPLE, VideosLock, finish, start
+from mfhq.unfinished import SAMPLE, VideosLock, finish, remove_leftovers, start
 
 INDEX = "sample.json"
 GENERATOR = "mfhq.sample"
@@ -45,9 +45,10 @@ class SampleLock(FolderLock):
 
 @contextmanager
 def writing_sample(out: Path, seed: int, videos: list[str]) -> Iterator[None]:
-    """DIR's locks held, DIR checked (`check_sample_out`) and the marker written: the sample of
-    `seed` (`videos`: file names) may be written, until `write_index`. OutputError where --out or
-    its videos/ is a file; FolderInUse where another process holds either lock."""
+    """DIR's locks held, DIR checked (`check_sample_out`), the marker written and the leftovers
+    of a killed sample removed: the sample of `seed` (`videos`: file names) may be written, until
+    `write_index`. OutputError where --out or its videos/ is a file; FolderInUse where another
+    process holds either lock."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
@@ -59,6 +60,8 @@ def writing_sample(out: Path, seed: int, videos: list[str]) -> Iterator[None]:
         with VideosLock(out / "videos", command="mfhq sample"):  # a writer of videos/ alone is named
             check_sample_out(out, seed, videos)
             mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder as whole
+            remove_leftovers(out / "videos", [*videos, SAMPLE.marker])
+            remove_leftovers(out, [INDEX])
             yield
 
 

@@ -53,6 +53,21 @@ class VideosLock(FolderLock):
     what = "videos folder"
 
 
+def partial(path: Path) -> Path:
+    """Where a video is written until it is whole (then renamed to `path`): a "."-name, which no
+    reader takes for a clip."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def remove_leftovers(folder: Path, names: list[str]) -> None:
+    """The temporary files a killed write of these files left in `folder` (`partial` videos, and
+    mfhq.manifest.io's `.tmp-NAME-*`): never read, but litter. Called by their next writer, with
+    the folder's lock held: no write of them is under way."""
+    for name in names:
+        for left in [partial(Path(folder) / name), *Path(folder).glob(f".tmp-{name}-*")]:
+            left.unlink(missing_ok=True)
+
+
 def start(folder: Path, output: Output, again: str, **facts) -> None:
     """The marker, before the first file of `output` is written into `folder`; `again`: the
     command that writes it whole ("{folder}" stands for the output's folder, which may move)."""
