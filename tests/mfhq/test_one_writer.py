@@ -4,8 +4,9 @@ folder are one kind of folder, locked alike) is refused in one line (exit 2) nam
 holds it (the kind of folder, the command) and its pid and host, and writes nothing (before, both
 ran: the second could remove the first's "being written" marker while the first still wrote, or
 mix their files). `mfhq bench` holds its clips' lock from their render until its last read, so no
-render rewrites them under the measurement. A lock left by a killed writer is taken over and the
-write completes. Real processes: a real writer stopped (SIGSTOP) part way through holds its locks
+render rewrites them under the measurement, and empties its scratch --out under the run lock, so
+never under another bench's extract. A lock left by a killed writer is taken over and the write
+completes. Real processes: a real writer stopped (SIGSTOP) part way through holds its locks
 as a running one does, then is killed (SIGKILL); real videos."""
 from __future__ import annotations
 
@@ -156,5 +157,23 @@ def test_a_render_into_clips_that_bench_is_measuring_is_refused(tmp_path):
                          str(SAMPLE_PRESET), "--out", str(tmp_path / "second-run"), check=False)
         _refused(result, clips / "lock", "videos folder", "mfhq bench --make-clips", writer)
         assert _files(clips) == before and not (tmp_path / "second-run").exists()
+    finally:
+        _kill(writer)
+
+
+def test_a_bench_into_the_run_folder_another_bench_is_extracting_into_is_refused(tmp_path):
+    """Two benches, other clips, one --out (the default is every bench's): the second is refused
+    in one line naming the first, and the first's run folder is left to it (before, the second
+    emptied it while the first's extract wrote there)."""
+    run = tmp_path / "run"
+    first = ["bench", "--make-clips", "1", "--seconds", "0.2", "--root", str(tmp_path / "a" / "clips"), "--out",
+             str(run), "--pipeline", str(SAMPLE_PRESET)]
+    writer = _stopped_writer(first, tmp_path / "a", run / "lock", None)  # stopped in its extract, which holds the lock
+    try:
+        before = _files(run)
+        result = run_cli("bench", "--make-clips", "1", "--seconds", "0.2", "--root", str(tmp_path / "b" / "clips"),
+                         "--out", str(run), "--pipeline", str(SAMPLE_PRESET), check=False)
+        _refused(result, run / "lock", "run folder", "mfhq extract", writer)
+        assert _files(run) == before
     finally:
         _kill(writer)
