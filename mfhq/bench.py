@@ -13,24 +13,32 @@ Decode-only runs before and after extract; the ratios use the mean of the two. C
 given beside them: with run.decode_ahead, a worker decodes on one core while its models run on
 another, so the `decode` stage is the time the models waited for frames, not decoding's cost.
 The run folder (and the profile's) is scratch: bench marks the folders it makes and replaces
-only those (or a new or empty one), so a mistyped --out never deletes a finished run.
+only those (or a new or empty one), so a mistyped --out never deletes a finished run, and empties
+them under their run lock, so never one another bench's extract is writing.
+The videos are measured under the lock their writers hold on their folder (`videos_held`).
 """
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing
 import resource
 import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mfhq.config import PipelineConfig
 from mfhq.decode import ClipDecoder, DecodeError, sample_indices
 from mfhq.errors import MfhqError
 from mfhq.extract import extract
+from mfhq.manifest.lock import CLAIM, LOCK
 from mfhq.manifest.views import connect
+from mfhq.plan import RunLock
 from mfhq.sources.folder import VIDEO_SUFFIXES
+from mfhq.unfinished import VideosLock
 
 log = logging.getLogger(__name__)
 # The mark bench leaves at the root of a scratch folder it made. A dot name: extract's check of
@@ -40,6 +48,28 @@ BENCH_MARKER = ".mfhq-bench-scratch"
 
 class BenchError(MfhqError, ValueError):
     """bench cannot run as asked: --out is not its own scratch folder, or --root holds no video."""
+
+
+@contextmanager
+def videos_held(root: Path, make_clips: bool) -> Iterator[None]:
+    """The lock of the folder of videos bench measures (mfhq.unfinished.VideosLock: the one a
+    render or a sample holds while it writes them), held from before --make-clips renders them
+    until the last read: a folder being written is refused in one line naming its writer, and no
+    render or sample starts rewriting the videos under the measurement. A folder this user may not
+    write into is measured without it: no mfhq of this user can write there either."""
+    from mfhq.benchclips import clips_lock
+
+    lock = clips_lock(root) if make_clips else VideosLock(root, command="mfhq bench")
+    try:
+        lock.acquire()
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        log.debug("%s: measured without its lock (%s)", root, exc)
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def _videos(root: Path) -> list[Path]:
@@ -73,15 +103,18 @@ def check_root_outside(root: Path | None, out: Path, option: str = "--out") -> N
 
 
 def replace_scratch(out: Path, option: str = "--out") -> None:
-    """Empty a scratch folder bench made (or make a new one) and mark it as bench's."""
+    """Empty a scratch folder bench made (or make a new one) and mark it as bench's. Emptied under
+    its run lock: a folder another bench's extract is writing (the default --out is every bench's)
+    is refused in one line naming it, not emptied under it."""
     out = Path(out)
     check_scratch(out, option)
     if out.is_dir():
-        for entry in out.iterdir():  # the folder itself stays: it may be the working folder
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
+        with RunLock(out, "mfhq bench"):
+            for entry in out.iterdir():  # the folder itself stays: it may be the working folder
+                if entry.is_dir() and not entry.is_symlink():
+                    shutil.rmtree(entry)
+                elif entry.name != LOCK and not entry.name.startswith((".tmp-lock-", CLAIM)):  # not the lock nor a try at it
+                    entry.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / BENCH_MARKER).write_text("A scratch run folder of `mfhq bench`: the next bench run replaces it.\n")
 

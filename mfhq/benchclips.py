@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 import av
@@ -28,8 +29,7 @@ import numpy as np
 
 from mfhq import sample
 from mfhq.manifest.io import atomic_write_json
-from mfhq.manifest.lock import FolderLock
-from mfhq.unfinished import CLIPS, finish, start
+from mfhq.unfinished import CLIPS, VideosLock, finish, partial, remove_leftovers, start
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
     background = _background(rng, size, photo)
     n_frames = max(1, int(round(seconds * FPS)))
     boxes = {}
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
+    tmp = partial(path)
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
@@ -117,14 +117,15 @@ def write_clip(path: Path, name: str, resolution: str, seconds: float, seed: int
             "n_frames": n_frames, "face_boxes": boxes}
 
 
-class ClipsLock(FolderLock):
-    """`ROOT/lock`: the `mfhq bench --make-clips` rendering into ROOT; another one is refused."""
-
-    what = "benchmark clips folder"
+def clips_lock(out: Path) -> VideosLock:
+    """`ROOT/lock` (mfhq.unfinished.VideosLock), as `mfhq bench --make-clips` holds it: ROOT made
+    if need be (the lock lives in it), the lock not yet taken."""
+    Path(out).mkdir(parents=True, exist_ok=True)
+    return VideosLock(out, command="mfhq bench --make-clips")
 
 
 def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.0, seed: int = 0,
-               slice_threads: bool = False) -> list[Path]:
+               slice_threads: bool = False, held: bool = False) -> list[Path]:
     """Writes out/bench-<resolution>-<i>.mp4 (n clips) and out/clips.json; returns the video paths.
 
     Clips already there with the same settings are reused, so repeated benchmarks skip the render.
@@ -133,22 +134,23 @@ def make_clips(out: Path, n: int, resolution: str = "1080p", seconds: float = 4.
     source), and the next call completes it. clips.json only ever names clips rendered with the
     settings it records (written again before each clip is rendered), so those are kept.
 
-    One render at a time: it holds the folder's lock (`out/lock`, mfhq.manifest.lock; no video
-    suffix, so the folder source never takes it for a clip) from before it reads clips.json until
-    the marker is gone, so a second render into the folder is refused (FolderInUse, naming the
-    holder) instead of removing the first's marker or clips while it writes. A lock left by a
-    killed render is taken over, with a warning."""
+    One writer at a time: it holds the folder's lock (`out/lock`, `clips_lock`: the lock a sample
+    holds on its videos/ too) from before it reads clips.json until the marker is gone, so a second
+    render or a sample into the folder is refused (FolderInUse, naming the holder) instead of
+    removing the first's marker or clips while it writes. `held`: the caller holds it already
+    (`mfhq bench`, which measures the clips under the same hold). A lock left by a killed render is
+    taken over, with a warning."""
     if resolution not in RESOLUTIONS:
         raise ValueError(f"unknown resolution {resolution!r}; use one of {', '.join(RESOLUTIONS)}")
     if n < 1:
         raise ValueError(f"--make-clips must be at least 1, got {n}")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)  # the lock lives in it
     wanted = {"resolution": resolution, "seconds": seconds, "seed": seed, "photos": sample.photo_provenance(),
               "slices": "one per encoder thread" if slice_threads else "one per frame"}
-    with ClipsLock(out):
+    with nullcontext() if held else clips_lock(out):
         start(out, CLIPS, f"mfhq bench --make-clips {n} --resolution {resolution} --seconds {seconds}"
               f"{' --slice-threads' if slice_threads else ''} --root {{folder}}")
+        remove_leftovers(out, ["clips.json", CLIPS.marker])  # what a killed render left (its clips: _render)
         paths = _render(out, n, wanted, slice_threads)
         finish(out, CLIPS)  # last: the folder is whole
     return paths

@@ -175,9 +175,10 @@ def bench(
     """Extract throughput beside decode-only throughput on the same clips, in one run."""
     import json
 
-    from mfhq.bench import format_report, profile_folder, profile_stages, run_bench
+    from mfhq.bench import format_report, profile_folder, profile_stages, run_bench, videos_held
 
-    _check_bench_folders(out, root or (Path("runs/bench-clips") / resolution if make_clips else None), profile)
+    root = root or (Path("runs/bench-clips") / resolution if make_clips else None)
+    _check_bench_folders(out, root, profile)
     if make_clips and not seconds > 0:  # a clip of no time would be measured as if it were one
         fail(f"--seconds {seconds}: the length of each generated clip must be more than 0")
     if make_clips:
@@ -185,21 +186,19 @@ def bench(
 
         if resolution not in RESOLUTIONS:
             fail(f"--resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
-        root = root or Path("runs/bench-clips") / resolution
-        try:
-            render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads)
-        except MfhqError as exc:  # another render holds the folder: one line
-            fail(str(exc))
-    if root is None or not Path(root).is_dir():
+    elif root is None or not Path(root).is_dir():
         fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
-    try:  # a bad preset, or a run that finds nothing to extract: one line, as every command says it
-        cfg = load_pipeline(pipeline)
-        if decode_ahead is not None:
-            cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
-        result = run_bench(root, cfg, out, workers)
-        if profile:
-            top = profile_stages(root, cfg, profile_folder(out))
-            result["profile_top"] = [[name, round(s, 3)] for name, s in top]
+    try:  # the folder in use, a bad preset, a run that finds nothing to extract: one line
+        with videos_held(root, bool(make_clips)):  # rendered and read under one hold: never rewritten meanwhile
+            if make_clips:
+                render_clips(root, make_clips, resolution, seconds, slice_threads=slice_threads, held=True)
+            cfg = load_pipeline(pipeline)
+            if decode_ahead is not None:
+                cfg = cfg.replace(run={"decode_ahead": "always" if decode_ahead else "never"})
+            result = run_bench(root, cfg, out, workers)
+            if profile:
+                top = profile_stages(root, cfg, profile_folder(out))
+                result["profile_top"] = [[name, round(s, 3)] for name, s in top]
     except MfhqError as exc:
         fail(str(exc))
     if json_out:

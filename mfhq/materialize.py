@@ -70,7 +70,7 @@ def materialize(manifest: Path, models_dir=None, workers: int = 1, device: str |
     if opened.crops == "pending" or (opened.crops == "materialized" and opened.remade_runs()):
         check_runs_unchanged(opened)  # so is a manifest older than its runs, before any lock or work
     try:
-        with ManifestLock(folder), sigterm_as_interrupt():
+        with ManifestLock(folder, "mfhq materialize"), sigterm_as_interrupt():
             return _materialize(folder, models_dir, max(1, workers), device, on_shard)
     except KeyboardInterrupt:
         raise MaterializeInterrupted(f"interrupted before any shard of {folder} was done; re-run the same "
@@ -104,7 +104,7 @@ def _materialize(folder: Path, models_dir, workers: int, device: str | None, on_
              summary.shards_skipped, len(todo))
     with ExitStack() as locks:
         for run in work:  # one writer per run folder: extract, or this
-            locks.enter_context(RunLock(run.run_dir))
+            locks.enter_context(RunLock(run.run_dir, "mfhq materialize"))
         check_runs_unchanged(opened)  # again, now that no extract can change them: the rows just read are theirs
         _remove_temp_files(todo, {w.name: w for w in work})
         provenance = _run(todo, _Runs({w.name: w for w in work}, table, models_dir), workers, markers, summary,

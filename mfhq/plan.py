@@ -215,4 +215,5 @@ class RunLock(FolderLock):
     with the manifest folders' lock)."""
 
     what = "run folder"
+    command = "mfhq extract"
     error = RunStateError

@@ -21,7 +21,8 @@ import cv2
 import numpy as np
 
 from mfhq.manifest.io import atomic_write_bytes
-from mfhq.sample_out import check_sample_out, lock_sample_out, mark_running, write_index
+from mfhq.sample_out import write_index, writing_sample
+from mfhq.unfinished import partial
 
 SAMPLE_FPS = 25
 SIZE = 512
@@ -196,7 +197,7 @@ def _render(frame: _Frame, bg: np.ndarray) -> np.ndarray:
 
 
 def _write_mp4(path: pathlib.Path, frames: list[_Frame], bg: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.partial.mp4")
+    tmp = partial(path)
     with av.open(str(tmp), "w", format="mp4") as container:
         stream = container.add_stream("libx264", rate=SAMPLE_FPS)
         stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "yuv420p"
@@ -282,9 +283,8 @@ def make_sample(out: pathlib.Path, seed: int = 0) -> dict:
     """Writes out/videos/*.mp4 and out/sample.json; returns the sample.json content as a dict."""
     out, rng, clips = pathlib.Path(out), np.random.default_rng(seed), []
     plans = _plan_clips(rng)
-    with lock_sample_out(out):  # held until the marker is gone: a second sample would remove it, or mix clips
-        check_sample_out(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")])
-        mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder for a whole sample
+    # locked until the marker is gone (another writer would remove it, or mix clips), checked, marked
+    with writing_sample(out, seed, [f"{name}.mp4" for name in (*plans, "corrupt", "empty")]):
         videos = out / "videos"
         for clip_id, (frames, conditions) in plans.items():
             first = frames[0].layers[0][0]

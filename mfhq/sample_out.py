@@ -1,31 +1,36 @@
-"""`mfhq sample --out DIR`: which folders the sample may be written into, its lock and its sample.json.
+"""`mfhq sample --out DIR`: which folders the sample may be written into, its locks and its sample.json.
 
-One `mfhq sample` at a time writes DIR: it holds DIR's lock (`DIR/lock`, mfhq.manifest.lock, the
-name every mfhq writer locks its folder with) from before it looks at DIR until the marker is
-removed, so a second one into DIR is refused in one line naming the holder, and never removes the
-first's marker or writes among its clips. The lock is beside sample.json, not in videos/: `extract
---root DIR/videos` never meets it, and it has no video suffix, so no folder source takes it for a
-clip. A lock left by a killed sample is taken over, with a warning (mfhq.manifest.lock's rule).
-The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), then
-DIR/videos/<clip>.mp4 (each under a "."-name, renamed when whole), then DIR/sample.json (by an
-atomic rename), and last removes the marker. While the marker is there the sample is not whole (a
-kill leaves it): the folder source refuses to read it, and the next `mfhq sample` writes every
-file again.
+One process at a time writes DIR: the sample holds DIR's lock (`DIR/lock`, mfhq.manifest.lock, the
+name every mfhq writer locks its folder with) and that of DIR/videos (`DIR/videos/lock`,
+mfhq.unfinished.VideosLock, which `mfhq bench --make-clips` holds on the folder it renders into
+and `mfhq bench` on the folder it measures) from before it looks at DIR until the marker is
+removed. So a second sample into DIR, a render into DIR or DIR/videos and a bench measuring
+either are refused in one line naming the holder, and never remove the sample's marker, write
+among its clips or read them half written. A lock has no video suffix, so no folder source takes
+it for a clip. A lock left by a killed sample is taken over, with a warning (mfhq.manifest.lock's
+rule).
+The sample writes its marker DIR/videos/.sample-running first (mfhq.unfinished.SAMPLE), removes
+the temporary files a killed sample left, then writes DIR/videos/<clip>.mp4 (each under a
+"."-name, renamed when whole), then DIR/sample.json (by an atomic rename), and last removes the
+marker. While the marker is there the sample is not whole (a kill leaves it): the folder source
+refuses to read it, and the next `mfhq sample` writes every file again.
 DIR is taken when it is new, empty, or a sample of the same --seed (written again: the same seed
 gives the same files, byte for byte). Refused in one line before anything is
 written: a folder holding anything else (another command's output: a run or manifest folder, or
 files of yours), since the sample would be written among them, and a sample of another --seed,
 whose videos would be replaced under any run extracted from them. Names starting with "." (the
-marker, the temporary files of an interrupted write) and the sample's own lock are not counted.
+marker, the temporary files of an interrupted write) and the sample's own locks are not counted.
 """
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from mfhq.manifest.io import OutputError, atomic_write_bytes, first_names
 from mfhq.manifest.lock import LOCK, FolderLock
-from mfhq.unfinished import SAMPLE, finish, start
+from mfhq.unfinished import SAMPLE, VideosLock, finish, remove_leftovers, start
 
 INDEX = "sample.json"
 GENERATOR = "mfhq.sample"
@@ -35,16 +40,29 @@ class SampleLock(FolderLock):
     """`DIR/lock`: the `mfhq sample` writing DIR; another one is refused."""
 
     what = "sample folder"
+    command = "mfhq sample"
 
 
-def lock_sample_out(out: Path) -> SampleLock:
-    """DIR's lock, not yet taken (DIR made if need be: the lock lives in it); OutputError where
-    --out is a file."""
+@contextmanager
+def writing_sample(out: Path, seed: int, videos: list[str]) -> Iterator[None]:
+    """DIR's locks held, DIR checked (`check_sample_out`), the marker written and the leftovers
+    of a killed sample removed: the sample of `seed` (`videos`: file names) may be written, until
+    `write_index`. OutputError where --out or its videos/ is a file; FolderInUse where another
+    process holds either lock."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out {out}: is a file; give the folder to write the sample into")
-    out.mkdir(parents=True, exist_ok=True)
-    return SampleLock(out)
+    out.mkdir(parents=True, exist_ok=True)  # the lock lives in it
+    with SampleLock(out):
+        if not (out / "videos").is_dir():  # checked before videos/ is made: a refused folder is left as it was
+            check_sample_out(out, seed, videos)
+            (out / "videos").mkdir(exist_ok=True)
+        with VideosLock(out / "videos", command="mfhq sample"):  # a writer of videos/ alone is named
+            check_sample_out(out, seed, videos)
+            mark_running(out, seed)  # first: until write_index removes it, no reader takes the folder as whole
+            remove_leftovers(out / "videos", [*videos, SAMPLE.marker])
+            remove_leftovers(out, [INDEX])
+            yield
 
 
 def _names(folder: Path) -> list[str]:
@@ -53,11 +71,11 @@ def _names(folder: Path) -> list[str]:
 
 def check_sample_out(out: Path, seed: int, videos: list[str]) -> None:
     """OutputError naming `out` unless the sample of `seed` (its `videos`: file names) may be
-    written there (see the module doc). Called with DIR's lock held (`lock_sample_out`, which
-    refuses a file and makes DIR): the lock is this sample's."""
+    written there (see the module doc). Called with DIR's locks held (`writing_sample`, which
+    refuses a file and makes DIR): the locks are this sample's."""
     out = Path(out)
-    foreign = [n for n in _names(out) if n not in ("videos", INDEX, LOCK)]
-    foreign += [f"videos/{n}" for n in _names(out / "videos") if n not in videos]
+    foreign = [n for n in _names(out) if n not in ("videos", INDEX, LOCK) or n == "videos" and (out / n).is_file()]
+    foreign += [f"videos/{n}" for n in _names(out / "videos") if n not in (*videos, LOCK)]
     if foreign:
         raise OutputError(f"--out {out}: holds files that are not the sample's ({first_names(foreign)}); the sample "
                           "would be written among them. Give a new or empty folder (nothing was written)")

@@ -8,6 +8,11 @@ each file meanwhile is written under a "."-name and renamed when whole. A kill b
 the marker: files may be missing (or, in a report, be the earlier report's), and a reader
 refuses the folder (`refusal`) while the command itself writes it again whole. The marker holds
 the command that does so. Its name starts with "." so no reader takes it for an output file.
+
+One process at a time writes a folder of videos, whichever command it is: `mfhq sample` (its
+videos/) and `mfhq bench --make-clips` (its --root) both hold the folder's `VideosLock`, so a
+sample and a render into one folder exclude each other as two of either do, and `mfhq bench`
+holds it while it measures the videos, so no render rewrites them under it.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mfhq.manifest.io import atomic_write_bytes
+from mfhq.manifest.lock import FolderLock
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,29 @@ REPORT = Output(".report-moving", "a report that `mfhq stats`", "report.html may
                 "or strips be the earlier report's", "mfhq stats --run RUN --out {folder}")
 OUTPUTS = {o.marker: o for o in (SAMPLE, CLIPS, REPORT)}
 VIDEO_MARKERS = frozenset({SAMPLE.marker, CLIPS.marker})  # the outputs a folder of videos may hold
+
+
+class VideosLock(FolderLock):
+    """`FOLDER/lock` of a folder of videos (the folder the SAMPLE and CLIPS markers go in): held by
+    the command writing the videos, or measuring them (`command`, as a refusal names it). It has no
+    video suffix, so the folder source never takes it for a clip."""
+
+    what = "videos folder"
+
+
+def partial(path: Path) -> Path:
+    """Where a video is written until it is whole (then renamed to `path`): a "."-name, which no
+    reader takes for a clip."""
+    return path.with_name(f".{path.stem}.partial{path.suffix}")
+
+
+def remove_leftovers(folder: Path, names: list[str]) -> None:
+    """The temporary files a killed write of these files left in `folder` (`partial` videos, and
+    mfhq.manifest.io's `.tmp-NAME-*`): never read, but litter. Called by their next writer, with
+    the folder's lock held: no write of them is under way."""
+    for name in names:
+        for left in [partial(Path(folder) / name), *Path(folder).glob(f".tmp-{name}-*")]:
+            left.unlink(missing_ok=True)
 
 
 def start(folder: Path, output: Output, again: str, **facts) -> None:

@@ -140,7 +140,7 @@ def cluster_sample(run_dirs: list[Path], out: Path, cfg: CurateConfig, pipeline:
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with ManifestLock(out), naming_damaged_shards(run_dirs):
+        with ManifestLock(out, "mfhq cluster-sample"), naming_damaged_shards(run_dirs):
             if check_target(out, run_dirs, cfg, force):  # again under the lock: what it finds is what is replaced
                 # its markers vouch for files in the other runs' folders: materialize plans anew
                 shutil.rmtree(out / MATERIALIZE, ignore_errors=True)

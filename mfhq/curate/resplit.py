@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 def resplit(folder: Path, cfg: CurateConfig) -> dict:
     """`mfhq split`: reassign train/test of existing manifests under another split config."""
     read_sidecar(folder)  # a folder that is not a manifest folder: named before the lock
-    with ManifestLock(folder):
+    with ManifestLock(folder, "mfhq split"):
         return _resplit(Path(folder), cfg)
 
 

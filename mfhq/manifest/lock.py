@@ -2,10 +2,13 @@
 
 `mfhq extract` locks its run folder (mfhq.plan.RunLock), `mfhq cluster-sample` and `mfhq split`
 their manifest folder, `mfhq stats` its report folder (mfhq.stats.staging.ReportLock), `mfhq
-sample` its --out (mfhq.sample_out.SampleLock), `mfhq bench --make-clips` its clips folder
-(mfhq.benchclips.ClipsLock). The lock also carries a token: whoever writes on the holder's behalf (a
+sample` its --out (mfhq.sample_out.SampleLock), and a folder of videos is locked by whoever
+writes or measures it (mfhq.unfinished.VideosLock: `mfhq sample` its videos/, `mfhq bench` its
+--root). The lock also carries a token: whoever writes on the holder's behalf (a
 runner, a Ray actor that may outlive its driver) checks before its writes that the lock still
 carries its driver's token, so a run taken over by a resumed one is never written twice at once.
+It records what holds the folder (the kind of folder, the command), so a refusal names the
+holder as it is, whatever the refused command meant to make of the folder.
 """
 from __future__ import annotations
 
@@ -75,7 +78,8 @@ def check_owner(folder: Path, token: str | None, what: str) -> None:
 
 
 class FolderLock:
-    """`FOLDER/lock`: {"pid", "host", "since", "token"} of the process writing the folder.
+    """`FOLDER/lock`: {"pid", "host", "since", "token", "what", "command"} of the process writing
+    the folder (`what` and `command`: a class's, or the ones given).
 
     Created with a hard link from a complete temporary file, so the lock either exists whole or
     not at all. A lock left by a dead process on this host is taken over (by at most one of the
@@ -83,18 +87,21 @@ class FolderLock:
     checked, so it is refused with its holder named.
     """
 
-    what = "folder"
+    what = "folder"  # the kind of folder the holder writes, as a refusal names it
+    command = ""     # the command that holds it ("": unsaid)
     error: type[Exception] = FolderInUse
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, command: str | None = None, what: str | None = None):
         self.folder = Path(folder)
+        self.command = self.command if command is None else command
+        self.what = what or self.what
         self.path = self.folder / LOCK
         self.held = False
         self.token = uuid.uuid4().hex
 
     def acquire(self) -> None:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "token": self.token}
+              "token": self.token, "what": self.what, "command": self.command}
         tmp = self.path.with_name(f".tmp-lock-{self.token}")  # per taker: threads of one process share a pid
         tmp.write_text(json.dumps(me))
         try:
@@ -119,9 +126,12 @@ class FolderLock:
             tmp.unlink(missing_ok=True)
 
     def _in_use(self, holder: dict, how: str) -> Exception:
-        return self.error(f"{self.path}: the {self.what} is {how} pid {holder.get('pid')} on host "
-                          f"{holder.get('host')} (since {holder.get('since')}); wait for it to finish, or, if "
-                          "that process is gone, delete the lock file")
+        """The refusal, naming the holder by its own lock: a lock of an older mfhq, which does not
+        say what holds it, is named "the folder"."""
+        command = f"{holder['command']}, " if holder.get("command") else ""
+        return self.error(f"{self.path}: the {holder.get('what') or 'folder'} is {how} pid {holder.get('pid')} on host "
+                          f"{holder.get('host')} ({command}since {holder.get('since')}); wait for it to finish, or, "
+                          "if that process is gone, delete the lock file")
 
     def release(self) -> None:
         if self.held:

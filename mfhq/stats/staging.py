@@ -33,6 +33,7 @@ class ReportLock(FolderLock):
     """`OUT/lock`: the `mfhq stats` writing the report folder; another one is refused."""
 
     what = "report folder"
+    command = "mfhq stats"
 
 
 def _running(folder: Path) -> bool:
