@@ -2,10 +2,14 @@
 
 A FaceBatch is one decoded chunk of one clip: its frames and every face detected in them, as
 flat arrays over faces. A face is alive while its drop reason is None; each stage works on the
-alive faces only and either fills their fields or drops them with a reason.
+alive faces only and either fills their fields or drops them with a reason. With embed.every > 1
+the embed stage may hold a chunk's last frames back (their faces' embeddings wait on a later
+frame, embed_schedule.py): the stages after it get them at the head of the clip's next batch, and
+the clip's last batch is then a `closing` one, with no frames of its own.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,8 +32,10 @@ class ClipState:
     verified_iou_sum: float = 0.0
     verified_nme_sum: float = 0.0
     verified_matched: int = 0            # checked frames where the detector found a face at all
-    # The embedding schedule's run into the next chunk (embed_schedule.Tail), or None.
+    # The embedding schedule's run into the next chunk (embed_schedule.Tail), or None, and the
+    # frames after its last embedded face (a FaceBatch, each frame one face of the run), or None.
     embed_tail: object = None
+    embed_held: "FaceBatch | None" = None
 
 
 @dataclass
@@ -59,6 +65,7 @@ class FaceBatch:
     drop_reason: list = None         # [F] str | None
     crops: dict = field(default_factory=dict)   # face -> [S, S, 3]
     masks: dict = field(default_factory=dict)   # face -> [S, S]
+    closing: bool = False            # the clip's end: no frames of its own (held-back frames follow)
 
     @property
     def n_faces(self) -> int:
@@ -71,6 +78,47 @@ class FaceBatch:
         for i in faces:
             if self.drop_reason[i] is None:
                 self.drop_reason[i] = reason
+
+    def frames_between(self, start: int, stop: int, copy: bool = False) -> "FaceBatch":
+        """Frames start..stop-1 with their faces (the stages' per-face fields as filled so far;
+        crops and masks are not carried). copy: the frames copied, so that a part kept for later
+        does not hold the whole chunk's frames."""
+        faces = np.flatnonzero((self.frame_pos >= start) & (self.frame_pos < stop))
+        frames = self.frames[start:stop]
+        part = dataclasses.replace(self, frame_indices=self.frame_indices[start:stop].copy(),
+                                   frames=frames.copy() if copy else frames, crops={}, masks={}, closing=False)
+        for name in _FACE_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                setattr(part, name, [value[i] for i in faces] if isinstance(value, list) else value[faces].copy())
+        part.frame_pos = self.frame_pos[faces] - start
+        return part
+
+    def clip_end(self) -> "FaceBatch":
+        """A batch of this one's clip with no frames that ends the clip (held-back frames go first)."""
+        return dataclasses.replace(self.frames_between(0, 0), closing=True)
+
+    def joined(self, later: "FaceBatch") -> "FaceBatch":
+        """This batch's frames then `later`'s, as one batch (`later`'s clip, state and flags):
+        only the per-face fields both have are kept."""
+        both = dataclasses.replace(later, frame_indices=np.concatenate([self.frame_indices, later.frame_indices]),
+                                   frames=np.concatenate([self.frames, later.frames]), crops={}, masks={})
+        for name in _FACE_FIELDS:
+            mine, theirs = getattr(self, name), getattr(later, name)
+            if mine is None or theirs is None:
+                setattr(both, name, None)
+            elif isinstance(mine, list):
+                setattr(both, name, mine + theirs)
+            else:
+                setattr(both, name, np.concatenate([mine, theirs]))
+        both.frame_pos = np.concatenate([self.frame_pos, later.frame_pos + len(self.frame_indices)]).astype(np.int64)
+        return both
+
+
+# FaceBatch fields with one entry per face (frames_between and joined carry them).
+_FACE_FIELDS = ("frame_pos", "face_index", "boxes", "landmarks", "landmarks68", "scores", "embeddings",
+                "embedded_from", "embedding_frames", "similarity", "transforms", "face_size", "out_of_frame",
+                "pose", "quality", "drop_reason")
 
 
 class Stage:

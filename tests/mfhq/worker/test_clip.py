@@ -33,7 +33,9 @@ def _count_model_calls(processor: ClipProcessor) -> list[int]:
 
 
 def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, tmp_path):
-    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2})
+    # Chunks of 3 sampled frames: a run of one face (embed.every 4) goes on across chunks, and the
+    # frames the schedule holds back meet other clips' chunks in the model calls.
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2, "chunk_frames": 3})
     clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
     processor = ClipProcessor(cfg, tmp_path / "one")
     processor.setup()
