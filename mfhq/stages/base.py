@@ -42,7 +42,7 @@ class ClipState:
 class FaceBatch:
     clip: Clip
     frame_indices: np.ndarray        # [T] indices in the video
-    frames: np.ndarray               # [T, H, W, 3] BGR uint8
+    frames: np.ndarray               # [T, H, W, 3] BGR uint8 (or Frames: held-back ones, then a chunk's)
     fps: float
     state: ClipState
     frame_pos: np.ndarray = None     # [F] which frame (0..T-1) each face is in
@@ -102,7 +102,7 @@ class FaceBatch:
         """This batch's frames then `later`'s, as one batch (`later`'s clip, state and flags):
         only the per-face fields both have are kept."""
         both = dataclasses.replace(later, frame_indices=np.concatenate([self.frame_indices, later.frame_indices]),
-                                   frames=np.concatenate([self.frames, later.frames]), crops={}, masks={})
+                                   frames=Frames([*_parts(self.frames), *_parts(later.frames)]), crops={}, masks={})
         for name in _FACE_FIELDS:
             mine, theirs = getattr(self, name), getattr(later, name)
             if mine is None or theirs is None:
@@ -113,6 +113,40 @@ class FaceBatch:
                 setattr(both, name, np.concatenate([mine, theirs]))
         both.frame_pos = np.concatenate([self.frame_pos, later.frame_pos + len(self.frame_indices)]).astype(np.int64)
         return both
+
+
+class Frames:
+    """Frames of a few arrays (held-back frames, then a chunk's) read as one [T, H, W, 3] array:
+    by index, by slice (views), len, shape; copy() joins them. FaceBatch.joined does not copy the
+    chunk, so the frames held back cost only themselves."""
+
+    def __init__(self, parts: list[np.ndarray]):
+        self.parts = [p for p in parts if len(p)] or parts[:1]
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+        self.shape = (int(self.starts[-1]), *self.parts[0].shape[1:])
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            assert step == 1, "frames are sliced in order"
+            return Frames([p[max(start - s, 0):max(stop - s, 0)] for p, s in zip(self.parts, self.starts)])
+        index = int(index) + (len(self) if index < 0 else 0)
+        part = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return self.parts[part][index - self.starts[part]]
+
+    def __iter__(self):
+        for part in self.parts:
+            yield from part
+
+    def copy(self) -> np.ndarray:
+        return np.concatenate(self.parts)
+
+
+def _parts(frames) -> list[np.ndarray]:
+    return frames.parts if isinstance(frames, Frames) else [frames]
 
 
 # FaceBatch fields with one entry per face (frames_between and joined carry them).
