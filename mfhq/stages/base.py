@@ -53,8 +53,8 @@ class FaceBatch:
     scores: np.ndarray = None        # [F]
     embeddings: np.ndarray = None    # [F, D]
     embedded_from: np.ndarray = None # [F] the face whose embedder output each face holds (itself, or
-                                     # a face of the same track: embed.every > 1; -1: the previous
-                                     # chunk's last face); None: itself
+                                     # a face of the same track: embed.every > 1; -1: a face of
+                                     # the clip's previous batch); None: itself
     embedding_frames: np.ndarray = None  # [F] the video frame index of that face
     similarity: np.ndarray = None    # [F]
     transforms: np.ndarray = None    # [F, 2, 3] source -> crop
