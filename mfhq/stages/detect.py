@@ -127,6 +127,8 @@ class EmbedStage(ModelStage):
         plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look, tail, b.closing)
                  for b, c, tail in zip(batches, crops, tails)]
         done = [np.zeros(b.n_faces, bool) for b in batches]
+        for batch in batches:  # made afresh (a batch redone alone after a grouped call failed has some)
+            batch.embeddings = None
         self._embed(batches, crops, [plan.now for plan in plans], done)
         reuses, more = [], []
         for batch, plan, mask, tail in zip(batches, plans, done, tails):

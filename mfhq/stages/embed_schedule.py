@@ -63,8 +63,8 @@ def runs_of_one_face(batch: FaceBatch, crops: np.ndarray, track_iou: float, trac
                      tail: Tail | None = None) -> list[list[int]]:
     """Runs (lists of face indices, in frame order) of consecutive sampled frames with exactly one
     face each, every face overlapping the one before it by at least `track_iou` and its aligned
-    crop correlating with that one's by at least `track_look`. A run that continues the previous
-    chunk's `tail` starts with VIRTUAL."""
+    crop correlating with that one's by at least `track_look`. A run that goes on from the clip's
+    previous batch (`tail`) starts with VIRTUAL."""
     counts = np.bincount(batch.frame_pos, minlength=len(batch.frame_indices)) if batch.n_faces else []
     first_face = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int) if len(counts) else []
     runs: list[list[int]] = []
@@ -85,7 +85,7 @@ def runs_of_one_face(batch: FaceBatch, crops: np.ndarray, track_iou: float, trac
         current.append(face)
         previous_box, previous_look = box, look
     runs.append(current)
-    # A tail the chunk's first face does not continue is no run.
+    # A tail the batch's first face does not continue is no run.
     return [run for run in runs if run and run != [VIRTUAL]]
 
 
