@@ -4,8 +4,9 @@ A FaceBatch is one decoded chunk of one clip: its frames and every face detected
 flat arrays over faces. A face is alive while its drop reason is None; each stage works on the
 alive faces only and either fills their fields or drops them with a reason. With embed.every > 1
 the embed stage may hold a chunk's last frames back (their faces' embeddings wait on a later
-frame, embed_schedule.py): the stages after it get them at the head of the clip's next batch, and
-the clip's last batch is then a `closing` one, with no frames of its own.
+frame, embed_schedule.py): the stages after it get them at the head of the clip's next batch.
+The clip's last chunk comes `closing` (its runs end there); where the stream ended early, a
+closing batch with no frames of its own follows the last one read, for the held frames.
 """
 from __future__ import annotations
 
@@ -65,7 +66,7 @@ class FaceBatch:
     drop_reason: list = None         # [F] str | None
     crops: dict = field(default_factory=dict)   # face -> [S, S, 3]
     masks: dict = field(default_factory=dict)   # face -> [S, S]
-    closing: bool = False            # the clip's end: no frames of its own (held-back frames follow)
+    closing: bool = False            # the clip's last sampled frames: runs of one face end here
 
     @property
     def n_faces(self) -> int:
