@@ -46,13 +46,17 @@ def _who(plan, frame: int):
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory):
-    """Face rows per (clip, every) from one processor per schedule."""
+def clips(tmp_path_factory) -> list[Clip]:
     folder = tmp_path_factory.mktemp("schedule")
-    clips = []
     for name, plan in PLANS.items():
         _render(folder / f"{name}.mp4", plan)
-        clips.append(Clip("folder", name, folder / f"{name}.mp4", name))
+    return [Clip("folder", name, folder / f"{name}.mp4", name) for name in PLANS]
+
+
+@pytest.fixture(scope="module")
+def rows(clips, tmp_path_factory):
+    """Face rows per (clip, every) from one processor per schedule."""
+    folder = tmp_path_factory.mktemp("runs")
     out = {}
     # (every, chunk frames): "4/5" cuts the 12 sampled frames into chunks of 5, 5 and 2, "4/1"
     # into 12 chunks of one frame, so runs must go on across chunk boundaries.
@@ -141,3 +145,33 @@ def test_a_reused_embedding_comes_from_the_same_person_and_is_recorded(rows, nam
     assert all(r["embedding_frame"] == r["frame_index"] for r in rows[name, 1])
     # The saving on these clips: at most about half the faces went through the embedder.
     assert len({r["embedding_frame"] for r in scheduled}) <= 0.6 * len(scheduled)
+
+
+def test_a_clip_holds_back_at_most_every_minus_one_frames_of_its_own(clips, tmp_path, monkeypatch):
+    """The frames whose embeddings wait on a later chunk cost little memory: at most every - 1 of
+    a clip (3 here), copied out of their chunk so that they do not keep it alive, and the chunk
+    they join is not copied either."""
+    from mfhq.stages import detect
+
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"chunk_frames": 1})
+    processor = ClipProcessor(cfg, tmp_path)
+    processor.setup()
+    embed = next(s for s in processor.stages if s.name == "embed")
+    original, held, joined = embed.call_many, [], []
+
+    def watching(batches):
+        chunks = [b.frames for b in batches]
+        out = original(batches)
+        for batch, chunk, kept in zip(batches, chunks, out):
+            if batch.state.embed_held is not None:
+                held.append(len(batch.state.embed_held.frames))
+                assert not np.shares_memory(np.asarray(batch.state.embed_held.frames), chunk)
+            if len(kept.frames) > 1:  # a chunk of one frame joined by held ones
+                joined.append(np.shares_memory(kept.frames[len(kept.frames) - 1], chunk))
+        return out
+
+    monkeypatch.setattr(embed, "call_many", watching)
+    faces, row = processor.process(clips[list(PLANS).index("still")])
+    assert row["status"] == "ok" and len(faces) == 12
+    assert held and max(held) == cfg.embed.every - 1
+    assert joined and all(joined)
