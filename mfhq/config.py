@@ -35,10 +35,13 @@ SCHEDULE_OPTIONS = ("every", "track_iou", "track_look", "reuse_similarity")
 # Options of the decode section that change how a row is made, not what it holds, left out: the
 # watchdog's bound (it decides only which clips end as `timeout` rows, the transient status that
 # `--retry timeout` redoes, typically under a longer bound; run.clip_timeout_s is not fingerprinted
-# either) and, while `embed.every` is 1, the chunk size (a clip's state runs across its chunks: rows
-# checked equal for chunks of 1, 2, 5 and 16 frames). An earlier mfhq fingerprinted them: a run it
-# made resumes all the same (mfhq.plan.earlier_fingerprint).
-HOW_NOT_WHAT = "decode.timeout_s, and decode.chunk_frames while embed.every is 1"
+# either) and the chunk size (a clip's state, and with embed.every > 1 its embedding schedule, run
+# across its chunks: rows checked equal for chunks of 1, 2, 5 and 16 frames). An earlier mfhq
+# fingerprinted them: a run it made resumes all the same (mfhq.plan.earlier_fingerprint), except
+# one with embed.every > 1, whose schedule started over at each chunk (SCHEDULE_PER_CHUNK).
+HOW_NOT_WHAT = "decode.timeout_s and decode.chunk_frames"
+SCHEDULE_PER_CHUNK = ("an earlier mfhq made it with embed.every > 1, whose embedding schedule started over at each "
+                      "decode chunk: its rows' embeddings differ from this version's, which plans each clip whole")
 
 
 @dataclass(frozen=True)
@@ -116,9 +119,8 @@ def fingerprinted(content: dict[str, Any]) -> dict[str, Any]:
         for option in SCHEDULE_OPTIONS:
             content["embed"].pop(option, None)
     if isinstance(content.get("decode"), dict):
-        content["decode"].pop("timeout_s", None)  # HOW_NOT_WHAT
-        if one_by_one:
-            content["decode"].pop("chunk_frames", None)
+        for option in ("timeout_s", "chunk_frames"):  # HOW_NOT_WHAT
+            content["decode"].pop(option, None)
     if content.get("align", {}).get("crops") == "extract":  # the one pass: runs made before the option resume
         content["align"].pop("crops")
     return content

@@ -14,7 +14,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from mfhq.config import HOW_NOT_WHAT, PipelineConfig, fingerprint_of
+from mfhq.config import HOW_NOT_WHAT, SCHEDULE_PER_CHUNK, PipelineConfig, fingerprint_of
 from mfhq.errors import MfhqError
 from mfhq.manifest.io import atomic_write_json
 from mfhq.manifest.lock import FolderLock
@@ -97,6 +97,7 @@ def check_resume(previous: dict | None, run_path: Path, cfg: PipelineConfig, mod
         from mfhq.config_diff import config_differences
 
         differ = config_differences(previous.get("config") or {}, cfg) or [
+            SCHEDULE_PER_CHUNK if made_per_chunk(previous, cfg) else
             f"fingerprint {previous.get('config_fingerprint')} in the run, {cfg.fingerprint()} now"]
         raise RunMismatch(
             f"{run_path}: this run was made with another pipeline config ({'; '.join(differ)}); resuming would "
@@ -135,7 +136,22 @@ def _check_videos(previous: dict, run_path: Path, source: str, root: Path, force
 def earlier_fingerprint(previous: dict | None, cfg: PipelineConfig) -> str | None:
     """The run's recorded fingerprint where it differs from cfg's only because an earlier mfhq
     also fingerprinted options that change no row (mfhq.config.HOW_NOT_WHAT): the config the run
-    recorded fingerprints as cfg does today. None otherwise."""
+    recorded fingerprints as cfg does today, and the rows are cfg's (not made_per_chunk). None
+    otherwise."""
+    earlier = _earlier_rule(previous, cfg)
+    return None if earlier is None or cfg.embed.every > 1 else earlier
+
+
+def made_per_chunk(previous: dict | None, cfg: PipelineConfig) -> bool:
+    """A run an earlier mfhq made with cfg's options and embed.every > 1: its embedding schedule
+    started over at each decode chunk (mfhq.config.SCHEDULE_PER_CHUNK), so its rows are not
+    cfg's, though its config fingerprints as cfg does today."""
+    return cfg.embed.every > 1 and _earlier_rule(previous, cfg) is not None
+
+
+def _earlier_rule(previous: dict | None, cfg: PipelineConfig) -> str | None:
+    """The run's recorded fingerprint where it is not cfg's but the config the run recorded
+    fingerprints as cfg does today: an earlier mfhq's rule made it."""
     recorded, config = (previous or {}).get("config_fingerprint"), (previous or {}).get("config")
     now = cfg.fingerprint()
     if recorded and recorded != now and isinstance(config, dict) and fingerprint_of(config) == now:

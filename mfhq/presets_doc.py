@@ -76,7 +76,7 @@ def _fingerprint_note(section: str) -> str:
         note += f" While `every` is 1, {', '.join(f'`{name}`' for name in SCHEDULE_OPTIONS)} are left out of it."
     if section == "decode":
         note += (" Left out of it, as they change how a row is made and not what it holds: `timeout_s` (a longer "
-                 "bound for `extract --retry timeout`), and `chunk_frames` while `embed.every` is 1.")
+                 "bound for `extract --retry timeout`) and `chunk_frames`.")
     return note
 
 

@@ -9,7 +9,7 @@ from mfhq.geometry import box_iou
 from mfhq.models import create_backend
 from mfhq.models.base import Detections
 from mfhq.stages.base import FaceBatch, ModelStage
-from mfhq.stages.embed_schedule import VIRTUAL, chunk_tail, first_pass, second_pass
+from mfhq.stages.embed_schedule import VIRTUAL, first_pass, next_tail, second_pass
 
 
 class DetectStage(ModelStage):
@@ -103,8 +103,10 @@ class EmbedStage(ModelStage):
     """The identity embedding of every face, on a 112 px ArcFace-aligned crop: by the embedder,
     or with `every` > 1 copied along a run of one tracked face (see `embed_schedule`).
     `batch.embedded_from[i]` is the face whose embedder output face i holds (i itself when it
-    went through the embedder, VIRTUAL for the previous chunk's last face), and
-    `batch.embedding_frames[i]` that face's frame in the video."""
+    went through the embedder, VIRTUAL for a face of an earlier batch), and
+    `batch.embedding_frames[i]` that face's frame in the video. With `every` > 1 the batch it
+    returns may start with frames the clip's previous batch held back, and end before the
+    batch's own last frames, which it holds back in turn (embed_schedule)."""
 
     name = "embed"
 
@@ -116,34 +118,38 @@ class EmbedStage(ModelStage):
         """The faces each batch's plan names go through the embedder in one call for all batches
         (GPU batching across clips), then the faces between disagreeing run anchors in a second."""
         cfg, template = self.cfg, arcface_template(112)
+        if cfg.every > 1:
+            batches = [_after_held(b) for b in batches]
         crops = [np.stack([warp(b.frames[pos], similarity_transform(points, template), 112)
                            for pos, points in zip(b.frame_pos, b.landmarks)])
                  if b.n_faces else np.zeros((0, 112, 112, 3), np.uint8) for b in batches]
         tails = [b.state.embed_tail if cfg.every > 1 else None for b in batches]
-        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look, tail)
+        plans = [first_pass(b, c, cfg.every, cfg.track_iou, cfg.track_look, tail, b.closing)
                  for b, c, tail in zip(batches, crops, tails)]
         done = [np.zeros(b.n_faces, bool) for b in batches]
-        self._embed(batches, crops, [now for now, _ in plans], done)
+        for batch in batches:  # made afresh (a batch redone alone after a grouped call failed has some)
+            batch.embeddings = None
+        self._embed(batches, crops, [plan.now for plan in plans], done)
         reuses, more = [], []
-        for batch, (_, runs), mask, tail in zip(batches, plans, done, tails):
-            extra, reuse = second_pass(runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity, tail)
+        for batch, plan, mask, tail in zip(batches, plans, done, tails):
+            extra, reuse = second_pass(plan.runs, batch.embeddings, mask, cfg.every, cfg.reuse_similarity, tail)
             more.append(extra)
             reuses.append(reuse)
         if any(more):
             self._embed(batches, crops, more, done)
-        for batch, reuse, tail, batch_crops in zip(batches, reuses, tails, crops):
+        for batch, reuse, tail in zip(batches, reuses, tails):
             batch.embedded_from = np.arange(batch.n_faces)
             batch.embedding_frames = np.asarray(batch.frame_indices, np.int64)[batch.frame_pos]
             for face, source in reuse.items():
-                if source == VIRTUAL:  # the previous chunk's last face
+                if source == VIRTUAL:  # the run's last k-th face before this batch
                     batch.embeddings[face] = tail.embedding
                     batch.embedding_frames[face] = tail.frame_index
                 else:
                     batch.embeddings[face] = batch.embeddings[source]
                     batch.embedding_frames[face] = batch.embedding_frames[source]
                 batch.embedded_from[face] = source
-            if cfg.every > 1:
-                batch.state.embed_tail = chunk_tail(batch, batch_crops)
+        if cfg.every > 1:
+            batches = [_hold_back(*args) for args in zip(batches, crops, plans, tails)]
         return batches
 
     def _embed(self, batches: list[FaceBatch], crops: list[np.ndarray], faces: list[list[int]],
@@ -153,8 +159,28 @@ class EmbedStage(ModelStage):
         embeddings = self.backend.embed(stacked)
         start = 0
         for batch, chosen, mask in zip(batches, faces, done):
-            if not mask.any():  # the first call for this batch (the first pass names its first face)
+            if batch.embeddings is None:  # the first call for this batch
                 batch.embeddings = np.zeros((batch.n_faces, *embeddings.shape[1:]), np.float32)
             batch.embeddings[chosen] = embeddings[start:start + len(chosen)]
             mask[chosen] = True
             start += len(chosen)
+
+
+def _after_held(batch: FaceBatch) -> FaceBatch:
+    """The frames the clip's previous batch held back, then this batch's."""
+    held, batch.state.embed_held = batch.state.embed_held, None
+    return batch if held is None else held.joined(batch)
+
+
+def _hold_back(batch: FaceBatch, crops: np.ndarray, plan, tail) -> FaceBatch:
+    """The part of the batch the later stages get now; the frames the plan leaves undecided go to
+    the clip's state (copied: a few frames must not hold the whole chunk)."""
+    state = batch.state
+    state.embed_tail = next_tail(batch, crops, plan, tail)
+    n_frames = len(batch.frame_indices)
+    if plan.held_from == n_frames:
+        return batch
+    held = batch.frames_between(plan.held_from, n_frames, copy=True)
+    held.embeddings = held.embedded_from = held.embedding_frames = None  # decided with the next batch
+    state.embed_held = held
+    return batch.frames_between(0, plan.held_from)

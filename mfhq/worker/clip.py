@@ -155,6 +155,7 @@ class ClipProcessor:
         return False
 
     def _run_stages(self, runs: list[_ClipRun], on_phase) -> None:
+        before = [vars(r.batch.state).copy() for r in runs]  # stages replace a state's fields, never change them
         try:
             self._through(runs)
         except Exception as exc:
@@ -165,7 +166,8 @@ class ClipProcessor:
                 return
             # A grouped call failed: redo each clip alone so only the clip at fault gets an
             # error row (a rare path: a stage bug on one clip's frames).
-            for run in runs:
+            for run, state in zip(runs, before):
+                vars(run.batch.state).update(state)  # from where the grouped call began
                 on_phase(run.clip.key, "process")  # alone: a death now is this clip's
                 try:
                     self._through([run])
@@ -232,12 +234,14 @@ class ClipProcessor:
                 if chunk is None:
                     break
                 n_read += len(chunk.frames)  # the frames delivered: fewer than asked where the stream ended
-                batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state)
-                chunk = None  # let go of the frames before the next read: two chunks held at most
+                batch = yield FaceBatch(clip, np.asarray(chunk.indices[: len(chunk.frames)]), chunk.frames, info.fps, state,
+                                        closing=n_read == len(opened.indices))  # the clip's last sampled frame
                 started = time.perf_counter()
                 rows.extend(self._rows(batch, info))
-                batch = None
+                batch = chunk = None  # let go of the frames before the next read: two chunks held at most
                 timings["write"] += time.perf_counter() - started
+            if state.embed_held is not None:  # the stream ended early: the held frames' run (embed.every > 1) ends here
+                rows.extend(self._rows((yield state.embed_held.clip_end()), info))
         finally:
             if isinstance(chunks, DecodeAhead):
                 chunks.close()  # a read may still be in flight (the clip failed in a stage)

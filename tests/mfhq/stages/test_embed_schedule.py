@@ -46,17 +46,21 @@ def _who(plan, frame: int):
 
 
 @pytest.fixture(scope="module")
-def rows(tmp_path_factory):
-    """Face rows per (clip, every) from one processor per schedule."""
+def clips(tmp_path_factory) -> list[Clip]:
     folder = tmp_path_factory.mktemp("schedule")
-    clips = []
     for name, plan in PLANS.items():
         _render(folder / f"{name}.mp4", plan)
-        clips.append(Clip("folder", name, folder / f"{name}.mp4", name))
+    return [Clip("folder", name, folder / f"{name}.mp4", name) for name in PLANS]
+
+
+@pytest.fixture(scope="module")
+def rows(clips, tmp_path_factory):
+    """Face rows per (clip, every) from one processor per schedule."""
+    folder = tmp_path_factory.mktemp("runs")
     out = {}
-    # (every, chunk frames): "4/5" cuts the 12 sampled frames into chunks of 5, 5 and 2, so runs
-    # must go on across chunk boundaries.
-    for every, chunk in ((1, 16), (1, 5), (4, 16), (4, 5)):
+    # (every, chunk frames): "4/5" cuts the 12 sampled frames into chunks of 5, 5 and 2, "4/1"
+    # into 12 chunks of one frame, so runs must go on across chunk boundaries.
+    for every, chunk in ((1, 16), (1, 5), (4, 16), (4, 5), (4, 2), (4, 1)):
         cfg = load_pipeline(SAMPLE_PRESET).replace(embed={"every": every}, decode={"chunk_frames": chunk})
         processor = ClipProcessor(cfg, folder / f"run-{every}-{chunk}")
         processor.setup()
@@ -68,14 +72,17 @@ def rows(tmp_path_factory):
     return out
 
 
-SCHEDULES = (4, "4/5")  # every 4 in one chunk; every 4 in chunks of 5 sampled frames
+SCHEDULES = (4, "4/5", "4/1")  # every 4 in one chunk; in chunks of 5 sampled frames; of 1
 
 
+@pytest.mark.parametrize("chunked", ["1/5", "4/5", "4/2", "4/1"])
 @pytest.mark.parametrize("name", sorted(PLANS))
-def test_embedding_every_face_the_rows_do_not_depend_on_the_chunk_size(rows, name):
-    """Why `decode.chunk_frames` is left out of the run's fingerprint while `embed.every` is 1
-    (mfhq.config): each clip's state (its person, tracks) runs on across its chunks."""
-    whole, chunked = rows[name, 1], rows[name, "1/5"]
+def test_the_rows_do_not_depend_on_the_chunk_size(rows, name, chunked):
+    """Why `decode.chunk_frames` is left out of the run's fingerprint (mfhq.config): each clip's
+    state (its person, tracks) runs on across its chunks, and so does the embedding schedule
+    (embed.every 4, the sample preset's): the same faces embedded, the same reused, the same
+    embeddings and embedding frames, the same kept faces, in chunks of 1, 2, 5 or 16 frames."""
+    whole, chunked = rows[name, int(chunked[0])], rows[name, chunked]
     assert whole
     for one, other in zip(whole, chunked, strict=True):
         assert one.keys() == other.keys()
@@ -103,24 +110,24 @@ def test_the_schedule_keeps_the_faces_embedding_every_face_keeps(rows, name, sch
 
 
 def test_a_run_goes_on_across_chunks_without_restarting(rows):
-    """One person all along, 12 sampled frames: in one chunk the embedder sees sampled frames 0,
-    4, 8 and 11 of the run; in chunks of 5, 5 and 2 each chunk's last face is embedded too (4
-    and 9: a chunk's rows are written before the next one is read), but no chunk starts over:
-    the faces after a boundary reuse the face before it. 5 embedder calls, not the 6 of runs
-    that restart at every chunk (0, 4 | 5, 9 | 10, 11)."""
-    one_chunk, chunked = rows["still", 4], rows["still", "4/5"]
-    sampled = [r["frame_index"] for r in one_chunk]
-    assert len(sampled) == 12 and [r["frame_index"] for r in chunked] == sampled
+    """One person all along, 12 sampled frames: the embedder sees sampled frames 0, 4, 8 and 11
+    of the run (its first, every 4th, its last) whatever the chunks: in chunks of 5 the faces
+    after frame 4 wait for frame 8, those after 8 for the run's end, in the next chunks (4
+    embedder calls, not the 6 of runs that restart at every chunk: 0, 4 | 5, 9 | 10, 11)."""
+    sampled = [r["frame_index"] for r in rows["still", 4]]
+    assert len(sampled) == 12
 
     def embedded(scheduled):
         return sorted({r["embedding_frame"] for r in scheduled})
 
-    assert embedded(one_chunk) == [sampled[k] for k in (0, 4, 8, 11)]
-    assert embedded(chunked) == [sampled[k] for k in (0, 4, 8, 9, 11)]
-    by_frame = {r["frame_index"]: r for r in chunked}
-    assert by_frame[sampled[5]]["embedding_frame"] == sampled[4]  # from the chunk before
-    assert by_frame[sampled[10]]["embedding_frame"] == sampled[9]
-    assert by_frame[sampled[5]]["embedding"] == by_frame[sampled[4]]["embedding"]
+    for schedule in SCHEDULES:
+        chunked = rows["still", schedule]
+        assert [r["frame_index"] for r in chunked] == sampled
+        assert embedded(chunked) == [sampled[k] for k in (0, 4, 8, 11)], schedule
+        by_frame = {r["frame_index"]: r for r in chunked}
+        assert by_frame[sampled[5]]["embedding_frame"] == sampled[4]  # across the boundary of chunks of 5
+        assert by_frame[sampled[10]]["embedding_frame"] == sampled[11]  # from the next chunk
+        assert by_frame[sampled[10]]["embedding"] == by_frame[sampled[11]]["embedding"]
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES)
@@ -138,3 +145,33 @@ def test_a_reused_embedding_comes_from_the_same_person_and_is_recorded(rows, nam
     assert all(r["embedding_frame"] == r["frame_index"] for r in rows[name, 1])
     # The saving on these clips: at most about half the faces went through the embedder.
     assert len({r["embedding_frame"] for r in scheduled}) <= 0.6 * len(scheduled)
+
+
+def test_a_clip_holds_back_at_most_every_minus_one_frames_of_its_own(clips, tmp_path, monkeypatch):
+    """The frames whose embeddings wait on a later chunk cost little memory: at most every - 1 of
+    a clip (3 here), copied out of their chunk so that they do not keep it alive, and the chunk
+    they join is not copied either."""
+    from mfhq.stages import detect
+
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"chunk_frames": 1})
+    processor = ClipProcessor(cfg, tmp_path)
+    processor.setup()
+    embed = next(s for s in processor.stages if s.name == "embed")
+    original, held, joined = embed.call_many, [], []
+
+    def watching(batches):
+        chunks = [b.frames for b in batches]
+        out = original(batches)
+        for batch, chunk, kept in zip(batches, chunks, out):
+            if batch.state.embed_held is not None:
+                held.append(len(batch.state.embed_held.frames))
+                assert not np.shares_memory(np.asarray(batch.state.embed_held.frames), chunk)
+            if len(kept.frames) > 1:  # a chunk of one frame joined by held ones
+                joined.append(np.shares_memory(kept.frames[len(kept.frames) - 1], chunk))
+        return out
+
+    monkeypatch.setattr(embed, "call_many", watching)
+    faces, row = processor.process(clips[list(PLANS).index("still")])
+    assert row["status"] == "ok" and len(faces) == 12
+    assert held and max(held) == cfg.embed.every - 1
+    assert joined and all(joined)

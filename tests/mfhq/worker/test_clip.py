@@ -33,7 +33,9 @@ def _count_model_calls(processor: ClipProcessor) -> list[int]:
 
 
 def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, tmp_path):
-    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2})
+    # Chunks of 3 sampled frames: a run of one face (embed.every 4) goes on across chunks, and the
+    # frames the schedule holds back meet other clips' chunks in the model calls.
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2, "chunk_frames": 3})
     clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
     processor = ClipProcessor(cfg, tmp_path / "one")
     processor.setup()
@@ -61,6 +63,32 @@ def test_clips_batched_together_give_the_rows_of_one_clip_at_a_time(sample_dir, 
     assert together.keys() == alone.keys() and together == alone
     assert sorted(p.relative_to(tmp_path / "many") for p in (tmp_path / "many").rglob("*.jpg")) == \
         sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.jpg"))
+
+
+def test_a_grouped_call_that_fails_redoes_each_clip_alone_from_where_it_was(sample_dir, tmp_path):
+    """A stage that fails on a group of clips (a bug on one clip's frames) runs again on each clip
+    alone, from the clip's state before the grouped call, though the stages before the failing
+    one had moved it on: the rows are those of one clip at a time (no frame the embedding
+    schedule held back is lost or doubled, the identity anchor is not fed twice)."""
+    cfg = load_pipeline(SAMPLE_PRESET).replace(decode={"fps": 2, "chunk_frames": 3})
+    clips = [c for c in get_source("folder", sample_dir / "videos").scan() if isinstance(c, Clip)]
+    processor = ClipProcessor(cfg, tmp_path / "one")
+    processor.setup()
+    alone = _process(processor, clips)
+    pose = next(s for s in processor.stages if s.name == "pose")  # after embed and identity
+    original, failed = pose.call_many, []
+
+    def failing_grouped(batches):
+        if len(batches) > 1:
+            failed.append(len(batches))
+            raise RuntimeError("a stage bug on grouped frames")
+        return original(batches)
+
+    pose.call_many = failing_grouped
+    processor.batch_frames = 40
+    processor.run_dir = tmp_path / "many"
+    together = _process(processor, clips)
+    assert failed and together == alone
 
 
 def _has_cuda() -> bool:
