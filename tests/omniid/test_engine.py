@@ -92,7 +92,7 @@ DDP_FLAGS = ["--steps", "2", "--save-every", "1", "--eval-every", "100"]  # MTD'
 @pytest.fixture(scope="module")  # one launch (~45 s on 2 cores) for both DDP tests
 def ddp_run(sample_manifest, tmp_path_factory) -> Path:
     """One tiny run of 2 steps under torch.distributed.run: 2 CPU processes (gloo), 2 identities
-    each a step, each item's MTD masks its own (`omniid.draws.mask_key`: of seed and draw index)."""
+    each a step, each item's MTD masks its own (`omniid.draws.item_key`: of seed and draw index)."""
     out = tmp_path_factory.mktemp("ddp") / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO / "train"), str(REPO), os.environ.get("PYTHONPATH", "")])}

@@ -86,6 +86,18 @@ def test_flow_resume_gives_the_same_next_losses(sample_manifest, mtd_run, tmp_pa
     assert len(set(straight.values())) == 4  # the losses do move, so equality means something
 
 
+def test_a_flow_step_is_the_same_however_its_items_are_split(sample_manifest, mtd_run, tmp_path):
+    """Two identities a step in one micro-batch, or in two of one (--grad-accum 2, as two DDP
+    processes would read them): each item draws its own t and noise (its key: seed and draw
+    index), so the steps' losses agree; drawn per micro-batch, they differed."""
+    common = ["--init-from", str(mtd_run), "--steps", "2", "--save-every", "100"]
+    assert main(flow_args(sample_manifest, tmp_path / "whole", *common, "--batch-size", "2")) == 0
+    assert main(flow_args(sample_manifest, tmp_path / "split", *common, "--batch-size", "1", "--grad-accum", "2")) == 0
+    whole, split = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    assert sorted(whole) == [1, 2]
+    assert [split[s] for s in (1, 2)] == pytest.approx([whole[s] for s in (1, 2)], rel=1e-6)
+
+
 def test_bad_init_from_names_the_path(sample_manifest, mtd_run, tmp_path, caplog):
     absent = tmp_path / "no-such-run"
     assert main(flow_args(sample_manifest, tmp_path / "a", "--init-from", str(absent), "--steps", "1")) == 2

@@ -33,7 +33,7 @@ def bad_crops_error(bad: dict[str, str], limit: int) -> BadCropsError:
 def collate(items: list[dict]) -> dict:
     """Pads inputs (and `identity_inputs` where the items carry them) to the largest M; `input_valid`
     [B, M] marks the real ones (key padding). `masks` only when the items carry them; the crops'
-    paths as lists per identity; `mask_keys`, each item's MTD mask seed (`omniid.draws.mask_key`)."""
+    paths as lists per identity; `item_keys`, each item's own random seed (`omniid.draws.item_key`)."""
     m = max(item["inputs"].shape[0] for item in items)
     inputs = _padded([item["inputs"] for item in items], m)
     valid = torch.zeros(len(items), m, dtype=torch.bool)
@@ -49,8 +49,8 @@ def collate(items: list[dict]) -> dict:
     for key in ("input_paths", "target_paths"):
         if key in items[0]:
             batch[key] = [item[key] for item in items]
-    if "mask_key" in items[0]:  # a list of ints: it stays on the CPU, where the masks are drawn
-        batch["mask_keys"] = [item["mask_key"] for item in items]
+    if "item_key" in items[0]:  # a list of ints: it stays on the CPU, where the items' draws are made
+        batch["item_keys"] = [item["item_key"] for item in items]
     if "masks" in items[0]:
         batch["masks"] = torch.stack([item["masks"] for item in items])
     if "identity_inputs" in items[0]:  # the `arcface` baselines' 112 px reads, padded as the inputs are

@@ -37,10 +37,11 @@ from omniid.errors import BadCropsError, DataError, FlagError
 log = logging.getLogger("omniid.data")
 
 
-def mask_key(seed: int, draw: int) -> int:
-    """The seed of an item's MTD masks (`omniid.objectives.mtd.item_masks`): a function of (seed,
-    draw index) alone, as its faces are, so that a step's masks are the same whichever process,
-    micro-batch or batch size reads the item (`--grad-accum` over one process or DDP over several)."""
+def item_key(seed: int, draw: int) -> int:
+    """The seed of an item's own randomness (`omniid.noise`: MTD's masks, the flow stages'
+    posterior sample, t and noise): a function of (seed, draw index) alone, as its faces are, so
+    that a step draws the same whichever process, micro-batch or batch size reads the item
+    (`--grad-accum` over one process or DDP over several)."""
     return int(np.random.SeedSequence([seed, draw, 2]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
@@ -187,7 +188,7 @@ class FewToManyDataset(Dataset):
             "input_paths": [str(crop) for crop, _ in inputs],
             "target_paths": [str(t[0]) for t in targets],
             "bad_crops": {**self.reader.bad, **self.target_reader.bad},
-            "mask_key": mask_key(self.seed, draw),
+            "item_key": item_key(self.seed, draw),
         }
         if self.masks:
             result["masks"] = masks_to_tensor([t[2] for t in targets])

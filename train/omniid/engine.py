@@ -3,9 +3,9 @@
 The engine is given a built objective (see `omniid.objectives`) and a loader factory; it never
 names a decoder. One process per GPU under torchrun (`omniid.distributed`; gloo on CPU). Every
 source of randomness is keyed by integers: batches come from `FewToManySampler` (seed, global
-batch, rank), MTD's masks from each item's own key (seed, draw index), the rest of the objective's
-randomness (flow noise and t) from a generator seeded per micro-step, so a resumed run produces
-the same losses as an uninterrupted one. The optimiser and its schedule live
+batch, rank), the objective's randomness (MTD's masks; the flow stages' posterior sample, t and
+noise) from each item's own key (seed, draw index; `omniid.noise`), so a resumed run produces the
+same losses as an uninterrupted one, and a DDP step those of one process's --grad-accum step. The optimiser and its schedule live
 in `omniid.optim`, the run folder and its checkpoints in `omniid.checkpoint`; one step and one
 evaluation in `omniid.train_step`, where a run starts (resume, --init-from) in `omniid.run_start`,
 what it reports in `omniid.run_progress`.

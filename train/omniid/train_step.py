@@ -1,8 +1,8 @@
 """One optimizer step of a training run, and one evaluation, with randomness keyed by integers.
 
-The objective's randomness (flow noise and t; MTD masks of a batch made by hand, since a loader's
-items carry their own mask keys) comes from a generator seeded per micro-step (`mask_generator`),
-so a resumed run produces the same losses as an uninterrupted one.
+The objective's randomness comes from each item's own key where the loader's batch has them
+(`omniid.noise`), else from a generator seeded per micro-step (`mask_generator`), so a resumed
+run produces the same losses as an uninterrupted one.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from omniid.swap import evaluate as swap_evaluate
 
 
 def mask_generator(device: torch.device, *key: int) -> torch.Generator:
-    """The objective's generator (flow noise and t; MTD masks of a batch without item keys) keyed
+    """The objective's generator (for a batch without item keys: `omniid.noise`) keyed
     by integers: (seed, 0, step, rank, micro) in training, (seed, 1, batch) in eval, so they never
     depend on what ran before."""
     key = int(np.random.SeedSequence(list(key)).generate_state(1, dtype=np.uint64)[0] >> 1)

@@ -100,21 +100,23 @@ def test_loss_is_the_velocity_error(batch):
 
 
 def test_the_transformer_gets_z_t_between_the_latents_and_the_noise_and_learns_noise_minus_latents(batch):
-    """eq. 6-7 written out, the draws replayed from the same generator in the objective's order
-    (latents, t, ε): FLUX is given z_t = (1 - t) z + t ε (t = 0 the face, t = 1 pure noise, as
+    """eq. 6-7 written out, the draws replayed from the batch's items' own keys in the objective's
+    order (latents, t, ε; `omniid.noise`): FLUX is given z_t = (1 - t) z + t ε (t = 0 the face, t = 1 pure noise, as
     FLUX's sampler steps from 1 to 0) and the target is ε - z. The loss against aux["target"]
     alone cannot tell a swapped end or a flipped sign: both come from the code under test."""
     from omniid.flux.latents import encode_latents, pack_latents
+    from omniid.noise import Draws
     from omniid.objectives.flow import sample_timesteps
 
     model = _objective().eval()
+    assert len(batch["item_keys"]) == batch["targets"].shape[0]  # a loader's batch: one key per item
     with torch.no_grad():
         out = model(batch, torch.Generator().manual_seed(0))
-        g = torch.Generator().manual_seed(0)
+        g = Draws.of(batch, batch["targets"].shape[1], None)
         latents = encode_latents(model.vae, batch["targets"].flatten(0, 1), g, PRESET.flow.latents).float()
         z = pack_latents(latents)
         t = sample_timesteps(z.shape[0], PRESET.flow, g, "cpu")
-        noise = torch.randn(z.shape, generator=g)
+        noise = g.randn(z.shape)
         torch.testing.assert_close(out.aux["t"], t)
         torch.testing.assert_close(out.aux["target"], noise - z)
         z_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
@@ -241,3 +243,27 @@ def test_bf16_flux_on_cuda_trains_the_encoder_and_adapter(batch):
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert model.adapter.processors[0].to_v_ip[0].weight.grad.abs().sum() > 0
+
+
+def test_each_item_draws_its_own_posterior_sample_t_and_noise_in_any_batch(batch):
+    """An item's draws come from its own key (`omniid.noise`): the second item's posterior sample,
+    t and noise are the same read beside the first or alone (a micro-batch or another process),
+    and the two items' differ. A generator per batch gave the lone item the first item's draws."""
+    from omniid.flux.latents import encode_latents
+    from omniid.noise import Draws
+
+    vae, r = _objective().vae, batch["targets"].shape[1]
+    keys, targets = batch["item_keys"], batch["targets"]
+
+    def drawn(items: slice):
+        draws = Draws(keys=keys[items], rows=r)
+        with torch.no_grad():
+            latents = encode_latents(vae, targets[items].flatten(0, 1), draws, "sample")
+        return latents, draws.rand((latents.shape[0],)), draws.randn((latents.shape[0], 4))
+
+    together, alone = drawn(slice(0, 2)), drawn(slice(1, 2))
+    for both, second in zip(together, alone):
+        torch.testing.assert_close(both[r:], second)
+        assert not torch.equal(both[:r], both[r:])
+    with pytest.raises(ValueError, match="3 rows drawn for 2 items of 2 rows each"):
+        Draws(keys=keys, rows=r).randn((3, 4))

@@ -45,7 +45,7 @@ def build_controlnet(transformer, layers: int, single_layers: int):
     return controlnet.float().to(transformer.device).requires_grad_(True)
 
 
-def encode_control(vae, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def encode_control(vae, images: torch.Tensor, generator=None) -> torch.Tensor:
     """images [B, 3, T, T] in [-1, 1] -> packed latents [B, (T/2f)^2, 4c], as FluxControlNetPipeline."""
     return pack_latents(encode_latents(vae, images, generator, "sample").float())
 

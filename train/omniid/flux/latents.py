@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from omniid.noise import Draws
+
 
 def vae_scale_factor(vae) -> int:
     return 2 ** (len(vae.config.block_out_channels) - 1)
@@ -16,17 +18,24 @@ def vae_scale_factor(vae) -> int:
 LATENTS = ("sample", "mean")
 
 
-def encode_latents(vae, images: torch.Tensor, generator: torch.Generator | None = None,
+def encode_latents(vae, images: torch.Tensor, generator: torch.Generator | Draws | None = None,
                    latents: str = "sample") -> torch.Tensor:
     """images [B, 3, H, W] in [-1, 1] -> latents [B, c, H/f, W/f], shifted and scaled as FLUX expects.
 
     latents: `sample` draws from the VAE's posterior, as FLUX training does (a trained VAE's
     posterior is narrow); `mean` takes its mean, for a random VAE whose untrained posterior
-    variance is about 1 and would bury the image in noise."""
+    variance is about 1 and would bury the image in noise. generator: a torch generator, or each
+    item's own draws (`omniid.noise.Draws`)."""
     if latents not in LATENTS:
         raise ValueError(f"latents must be one of {LATENTS}, got {latents!r}")
     posterior = vae.encode(images.to(vae.dtype)).latent_dist
-    latents = posterior.sample(generator=generator) if latents == "sample" else posterior.mean
+    if latents == "mean":
+        latents = posterior.mean
+    elif isinstance(generator, Draws) and generator.per_item:  # as the posterior's own sample()
+        latents = posterior.mean + posterior.std * generator.randn(posterior.mean.shape, posterior.mean.device,
+                                                                   posterior.mean.dtype)
+    else:
+        latents = posterior.sample(generator=generator.generator if isinstance(generator, Draws) else generator)
     shift = vae.config.shift_factor or 0.0
     return (latents - shift) * vae.config.scaling_factor
 

@@ -3,9 +3,11 @@
 An objective is an `nn.Module` holding everything one stage trains (and any frozen parts):
 
     forward(batch, generator, tokens=None) -> ObjectiveOutput(loss, pred, aux)
-        batch: the loader's dict; generator: the stage's randomness (noise, t), keyed by the
-        engine per (seed, step, rank, micro-step) so that a resume replays it exactly (MTD's
-        masks come from the batch's own `mask_keys`, one per item, where it has them);
+        batch: the loader's dict; generator: the stage's randomness for a batch made by hand,
+        keyed by the engine per (seed, step, rank, micro-step); a loader's batch carries
+        `item_keys`, one per item, and each item draws from its own (`omniid.noise`: masks,
+        posterior sample, t, noise), so a resume replays them exactly and a step does not depend
+        on how its items are split over micro-batches or processes;
         tokens: a representation to decode from instead of the batch's own (drawing the same
         randomness), for the identity-swap check (`omniid.swap`)
     represent(batch) -> tokens [B, ...]     the representation of the batch's inputs

@@ -25,6 +25,7 @@ from omniid.flux.controlnet import build_controlnet, encode_control, load_contro
 from omniid.flux.latents import encode_latents, latent_image_ids, pack_latents
 from omniid.landmarks import LandmarkTargets
 from omniid.objectives.base import ObjectiveOutput
+from omniid.noise import Draws
 from omniid.objectives.flow import FlowObjective, sample_timesteps
 from omniid.objectives.flow import build as build_flow
 
@@ -89,13 +90,14 @@ class ControlNetObjective(FlowObjective):
         targets = batch["targets"]
         r = targets.shape[1]
         flat = targets.flatten(0, 1)                                         # [B*R, 6, T, T]
+        draws = Draws.of(batch, r, generator)                                # each item's own, where it has a key
         with torch.no_grad():
-            latents = encode_latents(self.vae, flat[:, :3], generator, self.flow.latents).float()
-            control = encode_control(self.vae, flat[:, 3:], generator)       # [B*R, L, 4c]
+            latents = encode_latents(self.vae, flat[:, :3], draws, self.flow.latents).float()
+            control = encode_control(self.vae, flat[:, 3:], draws)           # [B*R, L, 4c]
         h, w = latents.shape[-2:]
         z = pack_latents(latents)
-        t = sample_timesteps(z.shape[0], self.flow, generator, z.device)
-        noise = torch.randn(z.shape, generator=generator, device=z.device)
+        t = sample_timesteps(z.shape[0], self.flow, draws, z.device)
+        noise = draws.randn(z.shape, z.device)
         z_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
         target = noise - z
         v = self.controlled_velocity(z_t, t, tokens.repeat_interleave(r, dim=0), control, h, w)

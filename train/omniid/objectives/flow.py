@@ -19,16 +19,18 @@ from omniid.errors import FlagError
 from omniid.flux.latents import encode_latents, latent_image_ids, pack_latents
 from omniid.flux.loading import FluxParts, flux_dtype, load_flux, require_flux_folder
 from omniid.flux.prompt import ensure_prompt_embeds, load_prompt_embeds, random_prompt_embeds
+from omniid.noise import Draws
 from omniid.objectives.base import ObjectiveOutput
 from omniid.representations import build_representation
 
 
-def sample_timesteps(n: int, flow, generator: torch.Generator | None, device) -> torch.Tensor:
+def sample_timesteps(n: int, flow, generator: torch.Generator | Draws | None, device) -> torch.Tensor:
     """[n] in (0, 1): uniform, or logit-normal (sigmoid of N(logit_mean, logit_std))."""
+    draws = generator if isinstance(generator, Draws) else Draws(generator)
     if flow.timesteps == "uniform":
-        return torch.rand(n, generator=generator, device=device)
+        return draws.rand((n,), device)
     if flow.timesteps == "logit_normal":
-        normal = torch.randn(n, generator=generator, device=device)
+        normal = draws.randn((n,), device)
         return torch.sigmoid(flow.logit_mean + flow.logit_std * normal)
     raise ValueError(f"unknown timestep sampling {flow.timesteps!r} (uniform, logit_normal)")
 
@@ -114,19 +116,21 @@ class FlowObjective(nn.Module):
                 tokens: torch.Tensor | None = None) -> ObjectiveOutput:
         """batch: inputs [B, M, 3, S, S], input_valid [B, M], targets [B, R, 3, T, T] in [-1, 1]
         -> loss, pred v [B*R, tokens, 4c], aux {t [B*R], target ε - z}. tokens: [B, N, D] to
-        condition on instead of `represent(batch)`; latents, t and noise are drawn the same."""
+        condition on instead of `represent(batch)`; latents, t and noise are drawn the same. Drawn
+        from each item's own key where the batch has them (`omniid.noise`), else from `generator`."""
         if tokens is None:
             tokens = self.representation(batch)                              # [B, N, D]
         targets = batch["targets"]
         b, r = targets.shape[:2]
+        draws = Draws.of(batch, r, generator)
         with torch.no_grad():
-            latents = encode_latents(self.vae, targets.flatten(0, 1), generator,
+            latents = encode_latents(self.vae, targets.flatten(0, 1), draws,
                                      self.flow.latents).float()              # [B*R, c, h, w]
         h, w = latents.shape[-2:]
         z = pack_latents(latents)
         n, device = z.shape[0], z.device
-        t = sample_timesteps(n, self.flow, generator, device)
-        noise = torch.randn(z.shape, generator=generator, device=device)
+        t = sample_timesteps(n, self.flow, draws, device)
+        noise = draws.randn(z.shape, device)
         z_t = (1 - t[:, None, None]) * z + t[:, None, None] * noise
         target = noise - z
         v = self.velocity(z_t, t, tokens.repeat_interleave(r, dim=0), h, w)

@@ -19,6 +19,7 @@ from omniid.blocks import BlockStack
 from omniid.config import ModelConfig
 from omniid.encoder import WEIGHTS_FILE, OmniIDEncoder
 from omniid.errors import FlagError
+from omniid.noise import Draws
 from omniid.objectives.base import ObjectiveOutput
 
 DECODER_FILE = "decoder.safetensors"
@@ -32,10 +33,9 @@ def exact_random_mask(batch: int, patches: int, ratio: float, device=None,
 
 def item_masks(keys: list[int], rows: int, patches: int, ratio: float, device=None) -> torch.Tensor:
     """[len(keys) * rows, patches] bool as `exact_random_mask`: item i's `rows` masks (one per
-    target) drawn from its own key alone, on the CPU, so that an item's masks are the same in any
-    batch, micro-batch, process or device (the key: `omniid.draws.mask_key`, of seed and draw)."""
-    noise = [torch.rand(rows, patches, generator=torch.Generator().manual_seed(int(key))) for key in keys]
-    return _lowest(torch.cat(noise).to(device), ratio)
+    target) drawn from its own key alone (`omniid.noise`), so that an item's masks are the same in
+    any batch, micro-batch, process or device (the key: `omniid.draws.item_key`)."""
+    return _lowest(Draws(keys=keys, rows=rows).rand((len(keys) * rows, patches), device), ratio)
 
 
 def _lowest(noise: torch.Tensor, ratio: float) -> torch.Tensor:
@@ -111,11 +111,11 @@ class OmniIDMTD(nn.Module):
 
     def compute(self, inputs: torch.Tensor, input_valid: torch.Tensor, targets: torch.Tensor,
                 masks: torch.Tensor, generator: torch.Generator | None = None,
-                latent: torch.Tensor | None = None, mask_keys: list[int] | None = None) -> ObjectiveOutput:
+                latent: torch.Tensor | None = None, item_keys: list[int] | None = None) -> ObjectiveOutput:
         """inputs: [B, M, 3, S, S]; input_valid: [B, M]; targets: [B, R, 3, S, S];
         masks: [B, R, 1, S, S] -> loss (the mean over all B*R targets), pred [B*R, N, p*p*3],
         aux {"masked": [B*R, N]}. latent: ℓ [B, L, C] to decode from instead of the inputs'
-        (the identity-swap check); the masks are drawn the same either way. mask_keys: one per
+        (the identity-swap check); the masks are drawn the same either way. item_keys: one per
         item (a loader's batches carry them): each item's masks from its own key (`item_masks`);
         without them (a batch made by hand), the batch's from `generator`."""
         b, r = targets.shape[:2]
@@ -124,8 +124,8 @@ class OmniIDMTD(nn.Module):
         latent = latent.repeat_interleave(r, dim=0)                         # [B*R, L, C]
         flat_targets = targets.flatten(0, 1)                                # [B*R, 3, S, S]
         ratio, patches = self.decoder.config.mask_ratio, self.decoder.num_patches
-        masked = (exact_random_mask(b * r, patches, ratio, targets.device, generator) if mask_keys is None
-                  else item_masks(mask_keys, r, patches, ratio, targets.device))
+        masked = (exact_random_mask(b * r, patches, ratio, targets.device, generator) if item_keys is None
+                  else item_masks(item_keys, r, patches, ratio, targets.device))
         pred = self.decoder.forward_decoder(latent, flat_targets, masked)
         loss = self.decoder.forward_loss(pred, flat_targets, masks.flatten(0, 1)).mean()
         return ObjectiveOutput(loss, pred, {"masked": masked})
@@ -153,9 +153,9 @@ class MTDObjective(OmniIDMTD):
     def forward(self, batch: dict, generator: torch.Generator | None = None,
                 tokens: torch.Tensor | None = None) -> ObjectiveOutput:
         """tokens: ℓ [B, L, C] to decode from instead of `represent(batch)`. The masks: each item's
-        own (`mask_keys`, which a loader's batches carry), else drawn from `generator`."""
+        own (`item_keys`, which a loader's batches carry), else drawn from `generator`."""
         return self.compute(batch["inputs"], batch["input_valid"], batch["targets"], batch["masks"], generator,
-                            tokens, batch.get("mask_keys"))
+                            tokens, batch.get("item_keys"))
 
     def save_pretrained(self, folder: str | Path) -> None:
         self.encoder.save_pretrained(folder)
