@@ -12,7 +12,11 @@ import duckdb
 import pytest
 
 from conftest import SAMPLE_PRESET, run_cli
+from mfhq.config import CurateConfig
+from mfhq.curate import cluster_sample
+from mfhq.manifest.run_state import PartialRun, read_run_state
 from mfhq.manifest.views import connect
+from synthetic_runs import ClipSpec, write_run
 
 
 def stop_part_way(run: Path, clip: str) -> list[Path]:
@@ -161,3 +165,18 @@ def test_a_run_whose_extract_exited_unreaped_reads_as_killed_not_running(sample_
     (run / "lock").write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": "now",
                                           "token": "alive"}))
     assert read_run_state(run).state == "running"  # a live holder is still at work
+
+
+def test_a_complete_run_whose_shard_was_deleted_for_a_redo_is_not_complete(tmp_path):
+    """docs/curate.md's repair of a damaged shard: delete the shard and its done/ marker, re-run
+    extract. Until then run.json still says complete, but the run lacks the shard: it reads as
+    partial and cluster-sample refuses it, never sampling the run without those clips."""
+    run = write_run(tmp_path / "run", [ClipSpec("src", f"c{i}", f"v{i}", i) for i in range(6)])
+    for part in ("done/s-00001.json", "faces/s-00001.parquet", "clips/s-00001.parquet"):
+        (run / part).unlink()
+    state = read_run_state(run)
+    assert json.loads((run / "run.json").read_text())["state"] == "complete" and not state.complete
+    assert "1 of 2 shards done, 3 of 6 clips never processed; re-run the same `mfhq extract`" in state.line()
+    with pytest.raises(PartialRun, match="1 of 2 shards done"):
+        cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
+    assert not (tmp_path / "m").exists()

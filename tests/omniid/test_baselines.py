@@ -68,6 +68,19 @@ def test_padding_and_order_do_not_matter_but_the_images_do(built, name):
     assert not torch.allclose(other[0], out[0], atol=1e-4)
 
 
+
+@pytest.mark.parametrize("name", list(BASELINES))
+def test_an_identity_padded_to_the_batchs_m_is_represented_as_alone(built, name):
+    """One input padded to three (a batch with num_inputs_min < num_inputs, eval's k = 1 beside
+    k = 3) gives the representation of that input alone: the mean is over the valid inputs, not
+    over the batch's M (the clip baseline's tokens would shrink to a third)."""
+    rep = built[name]
+    b = batch(3)
+    with torch.no_grad():
+        padded = rep(b)[1]
+        alone = rep({"inputs": b["inputs"][1:, :1], "input_valid": torch.tensor([[True]])})[0]
+    torch.testing.assert_close(padded, alone, rtol=1e-4, atol=1e-4)
+
 def test_save_and_load_the_trained_projection_and_a_random_tower(built, tmp_path):
     rep = built["arcface+clip"]
     with torch.no_grad():

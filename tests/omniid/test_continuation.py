@@ -297,10 +297,12 @@ def test_an_out_that_is_no_run_is_refused_unless_new_or_empty(sample_manifest, t
 def test_an_out_with_no_checkpoint_yet_starts_with_this_commands_options(sample_manifest, tmp_path, caplog):
     """A check that fails once preset.json is written (too few identities for the batch) leaves a
     folder with nothing trained in it: the fix the message asks for (a lower --batch-size) was
-    then refused as 'a run made with other options'."""
+    then refused as 'a run made with other options'. A first save killed part way leaves only its
+    temporary folder, which is no checkpoint either."""
     out = tmp_path / "run"
     assert main(args(sample_manifest, out, "--batch-size", "64")) == 2
     assert "cannot fill one global batch of 64" in caplog.text and (out / "preset.json").is_file()
+    (out / "checkpoints" / ".tmp-step-00000002").mkdir(parents=True)  # a kill during the first save
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="omniid"):
         assert main(args(sample_manifest, out, "--batch-size", "2")) == 0

@@ -12,7 +12,9 @@ import torch
 
 from omniid.data import (BadCropsError, FaceDataset, FewToManyDataset, FewToManySampler, ManifestError, build_loader,
                          load_faces, load_manifest)
-from omniid_fixtures import kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
+from mfhq.manifest import read_manifest
+from omniid_fixtures import (kept_faces, one_torch_thread, sample_manifest,  # noqa: F401  (pytest fixtures)
+                             write_contract_folder)
 
 SIZE = 32
 
@@ -108,6 +110,25 @@ def test_moved_manifest_folder_still_resolves(sample_manifest, sample_run, tmp_p
         load_faces(alone / "train.parquet")
     assert len(load_manifest(alone / "train.parquet", roots={"sample": other})) == 4
 
+
+
+def test_the_faces_are_in_identity_and_crop_path_order_whatever_the_rows_order(kept_faces, sample_run, tmp_path):
+    """A manifest written in another row order (a script's, another tool's) gives the same
+    identities, faces and order, so draws by index and --holdout-faces (each identity's last
+    faces in crop-path order) take the same faces."""
+    reversed_rows = kept_faces.take(list(range(kept_faces.num_rows - 1, -1, -1)))
+    given = write_contract_folder(tmp_path / "reversed", {"train": reversed_rows}, sample_run)
+    ordered = write_contract_folder(tmp_path / "ordered", {"train": kept_faces}, sample_run)
+    assert read_manifest(given, ["crop_path"]).column(0).to_pylist()[0] != \
+        read_manifest(ordered, ["crop_path"]).column(0).to_pylist()[0]
+    def resolved(manifest):  # each folder names the run relative to itself
+        return [(name, [(crop.resolve(), mask.resolve()) for crop, mask in faces])
+                for name, faces in load_manifest(manifest).items()]
+
+    identities = resolved(given)
+    assert identities == resolved(ordered)
+    assert [name for name, _ in identities] == sorted(name for name, _ in identities)
+    assert all(faces == sorted(faces) for _, faces in identities)
 
 def test_version_mismatch_and_foreign_files_are_clear_errors(sample_manifest, tmp_path):
     folder = tmp_path / "m"

@@ -53,6 +53,17 @@ def test_an_image_in_memory_gets_the_same_reduction_as_its_file(crops, side):
     assert np.allclose(tensor.numpy(), pixels_to_tensor(load_pixels(crops[0], 224)).numpy())
 
 
+
+@pytest.mark.parametrize("side, factor", [(224, 2), (112, 4), (56, 8), (32, 8)])
+def test_an_image_in_memory_is_reduced_by_the_factor_a_jpeg_draft_decode_takes(side, factor):
+    """448 px in memory -> `side`: the largest of 2, 4, 8 that keeps it at least `side` (the DCT
+    scale PIL's draft takes from the file), as a box filter, then bicubic for the rest: 448 -> 224
+    is the 2 x 2 box itself, not a bicubic resize of the whole."""
+    pixels = np.random.default_rng(0).integers(0, 256, (448, 448, 3), dtype=np.uint8)
+    reduced = Image.fromarray(pixels).reduce(factor)
+    expected = reduced if reduced.size == (side, side) else reduced.resize((side, side), Image.Resampling.BICUBIC)
+    assert np.array_equal(load_pixels(pixels, side), np.asarray(expected))
+
 def test_bench_data_reports_both_stages(sample_manifest, capsys):
     assert bench_main(["--manifest", str(sample_manifest), "--preset", "tiny", "--items", "4", "--workers", "1",
                        "--loader-batches", "2", "--mtd-steps-per-s", "10", "--flow-steps-per-s", "1"]) == 0

@@ -5,6 +5,7 @@ presets' `arcface` baselines embed an upscaled face, and report.html labels its 
 tables do."""
 from __future__ import annotations
 
+import csv
 import math
 import re
 from types import SimpleNamespace
@@ -82,6 +83,51 @@ def test_sim_ref_is_nan_without_a_generated_face_and_left_out_of_the_cell(tmp_pa
     assert cells["id_similarity:arcface"][0] == pytest.approx(found["id_similarity:arcface"] / 2)
     assert cells["no_face_rate"][0] == 0.5  # and the table says how many had no face
 
+
+
+def test_a_row_whose_ground_truth_has_no_face_is_in_no_recogniser_cell(tmp_path):
+    """The recogniser cells are over the rows whose ground truth has a face (eval_table): a row whose
+    target showed no face to the metric has a Sim(Ref) of its own (its generated face and inputs are
+    there) but is left out of it too, so ID sim and Sim(Ref) are means over the same images; n and
+    no_face_rate still count it."""
+    truth, near = _face([1, 0, 0]), _face([1, 0.2, 0])
+    found = score(_face([1, 0.1, 0]), truth, [near], RECOGNISERS)
+    blind = score(_face([0, 1, 0]), None, [near], RECOGNISERS)  # far from its input: Sim(Ref) ~0.2
+    assert not blind["gt_face"] and math.isnan(blind["id_similarity"]) and math.isfinite(blind["sim_ref"])
+    base = {"representation": "omniid", "k": 1}
+    rows = [{**base, **found, "identity_id": "a"}, {**base, **blind, "identity_id": "b"}]
+    cells = write_table(rows, tmp_path, TableSpec(["omniid"], [1], RECOGNISERS, resamples=20))[("omniid", 1)]
+    for r in RECOGNISERS:
+        assert cells[f"sim_ref:{r}"][0] == pytest.approx(found[f"sim_ref:{r}"])
+        assert cells[f"id_similarity:{r}"][0] == pytest.approx(found[f"id_similarity:{r}"])
+    assert cells["n"] == 2 and cells["no_face_rate"][0] == 0.0
+
+
+def test_table_csv_heads_each_bound_of_an_interval_with_its_name(tmp_path):
+    """table.csv's `M:low` column holds the interval's lower bound and `M:high` its upper one, as
+    table.md shows "mean [low, high]": four identities of different ID sim give a wide interval."""
+    truth, near = _face([1, 0, 0]), _face([1, 0.2, 0])
+    rows = [{"representation": "omniid", "k": 1, "identity_id": name,
+             **score(_face([1, lean, 0]), truth, [near], RECOGNISERS)}
+            for name, lean in (("a", 0.1), ("b", 0.5), ("c", 1.0), ("d", 2.0))]
+    cells = write_table(rows, tmp_path, TableSpec(["omniid"], [1], RECOGNISERS, resamples=200))[("omniid", 1)]
+    with open(tmp_path / "table.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    mean, low, high = cells["id_similarity:arcface"]
+    assert low < mean < high
+    for key in ("id_similarity:arcface", "sim_ref:sface", "pose_error"):
+        assert [float(row[key + s]) for s in ("", ":low", ":high")] == list(cells[key])
+    assert float(row["id_similarity:arcface:low"]) < float(row["id_similarity:arcface:high"])
+
+
+def test_the_pose_gap_is_to_the_input_nearest_the_ground_truth_in_pose():
+    """pose_gap (what the pose-gap curve bins): the summed |Δyaw| + |Δpitch| + |Δroll| from the
+    ground truth to the nearest of the inputs in pose, here 5 degrees (not the 40 of the far one);
+    an input without a face is not one of them."""
+    truth = _face([1, 0, 0], pose=(10.0, 0.0, 0.0))
+    inputs = [_face([1, 0.2, 0], pose=(50.0, 0.0, 0.0)), None, _face([0, 1, 0], pose=(12.0, -3.0, 0.0))]
+    assert score(_face([1, 0.1, 0]), truth, inputs, RECOGNISERS)["pose_gap"] == pytest.approx(5.0)
+    assert math.isnan(score(_face([1, 0.1, 0]), truth, [None], RECOGNISERS)["pose_gap"])
 
 def test_report_html_labels_each_row_with_the_setting_columns_of_table_md(tmp_path):
     face = score(_face([1, 0.1, 0]), _face([1, 0, 0]), [_face([1, 0.2, 0])], RECOGNISERS)

@@ -56,3 +56,13 @@ def test_force_lets_the_same_evaluation_replace_its_export(earlier_export):
     check_export_dir(folder, out, force=True)
     with pytest.raises(OutputError, match="holds the export of another evaluation"):
         check_export_dir(folder, out.parent / "another-eval", force=True)
+
+
+def test_an_export_holding_files_it_did_not_write_is_refused_even_with_force(earlier_export):
+    """A file put beside the evaluation's own export (not one of the roots its marker lists) is
+    refused, even with --force: the re-run would leave it among the new entries."""
+    folder, out = earlier_export
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match=r"holds files that its export did not write \(notes.txt\)"):
+        check_export_dir(folder, out, force=True)
+    assert (folder / "notes.txt").read_text() == "mine"

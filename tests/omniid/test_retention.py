@@ -96,3 +96,14 @@ def test_a_step_another_run_started_from_is_never_pruned_while_that_run_exists(t
     assert steps_kept(tmp_path / "run") == ["step-00000004", "step-00000008", "step-00000010"]
     user.rmdir()  # the run that started from step 4 is gone: step 4 is an old step like any other
     assert prune(root, keep=2, milestone_every=0) == ["step-00000004"]
+
+
+def test_the_step_latest_names_is_kept_even_when_older_than_the_newest_n(tmp_path):
+    """Pruning never deletes the step `latest` names (the one `--resume auto` starts from), even
+    where it is not among the newest N (the module's rule; here N = 1 and `latest` two steps back)."""
+    root = tmp_path / "checkpoints"
+    for step in range(1, 5):
+        (root / f"step-{step:08d}").mkdir(parents=True)
+    point_latest(root, root / "step-00000002")
+    assert prune(root, keep=1, milestone_every=0) == ["step-00000001", "step-00000003"]
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["step-00000002", "step-00000004"]

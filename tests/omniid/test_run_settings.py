@@ -3,6 +3,7 @@ row), a flow run's FluxPipeline takes text prompts, manifest paths work wherever
 paths, and the documented offline diffusers example runs as written (docs/eval.md)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from omniid.cli import main as train_main
+from omniid.crop_reader import CropReader
 from omniid.eval_cli import eval_main, generate_main
 from omniid.generation import OmniIDGenerator
 from omniid_fixtures import group_photo, kept_faces, one_torch_thread, sample_manifest  # noqa: F401  (pytest fixtures)
@@ -56,6 +58,20 @@ def test_generation_uses_the_runs_guidance(runs, sample_manifest):
     assert gen.settings["trained_guidance"] == 5.0
     assert np.array_equal(pixels(own), pixels(five)) and not np.array_equal(pixels(own), pixels(other))
 
+
+
+def test_inputs_are_read_at_the_encoders_side_not_at_the_generated_images(runs, sample_manifest):
+    """The paper generates 448 px images from a 224 px encoder; the tiny preset's two sides are
+    both 32, so a generated side of 64 is set here: the tokens are the encoder's on the crops as
+    training read them (CropReader at model.image_size), whatever the side generated."""
+    gen = OmniIDGenerator.from_checkpoint(runs["default"])
+    gen.preset = dataclasses.replace(gen.preset, flow=dataclasses.replace(gen.preset.flow, image_size=64))
+    inputs, reader = crops(sample_manifest, 2), CropReader(gen.preset.model.image_size)
+    batch = {"inputs": reader.tensors([reader.read(crop, None)[0] for crop in inputs])[None],
+             "input_valid": torch.ones(1, len(inputs), dtype=torch.bool)}
+    with torch.no_grad():
+        expected = gen.objective.representation(batch)
+    torch.testing.assert_close(gen.tokens([inputs], aligned=True), expected)
 
 def test_eval_applies_each_checkpoints_own_guidance(runs, sample_manifest, tmp_path):
     out = tmp_path / "eval"

@@ -163,3 +163,12 @@ def test_the_hold_out_takes_the_fewest_whole_groups_that_reach_test_videos():
     order = np.random.default_rng(0).permutation(len(ones))
     shuffled = [ones[i] for i in order]
     assert _held_out_videos([f"p{v}" for v in shuffled], shuffled, 3, 2) == chosen[2]
+
+
+def test_the_hold_out_counts_videos_not_the_faces_sampled_from_them():
+    """A manifest holds several faces a video (8 an identity on the paper preset): `test_videos`
+    counts the source videos held out, not their rows (which would hold out 44 faces, ~6 videos)."""
+    ones = [f"v{i:02d}" for i in range(12)]
+    video = [v for v in ones for _ in range(8)]  # eight faces of one person per video
+    for k in (1, 3, 5):
+        assert len(_held_out_videos([f"p{v}" for v in video], video, k)) == k

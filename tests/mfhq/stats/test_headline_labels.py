@@ -9,9 +9,11 @@ import json
 
 import duckdb
 import pandas as pd
+import pytest
 
 from mfhq.config import CurateConfig
 from mfhq.curate import cluster_sample
+from mfhq.manifest import read_manifest
 from mfhq.stats.report import write_report
 from synthetic_runs import ClipSpec, write_run
 
@@ -107,3 +109,33 @@ def test_identities_per_source_counts_videos_by_their_video_key(tmp_path):
                         f"FROM {manifest} GROUP BY ALL").fetchall()
     assert any(videos < clips for _, _, videos, clips in direct)  # the premise: a video with two clips sampled
     assert {(r.source, r.split, r.videos) for r in table.itertuples()} == {row[:3] for row in direct}
+
+
+def test_pose_spread_before_leaves_out_the_clip_dropped_as_a_duplicate(tmp_path):
+    """`merge: dedup` keeps one clip of a person seen in two videos: the identity's spread before
+    sampling is over that clip's kept faces (40), not the dropped duplicate's too (52)."""
+    specs = [ClipSpec("src", "x1", "V1", 1, faces=40), ClipSpec("src", "x2", "V2", 1, faces=12),
+             ClipSpec("src", "z", "V3", 3), ClipSpec("src", "w", "V4", 4)]
+    run = write_run(tmp_path / "run", specs)
+    cluster_sample([run], tmp_path / "man", CurateConfig(merge="dedup", test_videos=1))
+    write_report([run], tmp_path / "man", tmp_path / "rep")
+    members = read_manifest(tmp_path / "man" / "identities.parquet").to_pylist()
+    assert [(r["clip_id"], r["decision"]) for r in members if r["decision"].startswith("dedup")] == [
+        ("x1", "dedup_kept"), ("x2", "dedup_dropped")]
+    spread = pd.read_csv(tmp_path / "rep" / "tables" / "pose_spread.csv").set_index("identity_id")
+    person = next(r["identity_id"] for r in members if r["clip_id"] == "x1")
+    assert spread.loc[person, "faces_before"] == 40
+
+
+@pytest.mark.parametrize("align_size, upscaled", [(200, False), (201, True)])
+def test_a_face_as_large_as_the_crop_is_not_counted_upscaled(tmp_path, align_size, upscaled):
+    """The synthetic faces cover 200 px of source: at align.size 200 a crop keeps every pixel (not
+    upscaled); at 201 each sampled face is."""
+    run = write_run(tmp_path / "run", SPECS)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({**meta, "config": {"align": {"size": align_size}}}))
+    cluster_sample([run], tmp_path / "man", CurateConfig(test_videos=1))
+    write_report([run], tmp_path / "man", tmp_path / "rep")
+    head = pd.read_csv(tmp_path / "rep" / "tables" / "headline.csv").set_index("metric").value.to_dict()
+    sampled = head["train faces"] + head["test faces"]
+    assert sampled > 0 and head["sampled faces upscaled (face_size < align.size)"] == (sampled if upscaled else 0)
