@@ -81,7 +81,10 @@ class RunState:
         done = f"{self.shards_done} of {self.shards_total} shards done"
         if self.complete:
             return f"run {self.run_dir}: complete ({self.clips_done} clips, {done})"
-        state = self.state if self.state != "running" else "running now (another `mfhq extract` is at work)"
+        state = {"running": "running now (another `mfhq extract` is at work)",
+                 # run.json says so, its shards do not: a shard and its marker deleted for a redo
+                 COMPLETE: ("not complete (run.json says complete; shards without a done/ marker: "
+                            f"{self.shards_total - self.shards_done})")}.get(self.state, self.state)
         what = f"{state}: {done}, {self.never_processed} of {self.clips_planned} clips never processed"
         if self.error:
             what += f" (error: {self.error.splitlines()[0]})"

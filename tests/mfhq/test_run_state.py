@@ -177,6 +177,8 @@ def test_a_complete_run_whose_shard_was_deleted_for_a_redo_is_not_complete(tmp_p
     state = read_run_state(run)
     assert json.loads((run / "run.json").read_text())["state"] == "complete" and not state.complete
     assert "1 of 2 shards done, 3 of 6 clips never processed; re-run the same `mfhq extract`" in state.line()
+    assert ": not complete (run.json says complete; shards without a done/ marker: 1)" in state.line()
+    assert ": complete" not in state.line()  # the line never calls a partial run complete
     with pytest.raises(PartialRun, match="1 of 2 shards done"):
         cluster_sample([run], tmp_path / "m", CurateConfig(test_videos=1))
     assert not (tmp_path / "m").exists()
