@@ -148,7 +148,9 @@ def test_version_and_help_show_defaults_and_weights(capsys):
 
 @pytest.mark.slow
 def test_flow_ddp_with_two_cpu_processes(sample_manifest, mtd_run, tmp_path):
-    """The frozen FLUX is left out of DDP's broadcast and gradient sync; the trained parts agree."""
+    """The frozen FLUX is left out of DDP's broadcast and gradient sync; the trained parts agree,
+    and the steps are one process's over the same identities as two micro-batches (each item's
+    t and noise its own: `omniid.noise`)."""
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(repo / "train"), str(repo), os.environ.get("PYTHONPATH", "")])}
@@ -164,3 +166,7 @@ def test_flow_ddp_with_two_cpu_processes(sample_manifest, mtd_run, tmp_path):
     assert state["world"] == 2 and state["samples"] == 2 * 2 * 1
     first, second = state["weight_checksums"]
     assert first == second
+    one = tmp_path / "one"
+    assert main(flow_args(sample_manifest, one, "--init-from", str(mtd_run), "--steps", "2", "--batch-size", "1",
+                          "--grad-accum", "2", "--save-every", "2")) == 0
+    assert losses(out) == pytest.approx(losses(one), rel=1e-6)
