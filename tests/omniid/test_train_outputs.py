@@ -71,7 +71,7 @@ def test_the_bar_shows_the_swap_gap_of_the_evaluation_just_made(sample_manifest,
     bars = progress_bars
     out = tmp_path / "bar"
     assert main(["--manifest", str(sample_manifest), "--preset", "tiny", "--out", str(out), "--steps", "4",
-                 "--lr", "0.05", "--warmup-steps", "0", "--log-every", "2", "--eval-every", "2",
+                 "--lr", "0.005", "--warmup-steps", "0", "--log-every", "2", "--eval-every", "2",
                  "--save-every", "100"]) == 0
     evals = [r for r in records(out) if "eval_loss" in r]
     gaps = [f"{100 * r['eval_swap_gap_rel']:+.2f}%" for r in evals]
