@@ -205,3 +205,15 @@ def test_a_bench_killed_as_it_empties_its_scratch_folder_leaves_one_the_next_ben
     assert (out / "lock").is_file() and not (out / "run.json").exists()  # emptied, the lock left stale
     replace_scratch(out)  # taken as bench's: the stale lock taken over, the folder replaced
     assert [p.name for p in out.iterdir()] == [".mfhq-bench-scratch"]
+
+
+def test_a_render_into_a_file_is_refused_in_one_line(tmp_path):
+    """`--make-clips N --root FILE`: one line naming the file, nothing written (before: the
+    traceback of the folder's mkdir)."""
+    afile = tmp_path / "clips"
+    afile.write_text("mine")
+    result = run_cli("bench", "--make-clips", "1", "--seconds", "0.2", "--root", str(afile), "--out",
+                     str(tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"--root {afile}: is a file; give the folder to render the clips into" in result.stderr
+    assert afile.read_text() == "mine" and not (tmp_path / "run").exists()
