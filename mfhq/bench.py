@@ -105,7 +105,8 @@ def check_root_outside(root: Path | None, out: Path, option: str = "--out") -> N
 def replace_scratch(out: Path, option: str = "--out") -> None:
     """Empty a scratch folder bench made (or make a new one) and mark it as bench's. Emptied under
     its run lock: a folder another bench's extract is writing (the default --out is every bench's)
-    is refused in one line naming it, not emptied under it."""
+    is refused in one line naming it, not emptied under it. The mark stays all along: a bench
+    killed while it empties the folder (its lock left stale) leaves it bench's, to be replaced."""
     out = Path(out)
     check_scratch(out, option)
     if out.is_dir():
@@ -113,8 +114,8 @@ def replace_scratch(out: Path, option: str = "--out") -> None:
             for entry in out.iterdir():  # the folder itself stays: it may be the working folder
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry)
-                elif entry.name != LOCK and not entry.name.startswith((".tmp-lock-", CLAIM)):  # not the lock nor a try at it
-                    entry.unlink()
+                elif entry.name not in (LOCK, BENCH_MARKER) and not entry.name.startswith((".tmp-lock-", CLAIM)):
+                    entry.unlink()  # not the lock nor a try at it, nor the mark
     out.mkdir(parents=True, exist_ok=True)
     (out / BENCH_MARKER).write_text("A scratch run folder of `mfhq bench`: the next bench run replaces it.\n")
 

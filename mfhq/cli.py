@@ -186,6 +186,8 @@ def bench(
 
         if resolution not in RESOLUTIONS:
             fail(f"--resolution {resolution!r}: use one of {', '.join(RESOLUTIONS)}")
+        if Path(root).exists() and not Path(root).is_dir():
+            fail(f"--root {root}: is a file; give the folder to render the clips into")
     elif root is None or not Path(root).is_dir():
         fail(f"--root {root}: not a folder of videos (or pass --make-clips N)")
     try:  # the folder in use, a bad preset, a run that finds nothing to extract: one line

@@ -175,3 +175,45 @@ def test_a_clips_index_cut_short_is_rendered_again_not_a_traceback(tmp_path):
     assert make_clips(out, 1, "1080p", seconds=0.2) == [first]
     index = json.loads((out / "clips.json").read_text())
     assert [entry["file"] for entry in index["clips"]] == [first.name] and index["seconds"] == 0.2
+
+
+def test_a_bench_killed_as_it_empties_its_scratch_folder_leaves_one_the_next_bench_replaces(tmp_path):
+    """bench empties its --out under the run lock; killed (SIGKILL: the lock stays, stale) right
+    after the emptying, before it lets go of the lock, its folder is still its own scratch folder:
+    the next bench takes the stale lock over and replaces it (before, the emptying removed the
+    scratch mark too, and the folder, holding only the stale lock, was refused as someone's)."""
+    import os
+    import signal
+
+    from mfhq.bench import replace_scratch
+    from mfhq.plan import RunLock
+
+    out = tmp_path / "bench"
+    replace_scratch(out)
+    (out / "faces").mkdir()
+    (out / "faces" / "old.parquet").write_bytes(b"an earlier bench's rows")
+    (out / "run.json").write_text("{}")
+    child = os.fork()
+    if child == 0:  # the bench killed once the folder is emptied, its lock still held
+        try:
+            RunLock.release = lambda lock: os.kill(os.getpid(), signal.SIGKILL)
+            replace_scratch(out)
+        finally:
+            os._exit(1)  # not reached: killed in release
+    _, status = os.waitpid(child, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    assert (out / "lock").is_file() and not (out / "run.json").exists()  # emptied, the lock left stale
+    replace_scratch(out)  # taken as bench's: the stale lock taken over, the folder replaced
+    assert [p.name for p in out.iterdir()] == [".mfhq-bench-scratch"]
+
+
+def test_a_render_into_a_file_is_refused_in_one_line(tmp_path):
+    """`--make-clips N --root FILE`: one line naming the file, nothing written (before: the
+    traceback of the folder's mkdir)."""
+    afile = tmp_path / "clips"
+    afile.write_text("mine")
+    result = run_cli("bench", "--make-clips", "1", "--seconds", "0.2", "--root", str(afile), "--out",
+                     str(tmp_path / "run"), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"--root {afile}: is a file; give the folder to render the clips into" in result.stderr
+    assert afile.read_text() == "mine" and not (tmp_path / "run").exists()
