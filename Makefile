@@ -56,4 +56,4 @@ bench: $(STAMP)
 	$(BIN)/mfhq bench --root $(SAMPLE)/videos --pipeline pipelines/sample.yaml --out runs/bench
 
 clean:
-	rm -rf $(SAMPLE) runs reports manifests/*.parquet manifests/manifest.json
+	rm -rf $(SAMPLE) runs reports manifests/*.parquet manifests/manifest.json manifests/README.md

@@ -52,3 +52,14 @@ def test_no_media_or_weights_file_is_committed():
     tracked = subprocess.run(["git", "-C", str(REPO), "ls-files"], capture_output=True, text=True, check=True).stdout
     committed = [p for p in tracked.splitlines() if p.lower().endswith(MEDIA)]
     assert not committed, f"binary files committed (make them in the test that needs them): {committed}"
+
+
+def test_make_clean_removes_every_demo_output_git_ignores():
+    """`make demo` writes the sample, runs, reports and manifests (each ignored by git, as its
+    `.gitignore` lines say); `make clean` removes each, the manifest card with the demo's counts too."""
+    recipe = (REPO / "Makefile").read_text().split("\nclean:\n", 1)[1].splitlines()[0].split()
+    demo = ("/sample/", "/runs/", "/reports/", "/manifests/")
+    ignored = [line.strip() for line in (REPO / ".gitignore").read_text().splitlines()
+               if line.strip().startswith(demo)]
+    removed = {word.strip("/").replace("$(SAMPLE)", "sample") for word in recipe}
+    assert ignored and not [p for p in ignored if p.strip("/") not in removed], (ignored, recipe)

@@ -84,6 +84,7 @@ def test_init_from_another_presets_checkpoint_is_refused_saying_why(split_manife
     ("omniid.cli", "main", "omniid-train"), ("omniid.eval_cli", "eval_main", "omniid-eval"),
     ("omniid.eval_cli", "generate_main", "omniid-generate"), ("omniid.flux.cli", "main", "python -m omniid.flux"),
     ("omniid.gpu_check", "main", "python -m omniid.gpu_check"), ("omniid.bench_data", "main", "omniid-bench-data"),
+    ("omniid.bench_flow", "main", "python -m omniid.bench_flow"),
 ])
 def test_every_entry_point_has_version_verbosity_and_an_80_column_help(module, function, prog, capsys, monkeypatch):
     import importlib

@@ -121,3 +121,20 @@ def test_eval_names_a_missing_flux_folder_and_the_metric_models_at_once(sample_m
     assert len(errors) == 1 and errors[0].startswith("2 kinds of weights are missing or damaged")
     assert f"FLUX folder {flux}: does not exist" in errors[0] and "--preset tiny" not in errors[0]
     assert f"{models / SFACE}: sha256 " in errors[0]
+
+
+def test_the_flux_download_command_it_names_is_one_the_pins_install(tmp_path):
+    """The message for a missing FLUX folder gives a download command to type: its program must be
+    one the pinned huggingface_hub installs beside python (2.x has `hf`, no `huggingface-cli`)."""
+    import re
+    import sys
+
+    from omniid.errors import FluxWeightsMissing
+    from omniid.flux.loading import require_flux_folder
+
+    flow = dataclasses.replace(PRESETS["tiny"].flow, transformer=None, vae=None)
+    with pytest.raises(FluxWeightsMissing) as error:
+        require_flux_folder(flow, flux_path=None)
+    command = re.search(r"`(\S+) download black-forest-labs/FLUX\.1-dev --local-dir DIR`", str(error.value))
+    assert command, str(error.value)
+    assert (Path(sys.executable).parent / command.group(1)).is_file(), command.group(0)

@@ -17,7 +17,6 @@ size on) included.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -27,6 +26,8 @@ from types import SimpleNamespace
 
 import torch
 
+from omniid import __version__
+from omniid.cli_format import parser, setup_logging
 from omniid.config import FLUX_DEV, FLUX_DEV_VAE, get_preset
 from omniid.objectives import build_objective
 from omniid.optim import build_optimizer
@@ -79,24 +80,27 @@ def step_time(model, optimizer, batch, steps: int, preset, device) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m omniid.bench_flow", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--preset", default="paper")
-    p.add_argument("--batch-sizes", default="1,2,4,8",
+    # the shared grammar: 80 columns, a default shown only where there is one, --version, -v/-q
+    p = parser("python -m omniid.bench_flow", "One flow-stage training step at growing batch sizes:\n"
+               "identities/s, targets/s and peak GPU memory.", __version__)
+    p.add_argument("--preset", default="paper", metavar="NAME", help="whose architectures and shapes")
+    p.add_argument("--batch-sizes", default="1,2,4,8", metavar="LIST",
                    help="identities per micro-batch (each with the preset's targets); an optimizer step is "
                         "--grad-accum micro-batches")
     p.add_argument("--grad-accum", type=int, metavar="N",
                    help="micro-batches per optimizer step, as omniid-train's flag (default: the preset's)")
-    p.add_argument("--targets", type=int, help="targets per identity (default: the preset's flow stage)")
-    p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--targets", type=int, metavar="N", help="targets per identity (default: the preset's flow stage)")
+    p.add_argument("--steps", type=int, default=3, metavar="N", help="timed optimizer steps after a warm-up step")
     p.add_argument("--representation", default="omniid", choices=sorted(REPRESENTATIONS), metavar="NAME",
                    help=f"as omniid-train's: {', '.join(sorted(REPRESENTATIONS))} (a baseline needs its identity model)")
-    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"))
-    p.add_argument("--no-grad-checkpointing", action="store_true")
+    p.add_argument("--optimizer", default="adamw", choices=("adamw", "adamw_fused", "adamw_8bit"),
+                   help="as omniid-train's")
+    p.add_argument("--no-grad-checkpointing", action="store_true",
+                   help="off for the encoder and FLUX's blocks")
     args = p.parse_args(argv)
     if args.grad_accum is not None and args.grad_accum < 1:
         p.error("--grad-accum takes at least 1")
-    logging.basicConfig(level=logging.WARNING)
+    setup_logging(args)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     overrides = {"data.num_targets": args.targets, "optim.optimizer": args.optimizer,
                  "optim.grad_accum": args.grad_accum,

@@ -68,7 +68,7 @@ def missing_flux_files(folder: Path, parts=TRAIN_PARTS) -> list[str]:
 
 
 HOW = (f"Download black-forest-labs/FLUX.1-dev (gated: accept its licence on Hugging Face) on a machine with "
-       f"internet access, e.g. `huggingface-cli download black-forest-labs/FLUX.1-dev --local-dir DIR`, copy DIR "
+       f"internet access, e.g. `hf download black-forest-labs/FLUX.1-dev --local-dir DIR`, copy DIR "
        f"here and pass --flux-path DIR (or set {FLUX_PATH_ENV}=DIR).")
 TINY_HINT = " Or train with --preset tiny, which needs no FLUX."  # omniid-train's only: a checkpoint fixes its preset
 
