@@ -110,3 +110,18 @@ def test_the_ks_fit_the_evaluated_identities(manifest):
     assert fitted.skipped == {"eve": "1 faces; the protocol needs 2"}
     with pytest.raises(DataError, match=r"test\.parquet: no identity has the 2 faces the protocol needs"):
         fit(faces, ["eve"], (1, 3), None, str(manifest))
+
+
+def test_a_swap_check_left_out_for_want_of_a_second_identity_is_said_on_the_console(caplog):
+    """Asked for (the default) on a test set of one identity, the swap check cannot run: the
+    console says so, not only settings.json (a user otherwise finds no swap table, unexplained)."""
+    import logging
+
+    from omniid.evaluate import Protocol, _swap_settings
+
+    with caplog.at_level(logging.WARNING, logger="omniid"):
+        assert _swap_settings({}, [], Protocol(), 1, False) == {"skipped": "1 identity evaluated; the swap needs 2 or more"}
+        assert _swap_settings({}, [], Protocol(swap=False), 1, False) == {"skipped": "turned off (--no-swap)"}
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["identity-swap check not run: 1 identity evaluated; the swap needs 2 or more (settings.json's "
+                    "swap.skipped)"]  # once, and not for a swap turned off by the user

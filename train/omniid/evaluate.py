@@ -140,8 +140,10 @@ def _swap_settings(pairs: dict, summary: list[dict], protocol: Protocol, evaluat
         return {"skipped": "turned off (--no-swap)"}
     if bench:
         return {"skipped": "not run on a --bench folder (its entries are not identities with several photos)"}
-    if not pairs:
-        return {"skipped": f"{evaluated} identity evaluated; the swap needs 2 or more"}
+    if not pairs:  # said on the console too: the user asked for it, and gets no swap table
+        skipped = f"{evaluated} identity evaluated; the swap needs 2 or more"
+        log.warning("identity-swap check not run: %s (settings.json's swap.skipped)", skipped)
+        return {"skipped": skipped}
     return {"k": swap_k(protocol), "donors": pairs, "derangement_seed": protocol.seed,
             "bootstrap": {"resamples": protocol.bootstrap, "seed": protocol.seed, "level": protocol.level},
             "margins": summary}
