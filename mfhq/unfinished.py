@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from mfhq.manifest.io import atomic_write_bytes
+from mfhq.manifest.io import atomic_write_bytes, remove_stray_temps
 from mfhq.manifest.lock import FolderLock
 
 
@@ -64,8 +64,8 @@ def remove_leftovers(folder: Path, names: list[str]) -> None:
     mfhq.manifest.io's `.tmp-NAME-*`): never read, but litter. Called by their next writer, with
     the folder's lock held: no write of them is under way."""
     for name in names:
-        for left in [partial(Path(folder) / name), *Path(folder).glob(f".tmp-{name}-*")]:
-            left.unlink(missing_ok=True)
+        partial(Path(folder) / name).unlink(missing_ok=True)
+    remove_stray_temps(folder, names)
 
 
 def start(folder: Path, output: Output, again: str, **facts) -> None:

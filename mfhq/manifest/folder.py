@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mfhq.manifest.io import (atomic_write_arrow, atomic_write_bytes, atomic_write_json, file_digest, fsync_folder,
-                              sha256_of)
+                              remove_stray_temps, sha256_of)
 from mfhq.manifest.lock import LOCK, FolderLock
 from mfhq.manifest.schema import (IDENTITIES, MANIFEST_READABLE, MANIFEST_VERSION, SIDECAR, SPLITS, ManifestError,
                                   as_contract, check_kind, check_runs_once, check_types, check_version, fill_lacking, lacking)
@@ -277,7 +277,7 @@ def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, 
     writes.update(files or {})
     if not set(writes) <= ENTRIES:  # a new file must be named in ENTRIES, or re-runs refuse the folder
         raise ValueError(f"not a manifest folder's file: {sorted(set(writes) - ENTRIES)}; add it to ENTRIES")
-    _remove_leftovers(out, [*writes, SIDECAR, WRITING])
+    remove_stray_temps(out, [*writes, SIDECAR, WRITING])
     atomic_write_json(out / WRITING, {**sidecar, "schema_version": MANIFEST_VERSION})
     (out / SIDECAR).unlink(missing_ok=True)
     fsync_folder(out)  # the sidecar is gone before any file changes, also after a power loss
@@ -292,9 +292,3 @@ def write_manifest_folder(out: Path, parts: dict[str, pa.Table], sidecar: dict, 
     (out / WRITING).unlink()
     fsync_folder(out)
 
-
-def _remove_leftovers(out: Path, names: list[str]) -> None:
-    """Temporary files of a writer that was killed (the lock says no other writer is at work)."""
-    for name in names:
-        for tmp in out.glob(f".tmp-{name}-*"):
-            tmp.unlink(missing_ok=True)

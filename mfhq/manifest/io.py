@@ -105,9 +105,21 @@ def follow_umask(path: Path | str) -> None:
     os.chmod(path, 0o666 & ~current_umask())
 
 
+def _temp_prefix(name: str) -> str:
+    return f".tmp-{name}-"
+
+
+def remove_stray_temps(folder: Path, names: list[str]) -> None:
+    """The stray temporary files a killed atomic write of these files left in `folder`. For their
+    next writer, holding the folder's lock: no write of them is under way."""
+    for name in names:
+        for tmp in Path(folder).glob(f"{_temp_prefix(name)}*"):
+            tmp.unlink(missing_ok=True)
+
+
 def _temp_path(dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".tmp-{dest.name}-", dir=dest.parent)
+    fd, name = tempfile.mkstemp(prefix=_temp_prefix(dest.name), dir=dest.parent)
     os.close(fd)
     follow_umask(name)
     return Path(name)
