@@ -25,6 +25,11 @@ class Draws:
         return self.items is not None
 
     @classmethod
+    def wrap(cls, source: "torch.Generator | Draws | None") -> "Draws":
+        """`source` as draws: itself, or a generator's (a caller may be given either)."""
+        return source if isinstance(source, Draws) else cls(source)
+
+    @classmethod
     def of(cls, batch: dict, rows: int, generator: torch.Generator | None) -> "Draws":
         """The batch's items' own streams where a loader made it (`item_keys`), else `generator`'s."""
         return cls(generator, batch.get("item_keys"), rows)

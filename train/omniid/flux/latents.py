@@ -29,13 +29,14 @@ def encode_latents(vae, images: torch.Tensor, generator: torch.Generator | Draws
     if latents not in LATENTS:
         raise ValueError(f"latents must be one of {LATENTS}, got {latents!r}")
     posterior = vae.encode(images.to(vae.dtype)).latent_dist
+    draws = Draws.wrap(generator)
     if latents == "mean":
         latents = posterior.mean
-    elif isinstance(generator, Draws) and generator.per_item:  # as the posterior's own sample()
-        latents = posterior.mean + posterior.std * generator.randn(posterior.mean.shape, posterior.mean.device,
-                                                                   posterior.mean.dtype)
+    elif draws.per_item:  # as the posterior's own sample(), from each item's draws
+        latents = posterior.mean + posterior.std * draws.randn(posterior.mean.shape, posterior.mean.device,
+                                                               posterior.mean.dtype)
     else:
-        latents = posterior.sample(generator=generator.generator if isinstance(generator, Draws) else generator)
+        latents = posterior.sample(generator=draws.generator)
     shift = vae.config.shift_factor or 0.0
     return (latents - shift) * vae.config.scaling_factor
 

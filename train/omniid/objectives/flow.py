@@ -26,7 +26,7 @@ from omniid.representations import build_representation
 
 def sample_timesteps(n: int, flow, generator: torch.Generator | Draws | None, device) -> torch.Tensor:
     """[n] in (0, 1): uniform, or logit-normal (sigmoid of N(logit_mean, logit_std))."""
-    draws = generator if isinstance(generator, Draws) else Draws(generator)
+    draws = Draws.wrap(generator)
     if flow.timesteps == "uniform":
         return draws.rand((n,), device)
     if flow.timesteps == "logit_normal":

@@ -26,26 +26,17 @@ DECODER_FILE = "decoder.safetensors"
 
 
 def exact_random_mask(batch: int, patches: int, ratio: float, device=None,
-                      generator: torch.Generator | None = None) -> torch.Tensor:
-    """[batch, patches] bool, True = masked; exactly round(ratio * patches) per row."""
-    return _lowest(torch.rand(batch, patches, device=device, generator=generator), ratio)
-
-
-def item_masks(keys: list[int], rows: int, patches: int, ratio: float, device=None) -> torch.Tensor:
-    """[len(keys) * rows, patches] bool as `exact_random_mask`: item i's `rows` masks (one per
-    target) drawn from its own key alone (`omniid.noise`), so that an item's masks are the same in
-    any batch, micro-batch, process or device (the key: `omniid.draws.item_key`)."""
-    return _lowest(Draws(keys=keys, rows=rows).rand((len(keys) * rows, patches), device), ratio)
-
-
-def _lowest(noise: torch.Tensor, ratio: float) -> torch.Tensor:
-    """True where a row's noise is among its round(ratio * patches) lowest."""
+                      generator: torch.Generator | Draws | None = None) -> torch.Tensor:
+    """[batch, patches] bool, True = masked; exactly round(ratio * patches) per row. generator: a
+    torch generator, or each item's own draws (`omniid.noise.Draws`: an item's masks the same in
+    any batch, micro-batch, process or device)."""
     if not 0.0 <= ratio < 1.0:
         raise FlagError(f"mask ratio must be in [0, 1), got {ratio}")
+    noise = Draws.wrap(generator).rand((batch, patches), device)
     # each row: a random permutation of 0..N-1; stable, so that tied noise (float32 draws tie
     # now and then) ranks alike on every device
     rank = noise.argsort(dim=1, stable=True).argsort(dim=1)
-    return rank < int(round(ratio * noise.shape[1]))
+    return rank < int(round(ratio * patches))
 
 
 class MaskedTransformerDecoder(nn.Module):
@@ -116,7 +107,7 @@ class OmniIDMTD(nn.Module):
         masks: [B, R, 1, S, S] -> loss (the mean over all B*R targets), pred [B*R, N, p*p*3],
         aux {"masked": [B*R, N]}. latent: ℓ [B, L, C] to decode from instead of the inputs'
         (the identity-swap check); the masks are drawn the same either way. item_keys: one per
-        item (a loader's batches carry them): each item's masks from its own key (`item_masks`);
+        item (a loader's batches carry them): each item's masks from its own key (`omniid.noise`);
         without them (a batch made by hand), the batch's from `generator`."""
         b, r = targets.shape[:2]
         if latent is None:
@@ -124,8 +115,7 @@ class OmniIDMTD(nn.Module):
         latent = latent.repeat_interleave(r, dim=0)                         # [B*R, L, C]
         flat_targets = targets.flatten(0, 1)                                # [B*R, 3, S, S]
         ratio, patches = self.decoder.config.mask_ratio, self.decoder.num_patches
-        masked = (exact_random_mask(b * r, patches, ratio, targets.device, generator) if item_keys is None
-                  else item_masks(item_keys, r, patches, ratio, targets.device))
+        masked = exact_random_mask(b * r, patches, ratio, targets.device, Draws(generator, item_keys, r))
         pred = self.decoder.forward_decoder(latent, flat_targets, masked)
         loss = self.decoder.forward_loss(pred, flat_targets, masks.flatten(0, 1)).mean()
         return ObjectiveOutput(loss, pred, {"masked": masked})
